@@ -1,0 +1,312 @@
+/*
+ * buntime.h - single-header C PDK for Buntime guests (Extism ABI).
+ *
+ * Guests import their host functions from the wasm import module
+ * "extism:host/env". This header declares those imports and a handful of
+ * small static inline helpers on top of them. It needs no libc at all:
+ * build freestanding, e.g.
+ *
+ *   clang --target=wasm32-unknown-unknown -O2 -nostdlib \
+ *         -Wl,--no-entry -o plugin.wasm plugin.c
+ *
+ * Memory model
+ * ------------
+ * Data crosses the boundary through *handles*: 64-bit offsets into a memory
+ * that the host manages, distinct from the guest's own linear memory.
+ *   - alloc(n) returns the handle of a fresh n-byte block;
+ *   - store_u8 / store_u64 write into a block, load_u8 / load_u64 read it
+ *     (addresses are handle + byte offset; u64 accesses are little-endian);
+ *   - length(h) is the length of the block at h, 0 if h is not a block;
+ *   - handle 0 means "nothing" (e.g. a missing config key or variable).
+ * The call's input is read with input_length / input_load_u8 / input_load_u64
+ * (addresses are plain byte offsets into the input).
+ *
+ * Exports
+ * -------
+ * A callable function takes no parameters and returns an int32_t status,
+ * 0 for success; a non-zero status after error_set() reports a failure:
+ *
+ *   BUNTIME_EXPORT("greet") int32_t greet(void) { ... return 0; }
+ */
+#ifndef BUNTIME_H
+#define BUNTIME_H
+
+#include <stdint.h> /* freestanding header: provided by the compiler */
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Host imports                                                             */
+/* ------------------------------------------------------------------------ */
+
+#define BUNTIME_IMPORT(name) \
+    __attribute__((import_module("extism:host/env"), import_name(name)))
+
+/* Mark a guest function as a callable export named `name`. */
+#define BUNTIME_EXPORT(name) __attribute__((export_name(name)))
+
+/* A handle: offset of a block in host-managed memory (0 = none). */
+typedef uint64_t buntime_handle;
+
+/* Input of the current call. u8 results travel as wasm i32. */
+BUNTIME_IMPORT("input_length")   uint64_t extism_input_length(void);
+BUNTIME_IMPORT("input_load_u8")  uint32_t extism_input_load_u8(uint64_t offs);
+BUNTIME_IMPORT("input_load_u64") uint64_t extism_input_load_u64(uint64_t offs);
+
+/* Host-managed memory. */
+BUNTIME_IMPORT("length")    uint64_t       extism_length(buntime_handle h);
+BUNTIME_IMPORT("alloc")     buntime_handle extism_alloc(uint64_t n);
+BUNTIME_IMPORT("free")      void           extism_free(buntime_handle h);
+BUNTIME_IMPORT("store_u8")  void           extism_store_u8(uint64_t addr, uint32_t byte);
+BUNTIME_IMPORT("load_u8")   uint32_t       extism_load_u8(uint64_t addr);
+BUNTIME_IMPORT("store_u64") void           extism_store_u64(uint64_t addr, uint64_t v);
+BUNTIME_IMPORT("load_u64")  uint64_t       extism_load_u64(uint64_t addr);
+
+/* Result of the current call. */
+BUNTIME_IMPORT("output_set") void extism_output_set(buntime_handle h, uint64_t len);
+BUNTIME_IMPORT("error_set")  void extism_error_set(buntime_handle h);
+
+/* Configuration (read-only) and per-instance variables. Keys and values are
+ * blocks; var_set(key, 0) removes the variable. */
+BUNTIME_IMPORT("config_get") buntime_handle extism_config_get(buntime_handle key);
+BUNTIME_IMPORT("var_get")    buntime_handle extism_var_get(buntime_handle key);
+BUNTIME_IMPORT("var_set")    void           extism_var_set(buntime_handle key, buntime_handle value);
+
+/* Logging: each takes the handle of a block holding the message text. */
+BUNTIME_IMPORT("log_trace")     void    extism_log_trace(buntime_handle msg);
+BUNTIME_IMPORT("log_debug")     void    extism_log_debug(buntime_handle msg);
+BUNTIME_IMPORT("log_info")      void    extism_log_info(buntime_handle msg);
+BUNTIME_IMPORT("log_warn")      void    extism_log_warn(buntime_handle msg);
+BUNTIME_IMPORT("log_error")     void    extism_log_error(buntime_handle msg);
+BUNTIME_IMPORT("get_log_level") int32_t extism_get_log_level(void);
+
+/* HTTP: `req` is a block holding a JSON request description, `body` a block
+ * (or 0); returns the response body's handle. */
+BUNTIME_IMPORT("http_request")     buntime_handle extism_http_request(buntime_handle req,
+                                                                      buntime_handle body);
+BUNTIME_IMPORT("http_status_code") int32_t        extism_http_status_code(void);
+
+/* ------------------------------------------------------------------------ */
+/* Tiny freestanding replacements for libc                                  */
+/* ------------------------------------------------------------------------ */
+
+static inline uint64_t buntime_strlen(const char *s)
+{
+    uint64_t n = 0;
+    while (s[n]) n++;
+    return n;
+}
+
+static inline void buntime_memcpy(void *dst, const void *src, uint64_t n)
+{
+    uint8_t *d = (uint8_t *)dst;
+    const uint8_t *s = (const uint8_t *)src;
+    /* volatile keeps the compiler from turning the loop into a memcpy()
+     * call, which does not exist without libc. */
+    for (uint64_t i = 0; i < n; i++) ((volatile uint8_t *)d)[i] = s[i];
+}
+
+/* Unaligned little-endian 8-byte access in linear memory (wasm is LE). */
+static inline uint64_t buntime__get64(const uint8_t *p)
+{
+    uint64_t v;
+    __builtin_memcpy(&v, p, 8); /* constant size: lowered to one i64.load */
+    return v;
+}
+
+static inline void buntime__put64(uint8_t *p, uint64_t v)
+{
+    __builtin_memcpy(p, &v, 8);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Input                                                                    */
+/* ------------------------------------------------------------------------ */
+
+static inline uint64_t buntime_input_length(void)
+{
+    return extism_input_length();
+}
+
+/* Copy the call's input into buf (at most cap bytes), 8 bytes at a time and
+ * then byte by byte. Returns the number of bytes copied. */
+static inline uint64_t buntime_input_read(uint8_t *buf, uint64_t cap)
+{
+    uint64_t n = extism_input_length();
+    uint64_t i = 0;
+    if (n > cap) n = cap;
+    for (; i + 8 <= n; i += 8) buntime__put64(buf + i, extism_input_load_u64(i));
+    for (; i < n; i++) buf[i] = (uint8_t)extism_input_load_u8(i);
+    return n;
+}
+
+/* Copy input[0..n) into the block at dst (host to host, no guest buffer). */
+static inline void buntime_input_copy_to(buntime_handle dst, uint64_t n)
+{
+    uint64_t i = 0;
+    for (; i + 8 <= n; i += 8) extism_store_u64(dst + i, extism_input_load_u64(i));
+    for (; i < n; i++) extism_store_u8(dst + i, extism_input_load_u8(i));
+}
+
+/* A new block holding a copy of the whole input. */
+static inline buntime_handle buntime_input_handle(void)
+{
+    uint64_t n = extism_input_length();
+    buntime_handle h = extism_alloc(n);
+    buntime_input_copy_to(h, n);
+    return h;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Host memory                                                              */
+/* ------------------------------------------------------------------------ */
+
+/* Write n bytes from buf into the block memory starting at addr. */
+static inline void buntime_store(uint64_t addr, const void *buf, uint64_t n)
+{
+    const uint8_t *p = (const uint8_t *)buf;
+    uint64_t i = 0;
+    for (; i + 8 <= n; i += 8) extism_store_u64(addr + i, buntime__get64(p + i));
+    for (; i < n; i++) extism_store_u8(addr + i, p[i]);
+}
+
+/* Read n bytes from the block memory starting at addr into buf. */
+static inline void buntime_load(uint64_t addr, void *buf, uint64_t n)
+{
+    uint8_t *p = (uint8_t *)buf;
+    uint64_t i = 0;
+    for (; i + 8 <= n; i += 8) buntime__put64(p + i, extism_load_u64(addr + i));
+    for (; i < n; i++) p[i] = (uint8_t)extism_load_u8(addr + i);
+}
+
+/* Allocate a block, copy n bytes into it and return its handle. */
+static inline buntime_handle buntime_alloc_bytes(const void *buf, uint64_t n)
+{
+    buntime_handle h = extism_alloc(n);
+    buntime_store(h, buf, n);
+    return h;
+}
+
+static inline buntime_handle buntime_alloc_cstr(const char *s)
+{
+    return buntime_alloc_bytes(s, buntime_strlen(s));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Output and errors                                                        */
+/* ------------------------------------------------------------------------ */
+
+/* Make a whole block the call's output. */
+static inline void buntime_output_handle(buntime_handle h)
+{
+    extism_output_set(h, extism_length(h));
+}
+
+static inline void buntime_output_bytes(const void *buf, uint64_t n)
+{
+    extism_output_set(buntime_alloc_bytes(buf, n), n);
+}
+
+static inline void buntime_output_cstr(const char *s)
+{
+    buntime_output_bytes(s, buntime_strlen(s));
+}
+
+/* Set the call's error message; the export should then return non-zero. */
+static inline void buntime_error_bytes(const void *buf, uint64_t n)
+{
+    extism_error_set(buntime_alloc_bytes(buf, n));
+}
+
+static inline void buntime_error_cstr(const char *msg)
+{
+    buntime_error_bytes(msg, buntime_strlen(msg));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Logging                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Numbered like the result of extism_get_log_level() (trace 0 .. error 4):
+ * the host records a message whose level is >= that value. */
+typedef enum {
+    BUNTIME_LOG_TRACE = 0,
+    BUNTIME_LOG_DEBUG = 1,
+    BUNTIME_LOG_INFO = 2,
+    BUNTIME_LOG_WARN = 3,
+    BUNTIME_LOG_ERROR = 4
+} buntime_log_level;
+
+static inline void buntime_log_handle(buntime_log_level level, buntime_handle msg)
+{
+    switch (level) {
+    case BUNTIME_LOG_TRACE: extism_log_trace(msg); break;
+    case BUNTIME_LOG_DEBUG: extism_log_debug(msg); break;
+    case BUNTIME_LOG_INFO:  extism_log_info(msg);  break;
+    case BUNTIME_LOG_WARN:  extism_log_warn(msg);  break;
+    default:                extism_log_error(msg); break;
+    }
+}
+
+/* Log a NUL-terminated message at the given level. */
+static inline void buntime_log(buntime_log_level level, const char *msg)
+{
+    buntime_log_handle(level, buntime_alloc_cstr(msg));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Config and variables                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* Shared by config/var getters: copy the block at h into buf (at most cap
+ * bytes). Returns its full length, or -1 if h is 0 or an empty block. Like the
+ * other Extism PDKs, an empty value is reported as missing (hosts may
+ * represent an empty value by handle 0). */
+static inline int64_t buntime__read_value(buntime_handle h, void *buf, uint64_t cap)
+{
+    uint64_t n;
+    if (h == 0) return -1;
+    n = extism_length(h);
+    if (n == 0) return -1;
+    buntime_load(h, buf, n < cap ? n : cap);
+    return (int64_t)n;
+}
+
+/* Config value of key[0..key_len) into buf; returns the value's full length
+ * (which may exceed cap: only cap bytes are copied) or -1 if missing. */
+static inline int64_t buntime_config_get(const void *key, uint64_t key_len,
+                                         void *buf, uint64_t cap)
+{
+    return buntime__read_value(extism_config_get(buntime_alloc_bytes(key, key_len)),
+                               buf, cap);
+}
+
+/* Same as buntime_config_get, for a per-instance variable. */
+static inline int64_t buntime_var_get(const void *key, uint64_t key_len,
+                                      void *buf, uint64_t cap)
+{
+    return buntime__read_value(extism_var_get(buntime_alloc_bytes(key, key_len)),
+                               buf, cap);
+}
+
+/* Set variable key[0..key_len) to value[0..value_len). */
+static inline void buntime_var_set(const void *key, uint64_t key_len,
+                                   const void *value, uint64_t value_len)
+{
+    extism_var_set(buntime_alloc_bytes(key, key_len),
+                   buntime_alloc_bytes(value, value_len));
+}
+
+/* Remove variable key[0..key_len). */
+static inline void buntime_var_remove(const void *key, uint64_t key_len)
+{
+    extism_var_set(buntime_alloc_bytes(key, key_len), 0);
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* BUNTIME_H */

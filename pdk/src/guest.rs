@@ -1,0 +1,186 @@
+//! The guest side: reading requests and writing responses from inside WASM.
+
+use extism_pdk::Memory;
+
+use crate::http::{RequestHead, ResponseHead};
+
+pub use extism_pdk::Error;
+
+#[allow(unsafe_code, reason = "imports are foreign functions by definition")]
+mod imports {
+    // The names are `crate::abi::FN_REQUEST_BODY` and `FN_RESPONSE_BODY_WRITE`.
+    #[link(wasm_import_module = "extism:host/user")]
+    unsafe extern "C" {
+        pub(super) fn buntime_request_body() -> u64;
+        pub(super) fn buntime_response_body_write(handle: u64) -> u64;
+    }
+
+    pub(super) fn request_body() -> u64 {
+        // SAFETY: takes no arguments; returns a memory handle or 0.
+        unsafe { buntime_request_body() }
+    }
+
+    pub(super) fn response_body_write(handle: u64) {
+        // SAFETY: `handle` is a live block allocated by the caller.
+        unsafe {
+            buntime_response_body_write(handle);
+        }
+    }
+}
+
+/// An incoming request. The body is fetched from the host only if asked for.
+#[derive(Debug)]
+pub struct Request {
+    head: RequestHead,
+}
+
+impl Request {
+    /// The request head.
+    pub fn head(&self) -> &RequestHead {
+        &self.head
+    }
+
+    /// The method, e.g. `GET`.
+    pub fn method(&self) -> &str {
+        &self.head.method
+    }
+
+    /// The path the app sees.
+    pub fn path(&self) -> &str {
+        &self.head.path
+    }
+
+    /// The query string, if any.
+    pub fn query(&self) -> Option<&str> {
+        self.head.query.as_deref()
+    }
+
+    /// The first header called `name`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.header(name)
+    }
+
+    /// The request body, copied into the guest now.
+    pub fn body(&self) -> Vec<u8> {
+        match imports::request_body() {
+            0 => Vec::new(),
+            h => Memory::find(h).map(|m| m.to_vec()).unwrap_or_default(),
+        }
+    }
+
+    /// The request body as UTF-8 text.
+    pub fn text(&self) -> Result<String, Error> {
+        Ok(String::from_utf8(self.body())?)
+    }
+}
+
+/// A response under construction.
+///
+/// ```ignore
+/// let r = buntime_pdk::Response::text("hi").status(201).header("x-a", "b");
+/// ```
+#[derive(Debug, Clone)]
+pub struct Response {
+    head: ResponseHead,
+    body: Vec<u8>,
+}
+
+impl Response {
+    /// An empty response with `status`.
+    pub fn new(status: u16) -> Self {
+        Self {
+            head: ResponseHead::new(status),
+            body: Vec::new(),
+        }
+    }
+
+    /// `200 OK` with a plain-text body.
+    pub fn text(body: impl Into<String>) -> Self {
+        Self::new(200)
+            .header("content-type", "text/plain; charset=utf-8")
+            .body(body.into().into_bytes())
+    }
+
+    /// `200 OK` with a JSON body.
+    pub fn json<T: serde::Serialize>(value: &T) -> Result<Self, Error> {
+        Ok(Self::new(200)
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(value)?))
+    }
+
+    /// Sets the status.
+    pub fn status(mut self, status: u16) -> Self {
+        self.head.status = status;
+        self
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.head.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets the body.
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// Hands the response to the host: UTF-8 bodies inline, others through
+    /// `buntime_response_body_write`. Returns the head's JSON.
+    fn send(self) -> Result<Vec<u8>, Error> {
+        let mut head = self.head;
+        match String::from_utf8(self.body) {
+            Ok(text) if !text.is_empty() => head.body = Some(text),
+            Ok(_) => {}
+            Err(e) => {
+                let mem = Memory::from_bytes(e.as_bytes())?;
+                imports::response_body_write(mem.offset());
+                mem.free();
+            }
+        }
+        Ok(serde_json::to_vec(&head)?)
+    }
+}
+
+/// Runs `handler` as the `handle` export: parses the request head from the
+/// input, calls the handler, and sets the output (or the error and code 1).
+/// Used by [`crate::app!`].
+pub fn run_handler(handler: fn(Request) -> Result<Response, Error>) -> i32 {
+    let result = extism_pdk::input::<Vec<u8>>()
+        .and_then(|bytes| Ok(serde_json::from_slice::<RequestHead>(&bytes)?))
+        .and_then(|head| handler(Request { head }))
+        .and_then(Response::send)
+        .and_then(|json| extism_pdk::output(json));
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            if let Ok(mem) = Memory::from_bytes(format!("{e:#}")) {
+                #[allow(unsafe_code, reason = "the raw Extism error import")]
+                // SAFETY: `mem` is a live block holding the message.
+                unsafe {
+                    extism_pdk::extism::error_set(mem.offset());
+                }
+            }
+            1
+        }
+    }
+}
+
+/// Declares `handler` as the app's `handle` export.
+///
+/// ```ignore
+/// fn hello(_req: buntime_pdk::Request) -> Result<buntime_pdk::Response, buntime_pdk::Error> {
+///     Ok(buntime_pdk::Response::text("hello"))
+/// }
+/// buntime_pdk::app!(hello);
+/// ```
+#[macro_export]
+macro_rules! app {
+    ($handler:path) => {
+        #[unsafe(no_mangle)]
+        pub extern "C" fn handle() -> i32 {
+            $crate::guest::run_handler($handler)
+        }
+    };
+}

@@ -1,0 +1,82 @@
+//! The HTTP heads exchanged with `handle`.
+//!
+//! Headers are a list of `[name, value]` pairs so repeated headers (such as
+//! `set-cookie`) survive. Bodies are not part of the heads: see [`crate::abi`].
+
+use serde::{Deserialize, Serialize};
+
+/// What a guest's `handle` export receives as its input (JSON).
+///
+/// ```
+/// use buntime_pdk::RequestHead;
+/// let head: RequestHead = serde_json::from_str(
+///     r#"{"method":"GET","path":"/a","query":"x=1","headers":[["accept","*/*"]]}"#,
+/// ).unwrap();
+/// assert_eq!(head.header("Accept"), Some("*/*"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestHead {
+    /// Upper-case method, e.g. `GET`.
+    pub method: String,
+    /// The path the app sees (its `/name@version` prefix removed), starting with `/`.
+    pub path: String,
+    /// The raw query string without `?`, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// Request headers, names in lower case.
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    /// The prefix the app is mounted at (also sent as `x-base`), e.g. `/hello@1.0.0`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub base: String,
+    /// The request id (also sent as `x-request-id`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub request_id: String,
+    /// Length of the body waiting in the host, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_length: Option<u64>,
+}
+
+impl RequestHead {
+    /// The first header called `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What a guest's `handle` export returns as its output (JSON).
+///
+/// A UTF-8 body may travel inline in `body`; any other body is written with
+/// `buntime_response_body_write`. When `body` is present it is the whole body.
+///
+/// ```
+/// use buntime_pdk::ResponseHead;
+/// let head: ResponseHead = serde_json::from_str(r#"{"status":201}"#).unwrap();
+/// assert_eq!(head.status, 201);
+/// assert!(head.headers.is_empty());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResponseHead {
+    /// Status code.
+    pub status: u16,
+    /// Response headers.
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    /// An inline UTF-8 body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+}
+
+impl ResponseHead {
+    /// A head with `status` and nothing else.
+    pub fn new(status: u16) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: None,
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! Host-name patterns for outbound HTTP grants.
+//!
+//! These follow the Extism manifest's `allowed_hosts` (a glob over the host name
+//! only), which is what `extism:host/env::http_request` promises guests.
+//! Matching is case-insensitive, as DNS names are.
+
+use super::GrantError;
+
+/// A host-name glob: `*` matches any run of characters, `?` exactly one.
+///
+/// ```
+/// use buntime::capabilities::HostPattern;
+/// let p = HostPattern::parse("*.example.com").unwrap();
+/// assert!(p.matches("a.b.example.com"));
+/// assert!(!p.matches("example.com"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPattern {
+    pattern: String,
+}
+
+impl HostPattern {
+    /// Parses a pattern; it must be non-empty and contain only host-name
+    /// characters and wildcards.
+    pub fn parse(pattern: &str) -> Result<Self, GrantError> {
+        let invalid = |reason| GrantError::InvalidHostPattern {
+            pattern: pattern.to_owned(),
+            reason,
+        };
+        if pattern.is_empty() {
+            return Err(invalid("the pattern is empty"));
+        }
+        let allowed = |c: char| {
+            c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '*' | '?' | ':' | '[' | ']')
+        };
+        if !pattern.chars().all(allowed) {
+            return Err(invalid(
+                "only host-name characters and the wildcards `*` and `?` are allowed (no scheme, path or port)",
+            ));
+        }
+        Ok(Self {
+            pattern: pattern.to_ascii_lowercase(),
+        })
+    }
+
+    /// Whether `host` matches.
+    pub fn matches(&self, host: &str) -> bool {
+        glob_match(
+            self.pattern.as_bytes(),
+            host.to_ascii_lowercase().as_bytes(),
+        )
+    }
+}
+
+/// Iterative glob matcher with single-star backtracking: linear in practice and
+/// free of the recursion a hostile pattern could exploit.
+fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, t));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || c == text[t] => {
+                p += 1;
+                t += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    p = sp + 1;
+                    t = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_table() {
+        let cases = [
+            ("example.com", "example.com", true),
+            ("example.com", "EXAMPLE.com", true),
+            ("example.com", "example.org", false),
+            ("*.example.com", "api.example.com", true),
+            ("*.example.com", "example.com", false),
+            ("*", "anything.at.all", true),
+            ("127.0.0.1", "127.0.0.1", true),
+            ("127.0.0.?", "127.0.0.2", true),
+            ("127.0.0.?", "127.0.0.22", false),
+            ("a*b*c", "axxbyyc", true),
+            ("a*b*c", "axxbyy", false),
+        ];
+        for (pattern, host, want) in cases {
+            let p = HostPattern::parse(pattern).unwrap();
+            assert_eq!(p.matches(host), want, "{pattern} vs {host}");
+        }
+    }
+
+    #[test]
+    fn malformed_patterns_are_refused() {
+        for bad in ["", "http://example.com", "example.com/path", "exa mple.com"] {
+            assert!(
+                HostPattern::parse(bad).is_err(),
+                "{bad:?} should be refused"
+            );
+        }
+    }
+}

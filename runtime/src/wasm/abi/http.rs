@@ -1,0 +1,138 @@
+//! `http_request`, `http_status_code` and `http_headers`: outbound HTTP.
+//!
+//! The guest sends `{"url", "method"?, "headers"?}` as JSON plus an optional
+//! body block; the host checks the URL's host against the guest's granted
+//! host patterns, performs the request on tokio (the guest's fiber is parked,
+//! no thread is blocked), bounds it by the call's remaining time, caps the
+//! response body, and returns it as a block. Status and headers are kept for
+//! `http_status_code` / `http_headers`. Refusals and failures trap, as in the
+//! Extism runtime, with a message naming what to grant.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use wasmtime::{Caller, Linker};
+
+use super::super::state::HostState;
+use super::{ENV_NAMESPACE, guest_fault};
+use crate::capabilities::Capability;
+
+type Cx<'a> = Caller<'a, HostState>;
+
+/// The request description a guest passes to `http_request`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpRequest {
+    url: String,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    method: Option<String>,
+}
+
+pub(super) fn link(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    l.func_wrap_async(
+        ENV_NAMESPACE,
+        "http_request",
+        |mut c: Cx<'_>, (req, body): (i64, i64)| {
+            Box::new(async move { http_request(&mut c, req, body).await })
+        },
+    )?;
+    l.func_wrap(ENV_NAMESPACE, "http_status_code", |c: Cx<'_>| -> i32 {
+        i32::from(c.data().http_status)
+    })?;
+    l.func_wrap(ENV_NAMESPACE, "http_headers", |mut c: Cx<'_>| -> i64 {
+        let state = c.data_mut();
+        let json = serde_json::to_vec(&state.http_headers).unwrap_or_default();
+        state.arena.alloc_bytes(&json).unwrap_or(0) as i64
+    })?;
+    Ok(())
+}
+
+async fn http_request(c: &mut Cx<'_>, req_handle: i64, body_handle: i64) -> wasmtime::Result<i64> {
+    let fault = |d: String| guest_fault("http_request", d);
+    let state = c.data_mut();
+    state.http_status = 0;
+    state.http_headers.clear();
+
+    let req: HttpRequest = {
+        let bytes = state
+            .arena
+            .block(req_handle as u64)
+            .map_err(|e| fault(e.to_string()))?;
+        serde_json::from_slice(bytes).map_err(|e| fault(format!("invalid request JSON: {e}")))?
+    };
+    state.arena.free(req_handle as u64);
+    let url = url::Url::parse(&req.url)
+        .map_err(|e| wasmtime::Error::msg(format!("Invalid URL: {e:?}")))?;
+    let host = url.host_str().unwrap_or_default();
+    if !state.grants.allows_host(host) {
+        state.shared.stats.record_denial(Capability::HTTP.name());
+        tracing::warn!(
+            guest = %state.guest_name(),
+            url = %req.url,
+            "capability `http` denied for `extism:host/env::http_request`: grant the host in the guest's manifest (`capabilities`: {{\"http\": [\"{host}\"]}})"
+        );
+        return Err(wasmtime::Error::msg(format!(
+            "HTTP request to {} is not allowed",
+            req.url
+        )));
+    }
+    let method = reqwest::Method::from_bytes(
+        req.method
+            .as_deref()
+            .unwrap_or("GET")
+            .to_ascii_uppercase()
+            .as_bytes(),
+    )
+    .map_err(|_| fault(format!("invalid method {:?}", req.method)))?;
+    let mut builder = state.shared.http.request(method, url);
+    for (k, v) in &req.headers {
+        builder = builder.header(k, v);
+    }
+    if body_handle != 0 {
+        let body = state
+            .arena
+            .block(body_handle as u64)
+            .map_err(|e| fault(e.to_string()))?
+            .to_vec();
+        state.arena.free(body_handle as u64);
+        builder = builder.body(body);
+    }
+    if let Some(left) = state.time_remaining() {
+        builder = builder.timeout(left);
+    }
+    let max = state.max_http_response_bytes;
+
+    // The store is not touched while the request is in flight.
+    let mut response = builder.send().await.map_err(|e| {
+        if e.is_timeout() {
+            wasmtime::Error::msg("timeout")
+        } else {
+            wasmtime::Error::msg(format!("{e:#}"))
+        }
+    })?;
+    let status = response.status().as_u16();
+    let headers: BTreeMap<String, String> = response
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect();
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| wasmtime::Error::msg(format!("{e:#}")))?
+    {
+        if (body.len() + chunk.len()) as u64 > max {
+            return Err(wasmtime::Error::msg(format!(
+                "HTTP response exceeds the configured maximum number of bytes: {max}"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+
+    let state = c.data_mut();
+    state.http_status = status;
+    state.http_headers = headers;
+    Ok(state.arena.alloc_bytes(&body).unwrap_or(0) as i64)
+}

@@ -1,0 +1,174 @@
+//! Memory blocks, input, output and errors: the kernel half of the Extism ABI.
+//!
+//! These are the hottest host functions (the PDKs move data eight bytes per
+//! call), so each is a direct, bounds-checked access to the arena with no
+//! allocation. A bad offset is a trap naming the function, never a host panic.
+
+use wasmtime::{Caller, Linker};
+
+use super::super::state::HostState;
+use super::{ENV_NAMESPACE, guest_fault};
+
+type Cx<'a> = Caller<'a, HostState>;
+
+pub(super) fn link(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    let ns = ENV_NAMESPACE;
+    l.func_wrap(ns, "alloc", |mut c: Cx<'_>, n: i64| -> i64 {
+        c.data_mut().arena.alloc(n as u64).unwrap_or(0) as i64
+    })?;
+    l.func_wrap(ns, "free", |mut c: Cx<'_>, h: i64| {
+        c.data_mut().arena.free(h as u64);
+    })?;
+    l.func_wrap(ns, "length", |c: Cx<'_>, h: i64| -> i64 {
+        c.data().arena.length(h as u64) as i64
+    })?;
+    l.func_wrap(ns, "length_unsafe", |c: Cx<'_>, h: i64| -> i64 {
+        c.data().arena.length(h as u64) as i64
+    })?;
+    l.func_wrap(
+        ns,
+        "load_u8",
+        |c: Cx<'_>, p: i64| -> wasmtime::Result<i32> {
+            c.data()
+                .arena
+                .load_u8(p as u64)
+                .map(i32::from)
+                .map_err(|e| guest_fault("load_u8", e))
+        },
+    )?;
+    l.func_wrap(
+        ns,
+        "load_u64",
+        |c: Cx<'_>, p: i64| -> wasmtime::Result<i64> {
+            c.data()
+                .arena
+                .load_u64(p as u64)
+                .map(|v| v as i64)
+                .map_err(|e| guest_fault("load_u64", e))
+        },
+    )?;
+    l.func_wrap(
+        ns,
+        "store_u8",
+        |mut c: Cx<'_>, p: i64, v: i32| -> wasmtime::Result<()> {
+            c.data_mut()
+                .arena
+                .store_u8(p as u64, v as u8)
+                .map_err(|e| guest_fault("store_u8", e))
+        },
+    )?;
+    l.func_wrap(
+        ns,
+        "store_u64",
+        |mut c: Cx<'_>, p: i64, v: i64| -> wasmtime::Result<()> {
+            c.data_mut()
+                .arena
+                .store_u64(p as u64, v as u64)
+                .map_err(|e| guest_fault("store_u64", e))
+        },
+    )?;
+    l.func_wrap(ns, "input_length", |c: Cx<'_>| -> i64 {
+        c.data().input.len() as i64
+    })?;
+    l.func_wrap(
+        ns,
+        "input_load_u8",
+        |c: Cx<'_>, off: i64| -> wasmtime::Result<i32> {
+            let input = &c.data().input;
+            usize::try_from(off)
+                .ok()
+                .and_then(|i| input.get(i))
+                .map(|b| i32::from(*b))
+                .ok_or_else(|| {
+                    guest_fault(
+                        "input_load_u8",
+                        format!("offset {off} is past the input's {} bytes", input.len()),
+                    )
+                })
+        },
+    )?;
+    l.func_wrap(
+        ns,
+        "input_load_u64",
+        |c: Cx<'_>, off: i64| -> wasmtime::Result<i64> {
+            let input = &c.data().input;
+            usize::try_from(off)
+                .ok()
+                .and_then(|i| input.get(i..i.checked_add(8)?))
+                .map(|b| {
+                    let mut w = [0u8; 8];
+                    w.copy_from_slice(b);
+                    u64::from_le_bytes(w) as i64
+                })
+                .ok_or_else(|| {
+                    guest_fault(
+                        "input_load_u64",
+                        format!("offset {off} + 8 is past the input's {} bytes", input.len()),
+                    )
+                })
+        },
+    )?;
+    l.func_wrap(ns, "input_offset", |mut c: Cx<'_>| -> i64 {
+        input_handle(c.data_mut()) as i64
+    })?;
+    l.func_wrap(
+        ns,
+        "output_set",
+        |mut c: Cx<'_>, off: i64, len: i64| -> wasmtime::Result<()> {
+            let state = c.data_mut();
+            state
+                .arena
+                .slice(off as u64, len as u64)
+                .map_err(|e| guest_fault("output_set", e))?;
+            state.output.offset = off as u64;
+            state.output.len = len as u64;
+            Ok(())
+        },
+    )?;
+    l.func_wrap(ns, "output_length", |c: Cx<'_>| -> i64 {
+        c.data().output.len as i64
+    })?;
+    l.func_wrap(ns, "output_offset", |c: Cx<'_>| -> i64 {
+        c.data().output.offset as i64
+    })?;
+    l.func_wrap(
+        ns,
+        "error_set",
+        |mut c: Cx<'_>, h: i64| -> wasmtime::Result<()> {
+            let state = c.data_mut();
+            if h != 0 && state.arena.length(h as u64) == 0 {
+                return Err(guest_fault(
+                    "error_set",
+                    format!("{h} is not a memory block"),
+                ));
+            }
+            state.error = h as u64;
+            Ok(())
+        },
+    )?;
+    l.func_wrap(ns, "error_get", |c: Cx<'_>| -> i64 {
+        c.data().error as i64
+    })?;
+    l.func_wrap(ns, "memory_bytes", |c: Cx<'_>| -> i64 {
+        c.data().arena.size() as i64
+    })?;
+    l.func_wrap(ns, "reset", |mut c: Cx<'_>| {
+        let state = c.data_mut();
+        let input = std::mem::take(&mut state.input);
+        let deadline = state.deadline;
+        state.begin_call(input, deadline);
+    })?;
+    Ok(())
+}
+
+/// The input as a memory block, copied into the arena on first request (most
+/// PDKs read the input with `input_load_*` and never need this copy).
+fn input_handle(state: &mut HostState) -> u64 {
+    if let Some(h) = state.input_handle {
+        return h;
+    }
+    let input = state.input.clone();
+    let h = state.arena.alloc_bytes(&input).unwrap_or(0);
+    state.input_handle = Some(h);
+    h
+}

@@ -1,0 +1,339 @@
+//! The one shared wasmtime engine: configuration, pooling, the epoch ticker,
+//! the linker with every host function, and module loading.
+//!
+//! There is exactly one [`Engine`] per process. It owns:
+//! - a `wasmtime::Engine` with the pooling instance allocator sized from the
+//!   machine (falling back to on-demand allocation when the address space
+//!   cannot hold the pool), copy-on-write memory images and epoch interruption;
+//! - a single ticker thread that advances the epoch, so deadlines cost one
+//!   thread in total rather than one per call;
+//! - a `Linker` holding `extism:host/env`, WASI preview 1 and the registered
+//!   `extism:host/user` functions, built once and shared by every module;
+//! - the on-disk cache of compiled modules.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use wasmtime::{InstanceAllocationStrategy, Linker, Module, PoolingAllocationConfig};
+
+use super::abi;
+use super::cache::ModuleCache;
+use super::error::LoadError;
+use super::host_fn::HostFunction;
+use super::module::{GuestModule, ModuleOrigin};
+use super::options::GuestOptions;
+use super::state::HostState;
+use super::stats::EngineStats;
+
+/// How often the epoch advances; deadlines are noticed within one tick.
+pub const DEFAULT_EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// How guest instances get their memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allocation {
+    /// Pooling allocator with this many instance slots.
+    Pooling {
+        /// Slots, i.e. the most instances alive at once.
+        slots: u32,
+    },
+    /// Memory is mapped per instance (the fallback).
+    OnDemand,
+}
+
+/// Settings for [`Engine::new`].
+///
+/// ```
+/// use buntime::wasm::EngineConfig;
+/// let config = EngineConfig::default().fuel(true);
+/// assert!(config.cache_dir.is_none());
+/// ```
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Where compiled modules are cached; `None` disables the cache.
+    pub cache_dir: Option<std::path::PathBuf>,
+    /// Instance slots for the pooling allocator; `None` sizes it from the machine.
+    pub slots: Option<u32>,
+    /// Largest linear memory any single guest may have (the pool's slot size).
+    pub max_memory: usize,
+    /// Disable pooling altogether (mostly for tests of the fallback).
+    pub pooling: bool,
+    /// Enable fuel metering so [`GuestOptions::fuel`] takes effect. Costs
+    /// throughput, so it is off by default.
+    pub fuel: bool,
+    /// Epoch tick.
+    pub epoch_tick: Duration,
+    /// Host functions offered to guests in `extism:host/user`.
+    pub host_functions: Vec<HostFunction>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            cache_dir: None,
+            slots: None,
+            max_memory: 256 << 20,
+            pooling: true,
+            fuel: false,
+            epoch_tick: DEFAULT_EPOCH_TICK,
+            host_functions: Vec::new(),
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Sets the compiled-module cache directory.
+    pub fn cache_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// Enables or disables fuel metering.
+    pub fn fuel(mut self, on: bool) -> Self {
+        self.fuel = on;
+        self
+    }
+
+    /// Registers a host function in `extism:host/user`.
+    pub fn host_function(mut self, f: HostFunction) -> Self {
+        self.host_functions.push(f);
+        self
+    }
+}
+
+/// State shared by the engine and every store.
+#[derive(Debug)]
+pub(crate) struct EngineShared {
+    pub(crate) stats: EngineStats,
+    pub(crate) http: reqwest::Client,
+    pub(crate) fuel: bool,
+}
+
+/// The process-wide WASM engine. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    inner: Arc<EngineInner>,
+}
+
+struct EngineInner {
+    engine: wasmtime::Engine,
+    linker: Linker<HostState>,
+    cache: Option<ModuleCache>,
+    shared: Arc<EngineShared>,
+    allocation: Allocation,
+    _ticker: Ticker,
+}
+
+impl std::fmt::Debug for EngineInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("allocation", &self.allocation)
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Builds the engine, probing whether the pooling allocator fits.
+    pub fn new(config: EngineConfig) -> Result<Self, LoadError> {
+        let slots = config.slots.unwrap_or_else(default_slots);
+        let (engine, allocation) = if config.pooling {
+            match wasmtime::Engine::new(&wasmtime_config(&config, Some(slots))) {
+                Ok(e) => (e, Allocation::Pooling { slots }),
+                Err(err) => {
+                    tracing::warn!(
+                        error = %format!("{err:#}"),
+                        slots,
+                        "the pooling allocator does not fit in this address space; falling back to on-demand allocation (slower instantiation)"
+                    );
+                    (Self::on_demand(&config)?, Allocation::OnDemand)
+                }
+            }
+        } else {
+            (Self::on_demand(&config)?, Allocation::OnDemand)
+        };
+
+        let mut linker = Linker::new(&engine);
+        abi::link(&mut linker, &config.host_functions).map_err(|e| LoadError::Engine(e.into()))?;
+
+        let cache = config
+            .cache_dir
+            .as_ref()
+            .map(|dir| ModuleCache::new(dir.clone(), &engine));
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| LoadError::Engine(e.into()))?;
+        let shared = Arc::new(EngineShared {
+            stats: EngineStats::default(),
+            http,
+            fuel: config.fuel,
+        });
+        let ticker = Ticker::start(engine.clone(), config.epoch_tick);
+        Ok(Self {
+            inner: Arc::new(EngineInner {
+                engine,
+                linker,
+                cache,
+                shared,
+                allocation,
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    fn on_demand(config: &EngineConfig) -> Result<wasmtime::Engine, LoadError> {
+        wasmtime::Engine::new(&wasmtime_config(config, None))
+            .map_err(|e| LoadError::Engine(e.into()))
+    }
+
+    /// How instances get their memory (pooling, or the fallback).
+    pub fn allocation(&self) -> Allocation {
+        self.inner.allocation
+    }
+
+    /// Counters: compilations, cache hits, instances, traps, denials.
+    pub fn stats(&self) -> &EngineStats {
+        &self.inner.shared.stats
+    }
+
+    /// The underlying wasmtime engine.
+    pub fn wasmtime(&self) -> &wasmtime::Engine {
+        &self.inner.engine
+    }
+
+    /// Compiles (or loads from the cache) a module and prepares it for fast
+    /// instantiation. Fails if the bytes are not a module or if it imports
+    /// anything the host does not provide.
+    pub fn load(&self, wasm: &[u8], options: GuestOptions) -> Result<GuestModule, LoadError> {
+        let name = options.name.clone();
+        let sha256: [u8; 32] = Sha256::digest(wasm).into();
+        let stats = &self.inner.shared.stats;
+
+        let cached = match &self.inner.cache {
+            Some(cache) => cache.load(&self.inner.engine, &sha256, stats),
+            None => None,
+        };
+        let (module, origin) = match cached {
+            Some(m) => (m, ModuleOrigin::DiskCache),
+            None => {
+                let module =
+                    Module::new(&self.inner.engine, wasm).map_err(|e| LoadError::Compile {
+                        guest: name.to_string(),
+                        cause: e.into(),
+                    })?;
+                stats.compiled.fetch_add(1, Ordering::Relaxed);
+                if let Some(cache) = &self.inner.cache {
+                    cache.store(&sha256, &module);
+                }
+                (module, ModuleOrigin::Compiled)
+            }
+        };
+
+        let pre = self
+            .inner
+            .linker
+            .instantiate_pre(&module)
+            .map_err(|e| LoadError::Link {
+                guest: name.to_string(),
+                cause: e.into(),
+            })?;
+        Ok(GuestModule::new(
+            module,
+            pre,
+            options,
+            origin,
+            sha256,
+            self.inner.shared.clone(),
+        ))
+    }
+
+    /// Loads a module from a file; errors name the path.
+    pub fn load_file(
+        &self,
+        path: &std::path::Path,
+        options: GuestOptions,
+    ) -> Result<GuestModule, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        self.load(&bytes, options)
+    }
+
+    /// Loads a module from in-memory bytes (e.g. embedded in the binary).
+    pub fn load_bytes(&self, wasm: Bytes, options: GuestOptions) -> Result<GuestModule, LoadError> {
+        self.load(&wasm, options)
+    }
+}
+
+/// Size of the instance pool: one slot per 16 MiB of RAM, between 64 and 1000.
+fn default_slots() -> u32 {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(16 << 30);
+    (total / (16 << 20)).clamp(64, 1000) as u32
+}
+
+fn wasmtime_config(config: &EngineConfig, slots: Option<u32>) -> wasmtime::Config {
+    let mut c = wasmtime::Config::new();
+    c.epoch_interruption(true)
+        .consume_fuel(config.fuel)
+        .memory_init_cow(true)
+        .max_wasm_stack(512 << 10);
+    if let Some(slots) = slots {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_core_instances(slots)
+            .total_memories(slots)
+            .total_tables(slots)
+            .total_stacks(slots)
+            .max_memory_size(config.max_memory)
+            // Keep a little of each slot resident so reuse does not fault it in again.
+            .linear_memory_keep_resident(64 << 10)
+            .table_keep_resident(16 << 10);
+        c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    c
+}
+
+/// The single thread that advances the epoch.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Ticker {
+    fn start(engine: wasmtime::Engine, tick: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("buntime-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    engine.increment_epoch();
+                }
+            })
+            .ok();
+        Self { stop, handle }
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! Buntime's host functions in `extism:host/user`, each guarded by a grant.
+//!
+//! These follow the Extism PDKs' `host_fn` convention: every parameter and the
+//! result are `i64`, and a parameter that carries data is a memory-block
+//! handle. A [`HostFunction`] declares the [`Capability`] it needs; the engine
+//! wraps it so that every call first checks the caller's grants. A denial is
+//! logged (with the grant to add), counted, and returned to the guest:
+//! as an error envelope for [`ResultEncoding::Envelope`] functions, which the
+//! guest can handle, or as a trap for raw ones.
+//!
+//! The implementation receives the store's [`HostState`] synchronously (to read
+//! argument blocks and take what it needs) and returns a `'static` future for
+//! any I/O, which runs without holding the store; its bytes become the result
+//! block.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::capabilities::{Capability, Denial};
+
+use super::state::HostState;
+
+/// The import namespace of Buntime's own host functions.
+pub const USER_NAMESPACE: &str = "extism:host/user";
+
+/// A guest-visible failure of a host function.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct HostError {
+    /// Stable machine-readable code, e.g. `capability_denied`, `invalid_argument`.
+    pub code: String,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+impl HostError {
+    /// Builds an error.
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The argument was malformed.
+    pub fn invalid_argument(message: impl Into<String>) -> Self {
+        Self::new("invalid_argument", message)
+    }
+}
+
+/// The future a host function returns: its result bytes (`None` = handle 0).
+pub type HostFuture = Pin<Box<dyn Future<Output = Result<Option<Vec<u8>>, HostError>> + Send>>;
+
+type Implementation = dyn Fn(&mut HostState, &[u64]) -> HostFuture + Send + Sync;
+
+/// How a host function's result reaches the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResultEncoding {
+    /// The result block holds the raw bytes; errors trap the guest.
+    Raw,
+    /// The result block holds `{"ok": <json>}` or `{"error": {"code", "message"}}`;
+    /// the implementation's bytes must be JSON.
+    Envelope,
+}
+
+/// One function in `extism:host/user`.
+///
+/// ```
+/// use buntime::wasm::{HostFunction, HostError, ResultEncoding};
+/// use buntime::capabilities::Capability;
+/// let reverse = HostFunction::new("reverse", Capability::new("test"), 1, ResultEncoding::Raw, |state, args| {
+///     let bytes = state.block(args[0]).map(|b| b.iter().rev().copied().collect::<Vec<u8>>());
+///     Box::pin(async move { bytes.map(Some).map_err(|e| HostError::invalid_argument(e.to_string())) })
+/// });
+/// assert_eq!(reverse.name(), "reverse");
+/// ```
+#[derive(Clone)]
+pub struct HostFunction {
+    pub(crate) name: &'static str,
+    pub(crate) capability: Option<Capability>,
+    pub(crate) params: usize,
+    pub(crate) encoding: ResultEncoding,
+    pub(crate) implementation: Arc<Implementation>,
+}
+
+impl fmt::Debug for HostFunction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HostFunction")
+            .field("name", &self.name)
+            .field("capability", &self.capability)
+            .field("params", &self.params)
+            .field("encoding", &self.encoding)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HostFunction {
+    /// A function that needs `capability`, takes `params` i64 arguments and
+    /// returns one i64 (a result handle, 0 for none).
+    pub fn new(
+        name: &'static str,
+        capability: Capability,
+        params: usize,
+        encoding: ResultEncoding,
+        implementation: impl Fn(&mut HostState, &[u64]) -> HostFuture + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            name,
+            capability: Some(capability),
+            params,
+            encoding,
+            implementation: Arc::new(implementation),
+        }
+    }
+
+    /// A function every guest may call (part of the app or plugin protocol
+    /// itself, such as reading the request body).
+    pub fn ungated(
+        name: &'static str,
+        params: usize,
+        encoding: ResultEncoding,
+        implementation: impl Fn(&mut HostState, &[u64]) -> HostFuture + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            capability: None,
+            ..Self::new(name, Capability::new(""), params, encoding, implementation)
+        }
+    }
+
+    /// The function's import name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The capability it needs, if any.
+    pub fn capability(&self) -> Option<Capability> {
+        self.capability
+    }
+
+    /// Checks the grant; on denial logs, counts and returns the denial.
+    pub(crate) fn check(&self, state: &HostState) -> Result<(), Denial> {
+        let Some(cap) = self.capability else {
+            return Ok(());
+        };
+        if state.grants().allows(cap) {
+            return Ok(());
+        }
+        let denial = Denial {
+            capability: cap,
+            function: format!("{USER_NAMESPACE}::{}", self.name),
+            detail: format!("`{}` was not granted", cap.name()),
+            hint: format!("\"{}\"", cap.name()),
+        };
+        state.shared.stats.record_denial(cap.name());
+        tracing::warn!(guest = %state.guest_name(), capability = cap.name(), function = self.name, "{denial}");
+        Err(denial)
+    }
+}
+
+/// Wraps implementation output in the envelope.
+pub(crate) fn envelope(result: Result<Option<Vec<u8>>, HostError>) -> Vec<u8> {
+    match result {
+        Ok(Some(json)) => {
+            let mut out = Vec::with_capacity(json.len() + 8);
+            out.extend_from_slice(b"{\"ok\":");
+            out.extend_from_slice(&json);
+            out.push(b'}');
+            out
+        }
+        Ok(None) => b"{\"ok\":null}".to_vec(),
+        Err(e) => serde_json::json!({"error": {"code": e.code, "message": e.message}})
+            .to_string()
+            .into_bytes(),
+    }
+}

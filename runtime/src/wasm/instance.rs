@@ -1,0 +1,251 @@
+//! One live guest instance and the call protocol of the Extism ABI.
+//!
+//! A call: reset the arena, hand over the input, arm the deadline, run the
+//! export on a wasmtime fiber (so host functions may await I/O without
+//! blocking a tokio worker), then read the output or the error the guest set.
+//! A trap, timeout or memory overrun poisons the instance: it refuses further
+//! calls and its owner must discard it. Nothing a guest does can panic the host.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use wasmtime::{Instance, Store, Trap, UpdateDeadline, Val};
+
+use super::error::CallError;
+use super::module::GuestModule;
+use super::state::HostState;
+
+/// Extra time granted past a deadline before an awaiting host call is
+/// abandoned; the epoch check normally stops the guest well before this.
+const DEADLINE_GRACE: Duration = Duration::from_millis(25);
+
+/// The result of a successful call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallOutput {
+    /// The export's return code (0 when it returns nothing).
+    pub rc: i32,
+    /// The bytes the guest set with `output_set`.
+    pub output: Bytes,
+}
+
+/// A live instance of a [`GuestModule`].
+///
+/// ```no_run
+/// # async fn demo(module: buntime::wasm::GuestModule) -> Result<(), buntime::wasm::CallError> {
+/// let mut instance = module.instantiate().await?;
+/// let out = instance.call("greet", "Buntime").await?;
+/// assert_eq!(&out.output[..], b"Hello, Buntime!");
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct GuestInstance {
+    store: Store<HostState>,
+    instance: Instance,
+    module: GuestModule,
+    poisoned: bool,
+    calls: u64,
+}
+
+impl GuestInstance {
+    pub(crate) fn new(store: Store<HostState>, instance: Instance, module: GuestModule) -> Self {
+        Self {
+            store,
+            instance,
+            module,
+            poisoned: false,
+            calls: 0,
+        }
+    }
+
+    /// Installs the deadline check, run by wasmtime at each epoch tick: trap
+    /// once the call's deadline has passed, otherwise yield to the executor so
+    /// a busy guest shares its tokio worker thread.
+    pub(crate) fn configure_store(store: &mut Store<HostState>) {
+        store.epoch_deadline_callback(|ctx| match ctx.data().deadline {
+            Some(deadline) if Instant::now() >= deadline => Ok(UpdateDeadline::Interrupt),
+            _ => Ok(UpdateDeadline::Yield(1)),
+        });
+    }
+
+    /// The module this is an instance of.
+    pub fn module(&self) -> &GuestModule {
+        &self.module
+    }
+
+    /// Whether an earlier failure means this instance must be discarded.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// Calls made on this instance so far.
+    pub fn calls(&self) -> u64 {
+        self.calls
+    }
+
+    /// Whether the instance exports `name`.
+    pub fn has_export(&self, name: &str) -> bool {
+        self.module.has_export(name)
+    }
+
+    /// Call-scoped values for host functions (for example an HTTP body).
+    pub fn extensions_mut(&mut self) -> &mut http::Extensions {
+        &mut self.store.data_mut().extensions
+    }
+
+    /// Bytes of linear memory plus arena currently held.
+    pub fn memory_bytes(&mut self) -> usize {
+        let arena = self.store.data().arena.size();
+        let linear = self
+            .instance
+            .get_memory(&mut self.store, "memory")
+            .map(|m| m.data_size(&self.store))
+            .unwrap_or(0);
+        arena + linear
+    }
+
+    /// Runs the guest language's initializer, as the Extism runtime does.
+    pub(crate) async fn initialize_runtime(&mut self) -> Result<(), CallError> {
+        for name in ["_initialize", "__wasm_call_ctors"] {
+            if let Some(f) = self.instance.get_func(&mut self.store, name) {
+                if f.typed::<(), ()>(&self.store).is_err() {
+                    continue;
+                }
+                self.arm(None);
+                let result = f.call_async(&mut self.store, &[], &mut []).await;
+                if let Err(e) = result {
+                    self.poisoned = true;
+                    return Err(self.classify(e));
+                }
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    fn arm(&mut self, deadline: Option<Instant>) {
+        if self.module.options().fuel.is_some() || self.store.data().shared.fuel {
+            let fuel = self.module.options().fuel.unwrap_or(u64::MAX);
+            let _ = self.store.set_fuel(fuel);
+        }
+        self.store.data_mut().deadline = deadline;
+        self.store.set_epoch_deadline(1);
+    }
+
+    /// Calls the export `name` with `input`.
+    pub async fn call(
+        &mut self,
+        name: &str,
+        input: impl Into<Bytes>,
+    ) -> Result<CallOutput, CallError> {
+        if self.poisoned {
+            return Err(CallError::Discarded);
+        }
+        let func = self
+            .instance
+            .get_func(&mut self.store, name)
+            .ok_or_else(|| CallError::NotFound(name.to_owned()))?;
+        let ty = func.ty(&self.store);
+        if ty.params().len() != 0 || ty.results().len() > 1 {
+            return Err(CallError::NotFound(format!(
+                "{name} (has signature {ty:?}; Extism exports take no parameters and return at most one i32)"
+            )));
+        }
+        let timeout = self.module.options().timeout;
+        let deadline = timeout.map(|t| Instant::now() + t);
+        self.store.data_mut().begin_call(input.into(), deadline);
+        self.arm(deadline);
+        self.calls += 1;
+
+        let mut results = [Val::I32(0)];
+        let results = &mut results[..ty.results().len()];
+        let call = func.call_async(&mut self.store, &[], results);
+        let outcome = match deadline {
+            Some(d) => match tokio::time::timeout_at((d + DEADLINE_GRACE).into(), call).await {
+                Ok(r) => r,
+                // The guest was parked in an awaiting host call past its
+                // deadline; the fiber was dropped mid-call.
+                Err(_) => Err(wasmtime::Error::new(Trap::Interrupt)),
+            },
+            None => call.await,
+        };
+        let rc = results.first().and_then(|v| v.i32()).unwrap_or(0);
+        self.finish(outcome, rc)
+    }
+
+    fn finish(&mut self, outcome: wasmtime::Result<()>, rc: i32) -> Result<CallOutput, CallError> {
+        let state = self.store.data_mut();
+        state.deadline = None;
+        let error_message = match state.error {
+            0 => None,
+            h => match state.arena.block(h) {
+                Ok(bytes) if !bytes.is_empty() => Some(String::from_utf8_lossy(bytes).into_owned()),
+                _ => None,
+            },
+        };
+        match outcome {
+            Ok(()) => {
+                if let Some(message) = error_message {
+                    return Err(CallError::Guest { rc, message });
+                }
+                let out = state.output;
+                let output = if out.len == 0 {
+                    Bytes::new()
+                } else {
+                    match state.arena.slice(out.offset, out.len) {
+                        Ok(b) => Bytes::copy_from_slice(b),
+                        Err(e) => {
+                            return Err(CallError::Trap(format!("invalid output range: {e}")));
+                        }
+                    }
+                };
+                Ok(CallOutput { rc, output })
+            }
+            Err(e) => {
+                if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+                    let code = exit.0;
+                    if code == 0 && error_message.is_none() {
+                        let out = state.output;
+                        let output = state
+                            .arena
+                            .slice(out.offset, out.len)
+                            .map(Bytes::copy_from_slice)
+                            .unwrap_or_default();
+                        return Ok(CallOutput { rc: 0, output });
+                    }
+                    self.poisoned = true;
+                    return Err(match error_message {
+                        Some(message) => CallError::Guest { rc: code, message },
+                        None => CallError::Exit(code),
+                    });
+                }
+                self.poisoned = true;
+                let err = self.classify(e);
+                Err(match (error_message, &err) {
+                    (Some(message), CallError::Trap(_)) => CallError::Guest { rc: -1, message },
+                    _ => err,
+                })
+            }
+        }
+    }
+
+    fn classify(&mut self, e: wasmtime::Error) -> CallError {
+        let stats = &self.store.data().shared.stats;
+        let err = match e.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => {
+                stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                CallError::Timeout(self.module.options().timeout.unwrap_or_default())
+            }
+            Some(Trap::OutOfFuel) => CallError::OutOfFuel,
+            _ if self.store.data().limits.denied_growth => CallError::OutOfMemory {
+                limit: self.module.options().memory_limit,
+            },
+            _ => CallError::Trap(format!("{e:#}")),
+        };
+        if !matches!(err, CallError::Timeout(_)) {
+            stats.traps.fetch_add(1, Ordering::Relaxed);
+        }
+        tracing::debug!(guest = %self.module.name(), error = %err, "guest call failed; discarding the instance");
+        err
+    }
+}

@@ -1,0 +1,31 @@
+//! The WASM engine and the native host of the Extism ABI.
+//!
+//! - [`Engine`]: the one wasmtime engine (pooling, epochs, cache, linker).
+//! - [`GuestModule`]: a compiled, linked module; instantiates in microseconds.
+//! - [`GuestInstance`]: a live instance; [`GuestInstance::call`] runs an export.
+//! - [`HostFunction`]: a Buntime host function in `extism:host/user`, guarded
+//!   by a capability grant.
+
+pub mod abi;
+mod arena;
+mod cache;
+mod engine;
+mod error;
+mod host_fn;
+mod instance;
+mod module;
+mod options;
+mod state;
+mod stats;
+
+pub use arena::{Arena, ArenaError};
+pub use engine::{Allocation, DEFAULT_EPOCH_TICK, Engine, EngineConfig};
+pub use error::{CallError, LoadError};
+pub use host_fn::{HostError, HostFunction, HostFuture, ResultEncoding, USER_NAMESPACE};
+pub use instance::{CallOutput, GuestInstance};
+pub use module::{GuestModule, ModuleOrigin};
+pub use options::{
+    DEFAULT_MAX_HTTP_RESPONSE_BYTES, DEFAULT_MAX_VAR_BYTES, DEFAULT_MEMORY_LIMIT, GuestOptions,
+};
+pub use state::HostState;
+pub use stats::EngineStats;

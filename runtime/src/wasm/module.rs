@@ -1,0 +1,147 @@
+//! A compiled, linked guest module, ready to instantiate in microseconds.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use wasmtime::{ExternType, InstancePre, Module, Store};
+
+use super::engine::EngineShared;
+use super::error::CallError;
+use super::instance::GuestInstance;
+use super::options::GuestOptions;
+use super::state::HostState;
+
+/// Where a module's machine code came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModuleOrigin {
+    /// Compiled from WASM bytes by this process.
+    Compiled,
+    /// Loaded from the on-disk cache (no compilation).
+    DiskCache,
+}
+
+/// A loaded module: compiled code plus an `InstancePre` with every import
+/// resolved, shared by all its instances. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct GuestModule {
+    inner: Arc<ModuleInner>,
+}
+
+struct ModuleInner {
+    module: Module,
+    pre: InstancePre<HostState>,
+    options: GuestOptions,
+    origin: ModuleOrigin,
+    sha256: [u8; 32],
+    exports: BTreeSet<String>,
+    wasi: bool,
+    shared: Arc<EngineShared>,
+}
+
+impl std::fmt::Debug for ModuleInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuestModule")
+            .field("name", &self.options.name)
+            .field("origin", &self.origin)
+            .field("exports", &self.exports)
+            .field("wasi", &self.wasi)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GuestModule {
+    pub(crate) fn new(
+        module: Module,
+        pre: InstancePre<HostState>,
+        options: GuestOptions,
+        origin: ModuleOrigin,
+        sha256: [u8; 32],
+        shared: Arc<EngineShared>,
+    ) -> Self {
+        let exports = module
+            .exports()
+            .filter(|e| matches!(e.ty(), ExternType::Func(_)))
+            .map(|e| e.name().to_owned())
+            .collect();
+        let wasi = module
+            .imports()
+            .any(|i| i.module() == "wasi_snapshot_preview1");
+        Self {
+            inner: Arc::new(ModuleInner {
+                module,
+                pre,
+                options,
+                origin,
+                sha256,
+                exports,
+                wasi,
+                shared,
+            }),
+        }
+    }
+
+    /// The guest's name.
+    pub fn name(&self) -> &str {
+        self.inner.options.name()
+    }
+
+    /// Whether the module was compiled now or loaded from the cache.
+    pub fn origin(&self) -> ModuleOrigin {
+        self.inner.origin
+    }
+
+    /// The sha256 of the module's WASM bytes.
+    pub fn sha256(&self) -> &[u8; 32] {
+        &self.inner.sha256
+    }
+
+    /// Whether the module exports a function called `name`.
+    pub fn has_export(&self, name: &str) -> bool {
+        self.inner.exports.contains(name)
+    }
+
+    /// The names of the module's exported functions.
+    pub fn exports(&self) -> impl Iterator<Item = &str> {
+        self.inner.exports.iter().map(String::as_str)
+    }
+
+    /// Whether the module imports WASI preview 1.
+    pub fn uses_wasi(&self) -> bool {
+        self.inner.wasi
+    }
+
+    /// The options the module was loaded with.
+    pub fn options(&self) -> &GuestOptions {
+        &self.inner.options
+    }
+
+    /// The underlying wasmtime module.
+    pub fn wasmtime_module(&self) -> &Module {
+        &self.inner.module
+    }
+
+    /// Creates a fresh instance and runs the guest's language runtime
+    /// initializer (`_initialize` or `__wasm_call_ctors`) if it has one.
+    pub async fn instantiate(&self) -> Result<GuestInstance, CallError> {
+        let inner = &self.inner;
+        let state = HostState::new(
+            &inner.options,
+            inner.options.name.clone(),
+            inner.shared.clone(),
+            inner.wasi,
+        );
+        let mut store = Store::new(inner.pre.module().engine(), state);
+        store.limiter(|s| &mut s.limits);
+        GuestInstance::configure_store(&mut store);
+        let instance = inner
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
+        inner.shared.stats.instances.fetch_add(1, Ordering::Relaxed);
+        let mut guest = GuestInstance::new(store, instance, self.clone());
+        guest.initialize_runtime().await?;
+        Ok(guest)
+    }
+}

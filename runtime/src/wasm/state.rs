@@ -1,0 +1,188 @@
+//! Per-instance host state: what the `extism:host/env` functions work on.
+//!
+//! One [`HostState`] lives in each wasmtime `Store`. It holds the memory-block
+//! arena, the current call's input, output and error, the guest's config and
+//! vars, the last outbound HTTP response's status and headers, resource limits,
+//! the guest's grants, and a typed map of call-scoped extensions that Buntime's
+//! own host functions use (for example the HTTP request body of an app call).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use wasmtime::{ResourceLimiter, StoreLimits};
+
+use super::arena::Arena;
+use super::engine::EngineShared;
+use super::options::GuestOptions;
+use crate::capabilities::Grants;
+
+/// Where the output of the current call lives in the arena.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct OutputRange {
+    pub(crate) offset: u64,
+    pub(crate) len: u64,
+}
+
+/// Store data for one guest instance.
+pub struct HostState {
+    pub(crate) arena: Arena,
+    pub(crate) input: Bytes,
+    /// Arena copy of `input`, made lazily when a guest asks for `input_offset`.
+    pub(crate) input_handle: Option<u64>,
+    pub(crate) output: OutputRange,
+    pub(crate) error: u64,
+    pub(crate) config: Arc<BTreeMap<String, String>>,
+    pub(crate) vars: HashMap<String, Vec<u8>>,
+    pub(crate) max_var_bytes: usize,
+    pub(crate) http_status: u16,
+    pub(crate) http_headers: BTreeMap<String, String>,
+    pub(crate) max_http_response_bytes: u64,
+    pub(crate) limits: MemoryLimiter,
+    pub(crate) grants: Arc<Grants>,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) guest_name: Arc<str>,
+    pub(crate) wasi: Option<wasmtime_wasi::p1::WasiP1Ctx>,
+    pub(crate) shared: Arc<EngineShared>,
+    /// Call-scoped values for Buntime's host functions, cleared after each call.
+    pub extensions: http::Extensions,
+}
+
+impl std::fmt::Debug for HostState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostState")
+            .field("guest", &self.guest_name)
+            .field("arena_bytes", &self.arena.size())
+            .field("vars", &self.vars.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl HostState {
+    pub(crate) fn new(
+        options: &GuestOptions,
+        guest_name: Arc<str>,
+        shared: Arc<EngineShared>,
+        wasi: bool,
+    ) -> Self {
+        let memory_limit = options.memory_limit;
+        Self {
+            arena: Arena::new(memory_limit),
+            input: Bytes::new(),
+            input_handle: None,
+            output: OutputRange::default(),
+            error: 0,
+            config: options.config.clone(),
+            vars: HashMap::new(),
+            max_var_bytes: options.max_var_bytes,
+            http_status: 0,
+            http_headers: BTreeMap::new(),
+            max_http_response_bytes: options.max_http_response_bytes,
+            limits: MemoryLimiter::new(memory_limit),
+            grants: options.grants.clone(),
+            deadline: None,
+            guest_name,
+            wasi: wasi.then(|| wasmtime_wasi::WasiCtxBuilder::new().build_p1()),
+            shared,
+            extensions: http::Extensions::new(),
+        }
+    }
+
+    /// The guest's name, for logs and errors.
+    pub fn guest_name(&self) -> &str {
+        &self.guest_name
+    }
+
+    /// The guest's grants.
+    pub fn grants(&self) -> &Grants {
+        &self.grants
+    }
+
+    /// Copies `data` into a new memory block; `None` when the arena is full.
+    pub fn alloc_bytes(&mut self, data: &[u8]) -> Option<u64> {
+        self.arena.alloc_bytes(data)
+    }
+
+    /// The bytes of the memory block at `handle`.
+    pub fn block(&self, handle: u64) -> Result<&[u8], super::arena::ArenaError> {
+        self.arena.block(handle)
+    }
+
+    /// Time left before this call's deadline, if it has one.
+    pub fn time_remaining(&self) -> Option<std::time::Duration> {
+        self.deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// Prepares for a new call: clears the arena, output, error and extensions.
+    pub(crate) fn begin_call(&mut self, input: Bytes, deadline: Option<Instant>) {
+        self.arena.reset();
+        self.input = input;
+        self.input_handle = None;
+        self.output = OutputRange::default();
+        self.error = 0;
+        self.deadline = deadline;
+    }
+}
+
+/// Caps linear memory growth at a per-instance limit.
+///
+/// Growth beyond the limit makes `memory.grow` return -1, so a guest that
+/// checks can recover; the Rust and C allocators turn it into a trap. The
+/// memory-block arena is capped at the same limit separately.
+#[derive(Debug)]
+pub(crate) struct MemoryLimiter {
+    limits: StoreLimits,
+    pub(crate) denied_growth: bool,
+}
+
+impl MemoryLimiter {
+    fn new(memory_limit: usize) -> Self {
+        Self {
+            limits: wasmtime::StoreLimitsBuilder::new()
+                .memory_size(memory_limit)
+                .instances(4)
+                .tables(8)
+                .memories(2)
+                .build(),
+            denied_growth: false,
+        }
+    }
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let ok = self.limits.memory_growing(current, desired, maximum)?;
+        if !ok {
+            self.denied_growth = true;
+        }
+        Ok(ok)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
+    }
+}
