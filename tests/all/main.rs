@@ -1,1 +1,9 @@
+//! Buntime's end-to-end tests: real guests built from source, the real engine,
+//! real HTTP on loopback. One binary, one module per feature.
 
+mod app_body;
+mod cache;
+mod grants;
+mod hostile;
+mod parity;
+mod support;

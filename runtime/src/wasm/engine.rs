@@ -110,6 +110,8 @@ pub(crate) struct EngineShared {
     pub(crate) stats: EngineStats,
     pub(crate) http: reqwest::Client,
     pub(crate) fuel: bool,
+    /// Lives as long as any module or instance does, not just the `Engine`.
+    _ticker: Ticker,
 }
 
 /// The process-wide WASM engine. Cheap to clone.
@@ -124,7 +126,6 @@ struct EngineInner {
     cache: Option<ModuleCache>,
     shared: Arc<EngineShared>,
     allocation: Allocation,
-    _ticker: Ticker,
 }
 
 impl std::fmt::Debug for EngineInner {
@@ -171,8 +172,8 @@ impl Engine {
             stats: EngineStats::default(),
             http,
             fuel: config.fuel,
+            _ticker: Ticker::start(engine.clone(), config.epoch_tick)?,
         });
-        let ticker = Ticker::start(engine.clone(), config.epoch_tick);
         Ok(Self {
             inner: Arc::new(EngineInner {
                 engine,
@@ -180,7 +181,6 @@ impl Engine {
                 cache,
                 shared,
                 allocation,
-                _ticker: ticker,
             }),
         })
     }
@@ -307,13 +307,14 @@ fn wasmtime_config(config: &EngineConfig, slots: Option<u32>) -> wasmtime::Confi
 }
 
 /// The single thread that advances the epoch.
+#[derive(Debug)]
 struct Ticker {
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
 }
 
 impl Ticker {
-    fn start(engine: wasmtime::Engine, tick: Duration) -> Self {
+    fn start(engine: wasmtime::Engine, tick: Duration) -> Result<Self, LoadError> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let handle = std::thread::Builder::new()
@@ -324,8 +325,13 @@ impl Ticker {
                     engine.increment_epoch();
                 }
             })
-            .ok();
-        Self { stop, handle }
+            .map_err(|e| {
+                LoadError::Engine(anyhow::anyhow!("cannot start the epoch ticker thread: {e}"))
+            })?;
+        Ok(Self {
+            stop,
+            handle: Some(handle),
+        })
     }
 }
 

@@ -71,6 +71,11 @@ pub enum CallError {
     /// passed to a host function).
     #[error("the guest trapped: {0}")]
     Trap(String),
+    /// A host function refused the call or failed (e.g. an HTTP request to a
+    /// host that was not granted, a bad pointer passed to an ABI function);
+    /// the guest was stopped.
+    #[error("{0}")]
+    HostFunction(String),
     /// WASI `proc_exit` with a non-zero code.
     #[error("the guest exited with code {0}")]
     Exit(i32),

@@ -221,9 +221,11 @@ impl GuestInstance {
                 }
                 self.poisoned = true;
                 let err = self.classify(e);
-                Err(match (error_message, &err) {
-                    (Some(message), CallError::Trap(_)) => CallError::Guest { rc: -1, message },
-                    _ => err,
+                // As in the Extism runtime: a message the guest set before
+                // failing wins, with return code -1.
+                Err(match error_message {
+                    Some(message) => CallError::Guest { rc: -1, message },
+                    None => err,
                 })
             }
         }
@@ -240,12 +242,13 @@ impl GuestInstance {
             _ if self.store.data().limits.denied_growth => CallError::OutOfMemory {
                 limit: self.module.options().memory_limit,
             },
-            _ => CallError::Trap(format!("{e:#}")),
+            Some(trap) => CallError::Trap(trap.to_string()),
+            None => CallError::HostFunction(e.root_cause().to_string()),
         };
         if !matches!(err, CallError::Timeout(_)) {
             stats.traps.fetch_add(1, Ordering::Relaxed);
         }
-        tracing::debug!(guest = %self.module.name(), error = %err, "guest call failed; discarding the instance");
+        tracing::debug!(guest = %self.module.name(), error = %err, detail = %format!("{e:?}"), "guest call failed; discarding the instance");
         err
     }
 }

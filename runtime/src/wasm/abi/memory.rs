@@ -116,10 +116,12 @@ pub(super) fn link(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "output_set",
         |mut c: Cx<'_>, off: i64, len: i64| -> wasmtime::Result<()> {
             let state = c.data_mut();
-            state
-                .arena
-                .slice(off as u64, len as u64)
-                .map_err(|e| guest_fault("output_set", e))?;
+            if len != 0 {
+                state
+                    .arena
+                    .slice(off as u64, len as u64)
+                    .map_err(|e| guest_fault("output_set", e))?;
+            }
             state.output.offset = off as u64;
             state.output.len = len as u64;
             Ok(())

@@ -1,0 +1,213 @@
+//! Hostile guests: each failure stays inside its own call, the host carries on,
+//! and a fresh instance of the same module works right after.
+
+use std::time::{Duration, Instant};
+
+use buntime::wasm::{CallError, EngineStats, GuestModule, GuestOptions};
+use buntime_fixtures as fx;
+
+use crate::support;
+
+const TIMEOUT: Duration = Duration::from_millis(200);
+const MEMORY: usize = 16 << 20;
+
+fn hostile() -> GuestModule {
+    support::engine()
+        .load(
+            &fx::bytes(fx::HOSTILE),
+            GuestOptions::new("hostile")
+                .timeout(TIMEOUT)
+                .memory_limit(MEMORY),
+        )
+        .expect("load hostile")
+}
+
+/// Runs `export` on a fresh instance, then proves a fresh instance still works.
+async fn attack(module: &GuestModule, export: &str) -> CallError {
+    let mut instance = module.instantiate().await.expect("instantiate");
+    let err = instance
+        .call(export, Vec::new())
+        .await
+        .expect_err("a hostile call must fail");
+    assert!(
+        instance.is_poisoned(),
+        "`{export}` must poison its instance"
+    );
+    assert_eq!(
+        instance.call("ok", Vec::new()).await,
+        Err(CallError::Discarded),
+        "a poisoned instance refuses further calls"
+    );
+    let mut fresh = module.instantiate().await.expect("instantiate again");
+    let out = fresh
+        .call("ok", Vec::new())
+        .await
+        .expect("a fresh instance works");
+    assert_eq!(&out.output[..], b"still alive");
+    err
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_infinite_loop_is_stopped_at_its_deadline() {
+    let module = hostile();
+    let mut instance = module.instantiate().await.expect("instantiate");
+    let started = Instant::now();
+    let err = instance
+        .call("spin", Vec::new())
+        .await
+        .expect_err("must time out");
+    let elapsed = started.elapsed();
+    assert_eq!(err, CallError::Timeout(TIMEOUT));
+    assert!(elapsed >= TIMEOUT, "stopped early: {elapsed:?}");
+    assert!(
+        elapsed <= TIMEOUT + Duration::from_millis(50),
+        "stopped {elapsed:?} after the start, more than 50 ms past its {TIMEOUT:?} deadline"
+    );
+    let mut fresh = module.instantiate().await.expect("instantiate");
+    assert!(fresh.call("ok", Vec::new()).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loop_does_not_stall_other_guests_on_the_same_runtime() {
+    let module = hostile();
+    let looping = {
+        let module = module.clone();
+        tokio::spawn(async move {
+            let mut i = module.instantiate().await.expect("instantiate");
+            i.call("spin", Vec::new()).await
+        })
+    };
+    // While the loop runs, 20 calls on other instances complete.
+    for _ in 0..20 {
+        let mut i = module.instantiate().await.expect("instantiate");
+        let out = i.call("ok", Vec::new()).await.expect("ok");
+        assert_eq!(&out.output[..], b"still alive");
+    }
+    assert!(matches!(
+        looping.await.expect("join"),
+        Err(CallError::Timeout(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_growth_past_the_cap_traps() {
+    let module = hostile();
+    let err = attack(&module, "grow").await;
+    assert_eq!(err, CallError::OutOfMemory { limit: MEMORY });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_grow_is_refused_cleanly_at_the_cap() {
+    let module = hostile();
+    let mut instance = module.instantiate().await.expect("instantiate");
+    let out = instance
+        .call("grow_checked", Vec::new())
+        .await
+        .expect("guest handles the refusal");
+    let text = String::from_utf8_lossy(&out.output).into_owned();
+    let pages: usize = text
+        .trim_start_matches("refused at ")
+        .trim_end_matches(" pages")
+        .parse()
+        .expect("page count");
+    assert!(
+        pages * 65536 <= MEMORY,
+        "{text}: past the {MEMORY}-byte cap"
+    );
+    assert!(
+        pages * 65536 > MEMORY - (2 << 20),
+        "{text}: refused far below the cap"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_recursion_traps_with_a_stack_overflow() {
+    let err = attack(&hostile(), "recurse").await;
+    // Rust guests keep their frames in linear memory, so the overflow shows up
+    // as the shadow stack running off the bottom of memory; either way it is a
+    // trap of this call only.
+    assert!(
+        matches!(&err, CallError::Trap(m) if m.contains("stack") || m.contains("out of bounds memory access")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_traps() {
+    let err = attack(&hostile(), "trap").await;
+    assert!(
+        matches!(&err, CallError::Trap(m) if m.contains("unreachable")),
+        "{err:?}"
+    );
+    assert_eq!(err.rc(), 134);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_range_pointers_are_errors_for_the_guest() {
+    let module = hostile();
+    for (export, function) in [
+        ("bad_load", "load_u64"),
+        ("bad_store", "store_u64"),
+        ("bad_output", "output_set"),
+        ("bad_input", "input_load_u64"),
+        ("bad_handle", "config_get"),
+    ] {
+        let err = attack(&module, export).await;
+        match &err {
+            CallError::HostFunction(m) => assert!(
+                m.contains(function),
+                "`{export}`: the error should name `{function}`: {m}"
+            ),
+            other => panic!("`{export}`: expected a host-function error, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_allocation_returns_the_null_handle() {
+    let module = hostile();
+    let mut instance = module.instantiate().await.expect("instantiate");
+    let out = instance
+        .call("alloc_bomb", Vec::new())
+        .await
+        .expect("alloc fails softly");
+    assert_eq!(&out.output[..], b"0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traps_and_timeouts_are_counted() {
+    let engine = support::engine();
+    let module = engine
+        .load(
+            &fx::bytes(fx::HOSTILE),
+            GuestOptions::new("hostile").timeout(Duration::from_millis(50)),
+        )
+        .expect("load");
+    let mut a = module.instantiate().await.expect("instantiate");
+    let _ = a.call("trap", Vec::new()).await;
+    let mut b = module.instantiate().await.expect("instantiate");
+    let _ = b.call("spin", Vec::new()).await;
+    assert_eq!(EngineStats::get(&engine.stats().traps), 1);
+    assert_eq!(EngineStats::get(&engine.stats().timeouts), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fuel_limits_stop_a_loop_when_enabled() {
+    let engine = support::engine_with(buntime::wasm::EngineConfig::default().fuel(true));
+    let module = engine
+        .load(
+            &fx::bytes(fx::HOSTILE),
+            GuestOptions::new("hostile").fuel(1_000_000),
+        )
+        .expect("load");
+    let mut instance = module.instantiate().await.expect("instantiate");
+    assert_eq!(
+        instance.call("spin", Vec::new()).await,
+        Err(CallError::OutOfFuel)
+    );
+    let mut fresh = module.instantiate().await.expect("instantiate");
+    assert!(
+        fresh.call("ok", Vec::new()).await.is_ok(),
+        "a fresh instance gets fresh fuel"
+    );
+}
