@@ -29,4 +29,5 @@
 //! ```
 
 pub mod capabilities;
+pub mod cli;
 pub mod wasm;

@@ -33,11 +33,11 @@ async fn a_pdk_app_reads_the_body_and_answers_with_an_inline_text_body() {
         .load(&fx::bytes(fx::APP_ECHO), GuestOptions::new("echo"))
         .expect("load");
     let mut instance = module.instantiate().await.expect("instantiate");
-    instance
-        .extensions_mut()
-        .insert(RequestBody(Bytes::from_static(b"hello body")));
+    let mut ext = http::Extensions::new();
+    ext.insert(RequestBody(Bytes::from_static(b"hello body")));
     let input = serde_json::to_vec(&head("/some/path")).expect("json");
-    let out = instance.call("handle", input).await.expect("call");
+    let (out, _) = instance.call_with("handle", input, ext).await;
+    let out = out.expect("call");
     let response: ResponseHead = serde_json::from_slice(&out.output).expect("response head");
     assert_eq!(response.status, 200);
     assert!(response.headers.contains(&("x-app".into(), "echo".into())));
@@ -57,16 +57,22 @@ async fn a_binary_body_travels_through_the_body_abi_untouched() {
         .expect("load");
     let mut instance = module.instantiate().await.expect("instantiate");
     let payload: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
-    instance
-        .extensions_mut()
-        .insert(RequestBody(Bytes::from(payload.clone())));
+    let mut ext = http::Extensions::new();
+    ext.insert(RequestBody(Bytes::from(payload.clone())));
     let input = serde_json::to_vec(&head("/binary")).expect("json");
-    let out = instance.call("handle", input).await.expect("call");
+    let (out, mut ext) = instance.call_with("handle", input.clone(), ext).await;
+    let out = out.expect("call");
     let response: ResponseHead = serde_json::from_slice(&out.output).expect("response head");
     assert_eq!(response.body, None, "binary bodies are not inlined");
-    let written = instance
-        .extensions_mut()
-        .remove::<ResponseBody>()
-        .expect("a body was written");
+    let written = ext.remove::<ResponseBody>().expect("a body was written");
     assert_eq!(&written.0[..], &payload[..]);
+
+    // The next call on the same instance sees only its own body, and its
+    // response body starts empty.
+    let mut ext = http::Extensions::new();
+    ext.insert(RequestBody(Bytes::from_static(b"\xff\x00second")));
+    let (out, mut ext) = instance.call_with("handle", input, ext).await;
+    out.expect("second call");
+    let written = ext.remove::<ResponseBody>().expect("a body was written");
+    assert_eq!(&written.0[..], b"\xff\x00second");
 }

@@ -211,3 +211,30 @@ async fn fuel_limits_stop_a_loop_when_enabled() {
         "a fresh instance gets fresh fuel"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_grow_does_not_mislabel_later_failures() {
+    let module = hostile();
+    let mut instance = module.instantiate().await.expect("instantiate");
+    instance
+        .call("grow_checked", Vec::new())
+        .await
+        .expect("handled refusal");
+    let err = instance.call("trap", Vec::new()).await.expect_err("trap");
+    assert!(matches!(err, CallError::Trap(_)), "{err:?}");
+}
+
+#[test]
+fn a_memory_limit_above_the_engine_maximum_is_refused_at_load() {
+    let err = support::engine()
+        .load(
+            &fx::bytes(fx::HOSTILE),
+            GuestOptions::new("greedy").memory_limit(1 << 40),
+        )
+        .expect_err("must be refused");
+    assert!(
+        err.to_string()
+            .contains("exceeds the engine's per-instance maximum"),
+        "{err}"
+    );
+}

@@ -5,45 +5,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use buntime::capabilities::{Capability, Grants};
-use buntime::wasm::{Engine, EngineConfig, GuestOptions, HostError, HostFunction, ResultEncoding};
-
-/// `reverse` (raw result, capability `reverse`) and `stamp` (envelope result,
-/// capability `stamp`): the host functions the `basics` fixtures import.
-pub fn test_host_functions() -> Vec<HostFunction> {
-    vec![
-        HostFunction::new(
-            "reverse",
-            Capability::new("reverse"),
-            1,
-            ResultEncoding::Raw,
-            |state, args| {
-                let result = state
-                    .block(args[0])
-                    .map(|b| Some(b.iter().rev().copied().collect::<Vec<u8>>()))
-                    .map_err(|e| HostError::invalid_argument(e.to_string()));
-                Box::pin(async move { result })
-            },
-        ),
-        HostFunction::new(
-            "stamp",
-            Capability::new("stamp"),
-            1,
-            ResultEncoding::Envelope,
-            |state, args| {
-                let result = state
-                    .block(args[0])
-                    .map(|b| {
-                        Some(
-                            serde_json::to_vec(&format!("{}!", String::from_utf8_lossy(b)))
-                                .unwrap_or_default(),
-                        )
-                    })
-                    .map_err(|e| HostError::invalid_argument(e.to_string()));
-                Box::pin(async move { result })
-            },
-        ),
-    ]
-}
+use buntime::wasm::{Engine, EngineConfig, GuestOptions};
+use buntime_tests::test_host_functions;
 
 /// An engine with the test host functions and no disk cache.
 pub fn engine() -> Engine {

@@ -30,8 +30,12 @@ impl HostPattern {
         if pattern.is_empty() {
             return Err(invalid("the pattern is empty"));
         }
+        // Colons and brackets only inside an IPv6 literal such as `[::1]`.
+        let ipv6 = pattern.starts_with('[') && pattern.ends_with(']');
         let allowed = |c: char| {
-            c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '*' | '?' | ':' | '[' | ']')
+            c.is_ascii_alphanumeric()
+                || matches!(c, '.' | '-' | '_' | '*' | '?')
+                || (ipv6 && matches!(c, ':' | '[' | ']'))
         };
         if !pattern.chars().all(allowed) {
             return Err(invalid(
@@ -107,7 +111,13 @@ mod tests {
 
     #[test]
     fn malformed_patterns_are_refused() {
-        for bad in ["", "http://example.com", "example.com/path", "exa mple.com"] {
+        for bad in [
+            "",
+            "http://example.com",
+            "example.com/path",
+            "exa mple.com",
+            "example.com:8080",
+        ] {
             assert!(
                 HostPattern::parse(bad).is_err(),
                 "{bad:?} should be refused"

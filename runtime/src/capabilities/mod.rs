@@ -52,8 +52,8 @@ impl fmt::Display for Capability {
 /// What one guest has been granted.
 ///
 /// Deny by default: [`Grants::default`] grants nothing. The Extism ABI's own
-/// basics (memory, input, output, config, vars, logging) need no grant; logging
-/// is still rate- and size-limited by the host.
+/// basics (memory, input, output, config, vars, logging) need no grant (log messages
+/// are truncated by the host).
 ///
 /// ```
 /// use buntime::capabilities::{Capability, Grants};

@@ -30,6 +30,8 @@ pub(crate) struct ModuleCache {
 
 impl ModuleCache {
     pub(crate) fn new(dir: PathBuf, engine: &Engine) -> Self {
+        // `DefaultHasher` may change between Rust releases; that costs only a
+        // cache miss, since a new toolchain means a new binary anyway.
         let mut h = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut h);
         Self {
@@ -75,13 +77,18 @@ impl ModuleCache {
     fn try_store(&self, sha256: &[u8; 32], module: &Module) -> anyhow::Result<()> {
         let payload = module.serialize()?;
         std::fs::create_dir_all(&self.dir)?;
-        let mut tmp = tempfile_in(&self.dir)?;
-        tmp.1.write_all(MAGIC)?;
-        tmp.1.write_all(&Sha256::digest(&payload))?;
-        tmp.1.write_all(&payload)?;
-        tmp.1.sync_all()?;
-        std::fs::rename(&tmp.0, self.path(sha256))?;
-        Ok(())
+        let (tmp_path, mut file) = tempfile_in(&self.dir)?;
+        let written = (|| {
+            file.write_all(MAGIC)?;
+            file.write_all(&Sha256::digest(&payload))?;
+            file.write_all(&payload)?;
+            file.sync_all()?;
+            std::fs::rename(&tmp_path, self.path(sha256))
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp_path);
+        }
+        Ok(written?)
     }
 }
 

@@ -126,6 +126,7 @@ struct EngineInner {
     cache: Option<ModuleCache>,
     shared: Arc<EngineShared>,
     allocation: Allocation,
+    max_memory: usize,
 }
 
 impl std::fmt::Debug for EngineInner {
@@ -181,6 +182,7 @@ impl Engine {
                 cache,
                 shared,
                 allocation,
+                max_memory: config.max_memory,
             }),
         })
     }
@@ -210,6 +212,15 @@ impl Engine {
     /// anything the host does not provide.
     pub fn load(&self, wasm: &[u8], options: GuestOptions) -> Result<GuestModule, LoadError> {
         let name = options.name.clone();
+        if options.memory_limit > self.inner.max_memory {
+            return Err(LoadError::Options {
+                guest: name.to_string(),
+                message: format!(
+                    "memory limit of {} bytes exceeds the engine's per-instance maximum of {} bytes (raise `EngineConfig::max_memory`)",
+                    options.memory_limit, self.inner.max_memory
+                ),
+            });
+        }
         let sha256: [u8; 32] = Sha256::digest(wasm).into();
         let stats = &self.inner.shared.stats;
 

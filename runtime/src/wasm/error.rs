@@ -12,6 +12,14 @@ pub enum LoadError {
     /// The engine itself could not be configured.
     #[error("failed to configure the WASM engine: {0:#}")]
     Engine(anyhow::Error),
+    /// The guest's options cannot be honoured by this engine.
+    #[error("`{guest}`: {message}")]
+    Options {
+        /// The guest's name.
+        guest: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
     /// The module file could not be read.
     #[error("failed to read WASM module `{}`: {source}", path.display())]
     Read {
@@ -97,18 +105,5 @@ impl CallError {
             CallError::Trap(_) | CallError::OutOfMemory { .. } => 134,
             _ => -1,
         }
-    }
-
-    /// Whether the instance must be thrown away.
-    pub fn poisons_instance(&self) -> bool {
-        matches!(
-            self,
-            CallError::Timeout(_)
-                | CallError::OutOfFuel
-                | CallError::OutOfMemory { .. }
-                | CallError::Trap(_)
-                | CallError::Exit(_)
-                | CallError::Discarded
-        )
     }
 }

@@ -88,11 +88,6 @@ impl GuestInstance {
         self.module.has_export(name)
     }
 
-    /// Call-scoped values for host functions (for example an HTTP body).
-    pub fn extensions_mut(&mut self) -> &mut http::Extensions {
-        &mut self.store.data_mut().extensions
-    }
-
     /// Bytes of linear memory plus arena currently held.
     pub fn memory_bytes(&mut self) -> usize {
         let arena = self.store.data().arena.size();
@@ -111,11 +106,13 @@ impl GuestInstance {
                 if f.typed::<(), ()>(&self.store).is_err() {
                     continue;
                 }
-                self.arm(None);
+                let deadline = self.module.options().timeout.map(|t| Instant::now() + t);
+                self.arm(deadline);
                 let result = f.call_async(&mut self.store, &[], &mut []).await;
+                self.store.data_mut().deadline = None;
                 if let Err(e) = result {
                     self.poisoned = true;
-                    return Err(self.classify(e));
+                    return Err(self.classify(e, false));
                 }
                 return Ok(());
             }
@@ -138,6 +135,27 @@ impl GuestInstance {
         name: &str,
         input: impl Into<Bytes>,
     ) -> Result<CallOutput, CallError> {
+        self.call_with(name, input, http::Extensions::new()).await.0
+    }
+
+    /// Calls `name` with call-scoped `extensions` that Buntime's host functions
+    /// read and write (for example [`super::abi::RequestBody`]); returns them
+    /// after the call so the caller can take what the guest wrote.
+    pub async fn call_with(
+        &mut self,
+        name: &str,
+        input: impl Into<Bytes>,
+        extensions: http::Extensions,
+    ) -> (Result<CallOutput, CallError>, http::Extensions) {
+        self.store.data_mut().extensions = extensions;
+        let result = self.call_inner(name, input.into()).await;
+        (
+            result,
+            std::mem::take(&mut self.store.data_mut().extensions),
+        )
+    }
+
+    async fn call_inner(&mut self, name: &str, input: Bytes) -> Result<CallOutput, CallError> {
         if self.poisoned {
             return Err(CallError::Discarded);
         }
@@ -146,14 +164,19 @@ impl GuestInstance {
             .get_func(&mut self.store, name)
             .ok_or_else(|| CallError::NotFound(name.to_owned()))?;
         let ty = func.ty(&self.store);
-        if ty.params().len() != 0 || ty.results().len() > 1 {
+        let results_ok = match ty.results().len() {
+            0 => true,
+            1 => ty.results().all(|r| matches!(r, wasmtime::ValType::I32)),
+            _ => false,
+        };
+        if ty.params().len() != 0 || !results_ok {
             return Err(CallError::NotFound(format!(
                 "{name} (has signature {ty:?}; Extism exports take no parameters and return at most one i32)"
             )));
         }
         let timeout = self.module.options().timeout;
         let deadline = timeout.map(|t| Instant::now() + t);
-        self.store.data_mut().begin_call(input.into(), deadline);
+        self.store.data_mut().begin_call(input, deadline);
         self.arm(deadline);
         self.calls += 1;
 
@@ -175,6 +198,7 @@ impl GuestInstance {
 
     fn finish(&mut self, outcome: wasmtime::Result<()>, rc: i32) -> Result<CallOutput, CallError> {
         let state = self.store.data_mut();
+        let overran = state.deadline.is_some_and(|d| Instant::now() >= d);
         state.deadline = None;
         let error_message = match state.error {
             0 => None,
@@ -220,7 +244,7 @@ impl GuestInstance {
                     });
                 }
                 self.poisoned = true;
-                let err = self.classify(e);
+                let err = self.classify(e, overran);
                 // As in the Extism runtime: a message the guest set before
                 // failing wins, with return code -1.
                 Err(match error_message {
@@ -231,10 +255,14 @@ impl GuestInstance {
         }
     }
 
-    fn classify(&mut self, e: wasmtime::Error) -> CallError {
+    /// Sorts a failure; `overran` says the deadline had passed, which makes a
+    /// host call that gave up waiting (e.g. an HTTP request) a timeout too.
+    fn classify(&mut self, e: wasmtime::Error, overran: bool) -> CallError {
         let stats = &self.store.data().shared.stats;
-        let err = match e.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => {
+        let trap = e.downcast_ref::<Trap>();
+        let timed_out = matches!(trap, Some(Trap::Interrupt)) || (overran && trap.is_none());
+        let err = match trap {
+            _ if timed_out => {
                 stats.timeouts.fetch_add(1, Ordering::Relaxed);
                 CallError::Timeout(self.module.options().timeout.unwrap_or_default())
             }

@@ -115,7 +115,9 @@ impl HostState {
             .map(|d| d.saturating_duration_since(Instant::now()))
     }
 
-    /// Prepares for a new call: clears the arena, output, error and extensions.
+    /// Prepares for a new call: clears the arena, output, error, the last HTTP
+    /// response's status and headers, and the memory-growth flag. (Extensions
+    /// are swapped in and out by [`super::GuestInstance::call_with`].)
     pub(crate) fn begin_call(&mut self, input: Bytes, deadline: Option<Instant>) {
         self.arena.reset();
         self.input = input;
@@ -123,6 +125,9 @@ impl HostState {
         self.output = OutputRange::default();
         self.error = 0;
         self.deadline = deadline;
+        self.http_status = 0;
+        self.http_headers.clear();
+        self.limits.denied_growth = false;
     }
 }
 
