@@ -1,6 +1,8 @@
-//! The command line: `buntime call` runs one export of any Extism-ABI module.
+//! The command line: `buntime serve` (the default) runs the server;
+//! `buntime call` runs one export of any Extism-ABI module.
 //!
 //! ```text
+//! RUNTIME_WORKER_DIRS=./apps buntime
 //! buntime call greet.wasm greet --input world
 //! buntime call plugin.wasm fetch --allow-host api.example.com --timeout 2s
 //! ```
@@ -20,11 +22,13 @@ use crate::wasm::{CallError, Engine, EngineConfig, GuestOptions, abi::body_funct
 #[command(version, about, long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve the apps in `RUNTIME_WORKER_DIRS` on `PORT` (the default command).
+    Serve,
     /// Call one export of an Extism-ABI module (any Extism PDK) and print its output.
     Call(CallArgs),
 }
@@ -45,7 +49,7 @@ struct CallArgs {
     #[arg(long = "allow-host", value_name = "HOST")]
     allow_hosts: Vec<String>,
     /// Stop the call after this long, e.g. `500ms`, `2s`.
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = crate::config::parse_duration)]
     timeout: Option<Duration>,
     /// Cap on the guest's memory, in MiB.
     #[arg(long, default_value_t = 64)]
@@ -53,28 +57,6 @@ struct CallArgs {
     /// Where compiled modules are cached (none by default).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
-}
-
-/// Parses `250ms`, `2s`, `1m` or a plain number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let (number, unit) = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .map_or((t, "s"), |i| (&t[..i], &t[i..]));
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration (try `500ms`, `2s`, `1m`)"))?;
-    let secs = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        other => {
-            return Err(format!(
-                "unknown unit `{other}` in `{text}` (use ms, s or m)"
-            ));
-        }
-    };
-    Ok(Duration::from_secs_f64(secs))
 }
 
 /// Installs the log subscriber: `RUNTIME_LOG_LEVEL` (default `info`),
@@ -94,8 +76,77 @@ pub fn init_logging() {
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve().await,
         Command::Call(args) => call(args).await,
+    }
+}
+
+async fn serve() -> anyhow::Result<ExitCode> {
+    use std::sync::Arc;
+    let env = crate::config::RuntimeEnv::from_process()?;
+    let mut config = EngineConfig::default();
+    config.cache_dir = env.cache_dir.clone();
+    config.host_functions.extend(body_functions());
+    let engine = Engine::new(config)?;
+    for dir in &env.worker_dirs {
+        if !dir.is_dir() {
+            tracing::warn!(dir = %dir.display(), "worker dir does not exist (yet); apps deployed there will be picked up");
+        }
+    }
+    let state = crate::server::AppState {
+        catalog: Arc::new(crate::routing::Catalog::new(env.worker_dirs.clone())),
+        pools: crate::pool::Pools::new(engine, env.pool_size),
+        started: std::time::Instant::now(),
+        shutting_down: Arc::default(),
+    };
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", env.port))
+        .await
+        .with_context(|| format!("cannot listen on port {} (set PORT to another)", env.port))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, dirs = ?env.worker_dirs, pool = env.pool_size, "buntime listening");
+    let apps = state.catalog.all();
+    println!(
+        "Buntime {} on http://localhost:{}",
+        env!("CARGO_PKG_VERSION"),
+        addr.port()
+    );
+    for (name, versions) in &apps {
+        for v in versions {
+            let label = v
+                .version
+                .as_ref()
+                .map_or("latest".to_owned(), |x| x.to_string());
+            println!("  http://localhost:{}/{name}@{label}/", addr.port());
+        }
+    }
+    println!(
+        "  http://localhost:{}/_/api/apps   (the list, as JSON)",
+        addr.port()
+    );
+    crate::server::serve(listener, state, shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
     }
 }
 
@@ -116,7 +167,7 @@ async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| "guest".into());
     let mut options = GuestOptions::new(name)
         .grants(grants)
-        .memory_limit(args.memory_mib << 20);
+        .memory_limit(args.memory_mib.saturating_mul(1 << 20));
     if let Some(t) = args.timeout {
         options = options.timeout(t);
     }
@@ -148,24 +199,10 @@ async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
         }
         Err(CallError::Guest { rc, message }) => {
             eprintln!("error (return code {rc}): {message}");
-            Ok(ExitCode::from(u8::try_from(rc).unwrap_or(1)))
+            Ok(ExitCode::from(
+                u8::try_from(rc).ok().filter(|c| *c != 0).unwrap_or(1),
+            ))
         }
         Err(e) => bail!("{e}"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_duration;
-    use std::time::Duration;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
-        assert!(parse_duration("5h").is_err());
-        assert!(parse_duration("soon").is_err());
     }
 }

@@ -30,4 +30,8 @@
 
 pub mod capabilities;
 pub mod cli;
+pub mod config;
+pub mod pool;
+pub mod routing;
+pub mod server;
 pub mod wasm;

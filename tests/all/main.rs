@@ -6,4 +6,5 @@ mod cache;
 mod grants;
 mod hostile;
 mod parity;
+mod server;
 mod support;

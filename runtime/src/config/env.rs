@@ -1,0 +1,183 @@
+//! The runtime's environment variables.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `PORT` | 8000 | listen port |
+//! | `RUNTIME_WORKER_DIRS` | required | app dirs, `:`-separated, searched in order |
+//! | `RUNTIME_PLUGIN_DIRS` | `./plugins` | plugin dirs, `:`-separated |
+//! | `RUNTIME_POOL_SIZE` | 10 (development), 500 (production) | apps kept warm (LRU) |
+//! | `RUNTIME_ENV` (or `NODE_ENV`) | `development` | `development`, `production`, `staging` or `test` |
+//! | `RUNTIME_CACHE_DIR` | `$XDG_CACHE_HOME/buntime` | compiled-module cache (`off` disables it) |
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::ConfigError;
+
+/// The deployment environment, which sets defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    /// Local development: small pool, readable logs.
+    Development,
+    /// Staging.
+    Staging,
+    /// Production: large pool, JSON logs, internal error details hidden.
+    Production,
+    /// Tests.
+    Test,
+}
+
+/// Settings read from the environment.
+#[derive(Debug, Clone)]
+pub struct RuntimeEnv {
+    /// Listen port.
+    pub port: u16,
+    /// App dirs in search order.
+    pub worker_dirs: Vec<PathBuf>,
+    /// Plugin dirs.
+    pub plugin_dirs: Vec<PathBuf>,
+    /// Apps kept warm.
+    pub pool_size: usize,
+    /// The deployment environment.
+    pub environment: Environment,
+    /// Compiled-module cache dir, if enabled.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl RuntimeEnv {
+    /// Reads the process environment.
+    pub fn from_process() -> Result<Self, ConfigError> {
+        Self::from_map(&std::env::vars().collect())
+    }
+
+    /// Reads settings from `vars` (testable without touching the process).
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use buntime::config::RuntimeEnv;
+    /// let vars = HashMap::from([("RUNTIME_WORKER_DIRS".to_string(), "/a:/b".to_string())]);
+    /// let env = RuntimeEnv::from_map(&vars).unwrap();
+    /// assert_eq!(env.port, 8000);
+    /// assert_eq!(env.worker_dirs.len(), 2);
+    /// ```
+    pub fn from_map(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let var = |k: &str| vars.get(k).map(|s| s.trim()).filter(|s| !s.is_empty());
+        let err = |name: &str, msg: String| ConfigError::new(Path::new(name), "", msg);
+
+        let environment = match var("RUNTIME_ENV").or_else(|| var("NODE_ENV")) {
+            None | Some("development") => Environment::Development,
+            Some("production") => Environment::Production,
+            Some("staging") => Environment::Staging,
+            Some("test") => Environment::Test,
+            Some(other) => {
+                return Err(err(
+                    "RUNTIME_ENV",
+                    format!("`{other}` is not one of development, staging, production, test"),
+                ));
+            }
+        };
+        let port = match var("PORT") {
+            None => 8000,
+            Some(p) => p
+                .parse::<u16>()
+                .map_err(|_| err("PORT", format!("`{p}` is not a port number (0-65535)")))?,
+        };
+        let worker_dirs = split_dirs(var("RUNTIME_WORKER_DIRS").ok_or_else(|| {
+            err(
+                "RUNTIME_WORKER_DIRS",
+                "is required: the `:`-separated list of directories holding apps (e.g. `./apps`)"
+                    .into(),
+            )
+        })?);
+        let plugin_dirs = split_dirs(var("RUNTIME_PLUGIN_DIRS").unwrap_or("./plugins"));
+        let default_pool = match environment {
+            Environment::Production => 500,
+            Environment::Staging => 50,
+            Environment::Development => 10,
+            Environment::Test => 5,
+        };
+        let pool_size = match var("RUNTIME_POOL_SIZE") {
+            None => default_pool,
+            Some(n) => match n.parse::<usize>() {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    return Err(err(
+                        "RUNTIME_POOL_SIZE",
+                        format!("`{n}` is not a positive whole number"),
+                    ));
+                }
+            },
+        };
+        let cache_dir = match var("RUNTIME_CACHE_DIR") {
+            Some("off") => None,
+            Some(dir) => Some(PathBuf::from(dir)),
+            None => var("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| var("HOME").map(|h| Path::new(h).join(".cache")))
+                .map(|base| base.join("buntime")),
+        };
+        Ok(Self {
+            port,
+            worker_dirs,
+            plugin_dirs,
+            pool_size,
+            environment,
+            cache_dir,
+        })
+    }
+}
+
+fn split_dirs(list: &str) -> Vec<PathBuf> {
+    list.split(':')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Result<RuntimeEnv, ConfigError> {
+        RuntimeEnv::from_map(
+            &pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn worker_dirs_are_required() {
+        let e = env(&[]).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("RUNTIME_WORKER_DIRS: is required"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let base = ("RUNTIME_WORKER_DIRS", "./apps");
+        for (k, v) in [
+            ("PORT", "eighty"),
+            ("PORT", "70000"),
+            ("RUNTIME_POOL_SIZE", "0"),
+            ("RUNTIME_ENV", "prod"),
+        ] {
+            let e = env(&[base, (k, v)]).unwrap_err();
+            assert!(e.to_string().starts_with(k), "{e}");
+        }
+    }
+
+    #[test]
+    fn defaults_follow_the_environment() {
+        let dev = env(&[("RUNTIME_WORKER_DIRS", "a")]).unwrap();
+        assert_eq!(dev.pool_size, 10);
+        let prod = env(&[("RUNTIME_WORKER_DIRS", "a"), ("NODE_ENV", "production")]).unwrap();
+        assert_eq!(prod.pool_size, 500);
+        assert_eq!(prod.plugin_dirs, vec![PathBuf::from("./plugins")]);
+    }
+}

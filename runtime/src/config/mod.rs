@@ -1,0 +1,57 @@
+//! Configuration: environment variables and the per-app `worker.jsonc`.
+//!
+//! Every error names the file (or variable), the field and what is allowed.
+
+mod env;
+mod units;
+mod worker;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use env::{Environment, RuntimeEnv};
+pub use units::{duration_from_secs, parse_duration, parse_size};
+pub use worker::{
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_MAX_REQUESTS, DEFAULT_MEMORY, DEFAULT_TIMEOUT,
+    LOW_MEMORY, MAX_BODY_CEILING, WORKER_CONFIG_FILE, WorkerConfig, worker_config_path,
+};
+
+/// A configuration value that cannot be accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file or environment variable.
+    pub source: PathBuf,
+    /// The field (empty for the whole file).
+    pub field: String,
+    /// What is wrong and what is allowed.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// Builds an error about `field` of `source`.
+    pub fn new(source: &Path, field: &str, message: impl Into<String>) -> Self {
+        Self {
+            source: source.to_owned(),
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}: {}", self.source.display(), self.message)
+        } else {
+            write!(
+                f,
+                "{}: `{}`: {}",
+                self.source.display(),
+                self.field,
+                self.message
+            )
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}

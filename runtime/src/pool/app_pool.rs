@@ -1,0 +1,275 @@
+//! The instances of one app version: warm reuse, recycling, concurrency.
+//!
+//! `ttl: 0` apps get a fresh instance per request (ephemeral). Warm apps keep
+//! idle instances for reuse; an instance is retired when its sliding TTL runs
+//! out, after `maxRequests` requests, after any failure (a trapped or timed-out
+//! instance is never reused), or when it has been idle for `idleTimeout`
+//! (`on_idle`, then `on_terminate`). At most `maxConcurrency` instances run at
+//! once; up to `maxQueue` requests wait for one, and beyond that the pool
+//! answers "busy" (503 with `Retry-After`).
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::Semaphore;
+
+use crate::config::WorkerConfig;
+use crate::wasm::{CallError, CallOutput, GuestInstance, GuestModule};
+
+/// An idle warm instance.
+#[derive(Debug)]
+struct Idle {
+    instance: GuestInstance,
+    created: Instant,
+    last_used: Instant,
+    requests: u64,
+}
+
+/// Why the pool could not serve a request.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    /// Every instance is busy and the queue is full.
+    #[error("`{0}` is at its concurrency limit and its queue is full")]
+    Busy(String),
+    /// The guest failed.
+    #[error(transparent)]
+    Call(#[from] CallError),
+}
+
+/// Counters of one app version.
+#[derive(Debug, Default)]
+pub struct AppStats {
+    /// Requests served (successfully or not).
+    pub requests: AtomicU64,
+    /// Requests that failed in the guest.
+    pub errors: AtomicU64,
+    /// Requests answered busy.
+    pub rejected: AtomicU64,
+    /// Instances created.
+    pub created: AtomicU64,
+    /// Instances retired normally (TTL, maxRequests, idle, eviction).
+    pub retired: AtomicU64,
+    /// Instances discarded after a failure.
+    pub failed: AtomicU64,
+    /// Reuses of a warm instance.
+    pub hits: AtomicU64,
+    /// Requests that needed a new instance.
+    pub misses: AtomicU64,
+    /// Sum of request latencies, in microseconds.
+    pub latency_us: AtomicU64,
+}
+
+/// The pool of one `name@version`.
+#[derive(Debug)]
+pub struct AppPool {
+    key: String,
+    module: GuestModule,
+    config: WorkerConfig,
+    idle: Mutex<Vec<Idle>>,
+    slots: Semaphore,
+    waiting: AtomicUsize,
+    active: AtomicUsize,
+    created_at: Instant,
+    /// Counters.
+    pub stats: AppStats,
+}
+
+impl AppPool {
+    /// A pool for `module` run with `config`.
+    pub fn new(key: String, module: GuestModule, config: WorkerConfig) -> Arc<Self> {
+        let slots = Semaphore::new(config.max_concurrency);
+        Arc::new(Self {
+            key,
+            module,
+            config,
+            idle: Mutex::new(Vec::new()),
+            slots,
+            waiting: AtomicUsize::new(0),
+            active: AtomicUsize::new(0),
+            created_at: Instant::now(),
+            stats: AppStats::default(),
+        })
+    }
+
+    /// `name@version`.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The app's settings.
+    pub fn config(&self) -> &WorkerConfig {
+        &self.config
+    }
+
+    /// Instances currently handling a request.
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// Idle warm instances.
+    pub fn idle_count(&self) -> usize {
+        self.idle.lock().map(|i| i.len()).unwrap_or(0)
+    }
+
+    /// Age of the pool.
+    pub fn age(&self) -> Duration {
+        self.created_at.elapsed()
+    }
+
+    /// Runs `export` with `input` and call-scoped `extensions` on an instance.
+    pub async fn call(
+        &self,
+        export: &str,
+        input: Bytes,
+        extensions: http::Extensions,
+    ) -> (Result<CallOutput, PoolError>, http::Extensions) {
+        let started = Instant::now();
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        if self.waiting.load(Ordering::Relaxed) >= self.config.max_queue
+            && self.slots.available_permits() == 0
+        {
+            self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            return (Err(PoolError::Busy(self.key.clone())), extensions);
+        }
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let permit = self.slots.acquire().await;
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        let Ok(_permit) = permit else {
+            return (Err(PoolError::Busy(self.key.clone())), extensions);
+        };
+        self.active.fetch_add(1, Ordering::Relaxed);
+        let result = self.call_on_instance(export, input, extensions).await;
+        self.active.fetch_sub(1, Ordering::Relaxed);
+        let micros = started.elapsed().as_micros().min(u64::MAX as u128) as u64;
+        self.stats.latency_us.fetch_add(micros, Ordering::Relaxed);
+        result
+    }
+
+    async fn call_on_instance(
+        &self,
+        export: &str,
+        input: Bytes,
+        extensions: http::Extensions,
+    ) -> (Result<CallOutput, PoolError>, http::Extensions) {
+        let mut slot = match self.take_idle() {
+            Some(idle) => {
+                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                idle
+            }
+            None => {
+                self.stats.misses.fetch_add(1, Ordering::Relaxed);
+                match self.module.instantiate().await {
+                    Ok(instance) => {
+                        self.stats.created.fetch_add(1, Ordering::Relaxed);
+                        let now = Instant::now();
+                        Idle {
+                            instance,
+                            created: now,
+                            last_used: now,
+                            requests: 0,
+                        }
+                    }
+                    Err(e) => {
+                        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                        return (Err(e.into()), extensions);
+                    }
+                }
+            }
+        };
+        let (result, extensions) = slot.instance.call_with(export, input, extensions).await;
+        slot.requests += 1;
+        slot.last_used = Instant::now();
+        if result.is_err() {
+            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        self.give_back(slot).await;
+        (result.map_err(PoolError::from), extensions)
+    }
+
+    /// A healthy idle instance, most recently used first; expired ones are retired.
+    fn take_idle(&self) -> Option<Idle> {
+        if self.config.ttl.is_zero() {
+            return None;
+        }
+        let mut idle = self.idle.lock().ok()?;
+        while let Some(slot) = idle.pop() {
+            if self.healthy(&slot) {
+                return Some(slot);
+            }
+            self.stats.retired.fetch_add(1, Ordering::Relaxed);
+            // Dropped without `on_terminate`: it is past its TTL; the
+            // background reclaim normally gets there first and says goodbye.
+        }
+        None
+    }
+
+    fn healthy(&self, slot: &Idle) -> bool {
+        !slot.instance.is_poisoned()
+            && slot.last_used.elapsed() < self.config.ttl
+            && (self.config.max_requests == 0 || slot.requests < self.config.max_requests)
+    }
+
+    async fn give_back(&self, mut slot: Idle) {
+        if slot.instance.is_poisoned() {
+            self.stats.failed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if !self.config.ttl.is_zero() && self.healthy(&slot) {
+            if let Ok(mut idle) = self.idle.lock() {
+                idle.push(slot);
+            }
+            return;
+        }
+        retire(&mut slot.instance).await;
+        self.stats.retired.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Retires idle instances that have been idle for `idleTimeout` or are
+    /// past their TTL: `on_idle`, then `on_terminate`. Returns how many.
+    pub async fn reclaim(&self) -> usize {
+        let now = Instant::now();
+        let expired: Vec<Idle> = match self.idle.lock() {
+            Ok(mut idle) => {
+                let (keep, go): (Vec<Idle>, Vec<Idle>) = idle.drain(..).partition(|s| {
+                    now.duration_since(s.last_used) < self.config.idle_timeout && self.healthy(s)
+                });
+                *idle = keep;
+                go
+            }
+            Err(_) => Vec::new(),
+        };
+        let n = expired.len();
+        for mut slot in expired {
+            if slot.instance.has_export("on_idle") {
+                let _ = slot.instance.call("on_idle", Bytes::new()).await;
+            }
+            retire(&mut slot.instance).await;
+            let _ = slot.created;
+            self.stats.retired.fetch_add(1, Ordering::Relaxed);
+        }
+        n
+    }
+
+    /// Retires every idle instance (eviction, shutdown).
+    pub async fn drain(&self) {
+        let all: Vec<Idle> = self
+            .idle
+            .lock()
+            .map(|mut i| i.drain(..).collect())
+            .unwrap_or_default();
+        for mut slot in all {
+            retire(&mut slot.instance).await;
+            self.stats.retired.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Tells an instance it is being retired.
+async fn retire(instance: &mut GuestInstance) {
+    if instance.has_export("on_terminate") && !instance.is_poisoned() {
+        let _ = instance.call("on_terminate", Bytes::new()).await;
+    }
+}

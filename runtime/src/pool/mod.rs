@@ -1,0 +1,142 @@
+//! The worker pool: one [`AppPool`] per app version, an LRU over them.
+//!
+//! At most `RUNTIME_POOL_SIZE` app versions keep compiled modules and warm
+//! instances; the least recently used is evicted (its idle instances get
+//! `on_terminate`). A background task reclaims idle instances. Because a pool
+//! hands out its most recently used idle instance first (LIFO), a steady load
+//! keeps reusing the same few instances and the surplus really does go idle and
+//! get reclaimed, rather than every instance being touched just often enough
+//! to never expire.
+
+mod app_pool;
+
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lru::LruCache;
+
+pub use app_pool::{AppPool, AppStats, PoolError};
+
+use crate::config::WorkerConfig;
+use crate::routing::AppVersion;
+use crate::wasm::{Engine, GuestOptions};
+
+/// Every warm app version, bounded by an LRU.
+#[derive(Debug)]
+pub struct Pools {
+    engine: Engine,
+    lru: Mutex<LruCache<String, Arc<AppPool>>>,
+    /// App versions evicted so far.
+    pub evictions: std::sync::atomic::AtomicU64,
+}
+
+/// Why an app could not be loaded into the pool.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadAppError {
+    /// The app's `worker.jsonc` is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The module could not be loaded.
+    #[error(transparent)]
+    Module(#[from] crate::wasm::LoadError),
+    /// The compile task failed.
+    #[error("compiling `{0}` was interrupted")]
+    Interrupted(String),
+}
+
+impl Pools {
+    /// A pool registry keeping at most `capacity` app versions.
+    pub fn new(engine: Engine, capacity: usize) -> Arc<Self> {
+        let cap = NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
+        Arc::new(Self {
+            engine,
+            lru: Mutex::new(LruCache::new(cap)),
+            evictions: Default::default(),
+        })
+    }
+
+    /// The pool of `app`, loading (compiling off the async threads) on a miss.
+    pub async fn get(
+        &self,
+        app: &AppVersion,
+        module_file: &std::path::Path,
+        config: WorkerConfig,
+    ) -> Result<Arc<AppPool>, LoadAppError> {
+        let key = app.key();
+        if let Some(pool) = self.lru.lock().ok().and_then(|mut l| l.get(&key).cloned()) {
+            return Ok(pool);
+        }
+        let engine = self.engine.clone();
+        let file = module_file.to_owned();
+        let mut options = GuestOptions::new(key.as_str())
+            .timeout(config.timeout)
+            .memory_limit(config.memory as usize);
+        for (k, v) in &config.env {
+            options = options.config(k.clone(), v.clone());
+        }
+        let module = tokio::task::spawn_blocking(move || engine.load_file(&file, options))
+            .await
+            .map_err(|_| LoadAppError::Interrupted(key.clone()))??;
+        let pool = AppPool::new(key.clone(), module, config);
+        let evicted = match self.lru.lock() {
+            Ok(mut lru) => {
+                if let Some(existing) = lru.get(&key) {
+                    return Ok(existing.clone());
+                }
+                lru.push(key.clone(), pool.clone())
+                    .filter(|(k, _)| *k != key)
+            }
+            Err(_) => None,
+        };
+        if let Some((_, old)) = evicted {
+            self.evictions
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tokio::spawn(async move { old.drain().await });
+        }
+        Ok(pool)
+    }
+
+    /// Forgets a cached app version (e.g. after its files changed).
+    pub fn forget(&self, key: &str) -> Option<Arc<AppPool>> {
+        self.lru.lock().ok().and_then(|mut l| l.pop(key))
+    }
+
+    /// Every warm app version.
+    pub fn snapshot(&self) -> Vec<Arc<AppPool>> {
+        self.lru
+            .lock()
+            .map(|l| l.iter().map(|(_, p)| p.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Reclaims idle instances in every pool; returns how many.
+    pub async fn reclaim(&self) -> usize {
+        let mut n = 0;
+        for pool in self.snapshot() {
+            n += pool.reclaim().await;
+        }
+        n
+    }
+
+    /// Runs [`Pools::reclaim`] every `every` until the returned handle is dropped or aborted.
+    pub fn spawn_reclaimer(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let pools = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(pools) = pools.upgrade() else { break };
+                pools.reclaim().await;
+            }
+        })
+    }
+
+    /// Retires every idle instance of every pool (shutdown).
+    pub async fn shutdown(&self) {
+        for pool in self.snapshot() {
+            pool.drain().await;
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! Finding apps on disk: the three layouts, several worker dirs in order.
+//!
+//! ```text
+//! apps/hello/1.0.0/      nested
+//! apps/hello@2.0.0/      flat
+//! apps/notes/            unversioned ("latest")
+//! ```
+//!
+//! Dirs are searched in order; the first dir that provides a version wins.
+//! Names and versions are read from the file system on every lookup of a name
+//! that is not cached, and positive lookups are cached briefly, so a new deploy
+//! is served within [`CACHE_TTL`] without a restart and a miss is never cached.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use semver::Version;
+
+use super::semver_range::VersionQuery;
+
+/// How long a successful lookup is reused.
+pub const CACHE_TTL: Duration = Duration::from_secs(1);
+
+/// One installed version of an app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppVersion {
+    /// The app's name.
+    pub name: String,
+    /// `None` for an unversioned install (`latest`).
+    pub version: Option<Version>,
+    /// Its directory.
+    pub dir: PathBuf,
+}
+
+impl AppVersion {
+    /// `name@version` (or `name@latest`), the key of this version's pool.
+    pub fn key(&self) -> String {
+        match &self.version {
+            Some(v) => format!("{}@{v}", self.name),
+            None => format!("{}@latest", self.name),
+        }
+    }
+}
+
+/// Why a lookup found nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LookupError {
+    /// No app has this name.
+    #[error("no app named `{0}`")]
+    UnknownApp(String),
+    /// The app exists but no version matches.
+    #[error("app `{name}` has no version matching `{query}` (installed: {installed})")]
+    NoMatch {
+        /// The app.
+        name: String,
+        /// What was asked.
+        query: String,
+        /// What exists.
+        installed: String,
+    },
+    /// The range is malformed.
+    #[error("{0}")]
+    BadRange(String),
+}
+
+/// The apps under a list of worker dirs.
+#[derive(Debug)]
+pub struct Catalog {
+    dirs: Vec<PathBuf>,
+    cache: Mutex<BTreeMap<String, (Instant, Vec<AppVersion>)>>,
+}
+
+impl Catalog {
+    /// A catalog over `dirs`, searched in order.
+    pub fn new(dirs: Vec<PathBuf>) -> Self {
+        Self {
+            dirs,
+            cache: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The worker dirs.
+    pub fn dirs(&self) -> &[PathBuf] {
+        &self.dirs
+    }
+
+    /// Resolves `name` and the part after `@` to one installed version.
+    pub fn resolve(&self, name: &str, range: Option<&str>) -> Result<AppVersion, LookupError> {
+        let query = VersionQuery::parse(range).map_err(LookupError::BadRange)?;
+        let versions = self.versions(name);
+        if versions.is_empty() {
+            return Err(LookupError::UnknownApp(name.to_owned()));
+        }
+        let latest = versions.iter().find(|v| v.version.is_none());
+        let chosen = match (&query, latest) {
+            (VersionQuery::Any | VersionQuery::Latest, Some(l)) => Some(l),
+            (VersionQuery::Latest, None) => None,
+            _ => query
+                .select(versions.iter().filter_map(|v| v.version.as_ref()))
+                .and_then(|want| versions.iter().find(|v| v.version.as_ref() == Some(want))),
+        };
+        chosen.cloned().ok_or_else(|| LookupError::NoMatch {
+            name: name.to_owned(),
+            query: range.unwrap_or("").to_owned(),
+            installed: versions
+                .iter()
+                .map(|v| {
+                    v.version
+                        .as_ref()
+                        .map_or("latest".to_owned(), Version::to_string)
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+    }
+
+    /// Every installed version of `name`, first dir first, without duplicates.
+    pub fn versions(&self, name: &str) -> Vec<AppVersion> {
+        if let Ok(cache) = self.cache.lock()
+            && let Some((at, found)) = cache.get(name)
+            && at.elapsed() < CACHE_TTL
+        {
+            return found.clone();
+        }
+        let found = self.scan(name);
+        if !found.is_empty()
+            && let Ok(mut cache) = self.cache.lock()
+        {
+            cache.insert(name.to_owned(), (Instant::now(), found.clone()));
+        }
+        found
+    }
+
+    fn scan(&self, name: &str) -> Vec<AppVersion> {
+        if !valid_name(name) {
+            return Vec::new();
+        }
+        let mut out: Vec<AppVersion> = Vec::new();
+        let mut push = |v: AppVersion| {
+            if !out.iter().any(|o| o.version == v.version) {
+                out.push(v);
+            }
+        };
+        for root in &self.dirs {
+            let nested = root.join(name);
+            let mut nested_versions = false;
+            if let Ok(entries) = std::fs::read_dir(&nested) {
+                for e in entries.flatten() {
+                    let Ok(file_name) = e.file_name().into_string() else {
+                        continue;
+                    };
+                    if let Ok(v) = Version::parse(&file_name)
+                        && e.path().is_dir()
+                    {
+                        nested_versions = true;
+                        push(AppVersion {
+                            name: name.to_owned(),
+                            version: Some(v),
+                            dir: e.path(),
+                        });
+                    }
+                }
+                if !nested_versions && nested.is_dir() {
+                    push(AppVersion {
+                        name: name.to_owned(),
+                        version: None,
+                        dir: nested.clone(),
+                    });
+                }
+            }
+            if let Ok(entries) = std::fs::read_dir(root) {
+                for e in entries.flatten() {
+                    let Ok(file_name) = e.file_name().into_string() else {
+                        continue;
+                    };
+                    let Some((n, v)) = file_name.split_once('@') else {
+                        continue;
+                    };
+                    if n != name || !e.path().is_dir() {
+                        continue;
+                    }
+                    if v == "latest" {
+                        push(AppVersion {
+                            name: name.to_owned(),
+                            version: None,
+                            dir: e.path(),
+                        });
+                    } else if let Ok(v) = Version::parse(v) {
+                        push(AppVersion {
+                            name: name.to_owned(),
+                            version: Some(v),
+                            dir: e.path(),
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Every app in every dir, by name.
+    pub fn all(&self) -> BTreeMap<String, Vec<AppVersion>> {
+        let mut names = std::collections::BTreeSet::new();
+        for root in &self.dirs {
+            for e in std::fs::read_dir(root).into_iter().flatten().flatten() {
+                if let Ok(n) = e.file_name().into_string() {
+                    let n = n.split('@').next().unwrap_or("").to_owned();
+                    if valid_name(&n) && e.path().is_dir() {
+                        names.insert(n);
+                    }
+                }
+            }
+        }
+        names
+            .into_iter()
+            .map(|n| {
+                let v = self.scan(&n);
+                (n, v)
+            })
+            .filter(|(_, v)| !v.is_empty())
+            .collect()
+    }
+}
+
+/// App names: letters, digits, `-`, `_` and `.`, not starting with `.`.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}

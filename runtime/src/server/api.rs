@@ -1,0 +1,130 @@
+//! The core API and internal routes: health, apps, pool metrics and stats.
+
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::AppState;
+
+/// `GET /_/api/health`.
+pub(crate) async fn health(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptimeSeconds": state.started.elapsed().as_secs(),
+    }))
+}
+
+/// `GET /_/api/health/live`: the process answers.
+pub(crate) async fn live() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `GET /_/api/health/ready`: every worker dir is readable and no shutdown is under way.
+pub(crate) async fn ready(State(state): State<AppState>) -> Response {
+    let missing: Vec<String> = state
+        .catalog
+        .dirs()
+        .iter()
+        .filter(|d| std::fs::read_dir(d).is_err())
+        .map(|d| d.display().to_string())
+        .collect();
+    let draining = state.shutting_down.load(Ordering::Relaxed);
+    let ok = missing.is_empty() && !draining;
+    let body = Json(json!({
+        "status": if ok { "ready" } else { "not_ready" },
+        "unreadableWorkerDirs": missing,
+        "shuttingDown": draining,
+    }));
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, body).into_response()
+}
+
+/// `GET /_/api/apps`: every app, its versions and kinds.
+pub(crate) async fn apps(State(state): State<AppState>) -> Json<Value> {
+    let all = state.catalog.all();
+    let apps: Vec<Value> = all
+        .into_iter()
+        .map(|(name, versions)| {
+            let versions: Vec<Value> = versions
+                .iter()
+                .map(|v| {
+                    let config = crate::config::WorkerConfig::load(&v.dir);
+                    let kind = match &config {
+                        Ok(c) => match super::apps::detect_kind(&v.dir, c) {
+                            Some(super::apps::AppKind::Static(_)) => "static",
+                            Some(super::apps::AppKind::Wasm(_)) => "wasm",
+                            None => "empty",
+                        },
+                        Err(_) => "invalid",
+                    };
+                    json!({
+                        "version": v.version.as_ref().map_or("latest".to_owned(), |x| x.to_string()),
+                        "kind": kind,
+                        "dir": v.dir.display().to_string(),
+                        "configError": config.err().map(|e| e.to_string()),
+                    })
+                })
+                .collect();
+            json!({ "name": name, "versions": versions })
+        })
+        .collect();
+    Json(json!({ "apps": apps }))
+}
+
+/// `GET /_/metrics`: pool counters as JSON.
+pub(crate) async fn metrics(State(state): State<AppState>) -> Json<Value> {
+    let pools = state.pools.snapshot();
+    let sum = |f: fn(&crate::pool::AppStats) -> u64| pools.iter().map(|p| f(&p.stats)).sum::<u64>();
+    let requests = sum(|s| s.requests.load(Ordering::Relaxed));
+    let latency = sum(|s| s.latency_us.load(Ordering::Relaxed));
+    Json(json!({
+        "apps": pools.len(),
+        "hits": sum(|s| s.hits.load(Ordering::Relaxed)),
+        "misses": sum(|s| s.misses.load(Ordering::Relaxed)),
+        "evictions": state.pools.evictions.load(Ordering::Relaxed),
+        "instancesCreated": sum(|s| s.created.load(Ordering::Relaxed)),
+        "instancesRetired": sum(|s| s.retired.load(Ordering::Relaxed)),
+        "instancesFailed": sum(|s| s.failed.load(Ordering::Relaxed)),
+        "requests": requests,
+        "errors": sum(|s| s.errors.load(Ordering::Relaxed)),
+        "rejected": sum(|s| s.rejected.load(Ordering::Relaxed)),
+        "avgLatencyMs": if requests == 0 { 0.0 } else { latency as f64 / requests as f64 / 1000.0 },
+    }))
+}
+
+/// `GET /_/stats`: per app version.
+pub(crate) async fn stats(State(state): State<AppState>) -> Json<Value> {
+    let pools: Vec<Value> = state
+        .pools
+        .snapshot()
+        .iter()
+        .map(|p| {
+            let requests = p.stats.requests.load(Ordering::Relaxed);
+            let latency = p.stats.latency_us.load(Ordering::Relaxed);
+            json!({
+                "app": p.key(),
+                "active": p.active(),
+                "idle": p.idle_count(),
+                "requests": requests,
+                "errors": p.stats.errors.load(Ordering::Relaxed),
+                "ageSeconds": p.age().as_secs(),
+                "avgLatencyMs": if requests == 0 { 0.0 } else { latency as f64 / requests as f64 / 1000.0 },
+            })
+        })
+        .collect();
+    Json(json!({ "workers": pools }))
+}
+
+/// `GET /.well-known/buntime`.
+pub(crate) async fn well_known() -> Json<Value> {
+    Json(json!({ "runtime": "buntime", "version": env!("CARGO_PKG_VERSION"), "api": "/_/api" }))
+}

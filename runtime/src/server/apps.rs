@@ -1,0 +1,286 @@
+//! Serving `/<app>[@range]/*`: resolve the version, enforce the body limit,
+//! then hand the request to the static server or the app's worker pool.
+
+use std::path::{Path, PathBuf};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use buntime_pdk::{RequestHead, ResponseHead};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+
+use super::AppState;
+use super::error::{ApiError, RequestId};
+use crate::config::WorkerConfig;
+use crate::pool::PoolError;
+use crate::routing::{AppVersion, LookupError, split_app_path, valid_name};
+use crate::wasm::CallError;
+use crate::wasm::abi::{RequestBody, ResponseBody};
+
+/// What an app dir contains.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppKind {
+    /// Files, with this entrypoint (relative).
+    Static(String),
+    /// A module exporting `handle`.
+    Wasm(PathBuf),
+}
+
+/// Decides the kind of the app in `dir`.
+pub fn detect_kind(dir: &Path, config: &WorkerConfig) -> Option<AppKind> {
+    if let Some(entry) = &config.entrypoint {
+        let path = dir.join(entry);
+        if path.is_file() {
+            return Some(if entry.ends_with(".wasm") {
+                AppKind::Wasm(path)
+            } else {
+                AppKind::Static(entry.clone())
+            });
+        }
+    }
+    for name in ["app.wasm", "index.wasm", "main.wasm"] {
+        if dir.join(name).is_file() {
+            return Some(AppKind::Wasm(dir.join(name)));
+        }
+    }
+    if dir.join("index.html").is_file() {
+        return Some(AppKind::Static("index.html".into()));
+    }
+    let wasm: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
+        .collect();
+    match wasm.as_slice() {
+        [one] => Some(AppKind::Wasm(one.clone())),
+        _ => None,
+    }
+}
+
+/// The fallback handler: every path that is not a core route.
+pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
+    let path = req.uri().path().to_owned();
+    let Some((raw_name, raw_range, rest, _)) = split_app_path(&path) else {
+        return ApiError::not_found("NOT_FOUND", "no app at `/`; try /_/api/apps for the list")
+            .into_response();
+    };
+    let name = decode(raw_name);
+    let range = raw_range.map(decode);
+    if !valid_name(&name) {
+        return ApiError::not_found("NOT_FOUND", format!("`{path}` was not found")).into_response();
+    }
+    let app = match state.catalog.resolve(&name, range.as_deref()) {
+        Ok(app) => app,
+        Err(e @ LookupError::BadRange(_)) => {
+            return ApiError::new(StatusCode::BAD_REQUEST, "BAD_VERSION_RANGE", e.to_string())
+                .into_response();
+        }
+        Err(e) => {
+            let code = match e {
+                LookupError::UnknownApp(_) => "APP_NOT_FOUND",
+                _ => "VERSION_NOT_FOUND",
+            };
+            return ApiError::not_found(code, e.to_string()).into_response();
+        }
+    };
+    let config = match WorkerConfig::load(&app.dir) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(app = %app.key(), error = %e, "invalid worker config");
+            return ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "APP_CONFIG_INVALID",
+                e.to_string(),
+            )
+            .into_response();
+        }
+    };
+    let base = format!(
+        "/{}",
+        raw_range.map_or(name.clone(), |r| format!("{name}@{r}"))
+    );
+    let Some(kind) = detect_kind(&app.dir, &config) else {
+        return ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "APP_EMPTY",
+            format!(
+                "`{}` has no index.html and no .wasm module in {}",
+                app.key(),
+                app.dir.display()
+            ),
+        )
+        .into_response();
+    };
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && len > config.max_body_size
+    {
+        return too_large(config.max_body_size);
+    }
+    let mut res = match kind {
+        AppKind::Static(entry) => {
+            super::static_files::serve(&app.dir, &entry, rest, &base, &config, req).await
+        }
+        AppKind::Wasm(file) => {
+            let rest = rest.to_owned();
+            serve_wasm(&state, &app, &file, config, &base, &rest, req).await
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&app.key()) {
+        res.headers_mut().insert(X_BUNTIME_APP, v);
+    }
+    res
+}
+
+/// The response header naming the app version that answered.
+pub const X_BUNTIME_APP: &str = "x-buntime-app";
+
+fn decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+fn too_large(limit: u64) -> Response {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "PAYLOAD_TOO_LARGE",
+        format!("the request body exceeds this app's limit of {limit} bytes (`maxBodySize` in worker.jsonc)"),
+    )
+    .into_response()
+}
+
+async fn serve_wasm(
+    state: &AppState,
+    app: &AppVersion,
+    file: &Path,
+    config: WorkerConfig,
+    base: &str,
+    rest: &str,
+    req: Request,
+) -> Response {
+    let limit = config.max_body_size;
+    let key = &app.key();
+    let pool = match state.pools.get(app, file, config).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(app = key, error = %e, "cannot load app");
+            return ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "APP_LOAD_FAILED",
+                e.to_string(),
+            )
+            .into_response();
+        }
+    };
+    let (parts, body) = req.into_parts();
+    let body = match http_body_util::Limited::new(body, limit as usize)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return too_large(limit),
+    };
+    let request_id = parts
+        .extensions
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
+    let mut headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect();
+    headers.push(("x-base".into(), base.to_owned()));
+    let head = RequestHead {
+        method: parts.method.as_str().to_owned(),
+        path: rest.to_owned(),
+        query: parts.uri.query().map(str::to_owned),
+        headers,
+        base: base.to_owned(),
+        request_id,
+        body_length: Some(body.len() as u64),
+    };
+    let input = match serde_json::to_vec(&head) {
+        Ok(v) => Bytes::from(v),
+        Err(e) => {
+            return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string())
+                .into_response();
+        }
+    };
+    let mut ext = http::Extensions::new();
+    ext.insert(RequestBody(body));
+    let (result, mut ext) = pool.call("handle", input, ext).await;
+    match result {
+        Ok(out) => build_response(key, &out.output, ext.remove::<ResponseBody>()),
+        Err(PoolError::Busy(_)) => ApiError {
+            retry_after: Some(1),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "APP_BUSY",
+                format!("`{key}` is at its concurrency limit and its queue is full; retry shortly"),
+            )
+        }
+        .into_response(),
+        Err(PoolError::Call(CallError::Timeout(t))) => ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "APP_TIMEOUT",
+            format!("`{key}` did not answer within {t:?} (`timeout` in worker.jsonc)"),
+        )
+        .into_response(),
+        Err(PoolError::Call(e)) => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "APP_FAILED",
+            format!("`{key}` failed: {e}"),
+        )
+        .into_response(),
+    }
+}
+
+fn build_response(key: &str, output: &[u8], body: Option<ResponseBody>) -> Response {
+    let head: ResponseHead = match serde_json::from_slice(output) {
+        Ok(h) => h,
+        Err(e) => {
+            return ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "APP_BAD_RESPONSE",
+                format!("`{key}` returned an invalid response head: {e}"),
+            )
+            .into_response();
+        }
+    };
+    let Ok(status) = StatusCode::from_u16(head.status) else {
+        return ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "APP_BAD_RESPONSE",
+            format!(
+                "`{key}` returned status {}, which is not valid",
+                head.status
+            ),
+        )
+        .into_response();
+    };
+    let bytes = match (head.body, body) {
+        (Some(text), _) => Bytes::from(text),
+        (None, Some(b)) => b.0.freeze(),
+        (None, None) => Bytes::new(),
+    };
+    let mut res = Response::new(Body::from(bytes));
+    *res.status_mut() = status;
+    for (k, v) in head.headers {
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::try_from(k.as_str()),
+            HeaderValue::try_from(v.as_str()),
+        ) {
+            res.headers_mut().append(k, v);
+        }
+    }
+    res
+}
