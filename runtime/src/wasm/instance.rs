@@ -45,6 +45,8 @@ pub struct GuestInstance {
     module: GuestModule,
     poisoned: bool,
     calls: u64,
+    /// Export handles already looked up.
+    funcs: std::collections::HashMap<String, wasmtime::Func>,
 }
 
 impl GuestInstance {
@@ -55,6 +57,7 @@ impl GuestInstance {
             module,
             poisoned: false,
             calls: 0,
+            funcs: std::collections::HashMap::new(),
         }
     }
 
@@ -159,21 +162,26 @@ impl GuestInstance {
         if self.poisoned {
             return Err(CallError::Discarded);
         }
-        let func = self
-            .instance
-            .get_func(&mut self.store, name)
-            .ok_or_else(|| CallError::NotFound(name.to_owned()))?;
-        let ty = func.ty(&self.store);
-        let results_ok = match ty.results().len() {
-            0 => true,
-            1 => ty.results().all(|r| matches!(r, wasmtime::ValType::I32)),
-            _ => false,
+        let Some(n_results) = self.module.callable(name) else {
+            return Err(match self.instance.get_func(&mut self.store, name) {
+                Some(f) => CallError::NotFound(format!(
+                    "{name} (has signature {:?}; Extism exports take no parameters and return at most one i32)",
+                    f.ty(&self.store)
+                )),
+                None => CallError::NotFound(name.to_owned()),
+            });
         };
-        if ty.params().len() != 0 || !results_ok {
-            return Err(CallError::NotFound(format!(
-                "{name} (has signature {ty:?}; Extism exports take no parameters and return at most one i32)"
-            )));
-        }
+        let func = match self.funcs.get(name) {
+            Some(f) => *f,
+            None => {
+                let f = self
+                    .instance
+                    .get_func(&mut self.store, name)
+                    .ok_or_else(|| CallError::NotFound(name.to_owned()))?;
+                self.funcs.insert(name.to_owned(), f);
+                f
+            }
+        };
         let timeout = self.module.options().timeout;
         let deadline = timeout.map(|t| Instant::now() + t);
         self.store.data_mut().begin_call(input, deadline);
@@ -181,9 +189,11 @@ impl GuestInstance {
         self.calls += 1;
 
         let mut results = [Val::I32(0)];
-        let results = &mut results[..ty.results().len()];
+        let results = &mut results[..n_results];
         let call = func.call_async(&mut self.store, &[], results);
-        let outcome = match deadline {
+        // Pure computation is bounded by the epoch check; only a guest that can
+        // park in an awaiting host call needs a timer as well.
+        let outcome = match deadline.filter(|_| self.module.awaits()) {
             Some(d) => match tokio::time::timeout_at((d + DEADLINE_GRACE).into(), call).await {
                 Ok(r) => r,
                 // The guest was parked in an awaiting host call past its

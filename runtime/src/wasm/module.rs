@@ -1,10 +1,10 @@
 //! A compiled, linked guest module, ready to instantiate in microseconds.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use wasmtime::{ExternType, InstancePre, Module, Store};
+use wasmtime::{ExternType, InstancePre, Module, Store, ValType};
 
 use super::engine::EngineShared;
 use super::error::CallError;
@@ -35,6 +35,10 @@ struct ModuleInner {
     origin: ModuleOrigin,
     sha256: [u8; 32],
     exports: BTreeSet<String>,
+    /// Exports callable through the Extism ABI, with their result count (0 or 1).
+    callable: HashMap<String, usize>,
+    /// Whether the module imports host functions that await (HTTP, Buntime's own).
+    awaits: bool,
     wasi: bool,
     shared: Arc<EngineShared>,
 }
@@ -64,9 +68,27 @@ impl GuestModule {
             .filter(|e| matches!(e.ty(), ExternType::Func(_)))
             .map(|e| e.name().to_owned())
             .collect();
+        let callable = module
+            .exports()
+            .filter_map(|e| match e.ty() {
+                ExternType::Func(f) if f.params().len() == 0 => {
+                    let results: Vec<ValType> = f.results().collect();
+                    match results.as_slice() {
+                        [] => Some((e.name().to_owned(), 0)),
+                        [ValType::I32] => Some((e.name().to_owned(), 1)),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            })
+            .collect();
         let wasi = module
             .imports()
             .any(|i| i.module() == "wasi_snapshot_preview1");
+        let awaits = module.imports().any(|i| {
+            i.module() == super::host_fn::USER_NAMESPACE
+                || (i.module() == super::abi::ENV_NAMESPACE && i.name() == "http_request")
+        });
         Self {
             inner: Arc::new(ModuleInner {
                 module,
@@ -75,6 +97,8 @@ impl GuestModule {
                 origin,
                 sha256,
                 exports,
+                callable,
+                awaits,
                 wasi,
                 shared,
             }),
@@ -104,6 +128,17 @@ impl GuestModule {
     /// The names of the module's exported functions.
     pub fn exports(&self) -> impl Iterator<Item = &str> {
         self.inner.exports.iter().map(String::as_str)
+    }
+
+    /// The result count (0 or 1) of an export callable through the ABI.
+    pub(crate) fn callable(&self, name: &str) -> Option<usize> {
+        self.inner.callable.get(name).copied()
+    }
+
+    /// Whether calls may park in an awaiting host function (then a timer,
+    /// not only the epoch, must bound them).
+    pub(crate) fn awaits(&self) -> bool {
+        self.inner.awaits
     }
 
     /// Whether the module imports WASI preview 1.
