@@ -85,9 +85,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 async fn serve() -> anyhow::Result<ExitCode> {
     use std::sync::Arc;
     let env = crate::config::RuntimeEnv::from_process()?;
-    let mut config = EngineConfig::default();
-    config.cache_dir = env.cache_dir.clone();
-    config.host_functions.extend(body_functions());
+    let config = EngineConfig {
+        cache_dir: env.cache_dir.clone(),
+        host_functions: body_functions(),
+        ..EngineConfig::default()
+    };
     let engine = Engine::new(config)?;
     for dir in &env.worker_dirs {
         if !dir.is_dir() {
@@ -151,9 +153,11 @@ async fn shutdown_signal() {
 }
 
 async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
-    let mut config = EngineConfig::default();
-    config.cache_dir = args.cache_dir;
-    config.host_functions.extend(body_functions());
+    let config = EngineConfig {
+        cache_dir: args.cache_dir,
+        host_functions: body_functions(),
+        ..EngineConfig::default()
+    };
     let engine = Engine::new(config)?;
 
     let mut grants = Grants::default();

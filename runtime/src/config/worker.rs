@@ -141,8 +141,10 @@ impl WorkerConfig {
         let raw: Raw =
             json5::from_str(text).map_err(|e| ConfigError::new(file, "", json5_message(e)))?;
         let err = |field: &str, msg: String| ConfigError::new(file, field, msg);
-        let mut c = Self::default();
-        c.entrypoint = raw.entrypoint;
+        let mut c = Self {
+            entrypoint: raw.entrypoint,
+            ..Self::default()
+        };
         if let Some(v) = raw.timeout {
             c.timeout = duration(&v).map_err(|m| err("timeout", m))?;
             if c.timeout.is_zero() {

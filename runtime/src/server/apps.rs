@@ -62,7 +62,7 @@ pub fn detect_kind(dir: &Path, config: &WorkerConfig) -> Option<AppKind> {
 }
 
 /// The fallback handler: every path that is not a core route.
-pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
+pub(crate) async fn handle(State(state): State<AppState>, req: Request) -> Response {
     let path = req.uri().path().to_owned();
     let Some((raw_name, raw_range, rest, _)) = split_app_path(&path) else {
         return ApiError::not_found("NOT_FOUND", "no app at `/`; try /_/api/apps for the list")
@@ -140,7 +140,7 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
 }
 
 /// The response header naming the app version that answered.
-pub const X_BUNTIME_APP: &str = "x-buntime-app";
+pub(crate) const X_BUNTIME_APP: &str = "x-buntime-app";
 
 fn decode(s: &str) -> String {
     percent_encoding::percent_decode_str(s)

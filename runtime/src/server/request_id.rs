@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use super::error::{ApiError, RequestId};
 
 /// The header name.
-pub const X_REQUEST_ID: &str = "x-request-id";
+pub(crate) const X_REQUEST_ID: &str = "x-request-id";
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -33,7 +33,7 @@ fn acceptable(id: &str) -> bool {
 }
 
 /// The middleware.
-pub async fn layer(mut req: Request, next: Next) -> Response {
+pub(crate) async fn layer(mut req: Request, next: Next) -> Response {
     let id = req
         .headers()
         .get(X_REQUEST_ID)

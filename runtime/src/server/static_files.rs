@@ -21,7 +21,7 @@ use super::error::ApiError;
 use crate::config::WorkerConfig;
 
 /// Serves `rest` (the path below the app's base) from `dir`.
-pub async fn serve(
+pub(crate) async fn serve(
     dir: &Path,
     entrypoint: &str,
     rest: &str,
