@@ -29,6 +29,9 @@ pub struct Cli {
 enum Command {
     /// Serve the apps in `RUNTIME_WORKER_DIRS` on `PORT` (the default command).
     Serve,
+    /// Validate the environment and every app's `worker.jsonc` and module, print
+    /// the effective apps, versions and settings; exit non-zero on any error.
+    Check,
     /// Call one export of an Extism-ABI module (any Extism PDK) and print its output.
     Call(CallArgs),
 }
@@ -78,6 +81,7 @@ pub fn init_logging() {
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve().await,
+        Command::Check => check().await,
         Command::Call(args) => call(args).await,
     }
 }
@@ -127,6 +131,92 @@ async fn serve() -> anyhow::Result<ExitCode> {
         addr.port()
     );
     crate::server::serve(listener, state, shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn check() -> anyhow::Result<ExitCode> {
+    use crate::server::{AppKind, detect_kind};
+    let env = crate::config::RuntimeEnv::from_process()?;
+    println!(
+        "port {}, pool size {}, environment {:?}",
+        env.port, env.pool_size, env.environment
+    );
+    let engine = Engine::new(EngineConfig {
+        host_functions: body_functions(),
+        ..EngineConfig::default()
+    })?;
+    let mut errors = 0;
+    for dir in &env.worker_dirs {
+        if !dir.is_dir() {
+            println!(
+                "error: worker dir {} does not exist or is not a directory",
+                dir.display()
+            );
+            errors += 1;
+        }
+    }
+    let catalog = crate::routing::Catalog::new(env.worker_dirs.clone());
+    for (_, versions) in catalog.all() {
+        for app in versions {
+            let config = match crate::config::WorkerConfig::load(&app.dir) {
+                Ok(c) => c,
+                Err(e) => {
+                    println!("error: {}: {e}", app.key());
+                    errors += 1;
+                    continue;
+                }
+            };
+            match detect_kind(&app.dir, &config) {
+                Some(AppKind::Static(entry)) => {
+                    println!(
+                        "{:<28} static  entry {entry}  {}",
+                        app.key(),
+                        app.dir.display()
+                    );
+                }
+                Some(AppKind::Wasm(file)) => {
+                    let options = GuestOptions::new(app.key()).memory_limit(config.memory as usize);
+                    match engine.load_file(&file, options) {
+                        Ok(m) if m.has_export("handle") => println!(
+                            "{:<28} wasm    timeout {:?}, ttl {:?}, maxRequests {}, maxConcurrency {}, memory {} MiB  {}",
+                            app.key(),
+                            config.timeout,
+                            config.ttl,
+                            config.max_requests,
+                            config.max_concurrency,
+                            config.memory >> 20,
+                            file.display()
+                        ),
+                        Ok(_) => {
+                            println!(
+                                "error: {}: {} does not export `handle`",
+                                app.key(),
+                                file.display()
+                            );
+                            errors += 1;
+                        }
+                        Err(e) => {
+                            println!("error: {}: {e}", app.key());
+                            errors += 1;
+                        }
+                    }
+                }
+                None => {
+                    println!(
+                        "error: {}: no index.html and no .wasm module in {}",
+                        app.key(),
+                        app.dir.display()
+                    );
+                    errors += 1;
+                }
+            }
+        }
+    }
+    if errors > 0 {
+        println!("{errors} error(s)");
+        return Ok(ExitCode::FAILURE);
+    }
+    println!("ok");
     Ok(ExitCode::SUCCESS)
 }
 
