@@ -20,6 +20,11 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(setup: impl FnOnce(&Path)) -> Self {
+        Self::start_with_pool(16, setup).await
+    }
+
+    /// Like [`TestServer::start`] with `pool_size` app versions kept warm.
+    pub async fn start_with_pool(pool_size: usize, setup: impl FnOnce(&Path)) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         setup(dir.path());
         let mut config = EngineConfig::default();
@@ -27,7 +32,7 @@ impl TestServer {
         let engine = Engine::new(config).expect("engine");
         let state = AppState {
             catalog: Arc::new(Catalog::new(vec![dir.path().to_owned()])),
-            pools: Pools::new(engine, 16),
+            pools: Pools::new(engine, pool_size),
             started: std::time::Instant::now(),
             shutting_down: Arc::default(),
         };
@@ -543,4 +548,74 @@ async fn shutdown_lets_an_in_flight_request_finish() {
             .await
             .is_err()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lru_keeps_at_most_pool_size_app_versions() {
+    let server = TestServer::start_with_pool(2, |root| {
+        for app in ["a", "b", "c"] {
+            install_echo(root, &format!("{app}/1.0.0"), None);
+        }
+    })
+    .await;
+    for app in ["a", "b", "c", "a"] {
+        assert_eq!(get(&server.url(&format!("/{app}/"))).await.status(), 200);
+    }
+    let m: serde_json::Value = get(&server.url("/_/metrics"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(m["apps"], 2);
+    assert_eq!(m["evictions"], 2, "c evicted a, then a evicted b");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_instances_are_reclaimed_while_others_stay_busy() {
+    let server = TestServer::start(|root| {
+        install_echo(
+            root,
+            "busy/1.0.0",
+            Some(r#"{ timeout: "1s", ttl: "1m", idleTimeout: "1s", maxConcurrency: 4 }"#),
+        );
+    })
+    .await;
+    // Two concurrent requests leave two warm instances.
+    let url = server.url("/busy/work?n=100000000");
+    let (a, b) = tokio::join!(get(&url), get(&url));
+    assert_eq!(
+        (a.status(), b.status()),
+        (reqwest::StatusCode::OK, reqwest::StatusCode::OK)
+    );
+    let stats: serde_json::Value = get(&server.url("/_/stats"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(stats["workers"][0]["idle"], 2, "{stats}");
+
+    // Keep one instance busy with back-to-back requests; the other one idles.
+    let deadline = std::time::Instant::now() + Duration::from_secs(4);
+    let mut reclaimed_while_busy = false;
+    while std::time::Instant::now() < deadline {
+        assert_eq!(
+            get(&server.url("/busy/work?n=20000000")).await.status(),
+            200
+        );
+        let m: serde_json::Value = get(&server.url("/_/metrics"))
+            .await
+            .json()
+            .await
+            .expect("json");
+        if m["instancesRetired"].as_u64().unwrap_or(0) >= 1 {
+            reclaimed_while_busy = true;
+            break;
+        }
+    }
+    assert!(
+        reclaimed_while_busy,
+        "the idle instance was never reclaimed under load"
+    );
+    server.stop().await;
 }
