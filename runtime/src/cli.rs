@@ -62,15 +62,23 @@ struct CallArgs {
     cache_dir: Option<PathBuf>,
 }
 
-/// Installs the log subscriber: `RUNTIME_LOG_LEVEL` (default `info`),
-/// JSON when `RUNTIME_LOG_FORMAT=json`.
+/// Installs the log subscriber: `RUNTIME_LOG_LEVEL` (default `info`), JSON
+/// when `RUNTIME_LOG_FORMAT=json` or, unless it says otherwise, in production.
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUNTIME_LOG_LEVEL")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    let _ = if std::env::var("RUNTIME_LOG_FORMAT").is_ok_and(|f| f == "json") {
+    let production = ["RUNTIME_ENV", "NODE_ENV"]
+        .iter()
+        .any(|k| std::env::var(k).is_ok_and(|v| v == "production"));
+    let json = match std::env::var("RUNTIME_LOG_FORMAT").ok().as_deref() {
+        Some("json") => true,
+        Some(_) => false,
+        None => production,
+    };
+    let _ = if json {
         builder.json().try_init()
     } else {
         builder.try_init()

@@ -619,3 +619,33 @@ async fn idle_instances_are_reclaimed_while_others_stay_busy() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_streams_live_stats() {
+    let server = TestServer::start(|root| {
+        install_echo(root, "echo/1.0.0", None);
+    })
+    .await;
+    get(&server.url("/echo/")).await;
+    let mut res = get(&server.url("/_/sse")).await;
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap_or("")
+            .starts_with("text/event-stream")
+    );
+    let mut seen = String::new();
+    while !seen.contains("\n\n") {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), res.chunk())
+            .await
+            .expect("an event within 5 s")
+            .expect("read")
+            .expect("stream open");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(seen.starts_with("event: stats\n"), "{seen}");
+    assert!(seen.contains("echo@1.0.0"), "{seen}");
+    drop(res);
+    server.stop().await;
+}

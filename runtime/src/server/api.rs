@@ -103,6 +103,36 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Json<Value> {
 
 /// `GET /_/stats`: per app version.
 pub(crate) async fn stats(State(state): State<AppState>) -> Json<Value> {
+    Json(stats_snapshot(&state))
+}
+
+/// `GET /_/sse`: `/_/stats` as server-sent events, one `stats` event a second,
+/// until the client goes away (the stream is dropped with the connection) or
+/// the server shuts down.
+pub(crate) async fn sse(
+    State(state): State<AppState>,
+) -> axum::response::sse::Sse<
+    impl futures_util::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let ticks = tokio::time::interval(std::time::Duration::from_secs(1));
+    let stream = futures_util::stream::unfold((state, ticks), |(state, mut ticks)| async move {
+        ticks.tick().await;
+        // End the stream on shutdown so it does not hold the drain open.
+        if state.shutting_down.load(Ordering::Relaxed) {
+            return None;
+        }
+        let event = Event::default()
+            .event("stats")
+            .json_data(stats_snapshot(&state));
+        let event =
+            event.unwrap_or_else(|_| Event::default().event("error").data("serialisation failed"));
+        Some((Ok(event), (state, ticks)))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+fn stats_snapshot(state: &AppState) -> Value {
     let pools: Vec<Value> = state
         .pools
         .snapshot()
@@ -121,7 +151,7 @@ pub(crate) async fn stats(State(state): State<AppState>) -> Json<Value> {
             })
         })
         .collect();
-    Json(json!({ "workers": pools }))
+    json!({ "workers": pools })
 }
 
 /// `GET /.well-known/buntime`.

@@ -3,7 +3,7 @@
 //! ```text
 //! request → request id → body/header limits
 //!   ├─ /_/api/health{,/live,/ready}, /_/api/apps    core API
-//!   ├─ /_/metrics, /_/stats, /.well-known/buntime  internal routes
+//!   ├─ /_/metrics, /_/stats, /_/sse, /.well-known/buntime  internal routes
 //!   └─ /<app>[@range]/*                            static files or the worker pool
 //! ```
 
@@ -52,6 +52,7 @@ pub fn router(state: AppState) -> Router {
         .route("/_/api/apps", get(api::apps))
         .route("/_/metrics", get(api::metrics))
         .route("/_/stats", get(api::stats))
+        .route("/_/sse", get(api::sse))
         .route("/.well-known/buntime", get(api::well_known))
         .fallback(apps::handle)
         .layer(axum::middleware::from_fn(request_id::layer))
