@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use buntime::pool::Pools;
 use buntime::routing::Catalog;
-use buntime::server::{AppState, serve};
+use buntime::server::{AppState, ConnectionLimits, serve_with};
 use buntime::wasm::{Engine, EngineConfig, abi::body_functions};
 use buntime_fixtures as fx;
 
@@ -25,6 +25,15 @@ impl TestServer {
 
     /// Like [`TestServer::start`] with `pool_size` app versions kept warm.
     pub async fn start_with_pool(pool_size: usize, setup: impl FnOnce(&Path)) -> Self {
+        Self::start_full(pool_size, ConnectionLimits::default(), setup).await
+    }
+
+    /// Full control: pool size and connection limits.
+    pub async fn start_full(
+        pool_size: usize,
+        limits: ConnectionLimits,
+        setup: impl FnOnce(&Path),
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         setup(dir.path());
         let mut config = EngineConfig::default();
@@ -41,9 +50,14 @@ impl TestServer {
             .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(serve(listener, state, async move {
-            let _ = rx.await;
-        }));
+        let task = tokio::spawn(serve_with(
+            listener,
+            state,
+            async move {
+                let _ = rx.await;
+            },
+            limits,
+        ));
         Self {
             base,
             dir,
@@ -504,16 +518,22 @@ async fn a_full_queue_answers_503_with_retry_after() {
         async move { get(&url).await.status() }
     });
     // Wait until the spinning request holds the only slot.
-    let mut rejected = None;
-    for _ in 0..100 {
-        let res = get(&server.url("/one/count")).await;
-        if res.status() == 503 {
-            rejected = Some(res);
+    let mut held = false;
+    for _ in 0..200 {
+        let stats: serde_json::Value = get(&server.url("/_/stats"))
+            .await
+            .json()
+            .await
+            .expect("json");
+        if stats["workers"][0]["active"] == 1 {
+            held = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let res = rejected.expect("a request was refused while the only slot was busy");
+    assert!(held, "the spinning request never started");
+    let res = get(&server.url("/one/count")).await;
+    assert_eq!(res.status(), 503);
     assert_eq!(res.headers()["retry-after"], "1");
     let body: serde_json::Value = res.json().await.expect("json");
     assert_eq!(body["code"], "APP_BUSY");
@@ -536,7 +556,18 @@ async fn shutdown_lets_an_in_flight_request_finish() {
         let res = get(&url).await;
         (res.status(), res.text().await.unwrap_or_default())
     });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Stop only once the request is being worked on.
+    for _ in 0..500 {
+        let stats: serde_json::Value = get(&server.url("/_/stats"))
+            .await
+            .json()
+            .await
+            .expect("json");
+        if stats["workers"][0]["active"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let base = server.base.clone();
     server.stop().await;
     let (status, body) = in_flight.await.expect("join");
@@ -647,5 +678,57 @@ async fn sse_streams_live_stats() {
     assert!(seen.starts_with("event: stats\n"), "{seen}");
     assert!(seen.contains("echo@1.0.0"), "{seen}");
     drop(res);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_and_header_floods_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let limits = ConnectionLimits {
+        header_read_timeout: Duration::from_millis(300),
+        max_headers: 20,
+        ..ConnectionLimits::default()
+    };
+    let server = TestServer::start_full(4, limits, |_| {}).await;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+
+    // A client that starts a request and never finishes its headers.
+    let mut slow = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    slow.write_all(b"GET /_/api/health HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .expect("write");
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the server kept a stalled connection open");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "closed only after {:?}",
+        started.elapsed()
+    );
+
+    // Too many header lines.
+    let mut flood = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let mut req = String::from("GET /_/api/health HTTP/1.1\r\nhost: x\r\n");
+    for i in 0..50 {
+        req.push_str(&format!("x-h{i}: v\r\n"));
+    }
+    req.push_str("connection: close\r\n\r\n");
+    flood.write_all(req.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), flood.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 431"),
+        "a header flood must be refused: {text}"
+    );
+    assert!(!text.starts_with("HTTP/1.1 200"), "{text}");
+
+    // Normal requests still work.
+    assert_eq!(get(&server.url("/_/api/health")).await.status(), 200);
     server.stop().await;
 }

@@ -10,10 +10,10 @@
 mod api;
 mod apps;
 mod error;
+mod listener;
 mod request_id;
 mod static_files;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -23,6 +23,7 @@ use axum::routing::get;
 
 pub use apps::{AppKind, detect_kind};
 pub use error::{ApiError, RequestId};
+pub use listener::ConnectionLimits;
 
 use crate::pool::Pools;
 use crate::routing::Catalog;
@@ -67,26 +68,26 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(listener, state, shutdown, ConnectionLimits::default()).await
+}
+
+/// [`serve`] with explicit per-connection limits.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    limits: ConnectionLimits,
+) -> std::io::Result<()> {
     let pools = state.pools.clone();
     let flag = state.shutting_down.clone();
     let reclaimer = pools.spawn_reclaimer(Duration::from_secs(1));
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let graceful = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let router = router(state);
+    let shutdown = async move {
         shutdown.await;
         flag.store(true, Ordering::Relaxed);
-        let _ = tx.send(());
-    });
-    let server = tokio::spawn(async move { graceful.await });
-    let _ = rx.await;
-    tracing::info!("shutting down: finishing in-flight requests");
-    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
-        Ok(Ok(result)) => result?,
-        Ok(Err(e)) => tracing::error!(error = %e, "the server task failed"),
-        Err(_) => {
-            tracing::warn!("in-flight requests did not finish within {SHUTDOWN_GRACE:?}; closing")
-        }
-    }
+        tracing::info!("shutting down: finishing in-flight requests");
+    };
+    listener::run(listener, router, limits, shutdown, SHUTDOWN_GRACE).await;
     reclaimer.abort();
     pools.shutdown().await;
     tracing::info!("stopped");
