@@ -113,6 +113,7 @@ async fn serve() -> anyhow::Result<ExitCode> {
         pools: crate::pool::Pools::new(engine, env.pool_size),
         started: std::time::Instant::now(),
         shutting_down: Arc::default(),
+        app_settings: Arc::default(),
     };
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", env.port))
         .await

@@ -44,6 +44,7 @@ impl TestServer {
             pools: Pools::new(engine, pool_size),
             started: std::time::Instant::now(),
             shutting_down: Arc::default(),
+            app_settings: Arc::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

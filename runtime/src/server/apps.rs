@@ -87,8 +87,8 @@ pub(crate) async fn handle(State(state): State<AppState>, req: Request) -> Respo
             return ApiError::not_found(code, e.to_string()).into_response();
         }
     };
-    let config = match WorkerConfig::load(&app.dir) {
-        Ok(c) => c,
+    let (config, kind) = match state.app_settings.get(&app.dir) {
+        Ok(settings) => settings,
         Err(e) => {
             tracing::error!(app = %app.key(), error = %e, "invalid worker config");
             return ApiError::new(
@@ -103,7 +103,7 @@ pub(crate) async fn handle(State(state): State<AppState>, req: Request) -> Respo
         "/{}",
         raw_range.map_or(name.clone(), |r| format!("{name}@{r}"))
     );
-    let Some(kind) = detect_kind(&app.dir, &config) else {
+    let Some(kind) = kind else {
         return ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "APP_EMPTY",
@@ -283,4 +283,38 @@ fn build_response(key: &str, output: &[u8], body: Option<ResponseBody>) -> Respo
         }
     }
     res
+}
+
+/// Each app dir's parsed `worker.jsonc` and detected kind, reused for
+/// [`crate::routing::CACHE_TTL`] so a busy app does not re-read and re-parse
+/// its config on every request (errors are never cached: a fix shows at once).
+#[derive(Debug, Default)]
+pub struct AppSettingsCache {
+    entries: std::sync::Mutex<
+        std::collections::HashMap<PathBuf, (std::time::Instant, WorkerConfig, Option<AppKind>)>,
+    >,
+}
+
+impl AppSettingsCache {
+    /// The settings of the app in `dir`.
+    pub fn get(
+        &self,
+        dir: &Path,
+    ) -> Result<(WorkerConfig, Option<AppKind>), crate::config::ConfigError> {
+        if let Ok(entries) = self.entries.lock()
+            && let Some((at, config, kind)) = entries.get(dir)
+            && at.elapsed() < crate::routing::CACHE_TTL
+        {
+            return Ok((config.clone(), kind.clone()));
+        }
+        let config = WorkerConfig::load(dir)?;
+        let kind = detect_kind(dir, &config);
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.insert(
+                dir.to_owned(),
+                (std::time::Instant::now(), config.clone(), kind.clone()),
+            );
+        }
+        Ok((config, kind))
+    }
 }

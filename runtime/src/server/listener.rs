@@ -60,6 +60,11 @@ pub(crate) async fn run(
             },
             _ = &mut shutdown => break,
         };
+        // Responses are written as head and body; without NODELAY, Nagle's
+        // algorithm and delayed ACKs add ~40 ms to every small response.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
         let service = TowerToHyperService::new(router.clone());
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::routing::get;
 
-pub use apps::{AppKind, detect_kind};
+pub use apps::{AppKind, AppSettingsCache, detect_kind};
 pub use error::{ApiError, RequestId};
 pub use listener::ConnectionLimits;
 
@@ -42,6 +42,8 @@ pub struct AppState {
     pub started: Instant,
     /// Set when a shutdown has begun (readiness turns false).
     pub shutting_down: Arc<AtomicBool>,
+    /// Parsed app settings, briefly cached.
+    pub app_settings: Arc<AppSettingsCache>,
 }
 
 /// The router.
