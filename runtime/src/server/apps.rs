@@ -285,12 +285,12 @@ fn build_response(key: &str, output: &[u8], body: Option<ResponseBody>) -> Respo
     res
 }
 
-/// Each app dir's parsed `worker.jsonc` and detected kind, reused for
-/// [`crate::routing::CACHE_TTL`] so a busy app does not re-read and re-parse
-/// its config on every request (errors are never cached: a fix shows at once).
 /// One cached entry: when it was read, the config, the detected kind.
 type SettingsEntry = (std::time::Instant, WorkerConfig, Option<AppKind>);
 
+/// Each app dir's parsed `worker.jsonc` and detected kind, reused for
+/// [`crate::routing::CACHE_TTL`] so a busy app does not re-read and re-parse
+/// its config on every request (errors are never cached: a fix shows at once).
 #[derive(Debug, Default)]
 pub struct AppSettingsCache {
     entries: std::sync::Mutex<std::collections::HashMap<PathBuf, SettingsEntry>>,
