@@ -1,0 +1,169 @@
+//! Core routes, SSE, connection limits and graceful shutdown.
+
+use std::time::Duration;
+
+use super::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn core_routes_report_health_apps_and_metrics() {
+    let server = TestServer::start(|root| {
+        install_echo(root, "echo/1.0.0", None);
+        install_site(root);
+    })
+    .await;
+    let health: serde_json::Value = get(&server.url("/_/api/health"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(health["status"], "ok");
+    assert_eq!(get(&server.url("/_/api/health/live")).await.status(), 200);
+    assert_eq!(get(&server.url("/_/api/health/ready")).await.status(), 200);
+    let apps: serde_json::Value = get(&server.url("/_/api/apps"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let names: Vec<&str> = apps["apps"]
+        .as_array()
+        .expect("apps")
+        .iter()
+        .filter_map(|a| a["name"].as_str())
+        .collect();
+    assert!(names.contains(&"echo") && names.contains(&"site"), "{apps}");
+    get(&server.url("/echo/")).await;
+    get(&server.url("/echo/")).await;
+    let m: serde_json::Value = get(&server.url("/_/metrics"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(m["requests"], 2);
+    assert_eq!(
+        m["instancesCreated"], 2,
+        "ephemeral by default: one instance per request"
+    );
+    let s: serde_json::Value = get(&server.url("/_/stats"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(s["workers"][0]["app"], "echo@1.0.0");
+    let wk: serde_json::Value = get(&server.url("/.well-known/buntime"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(wk["runtime"], "buntime");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_an_in_flight_request_finish() {
+    let server = TestServer::start(|root| {
+        install_echo(root, "work/1.0.0", Some(r#"{ timeout: "20s", ttl: "1m" }"#));
+    })
+    .await;
+    // Warm up so the timed request does not include compilation.
+    assert_eq!(get(&server.url("/work/work?n=10")).await.status(), 200);
+    let url = server.url("/work/work?n=400000000");
+    let in_flight = tokio::spawn(async move {
+        let res = get(&url).await;
+        (res.status(), res.text().await.unwrap_or_default())
+    });
+    // Stop only once the request is being worked on (or already done).
+    wait_until_active(&server, 1).await;
+    let base = server.base.clone();
+    server.stop().await;
+    let (status, body) = in_flight.await.expect("join");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("worked"), "{body}");
+    // The listener is closed.
+    assert!(
+        reqwest::get(format!("{base}/_/api/health/live"))
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_streams_live_stats() {
+    let server = TestServer::start(|root| {
+        install_echo(root, "echo/1.0.0", None);
+    })
+    .await;
+    get(&server.url("/echo/")).await;
+    let mut res = get(&server.url("/_/sse")).await;
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap_or("")
+            .starts_with("text/event-stream")
+    );
+    let mut seen = String::new();
+    while !seen.contains("\n\n") {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), res.chunk())
+            .await
+            .expect("an event within 5 s")
+            .expect("read")
+            .expect("stream open");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(seen.starts_with("event: stats\n"), "{seen}");
+    assert!(seen.contains("echo@1.0.0"), "{seen}");
+    drop(res);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_and_header_floods_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let limits = ConnectionLimits {
+        header_read_timeout: Duration::from_millis(300),
+        max_headers: 20,
+        ..ConnectionLimits::default()
+    };
+    let server = TestServer::start_full(4, limits, |_| {}).await;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+
+    // A client that starts a request and never finishes its headers.
+    let mut slow = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    slow.write_all(b"GET /_/api/health HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .expect("write");
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the server kept a stalled connection open");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "closed only after {:?}",
+        started.elapsed()
+    );
+
+    // Too many header lines.
+    let mut flood = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let mut req = String::from("GET /_/api/health HTTP/1.1\r\nhost: x\r\n");
+    for i in 0..50 {
+        req.push_str(&format!("x-h{i}: v\r\n"));
+    }
+    req.push_str("connection: close\r\n\r\n");
+    flood.write_all(req.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), flood.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 431"),
+        "a header flood must be refused: {text}"
+    );
+    assert!(!text.starts_with("HTTP/1.1 200"), "{text}");
+
+    // Normal requests still work.
+    assert_eq!(get(&server.url("/_/api/health")).await.status(), 200);
+    server.stop().await;
+}

@@ -1,0 +1,141 @@
+//! The server end to end: a real listener on loopback, real HTTP, apps on disk.
+
+mod apps;
+mod lifecycle;
+mod routing;
+mod static_files;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use buntime::pool::Pools;
+use buntime::routing::Catalog;
+use buntime::server::{AppState, ConnectionLimits, serve_with};
+use buntime::wasm::{Engine, EngineConfig, abi::body_functions};
+use buntime_fixtures as fx;
+
+/// A running server over a temporary worker dir.
+pub(super) struct TestServer {
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    pub async fn start(setup: impl FnOnce(&Path)) -> Self {
+        Self::start_with_pool(16, setup).await
+    }
+
+    /// Like [`TestServer::start`] with `pool_size` app versions kept warm.
+    pub async fn start_with_pool(pool_size: usize, setup: impl FnOnce(&Path)) -> Self {
+        Self::start_full(pool_size, ConnectionLimits::default(), setup).await
+    }
+
+    /// Full control: pool size and connection limits.
+    pub async fn start_full(
+        pool_size: usize,
+        limits: ConnectionLimits,
+        setup: impl FnOnce(&Path),
+    ) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        setup(dir.path());
+        let mut config = EngineConfig::default();
+        config.host_functions.extend(body_functions());
+        let engine = Engine::new(config).expect("engine");
+        let state = AppState {
+            catalog: Arc::new(Catalog::new(vec![dir.path().to_owned()])),
+            pools: Pools::new(engine, pool_size),
+            started: std::time::Instant::now(),
+            shutting_down: Arc::default(),
+            app_settings: Arc::default(),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve_with(
+            listener,
+            state,
+            async move {
+                let _ = rx.await;
+            },
+            limits,
+        ));
+        Self {
+            base,
+            dir,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Signals shutdown and waits for the server to finish.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.expect("join").expect("serve");
+        }
+    }
+}
+
+/// Installs the echo app at `dir/<rel>/app.wasm` with an optional worker.jsonc.
+pub(super) fn install_echo(root: &Path, rel: &str, worker: Option<&str>) -> PathBuf {
+    let dir = root.join(rel);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::copy(fx::APP_ECHO, dir.join("app.wasm")).expect("copy wasm");
+    if let Some(w) = worker {
+        std::fs::write(dir.join("worker.jsonc"), w).expect("worker.jsonc");
+    }
+    dir
+}
+
+pub(super) fn install_site(root: &Path) {
+    let site = root.join("site");
+    std::fs::create_dir_all(site.join("assets")).expect("mkdir");
+    std::fs::write(
+        site.join("index.html"),
+        "<html><head><title>t</title></head><body>spa</body></html>",
+    )
+    .expect("write");
+    std::fs::write(site.join("assets/app.js"), "console.log('hi')").expect("write");
+    std::fs::write(root.join("secret.txt"), "top secret").expect("write");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(root.join("secret.txt"), site.join("leak.txt")).expect("symlink");
+}
+
+pub(super) async fn get(url: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(url)
+        .send()
+        .await
+        .expect("request")
+}
+
+pub(super) fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+/// Waits until `n` requests of the first warm app are being worked on.
+pub(super) async fn wait_until_active(server: &TestServer, n: u64) -> bool {
+    for _ in 0..500 {
+        let stats: serde_json::Value = get(&server.url("/_/stats"))
+            .await
+            .json()
+            .await
+            .expect("json");
+        if stats["workers"][0]["active"] == n {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    false
+}
