@@ -16,16 +16,21 @@ fn install(root: &Path, rel: &str, worker: Option<&str>) {
     }
 }
 
+/// Runs `buntime check` over `dir`.
+fn check(dir: &Path) -> std::process::Output {
+    Command::new(BIN)
+        .arg("check")
+        .env("RUNTIME_WORKER_DIRS", dir)
+        .env("RUNTIME_CACHE_DIR", "off")
+        .output()
+        .expect("run")
+}
+
 #[test]
 fn check_accepts_good_apps_and_names_every_bad_one() {
     let dir = tempfile::tempdir().expect("tempdir");
     install(dir.path(), "good/1.0.0", Some(r#"{ ttl: "1m" }"#));
-    let out = Command::new(BIN)
-        .arg("check")
-        .env("RUNTIME_WORKER_DIRS", dir.path())
-        .env("RUNTIME_CACHE_DIR", "off")
-        .output()
-        .expect("run");
+    let out = check(dir.path());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(
@@ -39,12 +44,7 @@ fn check_accepts_good_apps_and_names_every_bad_one() {
         "short/2.0.0",
         Some(r#"{ ttl: "1s", timeout: "5s" }"#),
     );
-    let out = Command::new(BIN)
-        .arg("check")
-        .env("RUNTIME_WORKER_DIRS", dir.path())
-        .env("RUNTIME_CACHE_DIR", "off")
-        .output()
-        .expect("run");
+    let out = check(dir.path());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(

@@ -13,7 +13,7 @@ pub use env::{Environment, RuntimeEnv};
 pub use units::{duration_from_secs, parse_duration, parse_size};
 pub use worker::{
     DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_MAX_REQUESTS, DEFAULT_MEMORY, DEFAULT_TIMEOUT,
-    LOW_MEMORY, MAX_BODY_CEILING, WORKER_CONFIG_FILE, WorkerConfig, worker_config_path,
+    LOW_MEMORY, MAX_BODY_CEILING, WORKER_CONFIG_FILE, WorkerConfig,
 };
 
 /// A configuration value that cannot be accepted.

@@ -4,7 +4,7 @@
 //! value validated; each error names the file, the field and what is allowed.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -264,9 +264,4 @@ fn size(v: &Value) -> Result<u64, String> {
 
 fn json5_message(e: json5::Error) -> String {
     format!("invalid JSONC: {e}")
-}
-
-/// The file a `ConfigError` refers to, for callers that build paths.
-pub fn worker_config_path(dir: &Path) -> PathBuf {
-    dir.join(WORKER_CONFIG_FILE)
 }

@@ -23,7 +23,6 @@ use crate::wasm::{CallError, CallOutput, GuestInstance, GuestModule};
 #[derive(Debug)]
 struct Idle {
     instance: GuestInstance,
-    created: Instant,
     last_used: Instant,
     requests: u64,
 }
@@ -167,7 +166,6 @@ impl AppPool {
                         let now = Instant::now();
                         Idle {
                             instance,
-                            created: now,
                             last_used: now,
                             requests: 0,
                         }
@@ -247,7 +245,6 @@ impl AppPool {
                 let _ = slot.instance.call("on_idle", Bytes::new()).await;
             }
             retire(&mut slot.instance).await;
-            let _ = slot.created;
             self.stats.retired.fetch_add(1, Ordering::Relaxed);
         }
         n

@@ -57,20 +57,18 @@ pub(crate) async fn apps(State(state): State<AppState>) -> Json<Value> {
             let versions: Vec<Value> = versions
                 .iter()
                 .map(|v| {
-                    let config = crate::config::WorkerConfig::load(&v.dir);
-                    let kind = match &config {
-                        Ok(c) => match super::apps::detect_kind(&v.dir, c) {
-                            Some(super::apps::AppKind::Static(_)) => "static",
-                            Some(super::apps::AppKind::Wasm(_)) => "wasm",
-                            None => "empty",
-                        },
+                    let settings = state.app_settings.get(&v.dir);
+                    let kind = match &settings {
+                        Ok((_, Some(super::apps::AppKind::Static(_)))) => "static",
+                        Ok((_, Some(super::apps::AppKind::Wasm(_)))) => "wasm",
+                        Ok((_, None)) => "empty",
                         Err(_) => "invalid",
                     };
                     json!({
                         "version": v.version.as_ref().map_or("latest".to_owned(), |x| x.to_string()),
                         "kind": kind,
                         "dir": v.dir.display().to_string(),
-                        "configError": config.err().map(|e| e.to_string()),
+                        "configError": settings.err().map(|e| e.to_string()),
                     })
                 })
                 .collect();

@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use wasmtime::{InstanceAllocationStrategy, Linker, Module, PoolingAllocationConfig};
 
@@ -273,11 +272,6 @@ impl Engine {
             source,
         })?;
         self.load(&bytes, options)
-    }
-
-    /// Loads a module from in-memory bytes (e.g. embedded in the binary).
-    pub fn load_bytes(&self, wasm: Bytes, options: GuestOptions) -> Result<GuestModule, LoadError> {
-        self.load(&wasm, options)
     }
 }
 
