@@ -120,6 +120,13 @@ impl Response {
         self
     }
 
+    /// Plugin routes: turns the response into a live `text/event-stream` of
+    /// the events matching `patterns` (within the plugin's subscribe grant).
+    pub fn events(mut self, patterns: Vec<String>) -> Self {
+        self.head.events = patterns;
+        self
+    }
+
     /// Sets the body.
     pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
         self.body = body.into();
@@ -155,14 +162,19 @@ pub fn run_handler(handler: fn(Request) -> Result<Response, Error>) -> i32 {
     match result {
         Ok(()) => 0,
         Err(e) => {
-            if let Ok(mem) = Memory::from_bytes(format!("{e:#}")) {
-                #[allow(unsafe_code, reason = "the raw Extism error import")]
-                // SAFETY: `mem` is a live block holding the message.
-                unsafe {
-                    extism_pdk::extism::error_set(mem.offset());
-                }
-            }
+            set_error(&format!("{e:#}"));
             1
+        }
+    }
+}
+
+/// Sets the call's error message (Extism `error_set`).
+pub fn set_error(message: &str) {
+    if let Ok(mem) = Memory::from_bytes(message) {
+        #[allow(unsafe_code, reason = "the raw Extism error import")]
+        // SAFETY: `mem` is a live block holding the message.
+        unsafe {
+            extism_pdk::extism::error_set(mem.offset());
         }
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! `on_request` receives a [`crate::RequestHead`] and answers a
 //! [`RequestDecision`]; `on_response` receives a [`ResponseView`] and answers
-//! [`ResponseChanges`]. All JSON.
+//! [`ResponseChanges`]; `on_event` receives an [`Event`]. All JSON.
 
 use serde::{Deserialize, Serialize};
 
@@ -67,4 +67,69 @@ pub struct ResponseChanges {
     /// Headers to remove.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub remove_headers: Vec<String>,
+}
+
+/// A published event, as `on_event` receives it and event streams carry it.
+///
+/// ```
+/// use buntime_pdk::hooks::Event;
+/// let e: Event = serde_json::from_str(r#"{"topic":"worker_spawn","data":{"app":"hello@1.0.0"},"source":"buntime"}"#).unwrap();
+/// assert_eq!(e.data["app"], "hello@1.0.0");
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Its topic, e.g. `keyval.changed` or `worker_spawn`.
+    pub topic: String,
+    /// Its payload.
+    #[serde(default)]
+    pub data: serde_json::Value,
+    /// Who published it: a plugin's name, or `buntime` for lifecycle events.
+    #[serde(default)]
+    pub source: String,
+}
+
+impl RequestDecision {
+    /// Continue unchanged.
+    pub fn pass() -> Self {
+        Self::Continue(RequestChanges::default())
+    }
+
+    /// Answer now with `response`.
+    pub fn respond(response: ResponseHead) -> Self {
+        Self::Respond { response }
+    }
+}
+
+impl RequestChanges {
+    /// Sets a header on the request.
+    pub fn set_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.set_headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Removes a header from the request.
+    pub fn remove_header(mut self, name: impl Into<String>) -> Self {
+        self.remove_headers.push(name.into());
+        self
+    }
+
+    /// Routes the request to another path (for example another app).
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = Some(path.into());
+        self
+    }
+}
+
+impl ResponseChanges {
+    /// Sets a header on the response.
+    pub fn set_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.set_headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Replaces the status.
+    pub fn status(mut self, status: u16) -> Self {
+        self.status = Some(status);
+        self
+    }
 }

@@ -68,6 +68,11 @@ pub struct ResponseHead {
     /// An inline UTF-8 body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
+    /// Plugin routes only: turn this response into a `text/event-stream` of
+    /// every published event whose topic matches one of these patterns
+    /// (within the plugin's `events.subscribe` grant), until the client leaves.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<String>,
 }
 
 impl ResponseHead {
@@ -77,6 +82,7 @@ impl ResponseHead {
             status,
             headers: Vec::new(),
             body: None,
+            events: Vec::new(),
         }
     }
 }

@@ -19,7 +19,8 @@
 //! ```
 //!
 //! Build it with `cargo build --release --target wasm32-unknown-unknown` and
-//! drop the `.wasm` into an app directory. See `docs/abi.md` for the protocol
+//! drop the `.wasm` into an app directory. Plugins use [`plugin`] (hooks and
+//! capabilities) and the same [`app!`] for their own routes. See `docs/abi.md` for the protocol
 //! in language-neutral terms.
 #![deny(missing_docs)]
 
@@ -29,6 +30,11 @@ pub mod http;
 
 #[cfg(target_arch = "wasm32")]
 pub mod guest;
+#[cfg(target_arch = "wasm32")]
+pub mod plugin;
+
+#[doc(hidden)]
+pub use serde_json;
 
 pub use http::{RequestHead, ResponseHead};
 

@@ -95,11 +95,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve() -> anyhow::Result<ExitCode> {
-    use std::sync::Arc;
     let env = crate::config::RuntimeEnv::from_process()?;
     let config = EngineConfig {
         cache_dir: env.cache_dir.clone(),
-        host_functions: body_functions(),
+        host_functions: crate::server::host_functions(),
         ..EngineConfig::default()
     };
     let engine = Engine::new(config)?;
@@ -108,13 +107,15 @@ async fn serve() -> anyhow::Result<ExitCode> {
             tracing::warn!(dir = %dir.display(), "worker dir does not exist (yet); apps deployed there will be picked up");
         }
     }
-    let state = crate::server::AppState {
-        catalog: Arc::new(crate::routing::Catalog::new(env.worker_dirs.clone())),
-        pools: crate::pool::Pools::new(engine, env.pool_size),
-        started: std::time::Instant::now(),
-        shutting_down: Arc::default(),
-        app_settings: Arc::default(),
+    let sources = crate::plugins::PluginSources {
+        dirs: env.plugin_dirs.clone(),
+        embedded: crate::plugins::embedded(),
+        config_file: Some((env.config_file.clone(), env.config_file_explicit)),
     };
+    let state =
+        crate::server::AppState::build(engine, env.worker_dirs.clone(), env.pool_size, sources)
+            .await
+            .context("cannot start the plugins")?;
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", env.port))
         .await
         .with_context(|| format!("cannot listen on port {} (set PORT to another)", env.port))?;
@@ -151,7 +152,7 @@ async fn check() -> anyhow::Result<ExitCode> {
         env.port, env.pool_size, env.environment
     );
     let engine = Engine::new(EngineConfig {
-        host_functions: body_functions(),
+        host_functions: crate::server::host_functions(),
         ..EngineConfig::default()
     })?;
     let mut errors = 0;

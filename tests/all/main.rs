@@ -6,5 +6,6 @@ mod cache;
 mod grants;
 mod hostile;
 mod parity;
+mod plugins;
 mod server;
 mod support;

@@ -47,6 +47,11 @@ impl HostPattern {
         })
     }
 
+    /// The pattern as written (lower case).
+    pub fn as_str(&self) -> &str {
+        &self.pattern
+    }
+
     /// Whether `host` matches.
     pub fn matches(&self, host: &str) -> bool {
         glob_match(
@@ -58,7 +63,7 @@ impl HostPattern {
 
 /// Iterative glob matcher with single-star backtracking: linear in practice and
 /// free of the recursion a hostile pattern could exploit.
-fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+pub(crate) fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
     let (mut p, mut t) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {

@@ -6,16 +6,43 @@
 //! host checks the caller's [`Grants`] on every call, and a denial is an error
 //! the guest sees, a warning in the log naming the grant to add, and a counter.
 //!
-//! This module holds the grant set and the checks that do not depend on
-//! wasmtime, so they can be tested as plain tables. The per-capability host
-//! functions live next to the engine in [`crate::wasm`].
+//! Each capability is one file here implementing [`CapabilitySpec`]: how its
+//! manifest declaration is parsed and validated, and the host functions it
+//! offers. [`SPECS`] lists them; adding a capability is one file plus one line
+//! there. Manifests declare grants as JSON (`"capabilities": {"http": [...]}`);
+//! the operator may narrow them in `buntime.jsonc` ([`narrow`]).
 
+mod context;
+mod events;
 mod hosts;
+mod http;
+mod log;
+mod pool;
+mod services;
+mod state;
 
-use std::collections::BTreeSet;
+use std::any::Any;
+use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
+use serde_json::Value;
+
+pub use context::{GuestContext, HostServices, ServiceRouter};
+pub use events::{
+    Event, EventBus, EventsGrant, PLUGIN_LOADED, TopicPattern, WORKER_SPAWN, WORKER_TERMINATE,
+};
 pub use hosts::HostPattern;
+pub use http::{HttpGrant, UrlPattern, is_private_address};
+
+/// The outbound client's private-address guard (used by the engine).
+pub(crate) mod http_resolve {
+    pub(crate) use super::http::{PublicOnlyResolver, resolves_only_private};
+}
+pub use services::ServicesGrant;
+pub use state::{StateEntry, StateError, StateStore};
+
+use crate::wasm::HostFunction;
 
 /// The name of a capability, e.g. `http` or `log`.
 ///
@@ -27,10 +54,18 @@ pub use hosts::HostPattern;
 pub struct Capability(&'static str);
 
 impl Capability {
-    /// Outbound HTTP requests (`extism:host/env::http_request` and Buntime's own).
+    /// Outbound HTTP requests (`extism:host/env::http_request`).
     pub const HTTP: Capability = Capability("http");
-    /// Writing to the host's log.
+    /// Writing to the host's log (plugins; apps always may).
     pub const LOG: Capability = Capability("log");
+    /// A host-side key-value namespace shared by a plugin's instances.
+    pub const STATE: Capability = Capability("state");
+    /// Publishing and subscribing to events.
+    pub const EVENTS: Capability = Capability("events");
+    /// Calling functions exported by plugins one depends on.
+    pub const SERVICES: Capability = Capability("services");
+    /// Reading the worker pool's stats and the app list.
+    pub const POOL: Capability = Capability("pool");
 
     /// Declares a capability by name. Names are lowercase identifiers.
     pub const fn new(name: &'static str) -> Self {
@@ -49,66 +84,259 @@ impl fmt::Display for Capability {
     }
 }
 
+/// One capability: how it is declared and what host functions it offers.
+pub trait CapabilitySpec: Sync {
+    /// The capability.
+    fn capability(&self) -> Capability;
+
+    /// One line for `docs/capabilities.md`-style listings and error hints:
+    /// the declaration syntax.
+    fn syntax(&self) -> &'static str;
+
+    /// Parses a declaration (already narrowed by the operator) into the grant
+    /// value the host functions read. `Ok(None)` means "not granted" (`false`).
+    fn parse(&self, declared: &Value, ctx: &GrantContext<'_>)
+    -> Result<Option<GrantValue>, String>;
+
+    /// The capability's host functions in `extism:host/user`.
+    fn host_functions(&self) -> Vec<HostFunction> {
+        Vec::new()
+    }
+}
+
+/// What a declaration parser may consult.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GrantContext<'a> {
+    /// The plugin's required and optional dependencies.
+    pub dependencies: &'a [String],
+}
+
+/// A parsed grant, typed by its capability.
+pub type GrantValue = Arc<dyn Any + Send + Sync>;
+
+/// Every capability Buntime implements.
+pub static SPECS: &[&dyn CapabilitySpec] = &[
+    &log::LogSpec,
+    &http::HttpSpec,
+    &state::StateSpec,
+    &events::EventsSpec,
+    &services::ServicesSpec,
+    &pool::PoolSpec,
+];
+
+/// The spec of the capability called `name`.
+pub fn spec(name: &str) -> Option<&'static dyn CapabilitySpec> {
+    SPECS
+        .iter()
+        .copied()
+        .find(|s| s.capability().name() == name)
+}
+
+/// The host functions of every capability (registered once in the engine).
+pub fn host_functions() -> Vec<HostFunction> {
+    SPECS.iter().flat_map(|s| s.host_functions()).collect()
+}
+
 /// What one guest has been granted.
 ///
 /// Deny by default: [`Grants::default`] grants nothing. The Extism ABI's own
-/// basics (memory, input, output, config, vars, logging) need no grant (log messages
-/// are truncated by the host).
+/// basics (memory, input, output, config, vars) need no grant.
 ///
 /// ```
 /// use buntime::capabilities::{Capability, Grants};
 /// let grants = Grants::default()
-///     .with(Capability::HTTP)
+///     .with(Capability::LOG)
 ///     .allow_host("*.example.com")
 ///     .unwrap();
 /// assert!(grants.allows(Capability::HTTP));
 /// assert!(grants.allows_host("api.example.com"));
 /// assert!(!grants.allows_host("example.org"));
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Grants {
-    capabilities: BTreeSet<String>,
-    allowed_hosts: Vec<HostPattern>,
+    granted: BTreeMap<String, GrantValue>,
+}
+
+impl fmt::Debug for Grants {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.granted.keys()).finish()
+    }
 }
 
 impl Grants {
-    /// Grants a capability.
+    /// Grants a capability with no parameters.
     pub fn with(mut self, capability: Capability) -> Self {
-        self.capabilities.insert(capability.name().to_owned());
+        self.granted
+            .entry(capability.name().to_owned())
+            .or_insert_with(|| Arc::new(()));
         self
     }
 
     /// Grants a capability by name (as read from a manifest).
     pub fn with_name(mut self, name: impl Into<String>) -> Self {
-        self.capabilities.insert(name.into());
+        self.granted
+            .entry(name.into())
+            .or_insert_with(|| Arc::new(()));
+        self
+    }
+
+    /// Grants a capability with its parsed parameters.
+    pub fn with_value(mut self, capability: Capability, value: GrantValue) -> Self {
+        self.granted.insert(capability.name().to_owned(), value);
         self
     }
 
     /// Adds a host-name pattern (`*` and `?` wildcards) that outbound HTTP may
-    /// reach. Granting a host also grants [`Capability::HTTP`].
-    pub fn allow_host(mut self, pattern: &str) -> Result<Self, GrantError> {
-        self.allowed_hosts.push(HostPattern::parse(pattern)?);
-        Ok(self.with(Capability::HTTP))
+    /// reach on any port, over HTTP or HTTPS. Granting a host also grants
+    /// [`Capability::HTTP`].
+    pub fn allow_host(self, pattern: &str) -> Result<Self, GrantError> {
+        let url = UrlPattern::any_scheme(HostPattern::parse(pattern)?);
+        let mut http = self
+            .get::<HttpGrant>(Capability::HTTP)
+            .cloned()
+            .unwrap_or_default();
+        http.patterns.push(url);
+        Ok(self.with_value(Capability::HTTP, Arc::new(http)))
     }
 
     /// Whether `capability` was granted.
     pub fn allows(&self, capability: Capability) -> bool {
-        self.capabilities.contains(capability.name())
+        self.granted.contains_key(capability.name())
     }
 
-    /// Whether outbound HTTP may reach `host`.
+    /// The parsed grant of `capability`, if granted with parameters of type `T`.
+    pub fn get<T: Any + Send + Sync>(&self, capability: Capability) -> Option<&T> {
+        self.granted.get(capability.name())?.downcast_ref::<T>()
+    }
+
+    /// Whether outbound HTTP may reach `host` (some scheme, some port).
     pub fn allows_host(&self, host: &str) -> bool {
-        self.allows(Capability::HTTP) && self.allowed_hosts.iter().any(|p| p.matches(host))
+        self.get::<HttpGrant>(Capability::HTTP)
+            .is_some_and(|g| g.patterns.iter().any(|p| p.host.matches(host)))
     }
 
     /// The granted capability names, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.capabilities.iter().map(String::as_str)
+        self.granted.keys().map(String::as_str)
+    }
+
+    /// Parses a manifest's `capabilities` object (after [`narrow`]) into grants.
+    ///
+    /// ```
+    /// use buntime::capabilities::{Capability, GrantContext, Grants};
+    /// let declared = serde_json::json!({"log": true, "http": ["https://api.example.com"]});
+    /// let grants = Grants::parse(&declared, &GrantContext::default()).unwrap();
+    /// assert!(grants.allows(Capability::LOG));
+    /// assert!(Grants::parse(&serde_json::json!({"disk": true}), &GrantContext::default()).is_err());
+    /// ```
+    pub fn parse(declared: &Value, ctx: &GrantContext<'_>) -> Result<Self, GrantError> {
+        let Some(map) = declared.as_object() else {
+            return Err(GrantError::Invalid {
+                capability: String::new(),
+                reason: "`capabilities` must be an object such as {\"log\": true}".into(),
+            });
+        };
+        let mut grants = Grants::default();
+        for (name, value) in map {
+            let Some(spec) = spec(name) else {
+                return Err(GrantError::Unknown {
+                    name: name.clone(),
+                    known: SPECS.iter().map(|s| s.capability().name()).collect(),
+                });
+            };
+            let parsed = spec
+                .parse(value, ctx)
+                .map_err(|reason| GrantError::Invalid {
+                    capability: name.clone(),
+                    reason: format!("{reason} (syntax: {})", spec.syntax()),
+                })?;
+            if let Some(v) = parsed {
+                grants = grants.with_value(spec.capability(), v);
+            }
+        }
+        Ok(grants)
+    }
+}
+
+/// Narrows a declaration by the operator's override, both as JSON.
+///
+/// The operator can only take away: `false` revokes a capability; a list keeps
+/// only the entries listed (each must also be declared); an object narrows
+/// key by key; `true` keeps what was declared. Anything the manifest did not
+/// declare cannot be added here.
+///
+/// ```
+/// use serde_json::json;
+/// use buntime::capabilities::narrow;
+/// let declared = json!({"log": true, "http": ["https://a.example", "https://b.example"]});
+/// let narrowed = narrow(&declared, &json!({"log": false, "http": ["https://a.example"]})).unwrap();
+/// assert_eq!(narrowed, json!({"http": ["https://a.example"]}));
+/// assert!(narrow(&declared, &json!({"http": ["https://c.example"]})).is_err());
+/// ```
+pub fn narrow(declared: &Value, operator: &Value) -> Result<Value, GrantError> {
+    let (Some(declared), Some(operator)) = (declared.as_object(), operator.as_object()) else {
+        return Err(GrantError::Invalid {
+            capability: String::new(),
+            reason: "`capabilities` must be an object".into(),
+        });
+    };
+    let mut out = declared.clone();
+    for (name, op) in operator {
+        let Some(decl) = declared.get(name) else {
+            return Err(GrantError::NotDeclared {
+                capability: name.clone(),
+                entry: op.to_string(),
+            });
+        };
+        match narrow_value(decl, op).map_err(|entry| GrantError::NotDeclared {
+            capability: name.clone(),
+            entry,
+        })? {
+            Some(v) => {
+                out.insert(name.clone(), v);
+            }
+            None => {
+                out.remove(name);
+            }
+        }
+    }
+    Ok(Value::Object(out))
+}
+
+/// `Ok(None)` = revoked; `Err(entry)` = `entry` was not declared.
+fn narrow_value(decl: &Value, op: &Value) -> Result<Option<Value>, String> {
+    match (decl, op) {
+        (_, Value::Bool(false)) => Ok(None),
+        (Value::Bool(false), _) => Err(op.to_string()),
+        (_, Value::Bool(true)) => Ok(Some(decl.clone())),
+        (Value::Array(d), Value::Array(o)) => {
+            for entry in o {
+                if !d.contains(entry) {
+                    return Err(entry.to_string());
+                }
+            }
+            Ok(Some(op.clone()))
+        }
+        (Value::Object(d), Value::Object(o)) => {
+            let mut out = d.clone();
+            for (k, v) in o {
+                let Some(dv) = d.get(k) else {
+                    return Err(format!("{k}: {v}"));
+                };
+                match narrow_value(dv, v)? {
+                    Some(v) => out.insert(k.clone(), v),
+                    None => out.insert(k.clone(), Value::Bool(false)),
+                };
+            }
+            Ok(Some(Value::Object(out)))
+        }
+        _ if decl == op => Ok(Some(op.clone())),
+        _ => Err(op.to_string()),
     }
 }
 
 /// A grant that cannot be accepted.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum GrantError {
     /// A host pattern is empty or malformed.
     #[error("invalid host pattern `{pattern}`: {reason}")]
@@ -117,6 +345,32 @@ pub enum GrantError {
         pattern: String,
         /// What is wrong with it.
         reason: &'static str,
+    },
+    /// No such capability.
+    #[error("unknown capability `{name}`; known capabilities: {}", known.join(", "))]
+    Unknown {
+        /// The name as written.
+        name: String,
+        /// What exists.
+        known: Vec<&'static str>,
+    },
+    /// The declaration does not parse.
+    #[error("capability `{capability}`: {reason}")]
+    Invalid {
+        /// The capability.
+        capability: String,
+        /// What is wrong and the syntax expected.
+        reason: String,
+    },
+    /// The operator tried to grant what the manifest did not declare.
+    #[error(
+        "capability `{capability}`: `{entry}` is not declared in the plugin's manifest; buntime.jsonc can only narrow a plugin's grants"
+    )]
+    NotDeclared {
+        /// The capability.
+        capability: String,
+        /// The entry that is not declared.
+        entry: String,
     },
 }
 
@@ -134,4 +388,29 @@ pub struct Denial {
     pub detail: String,
     /// The manifest entry that would allow it.
     pub hint: String,
+}
+
+/// Parses a declaration that is either `true`/`false` or an empty object.
+pub(crate) fn parse_flag(declared: &Value) -> Result<Option<GrantValue>, String> {
+    match declared {
+        Value::Bool(true) => Ok(Some(Arc::new(()))),
+        Value::Bool(false) => Ok(None),
+        other => Err(format!("expected true or false, found {other}")),
+    }
+}
+
+/// Reads a string list from a declaration.
+pub(crate) fn string_list(value: &Value, what: &str) -> Result<Vec<String>, String> {
+    match value {
+        Value::Array(items) => items
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| format!("{what} entries must be strings, found {v}"))
+            })
+            .collect(),
+        Value::Bool(false) => Ok(Vec::new()),
+        other => Err(format!("{what} must be a list of strings, found {other}")),
+    }
 }

@@ -7,6 +7,7 @@
 //! | `RUNTIME_PLUGIN_DIRS` | `./plugins` | plugin dirs, `:`-separated |
 //! | `RUNTIME_POOL_SIZE` | 10 (development), 500 (production) | apps kept warm (LRU) |
 //! | `RUNTIME_ENV` (or `NODE_ENV`) | `development` | `development`, `production`, `staging` or `test` |
+//! | `RUNTIME_CONFIG` | `./buntime.jsonc` (optional there) | the plugin configuration file |
 //! | `RUNTIME_CACHE_DIR` | `$XDG_CACHE_HOME/buntime` | compiled-module cache (`off` disables it) |
 
 use std::collections::HashMap;
@@ -42,6 +43,10 @@ pub struct RuntimeEnv {
     pub environment: Environment,
     /// Compiled-module cache dir, if enabled.
     pub cache_dir: Option<PathBuf>,
+    /// `buntime.jsonc` (from `RUNTIME_CONFIG`, else in the working directory).
+    pub config_file: PathBuf,
+    /// Whether `RUNTIME_CONFIG` named the file (then it must exist).
+    pub config_file_explicit: bool,
 }
 
 impl RuntimeEnv {
@@ -116,6 +121,10 @@ impl RuntimeEnv {
                 .or_else(|| var("HOME").map(|h| Path::new(h).join(".cache")))
                 .map(|base| base.join("buntime")),
         };
+        let (config_file, config_file_explicit) = match var("RUNTIME_CONFIG") {
+            Some(path) => (PathBuf::from(path), true),
+            None => (PathBuf::from(super::RUNTIME_CONFIG_FILE), false),
+        };
         Ok(Self {
             port,
             worker_dirs,
@@ -123,6 +132,8 @@ impl RuntimeEnv {
             pool_size,
             environment,
             cache_dir,
+            config_file,
+            config_file_explicit,
         })
     }
 }

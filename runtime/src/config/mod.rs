@@ -1,8 +1,10 @@
-//! Configuration: environment variables and the per-app `worker.jsonc`.
+//! Configuration: environment variables, `buntime.jsonc` and the per-app
+//! `worker.jsonc`.
 //!
 //! Every error names the file (or variable), the field and what is allowed.
 
 mod env;
+mod runtime_file;
 mod units;
 mod worker;
 
@@ -10,11 +12,13 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use env::{Environment, RuntimeEnv};
+pub use runtime_file::{PluginEntry, RUNTIME_CONFIG_FILE, RuntimeFile};
 pub use units::{duration_from_secs, parse_duration, parse_size};
 pub use worker::{
     DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_MAX_REQUESTS, DEFAULT_MEMORY, DEFAULT_TIMEOUT,
     LOW_MEMORY, MAX_BODY_CEILING, WORKER_CONFIG_FILE, WorkerConfig,
 };
+pub(crate) use worker::{duration_value, json5_message, size_value};
 
 /// A configuration value that cannot be accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -146,16 +146,16 @@ impl WorkerConfig {
             ..Self::default()
         };
         if let Some(v) = raw.timeout {
-            c.timeout = duration(&v).map_err(|m| err("timeout", m))?;
+            c.timeout = duration_value(&v).map_err(|m| err("timeout", m))?;
             if c.timeout.is_zero() {
                 return Err(err("timeout", "must be greater than 0".into()));
             }
         }
         if let Some(v) = raw.ttl {
-            c.ttl = duration(&v).map_err(|m| err("ttl", m))?;
+            c.ttl = duration_value(&v).map_err(|m| err("ttl", m))?;
         }
         if let Some(v) = raw.idle_timeout {
-            c.idle_timeout = duration(&v).map_err(|m| err("idleTimeout", m))?;
+            c.idle_timeout = duration_value(&v).map_err(|m| err("idleTimeout", m))?;
             if c.idle_timeout.is_zero() {
                 return Err(err("idleTimeout", "must be greater than 0".into()));
             }
@@ -179,13 +179,13 @@ impl WorkerConfig {
             c.memory = LOW_MEMORY;
         }
         if let Some(v) = raw.memory {
-            c.memory = size(&v).map_err(|m| err("memory", m))?;
+            c.memory = size_value(&v).map_err(|m| err("memory", m))?;
             if c.memory < (1 << 20) {
                 return Err(err("memory", "must be at least 1mb".into()));
             }
         }
         if let Some(v) = raw.max_body_size {
-            let n = size(&v).map_err(|m| err("maxBodySize", m))?;
+            let n = size_value(&v).map_err(|m| err("maxBodySize", m))?;
             if n > MAX_BODY_CEILING {
                 return Err(err(
                     "maxBodySize",
@@ -237,7 +237,7 @@ impl WorkerConfig {
     }
 }
 
-fn duration(v: &Value) -> Result<Duration, String> {
+pub(crate) fn duration_value(v: &Value) -> Result<Duration, String> {
     match v {
         Value::Number(n) => n
             .as_f64()
@@ -250,7 +250,7 @@ fn duration(v: &Value) -> Result<Duration, String> {
     }
 }
 
-fn size(v: &Value) -> Result<u64, String> {
+pub(crate) fn size_value(v: &Value) -> Result<u64, String> {
     match v {
         Value::Number(n) => n
             .as_u64()
@@ -262,6 +262,6 @@ fn size(v: &Value) -> Result<u64, String> {
     }
 }
 
-fn json5_message(e: json5::Error) -> String {
+pub(crate) fn json5_message(e: json5::Error) -> String {
     format!("invalid JSONC: {e}")
 }

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::Semaphore;
 
+use crate::capabilities::{EventBus, WORKER_SPAWN, WORKER_TERMINATE};
 use crate::config::WorkerConfig;
 use crate::wasm::{CallError, CallOutput, GuestInstance, GuestModule};
 
@@ -72,6 +73,7 @@ pub struct AppPool {
     waiting: AtomicUsize,
     active: AtomicUsize,
     created_at: Instant,
+    events: Option<EventBus>,
     /// Counters.
     pub stats: AppStats,
 }
@@ -79,6 +81,17 @@ pub struct AppPool {
 impl AppPool {
     /// A pool for `module` run with `config`.
     pub fn new(key: String, module: GuestModule, config: WorkerConfig) -> Arc<Self> {
+        Self::with_events(key, module, config, None)
+    }
+
+    /// Like [`AppPool::new`], publishing `worker_spawn` and `worker_terminate`
+    /// on `events`.
+    pub fn with_events(
+        key: String,
+        module: GuestModule,
+        config: WorkerConfig,
+        events: Option<EventBus>,
+    ) -> Arc<Self> {
         let slots = Semaphore::new(config.max_concurrency);
         Arc::new(Self {
             key,
@@ -89,6 +102,7 @@ impl AppPool {
             waiting: AtomicUsize::new(0),
             active: AtomicUsize::new(0),
             created_at: Instant::now(),
+            events,
             stats: AppStats::default(),
         })
     }
@@ -163,6 +177,7 @@ impl AppPool {
                 match self.module.instantiate().await {
                     Ok(instance) => {
                         self.stats.created.fetch_add(1, Ordering::Relaxed);
+                        self.publish(WORKER_SPAWN, "created");
                         let now = Instant::now();
                         Idle {
                             instance,
@@ -197,7 +212,7 @@ impl AppPool {
             if self.healthy(&slot) {
                 return Some(slot);
             }
-            self.stats.retired.fetch_add(1, Ordering::Relaxed);
+            self.note_retired("expired");
             // Dropped without `on_terminate`: it is past its TTL; the
             // background reclaim normally gets there first and says goodbye.
         }
@@ -213,6 +228,7 @@ impl AppPool {
     async fn give_back(&self, mut slot: Idle) {
         if slot.instance.is_poisoned() {
             self.stats.failed.fetch_add(1, Ordering::Relaxed);
+            self.publish(WORKER_TERMINATE, "failed");
             return;
         }
         if !self.config.ttl.is_zero() && self.healthy(&slot) {
@@ -222,7 +238,11 @@ impl AppPool {
             return;
         }
         retire(&mut slot.instance).await;
-        self.stats.retired.fetch_add(1, Ordering::Relaxed);
+        self.note_retired(if self.config.ttl.is_zero() {
+            "ephemeral"
+        } else {
+            "recycled"
+        });
     }
 
     /// Retires idle instances that have been idle for `idleTimeout` or are
@@ -245,7 +265,7 @@ impl AppPool {
                 let _ = slot.instance.call("on_idle", Bytes::new()).await;
             }
             retire(&mut slot.instance).await;
-            self.stats.retired.fetch_add(1, Ordering::Relaxed);
+            self.note_retired("idle");
         }
         n
     }
@@ -259,7 +279,21 @@ impl AppPool {
             .unwrap_or_default();
         for mut slot in all {
             retire(&mut slot.instance).await;
-            self.stats.retired.fetch_add(1, Ordering::Relaxed);
+            self.note_retired("drained");
+        }
+    }
+
+    fn note_retired(&self, reason: &str) {
+        self.stats.retired.fetch_add(1, Ordering::Relaxed);
+        self.publish(WORKER_TERMINATE, reason);
+    }
+
+    fn publish(&self, topic: &str, reason: &str) {
+        if let Some(bus) = &self.events {
+            bus.publish_host(
+                topic,
+                serde_json::json!({"app": self.key, "reason": reason}),
+            );
         }
     }
 }

@@ -18,6 +18,7 @@ use lru::LruCache;
 
 pub use app_pool::{AppPool, AppStats, PoolError};
 
+use crate::capabilities::EventBus;
 use crate::config::WorkerConfig;
 use crate::routing::AppVersion;
 use crate::wasm::{Engine, GuestOptions};
@@ -27,6 +28,8 @@ use crate::wasm::{Engine, GuestOptions};
 pub struct Pools {
     engine: Engine,
     lru: Mutex<LruCache<String, Arc<AppPool>>>,
+    capacity: usize,
+    events: std::sync::OnceLock<EventBus>,
     /// App versions evicted so far.
     pub evictions: std::sync::atomic::AtomicU64,
 }
@@ -52,8 +55,26 @@ impl Pools {
         Arc::new(Self {
             engine,
             lru: Mutex::new(LruCache::new(cap)),
+            capacity: cap.get(),
+            events: std::sync::OnceLock::new(),
             evictions: Default::default(),
         })
+    }
+
+    /// Publishes instance lifecycle events (`worker_spawn`, `worker_terminate`)
+    /// on `bus` from now on. Set once.
+    pub fn set_events(&self, bus: EventBus) {
+        let _ = self.events.set(bus);
+    }
+
+    /// The engine apps run on.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// How many app versions are kept warm at most.
+    pub fn capacity(&self) -> usize {
+        self.capacity
     }
 
     /// The pool of `app`, loading (compiling off the async threads) on a miss.
@@ -78,7 +99,7 @@ impl Pools {
         let module = tokio::task::spawn_blocking(move || engine.load_file(&file, options))
             .await
             .map_err(|_| LoadAppError::Interrupted(key.clone()))??;
-        let pool = AppPool::new(key.clone(), module, config);
+        let pool = AppPool::with_events(key.clone(), module, config, self.events.get().cloned());
         let evicted = match self.lru.lock() {
             Ok(mut lru) => {
                 if let Some(existing) = lru.get(&key) {

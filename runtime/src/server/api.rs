@@ -96,7 +96,21 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Json<Value> {
         "errors": sum(|s| s.errors.load(Ordering::Relaxed)),
         "rejected": sum(|s| s.rejected.load(Ordering::Relaxed)),
         "avgLatencyMs": if requests == 0 { 0.0 } else { latency as f64 / requests as f64 / 1000.0 },
+        "engine": engine_metrics(state.pools.engine().stats()),
     }))
+}
+
+fn engine_metrics(stats: &crate::wasm::EngineStats) -> Value {
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    json!({
+        "compiled": get(&stats.compiled),
+        "cacheHits": get(&stats.cache_hits),
+        "instances": get(&stats.instances),
+        "traps": get(&stats.traps),
+        "timeouts": get(&stats.timeouts),
+        "denials": get(&stats.denials),
+        "denialsByCapability": stats.denials_by_capability(),
+    })
 }
 
 /// `GET /_/stats`: per app version.

@@ -3,9 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use buntime_pdk::{RequestHead, ResponseHead};
 use bytes::Bytes;
@@ -193,11 +192,7 @@ async fn serve_wasm(
         .get::<RequestId>()
         .map(|r| r.0.clone())
         .unwrap_or_default();
-    let mut headers: Vec<(String, String)> = parts
-        .headers
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-        .collect();
+    let mut headers = super::guest_http::header_pairs(&parts.headers);
     headers.push(("x-base".into(), base.to_owned()));
     let head = RequestHead {
         method: parts.method.as_str().to_owned(),
@@ -245,44 +240,18 @@ async fn serve_wasm(
 }
 
 fn build_response(key: &str, output: &[u8], body: Option<ResponseBody>) -> Response {
-    let head: ResponseHead = match serde_json::from_slice(output) {
-        Ok(h) => h,
-        Err(e) => {
-            return ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "APP_BAD_RESPONSE",
-                format!("`{key}` returned an invalid response head: {e}"),
-            )
-            .into_response();
-        }
-    };
-    let Ok(status) = StatusCode::from_u16(head.status) else {
-        return ApiError::new(
+    let bad = |detail: String| {
+        ApiError::new(
             StatusCode::BAD_GATEWAY,
             "APP_BAD_RESPONSE",
-            format!(
-                "`{key}` returned status {}, which is not valid",
-                head.status
-            ),
+            format!("`{key}` returned an invalid response head: {detail}"),
         )
-        .into_response();
+        .into_response()
     };
-    let bytes = match (head.body, body) {
-        (Some(text), _) => Bytes::from(text),
-        (None, Some(b)) => b.0.freeze(),
-        (None, None) => Bytes::new(),
-    };
-    let mut res = Response::new(Body::from(bytes));
-    *res.status_mut() = status;
-    for (k, v) in head.headers {
-        if let (Ok(k), Ok(v)) = (
-            HeaderName::try_from(k.as_str()),
-            HeaderValue::try_from(v.as_str()),
-        ) {
-            res.headers_mut().append(k, v);
-        }
+    match serde_json::from_slice::<ResponseHead>(output) {
+        Ok(head) => super::guest_http::response_from_head(head, body).unwrap_or_else(bad),
+        Err(e) => bad(e.to_string()),
     }
-    res
 }
 
 /// One cached entry: when it was read, the config, the detected kind.

@@ -2,15 +2,21 @@
 //!
 //! ```text
 //! request → request id → body/header limits
-//!   ├─ /_/api/health{,/live,/ready}, /_/api/apps    core API
+//!   ├─ /_/api/health{,/live,/ready}, /_/api/apps, /_/api/plugins  core API
 //!   ├─ /_/metrics, /_/stats, /_/sse, /.well-known/buntime  internal routes
-//!   └─ /<app>[@range]/*                            static files or the worker pool
+//!   └─ plugin chain (on_request … on_response)
+//!        ├─ /_/<base>/*            a plugin's routes and ui/
+//!        └─ /<app>[@range]/*       static files or the worker pool
 //! ```
 
 mod api;
 mod apps;
 mod error;
+mod guest_http;
 mod listener;
+mod pipeline;
+mod plugin_routes;
+mod plugins_api;
 mod request_id;
 mod static_files;
 
@@ -19,14 +25,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 
 pub use apps::{AppKind, AppSettingsCache, detect_kind};
 pub use error::{ApiError, RequestId};
 pub use listener::ConnectionLimits;
+pub use pipeline::{IDENTITY_HEADERS, strip_identity};
 
+use crate::capabilities::HostServices;
+use crate::plugins::{PluginError, PluginHost, PluginSources};
 use crate::pool::Pools;
 use crate::routing::Catalog;
+use crate::wasm::{Engine, HostFunction};
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -44,6 +54,44 @@ pub struct AppState {
     pub shutting_down: Arc<AtomicBool>,
     /// Parsed app settings, briefly cached.
     pub app_settings: Arc<AppSettingsCache>,
+    /// The plugin chain.
+    pub plugins: Arc<PluginHost>,
+}
+
+impl AppState {
+    /// Builds the state of a server: the app catalog over `worker_dirs`, a
+    /// pool of `pool_size` app versions, and the plugin chain loaded from
+    /// `plugins`. Fails when a required plugin cannot load or
+    /// `buntime.jsonc` is invalid.
+    pub async fn build(
+        engine: Engine,
+        worker_dirs: Vec<std::path::PathBuf>,
+        pool_size: usize,
+        plugins: PluginSources,
+    ) -> Result<Self, PluginError> {
+        let catalog = Arc::new(Catalog::new(worker_dirs));
+        let pools = Pools::new(engine.clone(), pool_size);
+        let services = HostServices::new(Some(pools.clone()), Some(catalog.clone()));
+        pools.set_events(services.events.clone());
+        let host = PluginHost::new(engine, services, plugins);
+        host.start().await?;
+        Ok(Self {
+            catalog,
+            pools,
+            started: Instant::now(),
+            shutting_down: Arc::default(),
+            app_settings: Arc::default(),
+            plugins: host,
+        })
+    }
+}
+
+/// Every host function a server's engine needs: the HTTP body functions of
+/// apps and plugins, and each capability's functions.
+pub fn host_functions() -> Vec<HostFunction> {
+    let mut all = crate::wasm::abi::body_functions();
+    all.extend(crate::capabilities::host_functions());
+    all
 }
 
 /// The router.
@@ -57,7 +105,10 @@ pub fn router(state: AppState) -> Router {
         .route("/_/stats", get(api::stats))
         .route("/_/sse", get(api::sse))
         .route("/.well-known/buntime", get(api::well_known))
-        .fallback(apps::handle)
+        .route("/_/api/plugins", get(plugins_api::list))
+        .route("/_/api/plugins/reload", post(plugins_api::reload))
+        .route("/_/api/plugins/{*rest}", post(plugins_api::action))
+        .fallback(pipeline::handle)
         .layer(axum::middleware::from_fn(request_id::layer))
         .with_state(state)
 }
@@ -81,6 +132,7 @@ pub async fn serve_with(
     limits: ConnectionLimits,
 ) -> std::io::Result<()> {
     let pools = state.pools.clone();
+    let plugins = state.plugins.clone();
     let flag = state.shutting_down.clone();
     let reclaimer = pools.spawn_reclaimer(Duration::from_secs(1));
     let router = router(state);
@@ -92,6 +144,7 @@ pub async fn serve_with(
     listener::run(listener, router, limits, shutdown, SHUTDOWN_GRACE).await;
     reclaimer.abort();
     pools.shutdown().await;
+    plugins.shutdown().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -108,6 +108,8 @@ impl EngineConfig {
 pub(crate) struct EngineShared {
     pub(crate) stats: EngineStats,
     pub(crate) http: reqwest::Client,
+    /// The same, connecting to public addresses only.
+    pub(crate) http_public: reqwest::Client,
     pub(crate) fuel: bool,
     /// Lives as long as any module or instance does, not just the `Engine`.
     _ticker: Ticker,
@@ -168,9 +170,17 @@ impl Engine {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| LoadError::Engine(e.into()))?;
+        let http_public = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(
+                crate::capabilities::http_resolve::PublicOnlyResolver,
+            ))
+            .build()
+            .map_err(|e| LoadError::Engine(e.into()))?;
         let shared = Arc::new(EngineShared {
             stats: EngineStats::default(),
             http,
+            http_public,
             fuel: config.fuel,
             _ticker: Ticker::start(engine.clone(), config.epoch_tick)?,
         });

@@ -151,7 +151,10 @@ impl HostFunction {
             capability: cap,
             function: format!("{USER_NAMESPACE}::{}", self.name),
             detail: format!("`{}` was not granted", cap.name()),
-            hint: format!("\"{}\"", cap.name()),
+            hint: crate::capabilities::spec(cap.name()).map_or_else(
+                || format!("\"{}\": true", cap.name()),
+                |s| s.syntax().to_owned(),
+            ),
         };
         state.shared.stats.record_denial(cap.name());
         tracing::warn!(guest = %state.guest_name(), capability = cap.name(), function = self.name, "{denial}");

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::capabilities::Grants;
+use crate::capabilities::{Grants, GuestContext};
 
 /// Default cap on a guest's linear memory and on its memory-block arena.
 pub const DEFAULT_MEMORY_LIMIT: usize = 64 << 20;
@@ -37,6 +37,8 @@ pub struct GuestOptions {
     pub(crate) fuel: Option<u64>,
     pub(crate) max_var_bytes: usize,
     pub(crate) max_http_response_bytes: u64,
+    pub(crate) context: Option<Arc<GuestContext>>,
+    pub(crate) log_requires_grant: bool,
 }
 
 impl GuestOptions {
@@ -52,6 +54,8 @@ impl GuestOptions {
             fuel: None,
             max_var_bytes: DEFAULT_MAX_VAR_BYTES,
             max_http_response_bytes: DEFAULT_MAX_HTTP_RESPONSE_BYTES,
+            context: None,
+            log_requires_grant: false,
         }
     }
 
@@ -101,5 +105,23 @@ impl GuestOptions {
     pub fn max_http_response_bytes(mut self, bytes: u64) -> Self {
         self.max_http_response_bytes = bytes;
         self
+    }
+
+    /// Attaches the plugin context that capability host functions work on.
+    pub fn context(mut self, context: Arc<GuestContext>) -> Self {
+        self.context = Some(context);
+        self
+    }
+
+    /// Makes `log_*` calls need the `log` grant (plugins); without it they
+    /// are dropped and counted as denials.
+    pub fn log_requires_grant(mut self, on: bool) -> Self {
+        self.log_requires_grant = on;
+        self
+    }
+
+    /// The plugin context, if one is attached.
+    pub fn guest_context(&self) -> Option<&Arc<GuestContext>> {
+        self.context.as_ref()
     }
 }

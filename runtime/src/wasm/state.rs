@@ -16,7 +16,7 @@ use wasmtime::{ResourceLimiter, StoreLimits};
 use super::arena::Arena;
 use super::engine::EngineShared;
 use super::options::GuestOptions;
-use crate::capabilities::Grants;
+use crate::capabilities::{Capability, Grants, GuestContext};
 
 /// Where the output of the current call lives in the arena.
 #[derive(Debug, Clone, Copy, Default)]
@@ -45,6 +45,8 @@ pub struct HostState {
     pub(crate) guest_name: Arc<str>,
     pub(crate) wasi: Option<wasmtime_wasi::p1::WasiP1Ctx>,
     pub(crate) shared: Arc<EngineShared>,
+    pub(crate) context: Option<Arc<GuestContext>>,
+    pub(crate) log_requires_grant: bool,
     /// Call-scoped values for Buntime's host functions, cleared after each call.
     pub extensions: http::Extensions,
 }
@@ -85,6 +87,8 @@ impl HostState {
             guest_name,
             wasi: wasi.then(|| wasmtime_wasi::WasiCtxBuilder::new().build_p1()),
             shared,
+            context: options.context.clone(),
+            log_requires_grant: options.log_requires_grant,
             extensions: http::Extensions::new(),
         }
     }
@@ -97,6 +101,17 @@ impl HostState {
     /// The guest's grants.
     pub fn grants(&self) -> &Grants {
         &self.grants
+    }
+
+    /// The plugin context, for guests loaded as plugins.
+    pub fn context(&self) -> Option<&Arc<GuestContext>> {
+        self.context.as_ref()
+    }
+
+    /// Counts a refused host call against `capability` (the caller logs it).
+    pub fn record_denial(&self, capability: Capability) {
+        self.shared.stats.record_denial(capability.name());
+        tracing::warn!(guest = %self.guest_name, capability = capability.name(), "capability denied");
     }
 
     /// Copies `data` into a new memory block; `None` when the arena is full.

@@ -6,17 +6,15 @@ mod routing;
 mod static_files;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use buntime::pool::Pools;
-use buntime::routing::Catalog;
-use buntime::server::{AppState, ConnectionLimits, serve_with};
-use buntime::wasm::{Engine, EngineConfig, abi::body_functions};
+use buntime::plugins::PluginSources;
+use buntime::server::{AppState, ConnectionLimits, host_functions, serve_with};
+use buntime::wasm::{Engine, EngineConfig};
 use buntime_fixtures as fx;
 
 /// A running server over a temporary worker dir.
-pub(super) struct TestServer {
+pub(crate) struct TestServer {
     pub base: String,
     pub dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -41,16 +39,54 @@ impl TestServer {
     ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         setup(dir.path());
-        let mut config = EngineConfig::default();
-        config.host_functions.extend(body_functions());
-        let engine = Engine::new(config).expect("engine");
-        let state = AppState {
-            catalog: Arc::new(Catalog::new(vec![dir.path().to_owned()])),
-            pools: Pools::new(engine, pool_size),
-            started: std::time::Instant::now(),
-            shutting_down: Arc::default(),
-            app_settings: Arc::default(),
+        let engine = Engine::new(EngineConfig {
+            host_functions: host_functions(),
+            ..EngineConfig::default()
+        })
+        .expect("engine");
+        let state = AppState::build(
+            engine,
+            vec![dir.path().to_owned()],
+            pool_size,
+            PluginSources::default(),
+        )
+        .await
+        .expect("state");
+        Self::serve(dir, state, limits).await
+    }
+
+    /// A server over `dir/apps`, `dir/plugins` and `dir/buntime.jsonc`
+    /// (written by `setup`), plus `embedded` plugins.
+    pub async fn try_start_plugins(
+        embedded: Vec<buntime::plugins::EmbeddedPlugin>,
+        setup: impl FnOnce(&Path),
+    ) -> Result<Self, buntime::plugins::PluginError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("apps")).expect("mkdir");
+        std::fs::create_dir_all(dir.path().join("plugins")).expect("mkdir");
+        setup(dir.path());
+        let engine = Engine::new(EngineConfig {
+            host_functions: host_functions(),
+            ..EngineConfig::default()
+        })
+        .expect("engine");
+        let sources = PluginSources {
+            dirs: vec![dir.path().join("plugins")],
+            embedded,
+            config_file: Some((dir.path().join("buntime.jsonc"), false)),
         };
+        let state = AppState::build(engine, vec![dir.path().join("apps")], 16, sources).await?;
+        Ok(Self::serve(dir, state, ConnectionLimits::default()).await)
+    }
+
+    /// [`TestServer::try_start_plugins`] that must succeed.
+    pub async fn start_plugins(setup: impl FnOnce(&Path)) -> Self {
+        Self::try_start_plugins(Vec::new(), setup)
+            .await
+            .expect("server with plugins")
+    }
+
+    async fn serve(dir: tempfile::TempDir, state: AppState, limits: ConnectionLimits) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -88,7 +124,7 @@ impl TestServer {
 }
 
 /// Installs the echo app at `dir/<rel>/app.wasm` with an optional worker.jsonc.
-pub(super) fn install_echo(root: &Path, rel: &str, worker: Option<&str>) -> PathBuf {
+pub(crate) fn install_echo(root: &Path, rel: &str, worker: Option<&str>) -> PathBuf {
     let dir = root.join(rel);
     std::fs::create_dir_all(&dir).expect("mkdir");
     std::fs::copy(fx::APP_ECHO, dir.join("app.wasm")).expect("copy wasm");
@@ -112,7 +148,7 @@ pub(super) fn install_site(root: &Path) {
     std::os::unix::fs::symlink(root.join("secret.txt"), site.join("leak.txt")).expect("symlink");
 }
 
-pub(super) async fn get(url: &str) -> reqwest::Response {
+pub(crate) async fn get(url: &str) -> reqwest::Response {
     reqwest::Client::new()
         .get(url)
         .send()
@@ -120,7 +156,7 @@ pub(super) async fn get(url: &str) -> reqwest::Response {
         .expect("request")
 }
 
-pub(super) fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::new()
 }
 

@@ -15,7 +15,8 @@ use wasmtime::{Caller, Linker};
 
 use super::super::state::HostState;
 use super::{ENV_NAMESPACE, guest_fault};
-use crate::capabilities::Capability;
+use crate::capabilities::http_resolve::resolves_only_private;
+use crate::capabilities::{Capability, HttpGrant, is_private_address};
 
 type Cx<'a> = Caller<'a, HostState>;
 
@@ -64,18 +65,45 @@ async fn http_request(c: &mut Cx<'_>, req_handle: i64, body_handle: i64) -> wasm
     state.arena.free(req_handle as u64);
     let url = url::Url::parse(&req.url)
         .map_err(|e| wasmtime::Error::msg(format!("Invalid URL: {e:?}")))?;
-    let host = url.host_str().unwrap_or_default();
-    if !state.grants.allows_host(host) {
+    let host = url.host_str().unwrap_or_default().to_owned();
+    let grant = state.grants.get::<HttpGrant>(Capability::HTTP);
+    let Some((grant, pattern)) = grant.and_then(|g| g.matching(&url).map(|p| (g, p))) else {
         state.shared.stats.record_denial(Capability::HTTP.name());
+        let origin = url.origin().ascii_serialization();
         tracing::warn!(
             guest = %state.guest_name(),
             url = %req.url,
-            "capability `http` denied for `extism:host/env::http_request`: grant the host in the guest's manifest (`capabilities`: {{\"http\": [\"{host}\"]}})"
+            "capability `http` denied for `extism:host/env::http_request`: grant the URL in the guest's manifest (`capabilities`: {{\"http\": [\"{origin}\"]}})"
         );
         return Err(wasmtime::Error::msg(format!(
             "HTTP request to {} is not allowed",
             req.url
         )));
+    };
+    let allow_private = grant.allows_private(pattern);
+    let port = url.port_or_known_default().unwrap_or(80);
+    let literal = match url.host() {
+        Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+        _ => None,
+    };
+    let private = if allow_private {
+        None
+    } else if let Some(ip) = literal {
+        is_private_address(ip).then_some(ip)
+    } else {
+        resolves_only_private(&host, port).await
+    };
+    let state = c.data_mut();
+    if let Some(ip) = private {
+        state.shared.stats.record_denial(Capability::HTTP.name());
+        let message = format!(
+            "HTTP request to {} is not allowed: `{host}` is the private address {ip}; grant it by address (\"http\": [\"{}://{ip}:{port}\"]) or with \"privateNetworks\": true",
+            req.url,
+            url.scheme()
+        );
+        tracing::warn!(guest = %state.guest_name(), "capability `http` denied: {message}");
+        return Err(wasmtime::Error::msg(message));
     }
     let method = reqwest::Method::from_bytes(
         req.method
@@ -85,7 +113,14 @@ async fn http_request(c: &mut Cx<'_>, req_handle: i64, body_handle: i64) -> wasm
             .as_bytes(),
     )
     .map_err(|_| fault(format!("invalid method {:?}", req.method)))?;
-    let mut builder = state.shared.http.request(method, url);
+    // Names resolve through a client that never connects to a private
+    // address unless the grant allows one (no DNS rebinding past the check).
+    let client = if allow_private {
+        &state.shared.http
+    } else {
+        &state.shared.http_public
+    };
+    let mut builder = client.request(method, url);
     for (k, v) in &req.headers {
         builder = builder.header(k, v);
     }

@@ -10,6 +10,7 @@ use wasmtime::{Caller, Linker};
 
 use super::super::state::HostState;
 use super::{ENV_NAMESPACE, guest_fault};
+use crate::capabilities::Capability;
 
 /// Longest message kept from one `log_*` call.
 pub(super) const MAX_LOG_MESSAGE: usize = 16 << 10;
@@ -18,6 +19,13 @@ type Cx<'a> = Caller<'a, HostState>;
 
 fn log(c: &mut Cx<'_>, level: Level, function: &str, h: i64) -> wasmtime::Result<()> {
     let state = c.data_mut();
+    if state.log_requires_grant && !state.grants.allows(Capability::LOG) {
+        // Not logged as a warning per call: that would let the guest flood
+        // the log through the very channel it was denied. Counted instead.
+        state.shared.stats.record_denial(Capability::LOG.name());
+        state.arena.free(h as u64);
+        return Ok(());
+    }
     let enabled = LevelFilter::current() >= level;
     if enabled {
         let bytes = state

@@ -1,0 +1,334 @@
+//! Writing plugins: typed hooks and typed access to every capability.
+//!
+//! Each hook is an export declared with a macro; the macro parses the host's
+//! JSON, calls your function and encodes its answer, so no author writes JSON
+//! by hand:
+//!
+//! ```ignore
+//! use buntime_pdk::plugin::{self, RequestDecision, RequestChanges};
+//! use buntime_pdk::{Error, RequestHead};
+//!
+//! fn check(req: RequestHead) -> Result<RequestDecision, Error> {
+//!     let hits = plugin::state::incr("hits", 1, None)?;
+//!     Ok(RequestDecision::Continue(RequestChanges::default().set_header("x-hits", hits.to_string())))
+//! }
+//! buntime_pdk::on_request!(check);
+//! ```
+//!
+//! Capability calls return `Result<_, HostErrorBody>`: a denial is an error
+//! with code `capability_denied` whose message names the grant to add.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use extism_pdk::Memory;
+
+use crate::abi::{HostErrorBody, HostResult};
+
+pub use crate::hooks::{Event, RequestChanges, RequestDecision, ResponseChanges, ResponseView};
+pub use extism_pdk::Error;
+
+#[allow(unsafe_code, reason = "imports are foreign functions by definition")]
+mod imports {
+    #[link(wasm_import_module = "extism:host/user")]
+    unsafe extern "C" {
+        pub(super) fn state_get(h: u64) -> u64;
+        pub(super) fn state_set(h: u64) -> u64;
+        pub(super) fn state_delete(h: u64) -> u64;
+        pub(super) fn state_list(h: u64) -> u64;
+        pub(super) fn state_cas(h: u64) -> u64;
+        pub(super) fn state_incr(h: u64) -> u64;
+        pub(super) fn events_publish(h: u64) -> u64;
+        pub(super) fn services_call(h: u64) -> u64;
+        pub(super) fn pool_stats() -> u64;
+        pub(super) fn pool_apps() -> u64;
+    }
+}
+
+/// Calls an envelope host function with `input` as JSON.
+fn call<T: DeserializeOwned>(
+    f: unsafe extern "C" fn(u64) -> u64,
+    input: &impl Serialize,
+) -> Result<T, HostErrorBody> {
+    let bytes = serde_json::to_vec(input).map_err(internal)?;
+    let mem = Memory::from_bytes(bytes).map_err(internal)?;
+    #[allow(unsafe_code, reason = "a host import")]
+    // SAFETY: `mem` is a live block holding the argument.
+    let out = unsafe { f(mem.offset()) };
+    mem.free();
+    decode(out)
+}
+
+fn call0<T: DeserializeOwned>(f: unsafe extern "C" fn() -> u64) -> Result<T, HostErrorBody> {
+    #[allow(unsafe_code, reason = "a host import")]
+    // SAFETY: takes no arguments and returns a block handle.
+    let out = unsafe { f() };
+    decode(out)
+}
+
+fn decode<T: DeserializeOwned>(handle: u64) -> Result<T, HostErrorBody> {
+    let mem = Memory::find(handle).ok_or_else(|| internal("the host returned no result"))?;
+    let bytes = mem.to_vec();
+    mem.free();
+    serde_json::from_slice::<HostResult<T>>(&bytes)
+        .map_err(internal)?
+        .into_result()
+}
+
+fn internal(e: impl std::fmt::Display) -> HostErrorBody {
+    HostErrorBody {
+        code: "internal".into(),
+        message: e.to_string(),
+    }
+}
+
+/// `state`: the plugin's host-side key-value namespace, shared by all its
+/// instances (grant: `"state": true`).
+pub mod state {
+    use std::time::Duration;
+
+    use serde::de::DeserializeOwned;
+    use serde::{Deserialize, Serialize};
+    use serde_json::{Value, json};
+
+    use super::{HostErrorBody, call, imports};
+
+    fn ttl(t: Option<Duration>) -> Option<u64> {
+        t.map(|d| d.as_millis().min(u64::MAX as u128) as u64)
+    }
+
+    #[derive(Deserialize)]
+    struct Versioned<T> {
+        value: T,
+        version: u64,
+    }
+
+    /// The value at `key` and its version.
+    pub fn get<T: DeserializeOwned>(key: &str) -> Result<Option<(T, u64)>, HostErrorBody> {
+        let v: Option<Versioned<T>> = call(imports::state_get, &json!({ "key": key }))?;
+        Ok(v.map(|v| (v.value, v.version)))
+    }
+
+    /// Stores `value` (expiring after `ttl`); returns its version.
+    pub fn set<T: Serialize>(
+        key: &str,
+        value: &T,
+        ttl_after: Option<Duration>,
+    ) -> Result<u64, HostErrorBody> {
+        let v: Value = call(
+            imports::state_set,
+            &json!({ "key": key, "value": value, "ttlMs": ttl(ttl_after) }),
+        )?;
+        Ok(v["version"].as_u64().unwrap_or(0))
+    }
+
+    /// Removes `key`; whether it existed.
+    pub fn delete(key: &str) -> Result<bool, HostErrorBody> {
+        call(imports::state_delete, &json!({ "key": key }))
+    }
+
+    /// One listed entry.
+    #[derive(Debug, Clone, Deserialize)]
+    pub struct Entry {
+        /// Its key.
+        pub key: String,
+        /// Its value.
+        pub value: Value,
+        /// Its version.
+        pub version: u64,
+    }
+
+    /// Entries whose key starts with `prefix`, in key order.
+    pub fn list(prefix: &str, limit: usize) -> Result<Vec<Entry>, HostErrorBody> {
+        call(
+            imports::state_list,
+            &json!({ "prefix": prefix, "limit": limit }),
+        )
+    }
+
+    /// Writes `value` only if the current version is `version` (0: only if
+    /// absent). Returns whether it wrote and the version now current.
+    pub fn cas<T: Serialize>(
+        key: &str,
+        version: u64,
+        value: &T,
+        ttl_after: Option<Duration>,
+    ) -> Result<(bool, u64), HostErrorBody> {
+        let v: Value = call(
+            imports::state_cas,
+            &json!({ "key": key, "version": version, "value": value, "ttlMs": ttl(ttl_after) }),
+        )?;
+        Ok((
+            v["swapped"].as_bool().unwrap_or(false),
+            v["version"].as_u64().unwrap_or(0),
+        ))
+    }
+
+    /// Adds `by` to the integer at `key` atomically; returns the new value.
+    /// `ttl` applies when the key is created (a fixed window).
+    pub fn incr(key: &str, by: i64, ttl_after: Option<Duration>) -> Result<i64, HostErrorBody> {
+        let v: Value = call(
+            imports::state_incr,
+            &json!({ "key": key, "by": by, "ttlMs": ttl(ttl_after) }),
+        )?;
+        Ok(v["value"].as_i64().unwrap_or(0))
+    }
+}
+
+/// `events`: publishing (grant: `"events": {"publish": [...]}`).
+pub mod events {
+    use serde::Serialize;
+    use serde_json::{Value, json};
+
+    use super::{HostErrorBody, call, imports};
+
+    /// Publishes `data` on `topic`.
+    pub fn publish<T: Serialize>(topic: &str, data: &T) -> Result<(), HostErrorBody> {
+        let _: Value = call(
+            imports::events_publish,
+            &json!({ "topic": topic, "data": data }),
+        )?;
+        Ok(())
+    }
+}
+
+/// `services`: calling another plugin's service (grant: `"services": [...]`,
+/// and the plugin must be a dependency).
+pub mod services {
+    use serde::Serialize;
+    use serde::de::DeserializeOwned;
+    use serde_json::json;
+
+    use super::{HostErrorBody, call, imports};
+
+    /// Calls `function` of `plugin` with `input`.
+    pub fn call_service<I: Serialize, O: DeserializeOwned>(
+        plugin: &str,
+        function: &str,
+        input: &I,
+    ) -> Result<O, HostErrorBody> {
+        call(
+            imports::services_call,
+            &json!({ "plugin": plugin, "function": function, "input": input }),
+        )
+    }
+}
+
+/// `pool`: the worker pool's state (grant: `"pool": true`).
+pub mod pool {
+    use serde_json::Value;
+
+    use super::{HostErrorBody, call0, imports};
+
+    /// Pool counters and per-app worker stats.
+    pub fn stats() -> Result<Value, HostErrorBody> {
+        call0(imports::pool_stats)
+    }
+
+    /// Installed apps and their versions.
+    pub fn apps() -> Result<Value, HostErrorBody> {
+        call0(imports::pool_apps)
+    }
+}
+
+/// The plugin's config value `key` (from its manifest defaults and
+/// `buntime.jsonc`), as text; JSON for non-string values.
+pub fn config(key: &str) -> Option<String> {
+    extism_pdk::config::get(key).ok().flatten()
+}
+
+/// Runs a hook: parses its JSON input as `I`, calls `f`, writes `O` as JSON.
+/// A failure sets the error message and returns 1. Used by the hook macros.
+pub fn run_hook<I: DeserializeOwned, O: Serialize>(f: fn(I) -> Result<O, Error>) -> i32 {
+    let result = extism_pdk::input::<Vec<u8>>()
+        .and_then(|bytes| {
+            let bytes = if bytes.is_empty() {
+                b"null".to_vec()
+            } else {
+                bytes
+            };
+            Ok(serde_json::from_slice::<I>(&bytes)?)
+        })
+        .and_then(f)
+        .and_then(|out| Ok(serde_json::to_vec(&out)?))
+        .and_then(extism_pdk::output);
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            crate::guest::set_error(&format!("{e:#}"));
+            1
+        }
+    }
+}
+
+/// Declares `on_request`: `fn(RequestHead) -> Result<RequestDecision, Error>`.
+#[macro_export]
+macro_rules! on_request {
+    ($f:path) => {
+        #[unsafe(no_mangle)]
+        pub extern "C" fn on_request() -> i32 {
+            $crate::plugin::run_hook::<$crate::RequestHead, $crate::hooks::RequestDecision>($f)
+        }
+    };
+}
+
+/// Declares `on_response`: `fn(ResponseView) -> Result<ResponseChanges, Error>`.
+#[macro_export]
+macro_rules! on_response {
+    ($f:path) => {
+        #[unsafe(no_mangle)]
+        pub extern "C" fn on_response() -> i32 {
+            $crate::plugin::run_hook::<$crate::hooks::ResponseView, $crate::hooks::ResponseChanges>(
+                $f,
+            )
+        }
+    };
+}
+
+/// Declares `on_init`: `fn(serde_json::Value) -> Result<(), Error>`; the
+/// value is the plugin's config. An error fails the plugin's load with your
+/// message (validate your config here).
+#[macro_export]
+macro_rules! on_init {
+    ($f:path) => {
+        #[unsafe(no_mangle)]
+        pub extern "C" fn on_init() -> i32 {
+            $crate::plugin::run_hook::<$crate::serde_json::Value, ()>($f)
+        }
+    };
+}
+
+/// Declares `on_event`: `fn(Event) -> Result<(), Error>`.
+#[macro_export]
+macro_rules! on_event {
+    ($f:path) => {
+        #[unsafe(no_mangle)]
+        pub extern "C" fn on_event() -> i32 {
+            $crate::plugin::run_hook::<$crate::hooks::Event, ()>($f)
+        }
+    };
+}
+
+/// Declares `on_shutdown`: `fn(()) -> Result<(), Error>`.
+#[macro_export]
+macro_rules! on_shutdown {
+    ($f:path) => {
+        #[unsafe(no_mangle)]
+        pub extern "C" fn on_shutdown() -> i32 {
+            $crate::plugin::run_hook::<(), ()>($f)
+        }
+    };
+}
+
+/// Declares a service other plugins may call: `service!(name, f)` with
+/// `f: fn(I) -> Result<O, Error>` for any serde `I` and `O`. List `name`
+/// under `services` in the manifest.
+#[macro_export]
+macro_rules! service {
+    ($name:ident, $f:path) => {
+        #[unsafe(no_mangle)]
+        pub extern "C" fn $name() -> i32 {
+            $crate::plugin::run_hook($f)
+        }
+    };
+}

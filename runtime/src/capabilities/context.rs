@@ -1,0 +1,85 @@
+//! What capability host functions reach: the host's shared services and the
+//! calling guest's identity.
+//!
+//! The engine links every host function once, before any plugin exists, so a
+//! function cannot capture the objects it works on. Instead each plugin's
+//! [`GuestOptions`](crate::wasm::GuestOptions) carries a [`GuestContext`] that
+//! lands in every store of that plugin; a host function reads it from the
+//! store's state. No globals.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock, Weak};
+
+use bytes::Bytes;
+
+use super::events::EventBus;
+use super::state::StateStore;
+use crate::pool::Pools;
+use crate::routing::Catalog;
+use crate::wasm::HostError;
+
+/// Routes a `services` call to the plugin that exports the function.
+pub trait ServiceRouter: Send + Sync {
+    /// Calls `function` of plugin `target` with `input` on behalf of `caller`.
+    fn call(
+        &self,
+        caller: &str,
+        target: &str,
+        function: &str,
+        input: Bytes,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, HostError>> + Send>>;
+}
+
+/// The host-side services shared by every plugin.
+pub struct HostServices {
+    /// Per-plugin key-value namespaces (`state`).
+    pub state: StateStore,
+    /// The event bus (`events`, lifecycle events).
+    pub events: EventBus,
+    /// The worker pool (`pool`), when serving.
+    pub pools: Option<Arc<Pools>>,
+    /// The installed apps (`pool`), when serving.
+    pub catalog: Option<Arc<Catalog>>,
+    router: OnceLock<Weak<dyn ServiceRouter>>,
+}
+
+impl std::fmt::Debug for HostServices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostServices").finish_non_exhaustive()
+    }
+}
+
+impl HostServices {
+    /// Services over `pools` and `catalog` (either may be absent in tools and tests).
+    pub fn new(pools: Option<Arc<Pools>>, catalog: Option<Arc<Catalog>>) -> Arc<Self> {
+        Arc::new(Self {
+            state: StateStore::default(),
+            events: EventBus::default(),
+            pools,
+            catalog,
+            router: OnceLock::new(),
+        })
+    }
+
+    /// Installs the service router (the plugin host). Set once.
+    pub fn set_router(&self, router: Weak<dyn ServiceRouter>) {
+        let _ = self.router.set(router);
+    }
+
+    /// The service router, while it lives.
+    pub fn router(&self) -> Option<Arc<dyn ServiceRouter>> {
+        self.router.get()?.upgrade()
+    }
+}
+
+/// The calling guest's identity and the host services it may use.
+#[derive(Debug, Clone)]
+pub struct GuestContext {
+    /// The plugin's name (its `state` namespace and its identity in events and services).
+    pub name: String,
+    /// Its required and optional dependencies.
+    pub dependencies: Vec<String>,
+    /// The shared services.
+    pub host: Arc<HostServices>,
+}

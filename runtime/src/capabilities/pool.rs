@@ -1,0 +1,105 @@
+//! `pool`: reading the worker pool's state.
+//!
+//! Grant: `"pool": true`.
+//!
+//! | function | input | result |
+//! |---|---|---|
+//! | `pool_stats` | none (handle 0) | `{"apps", "capacity", "evictions", "workers": [{"app", "active", "idle", "requests", "errors"}]}` |
+//! | `pool_apps` | none | `[{"name", "versions": [...]}]` |
+
+use serde_json::{Value, json};
+
+use super::state::no_context;
+use super::{Capability, CapabilitySpec, GrantContext, GrantValue, parse_flag};
+use crate::wasm::{HostError, HostFunction, ResultEncoding};
+
+/// The `pool` capability.
+pub(super) struct PoolSpec;
+
+impl CapabilitySpec for PoolSpec {
+    fn capability(&self) -> Capability {
+        Capability::POOL
+    }
+
+    fn syntax(&self) -> &'static str {
+        "\"pool\": true"
+    }
+
+    fn parse(&self, declared: &Value, _: &GrantContext<'_>) -> Result<Option<GrantValue>, String> {
+        parse_flag(declared)
+    }
+
+    fn host_functions(&self) -> Vec<HostFunction> {
+        vec![
+            HostFunction::new(
+                "pool_stats",
+                Capability::POOL,
+                0,
+                ResultEncoding::Envelope,
+                |state, _| {
+                    let result = (|| {
+                        let cx = state.context().ok_or_else(no_context)?;
+                        let pools = cx.host.pools.as_ref().ok_or_else(no_context)?;
+                        let workers: Vec<Value> = pools
+                            .snapshot()
+                            .iter()
+                            .map(|p| {
+                                let s = &p.stats;
+                                let get = |c: &std::sync::atomic::AtomicU64| {
+                                    c.load(std::sync::atomic::Ordering::Relaxed)
+                                };
+                                json!({
+                                    "app": p.key(),
+                                    "active": p.active(),
+                                    "idle": p.idle_count(),
+                                    "requests": get(&s.requests),
+                                    "errors": get(&s.errors),
+                                })
+                            })
+                            .collect();
+                        serde_json::to_vec(&json!({
+                            "apps": workers.len(),
+                            "capacity": pools.capacity(),
+                            "evictions": pools.evictions.load(std::sync::atomic::Ordering::Relaxed),
+                            "workers": workers,
+                        }))
+                        .map(Some)
+                        .map_err(|e| HostError::new("internal", e.to_string()))
+                    })();
+                    Box::pin(async move { result })
+                },
+            ),
+            HostFunction::new(
+                "pool_apps",
+                Capability::POOL,
+                0,
+                ResultEncoding::Envelope,
+                |state, _| {
+                    let result = (|| {
+                        let cx = state.context().ok_or_else(no_context)?;
+                        let catalog = cx.host.catalog.as_ref().ok_or_else(no_context)?;
+                        let apps: Vec<Value> = catalog
+                            .all()
+                            .into_iter()
+                            .map(|(name, versions)| {
+                                let versions: Vec<String> = versions
+                                    .iter()
+                                    .map(|v| {
+                                        v.version
+                                            .as_ref()
+                                            .map_or("latest".into(), |v| v.to_string())
+                                    })
+                                    .collect();
+                                json!({"name": name, "versions": versions})
+                            })
+                            .collect();
+                        serde_json::to_vec(&apps)
+                            .map(Some)
+                            .map_err(|e| HostError::new("internal", e.to_string()))
+                    })();
+                    Box::pin(async move { result })
+                },
+            ),
+        ]
+    }
+}

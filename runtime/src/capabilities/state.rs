@@ -1,0 +1,431 @@
+//! `state`: a host-side key-value namespace per plugin, shared by all of its
+//! instances and kept across reloads.
+//!
+//! A plugin's instances are interchangeable and short-lived, so anything they
+//! must agree on (a rate limiter's counters, a cache) lives here. Values are
+//! JSON; every write gets a new version from one process-wide counter, so
+//! versions are monotonic and `state_cas` can compare them. TTLs are in
+//! milliseconds and expired entries are invisible at once (removed lazily).
+//!
+//! Host functions (all take and return JSON, in the `{"ok"}/{"error"}` envelope):
+//!
+//! | function | input | result |
+//! |---|---|---|
+//! | `state_get` | `{"key"}` | `{"value", "version"}` or `null` |
+//! | `state_set` | `{"key", "value", "ttlMs"?}` | `{"version"}` |
+//! | `state_delete` | `{"key"}` | `true` if it existed |
+//! | `state_list` | `{"prefix"?, "limit"?}` | `[{"key", "value", "version"}]`, key order |
+//! | `state_cas` | `{"key", "version", "value", "ttlMs"?}` (version 0 = must not exist) | `{"swapped", "version"}` |
+//! | `state_incr` | `{"key", "by"?, "ttlMs"?}` (TTL set when the key is created) | `{"value", "version"}` |
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{Capability, CapabilitySpec, GrantContext, GrantValue, parse_flag};
+use crate::wasm::{HostError, HostFunction, HostState, ResultEncoding};
+
+/// Most keys one namespace may hold.
+pub(super) const MAX_KEYS: usize = 100_000;
+/// Largest value (as JSON text).
+pub(super) const MAX_VALUE_BYTES: usize = 1 << 20;
+/// Longest key.
+pub(super) const MAX_KEY_BYTES: usize = 1024;
+
+/// The `state` capability.
+pub(super) struct StateSpec;
+
+impl CapabilitySpec for StateSpec {
+    fn capability(&self) -> Capability {
+        Capability::STATE
+    }
+
+    fn syntax(&self) -> &'static str {
+        "\"state\": true"
+    }
+
+    fn parse(&self, declared: &Value, _: &GrantContext<'_>) -> Result<Option<GrantValue>, String> {
+        parse_flag(declared)
+    }
+
+    fn host_functions(&self) -> Vec<HostFunction> {
+        vec![
+            function("state_get", |store, ns, input| {
+                let req: KeyReq = parse(input)?;
+                to_json(store.get(ns, &req.key).map(|e| e.value_and_version()))
+            }),
+            function("state_set", |store, ns, input| {
+                let req: SetReq = parse(input)?;
+                let version = store.set(ns, &req.key, req.value, ttl(req.ttl_ms))?;
+                to_json(serde_json::json!({ "version": version }))
+            }),
+            function("state_delete", |store, ns, input| {
+                let req: KeyReq = parse(input)?;
+                to_json(store.delete(ns, &req.key))
+            }),
+            function("state_list", |store, ns, input| {
+                let req: ListReq = parse(input)?;
+                let limit = req.limit.unwrap_or(1000).min(10_000);
+                to_json(store.list(ns, req.prefix.as_deref().unwrap_or(""), limit))
+            }),
+            function("state_cas", |store, ns, input| {
+                let req: CasReq = parse(input)?;
+                let (swapped, version) = store.compare_and_swap(
+                    ns,
+                    &req.key,
+                    req.version,
+                    req.value,
+                    ttl(req.ttl_ms),
+                )?;
+                to_json(serde_json::json!({ "swapped": swapped, "version": version }))
+            }),
+            function("state_incr", |store, ns, input| {
+                let req: IncrReq = parse(input)?;
+                let (value, version) =
+                    store.increment(ns, &req.key, req.by.unwrap_or(1), ttl(req.ttl_ms))?;
+                to_json(serde_json::json!({ "value": value, "version": version }))
+            }),
+        ]
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyReq {
+    key: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SetReq {
+    key: String,
+    value: Value,
+    ttl_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListReq {
+    prefix: Option<String>,
+    limit: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CasReq {
+    key: String,
+    version: u64,
+    value: Value,
+    ttl_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct IncrReq {
+    key: String,
+    by: Option<i64>,
+    ttl_ms: Option<u64>,
+}
+
+fn ttl(ms: Option<u64>) -> Option<Duration> {
+    ms.filter(|&ms| ms > 0).map(Duration::from_millis)
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(input: &[u8]) -> Result<T, HostError> {
+    serde_json::from_slice(input).map_err(|e| HostError::invalid_argument(format!("{e}")))
+}
+
+fn to_json(value: impl Serialize) -> Result<Option<Vec<u8>>, HostError> {
+    serde_json::to_vec(&value)
+        .map(Some)
+        .map_err(|e| HostError::new("internal", e.to_string()))
+}
+
+/// A `state_*` host function: reads its JSON argument and the caller's
+/// namespace, runs `op` synchronously (no I/O, a short critical section).
+fn function(
+    name: &'static str,
+    op: fn(&StateStore, &str, &[u8]) -> Result<Option<Vec<u8>>, HostError>,
+) -> HostFunction {
+    HostFunction::new(
+        name,
+        Capability::STATE,
+        1,
+        ResultEncoding::Envelope,
+        move |state: &mut HostState, args| {
+            let result = (|| {
+                let cx = state.context().ok_or_else(no_context)?.clone();
+                let input = state
+                    .block(args[0])
+                    .map_err(|e| HostError::invalid_argument(e.to_string()))?;
+                op(&cx.host.state, &cx.name, input)
+            })();
+            Box::pin(async move { result })
+        },
+    )
+}
+
+pub(super) fn no_context() -> HostError {
+    HostError::new(
+        "unavailable",
+        "this capability is only available to plugins loaded by the server",
+    )
+}
+
+/// One stored value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateEntry {
+    /// The value.
+    pub value: Value,
+    /// Its version (monotonic across the process).
+    pub version: u64,
+    expires: Option<Instant>,
+}
+
+impl StateEntry {
+    fn live(&self, now: Instant) -> bool {
+        self.expires.is_none_or(|t| t > now)
+    }
+
+    fn value_and_version(&self) -> Value {
+        serde_json::json!({ "value": self.value, "version": self.version })
+    }
+}
+
+/// A refused state operation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    /// A limit was hit.
+    #[error("{0}")]
+    Limit(String),
+    /// The stored value is not what the operation needs.
+    #[error("{0}")]
+    Type(String),
+}
+
+impl From<StateError> for HostError {
+    fn from(e: StateError) -> Self {
+        match e {
+            StateError::Limit(m) => HostError::new("limit_exceeded", m),
+            StateError::Type(m) => HostError::new("invalid_state", m),
+        }
+    }
+}
+
+type Namespace = Arc<Mutex<BTreeMap<String, StateEntry>>>;
+
+/// Every plugin's namespace.
+///
+/// ```
+/// use buntime::capabilities::StateStore;
+/// let store = StateStore::default();
+/// let v1 = store.set("p", "k", serde_json::json!(1), None).unwrap();
+/// assert_eq!(store.get("p", "k").unwrap().version, v1);
+/// assert!(store.get("other", "k").is_none());
+/// assert_eq!(store.increment("p", "n", 5, None).unwrap().0, 5);
+/// ```
+#[derive(Debug, Default)]
+pub struct StateStore {
+    namespaces: RwLock<HashMap<String, Namespace>>,
+    versions: AtomicU64,
+}
+
+impl StateStore {
+    fn namespace(&self, ns: &str) -> Namespace {
+        if let Some(n) = self.namespaces.read().ok().and_then(|m| m.get(ns).cloned()) {
+            return n;
+        }
+        let mut map = self.namespaces.write().unwrap_or_else(|p| p.into_inner());
+        map.entry(ns.to_owned()).or_default().clone()
+    }
+
+    fn next_version(&self) -> u64 {
+        self.versions.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    fn check(key: &str, value: Option<&Value>) -> Result<(), StateError> {
+        if key.is_empty() || key.len() > MAX_KEY_BYTES {
+            return Err(StateError::Limit(format!(
+                "keys must be 1 to {MAX_KEY_BYTES} bytes long"
+            )));
+        }
+        if let Some(v) = value {
+            let size = serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX);
+            if size > MAX_VALUE_BYTES {
+                return Err(StateError::Limit(format!(
+                    "a value may be at most {MAX_VALUE_BYTES} bytes of JSON; this one is {size}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn insert(
+        &self,
+        map: &mut BTreeMap<String, StateEntry>,
+        key: &str,
+        value: Value,
+        ttl: Option<Duration>,
+    ) -> Result<u64, StateError> {
+        if !map.contains_key(key) && map.len() >= MAX_KEYS {
+            let now = Instant::now();
+            map.retain(|_, e| e.live(now));
+            if map.len() >= MAX_KEYS {
+                return Err(StateError::Limit(format!(
+                    "the namespace holds {MAX_KEYS} keys, its maximum; delete some or set TTLs"
+                )));
+            }
+        }
+        let version = self.next_version();
+        map.insert(
+            key.to_owned(),
+            StateEntry {
+                value,
+                version,
+                expires: ttl.map(|t| Instant::now() + t),
+            },
+        );
+        Ok(version)
+    }
+
+    /// The live entry at `key`.
+    pub fn get(&self, ns: &str, key: &str) -> Option<StateEntry> {
+        let n = self.namespace(ns);
+        let map = n.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key).filter(|e| e.live(Instant::now())).cloned()
+    }
+
+    /// Stores `value`; returns its version.
+    pub fn set(
+        &self,
+        ns: &str,
+        key: &str,
+        value: Value,
+        ttl: Option<Duration>,
+    ) -> Result<u64, StateError> {
+        Self::check(key, Some(&value))?;
+        let n = self.namespace(ns);
+        let mut map = n.lock().unwrap_or_else(|p| p.into_inner());
+        self.insert(&mut map, key, value, ttl)
+    }
+
+    /// Removes `key`; whether a live entry was there.
+    pub fn delete(&self, ns: &str, key: &str) -> bool {
+        let n = self.namespace(ns);
+        let mut map = n.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(key).is_some_and(|e| e.live(Instant::now()))
+    }
+
+    /// Live entries whose key starts with `prefix`, in key order.
+    pub fn list(&self, ns: &str, prefix: &str, limit: usize) -> Vec<Value> {
+        let n = self.namespace(ns);
+        let mut map = n.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        map.retain(|_, e| e.live(now));
+        map.range(prefix.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .take(limit)
+            .map(|(k, e)| serde_json::json!({"key": k, "value": e.value, "version": e.version}))
+            .collect()
+    }
+
+    /// Writes `value` only if the live entry's version is `expected` (0: only
+    /// if absent). Returns whether it wrote, and the version now current.
+    pub fn compare_and_swap(
+        &self,
+        ns: &str,
+        key: &str,
+        expected: u64,
+        value: Value,
+        ttl: Option<Duration>,
+    ) -> Result<(bool, u64), StateError> {
+        Self::check(key, Some(&value))?;
+        let n = self.namespace(ns);
+        let mut map = n.lock().unwrap_or_else(|p| p.into_inner());
+        let current = map
+            .get(key)
+            .filter(|e| e.live(Instant::now()))
+            .map_or(0, |e| e.version);
+        if current != expected {
+            return Ok((false, current));
+        }
+        Ok((true, self.insert(&mut map, key, value, ttl)?))
+    }
+
+    /// Adds `by` to the integer at `key` (absent = 0), atomically. The TTL
+    /// applies when the key is created, so a fixed window expires on time.
+    pub fn increment(
+        &self,
+        ns: &str,
+        key: &str,
+        by: i64,
+        ttl: Option<Duration>,
+    ) -> Result<(i64, u64), StateError> {
+        Self::check(key, None)?;
+        let n = self.namespace(ns);
+        let mut map = n.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let (current, expires) = match map.get(key).filter(|e| e.live(now)) {
+            Some(e) => (
+                e.value.as_i64().ok_or_else(|| {
+                    StateError::Type(format!("`{key}` holds {}, not an integer", e.value))
+                })?,
+                e.expires,
+            ),
+            None => (0, ttl.map(|t| now + t)),
+        };
+        let value = current.checked_add(by).ok_or_else(|| {
+            StateError::Limit(format!(
+                "incrementing `{key}` by {by} overflows a 64-bit integer"
+            ))
+        })?;
+        let version = self.insert(&mut map, key, Value::from(value), None)?;
+        if let Some(e) = map.get_mut(key) {
+            e.expires = expires;
+        }
+        Ok((value, version))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cas_and_ttl() {
+        let s = StateStore::default();
+        let (ok, v) = s
+            .compare_and_swap("p", "k", 0, Value::from("a"), None)
+            .unwrap();
+        assert!(ok);
+        assert_eq!(
+            s.compare_and_swap("p", "k", 0, Value::from("b"), None)
+                .unwrap(),
+            (false, v)
+        );
+        assert!(
+            s.compare_and_swap("p", "k", v, Value::from("b"), None)
+                .unwrap()
+                .0
+        );
+        s.set("p", "t", Value::from(1), Some(Duration::from_millis(1)))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(3));
+        assert!(s.get("p", "t").is_none());
+        assert_eq!(s.list("p", "", 10).len(), 1);
+    }
+
+    #[test]
+    fn increment_refuses_non_integers() {
+        let s = StateStore::default();
+        s.set("p", "k", Value::from("x"), None).unwrap();
+        assert!(matches!(
+            s.increment("p", "k", 1, None),
+            Err(StateError::Type(_))
+        ));
+    }
+}

@@ -1,0 +1,200 @@
+//! `buntime.jsonc`: which plugins run, with what config and grants.
+//!
+//! ```jsonc
+//! {
+//!   "required": ["@buntime/plugin-authn"],
+//!   "plugins": [
+//!     "@buntime/plugin-metrics",                                // default config
+//!     ["@buntime/plugin-authn", { "issuer": "https://sso.example.com" }],
+//!     { "name": "my-plugin", "enabled": false },                // listed, not loaded
+//!     { "name": "fetcher", "config": {}, "capabilities": { "http": ["https://api.example.com"] } }
+//!   ]
+//! }
+//! ```
+//!
+//! Without a `plugins` list every discovered plugin whose manifest does not say
+//! `"enabled": false` is loaded. With one, exactly the listed plugins are.
+//! `capabilities` in an entry narrows what the plugin's manifest declares
+//! (see [`crate::capabilities::narrow`]); it can never add to it.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::{ConfigError, json5_message};
+
+/// The file name looked for in the working directory (or `RUNTIME_CONFIG`).
+pub const RUNTIME_CONFIG_FILE: &str = "buntime.jsonc";
+
+/// One plugin as the operator configured it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginEntry {
+    /// The plugin's manifest name.
+    pub name: String,
+    /// Its config (an object; merged over the manifest's `config` defaults).
+    pub config: serde_json::Map<String, Value>,
+    /// `false` keeps it listed but unloaded.
+    pub enabled: bool,
+    /// The operator's narrowing of its grants.
+    pub capabilities: Option<Value>,
+}
+
+/// The parsed `buntime.jsonc`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RuntimeFile {
+    /// Where it was read from (`None`: no file, all defaults).
+    pub path: Option<PathBuf>,
+    /// The `plugins` list, if given.
+    pub plugins: Option<Vec<PluginEntry>>,
+    /// Plugins whose failure to load stops the server.
+    pub required: Vec<String>,
+}
+
+impl RuntimeFile {
+    /// Reads `path`; a missing file at the default location means defaults,
+    /// a missing file that was asked for explicitly is an error.
+    pub fn load(path: &Path, explicit: bool) -> Result<Self, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(&text, path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Ok(Self::default()),
+            Err(e) => Err(ConfigError::new(
+                path,
+                "",
+                format!("cannot read the file: {e}"),
+            )),
+        }
+    }
+
+    /// Parses the text of a `buntime.jsonc` (`file` is for errors).
+    ///
+    /// ```
+    /// use buntime::config::RuntimeFile;
+    /// let f = RuntimeFile::parse(r#"{ plugins: ["a", ["b", {x: 1}]], required: ["a"] }"#, "buntime.jsonc".as_ref()).unwrap();
+    /// let plugins = f.plugins.unwrap();
+    /// assert_eq!(plugins[1].config["x"], 1);
+    /// let e = RuntimeFile::parse(r#"{ plugin: [] }"#, "buntime.jsonc".as_ref()).unwrap_err();
+    /// assert!(e.to_string().contains("unknown key `plugin`"));
+    /// ```
+    pub fn parse(text: &str, file: &Path) -> Result<Self, ConfigError> {
+        let raw: Value =
+            json5::from_str(text).map_err(|e| ConfigError::new(file, "", json5_message(e)))?;
+        let err = |field: &str, msg: String| ConfigError::new(file, field, msg);
+        let Value::Object(map) = raw else {
+            return Err(err(
+                "",
+                "the file must hold one object, e.g. { \"plugins\": [] }".into(),
+            ));
+        };
+        let mut out = RuntimeFile {
+            path: Some(file.to_owned()),
+            ..Self::default()
+        };
+        for (key, value) in map {
+            match key.as_str() {
+                "plugins" => {
+                    let Value::Array(items) = value else {
+                        return Err(err("plugins", "must be a list".into()));
+                    };
+                    let mut entries = Vec::new();
+                    for (i, item) in items.into_iter().enumerate() {
+                        let field = format!("plugins[{i}]");
+                        let entry = parse_entry(item).map_err(|m| err(&field, m))?;
+                        if entries.iter().any(|e: &PluginEntry| e.name == entry.name) {
+                            return Err(err(&field, format!("`{}` is listed twice", entry.name)));
+                        }
+                        entries.push(entry);
+                    }
+                    out.plugins = Some(entries);
+                }
+                "required" => {
+                    let names: Vec<String> = serde_json::from_value(value)
+                        .map_err(|_| err("required", "must be a list of plugin names".into()))?;
+                    out.required = names;
+                }
+                "$schema" => {}
+                other => {
+                    return Err(err(
+                        other,
+                        format!("unknown key `{other}` (allowed: `plugins`, `required`)"),
+                    ));
+                }
+            }
+        }
+        if let Some(plugins) = &out.plugins {
+            for name in &out.required {
+                if !plugins.iter().any(|p| &p.name == name) {
+                    return Err(err(
+                        "required",
+                        format!("`{name}` is required but not in `plugins`; add it there"),
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The operator's entry for `name`, if listed.
+    pub fn entry(&self, name: &str) -> Option<&PluginEntry> {
+        self.plugins.as_ref()?.iter().find(|p| p.name == name)
+    }
+
+    /// Whether `name` is required.
+    pub fn is_required(&self, name: &str) -> bool {
+        self.required.iter().any(|r| r == name)
+    }
+}
+
+fn parse_entry(item: Value) -> Result<PluginEntry, String> {
+    let config_of = |v: Value| match v {
+        Value::Object(m) => Ok(m),
+        Value::Null => Ok(serde_json::Map::new()),
+        other => Err(format!(
+            "a plugin's config must be an object, found {other}"
+        )),
+    };
+    match item {
+        Value::String(name) => Ok(PluginEntry {
+            name,
+            config: serde_json::Map::new(),
+            enabled: true,
+            capabilities: None,
+        }),
+        Value::Array(pair) => match <[Value; 2]>::try_from(pair) {
+            Ok([Value::String(name), config]) => Ok(PluginEntry {
+                name,
+                config: config_of(config)?,
+                enabled: true,
+                capabilities: None,
+            }),
+            _ => Err("expected [\"name\", { config }]".into()),
+        },
+        Value::Object(mut map) => {
+            let Some(Value::String(name)) = map.remove("name") else {
+                return Err("an object entry needs `name` (a string)".into());
+            };
+            let enabled = match map.remove("enabled") {
+                None => true,
+                Some(Value::Bool(b)) => b,
+                Some(other) => {
+                    return Err(format!("`enabled` must be true or false, found {other}"));
+                }
+            };
+            let config = config_of(map.remove("config").unwrap_or(Value::Null))?;
+            let capabilities = map.remove("capabilities");
+            if let Some(key) = map.keys().next() {
+                return Err(format!(
+                    "unknown key `{key}` (allowed: `name`, `enabled`, `config`, `capabilities`)"
+                ));
+            }
+            Ok(PluginEntry {
+                name,
+                config,
+                enabled,
+                capabilities,
+            })
+        }
+        other => Err(format!(
+            "expected \"name\", [\"name\", {{config}}] or {{\"name\", ...}}, found {other}"
+        )),
+    }
+}

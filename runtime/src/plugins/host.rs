@@ -1,0 +1,575 @@
+//! The plugin host: loads the chain, swaps it on reload, routes service calls
+//! and delivers events.
+//!
+//! The current [`Chain`] sits behind a lock that is held only to clone an
+//! `Arc`; a request keeps the chain it started with, so a reload never pulls a
+//! plugin out from under a request. The new chain is fully loaded (compiled,
+//! `on_init` run) before it replaces the old one; the old plugins are then
+//! drained and told `on_shutdown`.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use super::discovery::{Candidate, EmbeddedPlugin, Problem, discover};
+use super::order::{Node, sort};
+use super::plugin::{HookFailure, Plugin};
+use crate::capabilities::{
+    Capability, Event, EventsGrant, HostServices, PLUGIN_LOADED, ServiceRouter,
+};
+use crate::config::{ConfigError, RuntimeFile};
+use crate::wasm::{Engine, HostError};
+
+/// How long a reload or shutdown waits for a plugin's in-flight calls.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(30);
+
+/// A plugin that is not running, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NotLoaded {
+    /// Its name.
+    pub name: String,
+    /// `failed`, `skipped` or `disabled`.
+    pub state: &'static str,
+    /// Why, naming files and fields.
+    pub reason: String,
+}
+
+/// The loaded plugins, in load order, and what did not load.
+#[derive(Debug, Default)]
+pub struct Chain {
+    /// Loaded plugins, in load order.
+    pub plugins: Vec<Arc<Plugin>>,
+    /// Plugins that are not running.
+    pub not_loaded: Vec<NotLoaded>,
+    /// Problems found while discovering (malformed manifests and the like).
+    pub problems: Vec<Problem>,
+}
+
+impl Chain {
+    /// The plugin called `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<Plugin>> {
+        self.plugins.iter().find(|p| p.manifest.name == name)
+    }
+
+    /// The plugin mounted at `/_/<base>`.
+    pub fn by_base(&self, base: &str) -> Option<&Arc<Plugin>> {
+        self.plugins
+            .iter()
+            .find(|p| p.manifest.base.as_deref() == Some(base))
+    }
+}
+
+/// A failure that stops the server (or fails a reload).
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    /// `buntime.jsonc` is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A required plugin did not load.
+    #[error("required plugin `{plugin}` cannot load: {reason}")]
+    Required {
+        /// The plugin.
+        plugin: String,
+        /// Why.
+        reason: String,
+    },
+    /// No such plugin.
+    #[error("no plugin called `{0}` is loaded or installed")]
+    Unknown(String),
+    /// Disabling would break plugins that depend on it.
+    #[error("`{plugin}` cannot be disabled while {} depend on it; disable them first", dependents.join(", "))]
+    HasDependents {
+        /// The plugin.
+        plugin: String,
+        /// Its loaded dependents.
+        dependents: Vec<String>,
+    },
+}
+
+/// Where plugins come from and how they are configured.
+#[derive(Debug, Clone, Default)]
+pub struct PluginSources {
+    /// Plugin dirs, searched in order.
+    pub dirs: Vec<PathBuf>,
+    /// Plugins compiled into the binary.
+    pub embedded: Vec<EmbeddedPlugin>,
+    /// `buntime.jsonc`, re-read on every reload; `None`: all defaults.
+    pub config_file: Option<(PathBuf, bool)>,
+}
+
+/// Loads, holds and swaps the plugin chain.
+pub struct PluginHost {
+    engine: Engine,
+    services: Arc<HostServices>,
+    sources: PluginSources,
+    chain: RwLock<Arc<Chain>>,
+    disabled: Mutex<BTreeSet<String>>,
+    reloading: tokio::sync::Mutex<()>,
+    events: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for PluginHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginHost")
+            .field("plugins", &self.current().plugins.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PluginHost {
+    /// A host with no plugins loaded yet.
+    pub fn new(engine: Engine, services: Arc<HostServices>, sources: PluginSources) -> Arc<Self> {
+        let host = Arc::new(Self {
+            engine,
+            services: services.clone(),
+            sources,
+            chain: RwLock::new(Arc::default()),
+            disabled: Mutex::default(),
+            reloading: tokio::sync::Mutex::new(()),
+            events: Mutex::new(None),
+        });
+        let router: Arc<dyn ServiceRouter> = host.clone();
+        services.set_router(Arc::downgrade(&router));
+        host
+    }
+
+    /// The host services plugins use.
+    pub fn services(&self) -> &Arc<HostServices> {
+        &self.services
+    }
+
+    /// The chain now in force.
+    pub fn current(&self) -> Arc<Chain> {
+        self.chain
+            .read()
+            .map(|c| c.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Loads every configured plugin and installs the chain. Fails only for
+    /// required plugins and an invalid `buntime.jsonc`; other failures are
+    /// logged and reported in [`Chain::not_loaded`].
+    pub async fn start(self: &Arc<Self>) -> Result<Arc<Chain>, PluginError> {
+        let _guard = self.reloading.lock().await;
+        let chain = Arc::new(self.build().await?);
+        self.install(chain.clone());
+        self.spawn_event_delivery();
+        Ok(chain)
+    }
+
+    /// Reloads every plugin: loads a new chain, swaps it in, then drains the
+    /// old plugins and runs their `on_shutdown`. On error the old chain stays.
+    pub async fn reload(self: &Arc<Self>) -> Result<Arc<Chain>, PluginError> {
+        let _guard = self.reloading.lock().await;
+        let chain = Arc::new(self.build().await?);
+        let old = self.install(chain.clone());
+        tokio::spawn(retire_all(old));
+        Ok(chain)
+    }
+
+    /// Reloads one plugin from its files, keeping its place in the chain.
+    pub async fn reload_one(self: &Arc<Self>, name: &str) -> Result<Arc<Chain>, PluginError> {
+        let _guard = self.reloading.lock().await;
+        let current = self.current();
+        let Some(index) = current.plugins.iter().position(|p| p.manifest.name == name) else {
+            return Err(PluginError::Unknown(name.to_owned()));
+        };
+        let file = self.runtime_file()?;
+        let (candidates, _) = discover(&self.sources.dirs, &self.sources.embedded);
+        let Some(candidate) = candidates.iter().find(|c| c.manifest.name == name) else {
+            return Err(PluginError::Unknown(name.to_owned()));
+        };
+        let plugin =
+            self.load_one(candidate, &file)
+                .await
+                .map_err(|reason| PluginError::Required {
+                    plugin: name.to_owned(),
+                    reason,
+                })?;
+        let mut plugins = current.plugins.clone();
+        let old = std::mem::replace(&mut plugins[index], plugin);
+        let chain = Arc::new(Chain {
+            plugins,
+            not_loaded: current.not_loaded.clone(),
+            problems: current.problems.clone(),
+        });
+        self.install(chain.clone());
+        self.services
+            .events
+            .publish_host(PLUGIN_LOADED, serde_json::json!({ "plugin": name }));
+        tokio::spawn(retire(old));
+        Ok(chain)
+    }
+
+    /// Enables or disables a plugin (kept across reloads), then reloads.
+    pub async fn set_enabled(
+        self: &Arc<Self>,
+        name: &str,
+        enabled: bool,
+    ) -> Result<Arc<Chain>, PluginError> {
+        let current = self.current();
+        let known =
+            current.get(name).is_some() || current.not_loaded.iter().any(|n| n.name == name);
+        if !known {
+            return Err(PluginError::Unknown(name.to_owned()));
+        }
+        if !enabled {
+            let dependents: Vec<String> = current
+                .plugins
+                .iter()
+                .filter(|p| p.manifest.dependencies.iter().any(|d| d == name))
+                .map(|p| p.manifest.name.clone())
+                .collect();
+            if !dependents.is_empty() {
+                return Err(PluginError::HasDependents {
+                    plugin: name.to_owned(),
+                    dependents,
+                });
+            }
+        }
+        if let Ok(mut d) = self.disabled.lock() {
+            if enabled {
+                d.remove(name);
+            } else {
+                d.insert(name.to_owned());
+            }
+        }
+        self.reload().await
+    }
+
+    /// Runs `on_shutdown` on every plugin, in reverse load order, after
+    /// their in-flight calls finish.
+    pub async fn shutdown(&self) {
+        if let Some(task) = self.events.lock().ok().and_then(|mut t| t.take()) {
+            task.abort();
+        }
+        let chain = self.install(Arc::default());
+        retire_all(chain).await;
+    }
+
+    fn install(&self, chain: Arc<Chain>) -> Arc<Chain> {
+        let old = match self.chain.write() {
+            Ok(mut c) => std::mem::replace(&mut *c, chain.clone()),
+            Err(p) => std::mem::replace(&mut *p.into_inner(), chain.clone()),
+        };
+        for p in &chain.plugins {
+            if !old.plugins.iter().any(|o| Arc::ptr_eq(o, p)) {
+                self.services.events.publish_host(
+                    PLUGIN_LOADED,
+                    serde_json::json!({ "plugin": p.manifest.name }),
+                );
+            }
+        }
+        old
+    }
+
+    fn runtime_file(&self) -> Result<RuntimeFile, ConfigError> {
+        match &self.sources.config_file {
+            Some((path, explicit)) => RuntimeFile::load(path, *explicit),
+            None => Ok(RuntimeFile::default()),
+        }
+    }
+
+    fn runtime_file_label(file: &RuntimeFile) -> String {
+        file.path
+            .as_ref()
+            .map_or("buntime.jsonc".into(), |p| p.display().to_string())
+    }
+
+    async fn load_one(
+        &self,
+        candidate: &Candidate,
+        file: &RuntimeFile,
+    ) -> Result<Arc<Plugin>, String> {
+        Plugin::load(
+            &self.engine,
+            candidate,
+            file.entry(&candidate.manifest.name),
+            &self.services,
+            &Self::runtime_file_label(file),
+        )
+        .await
+    }
+
+    /// Discovers, selects, orders and loads.
+    async fn build(&self) -> Result<Chain, PluginError> {
+        let file = self.runtime_file()?;
+        let (candidates, problems) = discover(&self.sources.dirs, &self.sources.embedded);
+        let disabled = self.disabled.lock().map(|d| d.clone()).unwrap_or_default();
+        let mut chain = Chain {
+            problems: problems.clone(),
+            ..Chain::default()
+        };
+        let required = |name: &str| file.is_required(name);
+        let fail = |chain: &mut Chain, name: &str, state: &'static str, reason: String| {
+            if required(name) && state != "disabled" {
+                return Err(PluginError::Required {
+                    plugin: name.to_owned(),
+                    reason,
+                });
+            }
+            tracing::warn!(plugin = name, state, "{reason}");
+            chain.not_loaded.push(NotLoaded {
+                name: name.to_owned(),
+                state,
+                reason,
+            });
+            Ok(())
+        };
+        for p in &problems {
+            tracing::warn!("plugin problem: {}", p.message);
+            if let Some(name) = &p.plugin
+                && required(name)
+            {
+                return Err(PluginError::Required {
+                    plugin: name.clone(),
+                    reason: p.message.clone(),
+                });
+            }
+        }
+
+        // Selection: the configured list, or every plugin enabled in its manifest.
+        let mut selected: Vec<&Candidate> = Vec::new();
+        match &file.plugins {
+            Some(entries) => {
+                for e in entries {
+                    if !e.enabled || disabled.contains(&e.name) {
+                        fail(
+                            &mut chain,
+                            &e.name,
+                            "disabled",
+                            "disabled in the configuration".into(),
+                        )?;
+                        continue;
+                    }
+                    match candidates.iter().find(|c| c.manifest.name == e.name) {
+                        Some(c) => selected.push(c),
+                        None => fail(
+                            &mut chain,
+                            &e.name,
+                            "failed",
+                            format!(
+                                "listed in {} but not installed (searched the embedded plugins and {:?})",
+                                Self::runtime_file_label(&file),
+                                self.sources.dirs
+                            ),
+                        )?,
+                    }
+                }
+            }
+            None => {
+                for c in &candidates {
+                    if !c.manifest.enabled || disabled.contains(&c.manifest.name) {
+                        chain.not_loaded.push(NotLoaded {
+                            name: c.manifest.name.clone(),
+                            state: "disabled",
+                            reason: if c.manifest.enabled {
+                                "disabled through the API".into()
+                            } else {
+                                format!("`enabled: false` in {}", c.manifest_path().display())
+                            },
+                        });
+                    } else {
+                        selected.push(c);
+                    }
+                }
+            }
+        }
+
+        // One plugin per base.
+        let mut bases: Vec<(&str, &str)> = Vec::new();
+        let mut unique: Vec<&Candidate> = Vec::new();
+        for c in selected {
+            if let Some(base) = c.manifest.base.as_deref()
+                && let Some((_, other)) = bases.iter().find(|(b, _)| *b == base)
+            {
+                let reason = format!(
+                    "{}: `base`: `{base}` is already used by `{other}`; give one of them another base",
+                    c.manifest_path().display()
+                );
+                fail(&mut chain, &c.manifest.name, "failed", reason)?;
+                continue;
+            }
+            if let Some(base) = c.manifest.base.as_deref() {
+                bases.push((base, &c.manifest.name));
+            }
+            unique.push(c);
+        }
+
+        let nodes: Vec<Node> = unique
+            .iter()
+            .map(|c| Node {
+                name: c.manifest.name.clone(),
+                dependencies: c.manifest.dependencies.clone(),
+                optional_dependencies: c.manifest.optional_dependencies.clone(),
+            })
+            .collect();
+        let order = sort(&nodes);
+        for (name, reason) in &order.left_out {
+            fail(&mut chain, name, "skipped", reason.clone())?;
+        }
+        for i in order.order {
+            let c = unique[i];
+            let name = &c.manifest.name;
+            if let Some(dep) = c
+                .manifest
+                .dependencies
+                .iter()
+                .find(|d| chain.get(d).is_none())
+            {
+                fail(
+                    &mut chain,
+                    name,
+                    "skipped",
+                    format!("requires `{dep}`, which failed to load"),
+                )?;
+                continue;
+            }
+            match self.load_one(c, &file).await {
+                Ok(p) => {
+                    tracing::info!(plugin = %name, version = %c.manifest.version, hooks = ?p.hooks.names(), "plugin loaded");
+                    chain.plugins.push(p);
+                }
+                Err(reason) => fail(&mut chain, name, "failed", reason)?,
+            }
+        }
+        Ok(chain)
+    }
+
+    fn spawn_event_delivery(self: &Arc<Self>) {
+        let host = Arc::downgrade(self);
+        let mut rx = self.services.events.subscribe();
+        let task = tokio::spawn(async move {
+            loop {
+                let event = match rx.recv().await {
+                    Ok(e) => e,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(
+                            skipped = n,
+                            "event delivery fell behind; events were skipped"
+                        );
+                        continue;
+                    }
+                    Err(_) => break,
+                };
+                let Some(host) = host.upgrade() else { break };
+                host.deliver(event);
+            }
+        });
+        if let Ok(mut t) = self.events.lock()
+            && let Some(old) = t.replace(task)
+        {
+            old.abort();
+        }
+    }
+
+    /// Hands `event` to every subscribed plugin's `on_event` (not the publisher's own).
+    fn deliver(&self, event: Event) {
+        let chain = self.current();
+        let mut payload: Option<Bytes> = None;
+        for p in &chain.plugins {
+            let subscribed = p.hooks.on_event
+                && p.manifest.name != event.source
+                && p.grants
+                    .get::<EventsGrant>(Capability::EVENTS)
+                    .is_some_and(|g| g.subscribes(&event.topic));
+            if !subscribed {
+                continue;
+            }
+            let input = payload
+                .get_or_insert_with(|| Bytes::from(serde_json::to_vec(&event).unwrap_or_default()))
+                .clone();
+            let p = p.clone();
+            tokio::spawn(async move {
+                let _ = p.call("on_event", input, http::Extensions::new()).await;
+            });
+        }
+    }
+}
+
+impl ServiceRouter for PluginHost {
+    fn call(
+        &self,
+        caller: &str,
+        target: &str,
+        function: &str,
+        input: Bytes,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<u8>, HostError>> + Send>>
+    {
+        let chain = self.current();
+        let plugin = chain.get(target).cloned();
+        let (caller, target, function) =
+            (caller.to_owned(), target.to_owned(), function.to_owned());
+        Box::pin(async move {
+            let plugin = plugin.ok_or_else(|| {
+                HostError::new("not_found", format!("plugin `{target}` is not loaded"))
+            })?;
+            if !plugin.manifest.services.contains(&function) {
+                return Err(HostError::new(
+                    "not_found",
+                    format!(
+                        "`{target}` offers no service `{function}` (it offers: {})",
+                        plugin.manifest.services.join(", ")
+                    ),
+                ));
+            }
+            tracing::trace!(%caller, %target, %function, "service call");
+            match plugin
+                .call(&function, input, http::Extensions::new())
+                .await
+                .0
+            {
+                Ok(out) => Ok(out.to_vec()),
+                Err(e) => Err(HostError::new(
+                    match e.failure {
+                        HookFailure::Timeout(_) => "timeout",
+                        _ => "service_failed",
+                    },
+                    e.to_string(),
+                )),
+            }
+        })
+    }
+}
+
+/// Waits until nothing but the caller holds `arc` (requests keep the chain
+/// they started with), bounded by [`DRAIN_GRACE`].
+async fn unused<T>(arc: &Arc<T>) {
+    let deadline = tokio::time::Instant::now() + DRAIN_GRACE;
+    while Arc::strong_count(arc) > 1 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Shuts down every plugin of `chain`, in reverse load order, once no
+/// request uses the chain any more.
+async fn retire_all(chain: Arc<Chain>) {
+    unused(&chain).await;
+    let plugins: Vec<Arc<Plugin>> = chain.plugins.iter().rev().cloned().collect();
+    drop(chain);
+    for p in plugins {
+        retire(p).await;
+    }
+}
+
+/// Waits until no request uses `plugin`, then runs its `on_shutdown`.
+async fn retire(plugin: Arc<Plugin>) {
+    unused(&plugin).await;
+    let last = plugin.instances.drain(DRAIN_GRACE).await;
+    if plugin.hooks.on_shutdown {
+        let instance = match last {
+            Some(i) => Some(i),
+            None => plugin.instances.module().instantiate().await.ok(),
+        };
+        if let Some(mut i) = instance
+            && let Err(e) = i.call("on_shutdown", Bytes::new()).await
+        {
+            tracing::warn!(plugin = %plugin.manifest.name, error = %e, "on_shutdown failed");
+        }
+    }
+    tracing::debug!(plugin = %plugin.manifest.name, "plugin retired");
+}

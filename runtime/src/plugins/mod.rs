@@ -1,0 +1,44 @@
+//! Plugins: sandboxed WASM modules that intercept requests and responses.
+//!
+//! A plugin is a directory with `manifest.jsonc` and `plugin.wasm` (and
+//! optionally `ui/`), or the same compiled into the binary. The host
+//! discovers them ([`discovery`]), selects them by `buntime.jsonc`, orders
+//! them by dependencies ([`order`]), loads each ([`Plugin::load`]: compile,
+//! check what the manifest promises, grant capabilities, run `on_init`) and
+//! installs the result as a [`Chain`] that the server runs around every
+//! request (see `server::pipeline`). [`PluginHost`] swaps chains on reload and
+//! routes `services` calls and events between plugins.
+//!
+//! ```no_run
+//! use buntime::capabilities::HostServices;
+//! use buntime::plugins::{PluginHost, PluginSources};
+//! use buntime::wasm::{Engine, EngineConfig};
+//! # async fn demo() -> anyhow::Result<()> {
+//! let engine = Engine::new(EngineConfig::default())?;
+//! let sources = PluginSources { dirs: vec!["./plugins".into()], ..Default::default() };
+//! let host = PluginHost::new(engine, HostServices::new(None, None), sources);
+//! let chain = host.start().await?;
+//! for p in &chain.plugins {
+//!     println!("{} {}", p.manifest.name, p.manifest.version);
+//! }
+//! # Ok(()) }
+//! ```
+
+pub mod discovery;
+mod host;
+mod instances;
+mod manifest;
+pub mod order;
+mod plugin;
+
+pub use discovery::{Candidate, EmbeddedPlugin, Origin, PLUGIN_WASM_FILE, Problem};
+pub use host::{Chain, DRAIN_GRACE, NotLoaded, PluginError, PluginHost, PluginSources};
+pub use instances::InstancePool;
+pub use manifest::{Limits, MANIFEST_FILE, Manifest, OnError, RESERVED_BASES, valid_plugin_name};
+pub use plugin::{HookError, HookFailure, Hooks, Plugin, PluginStats};
+
+/// The core plugins compiled into this binary. Empty until core plugins
+/// ship; the loading mechanism is the same either way.
+pub fn embedded() -> Vec<EmbeddedPlugin> {
+    Vec::new()
+}

@@ -1,0 +1,292 @@
+//! One loaded plugin: its module, grants, config, instances and counters, and
+//! how a hook call on it succeeds or fails.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use super::discovery::Candidate;
+use super::instances::InstancePool;
+use super::manifest::{Manifest, OnError};
+use crate::capabilities::{GrantContext, Grants, GuestContext, HostServices, narrow};
+use crate::config::PluginEntry;
+use crate::wasm::{CallError, Engine, GuestOptions};
+
+/// The hooks a plugin exports. A hook that is not exported is never called
+/// and costs nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Hooks {
+    /// `on_init`.
+    pub on_init: bool,
+    /// `on_request`.
+    pub on_request: bool,
+    /// `on_response`.
+    pub on_response: bool,
+    /// `handle` (routes under `/_/<base>/*`).
+    pub handle: bool,
+    /// `on_event`.
+    pub on_event: bool,
+    /// `on_shutdown`.
+    pub on_shutdown: bool,
+}
+
+impl Hooks {
+    /// The exported hook names.
+    pub fn names(&self) -> Vec<&'static str> {
+        [
+            ("on_init", self.on_init),
+            ("on_request", self.on_request),
+            ("on_response", self.on_response),
+            ("handle", self.handle),
+            ("on_event", self.on_event),
+            ("on_shutdown", self.on_shutdown),
+        ]
+        .into_iter()
+        .filter(|(_, on)| *on)
+        .map(|(n, _)| n)
+        .collect()
+    }
+}
+
+/// Counters of one plugin.
+#[derive(Debug, Default)]
+pub struct PluginStats {
+    /// Hook and service calls.
+    pub calls: AtomicU64,
+    /// Calls that failed (trap, timeout, malformed answer).
+    pub errors: AtomicU64,
+    /// Of those, timeouts.
+    pub timeouts: AtomicU64,
+    /// Failures skipped under `onError: "open"`.
+    pub skipped: AtomicU64,
+    /// Sum of call latencies, in microseconds.
+    pub latency_us: AtomicU64,
+}
+
+/// Why a hook call failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HookFailure {
+    /// The plugin trapped or returned an error.
+    Failed(String),
+    /// It ran past its deadline.
+    Timeout(String),
+    /// It answered something that is not a valid decision.
+    Malformed(String),
+}
+
+/// A failed hook call, naming the plugin.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("plugin `{plugin}` failed in `{hook}`: {}", match failure {
+    HookFailure::Failed(m) | HookFailure::Timeout(m) | HookFailure::Malformed(m) => m
+})]
+pub struct HookError {
+    /// The plugin.
+    pub plugin: String,
+    /// The hook or service function.
+    pub hook: String,
+    /// What happened.
+    pub failure: HookFailure,
+}
+
+/// A loaded plugin.
+#[derive(Debug)]
+pub struct Plugin {
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// `embedded` or its dir.
+    pub source: String,
+    /// Its effective config (manifest defaults + `buntime.jsonc`).
+    pub config: Value,
+    /// What it was granted.
+    pub grants: Grants,
+    /// The exported hooks.
+    pub hooks: Hooks,
+    /// Static UI served under `/_/<base>/`.
+    pub ui_dir: Option<PathBuf>,
+    /// Its instances.
+    pub instances: InstancePool,
+    /// Counters.
+    pub stats: PluginStats,
+    /// When it was loaded.
+    pub loaded_at: SystemTime,
+}
+
+impl Plugin {
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.manifest.name
+    }
+
+    /// Compiles, checks and initializes `candidate`. The error names the file
+    /// and field (or hook) at fault.
+    pub async fn load(
+        engine: &Engine,
+        candidate: &Candidate,
+        entry: Option<&PluginEntry>,
+        host: &Arc<HostServices>,
+        runtime_file: &str,
+    ) -> Result<Arc<Plugin>, String> {
+        let m = &candidate.manifest;
+        let manifest_path = candidate.manifest_path();
+        let wasm_path = candidate.wasm_path();
+
+        let dependencies = m.all_dependencies();
+        let declared = match entry.and_then(|e| e.capabilities.as_ref()) {
+            Some(op) => narrow(&m.capabilities, op)
+                .map_err(|e| format!("{runtime_file}: `plugins[{}].capabilities`: {e}", m.name))?,
+            None => m.capabilities.clone(),
+        };
+        let grants = Grants::parse(
+            &declared,
+            &GrantContext {
+                dependencies: &dependencies,
+            },
+        )
+        .map_err(|e| format!("{}: `capabilities`: {e}", manifest_path.display()))?;
+
+        let mut config = m.config.clone();
+        if let Some(e) = entry {
+            for (k, v) in &e.config {
+                config.insert(k.clone(), v.clone());
+            }
+        }
+        let mut options = GuestOptions::new(m.name.as_str())
+            .memory_limit(m.limits.memory as usize)
+            .timeout(m.limits.timeout)
+            .grants(grants.clone())
+            .log_requires_grant(true)
+            .context(Arc::new(GuestContext {
+                name: m.name.clone(),
+                dependencies,
+                host: host.clone(),
+            }));
+        for (k, v) in &config {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            options = options.config(k.clone(), text);
+        }
+
+        let bytes = candidate
+            .wasm()
+            .map_err(|e| format!("{}: cannot read the module: {e}", wasm_path.display()))?;
+        let engine = engine.clone();
+        let module = tokio::task::spawn_blocking(move || engine.load(&bytes, options))
+            .await
+            .map_err(|_| format!("{}: compilation was interrupted", wasm_path.display()))?
+            .map_err(|e| format!("{}: {e}", wasm_path.display()))?;
+
+        for s in &m.services {
+            if !module.has_export(s) {
+                return Err(format!(
+                    "{}: `services`: `{s}` is listed but {} does not export it",
+                    manifest_path.display(),
+                    wasm_path.display()
+                ));
+            }
+        }
+        let hooks = Hooks {
+            on_init: module.has_export("on_init"),
+            on_request: module.has_export("on_request"),
+            on_response: module.has_export("on_response"),
+            handle: module.has_export("handle"),
+            on_event: module.has_export("on_event"),
+            on_shutdown: module.has_export("on_shutdown"),
+        };
+        let ui_dir = candidate.ui_dir();
+        if let Some(base) = &m.base
+            && !hooks.handle
+            && ui_dir.is_none()
+        {
+            return Err(format!(
+                "{}: `base`: `{base}` is set but {} exports no `handle` and there is no `ui/` dir to serve",
+                manifest_path.display(),
+                wasm_path.display()
+            ));
+        }
+
+        let plugin = Arc::new(Plugin {
+            manifest: m.clone(),
+            source: candidate.source_label(),
+            config: Value::Object(config),
+            grants,
+            hooks,
+            ui_dir,
+            instances: InstancePool::new(module, m.limits.instances),
+            stats: PluginStats::default(),
+            loaded_at: SystemTime::now(),
+        });
+        if hooks.on_init {
+            let input = Bytes::from(plugin.config.to_string());
+            if let Err(e) = plugin
+                .call("on_init", input, http::Extensions::new())
+                .await
+                .0
+            {
+                return Err(match e.failure {
+                    HookFailure::Timeout(m) => format!("`on_init` timed out: {m}"),
+                    HookFailure::Failed(m) | HookFailure::Malformed(m) => {
+                        format!("`on_init` refused its config or failed: {m}")
+                    }
+                });
+            }
+        }
+        Ok(plugin)
+    }
+
+    /// Calls `hook` with `input`; counts the call and classifies failures.
+    pub async fn call(
+        &self,
+        hook: &str,
+        input: Bytes,
+        extensions: http::Extensions,
+    ) -> (Result<Bytes, HookError>, http::Extensions) {
+        let started = Instant::now();
+        self.stats.calls.fetch_add(1, Ordering::Relaxed);
+        let (result, extensions) = self.instances.call(hook, input, extensions).await;
+        let micros = started.elapsed().as_micros().min(u64::MAX as u128) as u64;
+        self.stats.latency_us.fetch_add(micros, Ordering::Relaxed);
+        let result = result.map(|out| out.output).map_err(|e| {
+            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+            let failure = match e {
+                CallError::Timeout(_) => {
+                    self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                    HookFailure::Timeout(e.to_string())
+                }
+                other => HookFailure::Failed(other.to_string()),
+            };
+            self.failed(hook, failure)
+        });
+        (result, extensions)
+    }
+
+    /// A [`HookError`] for this plugin (also used for malformed answers).
+    pub fn failed(&self, hook: &str, failure: HookFailure) -> HookError {
+        let error = HookError {
+            plugin: self.manifest.name.clone(),
+            hook: hook.to_owned(),
+            failure,
+        };
+        tracing::warn!(plugin = %self.manifest.name, hook, on_error = ?self.manifest.on_error, "{error}");
+        error
+    }
+
+    /// Counts a malformed answer and builds its error.
+    pub fn malformed(&self, hook: &str, detail: impl std::fmt::Display) -> HookError {
+        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        self.failed(
+            hook,
+            HookFailure::Malformed(format!("its answer is not a valid {hook} result: {detail}")),
+        )
+    }
+
+    /// Whether failures skip this plugin rather than fail the request.
+    pub fn fails_open(&self) -> bool {
+        self.manifest.on_error == OnError::Open
+    }
+}

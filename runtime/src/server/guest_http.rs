@@ -1,0 +1,42 @@
+//! Converting between axum's HTTP types and the heads guests exchange.
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::Response;
+use buntime_pdk::ResponseHead;
+use bytes::Bytes;
+
+use crate::wasm::abi::ResponseBody;
+
+/// Headers as `[name, value]` pairs (values that are not text are skipped).
+pub(crate) fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect()
+}
+
+/// Builds a response from a guest's head and (binary) body; the error says
+/// what is wrong with the head.
+pub(crate) fn response_from_head(
+    head: ResponseHead,
+    body: Option<ResponseBody>,
+) -> Result<Response, String> {
+    let status = StatusCode::from_u16(head.status)
+        .map_err(|_| format!("status {} is not a valid HTTP status", head.status))?;
+    let bytes = match (head.body, body) {
+        (Some(text), _) => Bytes::from(text),
+        (None, Some(b)) => b.0.freeze(),
+        (None, None) => Bytes::new(),
+    };
+    let mut res = Response::new(Body::from(bytes));
+    *res.status_mut() = status;
+    for (k, v) in head.headers {
+        let name = HeaderName::try_from(k.as_str())
+            .map_err(|_| format!("`{k}` is not a valid header name"))?;
+        let value = HeaderValue::try_from(v.as_str())
+            .map_err(|_| format!("the value of header `{k}` is not valid"))?;
+        res.headers_mut().append(name, value);
+    }
+    Ok(res)
+}

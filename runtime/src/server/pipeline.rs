@@ -1,0 +1,301 @@
+//! The plugin chain around every request that is not a core route.
+//!
+//! ```text
+//! strip identity headers
+//! on_request, plugin 1..n (each: continue with changes | respond)
+//!   → /_/<base>/* plugin routes, or /<app>[@range]/* apps
+//! on_response, plugin n..1 (each may change status and headers)
+//! ```
+//!
+//! Only plugins whose `on_request` stage was reached see the response, so a
+//! plugin that answers early is wrapped by exactly the plugins before it. A
+//! failing plugin follows its `onError`: `closed` answers 502 (503 on a
+//! timeout) naming the plugin; `open` skips it. Both are logged and counted.
+
+use std::sync::atomic::Ordering;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use buntime_pdk::RequestHead;
+use buntime_pdk::hooks::{RequestChanges, RequestDecision, ResponseChanges, ResponseView};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+
+use super::AppState;
+use super::error::{ApiError, RequestId};
+use super::guest_http::{header_pairs, response_from_head};
+use crate::plugins::{Chain, HookError, HookFailure, Plugin};
+use crate::wasm::abi::{RequestBody, ResponseBody};
+
+/// Headers that carry an identity established by an authentication plugin;
+/// a client must never be able to set them itself.
+pub const IDENTITY_HEADERS: [&str; 7] = [
+    "x-identity",
+    "x-user",
+    "x-user-id",
+    "x-user-email",
+    "x-user-roles",
+    "x-authenticated-user",
+    "x-buntime-identity",
+];
+
+/// Removes every identity header (and any `x-identity-*`) a client sent.
+pub fn strip_identity(headers: &mut HeaderMap) {
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| {
+            let k = k.as_str();
+            IDENTITY_HEADERS.contains(&k) || k.starts_with("x-identity-")
+        })
+        .cloned()
+        .collect();
+    for k in doomed {
+        headers.remove(k);
+    }
+}
+
+/// The fallback handler: the chain around plugin routes and apps.
+pub(crate) async fn handle(State(state): State<AppState>, mut req: Request) -> Response {
+    strip_identity(req.headers_mut());
+    let chain = state.plugins.current();
+    if chain.plugins.is_empty() {
+        return dispatch(&state, &chain, req).await;
+    }
+    let (entered, outcome) = on_request(&chain, req).await;
+    let (path, response) = match outcome {
+        Ok(req) => {
+            let path = req.uri().path().to_owned();
+            (path, dispatch(&state, &chain, req).await)
+        }
+        Err((path, response)) => (path, response),
+    };
+    on_response(&chain, entered, response, &path).await
+}
+
+async fn dispatch(state: &AppState, chain: &Chain, req: Request) -> Response {
+    if req.uri().path().starts_with("/_/") {
+        super::plugin_routes::serve(state, chain, req).await
+    } else {
+        super::apps::handle(State(state.clone()), req).await
+    }
+}
+
+type Early = (String, Response);
+
+/// Runs `on_request` in load order. Returns how many plugins were entered and
+/// either the (changed) request or an early response with the request's path.
+async fn on_request(chain: &Chain, mut req: Request) -> (usize, Result<Request, Early>) {
+    let mut buffered: Option<Bytes> = None;
+    for (i, plugin) in chain.plugins.iter().enumerate() {
+        if !plugin.hooks.on_request {
+            continue;
+        }
+        let path = req.uri().path().to_owned();
+        // Bodies reach on_request only when the manifest asks, up to its cap.
+        let mut ext = http::Extensions::new();
+        if let Some(cap) = plugin.manifest.request_body {
+            if buffered.is_none() {
+                let (parts, body) = req.into_parts();
+                match http_body_util::Limited::new(body, cap as usize)
+                    .collect()
+                    .await
+                {
+                    Ok(b) => {
+                        let bytes = b.to_bytes();
+                        buffered = Some(bytes.clone());
+                        req = Request::from_parts(parts, Body::from(bytes));
+                    }
+                    Err(_) => {
+                        let res = ApiError::new(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "PAYLOAD_TOO_LARGE",
+                            format!(
+                                "the request body exceeds the {cap}-byte limit of plugin `{}` (`requestBody` in its manifest)",
+                                plugin.name()
+                            ),
+                        )
+                        .into_response();
+                        return (i, Err((path, res)));
+                    }
+                }
+            }
+            if let Some(b) = &buffered {
+                if b.len() as u64 > cap {
+                    let res = ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "PAYLOAD_TOO_LARGE",
+                        format!(
+                            "the request body exceeds the {cap}-byte limit of plugin `{}`",
+                            plugin.name()
+                        ),
+                    )
+                    .into_response();
+                    return (i, Err((path, res)));
+                }
+                ext.insert(RequestBody(b.clone()));
+            }
+        }
+        let head = RequestHead {
+            method: req.method().as_str().to_owned(),
+            path: path.clone(),
+            query: req.uri().query().map(str::to_owned),
+            headers: header_pairs(req.headers()),
+            base: String::new(),
+            request_id: request_id(&req),
+            body_length: buffered.as_ref().map(|b| b.len() as u64),
+        };
+        let input = Bytes::from(serde_json::to_vec(&head).unwrap_or_default());
+        let (result, mut ext) = plugin.call("on_request", input, ext).await;
+        let decision = result.and_then(|out| {
+            serde_json::from_slice::<RequestDecision>(&out)
+                .map_err(|e| plugin.malformed("on_request", e))
+        });
+        match decision {
+            Ok(RequestDecision::Continue(changes)) => {
+                if let Err(detail) = apply_request_changes(&mut req, changes) {
+                    let e = plugin.malformed("on_request", detail);
+                    if let Some(res) = failure_response(plugin, &e) {
+                        return (i, Err((path, res)));
+                    }
+                }
+            }
+            Ok(RequestDecision::Respond { response }) => {
+                let res = response_from_head(response, ext.remove::<ResponseBody>())
+                    .unwrap_or_else(|detail| {
+                        let e = plugin.malformed("on_request", detail);
+                        failure_response(plugin, &e).unwrap_or_else(|| bad_gateway(&e))
+                    });
+                return (i, Err((path, res)));
+            }
+            Err(e) => {
+                if let Some(res) = failure_response(plugin, &e) {
+                    return (i, Err((path, res)));
+                }
+            }
+        }
+    }
+    (chain.plugins.len(), Ok(req))
+}
+
+/// Runs `on_response` in reverse order over the first `entered` plugins.
+async fn on_response(chain: &Chain, entered: usize, mut res: Response, path: &str) -> Response {
+    for plugin in chain.plugins[..entered].iter().rev() {
+        if !plugin.hooks.on_response {
+            continue;
+        }
+        let view = ResponseView {
+            status: res.status().as_u16(),
+            headers: header_pairs(res.headers()),
+            path: path.to_owned(),
+        };
+        let input = Bytes::from(serde_json::to_vec(&view).unwrap_or_default());
+        let result = plugin
+            .call("on_response", input, http::Extensions::new())
+            .await
+            .0
+            .and_then(|out| {
+                if out.is_empty() {
+                    return Ok(ResponseChanges::default());
+                }
+                serde_json::from_slice::<ResponseChanges>(&out)
+                    .map_err(|e| plugin.malformed("on_response", e))
+            })
+            .and_then(|changes| {
+                apply_response_changes(&mut res, changes)
+                    .map_err(|d| plugin.malformed("on_response", d))
+            });
+        if let Err(e) = result
+            && let Some(failed) = failure_response(plugin, &e)
+        {
+            res = failed;
+        }
+    }
+    res
+}
+
+fn apply_request_changes(req: &mut Request, changes: RequestChanges) -> Result<(), String> {
+    for name in &changes.remove_headers {
+        let name = HeaderName::try_from(name.as_str())
+            .map_err(|_| format!("`{name}` is not a valid header name"))?;
+        req.headers_mut().remove(name);
+    }
+    for (k, v) in &changes.set_headers {
+        let name = HeaderName::try_from(k.as_str())
+            .map_err(|_| format!("`{k}` is not a valid header name"))?;
+        let value = HeaderValue::try_from(v.as_str())
+            .map_err(|_| format!("the value of `{k}` is not a valid header value"))?;
+        req.headers_mut().insert(name, value);
+    }
+    if changes.path.is_some() || changes.query.is_some() {
+        let path = changes.path.unwrap_or_else(|| req.uri().path().to_owned());
+        if !path.starts_with('/') {
+            return Err(format!("the new path `{path}` must start with `/`"));
+        }
+        let query = changes
+            .query
+            .or_else(|| req.uri().query().map(str::to_owned));
+        let pq = match query.filter(|q| !q.is_empty()) {
+            Some(q) => format!("{path}?{q}"),
+            None => path,
+        };
+        let uri: Uri = pq
+            .parse()
+            .map_err(|e| format!("`{pq}` is not a valid path and query: {e}"))?;
+        *req.uri_mut() = uri;
+    }
+    Ok(())
+}
+
+fn apply_response_changes(res: &mut Response, changes: ResponseChanges) -> Result<(), String> {
+    if let Some(status) = changes.status {
+        *res.status_mut() =
+            StatusCode::from_u16(status).map_err(|_| format!("status {status} is not valid"))?;
+    }
+    for name in &changes.remove_headers {
+        let name = HeaderName::try_from(name.as_str())
+            .map_err(|_| format!("`{name}` is not a valid header name"))?;
+        res.headers_mut().remove(name);
+    }
+    for (k, v) in &changes.set_headers {
+        let name = HeaderName::try_from(k.as_str())
+            .map_err(|_| format!("`{k}` is not a valid header name"))?;
+        let value = HeaderValue::try_from(v.as_str())
+            .map_err(|_| format!("the value of `{k}` is not a valid header value"))?;
+        res.headers_mut().insert(name, value);
+    }
+    Ok(())
+}
+
+/// The response a failure produces under `onError: "closed"`; `None` (and a
+/// skip counted) under `"open"`.
+fn failure_response(plugin: &Plugin, e: &HookError) -> Option<Response> {
+    if plugin.fails_open() {
+        plugin.stats.skipped.fetch_add(1, Ordering::Relaxed);
+        return None;
+    }
+    Some(match e.failure {
+        HookFailure::Timeout(_) => ApiError {
+            retry_after: Some(1),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "PLUGIN_TIMEOUT",
+                e.to_string(),
+            )
+        }
+        .into_response(),
+        _ => bad_gateway(e),
+    })
+}
+
+fn bad_gateway(e: &HookError) -> Response {
+    ApiError::new(StatusCode::BAD_GATEWAY, "PLUGIN_FAILED", e.to_string()).into_response()
+}
+
+fn request_id(req: &Request) -> String {
+    req.extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default()
+}

@@ -1,0 +1,228 @@
+//! `/_/<base>/*`: a plugin's own routes (its `handle` export) and its static
+//! `ui/`.
+//!
+//! `handle` gets the request with the path after `/_/<base>` and
+//! `base: "/_/<base>"`; when it answers 404, or the plugin exports no
+//! `handle`, the `ui/` dir is served (SPA fallback to `index.html`). A
+//! response head with `events` becomes a live `text/event-stream`.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use buntime_pdk::{RequestHead, ResponseHead};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+
+use super::AppState;
+use super::error::{ApiError, RequestId};
+use super::guest_http::{header_pairs, response_from_head};
+use crate::capabilities::{Capability, EventsGrant, TopicPattern};
+use crate::config::{DEFAULT_MAX_BODY, WorkerConfig};
+use crate::plugins::{Chain, HookFailure, Plugin};
+use crate::wasm::abi::{RequestBody, ResponseBody};
+
+/// Serves a request under `/_/`.
+pub(crate) async fn serve(state: &AppState, chain: &Chain, req: Request) -> Response {
+    let path = req.uri().path().to_owned();
+    let after = &path["/_/".len()..];
+    let (base, rest) = match after.find('/') {
+        Some(i) => (&after[..i], &after[i..]),
+        None => (after, "/"),
+    };
+    let Some(plugin) = chain.by_base(base) else {
+        let bases: Vec<String> = chain
+            .plugins
+            .iter()
+            .filter_map(|p| p.manifest.base.as_ref().map(|b| format!("/_/{b}")))
+            .collect();
+        return ApiError::not_found(
+            "NOT_FOUND",
+            format!(
+                "no plugin is mounted at `/_/{base}`; mounted: {}",
+                if bases.is_empty() {
+                    "none".into()
+                } else {
+                    bases.join(", ")
+                }
+            ),
+        )
+        .into_response();
+    };
+    let mount = format!("/_/{base}");
+    let rest = rest.to_owned();
+    if plugin.hooks.handle {
+        let (parts, body) = req.into_parts();
+        let res = call_handle(&state.shutting_down, plugin, &mount, &rest, &parts, body).await;
+        if res.status() != StatusCode::NOT_FOUND || plugin.ui_dir.is_none() {
+            return res;
+        }
+        let req = Request::from_parts(parts, axum::body::Body::empty());
+        return serve_ui(plugin, &mount, &rest, req).await;
+    }
+    serve_ui(plugin, &mount, &rest, req).await
+}
+
+async fn serve_ui(plugin: &Plugin, mount: &str, rest: &str, req: Request) -> Response {
+    match &plugin.ui_dir {
+        Some(dir) => {
+            let config = WorkerConfig::default();
+            super::static_files::serve(dir, "index.html", rest, mount, &config, req).await
+        }
+        None => ApiError::not_found("NOT_FOUND", format!("`{mount}{rest}` was not found"))
+            .into_response(),
+    }
+}
+
+async fn call_handle(
+    stopping: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+    plugin: &Plugin,
+    mount: &str,
+    rest: &str,
+    parts: &axum::http::request::Parts,
+    body: axum::body::Body,
+) -> Response {
+    let body = match http_body_util::Limited::new(body, DEFAULT_MAX_BODY as usize)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                format!("plugin routes accept bodies up to {DEFAULT_MAX_BODY} bytes"),
+            )
+            .into_response();
+        }
+    };
+    let mut headers = header_pairs(&parts.headers);
+    headers.push(("x-base".into(), mount.to_owned()));
+    let head = RequestHead {
+        method: parts.method.as_str().to_owned(),
+        path: rest.to_owned(),
+        query: parts.uri.query().map(str::to_owned),
+        headers,
+        base: mount.to_owned(),
+        request_id: parts
+            .extensions
+            .get::<RequestId>()
+            .map(|r| r.0.clone())
+            .unwrap_or_default(),
+        body_length: Some(body.len() as u64),
+    };
+    let input = Bytes::from(serde_json::to_vec(&head).unwrap_or_default());
+    let mut ext = http::Extensions::new();
+    ext.insert(RequestBody(body));
+    let (result, mut ext) = plugin.call("handle", input, ext).await;
+    let out = match result {
+        Ok(out) => out,
+        Err(e) => {
+            return match e.failure {
+                HookFailure::Timeout(_) => ApiError {
+                    retry_after: Some(1),
+                    ..ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "PLUGIN_TIMEOUT",
+                        e.to_string(),
+                    )
+                }
+                .into_response(),
+                _ => ApiError::new(StatusCode::BAD_GATEWAY, "PLUGIN_FAILED", e.to_string())
+                    .into_response(),
+            };
+        }
+    };
+    let head: ResponseHead = match serde_json::from_slice(&out) {
+        Ok(h) => h,
+        Err(e) => {
+            let e = plugin.malformed("handle", e);
+            return ApiError::new(StatusCode::BAD_GATEWAY, "PLUGIN_FAILED", e.to_string())
+                .into_response();
+        }
+    };
+    if !head.events.is_empty() {
+        return event_stream(plugin, head.events, stopping);
+    }
+    response_from_head(head, ext.remove::<ResponseBody>()).unwrap_or_else(|detail| {
+        let e = plugin.malformed("handle", detail);
+        ApiError::new(StatusCode::BAD_GATEWAY, "PLUGIN_FAILED", e.to_string()).into_response()
+    })
+}
+
+/// A live stream of the events matching `patterns`, which must stay within
+/// the plugin's `events.subscribe` grant.
+fn event_stream(
+    plugin: &Plugin,
+    patterns: Vec<String>,
+    stopping: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Response {
+    let grant = plugin.grants.get::<EventsGrant>(Capability::EVENTS);
+    let mut parsed = Vec::new();
+    for p in &patterns {
+        let pattern = match TopicPattern::parse(p) {
+            Ok(t) => t,
+            Err(e) => {
+                let e = plugin.malformed("handle", e);
+                return ApiError::new(StatusCode::BAD_GATEWAY, "PLUGIN_FAILED", e.to_string())
+                    .into_response();
+            }
+        };
+        if !grant.is_some_and(|g| g.covers(p)) {
+            tracing::warn!(
+                plugin = plugin.name(),
+                pattern = p,
+                "capability `events` denied: streaming a topic outside the subscribe grant"
+            );
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "CAPABILITY_DENIED",
+                format!(
+                    "plugin `{}` may not stream `{p}`: grant it in the manifest (`capabilities`: {{\"events\": {{\"subscribe\": [\"{p}\"]}}}})",
+                    plugin.name()
+                ),
+            )
+            .into_response();
+        }
+        parsed.push(pattern);
+    }
+    let Some(cx) = plugin.instances.module().options().guest_context() else {
+        return ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            "the plugin has no host context",
+        )
+        .into_response();
+    };
+    let rx = cx.host.events.subscribe();
+    let stopping = stopping.clone();
+    // Ends when the client leaves (the stream is dropped with the
+    // connection) or when the server shuts down (so the drain is not held).
+    let stream = futures_util::stream::unfold(
+        (rx, parsed, stopping),
+        |(mut rx, parsed, stopping)| async move {
+            loop {
+                if stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                    return None;
+                }
+                let next = tokio::time::timeout(Duration::from_millis(250), rx.recv()).await;
+                match next {
+                    Ok(Ok(event)) if parsed.iter().any(|p| p.matches(&event.topic)) => {
+                        let sse = SseEvent::default()
+                            .event(event.topic.clone())
+                            .data(serde_json::to_string(&event).unwrap_or_default());
+                        return Some((Ok::<_, Infallible>(sse), (rx, parsed, stopping)));
+                    }
+                    Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return None,
+                    _ => continue,
+                }
+            }
+        },
+    );
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}

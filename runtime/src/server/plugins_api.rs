@@ -1,0 +1,123 @@
+//! `/_/api/plugins`: what is loaded, reload, enable and disable.
+//!
+//! | route | does |
+//! |---|---|
+//! | `GET /_/api/plugins` | the chain in load order (version, base, dependencies, grants, hooks, counters) and what did not load, with why |
+//! | `POST /_/api/plugins/reload` | reloads every plugin (drain, swap, `on_shutdown` on the old ones) |
+//! | `POST /_/api/plugins/{name}/reload` | reloads one plugin |
+//! | `POST /_/api/plugins/{name}/enable`, `.../disable` | enables or disables one, then reloads |
+//!
+//! Scoped names are written as they are: `/_/api/plugins/@acme/auth/reload`.
+
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::plugins::{Chain, PluginError};
+
+/// `GET /_/api/plugins`.
+pub(crate) async fn list(State(state): State<AppState>) -> Json<Value> {
+    Json(describe(&state.plugins.current()))
+}
+
+/// `POST /_/api/plugins/reload`.
+pub(crate) async fn reload(State(state): State<AppState>) -> Response {
+    respond(state.plugins.reload().await)
+}
+
+/// `POST /_/api/plugins/{*rest}` where rest is `<name>/reload|enable|disable`.
+pub(crate) async fn action(State(state): State<AppState>, Path(rest): Path<String>) -> Response {
+    let Some((name, verb)) = rest.rsplit_once('/') else {
+        return ApiError::not_found(
+            "NOT_FOUND",
+            "use /_/api/plugins/<name>/reload, /enable or /disable",
+        )
+        .into_response();
+    };
+    let name = percent_encoding::percent_decode_str(name)
+        .decode_utf8_lossy()
+        .into_owned();
+    let result = match verb {
+        "reload" => state.plugins.reload_one(&name).await,
+        "enable" => state.plugins.set_enabled(&name, true).await,
+        "disable" => state.plugins.set_enabled(&name, false).await,
+        other => {
+            return ApiError::not_found(
+                "NOT_FOUND",
+                format!("unknown action `{other}`: use reload, enable or disable"),
+            )
+            .into_response();
+        }
+    };
+    respond(result)
+}
+
+fn respond(result: Result<std::sync::Arc<Chain>, PluginError>) -> Response {
+    match result {
+        Ok(chain) => Json(describe(&chain)).into_response(),
+        Err(e) => {
+            let (status, code) = match &e {
+                PluginError::Unknown(_) => (StatusCode::NOT_FOUND, "PLUGIN_NOT_FOUND"),
+                PluginError::HasDependents { .. } => {
+                    (StatusCode::CONFLICT, "PLUGIN_HAS_DEPENDENTS")
+                }
+                PluginError::Config(_) => (StatusCode::UNPROCESSABLE_ENTITY, "CONFIG_INVALID"),
+                PluginError::Required { .. } => {
+                    (StatusCode::UNPROCESSABLE_ENTITY, "PLUGIN_LOAD_FAILED")
+                }
+            };
+            ApiError::new(status, code, e.to_string()).into_response()
+        }
+    }
+}
+
+fn describe(chain: &Chain) -> Value {
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    let loaded: Vec<Value> = chain
+        .plugins
+        .iter()
+        .map(|p| {
+            let calls = get(&p.stats.calls);
+            json!({
+                "name": p.manifest.name,
+                "version": p.manifest.version.to_string(),
+                "state": "loaded",
+                "base": p.manifest.base,
+                "source": p.source,
+                "dependencies": p.manifest.dependencies,
+                "optionalDependencies": p.manifest.optional_dependencies,
+                "capabilities": p.grants.names().collect::<Vec<_>>(),
+                "hooks": p.hooks.names(),
+                "services": p.manifest.services,
+                "onError": p.manifest.on_error,
+                "menus": p.manifest.menus,
+                "instances": {
+                    "max": p.manifest.limits.instances,
+                    "idle": p.instances.idle(),
+                    "inFlight": p.instances.in_flight(),
+                    "created": get(&p.instances.created),
+                    "discarded": get(&p.instances.discarded),
+                },
+                "stats": {
+                    "calls": calls,
+                    "errors": get(&p.stats.errors),
+                    "timeouts": get(&p.stats.timeouts),
+                    "skipped": get(&p.stats.skipped),
+                    "avgLatencyUs": get(&p.stats.latency_us).checked_div(calls).unwrap_or(0),
+                },
+            })
+        })
+        .collect();
+    json!({
+        "order": chain.plugins.iter().map(|p| p.manifest.name.clone()).collect::<Vec<_>>(),
+        "plugins": loaded,
+        "notLoaded": chain.not_loaded,
+        "problems": chain.problems,
+    })
+}

@@ -1,0 +1,295 @@
+//! Each capability used as granted, and refused when not.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::Value;
+
+use super::{config, echo, kit, plugins};
+use crate::server::{TestServer, client, get};
+
+#[tokio::test]
+async fn a_plugin_without_grants_is_refused_every_capability() {
+    let server = TestServer::start_plugins(|root| {
+        echo(root);
+        kit(root, "violator", "");
+        config(
+            root,
+            r#"{ plugins: [["violator", { violate: "state,events,services,pool" }]] }"#,
+        );
+    })
+    .await;
+    let res = get(&server.url("/echo/x")).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.expect("json");
+    let headers = body["headers"].as_array().expect("headers").clone();
+    for cap in ["state", "events", "services", "pool"] {
+        let name = format!("x-denied-{cap}");
+        assert!(
+            headers
+                .iter()
+                .any(|h| h[0] == name.as_str() && h[1] == "capability_denied"),
+            "{cap} was not refused: {headers:?}"
+        );
+    }
+    let metrics: Value = get(&server.url("/_/metrics"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let denials = &metrics["engine"]["denialsByCapability"];
+    // (`log` is refused silently, and only when the host's log level lets the
+    // guest log at all; the PDK asks first. Not observable here.)
+    for cap in ["state", "events", "services", "pool"] {
+        assert!(
+            denials[cap].as_u64().unwrap_or(0) >= 1,
+            "{cap} denial not counted: {metrics:#}"
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn state_is_shared_by_all_instances_of_a_plugin() {
+    let server = TestServer::start_plugins(|root| {
+        echo(root);
+        kit(
+            root,
+            "counter",
+            r#""capabilities": { "state": true }, "limits": { "instances": 4 }"#,
+        );
+        config(root, r#"{ plugins: [["counter", { counter: "true" }]] }"#);
+    })
+    .await;
+    let requests = (0..40).map(|_| {
+        let url = server.url("/echo/x");
+        async move { get(&url).await.status() }
+    });
+    let statuses = futures_util::future::join_all(requests).await;
+    assert!(statuses.iter().all(|s| *s == 200));
+    let res = get(&server.url("/echo/x")).await;
+    let body: Value = res.json().await.expect("json");
+    let hits = body["headers"]
+        .as_array()
+        .and_then(|h| h.iter().find(|h| h[0] == "x-hits"))
+        .and_then(|h| h[1].as_str())
+        .expect("x-hits")
+        .to_owned();
+    assert_eq!(hits, "41");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn services_reach_dependencies_only() {
+    let server = TestServer::start_plugins(|root| {
+        echo(root);
+        kit(root, "@fixtures/provider", r#""services": ["greet"]"#);
+        kit(
+            root,
+            "consumer",
+            r#""dependencies": ["@fixtures/provider"], "capabilities": { "services": true }"#,
+        );
+        kit(root, "stranger", "");
+        config(
+            root,
+            r##"{ plugins: [
+                "@fixtures/provider",
+                ["consumer", { callService: "@fixtures/provider#greet" }],
+                ["stranger", { callService: "@fixtures/provider#greet" }],
+            ] }"##,
+        );
+    })
+    .await;
+    let res = get(&server.url("/echo/x")).await;
+    let body: Value = res.json().await.expect("json");
+    let headers = body["headers"].as_array().expect("headers");
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|h| h[0] == name)
+            .and_then(|h| h[1].as_str())
+            .map(str::to_owned)
+    };
+    // The stranger ran after the consumer and replaced nothing: each sets its own header.
+    assert_eq!(header("x-service").as_deref(), Some("hello, kit"));
+    let refused = header("x-service-error").expect("the stranger must be refused");
+    assert!(refused.starts_with("capability_denied"), "{refused}");
+    assert!(
+        refused.contains("\"services\": [\"@scope/plugin-you-depend-on\"]"),
+        "{refused}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn events_reach_subscribers_and_stream_to_clients() {
+    let server = TestServer::start_plugins(|root| {
+        echo(root);
+        kit(
+            root,
+            "publisher",
+            r#""capabilities": { "events": { "publish": ["kit.*"] } }"#,
+        );
+        kit(
+            root,
+            "subscriber",
+            r#""base": "sub", "capabilities": { "state": true, "events": { "subscribe": ["kit.*", "worker_spawn"] } }"#,
+        );
+        config(root, r#"{ plugins: [["publisher", { publish: "kit.hit" }], "subscriber"] }"#);
+    })
+    .await;
+
+    // A client listens on the subscriber's event stream.
+    let stream = client()
+        .get(server.url("/_/sub/events"))
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(stream.status(), 200);
+    assert!(
+        stream.headers()["content-type"]
+            .to_str()
+            .expect("ct")
+            .starts_with("text/event-stream")
+    );
+    let mut body = stream.bytes_stream();
+
+    assert_eq!(get(&server.url("/echo/x")).await.status(), 200);
+
+    let mut seen = String::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(chunk) = body.next().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk.expect("chunk")));
+            if seen.contains("event: kit.hit") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no event streamed; got {seen:?}");
+    assert!(seen.contains("\"source\":\"publisher\""), "{seen}");
+    drop(body);
+
+    // on_event ran for the published topic and for the lifecycle event.
+    let mut counts = (Value::Null, Value::Null);
+    for _ in 0..100 {
+        let hit = get(&server.url("/_/sub/state/event:kit.hit")).await;
+        let spawn = get(&server.url("/_/sub/state/event:worker_spawn")).await;
+        if hit.status() == 200 && spawn.status() == 200 {
+            counts = (
+                hit.json::<Value>().await.expect("json")["value"].clone(),
+                spawn.json::<Value>().await.expect("json")["value"].clone(),
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Every request through the chain publishes (the stream's own included).
+    assert!(counts.0.as_u64().unwrap_or(0) >= 1, "{counts:?}");
+    assert_eq!(counts.1, Value::from(1), "one app instance was spawned");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_plugin_may_not_stream_or_publish_outside_its_grant() {
+    let server = TestServer::start_plugins(|root| {
+        kit(root, "narrow", r#""base": "narrow", "capabilities": { "events": { "publish": ["narrow.*"], "subscribe": ["narrow.*"] } }"#);
+        config(root, r#"{ plugins: [["narrow", { stream: "other.*" }]] }"#);
+    })
+    .await;
+    let res = get(&server.url("/_/narrow/events")).await;
+    assert_eq!(res.status(), 403);
+    let body: Value = res.json().await.expect("json");
+    assert!(
+        body["message"]
+            .as_str()
+            .expect("m")
+            .contains("\"subscribe\": [\"other.*\"]"),
+        "{body}"
+    );
+    let res = get(&server.url("/_/narrow/publish?topic=elsewhere.x")).await;
+    assert_eq!(res.status(), 403);
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["code"], "capability_denied");
+    assert_eq!(
+        get(&server.url("/_/narrow/publish?topic=narrow.ok"))
+            .await
+            .status(),
+        204
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn outbound_http_is_bounded_by_url_patterns_and_private_networks() {
+    let server = TestServer::start_plugins(|root| {
+        kit(root, "explicit", r#""base": "explicit", "capabilities": { "http": ["http://127.0.0.1:*"] }"#);
+        kit(root, "wildcard", r#""base": "wildcard", "capabilities": { "http": ["*"] }"#);
+        kit(root, "private", r#""base": "private", "capabilities": { "http": { "allow": ["http://*:*"], "privateNetworks": true } }"#);
+        kit(root, "none", r#""base": "none""#);
+    })
+    .await;
+    let target = server.url("/_/api/health/live");
+    let fetch = |base: &str| server.url(&format!("/_/{base}/http?url={target}"));
+    let ok = get(&fetch("explicit")).await;
+    assert_eq!(ok.status(), 200);
+    assert!(ok.text().await.expect("text").contains("ok"));
+    assert_eq!(get(&fetch("private")).await.status(), 200);
+
+    let wildcard = get(&fetch("wildcard")).await;
+    assert_eq!(wildcard.status(), 502);
+    let body: Value = wildcard.json().await.expect("json");
+    assert!(
+        body["message"]
+            .as_str()
+            .expect("m")
+            .contains("private address"),
+        "{body}"
+    );
+
+    let none = get(&fetch("none")).await;
+    assert_eq!(none.status(), 502);
+    let body: Value = none.json().await.expect("json");
+    assert!(
+        body["message"]
+            .as_str()
+            .expect("m")
+            .contains("is not allowed"),
+        "{body}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_pool_capability_reads_pool_stats() {
+    let server = TestServer::start_plugins(|root| {
+        echo(root);
+        kit(
+            root,
+            "ops",
+            r#""base": "ops", "capabilities": { "pool": true }"#,
+        );
+        kit(root, "nosy", r#""base": "nosy""#);
+    })
+    .await;
+    assert_eq!(get(&server.url("/echo/x")).await.status(), 200);
+    let stats: Value = get(&server.url("/_/ops/pool"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(stats["capacity"], 16);
+    assert!(stats["workers"].to_string().contains("echo"), "{stats}");
+    let refused = get(&server.url("/_/nosy/pool")).await;
+    assert_eq!(refused.status(), 403);
+    let body: Value = refused.json().await.expect("json");
+    assert!(
+        body["message"]
+            .as_str()
+            .expect("m")
+            .contains("\"pool\": true"),
+        "{body}"
+    );
+    let _ = plugins(&server).await;
+    server.stop().await;
+}

@@ -1,0 +1,208 @@
+//! The hook chain: headers, short-circuits, rewrites, identity stripping,
+//! plugin routes and UI, plugins in C and AssemblyScript.
+
+use buntime_fixtures as fx;
+use serde_json::Value;
+
+use super::{config, echo, install_plugin, kit, loaded, plugins};
+use crate::server::{TestServer, client, get};
+
+#[tokio::test]
+async fn plugins_add_headers_on_request_and_response() {
+    let server = TestServer::start_plugins(|root| {
+        echo(root);
+        kit(root, "kit", "");
+        config(
+            root,
+            r#"{ plugins: [["kit", { requestHeader: "x-from-plugin=yes", responseHeader: "x-kit=done" }]] }"#,
+        );
+    })
+    .await;
+    let res = get(&server.url("/echo/hi")).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-kit"], "done");
+    let body: Value = res.json().await.expect("json");
+    let headers = body["headers"].as_array().expect("headers");
+    assert!(
+        headers
+            .iter()
+            .any(|h| h[0] == "x-from-plugin" && h[1] == "yes"),
+        "the app saw {headers:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_plugin_short_circuits_and_only_earlier_plugins_see_the_response() {
+    let server = TestServer::start_plugins(|root| {
+        echo(root);
+        kit(root, "outer", "");
+        kit(root, "guard", "");
+        config(
+            root,
+            r#"{ plugins: [
+                ["outer", { responseHeader: "x-outer=1" }],
+                ["guard", { denyPrefix: "/echo/secret", responseHeader: "x-guard=1" }],
+            ] }"#,
+        );
+    })
+    .await;
+    let res = get(&server.url("/echo/secret/x")).await;
+    assert_eq!(res.status(), 403);
+    assert_eq!(res.headers()["x-outer"], "1");
+    assert!(res.headers().get("x-guard").is_none());
+    assert!(
+        res.headers().get("x-buntime-app").is_none(),
+        "the app must not run"
+    );
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["error"], "denied by kit");
+
+    let ok = get(&server.url("/echo/open")).await;
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.headers()["x-guard"], "1");
+    assert_eq!(ok.headers()["x-outer"], "1");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_plugin_rewrites_the_path_to_another_app() {
+    let server = TestServer::start_plugins(|root| {
+        echo(root);
+        kit(root, "router", "");
+        config(
+            root,
+            r#"{ plugins: [["router", { rewrite: "/old=/echo" }]] }"#,
+        );
+    })
+    .await;
+    let res = get(&server.url("/old/page?q=1")).await;
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()["x-buntime-app"]
+            .to_str()
+            .expect("text")
+            .starts_with("echo")
+    );
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["path"], "/page");
+    assert_eq!(body["query"], "q=1");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn identity_headers_from_clients_are_stripped() {
+    let server = TestServer::start_plugins(|root| {
+        echo(root);
+        kit(root, "kit", "");
+    })
+    .await;
+    let res = client()
+        .get(server.url("/echo/me"))
+        .header("x-identity", "{\"sub\":\"admin\"}")
+        .header("x-user-id", "1")
+        .header("x-identity-roles", "admin")
+        .header("x-kept", "yes")
+        .send()
+        .await
+        .expect("send");
+    let body: Value = res.json().await.expect("json");
+    let names: Vec<&str> = body["headers"]
+        .as_array()
+        .expect("headers")
+        .iter()
+        .filter_map(|h| h[0].as_str())
+        .collect();
+    assert!(names.contains(&"x-kept"));
+    for stripped in ["x-identity", "x-user-id", "x-identity-roles"] {
+        assert!(
+            !names.contains(&stripped),
+            "{stripped} reached the app: {names:?}"
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn plugin_routes_and_ui_are_served_under_the_base() {
+    let server = TestServer::start_plugins(|root| {
+        kit(root, "kit", r#""base": "kit""#);
+        let ui = root.join("plugins/kit/ui");
+        std::fs::create_dir_all(&ui).expect("mkdir");
+        std::fs::write(ui.join("index.html"), "<html><body>kit ui</body></html>").expect("ui");
+        config(root, r#"{ plugins: [["kit", { name: "the kit" }]] }"#);
+    })
+    .await;
+    let res = get(&server.url("/_/kit/hello")).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.text().await.expect("text"), "hello from the kit");
+    // `handle` answers 404 for `/`, so the UI is served.
+    let ui = get(&server.url("/_/kit/")).await;
+    assert_eq!(ui.status(), 200);
+    assert!(ui.text().await.expect("text").contains("kit ui"));
+    let missing = get(&server.url("/_/nothing/here")).await;
+    assert_eq!(missing.status(), 404);
+    let body: Value = missing.json().await.expect("json");
+    assert!(
+        body["message"]
+            .as_str()
+            .expect("message")
+            .contains("/_/kit"),
+        "{body}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn hooks_a_plugin_does_not_export_are_never_called() {
+    let server = TestServer::start_plugins(|root| {
+        echo(root);
+        install_plugin(
+            root,
+            "routes-only",
+            r#"{ "name": "routes-only", "version": "1.0.0", "base": "ro" }"#,
+            fx::APP_HELLO,
+        );
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(get(&server.url("/echo/x")).await.status(), 200);
+    }
+    let list = plugins(&server).await;
+    let p = loaded(&list, "routes-only");
+    assert_eq!(p["hooks"], serde_json::json!(["handle"]));
+    assert_eq!(p["stats"]["calls"], 0, "{p:#}");
+    assert_eq!(get(&server.url("/_/ro/")).await.status(), 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn plugins_in_c_and_assemblyscript_pass_the_header_test() {
+    for (lang, wasm) in [
+        ("c", fx::C_PLUGIN_HEADERS),
+        ("assemblyscript", fx::AS_PLUGIN_HEADERS),
+    ] {
+        let server = TestServer::start_plugins(|root| {
+            echo(root);
+            install_plugin(
+                root,
+                "foreign",
+                r#"{ "name": "foreign", "version": "1.0.0" }"#,
+                wasm,
+            );
+        })
+        .await;
+        let res = get(&server.url("/echo/x")).await;
+        assert_eq!(res.status(), 200, "{lang}");
+        assert_eq!(res.headers()["x-plugin-lang-response"], lang);
+        let body: Value = res.json().await.expect("json");
+        let headers = body["headers"].as_array().expect("headers");
+        assert!(
+            headers
+                .iter()
+                .any(|h| h[0] == "x-plugin-lang" && h[1] == lang),
+            "{lang}: the app saw {headers:?}"
+        );
+        server.stop().await;
+    }
+}

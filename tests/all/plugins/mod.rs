@@ -1,0 +1,68 @@
+//! Plugins end to end: fixture plugins on disk, `buntime.jsonc`, the real
+//! server on loopback.
+
+mod capabilities;
+mod chain;
+mod failures;
+mod loading;
+mod reload;
+
+use std::path::Path;
+
+use buntime_fixtures as fx;
+use serde_json::Value;
+
+use crate::server::{TestServer, get, install_echo};
+
+/// Installs a plugin dir `plugins/<dir>` with `manifest` and the module at `wasm`.
+pub(crate) fn install_plugin(root: &Path, dir: &str, manifest: &str, wasm: &str) {
+    let d = root.join("plugins").join(dir);
+    std::fs::create_dir_all(&d).expect("mkdir");
+    std::fs::write(d.join("manifest.jsonc"), manifest).expect("manifest");
+    std::fs::copy(wasm, d.join("plugin.wasm")).expect("wasm");
+}
+
+/// Installs the configurable kit plugin as `name` with extra manifest fields.
+pub(crate) fn kit(root: &Path, name: &str, extra: &str) {
+    install_plugin(
+        root,
+        name,
+        &format!(r#"{{ "name": "{name}", "version": "1.0.0", {extra} }}"#),
+        fx::PLUGIN_KIT,
+    );
+}
+
+/// Writes `buntime.jsonc`.
+pub(crate) fn config(root: &Path, text: &str) {
+    std::fs::write(root.join("buntime.jsonc"), text).expect("buntime.jsonc");
+}
+
+/// The echo app at `/echo`.
+pub(crate) fn echo(root: &Path) {
+    install_echo(&root.join("apps"), "echo", Some(r#"{ "ttl": "1m" }"#));
+}
+
+/// `GET /_/api/plugins`.
+pub(crate) async fn plugins(server: &TestServer) -> Value {
+    get(&server.url("/_/api/plugins"))
+        .await
+        .json()
+        .await
+        .expect("json")
+}
+
+/// The `notLoaded` entry for `name`.
+pub(crate) fn not_loaded<'a>(list: &'a Value, name: &str) -> &'a Value {
+    list["notLoaded"]
+        .as_array()
+        .and_then(|a| a.iter().find(|p| p["name"] == name))
+        .unwrap_or_else(|| panic!("`{name}` is not in notLoaded: {list:#}"))
+}
+
+/// The loaded entry for `name`.
+pub(crate) fn loaded<'a>(list: &'a Value, name: &str) -> &'a Value {
+    list["plugins"]
+        .as_array()
+        .and_then(|a| a.iter().find(|p| p["name"] == name))
+        .unwrap_or_else(|| panic!("`{name}` is not loaded: {list:#}"))
+}
