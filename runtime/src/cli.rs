@@ -34,6 +34,21 @@ enum Command {
     Check,
     /// Call one export of an Extism-ABI module (any Extism PDK) and print its output.
     Call(CallArgs),
+    /// Work with plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Create a Rust plugin crate that builds and loads as is.
+    New {
+        /// The plugin's name: `name` or `@scope/name`.
+        name: String,
+        /// Where to create the crate dir.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -91,6 +106,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve => serve().await,
         Command::Check => check().await,
         Command::Call(args) => call(args).await,
+        Command::Plugin(PluginCommand::New { name, dir }) => {
+            let created = crate::scaffold::new_plugin(&name, &dir)?;
+            println!("created {}", created.display());
+            println!(
+                "build it:  cd {} && cargo build --release --target wasm32-unknown-unknown",
+                created.display()
+            );
+            println!(
+                "then copy the .wasm as plugin.wasm, with manifest.jsonc, into a plugin dir (see README.md there)"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -222,6 +249,7 @@ async fn check() -> anyhow::Result<ExitCode> {
             }
         }
     }
+    errors += check_plugins(&env, engine).await;
     if errors > 0 {
         println!("{errors} error(s)");
         return Ok(ExitCode::FAILURE);
@@ -231,6 +259,56 @@ async fn check() -> anyhow::Result<ExitCode> {
 }
 
 /// Resolves on SIGINT or SIGTERM.
+/// Loads the plugin chain as `serve` would, prints it; returns the error count.
+async fn check_plugins(env: &crate::config::RuntimeEnv, engine: Engine) -> usize {
+    let sources = crate::plugins::PluginSources {
+        dirs: env.plugin_dirs.clone(),
+        embedded: crate::plugins::embedded(),
+        config_file: Some((env.config_file.clone(), env.config_file_explicit)),
+    };
+    let host = crate::plugins::PluginHost::new(
+        engine,
+        crate::capabilities::HostServices::new(None, None),
+        sources,
+    );
+    let chain = match host.start().await {
+        Ok(c) => c,
+        Err(e) => {
+            println!("error: {e}");
+            return 1;
+        }
+    };
+    for p in &chain.plugins {
+        println!(
+            "plugin {:<26} {}  base {}  hooks [{}]  grants [{}]  {}",
+            p.manifest.name,
+            p.manifest.version,
+            p.manifest
+                .base
+                .as_deref()
+                .map_or("-".to_owned(), |b| format!("/_/{b}")),
+            p.hooks.names().join(", "),
+            p.grants.names().collect::<Vec<_>>().join(", "),
+            p.source
+        );
+    }
+    let mut errors = 0;
+    for n in &chain.not_loaded {
+        if n.state == "disabled" {
+            println!("plugin {:<26} disabled: {}", n.name, n.reason);
+        } else {
+            println!("error: plugin `{}` {}: {}", n.name, n.state, n.reason);
+            errors += 1;
+        }
+    }
+    for p in &chain.problems {
+        println!("error: {}", p.message);
+        errors += 1;
+    }
+    host.shutdown().await;
+    errors
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;

@@ -34,5 +34,6 @@ pub mod config;
 pub mod plugins;
 pub mod pool;
 pub mod routing;
+pub mod scaffold;
 pub mod server;
 pub mod wasm;

@@ -145,11 +145,14 @@ fn to_json(value: impl Serialize) -> Result<Option<Vec<u8>>, HostError> {
         .map_err(|e| HostError::new("internal", e.to_string()))
 }
 
+/// One state operation: the store, the caller's namespace, the JSON argument.
+type StateOp = fn(&StateStore, &str, &[u8]) -> Result<Option<Vec<u8>>, HostError>;
+
 /// A `state_*` host function: reads its JSON argument and the caller's
 /// namespace, runs `op` synchronously (no I/O, a short critical section).
 fn function(
     name: &'static str,
-    op: fn(&StateStore, &str, &[u8]) -> Result<Option<Vec<u8>>, HostError>,
+    op: StateOp,
 ) -> HostFunction {
     HostFunction::new(
         name,
