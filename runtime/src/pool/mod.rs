@@ -18,7 +18,7 @@ use lru::LruCache;
 
 pub use app_pool::{AppPool, AppStats, PoolError};
 
-use crate::capabilities::EventBus;
+use crate::capabilities::{Capability, EventBus, GrantContext, Grants};
 use crate::config::WorkerConfig;
 use crate::routing::AppVersion;
 use crate::wasm::{Engine, GuestOptions};
@@ -43,6 +43,9 @@ pub enum LoadAppError {
     /// The module could not be loaded.
     #[error(transparent)]
     Module(#[from] crate::wasm::LoadError),
+    /// The app's `capabilities` are invalid.
+    #[error("`{0}`: worker.jsonc `capabilities`: {1}")]
+    Grants(String, crate::capabilities::GrantError),
     /// The compile task failed.
     #[error("compiling `{0}` was interrupted")]
     Interrupted(String),
@@ -96,6 +99,23 @@ impl Pools {
         for (k, v) in &config.env {
             options = options.config(k.clone(), v.clone());
         }
+        // Apps may always log; outbound HTTP they declare in worker.jsonc.
+        // (The other capabilities belong to plugins, which have an identity
+        // for state, events and services.)
+        if let Some(other) = config.capabilities.keys().find(|k| *k != "http" && *k != "log") {
+            return Err(LoadAppError::Grants(
+                key.clone(),
+                crate::capabilities::GrantError::Invalid {
+                    capability: other.clone(),
+                    reason: "apps may declare `http` and `log`; the others are for plugins".into(),
+                },
+            ));
+        }
+        let declared = serde_json::Value::Object(config.capabilities.clone().into_iter().collect());
+        let grants = Grants::parse(&declared, &GrantContext::default())
+            .map_err(|e| LoadAppError::Grants(key.clone(), e))?
+            .with(Capability::LOG);
+        options = options.grants(grants);
         let module = tokio::task::spawn_blocking(move || engine.load_file(&file, options))
             .await
             .map_err(|_| LoadAppError::Interrupted(key.clone()))??;

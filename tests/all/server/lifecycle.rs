@@ -167,3 +167,52 @@ async fn slow_clients_and_header_floods_are_cut_off() {
     assert_eq!(get(&server.url("/_/api/health")).await.status(), 200);
     server.stop().await;
 }
+
+/// A loopback listener that records the paths it is asked for.
+async fn notify_listener() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::sync::{Arc, Mutex};
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let record = seen.clone();
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let record = record.clone();
+        async move {
+            record.lock().expect("lock").push(uri.path().to_owned());
+            "ok"
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, seen)
+}
+
+#[tokio::test]
+async fn idle_instances_get_on_idle_then_on_terminate_and_recycled_ones_on_terminate() {
+    let (notify, seen) = notify_listener().await;
+    let worker = format!(
+        r#"{{ ttl: "1m", timeout: "1s", idleTimeout: "1s", maxRequests: 2,
+             env: {{ NOTIFY_URL: "{notify}" }},
+             capabilities: {{ http: ["http://127.0.0.1:*"] }} }}"#
+    );
+    let server = TestServer::start(|root| {
+        install_echo(root, "echo", Some(&worker));
+    })
+    .await;
+    // Two requests on one instance: the second reaches maxRequests, so the
+    // instance is retired with on_terminate (no on_idle).
+    for _ in 0..2 {
+        assert_eq!(get(&server.url("/echo/count")).await.status(), 200);
+    }
+    // A third creates a fresh instance that then goes idle: on_idle, then on_terminate.
+    assert_eq!(get(&server.url("/echo/count")).await.text().await.expect("text"), "1");
+    let mut calls = Vec::new();
+    for _ in 0..100 {
+        calls = seen.lock().expect("lock").clone();
+        if calls.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(calls, ["/terminate", "/idle", "/terminate"]);
+    server.stop().await;
+}
