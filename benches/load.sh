@@ -84,6 +84,7 @@ p0_rps=$(echo "$p0" | cut -d' ' -f1)
 l0_p50=$(echo "$l0" | cut -d' ' -f2)
 echo
 printf '%-22s %12s %10s %10s %10s %14s\n' plugins "req/s" "p50 ms" "p99 ms" "vs 0" "c=1 p50 +µs"
+echo "c=1: 0 plugins: $l0 / 1: $l1 / 5: $l5"
 for row in "0-plugins $p0 $l0" "1-noop-plugin $p1 $l1" "5-noop-plugins $p5 $l5"; do
     set -- $row
     ratio=$(awk -v a="$2" -v b="$p0_rps" 'BEGIN { printf "%.0f%%", 100 * a / b }')

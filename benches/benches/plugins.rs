@@ -1,0 +1,98 @@
+//! The cost of the plugin chain: one request through the server's router
+//! (in process, no sockets, so the figures are the request path itself) to
+//! the warm hello app, through 0, 1 and 5 no-op plugins — all in one run.
+//!
+//! A no-op plugin exports `on_request` (continue) and `on_response` (no
+//! changes): the difference between `1_noop` and `0_plugins` is what one
+//! plugin adds to a request; `5_noop` against `0_plugins` is the throughput a
+//! five-plugin chain costs. `benches/README.md` lists the latest figures.
+
+use std::path::Path;
+
+use axum::body::Body;
+use axum::http::Request;
+use buntime::plugins::PluginSources;
+use buntime::server::{AppState, host_functions, router};
+use buntime::wasm::{Engine, EngineConfig};
+use buntime_fixtures as fx;
+use criterion::{Criterion, criterion_group, criterion_main};
+use tower::ServiceExt;
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(path, text).expect("write");
+}
+
+/// A server state over one warm hello app and `plugins` no-op plugins.
+fn state(rt: &tokio::runtime::Runtime, root: &Path, plugins: usize) -> AppState {
+    let apps = root.join("apps");
+    write(&apps.join("hello/1.0.0/worker.jsonc"), r#"{ ttl: "10m", maxRequests: 0 }"#);
+    std::fs::copy(fx::APP_HELLO, apps.join("hello/1.0.0/app.wasm")).expect("copy app");
+    let mut names = Vec::new();
+    for i in 0..plugins {
+        let dir = root.join(format!("plugins/noop{i}"));
+        write(&dir.join("manifest.jsonc"), &format!(r#"{{ "name": "noop{i}", "version": "1.0.0" }}"#));
+        std::fs::copy(fx::PLUGIN_NOOP, dir.join("plugin.wasm")).expect("copy plugin");
+        names.push(format!("\"noop{i}\""));
+    }
+    write(&root.join("buntime.jsonc"), &format!("{{ plugins: [{}] }}", names.join(", ")));
+    let engine = Engine::new(EngineConfig {
+        host_functions: host_functions(),
+        ..EngineConfig::default()
+    })
+    .expect("engine");
+    let sources = PluginSources {
+        dirs: vec![root.join("plugins")],
+        embedded: Vec::new(),
+        config_file: Some((root.join("buntime.jsonc"), true)),
+    };
+    rt.block_on(AppState::build(engine, vec![apps], 16, sources))
+        .expect("state")
+}
+
+fn chain(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut group = c.benchmark_group("plugin_chain");
+    for (label, n) in [("0_plugins", 0), ("1_noop", 1), ("5_noop", 5)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = state(&rt, dir.path(), n);
+        let app = router(state.clone());
+        let request = || {
+            Request::get("/hello/")
+                .header("host", "localhost")
+                .header("user-agent", "bench")
+                .body(Body::empty())
+                .expect("request")
+        };
+        let status = rt.block_on(app.clone().oneshot(request())).expect("call").status();
+        assert_eq!(status, 200, "{label}: the hello app must answer");
+        group.bench_function(label, |b| {
+            b.iter(|| rt.block_on(app.clone().oneshot(request())).expect("call"))
+        });
+        if n == 1 {
+            // The hook alone, without the HTTP plumbing around it.
+            let plugin = state.plugins.current().plugins[0].clone();
+            let head = bytes::Bytes::from_static(
+                br#"{"method":"GET","path":"/hello/","headers":[["host","localhost"],["user-agent","bench"]]}"#,
+            );
+            group.bench_function("on_request_hook_only", |b| {
+                b.iter(|| {
+                    rt.block_on(plugin.call("on_request", head.clone(), Default::default()))
+                        .0
+                        .expect("hook")
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(3));
+    targets = chain
+}
+criterion_main!(benches);
