@@ -62,10 +62,7 @@ impl Request {
 
     /// The request body, copied into the guest now.
     pub fn body(&self) -> Vec<u8> {
-        match imports::request_body() {
-            0 => Vec::new(),
-            h => Memory::find(h).map(|m| m.to_vec()).unwrap_or_default(),
-        }
+        request_body_bytes()
     }
 
     /// The request body as UTF-8 text.
@@ -165,6 +162,14 @@ pub fn run_handler(handler: fn(Request) -> Result<Response, Error>) -> i32 {
             set_error(&format!("{e:#}"));
             1
         }
+    }
+}
+
+/// The current call's request body, copied into the guest.
+pub fn request_body_bytes() -> Vec<u8> {
+    match imports::request_body() {
+        0 => Vec::new(),
+        h => Memory::find(h).map(|m| m.to_vec()).unwrap_or_default(),
     }
 }
 

@@ -231,6 +231,12 @@ pub mod pool {
     }
 }
 
+/// The request body in `on_request` (only when the manifest sets
+/// `requestBody`; empty otherwise) or in `handle`.
+pub fn request_body() -> Vec<u8> {
+    crate::guest::request_body_bytes()
+}
+
 /// The plugin's config value `key` (from its manifest defaults and
 /// `buntime.jsonc`), as text; JSON for non-string values.
 pub fn config(key: &str) -> Option<String> {

@@ -91,9 +91,18 @@ impl HttpGrant {
             .find(|p| p.matches(url.scheme(), host, port))
     }
 
-    /// Whether the request to `url`, allowed by `pattern`, may reach private addresses.
-    pub fn allows_private(&self, pattern: &UrlPattern) -> bool {
-        self.private_networks || pattern.names_private_host()
+    /// Whether the request to `url` may reach private addresses: the grant
+    /// says so, or some pattern that matches `url` names the host literally.
+    pub fn allows_private(&self, url: &url::Url) -> bool {
+        if self.private_networks {
+            return true;
+        }
+        let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+            return false;
+        };
+        self.patterns
+            .iter()
+            .any(|p| p.matches(url.scheme(), host, port) && p.names_private_host())
     }
 }
 
@@ -177,7 +186,9 @@ impl UrlPattern {
             (Some("*"), _) => Ports::Any,
             (Some(p), _) => Ports::Exact(
                 p.parse()
-                    .map_err(|_| invalid("the port must be a number from 1 to 65535 or `*`"))?,
+                    .ok()
+                    .filter(|&n: &u16| n > 0)
+                    .ok_or_else(|| invalid("the port must be a number from 1 to 65535 or `*`"))?,
             ),
             (None, Some("https")) => Ports::DefaultOf("https"),
             (None, Some(_)) => Ports::DefaultOf("http"),
@@ -347,6 +358,19 @@ mod tests {
         ] {
             assert!(UrlPattern::parse(bad).is_err(), "{bad:?} should be refused");
         }
+    }
+
+    #[test]
+    fn any_matching_pattern_may_name_a_private_host() {
+        let grant = HttpGrant {
+            patterns: vec![
+                UrlPattern::parse("*").unwrap(),
+                UrlPattern::parse("http://127.0.0.1:8080").unwrap(),
+            ],
+            private_networks: false,
+        };
+        assert!(grant.allows_private(&url::Url::parse("http://127.0.0.1:8080/x").unwrap()));
+        assert!(!grant.allows_private(&url::Url::parse("http://127.0.0.1:9090/x").unwrap()));
     }
 
     #[test]

@@ -283,6 +283,9 @@ pub fn narrow(declared: &Value, operator: &Value) -> Result<Value, GrantError> {
     let mut out = declared.clone();
     for (name, op) in operator {
         let Some(decl) = declared.get(name) else {
+            if op == &Value::Bool(false) {
+                continue; // revoking what was never granted
+            }
             return Err(GrantError::NotDeclared {
                 capability: name.clone(),
                 entry: op.to_string(),

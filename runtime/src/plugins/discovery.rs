@@ -150,8 +150,10 @@ pub fn discover(dirs: &[PathBuf], embedded: &[EmbeddedPlugin]) -> (Vec<Candidate
                     tracing::info!(plugin = %candidate.manifest.name, dir = %plugin_dir.display(), "a plugin dir overrides the embedded plugin");
                     found[i] = candidate;
                 }
+                // Not attributed to the plugin: its first copy loads, so a
+                // required plugin must not fail because of a shadowed one.
                 Some(i) => problems.push(Problem {
-                    plugin: Some(candidate.manifest.name.clone()),
+                    plugin: None,
                     message: format!(
                         "{}: `{}` is shadowed by {} (the first plugin dir wins)",
                         file.display(),

@@ -77,6 +77,14 @@ pub enum PluginError {
         /// Why.
         reason: String,
     },
+    /// A plugin being reloaded on its own failed to load (the old one stays).
+    #[error("plugin `{plugin}` failed to reload (the running version stays): {reason}")]
+    LoadFailed {
+        /// The plugin.
+        plugin: String,
+        /// Why.
+        reason: String,
+    },
     /// No such plugin.
     #[error("no plugin called `{0}` is loaded or installed")]
     Unknown(String),
@@ -198,9 +206,6 @@ impl PluginHost {
             problems: current.problems.clone(),
         });
         self.install(chain.clone());
-        self.services
-            .events
-            .publish_host(PLUGIN_LOADED, serde_json::json!({ "plugin": name }));
         tokio::spawn(retire(old));
         Ok(chain)
     }
@@ -362,6 +367,20 @@ impl PluginHost {
                 }
             }
             None => {
+                for name in &file.required {
+                    if !candidates.iter().any(|c| &c.manifest.name == name) {
+                        fail(
+                            &mut chain,
+                            name,
+                            "failed",
+                            format!(
+                                "required in {} but not installed (searched the embedded plugins and {:?})",
+                                Self::runtime_file_label(&file),
+                                self.sources.dirs
+                            ),
+                        )?;
+                    }
+                }
                 for c in &candidates {
                     if !c.manifest.enabled || disabled.contains(&c.manifest.name) {
                         chain.not_loaded.push(NotLoaded {

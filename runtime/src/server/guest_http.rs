@@ -16,6 +16,23 @@ pub(crate) fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Serializes headers as `[[name, value], ...]` straight from the map,
+/// without building owned pairs first (the chain's hot path).
+pub(crate) struct HeaderPairs<'a>(pub(crate) &'a HeaderMap);
+
+impl serde::Serialize for HeaderPairs<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(None)?;
+        for (k, v) in self.0 {
+            if let Ok(v) = v.to_str() {
+                seq.serialize_element(&(k.as_str(), v))?;
+            }
+        }
+        seq.end()
+    }
+}
+
 /// Builds a response from a guest's head and (binary) body; the error says
 /// what is wrong with the head.
 pub(crate) fn response_from_head(

@@ -11,6 +11,11 @@
 //! plugin that answers early is wrapped by exactly the plugins before it. A
 //! failing plugin follows its `onError`: `closed` answers 502 (503 on a
 //! timeout) naming the plugin; `open` skips it. Both are logged and counted.
+//!
+//! The heads are serialized straight from axum's types ([`HeadView`],
+//! [`ResponseHeadView`], the same JSON as `buntime_pdk::RequestHead` and
+//! `ResponseView`) and only again after a plugin changed something, so a
+//! chain of pass-through plugins costs one serialization each way.
 
 use std::sync::atomic::Ordering;
 
@@ -18,14 +23,13 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use buntime_pdk::RequestHead;
-use buntime_pdk::hooks::{RequestChanges, RequestDecision, ResponseChanges, ResponseView};
+use buntime_pdk::hooks::{RequestChanges, RequestDecision, ResponseChanges};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 
 use super::AppState;
 use super::error::{ApiError, RequestId};
-use super::guest_http::{header_pairs, response_from_head};
+use super::guest_http::{HeaderPairs, response_from_head};
 use crate::plugins::{Chain, HookError, HookFailure, Plugin};
 use crate::wasm::abi::{RequestBody, ResponseBody};
 
@@ -88,6 +92,8 @@ type Early = (String, Response);
 /// either the (changed) request or an early response with the request's path.
 async fn on_request(chain: &Chain, mut req: Request) -> (usize, Result<Request, Early>) {
     let mut buffered: Option<Bytes> = None;
+    // The head as JSON, rebuilt only when a plugin changed the request.
+    let mut input: Option<Bytes> = None;
     for (i, plugin) in chain.plugins.iter().enumerate() {
         if !plugin.hooks.on_request {
             continue;
@@ -137,23 +143,29 @@ async fn on_request(chain: &Chain, mut req: Request) -> (usize, Result<Request, 
                 ext.insert(RequestBody(b.clone()));
             }
         }
-        let head = RequestHead {
-            method: req.method().as_str().to_owned(),
-            path: path.clone(),
-            query: req.uri().query().map(str::to_owned),
-            headers: header_pairs(req.headers()),
-            base: String::new(),
-            request_id: request_id(&req),
-            body_length: buffered.as_ref().map(|b| b.len() as u64),
-        };
-        let input = Bytes::from(serde_json::to_vec(&head).unwrap_or_default());
-        let (result, mut ext) = plugin.call("on_request", input, ext).await;
+        let head = input
+            .get_or_insert_with(|| {
+                let head = HeadView {
+                    method: req.method().as_str(),
+                    path: &path,
+                    query: req.uri().query(),
+                    headers: HeaderPairs(req.headers()),
+                    request_id: request_id(&req),
+                    body_length: buffered.as_ref().map(|b| b.len() as u64),
+                };
+                Bytes::from(serde_json::to_vec(&head).unwrap_or_default())
+            })
+            .clone();
+        let (result, mut ext) = plugin.call("on_request", head, ext).await;
         let decision = result.and_then(|out| {
             serde_json::from_slice::<RequestDecision>(&out)
                 .map_err(|e| plugin.malformed("on_request", e))
         });
         match decision {
             Ok(RequestDecision::Continue(changes)) => {
+                if changes != RequestChanges::default() {
+                    input = None;
+                }
                 if let Err(detail) = apply_request_changes(&mut req, changes) {
                     let e = plugin.malformed("on_request", detail);
                     if let Some(res) = failure_response(plugin, &e) {
@@ -181,18 +193,23 @@ async fn on_request(chain: &Chain, mut req: Request) -> (usize, Result<Request, 
 
 /// Runs `on_response` in reverse order over the first `entered` plugins.
 async fn on_response(chain: &Chain, entered: usize, mut res: Response, path: &str) -> Response {
+    let mut input: Option<Bytes> = None;
     for plugin in chain.plugins[..entered].iter().rev() {
         if !plugin.hooks.on_response {
             continue;
         }
-        let view = ResponseView {
-            status: res.status().as_u16(),
-            headers: header_pairs(res.headers()),
-            path: path.to_owned(),
-        };
-        let input = Bytes::from(serde_json::to_vec(&view).unwrap_or_default());
+        let view = input
+            .get_or_insert_with(|| {
+                let view = ResponseHeadView {
+                    status: res.status().as_u16(),
+                    headers: HeaderPairs(res.headers()),
+                    path,
+                };
+                Bytes::from(serde_json::to_vec(&view).unwrap_or_default())
+            })
+            .clone();
         let result = plugin
-            .call("on_response", input, http::Extensions::new())
+            .call("on_response", view, http::Extensions::new())
             .await
             .0
             .and_then(|out| {
@@ -210,6 +227,7 @@ async fn on_response(chain: &Chain, entered: usize, mut res: Response, path: &st
             && let Some(failed) = failure_response(plugin, &e)
         {
             res = failed;
+            input = None;
         }
     }
     res
@@ -293,9 +311,30 @@ fn bad_gateway(e: &HookError) -> Response {
     ApiError::new(StatusCode::BAD_GATEWAY, "PLUGIN_FAILED", e.to_string()).into_response()
 }
 
-fn request_id(req: &Request) -> String {
+fn request_id(req: &Request) -> &str {
     req.extensions()
         .get::<RequestId>()
-        .map(|r| r.0.clone())
-        .unwrap_or_default()
+        .map_or("", |r| r.0.as_str())
+}
+
+/// [`RequestHead`] as `on_request` receives it, serialized without copies.
+#[derive(serde::Serialize)]
+struct HeadView<'a> {
+    method: &'a str,
+    path: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    query: Option<&'a str>,
+    headers: HeaderPairs<'a>,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    request_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body_length: Option<u64>,
+}
+
+/// [`ResponseView`] as `on_response` receives it, serialized without copies.
+#[derive(serde::Serialize)]
+struct ResponseHeadView<'a> {
+    status: u16,
+    headers: HeaderPairs<'a>,
+    path: &'a str,
 }

@@ -68,7 +68,7 @@ fn respond(result: Result<std::sync::Arc<Chain>, PluginError>) -> Response {
                     (StatusCode::CONFLICT, "PLUGIN_HAS_DEPENDENTS")
                 }
                 PluginError::Config(_) => (StatusCode::UNPROCESSABLE_ENTITY, "CONFIG_INVALID"),
-                PluginError::Required { .. } => {
+                PluginError::Required { .. } | PluginError::LoadFailed { .. } => {
                     (StatusCode::UNPROCESSABLE_ENTITY, "PLUGIN_LOAD_FAILED")
                 }
             };

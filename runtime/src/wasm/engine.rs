@@ -166,11 +166,15 @@ impl Engine {
             .cache_dir
             .as_ref()
             .map(|dir| ModuleCache::new(dir.clone(), &engine));
+        // No proxies from the environment: a proxy would resolve names
+        // itself and undo the private-address check.
         let http = reqwest::Client::builder()
+            .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| LoadError::Engine(e.into()))?;
         let http_public = reqwest::Client::builder()
+            .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .dns_resolver(Arc::new(
                 crate::capabilities::http_resolve::PublicOnlyResolver,

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use wasmtime::{Instance, Store, Trap, UpdateDeadline, Val};
+use wasmtime::{Instance, Store, Trap, TypedFunc, UpdateDeadline};
 
 use super::error::CallError;
 use super::module::GuestModule;
@@ -38,15 +38,32 @@ pub struct CallOutput {
 /// assert_eq!(&out.output[..], b"Hello, Buntime!");
 /// # Ok(()) }
 /// ```
-#[derive(Debug)]
 pub struct GuestInstance {
     store: Store<HostState>,
     instance: Instance,
     module: GuestModule,
     poisoned: bool,
     calls: u64,
-    /// Export handles already looked up.
-    funcs: std::collections::HashMap<String, wasmtime::Func>,
+    /// Export handles already looked up and type-checked, so a call does not
+    /// re-check the signature.
+    funcs: std::collections::HashMap<String, Export>,
+}
+
+/// A callable export, typed once.
+#[derive(Clone)]
+enum Export {
+    Unit(TypedFunc<(), ()>),
+    Rc(TypedFunc<(), i32>),
+}
+
+impl std::fmt::Debug for GuestInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuestInstance")
+            .field("module", &self.module)
+            .field("poisoned", &self.poisoned)
+            .field("calls", &self.calls)
+            .finish_non_exhaustive()
+    }
 }
 
 impl GuestInstance {
@@ -172,14 +189,20 @@ impl GuestInstance {
             });
         };
         let func = match self.funcs.get(name) {
-            Some(f) => *f,
+            Some(f) => f.clone(),
             None => {
                 let f = self
                     .instance
                     .get_func(&mut self.store, name)
                     .ok_or_else(|| CallError::NotFound(name.to_owned()))?;
-                self.funcs.insert(name.to_owned(), f);
-                f
+                let typed = if n_results == 1 {
+                    f.typed::<(), i32>(&self.store).map(Export::Rc)
+                } else {
+                    f.typed::<(), ()>(&self.store).map(Export::Unit)
+                }
+                .map_err(|e| CallError::NotFound(format!("{name}: {e}")))?;
+                self.funcs.insert(name.to_owned(), typed.clone());
+                typed
             }
         };
         let timeout = self.module.options().timeout;
@@ -188,9 +211,13 @@ impl GuestInstance {
         self.arm(deadline);
         self.calls += 1;
 
-        let mut results = [Val::I32(0)];
-        let results = &mut results[..n_results];
-        let call = func.call_async(&mut self.store, &[], results);
+        let store = &mut self.store;
+        let call = async move {
+            match func {
+                Export::Unit(f) => f.call_async(store, ()).await.map(|()| 0),
+                Export::Rc(f) => f.call_async(store, ()).await,
+            }
+        };
         // Pure computation is bounded by the epoch check; only a guest that can
         // park in an awaiting host call needs a timer as well.
         let outcome = match deadline.filter(|_| self.module.awaits()) {
@@ -202,7 +229,10 @@ impl GuestInstance {
             },
             None => call.await,
         };
-        let rc = results.first().and_then(|v| v.i32()).unwrap_or(0);
+        let (outcome, rc) = match outcome {
+            Ok(rc) => (Ok(()), rc),
+            Err(e) => (Err(e), 0),
+        };
         self.finish(outcome, rc)
     }
 

@@ -67,7 +67,7 @@ async fn http_request(c: &mut Cx<'_>, req_handle: i64, body_handle: i64) -> wasm
         .map_err(|e| wasmtime::Error::msg(format!("Invalid URL: {e:?}")))?;
     let host = url.host_str().unwrap_or_default().to_owned();
     let grant = state.grants.get::<HttpGrant>(Capability::HTTP);
-    let Some((grant, pattern)) = grant.and_then(|g| g.matching(&url).map(|p| (g, p))) else {
+    let Some(grant) = grant.filter(|g| g.matching(&url).is_some()) else {
         state.shared.stats.record_denial(Capability::HTTP.name());
         let origin = url.origin().ascii_serialization();
         tracing::warn!(
@@ -80,7 +80,7 @@ async fn http_request(c: &mut Cx<'_>, req_handle: i64, body_handle: i64) -> wasm
             req.url
         )));
     };
-    let allow_private = grant.allows_private(pattern);
+    let allow_private = grant.allows_private(&url);
     let port = url.port_or_known_default().unwrap_or(80);
     let literal = match url.host() {
         Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
