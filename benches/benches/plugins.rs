@@ -26,16 +26,25 @@ fn write(path: &Path, text: &str) {
 /// A server state over one warm hello app and `plugins` no-op plugins.
 fn state(rt: &tokio::runtime::Runtime, root: &Path, plugins: usize) -> AppState {
     let apps = root.join("apps");
-    write(&apps.join("hello/1.0.0/worker.jsonc"), r#"{ ttl: "10m", maxRequests: 0 }"#);
+    write(
+        &apps.join("hello/1.0.0/worker.jsonc"),
+        r#"{ ttl: "10m", maxRequests: 0 }"#,
+    );
     std::fs::copy(fx::APP_HELLO, apps.join("hello/1.0.0/app.wasm")).expect("copy app");
     let mut names = Vec::new();
     for i in 0..plugins {
         let dir = root.join(format!("plugins/noop{i}"));
-        write(&dir.join("manifest.jsonc"), &format!(r#"{{ "name": "noop{i}", "version": "1.0.0" }}"#));
+        write(
+            &dir.join("manifest.jsonc"),
+            &format!(r#"{{ "name": "noop{i}", "version": "1.0.0" }}"#),
+        );
         std::fs::copy(fx::PLUGIN_NOOP, dir.join("plugin.wasm")).expect("copy plugin");
         names.push(format!("\"noop{i}\""));
     }
-    write(&root.join("buntime.jsonc"), &format!("{{ plugins: [{}] }}", names.join(", ")));
+    write(
+        &root.join("buntime.jsonc"),
+        &format!("{{ plugins: [{}] }}", names.join(", ")),
+    );
     let engine = Engine::new(EngineConfig {
         host_functions: host_functions(),
         ..EngineConfig::default()
@@ -67,7 +76,10 @@ fn chain(c: &mut Criterion) {
                 .body(Body::empty())
                 .expect("request")
         };
-        let status = rt.block_on(app.clone().oneshot(request())).expect("call").status();
+        let status = rt
+            .block_on(app.clone().oneshot(request()))
+            .expect("call")
+            .status();
         assert_eq!(status, 200, "{label}: the hello app must answer");
         group.bench_function(label, |b| {
             b.iter(|| rt.block_on(app.clone().oneshot(request())).expect("call"))

@@ -150,10 +150,7 @@ type StateOp = fn(&StateStore, &str, &[u8]) -> Result<Option<Vec<u8>>, HostError
 
 /// A `state_*` host function: reads its JSON argument and the caller's
 /// namespace, runs `op` synchronously (no I/O, a short critical section).
-fn function(
-    name: &'static str,
-    op: StateOp,
-) -> HostFunction {
+fn function(name: &'static str, op: StateOp) -> HostFunction {
     HostFunction::new(
         name,
         Capability::STATE,

@@ -102,7 +102,11 @@ impl Pools {
         // Apps may always log; outbound HTTP they declare in worker.jsonc.
         // (The other capabilities belong to plugins, which have an identity
         // for state, events and services.)
-        if let Some(other) = config.capabilities.keys().find(|k| *k != "http" && *k != "log") {
+        if let Some(other) = config
+            .capabilities
+            .keys()
+            .find(|k| *k != "http" && *k != "log")
+        {
             return Err(LoadAppError::Grants(
                 key.clone(),
                 crate::capabilities::GrantError::Invalid {

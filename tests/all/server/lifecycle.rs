@@ -172,7 +172,9 @@ async fn slow_clients_and_header_floods_are_cut_off() {
 async fn notify_listener() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     use std::sync::{Arc, Mutex};
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let record = seen.clone();
     let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
@@ -204,7 +206,14 @@ async fn idle_instances_get_on_idle_then_on_terminate_and_recycled_ones_on_termi
         assert_eq!(get(&server.url("/echo/count")).await.status(), 200);
     }
     // A third creates a fresh instance that then goes idle: on_idle, then on_terminate.
-    assert_eq!(get(&server.url("/echo/count")).await.text().await.expect("text"), "1");
+    assert_eq!(
+        get(&server.url("/echo/count"))
+            .await
+            .text()
+            .await
+            .expect("text"),
+        "1"
+    );
     let mut calls = Vec::new();
     for _ in 0..100 {
         calls = seen.lock().expect("lock").clone();
