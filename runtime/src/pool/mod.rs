@@ -85,7 +85,7 @@ impl Pools {
         &self,
         app: &AppVersion,
         module_file: &std::path::Path,
-        config: WorkerConfig,
+        config: &WorkerConfig,
     ) -> Result<Arc<AppPool>, LoadAppError> {
         let key = app.key();
         if let Some(pool) = self.lru.lock().ok().and_then(|mut l| l.get(&key).cloned()) {
@@ -123,7 +123,12 @@ impl Pools {
         let module = tokio::task::spawn_blocking(move || engine.load_file(&file, options))
             .await
             .map_err(|_| LoadAppError::Interrupted(key.clone()))??;
-        let pool = AppPool::with_events(key.clone(), module, config, self.events.get().cloned());
+        let pool = AppPool::with_events(
+            key.clone(),
+            module,
+            config.clone(),
+            self.events.get().cloned(),
+        );
         let evicted = match self.lru.lock() {
             Ok(mut lru) => {
                 if let Some(existing) = lru.get(&key) {

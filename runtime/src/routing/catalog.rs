@@ -65,11 +65,14 @@ pub enum LookupError {
     BadRange(String),
 }
 
+/// A name's versions and when they were scanned.
+type CachedVersions = (Instant, std::sync::Arc<[AppVersion]>);
+
 /// The apps under a list of worker dirs.
 #[derive(Debug)]
 pub struct Catalog {
     dirs: Vec<PathBuf>,
-    cache: Mutex<BTreeMap<String, (Instant, Vec<AppVersion>)>>,
+    cache: Mutex<BTreeMap<String, CachedVersions>>,
 }
 
 impl Catalog {
@@ -89,7 +92,7 @@ impl Catalog {
     /// Resolves `name` and the part after `@` to one installed version.
     pub fn resolve(&self, name: &str, range: Option<&str>) -> Result<AppVersion, LookupError> {
         let query = VersionQuery::parse(range).map_err(LookupError::BadRange)?;
-        let versions = self.versions(name);
+        let versions = self.shared_versions(name);
         if versions.is_empty() {
             return Err(LookupError::UnknownApp(name.to_owned()));
         }
@@ -118,13 +121,18 @@ impl Catalog {
 
     /// Every installed version of `name`, first dir first, without duplicates.
     pub fn versions(&self, name: &str) -> Vec<AppVersion> {
+        self.shared_versions(name).to_vec()
+    }
+
+    /// [`Catalog::versions`] without copying a cached list (the request path).
+    fn shared_versions(&self, name: &str) -> std::sync::Arc<[AppVersion]> {
         if let Ok(cache) = self.cache.lock()
             && let Some((at, found)) = cache.get(name)
             && at.elapsed() < CACHE_TTL
         {
             return found.clone();
         }
-        let found = self.scan(name);
+        let found: std::sync::Arc<[AppVersion]> = self.scan(name).into();
         if !found.is_empty()
             && let Ok(mut cache) = self.cache.lock()
         {

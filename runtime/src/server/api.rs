@@ -58,10 +58,10 @@ pub(crate) async fn apps(State(state): State<AppState>) -> Json<Value> {
                 .iter()
                 .map(|v| {
                     let settings = state.app_settings.get(&v.dir);
-                    let kind = match &settings {
-                        Ok((_, Some(super::apps::AppKind::Static(_)))) => "static",
-                        Ok((_, Some(super::apps::AppKind::Wasm(_)))) => "wasm",
-                        Ok((_, None)) => "empty",
+                    let kind = match settings.as_ref().map(|s| &s.kind) {
+                        Ok(Some(super::apps::AppKind::Static(_))) => "static",
+                        Ok(Some(super::apps::AppKind::Wasm(_))) => "wasm",
+                        Ok(None) => "empty",
                         Err(_) => "invalid",
                     };
                     json!({

@@ -2,6 +2,7 @@
 //! then hand the request to the static server or the app's worker pool.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -86,7 +87,7 @@ pub(crate) async fn handle(State(state): State<AppState>, req: Request) -> Respo
             return ApiError::not_found(code, e.to_string()).into_response();
         }
     };
-    let (config, kind) = match state.app_settings.get(&app.dir) {
+    let settings = match state.app_settings.get(&app.dir) {
         Ok(settings) => settings,
         Err(e) => {
             tracing::error!(app = %app.key(), error = %e, "invalid worker config");
@@ -102,7 +103,8 @@ pub(crate) async fn handle(State(state): State<AppState>, req: Request) -> Respo
         "/{}",
         raw_range.map_or(name.clone(), |r| format!("{name}@{r}"))
     );
-    let Some(kind) = kind else {
+    let config = &settings.config;
+    let Some(kind) = &settings.kind else {
         return ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "APP_EMPTY",
@@ -125,11 +127,20 @@ pub(crate) async fn handle(State(state): State<AppState>, req: Request) -> Respo
     }
     let mut res = match kind {
         AppKind::Static(entry) => {
-            super::static_files::serve(&app.dir, &entry, rest, &base, &config, req).await
+            super::static_files::serve(
+                &state.static_cache,
+                &app.dir,
+                entry,
+                rest,
+                &base,
+                config,
+                req,
+            )
+            .await
         }
         AppKind::Wasm(file) => {
             let rest = rest.to_owned();
-            serve_wasm(&state, &app, &file, config, &base, &rest, req).await
+            serve_wasm(&state, &app, file, config, &base, &rest, req).await
         }
     };
     if let Ok(v) = HeaderValue::from_str(&app.key()) {
@@ -160,7 +171,7 @@ async fn serve_wasm(
     state: &AppState,
     app: &AppVersion,
     file: &Path,
-    config: WorkerConfig,
+    config: &WorkerConfig,
     base: &str,
     rest: &str,
     req: Request,
@@ -254,37 +265,43 @@ fn build_response(key: &str, output: &[u8], body: Option<ResponseBody>) -> Respo
     }
 }
 
-/// One cached entry: when it was read, the config, the detected kind.
-type SettingsEntry = (std::time::Instant, WorkerConfig, Option<AppKind>);
+/// An app dir's parsed `worker.jsonc` and detected kind.
+#[derive(Debug)]
+pub struct AppSettings {
+    /// The validated config.
+    pub config: WorkerConfig,
+    /// What the dir serves.
+    pub kind: Option<AppKind>,
+    read_at: std::time::Instant,
+}
 
-/// Each app dir's parsed `worker.jsonc` and detected kind, reused for
-/// [`crate::routing::CACHE_TTL`] so a busy app does not re-read and re-parse
-/// its config on every request (errors are never cached: a fix shows at once).
+/// Each app dir's [`AppSettings`], reused for [`crate::routing::CACHE_TTL`]
+/// so a busy app does not re-read, re-parse or even copy its config on every
+/// request (errors are never cached: a fix shows at once).
 #[derive(Debug, Default)]
 pub struct AppSettingsCache {
-    entries: std::sync::Mutex<std::collections::HashMap<PathBuf, SettingsEntry>>,
+    entries: std::sync::Mutex<std::collections::HashMap<PathBuf, Arc<AppSettings>>>,
 }
 
 impl AppSettingsCache {
     /// The settings of the app in `dir`.
-    pub fn get(
-        &self,
-        dir: &Path,
-    ) -> Result<(WorkerConfig, Option<AppKind>), crate::config::ConfigError> {
+    pub fn get(&self, dir: &Path) -> Result<Arc<AppSettings>, crate::config::ConfigError> {
         if let Ok(entries) = self.entries.lock()
-            && let Some((at, config, kind)) = entries.get(dir)
-            && at.elapsed() < crate::routing::CACHE_TTL
+            && let Some(settings) = entries.get(dir)
+            && settings.read_at.elapsed() < crate::routing::CACHE_TTL
         {
-            return Ok((config.clone(), kind.clone()));
+            return Ok(settings.clone());
         }
         let config = WorkerConfig::load(dir)?;
         let kind = detect_kind(dir, &config);
+        let settings = Arc::new(AppSettings {
+            config,
+            kind,
+            read_at: std::time::Instant::now(),
+        });
         if let Ok(mut entries) = self.entries.lock() {
-            entries.insert(
-                dir.to_owned(),
-                (std::time::Instant::now(), config.clone(), kind.clone()),
-            );
+            entries.insert(dir.to_owned(), settings.clone());
         }
-        Ok((config, kind))
+        Ok(settings)
     }
 }

@@ -18,6 +18,7 @@ mod pipeline;
 mod plugin_routes;
 mod plugins_api;
 mod request_id;
+mod static_cache;
 mod static_files;
 
 use std::sync::Arc;
@@ -31,6 +32,7 @@ pub use apps::{AppKind, AppSettingsCache, detect_kind};
 pub use error::{ApiError, RequestId};
 pub use listener::ConnectionLimits;
 pub use pipeline::{IDENTITY_HEADERS, strip_identity};
+pub use static_cache::StaticCache;
 
 use crate::capabilities::HostServices;
 use crate::plugins::{PluginError, PluginHost, PluginSources};
@@ -41,9 +43,22 @@ use crate::wasm::{Engine, HostFunction};
 /// How long in-flight requests may take to finish after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
-/// Shared state of every handler.
+/// Shared state of every handler: one `Arc`, so handing it to a request is
+/// one reference-count increment however many parts it has.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+#[derive(Debug)]
+pub struct Shared {
     /// The installed apps.
     pub catalog: Arc<Catalog>,
     /// The warm app versions.
@@ -56,6 +71,8 @@ pub struct AppState {
     pub app_settings: Arc<AppSettingsCache>,
     /// The plugin chain.
     pub plugins: Arc<PluginHost>,
+    /// Recently served small static files.
+    pub static_cache: Arc<StaticCache>,
 }
 
 impl AppState {
@@ -75,14 +92,15 @@ impl AppState {
         pools.set_events(services.events.clone());
         let host = PluginHost::new(engine, services, plugins);
         host.start().await?;
-        Ok(Self {
+        Ok(Self(Arc::new(Shared {
             catalog,
             pools,
             started: Instant::now(),
             shutting_down: Arc::default(),
             app_settings: Arc::default(),
             plugins: host,
-        })
+            static_cache: Arc::default(),
+        })))
     }
 }
 

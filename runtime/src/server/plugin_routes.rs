@@ -61,16 +61,22 @@ pub(crate) async fn serve(state: &AppState, chain: &Chain, req: Request) -> Resp
             return res;
         }
         let req = Request::from_parts(parts, axum::body::Body::empty());
-        return serve_ui(plugin, &mount, &rest, req).await;
+        return serve_ui(&state.static_cache, plugin, &mount, &rest, req).await;
     }
-    serve_ui(plugin, &mount, &rest, req).await
+    serve_ui(&state.static_cache, plugin, &mount, &rest, req).await
 }
 
-async fn serve_ui(plugin: &Plugin, mount: &str, rest: &str, req: Request) -> Response {
+async fn serve_ui(
+    cache: &super::StaticCache,
+    plugin: &Plugin,
+    mount: &str,
+    rest: &str,
+    req: Request,
+) -> Response {
     match &plugin.ui_dir {
         Some(dir) => {
             let config = WorkerConfig::default();
-            super::static_files::serve(dir, "index.html", rest, mount, &config, req).await
+            super::static_files::serve(cache, dir, "index.html", rest, mount, &config, req).await
         }
         None => ApiError::not_found("NOT_FOUND", format!("`{mount}{rest}` was not found"))
             .into_response(),

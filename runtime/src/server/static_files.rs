@@ -9,6 +9,7 @@
 //! `<base href>` and `window.__env__` into HTML.
 
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -18,10 +19,18 @@ use tower::ServiceExt;
 use tower_http::services::ServeDir;
 
 use super::error::ApiError;
+use super::static_cache::{CachedFile, StaticCache};
 use crate::config::WorkerConfig;
+use bytes::Bytes;
 
 /// Serves `rest` (the path below the app's base) from `dir`.
+///
+/// A small file that was served in the last [`crate::routing::CACHE_TTL`] is
+/// answered from `cache` without touching the disk; everything else resolves
+/// on the blocking pool (path checks, metadata, reading), never on an async
+/// worker.
 pub(crate) async fn serve(
+    cache: &StaticCache,
     dir: &Path,
     entrypoint: &str,
     rest: &str,
@@ -34,63 +43,63 @@ pub(crate) async fn serve(
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let ranged = req.headers().contains_key(header::RANGE);
+    let key = format!("{}\n{rest}", dir.display());
+    if !ranged && let Some(hit) = cache.get(&key) {
+        return hit.respond(if_none_match.as_deref());
+    }
     let Some(relative) = safe_relative(rest) else {
         return ApiError::not_found("NOT_FOUND", format!("`{rest}` is not a valid path"))
             .into_response();
     };
-    let Ok(root) = dir.canonicalize() else {
-        return ApiError::not_found("NOT_FOUND", "the app directory is gone").into_response();
-    };
-    let mut target = root.join(&relative);
-    if target.is_dir() {
-        target = target.join("index.html");
-    }
-    let exists = match target.canonicalize() {
-        Ok(real) if real.starts_with(&root) => real.is_file(),
-        Ok(_) => {
+    let injects = config.inject_base || has_public_env(config);
+    let wants_encoding = req.headers().contains_key(header::ACCEPT_ENCODING);
+    let (dir_owned, entry) = (dir.to_owned(), entrypoint.to_owned());
+    let resolved = tokio::task::spawn_blocking(move || {
+        resolve(
+            &dir_owned,
+            &entry,
+            &relative,
+            injects,
+            wants_encoding,
+            ranged,
+        )
+    })
+    .await;
+    let resolved = match resolved {
+        Ok(Ok(r)) => r,
+        Ok(Err(Refusal::Escapes(target))) => {
             tracing::warn!(path = %target.display(), "refused a path that leaves the app directory");
             return ApiError::not_found("NOT_FOUND", format!("`{rest}` was not found"))
                 .into_response();
         }
-        Err(_) => false,
+        Ok(Err(Refusal::Gone)) => {
+            return ApiError::not_found("NOT_FOUND", "the app directory is gone").into_response();
+        }
+        Ok(Err(Refusal::NotFound)) | Err(_) => {
+            return ApiError::not_found("NOT_FOUND", format!("`{rest}` was not found"))
+                .into_response();
+        }
     };
-    let navigation = !relative
-        .file_name()
-        .is_some_and(|n| n.to_string_lossy().contains('.'));
-    let file = if exists {
-        target
-    } else if navigation {
-        root.join(entrypoint)
-    } else {
-        return ApiError::not_found("NOT_FOUND", format!("`{rest}` was not found")).into_response();
-    };
-
-    let Ok(meta) = std::fs::metadata(&file) else {
-        return ApiError::not_found("NOT_FOUND", format!("`{rest}` was not found")).into_response();
-    };
-    let is_html = file.extension().is_some_and(|e| e == "html");
-    if is_html && (config.inject_base || has_public_env(config)) {
-        return html_with_injections(&file, base, config, if_none_match.as_deref()).await;
+    if resolved.is_html && injects {
+        return html_with_injections(&resolved.file, base, config, if_none_match.as_deref()).await;
     }
-    let etag = etag_of(&meta);
-    if matches_etag(if_none_match.as_deref(), &etag) {
-        return not_modified(&etag);
+    if let Some(bytes) = resolved.small {
+        let file = Arc::new(CachedFile::new(&resolved.file, bytes, &resolved.etag));
+        // Precompressed siblings and ranges go through ServeDir, so only a
+        // plain file is remembered.
+        if !resolved.precompressed {
+            cache.put(key, file.clone());
+        }
+        return file.respond(if_none_match.as_deref());
     }
-    // Small files without a Range request are answered from one buffer: one
-    // write, no streamed body (a streamed body cost a delayed-ACK round trip,
-    // ~40 ms, per keep-alive request on small files).
-    let precompressed = req.headers().contains_key(header::ACCEPT_ENCODING)
-        && ["br", "gz"].iter().any(|ext| {
-            let mut p = file.clone().into_os_string();
-            p.push(format!(".{ext}"));
-            Path::new(&p).is_file()
-        });
-    if meta.len() <= SMALL_FILE && !precompressed && !req.headers().contains_key(header::RANGE) {
-        return small_file(&file, &etag).await;
+    if matches_etag(if_none_match.as_deref(), &resolved.etag) {
+        return not_modified(&resolved.etag);
     }
-    let rel = file
-        .strip_prefix(&root)
-        .unwrap_or(&file)
+    let rel = resolved
+        .file
+        .strip_prefix(&resolved.root)
+        .unwrap_or(&resolved.file)
         .to_string_lossy()
         .replace('\\', "/");
     let (mut parts, body) = req.into_parts();
@@ -98,12 +107,14 @@ pub(crate) async fn serve(
         Ok(u) => u,
         Err(_) => return ApiError::not_found("NOT_FOUND", "unservable path").into_response(),
     };
-    let service = ServeDir::new(&root).precompressed_br().precompressed_gzip();
+    let service = ServeDir::new(&resolved.root)
+        .precompressed_br()
+        .precompressed_gzip();
     match service.oneshot(Request::from_parts(parts, body)).await {
         Ok(res) => {
             let mut res = res.map(Body::new);
             if res.status().is_success()
-                && let Ok(v) = HeaderValue::from_str(&etag)
+                && let Ok(v) = HeaderValue::from_str(&resolved.etag)
             {
                 res.headers_mut().insert(header::ETAG, v);
             }
@@ -121,21 +132,80 @@ pub(crate) async fn serve(
 /// Files up to this size are served from one in-memory buffer.
 const SMALL_FILE: u64 = 256 << 10;
 
-async fn small_file(file: &Path, etag: &str) -> Response {
-    let Ok(bytes) = tokio::fs::read(file).await else {
-        return ApiError::not_found("NOT_FOUND", "the file is unreadable").into_response();
+/// Why a path is not served.
+enum Refusal {
+    /// It resolves outside the app dir (a symlink).
+    Escapes(PathBuf),
+    /// The app dir itself is gone.
+    Gone,
+    /// Nothing there, and not a navigation path.
+    NotFound,
+}
+
+/// Where a request path landed on disk.
+struct Resolved {
+    root: PathBuf,
+    file: PathBuf,
+    etag: String,
+    is_html: bool,
+    precompressed: bool,
+    /// The whole file, when it is small and served as one buffer.
+    small: Option<Bytes>,
+}
+
+/// Blocking: checks the path stays in the app dir, falls back to the
+/// entrypoint for navigation paths, reads metadata and small files.
+fn resolve(
+    dir: &Path,
+    entrypoint: &str,
+    relative: &Path,
+    injects: bool,
+    wants_encoding: bool,
+    ranged: bool,
+) -> Result<Resolved, Refusal> {
+    let root = dir.canonicalize().map_err(|_| Refusal::Gone)?;
+    let mut target = root.join(relative);
+    if target.is_dir() {
+        target = target.join("index.html");
+    }
+    let exists = match target.canonicalize() {
+        Ok(real) if real.starts_with(&root) => real.is_file(),
+        Ok(_) => return Err(Refusal::Escapes(target)),
+        Err(_) => false,
     };
-    let mime = mime_guess::from_path(file).first_or_octet_stream();
-    let mut res = Response::new(Body::from(bytes));
-    let headers = res.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(mime.as_ref()) {
-        headers.insert(header::CONTENT_TYPE, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(etag) {
-        headers.insert(header::ETAG, v);
-    }
-    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    res
+    let navigation = !relative
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().contains('.'));
+    let file = if exists {
+        target
+    } else if navigation {
+        root.join(entrypoint)
+    } else {
+        return Err(Refusal::NotFound);
+    };
+    let meta = std::fs::metadata(&file).map_err(|_| Refusal::NotFound)?;
+    let is_html = file.extension().is_some_and(|e| e == "html");
+    let precompressed = wants_encoding
+        && ["br", "gz"].iter().any(|ext| {
+            let mut p = file.clone().into_os_string();
+            p.push(format!(".{ext}"));
+            Path::new(&p).is_file()
+        });
+    // Small files without a Range request are answered from one buffer: one
+    // write, no streamed body (a streamed body cost a delayed-ACK round trip,
+    // ~40 ms, per keep-alive request on small files).
+    let whole = meta.len() <= SMALL_FILE && !precompressed && !ranged;
+    let small = (whole && !(is_html && injects))
+        .then(|| std::fs::read(&file).ok().map(Bytes::from))
+        .flatten();
+    Ok(Resolved {
+        etag: etag_of(&meta),
+        root,
+        file,
+        is_html,
+        precompressed,
+        small,
+    })
 }
 
 /// The decoded path below the app dir, or `None` if it tries to leave it.
