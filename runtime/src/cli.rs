@@ -167,7 +167,12 @@ async fn serve() -> anyhow::Result<ExitCode> {
         "  http://localhost:{}/_/api/apps   (the list, as JSON)",
         addr.port()
     );
-    crate::server::serve(listener, state, shutdown_signal()).await?;
+    let limits = crate::server::ConnectionLimits {
+        header_read_timeout: env.header_timeout,
+        max_headers: env.max_headers,
+        max_head_bytes: env.max_header_bytes,
+    };
+    crate::server::serve_with(listener, state, shutdown_signal(), limits).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -7,6 +7,9 @@
 //! | `RUNTIME_PLUGIN_DIRS` | `./plugins` | plugin dirs, `:`-separated |
 //! | `RUNTIME_POOL_SIZE` | 10 (development), 500 (production) | apps kept warm (LRU) |
 //! | `RUNTIME_ENV` (or `NODE_ENV`) | `development` | `development`, `production`, `staging` or `test` |
+//! | `RUNTIME_HEADER_TIMEOUT` | `10s` | a client must send its request head within this |
+//! | `RUNTIME_MAX_HEADERS` | 100 | most header lines per request (431 beyond) |
+//! | `RUNTIME_MAX_HEADER_SIZE` | `64kb` | most bytes per request head |
 //! | `RUNTIME_CONFIG` | `./buntime.jsonc` (optional there) | the plugin configuration file |
 //! | `RUNTIME_CACHE_DIR` | `$XDG_CACHE_HOME/buntime` | compiled-module cache (`off` disables it) |
 
@@ -47,6 +50,12 @@ pub struct RuntimeEnv {
     pub config_file: PathBuf,
     /// Whether `RUNTIME_CONFIG` named the file (then it must exist).
     pub config_file_explicit: bool,
+    /// `RUNTIME_HEADER_TIMEOUT`: a client must send its request head within this.
+    pub header_timeout: std::time::Duration,
+    /// `RUNTIME_MAX_HEADERS`: most header lines in one request.
+    pub max_headers: usize,
+    /// `RUNTIME_MAX_HEADER_SIZE`: most bytes in one request head.
+    pub max_header_bytes: usize,
 }
 
 impl RuntimeEnv {
@@ -125,8 +134,49 @@ impl RuntimeEnv {
             Some(path) => (PathBuf::from(path), true),
             None => (PathBuf::from(super::RUNTIME_CONFIG_FILE), false),
         };
+        let header_timeout = match var("RUNTIME_HEADER_TIMEOUT") {
+            None => std::time::Duration::from_secs(10),
+            Some(t) => super::parse_duration(t)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    err(
+                        "RUNTIME_HEADER_TIMEOUT",
+                        format!("`{t}` is not a duration such as \"10s\" (greater than 0)"),
+                    )
+                })?,
+        };
+        let max_headers = match var("RUNTIME_MAX_HEADERS") {
+            None => 100,
+            Some(n) => n
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=10_000).contains(n))
+                .ok_or_else(|| {
+                    err(
+                        "RUNTIME_MAX_HEADERS",
+                        format!("`{n}` is not a whole number from 1 to 10000"),
+                    )
+                })?,
+        };
+        let max_header_bytes = match var("RUNTIME_MAX_HEADER_SIZE") {
+            None => 64 << 10,
+            Some(n) => super::parse_size(n)
+                .ok()
+                .filter(|b| (1024..=(16 << 20)).contains(b))
+                .map(|b| b as usize)
+                .ok_or_else(|| {
+                    err(
+                        "RUNTIME_MAX_HEADER_SIZE",
+                        format!("`{n}` is not a size from 1kb to 16mb, such as \"64kb\""),
+                    )
+                })?,
+        };
         Ok(Self {
             port,
+            header_timeout,
+            max_headers,
+            max_header_bytes,
             worker_dirs,
             plugin_dirs,
             pool_size,
@@ -177,6 +227,9 @@ mod tests {
             ("PORT", "70000"),
             ("RUNTIME_POOL_SIZE", "0"),
             ("RUNTIME_ENV", "prod"),
+            ("RUNTIME_HEADER_TIMEOUT", "soon"),
+            ("RUNTIME_MAX_HEADERS", "0"),
+            ("RUNTIME_MAX_HEADER_SIZE", "1"),
         ] {
             let e = env(&[base, (k, v)]).unwrap_err();
             assert!(e.to_string().starts_with(k), "{e}");

@@ -24,8 +24,20 @@ use crate::wasm::{CallError, CallOutput, GuestInstance, GuestModule};
 #[derive(Debug)]
 struct Idle {
     instance: GuestInstance,
+    created: Instant,
     last_used: Instant,
     requests: u64,
+}
+
+/// One warm instance waiting for work, as `/_/stats` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdleInstance {
+    /// Requests it has served.
+    pub requests: u64,
+    /// Since it was created.
+    pub age: Duration,
+    /// Since its last request.
+    pub idle: Duration,
 }
 
 /// Why the pool could not serve a request.
@@ -127,6 +139,22 @@ impl AppPool {
         self.idle.lock().map(|i| i.len()).unwrap_or(0)
     }
 
+    /// The idle warm instances, most recently used last.
+    pub fn idle_instances(&self) -> Vec<IdleInstance> {
+        self.idle
+            .lock()
+            .map(|idle| {
+                idle.iter()
+                    .map(|s| IdleInstance {
+                        requests: s.requests,
+                        age: s.created.elapsed(),
+                        idle: s.last_used.elapsed(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Age of the pool.
     pub fn age(&self) -> Duration {
         self.created_at.elapsed()
@@ -181,6 +209,7 @@ impl AppPool {
                         let now = Instant::now();
                         Idle {
                             instance,
+                            created: now,
                             last_used: now,
                             requests: 0,
                         }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use lru::LruCache;
 
-pub use app_pool::{AppPool, AppStats, PoolError};
+pub use app_pool::{AppPool, AppStats, IdleInstance, PoolError};
 
 use crate::capabilities::{Capability, EventBus, GrantContext, Grants};
 use crate::config::WorkerConfig;

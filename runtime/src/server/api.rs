@@ -152,8 +152,21 @@ fn stats_snapshot(state: &AppState) -> Value {
         .map(|p| {
             let requests = p.stats.requests.load(Ordering::Relaxed);
             let latency = p.stats.latency_us.load(Ordering::Relaxed);
+            // Busy instances are on their request; idle ones are listed.
+            let mut instances: Vec<Value> = (0..p.active())
+                .map(|_| json!({ "state": "active" }))
+                .collect();
+            instances.extend(p.idle_instances().into_iter().map(|i| {
+                json!({
+                    "state": "idle",
+                    "requests": i.requests,
+                    "ageSeconds": i.age.as_secs_f64(),
+                    "idleSeconds": i.idle.as_secs_f64(),
+                })
+            }));
             json!({
                 "app": p.key(),
+                "instances": instances,
                 "active": p.active(),
                 "idle": p.idle_count(),
                 "requests": requests,

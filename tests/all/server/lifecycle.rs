@@ -225,3 +225,32 @@ async fn idle_instances_get_on_idle_then_on_terminate_and_recycled_ones_on_termi
     assert_eq!(calls, ["/terminate", "/idle", "/terminate"]);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn stats_list_each_warm_instance() {
+    let server = TestServer::start(|root| {
+        install_echo(root, "echo/1.0.0", Some(r#"{ ttl: "1m" }"#));
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(get(&server.url("/echo/count")).await.status(), 200);
+    }
+    let s: serde_json::Value = get(&server.url("/_/stats"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let instances = s["workers"][0]["instances"]
+        .as_array()
+        .expect("instances")
+        .clone();
+    assert_eq!(instances.len(), 1, "{s:#}");
+    assert_eq!(instances[0]["state"], "idle");
+    assert_eq!(instances[0]["requests"], 3);
+    assert!(instances[0]["idleSeconds"].as_f64().expect("idle") < 5.0);
+    assert!(
+        instances[0]["ageSeconds"].as_f64().expect("age")
+            >= instances[0]["idleSeconds"].as_f64().expect("idle")
+    );
+    server.stop().await;
+}

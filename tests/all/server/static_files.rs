@@ -99,3 +99,74 @@ async fn raw_get(base: &str, path: &str) -> String {
     s.read_to_end(&mut out).await.expect("read");
     String::from_utf8_lossy(&out).into_owned()
 }
+
+#[tokio::test]
+async fn html_gets_base_href_and_escaped_public_env() {
+    let server = TestServer::start(|root| {
+        install_site(root);
+        std::fs::write(
+            root.join("site/worker.jsonc"),
+            r#"{ injectBase: true, env: { PUBLIC_API: "https://api.example.com", PUBLIC_EVIL: "</script><script>alert(1)", SECRET_KEY: "hidden" } }"#,
+        )
+        .expect("worker.jsonc");
+    })
+    .await;
+    let res = get(&server.url("/site/some/route")).await;
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.expect("text");
+    assert!(html.contains(r#"<head><base href="/site/">"#), "{html}");
+    assert!(
+        html.contains(r#""PUBLIC_API":"https://api.example.com""#),
+        "{html}"
+    );
+    assert!(
+        !html.contains("</script><script>alert"),
+        "a value closed the script element: {html}"
+    );
+    assert!(html.contains(r"\u003c/script>"), "{html}");
+    assert!(
+        !html.contains("hidden"),
+        "a non-public variable leaked: {html}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn precompressed_siblings_are_served_to_clients_that_accept_them() {
+    let server = TestServer::start(|root| {
+        install_site(root);
+        let js = "console.log('a fairly long script body that compresses');".repeat(20);
+        std::fs::write(root.join("site/assets/big.js"), &js).expect("write");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut gz, js.as_bytes()).expect("gzip");
+        std::fs::write(
+            root.join("site/assets/big.js.gz"),
+            gz.finish().expect("gzip"),
+        )
+        .expect("write");
+    })
+    .await;
+    let raw = client()
+        .get(server.url("/site/assets/big.js"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(raw.status(), 200);
+    assert_eq!(raw.headers()["content-encoding"], "gzip");
+    assert!(
+        raw.headers()["content-type"]
+            .to_str()
+            .expect("ct")
+            .contains("javascript")
+    );
+    let plain = client()
+        .get(server.url("/site/assets/big.js"))
+        .header("accept-encoding", "identity")
+        .send()
+        .await
+        .expect("send");
+    assert!(plain.headers().get("content-encoding").is_none());
+    assert!(plain.text().await.expect("text").starts_with("console.log"));
+    server.stop().await;
+}
