@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use buntime_pdk::{RequestHead, ResponseHead};
+use buntime_pdk::ResponseHead;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 
@@ -198,20 +198,16 @@ async fn serve_wasm(
         Ok(b) => b.to_bytes(),
         Err(_) => return too_large(limit),
     };
-    let request_id = parts
-        .extensions
-        .get::<RequestId>()
-        .map(|r| r.0.clone())
-        .unwrap_or_default();
-    let mut headers = super::guest_http::header_pairs(&parts.headers);
-    headers.push(("x-base".into(), base.to_owned()));
-    let head = RequestHead {
-        method: parts.method.as_str().to_owned(),
-        path: rest.to_owned(),
-        query: parts.uri.query().map(str::to_owned),
-        headers,
-        base: base.to_owned(),
-        request_id,
+    let head = super::guest_http::HeadView {
+        method: parts.method.as_str(),
+        path: rest,
+        query: parts.uri.query(),
+        headers: super::guest_http::HeaderPairs(&parts.headers, Some(("x-base", base))),
+        base,
+        request_id: parts
+            .extensions
+            .get::<RequestId>()
+            .map_or("", |r| r.0.as_str()),
         body_length: Some(body.len() as u64),
     };
     let input = match serde_json::to_vec(&head) {

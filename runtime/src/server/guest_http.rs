@@ -8,17 +8,13 @@ use bytes::Bytes;
 
 use crate::wasm::abi::ResponseBody;
 
-/// Headers as `[name, value]` pairs (values that are not text are skipped).
-pub(crate) fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-        .collect()
-}
-
-/// Serializes headers as `[[name, value], ...]` straight from the map,
-/// without building owned pairs first (the chain's hot path).
-pub(crate) struct HeaderPairs<'a>(pub(crate) &'a HeaderMap);
+/// Serializes headers as `[[name, value], ...]` straight from the map (plus
+/// one extra pair, such as `x-base`), without building owned pairs first:
+/// the request path's hot spot.
+pub(crate) struct HeaderPairs<'a>(
+    pub(crate) &'a HeaderMap,
+    pub(crate) Option<(&'a str, &'a str)>,
+);
 
 impl serde::Serialize for HeaderPairs<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -29,8 +25,28 @@ impl serde::Serialize for HeaderPairs<'_> {
                 seq.serialize_element(&(k.as_str(), v))?;
             }
         }
+        if let Some(extra) = self.1 {
+            seq.serialize_element(&extra)?;
+        }
         seq.end()
     }
+}
+
+/// `buntime_pdk::RequestHead` as a guest receives it, serialized from
+/// borrowed parts (the same JSON, no copies).
+#[derive(serde::Serialize)]
+pub(crate) struct HeadView<'a> {
+    pub(crate) method: &'a str,
+    pub(crate) path: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) query: Option<&'a str>,
+    pub(crate) headers: HeaderPairs<'a>,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub(crate) base: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub(crate) request_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) body_length: Option<u64>,
 }
 
 /// Builds a response from a guest's head and (binary) body; the error says

@@ -12,7 +12,7 @@
 //! failing plugin follows its `onError`: `closed` answers 502 (503 on a
 //! timeout) naming the plugin; `open` skips it. Both are logged and counted.
 //!
-//! The heads are serialized straight from axum's types ([`HeadView`],
+//! The heads are serialized straight from axum's types (`HeadView`,
 //! [`ResponseHeadView`], the same JSON as `buntime_pdk::RequestHead` and
 //! `ResponseView`) and only again after a plugin changed something, so a
 //! chain of pass-through plugins costs one serialization each way.
@@ -29,7 +29,7 @@ use http_body_util::BodyExt;
 
 use super::AppState;
 use super::error::{ApiError, RequestId};
-use super::guest_http::{HeaderPairs, response_from_head};
+use super::guest_http::{HeadView, HeaderPairs, response_from_head};
 use crate::plugins::{Chain, HookError, HookFailure, Plugin};
 use crate::wasm::abi::{RequestBody, ResponseBody};
 
@@ -149,7 +149,8 @@ async fn on_request(chain: &Chain, mut req: Request) -> (usize, Result<Request, 
                     method: req.method().as_str(),
                     path: &path,
                     query: req.uri().query(),
-                    headers: HeaderPairs(req.headers()),
+                    headers: HeaderPairs(req.headers(), None),
+                    base: "",
                     request_id: request_id(&req),
                     body_length: buffered.as_ref().map(|b| b.len() as u64),
                 };
@@ -202,7 +203,7 @@ async fn on_response(chain: &Chain, entered: usize, mut res: Response, path: &st
             .get_or_insert_with(|| {
                 let view = ResponseHeadView {
                     status: res.status().as_u16(),
-                    headers: HeaderPairs(res.headers()),
+                    headers: HeaderPairs(res.headers(), None),
                     path,
                 };
                 Bytes::from(serde_json::to_vec(&view).unwrap_or_default())
@@ -315,20 +316,6 @@ fn request_id(req: &Request) -> &str {
     req.extensions()
         .get::<RequestId>()
         .map_or("", |r| r.0.as_str())
-}
-
-/// [`RequestHead`] as `on_request` receives it, serialized without copies.
-#[derive(serde::Serialize)]
-struct HeadView<'a> {
-    method: &'a str,
-    path: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    query: Option<&'a str>,
-    headers: HeaderPairs<'a>,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    request_id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    body_length: Option<u64>,
 }
 
 /// [`ResponseView`] as `on_response` receives it, serialized without copies.

@@ -13,13 +13,13 @@ use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use buntime_pdk::{RequestHead, ResponseHead};
+use buntime_pdk::ResponseHead;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 
 use super::AppState;
 use super::error::{ApiError, RequestId};
-use super::guest_http::{header_pairs, response_from_head};
+use super::guest_http::{HeadView, HeaderPairs, response_from_head};
 use crate::capabilities::{Capability, EventsGrant, TopicPattern};
 use crate::config::{DEFAULT_MAX_BODY, WorkerConfig};
 use crate::plugins::{Chain, HookFailure, Plugin};
@@ -105,19 +105,16 @@ async fn call_handle(
             .into_response();
         }
     };
-    let mut headers = header_pairs(&parts.headers);
-    headers.push(("x-base".into(), mount.to_owned()));
-    let head = RequestHead {
-        method: parts.method.as_str().to_owned(),
-        path: rest.to_owned(),
-        query: parts.uri.query().map(str::to_owned),
-        headers,
-        base: mount.to_owned(),
+    let head = HeadView {
+        method: parts.method.as_str(),
+        path: rest,
+        query: parts.uri.query(),
+        headers: HeaderPairs(&parts.headers, Some(("x-base", mount))),
+        base: mount,
         request_id: parts
             .extensions
             .get::<RequestId>()
-            .map(|r| r.0.clone())
-            .unwrap_or_default(),
+            .map_or("", |r| r.0.as_str()),
         body_length: Some(body.len() as u64),
     };
     let input = Bytes::from(serde_json::to_vec(&head).unwrap_or_default());
