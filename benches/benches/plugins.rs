@@ -97,6 +97,17 @@ fn chain(c: &mut Criterion) {
                         .expect("hook")
                 })
             });
+            // The same export on a bare instance: the plugin layer's own cost
+            // is the difference.
+            let mut instance = rt
+                .block_on(plugin.instances.module().instantiate())
+                .expect("instance");
+            group.bench_function("on_request_bare_instance", |b| {
+                b.iter(|| {
+                    rt.block_on(instance.call("on_request", head.clone()))
+                        .expect("call")
+                })
+            });
         }
     }
     group.finish();
