@@ -67,11 +67,18 @@ impl InstancePool {
         input: Bytes,
         extensions: http::Extensions,
     ) -> (Result<CallOutput, CallError>, http::Extensions) {
-        let permit = match tokio::time::timeout(QUEUE_WAIT, self.slots.acquire()).await {
-            Ok(Ok(p)) => p,
-            Ok(Err(_)) => return (Err(CallError::Discarded), extensions),
-            Err(_) => {
-                return (Err(CallError::Timeout(QUEUE_WAIT)), extensions);
+        // The common case takes a free slot without arming a timer.
+        let permit = match self.slots.try_acquire() {
+            Ok(p) => p,
+            Err(tokio::sync::TryAcquireError::Closed) => {
+                return (Err(CallError::Discarded), extensions);
+            }
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                match tokio::time::timeout(QUEUE_WAIT, self.slots.acquire()).await {
+                    Ok(Ok(p)) => p,
+                    Ok(Err(_)) => return (Err(CallError::Discarded), extensions),
+                    Err(_) => return (Err(CallError::Timeout(QUEUE_WAIT)), extensions),
+                }
             }
         };
         let mut instance = match self.take() {
