@@ -164,8 +164,10 @@ impl PluginHost {
     pub async fn start(self: &Arc<Self>) -> Result<Arc<Chain>, PluginError> {
         let _guard = self.reloading.lock().await;
         let chain = Arc::new(self.build().await?);
-        self.install(chain.clone());
+        // Subscribe first, so the `plugin_loaded` events of this very start
+        // reach the plugins that asked for them.
         self.spawn_event_delivery();
+        self.install(chain.clone());
         Ok(chain)
     }
 

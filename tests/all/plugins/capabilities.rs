@@ -293,3 +293,50 @@ async fn the_pool_capability_reads_pool_stats() {
     let _ = plugins(&server).await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn plugin_loaded_events_reach_subscribers_at_start_and_on_reload() {
+    let server = TestServer::start_plugins(|root| {
+        kit(
+            root,
+            "watcher",
+            r#""base": "watcher", "capabilities": { "state": true, "events": { "subscribe": ["plugin_loaded"] } }"#,
+        );
+        kit(root, "other", "");
+    })
+    .await;
+    let count = || async {
+        let res = get(&server.url("/_/watcher/state/event:plugin_loaded")).await;
+        if res.status() == 200 {
+            res.json::<Value>().await.expect("json")["value"]
+                .as_u64()
+                .unwrap_or(0)
+        } else {
+            0
+        }
+    };
+    let mut seen = 0;
+    for _ in 0..100 {
+        seen = count().await;
+        if seen >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen, 2, "one event per loaded plugin at start");
+    let res = client()
+        .post(server.url("/_/api/plugins/other/reload"))
+        .send()
+        .await
+        .expect("reload");
+    assert_eq!(res.status(), 200);
+    for _ in 0..100 {
+        seen = count().await;
+        if seen >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen, 3, "and one for the reloaded plugin");
+    server.stop().await;
+}

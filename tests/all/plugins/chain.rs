@@ -206,3 +206,44 @@ async fn plugins_in_c_and_assemblyscript_pass_the_header_test() {
         server.stop().await;
     }
 }
+
+#[tokio::test]
+async fn request_bodies_reach_only_plugins_that_ask_and_only_up_to_their_cap() {
+    let server = TestServer::start_plugins(|root| {
+        echo(root);
+        kit(root, "reader", r#""requestBody": "16b""#);
+        kit(root, "blind", "");
+        config(
+            root,
+            r#"{ plugins: [["reader", { bodyHeader: "x-reader" }], ["blind", { bodyHeader: "x-blind" }]] }"#,
+        );
+    })
+    .await;
+    let res = client()
+        .post(server.url("/echo/x"))
+        .body("hello")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.expect("json");
+    let headers = body["headers"].as_array().expect("headers");
+    let header = |name: &str| headers.iter().find(|h| h[0] == name).map(|h| h[1].clone());
+    assert_eq!(header("x-reader"), Some(Value::from("5")));
+    assert_eq!(header("x-blind"), Some(Value::from("0")));
+    assert_eq!(body["body"], "hello", "the app still gets the whole body");
+
+    let res = client()
+        .post(server.url("/echo/x"))
+        .body("twenty bytes of body")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 413);
+    let body: Value = res.json().await.expect("json");
+    assert!(
+        body["message"].as_str().expect("m").contains("`reader`"),
+        "{body}"
+    );
+    server.stop().await;
+}
