@@ -5,7 +5,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde_json::Value;
 
-use super::{config, echo, kit, plugins};
+use super::{config, echo, kit, plugins, wait_for_state};
 use crate::server::{TestServer, client, get};
 
 #[tokio::test]
@@ -170,23 +170,14 @@ async fn events_reach_subscribers_and_stream_to_clients() {
     assert!(seen.contains("\"source\":\"publisher\""), "{seen}");
     drop(body);
 
-    // on_event ran for the published topic and for the lifecycle event.
-    let mut counts = (Value::Null, Value::Null);
-    for _ in 0..100 {
-        let hit = get(&server.url("/_/sub/state/event:kit.hit")).await;
-        let spawn = get(&server.url("/_/sub/state/event:worker_spawn")).await;
-        if hit.status() == 200 && spawn.status() == 200 {
-            counts = (
-                hit.json::<Value>().await.expect("json")["value"].clone(),
-                spawn.json::<Value>().await.expect("json")["value"].clone(),
-            );
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    // Every request through the chain publishes (the stream's own included).
-    assert!(counts.0.as_u64().unwrap_or(0) >= 1, "{counts:?}");
-    assert_eq!(counts.1, Value::from(1), "one app instance was spawned");
+    // on_event ran for the published topic (every request through the chain
+    // publishes, the stream's own included) and for the lifecycle event.
+    assert!(wait_for_state(&server, "sub", "event:kit.hit", 1).await >= 1);
+    assert_eq!(
+        wait_for_state(&server, "sub", "event:worker_spawn", 1).await,
+        1,
+        "one app instance was spawned"
+    );
     server.stop().await;
 }
 
@@ -305,24 +296,7 @@ async fn plugin_loaded_events_reach_subscribers_at_start_and_on_reload() {
         kit(root, "other", "");
     })
     .await;
-    let count = || async {
-        let res = get(&server.url("/_/watcher/state/event:plugin_loaded")).await;
-        if res.status() == 200 {
-            res.json::<Value>().await.expect("json")["value"]
-                .as_u64()
-                .unwrap_or(0)
-        } else {
-            0
-        }
-    };
-    let mut seen = 0;
-    for _ in 0..100 {
-        seen = count().await;
-        if seen >= 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let seen = wait_for_state(&server, "watcher", "event:plugin_loaded", 2).await;
     assert_eq!(seen, 2, "one event per loaded plugin at start");
     let res = client()
         .post(server.url("/_/api/plugins/other/reload"))
@@ -330,13 +304,7 @@ async fn plugin_loaded_events_reach_subscribers_at_start_and_on_reload() {
         .await
         .expect("reload");
     assert_eq!(res.status(), 200);
-    for _ in 0..100 {
-        seen = count().await;
-        if seen >= 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let seen = wait_for_state(&server, "watcher", "event:plugin_loaded", 3).await;
     assert_eq!(seen, 3, "and one for the reloaded plugin");
     server.stop().await;
 }

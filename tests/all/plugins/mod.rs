@@ -66,3 +66,22 @@ pub(crate) fn loaded<'a>(list: &'a Value, name: &str) -> &'a Value {
         .and_then(|a| a.iter().find(|p| p["name"] == name))
         .unwrap_or_else(|| panic!("`{name}` is not loaded: {list:#}"))
 }
+
+/// Polls the kit's `/_/<base>/state/<key>` route until the integer there
+/// reaches `want` (or 2 s pass); returns the last value seen (0 if absent).
+pub(crate) async fn wait_for_state(server: &TestServer, base: &str, key: &str, want: u64) -> u64 {
+    let mut seen = 0;
+    for _ in 0..100 {
+        let res = get(&server.url(&format!("/_/{base}/state/{key}"))).await;
+        if res.status() == 200 {
+            seen = res.json::<Value>().await.expect("json")["value"]
+                .as_u64()
+                .unwrap_or(0);
+            if seen >= want {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    seen
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{config, echo, kit, loaded, not_loaded, plugins};
+use super::{config, echo, kit, loaded, not_loaded, plugins, wait_for_state};
 use crate::server::{TestServer, client, get};
 
 #[tokio::test]
@@ -67,17 +67,7 @@ async fn reload_under_load_drops_no_request_and_runs_on_shutdown() {
     );
 
     // The old instances said goodbye (state lives in the host, across reloads).
-    let mut shutdowns = Value::Null;
-    for _ in 0..100 {
-        let res = get(&server.url("/_/kit/state/shutdowns")).await;
-        if res.status() == 200 {
-            shutdowns = res.json::<Value>().await.expect("json")["value"].clone();
-            if shutdowns == 3 {
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let shutdowns = wait_for_state(&server, "kit", "shutdowns", 3).await;
     assert_eq!(shutdowns, 3);
     server.stop().await;
 }
