@@ -54,6 +54,7 @@ fn state(rt: &tokio::runtime::Runtime, root: &Path, plugins: usize) -> AppState 
         dirs: vec![root.join("plugins")],
         embedded: Vec::new(),
         config_file: Some((root.join("buntime.jsonc"), true)),
+        data_dir: None,
     };
     rt.block_on(AppState::build(engine, vec![apps], 16, sources))
         .expect("state")

@@ -42,6 +42,9 @@ mod imports {
         pub(super) fn services_call(h: u64) -> u64;
         pub(super) fn pool_stats() -> u64;
         pub(super) fn pool_apps() -> u64;
+        pub(super) fn sql_query(h: u64) -> u64;
+        pub(super) fn sql_execute(h: u64) -> u64;
+        pub(super) fn sql_batch(h: u64) -> u64;
     }
 }
 
@@ -235,6 +238,68 @@ pub mod pool {
 /// `requestBody`; empty otherwise) or in `handle`.
 pub fn request_body() -> Vec<u8> {
     crate::guest::request_body_bytes()
+}
+
+/// `sql`: named SQLite databases in the host (grant: `"sql": ["default"]`).
+///
+/// Values are JSON: null, numbers, strings, and `{"$blob": "<base64>"}`.
+pub mod sql {
+    use serde::Deserialize;
+    use serde_json::{Value, json};
+
+    use super::{HostErrorBody, call, imports};
+
+    /// A query's result.
+    #[derive(Debug, Clone, PartialEq, Deserialize)]
+    pub struct Rows {
+        /// Column names.
+        pub columns: Vec<String>,
+        /// Rows, each a value per column.
+        pub rows: Vec<Vec<Value>>,
+    }
+
+    /// A statement's effect.
+    #[derive(Debug, Clone, PartialEq, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Executed {
+        /// Rows changed.
+        pub rows_affected: u64,
+        /// The last inserted rowid.
+        pub last_insert_id: i64,
+    }
+
+    /// Runs a query on database `db`.
+    pub fn query(db: &str, sql: &str, params: &[Value]) -> Result<Rows, HostErrorBody> {
+        call(
+            imports::sql_query,
+            &json!({ "db": db, "sql": sql, "params": params }),
+        )
+    }
+
+    /// Runs a statement that returns no rows.
+    pub fn execute(db: &str, sql: &str, params: &[Value]) -> Result<Executed, HostErrorBody> {
+        call(
+            imports::sql_execute,
+            &json!({ "db": db, "sql": sql, "params": params }),
+        )
+    }
+
+    /// Runs `statements` in order, atomically when `transaction` is true;
+    /// one result per statement (`Rows` or `Executed` as JSON).
+    pub fn batch(
+        db: &str,
+        statements: &[(&str, Vec<Value>)],
+        transaction: bool,
+    ) -> Result<Vec<Value>, HostErrorBody> {
+        let statements: Vec<Value> = statements
+            .iter()
+            .map(|(sql, params)| json!({ "sql": sql, "params": params }))
+            .collect();
+        call(
+            imports::sql_batch,
+            &json!({ "db": db, "statements": statements, "transaction": transaction }),
+        )
+    }
 }
 
 /// The plugin's config value `key` (from its manifest defaults and

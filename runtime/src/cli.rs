@@ -138,6 +138,7 @@ async fn serve() -> anyhow::Result<ExitCode> {
         dirs: env.plugin_dirs.clone(),
         embedded: crate::plugins::embedded(),
         config_file: Some((env.config_file.clone(), env.config_file_explicit)),
+        data_dir: Some(env.data_dir.clone()),
     };
     let state =
         crate::server::AppState::build(engine, env.worker_dirs.clone(), env.pool_size, sources)
@@ -270,6 +271,7 @@ async fn check_plugins(env: &crate::config::RuntimeEnv, engine: Engine) -> usize
         dirs: env.plugin_dirs.clone(),
         embedded: crate::plugins::embedded(),
         config_file: Some((env.config_file.clone(), env.config_file_explicit)),
+        data_dir: None,
     };
     let host = crate::plugins::PluginHost::new(
         engine,

@@ -41,6 +41,8 @@ pub struct HostServices {
     pub pools: Option<Arc<Pools>>,
     /// The installed apps (`pool`), when serving.
     pub catalog: Option<Arc<Catalog>>,
+    /// The databases (`sql`), when configured.
+    pub sql: Option<Arc<super::SqlDatabases>>,
     router: OnceLock<Weak<dyn ServiceRouter>>,
 }
 
@@ -53,11 +55,21 @@ impl std::fmt::Debug for HostServices {
 impl HostServices {
     /// Services over `pools` and `catalog` (either may be absent in tools and tests).
     pub fn new(pools: Option<Arc<Pools>>, catalog: Option<Arc<Catalog>>) -> Arc<Self> {
+        Self::with_sql(pools, catalog, None)
+    }
+
+    /// [`HostServices::new`] with databases for the `sql` capability.
+    pub fn with_sql(
+        pools: Option<Arc<Pools>>,
+        catalog: Option<Arc<Catalog>>,
+        sql: Option<Arc<super::SqlDatabases>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             state: StateStore::default(),
             events: EventBus::default(),
             pools,
             catalog,
+            sql,
             router: OnceLock::new(),
         })
     }

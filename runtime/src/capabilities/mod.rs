@@ -19,6 +19,7 @@ mod http;
 mod log;
 mod pool;
 mod services;
+mod sql;
 mod state;
 
 use std::any::Any;
@@ -40,6 +41,7 @@ pub(crate) mod http_resolve {
     pub(crate) use super::http::{PublicOnlyResolver, resolves_only_private};
 }
 pub use services::ServicesGrant;
+pub use sql::{SqlDatabases, SqlGrant};
 pub use state::{StateEntry, StateError, StateStore};
 
 use crate::wasm::HostFunction;
@@ -66,6 +68,8 @@ impl Capability {
     pub const SERVICES: Capability = Capability("services");
     /// Reading the worker pool's stats and the app list.
     pub const POOL: Capability = Capability("pool");
+    /// Named SQLite databases in the host.
+    pub const SQL: Capability = Capability("sql");
 
     /// Declares a capability by name. Names are lowercase identifiers.
     pub const fn new(name: &'static str) -> Self {
@@ -122,6 +126,7 @@ pub static SPECS: &[&dyn CapabilitySpec] = &[
     &events::EventsSpec,
     &services::ServicesSpec,
     &pool::PoolSpec,
+    &sql::SqlSpec,
 ];
 
 /// The spec of the capability called `name`.

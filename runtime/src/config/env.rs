@@ -10,6 +10,7 @@
 //! | `RUNTIME_HEADER_TIMEOUT` | `10s` | a client must send its request head within this |
 //! | `RUNTIME_MAX_HEADERS` | 100 | most header lines per request (431 beyond) |
 //! | `RUNTIME_MAX_HEADER_SIZE` | `64kb` | most bytes per request head |
+//! | `RUNTIME_DATA_DIR` | `./data` | databases of the `sql` capability (`<name>.db`, SQLite, WAL) |
 //! | `RUNTIME_CONFIG` | `./buntime.jsonc` (optional there) | the plugin configuration file |
 //! | `RUNTIME_CACHE_DIR` | `$XDG_CACHE_HOME/buntime` | compiled-module cache (`off` disables it) |
 
@@ -50,6 +51,8 @@ pub struct RuntimeEnv {
     pub config_file: PathBuf,
     /// Whether `RUNTIME_CONFIG` named the file (then it must exist).
     pub config_file_explicit: bool,
+    /// `RUNTIME_DATA_DIR`: where the `sql` capability keeps its databases.
+    pub data_dir: PathBuf,
     /// `RUNTIME_HEADER_TIMEOUT`: a client must send its request head within this.
     pub header_timeout: std::time::Duration,
     /// `RUNTIME_MAX_HEADERS`: most header lines in one request.
@@ -172,8 +175,10 @@ impl RuntimeEnv {
                     )
                 })?,
         };
+        let data_dir = PathBuf::from(var("RUNTIME_DATA_DIR").unwrap_or("./data"));
         Ok(Self {
             port,
+            data_dir,
             header_timeout,
             max_headers,
             max_header_bytes,

@@ -107,6 +107,8 @@ pub struct PluginSources {
     pub embedded: Vec<EmbeddedPlugin>,
     /// `buntime.jsonc`, re-read on every reload; `None`: all defaults.
     pub config_file: Option<(PathBuf, bool)>,
+    /// Where the `sql` capability keeps its databases; `None`: no databases.
+    pub data_dir: Option<PathBuf>,
 }
 
 /// Loads, holds and swaps the plugin chain.

@@ -88,7 +88,11 @@ impl AppState {
     ) -> Result<Self, PluginError> {
         let catalog = Arc::new(Catalog::new(worker_dirs));
         let pools = Pools::new(engine.clone(), pool_size);
-        let services = HostServices::new(Some(pools.clone()), Some(catalog.clone()));
+        let sql = plugins
+            .data_dir
+            .as_deref()
+            .map(crate::capabilities::SqlDatabases::new);
+        let services = HostServices::with_sql(Some(pools.clone()), Some(catalog.clone()), sql);
         pools.set_events(services.events.clone());
         let host = PluginHost::new(engine, services, plugins);
         host.start().await?;

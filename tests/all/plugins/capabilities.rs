@@ -5,7 +5,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde_json::Value;
 
-use super::{config, echo, kit, plugins, wait_for_state};
+use super::{config, echo, expect_error, kit, plugins, wait_for_state};
 use crate::server::{TestServer, client, get};
 
 #[tokio::test]
@@ -189,15 +189,7 @@ async fn a_plugin_may_not_stream_or_publish_outside_its_grant() {
     })
     .await;
     let res = get(&server.url("/_/narrow/events")).await;
-    assert_eq!(res.status(), 403);
-    let body: Value = res.json().await.expect("json");
-    assert!(
-        body["message"]
-            .as_str()
-            .expect("m")
-            .contains("\"subscribe\": [\"other.*\"]"),
-        "{body}"
-    );
+    expect_error(res, 403, "\"subscribe\": [\"other.*\"]").await;
     let res = get(&server.url("/_/narrow/publish?topic=elsewhere.x")).await;
     assert_eq!(res.status(), 403);
     let body: Value = res.json().await.expect("json");
@@ -228,26 +220,10 @@ async fn outbound_http_is_bounded_by_url_patterns_and_private_networks() {
     assert_eq!(get(&fetch("private")).await.status(), 200);
 
     let wildcard = get(&fetch("wildcard")).await;
-    assert_eq!(wildcard.status(), 502);
-    let body: Value = wildcard.json().await.expect("json");
-    assert!(
-        body["message"]
-            .as_str()
-            .expect("m")
-            .contains("private address"),
-        "{body}"
-    );
+    expect_error(wildcard, 502, "private address").await;
 
     let none = get(&fetch("none")).await;
-    assert_eq!(none.status(), 502);
-    let body: Value = none.json().await.expect("json");
-    assert!(
-        body["message"]
-            .as_str()
-            .expect("m")
-            .contains("is not allowed"),
-        "{body}"
-    );
+    expect_error(none, 502, "is not allowed").await;
     server.stop().await;
 }
 
@@ -272,15 +248,7 @@ async fn the_pool_capability_reads_pool_stats() {
     assert_eq!(stats["capacity"], 16);
     assert!(stats["workers"].to_string().contains("echo"), "{stats}");
     let refused = get(&server.url("/_/nosy/pool")).await;
-    assert_eq!(refused.status(), 403);
-    let body: Value = refused.json().await.expect("json");
-    assert!(
-        body["message"]
-            .as_str()
-            .expect("m")
-            .contains("\"pool\": true"),
-        "{body}"
-    );
+    expect_error(refused, 403, "\"pool\": true").await;
     let _ = plugins(&server).await;
     server.stop().await;
 }
@@ -306,5 +274,61 @@ async fn plugin_loaded_events_reach_subscribers_at_start_and_on_reload() {
     assert_eq!(res.status(), 200);
     let seen = wait_for_state(&server, "watcher", "event:plugin_loaded", 3).await;
     assert_eq!(seen, 3, "and one for the reloaded plugin");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn sql_runs_typed_statements_on_granted_databases_only() {
+    let server = TestServer::start_plugins(|root| {
+        kit(
+            root,
+            "store",
+            r#""base": "store", "capabilities": { "sql": ["default"] }"#,
+        );
+    })
+    .await;
+    let sql = |body: Value| {
+        let url = server.url("/_/store/sql");
+        async move { client().post(url).json(&body).send().await.expect("send") }
+    };
+    let res = sql(serde_json::json!({"op": "execute", "sql": "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT, score REAL)"})).await;
+    assert_eq!(res.status(), 200);
+    let res = sql(serde_json::json!({"op": "execute", "sql": "INSERT INTO notes (body, score) VALUES (?, ?)", "params": ["first", 0.5]})).await;
+    let done: Value = res.json().await.expect("json");
+    assert_eq!(
+        done,
+        serde_json::json!({"rowsAffected": 1, "lastInsertId": 1})
+    );
+
+    let failed = sql(serde_json::json!({"op": "batch", "statements": [
+        {"sql": "INSERT INTO notes (body) VALUES (?)", "params": ["second"]},
+        {"sql": "INSERT INTO missing VALUES (1)"},
+    ]}))
+    .await;
+    assert_eq!(failed.status(), 422);
+    let body: Value = failed.json().await.expect("json");
+    let message = body["message"].as_str().expect("message");
+    assert!(
+        message.contains("database `default`: statement 2: no such table: missing"),
+        "{message}"
+    );
+
+    let rows: Value = sql(
+        serde_json::json!({"op": "query", "sql": "SELECT id, body, score FROM notes ORDER BY id"}),
+    )
+    .await
+    .json()
+    .await
+    .expect("json");
+    assert_eq!(rows["columns"], serde_json::json!(["id", "body", "score"]));
+    assert_eq!(
+        rows["rows"],
+        serde_json::json!([[1, "first", 0.5]]),
+        "the failed batch left nothing behind"
+    );
+
+    let refused = sql(serde_json::json!({"op": "query", "db": "secrets", "sql": "SELECT 1"})).await;
+    expect_error(refused, 403, "{\"sql\": [\"secrets\"]}").await;
+    assert!(server.dir.path().join("data/default.db").is_file());
     server.stop().await;
 }

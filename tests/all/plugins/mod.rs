@@ -85,3 +85,13 @@ pub(crate) async fn wait_for_state(server: &TestServer, base: &str, key: &str, w
     }
     seen
 }
+
+/// Asserts `res` is an error with `status` whose JSON `message` contains
+/// `needle`; returns the body.
+pub(crate) async fn expect_error(res: reqwest::Response, status: u16, needle: &str) -> Value {
+    assert_eq!(res.status(), status);
+    let body: Value = res.json().await.expect("json");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.contains(needle), "`{needle}` not in {body}");
+    body
+}

@@ -74,6 +74,7 @@ impl TestServer {
             dirs: vec![dir.path().join("plugins")],
             embedded,
             config_file: Some((dir.path().join("buntime.jsonc"), false)),
+            data_dir: Some(dir.path().join("data")),
         };
         let state = AppState::build(engine, vec![dir.path().join("apps")], 16, sources).await?;
         Ok(Self::serve(dir, state, ConnectionLimits::default()).await)
