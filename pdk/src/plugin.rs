@@ -45,6 +45,9 @@ mod imports {
         pub(super) fn sql_query(h: u64) -> u64;
         pub(super) fn sql_execute(h: u64) -> u64;
         pub(super) fn sql_batch(h: u64) -> u64;
+        pub(super) fn sql_tenant_create(h: u64) -> u64;
+        pub(super) fn sql_tenant_list(h: u64) -> u64;
+        pub(super) fn sql_tenant_delete(h: u64) -> u64;
     }
 }
 
@@ -282,6 +285,29 @@ pub mod sql {
             imports::sql_execute,
             &json!({ "db": db, "sql": sql, "params": params }),
         )
+    }
+
+    /// Creates tenant `tenant` of database `db` (its own file); whether it is new.
+    pub fn create_tenant(db: &str, tenant: &str) -> Result<bool, HostErrorBody> {
+        let v: Value = call(
+            imports::sql_tenant_create,
+            &json!({ "db": db, "tenant": tenant }),
+        )?;
+        Ok(v["created"].as_bool().unwrap_or(false))
+    }
+
+    /// The tenants of database `db`, sorted.
+    pub fn tenants(db: &str) -> Result<Vec<String>, HostErrorBody> {
+        call(imports::sql_tenant_list, &json!({ "db": db }))
+    }
+
+    /// Deletes tenant `tenant` of `db` and its data; whether it existed.
+    pub fn delete_tenant(db: &str, tenant: &str) -> Result<bool, HostErrorBody> {
+        let v: Value = call(
+            imports::sql_tenant_delete,
+            &json!({ "db": db, "tenant": tenant }),
+        )?;
+        Ok(v["deleted"].as_bool().unwrap_or(false))
     }
 
     /// Runs `statements` in order, atomically when `transaction` is true;

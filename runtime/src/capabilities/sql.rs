@@ -14,6 +14,13 @@
 //! | `sql_query` | `{"db", "sql", "params"?}` | `{"columns": [...], "rows": [[...], ...]}` |
 //! | `sql_execute` | `{"db", "sql", "params"?}` | `{"rowsAffected", "lastInsertId"}` |
 //! | `sql_batch` | `{"db", "statements": [{"sql", "params"?}], "transaction"?: true}` | one result per statement (rows for statements that return columns); in a transaction, one failure rolls back all |
+//! | `sql_tenant_create` | `{"db", "tenant"}` | `{"created"}` |
+//! | `sql_tenant_list` | `{"db"}` | `["tenant", ...]` |
+//! | `sql_tenant_delete` | `{"db", "tenant"}` | `{"deleted"}` |
+//!
+//! Every statement function also takes `"tenant"`: the tenant's own database
+//! (a separate file, so tenants are isolated by construction). Tenant ids are
+//! 1 to 64 letters, digits, `-` and `_`; the grant for `db` covers its tenants.
 //!
 //! Errors name the database and, in a batch, the statement's position.
 
@@ -80,6 +87,9 @@ impl CapabilitySpec for SqlSpec {
             function("sql_query", query_op),
             function("sql_execute", execute_op),
             function("sql_batch", batch_op),
+            function("sql_tenant_create", tenant_create_op),
+            function("sql_tenant_list", tenant_list_op),
+            function("sql_tenant_delete", tenant_delete_op),
         ]
     }
 }
@@ -89,29 +99,83 @@ type SqlOp = fn(Arc<SqlDatabases>, Vec<u8>) -> Result<SqlJob, HostError>;
 
 fn query_op(dbs: Arc<SqlDatabases>, req: Vec<u8>) -> Result<SqlJob, HostError> {
     let r: Statement = parse(&req)?;
-    dbs.run(&r.db.clone(), move |conn, deadline| {
-        query(conn, &r.sql, &r.params, deadline)
-    })
+    dbs.run(
+        &target(&r.db, r.tenant.as_deref()),
+        move |conn, deadline| query(conn, &r.sql, &r.params, deadline),
+    )
 }
 
 fn execute_op(dbs: Arc<SqlDatabases>, req: Vec<u8>) -> Result<SqlJob, HostError> {
     let r: Statement = parse(&req)?;
-    dbs.run(&r.db.clone(), move |conn, _| {
+    dbs.run(&target(&r.db, r.tenant.as_deref()), move |conn, _| {
         execute(conn, &r.sql, &r.params)
     })
 }
 
 fn batch_op(dbs: Arc<SqlDatabases>, req: Vec<u8>) -> Result<SqlJob, HostError> {
     let r: Batch = parse(&req)?;
-    dbs.run(&r.db.clone(), move |conn, deadline| {
-        batch(conn, &r, deadline)
-    })
+    dbs.run(
+        &target(&r.db, r.tenant.as_deref()),
+        move |conn, deadline| batch(conn, &r, deadline),
+    )
+}
+
+fn tenant_create_op(dbs: Arc<SqlDatabases>, req: Vec<u8>) -> Result<SqlJob, HostError> {
+    let r: TenantReq = parse(&req)?;
+    let name = target(&r.db, Some(&r.tenant));
+    let path = dbs.path(&name)?;
+    Ok(Box::new(move || {
+        let existed = path.exists();
+        let conn = dbs.open_or_create(&name, true)?;
+        dbs.release(&name, conn);
+        Ok(json!({ "created": !existed }))
+    }))
+}
+
+fn tenant_list_op(dbs: Arc<SqlDatabases>, req: Vec<u8>) -> Result<SqlJob, HostError> {
+    let r: TenantReq = parse(&req)?;
+    let dir = dbs.tenant_dir(&r.db)?;
+    Ok(Box::new(move || {
+        let mut tenants: Vec<String> = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()?
+                    .strip_suffix(".db")
+                    .map(str::to_owned)
+            })
+            .collect();
+        tenants.sort();
+        Ok(json!(tenants))
+    }))
+}
+
+fn tenant_delete_op(dbs: Arc<SqlDatabases>, req: Vec<u8>) -> Result<SqlJob, HostError> {
+    let r: TenantReq = parse(&req)?;
+    let name = target(&r.db, Some(&r.tenant));
+    let path = dbs.path(&name)?;
+    Ok(Box::new(move || {
+        if let Ok(mut idle) = dbs.idle.lock() {
+            idle.remove(&name);
+        }
+        let existed = path.exists();
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = path.clone().into_os_string();
+            p.push(suffix);
+            let _ = std::fs::remove_file(p);
+        }
+        Ok(json!({ "deleted": existed }))
+    }))
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Statement {
     db: String,
+    #[serde(default)]
+    tenant: Option<String>,
     sql: String,
     #[serde(default)]
     params: Vec<Value>,
@@ -121,6 +185,8 @@ struct Statement {
 #[serde(deny_unknown_fields)]
 struct Batch {
     db: String,
+    #[serde(default)]
+    tenant: Option<String>,
     statements: Vec<BatchStatement>,
     #[serde(default = "yes")]
     transaction: bool,
@@ -193,6 +259,22 @@ struct DbName {
     db: String,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantReq {
+    db: String,
+    #[serde(default)]
+    tenant: String,
+}
+
+/// The database a request addresses: `db`, or tenant `t` of it as `db/t`.
+fn target(db: &str, tenant: Option<&str>) -> String {
+    match tenant {
+        Some(t) => format!("{db}/{t}"),
+        None => db.to_owned(),
+    }
+}
+
 /// Work for the blocking pool.
 type SqlJob = Box<dyn FnOnce() -> Result<Value, HostError> + Send>;
 
@@ -224,24 +306,31 @@ impl SqlDatabases {
 
     /// The file of database `name`: a configured path, or `<dir>/<name>.db`.
     /// Names are letters, digits, `-` and `_` (so a name cannot leave the dir).
+    /// A tenant's database is `db/tenant`, the file `<dir>/<db>.tenants/<tenant>.db`.
     pub fn path(&self, name: &str) -> Result<PathBuf, HostError> {
+        if let Some((db, tenant)) = name.split_once('/') {
+            valid_name(tenant, "tenant id")?;
+            return Ok(self.tenant_dir(db)?.join(format!("{tenant}.db")));
+        }
         if let Some(p) = self.named.get(name) {
             return Ok(p.clone());
         }
-        let ok = !name.is_empty()
-            && name.len() <= 64
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if !ok {
-            return Err(HostError::invalid_argument(format!(
-                "`{name}` is not a database name: use 1 to 64 letters, digits, `-` and `_`"
-            )));
-        }
+        valid_name(name, "database name")?;
         Ok(self.dir.join(format!("{name}.db")))
     }
 
+    /// The directory of `db`'s tenant databases.
+    fn tenant_dir(&self, db: &str) -> Result<PathBuf, HostError> {
+        valid_name(db, "database name")?;
+        Ok(self.dir.join(format!("{db}.tenants")))
+    }
+
     fn open(&self, name: &str) -> Result<rusqlite::Connection, HostError> {
+        // A database is created on first use; a tenant's only by `sql_tenant_create`.
+        self.open_or_create(name, !name.contains('/'))
+    }
+
+    fn open_or_create(&self, name: &str, create: bool) -> Result<rusqlite::Connection, HostError> {
         if let Some(c) = self
             .idle
             .lock()
@@ -251,6 +340,15 @@ impl SqlDatabases {
             return Ok(c);
         }
         let path = self.path(name)?;
+        if !create && !path.exists() {
+            let (db, tenant) = name.split_once('/').unwrap_or((name, ""));
+            return Err(HostError::new(
+                "not_found",
+                format!(
+                    "tenant `{tenant}` of database `{db}` does not exist; create it with sql_tenant_create"
+                ),
+            ));
+        }
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| {
                 HostError::new(
@@ -294,6 +392,22 @@ impl SqlDatabases {
             self.release(&name, conn);
             result.map_err(|m| HostError::new("sql_error", format!("database `{name}`: {m}")))
         }))
+    }
+}
+
+/// 1 to 64 letters, digits, `-` and `_`: safe as a file name.
+fn valid_name(name: &str, what: &str) -> Result<(), HostError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(HostError::invalid_argument(format!(
+            "`{name}` is not a valid {what}: use 1 to 64 letters, digits, `-` and `_`"
+        )))
     }
 }
 
@@ -485,6 +599,71 @@ mod tests {
             "the failed batch was rolled back"
         );
         assert!(dir.path().join("default.db").exists());
+    }
+
+    #[test]
+    fn tenants_are_separate_databases_created_listed_and_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let dbs = SqlDatabases::new(dir.path());
+        let (q, x): (SqlOp, SqlOp) = (query_op, execute_op);
+        let missing = job(
+            &dbs,
+            q,
+            json!({"db": "kv", "tenant": "acme", "sql": "SELECT 1"}),
+        )
+        .unwrap_err();
+        assert_eq!(missing.code, "not_found");
+        for t in ["acme", "globex"] {
+            let r = job(&dbs, tenant_create_op, json!({"db": "kv", "tenant": t})).unwrap();
+            assert_eq!(r["created"], true);
+            job(
+                &dbs,
+                x,
+                json!({"db": "kv", "tenant": t, "sql": "CREATE TABLE t (v TEXT)"}),
+            )
+            .unwrap();
+        }
+        job(
+            &dbs,
+            x,
+            json!({"db": "kv", "tenant": "acme", "sql": "INSERT INTO t VALUES ('a')"}),
+        )
+        .unwrap();
+        let other = job(
+            &dbs,
+            q,
+            json!({"db": "kv", "tenant": "globex", "sql": "SELECT count(*) FROM t"}),
+        )
+        .unwrap();
+        assert_eq!(
+            other["rows"],
+            json!([[0]]),
+            "tenants do not see each other's rows"
+        );
+        assert_eq!(
+            job(&dbs, tenant_list_op, json!({"db": "kv"})).unwrap(),
+            json!(["acme", "globex"])
+        );
+        assert_eq!(
+            job(
+                &dbs,
+                tenant_delete_op,
+                json!({"db": "kv", "tenant": "acme"})
+            )
+            .unwrap()["deleted"],
+            true
+        );
+        assert_eq!(
+            job(&dbs, tenant_list_op, json!({"db": "kv"})).unwrap(),
+            json!(["globex"])
+        );
+        let bad = job(
+            &dbs,
+            tenant_create_op,
+            json!({"db": "kv", "tenant": "../x"}),
+        )
+        .unwrap_err();
+        assert_eq!(bad.code, "invalid_argument");
     }
 
     #[test]
