@@ -294,7 +294,13 @@ fn failure_response(plugin: &Plugin, e: &HookError) -> Option<Response> {
         plugin.stats.skipped.fetch_add(1, Ordering::Relaxed);
         return None;
     }
-    Some(match e.failure {
+    Some(hook_error_response(e))
+}
+
+/// A failed plugin call as an answer: 503 with `Retry-After` for a timeout,
+/// 502 otherwise, both naming the plugin.
+pub(super) fn hook_error_response(e: &HookError) -> Response {
+    match e.failure {
         HookFailure::Timeout(_) => ApiError {
             retry_after: Some(1),
             ..ApiError::new(
@@ -305,10 +311,10 @@ fn failure_response(plugin: &Plugin, e: &HookError) -> Option<Response> {
         }
         .into_response(),
         _ => bad_gateway(e),
-    })
+    }
 }
 
-fn bad_gateway(e: &HookError) -> Response {
+pub(super) fn bad_gateway(e: &HookError) -> Response {
     ApiError::new(StatusCode::BAD_GATEWAY, "PLUGIN_FAILED", e.to_string()).into_response()
 }
 

@@ -20,9 +20,10 @@ use http_body_util::BodyExt;
 use super::AppState;
 use super::error::{ApiError, RequestId};
 use super::guest_http::{HeadView, HeaderPairs, response_from_head};
+use super::pipeline::{bad_gateway, hook_error_response};
 use crate::capabilities::{Capability, EventsGrant, TopicPattern};
 use crate::config::{DEFAULT_MAX_BODY, WorkerConfig};
-use crate::plugins::{Chain, HookFailure, Plugin};
+use crate::plugins::{Chain, Plugin};
 use crate::wasm::abi::{RequestBody, ResponseBody};
 
 /// Serves a request under `/_/`.
@@ -123,28 +124,13 @@ async fn call_handle(
     let (result, mut ext) = plugin.call("handle", input, ext).await;
     let out = match result {
         Ok(out) => out,
-        Err(e) => {
-            return match e.failure {
-                HookFailure::Timeout(_) => ApiError {
-                    retry_after: Some(1),
-                    ..ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "PLUGIN_TIMEOUT",
-                        e.to_string(),
-                    )
-                }
-                .into_response(),
-                _ => ApiError::new(StatusCode::BAD_GATEWAY, "PLUGIN_FAILED", e.to_string())
-                    .into_response(),
-            };
-        }
+        Err(e) => return hook_error_response(&e),
     };
     let head: ResponseHead = match serde_json::from_slice(&out) {
         Ok(h) => h,
         Err(e) => {
             let e = plugin.malformed("handle", e);
-            return ApiError::new(StatusCode::BAD_GATEWAY, "PLUGIN_FAILED", e.to_string())
-                .into_response();
+            return bad_gateway(&e);
         }
     };
     if !head.events.is_empty() {
@@ -152,7 +138,7 @@ async fn call_handle(
     }
     response_from_head(head, ext.remove::<ResponseBody>()).unwrap_or_else(|detail| {
         let e = plugin.malformed("handle", detail);
-        ApiError::new(StatusCode::BAD_GATEWAY, "PLUGIN_FAILED", e.to_string()).into_response()
+        bad_gateway(&e)
     })
 }
 
@@ -170,8 +156,7 @@ fn event_stream(
             Ok(t) => t,
             Err(e) => {
                 let e = plugin.malformed("handle", e);
-                return ApiError::new(StatusCode::BAD_GATEWAY, "PLUGIN_FAILED", e.to_string())
-                    .into_response();
+                return bad_gateway(&e);
             }
         };
         if !grant.is_some_and(|g| g.covers(p)) {

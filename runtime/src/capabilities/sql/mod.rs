@@ -24,15 +24,17 @@
 //!
 //! Errors name the database and, in a batch, the statement's position.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+mod databases;
+mod statements;
 
-use base64::Engine as _;
-use rusqlite::types::{Value as SqlValue, ValueRef};
+use std::sync::Arc;
+use std::time::Duration;
+
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
+
+pub use databases::SqlDatabases;
+use statements::{batch, execute, query};
 
 use super::events::TopicPattern;
 use super::state::no_context;
@@ -183,7 +185,7 @@ struct Statement {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Batch {
+pub(super) struct Batch {
     db: String,
     #[serde(default)]
     tenant: Option<String>,
@@ -278,274 +280,10 @@ fn target(db: &str, tenant: Option<&str>) -> String {
 /// Work for the blocking pool.
 type SqlJob = Box<dyn FnOnce() -> Result<Value, HostError> + Send>;
 
-/// The named databases of a server.
-///
-/// ```
-/// use buntime::capabilities::SqlDatabases;
-/// let dir = tempfile::tempdir().unwrap();
-/// let dbs = SqlDatabases::new(dir.path());
-/// assert!(dbs.path("default").unwrap().ends_with("default.db"));
-/// assert!(dbs.path("../etc").is_err());
-/// ```
-#[derive(Debug)]
-pub struct SqlDatabases {
-    dir: PathBuf,
-    named: HashMap<String, PathBuf>,
-    idle: Mutex<HashMap<String, Vec<rusqlite::Connection>>>,
-}
-
-impl SqlDatabases {
-    /// Databases as files in `dir` (`<name>.db`).
-    pub fn new(dir: &Path) -> Arc<Self> {
-        Arc::new(Self {
-            dir: dir.to_owned(),
-            named: HashMap::new(),
-            idle: Mutex::default(),
-        })
-    }
-
-    /// The file of database `name`: a configured path, or `<dir>/<name>.db`.
-    /// Names are letters, digits, `-` and `_` (so a name cannot leave the dir).
-    /// A tenant's database is `db/tenant`, the file `<dir>/<db>.tenants/<tenant>.db`.
-    pub fn path(&self, name: &str) -> Result<PathBuf, HostError> {
-        if let Some((db, tenant)) = name.split_once('/') {
-            valid_name(tenant, "tenant id")?;
-            return Ok(self.tenant_dir(db)?.join(format!("{tenant}.db")));
-        }
-        if let Some(p) = self.named.get(name) {
-            return Ok(p.clone());
-        }
-        valid_name(name, "database name")?;
-        Ok(self.dir.join(format!("{name}.db")))
-    }
-
-    /// The directory of `db`'s tenant databases.
-    fn tenant_dir(&self, db: &str) -> Result<PathBuf, HostError> {
-        valid_name(db, "database name")?;
-        Ok(self.dir.join(format!("{db}.tenants")))
-    }
-
-    fn open(&self, name: &str) -> Result<rusqlite::Connection, HostError> {
-        // A database is created on first use; a tenant's only by `sql_tenant_create`.
-        self.open_or_create(name, !name.contains('/'))
-    }
-
-    fn open_or_create(&self, name: &str, create: bool) -> Result<rusqlite::Connection, HostError> {
-        if let Some(c) = self
-            .idle
-            .lock()
-            .ok()
-            .and_then(|mut m| m.get_mut(name)?.pop())
-        {
-            return Ok(c);
-        }
-        let path = self.path(name)?;
-        if !create && !path.exists() {
-            let (db, tenant) = name.split_once('/').unwrap_or((name, ""));
-            return Err(HostError::new(
-                "not_found",
-                format!(
-                    "tenant `{tenant}` of database `{db}` does not exist; create it with sql_tenant_create"
-                ),
-            ));
-        }
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                HostError::new(
-                    "unavailable",
-                    format!("database `{name}`: cannot create {}: {e}", parent.display()),
-                )
-            })?;
-        }
-        let conn = rusqlite::Connection::open(&path)
-            .map_err(|e| HostError::new("unavailable", format!("database `{name}`: {e}")))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .and_then(|_| conn.pragma_update(None, "synchronous", "NORMAL"))
-            .and_then(|_| conn.busy_timeout(STATEMENT_TIMEOUT))
-            .map_err(|e| HostError::new("unavailable", format!("database `{name}`: {e}")))?;
-        Ok(conn)
-    }
-
-    fn release(&self, name: &str, conn: rusqlite::Connection) {
-        if let Ok(mut m) = self.idle.lock() {
-            let list = m.entry(name.to_owned()).or_default();
-            if list.len() < 8 {
-                list.push(conn);
-            }
-        }
-    }
-
-    /// Prepares a job running `work` on a connection to `name` with a deadline.
-    fn run(
-        self: Arc<Self>,
-        name: &str,
-        work: impl FnOnce(&mut rusqlite::Connection, Instant) -> Result<Value, String> + Send + 'static,
-    ) -> Result<SqlJob, HostError> {
-        let name = name.to_owned();
-        self.path(&name)?;
-        Ok(Box::new(move || {
-            let mut conn = self.open(&name)?;
-            let deadline = Instant::now() + STATEMENT_TIMEOUT;
-            conn.progress_handler(10_000, Some(move || Instant::now() > deadline));
-            let result = work(&mut conn, deadline);
-            conn.progress_handler(0, None::<fn() -> bool>);
-            self.release(&name, conn);
-            result.map_err(|m| HostError::new("sql_error", format!("database `{name}`: {m}")))
-        }))
-    }
-}
-
-/// 1 to 64 letters, digits, `-` and `_`: safe as a file name.
-fn valid_name(name: &str, what: &str) -> Result<(), HostError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(HostError::invalid_argument(format!(
-            "`{name}` is not a valid {what}: use 1 to 64 letters, digits, `-` and `_`"
-        )))
-    }
-}
-
-fn to_sql(v: &Value) -> Result<SqlValue, String> {
-    Ok(match v {
-        Value::Null => SqlValue::Null,
-        Value::Bool(b) => SqlValue::Integer(i64::from(*b)),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => SqlValue::Integer(i),
-            None => SqlValue::Real(n.as_f64().ok_or("a number out of range")?),
-        },
-        Value::String(s) => SqlValue::Text(s.clone()),
-        Value::Object(o) if o.len() == 1 && o.contains_key("$blob") => {
-            let text = o["$blob"].as_str().ok_or("`$blob` must be base64 text")?;
-            SqlValue::Blob(
-                base64::engine::general_purpose::STANDARD
-                    .decode(text)
-                    .map_err(|e| format!("`$blob` is not base64: {e}"))?,
-            )
-        }
-        other => {
-            return Err(format!(
-                "{other} is not a SQL value (null, number, string or {{\"$blob\"}})"
-            ));
-        }
-    })
-}
-
-fn from_sql(v: ValueRef<'_>) -> Value {
-    match v {
-        ValueRef::Null => Value::Null,
-        ValueRef::Integer(i) => Value::from(i),
-        ValueRef::Real(f) => serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number),
-        ValueRef::Text(t) => Value::String(String::from_utf8_lossy(t).into_owned()),
-        ValueRef::Blob(b) => {
-            let mut m = Map::new();
-            m.insert(
-                "$blob".into(),
-                Value::String(base64::engine::general_purpose::STANDARD.encode(b)),
-            );
-            Value::Object(m)
-        }
-    }
-}
-
-fn params(values: &[Value]) -> Result<Vec<SqlValue>, String> {
-    values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| to_sql(v).map_err(|e| format!("parameter {}: {e}", i + 1)))
-        .collect()
-}
-
-fn timed_out(e: &rusqlite::Error, deadline: Instant) -> bool {
-    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::OperationInterrupted)
-        || Instant::now() > deadline
-}
-
-fn query(
-    conn: &rusqlite::Connection,
-    sql: &str,
-    values: &[Value],
-    deadline: Instant,
-) -> Result<Value, String> {
-    let values = params(values)?;
-    let mut stmt = conn.prepare(sql).map_err(|e| e.to_string())?;
-    let columns: Vec<String> = stmt
-        .column_names()
-        .iter()
-        .map(|c| (*c).to_owned())
-        .collect();
-    let n = columns.len();
-    let mut rows = stmt
-        .query(rusqlite::params_from_iter(values.iter()))
-        .map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    loop {
-        match rows.next() {
-            Ok(Some(row)) => {
-                if out.len() >= MAX_ROWS {
-                    return Err(format!(
-                        "the query returns more than {MAX_ROWS} rows; add LIMIT"
-                    ));
-                }
-                let mut cells = Vec::with_capacity(n);
-                for i in 0..n {
-                    cells.push(row.get_ref(i).map(from_sql).map_err(|e| e.to_string())?);
-                }
-                out.push(Value::Array(cells));
-            }
-            Ok(None) => break,
-            Err(e) if timed_out(&e, deadline) => {
-                return Err(format!(
-                    "the statement ran past its {STATEMENT_TIMEOUT:?} limit and was stopped"
-                ));
-            }
-            Err(e) => return Err(e.to_string()),
-        }
-    }
-    Ok(json!({ "columns": columns, "rows": out }))
-}
-
-fn execute(conn: &rusqlite::Connection, sql: &str, values: &[Value]) -> Result<Value, String> {
-    let values = params(values)?;
-    let changed = conn
-        .execute(sql, rusqlite::params_from_iter(values.iter()))
-        .map_err(|e| e.to_string())?;
-    Ok(json!({ "rowsAffected": changed, "lastInsertId": conn.last_insert_rowid() }))
-}
-
-fn batch(conn: &mut rusqlite::Connection, b: &Batch, deadline: Instant) -> Result<Value, String> {
-    let run = |conn: &rusqlite::Connection| -> Result<Vec<Value>, String> {
-        let mut results = Vec::new();
-        for (i, s) in b.statements.iter().enumerate() {
-            let returns_rows = conn
-                .prepare(&s.sql)
-                .map(|st| st.column_count() > 0)
-                .map_err(|e| format!("statement {}: {e}", i + 1))?;
-            let r = if returns_rows {
-                query(conn, &s.sql, &s.params, deadline)
-            } else {
-                execute(conn, &s.sql, &s.params)
-            };
-            results.push(r.map_err(|e| format!("statement {}: {e}", i + 1))?);
-        }
-        Ok(results)
-    };
-    if !b.transaction {
-        return run(conn).map(Value::Array);
-    }
-    let tx = conn.transaction().map_err(|e| e.to_string())?;
-    let results = run(&tx)?; // dropping `tx` on error rolls back
-    tx.commit().map_err(|e| e.to_string())?;
-    Ok(Value::Array(results))
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
     use super::*;
 
     fn job(dbs: &Arc<SqlDatabases>, op: SqlOp, req: Value) -> Result<Value, HostError> {

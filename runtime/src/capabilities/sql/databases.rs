@@ -1,0 +1,150 @@
+//! The database files behind the `sql` capability: names, tenants, opening
+//! (WAL, busy timeout), a few idle connections per database, and running a
+//! job with a statement deadline.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde_json::Value;
+
+use super::{STATEMENT_TIMEOUT, SqlJob};
+use crate::wasm::HostError;
+
+/// The named databases of a server.
+///
+/// ```
+/// use buntime::capabilities::SqlDatabases;
+/// let dir = tempfile::tempdir().unwrap();
+/// let dbs = SqlDatabases::new(dir.path());
+/// assert!(dbs.path("default").unwrap().ends_with("default.db"));
+/// assert!(dbs.path("../etc").is_err());
+/// ```
+#[derive(Debug)]
+pub struct SqlDatabases {
+    dir: PathBuf,
+    named: HashMap<String, PathBuf>,
+    pub(super) idle: Mutex<HashMap<String, Vec<rusqlite::Connection>>>,
+}
+
+impl SqlDatabases {
+    /// Databases as files in `dir` (`<name>.db`).
+    pub fn new(dir: &Path) -> Arc<Self> {
+        Arc::new(Self {
+            dir: dir.to_owned(),
+            named: HashMap::new(),
+            idle: Mutex::default(),
+        })
+    }
+
+    /// The file of database `name`: a configured path, or `<dir>/<name>.db`.
+    /// Names are letters, digits, `-` and `_` (so a name cannot leave the dir).
+    /// A tenant's database is `db/tenant`, the file `<dir>/<db>.tenants/<tenant>.db`.
+    pub fn path(&self, name: &str) -> Result<PathBuf, HostError> {
+        if let Some((db, tenant)) = name.split_once('/') {
+            valid_name(tenant, "tenant id")?;
+            return Ok(self.tenant_dir(db)?.join(format!("{tenant}.db")));
+        }
+        if let Some(p) = self.named.get(name) {
+            return Ok(p.clone());
+        }
+        valid_name(name, "database name")?;
+        Ok(self.dir.join(format!("{name}.db")))
+    }
+
+    /// The directory of `db`'s tenant databases.
+    pub(super) fn tenant_dir(&self, db: &str) -> Result<PathBuf, HostError> {
+        valid_name(db, "database name")?;
+        Ok(self.dir.join(format!("{db}.tenants")))
+    }
+
+    fn open(&self, name: &str) -> Result<rusqlite::Connection, HostError> {
+        // A database is created on first use; a tenant's only by `sql_tenant_create`.
+        self.open_or_create(name, !name.contains('/'))
+    }
+
+    pub(super) fn open_or_create(
+        &self,
+        name: &str,
+        create: bool,
+    ) -> Result<rusqlite::Connection, HostError> {
+        if let Some(c) = self
+            .idle
+            .lock()
+            .ok()
+            .and_then(|mut m| m.get_mut(name)?.pop())
+        {
+            return Ok(c);
+        }
+        let path = self.path(name)?;
+        if !create && !path.exists() {
+            let (db, tenant) = name.split_once('/').unwrap_or((name, ""));
+            return Err(HostError::new(
+                "not_found",
+                format!(
+                    "tenant `{tenant}` of database `{db}` does not exist; create it with sql_tenant_create"
+                ),
+            ));
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                HostError::new(
+                    "unavailable",
+                    format!("database `{name}`: cannot create {}: {e}", parent.display()),
+                )
+            })?;
+        }
+        let conn = rusqlite::Connection::open(&path)
+            .map_err(|e| HostError::new("unavailable", format!("database `{name}`: {e}")))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .and_then(|_| conn.pragma_update(None, "synchronous", "NORMAL"))
+            .and_then(|_| conn.busy_timeout(STATEMENT_TIMEOUT))
+            .map_err(|e| HostError::new("unavailable", format!("database `{name}`: {e}")))?;
+        Ok(conn)
+    }
+
+    pub(super) fn release(&self, name: &str, conn: rusqlite::Connection) {
+        if let Ok(mut m) = self.idle.lock() {
+            let list = m.entry(name.to_owned()).or_default();
+            if list.len() < 8 {
+                list.push(conn);
+            }
+        }
+    }
+
+    /// Prepares a job running `work` on a connection to `name` with a deadline.
+    pub(super) fn run(
+        self: Arc<Self>,
+        name: &str,
+        work: impl FnOnce(&mut rusqlite::Connection, Instant) -> Result<Value, String> + Send + 'static,
+    ) -> Result<SqlJob, HostError> {
+        let name = name.to_owned();
+        self.path(&name)?;
+        Ok(Box::new(move || {
+            let mut conn = self.open(&name)?;
+            let deadline = Instant::now() + STATEMENT_TIMEOUT;
+            conn.progress_handler(10_000, Some(move || Instant::now() > deadline));
+            let result = work(&mut conn, deadline);
+            conn.progress_handler(0, None::<fn() -> bool>);
+            self.release(&name, conn);
+            result.map_err(|m| HostError::new("sql_error", format!("database `{name}`: {m}")))
+        }))
+    }
+}
+
+/// 1 to 64 letters, digits, `-` and `_`: safe as a file name.
+fn valid_name(name: &str, what: &str) -> Result<(), HostError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(HostError::invalid_argument(format!(
+            "`{name}` is not a valid {what}: use 1 to 64 letters, digits, `-` and `_`"
+        )))
+    }
+}

@@ -1,0 +1,151 @@
+//! Running statements: JSON values to SQLite and back, queries, executes and
+//! batches (atomic in a transaction).
+
+use std::time::Instant;
+
+use base64::Engine as _;
+use rusqlite::types::{Value as SqlValue, ValueRef};
+use serde_json::{Map, Value, json};
+
+use super::{Batch, MAX_ROWS, STATEMENT_TIMEOUT};
+
+fn to_sql(v: &Value) -> Result<SqlValue, String> {
+    Ok(match v {
+        Value::Null => SqlValue::Null,
+        Value::Bool(b) => SqlValue::Integer(i64::from(*b)),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => SqlValue::Integer(i),
+            None => SqlValue::Real(n.as_f64().ok_or("a number out of range")?),
+        },
+        Value::String(s) => SqlValue::Text(s.clone()),
+        Value::Object(o) if o.len() == 1 && o.contains_key("$blob") => {
+            let text = o["$blob"].as_str().ok_or("`$blob` must be base64 text")?;
+            SqlValue::Blob(
+                base64::engine::general_purpose::STANDARD
+                    .decode(text)
+                    .map_err(|e| format!("`$blob` is not base64: {e}"))?,
+            )
+        }
+        other => {
+            return Err(format!(
+                "{other} is not a SQL value (null, number, string or {{\"$blob\"}})"
+            ));
+        }
+    })
+}
+
+fn from_sql(v: ValueRef<'_>) -> Value {
+    match v {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::from(i),
+        ValueRef::Real(f) => serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number),
+        ValueRef::Text(t) => Value::String(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => {
+            let mut m = Map::new();
+            m.insert(
+                "$blob".into(),
+                Value::String(base64::engine::general_purpose::STANDARD.encode(b)),
+            );
+            Value::Object(m)
+        }
+    }
+}
+
+fn params(values: &[Value]) -> Result<Vec<SqlValue>, String> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| to_sql(v).map_err(|e| format!("parameter {}: {e}", i + 1)))
+        .collect()
+}
+
+fn timed_out(e: &rusqlite::Error, deadline: Instant) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::OperationInterrupted)
+        || Instant::now() > deadline
+}
+
+pub(super) fn query(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    values: &[Value],
+    deadline: Instant,
+) -> Result<Value, String> {
+    let values = params(values)?;
+    let mut stmt = conn.prepare(sql).map_err(|e| e.to_string())?;
+    let columns: Vec<String> = stmt
+        .column_names()
+        .iter()
+        .map(|c| (*c).to_owned())
+        .collect();
+    let n = columns.len();
+    let mut rows = stmt
+        .query(rusqlite::params_from_iter(values.iter()))
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    loop {
+        match rows.next() {
+            Ok(Some(row)) => {
+                if out.len() >= MAX_ROWS {
+                    return Err(format!(
+                        "the query returns more than {MAX_ROWS} rows; add LIMIT"
+                    ));
+                }
+                let mut cells = Vec::with_capacity(n);
+                for i in 0..n {
+                    cells.push(row.get_ref(i).map(from_sql).map_err(|e| e.to_string())?);
+                }
+                out.push(Value::Array(cells));
+            }
+            Ok(None) => break,
+            Err(e) if timed_out(&e, deadline) => {
+                return Err(format!(
+                    "the statement ran past its {STATEMENT_TIMEOUT:?} limit and was stopped"
+                ));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(json!({ "columns": columns, "rows": out }))
+}
+
+pub(super) fn execute(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    values: &[Value],
+) -> Result<Value, String> {
+    let values = params(values)?;
+    let changed = conn
+        .execute(sql, rusqlite::params_from_iter(values.iter()))
+        .map_err(|e| e.to_string())?;
+    Ok(json!({ "rowsAffected": changed, "lastInsertId": conn.last_insert_rowid() }))
+}
+
+pub(super) fn batch(
+    conn: &mut rusqlite::Connection,
+    b: &Batch,
+    deadline: Instant,
+) -> Result<Value, String> {
+    let run = |conn: &rusqlite::Connection| -> Result<Vec<Value>, String> {
+        let mut results = Vec::new();
+        for (i, s) in b.statements.iter().enumerate() {
+            let returns_rows = conn
+                .prepare(&s.sql)
+                .map(|st| st.column_count() > 0)
+                .map_err(|e| format!("statement {}: {e}", i + 1))?;
+            let r = if returns_rows {
+                query(conn, &s.sql, &s.params, deadline)
+            } else {
+                execute(conn, &s.sql, &s.params)
+            };
+            results.push(r.map_err(|e| format!("statement {}: {e}", i + 1))?);
+        }
+        Ok(results)
+    };
+    if !b.transaction {
+        return run(conn).map(Value::Array);
+    }
+    let tx = conn.transaction().map_err(|e| e.to_string())?;
+    let results = run(&tx)?; // dropping `tx` on error rolls back
+    tx.commit().map_err(|e| e.to_string())?;
+    Ok(Value::Array(results))
+}
