@@ -95,3 +95,14 @@ pub(crate) async fn expect_error(res: reqwest::Response, status: u16, needle: &s
     assert!(message.contains(needle), "`{needle}` not in {body}");
     body
 }
+
+/// The value of request header `name` as the echo app saw it (its JSON
+/// answer lists the headers it received).
+pub(crate) fn seen_header(echoed: &Value, name: &str) -> Option<String> {
+    echoed["headers"]
+        .as_array()?
+        .iter()
+        .find(|h| h[0] == name)
+        .and_then(|h| h[1].as_str())
+        .map(str::to_owned)
+}
