@@ -124,6 +124,14 @@ impl Response {
         self
     }
 
+    /// With [`Response::events`]: name every SSE event `name` and send the
+    /// published payload alone as its data. A body set on the response is
+    /// sent first, as the initial event.
+    pub fn event_name(mut self, name: impl Into<String>) -> Self {
+        self.head.event = Some(name.into());
+        self
+    }
+
     /// Sets the body.
     pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
         self.body = body.into();

@@ -38,6 +38,38 @@ pub struct RequestHead {
 }
 
 impl RequestHead {
+    /// The query's `name=value` pairs, percent-decoded (`+` is a space).
+    ///
+    /// ```
+    /// use buntime_pdk::RequestHead;
+    /// let head: RequestHead = serde_json::from_str(
+    ///     r#"{"method":"GET","path":"/","query":"a=1&b=x%2Fy+z&flag"}"#,
+    /// ).unwrap();
+    /// assert_eq!(head.query_param("b").as_deref(), Some("x/y z"));
+    /// assert_eq!(head.query_param("flag").as_deref(), Some(""));
+    /// assert_eq!(head.query_param("c"), None);
+    /// ```
+    pub fn query_params(&self) -> Vec<(String, String)> {
+        self.query
+            .as_deref()
+            .unwrap_or("")
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|pair| {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                (percent_decode(k), percent_decode(v))
+            })
+            .collect()
+    }
+
+    /// The first query parameter called `name`, percent-decoded.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        self.query_params()
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+    }
+
     /// The first header called `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -71,8 +103,16 @@ pub struct ResponseHead {
     /// Plugin routes only: turn this response into a `text/event-stream` of
     /// every published event whose topic matches one of these patterns
     /// (within the plugin's `events.subscribe` grant), until the client leaves.
+    ///
+    /// With `events`, a `body` is sent first as one event (the stream's
+    /// initial state), named like the others.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<String>,
+    /// With `events`: the SSE event name for every event sent, whose data is
+    /// then the published payload alone. Without it, each event is named by
+    /// its topic and its data is `{"topic", "data", "source"}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
 }
 
 impl ResponseHead {
@@ -83,6 +123,41 @@ impl ResponseHead {
             headers: Vec::new(),
             body: None,
             events: Vec::new(),
+            event: None,
         }
     }
+}
+
+/// Decodes `%XX` escapes and `+` (a space, as in form encoding). Invalid
+/// escapes are kept as written; invalid UTF-8 becomes U+FFFD.
+///
+/// ```
+/// assert_eq!(buntime_pdk::http::percent_decode("a%20b+c%zz"), "a b c%zz");
+/// ```
+pub fn percent_decode(text: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16);
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = match bytes.get(i..i + 3) {
+            Some([b'%', hi, lo]) => hex(*hi).zip(hex(*lo)).map(|(h, l)| (h * 16 + l) as u8),
+            _ => None,
+        };
+        match (escaped, bytes[i]) {
+            (Some(b), _) => {
+                out.push(b);
+                i += 3;
+            }
+            (None, b'+') => {
+                out.push(b' ');
+                i += 1;
+            }
+            (None, b) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

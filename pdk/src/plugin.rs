@@ -48,6 +48,7 @@ mod imports {
         pub(super) fn sql_tenant_create(h: u64) -> u64;
         pub(super) fn sql_tenant_list(h: u64) -> u64;
         pub(super) fn sql_tenant_delete(h: u64) -> u64;
+        pub(super) fn sql_databases() -> u64;
     }
 }
 
@@ -271,20 +272,88 @@ pub mod sql {
         pub last_insert_id: i64,
     }
 
+    /// A database, or one tenant's database, to run statements on.
+    ///
+    /// ```ignore
+    /// let db = sql::Db::new("default").tenant(Some("acme"));
+    /// db.execute("INSERT INTO t(x) VALUES (?)", &[json!(1)])?;
+    /// ```
+    #[derive(Debug, Clone, Copy)]
+    pub struct Db<'a> {
+        name: &'a str,
+        tenant: Option<&'a str>,
+    }
+
+    impl<'a> Db<'a> {
+        /// Database `name`.
+        pub fn new(name: &'a str) -> Self {
+            Self { name, tenant: None }
+        }
+
+        /// The same database for `tenant` (its own file); `None` = the root.
+        pub fn tenant(self, tenant: Option<&'a str>) -> Self {
+            Self { tenant, ..self }
+        }
+
+        /// The database's name.
+        pub fn name(&self) -> &'a str {
+            self.name
+        }
+
+        /// Runs a query.
+        pub fn query(&self, sql: &str, params: &[Value]) -> Result<Rows, HostErrorBody> {
+            call(
+                imports::sql_query,
+                &json!({ "db": self.name, "tenant": self.tenant, "sql": sql, "params": params }),
+            )
+        }
+
+        /// Runs a statement that returns no rows.
+        pub fn execute(&self, sql: &str, params: &[Value]) -> Result<Executed, HostErrorBody> {
+            call(
+                imports::sql_execute,
+                &json!({ "db": self.name, "tenant": self.tenant, "sql": sql, "params": params }),
+            )
+        }
+
+        /// Runs `statements` in order, atomically when `transaction` is true;
+        /// one result per statement (`Rows` or `Executed` as JSON). An error
+        /// names the failing statement's position (`statement 3: ...`).
+        pub fn batch(
+            &self,
+            statements: &[(&str, Vec<Value>)],
+            transaction: bool,
+        ) -> Result<Vec<Value>, HostErrorBody> {
+            let statements: Vec<Value> = statements
+                .iter()
+                .map(|(sql, params)| json!({ "sql": sql, "params": params }))
+                .collect();
+            call(
+                imports::sql_batch,
+                &json!({
+                    "db": self.name,
+                    "tenant": self.tenant,
+                    "statements": statements,
+                    "transaction": transaction,
+                }),
+            )
+        }
+    }
+
     /// Runs a query on database `db`.
     pub fn query(db: &str, sql: &str, params: &[Value]) -> Result<Rows, HostErrorBody> {
-        call(
-            imports::sql_query,
-            &json!({ "db": db, "sql": sql, "params": params }),
-        )
+        Db::new(db).query(sql, params)
     }
 
     /// Runs a statement that returns no rows.
     pub fn execute(db: &str, sql: &str, params: &[Value]) -> Result<Executed, HostErrorBody> {
-        call(
-            imports::sql_execute,
-            &json!({ "db": db, "sql": sql, "params": params }),
-        )
+        Db::new(db).execute(sql, params)
+    }
+
+    /// The databases that exist or are configured and that this plugin's
+    /// grant covers.
+    pub fn databases() -> Result<Vec<String>, HostErrorBody> {
+        super::call0(imports::sql_databases)
     }
 
     /// Creates tenant `tenant` of database `db` (its own file); whether it is new.
@@ -310,21 +379,13 @@ pub mod sql {
         Ok(v["deleted"].as_bool().unwrap_or(false))
     }
 
-    /// Runs `statements` in order, atomically when `transaction` is true;
-    /// one result per statement (`Rows` or `Executed` as JSON).
+    /// [`Db::batch`] on database `db`.
     pub fn batch(
         db: &str,
         statements: &[(&str, Vec<Value>)],
         transaction: bool,
     ) -> Result<Vec<Value>, HostErrorBody> {
-        let statements: Vec<Value> = statements
-            .iter()
-            .map(|(sql, params)| json!({ "sql": sql, "params": params }))
-            .collect();
-        call(
-            imports::sql_batch,
-            &json!({ "db": db, "statements": statements, "transaction": transaction }),
-        )
+        Db::new(db).batch(statements, transaction)
     }
 }
 

@@ -36,6 +36,9 @@ const RESERVED: [&str; 3] = [WORKER_SPAWN, WORKER_TERMINATE, PLUGIN_LOADED];
 
 /// Largest event payload (JSON text).
 pub(super) const MAX_EVENT_BYTES: usize = 256 << 10;
+/// Longest topic pattern: room for a topic that embeds a hex-encoded key of
+/// 2 KiB (keyval's watch streams).
+pub(super) const MAX_PATTERN_LEN: usize = 4200;
 
 /// The `events` capability.
 pub(super) struct EventsSpec;
@@ -147,10 +150,11 @@ struct PublishReq {
 pub struct TopicPattern(String);
 
 impl TopicPattern {
-    /// Parses a pattern of letters, digits, `.`, `-`, `_`, `:`, `/`, `@` and wildcards.
+    /// Parses a pattern of letters, digits, `.`, `-`, `_`, `:`, `/`, `@` and
+    /// wildcards, at most 4200 bytes.
     pub fn parse(text: &str) -> Result<Self, String> {
         let ok = |c: char| c.is_ascii_alphanumeric() || "._-:/@*?".contains(c);
-        if text.is_empty() || text.len() > 200 || !text.chars().all(ok) {
+        if text.is_empty() || text.len() > MAX_PATTERN_LEN || !text.chars().all(ok) {
             return Err(format!(
                 "invalid topic pattern `{text}`: use letters, digits, `.`, `-`, `_`, `:`, `/`, `@` and the wildcards `*` and `?`"
             ));

@@ -48,6 +48,10 @@ pub struct RuntimeFile {
     pub plugins: Option<Vec<PluginEntry>>,
     /// Plugins whose failure to load stops the server.
     pub required: Vec<String>,
+    /// Databases of the `sql` capability stored somewhere other than
+    /// `<RUNTIME_DATA_DIR>/<name>.db`: name → file (relative paths are
+    /// relative to this file's directory).
+    pub databases: std::collections::BTreeMap<String, PathBuf>,
 }
 
 impl RuntimeFile {
@@ -111,11 +115,14 @@ impl RuntimeFile {
                         .map_err(|_| err("required", "must be a list of plugin names".into()))?;
                     out.required = names;
                 }
+                "databases" => out.databases = parse_databases(value, file)?,
                 "$schema" => {}
                 other => {
                     return Err(err(
                         other,
-                        format!("unknown key `{other}` (allowed: `plugins`, `required`)"),
+                        format!(
+                            "unknown key `{other}` (allowed: `plugins`, `required`, `databases`)"
+                        ),
                     ));
                 }
             }
@@ -142,6 +149,53 @@ impl RuntimeFile {
     pub fn is_required(&self, name: &str) -> bool {
         self.required.iter().any(|r| r == name)
     }
+}
+
+/// `"databases": { "name": "file.db" | { "path": "file.db" } }`.
+fn parse_databases(
+    value: Value,
+    file: &Path,
+) -> Result<std::collections::BTreeMap<String, PathBuf>, ConfigError> {
+    let Value::Object(map) = value else {
+        return Err(ConfigError::new(
+            file,
+            "databases",
+            "must be an object: { \"name\": { \"path\": \"file.db\" } }",
+        ));
+    };
+    let base = file.parent().unwrap_or(Path::new("."));
+    let mut out = std::collections::BTreeMap::new();
+    for (name, v) in map {
+        let field = format!("databases.{name}");
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !valid {
+            return Err(ConfigError::new(
+                file,
+                &field,
+                "a database name is 1 to 64 letters, digits, `-` and `_`",
+            ));
+        }
+        let path = match &v {
+            Value::String(p) => Some(p.as_str()),
+            Value::Object(o) if o.keys().all(|k| k == "path") => {
+                o.get("path").and_then(Value::as_str)
+            }
+            _ => None,
+        };
+        let Some(path) = path.filter(|p| !p.is_empty()) else {
+            return Err(ConfigError::new(
+                file,
+                &field,
+                format!("expected a file path or {{ \"path\": \"file.db\" }}, found {v}"),
+            ));
+        };
+        out.insert(name, base.join(path));
+    }
+    Ok(out)
 }
 
 fn parse_entry(item: Value) -> Result<PluginEntry, String> {

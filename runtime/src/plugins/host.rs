@@ -341,10 +341,26 @@ impl PluginHost {
             }
         }
 
-        // Selection: the configured list, or every plugin enabled in its manifest.
+        // Selection: the configured list, or every plugin enabled in its
+        // manifest. Core (embedded) plugins are on unless turned off, list
+        // or no list, so naming one third-party plugin keeps keyval running.
         let mut selected: Vec<&Candidate> = Vec::new();
         match &file.plugins {
             Some(entries) => {
+                for c in &candidates {
+                    let core = self
+                        .sources
+                        .embedded
+                        .iter()
+                        .any(|e| embedded_name(e).as_deref() == Some(c.manifest.name.as_str()));
+                    if core
+                        && c.manifest.enabled
+                        && !disabled.contains(&c.manifest.name)
+                        && !entries.iter().any(|e| e.name == c.manifest.name)
+                    {
+                        selected.push(c);
+                    }
+                }
                 for e in entries {
                     if !e.enabled || disabled.contains(&e.name) {
                         fail(
@@ -595,4 +611,10 @@ async fn retire(plugin: Arc<Plugin>) {
         }
     }
     tracing::debug!(plugin = %plugin.manifest.name, "plugin retired");
+}
+
+/// The `name` in an embedded plugin's manifest.
+fn embedded_name(e: &EmbeddedPlugin) -> Option<String> {
+    let manifest: serde_json::Value = json5::from_str(&e.manifest).ok()?;
+    manifest.get("name")?.as_str().map(str::to_owned)
 }

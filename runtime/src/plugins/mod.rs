@@ -37,8 +37,19 @@ pub use instances::InstancePool;
 pub use manifest::{Limits, MANIFEST_FILE, Manifest, OnError, RESERVED_BASES, valid_plugin_name};
 pub use plugin::{HookError, HookFailure, Hooks, Plugin, PluginStats};
 
-/// The core plugins compiled into this binary. Empty until core plugins
-/// ship; the loading mechanism is the same either way.
+/// `(manifest.jsonc, plugin.wasm)` of each core plugin, built from
+/// `plugins-wasm/` by `build.rs`.
+const CORE_PLUGINS: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/core_plugins.rs"));
+
+/// The core plugins compiled into this binary (`@buntime/plugin-database`,
+/// `@buntime/plugin-keyval`). They load unless the configuration turns them
+/// off; a plugin dir holding a plugin of the same name overrides one.
 pub fn embedded() -> Vec<EmbeddedPlugin> {
-    Vec::new()
+    CORE_PLUGINS
+        .iter()
+        .map(|(manifest, wasm)| EmbeddedPlugin {
+            manifest: (*manifest).into(),
+            wasm: (*wasm).into(),
+        })
+        .collect()
 }

@@ -88,10 +88,13 @@ impl AppState {
     ) -> Result<Self, PluginError> {
         let catalog = Arc::new(Catalog::new(worker_dirs));
         let pools = Pools::new(engine.clone(), pool_size);
-        let sql = plugins
-            .data_dir
-            .as_deref()
-            .map(crate::capabilities::SqlDatabases::new);
+        let named = match &plugins.config_file {
+            Some((path, explicit)) => crate::config::RuntimeFile::load(path, *explicit)?.databases,
+            None => Default::default(),
+        };
+        let sql = plugins.data_dir.as_deref().map(|dir| {
+            crate::capabilities::SqlDatabases::with_named(dir, named.into_iter().collect())
+        });
         let services = HostServices::with_sql(Some(pools.clone()), Some(catalog.clone()), sql);
         pools.set_events(services.events.clone());
         let host = PluginHost::new(engine, services, plugins);

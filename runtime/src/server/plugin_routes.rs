@@ -15,6 +15,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use buntime_pdk::ResponseHead;
 use bytes::Bytes;
+use futures_util::StreamExt as _;
 use http_body_util::BodyExt;
 
 use super::AppState;
@@ -134,7 +135,7 @@ async fn call_handle(
         }
     };
     if !head.events.is_empty() {
-        return event_stream(plugin, head.events, stopping);
+        return event_stream(plugin, head, stopping);
     }
     response_from_head(head, ext.remove::<ResponseBody>()).unwrap_or_else(|detail| {
         let e = plugin.malformed("handle", detail);
@@ -146,9 +147,10 @@ async fn call_handle(
 /// the plugin's `events.subscribe` grant.
 fn event_stream(
     plugin: &Plugin,
-    patterns: Vec<String>,
+    head: ResponseHead,
     stopping: &std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> Response {
+    let patterns = head.events;
     let grant = plugin.grants.get::<EventsGrant>(Capability::EVENTS);
     let mut parsed = Vec::new();
     for p in &patterns {
@@ -187,11 +189,19 @@ fn event_stream(
     };
     let rx = cx.host.events.subscribe();
     let stopping = stopping.clone();
+    let name = head.event;
+    let initial = head.body.map(|body| {
+        let sse = SseEvent::default().data(body);
+        Ok::<_, Infallible>(match &name {
+            Some(n) => sse.event(n.clone()),
+            None => sse.event("initial"),
+        })
+    });
     // Ends when the client leaves (the stream is dropped with the
     // connection) or when the server shuts down (so the drain is not held).
     let stream = futures_util::stream::unfold(
-        (rx, parsed, stopping),
-        |(mut rx, parsed, stopping)| async move {
+        (rx, parsed, stopping, name),
+        |(mut rx, parsed, stopping, name)| async move {
             loop {
                 if stopping.load(std::sync::atomic::Ordering::Relaxed) {
                     return None;
@@ -199,10 +209,15 @@ fn event_stream(
                 let next = tokio::time::timeout(Duration::from_millis(250), rx.recv()).await;
                 match next {
                     Ok(Ok(event)) if parsed.iter().any(|p| p.matches(&event.topic)) => {
-                        let sse = SseEvent::default()
-                            .event(event.topic.clone())
-                            .data(serde_json::to_string(&event).unwrap_or_default());
-                        return Some((Ok::<_, Infallible>(sse), (rx, parsed, stopping)));
+                        let sse = match &name {
+                            Some(n) => SseEvent::default()
+                                .event(n.clone())
+                                .data(serde_json::to_string(&event.data).unwrap_or_default()),
+                            None => SseEvent::default()
+                                .event(event.topic.clone())
+                                .data(serde_json::to_string(&event).unwrap_or_default()),
+                        };
+                        return Some((Ok::<_, Infallible>(sse), (rx, parsed, stopping, name)));
                     }
                     Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return None,
                     _ => continue,
@@ -210,6 +225,7 @@ fn event_stream(
             }
         },
     );
+    let stream = futures_util::stream::iter(initial).chain(stream);
     Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()

@@ -31,11 +31,36 @@ pub struct SqlDatabases {
 impl SqlDatabases {
     /// Databases as files in `dir` (`<name>.db`).
     pub fn new(dir: &Path) -> Arc<Self> {
+        Self::with_named(dir, HashMap::new())
+    }
+
+    /// Databases in `dir`, except those in `named` (name → file), which the
+    /// operator put elsewhere (`databases` in `buntime.jsonc`).
+    pub fn with_named(dir: &Path, named: HashMap<String, PathBuf>) -> Arc<Self> {
         Arc::new(Self {
             dir: dir.to_owned(),
-            named: HashMap::new(),
+            named,
             idle: Mutex::default(),
         })
+    }
+
+    /// The databases that exist or are configured: `default`, every
+    /// configured name and every `<name>.db` in the data dir; sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_str()?.strip_suffix(".db")?.to_owned();
+                valid_name(&name, "").is_ok().then_some(name)
+            })
+            .chain(self.named.keys().cloned())
+            .chain(std::iter::once("default".to_owned()))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
     }
 
     /// The file of database `name`: a configured path, or `<dir>/<name>.db`.

@@ -17,6 +17,7 @@
 //! | `sql_tenant_create` | `{"db", "tenant"}` | `{"created"}` |
 //! | `sql_tenant_list` | `{"db"}` | `["tenant", ...]` |
 //! | `sql_tenant_delete` | `{"db", "tenant"}` | `{"deleted"}` |
+//! | `sql_databases` | — | `["default", ...]`: the databases that exist or are configured and that the grant covers |
 //!
 //! Every statement function also takes `"tenant"`: the tenant's own database
 //! (a separate file, so tenants are isolated by construction). Tenant ids are
@@ -92,6 +93,7 @@ impl CapabilitySpec for SqlSpec {
             function("sql_tenant_create", tenant_create_op),
             function("sql_tenant_list", tenant_list_op),
             function("sql_tenant_delete", tenant_delete_op),
+            databases_function(),
         ]
     }
 }
@@ -249,6 +251,37 @@ fn function(name: &'static str, op: SqlOp) -> HostFunction {
                     HostError::new("internal", "the database task was interrupted")
                 })??;
                 serde_json::to_vec(&out)
+                    .map(Some)
+                    .map_err(|e| HostError::new("internal", e.to_string()))
+            })
+        },
+    )
+}
+
+/// `sql_databases`: the database names the caller may use.
+fn databases_function() -> HostFunction {
+    HostFunction::new(
+        "sql_databases",
+        Capability::SQL,
+        0,
+        ResultEncoding::Envelope,
+        move |state, _| {
+            let listed = (|| {
+                let cx = state.context().ok_or_else(no_context)?.clone();
+                let dbs = cx.host.sql.clone().ok_or_else(no_context)?;
+                let grant = state.grants().get::<SqlGrant>(Capability::SQL).cloned();
+                Ok::<_, HostError>((dbs, grant))
+            })();
+            Box::pin(async move {
+                let (dbs, grant) = listed?;
+                let names = tokio::task::spawn_blocking(move || dbs.names())
+                    .await
+                    .map_err(|_| HostError::new("internal", "the database task was interrupted"))?;
+                let allowed: Vec<String> = names
+                    .into_iter()
+                    .filter(|n| grant.as_ref().is_some_and(|g| g.allows(n)))
+                    .collect();
+                serde_json::to_vec(&allowed)
                     .map(Some)
                     .map_err(|e| HostError::new("internal", e.to_string()))
             })

@@ -71,7 +71,7 @@ pub(super) fn query(
     deadline: Instant,
 ) -> Result<Value, String> {
     let values = params(values)?;
-    let mut stmt = conn.prepare(sql).map_err(|e| e.to_string())?;
+    let mut stmt = conn.prepare_cached(sql).map_err(|e| e.to_string())?;
     let columns: Vec<String> = stmt
         .column_names()
         .iter()
@@ -115,7 +115,8 @@ pub(super) fn execute(
 ) -> Result<Value, String> {
     let values = params(values)?;
     let changed = conn
-        .execute(sql, rusqlite::params_from_iter(values.iter()))
+        .prepare_cached(sql)
+        .and_then(|mut st| st.execute(rusqlite::params_from_iter(values.iter())))
         .map_err(|e| e.to_string())?;
     Ok(json!({ "rowsAffected": changed, "lastInsertId": conn.last_insert_rowid() }))
 }
@@ -129,7 +130,7 @@ pub(super) fn batch(
         let mut results = Vec::new();
         for (i, s) in b.statements.iter().enumerate() {
             let returns_rows = conn
-                .prepare(&s.sql)
+                .prepare_cached(&s.sql)
                 .map(|st| st.column_count() > 0)
                 .map_err(|e| format!("statement {}: {e}", i + 1))?;
             let r = if returns_rows {
