@@ -132,6 +132,18 @@ impl Response {
         self
     }
 
+    /// With [`Response::events`]: have the host call export `function` with
+    /// `input` when the stream opens, on every matching event and at least
+    /// every `interval_ms`; each call returns `[{"event", "data"}]` to send.
+    pub fn poll(mut self, function: &str, input: serde_json::Value, interval_ms: u64) -> Self {
+        self.head.poll = Some(crate::http::StreamPoll {
+            function: function.to_owned(),
+            input,
+            interval_ms,
+        });
+        self
+    }
+
     /// Sets the body.
     pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
         self.body = body.into();

@@ -113,6 +113,26 @@ pub struct ResponseHead {
     /// its topic and its data is `{"topic", "data", "source"}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<String>,
+    /// With `events`: an export of the plugin the host calls to produce
+    /// events — when the stream opens, whenever a matching event is
+    /// published, and every `intervalMs`. It returns a JSON list of
+    /// `{"event", "data"}` to send (empty: nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll: Option<StreamPoll>,
+}
+
+/// How the host asks a plugin for the next events of a stream
+/// ([`ResponseHead::poll`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamPoll {
+    /// The export to call.
+    pub function: String,
+    /// Its input, each time.
+    #[serde(default)]
+    pub input: serde_json::Value,
+    /// The longest wait between calls, in ms (at least 50).
+    pub interval_ms: u64,
 }
 
 impl ResponseHead {
@@ -124,6 +144,7 @@ impl ResponseHead {
             body: None,
             events: Vec::new(),
             event: None,
+            poll: None,
         }
     }
 }

@@ -16,6 +16,7 @@ mod guest_http;
 mod listener;
 mod pipeline;
 mod plugin_routes;
+mod plugin_stream;
 mod plugins_api;
 mod request_id;
 mod static_cache;

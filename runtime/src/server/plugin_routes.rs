@@ -6,23 +6,17 @@
 //! `handle`, the `ui/` dir is served (SPA fallback to `index.html`). A
 //! response head with `events` becomes a live `text/event-stream`.
 
-use std::convert::Infallible;
-use std::time::Duration;
-
 use axum::extract::Request;
 use axum::http::StatusCode;
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use buntime_pdk::ResponseHead;
 use bytes::Bytes;
-use futures_util::StreamExt as _;
 use http_body_util::BodyExt;
 
 use super::AppState;
 use super::error::{ApiError, RequestId};
 use super::guest_http::{HeadView, HeaderPairs, response_from_head};
 use super::pipeline::{bad_gateway, hook_error_response};
-use crate::capabilities::{Capability, EventsGrant, TopicPattern};
 use crate::config::{DEFAULT_MAX_BODY, WorkerConfig};
 use crate::plugins::{Chain, Plugin};
 use crate::wasm::abi::{RequestBody, ResponseBody};
@@ -87,7 +81,7 @@ async fn serve_ui(
 
 async fn call_handle(
     stopping: &std::sync::Arc<std::sync::atomic::AtomicBool>,
-    plugin: &Plugin,
+    plugin: &std::sync::Arc<Plugin>,
     mount: &str,
     rest: &str,
     parts: &axum::http::request::Parts,
@@ -135,98 +129,10 @@ async fn call_handle(
         }
     };
     if !head.events.is_empty() {
-        return event_stream(plugin, head, stopping);
+        return super::plugin_stream::event_stream(plugin, head, stopping);
     }
     response_from_head(head, ext.remove::<ResponseBody>()).unwrap_or_else(|detail| {
         let e = plugin.malformed("handle", detail);
         bad_gateway(&e)
     })
-}
-
-/// A live stream of the events matching `patterns`, which must stay within
-/// the plugin's `events.subscribe` grant.
-fn event_stream(
-    plugin: &Plugin,
-    head: ResponseHead,
-    stopping: &std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> Response {
-    let patterns = head.events;
-    let grant = plugin.grants.get::<EventsGrant>(Capability::EVENTS);
-    let mut parsed = Vec::new();
-    for p in &patterns {
-        let pattern = match TopicPattern::parse(p) {
-            Ok(t) => t,
-            Err(e) => {
-                let e = plugin.malformed("handle", e);
-                return bad_gateway(&e);
-            }
-        };
-        if !grant.is_some_and(|g| g.covers(p)) {
-            tracing::warn!(
-                plugin = plugin.name(),
-                pattern = p,
-                "capability `events` denied: streaming a topic outside the subscribe grant"
-            );
-            return ApiError::new(
-                StatusCode::FORBIDDEN,
-                "CAPABILITY_DENIED",
-                format!(
-                    "plugin `{}` may not stream `{p}`: grant it in the manifest (`capabilities`: {{\"events\": {{\"subscribe\": [\"{p}\"]}}}})",
-                    plugin.name()
-                ),
-            )
-            .into_response();
-        }
-        parsed.push(pattern);
-    }
-    let Some(cx) = plugin.instances.module().options().guest_context() else {
-        return ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL",
-            "the plugin has no host context",
-        )
-        .into_response();
-    };
-    let rx = cx.host.events.subscribe();
-    let stopping = stopping.clone();
-    let name = head.event;
-    let initial = head.body.map(|body| {
-        let sse = SseEvent::default().data(body);
-        Ok::<_, Infallible>(match &name {
-            Some(n) => sse.event(n.clone()),
-            None => sse.event("initial"),
-        })
-    });
-    // Ends when the client leaves (the stream is dropped with the
-    // connection) or when the server shuts down (so the drain is not held).
-    let stream = futures_util::stream::unfold(
-        (rx, parsed, stopping, name),
-        |(mut rx, parsed, stopping, name)| async move {
-            loop {
-                if stopping.load(std::sync::atomic::Ordering::Relaxed) {
-                    return None;
-                }
-                let next = tokio::time::timeout(Duration::from_millis(250), rx.recv()).await;
-                match next {
-                    Ok(Ok(event)) if parsed.iter().any(|p| p.matches(&event.topic)) => {
-                        let sse = match &name {
-                            Some(n) => SseEvent::default()
-                                .event(n.clone())
-                                .data(serde_json::to_string(&event.data).unwrap_or_default()),
-                            None => SseEvent::default()
-                                .event(event.topic.clone())
-                                .data(serde_json::to_string(&event).unwrap_or_default()),
-                        };
-                        return Some((Ok::<_, Infallible>(sse), (rx, parsed, stopping, name)));
-                    }
-                    Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return None,
-                    _ => continue,
-                }
-            }
-        },
-    );
-    let stream = futures_util::stream::iter(initial).chain(stream);
-    Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-        .into_response()
 }

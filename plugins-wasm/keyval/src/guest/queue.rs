@@ -1,0 +1,295 @@
+//! The queue: enqueue with delay and a backoff schedule, dequeue with a
+//! lock, ack, nack (retry after the schedule's next delay, or dead-letter
+//! after the last attempt, writing `keysIfUndelivered`), and the
+//! dead-letter queue.
+//!
+//! Dequeue is one `UPDATE … RETURNING`, so two consumers never get the same
+//! message; a message whose consumer vanished is delivered again when its
+//! lock expires (at-least-once). Enqueue publishes `keyval-queue/<tenant>`,
+//! which wakes `GET /queue/listen` streams.
+
+use buntime_pdk::plugin::{config, events};
+use serde_json::{Value, json};
+
+use crate::Failure;
+use crate::atomic::{self, Mutation};
+use crate::keys;
+use crate::store::{NOW_MS, Store};
+
+/// The default retry delays (ms): 3 retries after the first attempt.
+const DEFAULT_BACKOFF: [i64; 3] = [1000, 5000, 10000];
+
+/// The topic that announces new messages in `store`.
+pub fn topic(store: &Store) -> String {
+    format!("keyval-queue/{}", store.tenant.as_deref().unwrap_or("@"))
+}
+
+/// How long a dequeued message stays locked (config `queue.lockDuration`).
+fn lock_ms() -> i64 {
+    config("queueLockDuration")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30_000)
+}
+
+/// `POST /queue/enqueue {value, options: {delay, backoffSchedule, keysIfUndelivered}}`.
+pub fn enqueue(store: &Store, body: &Value) -> Result<Value, Failure> {
+    let value = body
+        .get("value")
+        .ok_or_else(|| Failure::bad("enqueue needs `value`"))?
+        .to_string();
+    atomic::check_value(&value)?;
+    let options = &body["options"];
+    let delay = match &options["delay"] {
+        Value::Null => 0,
+        v => v.as_i64().filter(|d| *d >= 0).ok_or_else(|| {
+            Failure::bad(format!("`options.delay` is milliseconds ≥ 0, found {v}"))
+        })?,
+    };
+    let backoff: Vec<i64> = match &options["backoffSchedule"] {
+        Value::Null => DEFAULT_BACKOFF.to_vec(),
+        Value::Array(items) if items.len() <= 20 => items
+            .iter()
+            .map(|d| d.as_i64().filter(|d| *d >= 0))
+            .collect::<Option<_>>()
+            .ok_or_else(|| {
+                Failure::bad("`options.backoffSchedule` is a list of delays in ms ≥ 0")
+            })?,
+        other => {
+            return Err(Failure::bad(format!(
+                "`options.backoffSchedule` is a list of at most 20 delays in ms, found {other}"
+            )));
+        }
+    };
+    let mut undelivered = Vec::new();
+    for (i, k) in options["keysIfUndelivered"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+        .iter()
+        .enumerate()
+    {
+        let key = keys::from_json(k)
+            .map_err(|e| Failure::bad(format!("options.keysIfUndelivered[{i}]: {e}")))?;
+        undelivered.push(keys::to_json(&key));
+    }
+    let done = store.sql().execute(
+        &format!(
+            "INSERT INTO kv_queue (value, ready_at, max_attempts, backoff, keys_if_undelivered, created_at, updated_at) \
+             VALUES (?, {NOW_MS} + ?, ?, ?, ?, {NOW_MS}, {NOW_MS})"
+        ),
+        &[
+            json!(value),
+            json!(delay),
+            json!(backoff.len() as i64 + 1),
+            json!(Value::from(backoff.clone()).to_string()),
+            json!(Value::from(undelivered).to_string()),
+        ],
+    )?;
+    let _ = events::publish(
+        &topic(store),
+        &json!({ "id": done.last_insert_id, "delay": delay }),
+    );
+    Ok(json!({ "ok": true, "id": done.last_insert_id.to_string() }))
+}
+
+/// Takes the next ready message, locking it; `None` when none is ready.
+pub fn dequeue(store: &Store) -> Result<Option<Value>, Failure> {
+    let rows = store.sql().query(
+        &format!(
+            "UPDATE kv_queue SET status = 'processing', locked_until = {NOW_MS} + ?, attempts = attempts + 1, updated_at = {NOW_MS} \
+             WHERE id = (SELECT id FROM kv_queue WHERE (status = 'pending' AND ready_at <= {NOW_MS}) \
+                 OR (status = 'processing' AND locked_until <= {NOW_MS}) ORDER BY ready_at, id LIMIT 1) \
+             RETURNING id, value, attempts, max_attempts, created_at"
+        ),
+        &[json!(lock_ms())],
+    )?;
+    Ok(rows.rows.first().map(|r| {
+        json!({
+            "id": r[0].as_i64().unwrap_or(0).to_string(),
+            "value": serde_json::from_str::<Value>(r[1].as_str().unwrap_or("null")).unwrap_or(Value::Null),
+            "attempts": r[2],
+            "maxAttempts": r[3],
+            "createdAt": r[4],
+        })
+    }))
+}
+
+/// The message id in a body `{"id": "12"}` or `{"id": 12}`, or a path segment.
+pub fn id_of(v: &Value) -> Result<i64, Failure> {
+    v.as_i64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        .ok_or_else(|| Failure::bad(format!("`id` must be a message id, found {v}")))
+}
+
+/// Acknowledges a delivered message: it is done and removed.
+pub fn ack(store: &Store, id: i64) -> Result<Value, Failure> {
+    let done = store.sql().execute(
+        "DELETE FROM kv_queue WHERE id = ? AND status = 'processing'",
+        &[json!(id)],
+    )?;
+    if done.rows_affected == 0 {
+        return Err(not_delivered(id));
+    }
+    Ok(json!({ "ok": true }))
+}
+
+fn not_delivered(id: i64) -> Failure {
+    Failure(
+        404,
+        "NOT_FOUND",
+        format!("message {id} is not waiting for an ack (unknown, already acked, or not dequeued)"),
+    )
+}
+
+/// Rejects a delivered message: retried after the next backoff delay, or
+/// moved to the dead-letter queue after its last attempt.
+pub fn nack(store: &Store, id: i64, error: Option<&str>) -> Result<Value, Failure> {
+    let rows = store.sql().query(
+        "SELECT attempts, max_attempts, backoff, keys_if_undelivered, value FROM kv_queue WHERE id = ? AND status = 'processing'",
+        &[json!(id)],
+    )?;
+    let Some(r) = rows.rows.first() else {
+        return Err(not_delivered(id));
+    };
+    let attempts = r[0].as_i64().unwrap_or(1);
+    let max = r[1].as_i64().unwrap_or(1);
+    if attempts < max {
+        let backoff: Vec<i64> =
+            serde_json::from_str(r[2].as_str().unwrap_or("[]")).unwrap_or_default();
+        let delay = backoff
+            .get(usize::try_from(attempts - 1).unwrap_or(0))
+            .or(backoff.last())
+            .copied()
+            .unwrap_or(1000);
+        store.sql().execute(
+            &format!(
+                "UPDATE kv_queue SET status = 'pending', ready_at = {NOW_MS} + ?, locked_until = NULL, last_error = ?, updated_at = {NOW_MS} WHERE id = ?"
+            ),
+            &[json!(delay), json!(error), json!(id)],
+        )?;
+        return Ok(json!({ "ok": true, "retry": true, "delay": delay, "attempts": attempts }));
+    }
+    // The last attempt failed: the value goes to keysIfUndelivered, the message to the DLQ.
+    let undelivered: Vec<Value> =
+        serde_json::from_str(r[3].as_str().unwrap_or("[]")).unwrap_or_default();
+    let value = r[4].as_str().unwrap_or("null").to_owned();
+    let mutations: Vec<Mutation> = undelivered
+        .iter()
+        .filter_map(|k| keys::from_json(k).ok())
+        .map(|k| Mutation::Set {
+            key: keys::encode(&k),
+            value: value.clone(),
+            expire_in: None,
+        })
+        .collect();
+    if !mutations.is_empty()
+        && let atomic::Outcome::Committed { changes, .. } = atomic::commit(store, &[], &mutations)?
+    {
+        crate::watch::publish(store, &changes);
+    }
+    store.sql().batch(
+        &[
+            (
+                &format!(
+                    "INSERT INTO kv_dlq (original_id, value, error_message, attempts, backoff, keys_if_undelivered, original_created_at, failed_at) \
+                     SELECT id, value, ?, attempts, backoff, keys_if_undelivered, created_at, {NOW_MS} FROM kv_queue WHERE id = ?"
+                ),
+                vec![json!(error), json!(id)],
+            ),
+            ("DELETE FROM kv_queue WHERE id = ?", vec![json!(id)]),
+        ],
+        true,
+    )?;
+    Ok(json!({ "ok": true, "retry": false, "deadLettered": true, "attempts": attempts }))
+}
+
+/// `{pending, processing, dlq, total}`.
+pub fn stats(store: &Store) -> Result<Value, Failure> {
+    let rows = store.sql().query(
+        "SELECT (SELECT count(*) FROM kv_queue WHERE status = 'pending'), \
+                (SELECT count(*) FROM kv_queue WHERE status = 'processing'), \
+                (SELECT count(*) FROM kv_dlq)",
+        &[],
+    )?;
+    let r = rows.rows.first().cloned().unwrap_or_default();
+    let n = |i: usize| r.get(i).and_then(Value::as_i64).unwrap_or(0);
+    Ok(json!({ "pending": n(0), "processing": n(1), "dlq": n(2), "total": n(0) + n(1) }))
+}
+
+const DLQ_COLUMNS: &str =
+    "id, original_id, value, error_message, attempts, original_created_at, failed_at";
+
+fn dlq_json(r: &[Value]) -> Value {
+    json!({
+        "id": r[0].as_i64().unwrap_or(0).to_string(),
+        "originalId": r[1].as_i64().unwrap_or(0).to_string(),
+        "value": serde_json::from_str::<Value>(r[2].as_str().unwrap_or("null")).unwrap_or(Value::Null),
+        "errorMessage": r[3],
+        "attempts": r[4],
+        "originalCreatedAt": r[5],
+        "failedAt": r[6],
+    })
+}
+
+/// A page of the dead-letter queue, oldest first.
+pub fn dlq_list(store: &Store, limit: i64, offset: i64) -> Result<Value, Failure> {
+    let rows = store.sql().query(
+        &format!("SELECT {DLQ_COLUMNS} FROM kv_dlq ORDER BY id LIMIT ? OFFSET ?"),
+        &[json!(limit), json!(offset)],
+    )?;
+    let items: Vec<Value> = rows.rows.iter().map(|r| dlq_json(r)).collect();
+    Ok(json!({ "messages": items, "limit": limit, "offset": offset }))
+}
+
+/// One dead letter.
+pub fn dlq_get(store: &Store, id: i64) -> Result<Value, Failure> {
+    let rows = store.sql().query(
+        &format!("SELECT {DLQ_COLUMNS} FROM kv_dlq WHERE id = ?"),
+        &[json!(id)],
+    )?;
+    rows.rows
+        .first()
+        .map(|r| dlq_json(r))
+        .ok_or_else(|| dlq_missing(id))
+}
+
+fn dlq_missing(id: i64) -> Failure {
+    Failure(404, "NOT_FOUND", format!("no dead letter {id}"))
+}
+
+/// Puts a dead letter back in the queue with fresh attempts.
+pub fn dlq_requeue(store: &Store, id: i64) -> Result<Value, Failure> {
+    let results = store.sql().batch(
+        &[
+            (
+                &format!(
+                    "INSERT INTO kv_queue (value, ready_at, max_attempts, backoff, keys_if_undelivered, created_at, updated_at) \
+                     SELECT value, {NOW_MS}, json_array_length(backoff) + 1, backoff, keys_if_undelivered, {NOW_MS}, {NOW_MS} FROM kv_dlq WHERE id = ?"
+                ),
+                vec![json!(id)],
+            ),
+            ("DELETE FROM kv_dlq WHERE id = ?", vec![json!(id)]),
+        ],
+        true,
+    )?;
+    if results.first().and_then(|r| r["rowsAffected"].as_u64()) != Some(1) {
+        return Err(dlq_missing(id));
+    }
+    let new_id = results[0]["lastInsertId"].as_i64().unwrap_or(0);
+    let _ = events::publish(&topic(store), &json!({ "id": new_id }));
+    Ok(json!({ "ok": true, "id": new_id.to_string() }))
+}
+
+/// Deletes one dead letter, or all of them (`id: None`).
+pub fn dlq_delete(store: &Store, id: Option<i64>) -> Result<Value, Failure> {
+    let done = match id {
+        Some(id) => store
+            .sql()
+            .execute("DELETE FROM kv_dlq WHERE id = ?", &[json!(id)])?,
+        None => store.sql().execute("DELETE FROM kv_dlq", &[])?,
+    };
+    if let (Some(id), 0) = (id, done.rows_affected) {
+        return Err(dlq_missing(id));
+    }
+    Ok(json!({ "ok": true, "deletedCount": done.rows_affected }))
+}

@@ -1,0 +1,208 @@
+//! Server-sent-event streams from plugin routes: a `handle` response whose
+//! head lists `events` becomes a live `text/event-stream` of the published
+//! events matching them (within the plugin's subscribe grant), optionally
+//! preceded by the response body as an initial event, optionally driven by
+//! a plugin export (`poll`) that produces the events itself — how keyval's
+//! queue listener hands each message to exactly one stream.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use buntime_pdk::ResponseHead;
+use buntime_pdk::http::StreamPoll;
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use serde::Deserialize;
+use tokio::sync::broadcast;
+
+use super::error::ApiError;
+use super::pipeline::bad_gateway;
+use crate::capabilities::{Capability, Event, EventsGrant, TopicPattern};
+use crate::plugins::Plugin;
+
+/// Shortest interval between two `poll` calls.
+const MIN_POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// How often a quiet stream checks for shutdown.
+const WAKE: Duration = Duration::from_millis(250);
+
+/// Turns `head` (with `events`) into a live event stream.
+pub(super) fn event_stream(
+    plugin: &Arc<Plugin>,
+    head: ResponseHead,
+    stopping: &Arc<AtomicBool>,
+) -> Response {
+    let patterns = head.events;
+    let grant = plugin.grants.get::<EventsGrant>(Capability::EVENTS);
+    let mut parsed = Vec::new();
+    for p in &patterns {
+        let pattern = match TopicPattern::parse(p) {
+            Ok(t) => t,
+            Err(e) => {
+                let e = plugin.malformed("handle", e);
+                return bad_gateway(&e);
+            }
+        };
+        if !grant.is_some_and(|g| g.covers(p)) {
+            tracing::warn!(
+                plugin = plugin.name(),
+                pattern = p,
+                "capability `events` denied: streaming a topic outside the subscribe grant"
+            );
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "CAPABILITY_DENIED",
+                format!(
+                    "plugin `{}` may not stream `{p}`: grant it in the manifest (`capabilities`: {{\"events\": {{\"subscribe\": [\"{p}\"]}}}})",
+                    plugin.name()
+                ),
+            )
+            .into_response();
+        }
+        parsed.push(pattern);
+    }
+    let Some(cx) = plugin.instances.module().options().guest_context() else {
+        return ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            "the plugin has no host context",
+        )
+        .into_response();
+    };
+    let name = head.event;
+    let mut pending = VecDeque::new();
+    if let Some(body) = head.body {
+        pending.push_back(
+            SseEvent::default()
+                .event(name.clone().unwrap_or_else(|| "initial".into()))
+                .data(body),
+        );
+    }
+    let poll = head.poll.map(|p| Poller {
+        plugin: Arc::downgrade(plugin),
+        interval: Duration::from_millis(p.interval_ms).max(MIN_POLL_INTERVAL),
+        due: true,
+        last: Instant::now(),
+        spec: p,
+    });
+    let state = StreamState {
+        rx: cx.host.events.subscribe(),
+        patterns: parsed,
+        stopping: stopping.clone(),
+        name,
+        pending,
+        poll,
+    };
+    // Ends when the client leaves (the stream is dropped with the
+    // connection), when the server shuts down (so the drain is not held),
+    // or when a polled plugin is unloaded or fails.
+    let stream = futures_util::stream::unfold(state, |mut s| async move {
+        let event = s.next().await?;
+        Some((Ok::<_, Infallible>(event), s))
+    })
+    .boxed();
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
+struct Poller {
+    /// Weak, so an open stream never keeps a retired plugin alive.
+    plugin: Weak<Plugin>,
+    spec: StreamPoll,
+    interval: Duration,
+    due: bool,
+    last: Instant,
+}
+
+#[derive(Deserialize)]
+struct Produced {
+    event: String,
+    #[serde(default)]
+    data: serde_json::Value,
+}
+
+struct StreamState {
+    rx: broadcast::Receiver<Event>,
+    patterns: Vec<TopicPattern>,
+    stopping: Arc<AtomicBool>,
+    name: Option<String>,
+    pending: VecDeque<SseEvent>,
+    poll: Option<Poller>,
+}
+
+impl StreamState {
+    async fn next(&mut self) -> Option<SseEvent> {
+        loop {
+            if let Some(e) = self.pending.pop_front() {
+                return Some(e);
+            }
+            if self.stopping.load(Ordering::Relaxed) {
+                return None;
+            }
+            if let Some(p) = &mut self.poll
+                && (p.due || p.last.elapsed() >= p.interval)
+            {
+                p.due = false;
+                p.last = Instant::now();
+                let plugin = p.plugin.upgrade()?;
+                let input = Bytes::from(serde_json::to_vec(&p.spec.input).unwrap_or_default());
+                let (result, _) = plugin
+                    .call(&p.spec.function, input, http::Extensions::new())
+                    .await;
+                let produced = result.map_err(|e| e.to_string()).and_then(|out| {
+                    serde_json::from_slice::<Vec<Produced>>(&out).map_err(|e| e.to_string())
+                });
+                match produced {
+                    Ok(items) => self.pending.extend(items.into_iter().map(|i| {
+                        SseEvent::default()
+                            .event(i.event)
+                            .data(serde_json::to_string(&i.data).unwrap_or_default())
+                    })),
+                    Err(e) => {
+                        tracing::warn!(
+                            plugin = plugin.name(),
+                            function = p.spec.function,
+                            "event stream poll failed: {e}"
+                        );
+                        return Some(SseEvent::default().event("error").data(e));
+                    }
+                }
+                continue;
+            }
+            let wait = match &self.poll {
+                Some(p) => WAKE.min(p.interval.saturating_sub(p.last.elapsed())),
+                None => WAKE,
+            };
+            match tokio::time::timeout(wait, self.rx.recv()).await {
+                Ok(Ok(event)) if self.patterns.iter().any(|p| p.matches(&event.topic)) => {
+                    if let Some(p) = &mut self.poll {
+                        p.due = true;
+                        continue;
+                    }
+                    return Some(match &self.name {
+                        Some(n) => SseEvent::default()
+                            .event(n.clone())
+                            .data(serde_json::to_string(&event.data).unwrap_or_default()),
+                        None => SseEvent::default()
+                            .event(event.topic.clone())
+                            .data(serde_json::to_string(&event).unwrap_or_default()),
+                    });
+                }
+                Ok(Err(broadcast::error::RecvError::Closed)) => return None,
+                // Missed events: a poller must look again.
+                Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
+                    if let Some(p) = &mut self.poll {
+                        p.due = true;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
