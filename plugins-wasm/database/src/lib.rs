@@ -80,10 +80,12 @@ fn route(req: &Request) -> Outcome {
 }
 
 /// The database a request names (`?database=`, or `?type=` as the original
-/// spelled it), else the configured default.
+/// spelled it), else the configured default. `sqlite` (an adapter type, not
+/// a name) means the default too.
 fn database(req: &Request) -> String {
-    req.head()
-        .query_param("database")
+    let head = req.head();
+    head.query_param("database")
+        .or_else(|| head.query_param("type"))
         .filter(|d| !d.is_empty() && d != "sqlite")
         .or_else(|| config("default"))
         .unwrap_or_else(|| "default".into())
@@ -102,7 +104,13 @@ fn tenant(req: &Request) -> Option<String> {
 
 fn adapters() -> Outcome {
     let default = config("default").unwrap_or_else(|| "default".into());
-    let names = sql::databases()?;
+    let mut names = sql::databases()?;
+    // The configured default is listed before its file exists, like the
+    // databases named in buntime.jsonc.
+    if !names.contains(&default) {
+        names.push(default.clone());
+        names.sort();
+    }
     let adapters: Vec<Value> = names
         .iter()
         .map(|n| json!({ "type": "sqlite", "name": n, "default": *n == default }))
@@ -176,7 +184,7 @@ fn create_tenant(req: &Request) -> Outcome {
 
 fn delete_tenant(req: &Request, id: &str) -> Outcome {
     let db = database(req);
-    let id = buntime_pdk::http::percent_decode(id);
+    let id = segment(id);
     if !sql::delete_tenant(&db, &id)? {
         return Err(Failure(
             404,
@@ -208,10 +216,15 @@ fn tables(req: &Request) -> Outcome {
     ))
 }
 
-/// Checks that `name` is an existing table (looked up with a bound
-/// parameter) and returns it quoted for SQL.
+/// A path segment, percent-decoded. Unlike in a query string, `+` in a path
+/// is a plus sign, not a space (`/api/tables/a+b/rows` is table `a+b`).
+fn segment(raw: &str) -> String {
+    buntime_pdk::http::percent_decode(&raw.replace('+', "%2B"))
+}
+
+/// Checks that `name` (a decoded path segment) is an existing table, looked
+/// up with a bound parameter, and returns it quoted for SQL.
 fn existing_table(db: &sql::Db<'_>, name: &str) -> Result<String, Failure> {
-    let name = buntime_pdk::http::percent_decode(name);
     let found = db.query(
         "SELECT 1 FROM sqlite_schema WHERE type IN ('table', 'view') AND name = ?",
         &[json!(name)],
@@ -233,21 +246,30 @@ fn schema(req: &Request, name: &str) -> Outcome {
     let db_name = database(req);
     let t = tenant(req);
     let db = sql::Db::new(&db_name).tenant(t.as_deref());
-    existing_table(&db, name)?;
-    let table = buntime_pdk::http::percent_decode(name);
+    let table = segment(name);
+    existing_table(&db, &table)?;
     let rows = db.query(
         "SELECT name, type, \"notnull\", pk FROM pragma_table_info(?) ORDER BY cid",
         &[json!(table)],
     )?;
+    let pk_columns = rows.rows.iter().filter(|r| r[3] != json!(0)).count();
     let columns: Vec<Value> = rows
         .rows
         .into_iter()
         .map(|r| {
+            let pk = r[3] != json!(0);
+            // A lone `INTEGER PRIMARY KEY` is the rowid: never NULL, though
+            // not declared NOT NULL.
+            let rowid = pk
+                && pk_columns == 1
+                && r[1]
+                    .as_str()
+                    .is_some_and(|t| t.eq_ignore_ascii_case("integer"));
             json!({
                 "name": r[0],
                 "type": r[1],
-                "nullable": r[2] == json!(0),
-                "pk": r[3] != json!(0),
+                "nullable": r[2] == json!(0) && !rowid,
+                "pk": pk,
             })
         })
         .collect();
@@ -257,12 +279,20 @@ fn schema(req: &Request, name: &str) -> Outcome {
     ))
 }
 
+/// A whole-number query parameter, 0 to `i64::MAX` (what SQLite can bind).
 fn number_param(req: &Request, name: &str, default: u64) -> Result<u64, Failure> {
     match req.head().query_param(name) {
         None => Ok(default),
         Some(v) => v
-            .parse()
-            .map_err(|_| Failure::bad(format!("`{name}` must be a whole number, found `{v}`"))),
+            .parse::<u64>()
+            .ok()
+            .filter(|n| i64::try_from(*n).is_ok())
+            .ok_or_else(|| {
+                Failure::bad(format!(
+                    "`{name}` must be a whole number from 0 to {}, found `{v}`",
+                    i64::MAX
+                ))
+            }),
     }
 }
 
@@ -283,7 +313,8 @@ fn rows(req: &Request, name: &str) -> Outcome {
     let db_name = database(req);
     let t = tenant(req);
     let db = sql::Db::new(&db_name).tenant(t.as_deref());
-    let quoted = existing_table(&db, name)?;
+    let table = segment(name);
+    let quoted = existing_table(&db, &table)?;
     let total = db.query(&format!("SELECT count(*) FROM {quoted}"), &[])?;
     let total = total
         .rows
@@ -298,7 +329,7 @@ fn rows(req: &Request, name: &str) -> Outcome {
     Ok(json_response(
         200,
         &json!({
-            "table": buntime_pdk::http::percent_decode(name),
+            "table": table,
             "columns": page.columns,
             "rows": objects(&page.columns, page.rows),
             "total": total,
@@ -337,6 +368,7 @@ fn query(req: &Request) -> Outcome {
         .unwrap_or_else(|| database(req));
     let t = body.tenant.or_else(|| tenant(req));
     let db = sql::Db::new(&db_name).tenant(t.as_deref());
+    // The clock is WASI's (core plugins are built for wasm32-wasip1).
     let started = Instant::now();
     let result = db.batch(&[(body.sql.as_str(), body.params)], true)?;
     let duration = started.elapsed().as_secs_f64() * 1000.0;

@@ -252,3 +252,87 @@ fn parse_entry(item: Value) -> Result<PluginEntry, String> {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<RuntimeFile, ConfigError> {
+        RuntimeFile::parse(text, Path::new("/etc/buntime/buntime.jsonc"))
+    }
+
+    #[test]
+    fn databases_are_paths_relative_to_the_file() {
+        let f = parse(
+            r#"{ databases: { analytics: "analytics.db", "arch-2_b": { path: "/srv/a.db" }, up: "../x.db" } }"#,
+        )
+        .unwrap();
+        assert_eq!(
+            f.databases["analytics"],
+            Path::new("/etc/buntime/analytics.db")
+        );
+        assert_eq!(f.databases["arch-2_b"], Path::new("/srv/a.db"));
+        // A path may go anywhere the operator likes; only names are restricted.
+        assert_eq!(f.databases["up"], Path::new("/etc/buntime/../x.db"));
+        assert!(parse("{}").unwrap().databases.is_empty());
+    }
+
+    #[test]
+    fn databases_errors_name_the_file_and_the_field() {
+        let cases = [
+            (
+                r#"{ databases: ["a.db"] }"#,
+                "`databases`: must be an object",
+            ),
+            (
+                r#"{ databases: { "../up": "x.db" } }"#,
+                "`databases.../up`: a database name is 1 to 64 letters, digits, `-` and `_`",
+            ),
+            (
+                r#"{ databases: { "": "x.db" } }"#,
+                "`databases.`: a database name is 1 to 64",
+            ),
+            (
+                r#"{ databases: { "a.b": "x.db" } }"#,
+                "`databases.a.b`: a database name is 1 to 64",
+            ),
+            (
+                r#"{ databases: { "tenant/x": "x.db" } }"#,
+                "`databases.tenant/x`: a database name is 1 to 64",
+            ),
+            (
+                r#"{ databases: { analytics: 5 } }"#,
+                "`databases.analytics`: expected a file path or { \"path\": \"file.db\" }, found 5",
+            ),
+            (
+                r#"{ databases: { analytics: "" } }"#,
+                "`databases.analytics`: expected a file path",
+            ),
+            (
+                r#"{ databases: { analytics: { file: "a.db" } } }"#,
+                "`databases.analytics`: expected a file path or { \"path\": \"file.db\" }, found {\"file\":\"a.db\"}",
+            ),
+            (
+                r#"{ databases: { analytics: { path: "a.db", mode: "ro" } } }"#,
+                "`databases.analytics`: expected a file path",
+            ),
+            (
+                r#"{ databases: { analytics: { path: 1 } } }"#,
+                "`databases.analytics`: expected a file path",
+            ),
+        ];
+        let long = format!(r#"{{ databases: {{ "{}": "x.db" }} }}"#, "a".repeat(65));
+        for (text, needle) in cases
+            .iter()
+            .copied()
+            .chain([(long.as_str(), "a database name is 1 to 64")])
+        {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(
+                e.starts_with("/etc/buntime/buntime.jsonc: `databases"),
+                "{text}: {e}"
+            );
+            assert!(e.contains(needle), "{text}: `{needle}` not in {e}");
+        }
+    }
+}

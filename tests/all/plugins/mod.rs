@@ -3,6 +3,7 @@
 
 mod capabilities;
 mod chain;
+mod database;
 mod failures;
 mod loading;
 mod reload;

@@ -159,7 +159,7 @@ impl SqlDatabases {
 }
 
 /// 1 to 64 letters, digits, `-` and `_`: safe as a file name.
-fn valid_name(name: &str, what: &str) -> Result<(), HostError> {
+pub(super) fn valid_name(name: &str, what: &str) -> Result<(), HostError> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name

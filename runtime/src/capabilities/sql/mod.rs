@@ -104,14 +104,14 @@ type SqlOp = fn(Arc<SqlDatabases>, Vec<u8>) -> Result<SqlJob, HostError>;
 fn query_op(dbs: Arc<SqlDatabases>, req: Vec<u8>) -> Result<SqlJob, HostError> {
     let r: Statement = parse(&req)?;
     dbs.run(
-        &target(&r.db, r.tenant.as_deref()),
+        &target(&r.db, r.tenant.as_deref())?,
         move |conn, deadline| query(conn, &r.sql, &r.params, deadline),
     )
 }
 
 fn execute_op(dbs: Arc<SqlDatabases>, req: Vec<u8>) -> Result<SqlJob, HostError> {
     let r: Statement = parse(&req)?;
-    dbs.run(&target(&r.db, r.tenant.as_deref()), move |conn, _| {
+    dbs.run(&target(&r.db, r.tenant.as_deref())?, move |conn, _| {
         execute(conn, &r.sql, &r.params)
     })
 }
@@ -119,14 +119,14 @@ fn execute_op(dbs: Arc<SqlDatabases>, req: Vec<u8>) -> Result<SqlJob, HostError>
 fn batch_op(dbs: Arc<SqlDatabases>, req: Vec<u8>) -> Result<SqlJob, HostError> {
     let r: Batch = parse(&req)?;
     dbs.run(
-        &target(&r.db, r.tenant.as_deref()),
+        &target(&r.db, r.tenant.as_deref())?,
         move |conn, deadline| batch(conn, &r, deadline),
     )
 }
 
 fn tenant_create_op(dbs: Arc<SqlDatabases>, req: Vec<u8>) -> Result<SqlJob, HostError> {
     let r: TenantReq = parse(&req)?;
-    let name = target(&r.db, Some(&r.tenant));
+    let name = target(&r.db, Some(&r.tenant))?;
     let path = dbs.path(&name)?;
     Ok(Box::new(move || {
         let existed = path.exists();
@@ -158,7 +158,7 @@ fn tenant_list_op(dbs: Arc<SqlDatabases>, req: Vec<u8>) -> Result<SqlJob, HostEr
 
 fn tenant_delete_op(dbs: Arc<SqlDatabases>, req: Vec<u8>) -> Result<SqlJob, HostError> {
     let r: TenantReq = parse(&req)?;
-    let name = target(&r.db, Some(&r.tenant));
+    let name = target(&r.db, Some(&r.tenant))?;
     let path = dbs.path(&name)?;
     Ok(Box::new(move || {
         if let Ok(mut idle) = dbs.idle.lock() {
@@ -303,10 +303,16 @@ struct TenantReq {
 }
 
 /// The database a request addresses: `db`, or tenant `t` of it as `db/t`.
-fn target(db: &str, tenant: Option<&str>) -> String {
+/// Both are checked here, so an error names the part that is wrong and a
+/// `db` holding a `/` cannot pass for a tenant.
+fn target(db: &str, tenant: Option<&str>) -> Result<String, HostError> {
+    databases::valid_name(db, "database name")?;
     match tenant {
-        Some(t) => format!("{db}/{t}"),
-        None => db.to_owned(),
+        Some(t) => {
+            databases::valid_name(t, "tenant id")?;
+            Ok(format!("{db}/{t}"))
+        }
+        None => Ok(db.to_owned()),
     }
 }
 
@@ -435,6 +441,30 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(bad.code, "invalid_argument");
+        // A database name is checked on its own: with a `/` it is not a way
+        // to name a tenant, and a bad one is reported as the database's.
+        let slash = job(&dbs, q, json!({"db": "kv/globex", "sql": "SELECT 1"})).unwrap_err();
+        assert_eq!(slash.code, "invalid_argument");
+        assert!(
+            slash
+                .message
+                .contains("`kv/globex` is not a valid database name"),
+            "{}",
+            slash.message
+        );
+        let bad_db = job(
+            &dbs,
+            tenant_create_op,
+            json!({"db": "../x", "tenant": "ok"}),
+        )
+        .unwrap_err();
+        assert!(
+            bad_db
+                .message
+                .contains("`../x` is not a valid database name"),
+            "{}",
+            bad_db.message
+        );
     }
 
     #[test]
