@@ -5,6 +5,7 @@ mod capabilities;
 mod chain;
 mod database;
 mod failures;
+mod keyval;
 mod loading;
 mod reload;
 

@@ -65,6 +65,14 @@ impl TestServer {
         std::fs::create_dir_all(dir.path().join("apps")).expect("mkdir");
         std::fs::create_dir_all(dir.path().join("plugins")).expect("mkdir");
         setup(dir.path());
+        Self::try_start_plugins_in(dir, embedded).await
+    }
+
+    /// [`TestServer::try_start_plugins`] over an existing dir (a restart).
+    pub async fn try_start_plugins_in(
+        dir: tempfile::TempDir,
+        embedded: Vec<buntime::plugins::EmbeddedPlugin>,
+    ) -> Result<Self, buntime::plugins::PluginError> {
         let engine = Engine::new(EngineConfig {
             host_functions: host_functions(),
             ..EngineConfig::default()
@@ -111,6 +119,18 @@ impl TestServer {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// Signals shutdown, waits for the server to finish and hands back its
+    /// dir (to start another server over the same data).
+    pub async fn stop_keep_dir(mut self) -> tempfile::TempDir {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.expect("join").expect("serve");
+        }
+        self.dir
     }
 
     /// Signals shutdown and waits for the server to finish.
