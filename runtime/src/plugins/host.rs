@@ -353,12 +353,13 @@ impl PluginHost {
                         .embedded
                         .iter()
                         .any(|e| embedded_name(e).as_deref() == Some(c.manifest.name.as_str()));
-                    if core
-                        && c.manifest.enabled
-                        && !disabled.contains(&c.manifest.name)
-                        && !entries.iter().any(|e| e.name == c.manifest.name)
-                    {
+                    if !core || entries.iter().any(|e| e.name == c.manifest.name) {
+                        continue;
+                    }
+                    if c.manifest.enabled && !disabled.contains(&c.manifest.name) {
                         selected.push(c);
+                    } else {
+                        chain.not_loaded.push(disabled_entry(c));
                     }
                 }
                 for e in entries {
@@ -403,15 +404,7 @@ impl PluginHost {
                 }
                 for c in &candidates {
                     if !c.manifest.enabled || disabled.contains(&c.manifest.name) {
-                        chain.not_loaded.push(NotLoaded {
-                            name: c.manifest.name.clone(),
-                            state: "disabled",
-                            reason: if c.manifest.enabled {
-                                "disabled through the API".into()
-                            } else {
-                                format!("`enabled: false` in {}", c.manifest_path().display())
-                            },
-                        });
+                        chain.not_loaded.push(disabled_entry(c));
                     } else {
                         selected.push(c);
                     }
@@ -617,4 +610,18 @@ async fn retire(plugin: Arc<Plugin>) {
 fn embedded_name(e: &EmbeddedPlugin) -> Option<String> {
     let manifest: serde_json::Value = json5::from_str(&e.manifest).ok()?;
     manifest.get("name")?.as_str().map(str::to_owned)
+}
+
+/// The `notLoaded` entry of a discovered plugin that is switched off (in its
+/// manifest, or through the API).
+fn disabled_entry(c: &Candidate) -> NotLoaded {
+    NotLoaded {
+        name: c.manifest.name.clone(),
+        state: "disabled",
+        reason: if c.manifest.enabled {
+            "disabled through the API".into()
+        } else {
+            format!("`enabled: false` in {}", c.manifest_path().display())
+        },
+    }
 }
