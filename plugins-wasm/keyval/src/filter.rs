@@ -179,7 +179,9 @@ fn field_condition(field: &str, v: &Value, params: &mut Vec<Value>) -> Result<St
             "$contains" | "$notContains" | "$containsi" | "$notContainsi" => {
                 // The path goes to json_each instead of json_extract: one row
                 // for a scalar (matched as a substring), one per element for
-                // an array (matched whole).
+                // an array (matched whole). The entry's `value` is taken in a
+                // subquery first: inside json_each's own arguments, `value`
+                // would name json_each's `value` column, not the entry's.
                 let text = text_arg(field, op, arg)?;
                 params.push(Value::String(text.clone()));
                 params.push(Value::String(text));
@@ -190,7 +192,7 @@ fn field_condition(field: &str, v: &Value, params: &mut Vec<Value>) -> Result<St
                     ("j.value", "?")
                 };
                 format!(
-                    "{not}EXISTS (SELECT 1 FROM json_each(value, ?) AS j WHERE (j.key IS NULL AND instr({v}, {needle}) > 0) OR (j.key IS NOT NULL AND {v} = {needle}))"
+                    "{not}EXISTS (SELECT 1 FROM (SELECT value AS doc) AS d, json_each(d.doc, ?) AS j WHERE (j.key IS NULL AND instr({v}, {needle}) > 0) OR (j.key IS NOT NULL AND {v} = {needle}))"
                 )
             }
             "$startsWith" | "$startsWithi" | "$endsWith" | "$endsWithi" => {

@@ -206,15 +206,35 @@ pub fn search(
          JOIN kv_entries e ON e.key = m.key WHERE {t} MATCH ? AND {LIVE}{extra} ORDER BY f.rank LIMIT ?"
     );
     let rows = store.sql().query(&sql, &params).map_err(|e| {
-        if e.message.contains("fts5") || e.message.contains("syntax") {
-            Failure::bad(format!(
-                "the search query is not valid FTS5 syntax: {}",
-                e.message
-            ))
-        } else {
-            e.into()
+        if !query_error(&e.message) {
+            return e.into();
         }
+        let hint = if e.message.contains("no such column") {
+            " (a column filter names an index column: f0 for the first of `fields`, f1 for the second, …)"
+        } else {
+            ""
+        };
+        Failure::bad(format!(
+            "the search query is not valid FTS5 syntax: {}{hint}",
+            e.message
+        ))
     })?;
     let entries: Vec<Value> = rows.rows.iter().map(|r| entry_of(r).to_json()).collect();
     Ok(json!({ "entries": entries }))
+}
+
+/// Whether a failed search is the client's FTS5 query (the only client text
+/// in the statement: the filter is bound parameters and checked paths).
+/// SQLite reports query errors as `fts5: syntax error near …`, `unterminated
+/// string`, `no such column: x` (a column filter) or `unknown special query`.
+fn query_error(message: &str) -> bool {
+    [
+        "fts5",
+        "syntax error",
+        "unterminated string",
+        "no such column",
+        "unknown special query",
+    ]
+    .iter()
+    .any(|m| message.contains(m))
 }

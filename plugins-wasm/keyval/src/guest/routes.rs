@@ -448,7 +448,10 @@ fn watch_prefix(req: &Request, poll: bool) -> Outcome {
     if poll {
         return Ok(ok(&json!({ "entries": page.entries })));
     }
-    let pattern = format!("{}?*", watch::topic(&s, &keys::encode(&prefix)));
+    // Keys strictly under the prefix continue with a part's tag byte
+    // (`01`..`05` in hex); `ff` would be an escaped NUL inside the prefix's
+    // last part (`["a\u0000"]` is not under `["a"]`).
+    let pattern = format!("{}0?*", watch::topic(&s, &keys::encode(&prefix)));
     let mut r = Response::new(200)
         .events(vec![pattern])
         .event_name("change");
