@@ -312,6 +312,9 @@ async fn check_plugins(env: &crate::config::RuntimeEnv, engine: Engine) -> usize
         println!("error: {}", p.message);
         errors += 1;
     }
+    // The host waits for every user of the chain to let go before it shuts
+    // plugins down; this listing is one.
+    drop(chain);
     host.shutdown().await;
     errors
 }

@@ -247,3 +247,153 @@ fn folded(insensitive: bool, x: &str) -> (String, &'static str) {
         (x.to_owned(), "?")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The keys of `rows` (id, JSON value) whose value matches `filter`,
+    /// evaluated by SQLite itself.
+    fn matching(filter: Value, rows: &[(i64, Value)]) -> Vec<i64> {
+        let c = compile(&filter).expect("compiles");
+        let db = rusqlite::Connection::open_in_memory().expect("sqlite");
+        db.execute_batch("CREATE TABLE t (id INTEGER, value TEXT, expires_at INTEGER)")
+            .expect("table");
+        for (id, v) in rows {
+            db.execute(
+                "INSERT INTO t VALUES (?, ?, NULL)",
+                rusqlite::params![id, v.to_string()],
+            )
+            .expect("insert");
+        }
+        let params: Vec<rusqlite::types::Value> = c
+            .params
+            .iter()
+            .map(|p| match p {
+                Value::Null => rusqlite::types::Value::Null,
+                Value::Number(n) if n.is_i64() => {
+                    rusqlite::types::Value::Integer(n.as_i64().unwrap_or(0))
+                }
+                Value::Number(n) => rusqlite::types::Value::Real(n.as_f64().unwrap_or(0.0)),
+                Value::String(s) => rusqlite::types::Value::Text(s.clone()),
+                other => panic!("unexpected parameter {other}"),
+            })
+            .collect();
+        let mut st = db
+            .prepare(&format!("SELECT id FROM t WHERE {} ORDER BY id", c.sql))
+            .expect("prepare");
+        st.query_map(rusqlite::params_from_iter(params), |r| r.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    }
+
+    fn people() -> Vec<(i64, Value)> {
+        vec![
+            (
+                1,
+                json!({"name": "Ann", "age": 30, "tags": ["admin", "ops"], "active": true, "profile": {"city": "Lisbon"}}),
+            ),
+            (
+                2,
+                json!({"name": "bob", "age": 17, "tags": [], "active": false, "profile": {"city": "Porto"}}),
+            ),
+            (
+                3,
+                json!({"name": "Carla", "age": 45, "tags": ["ops"], "active": true, "note": ""}),
+            ),
+        ]
+    }
+
+    #[test]
+    fn comparisons_sets_and_logic() {
+        let rows = people();
+        assert_eq!(matching(json!({"age": {"$gte": 18}}), &rows), [1, 3]);
+        assert_eq!(matching(json!({"age": {"$between": [18, 40]}}), &rows), [1]);
+        assert_eq!(matching(json!({"name": "bob"}), &rows), [2]);
+        assert_eq!(matching(json!({"name": {"$ne": "bob"}}), &rows), [1, 3]);
+        assert_eq!(
+            matching(json!({"name": {"$in": ["Ann", "Carla"]}}), &rows),
+            [1, 3]
+        );
+        assert_eq!(matching(json!({"name": {"$nin": ["Ann"]}}), &rows), [2, 3]);
+        assert_eq!(matching(json!({"active": true}), &rows), [1, 3]);
+        assert_eq!(matching(json!({"profile.city": "Porto"}), &rows), [2]);
+        assert_eq!(
+            matching(
+                json!({"$or": [{"age": {"$lt": 18}}, {"name": "Carla"}]}),
+                &rows
+            ),
+            [2, 3]
+        );
+        assert_eq!(matching(json!({"$not": {"active": true}}), &rows), [2]);
+        assert_eq!(
+            matching(
+                json!({"$and": [{"active": true}, {"age": {"$gt": 40}}]}),
+                &rows
+            ),
+            [3]
+        );
+    }
+
+    #[test]
+    fn strings_arrays_and_emptiness() {
+        let rows = people();
+        assert_eq!(matching(json!({"name": {"$contains": "arl"}}), &rows), [3]);
+        assert_eq!(matching(json!({"name": {"$containsi": "ANN"}}), &rows), [1]);
+        assert_eq!(
+            matching(json!({"tags": {"$contains": "ops"}}), &rows),
+            [1, 3]
+        );
+        assert_eq!(
+            matching(json!({"tags": {"$notContains": "admin"}}), &rows),
+            [2, 3]
+        );
+        assert_eq!(
+            matching(json!({"name": {"$startsWith": "B"}}), &rows),
+            Vec::<i64>::new()
+        );
+        assert_eq!(matching(json!({"name": {"$startsWithi": "B"}}), &rows), [2]);
+        assert_eq!(matching(json!({"name": {"$endsWith": "la"}}), &rows), [3]);
+        assert_eq!(matching(json!({"note": {"$null": true}}), &rows), [1, 2]);
+        assert_eq!(matching(json!({"tags": {"$empty": true}}), &rows), [2]);
+        assert_eq!(
+            matching(json!({"note": {"$empty": true}}), &rows),
+            [1, 2, 3]
+        );
+        assert_eq!(
+            matching(json!({"tags": {"$notEmpty": true}}), &rows),
+            [1, 3]
+        );
+    }
+
+    #[test]
+    fn field_paths_never_become_sql() {
+        for field in [
+            "a'b",
+            "a b",
+            "$.a",
+            "a..b",
+            "1a",
+            "a;DROP TABLE t",
+            "a)--",
+            "",
+        ] {
+            let e = compile(&json!({ field: 1 })).expect_err(field);
+            assert!(
+                e.contains("field") || e.contains("operator"),
+                "{field}: {e}"
+            );
+        }
+        let c = compile(&json!({"a_1.b2": {"$eq": "x'); DROP TABLE t; --"}})).expect("compiles");
+        assert!(!c.sql.contains("DROP"), "{}", c.sql);
+        assert_eq!(
+            c.params,
+            vec![json!("$.a_1.b2"), json!("x'); DROP TABLE t; --")]
+        );
+        assert!(compile(&json!({"a": {"$regex": "x"}})).is_err());
+        assert!(compile(&json!({"$or": []})).is_err());
+        assert!(compile(&json!([1])).is_err());
+    }
+}

@@ -371,7 +371,7 @@ pub fn parse(body: &Value) -> Result<(Vec<Check>, Vec<Mutation>), Failure> {
         let at = |e: String| Failure::bad(format!("mutations[{i}]: {e}"));
         let key = keys::encode(&keys::from_json(&m["key"]).map_err(|e| at(format!("key: {e}")))?);
         let kind = m["type"].as_str().unwrap_or("");
-        let int = || integer(&m["value"]).map_err(|e| at(e));
+        let int = || integer(&m["value"]).map_err(&at);
         mutations.push(match kind {
             "set" => Mutation::Set {
                 key,
@@ -380,7 +380,7 @@ pub fn parse(body: &Value) -> Result<(Vec<Check>, Vec<Mutation>), Failure> {
                     .map(Value::to_string)
                     .ok_or_else(|| at("`set` needs `value`".into()))?,
                 expire_in: expire_in(m.get("expiresIn").or_else(|| m.get("expireIn")))
-                    .map_err(|e| at(e))?,
+                    .map_err(&at)?,
             },
             "delete" => Mutation::Delete { key },
             "sum" => Mutation::Sum { key, by: int()? },

@@ -94,16 +94,38 @@ pub fn enqueue(store: &Store, body: &Value) -> Result<Value, Failure> {
 
 /// Takes the next ready message, locking it; `None` when none is ready.
 pub fn dequeue(store: &Store) -> Result<Option<Value>, Failure> {
-    let rows = store.sql().query(
-        &format!(
-            "UPDATE kv_queue SET status = 'processing', locked_until = {NOW_MS} + ?, attempts = attempts + 1, updated_at = {NOW_MS} \
-             WHERE id = (SELECT id FROM kv_queue WHERE (status = 'pending' AND ready_at <= {NOW_MS}) \
-                 OR (status = 'processing' AND locked_until <= {NOW_MS}) ORDER BY ready_at, id LIMIT 1) \
-             RETURNING id, value, attempts, max_attempts, created_at"
-        ),
-        &[json!(lock_ms())],
+    // A message whose consumer vanished on its last attempt is dead-lettered
+    // rather than delivered forever; then the next ready one is taken.
+    let expired_last =
+        format!("status = 'processing' AND locked_until <= {NOW_MS} AND attempts >= max_attempts");
+    let results = store.sql().batch(
+        &[
+            (
+                &format!(
+                    "INSERT INTO kv_dlq (original_id, value, error_message, attempts, backoff, keys_if_undelivered, original_created_at, failed_at) \
+                     SELECT id, value, 'the lock expired on the last attempt (no ack or nack)', attempts, backoff, keys_if_undelivered, created_at, {NOW_MS} \
+                     FROM kv_queue WHERE {expired_last}"
+                ),
+                vec![],
+            ),
+            (&format!("DELETE FROM kv_queue WHERE {expired_last}"), vec![]),
+            (
+                &format!(
+                    "UPDATE kv_queue SET status = 'processing', locked_until = {NOW_MS} + ?, attempts = attempts + 1, updated_at = {NOW_MS} \
+                     WHERE id = (SELECT id FROM kv_queue WHERE (status = 'pending' AND ready_at <= {NOW_MS}) \
+                         OR (status = 'processing' AND locked_until <= {NOW_MS}) ORDER BY ready_at, id LIMIT 1) \
+                     RETURNING id, value, attempts, max_attempts, created_at"
+                ),
+                vec![json!(lock_ms())],
+            ),
+        ],
+        true,
     )?;
-    Ok(rows.rows.first().map(|r| {
+    let rows: Vec<Vec<Value>> = results
+        .get(2)
+        .and_then(|r| serde_json::from_value(r["rows"].clone()).ok())
+        .unwrap_or_default();
+    Ok(rows.first().map(|r| {
         json!({
             "id": r[0].as_i64().unwrap_or(0).to_string(),
             "value": serde_json::from_str::<Value>(r[1].as_str().unwrap_or("null")).unwrap_or(Value::Null),

@@ -261,6 +261,13 @@ fn put(req: &Request, raw: &[String]) -> Outcome {
 
 fn delete(req: &Request, raw: &[String]) -> Outcome {
     let key = path_key(raw)?;
+    if key.is_empty() {
+        // The empty key is the prefix of everything: one slip would empty
+        // the store, so it is refused rather than honoured.
+        return Err(Failure::bad(
+            "name the key or prefix to delete (DELETE /api/keys/<key>); deleting every entry at once is not offered",
+        ));
+    }
     let b = body(req)?;
     let exact = b["exact"].as_bool().unwrap_or(false);
     let filter = b.get("where").filter(|w| !w.is_null());

@@ -26,6 +26,22 @@ pub struct SqlDatabases {
     dir: PathBuf,
     named: HashMap<String, PathBuf>,
     pub(super) idle: Mutex<HashMap<String, Vec<rusqlite::Connection>>>,
+    writers: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+}
+
+/// One database's writer lock. Every writer is in this process, so writes
+/// queue here (a futex hand-off) rather than in SQLite's busy handler, which
+/// sleeps 1 to 100 ms between retries and turns contention into tail latency.
+#[derive(Debug, Clone)]
+pub(super) struct WriteLock(Arc<Mutex<()>>);
+
+impl WriteLock {
+    /// Waits for the database's write turn.
+    pub(super) fn hold(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl SqlDatabases {
@@ -41,6 +57,7 @@ impl SqlDatabases {
             dir: dir.to_owned(),
             named,
             idle: Mutex::default(),
+            writers: Mutex::default(),
         })
     }
 
@@ -138,19 +155,32 @@ impl SqlDatabases {
         }
     }
 
-    /// Prepares a job running `work` on a connection to `name` with a deadline.
+    fn writer(&self, name: &str) -> WriteLock {
+        let mut writers = self
+            .writers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        WriteLock(writers.entry(name.to_owned()).or_default().clone())
+    }
+
+    /// Prepares a job running `work` on a connection to `name` with a
+    /// deadline and the database's writer lock (for `work` to take when it
+    /// writes).
     pub(super) fn run(
         self: Arc<Self>,
         name: &str,
-        work: impl FnOnce(&mut rusqlite::Connection, Instant) -> Result<Value, String> + Send + 'static,
+        work: impl FnOnce(&mut rusqlite::Connection, Instant, &WriteLock) -> Result<Value, String>
+        + Send
+        + 'static,
     ) -> Result<SqlJob, HostError> {
         let name = name.to_owned();
         self.path(&name)?;
         Ok(Box::new(move || {
             let mut conn = self.open(&name)?;
+            let writer = self.writer(&name);
             let deadline = Instant::now() + STATEMENT_TIMEOUT;
             conn.progress_handler(10_000, Some(move || Instant::now() > deadline));
-            let result = work(&mut conn, deadline);
+            let result = work(&mut conn, deadline, &writer);
             conn.progress_handler(0, None::<fn() -> bool>);
             self.release(&name, conn);
             result.map_err(|m| HostError::new("sql_error", format!("database `{name}`: {m}")))

@@ -35,6 +35,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 pub use databases::SqlDatabases;
+use databases::WriteLock;
 use statements::{batch, execute, query};
 
 use super::events::TopicPattern;
@@ -105,22 +106,23 @@ fn query_op(dbs: Arc<SqlDatabases>, req: Vec<u8>) -> Result<SqlJob, HostError> {
     let r: Statement = parse(&req)?;
     dbs.run(
         &target(&r.db, r.tenant.as_deref())?,
-        move |conn, deadline| query(conn, &r.sql, &r.params, deadline),
+        move |conn, deadline, writer| query(conn, &r.sql, &r.params, deadline, Some(writer)),
     )
 }
 
 fn execute_op(dbs: Arc<SqlDatabases>, req: Vec<u8>) -> Result<SqlJob, HostError> {
     let r: Statement = parse(&req)?;
-    dbs.run(&target(&r.db, r.tenant.as_deref())?, move |conn, _| {
-        execute(conn, &r.sql, &r.params)
-    })
+    dbs.run(
+        &target(&r.db, r.tenant.as_deref())?,
+        move |conn, _, writer| execute(conn, &r.sql, &r.params, Some(writer)),
+    )
 }
 
 fn batch_op(dbs: Arc<SqlDatabases>, req: Vec<u8>) -> Result<SqlJob, HostError> {
     let r: Batch = parse(&req)?;
     dbs.run(
         &target(&r.db, r.tenant.as_deref())?,
-        move |conn, deadline| batch(conn, &r, deadline),
+        move |conn, deadline, writer| batch(conn, &r, deadline, writer),
     )
 }
 
@@ -247,15 +249,28 @@ fn function(name: &'static str, op: SqlOp) -> HostFunction {
             })();
             Box::pin(async move {
                 let job = prepared?;
-                let out = tokio::task::spawn_blocking(job).await.map_err(|_| {
-                    HostError::new("internal", "the database task was interrupted")
-                })??;
+                let out = run_blocking(job).await?;
                 serde_json::to_vec(&out)
                     .map(Some)
                     .map_err(|e| HostError::new("internal", e.to_string()))
             })
         },
     )
+}
+
+/// Runs a database job off the async scheduler. On a multi-thread runtime
+/// `block_in_place` runs it right here after handing this worker's other
+/// tasks to another thread — no wake-up on the way in or out, which on small
+/// VMs is most of a point query's cost (see `benches/benches/keyval.rs`);
+/// elsewhere it goes to the blocking pool.
+async fn run_blocking(job: SqlJob) -> Result<Value, HostError> {
+    let handle = tokio::runtime::Handle::try_current();
+    match handle.map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(job),
+        _ => tokio::task::spawn_blocking(job)
+            .await
+            .map_err(|_| HostError::new("internal", "the database task was interrupted"))?,
+    }
 }
 
 /// `sql_databases`: the database names the caller may use.

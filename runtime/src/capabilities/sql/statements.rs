@@ -7,7 +7,7 @@ use base64::Engine as _;
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use serde_json::{Map, Value, json};
 
-use super::{Batch, MAX_ROWS, STATEMENT_TIMEOUT};
+use super::{Batch, MAX_ROWS, STATEMENT_TIMEOUT, WriteLock};
 
 fn to_sql(v: &Value) -> Result<SqlValue, String> {
     Ok(match v {
@@ -64,14 +64,18 @@ fn timed_out(e: &rusqlite::Error, deadline: Instant) -> bool {
         || Instant::now() > deadline
 }
 
+/// Runs a statement that returns rows. `writer`: the lock to take if the
+/// statement writes (`None` inside a batch, which holds it already).
 pub(super) fn query(
     conn: &rusqlite::Connection,
     sql: &str,
     values: &[Value],
     deadline: Instant,
+    writer: Option<&WriteLock>,
 ) -> Result<Value, String> {
     let values = params(values)?;
     let mut stmt = conn.prepare_cached(sql).map_err(|e| e.to_string())?;
+    let _turn = writer.filter(|_| !stmt.readonly()).map(WriteLock::hold);
     let columns: Vec<String> = stmt
         .column_names()
         .iter()
@@ -108,12 +112,15 @@ pub(super) fn query(
     Ok(json!({ "columns": columns, "rows": out }))
 }
 
+/// Runs a statement that returns no rows; `writer` as for [`query`].
 pub(super) fn execute(
     conn: &rusqlite::Connection,
     sql: &str,
     values: &[Value],
+    writer: Option<&WriteLock>,
 ) -> Result<Value, String> {
     let values = params(values)?;
+    let _turn = writer.map(WriteLock::hold);
     let changed = conn
         .prepare_cached(sql)
         .and_then(|mut st| st.execute(rusqlite::params_from_iter(values.iter())))
@@ -125,6 +132,7 @@ pub(super) fn batch(
     conn: &mut rusqlite::Connection,
     b: &Batch,
     deadline: Instant,
+    writer: &WriteLock,
 ) -> Result<Value, String> {
     let run = |conn: &rusqlite::Connection| -> Result<Vec<Value>, String> {
         let mut results = Vec::new();
@@ -134,18 +142,37 @@ pub(super) fn batch(
                 .map(|st| st.column_count() > 0)
                 .map_err(|e| format!("statement {}: {e}", i + 1))?;
             let r = if returns_rows {
-                query(conn, &s.sql, &s.params, deadline)
+                query(conn, &s.sql, &s.params, deadline, None)
             } else {
-                execute(conn, &s.sql, &s.params)
+                execute(conn, &s.sql, &s.params, None)
             };
             results.push(r.map_err(|e| format!("statement {}: {e}", i + 1))?);
         }
         Ok(results)
     };
+    // Writers take the database's write turn for the whole batch. (A
+    // statement that cannot be prepared yet, e.g. over a table an earlier
+    // statement creates, counts as a write.)
+    let writes = b.statements.iter().any(|s| {
+        conn.prepare_cached(&s.sql)
+            .map_or(true, |st| !st.readonly())
+    });
+    let _turn = writes.then(|| writer.hold());
     if !b.transaction {
         return run(conn).map(Value::Array);
     }
-    let tx = conn.transaction().map_err(|e| e.to_string())?;
+    // A transaction that writes takes SQLite's write lock up front
+    // (IMMEDIATE): a deferred one that reads first and writes later fails
+    // with SQLITE_BUSY, without waiting, when another connection wrote
+    // meanwhile.
+    let behavior = if writes {
+        rusqlite::TransactionBehavior::Immediate
+    } else {
+        rusqlite::TransactionBehavior::Deferred
+    };
+    let tx = conn
+        .transaction_with_behavior(behavior)
+        .map_err(|e| e.to_string())?;
     let results = run(&tx)?; // dropping `tx` on error rolls back
     tx.commit().map_err(|e| e.to_string())?;
     Ok(Value::Array(results))
