@@ -2,7 +2,7 @@
 //!
 //! Part 1 — throughput and tail latency: the real server on loopback (the
 //! embedded keyval plugin on a SQLite file) under 16 concurrent keep-alive
-//! clients for `set`, `get`, `list(100)` and an atomic commit (one check,
+//! clients (hyper's HTTP/1 client on a thread of its own) for `set`, `get`, `list(100)` and an atomic commit (one check,
 //! two sums); then the same operations written directly against rusqlite
 //! (same schema, WAL, one connection per thread, two threads). Each row
 //! prints ops/s, p50 and p99 and the HTTP/raw throughput ratio.
@@ -25,6 +25,9 @@ use buntime::plugins::PluginSources;
 use buntime::server::{AppState, ConnectionLimits, host_functions, router, serve_with};
 use buntime::wasm::{Engine, EngineConfig};
 use buntime_fixtures as fx;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
 use tower::ServiceExt;
 
 const CLIENTS: usize = 16;
@@ -86,45 +89,83 @@ const OPS: [(Op, &str); 4] = [
     (Op::Atomic, "atomic commit"),
 ];
 
-async fn http_run(base: &str, op: Op) -> (f64, u64, u64) {
-    let counter = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..CLIENTS)
-        .map(|_| {
-            let (base, counter) = (base.to_owned(), counter.clone());
-            tokio::spawn(async move {
-                let http = reqwest::Client::new();
-                let mut lat = Vec::new();
-                while start.elapsed() < RUN {
-                    let i = counter.fetch_add(1, Ordering::Relaxed) % KEYS;
-                    let req = match op {
-                        Op::Set => http
-                            .put(format!("{base}/keys/bench/{i}"))
-                            .body(format!("{{\"n\":{i},\"name\":\"item {i}\"}}")),
-                        Op::Get => http.get(format!("{base}/keys/bench/{i}")),
-                        Op::List => http.get(format!("{base}/keys?prefix=bench&limit=100")),
-                        Op::Atomic => http.post(format!("{base}/atomic")).body(format!(
-                            r#"{{"checks":[{{"key":["absent",{i}],"versionstamp":null}}],"mutations":[{{"type":"sum","key":["ctr",{a}],"value":1}},{{"type":"sum","key":["ctr",{b}],"value":1}}]}}"#,
-                            a = i % 16,
-                            b = (i + 1) % 16
-                        )),
-                    };
-                    let t = Instant::now();
-                    let res = req.send().await.expect("request");
-                    let status = res.status();
-                    let body = res.bytes().await.expect("body");
-                    assert!(status.is_success(), "{status}: {}", String::from_utf8_lossy(&body));
-                    lat.push(t.elapsed().as_micros() as u64);
-                }
-                lat
+/// One keep-alive HTTP/1.1 connection, driven by hyper's client directly:
+/// the load generator shares the machine with the server, so it should cost
+/// as little as it can (what wrk does for `benches/load.sh`).
+async fn connect(addr: std::net::SocketAddr) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    send
+}
+
+fn request(addr: std::net::SocketAddr, op: Op, i: u64) -> hyper::Request<Full<Bytes>> {
+    let base = "/_/keyval/api";
+    let (method, path, body) = match op {
+        Op::Set => (
+            "PUT",
+            format!("{base}/keys/bench/{i}"),
+            format!("{{\"n\":{i},\"name\":\"item {i}\"}}"),
+        ),
+        Op::Get => ("GET", format!("{base}/keys/bench/{i}"), String::new()),
+        Op::List => ("GET", format!("{base}/keys?prefix=bench&limit=100"), String::new()),
+        Op::Atomic => (
+            "POST",
+            format!("{base}/atomic"),
+            format!(
+                r#"{{"checks":[{{"key":["absent",{i}],"versionstamp":null}}],"mutations":[{{"type":"sum","key":["ctr",{a}],"value":1}},{{"type":"sum","key":["ctr",{b}],"value":1}}]}}"#,
+                a = i % 16,
+                b = (i + 1) % 16
+            ),
+        ),
+    };
+    hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string())
+        .body(Full::new(Bytes::from(body)))
+        .expect("request")
+}
+
+/// `CLIENTS` connections for `RUN`, on a thread of their own (like wrk),
+/// while the server keeps its two workers.
+fn http_run(addr: std::net::SocketAddr, op: Op) -> (f64, u64, u64) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("client runtime");
+    rt.block_on(async move {
+        let counter = Arc::new(AtomicU64::new(0));
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..CLIENTS)
+            .map(|_| {
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let mut send = connect(addr).await;
+                    let mut lat = Vec::new();
+                    while start.elapsed() < RUN {
+                        let i = counter.fetch_add(1, Ordering::Relaxed) % KEYS;
+                        let t = Instant::now();
+                        send.ready().await.expect("connection");
+                        let res = send.send_request(request(addr, op, i)).await.expect("response");
+                        let status = res.status();
+                        let body = res.into_body().collect().await.expect("body").to_bytes();
+                        assert!(status.is_success(), "{status}: {}", String::from_utf8_lossy(&body));
+                        lat.push(t.elapsed().as_micros() as u64);
+                    }
+                    lat
+                })
             })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.expect("client"));
-    }
-    summary(all, start.elapsed())
+            .collect();
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.expect("client"));
+        }
+        summary(all, start.elapsed())
+    })
 }
 
 const RAW_SCHEMA: &str = "
@@ -291,7 +332,7 @@ fn main() {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = state(dir.path(), true).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let base = format!("http://{}/_/keyval/api", listener.local_addr().expect("addr"));
+        let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(serve_with(
             listener,
@@ -311,7 +352,7 @@ fn main() {
         println!("keyval over HTTP ({CLIENTS} keep-alive clients, {RUN:?} each) next to raw rusqlite (2 threads)");
         println!("{:<14} {:>10} {:>8} {:>8}   {:>10} {:>8} {:>8}   {:>7}", "op", "http op/s", "p50 µs", "p99 µs", "raw op/s", "p50 µs", "p99 µs", "ratio");
         for (op, name) in OPS {
-            let (h_ops, h50, h99) = http_run(&base, op).await;
+            let (h_ops, h50, h99) = tokio::task::spawn_blocking(move || http_run(addr, op)).await.expect("clients");
             let db = raw_db.clone();
             let (r_ops, r50, r99) = tokio::task::spawn_blocking(move || raw_run(&db, op)).await.expect("raw");
             println!(

@@ -2,21 +2,21 @@
 //! get, get many, set, delete (a key or a subtree), list, count.
 
 use base64::Engine as _;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::Failure;
 use crate::atomic::{self, Mutation, Outcome};
 use crate::filter;
 use crate::keys::{self, Key};
-use crate::store::{Entry, LIVE, Store, blob, prefix_end, versionstamp};
+use crate::store::{Entry, EntryOut, LIVE, Store, blob, prefix_end, versionstamp};
 use crate::watch;
 
 /// Most keys in one batch request, and most entries in one list page.
 pub const MAX_BATCH: usize = 1000;
 
 /// The live entry at `key`, as JSON (`None`: absent).
-pub fn get(store: &Store, key: &Key) -> Result<Option<Value>, Failure> {
-    Ok(store.get(&keys::encode(key))?.map(|e| e.to_json()))
+pub fn get(store: &Store, key: &Key) -> Result<Option<EntryOut>, Failure> {
+    Ok(store.get(&keys::encode(key))?.map(|e| e.out()))
 }
 
 /// Each key's entry, in order; absent keys have `value` and `versionstamp` null.
@@ -176,7 +176,7 @@ impl Selector {
 #[derive(Debug)]
 pub struct Page {
     /// The entries, in key order (or reverse).
-    pub entries: Vec<Value>,
+    pub entries: Vec<EntryOut>,
     /// Where the next page starts (opaque), if there may be more.
     pub cursor: Option<String>,
 }
@@ -214,12 +214,11 @@ pub fn list(
         sql.push_str(&format!(" AND ({})", c.sql));
         params.extend(c.params);
     }
-    sql.push_str(if reverse {
-        " ORDER BY key DESC LIMIT ?"
-    } else {
-        " ORDER BY key LIMIT ?"
-    });
-    params.push(json!(limit + 1));
+    // The limit is a number we checked, written into the SQL: SQLite's
+    // planner reads a bound `LIMIT ?` next to `ORDER BY`, which makes it
+    // re-prepare the statement on every run (a tenth of a list's cost).
+    let order = if reverse { "DESC" } else { "ASC" };
+    sql.push_str(&format!(" ORDER BY key {order} LIMIT {}", limit + 1));
     let mut found = store.entries(&sql, &params)?;
     let more = found.len() > limit;
     found.truncate(limit);
@@ -228,7 +227,7 @@ pub fn list(
         .flatten()
         .map(|e| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&e.key));
     Ok(Page {
-        entries: found.iter().map(Entry::to_json).collect(),
+        entries: found.iter().map(Entry::out).collect(),
         cursor,
     })
 }

@@ -8,6 +8,7 @@ use std::time::Instant;
 use buntime_pdk::http::percent_decode;
 use buntime_pdk::plugin::config;
 use buntime_pdk::{Request, Response};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::keys::{self, Key};
@@ -17,10 +18,10 @@ use crate::{Failure, atomic, fts, metrics, queue, watch};
 
 type Outcome = Result<Response, Failure>;
 
-fn ok(value: &Value) -> Response {
+fn ok<T: Serialize + ?Sized>(value: &T) -> Response {
     Response::new(200)
         .header("content-type", "application/json")
-        .body(value.to_string())
+        .body(serde_json::to_string(value).unwrap_or_default())
 }
 
 /// Answers one request.
@@ -179,7 +180,7 @@ fn list_get(req: &Request) -> Outcome {
         None,
         None,
     )?;
-    Ok(ok(&Value::Array(page.entries)))
+    Ok(ok(&page.entries))
 }
 
 fn list_post(req: &Request) -> Outcome {
@@ -201,7 +202,7 @@ fn list_post(req: &Request) -> Outcome {
             &json!({ "entries": page.entries, "hasMore": page.cursor.is_some(), "cursor": page.cursor }),
         ));
     }
-    Ok(ok(&Value::Array(page.entries)))
+    Ok(ok(&page.entries))
 }
 
 fn paginate(req: &Request) -> Outcome {
@@ -463,7 +464,7 @@ fn watch_prefix(req: &Request, poll: bool) -> Outcome {
         .events(vec![pattern])
         .event_name("change");
     if flag(req, "initial", true) {
-        r = r.body(Value::Array(page.entries).to_string());
+        r = r.body(serde_json::to_string(&page.entries).unwrap_or_default());
     }
     Ok(r)
 }

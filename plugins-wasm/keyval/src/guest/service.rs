@@ -34,7 +34,7 @@ fn run(input: &Value) -> Result<Value, Failure> {
     let store = Store::open(tenant)?;
     let key = || keys::from_json(&input["key"]).map_err(|e| Failure::bad(format!("`key`: {e}")));
     match input["op"].as_str().unwrap_or("") {
-        "get" => Ok(ops::get(&store, &key()?)?.unwrap_or(Value::Null)),
+        "get" => Ok(ops::get(&store, &key()?)?.map_or(Value::Null, |e| json!(e))),
         "set" => {
             let value = input
                 .get("value")

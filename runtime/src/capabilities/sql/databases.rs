@@ -4,12 +4,13 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde_json::Value;
 
-use super::{STATEMENT_TIMEOUT, SqlJob};
+use super::{INLINE_BUDGET, STATEMENT_TIMEOUT, SqlJob};
 use crate::wasm::HostError;
 
 /// The named databases of a server.
@@ -175,7 +176,7 @@ impl SqlDatabases {
     ) -> Result<SqlJob, HostError> {
         let name = name.to_owned();
         self.path(&name)?;
-        Ok(Box::new(move || {
+        Ok(SqlJob::new(move || {
             let mut conn = self.open(&name)?;
             let writer = self.writer(&name);
             let deadline = Instant::now() + STATEMENT_TIMEOUT;
@@ -185,6 +186,40 @@ impl SqlDatabases {
             self.release(&name, conn);
             result.map_err(|m| HostError::new("sql_error", format!("database `{name}`: {m}")))
         }))
+    }
+}
+
+impl SqlDatabases {
+    /// Runs `work` on an idle connection to `name` right here, stopping it
+    /// once it has run for [`INLINE_BUDGET`]. `None` when there is no idle
+    /// connection (opening one is file I/O), when `work` declines (returns
+    /// `None`), or when the budget ran out: the caller then runs the job the
+    /// blocking way.
+    pub(super) fn try_inline(
+        &self,
+        name: &str,
+        work: impl FnOnce(&rusqlite::Connection, Instant) -> Option<Result<Value, String>>,
+    ) -> Option<Result<Value, HostError>> {
+        let conn = self.idle.lock().ok()?.get_mut(name)?.pop()?;
+        let started = Instant::now();
+        let stopped = Arc::new(AtomicBool::new(false));
+        let flag = stopped.clone();
+        // SQLite calls this every 1000 virtual-machine steps (a few µs).
+        conn.progress_handler(
+            1_000,
+            Some(move || {
+                let over = started.elapsed() > INLINE_BUDGET;
+                flag.store(over, Ordering::Relaxed);
+                over
+            }),
+        );
+        let result = work(&conn, started + STATEMENT_TIMEOUT);
+        conn.progress_handler(0, None::<fn() -> bool>);
+        self.release(name, conn);
+        if stopped.load(Ordering::Relaxed) {
+            return None;
+        }
+        Some(result?.map_err(|m| HostError::new("sql_error", format!("database `{name}`: {m}"))))
     }
 }
 

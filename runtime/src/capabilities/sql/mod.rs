@@ -103,11 +103,24 @@ impl CapabilitySpec for SqlSpec {
 type SqlOp = fn(Arc<SqlDatabases>, Vec<u8>) -> Result<SqlJob, HostError>;
 
 fn query_op(dbs: Arc<SqlDatabases>, req: Vec<u8>) -> Result<SqlJob, HostError> {
-    let r: Statement = parse(&req)?;
-    dbs.run(
-        &target(&r.db, r.tenant.as_deref())?,
-        move |conn, deadline, writer| query(conn, &r.sql, &r.params, deadline, Some(writer)),
-    )
+    let r: Arc<Statement> = Arc::new(parse(&req)?);
+    let name = target(&r.db, r.tenant.as_deref())?;
+    let quick = {
+        let (dbs, r, name) = (dbs.clone(), r.clone(), name.clone());
+        Box::new(move || {
+            dbs.try_inline(&name, |conn, deadline| {
+                // Only reads: a write waits for the database's write turn
+                // and may checkpoint the WAL, neither of which belongs on
+                // an async worker.
+                let readonly = conn.prepare_cached(&r.sql).ok()?.readonly();
+                readonly.then(|| query(conn, &r.sql, &r.params, deadline, None))
+            })
+        }) as InlineAttempt
+    };
+    let full = dbs.run(&name, move |conn, deadline, writer| {
+        query(conn, &r.sql, &r.params, deadline, Some(writer))
+    })?;
+    Ok(full.with_inline(quick))
 }
 
 fn execute_op(dbs: Arc<SqlDatabases>, req: Vec<u8>) -> Result<SqlJob, HostError> {
@@ -130,7 +143,7 @@ fn tenant_create_op(dbs: Arc<SqlDatabases>, req: Vec<u8>) -> Result<SqlJob, Host
     let r: TenantReq = parse(&req)?;
     let name = target(&r.db, Some(&r.tenant))?;
     let path = dbs.path(&name)?;
-    Ok(Box::new(move || {
+    Ok(SqlJob::new(move || {
         let existed = path.exists();
         let conn = dbs.open_or_create(&name, true)?;
         dbs.release(&name, conn);
@@ -141,7 +154,7 @@ fn tenant_create_op(dbs: Arc<SqlDatabases>, req: Vec<u8>) -> Result<SqlJob, Host
 fn tenant_list_op(dbs: Arc<SqlDatabases>, req: Vec<u8>) -> Result<SqlJob, HostError> {
     let r: TenantReq = parse(&req)?;
     let dir = dbs.tenant_dir(&r.db)?;
-    Ok(Box::new(move || {
+    Ok(SqlJob::new(move || {
         let mut tenants: Vec<String> = std::fs::read_dir(&dir)
             .into_iter()
             .flatten()
@@ -162,7 +175,7 @@ fn tenant_delete_op(dbs: Arc<SqlDatabases>, req: Vec<u8>) -> Result<SqlJob, Host
     let r: TenantReq = parse(&req)?;
     let name = target(&r.db, Some(&r.tenant))?;
     let path = dbs.path(&name)?;
-    Ok(Box::new(move || {
+    Ok(SqlJob::new(move || {
         if let Ok(mut idle) = dbs.idle.lock() {
             idle.remove(&name);
         }
@@ -258,16 +271,29 @@ fn function(name: &'static str, op: SqlOp) -> HostFunction {
     )
 }
 
-/// Runs a database job off the async scheduler. On a multi-thread runtime
-/// `block_in_place` runs it right here after handing this worker's other
-/// tasks to another thread — no wake-up on the way in or out, which on small
-/// VMs is most of a point query's cost (see `benches/benches/keyval.rs`);
-/// elsewhere it goes to the blocking pool.
+/// How long a read may run on the async worker that asked for it before
+/// it is stopped and run again where blocking is allowed. A point query takes
+/// a few microseconds; handing a worker over to another thread and back
+/// (`block_in_place`) costs tens of microseconds on small VMs, which made it
+/// most of a keyval `get` (see `benches/benches/keyval.rs`). Reads have no
+/// side effects, so the rerun is safe; the budget bounds how long a worker is
+/// held (tokio's guidance: well under a millisecond between yields).
+pub(super) const INLINE_BUDGET: Duration = Duration::from_micros(100);
+
+/// Runs a database job: a quick read right here (see [`INLINE_BUDGET`]);
+/// anything else off the async scheduler — on a multi-thread runtime with
+/// `block_in_place`, which runs it on this thread after handing the worker's
+/// other tasks to another one (no wake-up on the way in or out), elsewhere
+/// on the blocking pool.
 async fn run_blocking(job: SqlJob) -> Result<Value, HostError> {
+    if let Some(done) = job.inline.and_then(|attempt| attempt()) {
+        return done;
+    }
+    let full = job.full;
     let handle = tokio::runtime::Handle::try_current();
     match handle.map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(job),
-        _ => tokio::task::spawn_blocking(job)
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(full),
+        _ => tokio::task::spawn_blocking(full)
             .await
             .map_err(|_| HostError::new("internal", "the database task was interrupted"))?,
     }
@@ -331,8 +357,37 @@ fn target(db: &str, tenant: Option<&str>) -> Result<String, HostError> {
     }
 }
 
-/// Work for the blocking pool.
-type SqlJob = Box<dyn FnOnce() -> Result<Value, HostError> + Send>;
+/// The work of one `sql_*` call.
+pub(super) struct SqlJob {
+    /// A first attempt on the calling async worker, for reads that finish
+    /// within [`INLINE_BUDGET`]; `None` from it means "run `full`".
+    inline: Option<InlineAttempt>,
+    /// The whole job, run where blocking is allowed.
+    full: Box<dyn FnOnce() -> Result<Value, HostError> + Send>,
+}
+
+/// See [`SqlJob::inline`].
+type InlineAttempt = Box<dyn FnOnce() -> Option<Result<Value, HostError>> + Send>;
+
+impl SqlJob {
+    pub(super) fn new(full: impl FnOnce() -> Result<Value, HostError> + Send + 'static) -> Self {
+        Self {
+            inline: None,
+            full: Box::new(full),
+        }
+    }
+
+    fn with_inline(mut self, attempt: InlineAttempt) -> Self {
+        self.inline = Some(attempt);
+        self
+    }
+
+    /// Runs the job here, synchronously (tests, and the blocking side).
+    #[cfg(test)]
+    fn run_here(self) -> Result<Value, HostError> {
+        (self.full)()
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -341,7 +396,45 @@ mod tests {
     use super::*;
 
     fn job(dbs: &Arc<SqlDatabases>, op: SqlOp, req: Value) -> Result<Value, HostError> {
-        op(dbs.clone(), req.to_string().into_bytes())?()
+        op(dbs.clone(), req.to_string().into_bytes())?.run_here()
+    }
+
+    /// A quick read runs on the asking worker; one that outlasts
+    /// [`INLINE_BUDGET`] is stopped there and finished the blocking way with
+    /// the right answer; a read that writes is never tried inline.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_run_inline_within_the_budget_and_finish_elsewhere_past_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let dbs = SqlDatabases::new(dir.path());
+        job(&dbs, execute_op, json!({"db": "default", "sql": "CREATE TABLE t (v)"})).unwrap();
+        let quick = |c: &rusqlite::Connection, d| Some(query(c, "SELECT 41 + 1", &[], d, None));
+        assert_eq!(
+            dbs.try_inline("default", quick).unwrap().unwrap()["rows"],
+            json!([[42]]),
+            "an idle connection exists after the first job: the read ran inline"
+        );
+        // About a million steps: far past the budget, well within the timeout.
+        let slow = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300000) SELECT count(*) FROM n";
+        assert!(
+            dbs.try_inline("default", |c, d| Some(query(c, slow, &[], d, None)))
+                .is_none(),
+            "stopped at the budget"
+        );
+        let started = Instant::now();
+        let out = run_blocking(
+            query_op(dbs.clone(), json!({"db": "default", "sql": slow}).to_string().into_bytes())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(out["rows"], json!([[300000]]));
+        assert!(started.elapsed() < STATEMENT_TIMEOUT);
+        // A statement that writes declines the inline attempt and still runs.
+        let insert = json!({"db": "default", "sql": "INSERT INTO t VALUES (1) RETURNING v"});
+        let out = run_blocking(query_op(dbs.clone(), insert.to_string().into_bytes()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(out["rows"], json!([[1]]));
     }
 
     #[test]
