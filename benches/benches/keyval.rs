@@ -92,7 +92,9 @@ const OPS: [(Op, &str); 4] = [
 /// One keep-alive HTTP/1.1 connection, driven by hyper's client directly:
 /// the load generator shares the machine with the server, so it should cost
 /// as little as it can (what wrk does for `benches/load.sh`).
-async fn connect(addr: std::net::SocketAddr) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+async fn connect(
+    addr: std::net::SocketAddr,
+) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
     let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     stream.set_nodelay(true).expect("nodelay");
     let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -111,7 +113,11 @@ fn request(addr: std::net::SocketAddr, op: Op, i: u64) -> hyper::Request<Full<By
             format!("{{\"n\":{i},\"name\":\"item {i}\"}}"),
         ),
         Op::Get => ("GET", format!("{base}/keys/bench/{i}"), String::new()),
-        Op::List => ("GET", format!("{base}/keys?prefix=bench&limit=100"), String::new()),
+        Op::List => (
+            "GET",
+            format!("{base}/keys?prefix=bench&limit=100"),
+            String::new(),
+        ),
         Op::Atomic => (
             "POST",
             format!("{base}/atomic"),
@@ -150,10 +156,17 @@ fn http_run(addr: std::net::SocketAddr, op: Op) -> (f64, u64, u64) {
                         let i = counter.fetch_add(1, Ordering::Relaxed) % KEYS;
                         let t = Instant::now();
                         send.ready().await.expect("connection");
-                        let res = send.send_request(request(addr, op, i)).await.expect("response");
+                        let res = send
+                            .send_request(request(addr, op, i))
+                            .await
+                            .expect("response");
                         let status = res.status();
                         let body = res.into_body().collect().await.expect("body").to_bytes();
-                        assert!(status.is_success(), "{status}: {}", String::from_utf8_lossy(&body));
+                        assert!(
+                            status.is_success(),
+                            "{status}: {}",
+                            String::from_utf8_lossy(&body)
+                        );
                         lat.push(t.elapsed().as_micros() as u64);
                     }
                     lat

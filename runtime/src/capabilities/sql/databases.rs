@@ -193,13 +193,13 @@ impl SqlDatabases {
     /// Runs `work` on an idle connection to `name` right here, stopping it
     /// once it has run for [`INLINE_BUDGET`]. `None` when there is no idle
     /// connection (opening one is file I/O), when `work` declines (returns
-    /// `None`), or when the budget ran out: the caller then runs the job the
-    /// blocking way.
+    /// `None`), fails, or would wait for a lock, or when the budget ran out:
+    /// the caller then runs the job the blocking way.
     pub(super) fn try_inline(
         &self,
         name: &str,
         work: impl FnOnce(&rusqlite::Connection, Instant) -> Option<Result<Value, String>>,
-    ) -> Option<Result<Value, HostError>> {
+    ) -> Option<Value> {
         let conn = self.idle.lock().ok()?.get_mut(name)?.pop()?;
         let started = Instant::now();
         let stopped = Arc::new(AtomicBool::new(false));
@@ -213,13 +213,21 @@ impl SqlDatabases {
                 over
             }),
         );
+        // No waiting for a lock here either: SQLite's busy handler sleeps,
+        // and this is an async worker. A busy database is an error now, and
+        // any error sends the job the blocking way, which waits as it should
+        // (and reports a real error the same as always).
+        let _ = conn.busy_timeout(std::time::Duration::ZERO);
         let result = work(&conn, started + STATEMENT_TIMEOUT);
         conn.progress_handler(0, None::<fn() -> bool>);
-        self.release(name, conn);
+        let restored = conn.busy_timeout(STATEMENT_TIMEOUT).is_ok();
+        if restored {
+            self.release(name, conn);
+        }
         if stopped.load(Ordering::Relaxed) {
             return None;
         }
-        Some(result?.map_err(|m| HostError::new("sql_error", format!("database `{name}`: {m}"))))
+        result?.ok()
     }
 }
 

@@ -287,7 +287,7 @@ pub(super) const INLINE_BUDGET: Duration = Duration::from_micros(100);
 /// on the blocking pool.
 async fn run_blocking(job: SqlJob) -> Result<Value, HostError> {
     if let Some(done) = job.inline.and_then(|attempt| attempt()) {
-        return done;
+        return Ok(done);
     }
     let full = job.full;
     let handle = tokio::runtime::Handle::try_current();
@@ -367,7 +367,7 @@ pub(super) struct SqlJob {
 }
 
 /// See [`SqlJob::inline`].
-type InlineAttempt = Box<dyn FnOnce() -> Option<Result<Value, HostError>> + Send>;
+type InlineAttempt = Box<dyn FnOnce() -> Option<Value> + Send>;
 
 impl SqlJob {
     pub(super) fn new(full: impl FnOnce() -> Result<Value, HostError> + Send + 'static) -> Self {
@@ -406,10 +406,15 @@ mod tests {
     async fn reads_run_inline_within_the_budget_and_finish_elsewhere_past_it() {
         let dir = tempfile::tempdir().unwrap();
         let dbs = SqlDatabases::new(dir.path());
-        job(&dbs, execute_op, json!({"db": "default", "sql": "CREATE TABLE t (v)"})).unwrap();
+        job(
+            &dbs,
+            execute_op,
+            json!({"db": "default", "sql": "CREATE TABLE t (v)"}),
+        )
+        .unwrap();
         let quick = |c: &rusqlite::Connection, d| Some(query(c, "SELECT 41 + 1", &[], d, None));
         assert_eq!(
-            dbs.try_inline("default", quick).unwrap().unwrap()["rows"],
+            dbs.try_inline("default", quick).unwrap()["rows"],
             json!([[42]]),
             "an idle connection exists after the first job: the read ran inline"
         );
@@ -422,8 +427,13 @@ mod tests {
         );
         let started = Instant::now();
         let out = run_blocking(
-            query_op(dbs.clone(), json!({"db": "default", "sql": slow}).to_string().into_bytes())
-                .unwrap(),
+            query_op(
+                dbs.clone(),
+                json!({"db": "default", "sql": slow})
+                    .to_string()
+                    .into_bytes(),
+            )
+            .unwrap(),
         )
         .await
         .unwrap();
@@ -435,6 +445,19 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(out["rows"], json!([[1]]));
+        // A read that fails inline is run again the blocking way, which
+        // reports the error as always.
+        let bad = json!({"db": "default", "sql": "SELECT nope FROM t"});
+        let err = run_blocking(query_op(dbs.clone(), bad.to_string().into_bytes()).unwrap())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, "sql_error");
+        assert!(
+            err.message
+                .contains("database `default`: no such column: nope"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
