@@ -158,9 +158,12 @@ impl Response {
             Ok(text) if !text.is_empty() => head.body = Some(text),
             Ok(_) => {}
             Err(e) => {
-                let mem = Memory::from_bytes(e.as_bytes())?;
-                imports::response_body_write(mem.offset());
-                mem.free();
+                let handle = crate::io::write_block(e.as_bytes());
+                if handle == 0 {
+                    return Err(Error::msg("the host has no room for the response body"));
+                }
+                imports::response_body_write(handle);
+                crate::io::free_block(handle);
             }
         }
         Ok(serde_json::to_vec(&head)?)
@@ -171,11 +174,12 @@ impl Response {
 /// input, calls the handler, and sets the output (or the error and code 1).
 /// Used by [`crate::app!`].
 pub fn run_handler(handler: fn(Request) -> Result<Response, Error>) -> i32 {
-    let result = extism_pdk::input::<Vec<u8>>()
-        .and_then(|bytes| Ok(serde_json::from_slice::<RequestHead>(&bytes)?))
+    let bytes = crate::io::input();
+    let result = serde_json::from_slice::<RequestHead>(&bytes)
+        .map_err(Error::from)
         .and_then(|head| handler(Request { head }))
         .and_then(Response::send)
-        .and_then(|json| extism_pdk::output(json));
+        .and_then(|json| crate::io::output(&json));
     match result {
         Ok(()) => 0,
         Err(e) => {
@@ -189,7 +193,11 @@ pub fn run_handler(handler: fn(Request) -> Result<Response, Error>) -> i32 {
 pub fn request_body_bytes() -> Vec<u8> {
     match imports::request_body() {
         0 => Vec::new(),
-        h => Memory::find(h).map(|m| m.to_vec()).unwrap_or_default(),
+        h => {
+            let bytes = crate::io::read_block(h);
+            crate::io::free_block(h);
+            bytes
+        }
     }
 }
 

@@ -31,6 +31,8 @@ pub mod http;
 #[cfg(target_arch = "wasm32")]
 pub mod guest;
 #[cfg(target_arch = "wasm32")]
+pub mod io;
+#[cfg(target_arch = "wasm32")]
 pub mod plugin;
 
 #[doc(hidden)]

@@ -21,8 +21,6 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use extism_pdk::Memory;
-
 use crate::abi::{HostErrorBody, HostResult};
 
 pub use crate::hooks::{Event, RequestChanges, RequestDecision, ResponseChanges, ResponseView};
@@ -58,11 +56,14 @@ fn call<T: DeserializeOwned>(
     input: &impl Serialize,
 ) -> Result<T, HostErrorBody> {
     let bytes = serde_json::to_vec(input).map_err(internal)?;
-    let mem = Memory::from_bytes(bytes).map_err(internal)?;
+    let handle = crate::io::write_block(&bytes);
+    if handle == 0 {
+        return Err(internal("the host has no room for the argument"));
+    }
     #[allow(unsafe_code, reason = "a host import")]
-    // SAFETY: `mem` is a live block holding the argument.
-    let out = unsafe { f(mem.offset()) };
-    mem.free();
+    // SAFETY: `handle` is a live block holding the argument.
+    let out = unsafe { f(handle) };
+    crate::io::free_block(handle);
     decode(out)
 }
 
@@ -74,9 +75,11 @@ fn call0<T: DeserializeOwned>(f: unsafe extern "C" fn() -> u64) -> Result<T, Hos
 }
 
 fn decode<T: DeserializeOwned>(handle: u64) -> Result<T, HostErrorBody> {
-    let mem = Memory::find(handle).ok_or_else(|| internal("the host returned no result"))?;
-    let bytes = mem.to_vec();
-    mem.free();
+    if handle == 0 {
+        return Err(internal("the host returned no result"));
+    }
+    let bytes = crate::io::read_block(handle);
+    crate::io::free_block(handle);
     serde_json::from_slice::<HostResult<T>>(&bytes)
         .map_err(internal)?
         .into_result()
@@ -398,18 +401,13 @@ pub fn config(key: &str) -> Option<String> {
 /// Runs a hook: parses its JSON input as `I`, calls `f`, writes `O` as JSON.
 /// A failure sets the error message and returns 1. Used by the hook macros.
 pub fn run_hook<I: DeserializeOwned, O: Serialize>(f: fn(I) -> Result<O, Error>) -> i32 {
-    let result = extism_pdk::input::<Vec<u8>>()
-        .and_then(|bytes| {
-            let bytes = if bytes.is_empty() {
-                b"null".to_vec()
-            } else {
-                bytes
-            };
-            Ok(serde_json::from_slice::<I>(&bytes)?)
-        })
+    let bytes = crate::io::input();
+    let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+    let result = serde_json::from_slice::<I>(bytes)
+        .map_err(Error::from)
         .and_then(f)
         .and_then(|out| Ok(serde_json::to_vec(&out)?))
-        .and_then(extism_pdk::output);
+        .and_then(|json| crate::io::output(&json));
     match result {
         Ok(()) => 0,
         Err(e) => {

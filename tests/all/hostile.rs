@@ -244,3 +244,43 @@ fn a_memory_limit_above_the_engine_maximum_is_refused_at_load() {
         "{err}"
     );
 }
+
+/// The bulk copies of `buntime:host/memory` work, and a range outside the
+/// guest's memory is a trap for that guest, never a host fault.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_copies_check_their_ranges() {
+    let wat = r#"(module
+        (import "extism:host/env" "input_length" (func $len (result i64)))
+        (import "extism:host/env" "output_set" (func $out (param i64 i64)))
+        (import "buntime:host/memory" "input_read" (func $read (param i64)))
+        (import "buntime:host/memory" "block_write" (func $write (param i64 i64) (result i64)))
+        (memory (export "memory") 1)
+        (func (export "echo") (result i32)
+            (call $read (i64.const 16))
+            (call $out (call $write (i64.const 16) (call $len)) (call $len))
+            (i32.const 0))
+        (func (export "read_past_the_end") (result i32)
+            (call $read (i64.const 65530)) (i32.const 0))
+        (func (export "write_past_the_end") (result i32)
+            (drop (call $write (i64.const 65000) (i64.const 4096))) (i32.const 0))
+        (func (export "negative_length") (result i32)
+            (drop (call $write (i64.const 0) (i64.const -1))) (i32.const 0)))"#;
+    let module = support::engine()
+        .load(wat.as_bytes(), GuestOptions::new("bulk"))
+        .expect("load");
+    let mut instance = module.instantiate().await.expect("instantiate");
+    let out = instance
+        .call("echo", b"0123456789".to_vec())
+        .await
+        .expect("echo");
+    assert_eq!(&out.output[..], b"0123456789");
+    for export in ["read_past_the_end", "write_past_the_end", "negative_length"] {
+        let mut instance = module.instantiate().await.expect("instantiate");
+        let err = instance
+            .call(export, b"0123456789".to_vec())
+            .await
+            .expect_err(export);
+        let text = err.to_string();
+        assert!(text.contains("buntime:host/memory::"), "{export}: {text}");
+    }
+}

@@ -7,6 +7,7 @@
 //! See `docs/abi.md` for the guest's view of every function.
 
 mod body;
+mod bulk;
 mod config;
 mod http;
 mod log;
@@ -29,6 +30,7 @@ pub(crate) fn link(
     host_functions: &[HostFunction],
 ) -> wasmtime::Result<()> {
     memory::link(linker)?;
+    bulk::link(linker)?;
     config::link(linker)?;
     log::link(linker)?;
     http::link(linker)?;
