@@ -150,10 +150,13 @@ async fn serve() -> anyhow::Result<ExitCode> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, dirs = ?env.worker_dirs, pool = env.pool_size, "buntime listening");
     let apps = state.catalog.all();
-    println!(
-        "Buntime {} on http://localhost:{}",
-        env!("CARGO_PKG_VERSION"),
-        addr.port()
+    // The banner is a courtesy: written in one go, and a closed stdout (a
+    // supervisor that stopped reading) must not stop the server, so a write
+    // error is ignored where `println!` would panic.
+    let port = addr.port();
+    let mut banner = format!(
+        "Buntime {} on http://localhost:{port}\n",
+        env!("CARGO_PKG_VERSION")
     );
     for (name, versions) in &apps {
         for v in versions {
@@ -161,13 +164,17 @@ async fn serve() -> anyhow::Result<ExitCode> {
                 .version
                 .as_ref()
                 .map_or("latest".to_owned(), |x| x.to_string());
-            println!("  http://localhost:{}/{name}@{label}/", addr.port());
+            banner.push_str(&format!("  http://localhost:{port}/{name}@{label}/\n"));
         }
     }
-    println!(
-        "  http://localhost:{}/_/api/apps   (the list, as JSON)",
-        addr.port()
-    );
+    banner.push_str(&format!(
+        "  http://localhost:{port}/_/api/apps   (the list, as JSON)\n"
+    ));
+    {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
+    }
     let limits = crate::server::ConnectionLimits {
         header_read_timeout: env.header_timeout,
         max_headers: env.max_headers,
