@@ -13,6 +13,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 
 struct Setup {
     rt: tokio::runtime::Runtime,
+    engine: Engine,
     module: GuestModule,
     compiled: extism::CompiledPlugin,
 }
@@ -40,6 +41,7 @@ fn setup() -> Setup {
         .expect("runtime");
     Setup {
         rt,
+        engine,
         module,
         compiled,
     }
@@ -115,6 +117,30 @@ fn calls(c: &mut Criterion) {
         });
         g.finish();
     }
+    // The same 1 KiB echo written with buntime-pdk, whose input and output
+    // are one host call each (`buntime:host/memory`) instead of eight bytes
+    // per call. A different fixture (the extism crate cannot run it), so this
+    // group has no extism entry: compare it with `echo_1k_json/extism` above.
+    let mut g = c.benchmark_group("echo_1k_json_buntime_pdk");
+    let pdk_echo = s
+        .engine
+        .load(
+            &fx::bytes(fx::PDK_ECHO),
+            buntime::wasm::GuestOptions::new("pdk-echo").timeout(Duration::from_secs(30)),
+        )
+        .expect("load pdk-echo");
+    let mut instance = s.rt.block_on(pdk_echo.instantiate()).expect("instantiate");
+    assert_eq!(
+        &s.rt
+            .block_on(instance.call("echo", bytes::Bytes::copy_from_slice(&json_1k)))
+            .expect("echo")
+            .output[..],
+        &json_1k[..]
+    );
+    g.bench_function("buntime", |b| {
+        b.iter_custom(|iters| ours(&s, &mut instance, "echo", &json_1k, iters))
+    });
+    g.finish();
 }
 
 fn instantiate(c: &mut Criterion) {
