@@ -53,6 +53,7 @@ async fn state(root: &Path, embedded: bool) -> AppState {
         },
         config_file: Some((root.join("buntime.jsonc"), false)),
         data_dir: Some(root.join("data")),
+        max_tenants: None,
     };
     AppState::build(engine(), vec![root.join("apps")], 16, sources)
         .await

@@ -55,6 +55,7 @@ fn state(rt: &tokio::runtime::Runtime, root: &Path, plugins: usize) -> AppState 
         embedded: Vec::new(),
         config_file: Some((root.join("buntime.jsonc"), true)),
         data_dir: None,
+        max_tenants: None,
     };
     rt.block_on(AppState::build(engine, vec![apps], 16, sources))
         .expect("state")

@@ -139,6 +139,7 @@ async fn serve() -> anyhow::Result<ExitCode> {
         embedded: crate::plugins::embedded(),
         config_file: Some((env.config_file.clone(), env.config_file_explicit)),
         data_dir: Some(env.data_dir.clone()),
+        max_tenants: Some(env.max_tenants),
     };
     let state =
         crate::server::AppState::build(engine, env.worker_dirs.clone(), env.pool_size, sources)
@@ -279,6 +280,7 @@ async fn check_plugins(env: &crate::config::RuntimeEnv, engine: Engine) -> usize
         embedded: crate::plugins::embedded(),
         config_file: Some((env.config_file.clone(), env.config_file_explicit)),
         data_dir: None,
+        max_tenants: None,
     };
     let host = crate::plugins::PluginHost::new(
         engine,

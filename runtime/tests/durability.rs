@@ -1,6 +1,7 @@
-//! Keyval data on disk survives the process being killed: a `buntime`
-//! process is SIGKILLed in the middle of a burst of writes, and the database
-//! it leaves behind is consistent and holds every write it acknowledged.
+//! Data on disk, through the real `buntime` binary: keyval data survives the
+//! process being killed (SIGKILL in the middle of a burst of writes leaves a
+//! consistent WAL database holding every acknowledged write), and clients
+//! cannot fill the disk with tenants (`RUNTIME_MAX_TENANTS`).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -14,9 +15,15 @@ const BIN: &str = env!("CARGO_BIN_EXE_buntime");
 
 /// Starts `buntime serve` in `dir` (data in `dir/data`); returns it and its port.
 fn serve(dir: &Path) -> (Child, u16) {
+    serve_with(dir, &[])
+}
+
+/// [`serve`] with extra environment variables.
+fn serve_with(dir: &Path, vars: &[(&str, &str)]) -> (Child, u16) {
     std::fs::create_dir_all(dir.join("apps")).expect("mkdir");
     let mut child = Command::new(BIN)
         .current_dir(dir)
+        .envs(vars.iter().copied())
         .env("RUNTIME_WORKER_DIRS", dir.join("apps"))
         .env("RUNTIME_DATA_DIR", dir.join("data"))
         .env("RUNTIME_PLUGIN_DIRS", dir.join("plugins"))
@@ -99,10 +106,14 @@ fn a_killed_server_keeps_every_acknowledged_write() {
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .expect("integrity_check");
     assert_eq!(check, "ok");
+    let mode: String = db
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .expect("journal_mode");
+    assert_eq!(mode, "wal");
     drop(db);
 
     // A new server sees every acknowledged write.
-    let (mut child, port) = serve(dir.path());
+    let (child, port) = serve(dir.path());
     for chunk in acked.chunks(500) {
         let keys: Vec<String> = chunk
             .iter()
@@ -121,8 +132,69 @@ fn a_killed_server_keeps_every_acknowledged_write() {
             );
         }
     }
+    shut_down(child);
+}
+
+/// Stops a server started by [`serve`].
+fn shut_down(mut child: Child) {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
     child.wait().expect("wait");
+}
+
+#[test]
+fn tenants_past_the_limit_are_refused_and_make_no_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (child, port) = serve_with(dir.path(), &[("RUNTIME_MAX_TENANTS", "2")]);
+    let put = |tenant: &str| {
+        request(
+            port,
+            "PUT",
+            &format!("/_/keyval/api/keys/k?tenant={tenant}"),
+            "1",
+        )
+        .expect("answer")
+    };
+    assert_eq!(put("acme").0, 200);
+    assert_eq!(put("globex").0, 200);
+    // Known tenants keep working; a third is refused, naming the fix.
+    assert_eq!(put("acme").0, 200);
+    let (status, body) = put("initech");
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("TOO_MANY_TENANTS"), "{body}");
+    assert!(body.contains("RUNTIME_MAX_TENANTS"), "{body}");
+    // The database plugin's tenant API has the same limit.
+    let (status, body) = request(
+        port,
+        "POST",
+        "/_/database/api/tenants",
+        r#"{"id": "initech"}"#,
+    )
+    .expect("answer");
+    assert_eq!(status, 429, "{body}");
+    let files: Vec<String> = std::fs::read_dir(dir.path().join("data/default.tenants"))
+        .expect("tenant dir")
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".db"))
+        .collect();
+    assert_eq!(files.len(), 2, "{files:?}");
+    // Deleting one makes room.
+    let (status, body) =
+        request(port, "DELETE", "/_/database/api/tenants/globex", "").expect("answer");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(put("initech").0, 200);
+    // Keyval notices a tenant deleted behind its back: at most one refused
+    // request per warm instance, then the tenant is set up again.
+    let (status, body) =
+        request(port, "DELETE", "/_/database/api/tenants/initech", "").expect("answer");
+    assert_eq!(status, 200, "{body}");
+    let answers: Vec<u16> = (0..4).map(|_| put("initech").0).collect();
+    assert_eq!(answers.last(), Some(&200), "{answers:?}");
+    assert!(
+        answers.iter().all(|s| *s == 200 || *s == 404),
+        "{answers:?}"
+    );
+    shut_down(child);
 }

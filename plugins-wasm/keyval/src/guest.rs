@@ -36,7 +36,15 @@ impl From<HostErrorBody> for Failure {
     fn from(e: HostErrorBody) -> Self {
         match e.code.as_str() {
             "capability_denied" => Self(403, "FORBIDDEN", e.message),
-            "not_found" => Self(404, "NOT_FOUND", e.message),
+            "not_found" => {
+                // A tenant this instance had set up was deleted behind its
+                // back (e.g. through the database plugin): forget what it
+                // knows so the next request sets the tenant up again.
+                if e.message.contains("sql_tenant_create") {
+                    store::forget_ready();
+                }
+                Self(404, "NOT_FOUND", e.message)
+            }
             "invalid_argument" => Self(400, "BAD_REQUEST", e.message),
             "limit_exceeded" => Self(413, "TOO_LARGE", e.message),
             _ => Self(500, "STORAGE_ERROR", e.message),

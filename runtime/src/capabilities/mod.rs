@@ -41,7 +41,7 @@ pub(crate) mod http_resolve {
     pub(crate) use super::http::{PublicOnlyResolver, resolves_only_private};
 }
 pub use services::ServicesGrant;
-pub use sql::{SqlDatabases, SqlGrant};
+pub use sql::{DEFAULT_MAX_TENANTS, SqlDatabases, SqlGrant};
 pub use state::{StateEntry, StateError, StateStore};
 
 use crate::wasm::HostFunction;

@@ -11,6 +11,7 @@
 //! | `RUNTIME_MAX_HEADERS` | 100 | most header lines per request (431 beyond) |
 //! | `RUNTIME_MAX_HEADER_SIZE` | `64kb` | most bytes per request head |
 //! | `RUNTIME_DATA_DIR` | `./data` | databases of the `sql` capability (`<name>.db`, SQLite, WAL) |
+//! | `RUNTIME_MAX_TENANTS` | 1000 | most tenants per database (each is a file; creating one more is refused) |
 //! | `RUNTIME_CONFIG` | `./buntime.jsonc` (optional there) | the plugin configuration file |
 //! | `RUNTIME_CACHE_DIR` | `$XDG_CACHE_HOME/buntime` | compiled-module cache (`off` disables it) |
 
@@ -53,6 +54,8 @@ pub struct RuntimeEnv {
     pub config_file_explicit: bool,
     /// `RUNTIME_DATA_DIR`: where the `sql` capability keeps its databases.
     pub data_dir: PathBuf,
+    /// `RUNTIME_MAX_TENANTS`: most tenants per database.
+    pub max_tenants: usize,
     /// `RUNTIME_HEADER_TIMEOUT`: a client must send its request head within this.
     pub header_timeout: std::time::Duration,
     /// `RUNTIME_MAX_HEADERS`: most header lines in one request.
@@ -176,9 +179,23 @@ impl RuntimeEnv {
                 })?,
         };
         let data_dir = PathBuf::from(var("RUNTIME_DATA_DIR").unwrap_or("./data"));
+        let max_tenants = match var("RUNTIME_MAX_TENANTS") {
+            None => crate::capabilities::DEFAULT_MAX_TENANTS,
+            Some(n) => n
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=1_000_000).contains(n))
+                .ok_or_else(|| {
+                    err(
+                        "RUNTIME_MAX_TENANTS",
+                        format!("`{n}` is not a whole number from 1 to 1000000"),
+                    )
+                })?,
+        };
         Ok(Self {
             port,
             data_dir,
+            max_tenants,
             header_timeout,
             max_headers,
             max_header_bytes,
@@ -235,6 +252,8 @@ mod tests {
             ("RUNTIME_HEADER_TIMEOUT", "soon"),
             ("RUNTIME_MAX_HEADERS", "0"),
             ("RUNTIME_MAX_HEADER_SIZE", "1"),
+            ("RUNTIME_MAX_TENANTS", "0"),
+            ("RUNTIME_MAX_TENANTS", "lots"),
         ] {
             let e = env(&[base, (k, v)]).unwrap_err();
             assert!(e.to_string().starts_with(k), "{e}");
@@ -248,5 +267,8 @@ mod tests {
         let prod = env(&[("RUNTIME_WORKER_DIRS", "a"), ("NODE_ENV", "production")]).unwrap();
         assert_eq!(prod.pool_size, 500);
         assert_eq!(prod.plugin_dirs, vec![PathBuf::from("./plugins")]);
+        assert_eq!(dev.max_tenants, 1000);
+        let few = env(&[("RUNTIME_WORKER_DIRS", "a"), ("RUNTIME_MAX_TENANTS", "3")]).unwrap();
+        assert_eq!(few.max_tenants, 3);
     }
 }

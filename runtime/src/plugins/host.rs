@@ -109,6 +109,8 @@ pub struct PluginSources {
     pub config_file: Option<(PathBuf, bool)>,
     /// Where the `sql` capability keeps its databases; `None`: no databases.
     pub data_dir: Option<PathBuf>,
+    /// Most tenants per database; `None`: the default (1000).
+    pub max_tenants: Option<usize>,
 }
 
 /// Loads, holds and swaps the plugin chain.

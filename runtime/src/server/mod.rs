@@ -94,7 +94,13 @@ impl AppState {
             None => Default::default(),
         };
         let sql = plugins.data_dir.as_deref().map(|dir| {
-            crate::capabilities::SqlDatabases::with_named(dir, named.into_iter().collect())
+            crate::capabilities::SqlDatabases::with_limits(
+                dir,
+                named.into_iter().collect(),
+                plugins
+                    .max_tenants
+                    .unwrap_or(crate::capabilities::DEFAULT_MAX_TENANTS),
+            )
         });
         let services = HostServices::with_sql(Some(pools.clone()), Some(catalog.clone()), sql);
         pools.set_events(services.events.clone());

@@ -28,6 +28,8 @@ use crate::plugins::Plugin;
 
 /// Shortest interval between two `poll` calls.
 const MIN_POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// How often a quiet stream sends a `ping` event.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// How often a quiet stream checks for shutdown.
 const WAKE: Duration = Duration::from_millis(250);
 
@@ -106,8 +108,14 @@ pub(super) fn event_stream(
         Some((Ok::<_, Infallible>(event), s))
     })
     .boxed();
+    // The keep-alive is a `ping` event (not a comment) because clients of
+    // the original keyval API wait for `ping` to know a quiet stream lives.
     Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .keep_alive(
+            KeepAlive::new()
+                .interval(KEEP_ALIVE)
+                .event(SseEvent::default().event("ping").data("{}")),
+        )
         .into_response()
 }
 

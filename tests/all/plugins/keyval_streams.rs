@@ -27,9 +27,18 @@ type Answer = (u16, Value);
 
 impl Kv {
     async fn start() -> Self {
-        let server = TestServer::try_start_plugins(buntime::plugins::embedded(), |_| {})
-            .await
-            .expect("server with the core plugins");
+        Self::start_with(None).await
+    }
+
+    /// A server with this `buntime.jsonc`, if any.
+    async fn start_with(buntime_jsonc: Option<&str>) -> Self {
+        let server = TestServer::try_start_plugins(buntime::plugins::embedded(), |root| {
+            if let Some(text) = buntime_jsonc {
+                super::config(root, text);
+            }
+        })
+        .await
+        .expect("server with the core plugins");
         Self {
             server,
             http: reqwest::Client::new(),
@@ -338,6 +347,74 @@ async fn a_delayed_message_waits_for_its_delay() {
         "`options.delay`",
     );
     kv.server.stop().await;
+}
+
+#[tokio::test]
+async fn a_late_answer_never_acks_a_newer_delivery() {
+    let kv = Kv::start_with(Some(
+        r#"{ "plugins": [["@buntime/plugin-keyval", { "queueLockDuration": 300 }]] }"#,
+    ))
+    .await;
+    let id = kv.enqueue(&json!({ "value": "job" })).await;
+    let first = kv.poll().await.expect("first delivery");
+    assert_eq!(first["attempts"], 1);
+
+    // Consumer A is too slow: its lock runs out before it answers.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (status, body) = kv.post("/queue/ack", &json!({ "id": id })).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["code"], "LOCK_EXPIRED", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("queueLockDuration"),
+        "{body}"
+    );
+
+    // Consumer B gets it again; A's answers for attempt 1 are refused and
+    // leave B's delivery alone.
+    let second = kv.poll().await.expect("redelivered after the lock ran out");
+    assert_eq!(second["attempts"], 2);
+    for path in ["/queue/ack", "/queue/nack"] {
+        let (status, body) = kv
+            .post(path, &json!({ "id": id, "attempts": 1, "error": "late" }))
+            .await;
+        assert_eq!(status, 409, "{path}: {body}");
+        assert_eq!(body["code"], "REDELIVERED", "{path}: {body}");
+        assert!(
+            body["message"].as_str().unwrap_or("").contains("attempt 2"),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        kv.stats().await,
+        json!({ "pending": 0, "processing": 1, "dlq": 0, "total": 1 })
+    );
+    // A bad attempt number is a 400 that changes nothing.
+    let (status, body) = kv
+        .post("/queue/ack", &json!({ "id": id, "attempts": "two" }))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("`attempts`"),
+        "{body}"
+    );
+
+    // B answers for its own delivery.
+    let (status, body) = kv
+        .post("/queue/ack", &json!({ "id": id, "attempts": 2 }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        kv.stats().await,
+        json!({ "pending": 0, "processing": 0, "dlq": 0, "total": 0 })
+    );
+    let (status, body) = kv.post("/queue/ack", &json!({ "id": id })).await;
+    assert_eq!(status, 404, "{body}");
 }
 
 #[tokio::test]
@@ -982,9 +1059,10 @@ async fn hostile_input_is_refused_and_changes_nothing() {
         )
         .await;
     assert_eq!(status, 201);
+    kv.set("seed/list", &json!(["a"])).await;
     kv.enqueue(&json!({ "value": "queued" })).await;
     let before = kv.snapshot().await;
-    assert_eq!(before["entries"].as_array().map(Vec::len), Some(3));
+    assert_eq!(before["entries"].as_array().map(Vec::len), Some(4));
 
     use reqwest::Method as M;
     let long = "k".repeat(1025);
@@ -1135,6 +1213,29 @@ async fn hostile_input_is_refused_and_changes_nothing() {
             413,
             "at most 65536",
         ),
+        // Appends whose operands fit but whose result would not.
+        (
+            M::POST,
+            "/atomic".into(),
+            json!({ "mutations": [
+                { "type": "append", "key": ["seed", "list"], "value": ["y".repeat(40_000)] },
+                { "type": "append", "key": ["seed", "list"], "value": ["z".repeat(40_000)] },
+            ] })
+            .to_string(),
+            413,
+            "would grow past 65536 bytes",
+        ),
+        (
+            M::POST,
+            "/atomic".into(),
+            json!({ "mutations": [
+                { "type": "prepend", "key": ["seed", "list"], "value": ["y".repeat(40_000)] },
+                { "type": "prepend", "key": ["seed", "list"], "value": ["z".repeat(40_000)] },
+            ] })
+            .to_string(),
+            413,
+            "would grow past 65536 bytes",
+        ),
         // Bodies that are not JSON.
         (M::PUT, "/keys/seed/1".into(), "{\"name\": ".into(), 400, "JSON"),
         (M::PUT, "/keys/seed/9".into(), "".into(), 400, "JSON"),
@@ -1232,7 +1333,7 @@ async fn hostile_input_is_refused_and_changes_nothing() {
         .await;
     assert_eq!(status, 200, "20 parts are allowed: {body}");
     let (_, count) = kv.get("/keys/count").await;
-    assert_eq!(count, json!({ "count": 6 }));
+    assert_eq!(count, json!({ "count": 7 }));
     kv.server.stop().await;
 }
 

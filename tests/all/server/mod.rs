@@ -83,6 +83,7 @@ impl TestServer {
             embedded,
             config_file: Some((dir.path().join("buntime.jsonc"), false)),
             data_dir: Some(dir.path().join("data")),
+            max_tenants: None,
         };
         let state = AppState::build(engine, vec![dir.path().join("apps")], 16, sources).await?;
         Ok(Self::serve(dir, state, ConnectionLimits::default()).await)

@@ -244,7 +244,16 @@ pub fn commit(store: &Store, checks: &[Check], mutations: &[Mutation]) -> Result
                         "CASE WHEN {second} = '[]' THEN {first} WHEN {first} = '[]' THEN {second} \
                          ELSE substr({first}, 1, length({first}) - 1) || ',' || substr({second}, 2) END"
                     )),
-                    vec![k, json!(items)],
+                    vec![k.clone(), json!(items)],
+                    what.clone(),
+                );
+                // The combined array must fit the limit too, or repeated
+                // appends would grow a value past it.
+                push(
+                    "INSERT INTO kv_guard_size (too_large) SELECT 1 FROM kv_entries \
+                     WHERE key = ? AND length(CAST(value AS BLOB)) > ?"
+                        .into(),
+                    vec![k, json!(max_value_bytes())],
                     what,
                 );
             }
@@ -289,6 +298,15 @@ pub fn commit(store: &Store, checks: &[Check], mutations: &[Mutation]) -> Result
                 "the sum overflows a 64-bit integer"
             } else if e.message.contains("kv_not_array") {
                 "append and prepend need the current value to be an array"
+            } else if e.message.contains("kv_too_large") {
+                return Err(Failure(
+                    413,
+                    "VALUE_TOO_LARGE",
+                    format!(
+                        "{what}: the value would grow past {} bytes of JSON (config `maxValueBytes`); nothing was written",
+                        max_value_bytes()
+                    ),
+                ));
             } else {
                 return Err(e.into());
             };

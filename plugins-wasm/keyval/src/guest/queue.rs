@@ -143,38 +143,137 @@ pub fn id_of(v: &Value) -> Result<i64, Failure> {
         .ok_or_else(|| Failure::bad(format!("`id` must be a message id, found {v}")))
 }
 
+/// Which delivery of a message an ack or nack is about.
+///
+/// `attempts` (as the dequeued message carried it) pins one delivery: an
+/// answer from a consumer whose lock ran out and whose message went to
+/// someone else is refused instead of acking that other consumer's work.
+/// Without it, the answer counts only while the lock still holds.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery {
+    /// The message id.
+    pub id: i64,
+    /// The delivery's attempt number, if the consumer sent it.
+    pub attempts: Option<i64>,
+}
+
+impl Delivery {
+    /// Reads `{"id", "attempts"?}`.
+    pub fn of(body: &Value) -> Result<Self, Failure> {
+        let attempts = match &body["attempts"] {
+            Value::Null => None,
+            v => Some(v.as_i64().filter(|a| *a >= 1).ok_or_else(|| {
+                Failure::bad(format!(
+                    "`attempts` is the attempt number the message was delivered with (≥ 1), found {v}"
+                ))
+            })?),
+        };
+        Ok(Self {
+            id: id_of(&body["id"])?,
+            attempts,
+        })
+    }
+
+    /// SQL that holds for the delivery this answer is about, with its two
+    /// parameters (id, attempts-or-null).
+    fn condition() -> String {
+        format!(
+            "id = ? AND status = 'processing' AND \
+             CASE WHEN ?2 IS NULL THEN locked_until > {NOW_MS} ELSE attempts = ?2 END"
+        )
+    }
+
+    fn params(&self) -> Vec<Value> {
+        vec![json!(self.id), json!(self.attempts)]
+    }
+}
+
 /// Acknowledges a delivered message: it is done and removed.
-pub fn ack(store: &Store, id: i64) -> Result<Value, Failure> {
+pub fn ack(store: &Store, d: Delivery) -> Result<Value, Failure> {
     let done = store.sql().execute(
-        "DELETE FROM kv_queue WHERE id = ? AND status = 'processing'",
-        &[json!(id)],
+        &format!("DELETE FROM kv_queue WHERE {}", Delivery::condition()),
+        &d.params(),
     )?;
     if done.rows_affected == 0 {
-        return Err(not_delivered(id));
+        return Err(not_delivered(store, d));
     }
     Ok(json!({ "ok": true }))
 }
 
-fn not_delivered(id: i64) -> Failure {
-    Failure(
-        404,
-        "NOT_FOUND",
-        format!("message {id} is not waiting for an ack (unknown, already acked, or not dequeued)"),
-    )
+/// Why an ack or nack found nothing to act on: 409 when the message is out
+/// with a newer delivery or its lock ran out, 404 when it is not out at all.
+fn not_delivered(store: &Store, d: Delivery) -> Failure {
+    let row = store
+        .sql()
+        .query(
+            &format!(
+                "SELECT attempts, locked_until > {NOW_MS} FROM kv_queue WHERE id = ? AND status = 'processing'"
+            ),
+            &[json!(d.id)],
+        )
+        .ok()
+        .and_then(|r| r.rows.into_iter().next());
+    let id = d.id;
+    match row {
+        Some(r) => {
+            let current = r.first().and_then(Value::as_i64).unwrap_or(0);
+            let locked = r.get(1).and_then(Value::as_i64) == Some(1);
+            match d.attempts {
+                Some(a) if a != current => Failure(
+                    409,
+                    "REDELIVERED",
+                    format!(
+                        "message {id} was delivered again (attempt {current}) after attempt {a}'s lock ran out; \
+                         that delivery's consumer answers for it now (raise `queueLockDuration` if consumers need longer)"
+                    ),
+                ),
+                _ if !locked => Failure(
+                    409,
+                    "LOCK_EXPIRED",
+                    format!(
+                        "the lock on message {id} ran out, so it will be delivered again; \
+                         send `attempts` with the ack or nack to answer for a delivery after its lock \
+                         (or raise `queueLockDuration`)"
+                    ),
+                ),
+                _ => Failure(
+                    409,
+                    "REDELIVERED",
+                    format!("message {id} is out with another delivery (attempt {current})"),
+                ),
+            }
+        }
+        None => Failure(
+            404,
+            "NOT_FOUND",
+            format!(
+                "message {id} is not waiting for an ack (unknown, already acked, or not dequeued)"
+            ),
+        ),
+    }
 }
 
 /// Rejects a delivered message: retried after the next backoff delay, or
 /// moved to the dead-letter queue after its last attempt.
-pub fn nack(store: &Store, id: i64, error: Option<&str>) -> Result<Value, Failure> {
+///
+/// The delivery is read and then changed only if it is still the same one
+/// (`attempts` pinned in the `UPDATE`), so a dequeue in between is never
+/// undone.
+pub fn nack(store: &Store, d: Delivery, error: Option<&str>) -> Result<Value, Failure> {
     let rows = store.sql().query(
-        "SELECT attempts, max_attempts, backoff, keys_if_undelivered, value FROM kv_queue WHERE id = ? AND status = 'processing'",
-        &[json!(id)],
+        &format!(
+            "SELECT attempts, max_attempts, backoff, keys_if_undelivered, value FROM kv_queue WHERE {}",
+            Delivery::condition()
+        ),
+        &d.params(),
     )?;
     let Some(r) = rows.rows.first() else {
-        return Err(not_delivered(id));
+        return Err(not_delivered(store, d));
     };
+    let id = d.id;
     let attempts = r[0].as_i64().unwrap_or(1);
     let max = r[1].as_i64().unwrap_or(1);
+    let same = "id = ? AND status = 'processing' AND attempts = ?";
     if attempts < max {
         let backoff: Vec<i64> =
             serde_json::from_str(r[2].as_str().unwrap_or("[]")).unwrap_or_default();
@@ -183,15 +282,43 @@ pub fn nack(store: &Store, id: i64, error: Option<&str>) -> Result<Value, Failur
             .or(backoff.last())
             .copied()
             .unwrap_or(1000);
-        store.sql().execute(
+        let done = store.sql().execute(
             &format!(
-                "UPDATE kv_queue SET status = 'pending', ready_at = {NOW_MS} + ?, locked_until = NULL, last_error = ?, updated_at = {NOW_MS} WHERE id = ?"
+                "UPDATE kv_queue SET status = 'pending', ready_at = {NOW_MS} + ?, locked_until = NULL, last_error = ?, updated_at = {NOW_MS} WHERE {same}"
             ),
-            &[json!(delay), json!(error), json!(id)],
+            &[json!(delay), json!(error), json!(id), json!(attempts)],
         )?;
+        if done.rows_affected == 0 {
+            return Err(not_delivered(store, d));
+        }
         return Ok(json!({ "ok": true, "retry": true, "delay": delay, "attempts": attempts }));
     }
-    // The last attempt failed: the value goes to keysIfUndelivered, the message to the DLQ.
+    // The last attempt failed: the message moves to the DLQ, then its value
+    // goes to keysIfUndelivered.
+    let moved = store.sql().batch(
+        &[
+            (
+                &format!(
+                    "INSERT INTO kv_dlq (original_id, value, error_message, attempts, backoff, keys_if_undelivered, original_created_at, failed_at) \
+                     SELECT id, value, ?, attempts, backoff, keys_if_undelivered, created_at, {NOW_MS} FROM kv_queue WHERE {same}"
+                ),
+                vec![json!(error), json!(id), json!(attempts)],
+            ),
+            (
+                &format!("DELETE FROM kv_queue WHERE {same}"),
+                vec![json!(id), json!(attempts)],
+            ),
+        ],
+        true,
+    )?;
+    if moved
+        .get(1)
+        .and_then(|r| r["rowsAffected"].as_u64())
+        .unwrap_or(0)
+        == 0
+    {
+        return Err(not_delivered(store, d));
+    }
     let undelivered: Vec<Value> =
         serde_json::from_str(r[3].as_str().unwrap_or("[]")).unwrap_or_default();
     let value = r[4].as_str().unwrap_or("null").to_owned();
@@ -209,19 +336,6 @@ pub fn nack(store: &Store, id: i64, error: Option<&str>) -> Result<Value, Failur
     {
         crate::watch::publish(store, &changes);
     }
-    store.sql().batch(
-        &[
-            (
-                &format!(
-                    "INSERT INTO kv_dlq (original_id, value, error_message, attempts, backoff, keys_if_undelivered, original_created_at, failed_at) \
-                     SELECT id, value, ?, attempts, backoff, keys_if_undelivered, created_at, {NOW_MS} FROM kv_queue WHERE id = ?"
-                ),
-                vec![json!(error), json!(id)],
-            ),
-            ("DELETE FROM kv_queue WHERE id = ?", vec![json!(id)]),
-        ],
-        true,
-    )?;
     Ok(json!({ "ok": true, "retry": false, "deadLettered": true, "attempts": attempts }))
 }
 

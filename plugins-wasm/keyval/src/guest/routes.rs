@@ -349,12 +349,12 @@ fn poll(req: &Request) -> Outcome {
 
 fn ack(req: &Request, positive: bool) -> Outcome {
     let b = body(req)?;
-    let id = queue::id_of(&b["id"])?;
+    let delivery = queue::Delivery::of(&b)?;
     let s = store(req)?;
     let r = if positive {
-        queue::ack(&s, id)?
+        queue::ack(&s, delivery)?
     } else {
-        queue::nack(&s, id, b["error"].as_str())?
+        queue::nack(&s, delivery, b["error"].as_str())?
     };
     Ok(ok(&r))
 }

@@ -33,6 +33,10 @@ const SCHEMA: &[&str] = &[
         not_integer INTEGER CONSTRAINT kv_not_integer CHECK (not_integer IS NULL), \
         overflow INTEGER CONSTRAINT kv_overflow CHECK (overflow IS NULL), \
         not_array INTEGER CONSTRAINT kv_not_array CHECK (not_array IS NULL))",
+    // A table of its own (not a column of `kv_guard`) so databases made
+    // before it existed get it from this `IF NOT EXISTS` too.
+    "CREATE TABLE IF NOT EXISTS kv_guard_size (\
+        too_large INTEGER CONSTRAINT kv_too_large CHECK (too_large IS NULL))",
     "CREATE TABLE IF NOT EXISTS kv_queue (id INTEGER PRIMARY KEY AUTOINCREMENT, value TEXT NOT NULL, \
         ready_at INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, max_attempts INTEGER NOT NULL, \
         backoff TEXT NOT NULL, keys_if_undelivered TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'pending', \
@@ -48,6 +52,11 @@ const SCHEMA: &[&str] = &[
 thread_local! {
     /// Databases whose schema this instance has ensured.
     static READY: RefCell<HashSet<String>> = RefCell::new(HashSet::new());
+}
+
+/// Forgets which databases have their schema, so each is ensured again.
+pub fn forget_ready() {
+    READY.with(|r| r.borrow_mut().clear());
 }
 
 /// An entry as read.
@@ -163,7 +172,10 @@ impl Store {
             return Ok(store);
         }
         if let Some(t) = &store.tenant {
-            sql::create_tenant(&store.db, t)?;
+            sql::create_tenant(&store.db, t).map_err(|e| match e.code.as_str() {
+                "limit_exceeded" => Failure(429, "TOO_MANY_TENANTS", e.message),
+                _ => e.into(),
+            })?;
         }
         let statements: Vec<(&str, Vec<Value>)> = SCHEMA.iter().map(|s| (*s, Vec::new())).collect();
         store.sql().batch(&statements, true)?;

@@ -13,6 +13,9 @@ use serde_json::Value;
 use super::{INLINE_BUDGET, STATEMENT_TIMEOUT, SqlJob};
 use crate::wasm::HostError;
 
+/// Tenants per database unless `RUNTIME_MAX_TENANTS` says otherwise.
+pub const DEFAULT_MAX_TENANTS: usize = 1000;
+
 /// The named databases of a server.
 ///
 /// ```
@@ -26,6 +29,9 @@ use crate::wasm::HostError;
 pub struct SqlDatabases {
     dir: PathBuf,
     named: HashMap<String, PathBuf>,
+    /// Most tenants per database (`RUNTIME_MAX_TENANTS`): each is a file,
+    /// and tenant ids often come from clients, so creation is bounded.
+    pub(super) max_tenants: usize,
     pub(super) idle: Mutex<HashMap<String, Vec<rusqlite::Connection>>>,
     writers: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
@@ -54,9 +60,20 @@ impl SqlDatabases {
     /// Databases in `dir`, except those in `named` (name → file), which the
     /// operator put elsewhere (`databases` in `buntime.jsonc`).
     pub fn with_named(dir: &Path, named: HashMap<String, PathBuf>) -> Arc<Self> {
+        Self::with_limits(dir, named, DEFAULT_MAX_TENANTS)
+    }
+
+    /// [`SqlDatabases::with_named`] with at most `max_tenants` tenants per
+    /// database.
+    pub fn with_limits(
+        dir: &Path,
+        named: HashMap<String, PathBuf>,
+        max_tenants: usize,
+    ) -> Arc<Self> {
         Arc::new(Self {
             dir: dir.to_owned(),
             named,
+            max_tenants,
             idle: Mutex::default(),
             writers: Mutex::default(),
         })
@@ -94,6 +111,23 @@ impl SqlDatabases {
         }
         valid_name(name, "database name")?;
         Ok(self.dir.join(format!("{name}.db")))
+    }
+
+    /// The tenants of `db`, sorted.
+    pub(super) fn tenants(&self, db: &str) -> Result<Vec<String>, HostError> {
+        let mut tenants: Vec<String> = std::fs::read_dir(self.tenant_dir(db)?)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()?
+                    .strip_suffix(".db")
+                    .map(str::to_owned)
+            })
+            .collect();
+        tenants.sort();
+        Ok(tenants)
     }
 
     /// The directory of `db`'s tenant databases.
@@ -156,7 +190,7 @@ impl SqlDatabases {
         }
     }
 
-    fn writer(&self, name: &str) -> WriteLock {
+    pub(super) fn writer(&self, name: &str) -> WriteLock {
         let mut writers = self
             .writers
             .lock()

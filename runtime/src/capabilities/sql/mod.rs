@@ -35,8 +35,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-pub use databases::SqlDatabases;
 use databases::WriteLock;
+pub use databases::{DEFAULT_MAX_TENANTS, SqlDatabases};
 use jobs::INLINE_BUDGET;
 use jobs::{InlineAttempt, SqlJob, run_blocking};
 use statements::{batch, execute, query};
@@ -148,6 +148,25 @@ fn tenant_create_op(dbs: Arc<SqlDatabases>, req: Vec<u8>) -> Result<SqlJob, Host
     let path = dbs.path(&name)?;
     Ok(SqlJob::new(move || {
         let existed = path.exists();
+        if !existed {
+            // Creation holds the database's write turn, so two creations
+            // cannot both pass the count.
+            let writer = dbs.writer(&r.db);
+            let _turn = writer.hold();
+            let count = dbs.tenants(&r.db)?.len();
+            if count >= dbs.max_tenants && !path.exists() {
+                return Err(HostError::new(
+                    "limit_exceeded",
+                    format!(
+                        "database `{}` has {count} tenants, the most allowed; delete unused ones or raise RUNTIME_MAX_TENANTS (now {})",
+                        r.db, dbs.max_tenants
+                    ),
+                ));
+            }
+            let conn = dbs.open_or_create(&name, true)?;
+            dbs.release(&name, conn);
+            return Ok(json!({ "created": true }));
+        }
         let conn = dbs.open_or_create(&name, true)?;
         dbs.release(&name, conn);
         Ok(json!({ "created": !existed }))
@@ -156,22 +175,8 @@ fn tenant_create_op(dbs: Arc<SqlDatabases>, req: Vec<u8>) -> Result<SqlJob, Host
 
 fn tenant_list_op(dbs: Arc<SqlDatabases>, req: Vec<u8>) -> Result<SqlJob, HostError> {
     let r: TenantReq = parse(&req)?;
-    let dir = dbs.tenant_dir(&r.db)?;
-    Ok(SqlJob::new(move || {
-        let mut tenants: Vec<String> = std::fs::read_dir(&dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| {
-                e.file_name()
-                    .to_str()?
-                    .strip_suffix(".db")
-                    .map(str::to_owned)
-            })
-            .collect();
-        tenants.sort();
-        Ok(json!(tenants))
-    }))
+    dbs.tenant_dir(&r.db)?;
+    Ok(SqlJob::new(move || Ok(json!(dbs.tenants(&r.db)?))))
 }
 
 fn tenant_delete_op(dbs: Arc<SqlDatabases>, req: Vec<u8>) -> Result<SqlJob, HostError> {
