@@ -98,6 +98,17 @@ impl RequestDecision {
     pub fn respond(response: ResponseHead) -> Self {
         Self::Respond { response }
     }
+
+    /// Whether this continues unchanged (the empty answer on the wire).
+    ///
+    /// ```
+    /// use buntime_pdk::hooks::{RequestChanges, RequestDecision};
+    /// assert!(RequestDecision::pass().is_pass());
+    /// assert!(!RequestDecision::Continue(RequestChanges::default().set_header("a", "b")).is_pass());
+    /// ```
+    pub fn is_pass(&self) -> bool {
+        matches!(self, Self::Continue(c) if *c == RequestChanges::default())
+    }
 }
 
 impl RequestChanges {
@@ -121,6 +132,11 @@ impl RequestChanges {
 }
 
 impl ResponseChanges {
+    /// Whether this changes nothing (the empty answer on the wire).
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
     /// Sets a header on the response.
     pub fn set_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.set_headers.push((name.into(), value.into()));

@@ -401,13 +401,28 @@ pub fn config(key: &str) -> Option<String> {
 /// Runs a hook: parses its JSON input as `I`, calls `f`, writes `O` as JSON.
 /// A failure sets the error message and returns 1. Used by the hook macros.
 pub fn run_hook<I: DeserializeOwned, O: Serialize>(f: fn(I) -> Result<O, Error>) -> i32 {
+    run_hook_with(f, |_| false)
+}
+
+/// [`run_hook`] for hooks where an empty output means "no change"
+/// (`on_request`, `on_response`): an answer for which `unchanged` holds is
+/// not serialized or handed to the host at all.
+#[doc(hidden)]
+pub fn run_hook_with<I: DeserializeOwned, O: Serialize>(
+    f: fn(I) -> Result<O, Error>,
+    unchanged: fn(&O) -> bool,
+) -> i32 {
     let bytes = crate::io::input();
     let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
     let result = serde_json::from_slice::<I>(bytes)
         .map_err(Error::from)
         .and_then(f)
-        .and_then(|out| Ok(serde_json::to_vec(&out)?))
-        .and_then(|json| crate::io::output(&json));
+        .and_then(|out| {
+            if unchanged(&out) {
+                return Ok(());
+            }
+            crate::io::output(&serde_json::to_vec(&out)?)
+        });
     match result {
         Ok(()) => 0,
         Err(e) => {
@@ -423,7 +438,10 @@ macro_rules! on_request {
     ($f:path) => {
         #[unsafe(no_mangle)]
         pub extern "C" fn on_request() -> i32 {
-            $crate::plugin::run_hook::<$crate::RequestHead, $crate::hooks::RequestDecision>($f)
+            $crate::plugin::run_hook_with::<$crate::RequestHead, $crate::hooks::RequestDecision>(
+                $f,
+                $crate::hooks::RequestDecision::is_pass,
+            )
         }
     };
 }
@@ -434,9 +452,10 @@ macro_rules! on_response {
     ($f:path) => {
         #[unsafe(no_mangle)]
         pub extern "C" fn on_response() -> i32 {
-            $crate::plugin::run_hook::<$crate::hooks::ResponseView, $crate::hooks::ResponseChanges>(
-                $f,
-            )
+            $crate::plugin::run_hook_with::<
+                $crate::hooks::ResponseView,
+                $crate::hooks::ResponseChanges,
+            >($f, $crate::hooks::ResponseChanges::is_empty)
         }
     };
 }

@@ -284,3 +284,42 @@ async fn bulk_copies_check_their_ranges() {
         assert!(text.contains("buntime:host/memory::"), "{export}: {text}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_calls_run_without_a_fiber_and_a_long_one_moves_its_module_to_one() {
+    let engine = support::engine();
+    let module = engine
+        .load(
+            &fx::bytes(fx::HOSTILE),
+            GuestOptions::new("hostile").timeout(TIMEOUT),
+        )
+        .expect("load hostile");
+    let stats = engine.stats();
+    let counts = || {
+        (
+            EngineStats::get(&stats.direct_calls),
+            EngineStats::get(&stats.fiber_calls),
+        )
+    };
+    // The module imports nothing that waits: its calls need no fiber.
+    let mut instance = module.instantiate().await.expect("instantiate");
+    for _ in 0..3 {
+        instance.call("ok", Vec::new()).await.expect("ok");
+    }
+    assert_eq!(counts(), (3, 0));
+    // A call that computes past an epoch tick still stops at its deadline...
+    let mut looping = module.instantiate().await.expect("instantiate");
+    let started = Instant::now();
+    let err = looping
+        .call("spin", Vec::new())
+        .await
+        .expect_err("times out");
+    assert_eq!(err, CallError::Timeout(TIMEOUT));
+    assert!(started.elapsed() < TIMEOUT * 3, "{:?}", started.elapsed());
+    assert_eq!(counts(), (4, 0));
+    // ...and from then on the module runs on a fiber, where a busy guest
+    // yields its worker at every tick.
+    let mut fresh = module.instantiate().await.expect("instantiate");
+    fresh.call("ok", Vec::new()).await.expect("ok");
+    assert_eq!(counts(), (4, 1));
+}

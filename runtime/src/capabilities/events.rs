@@ -81,7 +81,7 @@ impl CapabilitySpec for EventsSpec {
     }
 
     fn host_functions(&self) -> Vec<HostFunction> {
-        vec![HostFunction::new(
+        vec![HostFunction::new_sync(
             "events_publish",
             Capability::EVENTS,
             1,
@@ -124,7 +124,7 @@ impl CapabilitySpec for EventsSpec {
                     });
                     Ok(None)
                 })();
-                Box::pin(async move { result })
+                result
             },
         )]
     }

@@ -31,7 +31,7 @@ impl CapabilitySpec for PoolSpec {
 
     fn host_functions(&self) -> Vec<HostFunction> {
         vec![
-            HostFunction::new(
+            HostFunction::new_sync(
                 "pool_stats",
                 Capability::POOL,
                 0,
@@ -66,10 +66,10 @@ impl CapabilitySpec for PoolSpec {
                         .map(Some)
                         .map_err(|e| HostError::new("internal", e.to_string()))
                     })();
-                    Box::pin(async move { result })
+                    result
                 },
             ),
-            HostFunction::new(
+            HostFunction::new_sync(
                 "pool_apps",
                 Capability::POOL,
                 0,
@@ -97,7 +97,7 @@ impl CapabilitySpec for PoolSpec {
                             .map(Some)
                             .map_err(|e| HostError::new("internal", e.to_string()))
                     })();
-                    Box::pin(async move { result })
+                    result
                 },
             ),
         ]

@@ -151,7 +151,7 @@ type StateOp = fn(&StateStore, &str, &[u8]) -> Result<Option<Vec<u8>>, HostError
 /// A `state_*` host function: reads its JSON argument and the caller's
 /// namespace, runs `op` synchronously (no I/O, a short critical section).
 fn function(name: &'static str, op: StateOp) -> HostFunction {
-    HostFunction::new(
+    HostFunction::new_sync(
         name,
         Capability::STATE,
         1,
@@ -164,7 +164,7 @@ fn function(name: &'static str, op: StateOp) -> HostFunction {
                     .map_err(|e| HostError::invalid_argument(e.to_string()))?;
                 op(&cx.host.state, &cx.name, input)
             })();
-            Box::pin(async move { result })
+            result
         },
     )
 }

@@ -108,6 +108,8 @@ fn engine_metrics(stats: &crate::wasm::EngineStats) -> Value {
         "instances": get(&stats.instances),
         "traps": get(&stats.traps),
         "timeouts": get(&stats.timeouts),
+        "directCalls": get(&stats.direct_calls),
+        "fiberCalls": get(&stats.fiber_calls),
         "denials": get(&stats.denials),
         "denialsByCapability": stats.denials_by_capability(),
     })

@@ -98,7 +98,6 @@ async fn on_request(chain: &Chain, mut req: Request) -> (usize, Result<Request, 
         if !plugin.hooks.on_request {
             continue;
         }
-        let path = req.uri().path().to_owned();
         // Bodies reach on_request only when the manifest asks, up to its cap.
         let mut ext = http::Extensions::new();
         if let Some(cap) = plugin.manifest.request_body {
@@ -123,7 +122,7 @@ async fn on_request(chain: &Chain, mut req: Request) -> (usize, Result<Request, 
                             ),
                         )
                         .into_response();
-                        return (i, Err((path, res)));
+                        return (i, Err((parts.uri.path().to_owned(), res)));
                     }
                 }
             }
@@ -138,7 +137,7 @@ async fn on_request(chain: &Chain, mut req: Request) -> (usize, Result<Request, 
                         ),
                     )
                     .into_response();
-                    return (i, Err((path, res)));
+                    return (i, Err((req.uri().path().to_owned(), res)));
                 }
                 ext.insert(RequestBody(b.clone()));
             }
@@ -147,7 +146,7 @@ async fn on_request(chain: &Chain, mut req: Request) -> (usize, Result<Request, 
             .get_or_insert_with(|| {
                 let head = HeadView {
                     method: req.method().as_str(),
-                    path: &path,
+                    path: req.uri().path(),
                     query: req.uri().query(),
                     headers: HeaderPairs(req.headers(), None),
                     base: "",
@@ -159,6 +158,10 @@ async fn on_request(chain: &Chain, mut req: Request) -> (usize, Result<Request, 
             .clone();
         let (result, mut ext) = plugin.call("on_request", head, ext).await;
         let decision = result.and_then(|out| {
+            // Empty: continue unchanged (see docs/abi.md §14).
+            if out.is_empty() {
+                return Ok(RequestDecision::pass());
+            }
             serde_json::from_slice::<RequestDecision>(&out)
                 .map_err(|e| plugin.malformed("on_request", e))
         });
@@ -170,7 +173,7 @@ async fn on_request(chain: &Chain, mut req: Request) -> (usize, Result<Request, 
                 if let Err(detail) = apply_request_changes(&mut req, changes) {
                     let e = plugin.malformed("on_request", detail);
                     if let Some(res) = failure_response(plugin, &e) {
-                        return (i, Err((path, res)));
+                        return (i, Err((req.uri().path().to_owned(), res)));
                     }
                 }
             }
@@ -180,11 +183,11 @@ async fn on_request(chain: &Chain, mut req: Request) -> (usize, Result<Request, 
                         let e = plugin.malformed("on_request", detail);
                         failure_response(plugin, &e).unwrap_or_else(|| bad_gateway(&e))
                     });
-                return (i, Err((path, res)));
+                return (i, Err((req.uri().path().to_owned(), res)));
             }
             Err(e) => {
                 if let Some(res) = failure_response(plugin, &e) {
-                    return (i, Err((path, res)));
+                    return (i, Err((req.uri().path().to_owned(), res)));
                 }
             }
         }

@@ -111,6 +111,8 @@ pub(crate) struct EngineShared {
     /// The same, connecting to public addresses only.
     pub(crate) http_public: reqwest::Client,
     pub(crate) fuel: bool,
+    /// The `extism:host/user` functions that may wait (async).
+    pub(crate) waiting_functions: std::collections::HashSet<&'static str>,
     /// Lives as long as any module or instance does, not just the `Engine`.
     _ticker: Ticker,
 }
@@ -186,6 +188,12 @@ impl Engine {
             http,
             http_public,
             fuel: config.fuel,
+            waiting_functions: config
+                .host_functions
+                .iter()
+                .filter(|f| f.waits())
+                .map(|f| f.name())
+                .collect(),
             _ticker: Ticker::start(engine.clone(), config.epoch_tick)?,
         });
         Ok(Self {

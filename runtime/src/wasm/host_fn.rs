@@ -11,7 +11,10 @@
 //! The implementation receives the store's [`HostState`] synchronously (to read
 //! argument blocks and take what it needs) and returns a `'static` future for
 //! any I/O, which runs without holding the store; its bytes become the result
-//! block.
+//! block. A function that never waits ([`HostFunction::new_sync`]) returns its
+//! result directly: a guest whose imports are all such functions is called
+//! without a fiber (see `wasm/sync_call.rs`), which is most of the cost of a
+//! short call.
 
 use std::fmt;
 use std::future::Future;
@@ -53,7 +56,21 @@ impl HostError {
 /// The future a host function returns: its result bytes (`None` = handle 0).
 pub type HostFuture = Pin<Box<dyn Future<Output = Result<Option<Vec<u8>>, HostError>> + Send>>;
 
-type Implementation = dyn Fn(&mut HostState, &[u64]) -> HostFuture + Send + Sync;
+/// What a host function that does not wait returns: its result bytes
+/// (`None` = handle 0).
+pub type HostResult = Result<Option<Vec<u8>>, HostError>;
+
+type AsyncImplementation = dyn Fn(&mut HostState, &[u64]) -> HostFuture + Send + Sync;
+type SyncImplementation = dyn Fn(&mut HostState, &[u64]) -> HostResult + Send + Sync;
+
+/// A host function's body: one that may wait for I/O, or one that does not.
+#[derive(Clone)]
+pub(crate) enum Implementation {
+    /// Returns a future; callers of the guest need a fiber.
+    Async(Arc<AsyncImplementation>),
+    /// Returns at once.
+    Sync(Arc<SyncImplementation>),
+}
 
 /// How a host function's result reaches the guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +99,7 @@ pub struct HostFunction {
     pub(crate) capability: Option<Capability>,
     pub(crate) params: usize,
     pub(crate) encoding: ResultEncoding,
-    pub(crate) implementation: Arc<Implementation>,
+    pub(crate) implementation: Implementation,
 }
 
 impl fmt::Debug for HostFunction {
@@ -92,6 +109,7 @@ impl fmt::Debug for HostFunction {
             .field("capability", &self.capability)
             .field("params", &self.params)
             .field("encoding", &self.encoding)
+            .field("waits", &self.waits())
             .finish_non_exhaustive()
     }
 }
@@ -111,8 +129,56 @@ impl HostFunction {
             capability: Some(capability),
             params,
             encoding,
-            implementation: Arc::new(implementation),
+            implementation: Implementation::Async(Arc::new(implementation)),
         }
+    }
+
+    /// A function that needs `capability` and never waits: it does its work
+    /// right away (no I/O, short critical sections only). Guests that import
+    /// only such functions are called without a fiber.
+    ///
+    /// ```
+    /// use buntime::wasm::{HostFunction, ResultEncoding};
+    /// use buntime::capabilities::Capability;
+    /// let len = HostFunction::new_sync("len", Capability::new("test"), 1, ResultEncoding::Envelope, |state, args| {
+    ///     let n = state.block(args[0]).map(|b| b.len()).unwrap_or(0);
+    ///     Ok(Some(n.to_string().into_bytes()))
+    /// });
+    /// assert!(!len.waits());
+    /// ```
+    pub fn new_sync(
+        name: &'static str,
+        capability: Capability,
+        params: usize,
+        encoding: ResultEncoding,
+        implementation: impl Fn(&mut HostState, &[u64]) -> HostResult + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            name,
+            capability: Some(capability),
+            params,
+            encoding,
+            implementation: Implementation::Sync(Arc::new(implementation)),
+        }
+    }
+
+    /// [`HostFunction::new_sync`] without a grant (part of the app or plugin
+    /// protocol itself).
+    pub fn ungated_sync(
+        name: &'static str,
+        params: usize,
+        encoding: ResultEncoding,
+        implementation: impl Fn(&mut HostState, &[u64]) -> HostResult + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            capability: None,
+            ..Self::new_sync(name, Capability::new(""), params, encoding, implementation)
+        }
+    }
+
+    /// Whether calls to it may wait (its guests then run on a fiber).
+    pub fn waits(&self) -> bool {
+        matches!(self.implementation, Implementation::Async(_))
     }
 
     /// A function every guest may call (part of the app or plugin protocol

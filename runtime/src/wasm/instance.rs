@@ -80,12 +80,28 @@ impl GuestInstance {
 
     /// Installs the deadline check, run by wasmtime at each epoch tick: trap
     /// once the call's deadline has passed, otherwise yield to the executor so
-    /// a busy guest shares its tokio worker thread.
+    /// a busy guest shares its tokio worker thread — or, in a direct call,
+    /// which cannot yield, note that the guest computes for long.
     pub(crate) fn configure_store(store: &mut Store<HostState>) {
-        store.epoch_deadline_callback(|ctx| match ctx.data().deadline {
-            Some(deadline) if Instant::now() >= deadline => Ok(UpdateDeadline::Interrupt),
-            _ => Ok(UpdateDeadline::Yield(1)),
+        store.epoch_deadline_callback(|mut ctx| {
+            let state = ctx.data_mut();
+            match state.deadline {
+                Some(deadline) if Instant::now() >= deadline => Ok(UpdateDeadline::Interrupt),
+                _ if state.direct => {
+                    state.ran_past_tick = true;
+                    Ok(UpdateDeadline::Continue(1))
+                }
+                _ => Ok(UpdateDeadline::Yield(1)),
+            }
         });
+    }
+
+    /// Runs `call` without a fiber.
+    fn run_direct<R>(
+        &mut self,
+        call: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> wasmtime::Result<R> {
+        super::sync_call::run_direct(&mut self.store, &self.module, call)
     }
 
     /// The module this is an instance of.
@@ -128,7 +144,11 @@ impl GuestInstance {
                 }
                 let deadline = self.module.options().timeout.map(|t| Instant::now() + t);
                 self.arm(deadline);
-                let result = f.call_async(&mut self.store, &[], &mut []).await;
+                let result = if self.module.runs_direct() {
+                    self.run_direct(|store| f.call(store, &[], &mut []))
+                } else {
+                    f.call_async(&mut self.store, &[], &mut []).await
+                };
                 self.store.data_mut().deadline = None;
                 if let Err(e) = result {
                     self.poisoned = true;
@@ -211,6 +231,25 @@ impl GuestInstance {
         self.arm(deadline);
         self.calls += 1;
 
+        let stats = &self.store.data().shared.stats;
+        let direct = self.module.runs_direct();
+        if direct {
+            &stats.direct_calls
+        } else {
+            &stats.fiber_calls
+        }
+        .fetch_add(1, Ordering::Relaxed);
+        if direct {
+            let outcome = self.run_direct(|store| match func {
+                Export::Unit(f) => f.call(store, ()).map(|()| 0),
+                Export::Rc(f) => f.call(store, ()),
+            });
+            let (outcome, rc) = match outcome {
+                Ok(rc) => (Ok(()), rc),
+                Err(e) => (Err(e), 0),
+            };
+            return self.finish(outcome, rc);
+        }
         let store = &mut self.store;
         let call = async move {
             match func {

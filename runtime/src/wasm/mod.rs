@@ -17,11 +17,14 @@ mod module;
 mod options;
 mod state;
 mod stats;
+mod sync_call;
 
 pub use arena::{Arena, ArenaError};
 pub use engine::{Allocation, DEFAULT_EPOCH_TICK, Engine, EngineConfig};
 pub use error::{CallError, LoadError};
-pub use host_fn::{HostError, HostFunction, HostFuture, ResultEncoding, USER_NAMESPACE};
+pub use host_fn::{
+    HostError, HostFunction, HostFuture, HostResult, ResultEncoding, USER_NAMESPACE,
+};
 pub use instance::{CallOutput, GuestInstance};
 pub use module::{GuestModule, ModuleOrigin};
 pub use options::{

@@ -11,6 +11,7 @@ use super::error::CallError;
 use super::instance::GuestInstance;
 use super::options::GuestOptions;
 use super::state::HostState;
+use super::sync_call::{SlowGuests, run_direct, stack_allows};
 
 /// Where a module's machine code came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,9 +38,12 @@ struct ModuleInner {
     exports: BTreeSet<String>,
     /// Exports callable through the Extism ABI, with their result count (0 or 1).
     callable: HashMap<String, usize>,
-    /// Whether the module imports host functions that await (HTTP, Buntime's own).
+    /// Whether the module imports host functions that await (HTTP, Buntime's
+    /// own async ones).
     awaits: bool,
     wasi: bool,
+    /// Whether a direct call once ran past an epoch tick.
+    slow: SlowGuests,
     shared: Arc<EngineShared>,
 }
 
@@ -86,7 +90,8 @@ impl GuestModule {
             .imports()
             .any(|i| i.module() == "wasi_snapshot_preview1");
         let awaits = module.imports().any(|i| {
-            i.module() == super::host_fn::USER_NAMESPACE
+            (i.module() == super::host_fn::USER_NAMESPACE
+                && shared.waiting_functions.contains(i.name()))
                 || (i.module() == super::abi::ENV_NAMESPACE && i.name() == "http_request")
         });
         Self {
@@ -100,6 +105,7 @@ impl GuestModule {
                 callable,
                 awaits,
                 wasi,
+                slow: SlowGuests::default(),
                 shared,
             }),
         }
@@ -141,6 +147,20 @@ impl GuestModule {
         self.inner.awaits
     }
 
+    /// Whether a call may run without a fiber now (see `wasm/sync_call.rs`).
+    pub(crate) fn runs_direct(&self) -> bool {
+        !self.inner.awaits && !self.inner.wasi && !self.inner.slow.is_slow() && stack_allows()
+    }
+
+    /// Remembers that a direct call ran past an epoch tick: later calls use
+    /// the fiber, where a busy guest yields its worker.
+    pub(crate) fn mark_slow(&self) {
+        if !self.inner.slow.is_slow() {
+            tracing::debug!(guest = %self.name(), "a call ran past one epoch tick; later calls run on a fiber");
+        }
+        self.inner.slow.mark_slow();
+    }
+
     /// Whether the module imports WASI preview 1.
     pub fn uses_wasi(&self) -> bool {
         self.inner.wasi
@@ -169,11 +189,13 @@ impl GuestModule {
         let mut store = Store::new(inner.pre.module().engine(), state);
         store.limiter(|s| &mut s.limits);
         GuestInstance::configure_store(&mut store);
-        let instance = inner
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
+        let instance = if self.runs_direct() {
+            // A start function may run here.
+            run_direct(&mut store, self, |store| inner.pre.instantiate(store))
+        } else {
+            inner.pre.instantiate_async(&mut store).await
+        }
+        .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
         inner.shared.stats.instances.fetch_add(1, Ordering::Relaxed);
         let mut guest = GuestInstance::new(store, instance, self.clone());
         guest.initialize_runtime().await?;

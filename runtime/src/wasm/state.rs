@@ -42,6 +42,10 @@ pub struct HostState {
     pub(crate) limits: MemoryLimiter,
     pub(crate) grants: Arc<Grants>,
     pub(crate) deadline: Option<Instant>,
+    /// The current call runs without a fiber (it cannot yield).
+    pub(crate) direct: bool,
+    /// The current direct call saw an epoch tick pass (it ran ≥ one tick).
+    pub(crate) ran_past_tick: bool,
     pub(crate) guest_name: Arc<str>,
     pub(crate) wasi: Option<wasmtime_wasi::p1::WasiP1Ctx>,
     pub(crate) shared: Arc<EngineShared>,
@@ -84,6 +88,8 @@ impl HostState {
             limits: MemoryLimiter::new(memory_limit),
             grants: options.grants.clone(),
             deadline: None,
+            direct: false,
+            ran_past_tick: false,
             guest_name,
             wasi: wasi.then(|| wasmtime_wasi::WasiCtxBuilder::new().build_p1()),
             shared,

@@ -20,6 +20,10 @@ pub struct EngineStats {
     pub traps: AtomicU64,
     /// Calls stopped at their deadline.
     pub timeouts: AtomicU64,
+    /// Guest calls run directly on the caller's stack (no fiber).
+    pub direct_calls: AtomicU64,
+    /// Guest calls run on a fiber (the guest may wait, or computes for long).
+    pub fiber_calls: AtomicU64,
     /// Host calls refused for lack of a grant.
     pub denials: AtomicU64,
     denials_by_capability: Mutex<BTreeMap<&'static str, u64>>,

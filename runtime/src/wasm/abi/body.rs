@@ -22,7 +22,7 @@ pub struct ResponseBody(pub BytesMut);
 /// `buntime_request_body() -> handle` and `buntime_response_body_write(handle) -> 0`.
 pub fn body_functions() -> Vec<HostFunction> {
     vec![
-        HostFunction::ungated(
+        HostFunction::ungated_sync(
             "buntime_request_body",
             0,
             ResultEncoding::Raw,
@@ -32,10 +32,10 @@ pub fn body_functions() -> Vec<HostFunction> {
                     .get::<RequestBody>()
                     .map(|b| b.0.to_vec())
                     .filter(|b| !b.is_empty());
-                Box::pin(async move { Ok(body) })
+                Ok(body)
             },
         ),
-        HostFunction::ungated(
+        HostFunction::ungated_sync(
             "buntime_response_body_write",
             1,
             ResultEncoding::Raw,
@@ -52,7 +52,7 @@ pub fn body_functions() -> Vec<HostFunction> {
                     }
                     Err(e) => Err(HostError::invalid_argument(e.to_string())),
                 };
-                Box::pin(async move { result })
+                result
             },
         ),
     ]

@@ -1,9 +1,16 @@
 //! Links the registered `extism:host/user` functions, each behind its grant check.
+//!
+//! Functions that wait are linked as async functions (their guests run on a
+//! fiber); functions that do not are linked as plain ones, so a guest that
+//! imports only those can be called directly (see `wasm/sync_call.rs`).
 
 use wasmtime::{Caller, FuncType, Linker, Val, ValType};
 
-use super::super::host_fn::{HostFunction, ResultEncoding, USER_NAMESPACE, envelope};
+use super::super::host_fn::{
+    HostError, HostFunction, HostResult, Implementation, ResultEncoding, USER_NAMESPACE, envelope,
+};
 use super::super::state::HostState;
+use super::super::sync_call::InHostCall;
 
 pub(super) fn link(l: &mut Linker<HostState>, functions: &[HostFunction]) -> wasmtime::Result<()> {
     for f in functions {
@@ -13,37 +20,76 @@ pub(super) fn link(l: &mut Linker<HostState>, functions: &[HostFunction]) -> was
             [ValType::I64],
         );
         let f = f.clone();
-        l.func_new_async(USER_NAMESPACE, f.name, ty, move |mut c: Caller<'_, HostState>, params, results| {
-            let f = f.clone();
-            Box::new(async move {
-                let args: Vec<u64> = params.iter().map(|v| v.i64().unwrap_or(0) as u64).collect();
-                let outcome = match f.check(c.data()) {
-                    Err(denial) => Err(super::super::host_fn::HostError::new("capability_denied", denial.to_string())),
-                    Ok(()) => {
-                        let future = (f.implementation)(c.data_mut(), &args);
-                        future.await
-                    }
-                };
-                let bytes = match f.encoding {
-                    ResultEncoding::Envelope => Some(envelope(outcome)),
-                    ResultEncoding::Raw => outcome.map_err(|e| {
-                        wasmtime::Error::msg(format!("{USER_NAMESPACE}::{}: {e}", f.name))
-                    })?,
-                };
-                let handle = match bytes {
-                    Some(b) if !b.is_empty() => c.data_mut().alloc_bytes(&b).ok_or_else(|| {
-                        wasmtime::Error::msg(format!(
-                            "{USER_NAMESPACE}::{}: the guest's memory limit leaves no room for a {}-byte result",
-                            f.name,
-                            b.len()
-                        ))
-                    })?,
-                    _ => 0,
-                };
-                results[0] = Val::I64(handle as i64);
-                Ok(())
-            })
-        })?;
+        match f.implementation.clone() {
+            Implementation::Sync(run) => {
+                l.func_new(
+                    USER_NAMESPACE,
+                    f.name,
+                    ty,
+                    move |mut c: Caller<'_, HostState>, params, results| {
+                        let outcome = match f.check(c.data()) {
+                            Err(denial) => Err(denied(&denial)),
+                            Ok(()) => run(c.data_mut(), &args(params)),
+                        };
+                        results[0] = Val::I64(result_handle(&f, c.data_mut(), outcome)? as i64);
+                        Ok(())
+                    },
+                )?;
+            }
+            Implementation::Async(run) => {
+                l.func_new_async(
+                    USER_NAMESPACE,
+                    f.name,
+                    ty,
+                    move |mut c: Caller<'_, HostState>, params, results| {
+                        let f = f.clone();
+                        let run = run.clone();
+                        Box::new(async move {
+                            let outcome = match f.check(c.data()) {
+                                Err(denial) => Err(denied(&denial)),
+                                Ok(()) => {
+                                    let future = run(c.data_mut(), &args(params));
+                                    InHostCall(future).await
+                                }
+                            };
+                            results[0] = Val::I64(result_handle(&f, c.data_mut(), outcome)? as i64);
+                            Ok(())
+                        })
+                    },
+                )?;
+            }
+        }
     }
     Ok(())
+}
+
+fn args(params: &[Val]) -> Vec<u64> {
+    params.iter().map(|v| v.i64().unwrap_or(0) as u64).collect()
+}
+
+fn denied(denial: &crate::capabilities::Denial) -> HostError {
+    HostError::new("capability_denied", denial.to_string())
+}
+
+/// The result block's handle (0 for none); a raw function's error traps.
+fn result_handle(
+    f: &HostFunction,
+    state: &mut HostState,
+    outcome: HostResult,
+) -> wasmtime::Result<u64> {
+    let bytes = match f.encoding {
+        ResultEncoding::Envelope => Some(envelope(outcome)),
+        ResultEncoding::Raw => outcome
+            .map_err(|e| wasmtime::Error::msg(format!("{USER_NAMESPACE}::{}: {e}", f.name)))?,
+    };
+    Ok(match bytes {
+        Some(b) if !b.is_empty() => state.alloc_bytes(&b).ok_or_else(|| {
+            wasmtime::Error::msg(format!(
+                "{USER_NAMESPACE}::{}: the guest's memory limit leaves no room for a {}-byte result",
+                f.name,
+                b.len()
+            ))
+        })?,
+        _ => 0,
+    })
 }

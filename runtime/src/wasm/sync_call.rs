@@ -1,0 +1,96 @@
+//! When a guest call may run without a fiber, and what keeps that safe.
+//!
+//! A fiber lets host functions await I/O in the middle of a guest call, and
+//! lets a busy guest yield at each epoch tick. Entering and leaving one is
+//! also most of what a short call costs. So a call runs directly on the
+//! caller's stack (`TypedFunc::call`) when all of these hold:
+//!
+//! - the module imports no host function that waits (no `http_request`, no
+//!   WASI, no Buntime function registered with [`super::HostFunction::new`]),
+//!   so the guest can never need to suspend;
+//! - no earlier call of the module ran past one epoch tick ([`SlowGuests`]):
+//!   a guest known to compute for long goes back to the fiber, where it
+//!   yields its tokio worker at every tick. Only a module's first long call
+//!   holds its worker for its whole run, like any CPU-bound request;
+//! - the caller is not itself inside a host function on some guest's fiber
+//!   ([`InHostCall`]), because a guest call there would run on that fiber's
+//!   small stack.
+//!
+//! The deadline is enforced the same way on both paths: the epoch check traps
+//! the guest once its deadline has passed.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+
+use wasmtime::Store;
+
+use super::module::GuestModule;
+use super::state::HostState;
+
+thread_local! {
+    /// Host-function futures being polled on this thread right now.
+    static HOST_CALL_DEPTH: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Whether this thread may run a guest call without a fiber now.
+pub(crate) fn stack_allows() -> bool {
+    HOST_CALL_DEPTH.with(|d| d.get() == 0)
+}
+
+/// A host function's future, marked while it is polled so that guest calls
+/// it makes (e.g. `services_call`) take the fiber path.
+pub(crate) struct InHostCall<F: ?Sized>(pub(crate) Pin<Box<F>>);
+
+impl<F: Future + ?Sized> Future for InHostCall<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        struct Depth;
+        impl Drop for Depth {
+            fn drop(&mut self) {
+                HOST_CALL_DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+            }
+        }
+        HOST_CALL_DEPTH.with(|d| d.set(d.get() + 1));
+        let _depth = Depth;
+        self.0.as_mut().poll(cx)
+    }
+}
+
+/// Per module: whether a direct call ever ran past one epoch tick.
+#[derive(Debug, Default)]
+pub(crate) struct SlowGuests(AtomicBool);
+
+impl SlowGuests {
+    /// Whether the module is known to compute for long.
+    pub(crate) fn is_slow(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Remembers that a direct call ran past a tick.
+    pub(crate) fn mark_slow(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Runs `call` (a guest call or an instantiation) on this thread's stack,
+/// without a fiber. The first epoch check comes two ticks out, so only a
+/// call that ran at least one whole tick marks the module slow.
+pub(crate) fn run_direct<R>(
+    store: &mut Store<HostState>,
+    module: &GuestModule,
+    call: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<R>,
+) -> wasmtime::Result<R> {
+    store.data_mut().direct = true;
+    store.set_epoch_deadline(2);
+    let result = call(store);
+    let state = store.data_mut();
+    state.direct = false;
+    if std::mem::take(&mut state.ran_past_tick) {
+        module.mark_slow();
+    }
+    result
+}
