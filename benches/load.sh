@@ -12,7 +12,9 @@ secs="${1:-10}"
 conns="${2:-32}"
 command -v wrk >/dev/null || { echo "load.sh: wrk is missing (apt-get install wrk)" >&2; exit 1; }
 export RUST_LIB_BACKTRACE=0
-cargo build --release -q -p buntime -p buntime-fixtures -p buntime-benches --bin native-hello
+# Two builds: a `--bin` filter would apply to every package and skip `buntime`.
+cargo build --release -q -p buntime -p buntime-fixtures
+cargo build --release -q -p buntime-benches --bin native-hello
 
 work="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT

@@ -401,28 +401,27 @@ pub fn config(key: &str) -> Option<String> {
 /// Runs a hook: parses its JSON input as `I`, calls `f`, writes `O` as JSON.
 /// A failure sets the error message and returns 1. Used by the hook macros.
 pub fn run_hook<I: DeserializeOwned, O: Serialize>(f: fn(I) -> Result<O, Error>) -> i32 {
-    run_hook_with(f, |_| false)
+    finish_hook(parse_input::<I>().and_then(f), |_| false)
 }
 
-/// [`run_hook`] for hooks where an empty output means "no change"
-/// (`on_request`, `on_response`): an answer for which `unchanged` holds is
-/// not serialized or handed to the host at all.
+/// Runs `on_request` or `on_response`: an answer for which `unchanged`
+/// holds is the empty output (no change), not serialized at all; the input
+/// is read only as `I` asks (see [`Lazy`]).
 #[doc(hidden)]
-pub fn run_hook_with<I: DeserializeOwned, O: Serialize>(
+pub fn run_hook_with<I: HookInput, O: Serialize>(
     f: fn(I) -> Result<O, Error>,
     unchanged: fn(&O) -> bool,
 ) -> i32 {
-    let bytes = crate::io::input();
-    let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
-    let result = serde_json::from_slice::<I>(bytes)
-        .map_err(Error::from)
-        .and_then(f)
-        .and_then(|out| {
-            if unchanged(&out) {
-                return Ok(());
-            }
-            crate::io::output(&serde_json::to_vec(&out)?)
-        });
+    finish_hook(I::read().and_then(f), unchanged)
+}
+
+fn finish_hook<O: Serialize>(result: Result<O, Error>, unchanged: fn(&O) -> bool) -> i32 {
+    let result = result.and_then(|out| {
+        if unchanged(&out) {
+            return Ok(());
+        }
+        crate::io::output(&serde_json::to_vec(&out)?)
+    });
     match result {
         Ok(()) => 0,
         Err(e) => {
@@ -432,13 +431,80 @@ pub fn run_hook_with<I: DeserializeOwned, O: Serialize>(
     }
 }
 
-/// Declares `on_request`: `fn(RequestHead) -> Result<RequestDecision, Error>`.
+/// The call's input as JSON (`null` when there is none).
+fn parse_input<I: DeserializeOwned>() -> Result<I, Error> {
+    let bytes = crate::io::input();
+    let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+    Ok(serde_json::from_slice(bytes)?)
+}
+
+/// What `on_request` and `on_response` functions may take: the parsed
+/// [`crate::RequestHead`] / [`ResponseView`], or a [`Lazy`] one.
+pub trait HookInput: Sized {
+    /// Reads the hook's input.
+    fn read() -> Result<Self, Error>;
+}
+
+impl HookInput for crate::RequestHead {
+    fn read() -> Result<Self, Error> {
+        parse_input()
+    }
+}
+
+impl HookInput for ResponseView {
+    fn read() -> Result<Self, Error> {
+        parse_input()
+    }
+}
+
+impl<T: DeserializeOwned> HookInput for Lazy<T> {
+    fn read() -> Result<Self, Error> {
+        Ok(Lazy {
+            parsed: std::cell::OnceCell::new(),
+        })
+    }
+}
+
+/// A hook input copied from the host and parsed only when first asked for.
+///
+/// A hook that decides without looking at the request, or looks only
+/// sometimes, then pays nothing for it: the head stays in the host.
+///
+/// ```ignore
+/// use buntime_pdk::plugin::{Lazy, RequestDecision};
+/// use buntime_pdk::{Error, RequestHead};
+///
+/// fn count(req: Lazy<RequestHead>) -> Result<RequestDecision, Error> {
+///     if buntime_pdk::plugin::state::incr("requests", 1, None)? % 100 == 0 {
+///         buntime_pdk::extism_pdk::info!("every 100th: {}", req.get()?.path);
+///     }
+///     Ok(RequestDecision::pass())
+/// }
+/// buntime_pdk::on_request!(count);
+/// ```
+#[derive(Debug)]
+pub struct Lazy<T> {
+    parsed: std::cell::OnceCell<Result<T, String>>,
+}
+
+impl<T: DeserializeOwned> Lazy<T> {
+    /// The input, read and parsed on the first call.
+    pub fn get(&self) -> Result<&T, Error> {
+        self.parsed
+            .get_or_init(|| parse_input().map_err(|e| format!("{e:#}")))
+            .as_ref()
+            .map_err(|e| Error::msg(e.clone()))
+    }
+}
+
+/// Declares `on_request`: `fn(RequestHead) -> Result<RequestDecision, Error>`
+/// (or `fn(Lazy<RequestHead>)`, which reads the head only when asked).
 #[macro_export]
 macro_rules! on_request {
     ($f:path) => {
         #[unsafe(no_mangle)]
         pub extern "C" fn on_request() -> i32 {
-            $crate::plugin::run_hook_with::<$crate::RequestHead, $crate::hooks::RequestDecision>(
+            $crate::plugin::run_hook_with::<_, $crate::hooks::RequestDecision>(
                 $f,
                 $crate::hooks::RequestDecision::is_pass,
             )
@@ -446,16 +512,17 @@ macro_rules! on_request {
     };
 }
 
-/// Declares `on_response`: `fn(ResponseView) -> Result<ResponseChanges, Error>`.
+/// Declares `on_response`: `fn(ResponseView) -> Result<ResponseChanges, Error>`
+/// (or `fn(Lazy<ResponseView>)`).
 #[macro_export]
 macro_rules! on_response {
     ($f:path) => {
         #[unsafe(no_mangle)]
         pub extern "C" fn on_response() -> i32 {
-            $crate::plugin::run_hook_with::<
-                $crate::hooks::ResponseView,
-                $crate::hooks::ResponseChanges,
-            >($f, $crate::hooks::ResponseChanges::is_empty)
+            $crate::plugin::run_hook_with::<_, $crate::hooks::ResponseChanges>(
+                $f,
+                $crate::hooks::ResponseChanges::is_empty,
+            )
         }
     };
 }

@@ -125,6 +125,7 @@ async fn serve() -> anyhow::Result<ExitCode> {
     let env = crate::config::RuntimeEnv::from_process()?;
     let config = EngineConfig {
         cache_dir: env.cache_dir.clone(),
+        guard_pages: env.guard_pages,
         host_functions: crate::server::host_functions(),
         ..EngineConfig::default()
     };

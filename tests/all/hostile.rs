@@ -323,3 +323,30 @@ async fn short_calls_run_without_a_fiber_and_a_long_one_moves_its_module_to_one(
     fresh.call("ok", Vec::new()).await.expect("ok");
     assert_eq!(counts(), (4, 1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guard_page_bounds_checks_contain_the_same_attacks() {
+    // The default engine checks bounds explicitly; `RUNTIME_WASM_GUARD_PAGES=1`
+    // uses guard pages and signal handlers instead. Both must contain a guest.
+    let module = support::engine_with(buntime::wasm::EngineConfig {
+        guard_pages: true,
+        ..Default::default()
+    })
+    .load(
+        &fx::bytes(fx::HOSTILE),
+        GuestOptions::new("hostile")
+            .timeout(TIMEOUT)
+            .memory_limit(MEMORY),
+    )
+    .expect("load hostile");
+    assert_eq!(
+        attack(&module, "grow").await,
+        CallError::OutOfMemory { limit: MEMORY }
+    );
+    assert!(matches!(
+        attack(&module, "recurse").await,
+        CallError::Trap(_)
+    ));
+    assert!(matches!(attack(&module, "trap").await, CallError::Trap(_)));
+    assert_eq!(attack(&module, "spin").await, CallError::Timeout(TIMEOUT));
+}

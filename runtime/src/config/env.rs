@@ -14,6 +14,7 @@
 //! | `RUNTIME_MAX_TENANTS` | 1000 | most tenants per database (each is a file; creating one more is refused) |
 //! | `RUNTIME_CONFIG` | `./buntime.jsonc` (optional there) | the plugin configuration file |
 //! | `RUNTIME_CACHE_DIR` | `$XDG_CACHE_HOME/buntime` | compiled-module cache (`off` disables it) |
+//! | `RUNTIME_WASM_GUARD_PAGES` | `0` | `1`: bounds-check guest memory with guard pages instead of explicit checks |
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -48,6 +49,8 @@ pub struct RuntimeEnv {
     pub environment: Environment,
     /// Compiled-module cache dir, if enabled.
     pub cache_dir: Option<PathBuf>,
+    /// `RUNTIME_WASM_GUARD_PAGES`: guard pages instead of explicit bounds checks.
+    pub guard_pages: bool,
     /// `buntime.jsonc` (from `RUNTIME_CONFIG`, else in the working directory).
     pub config_file: PathBuf,
     /// Whether `RUNTIME_CONFIG` named the file (then it must exist).
@@ -128,6 +131,16 @@ impl RuntimeEnv {
                 }
             },
         };
+        let guard_pages = match var("RUNTIME_WASM_GUARD_PAGES") {
+            None | Some("0" | "false" | "off") => false,
+            Some("1" | "true" | "on") => true,
+            Some(other) => {
+                return Err(err(
+                    "RUNTIME_WASM_GUARD_PAGES",
+                    format!("`{other}` is not one of 1, 0, true, false, on, off"),
+                ));
+            }
+        };
         let cache_dir = match var("RUNTIME_CACHE_DIR") {
             Some("off") => None,
             Some(dir) => Some(PathBuf::from(dir)),
@@ -204,6 +217,7 @@ impl RuntimeEnv {
             pool_size,
             environment,
             cache_dir,
+            guard_pages,
             config_file,
             config_file_explicit,
         })
@@ -254,6 +268,7 @@ mod tests {
             ("RUNTIME_MAX_HEADER_SIZE", "1"),
             ("RUNTIME_MAX_TENANTS", "0"),
             ("RUNTIME_MAX_TENANTS", "lots"),
+            ("RUNTIME_WASM_GUARD_PAGES", "maybe"),
         ] {
             let e = env(&[base, (k, v)]).unwrap_err();
             assert!(e.to_string().starts_with(k), "{e}");

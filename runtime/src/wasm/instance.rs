@@ -199,31 +199,9 @@ impl GuestInstance {
         if self.poisoned {
             return Err(CallError::Discarded);
         }
-        let Some(n_results) = self.module.callable(name) else {
-            return Err(match self.instance.get_func(&mut self.store, name) {
-                Some(f) => CallError::NotFound(format!(
-                    "{name} (has signature {:?}; Extism exports take no parameters and return at most one i32)",
-                    f.ty(&self.store)
-                )),
-                None => CallError::NotFound(name.to_owned()),
-            });
-        };
         let func = match self.funcs.get(name) {
             Some(f) => f.clone(),
-            None => {
-                let f = self
-                    .instance
-                    .get_func(&mut self.store, name)
-                    .ok_or_else(|| CallError::NotFound(name.to_owned()))?;
-                let typed = if n_results == 1 {
-                    f.typed::<(), i32>(&self.store).map(Export::Rc)
-                } else {
-                    f.typed::<(), ()>(&self.store).map(Export::Unit)
-                }
-                .map_err(|e| CallError::NotFound(format!("{name}: {e}")))?;
-                self.funcs.insert(name.to_owned(), typed.clone());
-                typed
-            }
+            None => self.export(name)?,
         };
         let timeout = self.module.options().timeout;
         let deadline = timeout.map(|t| Instant::now() + t);
@@ -275,10 +253,36 @@ impl GuestInstance {
         self.finish(outcome, rc)
     }
 
+    /// Looks `name` up, checks it has an Extism export's type and caches the
+    /// typed handle.
+    fn export(&mut self, name: &str) -> Result<Export, CallError> {
+        let Some(n_results) = self.module.callable(name) else {
+            return Err(match self.instance.get_func(&mut self.store, name) {
+                Some(f) => CallError::NotFound(format!(
+                    "{name} (has signature {:?}; Extism exports take no parameters and return at most one i32)",
+                    f.ty(&self.store)
+                )),
+                None => CallError::NotFound(name.to_owned()),
+            });
+        };
+        let f = self
+            .instance
+            .get_func(&mut self.store, name)
+            .ok_or_else(|| CallError::NotFound(name.to_owned()))?;
+        let typed = if n_results == 1 {
+            f.typed::<(), i32>(&self.store).map(Export::Rc)
+        } else {
+            f.typed::<(), ()>(&self.store).map(Export::Unit)
+        }
+        .map_err(|e| CallError::NotFound(format!("{name}: {e}")))?;
+        self.funcs.insert(name.to_owned(), typed.clone());
+        Ok(typed)
+    }
+
     fn finish(&mut self, outcome: wasmtime::Result<()>, rc: i32) -> Result<CallOutput, CallError> {
         let state = self.store.data_mut();
-        let overran = state.deadline.is_some_and(|d| Instant::now() >= d);
-        state.deadline = None;
+        // Read the clock only for a failure: a success needs no deadline check.
+        let deadline = state.deadline.take();
         let error_message = match state.error {
             0 => None,
             h => match state.arena.block(h) {
@@ -323,6 +327,7 @@ impl GuestInstance {
                     });
                 }
                 self.poisoned = true;
+                let overran = deadline.is_some_and(|d| Instant::now() >= d);
                 let err = self.classify(e, overran);
                 // As in the Extism runtime: a message the guest set before
                 // failing wins, with return code -1.

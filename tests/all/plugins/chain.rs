@@ -241,3 +241,65 @@ async fn request_bodies_reach_only_plugins_that_ask_and_only_up_to_their_cap() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_pass_through_plugin_answers_empty_and_changes_nothing() {
+    let server = TestServer::start_plugins(|root| {
+        echo(root);
+        install_plugin(
+            root,
+            "noop",
+            r#"{ "name": "noop", "version": "1.0.0" }"#,
+            fx::PLUGIN_NOOP,
+        );
+        kit(root, "kit", "");
+        config(
+            root,
+            r#"{ plugins: ["noop", ["kit", { requestHeader: "x-from-plugin=yes", responseHeader: "x-kit=done" }]] }"#,
+        );
+    })
+    .await;
+    let before: Value = get(&server.url("/_/metrics"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    for _ in 0..3 {
+        let res = client()
+            .get(server.url("/echo/hi"))
+            .header("x-custom", "kept")
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status(), 200);
+        // The noop plugin's empty answers changed nothing the kit did.
+        assert_eq!(res.headers()["x-kit"], "done");
+        let body: Value = res.json().await.expect("json");
+        assert_eq!(
+            seen_header(&body, "x-custom").as_deref(),
+            Some("kept"),
+            "{body}"
+        );
+        assert_eq!(
+            seen_header(&body, "x-from-plugin").as_deref(),
+            Some("yes"),
+            "{body}"
+        );
+    }
+    let list = plugins(&server).await;
+    let noop = list["plugins"]
+        .as_array()
+        .and_then(|l| l.iter().find(|p| p["name"] == "noop"))
+        .expect("noop is loaded");
+    assert_eq!(noop["stats"]["calls"], 6, "{noop}");
+    assert_eq!(noop["stats"]["errors"], 0, "{noop}");
+    // It imports nothing that waits: its hooks ran without a fiber.
+    let after: Value = get(&server.url("/_/metrics"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let direct = |m: &Value| m["engine"]["directCalls"].as_u64().unwrap_or(0);
+    assert!(direct(&after) >= direct(&before) + 6, "{before} -> {after}");
+    server.stop().await;
+}
