@@ -87,7 +87,7 @@ impl CapabilitySpec for EventsSpec {
             1,
             ResultEncoding::Envelope,
             |state, args| {
-                let result = (|| {
+                (|| {
                     let cx = state.context().ok_or_else(no_context)?.clone();
                     let input = state
                         .block(args[0])
@@ -123,8 +123,7 @@ impl CapabilitySpec for EventsSpec {
                         source: cx.name.clone(),
                     });
                     Ok(None)
-                })();
-                result
+                })()
             },
         )]
     }

@@ -37,7 +37,7 @@ impl CapabilitySpec for PoolSpec {
                 0,
                 ResultEncoding::Envelope,
                 |state, _| {
-                    let result = (|| {
+                    (|| {
                         let cx = state.context().ok_or_else(no_context)?;
                         let pools = cx.host.pools.as_ref().ok_or_else(no_context)?;
                         let workers: Vec<Value> = pools
@@ -65,8 +65,7 @@ impl CapabilitySpec for PoolSpec {
                         }))
                         .map(Some)
                         .map_err(|e| HostError::new("internal", e.to_string()))
-                    })();
-                    result
+                    })()
                 },
             ),
             HostFunction::new_sync(
@@ -75,7 +74,7 @@ impl CapabilitySpec for PoolSpec {
                 0,
                 ResultEncoding::Envelope,
                 |state, _| {
-                    let result = (|| {
+                    (|| {
                         let cx = state.context().ok_or_else(no_context)?;
                         let catalog = cx.host.catalog.as_ref().ok_or_else(no_context)?;
                         let apps: Vec<Value> = catalog
@@ -96,8 +95,7 @@ impl CapabilitySpec for PoolSpec {
                         serde_json::to_vec(&apps)
                             .map(Some)
                             .map_err(|e| HostError::new("internal", e.to_string()))
-                    })();
-                    result
+                    })()
                 },
             ),
         ]

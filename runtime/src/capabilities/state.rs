@@ -157,14 +157,13 @@ fn function(name: &'static str, op: StateOp) -> HostFunction {
         1,
         ResultEncoding::Envelope,
         move |state: &mut HostState, args| {
-            let result = (|| {
+            (|| {
                 let cx = state.context().ok_or_else(no_context)?.clone();
                 let input = state
                     .block(args[0])
                     .map_err(|e| HostError::invalid_argument(e.to_string()))?;
                 op(&cx.host.state, &cx.name, input)
-            })();
-            result
+            })()
         },
     )
 }

@@ -39,20 +39,17 @@ pub fn body_functions() -> Vec<HostFunction> {
             "buntime_response_body_write",
             1,
             ResultEncoding::Raw,
-            |state, args| {
-                let result = match state.block(args[0]) {
-                    Ok(chunk) => {
-                        let chunk = chunk.to_vec();
-                        state
-                            .extensions
-                            .get_or_insert_default::<ResponseBody>()
-                            .0
-                            .extend_from_slice(&chunk);
-                        Ok(None)
-                    }
-                    Err(e) => Err(HostError::invalid_argument(e.to_string())),
-                };
-                result
+            |state, args| match state.block(args[0]) {
+                Ok(chunk) => {
+                    let chunk = chunk.to_vec();
+                    state
+                        .extensions
+                        .get_or_insert_default::<ResponseBody>()
+                        .0
+                        .extend_from_slice(&chunk);
+                    Ok(None)
+                }
+                Err(e) => Err(HostError::invalid_argument(e.to_string())),
             },
         ),
     ]
