@@ -58,10 +58,10 @@ pub type HostFuture = Pin<Box<dyn Future<Output = Result<Option<Vec<u8>>, HostEr
 
 /// What a host function that does not wait returns: its result bytes
 /// (`None` = handle 0).
-pub type HostResult = Result<Option<Vec<u8>>, HostError>;
+pub type HostOutput = Result<Option<Vec<u8>>, HostError>;
 
 type AsyncImplementation = dyn Fn(&mut HostState, &[u64]) -> HostFuture + Send + Sync;
-type SyncImplementation = dyn Fn(&mut HostState, &[u64]) -> HostResult + Send + Sync;
+type SyncImplementation = dyn Fn(&mut HostState, &[u64]) -> HostOutput + Send + Sync;
 
 /// A host function's body: one that may wait for I/O, or one that does not.
 #[derive(Clone)]
@@ -151,7 +151,7 @@ impl HostFunction {
         capability: Capability,
         params: usize,
         encoding: ResultEncoding,
-        implementation: impl Fn(&mut HostState, &[u64]) -> HostResult + Send + Sync + 'static,
+        implementation: impl Fn(&mut HostState, &[u64]) -> HostOutput + Send + Sync + 'static,
     ) -> Self {
         Self {
             name,
@@ -168,7 +168,7 @@ impl HostFunction {
         name: &'static str,
         params: usize,
         encoding: ResultEncoding,
-        implementation: impl Fn(&mut HostState, &[u64]) -> HostResult + Send + Sync + 'static,
+        implementation: impl Fn(&mut HostState, &[u64]) -> HostOutput + Send + Sync + 'static,
     ) -> Self {
         Self {
             capability: None,

@@ -210,24 +210,15 @@ impl GuestInstance {
         self.calls += 1;
 
         let stats = &self.store.data().shared.stats;
-        let direct = self.module.runs_direct();
-        if direct {
-            &stats.direct_calls
-        } else {
-            &stats.fiber_calls
-        }
-        .fetch_add(1, Ordering::Relaxed);
-        if direct {
+        if self.module.runs_direct() {
+            stats.direct_calls.fetch_add(1, Ordering::Relaxed);
             let outcome = self.run_direct(|store| match func {
                 Export::Unit(f) => f.call(store, ()).map(|()| 0),
                 Export::Rc(f) => f.call(store, ()),
             });
-            let (outcome, rc) = match outcome {
-                Ok(rc) => (Ok(()), rc),
-                Err(e) => (Err(e), 0),
-            };
-            return self.finish(outcome, rc);
+            return self.finish(outcome);
         }
+        stats.fiber_calls.fetch_add(1, Ordering::Relaxed);
         let store = &mut self.store;
         let call = async move {
             match func {
@@ -246,11 +237,7 @@ impl GuestInstance {
             },
             None => call.await,
         };
-        let (outcome, rc) = match outcome {
-            Ok(rc) => (Ok(()), rc),
-            Err(e) => (Err(e), 0),
-        };
-        self.finish(outcome, rc)
+        self.finish(outcome)
     }
 
     /// Looks `name` up, checks it has an Extism export's type and caches the
@@ -279,7 +266,13 @@ impl GuestInstance {
         Ok(typed)
     }
 
-    fn finish(&mut self, outcome: wasmtime::Result<()>, rc: i32) -> Result<CallOutput, CallError> {
+    /// Reads the call's output or error; `outcome` is the export's return
+    /// code or its failure.
+    fn finish(&mut self, outcome: wasmtime::Result<i32>) -> Result<CallOutput, CallError> {
+        let (outcome, rc) = match outcome {
+            Ok(rc) => (Ok(()), rc),
+            Err(e) => (Err(e), 0),
+        };
         let state = self.store.data_mut();
         // Read the clock only for a failure: a success needs no deadline check.
         let deadline = state.deadline.take();

@@ -23,7 +23,7 @@ pub use arena::{Arena, ArenaError};
 pub use engine::{Allocation, DEFAULT_EPOCH_TICK, Engine, EngineConfig};
 pub use error::{CallError, LoadError};
 pub use host_fn::{
-    HostError, HostFunction, HostFuture, HostResult, ResultEncoding, USER_NAMESPACE,
+    HostError, HostFunction, HostFuture, HostOutput, ResultEncoding, USER_NAMESPACE,
 };
 pub use instance::{CallOutput, GuestInstance};
 pub use module::{GuestModule, ModuleOrigin};

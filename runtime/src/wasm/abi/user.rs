@@ -7,7 +7,7 @@
 use wasmtime::{Caller, FuncType, Linker, Val, ValType};
 
 use super::super::host_fn::{
-    HostError, HostFunction, HostResult, Implementation, ResultEncoding, USER_NAMESPACE, envelope,
+    HostError, HostFunction, HostOutput, Implementation, ResultEncoding, USER_NAMESPACE, envelope,
 };
 use super::super::state::HostState;
 use super::super::sync_call::InHostCall;
@@ -75,7 +75,7 @@ fn denied(denial: &crate::capabilities::Denial) -> HostError {
 fn result_handle(
     f: &HostFunction,
     state: &mut HostState,
-    outcome: HostResult,
+    outcome: HostOutput,
 ) -> wasmtime::Result<u64> {
     let bytes = match f.encoding {
         ResultEncoding::Envelope => Some(envelope(outcome)),
