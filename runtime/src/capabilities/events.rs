@@ -15,6 +15,7 @@
 //! `events_publish({"topic", "data"})` → `null`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -205,17 +206,57 @@ pub use buntime_pdk::hooks::Event;
 #[derive(Debug, Clone)]
 pub struct EventBus {
     sender: broadcast::Sender<Event>,
+    interest: Arc<Interest>,
+}
+
+/// Who could receive a lifecycle event: building and sending two of them
+/// for every fresh instance (`ttl: 0`) is wasted when nobody listens.
+#[derive(Debug, Default)]
+struct Interest {
+    /// A plugin of the current chain subscribes to a lifecycle topic.
+    plugins: AtomicBool,
+    /// Event streams open right now (any of them may match).
+    streams: AtomicUsize,
+}
+
+/// Held by an open event stream; counts it as a listener until dropped.
+#[derive(Debug)]
+pub struct StreamTicket(Arc<Interest>);
+
+impl Drop for StreamTicket {
+    fn drop(&mut self) {
+        self.0.streams.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Default for EventBus {
     fn default() -> Self {
         Self {
             sender: broadcast::channel(1024).0,
+            interest: Arc::default(),
         }
     }
 }
 
 impl EventBus {
+    /// Whether a [`WORKER_SPAWN`] or [`WORKER_TERMINATE`] event would reach
+    /// anyone (a subscribed plugin or an open stream).
+    pub fn wants_lifecycle(&self) -> bool {
+        self.interest.plugins.load(Ordering::Relaxed)
+            || self.interest.streams.load(Ordering::Relaxed) > 0
+    }
+
+    /// Records whether the current plugin chain subscribes to lifecycle topics.
+    pub fn set_lifecycle_subscribers(&self, any: bool) {
+        self.interest.plugins.store(any, Ordering::Relaxed);
+    }
+
+    /// Counts an event stream as a listener while the ticket lives.
+    pub fn stream_opened(&self) -> StreamTicket {
+        self.interest.streams.fetch_add(1, Ordering::Relaxed);
+        StreamTicket(self.interest.clone())
+    }
+
     /// Publishes `event` to every current subscriber.
     pub fn publish(&self, event: Event) {
         let _ = self.sender.send(event);
@@ -233,5 +274,27 @@ impl EventBus {
     /// A new subscription to every event from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.sender.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EventBus;
+
+    #[test]
+    fn lifecycle_events_are_wanted_only_while_someone_listens() {
+        let bus = EventBus::default();
+        assert!(!bus.wants_lifecycle(), "nobody listens on a new bus");
+        let stream = bus.stream_opened();
+        let again = bus.clone().stream_opened();
+        assert!(bus.wants_lifecycle());
+        drop(stream);
+        assert!(bus.wants_lifecycle(), "one stream is still open");
+        drop(again);
+        assert!(!bus.wants_lifecycle());
+        bus.set_lifecycle_subscribers(true);
+        assert!(bus.wants_lifecycle(), "a plugin subscribes");
+        bus.set_lifecycle_subscribers(false);
+        assert!(!bus.wants_lifecycle());
     }
 }

@@ -31,7 +31,8 @@ use serde_json::Value;
 
 pub use context::{GuestContext, HostServices, ServiceRouter};
 pub use events::{
-    Event, EventBus, EventsGrant, PLUGIN_LOADED, TopicPattern, WORKER_SPAWN, WORKER_TERMINATE,
+    Event, EventBus, EventsGrant, PLUGIN_LOADED, StreamTicket, TopicPattern, WORKER_SPAWN,
+    WORKER_TERMINATE,
 };
 pub use hosts::HostPattern;
 pub use http::{HttpGrant, UrlPattern, is_private_address};

@@ -19,7 +19,8 @@ use super::discovery::{Candidate, EmbeddedPlugin, Problem, discover};
 use super::order::{Node, sort};
 use super::plugin::{HookFailure, Plugin};
 use crate::capabilities::{
-    Capability, Event, EventsGrant, HostServices, PLUGIN_LOADED, ServiceRouter,
+    Capability, Event, EventsGrant, HostServices, PLUGIN_LOADED, ServiceRouter, WORKER_SPAWN,
+    WORKER_TERMINATE,
 };
 use crate::config::{ConfigError, RuntimeFile};
 use crate::wasm::{Engine, HostError};
@@ -267,6 +268,13 @@ impl PluginHost {
             Ok(mut c) => std::mem::replace(&mut *c, chain.clone()),
             Err(p) => std::mem::replace(&mut *p.into_inner(), chain.clone()),
         };
+        let lifecycle = chain.plugins.iter().any(|p| {
+            p.hooks.on_event
+                && p.grants
+                    .get::<EventsGrant>(Capability::EVENTS)
+                    .is_some_and(|g| g.subscribes(WORKER_SPAWN) || g.subscribes(WORKER_TERMINATE))
+        });
+        self.services.events.set_lifecycle_subscribers(lifecycle);
         for p in &chain.plugins {
             if !old.plugins.iter().any(|o| Arc::ptr_eq(o, p)) {
                 self.services.events.publish_host(

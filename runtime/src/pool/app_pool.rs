@@ -318,7 +318,7 @@ impl AppPool {
     }
 
     fn publish(&self, topic: &str, reason: &str) {
-        if let Some(bus) = &self.events {
+        if let Some(bus) = self.events.as_ref().filter(|b| b.wants_lifecycle()) {
             bus.publish_host(
                 topic,
                 serde_json::json!({"app": self.key, "reason": reason}),

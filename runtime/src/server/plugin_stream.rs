@@ -23,7 +23,7 @@ use tokio::sync::broadcast;
 
 use super::error::ApiError;
 use super::pipeline::bad_gateway;
-use crate::capabilities::{Capability, Event, EventsGrant, TopicPattern};
+use crate::capabilities::{Capability, Event, EventsGrant, StreamTicket, TopicPattern};
 use crate::plugins::Plugin;
 
 /// Shortest interval between two `poll` calls.
@@ -93,6 +93,7 @@ pub(super) fn event_stream(
         spec: p,
     });
     let state = StreamState {
+        _listening: cx.host.events.stream_opened(),
         rx: cx.host.events.subscribe(),
         patterns: parsed,
         stopping: stopping.clone(),
@@ -136,6 +137,8 @@ struct Produced {
 }
 
 struct StreamState {
+    /// Counts this stream as a listener for lifecycle events.
+    _listening: StreamTicket,
     rx: broadcast::Receiver<Event>,
     patterns: Vec<TopicPattern>,
     stopping: Arc<AtomicBool>,
