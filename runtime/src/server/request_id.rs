@@ -1,6 +1,7 @@
 //! `x-request-id`: propagated when the client sends a sane one, generated
 //! otherwise; set on every response and added to JSON error bodies.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::Request;
@@ -14,14 +15,20 @@ use super::error::{ApiError, RequestId};
 pub(crate) const X_REQUEST_ID: &str = "x-request-id";
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
+static PREFIX: OnceLock<String> = OnceLock::new();
 
+/// `<process start, ns>-<pid>-<counter>`: unique per process (the prefix) and
+/// within it (the counter), with no clock read per request.
 fn generate() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
+    let prefix = PREFIX.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        format!("{nanos:016x}-{:08x}", std::process::id())
+    });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{nanos:016x}-{:08x}-{n:08x}", std::process::id())
+    format!("{prefix}-{n:08x}")
 }
 
 fn acceptable(id: &str) -> bool {
@@ -41,8 +48,10 @@ pub(crate) async fn layer(mut req: Request, next: Next) -> Response {
         .filter(|v| acceptable(v))
         .map(str::to_owned)
         .unwrap_or_else(generate);
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        req.headers_mut().insert(X_REQUEST_ID, v);
+    // Validated once; the response gets a cheap clone of the same value.
+    let value = HeaderValue::from_str(&id).ok();
+    if let Some(v) = &value {
+        req.headers_mut().insert(X_REQUEST_ID, v.clone());
     }
     req.extensions_mut().insert(RequestId(id.clone()));
     let mut res = next.run(req).await;
@@ -56,7 +65,7 @@ pub(crate) async fn layer(mut req: Request, next: Next) -> Response {
         }
         res = rebuilt;
     }
-    if let Ok(v) = HeaderValue::from_str(&id) {
+    if let Some(v) = value {
         res.headers_mut().insert(X_REQUEST_ID, v);
     }
     res

@@ -38,6 +38,23 @@ async fn a_pdk_app_gets_its_path_query_headers_and_body() {
         .expect("request");
     assert_eq!(res.status(), 200);
     assert_eq!(res.bytes().await.expect("body").to_vec(), payload);
+
+    // Without one (or with an unusable one) the server makes a fresh id.
+    let mut ids = std::collections::HashSet::new();
+    for sent in [None, Some("bad id with spaces"), None] {
+        let mut req = client().get(server.url("/echo/id"));
+        if let Some(v) = sent {
+            req = req.header("x-request-id", v);
+        }
+        let res = req.send().await.expect("request");
+        let id = res.headers()["x-request-id"]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        assert_ne!(Some(id.as_str()), sent);
+        assert_eq!(id.split('-').count(), 3, "{id}");
+        assert!(ids.insert(id.clone()), "{id} was handed out twice");
+    }
     server.stop().await;
 }
 
