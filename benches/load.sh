@@ -3,13 +3,19 @@
 # compares each scenario with a native axum hello handler measured in the same
 # run. Prints a table of req/s, p50, p99 and the ratio to native.
 #
-#   benches/load.sh [seconds per scenario, default 10] [connections, default 32]
+#   benches/load.sh [seconds per scenario, default 6] [connections, default 32] [rounds, default 3]
+#
+# Every scenario runs once per round, the rounds one after another, and each
+# row shows its median round: this machine's speed drifts by tens of percent
+# within minutes, and interleaving puts every scenario and its baseline
+# through the same drift.
 #
 # Needs wrk (apt-get install wrk). Builds in release first.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-secs="${1:-10}"
+secs="${1:-6}"
 conns="${2:-32}"
+rounds="${3:-3}"
 command -v wrk >/dev/null || { echo "load.sh: wrk is missing (apt-get install wrk)" >&2; exit 1; }
 export RUST_LIB_BACKTRACE=0
 # Two builds: a `--bin` filter would apply to every package and skip `buntime`.
@@ -51,8 +57,7 @@ for port in 18080 18081 18082 18083; do
         curl -s "http://127.0.0.1:$port/" >/dev/null 2>&1 && [ "$port" = 18081 ] && break; sleep 0.1; done
 done
 
-run() { # name url [connections] -> "rps p50_ms p99_ms"
-    curl -sf "$2" >/dev/null # warm up: compile, first instance
+once() { # name url [connections] -> "rps p50_ms p99_ms"
     local c="${3:-$conns}"
     wrk -t"$(( c < 2 ? 1 : 2 ))" -c"$c" -d"${secs}s" --latency "$2" >"$work/$1.txt"
     awk '/Requests\/sec/ {rps=$2} /^ +50%/ {p50=$2} /^ +99%/ {p99=$2}
@@ -60,12 +65,35 @@ run() { # name url [connections] -> "rps p50_ms p99_ms"
         END { printf "%s %.3f %.3f\n", rps, ms(p50), ms(p99) }' "$work/$1.txt"
 }
 
-native=$(run native "http://127.0.0.1:18081/")
-warm=$(run warm "http://127.0.0.1:18080/warm/")
-ephemeral=$(run ephemeral "http://127.0.0.1:18080/ephemeral/")
-static=$(run static "http://127.0.0.1:18080/site/hello.txt")
+# name url [connections]: one per line, run in this order in every round.
+scenarios="native http://127.0.0.1:18081/
+warm http://127.0.0.1:18080/warm/
+ephemeral http://127.0.0.1:18080/ephemeral/
+static http://127.0.0.1:18080/site/hello.txt
+p0 http://127.0.0.1:18080/warm/
+p1 http://127.0.0.1:18082/warm/
+p5 http://127.0.0.1:18083/warm/
+l0 http://127.0.0.1:18080/warm/ 1
+l1 http://127.0.0.1:18082/warm/ 1
+l5 http://127.0.0.1:18083/warm/ 1"
+while read -r name url _; do curl -sf "$url" >/dev/null; done <<<"$scenarios" # compile, first instance
+for round in $(seq "$rounds"); do
+    while read -r name url c; do
+        once "$name" "$url" "$c" >>"$work/$name.rounds"
+    done <<<"$scenarios"
+    echo "round $round of $rounds done" >&2
+done
+# The median round of a scenario, by req/s (by p50 for the latency rows).
+median() { # name key_column
+    sort -n -k"$2" "$work/$1.rounds" | sed -n "$(( (rounds + 1) / 2 ))p"
+}
+native=$(median native 1)
+warm=$(median warm 1)
+ephemeral=$(median ephemeral 1)
+static=$(median static 1)
 
 native_rps=$(echo "$native" | cut -d' ' -f1)
+echo "$rounds rounds of ${secs} s per scenario, $conns connections; medians"
 printf '%-22s %12s %10s %10s %10s\n' scenario "req/s" "p50 ms" "p99 ms" "vs native"
 for row in "native-axum $native" "pdk-warm $warm" "pdk-ephemeral $ephemeral" "static-file $static"; do
     set -- $row
@@ -76,12 +104,12 @@ done
 # The plugin chain: the warm hello app through 0, 1 and 5 no-op plugins.
 # Throughput at $conns connections, and latency with one connection (the
 # p50 difference there is what one plugin adds to a request).
-p0=$(run p0 "http://127.0.0.1:18080/warm/")
-p1=$(run p1 "http://127.0.0.1:18082/warm/")
-p5=$(run p5 "http://127.0.0.1:18083/warm/")
-l0=$(run l0 "http://127.0.0.1:18080/warm/" 1)
-l1=$(run l1 "http://127.0.0.1:18082/warm/" 1)
-l5=$(run l5 "http://127.0.0.1:18083/warm/" 1)
+p0=$(median p0 1)
+p1=$(median p1 1)
+p5=$(median p5 1)
+l0=$(median l0 2)
+l1=$(median l1 2)
+l5=$(median l5 2)
 p0_rps=$(echo "$p0" | cut -d' ' -f1)
 l0_p50=$(echo "$l0" | cut -d' ' -f2)
 echo
@@ -93,6 +121,7 @@ for row in "0-plugins $p0 $l0" "1-noop-plugin $p1 $l1" "5-noop-plugins $p5 $l5";
     added=$(awk -v a="$6" -v b="$l0_p50" 'BEGIN { printf "%.1f", (a - b) * 1000 }')
     printf '%-22s %12s %10s %10s %10s %14s\n' "$1" "$2" "$3" "$4" "$ratio" "$added"
 done
+echo "every round (req/s): $(for n in native warm ephemeral static p0 p1 p5; do printf '%s=%s ' "$n" "$(cut -d' ' -f1 "$work/$n.rounds" | paste -sd/)"; done)"
 
 rss=$(ps -o rss= -p "$(pgrep -f 'buntime serve' | head -1)")
 echo "buntime RSS after the run (0-plugin server): $((rss / 1024)) MiB"

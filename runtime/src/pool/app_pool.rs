@@ -182,18 +182,28 @@ impl AppPool {
             return (Err(PoolError::Busy(self.key.clone())), extensions);
         };
         self.active.fetch_add(1, Ordering::Relaxed);
-        let result = self.call_on_instance(export, input, extensions).await;
+        let result = self
+            .call_on_instance(export, input, extensions, started)
+            .await;
         self.active.fetch_sub(1, Ordering::Relaxed);
-        let micros = started.elapsed().as_micros().min(u64::MAX as u128) as u64;
-        self.stats.latency_us.fetch_add(micros, Ordering::Relaxed);
         result
     }
 
+    fn record_latency(&self, started: Instant, done: Instant) {
+        let micros = done
+            .duration_since(started)
+            .as_micros()
+            .min(u64::MAX as u128) as u64;
+        self.stats.latency_us.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// Runs the call; records its latency (from `started`) on every path.
     async fn call_on_instance(
         &self,
         export: &str,
         input: Bytes,
         extensions: http::Extensions,
+        started: Instant,
     ) -> (Result<CallOutput, PoolError>, http::Extensions) {
         let mut slot = match self.take_idle() {
             Some(idle) => {
@@ -216,6 +226,7 @@ impl AppPool {
                     }
                     Err(e) => {
                         self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                        self.record_latency(started, Instant::now());
                         return (Err(e.into()), extensions);
                     }
                 }
@@ -223,7 +234,9 @@ impl AppPool {
         };
         let (result, extensions) = slot.instance.call_with(export, input, extensions).await;
         slot.requests += 1;
+        // One clock read serves the latency and the sliding TTL.
         slot.last_used = Instant::now();
+        self.record_latency(started, slot.last_used);
         if result.is_err() {
             self.stats.errors.fetch_add(1, Ordering::Relaxed);
         }
@@ -249,8 +262,13 @@ impl AppPool {
     }
 
     fn healthy(&self, slot: &Idle) -> bool {
+        slot.last_used.elapsed() < self.config.ttl && self.reusable(slot)
+    }
+
+    /// [`AppPool::healthy`] without the TTL check, for an instance that was
+    /// used just now (its sliding TTL starts over).
+    fn reusable(&self, slot: &Idle) -> bool {
         !slot.instance.is_poisoned()
-            && slot.last_used.elapsed() < self.config.ttl
             && (self.config.max_requests == 0 || slot.requests < self.config.max_requests)
     }
 
@@ -260,7 +278,7 @@ impl AppPool {
             self.publish(WORKER_TERMINATE, "failed");
             return;
         }
-        if !self.config.ttl.is_zero() && self.healthy(&slot) {
+        if !self.config.ttl.is_zero() && self.reusable(&slot) {
             if let Ok(mut idle) = self.idle.lock() {
                 idle.push(slot);
             }

@@ -87,10 +87,15 @@ impl Pools {
         module_file: &std::path::Path,
         config: &WorkerConfig,
     ) -> Result<Arc<AppPool>, LoadAppError> {
-        let key = app.key();
-        if let Some(pool) = self.lru.lock().ok().and_then(|mut l| l.get(&key).cloned()) {
+        if let Some(pool) = self
+            .lru
+            .lock()
+            .ok()
+            .and_then(|mut l| l.get(app.key()).cloned())
+        {
             return Ok(pool);
         }
+        let key = app.key().to_owned();
         let engine = self.engine.clone();
         let file = module_file.to_owned();
         let mut options = GuestOptions::new(key.as_str())

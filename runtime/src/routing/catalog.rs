@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use semver::Version;
@@ -24,6 +24,13 @@ use super::semver_range::VersionQuery;
 pub const CACHE_TTL: Duration = Duration::from_secs(1);
 
 /// One installed version of an app.
+///
+/// ```
+/// use buntime::routing::AppVersion;
+/// let app = AppVersion::new("hello", Some(semver::Version::new(1, 2, 3)), "apps/hello/1.2.3".into());
+/// assert_eq!(app.key(), "hello@1.2.3");
+/// assert_eq!(AppVersion::new("notes", None, "apps/notes".into()).key(), "notes@latest");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppVersion {
     /// The app's name.
@@ -32,15 +39,28 @@ pub struct AppVersion {
     pub version: Option<Version>,
     /// Its directory.
     pub dir: PathBuf,
+    /// `name@version`, formatted once (the request path reads it several times).
+    key: String,
 }
 
 impl AppVersion {
-    /// `name@version` (or `name@latest`), the key of this version's pool.
-    pub fn key(&self) -> String {
-        match &self.version {
-            Some(v) => format!("{}@{v}", self.name),
-            None => format!("{}@latest", self.name),
+    /// The version `version` (`None`: unversioned) of `name`, installed in `dir`.
+    pub fn new(name: &str, version: Option<Version>, dir: PathBuf) -> Self {
+        let key = match &version {
+            Some(v) => format!("{name}@{v}"),
+            None => format!("{name}@latest"),
+        };
+        Self {
+            name: name.to_owned(),
+            version,
+            dir,
+            key,
         }
+    }
+
+    /// `name@version` (or `name@latest`), the key of this version's pool.
+    pub fn key(&self) -> &str {
+        &self.key
     }
 }
 
@@ -66,7 +86,7 @@ pub enum LookupError {
 }
 
 /// A name's versions and when they were scanned.
-type CachedVersions = (Instant, std::sync::Arc<[AppVersion]>);
+type CachedVersions = (Instant, Arc<[Arc<AppVersion>]>);
 
 /// The apps under a list of worker dirs.
 #[derive(Debug)]
@@ -90,7 +110,7 @@ impl Catalog {
     }
 
     /// Resolves `name` and the part after `@` to one installed version.
-    pub fn resolve(&self, name: &str, range: Option<&str>) -> Result<AppVersion, LookupError> {
+    pub fn resolve(&self, name: &str, range: Option<&str>) -> Result<Arc<AppVersion>, LookupError> {
         let query = VersionQuery::parse(range).map_err(LookupError::BadRange)?;
         let versions = self.shared_versions(name);
         if versions.is_empty() {
@@ -121,18 +141,21 @@ impl Catalog {
 
     /// Every installed version of `name`, first dir first, without duplicates.
     pub fn versions(&self, name: &str) -> Vec<AppVersion> {
-        self.shared_versions(name).to_vec()
+        self.shared_versions(name)
+            .iter()
+            .map(|v| AppVersion::clone(v))
+            .collect()
     }
 
     /// [`Catalog::versions`] without copying a cached list (the request path).
-    fn shared_versions(&self, name: &str) -> std::sync::Arc<[AppVersion]> {
+    fn shared_versions(&self, name: &str) -> Arc<[Arc<AppVersion>]> {
         if let Ok(cache) = self.cache.lock()
             && let Some((at, found)) = cache.get(name)
             && at.elapsed() < CACHE_TTL
         {
             return found.clone();
         }
-        let found: std::sync::Arc<[AppVersion]> = self.scan(name).into();
+        let found: Arc<[Arc<AppVersion>]> = self.scan(name).into_iter().map(Arc::new).collect();
         if !found.is_empty()
             && let Ok(mut cache) = self.cache.lock()
         {
@@ -163,19 +186,11 @@ impl Catalog {
                         && e.path().is_dir()
                     {
                         nested_versions = true;
-                        push(AppVersion {
-                            name: name.to_owned(),
-                            version: Some(v),
-                            dir: e.path(),
-                        });
+                        push(AppVersion::new(name, Some(v), e.path()));
                     }
                 }
                 if !nested_versions && nested.is_dir() {
-                    push(AppVersion {
-                        name: name.to_owned(),
-                        version: None,
-                        dir: nested.clone(),
-                    });
+                    push(AppVersion::new(name, None, nested.clone()));
                 }
             }
             if let Ok(entries) = std::fs::read_dir(root) {
@@ -190,17 +205,9 @@ impl Catalog {
                         continue;
                     }
                     if v == "latest" {
-                        push(AppVersion {
-                            name: name.to_owned(),
-                            version: None,
-                            dir: e.path(),
-                        });
+                        push(AppVersion::new(name, None, e.path()));
                     } else if let Ok(v) = Version::parse(v) {
-                        push(AppVersion {
-                            name: name.to_owned(),
-                            version: Some(v),
-                            dir: e.path(),
-                        });
+                        push(AppVersion::new(name, Some(v), e.path()));
                     }
                 }
             }

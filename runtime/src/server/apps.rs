@@ -1,13 +1,13 @@
 //! Serving `/<app>[@range]/*`: resolve the version, enforce the body limit,
 //! then hand the request to the static server or the app's worker pool.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use buntime_pdk::ResponseHead;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 
@@ -63,8 +63,8 @@ pub fn detect_kind(dir: &Path, config: &WorkerConfig) -> Option<AppKind> {
 
 /// The fallback handler: every path that is not a core route.
 pub(crate) async fn handle(State(state): State<AppState>, req: Request) -> Response {
-    let path = req.uri().path().to_owned();
-    let Some((raw_name, raw_range, rest, _)) = split_app_path(&path) else {
+    let path = req.uri().path();
+    let Some((raw_name, raw_range, rest, prefix)) = split_app_path(path) else {
         return ApiError::not_found("NOT_FOUND", "no app at `/`; try /_/api/apps for the list")
             .into_response();
     };
@@ -99,10 +99,15 @@ pub(crate) async fn handle(State(state): State<AppState>, req: Request) -> Respo
             .into_response();
         }
     };
-    let base = format!(
-        "/{}",
-        raw_range.map_or(name.clone(), |r| format!("{name}@{r}"))
-    );
+    // The mount point as the client wrote it, with the name decoded.
+    let base = match name {
+        Cow::Borrowed(_) => prefix.to_owned(),
+        Cow::Owned(_) => format!(
+            "/{}",
+            raw_range.map_or(name.to_string(), |r| format!("{name}@{r}"))
+        ),
+    };
+    let rest = rest.to_owned();
     let config = &settings.config;
     let Some(kind) = &settings.kind else {
         return ApiError::new(
@@ -131,31 +136,27 @@ pub(crate) async fn handle(State(state): State<AppState>, req: Request) -> Respo
                 &state.static_cache,
                 &app.dir,
                 entry,
-                rest,
+                &rest,
                 &base,
                 config,
                 req,
             )
             .await
         }
-        AppKind::Wasm(file) => {
-            let rest = rest.to_owned();
-            serve_wasm(&state, &app, file, config, &base, &rest, req).await
-        }
+        AppKind::Wasm(file) => serve_wasm(&state, &app, file, config, &base, &rest, req).await,
     };
-    if let Ok(v) = HeaderValue::from_str(&app.key()) {
+    if let Ok(v) = HeaderValue::from_str(app.key()) {
         res.headers_mut().insert(X_BUNTIME_APP, v);
     }
     res
 }
 
 /// The response header naming the app version that answered.
-pub(crate) const X_BUNTIME_APP: &str = "x-buntime-app";
+pub(crate) const X_BUNTIME_APP: HeaderName = HeaderName::from_static("x-buntime-app");
 
-fn decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8_lossy()
-        .into_owned()
+/// Percent-decodes a path segment, borrowing when there is nothing to decode.
+fn decode(s: &str) -> Cow<'_, str> {
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy()
 }
 
 fn too_large(limit: u64) -> Response {
@@ -177,7 +178,7 @@ async fn serve_wasm(
     req: Request,
 ) -> Response {
     let limit = config.max_body_size;
-    let key = &app.key();
+    let key = app.key();
     let pool = match state.pools.get(app, file, config).await {
         Ok(p) => p,
         Err(e) => {
@@ -210,8 +211,8 @@ async fn serve_wasm(
             .map_or("", |r| r.0.as_str()),
         body_length: Some(body.len() as u64),
     };
-    let input = match serde_json::to_vec(&head) {
-        Ok(v) => Bytes::from(v),
+    let input = match head.to_json() {
+        Ok(v) => v,
         Err(e) => {
             return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string())
                 .into_response();
@@ -246,19 +247,15 @@ async fn serve_wasm(
     }
 }
 
-fn build_response(key: &str, output: &[u8], body: Option<ResponseBody>) -> Response {
-    let bad = |detail: String| {
+fn build_response(key: &str, output: &Bytes, body: Option<ResponseBody>) -> Response {
+    super::guest_http::response_from_output(output, body).unwrap_or_else(|detail| {
         ApiError::new(
             StatusCode::BAD_GATEWAY,
             "APP_BAD_RESPONSE",
             format!("`{key}` returned an invalid response head: {detail}"),
         )
         .into_response()
-    };
-    match serde_json::from_slice::<ResponseHead>(output) {
-        Ok(head) => super::guest_http::response_from_head(head, body).unwrap_or_else(bad),
-        Err(e) => bad(e.to_string()),
-    }
+    })
 }
 
 /// An app dir's parsed `worker.jsonc` and detected kind.

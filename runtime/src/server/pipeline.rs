@@ -153,7 +153,7 @@ async fn on_request(chain: &Chain, mut req: Request) -> (usize, Result<Request, 
                     request_id: request_id(&req),
                     body_length: buffered.as_ref().map(|b| b.len() as u64),
                 };
-                Bytes::from(serde_json::to_vec(&head).unwrap_or_default())
+                head.to_json().unwrap_or_default()
             })
             .clone();
         let (result, mut ext) = plugin.call("on_request", head, ext).await;

@@ -109,7 +109,9 @@ fn describe(chain: &Chain) -> Value {
                     "errors": get(&p.stats.errors),
                     "timeouts": get(&p.stats.timeouts),
                     "skipped": get(&p.stats.skipped),
-                    "avgLatencyUs": get(&p.stats.latency_us).checked_div(calls).unwrap_or(0),
+                    "avgLatencyUs": (get(&p.stats.latency_ns) as f64
+                        / get(&p.stats.timed_calls).max(1) as f64
+                        / 1000.0),
                 },
             })
         })

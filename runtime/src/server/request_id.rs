@@ -5,14 +5,14 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::Request;
-use axum::http::HeaderValue;
+use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::{ApiError, RequestId};
 
 /// The header name.
-pub(crate) const X_REQUEST_ID: &str = "x-request-id";
+pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 static PREFIX: OnceLock<String> = OnceLock::new();
@@ -53,9 +53,10 @@ pub(crate) async fn layer(mut req: Request, next: Next) -> Response {
     if let Some(v) = &value {
         req.headers_mut().insert(X_REQUEST_ID, v.clone());
     }
-    req.extensions_mut().insert(RequestId(id.clone()));
+    req.extensions_mut().insert(RequestId(id));
     let mut res = next.run(req).await;
     if let Some(err) = res.extensions_mut().remove::<ApiError>() {
+        let id = value.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("");
         let body = serde_json::json!({ "code": err.code, "message": err.message, "requestId": id });
         let mut rebuilt = (err.status, axum::Json(body)).into_response();
         for (k, v) in res.headers() {

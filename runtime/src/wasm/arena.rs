@@ -10,8 +10,6 @@
 //! The arena is reset at the start of every call, as the Extism kernel is, so a
 //! long-lived instance does not accumulate garbage between calls.
 
-use std::collections::HashMap;
-
 /// Bytes reserved at the start of the arena so that no block starts at offset 0.
 const RESERVED: usize = 8;
 
@@ -59,7 +57,10 @@ struct Block {
 #[derive(Debug)]
 pub struct Arena {
     bytes: Vec<u8>,
-    blocks: HashMap<u64, Block>,
+    /// Every block by offset, sorted: a new block always starts past the
+    /// last one and a split inserts right after its parent, so a binary
+    /// search finds a handle with no hashing (a call makes a few blocks).
+    blocks: Vec<(u64, Block)>,
     /// Freed blocks available for reuse, by offset.
     free: Vec<u64>,
     limit: usize,
@@ -70,7 +71,7 @@ impl Arena {
     pub fn new(limit: usize) -> Self {
         Self {
             bytes: vec![0; RESERVED],
-            blocks: HashMap::new(),
+            blocks: Vec::new(),
             free: Vec::new(),
             limit: limit.max(RESERVED),
         }
@@ -104,15 +105,24 @@ impl Arena {
         }
         self.bytes.resize(new_len, 0);
         let handle = offset as u64;
-        self.blocks.insert(
+        self.blocks.push((
             handle,
             Block {
                 capacity: len,
                 used: len,
                 live: true,
             },
-        );
+        ));
         Some(handle)
+    }
+
+    /// Where the block starting at `handle` sits in `blocks`.
+    fn index(&self, handle: u64) -> Option<usize> {
+        self.blocks.binary_search_by_key(&handle, |(h, _)| *h).ok()
+    }
+
+    fn get(&self, handle: u64) -> Option<&Block> {
+        self.index(handle).map(|i| &self.blocks[i].1)
     }
 
     /// First fit over freed blocks, splitting large ones.
@@ -120,24 +130,28 @@ impl Arena {
         let pos = self
             .free
             .iter()
-            .position(|h| self.blocks.get(h).is_some_and(|b| b.capacity >= len))?;
+            .position(|h| self.get(*h).is_some_and(|b| b.capacity >= len))?;
         let handle = self.free.swap_remove(pos);
-        let block = self.blocks.get_mut(&handle)?;
+        let i = self.index(handle)?;
+        let block = &mut self.blocks[i].1;
         if block.capacity - len >= SPLIT_THRESHOLD {
             let rest = handle + len;
             let rest_cap = block.capacity - len;
             block.capacity = len;
             self.blocks.insert(
-                rest,
-                Block {
-                    capacity: rest_cap,
-                    used: 0,
-                    live: false,
-                },
+                i + 1,
+                (
+                    rest,
+                    Block {
+                        capacity: rest_cap,
+                        used: 0,
+                        live: false,
+                    },
+                ),
             );
             self.free.push(rest);
         }
-        let block = self.blocks.get_mut(&handle)?;
+        let block = &mut self.blocks[i].1;
         block.used = len;
         block.live = true;
         let start = handle as usize;
@@ -155,7 +169,8 @@ impl Arena {
 
     /// Marks a block free. Unknown handles are ignored, as in the Extism kernel.
     pub fn free(&mut self, handle: u64) {
-        if let Some(block) = self.blocks.get_mut(&handle)
+        if let Some(i) = self.index(handle)
+            && let block = &mut self.blocks[i].1
             && block.live
         {
             block.live = false;
@@ -165,7 +180,7 @@ impl Arena {
 
     /// Length of the live block at `handle`, or 0 if it is not one.
     pub fn length(&self, handle: u64) -> u64 {
-        match self.blocks.get(&handle) {
+        match self.get(handle) {
             Some(b) if b.live => b.used,
             _ => 0,
         }
@@ -173,7 +188,7 @@ impl Arena {
 
     /// The bytes of the live block at `handle`.
     pub fn block(&self, handle: u64) -> Result<&[u8], ArenaError> {
-        match self.blocks.get(&handle) {
+        match self.get(handle) {
             Some(b) if b.live => self.slice(handle, b.used),
             _ => Err(ArenaError::InvalidHandle(handle)),
         }

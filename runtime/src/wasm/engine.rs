@@ -12,8 +12,7 @@
 //! - the on-disk cache of compiled modules.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -27,6 +26,7 @@ use super::module::{GuestModule, ModuleOrigin};
 use super::options::GuestOptions;
 use super::state::HostState;
 use super::stats::EngineStats;
+use super::ticker::Ticker;
 
 /// How often the epoch advances; deadlines are noticed within one tick.
 pub const DEFAULT_EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -122,7 +122,7 @@ pub(crate) struct EngineShared {
     /// The `extism:host/user` functions that may wait (async).
     pub(crate) waiting_functions: std::collections::HashSet<&'static str>,
     /// Lives as long as any module or instance does, not just the `Engine`.
-    _ticker: Ticker,
+    pub(crate) ticker: Ticker,
 }
 
 /// The process-wide WASM engine. Cheap to clone.
@@ -202,7 +202,7 @@ impl Engine {
                 .filter(|f| f.waits())
                 .map(|f| f.name())
                 .collect(),
-            _ticker: Ticker::start(engine.clone(), config.epoch_tick)?,
+            ticker: Ticker::start(engine.clone(), config.epoch_tick)?,
         });
         Ok(Self {
             inner: Arc::new(EngineInner {
@@ -368,42 +368,4 @@ fn pagemap_scan_likely() -> bool {
     let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
     let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
     (major, minor) >= (6, 7)
-}
-
-/// The single thread that advances the epoch.
-#[derive(Debug)]
-struct Ticker {
-    stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<()>>,
-}
-
-impl Ticker {
-    fn start(engine: wasmtime::Engine, tick: Duration) -> Result<Self, LoadError> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let handle = std::thread::Builder::new()
-            .name("buntime-epoch".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(tick);
-                    engine.increment_epoch();
-                }
-            })
-            .map_err(|e| {
-                LoadError::Engine(anyhow::anyhow!("cannot start the epoch ticker thread: {e}"))
-            })?;
-        Ok(Self {
-            stop,
-            handle: Some(handle),
-        })
-    }
-}
-
-impl Drop for Ticker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-    }
 }

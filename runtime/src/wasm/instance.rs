@@ -45,12 +45,13 @@ pub struct GuestInstance {
     poisoned: bool,
     calls: u64,
     /// Export handles already looked up and type-checked, so a call does not
-    /// re-check the signature.
-    funcs: std::collections::HashMap<String, Export>,
+    /// re-check the signature. A handful per module, so a scan beats hashing;
+    /// they are borrowed, not cloned, per call (cloning a `TypedFunc` bumps
+    /// two reference counts in wasmtime's type registry).
+    funcs: Vec<(Box<str>, Export)>,
 }
 
 /// A callable export, typed once.
-#[derive(Clone)]
 enum Export {
     Unit(TypedFunc<(), ()>),
     Rc(TypedFunc<(), i32>),
@@ -74,7 +75,7 @@ impl GuestInstance {
             module,
             poisoned: false,
             calls: 0,
-            funcs: std::collections::HashMap::new(),
+            funcs: Vec::new(),
         }
     }
 
@@ -199,23 +200,26 @@ impl GuestInstance {
         if self.poisoned {
             return Err(CallError::Discarded);
         }
-        let func = match self.funcs.get(name) {
-            Some(f) => f.clone(),
+        let index = match self.funcs.iter().position(|(n, _)| &**n == name) {
+            Some(i) => i,
             None => self.export(name)?,
         };
         let timeout = self.module.options().timeout;
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let clock = self.store.data().shared.ticker.clock();
+        let deadline = timeout.map(|t| clock.deadline_in(t));
         self.store.data_mut().begin_call(input, deadline);
         self.arm(deadline);
         self.calls += 1;
 
         let stats = &self.store.data().shared.stats;
+        let func = &self.funcs[index].1;
         if self.module.runs_direct() {
             stats.direct_calls.fetch_add(1, Ordering::Relaxed);
-            let outcome = self.run_direct(|store| match func {
-                Export::Unit(f) => f.call(store, ()).map(|()| 0),
-                Export::Rc(f) => f.call(store, ()),
-            });
+            let outcome =
+                super::sync_call::run_direct(&mut self.store, &self.module, |store| match func {
+                    Export::Unit(f) => f.call(store, ()).map(|()| 0),
+                    Export::Rc(f) => f.call(store, ()),
+                });
             return self.finish(outcome);
         }
         stats.fiber_calls.fetch_add(1, Ordering::Relaxed);
@@ -241,8 +245,8 @@ impl GuestInstance {
     }
 
     /// Looks `name` up, checks it has an Extism export's type and caches the
-    /// typed handle.
-    fn export(&mut self, name: &str) -> Result<Export, CallError> {
+    /// typed handle; returns its index in `funcs`.
+    fn export(&mut self, name: &str) -> Result<usize, CallError> {
         let Some(n_results) = self.module.callable(name) else {
             return Err(match self.instance.get_func(&mut self.store, name) {
                 Some(f) => CallError::NotFound(format!(
@@ -262,8 +266,8 @@ impl GuestInstance {
             f.typed::<(), ()>(&self.store).map(Export::Unit)
         }
         .map_err(|e| CallError::NotFound(format!("{name}: {e}")))?;
-        self.funcs.insert(name.to_owned(), typed.clone());
-        Ok(typed)
+        self.funcs.push((name.into(), typed));
+        Ok(self.funcs.len() - 1)
     }
 
     /// Reads the call's output or error; `outcome` is the export's return

@@ -18,6 +18,7 @@ mod options;
 mod state;
 mod stats;
 mod sync_call;
+mod ticker;
 
 pub use arena::{Arena, ArenaError};
 pub use engine::{Allocation, DEFAULT_EPOCH_TICK, Engine, EngineConfig};

@@ -33,6 +33,8 @@ pub struct HostState {
     pub(crate) input_handle: Option<u64>,
     pub(crate) output: OutputRange,
     pub(crate) error: u64,
+    /// The guest's exported `memory`, once a host function needed it.
+    pub(crate) memory: Option<wasmtime::Memory>,
     pub(crate) config: Arc<BTreeMap<String, String>>,
     pub(crate) vars: HashMap<String, Vec<u8>>,
     pub(crate) max_var_bytes: usize,
@@ -79,6 +81,7 @@ impl HostState {
             input_handle: None,
             output: OutputRange::default(),
             error: 0,
+            memory: None,
             config: options.config.clone(),
             vars: HashMap::new(),
             max_var_bytes: options.max_var_bytes,

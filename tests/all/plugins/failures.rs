@@ -67,6 +67,48 @@ async fn a_looping_plugin_fails_open_and_is_skipped() {
     server.stop().await;
 }
 
+/// `limits.instances` bounds a plugin's concurrent calls: with one instance,
+/// three requests at once take their turns (each hook spins to its 200 ms
+/// deadline), and every one is answered once its turn came.
+#[tokio::test]
+async fn calls_beyond_the_instance_limit_wait_their_turn() {
+    let server = TestServer::start_plugins(|root| {
+        echo(root);
+        kit(
+            root,
+            "single",
+            r#""limits": { "timeout": "200ms", "instances": 1 }, "onError": "open""#,
+        );
+        config(root, r#"{ plugins: [["single", { loop: "on_request" }]] }"#);
+    })
+    .await;
+    let started = Instant::now();
+    let url = server.url("/echo/x");
+    let answers = futures_util::future::join_all((0..3).map(|_| get(&url))).await;
+    let took = started.elapsed();
+    for res in answers {
+        assert_eq!(
+            res.status(),
+            200,
+            "a skipped plugin does not fail the request"
+        );
+    }
+    assert!(
+        took >= Duration::from_millis(590),
+        "three 200 ms calls on one instance ran side by side: {took:?}"
+    );
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+    let list = plugins(&server).await;
+    let p = loaded(&list, "single");
+    assert_eq!(p["stats"]["timeouts"], 3, "{p:#}");
+    assert_eq!(p["instances"]["inFlight"], 0, "{p:#}");
+    assert_eq!(
+        p["instances"]["discarded"], 3,
+        "timed-out instances are dropped"
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_malformed_decision_fails_closed_with_502() {
     let server = TestServer::start_plugins(|root| {

@@ -30,10 +30,17 @@ fn fault(function: &str, detail: impl std::fmt::Display) -> wasmtime::Error {
     wasmtime::Error::msg(format!("{MEMORY_NAMESPACE}::{function}: {detail}"))
 }
 
+/// The guest's exported `memory`, looked up by name once per instance.
 fn guest_memory(c: &mut Cx<'_>, function: &str) -> wasmtime::Result<Memory> {
-    c.get_export("memory")
+    if let Some(memory) = c.data().memory {
+        return Ok(memory);
+    }
+    let memory = c
+        .get_export("memory")
         .and_then(|e| e.into_memory())
-        .ok_or_else(|| fault(function, "the module exports no `memory`"))
+        .ok_or_else(|| fault(function, "the module exports no `memory`"))?;
+    c.data_mut().memory = Some(memory);
+    Ok(memory)
 }
 
 /// `memory[at .. at + len]`, checked.
