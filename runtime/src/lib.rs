@@ -31,6 +31,7 @@
 pub mod capabilities;
 pub mod cli;
 pub mod config;
+pub mod counter;
 pub mod plugins;
 pub mod pool;
 pub mod routing;

@@ -45,15 +45,12 @@ impl CapabilitySpec for PoolSpec {
                             .iter()
                             .map(|p| {
                                 let s = &p.stats;
-                                let get = |c: &std::sync::atomic::AtomicU64| {
-                                    c.load(std::sync::atomic::Ordering::Relaxed)
-                                };
                                 json!({
                                     "app": p.key(),
                                     "active": p.active(),
                                     "idle": p.idle_count(),
-                                    "requests": get(&s.requests),
-                                    "errors": get(&s.errors),
+                                    "requests": s.requests.get(),
+                                    "errors": s.errors.get(),
                                 })
                             })
                             .collect();

@@ -1,5 +1,5 @@
 //! The plugin host: loads the chain, swaps it on reload, routes service calls
-//! and delivers events.
+//! and delivers events (`host/events.rs`, `host/services.rs`).
 //!
 //! The current [`Chain`] sits behind a lock that is held only to clone an
 //! `Arc`; a request keeps the chain it started with, so a reload never pulls a
@@ -17,13 +17,13 @@ use serde::Serialize;
 
 use super::discovery::{Candidate, EmbeddedPlugin, Problem, discover};
 use super::order::{Node, sort};
-use super::plugin::{HookFailure, Plugin};
-use crate::capabilities::{
-    Capability, Event, EventsGrant, HostServices, PLUGIN_LOADED, ServiceRouter, WORKER_SPAWN,
-    WORKER_TERMINATE,
-};
+use super::plugin::Plugin;
+use crate::capabilities::{HostServices, ServiceRouter};
 use crate::config::{ConfigError, RuntimeFile};
-use crate::wasm::{Engine, HostError};
+use crate::wasm::Engine;
+
+mod events;
+mod services;
 
 /// How long a reload or shutdown waits for a plugin's in-flight calls.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(30);
@@ -268,21 +268,7 @@ impl PluginHost {
             Ok(mut c) => std::mem::replace(&mut *c, chain.clone()),
             Err(p) => std::mem::replace(&mut *p.into_inner(), chain.clone()),
         };
-        let lifecycle = chain.plugins.iter().any(|p| {
-            p.hooks.on_event
-                && p.grants
-                    .get::<EventsGrant>(Capability::EVENTS)
-                    .is_some_and(|g| g.subscribes(WORKER_SPAWN) || g.subscribes(WORKER_TERMINATE))
-        });
-        self.services.events.set_lifecycle_subscribers(lifecycle);
-        for p in &chain.plugins {
-            if !old.plugins.iter().any(|o| Arc::ptr_eq(o, p)) {
-                self.services.events.publish_host(
-                    PLUGIN_LOADED,
-                    serde_json::json!({ "plugin": p.manifest.name }),
-                );
-            }
-        }
+        self.announce(&old, &chain);
         old
     }
 
@@ -480,101 +466,6 @@ impl PluginHost {
             }
         }
         Ok(chain)
-    }
-
-    fn spawn_event_delivery(self: &Arc<Self>) {
-        let host = Arc::downgrade(self);
-        let mut rx = self.services.events.subscribe();
-        let task = tokio::spawn(async move {
-            loop {
-                let event = match rx.recv().await {
-                    Ok(e) => e,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(
-                            skipped = n,
-                            "event delivery fell behind; events were skipped"
-                        );
-                        continue;
-                    }
-                    Err(_) => break,
-                };
-                let Some(host) = host.upgrade() else { break };
-                host.deliver(event);
-            }
-        });
-        if let Ok(mut t) = self.events.lock()
-            && let Some(old) = t.replace(task)
-        {
-            old.abort();
-        }
-    }
-
-    /// Hands `event` to every subscribed plugin's `on_event` (not the publisher's own).
-    fn deliver(&self, event: Event) {
-        let chain = self.current();
-        let mut payload: Option<Bytes> = None;
-        for p in &chain.plugins {
-            let subscribed = p.hooks.on_event
-                && p.manifest.name != event.source
-                && p.grants
-                    .get::<EventsGrant>(Capability::EVENTS)
-                    .is_some_and(|g| g.subscribes(&event.topic));
-            if !subscribed {
-                continue;
-            }
-            let input = payload
-                .get_or_insert_with(|| Bytes::from(serde_json::to_vec(&event).unwrap_or_default()))
-                .clone();
-            let p = p.clone();
-            tokio::spawn(async move {
-                let _ = p.call("on_event", input, http::Extensions::new()).await;
-            });
-        }
-    }
-}
-
-impl ServiceRouter for PluginHost {
-    fn call(
-        &self,
-        caller: &str,
-        target: &str,
-        function: &str,
-        input: Bytes,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<u8>, HostError>> + Send>>
-    {
-        let chain = self.current();
-        let plugin = chain.get(target).cloned();
-        let (caller, target, function) =
-            (caller.to_owned(), target.to_owned(), function.to_owned());
-        Box::pin(async move {
-            let plugin = plugin.ok_or_else(|| {
-                HostError::new("not_found", format!("plugin `{target}` is not loaded"))
-            })?;
-            if !plugin.manifest.services.contains(&function) {
-                return Err(HostError::new(
-                    "not_found",
-                    format!(
-                        "`{target}` offers no service `{function}` (it offers: {})",
-                        plugin.manifest.services.join(", ")
-                    ),
-                ));
-            }
-            tracing::trace!(%caller, %target, %function, "service call");
-            match plugin
-                .call(&function, input, http::Extensions::new())
-                .await
-                .0
-            {
-                Ok(out) => Ok(out.to_vec()),
-                Err(e) => Err(HostError::new(
-                    match e.failure {
-                        HookFailure::Timeout(_) => "timeout",
-                        _ => "service_failed",
-                    },
-                    e.to_string(),
-                )),
-            }
-        })
     }
 }
 

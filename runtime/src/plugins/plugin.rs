@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
@@ -14,6 +14,7 @@ use super::instances::InstancePool;
 use super::manifest::{Manifest, OnError};
 use crate::capabilities::{GrantContext, Grants, GuestContext, HostServices, narrow};
 use crate::config::PluginEntry;
+use crate::counter::Counter;
 use crate::wasm::{CallError, Engine, GuestOptions};
 
 /// The hooks a plugin exports. A hook that is not exported is never called
@@ -56,17 +57,17 @@ impl Hooks {
 #[derive(Debug, Default)]
 pub struct PluginStats {
     /// Hook and service calls.
-    pub calls: AtomicU64,
+    pub calls: Counter,
     /// Calls that failed (trap, timeout, malformed answer).
-    pub errors: AtomicU64,
+    pub errors: Counter,
     /// Of those, timeouts.
-    pub timeouts: AtomicU64,
+    pub timeouts: Counter,
     /// Failures skipped under `onError: "open"`.
-    pub skipped: AtomicU64,
+    pub skipped: Counter,
     /// Calls whose latency was measured: one in [`LATENCY_SAMPLE`].
-    pub timed_calls: AtomicU64,
+    pub timed_calls: Counter,
     /// Sum of the measured calls' latencies, in nanoseconds.
-    pub latency_ns: AtomicU64,
+    pub latency_ns: Counter,
 }
 
 /// One call in this many is timed for [`PluginStats::latency_ns`]. A
@@ -253,19 +254,19 @@ impl Plugin {
         input: Bytes,
         extensions: http::Extensions,
     ) -> (Result<Bytes, HookError>, http::Extensions) {
-        let n = self.stats.calls.fetch_add(1, Ordering::Relaxed);
+        let n = self.stats.calls.add(1);
         let started = n.is_multiple_of(LATENCY_SAMPLE).then(Instant::now);
         let (result, extensions) = self.instances.call(hook, input, extensions).await;
         if let Some(started) = started {
             let nanos = started.elapsed().as_nanos().min(u64::MAX as u128) as u64;
-            self.stats.latency_ns.fetch_add(nanos, Ordering::Relaxed);
-            self.stats.timed_calls.fetch_add(1, Ordering::Relaxed);
+            self.stats.latency_ns.add(nanos);
+            self.stats.timed_calls.add(1);
         }
         let result = result.map(|out| out.output).map_err(|e| {
-            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+            self.stats.errors.add(1);
             let failure = match e {
                 CallError::Timeout(_) => {
-                    self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                    self.stats.timeouts.add(1);
                     HookFailure::Timeout(e.to_string())
                 }
                 other => HookFailure::Failed(other.to_string()),
@@ -288,7 +289,7 @@ impl Plugin {
 
     /// Counts a malformed answer and builds its error.
     pub fn malformed(&self, hook: &str, detail: impl std::fmt::Display) -> HookError {
-        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        self.stats.errors.add(1);
         self.failed(
             hook,
             HookFailure::Malformed(format!("its answer is not a valid {hook} result: {detail}")),

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -18,6 +18,7 @@ use tokio::sync::Semaphore;
 
 use crate::capabilities::{EventBus, WORKER_SPAWN, WORKER_TERMINATE};
 use crate::config::WorkerConfig;
+use crate::counter::Counter;
 use crate::wasm::{CallError, CallOutput, GuestInstance, GuestModule};
 
 /// An idle warm instance.
@@ -55,23 +56,23 @@ pub enum PoolError {
 #[derive(Debug, Default)]
 pub struct AppStats {
     /// Requests served (successfully or not).
-    pub requests: AtomicU64,
+    pub requests: Counter,
     /// Requests that failed in the guest.
-    pub errors: AtomicU64,
+    pub errors: Counter,
     /// Requests answered busy.
-    pub rejected: AtomicU64,
+    pub rejected: Counter,
     /// Instances created.
-    pub created: AtomicU64,
+    pub created: Counter,
     /// Instances retired normally (TTL, maxRequests, idle, eviction).
-    pub retired: AtomicU64,
+    pub retired: Counter,
     /// Instances discarded after a failure.
-    pub failed: AtomicU64,
+    pub failed: Counter,
     /// Reuses of a warm instance.
-    pub hits: AtomicU64,
+    pub hits: Counter,
     /// Requests that needed a new instance.
-    pub misses: AtomicU64,
+    pub misses: Counter,
     /// Sum of request latencies, in microseconds.
-    pub latency_us: AtomicU64,
+    pub latency_us: Counter,
 }
 
 /// The pool of one `name@version`.
@@ -83,7 +84,6 @@ pub struct AppPool {
     idle: Mutex<Vec<Idle>>,
     slots: Semaphore,
     waiting: AtomicUsize,
-    active: AtomicUsize,
     created_at: Instant,
     events: Option<EventBus>,
     /// Counters.
@@ -112,7 +112,6 @@ impl AppPool {
             idle: Mutex::new(Vec::new()),
             slots,
             waiting: AtomicUsize::new(0),
-            active: AtomicUsize::new(0),
             created_at: Instant::now(),
             events,
             stats: AppStats::default(),
@@ -129,9 +128,11 @@ impl AppPool {
         &self.config
     }
 
-    /// Instances currently handling a request.
+    /// Instances currently handling a request (or being created for one).
     pub fn active(&self) -> usize {
-        self.active.load(Ordering::Relaxed)
+        self.config
+            .max_concurrency
+            .saturating_sub(self.slots.available_permits())
     }
 
     /// Idle warm instances.
@@ -168,25 +169,27 @@ impl AppPool {
         extensions: http::Extensions,
     ) -> (Result<CallOutput, PoolError>, http::Extensions) {
         let started = Instant::now();
-        self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        if self.waiting.load(Ordering::Relaxed) >= self.config.max_queue
-            && self.slots.available_permits() == 0
-        {
-            self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-            return (Err(PoolError::Busy(self.key.clone())), extensions);
-        }
-        self.waiting.fetch_add(1, Ordering::Relaxed);
-        let permit = self.slots.acquire().await;
-        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        self.stats.requests.add(1);
+        // A free slot is taken without touching the queue's counters.
+        let permit = match self.slots.try_acquire() {
+            Ok(p) => Ok(p),
+            Err(tokio::sync::TryAcquireError::Closed) => Err(()),
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                if self.waiting.load(Ordering::Relaxed) >= self.config.max_queue {
+                    self.stats.rejected.add(1);
+                    return (Err(PoolError::Busy(self.key.clone())), extensions);
+                }
+                self.waiting.fetch_add(1, Ordering::Relaxed);
+                let permit = self.slots.acquire().await;
+                self.waiting.fetch_sub(1, Ordering::Relaxed);
+                permit.map_err(|_| ())
+            }
+        };
         let Ok(_permit) = permit else {
             return (Err(PoolError::Busy(self.key.clone())), extensions);
         };
-        self.active.fetch_add(1, Ordering::Relaxed);
-        let result = self
-            .call_on_instance(export, input, extensions, started)
-            .await;
-        self.active.fetch_sub(1, Ordering::Relaxed);
-        result
+        self.call_on_instance(export, input, extensions, started)
+            .await
     }
 
     fn record_latency(&self, started: Instant, done: Instant) {
@@ -194,7 +197,7 @@ impl AppPool {
             .duration_since(started)
             .as_micros()
             .min(u64::MAX as u128) as u64;
-        self.stats.latency_us.fetch_add(micros, Ordering::Relaxed);
+        self.stats.latency_us.add(micros);
     }
 
     /// Runs the call; records its latency (from `started`) on every path.
@@ -207,14 +210,14 @@ impl AppPool {
     ) -> (Result<CallOutput, PoolError>, http::Extensions) {
         let mut slot = match self.take_idle() {
             Some(idle) => {
-                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                self.stats.hits.add(1);
                 idle
             }
             None => {
-                self.stats.misses.fetch_add(1, Ordering::Relaxed);
+                self.stats.misses.add(1);
                 match self.module.instantiate().await {
                     Ok(instance) => {
-                        self.stats.created.fetch_add(1, Ordering::Relaxed);
+                        self.stats.created.add(1);
                         self.publish(WORKER_SPAWN, "created");
                         let now = Instant::now();
                         Idle {
@@ -225,7 +228,7 @@ impl AppPool {
                         }
                     }
                     Err(e) => {
-                        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                        self.stats.errors.add(1);
                         self.record_latency(started, Instant::now());
                         return (Err(e.into()), extensions);
                     }
@@ -238,7 +241,7 @@ impl AppPool {
         slot.last_used = Instant::now();
         self.record_latency(started, slot.last_used);
         if result.is_err() {
-            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+            self.stats.errors.add(1);
         }
         self.give_back(slot).await;
         (result.map_err(PoolError::from), extensions)
@@ -274,7 +277,7 @@ impl AppPool {
 
     async fn give_back(&self, mut slot: Idle) {
         if slot.instance.is_poisoned() {
-            self.stats.failed.fetch_add(1, Ordering::Relaxed);
+            self.stats.failed.add(1);
             self.publish(WORKER_TERMINATE, "failed");
             return;
         }
@@ -331,7 +334,7 @@ impl AppPool {
     }
 
     fn note_retired(&self, reason: &str) {
-        self.stats.retired.fetch_add(1, Ordering::Relaxed);
+        self.stats.retired.add(1);
         self.publish(WORKER_TERMINATE, reason);
     }
 

@@ -82,35 +82,34 @@ pub(crate) async fn apps(State(state): State<AppState>) -> Json<Value> {
 pub(crate) async fn metrics(State(state): State<AppState>) -> Json<Value> {
     let pools = state.pools.snapshot();
     let sum = |f: fn(&crate::pool::AppStats) -> u64| pools.iter().map(|p| f(&p.stats)).sum::<u64>();
-    let requests = sum(|s| s.requests.load(Ordering::Relaxed));
-    let latency = sum(|s| s.latency_us.load(Ordering::Relaxed));
+    let requests = sum(|s| s.requests.get());
+    let latency = sum(|s| s.latency_us.get());
     Json(json!({
         "apps": pools.len(),
-        "hits": sum(|s| s.hits.load(Ordering::Relaxed)),
-        "misses": sum(|s| s.misses.load(Ordering::Relaxed)),
+        "hits": sum(|s| s.hits.get()),
+        "misses": sum(|s| s.misses.get()),
         "evictions": state.pools.evictions.load(Ordering::Relaxed),
-        "instancesCreated": sum(|s| s.created.load(Ordering::Relaxed)),
-        "instancesRetired": sum(|s| s.retired.load(Ordering::Relaxed)),
-        "instancesFailed": sum(|s| s.failed.load(Ordering::Relaxed)),
+        "instancesCreated": sum(|s| s.created.get()),
+        "instancesRetired": sum(|s| s.retired.get()),
+        "instancesFailed": sum(|s| s.failed.get()),
         "requests": requests,
-        "errors": sum(|s| s.errors.load(Ordering::Relaxed)),
-        "rejected": sum(|s| s.rejected.load(Ordering::Relaxed)),
+        "errors": sum(|s| s.errors.get()),
+        "rejected": sum(|s| s.rejected.get()),
         "avgLatencyMs": if requests == 0 { 0.0 } else { latency as f64 / requests as f64 / 1000.0 },
         "engine": engine_metrics(state.pools.engine().stats()),
     }))
 }
 
 fn engine_metrics(stats: &crate::wasm::EngineStats) -> Value {
-    let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
     json!({
-        "compiled": get(&stats.compiled),
-        "cacheHits": get(&stats.cache_hits),
-        "instances": get(&stats.instances),
-        "traps": get(&stats.traps),
-        "timeouts": get(&stats.timeouts),
-        "directCalls": get(&stats.direct_calls),
-        "fiberCalls": get(&stats.fiber_calls),
-        "denials": get(&stats.denials),
+        "compiled": stats.compiled.get(),
+        "cacheHits": stats.cache_hits.get(),
+        "instances": stats.instances.get(),
+        "traps": stats.traps.get(),
+        "timeouts": stats.timeouts.get(),
+        "directCalls": stats.direct_calls.get(),
+        "fiberCalls": stats.fiber_calls.get(),
+        "denials": stats.denials.get(),
         "denialsByCapability": stats.denials_by_capability(),
     })
 }
@@ -152,8 +151,8 @@ fn stats_snapshot(state: &AppState) -> Value {
         .snapshot()
         .iter()
         .map(|p| {
-            let requests = p.stats.requests.load(Ordering::Relaxed);
-            let latency = p.stats.latency_us.load(Ordering::Relaxed);
+            let requests = p.stats.requests.get();
+            let latency = p.stats.latency_us.get();
             // Busy instances are on their request; idle ones are listed.
             let mut instances: Vec<Value> = (0..p.active())
                 .map(|_| json!({ "state": "active" }))
@@ -172,7 +171,7 @@ fn stats_snapshot(state: &AppState) -> Value {
                 "active": p.active(),
                 "idle": p.idle_count(),
                 "requests": requests,
-                "errors": p.stats.errors.load(Ordering::Relaxed),
+                "errors": p.stats.errors.get(),
                 "ageSeconds": p.age().as_secs(),
                 "avgLatencyMs": if requests == 0 { 0.0 } else { latency as f64 / requests as f64 / 1000.0 },
             })

@@ -17,8 +17,6 @@
 //! `ResponseView`) and only again after a plugin changed something, so a
 //! chain of pass-through plugins costs one serialization each way.
 
-use std::sync::atomic::Ordering;
-
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
@@ -294,7 +292,7 @@ fn apply_response_changes(res: &mut Response, changes: ResponseChanges) -> Resul
 /// skip counted) under `"open"`.
 fn failure_response(plugin: &Plugin, e: &HookError) -> Option<Response> {
     if plugin.fails_open() {
-        plugin.stats.skipped.fetch_add(1, Ordering::Relaxed);
+        plugin.stats.skipped.add(1);
         return None;
     }
     Some(hook_error_response(e))

@@ -83,7 +83,7 @@ fn describe(chain: &Chain) -> Value {
         .plugins
         .iter()
         .map(|p| {
-            let calls = get(&p.stats.calls);
+            let calls = p.stats.calls.get();
             json!({
                 "name": p.manifest.name,
                 "version": p.manifest.version.to_string(),
@@ -106,11 +106,11 @@ fn describe(chain: &Chain) -> Value {
                 },
                 "stats": {
                     "calls": calls,
-                    "errors": get(&p.stats.errors),
-                    "timeouts": get(&p.stats.timeouts),
-                    "skipped": get(&p.stats.skipped),
-                    "avgLatencyUs": (get(&p.stats.latency_ns) as f64
-                        / get(&p.stats.timed_calls).max(1) as f64
+                    "errors": p.stats.errors.get(),
+                    "timeouts": p.stats.timeouts.get(),
+                    "skipped": p.stats.skipped.get(),
+                    "avgLatencyUs": (p.stats.latency_ns.get() as f64
+                        / p.stats.timed_calls.get().max(1) as f64
                         / 1000.0),
                 },
             })

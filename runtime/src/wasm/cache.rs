@@ -11,7 +11,6 @@
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 
 use sha2::{Digest, Sha256};
 use wasmtime::{Engine, Module};
@@ -57,7 +56,7 @@ impl ModuleCache {
         match verify(&bytes) {
             Ok(payload) => match deserialize(engine, payload) {
                 Ok(module) => {
-                    stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+                    stats.cache_hits.add(1);
                     return Some(module);
                 }
                 Err(e) => reject(&path, &format!("{e:#}"), stats),
@@ -93,7 +92,7 @@ impl ModuleCache {
 }
 
 fn reject(path: &Path, reason: &str, stats: &EngineStats) {
-    stats.cache_rejected.fetch_add(1, Ordering::Relaxed);
+    stats.cache_rejected.add(1);
     tracing::warn!(file = %path.display(), reason, "discarding a compiled-module cache entry; recompiling");
     let _ = std::fs::remove_file(path);
 }

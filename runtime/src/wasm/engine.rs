@@ -12,7 +12,6 @@
 //! - the on-disk cache of compiled modules.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -265,7 +264,7 @@ impl Engine {
                         guest: name.to_string(),
                         cause: e.into(),
                     })?;
-                stats.compiled.fetch_add(1, Ordering::Relaxed);
+                stats.compiled.add(1);
                 if let Some(cache) = &self.inner.cache {
                     cache.store(&sha256, &module);
                 }

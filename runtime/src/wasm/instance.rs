@@ -6,7 +6,6 @@
 //! A trap, timeout or memory overrun poisons the instance: it refuses further
 //! calls and its owner must discard it. Nothing a guest does can panic the host.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -214,7 +213,7 @@ impl GuestInstance {
         let stats = &self.store.data().shared.stats;
         let func = &self.funcs[index].1;
         if self.module.runs_direct() {
-            stats.direct_calls.fetch_add(1, Ordering::Relaxed);
+            stats.direct_calls.add(1);
             let outcome =
                 super::sync_call::run_direct(&mut self.store, &self.module, |store| match func {
                     Export::Unit(f) => f.call(store, ()).map(|()| 0),
@@ -222,7 +221,7 @@ impl GuestInstance {
                 });
             return self.finish(outcome);
         }
-        stats.fiber_calls.fetch_add(1, Ordering::Relaxed);
+        stats.fiber_calls.add(1);
         let store = &mut self.store;
         let call = async move {
             match func {
@@ -344,7 +343,7 @@ impl GuestInstance {
         let timed_out = matches!(trap, Some(Trap::Interrupt)) || (overran && trap.is_none());
         let err = match trap {
             _ if timed_out => {
-                stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                stats.timeouts.add(1);
                 CallError::Timeout(self.module.options().timeout.unwrap_or_default())
             }
             Some(Trap::OutOfFuel) => CallError::OutOfFuel,
@@ -355,7 +354,7 @@ impl GuestInstance {
             None => CallError::HostFunction(e.root_cause().to_string()),
         };
         if !matches!(err, CallError::Timeout(_)) {
-            stats.traps.fetch_add(1, Ordering::Relaxed);
+            stats.traps.add(1);
         }
         tracing::debug!(guest = %self.module.name(), error = %err, detail = %format!("{e:?}"), "guest call failed; discarding the instance");
         err

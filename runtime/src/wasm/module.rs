@@ -2,7 +2,6 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use wasmtime::{ExternType, InstancePre, Module, Store, ValType};
 
@@ -196,7 +195,7 @@ impl GuestModule {
             inner.pre.instantiate_async(&mut store).await
         }
         .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
-        inner.shared.stats.instances.fetch_add(1, Ordering::Relaxed);
+        inner.shared.stats.instances.add(1);
         let mut guest = GuestInstance::new(store, instance, self.clone());
         guest.initialize_runtime().await?;
         Ok(guest)

@@ -1,37 +1,37 @@
-//! Engine-wide counters. Plain atomics: read by the metrics endpoints, bumped
-//! on the hot path without locks.
+//! Engine-wide counters: read by the metrics endpoints, bumped on the hot
+//! path without locks or shared cache lines ([`Counter`]).
 
+use crate::counter::Counter;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Counters of the engine's work and of guest misbehaviour.
 #[derive(Debug, Default)]
 pub struct EngineStats {
     /// Modules compiled from WASM bytes.
-    pub compiled: AtomicU64,
+    pub compiled: Counter,
     /// Modules loaded from the on-disk cache.
-    pub cache_hits: AtomicU64,
+    pub cache_hits: Counter,
     /// Cache files rejected as corrupt or incompatible (then recompiled).
-    pub cache_rejected: AtomicU64,
+    pub cache_rejected: Counter,
     /// Instances created.
-    pub instances: AtomicU64,
+    pub instances: Counter,
     /// Calls that trapped.
-    pub traps: AtomicU64,
+    pub traps: Counter,
     /// Calls stopped at their deadline.
-    pub timeouts: AtomicU64,
+    pub timeouts: Counter,
     /// Guest calls run directly on the caller's stack (no fiber).
-    pub direct_calls: AtomicU64,
+    pub direct_calls: Counter,
     /// Guest calls run on a fiber (the guest may wait, or computes for long).
-    pub fiber_calls: AtomicU64,
+    pub fiber_calls: Counter,
     /// Host calls refused for lack of a grant.
-    pub denials: AtomicU64,
+    pub denials: Counter,
     denials_by_capability: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl EngineStats {
     pub(crate) fn record_denial(&self, capability: &'static str) {
-        self.denials.fetch_add(1, Ordering::Relaxed);
+        self.denials.add(1);
         if let Ok(mut map) = self.denials_by_capability.lock() {
             *map.entry(capability).or_default() += 1;
         }
@@ -46,7 +46,7 @@ impl EngineStats {
     }
 
     /// Reads a counter.
-    pub fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
+    pub fn get(counter: &Counter) -> u64 {
+        counter.get()
     }
 }
