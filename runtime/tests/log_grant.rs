@@ -2,9 +2,7 @@
 //! test binary, because the subscriber is process-wide).
 
 use buntime::capabilities::{Capability, Grants};
-use buntime::wasm::{
-    Engine, EngineConfig, EngineStats, GuestOptions, HostFunction, ResultEncoding,
-};
+use buntime::wasm::{Engine, EngineConfig, GuestOptions, HostFunction, ResultEncoding};
 
 /// The fixture also imports two host functions; they are not called here.
 fn unused(name: &'static str) -> HostFunction {
@@ -55,5 +53,5 @@ async fn a_plugin_without_the_log_grant_is_silenced_and_counted() {
         Some(&3),
         "no new denial"
     );
-    assert_eq!(EngineStats::get(&engine.stats().denials), 3);
+    assert_eq!(engine.stats().denials.get(), 3);
 }

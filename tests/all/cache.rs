@@ -1,7 +1,7 @@
 //! The compiled-module cache: a restart does not recompile, and a damaged
 //! cache file is detected and replaced rather than trusted.
 
-use buntime::wasm::{EngineConfig, EngineStats, GuestOptions, ModuleOrigin};
+use buntime::wasm::{EngineConfig, GuestOptions, ModuleOrigin};
 use buntime_fixtures as fx;
 
 use crate::support;
@@ -20,7 +20,7 @@ async fn a_second_load_skips_compilation() {
         .load(&wasm, GuestOptions::new("basics"))
         .expect("load");
     assert_eq!(m1.origin(), ModuleOrigin::Compiled);
-    assert_eq!(EngineStats::get(&first.stats().compiled), 1);
+    assert_eq!(first.stats().compiled.get(), 1);
 
     // A new engine is what a restart looks like.
     let second = cached_engine(dir.path());
@@ -28,8 +28,8 @@ async fn a_second_load_skips_compilation() {
         .load(&wasm, GuestOptions::new("basics"))
         .expect("load");
     assert_eq!(m2.origin(), ModuleOrigin::DiskCache);
-    assert_eq!(EngineStats::get(&second.stats().compiled), 0);
-    assert_eq!(EngineStats::get(&second.stats().cache_hits), 1);
+    assert_eq!(second.stats().compiled.get(), 0);
+    assert_eq!(second.stats().cache_hits.get(), 1);
 
     let mut instance = m2.instantiate().await.expect("instantiate");
     let out = instance.call("greet", "cache").await.expect("call");
@@ -60,7 +60,7 @@ async fn a_corrupted_cache_file_is_recompiled_not_trusted() {
         .load(&wasm, GuestOptions::new("basics"))
         .expect("load");
     assert_eq!(module.origin(), ModuleOrigin::Compiled);
-    assert_eq!(EngineStats::get(&engine.stats().cache_rejected), 1);
+    assert_eq!(engine.stats().cache_rejected.get(), 1);
     let mut instance = module.instantiate().await.expect("instantiate");
     assert!(instance.call("noop", Vec::new()).await.is_ok());
 
@@ -88,5 +88,5 @@ async fn a_truncated_cache_file_is_rejected() {
     let engine = cached_engine(dir.path());
     let module = engine.load(&wasm, GuestOptions::new("b")).expect("load");
     assert_eq!(module.origin(), ModuleOrigin::Compiled);
-    assert_eq!(EngineStats::get(&engine.stats().cache_rejected), 1);
+    assert_eq!(engine.stats().cache_rejected.get(), 1);
 }

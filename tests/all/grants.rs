@@ -1,7 +1,7 @@
 //! Capability checks on host functions, and load-time errors.
 
 use buntime::capabilities::{Capability, Grants};
-use buntime::wasm::{Allocation, CallError, EngineConfig, EngineStats, GuestOptions, LoadError};
+use buntime::wasm::{Allocation, CallError, EngineConfig, GuestOptions, LoadError};
 use buntime_fixtures as fx;
 
 use crate::support;
@@ -26,7 +26,7 @@ async fn a_raw_host_function_without_its_grant_stops_the_guest_with_a_hint() {
         message.contains("grant it in the guest's manifest"),
         "{message}"
     );
-    assert_eq!(EngineStats::get(&engine.stats().denials), 1);
+    assert_eq!(engine.stats().denials.get(), 1);
     assert_eq!(
         engine.stats().denials_by_capability().get("reverse"),
         Some(&1)

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use buntime::wasm::{CallError, EngineStats, GuestModule, GuestOptions};
+use buntime::wasm::{CallError, GuestModule, GuestOptions};
 use buntime_fixtures as fx;
 
 use crate::support;
@@ -193,8 +193,8 @@ async fn traps_and_timeouts_are_counted() {
     let _ = a.call("trap", Vec::new()).await;
     let mut b = module.instantiate().await.expect("instantiate");
     let _ = b.call("spin", Vec::new()).await;
-    assert_eq!(EngineStats::get(&engine.stats().traps), 1);
-    assert_eq!(EngineStats::get(&engine.stats().timeouts), 1);
+    assert_eq!(engine.stats().traps.get(), 1);
+    assert_eq!(engine.stats().timeouts.get(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -295,12 +295,7 @@ async fn short_calls_run_without_a_fiber_and_a_long_one_moves_its_module_to_one(
         )
         .expect("load hostile");
     let stats = engine.stats();
-    let counts = || {
-        (
-            EngineStats::get(&stats.direct_calls),
-            EngineStats::get(&stats.fiber_calls),
-        )
-    };
+    let counts = || (stats.direct_calls.get(), stats.fiber_calls.get());
     // The module imports nothing that waits: its calls need no fiber.
     let mut instance = module.instantiate().await.expect("instantiate");
     for _ in 0..3 {

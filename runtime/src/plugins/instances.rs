@@ -83,8 +83,10 @@ impl InstancePool {
         self.slots.lock().map(|s| s.idle.len()).unwrap_or(0)
     }
 
-    /// Takes a slot (and an idle instance, if there is one).
-    fn try_take(&self, wait: bool) -> Result<Option<GuestInstance>, Refused> {
+    /// Takes a slot (and an idle instance, if there is one). When all are
+    /// busy and `queue` is set, the caller is counted as waiting (under the
+    /// same lock, so a release that follows knows to wake it).
+    fn try_take(&self, queue: bool) -> Result<Option<GuestInstance>, Refused> {
         let mut s = self.slots.lock().map_err(|_| Refused::Closed)?;
         if s.closed {
             return Err(Refused::Closed);
@@ -93,7 +95,7 @@ impl InstancePool {
             s.in_flight += 1;
             return Ok(s.idle.pop());
         }
-        if wait {
+        if queue {
             s.waiting += 1;
         }
         Err(Refused::Full)
@@ -197,22 +199,21 @@ impl InstancePool {
                 let mut s = self.slots.lock().ok()?;
                 s.closed = true;
                 if s.in_flight == 0 {
-                    let last = s.idle.pop();
-                    s.idle.clear();
-                    drop(s);
-                    // Calls still waiting see `closed` and give up.
-                    self.freed.notify_waiters();
-                    return last;
+                    break;
                 }
             }
             if tokio::time::timeout_at(deadline, freed).await.is_err() {
-                let mut s = self.slots.lock().ok()?;
-                let last = s.idle.pop();
-                s.idle.clear();
-                drop(s);
-                self.freed.notify_waiters();
-                return last;
+                break;
             }
         }
+        let last = {
+            let mut s = self.slots.lock().ok()?;
+            let last = s.idle.pop();
+            s.idle.clear();
+            last
+        };
+        // Calls still waiting see `closed` and give up.
+        self.freed.notify_waiters();
+        last
     }
 }

@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;

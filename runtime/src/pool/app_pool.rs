@@ -170,23 +170,26 @@ impl AppPool {
     ) -> (Result<CallOutput, PoolError>, http::Extensions) {
         let started = Instant::now();
         self.stats.requests.add(1);
+        let busy = || PoolError::Busy(self.key.clone());
         // A free slot is taken without touching the queue's counters.
-        let permit = match self.slots.try_acquire() {
-            Ok(p) => Ok(p),
-            Err(tokio::sync::TryAcquireError::Closed) => Err(()),
-            Err(tokio::sync::TryAcquireError::NoPermits) => {
-                if self.waiting.load(Ordering::Relaxed) >= self.config.max_queue {
-                    self.stats.rejected.add(1);
-                    return (Err(PoolError::Busy(self.key.clone())), extensions);
-                }
+        let _permit = match self.slots.try_acquire() {
+            Ok(p) => p,
+            Err(tokio::sync::TryAcquireError::NoPermits)
+                if self.waiting.load(Ordering::Relaxed) < self.config.max_queue =>
+            {
                 self.waiting.fetch_add(1, Ordering::Relaxed);
                 let permit = self.slots.acquire().await;
                 self.waiting.fetch_sub(1, Ordering::Relaxed);
-                permit.map_err(|_| ())
+                match permit {
+                    Ok(p) => p,
+                    Err(_) => return (Err(busy()), extensions),
+                }
             }
-        };
-        let Ok(_permit) = permit else {
-            return (Err(PoolError::Busy(self.key.clone())), extensions);
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                self.stats.rejected.add(1);
+                return (Err(busy()), extensions);
+            }
+            Err(tokio::sync::TryAcquireError::Closed) => return (Err(busy()), extensions),
         };
         self.call_on_instance(export, input, extensions, started)
             .await

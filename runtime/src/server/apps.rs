@@ -100,12 +100,10 @@ pub(crate) async fn handle(State(state): State<AppState>, req: Request) -> Respo
         }
     };
     // The mount point as the client wrote it, with the name decoded.
-    let base = match name {
-        Cow::Borrowed(_) => prefix.to_owned(),
-        Cow::Owned(_) => format!(
-            "/{}",
-            raw_range.map_or(name.to_string(), |r| format!("{name}@{r}"))
-        ),
+    let base = match (&name, raw_range) {
+        (Cow::Borrowed(_), _) => prefix.to_owned(),
+        (Cow::Owned(name), Some(range)) => format!("/{name}@{range}"),
+        (Cow::Owned(name), None) => format!("/{name}"),
     };
     let rest = rest.to_owned();
     let config = &settings.config;

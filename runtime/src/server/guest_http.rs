@@ -111,23 +111,16 @@ pub(crate) fn response_from_output(
         Cow::Borrowed(s) => output.slice_ref(s.as_bytes()),
         Cow::Owned(s) => Bytes::from(s),
     };
-    let status = StatusCode::from_u16(head.status)
-        .map_err(|_| format!("status {} is not a valid HTTP status", head.status))?;
-    let bytes = match (head.body, body) {
-        (Some(text), _) => share(text.0),
-        (None, Some(b)) => b.0.freeze(),
-        (None, None) => Bytes::new(),
-    };
-    let mut res = Response::new(Body::from(bytes));
-    *res.status_mut() = status;
-    for (Text(k), Text(v)) in head.headers {
-        let name =
-            HeaderName::try_from(&*k).map_err(|_| format!("`{k}` is not a valid header name"))?;
-        let value = HeaderValue::from_maybe_shared(share(v))
-            .map_err(|_| format!("the value of header `{k}` is not valid"))?;
-        res.headers_mut().append(name, value);
-    }
-    Ok(res)
+    let headers = head
+        .headers
+        .into_iter()
+        .map(|(Text(k), Text(v))| (k, share(v)));
+    build(
+        head.status,
+        headers,
+        head.body.map(|text| share(text.0)),
+        body,
+    )
 }
 
 /// Builds a response from a guest's head and (binary) body; the error says
@@ -136,19 +129,31 @@ pub(crate) fn response_from_head(
     head: ResponseHead,
     body: Option<ResponseBody>,
 ) -> Result<Response, String> {
-    let status = StatusCode::from_u16(head.status)
-        .map_err(|_| format!("status {} is not a valid HTTP status", head.status))?;
-    let bytes = match (head.body, body) {
-        (Some(text), _) => Bytes::from(text),
+    let headers = head.headers.into_iter().map(|(k, v)| (k, Bytes::from(v)));
+    build(head.status, headers, head.body.map(Bytes::from), body)
+}
+
+/// The response a guest described: an inline body wins over a binary one.
+fn build<K: AsRef<str>>(
+    status: u16,
+    headers: impl Iterator<Item = (K, Bytes)>,
+    inline: Option<Bytes>,
+    body: Option<ResponseBody>,
+) -> Result<Response, String> {
+    let status = StatusCode::from_u16(status)
+        .map_err(|_| format!("status {status} is not a valid HTTP status"))?;
+    let bytes = match (inline, body) {
+        (Some(text), _) => text,
         (None, Some(b)) => b.0.freeze(),
         (None, None) => Bytes::new(),
     };
     let mut res = Response::new(Body::from(bytes));
     *res.status_mut() = status;
-    for (k, v) in head.headers {
-        let name = HeaderName::try_from(k.as_str())
-            .map_err(|_| format!("`{k}` is not a valid header name"))?;
-        let value = HeaderValue::try_from(v.as_str())
+    for (k, v) in headers {
+        let k = k.as_ref();
+        let name =
+            HeaderName::try_from(k).map_err(|_| format!("`{k}` is not a valid header name"))?;
+        let value = HeaderValue::from_maybe_shared(v)
             .map_err(|_| format!("the value of header `{k}` is not valid"))?;
         res.headers_mut().append(name, value);
     }

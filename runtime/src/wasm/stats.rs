@@ -1,9 +1,10 @@
 //! Engine-wide counters: read by the metrics endpoints, bumped on the hot
 //! path without locks or shared cache lines ([`Counter`]).
 
-use crate::counter::Counter;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+
+use crate::counter::Counter;
 
 /// Counters of the engine's work and of guest misbehaviour.
 #[derive(Debug, Default)]
@@ -43,10 +44,5 @@ impl EngineStats {
             .lock()
             .map(|m| m.clone())
             .unwrap_or_default()
-    }
-
-    /// Reads a counter.
-    pub fn get(counter: &Counter) -> u64 {
-        counter.get()
     }
 }
