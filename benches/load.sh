@@ -20,7 +20,7 @@ command -v wrk >/dev/null || { echo "load.sh: wrk is missing (apt-get install wr
 export RUST_LIB_BACKTRACE=0
 # Two builds: a `--bin` filter would apply to every package and skip `buntime`.
 cargo build --release -q -p buntime -p buntime-fixtures
-cargo build --release -q -p buntime-benches --bin native-hello
+cargo build --release -q -p buntime-benches --bin native-hello --bin latency
 
 work="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -47,7 +47,9 @@ echo '<html><head></head><body>site</body></html>' > "$apps/site/index.html"
 serve() { # port config
     RUNTIME_WORKER_DIRS="$apps" RUNTIME_PLUGIN_DIRS="$plugins" RUNTIME_CONFIG="$2" \
         RUNTIME_CACHE_DIR=off RUNTIME_LOG_LEVEL=warn PORT="$1" target/release/buntime serve >/dev/null &
+    servers="${servers:+$servers }$!"
 }
+servers=""  # PIDs, the 0-plugin server first
 serve 18080 "$work/none.jsonc"
 serve 18082 "$work/one.jsonc"
 serve 18083 "$work/five.jsonc"
@@ -72,18 +74,32 @@ ephemeral http://127.0.0.1:18080/ephemeral/
 static http://127.0.0.1:18080/site/hello.txt
 p0 http://127.0.0.1:18080/warm/
 p1 http://127.0.0.1:18082/warm/
-p5 http://127.0.0.1:18083/warm/
-l0 http://127.0.0.1:18080/warm/ 1
-l1 http://127.0.0.1:18082/warm/ 1
-l5 http://127.0.0.1:18083/warm/ 1"
+p5 http://127.0.0.1:18083/warm/"
 while read -r name url _; do curl -sf "$url" >/dev/null; done <<<"$scenarios" # compile, first instance
+pin() { # 1 | all: the buntime servers' threads onto CPU 1, or back onto every CPU
+    [ -n "$client" ] || return 0
+    local cpus; if [ "$1" = all ]; then cpus="0-$(( $(nproc) - 1 ))"; else cpus=1; fi
+    for pid in $servers; do taskset -a -p -c "$cpus" "$pid" >/dev/null; done
+}
+client=""
+if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then client="taskset -c 0"; fi
 for round in $(seq "$rounds"); do
     while read -r name url c; do
         once "$name" "$url" "$c" >>"$work/$name.rounds"
     done <<<"$scenarios"
+    # What the plugins add to one request: one connection per server, the
+    # servers taken in turn request by request (benches/src/bin/latency.rs).
+    # A one-connection round trip is mostly two thread wake-ups, and where the
+    # scheduler happens to place each server's threads moved a server's p50 by
+    # ten microseconds; pinned (servers on CPU 1, the client on CPU 0) all
+    # three servers wait and wake alike.
+    pin 1
+    $client target/release/latency 20000 http://127.0.0.1:18080/warm/ http://127.0.0.1:18082/warm/ \
+        http://127.0.0.1:18083/warm/ >"$work/latency.$round"
+    pin all
     echo "round $round of $rounds done" >&2
 done
-# The median round of a scenario, by req/s (by p50 for the latency rows).
+# The median round of a scenario, by req/s.
 median() { # name key_column
     sort -n -k"$2" "$work/$1.rounds" | sed -n "$(( (rounds + 1) / 2 ))p"
 }
@@ -102,26 +118,29 @@ for row in "native-axum $native" "pdk-warm $warm" "pdk-ephemeral $ephemeral" "st
 done
 
 # The plugin chain: the warm hello app through 0, 1 and 5 no-op plugins.
-# Throughput at $conns connections, and latency with one connection (the
-# p50 difference there is what one plugin adds to a request).
+# Throughput at $conns connections, and latency with one connection: the
+# p50 difference to the 0-plugin server within a round is what the plugins
+# add to a request; the row shows the median round.
 p0=$(median p0 1)
 p1=$(median p1 1)
 p5=$(median p5 1)
-l0=$(median l0 2)
-l1=$(median l1 2)
-l5=$(median l5 2)
 p0_rps=$(echo "$p0" | cut -d' ' -f1)
-l0_p50=$(echo "$l0" | cut -d' ' -f2)
+added() { # line of the latency output (2 = one plugin, 3 = five)
+    for r in $(seq "$rounds"); do
+        awk -v l="$1" 'NR == 1 { base = $2 } NR == l { printf "%.1f\n", $2 - base }' "$work/latency.$r"
+    done | sort -n | sed -n "$(( (rounds + 1) / 2 ))p"
+}
+base_p50=$(for r in $(seq "$rounds"); do awk 'NR == 1 { print $2 }' "$work/latency.$r"; done | sort -n | sed -n "$(( (rounds + 1) / 2 ))p")
 echo
 printf '%-22s %12s %10s %10s %10s %14s\n' plugins "req/s" "p50 ms" "p99 ms" "vs 0" "c=1 p50 +µs"
-echo "c=1: 0 plugins: $l0 / 1: $l1 / 5: $l5"
-for row in "0-plugins $p0 $l0" "1-noop-plugin $p1 $l1" "5-noop-plugins $p5 $l5"; do
+for row in "0-plugins $p0 0.0" "1-noop-plugin $p1 $(added 2)" "5-noop-plugins $p5 $(added 3)"; do
     set -- $row
     ratio=$(awk -v a="$2" -v b="$p0_rps" 'BEGIN { printf "%.0f%%", 100 * a / b }')
-    added=$(awk -v a="$6" -v b="$l0_p50" 'BEGIN { printf "%.1f", (a - b) * 1000 }')
-    printf '%-22s %12s %10s %10s %10s %14s\n' "$1" "$2" "$3" "$4" "$ratio" "$added"
+    printf '%-22s %12s %10s %10s %10s %14s\n' "$1" "$2" "$3" "$4" "$ratio" "$5"
 done
+echo "c=1, 0 plugins: p50 ${base_p50} µs; every round (URL p50 p90 p99 µs):"
+for r in $(seq "$rounds"); do sed 's/^/  /' "$work/latency.$r"; done
 echo "every round (req/s): $(for n in native warm ephemeral static p0 p1 p5; do printf '%s=%s ' "$n" "$(cut -d' ' -f1 "$work/$n.rounds" | paste -sd/)"; done)"
 
-rss=$(ps -o rss= -p "$(pgrep -f 'buntime serve' | head -1)")
+rss=$(ps -o rss= -p "${servers%% *}")
 echo "buntime RSS after the run (0-plugin server): $((rss / 1024)) MiB"

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Shards per counter: enough that the worker threads of a small machine
 /// rarely share one, few enough that a counter stays small (512 bytes).
-const SHARDS: usize = 8;
+pub(crate) const SHARDS: usize = 8;
 
 /// One shard, alone on its cache line.
 #[derive(Debug, Default)]
@@ -39,7 +39,9 @@ thread_local! {
     static SHARD: Cell<Option<usize>> = const { Cell::new(None) };
 }
 
-fn shard() -> usize {
+/// This thread's shard index, `0..SHARDS`: the same for every per-thread
+/// structure, so a thread's counters and idle lists stay on its own core.
+pub(crate) fn shard() -> usize {
     SHARD.with(|s| match s.get() {
         Some(i) => i,
         None => {

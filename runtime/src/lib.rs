@@ -32,6 +32,7 @@ pub mod capabilities;
 pub mod cli;
 pub mod config;
 pub mod counter;
+pub mod idle_lists;
 pub mod plugins;
 pub mod pool;
 pub mod routing;

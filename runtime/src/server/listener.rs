@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use axum::Router;
+use super::BuntimeService;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
@@ -36,11 +36,11 @@ impl Default for ConnectionLimits {
     }
 }
 
-/// Serves `router` until `shutdown` resolves; then stops accepting and waits
+/// Serves `service` until `shutdown` resolves; then stops accepting and waits
 /// (up to `grace`) for open connections to finish their requests.
 pub(crate) async fn run(
     listener: tokio::net::TcpListener,
-    router: Router,
+    service: BuntimeService,
     limits: ConnectionLimits,
     shutdown: impl std::future::Future<Output = ()>,
     grace: Duration,
@@ -65,7 +65,7 @@ pub(crate) async fn run(
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
-        let service = TowerToHyperService::new(router.clone());
+        let service = TowerToHyperService::new(service.clone());
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
             let mut builder = Builder::new(TokioExecutor::new());

@@ -1,4 +1,4 @@
-//! The HTTP server: axum router, shared state, graceful shutdown.
+//! The HTTP server: the service and its routes, shared state, graceful shutdown.
 //!
 //! ```text
 //! request → request id → body/header limits
@@ -19,6 +19,7 @@ mod plugin_routes;
 mod plugin_stream;
 mod plugins_api;
 mod request_id;
+mod service;
 mod static_cache;
 mod static_files;
 
@@ -33,6 +34,7 @@ pub use apps::{AppKind, AppSettingsCache, detect_kind};
 pub use error::{ApiError, RequestId};
 pub use listener::ConnectionLimits;
 pub use pipeline::{IDENTITY_HEADERS, strip_identity};
+pub use service::BuntimeService;
 pub use static_cache::StaticCache;
 
 use crate::capabilities::HostServices;
@@ -126,8 +128,15 @@ pub fn host_functions() -> Vec<HostFunction> {
     all
 }
 
-/// The router.
-pub fn router(state: AppState) -> Router {
+/// The server's service: the core routes below, everything else straight
+/// into the plugin chain ([`BuntimeService`]).
+pub fn router(state: AppState) -> BuntimeService {
+    BuntimeService::new(core_router(state.clone()), state)
+}
+
+/// The core routes (with the plugin chain as the fallback for any other
+/// path, which [`BuntimeService`] normally sends there itself).
+fn core_router(state: AppState) -> Router {
     Router::new()
         .route("/_/api/health", get(api::health))
         .route("/_/api/health/live", get(api::live))
@@ -167,13 +176,13 @@ pub async fn serve_with(
     let plugins = state.plugins.clone();
     let flag = state.shutting_down.clone();
     let reclaimer = pools.spawn_reclaimer(Duration::from_secs(1));
-    let router = router(state);
+    let service = router(state);
     let shutdown = async move {
         shutdown.await;
         flag.store(true, Ordering::Relaxed);
         tracing::info!("shutting down: finishing in-flight requests");
     };
-    listener::run(listener, router, limits, shutdown, SHUTDOWN_GRACE).await;
+    listener::run(listener, service, limits, shutdown, SHUTDOWN_GRACE).await;
     reclaimer.abort();
     pools.shutdown().await;
     plugins.shutdown().await;

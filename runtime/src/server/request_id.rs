@@ -39,8 +39,18 @@ fn acceptable(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
-/// The middleware.
-pub(crate) async fn layer(mut req: Request, next: Next) -> Response {
+/// The middleware (for the core routes' `Router`).
+pub(crate) async fn layer(req: Request, next: Next) -> Response {
+    with_request_id(req, |req| next.run(req)).await
+}
+
+/// Gives `req` its id, runs `inner`, and puts the id on the response (and
+/// into a JSON error body that `inner` left as an [`ApiError`] extension).
+pub(crate) async fn with_request_id<F, Fut>(mut req: Request, inner: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
     let id = req
         .headers()
         .get(X_REQUEST_ID)
@@ -54,7 +64,7 @@ pub(crate) async fn layer(mut req: Request, next: Next) -> Response {
         req.headers_mut().insert(X_REQUEST_ID, v.clone());
     }
     req.extensions_mut().insert(RequestId(id));
-    let mut res = next.run(req).await;
+    let mut res = inner(req).await;
     if let Some(err) = res.extensions_mut().remove::<ApiError>() {
         let id = value.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("");
         let body = serde_json::json!({ "code": err.code, "message": err.message, "requestId": id });

@@ -88,7 +88,7 @@ impl GuestInstance {
             match state.deadline {
                 Some(deadline) if Instant::now() >= deadline => Ok(UpdateDeadline::Interrupt),
                 _ if state.direct => {
-                    state.ran_past_tick = true;
+                    state.ticks_past = state.ticks_past.saturating_add(1);
                     Ok(UpdateDeadline::Continue(1))
                 }
                 _ => Ok(UpdateDeadline::Yield(1)),

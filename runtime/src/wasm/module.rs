@@ -41,7 +41,7 @@ struct ModuleInner {
     /// own async ones).
     awaits: bool,
     wasi: bool,
-    /// Whether a direct call once ran past an epoch tick.
+    /// Whether a direct call once ran for more than an epoch tick.
     slow: SlowGuests,
     shared: Arc<EngineShared>,
 }
@@ -151,11 +151,11 @@ impl GuestModule {
         !self.inner.awaits && !self.inner.wasi && !self.inner.slow.is_slow() && stack_allows()
     }
 
-    /// Remembers that a direct call ran past an epoch tick: later calls use
-    /// the fiber, where a busy guest yields its worker.
+    /// Remembers that a direct call ran for more than a tick: later calls
+    /// use the fiber, where a busy guest yields its worker.
     pub(crate) fn mark_slow(&self) {
         if !self.inner.slow.is_slow() {
-            tracing::debug!(guest = %self.name(), "a call ran past one epoch tick; later calls run on a fiber");
+            tracing::debug!(guest = %self.name(), "a call ran for more than an epoch tick; later calls run on a fiber");
         }
         self.inner.slow.mark_slow();
     }

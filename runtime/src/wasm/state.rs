@@ -46,8 +46,8 @@ pub struct HostState {
     pub(crate) deadline: Option<Instant>,
     /// The current call runs without a fiber (it cannot yield).
     pub(crate) direct: bool,
-    /// The current direct call saw an epoch tick pass (it ran ≥ one tick).
-    pub(crate) ran_past_tick: bool,
+    /// Epoch checks the current direct call has met past its first deadline.
+    pub(crate) ticks_past: u8,
     pub(crate) guest_name: Arc<str>,
     pub(crate) wasi: Option<wasmtime_wasi::p1::WasiP1Ctx>,
     pub(crate) shared: Arc<EngineShared>,
@@ -92,7 +92,7 @@ impl HostState {
             grants: options.grants.clone(),
             deadline: None,
             direct: false,
-            ran_past_tick: false,
+            ticks_past: 0,
             guest_name,
             wasi: wasi.then(|| wasmtime_wasi::WasiCtxBuilder::new().build_p1()),
             shared,

@@ -8,7 +8,8 @@
 //! - the module imports no host function that waits (no `http_request`, no
 //!   WASI, no Buntime function registered with [`super::HostFunction::new`]),
 //!   so the guest can never need to suspend;
-//! - no earlier call of the module ran past one epoch tick ([`SlowGuests`]):
+//! - no earlier call of the module kept running a whole epoch tick past
+//!   its first epoch check ([`SlowGuests`]):
 //!   a guest known to compute for long goes back to the fiber, where it
 //!   yields its tokio worker at every tick. Only a module's first long call
 //!   holds its worker for its whole run, like any CPU-bound request;
@@ -76,9 +77,17 @@ impl SlowGuests {
     }
 }
 
+/// How many epoch checks a direct call must meet before its module counts
+/// as slow. One is not enough: a call that the OS deschedules for a few
+/// milliseconds (two busy threads per core under load) meets one check as
+/// soon as it runs again, however short it is, and would send a fast module
+/// to the fiber for good. A second check needs another whole tick of running.
+const SLOW_AFTER_CHECKS: u8 = 2;
+
 /// Runs `call` (a guest call or an instantiation) on this thread's stack,
-/// without a fiber. The first epoch check comes two ticks out, so only a
-/// call that ran at least one whole tick marks the module slow.
+/// without a fiber. The first epoch check comes two ticks out and each later
+/// one a tick after the last, so only a call that kept running for a whole
+/// tick after its first check marks the module slow.
 pub(crate) fn run_direct<R>(
     store: &mut Store<HostState>,
     module: &GuestModule,
@@ -89,7 +98,7 @@ pub(crate) fn run_direct<R>(
     let result = call(store);
     let state = store.data_mut();
     state.direct = false;
-    if std::mem::take(&mut state.ran_past_tick) {
+    if std::mem::take(&mut state.ticks_past) >= SLOW_AFTER_CHECKS {
         module.mark_slow();
     }
     result

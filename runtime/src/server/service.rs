@@ -1,0 +1,99 @@
+//! The service hyper calls for every request.
+//!
+//! The core routes (`/_/api/…`, `/_/metrics`, `/_/stats`, `/_/sse`,
+//! `/.well-known/buntime`) go through axum's `Router`. Every other request —
+//! apps and plugin routes, nearly all of the traffic — goes straight to the
+//! plugin chain: the router would only find no route and fall back to the
+//! same handler, after a route lookup, an `OriginalUri` extension, a clone of
+//! its boxed fallback service and the middleware's boxed futures, which under
+//! load were a few percent of a warm app request. Both paths get the same
+//! request id handling ([`super::request_id`]).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use tower::ServiceExt;
+
+use super::AppState;
+
+/// Whether `path` is one of the core routes that [`super::router`] serves.
+fn is_core(path: &str) -> bool {
+    path.starts_with("/_/api/")
+        || matches!(
+            path,
+            "/_/metrics" | "/_/stats" | "/_/sse" | "/.well-known/buntime"
+        )
+}
+
+/// The server: the core routes' `Router` and the shared state.
+///
+/// A `tower::Service` for any request body, so it serves hyper's
+/// connections and, in process, tests and benchmarks alike.
+#[derive(Clone, Debug)]
+pub struct BuntimeService {
+    core: Router,
+    state: AppState,
+}
+
+impl BuntimeService {
+    pub(crate) fn new(core: Router, state: AppState) -> Self {
+        Self { core, state }
+    }
+}
+
+impl<B> tower::Service<http::Request<B>> for BuntimeService
+where
+    B: axum::body::HttpBody<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let req: Request = req.map(Body::new);
+        if is_core(req.uri().path()) {
+            let core = self.core.clone();
+            Box::pin(core.oneshot(req))
+        } else {
+            let state = self.state.clone();
+            Box::pin(async move {
+                Ok(super::request_id::with_request_id(req, |req| {
+                    super::pipeline::handle(State(state), req)
+                })
+                .await)
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_core;
+
+    #[test]
+    fn core_routes_and_everything_else() {
+        for core in [
+            "/_/api/health",
+            "/_/api/plugins/reload",
+            "/_/metrics",
+            "/_/sse",
+            "/.well-known/buntime",
+        ] {
+            assert!(is_core(core), "{core}");
+        }
+        for chain in ["/", "/hello/", "/_/keyval/x", "/_/metrics/x", "/_/api"] {
+            assert!(!is_core(chain), "{chain}");
+        }
+    }
+}
