@@ -319,6 +319,50 @@ async fn short_calls_run_without_a_fiber_and_a_long_one_moves_its_module_to_one(
     assert_eq!(counts(), (4, 1));
 }
 
+/// A guest whose `run` calls the host's `nap` once and then loops a little,
+/// so it meets an epoch check after the host call returns; `spin` loops for
+/// `n` iterations.
+const NAPPER: &str = r#"
+(module
+  (import "extism:host/user" "nap" (func $nap (param i64) (result i64)))
+  (memory (export "memory") 1)
+  (func $count (param $n i32)
+    (loop $l
+      (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+      (br_if $l (i32.gt_s (local.get $n) (i32.const 0)))))
+  (func (export "run") (result i32)
+    (drop (call $nap (i64.const 0)))
+    (call $count (i32.const 1000))
+    (i32.const 0)))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_call_held_up_once_keeps_its_module_off_the_fiber() {
+    use buntime::wasm::{EngineConfig, HostFunction, ResultEncoding};
+    // The host function blocks for three epoch ticks: to the guest that is
+    // what being descheduled by a busy machine looks like.
+    let tick = buntime::wasm::DEFAULT_EPOCH_TICK;
+    let nap = HostFunction::ungated_sync("nap", 1, ResultEncoding::Raw, move |_, _| {
+        std::thread::sleep(tick * 3);
+        Ok(None)
+    });
+    let engine = support::engine_with(EngineConfig::default().host_function(nap));
+    let module = engine
+        .load(
+            NAPPER.as_bytes(),
+            GuestOptions::new("napper").timeout(TIMEOUT),
+        )
+        .expect("load napper");
+    let stats = engine.stats();
+    let counts = || (stats.direct_calls.get(), stats.fiber_calls.get());
+    let mut instance = module.instantiate().await.expect("instantiate");
+    for _ in 0..3 {
+        instance.call("run", Vec::new()).await.expect("run");
+    }
+    // Each call met one epoch check late; none kept computing for a tick.
+    assert_eq!(counts(), (3, 0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guard_page_bounds_checks_contain_the_same_attacks() {
     // The default engine checks bounds explicitly; `RUNTIME_WASM_GUARD_PAGES=1`
