@@ -22,7 +22,9 @@ RUNTIME_WORKER_DIRS="$work/apps" RUNTIME_PLUGIN_DIRS="$work/none" RUNTIME_CACHE_
     RUNTIME_POOL_SIZE=$((n * 2)) RUNTIME_LOG_LEVEL=warn PORT=18099 target/release/buntime serve >/dev/null &
 pid=$!
 for _ in $(seq 100); do curl -sf http://127.0.0.1:18099/_/api/health/live >/dev/null 2>&1 && break; sleep 0.1; done
-rss() { echo $(( $(ps -o rss= -p "$pid") / 1024 )); }
+# Resident memory once it has settled: what start-up and loading left freed
+# goes back to the kernel within a second or two (jemalloc's decay).
+rss() { sleep 3; echo $(( $(ps -o rss= -p "$pid") / 1024 )); }
 before=$(rss)
 for i in $(seq "$n"); do curl -sf "http://127.0.0.1:18099/app$i/" >/dev/null; done
 warm=$(curl -sf http://127.0.0.1:18099/_/metrics | sed -n 's/.*"apps":\([0-9]*\).*/\1/p')
