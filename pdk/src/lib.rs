@@ -34,6 +34,8 @@ pub mod guest;
 pub mod io;
 #[cfg(target_arch = "wasm32")]
 pub mod plugin;
+#[cfg(target_arch = "wasm32")]
+pub mod vars;
 
 #[doc(hidden)]
 pub use serde_json;

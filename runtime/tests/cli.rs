@@ -79,7 +79,7 @@ fn serve_answers_and_exits_cleanly_on_sigterm() {
     install(
         dir.path(),
         "hello/1.0.0",
-        Some(r#"{ env: { GREETING: "Hey" } }"#),
+        Some(r#"{ ttl: "1m", env: { GREETING: "Hey" } }"#),
     );
     let mut child = Command::new(BIN)
         .env("RUNTIME_WORKER_DIRS", dir.path())
@@ -101,6 +101,9 @@ fn serve_answers_and_exits_cleanly_on_sigterm() {
     let body = http_get(port, "/hello@1/");
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
     assert!(body.contains("Hey! You asked for GET /"), "{body}");
+    // The warm instance keeps its count in an Extism var.
+    let again = http_get(port, "/hello@1/");
+    assert!(again.contains("has served 2 request(s)"), "{again}");
 
     let pid = child.id().to_string();
     let status = Command::new("kill")
