@@ -126,6 +126,7 @@ async fn serve() -> anyhow::Result<ExitCode> {
     let config = EngineConfig {
         cache_dir: env.cache_dir.clone(),
         guard_pages: env.guard_pages,
+        perf_map: env.perf_map,
         host_functions: crate::server::host_functions(),
         ..EngineConfig::default()
     };

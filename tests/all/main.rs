@@ -7,5 +7,6 @@ mod grants;
 mod hostile;
 mod parity;
 mod plugins;
+mod profiling;
 mod server;
 mod support;

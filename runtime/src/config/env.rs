@@ -15,6 +15,7 @@
 //! | `RUNTIME_CONFIG` | `./buntime.jsonc` (optional there) | the plugin configuration file |
 //! | `RUNTIME_CACHE_DIR` | `$XDG_CACHE_HOME/buntime` | compiled-module cache (`off` disables it) |
 //! | `RUNTIME_WASM_GUARD_PAGES` | `0` | `1`: bounds-check guest memory with guard pages instead of explicit checks |
+//! | `RUNTIME_WASM_PERF_MAP` | `0` | `1`: name compiled guest functions for `perf` (`/tmp/perf-<pid>.map`) |
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -51,6 +52,8 @@ pub struct RuntimeEnv {
     pub cache_dir: Option<PathBuf>,
     /// `RUNTIME_WASM_GUARD_PAGES`: guard pages instead of explicit bounds checks.
     pub guard_pages: bool,
+    /// `RUNTIME_WASM_PERF_MAP`: write a perf map of compiled guest code.
+    pub perf_map: bool,
     /// `buntime.jsonc` (from `RUNTIME_CONFIG`, else in the working directory).
     pub config_file: PathBuf,
     /// Whether `RUNTIME_CONFIG` named the file (then it must exist).
@@ -131,16 +134,16 @@ impl RuntimeEnv {
                 }
             },
         };
-        let guard_pages = match var("RUNTIME_WASM_GUARD_PAGES") {
-            None | Some("0" | "false" | "off") => false,
-            Some("1" | "true" | "on") => true,
-            Some(other) => {
-                return Err(err(
-                    "RUNTIME_WASM_GUARD_PAGES",
-                    format!("`{other}` is not one of 1, 0, true, false, on, off"),
-                ));
-            }
+        let flag = |name: &str| match var(name) {
+            None | Some("0" | "false" | "off") => Ok(false),
+            Some("1" | "true" | "on") => Ok(true),
+            Some(other) => Err(err(
+                name,
+                format!("`{other}` is not one of 1, 0, true, false, on, off"),
+            )),
         };
+        let guard_pages = flag("RUNTIME_WASM_GUARD_PAGES")?;
+        let perf_map = flag("RUNTIME_WASM_PERF_MAP")?;
         let cache_dir = match var("RUNTIME_CACHE_DIR") {
             Some("off") => None,
             Some(dir) => Some(PathBuf::from(dir)),
@@ -218,6 +221,7 @@ impl RuntimeEnv {
             environment,
             cache_dir,
             guard_pages,
+            perf_map,
             config_file,
             config_file_explicit,
         })
@@ -269,6 +273,7 @@ mod tests {
             ("RUNTIME_MAX_TENANTS", "0"),
             ("RUNTIME_MAX_TENANTS", "lots"),
             ("RUNTIME_WASM_GUARD_PAGES", "maybe"),
+            ("RUNTIME_WASM_PERF_MAP", "yes"),
         ] {
             let e = env(&[base, (k, v)]).unwrap_err();
             assert!(e.to_string().starts_with(k), "{e}");

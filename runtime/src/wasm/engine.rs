@@ -69,6 +69,10 @@ pub struct EngineConfig {
     /// what a fresh instance per request (`ttl: 0`) costs; the explicit
     /// checks cost compute-heavy guests a few percent. `RUNTIME_WASM_GUARD_PAGES=1`.
     pub guard_pages: bool,
+    /// Write `/tmp/perf-<pid>.map` naming every compiled guest function, so
+    /// `perf` shows guest frames by name (guests built with their name
+    /// section, e.g. Rust with `strip = false`). `RUNTIME_WASM_PERF_MAP=1`.
+    pub perf_map: bool,
     /// Epoch tick.
     pub epoch_tick: Duration,
     /// Host functions offered to guests in `extism:host/user`.
@@ -84,6 +88,7 @@ impl Default for EngineConfig {
             pooling: true,
             fuel: false,
             guard_pages: false,
+            perf_map: false,
             epoch_tick: DEFAULT_EPOCH_TICK,
             host_functions: Vec::new(),
         }
@@ -325,6 +330,9 @@ fn wasmtime_config(config: &EngineConfig, slots: Option<u32>) -> wasmtime::Confi
         .consume_fuel(config.fuel)
         .memory_init_cow(true)
         .max_wasm_stack(512 << 10);
+    if config.perf_map {
+        c.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     if !config.guard_pages {
         // Explicit bounds checks: no protections to reset when a slot is reused.
         c.signals_based_traps(false).memory_guard_size(0);
