@@ -7,32 +7,34 @@
 
 use wasmtime::{Caller, Linker};
 
+use super::super::arena::Arena;
 use super::super::state::HostState;
 use super::{ENV_NAMESPACE, guest_fault};
 
 type Cx<'a> = Caller<'a, HostState>;
 
-fn key(state: &HostState, function: &str, handle: i64) -> wasmtime::Result<String> {
-    let bytes = state
-        .arena
+/// The key in block `handle`, borrowed from the arena.
+fn key<'a>(arena: &'a Arena, function: &str, handle: i64) -> wasmtime::Result<&'a str> {
+    let bytes = arena
         .block(handle as u64)
         .map_err(|e| guest_fault(function, e))?;
-    std::str::from_utf8(bytes)
-        .map(str::to_owned)
-        .map_err(|_| guest_fault(function, "the key is not valid UTF-8"))
+    std::str::from_utf8(bytes).map_err(|_| guest_fault(function, "the key is not valid UTF-8"))
 }
 
+// The functions borrow the state's fields apart (config, vars, arena) rather
+// than cloning: a guest reads its config and vars on every request, and the
+// config map is one `Arc` shared by every instance of the module, so a clone
+// per call was a reference count bounced between the cores.
 pub(super) fn link(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
     l.func_wrap(
         ENV_NAMESPACE,
         "config_get",
         |mut c: Cx<'_>, h: i64| -> wasmtime::Result<i64> {
-            let state = c.data_mut();
-            let key = key(state, "config_get", h)?;
-            state.arena.free(h as u64);
-            let config = state.config.clone();
-            Ok(match config.get(&key) {
-                Some(v) => state.arena.alloc_bytes(v.as_bytes()).unwrap_or(0) as i64,
+            let HostState { config, arena, .. } = c.data_mut();
+            let value = config.get(key(arena, "config_get", h)?);
+            arena.free(h as u64);
+            Ok(match value {
+                Some(v) => arena.alloc_bytes(v.as_bytes()).unwrap_or(0) as i64,
                 None => 0,
             })
         },
@@ -41,11 +43,10 @@ pub(super) fn link(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         ENV_NAMESPACE,
         "var_get",
         |mut c: Cx<'_>, h: i64| -> wasmtime::Result<i64> {
-            let state = c.data_mut();
-            let key = key(state, "var_get", h)?;
-            state.arena.free(h as u64);
-            let HostState { vars, arena, .. } = state;
-            Ok(match vars.get(&key) {
+            let HostState { vars, arena, .. } = c.data_mut();
+            let value = vars.get(key(arena, "var_get", h)?);
+            arena.free(h as u64);
+            Ok(match value {
                 Some(v) => arena.alloc_bytes(v).unwrap_or(0) as i64,
                 None => 0,
             })
@@ -55,40 +56,52 @@ pub(super) fn link(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         ENV_NAMESPACE,
         "var_set",
         |mut c: Cx<'_>, k: i64, v: i64| -> wasmtime::Result<()> {
-            let state = c.data_mut();
-            if state.max_var_bytes == 0 {
+            let HostState {
+                vars,
+                arena,
+                max_var_bytes,
+                ..
+            } = c.data_mut();
+            if *max_var_bytes == 0 {
                 return Err(guest_fault("var_set", "vars are disabled for this guest"));
             }
-            let key = key(state, "var_set", k)?;
+            let key = key(arena, "var_set", k)?;
             if v == 0 {
-                state.vars.remove(&key);
-                state.arena.free(k as u64);
+                vars.remove(key);
+                arena.free(k as u64);
                 return Ok(());
             }
-            let value = state
-                .arena
+            let value = arena
                 .block(v as u64)
-                .map_err(|e| guest_fault("var_set", e))?
-                .to_vec();
+                .map_err(|e| guest_fault("var_set", e))?;
             let entry = |k: &str, v: &[u8]| k.len() + v.len() + 2 * std::mem::size_of::<Vec<u8>>();
-            let used: usize = state
-                .vars
+            let used: usize = vars
                 .iter()
-                .filter(|(name, _)| **name != key)
+                .filter(|(name, _)| name.as_str() != key)
                 .map(|(k, v)| entry(k, v))
                 .sum();
-            if used + entry(&key, &value) > state.max_var_bytes {
+            if used + entry(key, value) > *max_var_bytes {
                 return Err(guest_fault(
                     "var_set",
                     format!(
                         "the variable store is full ({} bytes at most)",
-                        state.max_var_bytes
+                        max_var_bytes
                     ),
                 ));
             }
-            state.arena.free(v as u64);
-            state.arena.free(k as u64);
-            state.vars.insert(key, value);
+            // An existing var keeps its buffer; only a new key allocates.
+            match vars.get_mut(key) {
+                Some(old) => {
+                    old.clear();
+                    old.extend_from_slice(value);
+                }
+                None => {
+                    let (key, value) = (key.to_owned(), value.to_vec());
+                    vars.insert(key, value);
+                }
+            }
+            arena.free(v as u64);
+            arena.free(k as u64);
             Ok(())
         },
     )?;
