@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::Request;
 use buntime::plugins::PluginSources;
-use buntime::server::{AppState, ConnectionLimits, host_functions, router, serve_with};
+use buntime::server::{AppState, ConnectionLimits, host_functions, serve_with, service};
 use buntime::wasm::{Engine, EngineConfig};
 use buntime_fixtures as fx;
 use bytes::Bytes;
@@ -283,7 +283,7 @@ async fn sql_overhead() {
     .expect("manifest");
     std::fs::copy(fx::PLUGIN_KIT, plugin.join("plugin.wasm")).expect("wasm");
     let state = state(root, false).await;
-    let app = router(state);
+    let app = service(state);
     let call = |body: &'static str| {
         let app = app.clone();
         async move {

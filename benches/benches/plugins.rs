@@ -12,7 +12,7 @@ use std::path::Path;
 use axum::body::Body;
 use axum::http::Request;
 use buntime::plugins::PluginSources;
-use buntime::server::{AppState, host_functions, router};
+use buntime::server::{AppState, host_functions, service};
 use buntime::wasm::{Engine, EngineConfig};
 use buntime_fixtures as fx;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -70,7 +70,7 @@ fn chain(c: &mut Criterion) {
     for (label, n) in [("0_plugins", 0), ("1_noop", 1), ("5_noop", 5)] {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = state(&rt, dir.path(), n);
-        let app = router(state.clone());
+        let app = service(state.clone());
         let request = || {
             Request::get("/hello/")
                 .header("host", "localhost")

@@ -78,30 +78,12 @@ impl<T> IdleLists<T> {
         self.len() == 0
     }
 
-    /// Removes and returns the items for which `leave` holds.
-    pub fn take_where(&self, mut leave: impl FnMut(&T) -> bool) -> Vec<T> {
-        let mut taken = Vec::new();
-        for list in &self.lists {
-            let mut list = list.lock();
-            let (go, keep): (Vec<T>, Vec<T>) = list.drain(..).partition(&mut leave);
-            *list = keep;
-            taken.extend(go);
-        }
-        taken
-    }
-
     /// Removes and returns every item.
     pub fn take_all(&self) -> Vec<T> {
-        self.take_where(|_| true)
-    }
-
-    /// `f` of every item.
-    pub fn map<R>(&self, mut f: impl FnMut(&T) -> R) -> Vec<R> {
-        let mut out = Vec::new();
-        for list in &self.lists {
-            out.extend(list.lock().iter().map(&mut f));
-        }
-        out
+        self.lists
+            .iter()
+            .flat_map(|l| l.lock().split_off(0))
+            .collect()
     }
 }
 
@@ -131,18 +113,16 @@ mod tests {
     }
 
     #[test]
-    fn take_where_leaves_the_rest() {
-        let idle = IdleLists::default();
-        for n in 0..6 {
-            idle.push(n);
-        }
-        let mut odd = idle.take_where(|n| n % 2 == 1);
-        odd.sort();
-        assert_eq!(odd, vec![1, 3, 5]);
-        let mut rest = idle.map(|n| *n);
-        rest.sort();
-        assert_eq!(rest, vec![0, 2, 4]);
-        assert_eq!(idle.take_all().len(), 3);
+    fn take_all_empties_every_thread_s_list() {
+        let idle = std::sync::Arc::new(IdleLists::default());
+        idle.push(0);
+        let other = idle.clone();
+        std::thread::spawn(move || other.push(1))
+            .join()
+            .expect("thread");
+        let mut all = idle.take_all();
+        all.sort();
+        assert_eq!(all, vec![0, 1]);
         assert!(idle.is_empty());
     }
 }

@@ -130,12 +130,13 @@ pub fn host_functions() -> Vec<HostFunction> {
 
 /// The server's service: the core routes below, everything else straight
 /// into the plugin chain ([`BuntimeService`]).
-pub fn router(state: AppState) -> BuntimeService {
+pub fn service(state: AppState) -> BuntimeService {
     BuntimeService::new(core_router(state.clone()), state)
 }
 
 /// The core routes (with the plugin chain as the fallback for any other
-/// path, which [`BuntimeService`] normally sends there itself).
+/// path, which [`BuntimeService`] normally sends there itself). A path added
+/// here outside `/_/api/` must be added to `service::is_core` as well.
 fn core_router(state: AppState) -> Router {
     Router::new()
         .route("/_/api/health", get(api::health))
@@ -176,7 +177,7 @@ pub async fn serve_with(
     let plugins = state.plugins.clone();
     let flag = state.shutting_down.clone();
     let reclaimer = pools.spawn_reclaimer(Duration::from_secs(1));
-    let service = router(state);
+    let service = service(state);
     let shutdown = async move {
         shutdown.await;
         flag.store(true, Ordering::Relaxed);

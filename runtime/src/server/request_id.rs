@@ -99,14 +99,12 @@ mod tests {
         let a = super::generate();
         let b = super::generate();
         assert_ne!(a, b);
-        for id in [&a, &b] {
+        // The counter: at least eight hex digits after the last `-`.
+        let [na, nb] = [&a, &b].map(|id| {
             assert!(super::acceptable(id), "{id}");
             let counter = id.rsplit('-').next().unwrap_or_default();
             assert!(counter.len() >= 8, "{id}");
-            assert!(u64::from_str_radix(counter, 16).is_ok(), "{id}");
-        }
-        let [na, nb] = [&a, &b].map(|id| {
-            u64::from_str_radix(id.rsplit('-').next().unwrap_or_default(), 16).unwrap_or(0)
+            u64::from_str_radix(counter, 16).unwrap_or_else(|e| panic!("{id}: {e}"))
         });
         assert!(nb > na, "{a} then {b}");
     }

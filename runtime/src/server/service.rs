@@ -22,7 +22,7 @@ use tower::ServiceExt;
 
 use super::AppState;
 
-/// Whether `path` is one of the core routes that [`super::router`] serves.
+/// Whether `path` is one of the core routes (`core_router` in `server/mod.rs`).
 fn is_core(path: &str) -> bool {
     path.starts_with("/_/api/")
         || matches!(
@@ -85,8 +85,12 @@ mod tests {
     fn core_routes_and_everything_else() {
         for core in [
             "/_/api/health",
+            "/_/api/health/live",
+            "/_/api/apps",
+            "/_/api/plugins",
             "/_/api/plugins/reload",
             "/_/metrics",
+            "/_/stats",
             "/_/sse",
             "/.well-known/buntime",
         ] {
