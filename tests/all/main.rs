@@ -5,6 +5,7 @@ mod app_body;
 mod cache;
 mod grants;
 mod hostile;
+mod inline_access;
 mod parity;
 mod plugins;
 mod profiling;

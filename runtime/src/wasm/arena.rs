@@ -1,17 +1,37 @@
-//! The host-side memory that backs the Extism ABI's "memory blocks".
+//! The memory that backs the Extism ABI's "memory blocks".
 //!
 //! In the reference Extism runtime these blocks live in the linear memory of a
-//! separate "kernel" WASM module. Buntime keeps them in a plain byte vector owned
-//! by the store instead: every `extism:host/env` memory function becomes a
-//! bounds-checked slice access in native code, with no second module to
-//! instantiate and no cross-module calls. Handles are offsets into this arena;
-//! offset `0` is never handed out, so it keeps its ABI meaning of "null / none".
+//! separate "kernel" WASM module, which allocates them. Buntime allocates them
+//! on the host: the block table is this struct, in Rust, and the bytes live in
+//! a second linear memory that the load-time rewrite (`rewrite.rs`) adds to
+//! every module. Handles are offsets into that memory; offset `0` is never
+//! handed out, so it keeps its ABI meaning of "null / none".
+//!
+//! Keeping the bytes in guest-addressable memory is what lets the rewrite
+//! compile the PDKs' eight-byte loads and stores inline. For that, the first
+//! [`RESERVED`] bytes are a header this arena keeps current and the inline
+//! accessors read: the end of the bytes in use ([`HEADER_USED`]) and where the
+//! copy of the call's input is ([`HEADER_INPUT_BASE`], [`HEADER_INPUT_LEN`]; a
+//! length of 0 until the input is copied). The guest cannot write the header:
+//! the accessors refuse offsets below [`RESERVED`], as the host does.
 //!
 //! The arena is reset at the start of every call, as the Extism kernel is, so a
 //! long-lived instance does not accumulate garbage between calls.
 
-/// Bytes reserved at the start of the arena so that no block starts at offset 0.
-const RESERVED: usize = 8;
+use std::ptr::NonNull;
+
+/// Header field: end of the bytes in use (`u64`, little-endian).
+pub(crate) const HEADER_USED: u64 = 0;
+/// Header field: offset of the input's copy, when there is one.
+pub(crate) const HEADER_INPUT_BASE: u64 = 8;
+/// Header field: length of the input's copy; 0 while there is none.
+pub(crate) const HEADER_INPUT_LEN: u64 = 16;
+/// Bytes reserved at the start of the arena (the header), so that no block
+/// starts at offset 0.
+pub(crate) const RESERVED: usize = 32;
+
+/// The size of a WASM page, the arena memory's unit of growth.
+const PAGE: usize = 64 << 10;
 
 /// Smallest block split off a freed block for reuse; smaller remainders stay with
 /// the block (the same policy as the Extism kernel).
@@ -35,6 +55,17 @@ pub enum ArenaError {
     InvalidHandle(u64),
 }
 
+/// Whether an allocation of some size fits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Room {
+    /// It fits in the memory as it is.
+    Fits,
+    /// It fits once the arena memory has grown by this many pages.
+    Grow(u64),
+    /// It would pass the arena's limit.
+    Full,
+}
+
 /// A live or freed allocation.
 #[derive(Debug, Clone, Copy)]
 struct Block {
@@ -45,7 +76,71 @@ struct Block {
     live: bool,
 }
 
-/// Block allocator over a growable byte vector, capped at a byte limit.
+/// Where the arena's bytes are.
+enum Backing {
+    /// A vector of the arena's own, which grows as needed: an arena not (yet)
+    /// attached to an instance's memory (unit tests, examples).
+    Owned(Vec<u8>),
+    /// The instance's arena memory, `len` bytes at `base`.
+    ///
+    /// A raw view rather than `wasmtime::Memory::data_mut`, which needs the
+    /// whole store borrowed: host functions reach the arena through the
+    /// store's data, and the bytes must be there too. This is sound because
+    /// the memory belongs to the same store as this arena and outlives it;
+    /// only the rewrite's accessors (guest code that runs while no host code
+    /// does) and this arena touch it; and the view is refreshed after every
+    /// growth, the only thing that can move or resize it ([`Arena::remap`]).
+    Wasm {
+        memory: wasmtime::Memory,
+        base: NonNull<u8>,
+        len: usize,
+    },
+}
+
+// SAFETY: the view points into memory owned by the store that owns this
+// arena, and moves between threads with it; it is never shared.
+#[allow(
+    unsafe_code,
+    reason = "the arena's view of its wasm memory (see `Backing::Wasm`)"
+)]
+unsafe impl Send for Backing {}
+
+impl std::fmt::Debug for Backing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Owned(v) => f.debug_tuple("Owned").field(&v.len()).finish(),
+            Self::Wasm { len, .. } => f.debug_struct("Wasm").field("len", len).finish(),
+        }
+    }
+}
+
+#[allow(
+    unsafe_code,
+    reason = "the arena's view of its wasm memory (see `Backing::Wasm`)"
+)]
+impl Backing {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Owned(v) => v,
+            // SAFETY: see `Backing::Wasm`.
+            Self::Wasm { base, len, .. } => unsafe {
+                std::slice::from_raw_parts(base.as_ptr(), *len)
+            },
+        }
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        match self {
+            Self::Owned(v) => v,
+            // SAFETY: see `Backing::Wasm`.
+            Self::Wasm { base, len, .. } => unsafe {
+                std::slice::from_raw_parts_mut(base.as_ptr(), *len)
+            },
+        }
+    }
+}
+
+/// Block allocator over the arena's bytes, capped at a byte limit.
 ///
 /// ```
 /// use buntime::wasm::Arena;
@@ -56,7 +151,9 @@ struct Block {
 /// ```
 #[derive(Debug)]
 pub struct Arena {
-    bytes: Vec<u8>,
+    backing: Backing,
+    /// End of the bytes in use (the next fresh block starts here).
+    used: usize,
     /// Every block by offset, sorted: a new block always starts past the
     /// last one and a split inserts right after its parent, so a binary
     /// search finds a handle with no hashing (a call makes a few blocks).
@@ -69,41 +166,153 @@ pub struct Arena {
 impl Arena {
     /// Creates an empty arena that never grows beyond `limit` bytes.
     pub fn new(limit: usize) -> Self {
-        Self {
-            bytes: vec![0; RESERVED],
+        let mut arena = Self {
+            backing: Backing::Owned(vec![0; RESERVED]),
+            used: RESERVED,
             blocks: Vec::new(),
             free: Vec::new(),
             limit: limit.max(RESERVED),
+        };
+        arena.write_header(HEADER_USED, RESERVED as u64);
+        arena
+    }
+
+    /// Moves the arena into an instance's arena memory (`len` bytes at
+    /// `base`), which from now on holds its bytes and grows by `memory.grow`.
+    ///
+    /// # Safety
+    ///
+    /// `base` and `len` must be `memory`'s current data pointer and size,
+    /// `memory` must belong to the store that owns this arena, and nothing
+    /// but this arena and the rewrite's accessors may use it.
+    #[allow(
+        unsafe_code,
+        reason = "the arena's view of its wasm memory (see `Backing::Wasm`)"
+    )]
+    pub(crate) unsafe fn attach(&mut self, memory: wasmtime::Memory, base: *mut u8, len: usize) {
+        let Some(base) = NonNull::new(base) else {
+            return;
+        };
+        if len < RESERVED {
+            return;
+        }
+        // The arena can use what fits in whole pages below its limit.
+        self.limit = self.limit.max(PAGE) / PAGE * PAGE;
+        self.backing = Backing::Wasm { memory, base, len };
+        self.reset();
+    }
+
+    /// Refreshes the view of the arena memory after it grew.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Arena::attach`], with the memory's new pointer and size.
+    #[allow(
+        unsafe_code,
+        reason = "the arena's view of its wasm memory (see `Backing::Wasm`)"
+    )]
+    pub(crate) unsafe fn remap(&mut self, base: *mut u8, new_len: usize) {
+        if let Backing::Wasm { base: b, len, .. } = &mut self.backing
+            && let Some(base) = NonNull::new(base)
+        {
+            *b = base;
+            *len = new_len;
+        }
+    }
+
+    /// The arena memory, once attached.
+    pub(crate) fn memory(&self) -> Option<wasmtime::Memory> {
+        match &self.backing {
+            Backing::Wasm { memory, .. } => Some(*memory),
+            Backing::Owned(_) => None,
         }
     }
 
     /// Drops every block; called at the start of each guest call.
     pub fn reset(&mut self) {
-        self.bytes.truncate(RESERVED);
+        self.used = RESERVED;
+        if let Backing::Owned(v) = &mut self.backing {
+            v.truncate(RESERVED);
+        }
         self.blocks.clear();
         self.free.clear();
+        self.write_header(HEADER_USED, RESERVED as u64);
+        self.write_header(HEADER_INPUT_LEN, 0);
+    }
+
+    fn write_header(&mut self, field: u64, value: u64) {
+        let at = field as usize;
+        self.backing.bytes_mut()[at..at + 8].copy_from_slice(&value.to_le_bytes());
+    }
+
+    /// Records that block `handle` holds a copy of the call's `len`-byte
+    /// input, so the inline input accessors read it there.
+    pub(crate) fn set_input_copy(&mut self, handle: u64, len: u64) {
+        self.write_header(HEADER_INPUT_BASE, handle);
+        self.write_header(HEADER_INPUT_LEN, len);
     }
 
     /// Bytes currently held (what counts against the limit).
     pub fn size(&self) -> usize {
-        self.bytes.len()
+        self.used
     }
 
-    /// Allocates a block of `len` bytes; returns `None` when the limit would be
-    /// exceeded (the ABI reports that to the guest as handle `0`) or `len` is 0.
+    /// Whether a block of `len` bytes fits now, after growth, or not at all.
+    pub(crate) fn room(&self, len: u64) -> Room {
+        if len == 0 || self.fits_freed(len) {
+            return Room::Fits;
+        }
+        let Some(end) = usize::try_from(len)
+            .ok()
+            .and_then(|len| self.used.checked_add(len))
+            .filter(|end| *end <= self.limit)
+        else {
+            return Room::Full;
+        };
+        match &self.backing {
+            Backing::Wasm { len: mapped, .. } if end > *mapped => {
+                Room::Grow((end - *mapped).div_ceil(PAGE) as u64)
+            }
+            _ => Room::Fits,
+        }
+    }
+
+    fn fits_freed(&self, len: u64) -> bool {
+        self.free
+            .iter()
+            .any(|h| self.get(*h).is_some_and(|b| b.capacity >= len))
+    }
+
+    /// Allocates a zeroed block of `len` bytes; returns `None` when it does
+    /// not fit (see [`Arena::room`]; the ABI reports that to the guest as
+    /// handle `0`) or `len` is 0.
     pub fn alloc(&mut self, len: u64) -> Option<u64> {
+        let handle = self.alloc_uninit(len)?;
+        let start = handle as usize;
+        self.backing.bytes_mut()[start..start + len as usize].fill(0);
+        Some(handle)
+    }
+
+    /// Allocates a block whose bytes are left as they were.
+    fn alloc_uninit(&mut self, len: u64) -> Option<u64> {
         if len == 0 {
             return None;
         }
         if let Some(handle) = self.reuse(len) {
             return Some(handle);
         }
-        let offset = self.bytes.len();
-        let new_len = offset.checked_add(usize::try_from(len).ok()?)?;
-        if new_len > self.limit {
+        let offset = self.used;
+        let end = offset.checked_add(usize::try_from(len).ok()?)?;
+        if end > self.limit {
             return None;
         }
-        self.bytes.resize(new_len, 0);
+        match &mut self.backing {
+            Backing::Owned(v) => v.resize(end, 0),
+            Backing::Wasm { len: mapped, .. } if end > *mapped => return None,
+            Backing::Wasm { .. } => {}
+        }
+        self.used = end;
+        self.write_header(HEADER_USED, end as u64);
         let handle = offset as u64;
         self.blocks.push((
             handle,
@@ -154,16 +363,14 @@ impl Arena {
         let block = &mut self.blocks[i].1;
         block.used = len;
         block.live = true;
-        let start = handle as usize;
-        self.bytes[start..start + len as usize].fill(0);
         Some(handle)
     }
 
     /// Copies `data` into a new block and returns its handle.
     pub fn alloc_bytes(&mut self, data: &[u8]) -> Option<u64> {
-        let handle = self.alloc(data.len() as u64)?;
+        let handle = self.alloc_uninit(data.len() as u64)?;
         let start = handle as usize;
-        self.bytes[start..start + data.len()].copy_from_slice(data);
+        self.backing.bytes_mut()[start..start + data.len()].copy_from_slice(data);
         Some(handle)
     }
 
@@ -197,11 +404,11 @@ impl Arena {
     /// A bounds-checked view of `len` bytes at `offset`.
     pub fn slice(&self, offset: u64, len: u64) -> Result<&[u8], ArenaError> {
         let range = self.range(offset, len)?;
-        Ok(&self.bytes[range])
+        Ok(&self.backing.bytes()[range])
     }
 
     fn range(&self, offset: u64, len: u64) -> Result<std::ops::Range<usize>, ArenaError> {
-        let size = self.bytes.len() as u64;
+        let size = self.used as u64;
         match offset.checked_add(len) {
             Some(end) if offset >= RESERVED as u64 && end <= size => {
                 Ok(offset as usize..end as usize)
@@ -214,7 +421,7 @@ impl Arena {
     #[inline]
     pub fn load_u8(&self, offset: u64) -> Result<u8, ArenaError> {
         let r = self.range(offset, 1)?;
-        Ok(self.bytes[r.start])
+        Ok(self.backing.bytes()[r.start])
     }
 
     /// Reads eight little-endian bytes.
@@ -222,7 +429,7 @@ impl Arena {
     pub fn load_u64(&self, offset: u64) -> Result<u64, ArenaError> {
         let r = self.range(offset, 8)?;
         let mut word = [0u8; 8];
-        word.copy_from_slice(&self.bytes[r]);
+        word.copy_from_slice(&self.backing.bytes()[r]);
         Ok(u64::from_le_bytes(word))
     }
 
@@ -230,7 +437,7 @@ impl Arena {
     #[inline]
     pub fn store_u8(&mut self, offset: u64, value: u8) -> Result<(), ArenaError> {
         let r = self.range(offset, 1)?;
-        self.bytes[r.start] = value;
+        self.backing.bytes_mut()[r.start] = value;
         Ok(())
     }
 
@@ -238,7 +445,7 @@ impl Arena {
     #[inline]
     pub fn store_u64(&mut self, offset: u64, value: u64) -> Result<(), ArenaError> {
         let r = self.range(offset, 8)?;
-        self.bytes[r].copy_from_slice(&value.to_le_bytes());
+        self.backing.bytes_mut()[r].copy_from_slice(&value.to_le_bytes());
         Ok(())
     }
 }
@@ -261,7 +468,7 @@ mod tests {
 
     #[test]
     fn the_limit_is_enforced() {
-        let mut a = Arena::new(64);
+        let mut a = Arena::new(100);
         assert!(a.alloc(40).is_some());
         assert_eq!(a.alloc(40), None);
     }

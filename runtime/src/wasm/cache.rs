@@ -33,6 +33,8 @@ impl ModuleCache {
         // cache miss, since a new toolchain means a new binary anyway.
         let mut h = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut h);
+        // The cache holds rewritten modules, keyed by the original's sha256.
+        super::rewrite::VERSION.hash(&mut h);
         Self {
             dir,
             engine_key: format!("{:016x}", h.finish()),

@@ -264,8 +264,13 @@ impl Engine {
         let (module, origin) = match cached {
             Some(m) => (m, ModuleOrigin::DiskCache),
             None => {
+                // Bytes that are not a core module go to wasmtime as they
+                // are: its error says precisely what is wrong with them.
+                let binary = wat::parse_bytes(wasm).unwrap_or(std::borrow::Cow::Borrowed(wasm));
+                let rewritten = super::rewrite::rewrite_module(&binary);
+                let bytes = rewritten.as_deref().unwrap_or(&binary);
                 let module =
-                    Module::new(&self.inner.engine, wasm).map_err(|e| LoadError::Compile {
+                    Module::new(&self.inner.engine, bytes).map_err(|e| LoadError::Compile {
                         guest: name.to_string(),
                         cause: e.into(),
                     })?;
@@ -329,6 +334,13 @@ fn wasmtime_config(config: &EngineConfig, slots: Option<u32>) -> wasmtime::Confi
     c.epoch_interruption(true)
         .consume_fuel(config.fuel)
         .memory_init_cow(true)
+        // Lets the rewrite's small accessors (rewrite.rs) be compiled into
+        // the guest's loops rather than called.
+        .compiler_inlining(wasmtime::Inlining::Yes)
+        // No wasm backtrace on traps: with inlined code, capturing one took
+        // wasmtime up to a second per trap in a debug build, and a guest can
+        // trap at will. The trap itself (its code and message) is kept.
+        .wasm_backtrace_max_frames(None)
         .max_wasm_stack(512 << 10);
     if config.perf_map {
         c.profiler(wasmtime::ProfilingStrategy::PerfMap);
@@ -340,7 +352,9 @@ fn wasmtime_config(config: &EngineConfig, slots: Option<u32>) -> wasmtime::Confi
     if let Some(slots) = slots {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_core_instances(slots)
-            .total_memories(slots)
+            // Each instance has its own memory and the arena's (rewrite.rs).
+            .total_memories(slots.saturating_mul(2))
+            .max_memories_per_module(2)
             .total_tables(slots)
             .total_stacks(slots)
             .max_memory_size(config.max_memory)

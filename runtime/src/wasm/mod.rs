@@ -15,6 +15,7 @@ mod host_fn;
 mod instance;
 mod module;
 mod options;
+mod rewrite;
 mod state;
 mod stats;
 mod sync_call;
@@ -31,5 +32,6 @@ pub use module::{GuestModule, ModuleOrigin};
 pub use options::{
     DEFAULT_MAX_HTTP_RESPONSE_BYTES, DEFAULT_MAX_VAR_BYTES, DEFAULT_MEMORY_LIMIT, GuestOptions,
 };
+pub use rewrite::{ARENA_EXPORT, RewriteError, rewrite_module};
 pub use state::HostState;
 pub use stats::EngineStats;

@@ -196,6 +196,18 @@ impl GuestModule {
         }
         .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
         inner.shared.stats.instances.add(1);
+        if let Some(arena) = instance.get_memory(&mut store, super::ARENA_EXPORT) {
+            let (base, len) = (arena.data_ptr(&store), arena.data_size(&store));
+            // SAFETY: the memory was just created in this store and is the
+            // rewrite's arena memory, which the guest's own code cannot name.
+            #[allow(
+                unsafe_code,
+                reason = "the arena's view of its wasm memory (see `Backing::Wasm`)"
+            )]
+            unsafe {
+                store.data_mut().arena.attach(arena, base, len)
+            };
+        }
         let mut guest = GuestInstance::new(store, instance, self.clone());
         guest.initialize_runtime().await?;
         Ok(guest)

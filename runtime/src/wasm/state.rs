@@ -29,7 +29,8 @@ pub(crate) struct OutputRange {
 pub struct HostState {
     pub(crate) arena: Arena,
     pub(crate) input: Bytes,
-    /// Arena copy of `input`, made lazily when a guest asks for `input_offset`.
+    /// Arena copy of `input`, made the first time the guest reads the input
+    /// (`Some(0)`: it did not fit).
     pub(crate) input_handle: Option<u64>,
     pub(crate) output: OutputRange,
     pub(crate) error: u64,
@@ -121,11 +122,6 @@ impl HostState {
     pub fn record_denial(&self, capability: Capability) {
         self.shared.stats.record_denial(capability.name());
         tracing::warn!(guest = %self.guest_name, capability = capability.name(), "capability denied");
-    }
-
-    /// Copies `data` into a new memory block; `None` when the arena is full.
-    pub fn alloc_bytes(&mut self, data: &[u8]) -> Option<u64> {
-        self.arena.alloc_bytes(data)
     }
 
     /// The bytes of the memory block at `handle`.

@@ -215,6 +215,9 @@ async fn idle_instances_are_reclaimed_while_others_stay_busy() {
         );
     })
     .await;
+    // The app compiles on its first request; with that out of the way the
+    // two below arrive together.
+    assert_eq!(get(&server.url("/busy/work?n=1")).await.status(), 200);
     // Two concurrent requests leave two warm instances.
     let url = server.url("/busy/work?n=100000000");
     let (a, b) = tokio::join!(get(&url), get(&url));

@@ -9,7 +9,7 @@ use wasmtime::{Caller, Linker};
 
 use super::super::arena::Arena;
 use super::super::state::HostState;
-use super::{ENV_NAMESPACE, guest_fault};
+use super::{ENV_NAMESPACE, blocks, guest_fault};
 
 type Cx<'a> = Caller<'a, HostState>;
 
@@ -34,7 +34,15 @@ pub(super) fn link(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             let value = config.get(key(arena, "config_get", h)?);
             arena.free(h as u64);
             Ok(match value {
-                Some(v) => arena.alloc_bytes(v.as_bytes()).unwrap_or(0) as i64,
+                Some(v) => match arena.alloc_bytes(v.as_bytes()) {
+                    Some(handle) => handle as i64,
+                    // The arena memory must grow first (rare: once per
+                    // instance at most, for a large value).
+                    None => {
+                        let v = v.clone();
+                        blocks::alloc_bytes(&mut c, v.as_bytes()).unwrap_or(0) as i64
+                    }
+                },
                 None => 0,
             })
         },
@@ -47,7 +55,13 @@ pub(super) fn link(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             let value = vars.get(key(arena, "var_get", h)?);
             arena.free(h as u64);
             Ok(match value {
-                Some(v) => arena.alloc_bytes(v).unwrap_or(0) as i64,
+                Some(v) => match arena.alloc_bytes(v) {
+                    Some(handle) => handle as i64,
+                    None => {
+                        let v = v.clone();
+                        blocks::alloc_bytes(&mut c, &v).unwrap_or(0) as i64
+                    }
+                },
                 None => 0,
             })
         },

@@ -42,9 +42,8 @@ pub(super) fn link(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         i32::from(c.data().http_status)
     })?;
     l.func_wrap(ENV_NAMESPACE, "http_headers", |mut c: Cx<'_>| -> i64 {
-        let state = c.data_mut();
-        let json = serde_json::to_vec(&state.http_headers).unwrap_or_default();
-        state.arena.alloc_bytes(&json).unwrap_or(0) as i64
+        let json = serde_json::to_vec(&c.data().http_headers).unwrap_or_default();
+        super::blocks::alloc_bytes(&mut c, &json).unwrap_or(0) as i64
     })?;
     Ok(())
 }
@@ -169,5 +168,5 @@ async fn http_request(c: &mut Cx<'_>, req_handle: i64, body_handle: i64) -> wasm
     let state = c.data_mut();
     state.http_status = status;
     state.http_headers = headers;
-    Ok(state.arena.alloc_bytes(&body).unwrap_or(0) as i64)
+    Ok(super::blocks::alloc_bytes(c, &body).unwrap_or(0) as i64)
 }

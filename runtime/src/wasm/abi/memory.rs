@@ -1,23 +1,31 @@
 //! Memory blocks, input, output and errors: the kernel half of the Extism ABI.
 //!
-//! These are the hottest host functions (the PDKs move data eight bytes per
-//! call), so each is a direct, bounds-checked access to the arena with no
-//! allocation. A bad offset is a trap naming the function, never a host panic.
+//! The PDKs move data eight bytes per call. The load-time rewrite
+//! (`rewrite.rs`) compiles `load_*`, `store_*` and `input_load_*` inline for
+//! every access inside the arena or the input's copy, so these functions see
+//! only the rest: the first input read of a call (which makes the copy), and
+//! accesses out of bounds, which trap naming the function — never a host panic.
 
 use wasmtime::{Caller, Linker};
 
 use super::super::state::HostState;
-use super::{ENV_NAMESPACE, guest_fault};
+use super::{ENV_NAMESPACE, blocks, guest_fault};
 
 type Cx<'a> = Caller<'a, HostState>;
 
 pub(super) fn link(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
     let ns = ENV_NAMESPACE;
     l.func_wrap(ns, "alloc", |mut c: Cx<'_>, n: i64| -> i64 {
-        c.data_mut().arena.alloc(n as u64).unwrap_or(0) as i64
+        blocks::alloc(&mut c, n as u64).unwrap_or(0) as i64
     })?;
     l.func_wrap(ns, "free", |mut c: Cx<'_>, h: i64| {
-        c.data_mut().arena.free(h as u64);
+        let state = c.data_mut();
+        if state.input_handle == Some(h as u64) {
+            // The block may be reused: the inline input reads must stop
+            // using it (the host still has the input).
+            state.arena.set_input_copy(0, 0);
+        }
+        state.arena.free(h as u64);
     })?;
     l.func_wrap(ns, "length", |c: Cx<'_>, h: i64| -> i64 {
         c.data().arena.length(h as u64) as i64
@@ -73,7 +81,8 @@ pub(super) fn link(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
     l.func_wrap(
         ns,
         "input_load_u8",
-        |c: Cx<'_>, off: i64| -> wasmtime::Result<i32> {
+        |mut c: Cx<'_>, off: i64| -> wasmtime::Result<i32> {
+            copy_input(&mut c);
             let input = &c.data().input;
             usize::try_from(off)
                 .ok()
@@ -90,7 +99,8 @@ pub(super) fn link(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
     l.func_wrap(
         ns,
         "input_load_u64",
-        |c: Cx<'_>, off: i64| -> wasmtime::Result<i64> {
+        |mut c: Cx<'_>, off: i64| -> wasmtime::Result<i64> {
+            copy_input(&mut c);
             let input = &c.data().input;
             usize::try_from(off)
                 .ok()
@@ -109,7 +119,7 @@ pub(super) fn link(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         },
     )?;
     l.func_wrap(ns, "input_offset", |mut c: Cx<'_>| -> i64 {
-        input_handle(c.data_mut()) as i64
+        copy_input(&mut c).unwrap_or(0) as i64
     })?;
     l.func_wrap(
         ns,
@@ -163,14 +173,21 @@ pub(super) fn link(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
     Ok(())
 }
 
-/// The input as a memory block, copied into the arena on first request (most
-/// PDKs read the input with `input_load_*` and never need this copy).
-fn input_handle(state: &mut HostState) -> u64 {
-    if let Some(h) = state.input_handle {
-        return h;
+/// The input as a memory block, copied into the arena the first time a
+/// call asks for it (by `input_offset`, or by the first `input_load_*`, after
+/// which the rewrite's inline accessors read the copy). `None` when the
+/// input is empty or does not fit under the memory limit; the `input_load_*`
+/// functions then read the host's copy.
+fn copy_input(c: &mut Cx<'_>) -> Option<u64> {
+    if let Some(h) = c.data().input_handle {
+        return Some(h).filter(|h| *h != 0);
     }
-    let input = state.input.clone();
-    let h = state.arena.alloc_bytes(&input).unwrap_or(0);
+    let input = c.data().input.clone();
+    let h = blocks::alloc_bytes(&mut *c, &input).unwrap_or(0);
+    let state = c.data_mut();
     state.input_handle = Some(h);
-    h
+    if h != 0 {
+        state.arena.set_input_copy(h, input.len() as u64);
+    }
+    Some(h).filter(|h| *h != 0)
 }

@@ -6,6 +6,7 @@
 //! Buntime's own functions in `extism:host/user`. Each area has its own file.
 //! See `docs/abi.md` for the guest's view of every function.
 
+mod blocks;
 mod body;
 mod bulk;
 mod config;

@@ -31,7 +31,7 @@ pub(super) fn link(l: &mut Linker<HostState>, functions: &[HostFunction]) -> was
                             Err(denial) => Err(denied(&denial)),
                             Ok(()) => run(c.data_mut(), &args(params)),
                         };
-                        results[0] = Val::I64(result_handle(&f, c.data_mut(), outcome)? as i64);
+                        results[0] = Val::I64(result_handle(&f, &mut c, outcome)? as i64);
                         Ok(())
                     },
                 )?;
@@ -52,7 +52,7 @@ pub(super) fn link(l: &mut Linker<HostState>, functions: &[HostFunction]) -> was
                                     InHostCall(future).await
                                 }
                             };
-                            results[0] = Val::I64(result_handle(&f, c.data_mut(), outcome)? as i64);
+                            results[0] = Val::I64(result_handle(&f, &mut c, outcome)? as i64);
                             Ok(())
                         })
                     },
@@ -74,7 +74,7 @@ fn denied(denial: &crate::capabilities::Denial) -> HostError {
 /// The result block's handle (0 for none); a raw function's error traps.
 fn result_handle(
     f: &HostFunction,
-    state: &mut HostState,
+    c: &mut Caller<'_, HostState>,
     outcome: HostOutput,
 ) -> wasmtime::Result<u64> {
     let bytes = match f.encoding {
@@ -83,7 +83,7 @@ fn result_handle(
             .map_err(|e| wasmtime::Error::msg(format!("{USER_NAMESPACE}::{}: {e}", f.name)))?,
     };
     Ok(match bytes {
-        Some(b) if !b.is_empty() => state.alloc_bytes(&b).ok_or_else(|| {
+        Some(b) if !b.is_empty() => super::blocks::alloc_bytes(c, &b).ok_or_else(|| {
             wasmtime::Error::msg(format!(
                 "{USER_NAMESPACE}::{}: the guest's memory limit leaves no room for a {}-byte result",
                 f.name,
