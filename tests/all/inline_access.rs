@@ -163,3 +163,18 @@ async fn the_arena_memory_keeps_instantiation_free_of_guest_code() {
             .unwrap_or_else(|e| panic!("`{name}` instantiates with little fuel: {e}"));
     }
 }
+
+/// A module that names a memory it does not define is refused at load with
+/// the compiler's message; it is never rewritten (the arena memory would
+/// otherwise take that index and the guest could reach it).
+#[test]
+fn a_module_naming_a_memory_it_lacks_does_not_load() {
+    let wat = r#"(module (memory 1)
+        (func (export "peek") (result i64) (i64.load 1 (i32.const 0))))"#;
+    let err = support::engine()
+        .load(wat.as_bytes(), GuestOptions::new("peek"))
+        .expect_err("an invalid module must not load");
+    let text = format!("{err:#}");
+    assert!(text.contains("`peek`"), "names the guest: {text}");
+    assert!(text.contains("memory"), "says what is wrong: {text}");
+}

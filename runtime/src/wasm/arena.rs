@@ -88,8 +88,10 @@ enum Backing {
     /// store's data, and the bytes must be there too. This is sound because
     /// the memory belongs to the same store as this arena and outlives it;
     /// only the rewrite's accessors (guest code that runs while no host code
-    /// does) and this arena touch it; and the view is refreshed after every
-    /// growth, the only thing that can move or resize it ([`Arena::remap`]).
+    /// does) and this arena touch it — the guest's own code cannot name it,
+    /// since modules are validated before the rewrite adds it, so nothing
+    /// but the host grows it; and the view is refreshed after every growth,
+    /// the only thing that can move or resize it ([`Arena::remap`]).
     Wasm {
         memory: wasmtime::Memory,
         base: NonNull<u8>,

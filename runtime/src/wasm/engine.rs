@@ -264,10 +264,15 @@ impl Engine {
         let (module, origin) = match cached {
             Some(m) => (m, ModuleOrigin::DiskCache),
             None => {
-                // Bytes that are not a core module go to wasmtime as they
-                // are: its error says precisely what is wrong with them.
+                // Bytes the rewrite cannot take go to wasmtime as they are:
+                // its error says precisely what is wrong with them, and a
+                // valid module it accepts still runs (its memory accessors
+                // stay host calls, over an arena in host memory).
                 let binary = wat::parse_bytes(wasm).unwrap_or(std::borrow::Cow::Borrowed(wasm));
                 let rewritten = super::rewrite::rewrite_module(&binary);
+                if let Err(e) = &rewritten {
+                    tracing::debug!(guest = %name, error = %e, "module not rewritten");
+                }
                 let bytes = rewritten.as_deref().unwrap_or(&binary);
                 let module =
                     Module::new(&self.inner.engine, bytes).map_err(|e| LoadError::Compile {

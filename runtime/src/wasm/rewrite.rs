@@ -21,8 +21,11 @@
 //!
 //! New functions, the memory and the export are appended, so no existing
 //! index moves and custom sections (names, producers) stay valid as they are.
-//! The guest's own code cannot name the new memory: only the functions added
-//! here touch it.
+//! The guest's own code cannot name the new memory: the module is validated
+//! before it is rewritten, so none of its instructions, segments or exports
+//! refers to a memory index past its own — only the functions added here
+//! touch the arena memory. (The host relies on that: it keeps a raw view of
+//! the memory, see `arena.rs`.)
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -93,6 +96,10 @@ pub struct RewriteError(String);
 /// assert!(out.windows(15).any(|w| w == buntime::wasm::ARENA_EXPORT.as_bytes()));
 /// ```
 pub fn rewrite_module(wasm: &[u8]) -> Result<Vec<u8>, RewriteError> {
+    // Invalid input could name the memory index the arena is about to take.
+    wasmparser::Validator::new()
+        .validate_all(wasm)
+        .map_err(|e| RewriteError(e.to_string()))?;
     let mut rewriter = Rewriter::default();
     let mut module = wasm_encoder::Module::new();
     rewriter
@@ -527,5 +534,16 @@ mod tests {
     #[test]
     fn what_is_not_a_core_module_is_an_error() {
         assert!(rewrite_module(b"not wasm").is_err());
+    }
+
+    #[test]
+    fn a_module_naming_a_memory_it_lacks_is_refused_not_given_the_arena() {
+        // Memory 1 does not exist here; after the rewrite it would be the arena.
+        let wasm = wat::parse_str(
+            r#"(module (memory 1)
+                (func (export "peek") (result i64) (i64.load 1 (i32.const 0))))"#,
+        )
+        .unwrap();
+        assert!(rewrite_module(&wasm).is_err());
     }
 }
