@@ -3,7 +3,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use wasmtime::{ExternType, InstancePre, Module, Store, ValType};
+use wasmtime::{Extern, ExternType, InstancePre, Module, ModuleExport, Store, ValType};
 
 use super::engine::EngineShared;
 use super::error::CallError;
@@ -41,6 +41,9 @@ struct ModuleInner {
     /// own async ones).
     awaits: bool,
     wasi: bool,
+    /// The rewrite's arena memory (`rewrite.rs`), found once here rather
+    /// than by name at every instantiation; `None` if it was not rewritten.
+    arena: Option<ModuleExport>,
     /// Whether a direct call once ran for more than an epoch tick.
     slow: SlowGuests,
     shared: Arc<EngineShared>,
@@ -93,8 +96,10 @@ impl GuestModule {
                 && shared.waiting_functions.contains(i.name()))
                 || (i.module() == super::abi::ENV_NAMESPACE && i.name() == "http_request")
         });
+        let arena = module.get_export_index(super::ARENA_EXPORT);
         Self {
             inner: Arc::new(ModuleInner {
+                arena,
                 module,
                 pre,
                 options,
@@ -196,7 +201,9 @@ impl GuestModule {
         }
         .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
         inner.shared.stats.instances.add(1);
-        if let Some(arena) = instance.get_memory(&mut store, super::ARENA_EXPORT) {
+        if let Some(export) = &inner.arena
+            && let Some(Extern::Memory(arena)) = instance.get_module_export(&mut store, export)
+        {
             let (base, len) = (arena.data_ptr(&store), arena.data_size(&store));
             // SAFETY: the memory was just created in this store and is the
             // rewrite's arena memory, which the guest's own code cannot name.

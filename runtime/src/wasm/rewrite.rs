@@ -27,7 +27,6 @@
 //! touch the arena memory. (The host relies on that: it keeps a raw view of
 //! the memory, see `arena.rs`.)
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 
 use wasm_encoder::reencode::{self, Reencode};
@@ -58,6 +57,24 @@ enum Accessor {
 }
 
 impl Accessor {
+    /// Bytes accessed.
+    fn width(self) -> i64 {
+        match self {
+            Self::LoadU8 | Self::StoreU8 | Self::InputLoadU8 => 1,
+            Self::LoadU64 | Self::StoreU64 | Self::InputLoadU64 => 8,
+        }
+    }
+
+    /// Whether it reads the input's copy rather than a block.
+    fn reads_input(self) -> bool {
+        matches!(self, Self::InputLoadU8 | Self::InputLoadU64)
+    }
+
+    /// Whether it takes a value to store (its second parameter).
+    fn stores(self) -> bool {
+        matches!(self, Self::StoreU8 | Self::StoreU64)
+    }
+
     fn from_import(name: &str) -> Option<Self> {
         Some(match name {
             "load_u8" => Self::LoadU8,
@@ -114,10 +131,11 @@ struct Rewriter {
     imported_functions: u32,
     imported_memories: u32,
     defined_memories: u32,
+    /// In import order; the `i`-th is replaced by function `first_added + i`.
     replaced: Vec<Replaced>,
-    /// Import index → index of the function that replaces it; filled once
-    /// the number of defined functions is known.
-    redirect: HashMap<u32, u32>,
+    /// Index of the first appended function, once the number of defined
+    /// functions is known (the function section, or its absence).
+    first_added: u32,
     emitted: Emitted,
 }
 
@@ -138,13 +156,7 @@ impl Rewriter {
 
     /// Fixes the replacement functions' indices: right after the module's own.
     fn plan(&mut self, defined_functions: u32) {
-        let first = self.imported_functions + defined_functions;
-        self.redirect = self
-            .replaced
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.import, first + i as u32))
-            .collect();
+        self.first_added = self.imported_functions + defined_functions;
     }
 
     fn add_function_types(&self, functions: &mut FunctionSection) {
@@ -254,7 +266,11 @@ impl Reencode for Rewriter {
     type Error = Infallible;
 
     fn function_index(&mut self, func: u32) -> Reencoded<u32> {
-        Ok(self.redirect.get(&func).copied().unwrap_or(func))
+        // At most six entries: a scan beats hashing.
+        Ok(match self.replaced.iter().position(|r| r.import == func) {
+            Some(i) => self.first_added + i as u32,
+            None => func,
+        })
     }
 
     fn intersperse_section_hook(
@@ -389,12 +405,7 @@ fn accessor_body(r: &Replaced, memory: u32) -> Function {
         align: 0,
         memory_index,
     };
-    let (width, input) = match r.accessor {
-        Accessor::LoadU8 | Accessor::StoreU8 => (1, false),
-        Accessor::LoadU64 | Accessor::StoreU64 => (8, false),
-        Accessor::InputLoadU8 => (1, true),
-        Accessor::InputLoadU64 => (8, true),
-    };
+    let (width, input) = (r.accessor.width(), r.accessor.reads_input());
     if input {
         // off <u len && len - off >=u width; len is 0 until the input is copied.
         f.instruction(&I::LocalGet(0));
@@ -452,7 +463,7 @@ fn accessor_body(r: &Replaced, memory: u32) -> Function {
     }
     f.instruction(&I::Else);
     f.instruction(&I::LocalGet(0));
-    if matches!(r.accessor, Accessor::StoreU8 | Accessor::StoreU64) {
+    if r.accessor.stores() {
         f.instruction(&I::LocalGet(1));
     }
     f.instruction(&I::Call(r.import));

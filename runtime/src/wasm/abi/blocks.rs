@@ -4,8 +4,8 @@
 //! which starts at one page. When a block does not fit, the memory grows —
 //! and growing a wasmtime memory needs the store, which a host function
 //! reaches through its `Caller`. So every host-side allocation goes through
-//! these helpers, which grow the memory (within the guest's memory limit)
-//! and then allocate.
+//! these helpers, which allocate and, only when the block does not fit,
+//! grow the memory (within the guest's memory limit) and allocate again.
 
 use wasmtime::AsContextMut;
 
@@ -46,16 +46,20 @@ pub(crate) fn reserve(mut cx: impl AsContextMut<Data = HostState>, len: u64) -> 
 /// Allocates a zeroed block of `len` bytes, growing the arena memory if
 /// needed; `None` when it cannot fit (the ABI's handle 0).
 pub(crate) fn alloc(mut cx: impl AsContextMut<Data = HostState>, len: u64) -> Option<u64> {
-    if !reserve(&mut cx, len) {
-        return None;
+    let mut cx = cx.as_context_mut();
+    match cx.data_mut().arena.alloc(len) {
+        Some(handle) => Some(handle),
+        None if reserve(&mut cx, len) => cx.data_mut().arena.alloc(len),
+        None => None,
     }
-    cx.as_context_mut().data_mut().arena.alloc(len)
 }
 
 /// Copies `data` into a new block, growing the arena memory if needed.
 pub(crate) fn alloc_bytes(mut cx: impl AsContextMut<Data = HostState>, data: &[u8]) -> Option<u64> {
-    if !reserve(&mut cx, data.len() as u64) {
-        return None;
+    let mut cx = cx.as_context_mut();
+    match cx.data_mut().arena.alloc_bytes(data) {
+        Some(handle) => Some(handle),
+        None if reserve(&mut cx, data.len() as u64) => cx.data_mut().arena.alloc_bytes(data),
+        None => None,
     }
-    cx.as_context_mut().data_mut().arena.alloc_bytes(data)
 }

@@ -36,8 +36,8 @@ pub(super) fn link(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             Ok(match value {
                 Some(v) => match arena.alloc_bytes(v.as_bytes()) {
                     Some(handle) => handle as i64,
-                    // The arena memory must grow first (rare: once per
-                    // instance at most, for a large value).
+                    // The arena memory must grow first (rare: the value
+                    // is copied so the store can be borrowed to grow it).
                     None => {
                         let v = v.clone();
                         blocks::alloc_bytes(&mut c, v.as_bytes()).unwrap_or(0) as i64
