@@ -395,7 +395,7 @@ pub mod sql {
 /// The plugin's config value `key` (from its manifest defaults and
 /// `buntime.jsonc`), as text; JSON for non-string values.
 pub fn config(key: &str) -> Option<String> {
-    extism_pdk::config::get(key).ok().flatten()
+    crate::vars::config(key).ok().flatten()
 }
 
 /// Runs a hook: parses its JSON input as `I`, calls `f`, writes `O` as JSON.

@@ -13,6 +13,14 @@
 //! | `input_read` | `(dest: i64)` | copies the call's input (`input_length` bytes) to `dest` |
 //! | `block_read` | `(handle: i64, dest: i64)` | copies block `handle` (`length` bytes) to `dest` |
 //! | `block_write` | `(src: i64, len: i64) -> i64` | a new block holding `len` bytes from `src`; 0 if the arena is full |
+//! | `config_read` | `(key: i64, key_len: i64, dest: i64, cap: i64) -> i64` | config value `key` copied to `dest` if it fits in `cap`; its length, or -1 if unset |
+//! | `var_read` | `(key: i64, key_len: i64, dest: i64, cap: i64) -> i64` | the same for var `key` |
+//! | `var_write` | `(key: i64, key_len: i64, src: i64, len: i64)` | sets var `key` to `len` bytes from `src` (0 deletes it) |
+//!
+//! The last three are `config_get`, `var_get` and `var_set` without blocks:
+//! reading a config value through the Extism functions takes five host calls
+//! (write the key, get, length, read, free), and the key and value are each
+//! copied twice; here it is one call and one copy.
 //!
 //! Addresses are in the guest's exported `memory`; a range outside it is a
 //! trap naming the function, never a host fault.
@@ -20,6 +28,7 @@
 use wasmtime::{Caller, Linker, Memory};
 
 use super::super::state::HostState;
+use super::config::{VARS_DISABLED, store_var};
 
 /// The import module of the bulk functions.
 pub(super) const MEMORY_NAMESPACE: &str = "buntime:host/memory";
@@ -65,6 +74,56 @@ fn range(
         })
 }
 
+/// A length argument as a `usize`.
+fn length(function: &str, len: i64) -> wasmtime::Result<usize> {
+    usize::try_from(len).map_err(|_| fault(function, format!("a negative length ({len})")))
+}
+
+/// The key at `memory[at .. at + len]`: non-empty UTF-8.
+fn key<'a>(function: &str, memory: &'a [u8], at: i64, len: i64) -> wasmtime::Result<&'a str> {
+    let r = range(function, memory, at, length(function, len)?)?;
+    match std::str::from_utf8(&memory[r]) {
+        Ok("") => Err(fault(function, "the key is empty")),
+        Ok(key) => Ok(key),
+        Err(_) => Err(fault(function, "the key is not valid UTF-8")),
+    }
+}
+
+/// Copies `value` to `memory[dest ..]` if it fits in `cap` bytes and returns
+/// its length either way (a guest whose buffer was too small asks again with
+/// a larger one); -1 when there is no value. An empty value counts as none,
+/// as with `config_get` (there are no empty blocks).
+fn answer(
+    function: &str,
+    memory: &mut [u8],
+    value: Option<&[u8]>,
+    dest: i64,
+    cap: i64,
+) -> wasmtime::Result<i64> {
+    let Some(value) = value.filter(|v| !v.is_empty()) else {
+        return Ok(-1);
+    };
+    if value.len() <= length(function, cap)? {
+        let r = range(function, memory, dest, value.len())?;
+        memory[r].copy_from_slice(value);
+    }
+    Ok(value.len() as i64)
+}
+
+/// `config_read` and `var_read`: the key at `args[0]` (`args[1]` bytes)
+/// looked up with `lookup`, answered into `args[2]` (capacity `args[3]`).
+fn read_entry(
+    mut c: Cx<'_>,
+    function: &str,
+    [k, k_len, dest, cap]: [i64; 4],
+    lookup: impl for<'s> Fn(&'s HostState, &str) -> Option<&'s [u8]>,
+) -> wasmtime::Result<i64> {
+    let memory = guest_memory(&mut c, function)?;
+    let (mem, state) = memory.data_and_store_mut(&mut c);
+    let value = lookup(state, key(function, mem, k, k_len)?);
+    answer(function, mem, value, dest, cap)
+}
+
 pub(super) fn link(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
     let ns = MEMORY_NAMESPACE;
     l.func_wrap(
@@ -106,6 +165,43 @@ pub(super) fn link(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             let (mem, state) = memory.data_and_store_mut(&mut c);
             let r = range("block_write", mem, src, len)?;
             Ok(state.arena.alloc_bytes(&mem[r]).unwrap_or(0) as i64)
+        },
+    )?;
+    l.func_wrap(
+        ns,
+        "config_read",
+        |c: Cx<'_>, k: i64, k_len: i64, dest: i64, cap: i64| -> wasmtime::Result<i64> {
+            read_entry(c, "config_read", [k, k_len, dest, cap], |state, key| {
+                state.config.get(key).map(String::as_bytes)
+            })
+        },
+    )?;
+    l.func_wrap(
+        ns,
+        "var_read",
+        |c: Cx<'_>, k: i64, k_len: i64, dest: i64, cap: i64| -> wasmtime::Result<i64> {
+            read_entry(c, "var_read", [k, k_len, dest, cap], |state, key| {
+                state.vars.get(key).map(Vec::as_slice)
+            })
+        },
+    )?;
+    l.func_wrap(
+        ns,
+        "var_write",
+        |mut c: Cx<'_>, k: i64, k_len: i64, src: i64, len: i64| -> wasmtime::Result<()> {
+            let memory = guest_memory(&mut c, "var_write")?;
+            let (mem, state) = memory.data_and_store_mut(&mut c);
+            if state.max_var_bytes == 0 {
+                return Err(fault("var_write", VARS_DISABLED));
+            }
+            let key = key("var_write", mem, k, k_len)?;
+            let value = &mem[range("var_write", mem, src, length("var_write", len)?)?];
+            if value.is_empty() {
+                state.vars.remove(key);
+                return Ok(());
+            }
+            store_var(&mut state.vars, state.max_var_bytes, key, value)
+                .map_err(|e| fault("var_write", e))
         },
     )?;
     Ok(())

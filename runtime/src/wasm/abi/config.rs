@@ -5,6 +5,8 @@
 //! (capped at `max_var_bytes`; 0 disables `var_set`). State that must be shared
 //! between instances belongs in a host capability, never in vars.
 
+use std::collections::HashMap;
+
 use wasmtime::{Caller, Linker};
 
 use super::super::arena::Arena;
@@ -77,7 +79,7 @@ pub(super) fn link(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 ..
             } = c.data_mut();
             if *max_var_bytes == 0 {
-                return Err(guest_fault("var_set", "vars are disabled for this guest"));
+                return Err(guest_fault("var_set", VARS_DISABLED));
             }
             let key = key(arena, "var_set", k)?;
             if v == 0 {
@@ -88,36 +90,49 @@ pub(super) fn link(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             let value = arena
                 .block(v as u64)
                 .map_err(|e| guest_fault("var_set", e))?;
-            let entry = |k: &str, v: &[u8]| k.len() + v.len() + 2 * std::mem::size_of::<Vec<u8>>();
-            let used: usize = vars
-                .iter()
-                .filter(|(name, _)| name.as_str() != key)
-                .map(|(k, v)| entry(k, v))
-                .sum();
-            if used + entry(key, value) > *max_var_bytes {
-                return Err(guest_fault(
-                    "var_set",
-                    format!(
-                        "the variable store is full ({} bytes at most)",
-                        max_var_bytes
-                    ),
-                ));
-            }
-            // An existing var keeps its buffer; only a new key allocates.
-            match vars.get_mut(key) {
-                Some(old) => {
-                    old.clear();
-                    old.extend_from_slice(value);
-                }
-                None => {
-                    let (key, value) = (key.to_owned(), value.to_vec());
-                    vars.insert(key, value);
-                }
-            }
+            store_var(vars, *max_var_bytes, key, value).map_err(|e| guest_fault("var_set", e))?;
             arena.free(v as u64);
             arena.free(k as u64);
             Ok(())
         },
     )?;
+    Ok(())
+}
+
+/// Why a `var_set` (or `var_write`) of a guest with no var store traps.
+pub(super) const VARS_DISABLED: &str = "vars are disabled for this guest";
+
+/// Sets var `key` to `value` within the store's cap of `max` bytes (each
+/// entry counts its key, its value and two vector headers); the store is
+/// unchanged when the cap would be exceeded. An existing var keeps its
+/// buffer; only a new key allocates. Shared by `var_set` and
+/// `buntime:host/memory::var_write`.
+pub(super) fn store_var(
+    vars: &mut HashMap<String, Vec<u8>>,
+    max: usize,
+    key: &str,
+    value: &[u8],
+) -> Result<(), String> {
+    if max == 0 {
+        return Err(VARS_DISABLED.into());
+    }
+    let entry = |k: &str, v: &[u8]| k.len() + v.len() + 2 * std::mem::size_of::<Vec<u8>>();
+    let used: usize = vars
+        .iter()
+        .filter(|(name, _)| name.as_str() != key)
+        .map(|(k, v)| entry(k, v))
+        .sum();
+    if used + entry(key, value) > max {
+        return Err(format!("the variable store is full ({max} bytes at most)"));
+    }
+    match vars.get_mut(key) {
+        Some(old) => {
+            old.clear();
+            old.extend_from_slice(value);
+        }
+        None => {
+            vars.insert(key.to_owned(), value.to_vec());
+        }
+    }
     Ok(())
 }
