@@ -158,8 +158,7 @@ pub(super) fn link(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "block_write",
         |mut c: Cx<'_>, src: i64, len: i64| -> wasmtime::Result<i64> {
             let memory = guest_memory(&mut c, "block_write")?;
-            let len =
-                usize::try_from(len).map_err(|_| fault("block_write", "a negative length"))?;
+            let len = length("block_write", len)?;
             // Grow the arena first: the copy below borrows the whole store.
             super::blocks::reserve(&mut c, len as u64);
             let (mem, state) = memory.data_and_store_mut(&mut c);

@@ -106,16 +106,14 @@ pub(super) const VARS_DISABLED: &str = "vars are disabled for this guest";
 /// entry counts its key, its value and two vector headers); the store is
 /// unchanged when the cap would be exceeded. An existing var keeps its
 /// buffer; only a new key allocates. Shared by `var_set` and
-/// `buntime:host/memory::var_write`.
+/// `buntime:host/memory::var_write`, which refuse a guest without vars
+/// (`max == 0`, [`VARS_DISABLED`]) before they look at the key.
 pub(super) fn store_var(
     vars: &mut HashMap<String, Vec<u8>>,
     max: usize,
     key: &str,
     value: &[u8],
 ) -> Result<(), String> {
-    if max == 0 {
-        return Err(VARS_DISABLED.into());
-    }
     let entry = |k: &str, v: &[u8]| k.len() + v.len() + 2 * std::mem::size_of::<Vec<u8>>();
     let used: usize = vars
         .iter()
