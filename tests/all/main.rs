@@ -2,6 +2,7 @@
 //! real HTTP on loopback. One binary, one module per feature.
 
 mod app_body;
+mod attacks;
 mod bulk_vars;
 mod cache;
 mod grants;

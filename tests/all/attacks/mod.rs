@@ -1,0 +1,15 @@
+//! Hostile apps, plugins and clients against a real server: one file per class
+//! of attack, each test failing without the defence it names (see
+//! `docs/security.md` for the threat model and the guarantees).
+
+mod allocation;
+mod app_dir;
+mod cache;
+mod cancellation;
+mod connections;
+mod deadlines;
+mod errors;
+mod framing;
+mod kernel;
+mod reads;
+mod sql;
