@@ -147,9 +147,14 @@ async fn serve() -> anyhow::Result<ExitCode> {
         crate::server::AppState::build(engine, env.worker_dirs.clone(), env.pool_size, sources)
             .await
             .context("cannot start the plugins")?;
-    let listener = tokio::net::TcpListener::bind(("0.0.0.0", env.port))
+    let listener = tokio::net::TcpListener::bind((env.host.as_str(), env.port))
         .await
-        .with_context(|| format!("cannot listen on port {} (set PORT to another)", env.port))?;
+        .with_context(|| {
+            format!(
+                "cannot listen on {}:{} (set RUNTIME_HOST to an address of this machine, PORT to a free port)",
+                env.host, env.port
+            )
+        })?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, dirs = ?env.worker_dirs, pool = env.pool_size, "buntime listening");
     let apps = state.catalog.all();
@@ -182,6 +187,10 @@ async fn serve() -> anyhow::Result<ExitCode> {
         header_read_timeout: env.header_timeout,
         max_headers: env.max_headers,
         max_head_bytes: env.max_header_bytes,
+        idle_timeout: env.idle_timeout,
+        body_read_timeout: env.body_timeout,
+        max_connections: env.max_connections,
+        shutdown_timeout: env.shutdown_timeout,
     };
     crate::server::serve_with(listener, state, shutdown_signal(), limits).await?;
     Ok(ExitCode::SUCCESS)

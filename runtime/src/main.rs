@@ -28,21 +28,23 @@ pub static malloc_conf: &[u8; 85] =
 fn main() -> ExitCode {
     let cli = buntime::cli::Cli::parse();
     buntime::cli::init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match buntime::server::runtime_builder().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(buntime::cli::run(cli)) {
+    let code = match runtime.block_on(buntime::cli::run(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // The server has drained within its shutdown timeout; whatever is still
+    // running (a connection cut mid-request, a guest call finishing under its
+    // own deadline) does not hold the process.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    code
 }

@@ -3,6 +3,7 @@
 //! | variable | default | meaning |
 //! |---|---|---|
 //! | `PORT` | 8000 | listen port |
+//! | `RUNTIME_HOST` | `0.0.0.0` | listen address: an IPv4 or IPv6 address (`::` for every IPv6 and, where the system allows, IPv4 address) or a host name |
 //! | `RUNTIME_WORKER_DIRS` | required | app dirs, `:`-separated, searched in order |
 //! | `RUNTIME_PLUGIN_DIRS` | `./plugins` | plugin dirs, `:`-separated |
 //! | `RUNTIME_POOL_SIZE` | 10 (development), 500 (production) | apps kept warm (LRU) |
@@ -10,6 +11,10 @@
 //! | `RUNTIME_HEADER_TIMEOUT` | `10s` | a client must send its request head within this |
 //! | `RUNTIME_MAX_HEADERS` | 100 | most header lines per request (431 beyond) |
 //! | `RUNTIME_MAX_HEADER_SIZE` | `64kb` | most bytes per request head |
+//! | `RUNTIME_IDLE_TIMEOUT` | `60s` | a connection with no request in flight and no bytes moving is closed after this |
+//! | `RUNTIME_BODY_TIMEOUT` | `30s` | a request body must deliver its next bytes within this (408 otherwise) |
+//! | `RUNTIME_MAX_CONNECTIONS` | 10000 | most open connections; one more is answered 503 and closed |
+//! | `RUNTIME_SHUTDOWN_TIMEOUT` | `30s` | after SIGTERM/Ctrl-C, in-flight requests get this long before they are cut and the process exits |
 //! | `RUNTIME_DATA_DIR` | `./data` | databases of the `sql` capability (`<name>.db`, SQLite, WAL) |
 //! | `RUNTIME_MAX_TENANTS` | 1000 | most tenants per database (each is a file; creating one more is refused) |
 //! | `RUNTIME_CONFIG` | `./buntime.jsonc` (optional there) | the plugin configuration file |
@@ -19,6 +24,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::ConfigError;
 
@@ -40,6 +46,8 @@ pub enum Environment {
 pub struct RuntimeEnv {
     /// Listen port.
     pub port: u16,
+    /// `RUNTIME_HOST`: the listen address (an IP address or a host name).
+    pub host: String,
     /// App dirs in search order.
     pub worker_dirs: Vec<PathBuf>,
     /// Plugin dirs.
@@ -63,11 +71,19 @@ pub struct RuntimeEnv {
     /// `RUNTIME_MAX_TENANTS`: most tenants per database.
     pub max_tenants: usize,
     /// `RUNTIME_HEADER_TIMEOUT`: a client must send its request head within this.
-    pub header_timeout: std::time::Duration,
+    pub header_timeout: Duration,
     /// `RUNTIME_MAX_HEADERS`: most header lines in one request.
     pub max_headers: usize,
     /// `RUNTIME_MAX_HEADER_SIZE`: most bytes in one request head.
     pub max_header_bytes: usize,
+    /// `RUNTIME_IDLE_TIMEOUT`: an idle connection is closed after this.
+    pub idle_timeout: Duration,
+    /// `RUNTIME_BODY_TIMEOUT`: the longest pause in a request body.
+    pub body_timeout: Duration,
+    /// `RUNTIME_MAX_CONNECTIONS`: most open connections.
+    pub max_connections: usize,
+    /// `RUNTIME_SHUTDOWN_TIMEOUT`: the grace period of a shutdown.
+    pub shutdown_timeout: Duration,
 }
 
 impl RuntimeEnv {
@@ -156,17 +172,43 @@ impl RuntimeEnv {
             Some(path) => (PathBuf::from(path), true),
             None => (PathBuf::from(super::RUNTIME_CONFIG_FILE), false),
         };
-        let header_timeout = match var("RUNTIME_HEADER_TIMEOUT") {
-            None => std::time::Duration::from_secs(10),
+        let duration = |name: &str, default: Duration| match var(name) {
+            None => Ok(default),
             Some(t) => super::parse_duration(t)
                 .ok()
                 .filter(|d| !d.is_zero())
                 .ok_or_else(|| {
                     err(
-                        "RUNTIME_HEADER_TIMEOUT",
+                        name,
                         format!("`{t}` is not a duration such as \"10s\" (greater than 0)"),
                     )
+                }),
+        };
+        let header_timeout = duration("RUNTIME_HEADER_TIMEOUT", Duration::from_secs(10))?;
+        let idle_timeout = duration("RUNTIME_IDLE_TIMEOUT", Duration::from_secs(60))?;
+        let body_timeout = duration("RUNTIME_BODY_TIMEOUT", Duration::from_secs(30))?;
+        let shutdown_timeout = duration("RUNTIME_SHUTDOWN_TIMEOUT", Duration::from_secs(30))?;
+        let max_connections = match var("RUNTIME_MAX_CONNECTIONS") {
+            None => 10_000,
+            Some(n) => n
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=1_000_000).contains(n))
+                .ok_or_else(|| {
+                    err(
+                        "RUNTIME_MAX_CONNECTIONS",
+                        format!("`{n}` is not a whole number from 1 to 1000000"),
+                    )
                 })?,
+        };
+        let host = match var("RUNTIME_HOST") {
+            None => "0.0.0.0".to_owned(),
+            // `[::1]`, as in a URL, means the address inside the brackets.
+            Some(h) => h
+                .strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .unwrap_or(h)
+                .to_owned(),
         };
         let max_headers = match var("RUNTIME_MAX_HEADERS") {
             None => 100,
@@ -210,6 +252,11 @@ impl RuntimeEnv {
         };
         Ok(Self {
             port,
+            host,
+            idle_timeout,
+            body_timeout,
+            max_connections,
+            shutdown_timeout,
             data_dir,
             max_tenants,
             header_timeout,

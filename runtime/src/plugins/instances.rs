@@ -129,8 +129,13 @@ impl InstancePool {
     }
 
     /// Waits (up to [`QUEUE_WAIT`]) for an instance; the caller is already
-    /// counted in `waiting`.
+    /// counted in `waiting`, and stops being counted however this ends —
+    /// dropped mid-wait (a client that went away) included.
     async fn take_waiting(&self) -> Result<Option<GuestInstance>, CallError> {
+        let mut waiter = Waiter {
+            pool: self,
+            served: false,
+        };
         let deadline = tokio::time::Instant::now() + QUEUE_WAIT;
         let result = loop {
             let freed = self.freed.notified();
@@ -146,11 +151,7 @@ impl InstancePool {
                 break Err(CallError::Timeout(QUEUE_WAIT));
             }
         };
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
-        // A wake-up this waiter consumed but did not use goes to the next.
-        if result.is_err() {
-            self.freed.notify_one();
-        }
+        waiter.served = result.is_ok();
         result
     }
 
@@ -187,6 +188,10 @@ impl InstancePool {
             Ok(idle) => idle,
             Err(e) => return (Err(e), extensions),
         };
+        // From here the call holds one of the `live` places until it gives
+        // its instance back; if this future is dropped first (mid
+        // instantiation or mid call), the lease frees the place.
+        let lease = Lease { pool: self };
         let mut instance = match idle {
             Some(i) => i,
             None => match self.module.instantiate().await {
@@ -194,18 +199,14 @@ impl InstancePool {
                     self.created.fetch_add(1, Ordering::Relaxed);
                     i
                 }
-                Err(e) => {
-                    self.give_back(None);
-                    return (Err(e), extensions);
-                }
+                Err(e) => return (Err(e), extensions),
             },
         };
         let (result, extensions) = instance.call_with(export, input, extensions).await;
         if instance.is_poisoned() {
             self.discarded.fetch_add(1, Ordering::Relaxed);
-            self.give_back(None);
         } else {
-            self.give_back(Some(instance));
+            lease.give_back(instance);
         }
         (result, extensions)
     }
@@ -232,5 +233,43 @@ impl InstancePool {
         // Calls still waiting see `closed` and give up.
         self.freed.notify_waiters();
         last
+    }
+}
+
+/// A call's claim on one of the pool's `live` places. Given back with its
+/// instance when the call ends well; dropped otherwise — a failed
+/// instantiation, a discarded instance, or a caller that stopped waiting
+/// (its future dropped) — which frees the place and wakes a waiter.
+struct Lease<'a> {
+    pool: &'a InstancePool,
+}
+
+impl Lease<'_> {
+    fn give_back(self, instance: GuestInstance) {
+        self.pool.give_back(Some(instance));
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        self.pool.give_back(None);
+    }
+}
+
+/// A caller counted in `waiting`; uncounted when it stops waiting, however
+/// that happens. A wake-up it consumed without being served goes on to the
+/// next waiter.
+struct Waiter<'a> {
+    pool: &'a InstancePool,
+    served: bool,
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        self.pool.waiting.fetch_sub(1, Ordering::SeqCst);
+        if !self.served {
+            self.pool.freed.notify_one();
+        }
     }
 }

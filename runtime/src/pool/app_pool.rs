@@ -135,6 +135,11 @@ impl AppPool {
             .saturating_sub(self.slots.available_permits())
     }
 
+    /// Requests waiting for an instance (at most `maxQueue`).
+    pub fn queued(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
     /// Idle warm instances.
     pub fn idle_count(&self) -> usize {
         self.idle.lock().map(|i| i.len()).unwrap_or(0)
@@ -177,10 +182,10 @@ impl AppPool {
             Err(tokio::sync::TryAcquireError::NoPermits)
                 if self.waiting.load(Ordering::Relaxed) < self.config.max_queue =>
             {
-                self.waiting.fetch_add(1, Ordering::Relaxed);
-                let permit = self.slots.acquire().await;
-                self.waiting.fetch_sub(1, Ordering::Relaxed);
-                match permit {
+                // Counted while it waits, uncounted however the wait ends
+                // (a client that goes away drops this future mid-wait).
+                let _queued = Queued::enter(&self.waiting);
+                match self.slots.acquire().await {
                     Ok(p) => p,
                     Err(_) => return (Err(busy()), extensions),
                 }
@@ -355,5 +360,21 @@ impl AppPool {
 async fn retire(instance: &mut GuestInstance) {
     if instance.has_export("on_terminate") && !instance.is_poisoned() {
         let _ = instance.call("on_terminate", Bytes::new()).await;
+    }
+}
+
+/// A request counted in a pool's queue for as long as it waits.
+struct Queued<'a>(&'a AtomicUsize);
+
+impl<'a> Queued<'a> {
+    fn enter(waiting: &'a AtomicUsize) -> Self {
+        waiting.fetch_add(1, Ordering::Relaxed);
+        Self(waiting)
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -169,6 +169,7 @@ fn stats_snapshot(state: &AppState) -> Value {
                 "app": p.key(),
                 "instances": instances,
                 "active": p.active(),
+                "queued": p.queued(),
                 "idle": p.idle_count(),
                 "requests": requests,
                 "errors": p.stats.errors.get(),

@@ -9,7 +9,6 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http_body_util::BodyExt;
 
 use super::AppState;
 use super::error::{ApiError, RequestId};
@@ -190,12 +189,9 @@ async fn serve_wasm(
         }
     };
     let (parts, body) = req.into_parts();
-    let body = match http_body_util::Limited::new(body, limit as usize)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(_) => return too_large(limit),
+    let body = match super::body::collect(body, limit).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(|| too_large(limit)),
     };
     let head = super::guest_http::HeadView {
         method: parts.method.as_str(),
@@ -227,6 +223,15 @@ async fn serve_wasm(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "APP_BUSY",
                 format!("`{key}` is at its concurrency limit and its queue is full; retry shortly"),
+            )
+        }
+        .into_response(),
+        Err(PoolError::Call(CallError::Preempted)) => ApiError {
+            retry_after: Some(1),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "APP_BUSY",
+                format!("`{key}` ran long while the server's other threads were busy; retry"),
             )
         }
         .into_response(),

@@ -11,6 +11,8 @@
 
 mod api;
 mod apps;
+mod body;
+mod connection;
 mod error;
 mod guest_http;
 mod listener;
@@ -42,9 +44,6 @@ use crate::plugins::{PluginError, PluginHost, PluginSources};
 use crate::pool::Pools;
 use crate::routing::Catalog;
 use crate::wasm::{Engine, HostFunction};
-
-/// How long in-flight requests may take to finish after a shutdown signal.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// Shared state of every handler: one `Arc`, so handing it to a request is
 /// one reference-count increment however many parts it has.
@@ -120,6 +119,29 @@ impl AppState {
     }
 }
 
+/// How often a tokio worker that always has tasks to run polls for I/O: every
+/// this many tasks (tokio's default is 61). A guest that computes for long
+/// runs on a fiber and yields once per epoch tick (5 ms); with a few of them
+/// spinning, 61 tasks between polls meant ~300 ms before a worker noticed a
+/// new connection or request, and a health check timed out behind guests it
+/// had nothing to do with. Under ordinary load (short calls) the setting
+/// makes no measurable difference.
+const EVENT_INTERVAL: u32 = 7;
+
+/// The tokio runtime the `buntime` binary serves on: multi-threaded, one
+/// worker per core, I/O polled often enough that guests computing on
+/// fibers cannot starve it (see [`EVENT_INTERVAL`]).
+///
+/// ```
+/// let runtime = buntime::server::runtime_builder().build().unwrap();
+/// assert!(runtime.metrics().num_workers() >= 1);
+/// ```
+pub fn runtime_builder() -> tokio::runtime::Builder {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.event_interval(EVENT_INTERVAL).enable_all();
+    builder
+}
+
 /// Every host function a server's engine needs: the HTTP body functions of
 /// apps and plugins, and each capability's functions.
 pub fn host_functions() -> Vec<HostFunction> {
@@ -156,8 +178,10 @@ fn core_router(state: AppState) -> Router {
 }
 
 /// Serves on `listener` until `shutdown` resolves, then drains: stops
-/// accepting, lets in-flight requests finish (bounded by [`SHUTDOWN_GRACE`]),
-/// and retires every instance with `on_terminate`.
+/// accepting, lets in-flight requests finish (bounded by
+/// [`ConnectionLimits::shutdown_timeout`], after which their connections are
+/// cut), and retires every instance with `on_terminate` (bounded the same
+/// way).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
@@ -183,10 +207,21 @@ pub async fn serve_with(
         flag.store(true, Ordering::Relaxed);
         tracing::info!("shutting down: finishing in-flight requests");
     };
-    listener::run(listener, service, limits, shutdown, SHUTDOWN_GRACE).await;
+    listener::run(listener, service, limits, shutdown).await;
     reclaimer.abort();
-    pools.shutdown().await;
-    plugins.shutdown().await;
+    let retire = async {
+        pools.shutdown().await;
+        plugins.shutdown().await;
+    };
+    if tokio::time::timeout(limits.shutdown_timeout, retire)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "instances still retiring after {:?} (RUNTIME_SHUTDOWN_TIMEOUT); stopping without them",
+            limits.shutdown_timeout
+        );
+    }
     tracing::info!("stopped");
     Ok(())
 }

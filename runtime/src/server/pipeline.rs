@@ -23,7 +23,6 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use buntime_pdk::hooks::{RequestChanges, RequestDecision, ResponseChanges};
 use bytes::Bytes;
-use http_body_util::BodyExt;
 
 use super::AppState;
 use super::error::{ApiError, RequestId};
@@ -101,25 +100,23 @@ async fn on_request(chain: &Chain, mut req: Request) -> (usize, Result<Request, 
         if let Some(cap) = plugin.manifest.request_body {
             if buffered.is_none() {
                 let (parts, body) = req.into_parts();
-                match http_body_util::Limited::new(body, cap as usize)
-                    .collect()
-                    .await
-                {
-                    Ok(b) => {
-                        let bytes = b.to_bytes();
+                match super::body::collect(body, cap).await {
+                    Ok(bytes) => {
                         buffered = Some(bytes.clone());
                         req = Request::from_parts(parts, Body::from(bytes));
                     }
-                    Err(_) => {
-                        let res = ApiError::new(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            "PAYLOAD_TOO_LARGE",
-                            format!(
-                                "the request body exceeds the {cap}-byte limit of plugin `{}` (`requestBody` in its manifest)",
-                                plugin.name()
-                            ),
-                        )
-                        .into_response();
+                    Err(e) => {
+                        let res = e.into_response(|| {
+                            ApiError::new(
+                                StatusCode::PAYLOAD_TOO_LARGE,
+                                "PAYLOAD_TOO_LARGE",
+                                format!(
+                                    "the request body exceeds the {cap}-byte limit of plugin `{}` (`requestBody` in its manifest)",
+                                    plugin.name()
+                                ),
+                            )
+                            .into_response()
+                        });
                         return (i, Err((parts.uri.path().to_owned(), res)));
                     }
                 }

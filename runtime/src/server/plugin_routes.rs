@@ -11,7 +11,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use buntime_pdk::ResponseHead;
 use bytes::Bytes;
-use http_body_util::BodyExt;
 
 use super::AppState;
 use super::error::{ApiError, RequestId};
@@ -87,18 +86,17 @@ async fn call_handle(
     parts: &axum::http::request::Parts,
     body: axum::body::Body,
 ) -> Response {
-    let body = match http_body_util::Limited::new(body, DEFAULT_MAX_BODY as usize)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
-            return ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "PAYLOAD_TOO_LARGE",
-                format!("plugin routes accept bodies up to {DEFAULT_MAX_BODY} bytes"),
-            )
-            .into_response();
+    let body = match super::body::collect(body, DEFAULT_MAX_BODY).await {
+        Ok(b) => b,
+        Err(e) => {
+            return e.into_response(|| {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "PAYLOAD_TOO_LARGE",
+                    format!("plugin routes accept bodies up to {DEFAULT_MAX_BODY} bytes"),
+                )
+                .into_response()
+            });
         }
     };
     let head = HeadView {

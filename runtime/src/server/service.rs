@@ -12,15 +12,19 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use tower::ServiceExt;
+use tower_http::timeout::TimeoutBody;
 
 use super::AppState;
+use super::connection::Activity;
 
 /// Whether `path` is one of the core routes (`core_router` in `server/mod.rs`).
 fn is_core(path: &str) -> bool {
@@ -39,11 +43,42 @@ fn is_core(path: &str) -> bool {
 pub struct BuntimeService {
     core: Router,
     state: AppState,
+    /// Set for the service of one client connection (`listener.rs`).
+    connection: Option<ConnectionScope>,
+}
+
+/// What a connection's service adds to each request.
+#[derive(Clone, Debug)]
+struct ConnectionScope {
+    activity: Arc<Activity>,
+    body_read_timeout: Duration,
 }
 
 impl BuntimeService {
     pub(crate) fn new(core: Router, state: AppState) -> Self {
-        Self { core, state }
+        Self {
+            core,
+            state,
+            connection: None,
+        }
+    }
+
+    /// The service for one client connection: its requests count as in
+    /// flight on `activity` until answered or dropped, and their bodies
+    /// must keep arriving within `body_read_timeout`.
+    pub(crate) fn for_connection(
+        &self,
+        activity: Arc<Activity>,
+        body_read_timeout: Duration,
+    ) -> Self {
+        Self {
+            core: self.core.clone(),
+            state: self.state.clone(),
+            connection: Some(ConnectionScope {
+                activity,
+                body_read_timeout,
+            }),
+        }
     }
 }
 
@@ -61,13 +96,23 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let req: Request = req.map(Body::new);
+        let (req, in_flight): (Request, _) = match &self.connection {
+            Some(scope) => (
+                req.map(|b| Body::new(TimeoutBody::new(scope.body_read_timeout, b))),
+                Some(scope.activity.begin()),
+            ),
+            None => (req.map(Body::new), None),
+        };
         if is_core(req.uri().path()) {
             let core = self.core.clone();
-            Box::pin(core.oneshot(req))
+            Box::pin(async move {
+                let _in_flight = in_flight;
+                core.oneshot(req).await
+            })
         } else {
             let state = self.state.clone();
             Box::pin(async move {
+                let _in_flight = in_flight;
                 Ok(super::request_id::with_request_id(req, |req| {
                     super::pipeline::handle(State(state), req)
                 })

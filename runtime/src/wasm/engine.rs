@@ -25,6 +25,7 @@ use super::module::{GuestModule, ModuleOrigin};
 use super::options::GuestOptions;
 use super::state::HostState;
 use super::stats::EngineStats;
+use super::sync_call::LongDirectCalls;
 use super::ticker::Ticker;
 
 /// How often the epoch advances; deadlines are noticed within one tick.
@@ -127,6 +128,8 @@ pub(crate) struct EngineShared {
     pub(crate) waiting_functions: std::collections::HashSet<&'static str>,
     /// Lives as long as any module or instance does, not just the `Engine`.
     pub(crate) ticker: Ticker,
+    /// Direct calls running long right now (see `wasm/sync_call.rs`).
+    pub(crate) long_direct: LongDirectCalls,
 }
 
 /// The process-wide WASM engine. Cheap to clone.
@@ -207,6 +210,7 @@ impl Engine {
                 .map(|f| f.name())
                 .collect(),
             ticker: Ticker::start(engine.clone(), config.epoch_tick)?,
+            long_direct: LongDirectCalls::default(),
         });
         Ok(Self {
             inner: Arc::new(EngineInner {

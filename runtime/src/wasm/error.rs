@@ -66,6 +66,14 @@ pub enum CallError {
     /// The guest ran past its deadline and was stopped.
     #[error("timeout: the call exceeded its {0:?} deadline and was stopped")]
     Timeout(std::time::Duration),
+    /// The call ran for long on the direct path while the other worker
+    /// threads were held by long calls too; it was stopped so that one stays
+    /// free. The module's later calls run where they can yield; a retry is
+    /// expected to succeed.
+    #[error(
+        "the call was stopped: it ran long while every other worker thread was busy with long guest calls; retry"
+    )]
+    Preempted,
     /// The guest ran out of fuel.
     #[error("the call ran out of fuel")]
     OutOfFuel,

@@ -87,10 +87,11 @@ impl GuestInstance {
             let state = ctx.data_mut();
             match state.deadline {
                 Some(deadline) if Instant::now() >= deadline => Ok(UpdateDeadline::Interrupt),
-                _ if state.direct => {
-                    state.ticks_past = state.ticks_past.saturating_add(1);
-                    Ok(UpdateDeadline::Continue(1))
-                }
+                _ if state.direct => Ok(if super::sync_call::on_direct_tick(state) {
+                    UpdateDeadline::Continue(1)
+                } else {
+                    UpdateDeadline::Interrupt
+                }),
                 _ => Ok(UpdateDeadline::Yield(1)),
             }
         });
@@ -338,10 +339,12 @@ impl GuestInstance {
     /// Sorts a failure; `overran` says the deadline had passed, which makes a
     /// host call that gave up waiting (e.g. an HTTP request) a timeout too.
     fn classify(&mut self, e: wasmtime::Error, overran: bool) -> CallError {
-        let stats = &self.store.data().shared.stats;
         let trap = e.downcast_ref::<Trap>();
+        let preempted = std::mem::take(&mut self.store.data_mut().preempted);
         let timed_out = matches!(trap, Some(Trap::Interrupt)) || (overran && trap.is_none());
+        let stats = &self.store.data().shared.stats;
         let err = match trap {
+            Some(Trap::Interrupt) if preempted => CallError::Preempted,
             _ if timed_out => {
                 stats.timeouts.add(1);
                 CallError::Timeout(self.module.options().timeout.unwrap_or_default())
@@ -353,7 +356,7 @@ impl GuestInstance {
             Some(trap) => CallError::Trap(trap.to_string()),
             None => CallError::HostFunction(e.root_cause().to_string()),
         };
-        if !matches!(err, CallError::Timeout(_)) {
+        if !matches!(err, CallError::Timeout(_) | CallError::Preempted) {
             stats.traps.add(1);
         }
         tracing::debug!(guest = %self.module.name(), error = %err, detail = %format!("{e:?}"), "guest call failed; discarding the instance");

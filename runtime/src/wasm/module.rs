@@ -193,13 +193,28 @@ impl GuestModule {
         let mut store = Store::new(inner.pre.module().engine(), state);
         store.limiter(|s| &mut s.limits);
         GuestInstance::configure_store(&mut store);
+        // A start function runs here: it gets the module's deadline like
+        // any call, so one that never returns costs only this request.
+        let timeout = inner.options.timeout;
+        store.data_mut().deadline = timeout.map(|t| inner.shared.ticker.clock().deadline_in(t));
+        store.set_epoch_deadline(1);
         let instance = if self.runs_direct() {
-            // A start function may run here.
             run_direct(&mut store, self, |store| inner.pre.instantiate(store))
         } else {
             inner.pre.instantiate_async(&mut store).await
-        }
-        .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
+        };
+        let state = store.data_mut();
+        state.deadline = None;
+        let instance = instance.map_err(|e| match e.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::Interrupt) if std::mem::take(&mut state.preempted) => {
+                CallError::Preempted
+            }
+            Some(wasmtime::Trap::Interrupt) => {
+                inner.shared.stats.timeouts.add(1);
+                CallError::Timeout(timeout.unwrap_or_default())
+            }
+            _ => CallError::Instantiate(format!("{e:#}")),
+        })?;
         inner.shared.stats.instances.add(1);
         if let Some(export) = &inner.arena
             && let Some(Extern::Memory(arena)) = instance.get_module_export(&mut store, export)

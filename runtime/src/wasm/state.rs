@@ -49,6 +49,10 @@ pub struct HostState {
     pub(crate) direct: bool,
     /// Epoch checks the current direct call has met past its first deadline.
     pub(crate) ticks_past: u8,
+    /// The current direct call counts in [`super::sync_call::LongDirectCalls`].
+    pub(crate) long_direct: bool,
+    /// The current direct call was stopped to keep a worker thread free.
+    pub(crate) preempted: bool,
     pub(crate) guest_name: Arc<str>,
     pub(crate) wasi: Option<wasmtime_wasi::p1::WasiP1Ctx>,
     pub(crate) shared: Arc<EngineShared>,
@@ -94,6 +98,8 @@ impl HostState {
             deadline: None,
             direct: false,
             ticks_past: 0,
+            long_direct: false,
+            preempted: false,
             guest_name,
             wasi: wasi.then(|| wasmtime_wasi::WasiCtxBuilder::new().build_p1()),
             shared,

@@ -19,11 +19,21 @@
 //!
 //! The deadline is enforced the same way on both paths: the epoch check traps
 //! the guest once its deadline has passed.
+//!
+//! A direct call cannot yield, so while it runs it holds its tokio worker.
+//! One long call of a module not yet known to be slow is allowed to; but if
+//! every worker were held that way (concurrent first calls of a guest that
+//! loops, or of several slow guests) nothing else — health checks, static
+//! files, the shutdown signal — would run until their deadlines. So
+//! [`LongDirectCalls`] lets at most one worker fewer than the runtime has
+//! be held by direct calls past their first tick; a call that would take
+//! the last one is stopped ([`super::CallError::Preempted`]), and its
+//! module, now known to be slow, runs on the fiber from then on.
 
 use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use wasmtime::Store;
@@ -77,6 +87,69 @@ impl SlowGuests {
     }
 }
 
+/// Direct calls, engine-wide, that have run past a tick and so hold their
+/// worker thread for long.
+#[derive(Debug, Default)]
+pub(crate) struct LongDirectCalls(AtomicUsize);
+
+impl LongDirectCalls {
+    /// Counts one more long direct call, unless the runtime's workers would
+    /// then all be held: `false`, and the caller must stop the call.
+    pub(crate) fn try_enter(&self) -> bool {
+        let budget = long_call_budget();
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < budget).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// A long direct call ended.
+    pub(crate) fn leave(&self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// How many workers long direct calls may hold: all but one of the current
+/// runtime's, and at least one (a single-threaded runtime has nothing to
+/// keep free, and its one call must be able to run).
+fn long_call_budget() -> usize {
+    tokio::runtime::Handle::try_current()
+        .map(|h| h.metrics().num_workers())
+        .unwrap_or(1)
+        .saturating_sub(1)
+        .max(1)
+}
+
+/// The epoch check of a direct call that has not reached its deadline:
+/// counts the check and, the moment the call turns long, claims one of the
+/// long-call places. `false`: none is left, stop the call.
+pub(crate) fn on_direct_tick(state: &mut HostState) -> bool {
+    state.ticks_past = state.ticks_past.saturating_add(1);
+    if state.ticks_past < SLOW_AFTER_CHECKS || state.long_direct {
+        return true;
+    }
+    if state.shared.long_direct.try_enter() {
+        state.long_direct = true;
+        hand_off_worker();
+        true
+    } else {
+        state.preempted = true;
+        false
+    }
+}
+
+/// Gives this thread's tokio worker — its queued tasks and the I/O it
+/// drives — to another thread, so that a call about to hold this thread for
+/// long strands nothing behind it.
+fn hand_off_worker() {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_thread {
+        tokio::task::block_in_place(|| std::thread::sleep(std::time::Duration::from_millis(1)));
+    }
+}
+
 /// How many epoch checks a direct call must meet before its module counts
 /// as slow. One is not enough: a call that the OS deschedules for a few
 /// milliseconds (two busy threads per core under load) meets one check as
@@ -98,6 +171,9 @@ pub(crate) fn run_direct<R>(
     let result = call(store);
     let state = store.data_mut();
     state.direct = false;
+    if std::mem::take(&mut state.long_direct) {
+        state.shared.long_direct.leave();
+    }
     if std::mem::take(&mut state.ticks_past) >= SLOW_AFTER_CHECKS {
         module.mark_slow();
     }

@@ -10,6 +10,8 @@ mod connections;
 mod deadlines;
 mod errors;
 mod framing;
+mod guests;
 mod kernel;
+mod raw_http;
 mod reads;
 mod sql;
