@@ -115,6 +115,94 @@ fn serve_answers_and_exits_cleanly_on_sigterm() {
     assert!(exit.success(), "exit status {exit:?}");
 }
 
+/// SIGTERM with a request still running: the process answers on the IPv6
+/// address it was given, and exits within its shutdown timeout.
+#[test]
+fn serve_listens_on_runtime_host_and_exits_within_its_shutdown_timeout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = dir.path().join("spin");
+    std::fs::create_dir_all(&app).expect("mkdir");
+    // `handle` spins until stopped; importing `http_request` puts it on a
+    // fiber, so it runs for its whole 60 s timeout unless cut.
+    std::fs::write(
+        app.join("app.wasm"),
+        r#"(module
+  (import "extism:host/env" "http_request" (func $http (param i64 i64) (result i64)))
+  (memory (export "memory") 1)
+  (func (export "handle") (result i32) (loop $spin (br $spin)) (i32.const 0)))"#,
+    )
+    .expect("app");
+    std::fs::write(app.join("worker.jsonc"), r#"{ timeout: "60s" }"#).expect("worker");
+    let mut child = Command::new(BIN)
+        .env("RUNTIME_WORKER_DIRS", dir.path())
+        .env("RUNTIME_CACHE_DIR", "off")
+        .env("RUNTIME_PLUGIN_DIRS", dir.path().join("plugins"))
+        .env("RUNTIME_DATA_DIR", dir.path().join("data"))
+        .env("RUNTIME_HOST", "::1")
+        .env("RUNTIME_SHUTDOWN_TIMEOUT", "1s")
+        .env("PORT", "0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let first = BufReader::new(stdout)
+        .lines()
+        .next()
+        .expect("a first line")
+        .expect("utf-8");
+    let port: u16 = first
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no port in {first:?}"));
+    let mut spinning = std::net::TcpStream::connect(("::1", port)).expect("connect over IPv6");
+    {
+        use std::io::Write;
+        write!(spinning, "GET /spin/ HTTP/1.1\r\nhost: x\r\n\r\n").expect("write");
+    }
+    // The call is running once the server says so.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let mut s = std::net::TcpStream::connect(("::1", port)).expect("connect");
+        {
+            use std::io::Write;
+            write!(
+                s,
+                "GET /_/stats HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+            )
+            .expect("write");
+        }
+        let mut stats = String::new();
+        s.read_to_string(&mut stats).expect("read");
+        if stats.contains(r#""active":1"#) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the call never started: {stats}"
+        );
+    }
+    let started = std::time::Instant::now();
+    let pid = child.id().to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    loop {
+        if let Some(exit) = child.try_wait().expect("wait") {
+            assert!(exit.success(), "exit status {exit:?}");
+            break;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("still running 10 s after SIGTERM with a 1 s shutdown timeout");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 fn http_get(port: u16, path: &str) -> String {
     use std::io::Write;
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");

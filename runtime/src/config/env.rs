@@ -321,6 +321,10 @@ mod tests {
             ("RUNTIME_MAX_TENANTS", "lots"),
             ("RUNTIME_WASM_GUARD_PAGES", "maybe"),
             ("RUNTIME_WASM_PERF_MAP", "yes"),
+            ("RUNTIME_IDLE_TIMEOUT", "0s"),
+            ("RUNTIME_BODY_TIMEOUT", "later"),
+            ("RUNTIME_SHUTDOWN_TIMEOUT", "-1"),
+            ("RUNTIME_MAX_CONNECTIONS", "0"),
         ] {
             let e = env(&[base, (k, v)]).unwrap_err();
             assert!(e.to_string().starts_with(k), "{e}");
@@ -337,5 +341,16 @@ mod tests {
         assert_eq!(dev.max_tenants, 1000);
         let few = env(&[("RUNTIME_WORKER_DIRS", "a"), ("RUNTIME_MAX_TENANTS", "3")]).unwrap();
         assert_eq!(few.max_tenants, 3);
+        assert_eq!(dev.host, "0.0.0.0");
+        assert_eq!(dev.shutdown_timeout, Duration::from_secs(30));
+        assert_eq!(dev.max_connections, 10_000);
+    }
+
+    #[test]
+    fn the_listen_address_may_be_ipv6_with_or_without_brackets() {
+        for given in ["::1", "[::1]"] {
+            let e = env(&[("RUNTIME_WORKER_DIRS", "a"), ("RUNTIME_HOST", given)]).unwrap();
+            assert_eq!(e.host, "::1");
+        }
     }
 }

@@ -77,22 +77,28 @@ impl Drop for InFlight {
 /// docs): before its first request, `first_request` after the accept; then
 /// `idle` without a request in flight or a byte moved.
 pub(crate) async fn idle(activity: &Activity, first_request: Duration, idle: Duration) {
+    // The state changes without waking this future (a request starts, bytes
+    // move), so it looks again at least this often: a limit is enforced at
+    // most one period late.
+    let period = first_request.min(idle);
     loop {
+        let now = Instant::now();
         let due = if activity.started_any.load(Ordering::Relaxed) {
             let last = Duration::from_millis(activity.last_ms.load(Ordering::Relaxed));
             activity.accepted + last + idle
         } else {
             activity.accepted + first_request
         };
-        if Instant::now() >= due {
-            if activity.in_flight.load(Ordering::Relaxed) == 0 {
-                return;
-            }
-            // A request is running: look again after another idle period.
-            tokio::time::sleep(idle).await;
-            continue;
+        if now >= due && activity.in_flight.load(Ordering::Relaxed) == 0 {
+            return;
         }
-        tokio::time::sleep_until(due).await;
+        // Past due with a request running: its own deadlines bound it.
+        let next = if now >= due {
+            now + period
+        } else {
+            due.min(now + period)
+        };
+        tokio::time::sleep_until(next).await;
     }
 }
 
