@@ -98,7 +98,15 @@ where
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let (req, in_flight): (Request, _) = match &self.connection {
             Some(scope) => (
-                req.map(|b| Body::new(TimeoutBody::new(scope.body_read_timeout, b))),
+                // A body known to be empty (most GETs) has nothing to wait
+                // for: no timer for it.
+                req.map(|b| {
+                    if b.is_end_stream() {
+                        Body::new(b)
+                    } else {
+                        Body::new(TimeoutBody::new(scope.body_read_timeout, b))
+                    }
+                }),
                 Some(scope.activity.begin()),
             ),
             None => (req.map(Body::new), None),
