@@ -179,7 +179,7 @@ impl Engine {
         let cache = config
             .cache_dir
             .as_ref()
-            .map(|dir| ModuleCache::new(dir.clone(), &engine));
+            .and_then(|dir| ModuleCache::open(dir.clone(), &engine));
         // No proxies from the environment: a proxy would resolve names
         // itself and undo the private-address check.
         let http = reqwest::Client::builder()
@@ -261,8 +261,10 @@ impl Engine {
             Some(cache) => cache.load(&self.inner.engine, &sha256, stats),
             None => None,
         };
-        let (module, origin) = match cached {
-            Some(m) => (m, ModuleOrigin::DiskCache),
+        // Only modules the rewrite produced get an arena memory attached;
+        // the cache holds nothing else.
+        let (module, origin, rewritten) = match cached {
+            Some(m) => (m, ModuleOrigin::DiskCache, true),
             None => {
                 // Bytes the rewrite cannot take go to wasmtime as they are:
                 // its error says precisely what is wrong with them, and a
@@ -280,10 +282,12 @@ impl Engine {
                         cause: e.into(),
                     })?;
                 stats.compiled.add(1);
-                if let Some(cache) = &self.inner.cache {
+                if let Some(cache) = &self.inner.cache
+                    && rewritten.is_ok()
+                {
                     cache.store(&sha256, &module);
                 }
-                (module, ModuleOrigin::Compiled)
+                (module, ModuleOrigin::Compiled, rewritten.is_ok())
             }
         };
 
@@ -300,6 +304,7 @@ impl Engine {
             pre,
             options,
             origin,
+            rewritten,
             sha256,
             self.inner.shared.clone(),
         ))

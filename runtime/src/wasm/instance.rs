@@ -292,13 +292,18 @@ impl GuestInstance {
                     return Err(CallError::Guest { rc, message });
                 }
                 let out = state.output;
+                // `output_set` accepted only ranges inside the arena, which
+                // never shrinks during a call.
                 let output = if out.len == 0 {
                     Bytes::new()
                 } else {
-                    match state.arena.slice(out.offset, out.len) {
-                        Ok(b) => Bytes::copy_from_slice(b),
-                        Err(e) => {
-                            return Err(CallError::Trap(format!("invalid output range: {e}")));
+                    match state.arena.copy_out(out.offset, out.len) {
+                        Some(b) => b,
+                        None => {
+                            return Err(CallError::Trap(format!(
+                                "invalid output range: {} bytes at {}",
+                                out.len, out.offset
+                            )));
                         }
                     }
                 };
@@ -311,8 +316,7 @@ impl GuestInstance {
                         let out = state.output;
                         let output = state
                             .arena
-                            .slice(out.offset, out.len)
-                            .map(Bytes::copy_from_slice)
+                            .copy_out(out.offset, out.len)
                             .unwrap_or_default();
                         return Ok(CallOutput { rc: 0, output });
                     }

@@ -1,1 +1,681 @@
-//! (tests to come)
+//! The Extism kernel's semantics, and what a guest can make the host keep.
+//!
+//! Third-party modules are written against Extism, whose kernel (its default,
+//! bounds-checking build) answers a load outside its memory with 0 and
+//! ignores a store there; guests rely on it (reading their input eight bytes
+//! at a time past its end, for one). The same WAT module runs under the
+//! `extism` crate and under Buntime, through the inline accessors and the host
+//! functions alike, and must produce the same output. Then the host's side:
+//! block bookkeeping counts against the memory limit, allocation stays cheap
+//! with many free blocks, and a guest cannot flood the log.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use buntime::wasm::{BLOCK_COST, CallError, GuestInstance, GuestModule, GuestOptions};
+use tracing::level_filters::LevelFilter;
+
+use crate::support;
+
+/// Imports, a results buffer in the guest's own memory (so that no block is
+/// allocated while the probes run) and `$finish`, which copies the results
+/// into a block and makes it the output.
+const PRELUDE: &str = r#"
+    (import "extism:host/env" "alloc" (func $alloc (param i64) (result i64)))
+    (import "extism:host/env" "free" (func $free (param i64)))
+    (import "extism:host/env" "length" (func $length (param i64) (result i64)))
+    (import "extism:host/env" "load_u8" (func $load8 (param i64) (result i32)))
+    (import "extism:host/env" "load_u64" (func $load64 (param i64) (result i64)))
+    (import "extism:host/env" "store_u8" (func $store8 (param i64 i32)))
+    (import "extism:host/env" "store_u64" (func $store64 (param i64 i64)))
+    (import "extism:host/env" "input_length" (func $input_len (result i64)))
+    (import "extism:host/env" "input_offset" (func $input_offset (result i64)))
+    (import "extism:host/env" "input_load_u8" (func $in8 (param i64) (result i32)))
+    (import "extism:host/env" "input_load_u64" (func $in64 (param i64) (result i64)))
+    (import "extism:host/env" "output_set" (func $output_set (param i64 i64)))
+    (import "extism:host/env" "error_set" (func $error_set (param i64)))
+    (import "extism:host/env" "config_get" (func $config_get (param i64) (result i64)))
+    (import "extism:host/env" "var_get" (func $var_get (param i64) (result i64)))
+    (import "extism:host/env" "var_set" (func $var_set (param i64 i64)))
+    (import "extism:host/env" "log_info" (func $log_info (param i64)))
+    (import "extism:host/env" "reset" (func $reset))
+    (memory (export "memory") 1)
+    (global $n (mut i32) (i32.const 0))
+    (func $rec (param $v i64)
+        (i64.store (global.get $n) (local.get $v))
+        (global.set $n (i32.add (global.get $n) (i32.const 8))))
+    (func $finish (result i32)
+        (local $out i64) (local $i i32)
+        (local.set $out (call $alloc (i64.extend_i32_u (global.get $n))))
+        (block $done (loop $copy
+            (br_if $done (i32.ge_u (local.get $i) (global.get $n)))
+            (call $store64 (i64.add (local.get $out) (i64.extend_i32_u (local.get $i)))
+                (i64.load (local.get $i)))
+            (local.set $i (i32.add (local.get $i) (i32.const 8)))
+            (br $copy)))
+        (call $output_set (local.get $out) (i64.extend_i32_u (global.get $n)))
+        (global.set $n (i32.const 0))
+        (i32.const 0))
+    ;; A block holding `text`'s first `len` bytes (`text` is in guest memory).
+    (func $block (param $text i32) (param $len i64) (result i64)
+        (local $h i64) (local $i i64)
+        (local.set $h (call $alloc (local.get $len)))
+        (block $done (loop $copy
+            (br_if $done (i64.ge_u (local.get $i) (local.get $len)))
+            (call $store8 (i64.add (local.get $h) (local.get $i))
+                (i32.load8_u (i32.add (local.get $text) (i32.wrap_i64 (local.get $i)))))
+            (local.set $i (i64.add (local.get $i) (i64.const 1)))
+            (br $copy)))
+        (local.get $h))
+    (data (i32.const 60000) "greetingabcoops")
+"#;
+
+/// The accessors around the input's end and a block's end. Offsets that
+/// only mean something in one host's memory layout (the kernel's block
+/// headers, Buntime's arena header) are left out; everything else must match.
+const ACCESSORS: &str = r#"
+    ;; Every input read from offset 0 to 9 past the end, and far ones.
+    (func (export "input_probe") (result i32)
+        (local $len i64) (local $d i64)
+        (local.set $len (call $input_len))
+        (call $rec (local.get $len))
+        (block $done (loop $next
+            (br_if $done (i64.gt_u (local.get $d) (i64.add (local.get $len) (i64.const 9))))
+            (call $rec (call $in64 (local.get $d)))
+            (call $rec (i64.extend_i32_u (call $in8 (local.get $d))))
+            (local.set $d (i64.add (local.get $d) (i64.const 1)))
+            (br $next)))
+        (call $rec (call $in64 (i64.const 0x100000000)))
+        (call $rec (call $in64 (i64.const -9)))
+        (call $rec (i64.extend_i32_u (call $in8 (i64.const -1))))
+        (call $finish))
+
+    ;; The input copied into the last block, then every load from its start
+    ;; to 9 past its end, and far ones.
+    (func (export "block_probe") (result i32)
+        (local $len i64) (local $h i64) (local $d i64)
+        (drop (call $input_offset))
+        (local.set $len (call $input_len))
+        (local.set $h (call $alloc (local.get $len)))
+        (block $done (loop $copy
+            (br_if $done (i64.ge_u (local.get $d) (local.get $len)))
+            (call $store8 (i64.add (local.get $h) (local.get $d)) (call $in8 (local.get $d)))
+            (local.set $d (i64.add (local.get $d) (i64.const 1)))
+            (br $copy)))
+        (call $rec (call $length (local.get $h)))
+        (local.set $d (i64.const 0))
+        (block $done (loop $next
+            (br_if $done (i64.gt_u (local.get $d) (i64.add (local.get $len) (i64.const 9))))
+            (call $rec (call $load64 (i64.add (local.get $h) (local.get $d))))
+            (call $rec (i64.extend_i32_u (call $load8 (i64.add (local.get $h) (local.get $d)))))
+            (local.set $d (i64.add (local.get $d) (i64.const 1)))
+            (br $next)))
+        (call $rec (call $load64 (i64.add (local.get $h) (i64.const 0x100000))))
+        (call $rec (call $load64 (i64.const 0x10000000000)))
+        (call $rec (call $load64 (i64.const -4)))
+        (call $rec (i64.extend_i32_u (call $load8 (i64.const -1))))
+        (call $rec (i64.extend_i32_u (call $load8 (i64.const 0))))
+        (call $rec (call $load64 (i64.const 1)))
+        (call $finish))
+
+    ;; Stores at every offset from the last block's start to 9 past its end
+    ;; (each overlapping the one before), stores far out and into the
+    ;; header, then every load back.
+    (func (export "store_probe") (result i32)
+        (local $len i64) (local $h i64) (local $d i64)
+        (drop (call $input_offset))
+        (local.set $len (call $input_len))
+        (local.set $h (call $alloc (local.get $len)))
+        (block $done (loop $next
+            (br_if $done (i64.gt_u (local.get $d) (i64.add (local.get $len) (i64.const 9))))
+            (call $store64 (i64.add (local.get $h) (local.get $d))
+                (i64.add (i64.const 0x0102030405060700) (local.get $d)))
+            (call $store8 (i64.add (local.get $h) (i64.add (local.get $d) (i64.const 3)))
+                (i32.wrap_i64 (local.get $d)))
+            (local.set $d (i64.add (local.get $d) (i64.const 1)))
+            (br $next)))
+        (call $store64 (i64.const 0x10000000000) (i64.const 7))
+        (call $store64 (i64.const -4) (i64.const 7))
+        (call $store8 (i64.const -1) (i32.const 7))
+        (call $store64 (i64.const 8) (i64.const 7))
+        (call $store8 (i64.const 0) (i32.const 7))
+        (local.set $d (i64.const 0))
+        (block $done (loop $next
+            (br_if $done (i64.gt_u (local.get $d) (i64.add (local.get $len) (i64.const 20))))
+            (call $rec (call $load64 (i64.add (local.get $h) (local.get $d))))
+            (local.set $d (i64.add (local.get $d) (i64.const 1)))
+            (br $next)))
+        (call $rec (call $load64 (i64.const 0x10000000000)))
+        (call $rec (call $load64 (i64.const 8)))
+        (call $finish))
+"#;
+
+/// The other `extism:host/env` functions at their edges.
+const EDGES: &str = r#"
+    (func (export "output_far") (result i32)
+        (local $h i64)
+        (local.set $h (call $block (i32.const 60008) (i64.const 3)))
+        (call $output_set (local.get $h) (i64.const 3))
+        (call $output_set (i64.const 0x10000000000) (i64.const 8))
+        (call $output_set (local.get $h) (i64.const 0x10000000000))
+        (call $output_set (i64.const 0) (i64.const 0))
+        (call $output_set (i64.const 8) (i64.const 8))
+        (i32.const 0))
+    (func (export "output_past_the_end") (result i32)
+        (call $output_set (call $block (i32.const 60008) (i64.const 3)) (i64.const 11))
+        (i32.const 0))
+    (func (export "output_empty_inside") (result i32)
+        (local $h i64)
+        (local.set $h (call $block (i32.const 60008) (i64.const 3)))
+        (call $output_set (local.get $h) (i64.const 3))
+        (call $output_set (i64.add (local.get $h) (i64.const 1)) (i64.const 0))
+        (i32.const 0))
+    (func (export "error_far") (result i32)
+        (call $error_set (i64.const 0x10000000000)) (i32.const 0))
+    (func (export "error_inside_a_block") (result i32)
+        (call $error_set (i64.add (call $block (i32.const 60011) (i64.const 4)) (i64.const 1)))
+        (i32.const 0))
+    (func (export "error_cleared") (result i32)
+        (call $error_set (call $block (i32.const 60011) (i64.const 4)))
+        (call $error_set (i64.const 0))
+        (i32.const 0))
+    (func (export "error_block") (result i32)
+        (call $error_set (call $block (i32.const 60011) (i64.const 4)))
+        (i32.const 1))
+    (func (export "log_null") (result i32)
+        (call $log_info (i64.const 0))
+        (call $rec (i64.const 1))
+        (call $finish))
+    (func (export "log_inside_a_block") (result i32)
+        (call $log_info (i64.add (call $block (i32.const 60008) (i64.const 3)) (i64.const 1)))
+        (call $rec (i64.const 1))
+        (call $finish))
+    (func (export "config_null") (result i32)
+        (call $rec (call $config_get (i64.const 0)))
+        (call $finish))
+    (func (export "config_inside_a_block") (result i32)
+        (call $rec (call $config_get
+            (i64.add (call $block (i32.const 60000) (i64.const 8)) (i64.const 1))))
+        (call $finish))
+    (func (export "config_found") (result i32)
+        (local $v i64)
+        (local.set $v (call $config_get (call $block (i32.const 60000) (i64.const 8))))
+        (call $output_set (local.get $v) (call $length (local.get $v)))
+        (i32.const 0))
+    (func (export "var_null_key") (result i32)
+        (local $v i64)
+        (call $var_set (i64.const 0) (call $block (i32.const 60008) (i64.const 3)))
+        (local.set $v (call $var_get (i64.const 0)))
+        (call $rec (call $length (local.get $v)))
+        (call $rec (call $load64 (local.get $v)))
+        (call $var_set (i64.const 0) (i64.const 0))
+        (call $rec (call $var_get (i64.const 0)))
+        (call $finish))
+    (func (export "var_value_not_a_block") (result i32)
+        (call $var_set (call $block (i32.const 60008) (i64.const 1)) (i64.const 12345678))
+        (i32.const 0))
+    (func (export "length_and_free") (result i32)
+        (local $h i64)
+        (local.set $h (call $block (i32.const 60000) (i64.const 5)))
+        (call $rec (call $length (i64.const 0)))
+        (call $rec (call $length (local.get $h)))
+        (call $rec (call $length (i64.add (local.get $h) (i64.const 1))))
+        (call $rec (call $length (i64.sub (local.get $h) (i64.const 1))))
+        (call $rec (call $length (i64.const 0x10000000000)))
+        (call $rec (call $length (i64.const -1)))
+        (call $free (i64.const 0))
+        (call $free (i64.add (local.get $h) (i64.const 1)))
+        (call $free (i64.const 0x10000000000))
+        (call $free (i64.const -1))
+        (call $rec (call $length (local.get $h)))
+        (call $free (local.get $h))
+        (call $rec (call $length (local.get $h)))
+        (call $free (local.get $h))
+        (call $rec (call $length (local.get $h)))
+        (call $finish))
+    (func (export "free_the_input") (result i32)
+        (local $i i64)
+        (local.set $i (call $input_offset))
+        (call $rec (call $input_len))
+        (call $rec (call $in64 (i64.const 0)))
+        (call $free (local.get $i))
+        (call $rec (call $input_len))
+        (call $rec (call $in64 (i64.const 0)))
+        (call $rec (i64.extend_i32_u (call $in8 (i64.const 1))))
+        (call $finish))
+    (func (export "reset_forgets_the_input") (result i32)
+        (call $reset)
+        (call $rec (call $input_len))
+        (call $rec (call $in64 (i64.const 0)))
+        (call $finish))
+"#;
+
+fn probe_wasm() -> Vec<u8> {
+    wat::parse_str(format!("(module {PRELUDE} {ACCESSORS} {EDGES})")).expect("valid WAT")
+}
+
+/// What a call produced, reduced to what both hosts can be compared on: a
+/// trap's message is each host's own.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    Ok(Vec<u8>),
+    Error { rc: i32, message: String },
+    Trap,
+}
+
+/// The probe under both hosts, a fresh plugin and instance per case.
+struct Pair {
+    oracle: extism::CompiledPlugin,
+    ours: GuestModule,
+}
+
+impl Pair {
+    fn new() -> Self {
+        let wasm = probe_wasm();
+        let manifest = extism::Manifest::new([extism::Wasm::data(wasm.clone())])
+            .with_config_key("greeting", "hi there");
+        let oracle = extism::CompiledPlugin::new(extism::PluginBuilder::new(manifest))
+            .expect("the extism crate compiles the probe");
+        let ours = support::engine()
+            .load(
+                &wasm,
+                GuestOptions::new("kernel").config("greeting", "hi there"),
+            )
+            .expect("load the probe");
+        Self { oracle, ours }
+    }
+
+    async fn run(&self, export: &str, input: &[u8]) -> (Outcome, Outcome) {
+        let want = tokio::task::block_in_place(|| {
+            let mut plugin =
+                extism::Plugin::new_from_compiled(&self.oracle).expect("extism plugin");
+            match plugin.call_get_error_code::<&[u8], Vec<u8>>(export, input) {
+                Ok(out) => Outcome::Ok(out),
+                Err((e, rc)) if rc > 0 => Outcome::Error {
+                    rc,
+                    message: e.root_cause().to_string(),
+                },
+                Err(_) => Outcome::Trap,
+            }
+        });
+        let mut instance: GuestInstance = self.ours.instantiate().await.expect("instantiate");
+        let got = match instance.call(export, input.to_vec()).await {
+            Ok(out) => Outcome::Ok(out.output.to_vec()),
+            Err(CallError::Guest { rc, message }) => Outcome::Error { rc, message },
+            Err(_) => Outcome::Trap,
+        };
+        (got, want)
+    }
+
+    async fn assert_same(&self, export: &str, input: &[u8]) -> Outcome {
+        let (got, want) = self.run(export, input).await;
+        assert_eq!(
+            got,
+            want,
+            "`{export}` with {} input bytes differs from the extism crate",
+            input.len()
+        );
+        got
+    }
+}
+
+/// Bytes `1..=len`, so that no input byte is 0 and a 0 read is telling.
+fn input(len: usize) -> Vec<u8> {
+    (1..=len as u8).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_reads_past_the_end_answer_zero_as_in_extism() {
+    let pair = Pair::new();
+    for len in 0..=17 {
+        let out = pair.assert_same("input_probe", &input(len)).await;
+        let Outcome::Ok(bytes) = out else {
+            panic!("input_probe must not fail: {out:?}")
+        };
+        // The word read at `len - 7` straddles the end: 0, not a trap.
+        let word = |i: usize| u64::from_le_bytes(bytes[8 + i * 16..][..8].try_into().unwrap());
+        if len >= 7 {
+            assert_eq!(word(len - 7), 0, "input of {len}: the straddling word");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn block_reads_past_the_end_read_zeros_as_in_extism() {
+    let pair = Pair::new();
+    for len in 0..=17 {
+        let out = pair.assert_same("block_probe", &input(len)).await;
+        assert!(matches!(out, Outcome::Ok(_)), "{out:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_past_the_end_and_far_out_behave_as_in_extism() {
+    let pair = Pair::new();
+    for len in 0..=17 {
+        let out = pair.assert_same("store_probe", &input(len)).await;
+        assert!(matches!(out, Outcome::Ok(_)), "{out:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_other_functions_take_odd_handles_as_extism_does() {
+    log_counter();
+    let pair = Pair::new();
+    for export in [
+        "output_far",
+        "output_past_the_end",
+        "output_empty_inside",
+        "error_far",
+        "error_inside_a_block",
+        "error_cleared",
+        "error_block",
+        "log_null",
+        "log_inside_a_block",
+        "config_null",
+        "config_inside_a_block",
+        "config_found",
+        "var_null_key",
+        "var_value_not_a_block",
+        "length_and_free",
+        "free_the_input",
+        "reset_forgets_the_input",
+    ] {
+        pair.assert_same(export, b"0123456789").await;
+    }
+    // A few answers spelled out, so that agreeing on a wrong one fails too.
+    let (got, _) = pair.run("output_past_the_end", b"").await;
+    assert_eq!(got, Outcome::Ok(b"abc\0\0\0\0\0\0\0\0".to_vec()));
+    let (got, _) = pair.run("output_far", b"").await;
+    assert_eq!(got, Outcome::Ok(b"abc".to_vec()));
+    let (got, _) = pair.run("error_block", b"").await;
+    assert_eq!(
+        got,
+        Outcome::Error {
+            rc: 1,
+            message: "oops".into()
+        }
+    );
+    let (got, _) = pair.run("free_the_input", b"0123456789").await;
+    let words: Vec<u64> = match got {
+        Outcome::Ok(b) => b
+            .chunks(8)
+            .map(|w| u64::from_le_bytes(w.try_into().unwrap()))
+            .collect(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(words, [10, u64::from_le_bytes(*b"01234567"), 0, 0, 0]);
+    assert_eq!(
+        pair.run("config_inside_a_block", b"").await.0,
+        Outcome::Trap
+    );
+}
+
+/// The hostile fixture's out-of-range accesses, which used to stop the
+/// guest, answer as under Extism; a handle that is not a block is still an
+/// error there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hostile_fixtures_wild_accesses_answer_as_in_extism() {
+    let path = buntime_fixtures::HOSTILE;
+    let module = support::engine()
+        .load(&buntime_fixtures::bytes(path), GuestOptions::new("hostile"))
+        .expect("load");
+    for (export, want) in [
+        ("bad_load", Some(&b"0"[..])),
+        ("bad_store", Some(b"")),
+        ("bad_output", Some(b"")),
+        ("bad_input", Some(b"0")),
+        ("bad_handle", None),
+    ] {
+        let mut oracle = support::extism_plugin(path, false);
+        let theirs =
+            tokio::task::block_in_place(|| oracle.call::<&[u8], Vec<u8>>(export, b"").ok());
+        let mut instance = module.instantiate().await.expect("instantiate");
+        let ours = instance
+            .call(export, Vec::new())
+            .await
+            .ok()
+            .map(|o| o.output.to_vec());
+        assert_eq!(ours, theirs, "`{export}` differs from the extism crate");
+        assert_eq!(ours.as_deref(), want, "`{export}`");
+    }
+}
+
+/// Guest log lines seen by the process's subscriber, by guest name.
+#[derive(Default)]
+struct LogCounter {
+    lines: Mutex<HashMap<String, Vec<String>>>,
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for &'static LogCounter {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if event.metadata().target() != "buntime::guest" {
+            return;
+        }
+        #[derive(Default)]
+        struct Fields {
+            guest: Option<String>,
+            message: String,
+        }
+        impl tracing::field::Visit for Fields {
+            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                if field.name() == "guest" {
+                    self.guest = Some(value.to_owned());
+                }
+            }
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.message = format!("{value:?}");
+                }
+            }
+        }
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        if let (Some(guest), Ok(mut lines)) = (fields.guest, self.lines.lock()) {
+            lines.entry(guest).or_default().push(fields.message);
+        }
+    }
+}
+
+/// Installs (once) a process-wide subscriber that records guest log lines at
+/// `info` and above; `None` if another subscriber was installed first.
+fn log_counter() -> Option<&'static LogCounter> {
+    static COUNTER: OnceLock<Option<&'static LogCounter>> = OnceLock::new();
+    *COUNTER.get_or_init(|| {
+        use tracing_subscriber::Layer;
+        use tracing_subscriber::layer::SubscriberExt;
+        let counter: &'static LogCounter = Box::leak(Box::default());
+        let subscriber =
+            tracing_subscriber::registry().with(counter.with_filter(LevelFilter::INFO));
+        tracing::subscriber::set_global_default(subscriber)
+            .ok()
+            .map(|()| counter)
+    })
+}
+
+fn lines_of(guest: &str) -> Vec<String> {
+    log_counter()
+        .and_then(|c| {
+            c.lines
+                .lock()
+                .ok()
+                .map(|l| l.get(guest).cloned().unwrap_or_default())
+        })
+        .unwrap_or_default()
+}
+
+const LOGGER: &str = r#"(module
+    (import "extism:host/env" "alloc" (func $alloc (param i64) (result i64)))
+    (import "extism:host/env" "store_u8" (func $store8 (param i64 i32)))
+    (import "extism:host/env" "input_length" (func $input_len (result i64)))
+    (import "extism:host/env" "input_load_u64" (func $in64 (param i64) (result i64)))
+    (import "extism:host/env" "log_info" (func $log_info (param i64)))
+    ;; Logs "x" as many times as the input's first word says.
+    (func (export "flood") (result i32)
+        (local $n i64) (local $h i64)
+        (local.set $n (call $in64 (i64.const 0)))
+        (block $done (loop $next
+            (br_if $done (i64.eqz (local.get $n)))
+            (local.set $h (call $alloc (i64.const 1)))
+            (call $store8 (local.get $h) (i32.const 120))
+            (call $log_info (local.get $h))
+            (local.set $n (i64.sub (local.get $n) (i64.const 1)))
+            (br $next)))
+        (i32.const 0)))"#;
+
+fn times(n: u64) -> Vec<u8> {
+    n.to_le_bytes().to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_logging_in_a_loop_is_held_to_its_rate_and_its_calls_succeed() {
+    let counter = log_counter();
+    assert!(
+        LevelFilter::current() >= LevelFilter::INFO,
+        "this test needs guest `info` lines enabled"
+    );
+    let engine = support::engine();
+    let module = engine
+        .load(LOGGER.as_bytes(), GuestOptions::new("flood-default"))
+        .expect("load");
+    let mut instance = module.instantiate().await.expect("instantiate");
+    instance
+        .call("flood", times(20_000))
+        .await
+        .expect("a flood of log lines is still a successful call");
+    let (written, dropped) = (
+        engine.stats().guest_log_lines.get(),
+        engine.stats().guest_log_dropped.get(),
+    );
+    assert_eq!(written + dropped, 20_000);
+    // The default burst, and what the default rate refills while it runs.
+    assert!(
+        (200..400).contains(&written),
+        "{written} lines written of 20 000"
+    );
+    if counter.is_some() {
+        // Each line that gets through after some were dropped is preceded
+        // by one saying how many: at most twice the lines, still bounded.
+        let lines = lines_of("flood-default");
+        let (summaries, own): (Vec<_>, Vec<_>) =
+            lines.iter().partition(|l| l.contains("log lines dropped"));
+        assert_eq!(own.len() as u64, written);
+        assert!(summaries.len() <= own.len());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logging_resumes_with_one_line_counting_what_was_dropped() {
+    let counter = log_counter();
+    let engine = support::engine();
+    let module = engine
+        .load(
+            LOGGER.as_bytes(),
+            GuestOptions::new("flood-resumes").log_rate(50, 10),
+        )
+        .expect("load");
+    let mut instance = module.instantiate().await.expect("instantiate");
+    instance.call("flood", times(60)).await.expect("flood");
+    let written = engine.stats().guest_log_lines.get();
+    assert!(written < 15, "{written} lines written with a burst of 10");
+    let dropped = 60 - written;
+    assert_eq!(engine.stats().guest_log_dropped.get(), dropped);
+    // The bucket refills at 50 lines a second; log until a line gets through.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while engine.stats().guest_log_lines.get() == written {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "logging never resumed"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        instance.call("flood", times(1)).await.expect("one line");
+    }
+    if counter.is_some() {
+        let lines = lines_of("flood-resumes");
+        let summaries: Vec<&String> = lines.iter().filter(|l| l.contains("dropped")).collect();
+        assert_eq!(summaries.len(), 1, "{lines:?}");
+        let total = engine.stats().guest_log_dropped.get();
+        assert!(
+            summaries[0].starts_with(&format!("{total} log lines dropped")),
+            "{summaries:?}"
+        );
+    }
+}
+
+/// A guest that allocates one-byte blocks until the arena refuses: each
+/// costs the host a table entry, which must count against the limit.
+const ALLOCATOR: &str = r#"(module
+    (import "extism:host/env" "alloc" (func $alloc (param i64) (result i64)))
+    (import "extism:host/env" "free" (func $free (param i64)))
+    (import "extism:host/env" "store_u64" (func $store64 (param i64 i64)))
+    (import "extism:host/env" "output_set" (func $output_set (param i64 i64)))
+    (func (export "exhaust") (result i32)
+        (local $n i64) (local $out i64)
+        (local.set $out (call $alloc (i64.const 8)))
+        (block $full (loop $next
+            (br_if $full (i64.eqz (call $alloc (i64.const 1))))
+            (local.set $n (i64.add (local.get $n) (i64.const 1)))
+            (br $next)))
+        (call $store64 (local.get $out) (local.get $n))
+        (call $output_set (local.get $out) (i64.const 8))
+        (i32.const 0))
+    ;; 20 000 small blocks freed, then 20 000 larger ones, none of which
+    ;; fits a freed block.
+    (func (export "churn") (result i32)
+        (local $i i32)
+        (block $done (loop $next
+            (br_if $done (i32.ge_u (local.get $i) (i32.const 160000)))
+            (i64.store (local.get $i) (call $alloc (i64.const 8)))
+            (local.set $i (i32.add (local.get $i) (i32.const 8)))
+            (br $next)))
+        (local.set $i (i32.const 0))
+        (block $done (loop $next
+            (br_if $done (i32.ge_u (local.get $i) (i32.const 160000)))
+            (call $free (i64.load (local.get $i)))
+            (local.set $i (i32.add (local.get $i) (i32.const 8)))
+            (br $next)))
+        (local.set $i (i32.const 0))
+        (block $done (loop $next
+            (br_if $done (i32.ge_u (local.get $i) (i32.const 160000)))
+            (if (i64.eqz (call $alloc (i64.const 16))) (then unreachable))
+            (local.set $i (i32.add (local.get $i) (i32.const 8)))
+            (br $next)))
+        (i32.const 0))
+    (memory (export "memory") 3))"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hosts_bookkeeping_of_blocks_counts_against_the_memory_limit() {
+    let limit = 1 << 20;
+    let module = support::engine()
+        .load(
+            ALLOCATOR.as_bytes(),
+            GuestOptions::new("exhaust").memory_limit(limit),
+        )
+        .expect("load");
+    let mut instance = module.instantiate().await.expect("instantiate");
+    let out = instance.call("exhaust", Vec::new()).await.expect("exhaust");
+    let blocks = u64::from_le_bytes(out.output[..].try_into().expect("8 bytes"));
+    // Without the charge the arena holds a block per byte of its limit.
+    assert!(blocks > 1000, "{blocks} blocks");
+    assert!(
+        blocks as usize <= limit / (1 + BLOCK_COST),
+        "{blocks} one-byte blocks in a {limit}-byte limit"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_free_blocks_do_not_make_allocation_slow() {
+    // Looking through every free block on each allocation made this call
+    // 400 million steps; it must finish well within its deadline.
+    let module = support::engine()
+        .load(
+            ALLOCATOR.as_bytes(),
+            GuestOptions::new("churn")
+                .memory_limit(32 << 20)
+                .timeout(Duration::from_secs(3)),
+        )
+        .expect("load");
+    let mut instance = module.instantiate().await.expect("instantiate");
+    instance.call("churn", Vec::new()).await.expect("churn");
+}
