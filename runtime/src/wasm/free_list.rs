@@ -25,21 +25,14 @@ pub(crate) struct FreeBlock {
 }
 
 /// Freed blocks by size class.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct FreeList {
-    /// `classes[c]` holds blocks whose capacity is in `[2^c, 2^(c+1))`.
-    classes: [Vec<FreeBlock>; CLASSES],
+    /// `classes[c]` holds blocks whose capacity is in `[2^c, 2^(c+1))`;
+    /// empty until the first block is freed (most instances never free one,
+    /// and instantiation should not pay for the lists).
+    classes: Vec<Vec<FreeBlock>>,
     /// Bit `c` is set when `classes[c]` is not empty.
     nonempty: u64,
-}
-
-impl Default for FreeList {
-    fn default() -> Self {
-        Self {
-            classes: std::array::from_fn(|_| Vec::new()),
-            nonempty: 0,
-        }
-    }
 }
 
 /// The size class of a capacity of at least 1.
@@ -51,6 +44,9 @@ impl FreeList {
     /// Adds a freed block.
     pub(crate) fn push(&mut self, block: FreeBlock) {
         let c = class(block.capacity);
+        if self.classes.is_empty() {
+            self.classes.resize_with(CLASSES, Vec::new);
+        }
         self.classes[c].push(block);
         self.nonempty |= 1 << c;
     }

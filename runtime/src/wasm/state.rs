@@ -160,7 +160,8 @@ pub(crate) struct LogLimiter {
     per_second: f64,
     burst: f64,
     tokens: f64,
-    last: Instant,
+    /// When the bucket was last refilled (`None` before the first line).
+    last: Option<Instant>,
     /// Lines dropped since the last one written.
     pub(crate) dropped: u64,
 }
@@ -171,7 +172,7 @@ impl LogLimiter {
             per_second: f64::from(per_second),
             burst: f64::from(burst.max(1)),
             tokens: f64::from(burst.max(1)),
-            last: Instant::now(),
+            last: None,
             dropped: 0,
         }
     }
@@ -183,9 +184,11 @@ impl LogLimiter {
             return true;
         }
         let now = Instant::now();
-        let refill = now.duration_since(self.last).as_secs_f64() * self.per_second;
-        self.tokens = (self.tokens + refill).min(self.burst);
-        self.last = now;
+        if let Some(last) = self.last {
+            let refill = now.duration_since(last).as_secs_f64() * self.per_second;
+            self.tokens = (self.tokens + refill).min(self.burst);
+        }
+        self.last = Some(now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
