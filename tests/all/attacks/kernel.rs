@@ -568,19 +568,21 @@ async fn a_guest_logging_in_a_loop_is_held_to_its_rate_and_its_calls_succeed() {
         .load(LOGGER.as_bytes(), GuestOptions::new("flood-default"))
         .expect("load");
     let mut instance = module.instantiate().await.expect("instantiate");
+    let started = std::time::Instant::now();
     instance
         .call("flood", times(20_000))
         .await
         .expect("a flood of log lines is still a successful call");
+    let refilled = (100.0 * started.elapsed().as_secs_f64()).ceil() as u64;
     let (written, dropped) = (
         engine.stats().guest_log_lines.get(),
         engine.stats().guest_log_dropped.get(),
     );
     assert_eq!(written + dropped, 20_000);
-    // The default burst, and what the default rate refills while it runs.
+    // The default burst, and what the default rate refilled while it ran.
     assert!(
-        (200..400).contains(&written),
-        "{written} lines written of 20 000"
+        written >= 200 && written <= 200 + refilled,
+        "{written} lines written of 20 000 ({refilled} refilled)"
     );
     if counter.is_some() {
         // Each line that gets through after some were dropped is preceded
@@ -604,9 +606,14 @@ async fn logging_resumes_with_one_line_counting_what_was_dropped() {
         )
         .expect("load");
     let mut instance = module.instantiate().await.expect("instantiate");
+    let started = std::time::Instant::now();
     instance.call("flood", times(60)).await.expect("flood");
+    let refilled = (50.0 * started.elapsed().as_secs_f64()).ceil() as u64;
     let written = engine.stats().guest_log_lines.get();
-    assert!(written < 15, "{written} lines written with a burst of 10");
+    assert!(
+        written <= 10 + refilled && written < 60,
+        "{written} lines written with a burst of 10"
+    );
     let dropped = 60 - written;
     assert_eq!(engine.stats().guest_log_dropped.get(), dropped);
     // The bucket refills at 50 lines a second; log until a line gets through.
