@@ -102,8 +102,9 @@ struct Block {
 
 /// Where the arena's bytes are.
 enum Backing {
-    /// A vector of the arena's own, which grows as needed: an arena not (yet)
-    /// attached to an instance's memory (unit tests, examples).
+    /// A vector of the arena's own, grown in whole pages up to the limit as
+    /// the arena memory is: an arena not attached to an instance's memory
+    /// (modules the rewrite did not take, unit tests, examples).
     Owned(Vec<u8>),
     /// The instance's arena memory, `len` bytes at `base`.
     ///
@@ -270,9 +271,6 @@ impl Arena {
     pub fn reset(&mut self) {
         self.used = RESERVED;
         self.written = RESERVED;
-        if let Backing::Owned(v) = &mut self.backing {
-            v.truncate(RESERVED);
-        }
         self.blocks.clear();
         self.carved.clear();
         self.free.clear();
@@ -359,7 +357,12 @@ impl Arena {
             return None;
         }
         match &mut self.backing {
-            Backing::Owned(v) => v.resize(end, 0),
+            // In whole pages, as the arena memory grows, so that accesses
+            // past the blocks answer the same with either backing.
+            Backing::Owned(v) if end > v.len() => {
+                v.resize(end.next_multiple_of(PAGE).min(self.limit), 0);
+            }
+            Backing::Owned(_) => {}
             Backing::Wasm { len: mapped, .. } if end > *mapped => return None,
             Backing::Wasm { .. } => {}
         }

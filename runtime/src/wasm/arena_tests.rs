@@ -39,7 +39,16 @@ fn accesses_outside_the_arena_read_zero_and_write_nothing() {
     let mut a = Arena::new(1024);
     let h = a.alloc_bytes(&[1, 2, 3, 4, 5, 6, 7, 8]).unwrap();
     assert_eq!(a.load_u64(h), 0x0807_0605_0403_0201);
-    assert_eq!(a.load_u64(h + 1), 0, "one byte past the arena: all zero");
+    assert_eq!(
+        a.load_u64(h + 1),
+        0x08_0706_0504_0302,
+        "past the blocks: zeros"
+    );
+    assert_eq!(a.load_u64(1024 - 7), 0, "one byte past the arena: all zero");
+    a.store_u64(1024 - 8, u64::MAX);
+    assert_eq!(a.load_u8(1023), 0xff, "the last byte of the arena");
+    a.store_u64(1024 - 7, 1);
+    assert_eq!(a.load_u8(1023), 0xff, "a store one byte past: ignored");
     assert_eq!(a.load_u8(0), 0, "the header is not addressable");
     assert_eq!(a.load_u64(u64::MAX - 3), 0, "overflow is caught");
     a.store_u64(u64::MAX - 3, 1);
@@ -54,8 +63,12 @@ fn accesses_outside_the_arena_read_zero_and_write_nothing() {
     );
     assert!(a.slice(h, u64::MAX).is_err());
     assert!(a.block(12345).is_err());
-    assert!(a.copy_out(h, 9).is_none());
-    assert!(!a.output_in_bounds(h, 9));
+    assert!(a.copy_out(1000, 25).is_none());
+    assert!(!a.output_in_bounds(1000, 25));
+    assert_eq!(
+        a.copy_out(h, 9).as_deref(),
+        Some(&[1, 2, 3, 4, 5, 6, 7, 8, 0][..])
+    );
     assert!(a.output_in_bounds(h + 1, 0));
     assert!(!a.output_in_bounds(0, 0));
 }

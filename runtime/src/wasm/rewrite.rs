@@ -98,8 +98,9 @@ struct Replaced {
     type_index: u32,
 }
 
-/// Why a module could not be rewritten (it is then not a valid core module,
-/// and compiling it reports the precise error).
+/// Why a module could not be rewritten: it is not a valid core module (and
+/// compiling it reports the precise error), or it exports the arena's
+/// reserved name (it then runs as it is, without the arena memory).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct RewriteError(String);
@@ -416,8 +417,9 @@ fn header(f: &mut Function, memory: u32, offset: u64) {
 }
 
 /// The body that replaces one accessor. Parameter 0 is the offset (`i64`);
-/// stores take the value as parameter 1. The accepted range is exactly the
-/// host implementation's; anything else goes to the host, which reports it.
+/// stores take the value as parameter 1. The range taken here (the blocks,
+/// or the input's copy) is one the host answers the same way; anything else
+/// goes to the host, which answers as the Extism kernel does.
 fn accessor_body(r: &Replaced, memory: u32) -> Function {
     use Instruction as I;
     let mut f = Function::new([]);

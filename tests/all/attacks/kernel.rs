@@ -13,7 +13,9 @@ use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use buntime::wasm::{BLOCK_COST, CallError, GuestInstance, GuestModule, GuestOptions};
+use buntime::wasm::{
+    ARENA_EXPORT, BLOCK_COST, CallError, GuestInstance, GuestModule, GuestOptions,
+};
 use tracing::level_filters::LevelFilter;
 
 use crate::support;
@@ -251,8 +253,17 @@ const EDGES: &str = r#"
         (call $finish))
 "#;
 
-fn probe_wasm() -> Vec<u8> {
-    wat::parse_str(format!("(module {PRELUDE} {ACCESSORS} {EDGES})")).expect("valid WAT")
+/// The probe module. `host_only` gives it an export under the arena's
+/// reserved name, so that the rewrite leaves it alone: every accessor is
+/// then a host function (and the arena in host memory), where otherwise
+/// accesses inside the blocks run as the rewrite's inline code.
+fn probe_wasm(host_only: bool) -> Vec<u8> {
+    let squat = if host_only {
+        format!(r#"(global (export "{ARENA_EXPORT}") i32 (i32.const 0))"#)
+    } else {
+        String::new()
+    };
+    wat::parse_str(format!("(module {PRELUDE} {ACCESSORS} {EDGES} {squat})")).expect("valid WAT")
 }
 
 /// What a call produced, reduced to what both hosts can be compared on: a
@@ -268,11 +279,17 @@ enum Outcome {
 struct Pair {
     oracle: extism::CompiledPlugin,
     ours: GuestModule,
+    host_only: bool,
 }
 
 impl Pair {
-    fn new() -> Self {
-        let wasm = probe_wasm();
+    /// Both variants of the probe: inline accessors, and host functions only.
+    fn both() -> [Self; 2] {
+        [Self::new(false), Self::new(true)]
+    }
+
+    fn new(host_only: bool) -> Self {
+        let wasm = probe_wasm(host_only);
         let manifest = extism::Manifest::new([extism::Wasm::data(wasm.clone())])
             .with_config_key("greeting", "hi there");
         let oracle = extism::CompiledPlugin::new(extism::PluginBuilder::new(manifest))
@@ -283,7 +300,11 @@ impl Pair {
                 GuestOptions::new("kernel").config("greeting", "hi there"),
             )
             .expect("load the probe");
-        Self { oracle, ours }
+        Self {
+            oracle,
+            ours,
+            host_only,
+        }
     }
 
     async fn run(&self, export: &str, input: &[u8]) -> (Outcome, Outcome) {
@@ -323,10 +344,19 @@ impl Pair {
         assert_eq!(
             got,
             want,
-            "`{export}` with {} input bytes differs from the extism crate",
-            input.len()
+            "`{export}` with {} input bytes differs from the extism crate ({})",
+            input.len(),
+            self.variant()
         );
         got
+    }
+
+    fn variant(&self) -> &'static str {
+        if self.host_only {
+            "host functions only"
+        } else {
+            "inline accessors"
+        }
     }
 }
 
@@ -337,26 +367,28 @@ fn input(len: usize) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn input_reads_past_the_end_answer_zero_as_in_extism() {
-    let pair = Pair::new();
-    for len in 0..=17 {
-        let out = pair.assert_same("input_probe", &input(len)).await;
-        let Outcome::Ok(bytes) = out else {
-            panic!("input_probe must not fail: {out:?}")
-        };
-        // The word read at `len - 7` straddles the end: 0, not a trap.
-        let word = |i: usize| u64::from_le_bytes(bytes[8 + i * 16..][..8].try_into().unwrap());
-        if len >= 7 {
-            assert_eq!(word(len - 7), 0, "input of {len}: the straddling word");
+    for pair in Pair::both() {
+        for len in 0..=17 {
+            let out = pair.assert_same("input_probe", &input(len)).await;
+            let Outcome::Ok(bytes) = out else {
+                panic!("input_probe must not fail: {out:?}")
+            };
+            // The word read at `len - 7` straddles the end: 0, not a trap.
+            let word = |i: usize| u64::from_le_bytes(bytes[8 + i * 16..][..8].try_into().unwrap());
+            if len >= 7 {
+                assert_eq!(word(len - 7), 0, "input of {len}: the straddling word");
+            }
         }
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn block_reads_past_the_end_read_zeros_as_in_extism() {
-    let pair = Pair::new();
-    for len in 0..=17 {
-        let out = pair.assert_same("block_probe", &input(len)).await;
-        assert!(matches!(out, Outcome::Ok(_)), "{out:?}");
+    for pair in Pair::both() {
+        for len in 0..=17 {
+            let out = pair.assert_same("block_probe", &input(len)).await;
+            assert!(matches!(out, Outcome::Ok(_)), "{out:?}");
+        }
     }
 }
 
@@ -365,79 +397,84 @@ async fn block_reads_past_the_end_read_zeros_as_in_extism() {
 /// each reset).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_earlier_calls_bytes_past_the_blocks_read_as_zeros() {
-    let pair = Pair::new();
-    let mut plugin = extism::Plugin::new_from_compiled(&pair.oracle).expect("extism plugin");
-    let mut instance = pair.ours.instantiate().await.expect("instantiate");
-    for len in (0..=17).rev() {
-        let (got, want) =
-            Pair::run_on(&mut plugin, &mut instance, "block_probe", &input(len)).await;
-        assert_eq!(
-            got, want,
-            "`block_probe` with {len} input bytes, after a longer one"
-        );
+    for pair in Pair::both() {
+        let mut plugin = extism::Plugin::new_from_compiled(&pair.oracle).expect("extism plugin");
+        let mut instance = pair.ours.instantiate().await.expect("instantiate");
+        for len in (0..=17).rev() {
+            let (got, want) =
+                Pair::run_on(&mut plugin, &mut instance, "block_probe", &input(len)).await;
+            assert_eq!(
+                got,
+                want,
+                "`block_probe` with {len} input bytes, after a longer one ({})",
+                pair.variant()
+            );
+        }
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stores_past_the_end_and_far_out_behave_as_in_extism() {
-    let pair = Pair::new();
-    for len in 0..=17 {
-        let out = pair.assert_same("store_probe", &input(len)).await;
-        assert!(matches!(out, Outcome::Ok(_)), "{out:?}");
+    for pair in Pair::both() {
+        for len in 0..=17 {
+            let out = pair.assert_same("store_probe", &input(len)).await;
+            assert!(matches!(out, Outcome::Ok(_)), "{out:?}");
+        }
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_other_functions_take_odd_handles_as_extism_does() {
     log_counter();
-    let pair = Pair::new();
-    for export in [
-        "output_far",
-        "output_past_the_end",
-        "output_empty_inside",
-        "error_far",
-        "error_inside_a_block",
-        "error_cleared",
-        "error_block",
-        "log_null",
-        "log_inside_a_block",
-        "config_null",
-        "config_inside_a_block",
-        "config_found",
-        "var_null_key",
-        "var_value_not_a_block",
-        "length_and_free",
-        "free_the_input",
-        "reset_forgets_the_input",
-    ] {
-        pair.assert_same(export, b"0123456789").await;
-    }
-    // A few answers spelled out, so that agreeing on a wrong one fails too.
-    let (got, _) = pair.run("output_past_the_end", b"").await;
-    assert_eq!(got, Outcome::Ok(b"abc\0\0\0\0\0\0\0\0".to_vec()));
-    let (got, _) = pair.run("output_far", b"").await;
-    assert_eq!(got, Outcome::Ok(b"abc".to_vec()));
-    let (got, _) = pair.run("error_block", b"").await;
-    assert_eq!(
-        got,
-        Outcome::Error {
-            rc: 1,
-            message: "oops".into()
+    for pair in Pair::both() {
+        for export in [
+            "output_far",
+            "output_past_the_end",
+            "output_empty_inside",
+            "error_far",
+            "error_inside_a_block",
+            "error_cleared",
+            "error_block",
+            "log_null",
+            "log_inside_a_block",
+            "config_null",
+            "config_inside_a_block",
+            "config_found",
+            "var_null_key",
+            "var_value_not_a_block",
+            "length_and_free",
+            "free_the_input",
+            "reset_forgets_the_input",
+        ] {
+            pair.assert_same(export, b"0123456789").await;
         }
-    );
-    let (got, _) = pair.run("free_the_input", b"0123456789").await;
-    let words: Vec<u64> = match got {
-        Outcome::Ok(b) => b
-            .chunks(8)
-            .map(|w| u64::from_le_bytes(w.try_into().unwrap()))
-            .collect(),
-        other => panic!("{other:?}"),
-    };
-    assert_eq!(words, [10, u64::from_le_bytes(*b"01234567"), 0, 0, 0]);
-    assert_eq!(
-        pair.run("config_inside_a_block", b"").await.0,
-        Outcome::Trap
-    );
+        // A few answers spelled out, so that agreeing on a wrong one fails too.
+        let (got, _) = pair.run("output_past_the_end", b"").await;
+        assert_eq!(got, Outcome::Ok(b"abc\0\0\0\0\0\0\0\0".to_vec()));
+        let (got, _) = pair.run("output_far", b"").await;
+        assert_eq!(got, Outcome::Ok(b"abc".to_vec()));
+        let (got, _) = pair.run("error_block", b"").await;
+        assert_eq!(
+            got,
+            Outcome::Error {
+                rc: 1,
+                message: "oops".into()
+            }
+        );
+        let (got, _) = pair.run("free_the_input", b"0123456789").await;
+        let words: Vec<u64> = match got {
+            Outcome::Ok(b) => b
+                .chunks(8)
+                .map(|w| u64::from_le_bytes(w.try_into().unwrap()))
+                .collect(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(words, [10, u64::from_le_bytes(*b"01234567"), 0, 0, 0]);
+        assert_eq!(
+            pair.run("config_inside_a_block", b"").await.0,
+            Outcome::Trap
+        );
+    }
 }
 
 /// The hostile fixture's out-of-range accesses, which used to stop the
