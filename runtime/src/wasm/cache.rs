@@ -9,8 +9,9 @@
 //!
 //! The directory must be the process's own: it is created owner-only (0700),
 //! and one that already exists is used only if it is owned by the current
-//! user and neither group- nor world-writable; otherwise the engine logs a
-//! warning and runs without a cache. Entries are written to a temporary file
+//! user and neither group- nor world-writable, and every directory above it
+//! is owned by the user or root and writable by no one else unless sticky;
+//! otherwise the engine logs a warning and runs without a cache. Entries are written to a temporary file
 //! created exclusively (never through an existing path or link) with
 //! owner-only permissions (0600), then renamed into place, so a crash
 //! mid-write leaves no half file behind. An entry that is not the user's own,
@@ -40,7 +41,8 @@ impl ModuleCache {
     /// directory cannot be created or is not safe to load machine code from.
     pub(crate) fn open(dir: PathBuf, engine: &Engine) -> Option<Self> {
         match create_private_dir(&dir).and_then(|()| check_dir(&dir)) {
-            Ok(()) => Some(Self::new(dir, engine)),
+            // The resolved path: a link swapped later does not move the cache.
+            Ok(real) => Some(Self::new(real, engine)),
             Err(reason) => {
                 tracing::warn!(dir = %dir.display(), %reason, "not using the compiled-module cache directory; running without a cache (fix its ownership and permissions, or choose another)");
                 None
@@ -133,13 +135,21 @@ fn create_private_dir(dir: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot create it: {e}"))
 }
 
-/// Whether `dir` is a directory only this user can write to.
-fn check_dir(dir: &Path) -> Result<(), String> {
-    let meta = std::fs::metadata(dir).map_err(|e| format!("cannot read it: {e}"))?;
+/// Whether `dir` is a directory only this user can write to, in directories
+/// nobody else can rename it out of; returns its resolved path.
+fn check_dir(dir: &Path) -> Result<PathBuf, String> {
+    let real = std::fs::canonicalize(dir).map_err(|e| format!("cannot resolve it: {e}"))?;
+    let meta = std::fs::metadata(&real).map_err(|e| format!("cannot read it: {e}"))?;
     if !meta.is_dir() {
         return Err("it is not a directory".into());
     }
-    owned_privately(&meta)
+    owned_privately(&meta)?;
+    for parent in real.ancestors().skip(1) {
+        let meta = std::fs::metadata(parent)
+            .map_err(|e| format!("cannot read its parent {}: {e}", parent.display()))?;
+        safe_parent(&meta).map_err(|reason| format!("its parent {} {reason}", parent.display()))?;
+    }
+    Ok(real)
 }
 
 /// Whether a file or directory is the current user's and writable by no one
@@ -163,8 +173,32 @@ fn owned_privately(meta: &std::fs::Metadata) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether a directory above the cache is safe: owned by this user or root,
+/// and writable by no one else unless sticky (like `/tmp`, where only an
+/// entry's owner may rename it).
+#[cfg(unix)]
+fn safe_parent(meta: &std::fs::Metadata) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(format!("is owned by uid {}", meta.uid()));
+    }
+    if meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0 {
+        return Err(format!(
+            "is writable by its group or by everyone and not sticky (mode {:o})",
+            meta.mode() & 0o7777
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(not(unix))]
 fn owned_privately(_meta: &std::fs::Metadata) -> Result<(), String> {
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn safe_parent(_meta: &std::fs::Metadata) -> Result<(), String> {
     Ok(())
 }
 

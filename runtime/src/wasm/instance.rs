@@ -124,9 +124,10 @@ impl GuestInstance {
         self.module.has_export(name)
     }
 
-    /// Bytes of linear memory plus arena currently held.
+    /// Bytes of linear memory plus arena currently held (the arena's blocks
+    /// and the host's bookkeeping of them, as counted against its limit).
     pub fn memory_bytes(&mut self) -> usize {
-        let arena = self.store.data().arena.size();
+        let arena = self.store.data().arena.charged();
         let linear = self
             .instance
             .get_memory(&mut self.store, "memory")

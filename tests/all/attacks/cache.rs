@@ -86,6 +86,25 @@ fn a_cache_dir_owned_by_another_user_is_not_used() {
 }
 
 #[test]
+fn a_cache_dir_inside_a_dir_others_can_write_to_is_not_used() {
+    // Whoever can write the parent can rename the cache dir away and put
+    // their own in its place; a sticky parent (like /tmp) forbids that.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    for (bits, used) in [(0o777, false), (0o1777, true)] {
+        let parent = tmp.path().join(format!("parent-{bits:o}"));
+        std::fs::create_dir(&parent).expect("mkdir");
+        std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(bits)).expect("chmod");
+        let dir = parent.join("cache");
+        let want = if used {
+            ModuleOrigin::DiskCache
+        } else {
+            ModuleOrigin::Compiled
+        };
+        assert_eq!(load_twice(&dir), want, "under a {bits:o} parent");
+    }
+}
+
+#[test]
 fn an_entry_others_can_write_to_is_not_loaded() {
     let tmp = tempfile::tempdir().expect("tempdir");
     assert_eq!(load_twice(tmp.path()), ModuleOrigin::DiskCache);
