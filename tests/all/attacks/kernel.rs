@@ -752,3 +752,76 @@ async fn many_free_blocks_do_not_make_allocation_slow() {
     let mut instance = module.instantiate().await.expect("instantiate");
     instance.call("churn", Vec::new()).await.expect("churn");
 }
+
+/// An app, through the real server: reads its input eight bytes at a time
+/// past the end (as some Extism guests do) and logs 5 000 lines per request.
+const FLOOD_APP: &str = r#"(module
+    (import "extism:host/env" "alloc" (func $alloc (param i64) (result i64)))
+    (import "extism:host/env" "store_u8" (func $store8 (param i64 i32)))
+    (import "extism:host/env" "input_length" (func $input_len (result i64)))
+    (import "extism:host/env" "input_load_u64" (func $in64 (param i64) (result i64)))
+    (import "extism:host/env" "load_u64" (func $load64 (param i64) (result i64)))
+    (import "extism:host/env" "log_info" (func $log_info (param i64)))
+    (import "extism:host/env" "output_set" (func $output_set (param i64 i64)))
+    (memory (export "memory") 1)
+    (data (i32.const 0) "{\"status\":200,\"body\":\"zero\"}")
+    (data (i32.const 64) "{\"status\":200,\"body\":\"nonzero\"}")
+    (func $block (param $at i32) (param $len i32) (result i64)
+        (local $h i64) (local $i i32)
+        (local.set $h (call $alloc (i64.extend_i32_u (local.get $len))))
+        (block $done (loop $copy
+            (br_if $done (i32.ge_u (local.get $i) (local.get $len)))
+            (call $store8 (i64.add (local.get $h) (i64.extend_i32_u (local.get $i)))
+                (i32.load8_u (i32.add (local.get $at) (local.get $i))))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br $copy)))
+        (local.get $h))
+    (func (export "handle") (result i32)
+        (local $i i32) (local $h i64) (local $w i64)
+        ;; The last word straddles the input's end; far out is outside the arena.
+        (local.set $w (i64.or
+            (call $in64 (i64.sub (call $input_len) (i64.const 3)))
+            (call $load64 (i64.const 0x10000000000))))
+        (block $done (loop $next
+            (br_if $done (i32.ge_u (local.get $i) (i32.const 5000)))
+            (local.set $h (call $alloc (i64.const 1)))
+            (call $store8 (local.get $h) (i32.const 120))
+            (call $log_info (local.get $h))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br $next)))
+        (if (i64.eqz (local.get $w))
+            (then (call $output_set (call $block (i32.const 0) (i32.const 28)) (i64.const 28)))
+            (else (call $output_set (call $block (i32.const 64) (i32.const 31)) (i64.const 31))))
+        (i32.const 0)))"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_over_reading_its_input_and_flooding_the_log_is_served_and_held_to_its_rate() {
+    use crate::server::{TestServer, get};
+    let counter = log_counter();
+    let server = TestServer::start(|root| {
+        let dir = root.join("kernel-flood").join("1.0.0");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join("app.wasm"), FLOOD_APP).expect("write app");
+    })
+    .await;
+    let started = std::time::Instant::now();
+    for _ in 0..2 {
+        let res = get(&server.url("/kernel-flood/")).await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.text().await.expect("body"), "zero");
+    }
+    let refilled = (100.0 * started.elapsed().as_secs_f64()).ceil() as usize;
+    if let Some(counter) = counter {
+        let lines = counter.lines.lock().expect("lines");
+        let written: usize = lines
+            .iter()
+            .filter(|(guest, _)| guest.contains("kernel-flood"))
+            .flat_map(|(_, l)| l)
+            .filter(|l| !l.contains("log lines dropped"))
+            .count();
+        // At most two instances served the requests, each with its own bucket.
+        assert!(written >= 200, "{written} lines");
+        assert!(written <= 2 * (200 + refilled), "{written} of 10 000 lines");
+    }
+    server.stop().await;
+}
