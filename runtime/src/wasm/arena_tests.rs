@@ -28,7 +28,7 @@ fn freed_blocks_are_reused_and_split() {
     a.free(big);
     assert_eq!(a.length(big), 0);
     let small = a.alloc(10).unwrap();
-    assert_eq!(small, big, "first fit reuses the freed block");
+    assert_eq!(small, big, "the freed block is reused");
     let next = a.alloc(500).unwrap();
     assert_eq!(next, big + 10, "the remainder was split off");
     assert_eq!(a.size(), RESERVED + 1000);
