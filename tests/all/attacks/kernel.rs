@@ -208,6 +208,14 @@ const EDGES: &str = r#"
         (call $var_set (i64.const 0) (i64.const 0))
         (call $rec (call $var_get (i64.const 0)))
         (call $finish))
+    (func (export "var_get_inside_a_block") (result i32)
+        (call $rec (call $var_get
+            (i64.add (call $block (i32.const 60000) (i64.const 8)) (i64.const 1))))
+        (call $finish))
+    (func (export "log_far") (result i32)
+        (call $log_info (i64.const 0x10000000000))
+        (call $rec (i64.const 1))
+        (call $finish))
     (func (export "var_value_not_a_block") (result i32)
         (call $var_set (call $block (i32.const 60008) (i64.const 1)) (i64.const 12345678))
         (i32.const 0))
@@ -436,6 +444,8 @@ async fn the_other_functions_take_odd_handles_as_extism_does() {
             "config_found",
             "var_null_key",
             "var_value_not_a_block",
+            "var_get_inside_a_block",
+            "log_far",
             "length_and_free",
             "free_the_input",
             "reset_forgets_the_input",
