@@ -148,24 +148,27 @@ async fn unreachable_traps() {
     assert_eq!(err.rc(), 134);
 }
 
+/// Loads and stores out of range answer as the Extism kernel does (0, or
+/// ignored; they used to stop the guest, but Extism guests rely on the
+/// kernel's answers — see `attacks/kernel.rs`); a handle that is not a block
+/// is still an error, as it is in Extism.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn out_of_range_pointers_are_errors_for_the_guest() {
+async fn out_of_range_pointers_answer_as_the_kernel_and_bad_handles_fail() {
     let module = hostile();
-    for (export, function) in [
-        ("bad_load", "load_u64"),
-        ("bad_store", "store_u64"),
-        ("bad_output", "output_set"),
-        ("bad_input", "input_load_u64"),
-        ("bad_handle", "config_get"),
+    let mut instance = module.instantiate().await.expect("instantiate");
+    for (export, want) in [
+        ("bad_load", &b"0"[..]),
+        ("bad_store", b""),
+        ("bad_output", b""),
+        ("bad_input", b"0"),
     ] {
-        let err = attack(&module, export).await;
-        match &err {
-            CallError::HostFunction(m) => assert!(
-                m.contains(function),
-                "`{export}`: the error should name `{function}`: {m}"
-            ),
-            other => panic!("`{export}`: expected a host-function error, got {other:?}"),
-        }
+        let out = instance.call(export, Vec::new()).await.expect(export);
+        assert_eq!(&out.output[..], want, "`{export}`");
+    }
+    let err = attack(&module, "bad_handle").await;
+    match &err {
+        CallError::HostFunction(m) => assert!(m.contains("config_get"), "{m}"),
+        other => panic!("expected a host-function error, got {other:?}"),
     }
 }
 

@@ -13,12 +13,30 @@
 //! accessors read: the end of the bytes in use ([`HEADER_USED`]) and where the
 //! copy of the call's input is ([`HEADER_INPUT_BASE`], [`HEADER_INPUT_LEN`]; a
 //! length of 0 until the input is copied). The guest cannot write the header:
-//! the accessors refuse offsets below [`RESERVED`], as the host does.
+//! the accessors never touch offsets below [`RESERVED`].
+//!
+//! Loads and stores follow the Extism kernel (its default, bounds-checking
+//! build): anything inside the arena memory past the header can be read and
+//! written, a load outside it answers 0 and a store outside it is ignored.
+//! Bytes that hold nothing of the current call read as 0, as the kernel's
+//! memory (zeroed at each reset) does; they are not zeroed at reset here, only
+//! treated as zeros ([`Arena::live_end`]), so a call pays nothing for the bytes
+//! its predecessor used.
+//!
+//! What the guest makes the host keep is bounded: each block costs
+//! [`BLOCK_COST`] bytes of bookkeeping, counted with the bytes against the
+//! arena's limit; and an allocation costs the same however many blocks are
+//! free (`free_list.rs`).
 //!
 //! The arena is reset at the start of every call, as the Extism kernel is, so a
 //! long-lived instance does not accumulate garbage between calls.
 
+use std::collections::BTreeMap;
 use std::ptr::NonNull;
+
+use bytes::Bytes;
+
+use super::free_list::{FreeBlock, FreeList};
 
 /// Header field: end of the bytes in use (`u64`, little-endian).
 pub(crate) const HEADER_USED: u64 = 0;
@@ -36,6 +54,12 @@ const PAGE: usize = 64 << 10;
 /// Smallest block split off a freed block for reuse; smaller remainders stay with
 /// the block (the same policy as the Extism kernel).
 const SPLIT_THRESHOLD: u64 = 128;
+
+/// Host memory charged to the arena's limit for each block: its entry in the
+/// block table and in a free list, twice over for the growth slack of the
+/// vectors that hold them.
+pub const BLOCK_COST: usize =
+    2 * (std::mem::size_of::<(u64, Block)>() + std::mem::size_of::<FreeBlock>());
 
 /// Why an arena operation failed. Each of these is the guest's fault.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -78,8 +102,9 @@ struct Block {
 
 /// Where the arena's bytes are.
 enum Backing {
-    /// A vector of the arena's own, which grows as needed: an arena not (yet)
-    /// attached to an instance's memory (unit tests, examples).
+    /// A vector of the arena's own, grown in whole pages up to the limit as
+    /// the arena memory is: an arena not attached to an instance's memory
+    /// (modules the rewrite did not take, unit tests, examples).
     Owned(Vec<u8>),
     /// The instance's arena memory, `len` bytes at `base`.
     ///
@@ -156,12 +181,21 @@ pub struct Arena {
     backing: Backing,
     /// End of the bytes in use (the next fresh block starts here).
     used: usize,
-    /// Every block by offset, sorted: a new block always starts past the
-    /// last one and a split inserts right after its parent, so a binary
-    /// search finds a handle with no hashing (a call makes a few blocks).
+    /// End of what the guest stored past the blocks this call (see
+    /// [`Arena::live_end`]).
+    written: usize,
+    /// The blocks made fresh, by offset, sorted: a new block always starts
+    /// past the last one, so a binary search finds a handle with no hashing
+    /// (a call makes a few blocks).
     blocks: Vec<(u64, Block)>,
-    /// Freed blocks available for reuse, by offset.
-    free: Vec<u64>,
+    /// Blocks made from the remainder of a split freed block, by offset:
+    /// they start between the others. Empty in most calls.
+    carved: BTreeMap<u64, Block>,
+    /// Freed blocks available for reuse.
+    free: FreeList,
+    /// Blocks made this call (fresh, and remainders split off), each
+    /// charged [`BLOCK_COST`] against the limit.
+    records: usize,
     limit: usize,
 }
 
@@ -171,8 +205,11 @@ impl Arena {
         let mut arena = Self {
             backing: Backing::Owned(vec![0; RESERVED]),
             used: RESERVED,
+            written: RESERVED,
             blocks: Vec::new(),
-            free: Vec::new(),
+            carved: BTreeMap::new(),
+            free: FreeList::default(),
+            records: 0,
             limit: limit.max(RESERVED),
         };
         arena.write_header(HEADER_USED, RESERVED as u64);
@@ -233,11 +270,11 @@ impl Arena {
     /// Drops every block; called at the start of each guest call.
     pub fn reset(&mut self) {
         self.used = RESERVED;
-        if let Backing::Owned(v) = &mut self.backing {
-            v.truncate(RESERVED);
-        }
+        self.written = RESERVED;
         self.blocks.clear();
+        self.carved.clear();
         self.free.clear();
+        self.records = 0;
         self.write_header(HEADER_USED, RESERVED as u64);
         self.write_header(HEADER_INPUT_LEN, 0);
     }
@@ -254,20 +291,37 @@ impl Arena {
         self.write_header(HEADER_INPUT_LEN, len);
     }
 
-    /// Bytes currently held (what counts against the limit).
+    /// Bytes of blocks currently held.
     pub fn size(&self) -> usize {
         self.used
     }
 
+    /// Host memory charged for `records` blocks.
+    fn bookkeeping(records: usize) -> usize {
+        records.saturating_mul(BLOCK_COST)
+    }
+
+    /// What the arena holds against its limit: the blocks' bytes and the
+    /// host's bookkeeping of them.
+    pub fn charged(&self) -> usize {
+        self.used.saturating_add(Self::bookkeeping(self.records))
+    }
+
+    /// Whether `end` bytes of blocks and one more block record fit the limit.
+    fn within_limit(&self, end: usize) -> bool {
+        end.checked_add(Self::bookkeeping(self.records + 1))
+            .is_some_and(|total| total <= self.limit)
+    }
+
     /// Whether a block of `len` bytes fits now, after growth, or not at all.
     pub(crate) fn room(&self, len: u64) -> Room {
-        if len == 0 || self.fits_freed(len) {
+        if len == 0 || self.free.fits(len) {
             return Room::Fits;
         }
         let Some(end) = usize::try_from(len)
             .ok()
             .and_then(|len| self.used.checked_add(len))
-            .filter(|end| *end <= self.limit)
+            .filter(|end| self.within_limit(*end))
         else {
             return Room::Full;
         };
@@ -277,12 +331,6 @@ impl Arena {
             }
             _ => Room::Fits,
         }
-    }
-
-    fn fits_freed(&self, len: u64) -> bool {
-        self.free
-            .iter()
-            .any(|h| self.get(*h).is_some_and(|b| b.capacity >= len))
     }
 
     /// Allocates a zeroed block of `len` bytes; returns `None` when it does
@@ -305,15 +353,21 @@ impl Arena {
         }
         let offset = self.used;
         let end = offset.checked_add(usize::try_from(len).ok()?)?;
-        if end > self.limit {
+        if !self.within_limit(end) {
             return None;
         }
         match &mut self.backing {
-            Backing::Owned(v) => v.resize(end, 0),
+            // In whole pages, as the arena memory grows, so that accesses
+            // past the blocks answer the same with either backing.
+            Backing::Owned(v) if end > v.len() => {
+                v.resize(end.next_multiple_of(PAGE).min(self.limit), 0);
+            }
+            Backing::Owned(_) => {}
             Backing::Wasm { len: mapped, .. } if end > *mapped => return None,
             Backing::Wasm { .. } => {}
         }
         self.used = end;
+        self.records += 1;
         self.write_header(HEADER_USED, end as u64);
         let handle = offset as u64;
         self.blocks.push((
@@ -327,44 +381,47 @@ impl Arena {
         Some(handle)
     }
 
-    /// Where the block starting at `handle` sits in `blocks`.
-    fn index(&self, handle: u64) -> Option<usize> {
-        self.blocks.binary_search_by_key(&handle, |(h, _)| *h).ok()
-    }
-
     fn get(&self, handle: u64) -> Option<&Block> {
-        self.index(handle).map(|i| &self.blocks[i].1)
+        match self.blocks.binary_search_by_key(&handle, |(h, _)| *h) {
+            Ok(i) => Some(&self.blocks[i].1),
+            Err(_) if self.carved.is_empty() => None,
+            Err(_) => self.carved.get(&handle),
+        }
     }
 
-    /// First fit over freed blocks, splitting large ones.
-    fn reuse(&mut self, len: u64) -> Option<u64> {
-        let pos = self
-            .free
-            .iter()
-            .position(|h| self.get(*h).is_some_and(|b| b.capacity >= len))?;
-        let handle = self.free.swap_remove(pos);
-        let i = self.index(handle)?;
-        let block = &mut self.blocks[i].1;
-        if block.capacity - len >= SPLIT_THRESHOLD {
-            let rest = handle + len;
-            let rest_cap = block.capacity - len;
-            block.capacity = len;
-            self.blocks.insert(
-                i + 1,
-                (
-                    rest,
-                    Block {
-                        capacity: rest_cap,
-                        used: 0,
-                        live: false,
-                    },
-                ),
-            );
-            self.free.push(rest);
+    fn get_mut(&mut self, handle: u64) -> Option<&mut Block> {
+        match self.blocks.binary_search_by_key(&handle, |(h, _)| *h) {
+            Ok(i) => Some(&mut self.blocks[i].1),
+            Err(_) => self.carved.get_mut(&handle),
         }
-        let block = &mut self.blocks[i].1;
-        block.used = len;
-        block.live = true;
+    }
+
+    /// Reuses a freed block (see `free_list.rs`), splitting off what it
+    /// has to spare as a new free block.
+    fn reuse(&mut self, len: u64) -> Option<u64> {
+        let FreeBlock {
+            offset: handle,
+            mut capacity,
+        } = self.free.take(len)?;
+        if capacity - len >= SPLIT_THRESHOLD && self.within_limit(self.used) {
+            self.free.push(FreeBlock {
+                offset: handle + len,
+                capacity: capacity - len,
+            });
+            self.records += 1;
+            capacity = len;
+        }
+        let block = Block {
+            capacity,
+            used: len,
+            live: true,
+        };
+        match self.get_mut(handle) {
+            Some(b) => *b = block,
+            None => {
+                self.carved.insert(handle, block);
+            }
+        }
         Some(handle)
     }
 
@@ -378,12 +435,15 @@ impl Arena {
 
     /// Marks a block free. Unknown handles are ignored, as in the Extism kernel.
     pub fn free(&mut self, handle: u64) {
-        if let Some(i) = self.index(handle)
-            && let block = &mut self.blocks[i].1
+        if let Some(block) = self.get_mut(handle)
             && block.live
         {
             block.live = false;
-            self.free.push(handle);
+            let capacity = block.capacity;
+            self.free.push(FreeBlock {
+                offset: handle,
+                capacity,
+            });
         }
     }
 
@@ -419,96 +479,101 @@ impl Arena {
         }
     }
 
-    /// Reads one byte.
-    #[inline]
-    pub fn load_u8(&self, offset: u64) -> Result<u8, ArenaError> {
-        let r = self.range(offset, 1)?;
-        Ok(self.backing.bytes()[r.start])
+    /// Where a guest access of `width` bytes at `offset` lands, if it is
+    /// inside the arena memory and past the header (the kernel's bounds).
+    fn in_bounds(&self, offset: u64, width: u64) -> Option<usize> {
+        let end = offset.checked_add(width)?;
+        (offset >= RESERVED as u64 && end <= self.backing.bytes().len() as u64)
+            .then_some(offset as usize)
     }
 
-    /// Reads eight little-endian bytes.
-    #[inline]
-    pub fn load_u64(&self, offset: u64) -> Result<u64, ArenaError> {
-        let r = self.range(offset, 8)?;
-        let mut word = [0u8; 8];
-        word.copy_from_slice(&self.backing.bytes()[r]);
-        Ok(u64::from_le_bytes(word))
+    /// Where the bytes of this call end: its blocks, then whatever the guest
+    /// stored past them. The memory beyond may still hold an earlier call's
+    /// bytes; they read as zeros.
+    fn live_end(&self) -> usize {
+        self.used.max(self.written)
     }
 
-    /// Writes one byte.
-    #[inline]
-    pub fn store_u8(&mut self, offset: u64, value: u8) -> Result<(), ArenaError> {
-        let r = self.range(offset, 1)?;
-        self.backing.bytes_mut()[r.start] = value;
-        Ok(())
+    fn load<const N: usize>(&self, offset: u64) -> [u8; N] {
+        let mut word = [0u8; N];
+        if let Some(start) = self.in_bounds(offset, N as u64) {
+            let live = self.live_end().saturating_sub(start).min(N);
+            word[..live].copy_from_slice(&self.backing.bytes()[start..start + live]);
+        }
+        word
     }
 
-    /// Writes eight little-endian bytes.
+    fn store(&mut self, offset: u64, word: &[u8]) {
+        let Some(start) = self.in_bounds(offset, word.len() as u64) else {
+            return;
+        };
+        let live = self.live_end();
+        let end = start + word.len();
+        let bytes = self.backing.bytes_mut();
+        if start > live {
+            // Keep "past the live end reads as zeros" true of what lies between.
+            bytes[live..start].fill(0);
+        }
+        bytes[start..end].copy_from_slice(word);
+        self.written = self.written.max(end);
+    }
+
+    /// Reads one byte; 0 outside the arena.
     #[inline]
-    pub fn store_u64(&mut self, offset: u64, value: u64) -> Result<(), ArenaError> {
-        let r = self.range(offset, 8)?;
-        self.backing.bytes_mut()[r].copy_from_slice(&value.to_le_bytes());
-        Ok(())
+    pub fn load_u8(&self, offset: u64) -> u8 {
+        self.load::<1>(offset)[0]
+    }
+
+    /// Reads eight little-endian bytes; 0 unless all eight are inside the arena.
+    #[inline]
+    pub fn load_u64(&self, offset: u64) -> u64 {
+        u64::from_le_bytes(self.load::<8>(offset))
+    }
+
+    /// Writes one byte; ignored outside the arena.
+    #[inline]
+    pub fn store_u8(&mut self, offset: u64, value: u8) {
+        self.store(offset, &[value]);
+    }
+
+    /// Writes eight little-endian bytes; ignored unless all eight are inside
+    /// the arena.
+    #[inline]
+    pub fn store_u64(&mut self, offset: u64, value: u64) {
+        self.store(offset, &value.to_le_bytes());
+    }
+
+    /// Whether `offset` is inside the arena, past the header.
+    pub(crate) fn contains(&self, offset: u64) -> bool {
+        self.in_bounds(offset, 1).is_some()
+    }
+
+    /// Whether the kernel's `output_set` accepts `len` bytes at `offset`:
+    /// its first and last byte inside the arena (for an empty range, the
+    /// byte before `offset` stands for the last).
+    pub(crate) fn output_in_bounds(&self, offset: u64, len: u64) -> bool {
+        match len {
+            0 => self.contains(offset) && offset.checked_sub(1).is_some_and(|p| self.contains(p)),
+            _ => self.in_bounds(offset, len).is_some(),
+        }
+    }
+
+    /// A copy of `len` bytes at `offset` (zeros past [`Arena::live_end`]),
+    /// or `None` outside the arena.
+    pub(crate) fn copy_out(&self, offset: u64, len: u64) -> Option<Bytes> {
+        let start = self.in_bounds(offset, len)?;
+        let len = len as usize;
+        let bytes = self.backing.bytes();
+        let live = self.live_end().saturating_sub(start).min(len);
+        if live == len {
+            return Some(Bytes::copy_from_slice(&bytes[start..start + len]));
+        }
+        let mut out = vec![0; len];
+        out[..live].copy_from_slice(&bytes[start..start + live]);
+        Some(out.into())
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn handles_are_never_zero_and_lengths_track_blocks() {
-        let mut a = Arena::new(1024);
-        let h1 = a.alloc(10).unwrap();
-        let h2 = a.alloc(3).unwrap();
-        assert!(h1 > 0 && h2 > h1);
-        assert_eq!(a.length(h1), 10);
-        assert_eq!(a.length(h2), 3);
-        assert_eq!(a.length(h1 + 1), 0, "interior offsets are not handles");
-        assert_eq!(a.alloc(0), None);
-    }
-
-    #[test]
-    fn the_limit_is_enforced() {
-        let mut a = Arena::new(100);
-        assert!(a.alloc(40).is_some());
-        assert_eq!(a.alloc(40), None);
-    }
-
-    #[test]
-    fn freed_blocks_are_reused_and_split() {
-        let mut a = Arena::new(1 << 16);
-        let big = a.alloc(1000).unwrap();
-        a.free(big);
-        assert_eq!(a.length(big), 0);
-        let small = a.alloc(10).unwrap();
-        assert_eq!(small, big, "first fit reuses the freed block");
-        let next = a.alloc(500).unwrap();
-        assert_eq!(next, big + 10, "the remainder was split off");
-        assert_eq!(a.size(), RESERVED + 1000);
-    }
-
-    #[test]
-    fn out_of_bounds_accesses_are_errors() {
-        let mut a = Arena::new(1024);
-        let h = a.alloc(8).unwrap();
-        assert!(a.load_u64(h).is_ok());
-        assert!(a.load_u64(h + 1).is_err());
-        assert!(
-            a.load_u8(0).is_err(),
-            "the reserved prefix is not addressable"
-        );
-        assert!(a.store_u64(u64::MAX - 3, 1).is_err(), "overflow is caught");
-        assert!(a.slice(h, u64::MAX).is_err());
-        assert!(a.block(12345).is_err());
-    }
-
-    #[test]
-    fn reset_forgets_everything() {
-        let mut a = Arena::new(1024);
-        let h = a.alloc_bytes(b"abc").unwrap();
-        a.reset();
-        assert_eq!(a.length(h), 0);
-        assert_eq!(a.size(), RESERVED);
-    }
-}
+#[path = "arena_tests.rs"]
+mod tests;

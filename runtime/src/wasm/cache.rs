@@ -1,15 +1,24 @@
 //! The on-disk cache of compiled modules.
 //!
 //! A compiled module (`.cwasm`) is machine code that wasmtime loads without
-//! checking it, so a damaged file must never reach `Module::deserialize`. Each
-//! entry is named after the WASM bytes' sha256 and a hash of the engine's
-//! configuration and version, and carries a sha256 of its own payload that is
-//! verified before use. Anything that does not verify is deleted, counted and
-//! recompiled. Writes go to a temporary file that is renamed into place, so a
-//! crash mid-write leaves no half file behind.
+//! checking it, so a damaged or planted file must never reach
+//! `Module::deserialize`. Each entry is named after the WASM bytes' sha256 and
+//! a hash of the engine's configuration and version, and carries a sha256 of
+//! its own payload that is verified before use. Anything that does not verify
+//! is deleted, counted and recompiled.
+//!
+//! The directory must be the process's own: it is created owner-only (0700),
+//! and one that already exists is used only if it is owned by the current
+//! user and neither group- nor world-writable, and every directory above it
+//! is owned by the user or root and writable by no one else unless sticky;
+//! otherwise the engine logs a warning and runs without a cache. Entries are written to a temporary file
+//! created exclusively (never through an existing path or link) with
+//! owner-only permissions (0600), then renamed into place, so a crash
+//! mid-write leaves no half file behind. An entry that is not the user's own,
+//! or is writable by others, is not loaded.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -28,7 +37,20 @@ pub(crate) struct ModuleCache {
 }
 
 impl ModuleCache {
-    pub(crate) fn new(dir: PathBuf, engine: &Engine) -> Self {
+    /// The cache in `dir`, creating it; `None` (after a warning) when the
+    /// directory cannot be created or is not safe to load machine code from.
+    pub(crate) fn open(dir: PathBuf, engine: &Engine) -> Option<Self> {
+        match create_private_dir(&dir).and_then(|()| check_dir(&dir)) {
+            // The resolved path: a link swapped later does not move the cache.
+            Ok(real) => Some(Self::new(real, engine)),
+            Err(reason) => {
+                tracing::warn!(dir = %dir.display(), %reason, "not using the compiled-module cache directory; running without a cache (fix its ownership and permissions, or choose another)");
+                None
+            }
+        }
+    }
+
+    fn new(dir: PathBuf, engine: &Engine) -> Self {
         // `DefaultHasher` may change between Rust releases; that costs only a
         // cache miss, since a new toolchain means a new binary anyway.
         let mut h = DefaultHasher::new();
@@ -54,7 +76,17 @@ impl ModuleCache {
         stats: &EngineStats,
     ) -> Option<Module> {
         let path = self.path(sha256);
-        let bytes = std::fs::read(&path).ok()?;
+        let mut file = std::fs::File::open(&path).ok()?;
+        if let Err(reason) = file
+            .metadata()
+            .map_err(|e| e.to_string())
+            .and_then(|m| owned_privately(&m))
+        {
+            reject(&path, &reason, stats);
+            return None;
+        }
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).ok()?;
         match verify(&bytes) {
             Ok(payload) => match deserialize(engine, payload) {
                 Ok(module) => {
@@ -77,20 +109,97 @@ impl ModuleCache {
 
     fn try_store(&self, sha256: &[u8; 32], module: &Module) -> anyhow::Result<()> {
         let payload = module.serialize()?;
-        std::fs::create_dir_all(&self.dir)?;
-        let (tmp_path, mut file) = tempfile_in(&self.dir)?;
-        let written = (|| {
-            file.write_all(MAGIC)?;
-            file.write_all(&Sha256::digest(&payload))?;
-            file.write_all(&payload)?;
-            file.sync_all()?;
-            std::fs::rename(&tmp_path, self.path(sha256))
-        })();
-        if written.is_err() {
-            let _ = std::fs::remove_file(&tmp_path);
-        }
-        Ok(written?)
+        create_private_dir(&self.dir).map_err(anyhow::Error::msg)?;
+        // `tempfile` creates the file with O_EXCL under a random name, owner-only.
+        let mut file = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(&self.dir)?;
+        file.write_all(MAGIC)?;
+        file.write_all(&Sha256::digest(&payload))?;
+        file.write_all(&payload)?;
+        file.as_file().sync_all()?;
+        // On failure the temporary file is removed when dropped.
+        file.persist(self.path(sha256))?;
+        Ok(())
     }
+}
+
+/// Creates `dir` (and missing parents) owner-only.
+fn create_private_dir(dir: &Path) -> Result<(), String> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .map_err(|e| format!("cannot create it: {e}"))
+}
+
+/// Whether `dir` is a directory only this user can write to, in directories
+/// nobody else can rename it out of; returns its resolved path.
+fn check_dir(dir: &Path) -> Result<PathBuf, String> {
+    let real = std::fs::canonicalize(dir).map_err(|e| format!("cannot resolve it: {e}"))?;
+    let meta = std::fs::metadata(&real).map_err(|e| format!("cannot read it: {e}"))?;
+    if !meta.is_dir() {
+        return Err("it is not a directory".into());
+    }
+    owned_privately(&meta)?;
+    for parent in real.ancestors().skip(1) {
+        let meta = std::fs::metadata(parent)
+            .map_err(|e| format!("cannot read its parent {}: {e}", parent.display()))?;
+        safe_parent(&meta).map_err(|reason| format!("its parent {} {reason}", parent.display()))?;
+    }
+    Ok(real)
+}
+
+/// Whether a file or directory is the current user's and writable by no one
+/// else.
+#[cfg(unix)]
+fn owned_privately(meta: &std::fs::Metadata) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(format!(
+            "it is owned by uid {}, not by this process's user (uid {me})",
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "it is writable by its group or by everyone (mode {:o})",
+            meta.mode() & 0o7777
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a directory above the cache is safe: owned by this user or root,
+/// and writable by no one else unless sticky (like `/tmp`, where only an
+/// entry's owner may rename it).
+#[cfg(unix)]
+fn safe_parent(meta: &std::fs::Metadata) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(format!("is owned by uid {}", meta.uid()));
+    }
+    if meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0 {
+        return Err(format!(
+            "is writable by its group or by everyone and not sticky (mode {:o})",
+            meta.mode() & 0o7777
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn owned_privately(_meta: &std::fs::Metadata) -> Result<(), String> {
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn safe_parent(_meta: &std::fs::Metadata) -> Result<(), String> {
+    Ok(())
 }
 
 fn reject(path: &Path, reason: &str, stats: &EngineStats) {
@@ -117,18 +226,6 @@ fn deserialize(engine: &Engine, payload: &[u8]) -> wasmtime::Result<Module> {
     // just been verified, so these are the exact bytes this process wrote;
     // wasmtime additionally checks its own version and configuration header.
     unsafe { Module::deserialize(engine, payload) }
-}
-
-fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
-    let name = format!(
-        ".tmp-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    )
-    .replace(['(', ')'], "");
-    let path = dir.join(name);
-    let file = std::fs::File::create(&path)?;
-    Ok((path, file))
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -182,7 +182,7 @@ impl Engine {
         let cache = config
             .cache_dir
             .as_ref()
-            .map(|dir| ModuleCache::new(dir.clone(), &engine));
+            .and_then(|dir| ModuleCache::open(dir.clone(), &engine));
         // No proxies from the environment: a proxy would resolve names
         // itself and undo the private-address check.
         let http = reqwest::Client::builder()
@@ -265,8 +265,10 @@ impl Engine {
             Some(cache) => cache.load(&self.inner.engine, &sha256, stats),
             None => None,
         };
-        let (module, origin) = match cached {
-            Some(m) => (m, ModuleOrigin::DiskCache),
+        // Only modules the rewrite produced get an arena memory attached;
+        // the cache holds nothing else.
+        let (module, origin, rewritten) = match cached {
+            Some(m) => (m, ModuleOrigin::DiskCache, true),
             None => {
                 // Bytes the rewrite cannot take go to wasmtime as they are:
                 // its error says precisely what is wrong with them, and a
@@ -284,10 +286,12 @@ impl Engine {
                         cause: e.into(),
                     })?;
                 stats.compiled.add(1);
-                if let Some(cache) = &self.inner.cache {
+                if let Some(cache) = &self.inner.cache
+                    && rewritten.is_ok()
+                {
                     cache.store(&sha256, &module);
                 }
-                (module, ModuleOrigin::Compiled)
+                (module, ModuleOrigin::Compiled, rewritten.is_ok())
             }
         };
 
@@ -304,6 +308,7 @@ impl Engine {
             pre,
             options,
             origin,
+            rewritten,
             sha256,
             self.inner.shared.clone(),
         ))

@@ -125,9 +125,10 @@ impl GuestInstance {
         self.module.has_export(name)
     }
 
-    /// Bytes of linear memory plus arena currently held.
+    /// Bytes of linear memory plus arena currently held (the arena's blocks
+    /// and the host's bookkeeping of them, as counted against its limit).
     pub fn memory_bytes(&mut self) -> usize {
-        let arena = self.store.data().arena.size();
+        let arena = self.store.data().arena.charged();
         let linear = self
             .instance
             .get_memory(&mut self.store, "memory")
@@ -293,13 +294,18 @@ impl GuestInstance {
                     return Err(CallError::Guest { rc, message });
                 }
                 let out = state.output;
+                // `output_set` accepted only ranges inside the arena, which
+                // never shrinks during a call.
                 let output = if out.len == 0 {
                     Bytes::new()
                 } else {
-                    match state.arena.slice(out.offset, out.len) {
-                        Ok(b) => Bytes::copy_from_slice(b),
-                        Err(e) => {
-                            return Err(CallError::Trap(format!("invalid output range: {e}")));
+                    match state.arena.copy_out(out.offset, out.len) {
+                        Some(b) => b,
+                        None => {
+                            return Err(CallError::Trap(format!(
+                                "invalid output range: {} bytes at {}",
+                                out.len, out.offset
+                            )));
                         }
                     }
                 };
@@ -312,8 +318,7 @@ impl GuestInstance {
                         let out = state.output;
                         let output = state
                             .arena
-                            .slice(out.offset, out.len)
-                            .map(Bytes::copy_from_slice)
+                            .copy_out(out.offset, out.len)
                             .unwrap_or_default();
                         return Ok(CallOutput { rc: 0, output });
                     }

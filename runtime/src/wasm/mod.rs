@@ -11,6 +11,7 @@ mod arena;
 mod cache;
 mod engine;
 mod error;
+mod free_list;
 mod host_fn;
 mod instance;
 mod module;
@@ -21,7 +22,7 @@ mod stats;
 mod sync_call;
 mod ticker;
 
-pub use arena::{Arena, ArenaError};
+pub use arena::{Arena, ArenaError, BLOCK_COST};
 pub use engine::{Allocation, DEFAULT_EPOCH_TICK, Engine, EngineConfig};
 pub use error::{CallError, LoadError};
 pub use host_fn::{
@@ -30,7 +31,8 @@ pub use host_fn::{
 pub use instance::{CallOutput, GuestInstance};
 pub use module::{GuestModule, ModuleOrigin};
 pub use options::{
-    DEFAULT_MAX_HTTP_RESPONSE_BYTES, DEFAULT_MAX_VAR_BYTES, DEFAULT_MEMORY_LIMIT, GuestOptions,
+    DEFAULT_LOG_BURST, DEFAULT_LOG_LINES_PER_SECOND, DEFAULT_MAX_HTTP_RESPONSE_BYTES,
+    DEFAULT_MAX_VAR_BYTES, DEFAULT_MEMORY_LIMIT, GuestOptions,
 };
 pub use rewrite::{ARENA_EXPORT, RewriteError, rewrite_module};
 pub use state::HostState;

@@ -42,7 +42,8 @@ struct ModuleInner {
     awaits: bool,
     wasi: bool,
     /// The rewrite's arena memory (`rewrite.rs`), found once here rather
-    /// than by name at every instantiation; `None` if it was not rewritten.
+    /// than by name at every instantiation; `None` if the module is not the
+    /// rewrite's output (the arena then lives in host memory).
     arena: Option<ModuleExport>,
     /// Whether a direct call once ran for more than an epoch tick.
     slow: SlowGuests,
@@ -66,6 +67,7 @@ impl GuestModule {
         pre: InstancePre<HostState>,
         options: GuestOptions,
         origin: ModuleOrigin,
+        rewritten: bool,
         sha256: [u8; 32],
         shared: Arc<EngineShared>,
     ) -> Self {
@@ -96,7 +98,11 @@ impl GuestModule {
                 && shared.waiting_functions.contains(i.name()))
                 || (i.module() == super::abi::ENV_NAMESPACE && i.name() == "http_request")
         });
-        let arena = module.get_export_index(super::ARENA_EXPORT);
+        // A module the rewrite refused keeps its own exports, whatever
+        // their names: none of its memories is the arena.
+        let arena = rewritten
+            .then(|| module.get_export_index(super::ARENA_EXPORT))
+            .flatten();
         Self {
             inner: Arc::new(ModuleInner {
                 arena,

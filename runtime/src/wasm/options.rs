@@ -16,6 +16,13 @@ pub const DEFAULT_MAX_HTTP_RESPONSE_BYTES: u64 = 50 << 20;
 /// Default cap on the bytes a guest may keep in vars (the Extism default).
 pub const DEFAULT_MAX_VAR_BYTES: usize = 1 << 20;
 
+/// Default rate of guest log lines per instance: lines per second.
+pub const DEFAULT_LOG_LINES_PER_SECOND: u32 = 100;
+
+/// Default burst of guest log lines per instance: lines logged at once after
+/// a quiet spell, before the rate applies.
+pub const DEFAULT_LOG_BURST: u32 = 200;
+
 /// How one guest module runs: the Extism manifest's knobs plus Buntime's grants.
 ///
 /// ```
@@ -39,6 +46,7 @@ pub struct GuestOptions {
     pub(crate) max_http_response_bytes: u64,
     pub(crate) context: Option<Arc<GuestContext>>,
     pub(crate) log_requires_grant: bool,
+    pub(crate) log_rate: (u32, u32),
 }
 
 impl GuestOptions {
@@ -56,6 +64,7 @@ impl GuestOptions {
             max_http_response_bytes: DEFAULT_MAX_HTTP_RESPONSE_BYTES,
             context: None,
             log_requires_grant: false,
+            log_rate: (DEFAULT_LOG_LINES_PER_SECOND, DEFAULT_LOG_BURST),
         }
     }
 
@@ -117,6 +126,15 @@ impl GuestOptions {
     /// are dropped and counted as denials.
     pub fn log_requires_grant(mut self, on: bool) -> Self {
         self.log_requires_grant = on;
+        self
+    }
+
+    /// Limits each instance's `log_*` lines to `per_second` on average and
+    /// `burst` at once; lines past the limit are dropped and counted, and
+    /// one line saying how many were dropped is logged when logging
+    /// resumes. A `per_second` of 0 lifts the limit.
+    pub fn log_rate(mut self, per_second: u32, burst: u32) -> Self {
+        self.log_rate = (per_second, burst);
         self
     }
 

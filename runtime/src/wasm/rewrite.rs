@@ -14,10 +14,11 @@
 //!   `arena.rs`): how many bytes are in use and where the input's copy is.
 //! - for each accessor the module imports (`load_u8`, `load_u64`, `store_u8`,
 //!   `store_u64`, `input_load_u8`, `input_load_u64`), a small function that
-//!   does the bounds check of the host implementation against that header and
-//!   the load or store itself, and calls the original import for anything the
-//!   check does not accept — so every error, and its message, still comes
-//!   from the host. Every reference to the import is redirected to it.
+//!   checks that the access is inside the blocks (or the input's copy) and
+//!   does the load or store itself, and calls the original import for
+//!   anything else — so the host, which follows the Extism kernel, answers
+//!   every other case (a load outside the arena is 0, a store ignored). Every
+//!   reference to the import is redirected to it.
 //!
 //! New functions, the memory and the export are appended, so no existing
 //! index moves and custom sections (names, producers) stay valid as they are.
@@ -43,7 +44,8 @@ pub const ARENA_EXPORT: &str = "__buntime_arena";
 
 /// Part of the compiled-module cache key: bump it whenever the rewrite's
 /// output changes, so modules rewritten by an older binary are not reused.
-pub(crate) const VERSION: u32 = 1;
+/// (2: the cache holds only rewritten modules.)
+pub(crate) const VERSION: u32 = 2;
 
 /// The accessors compiled inline, by import name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,8 +98,9 @@ struct Replaced {
     type_index: u32,
 }
 
-/// Why a module could not be rewritten (it is then not a valid core module,
-/// and compiling it reports the precise error).
+/// Why a module could not be rewritten: it is not a valid core module (and
+/// compiling it reports the precise error), or it exports the arena's
+/// reserved name (it then runs as it is, without the arena memory).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct RewriteError(String);
@@ -117,12 +120,31 @@ pub fn rewrite_module(wasm: &[u8]) -> Result<Vec<u8>, RewriteError> {
     wasmparser::Validator::new()
         .validate_all(wasm)
         .map_err(|e| RewriteError(e.to_string()))?;
+    // The host hands the memory exported under this name its arena; a
+    // module's own export of it would be ambiguous (and a duplicate).
+    if exports_arena_name(wasm) {
+        return Err(RewriteError(format!(
+            "the module exports `{ARENA_EXPORT}`, a name reserved for Buntime's arena memory; rename that export"
+        )));
+    }
     let mut rewriter = Rewriter::default();
     let mut module = wasm_encoder::Module::new();
     rewriter
         .parse_core_module(&mut module, wasmparser::Parser::new(0), wasm)
         .map_err(|e| RewriteError(e.to_string()))?;
     Ok(module.finish())
+}
+
+/// Whether a (valid) module exports something named [`ARENA_EXPORT`].
+fn exports_arena_name(wasm: &[u8]) -> bool {
+    wasmparser::Parser::new(0)
+        .parse_all(wasm)
+        .filter_map(|payload| match payload {
+            Ok(wasmparser::Payload::ExportSection(exports)) => Some(exports),
+            _ => None,
+        })
+        .flat_map(|exports| exports.into_iter().flatten())
+        .any(|export| export.name == ARENA_EXPORT)
 }
 
 /// The state gathered while the module's sections go by, in order.
@@ -395,8 +417,9 @@ fn header(f: &mut Function, memory: u32, offset: u64) {
 }
 
 /// The body that replaces one accessor. Parameter 0 is the offset (`i64`);
-/// stores take the value as parameter 1. The accepted range is exactly the
-/// host implementation's; anything else goes to the host, which reports it.
+/// stores take the value as parameter 1. The range taken here (the blocks,
+/// or the input's copy) is one the host answers the same way; anything else
+/// goes to the host, which answers as the Extism kernel does.
 fn accessor_body(r: &Replaced, memory: u32) -> Function {
     use Instruction as I;
     let mut f = Function::new([]);
@@ -540,6 +563,14 @@ mod tests {
                 (export "l" (func $l)))"#,
         );
         assert!(exports(&out).contains(&("l".into(), wasmparser::ExternalKind::Func, 0)));
+    }
+
+    #[test]
+    fn a_module_exporting_the_arena_name_is_refused() {
+        let wasm =
+            wat::parse_str(format!(r#"(module (memory (export "{ARENA_EXPORT}") 1))"#)).unwrap();
+        let err = rewrite_module(&wasm).expect_err("refused");
+        assert!(err.to_string().contains("reserved"), "{err}");
     }
 
     #[test]

@@ -58,6 +58,7 @@ pub struct HostState {
     pub(crate) shared: Arc<EngineShared>,
     pub(crate) context: Option<Arc<GuestContext>>,
     pub(crate) log_requires_grant: bool,
+    pub(crate) log_limiter: LogLimiter,
     /// Call-scoped values for Buntime's host functions, cleared after each call.
     pub extensions: http::Extensions,
 }
@@ -105,6 +106,7 @@ impl HostState {
             shared,
             context: options.context.clone(),
             log_requires_grant: options.log_requires_grant,
+            log_limiter: LogLimiter::new(options.log_rate),
             extensions: http::Extensions::new(),
         }
     }
@@ -154,6 +156,52 @@ impl HostState {
         self.http_status = 0;
         self.http_headers.clear();
         self.limits.denied_growth = false;
+    }
+}
+
+/// The token bucket of an instance's log lines: it holds up to `burst`
+/// tokens, refills at `per_second`, and each line takes one.
+#[derive(Debug)]
+pub(crate) struct LogLimiter {
+    per_second: f64,
+    burst: f64,
+    tokens: f64,
+    /// When the bucket was last refilled (`None` before the first line).
+    last: Option<Instant>,
+    /// Lines dropped since the last one written.
+    pub(crate) dropped: u64,
+}
+
+impl LogLimiter {
+    fn new((per_second, burst): (u32, u32)) -> Self {
+        Self {
+            per_second: f64::from(per_second),
+            burst: f64::from(burst.max(1)),
+            tokens: f64::from(burst.max(1)),
+            last: None,
+            dropped: 0,
+        }
+    }
+
+    /// Whether a line may be written now; a refused line is counted in
+    /// `dropped`.
+    pub(crate) fn admit(&mut self) -> bool {
+        if self.per_second == 0.0 {
+            return true;
+        }
+        let now = Instant::now();
+        if let Some(last) = self.last {
+            let refill = now.duration_since(last).as_secs_f64() * self.per_second;
+            self.tokens = (self.tokens + refill).min(self.burst);
+        }
+        self.last = Some(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            self.dropped += 1;
+            false
+        }
     }
 }
 

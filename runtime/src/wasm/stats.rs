@@ -27,6 +27,10 @@ pub struct EngineStats {
     pub fiber_calls: Counter,
     /// Host calls refused for lack of a grant.
     pub denials: Counter,
+    /// Guest log lines written.
+    pub guest_log_lines: Counter,
+    /// Guest log lines dropped by the per-instance rate limit.
+    pub guest_log_dropped: Counter,
     denials_by_capability: Mutex<BTreeMap<&'static str, u64>>,
 }
 

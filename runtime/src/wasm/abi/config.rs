@@ -15,8 +15,12 @@ use super::{ENV_NAMESPACE, blocks, guest_fault};
 
 type Cx<'a> = Caller<'a, HostState>;
 
-/// The key in block `handle`, borrowed from the arena.
+/// The key in block `handle`, borrowed from the arena. Handle 0 is the
+/// empty key, as in the Extism runtime; any other handle must be a block.
 fn key<'a>(arena: &'a Arena, function: &str, handle: i64) -> wasmtime::Result<&'a str> {
+    if handle == 0 {
+        return Ok("");
+    }
     let bytes = arena
         .block(handle as u64)
         .map_err(|e| guest_fault(function, e))?;
@@ -103,8 +107,10 @@ pub(super) fn link(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
 pub(super) const VARS_DISABLED: &str = "vars are disabled for this guest";
 
 /// Sets var `key` to `value` within the store's cap of `max` bytes (each
-/// entry counts its key, its value and two vector headers); the store is
-/// unchanged when the cap would be exceeded. An existing var keeps its
+/// entry counts its key, its value and two vector headers; as in the Extism
+/// runtime, a var being replaced still counts with its old value, so the cap
+/// refuses exactly what Extism refuses); the store is unchanged when the cap
+/// would be exceeded. An existing var keeps its
 /// buffer; only a new key allocates. Shared by `var_set` and
 /// `buntime:host/memory::var_write`, which refuse a guest without vars
 /// (`max == 0`, [`VARS_DISABLED`]) before they look at the key.
@@ -115,11 +121,7 @@ pub(super) fn store_var(
     value: &[u8],
 ) -> Result<(), String> {
     let entry = |k: &str, v: &[u8]| k.len() + v.len() + 2 * std::mem::size_of::<Vec<u8>>();
-    let used: usize = vars
-        .iter()
-        .filter(|(name, _)| name.as_str() != key)
-        .map(|(k, v)| entry(k, v))
-        .sum();
+    let used: usize = vars.iter().map(|(k, v)| entry(k, v)).sum();
     if used + entry(key, value) > max {
         return Err(format!("the variable store is full ({max} bytes at most)"));
     }

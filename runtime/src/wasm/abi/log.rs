@@ -2,7 +2,16 @@
 //!
 //! Messages are attributed to the guest (`guest` field, target
 //! `buntime::guest`) and truncated past [`MAX_LOG_MESSAGE`] so a guest cannot
-//! flood the log with one call.
+//! flood the log with one call, nor with many: each instance has a token
+//! bucket of lines (`GuestOptions::log_rate`, by default 100 lines a second
+//! and bursts of 200). Lines past it are dropped and counted
+//! (`EngineStats::guest_log_dropped`); the next line written is preceded by
+//! one saying how many were dropped. A dropped line is still a successful
+//! call for the guest.
+//!
+//! Handles are taken as the Extism runtime takes them: 0 is an empty
+//! message; a handle that is not a block is an error only when the level is
+//! enabled (a filtered-out line is not read at all).
 
 use tracing::Level;
 use tracing::level_filters::LevelFilter;
@@ -28,10 +37,24 @@ fn log(c: &mut Cx<'_>, level: Level, function: &str, h: i64) -> wasmtime::Result
     }
     let enabled = LevelFilter::current() >= level;
     if enabled {
-        let bytes = state
-            .arena
-            .block(h as u64)
-            .map_err(|e| guest_fault(function, e))?;
+        let bytes = match h {
+            0 => &[][..],
+            h => state
+                .arena
+                .block(h as u64)
+                .map_err(|e| guest_fault(function, e))?,
+        };
+        if !state.log_limiter.admit() {
+            state.shared.stats.guest_log_dropped.add(1);
+            state.arena.free(h as u64);
+            return Ok(());
+        }
+        let dropped = std::mem::take(&mut state.log_limiter.dropped);
+        let guest: &str = &state.guest_name;
+        if dropped > 0 {
+            tracing::warn!(target: "buntime::guest", guest, dropped, "{dropped} log lines dropped (the guest logged faster than its rate limit)");
+        }
+        state.shared.stats.guest_log_lines.add(1);
         let cut = bytes.len().min(MAX_LOG_MESSAGE);
         let text = String::from_utf8_lossy(&bytes[..cut]);
         let suffix = if cut < bytes.len() {
@@ -39,7 +62,6 @@ fn log(c: &mut Cx<'_>, level: Level, function: &str, h: i64) -> wasmtime::Result
         } else {
             ""
         };
-        let guest = state.guest_name();
         match level {
             Level::ERROR => tracing::error!(target: "buntime::guest", guest, "{text}{suffix}"),
             Level::WARN => tracing::warn!(target: "buntime::guest", guest, "{text}{suffix}"),
