@@ -109,6 +109,8 @@ fn engine_metrics(stats: &crate::wasm::EngineStats) -> Value {
         "timeouts": stats.timeouts.get(),
         "directCalls": stats.direct_calls.get(),
         "fiberCalls": stats.fiber_calls.get(),
+        "guestLogLines": stats.guest_log_lines.get(),
+        "guestLogDropped": stats.guest_log_dropped.get(),
         "denials": stats.denials.get(),
         "denialsByCapability": stats.denials_by_capability(),
     })
