@@ -72,7 +72,13 @@ fn respond(result: Result<std::sync::Arc<Chain>, PluginError>) -> Response {
                     (StatusCode::UNPROCESSABLE_ENTITY, "PLUGIN_LOAD_FAILED")
                 }
             };
-            ApiError::new(status, code, e.to_string()).into_response()
+            let err = ApiError::new(status, code, e.to_string());
+            // Config and load failures quote files and guest errors.
+            match e {
+                PluginError::Unknown(_) | PluginError::HasDependents { .. } => err,
+                _ => err.internal(),
+            }
+            .into_response()
         }
     }
 }

@@ -67,8 +67,9 @@ where
             Box::pin(core.oneshot(req))
         } else {
             let state = self.state.clone();
+            let detail = state.error_detail;
             Box::pin(async move {
-                Ok(super::request_id::with_request_id(req, |req| {
+                Ok(super::request_id::with_request_id(req, detail, |req| {
                     super::pipeline::handle(State(state), req)
                 })
                 .await)
