@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::error::ErrorDetail;
 
 /// `GET /_/api/health`.
 pub(crate) async fn health(State(state): State<AppState>) -> Json<Value> {
@@ -48,8 +49,11 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Response {
     (status, body).into_response()
 }
 
-/// `GET /_/api/apps`: every app, its versions and kinds.
+/// `GET /_/api/apps`: every app, its versions and kinds. In production
+/// ([`ErrorDetail::Hidden`]) no absolute path is shown: no `dir`, and a
+/// config error names `worker.jsonc` rather than its full path.
 pub(crate) async fn apps(State(state): State<AppState>) -> Json<Value> {
+    let hidden = state.error_detail == ErrorDetail::Hidden;
     let all = state.catalog.all();
     let apps: Vec<Value> = all
         .into_iter()
@@ -64,12 +68,27 @@ pub(crate) async fn apps(State(state): State<AppState>) -> Json<Value> {
                         Ok(None) => "empty",
                         Err(_) => "invalid",
                     };
-                    json!({
+                    let config_error = settings.err().map(|e| {
+                        if hidden {
+                            let relative = crate::config::ConfigError::new(
+                                crate::config::WORKER_CONFIG_FILE.as_ref(),
+                                &e.field,
+                                e.message,
+                            );
+                            relative.to_string()
+                        } else {
+                            e.to_string()
+                        }
+                    });
+                    let mut entry = json!({
                         "version": v.version.as_ref().map_or("latest".to_owned(), |x| x.to_string()),
                         "kind": kind,
-                        "dir": v.dir.display().to_string(),
-                        "configError": settings.err().map(|e| e.to_string()),
-                    })
+                        "configError": config_error,
+                    });
+                    if !hidden {
+                        entry["dir"] = v.dir.display().to_string().into();
+                    }
+                    entry
                 })
                 .collect();
             json!({ "name": name, "versions": versions })

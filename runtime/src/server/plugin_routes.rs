@@ -142,7 +142,12 @@ async fn call_handle(
         if let Err(bad) = guest.check_body(initial, None) {
             return bad_gateway(&plugin.malformed("handle", bad));
         }
-        return super::plugin_stream::event_stream(plugin, head, &state.shutting_down);
+        return super::plugin_stream::event_stream(
+            plugin,
+            head,
+            &state.shutting_down,
+            state.error_detail,
+        );
     }
     response_from_head(head, ext.remove::<ResponseBody>(), &guest, None).unwrap_or_else(|detail| {
         let e = plugin.malformed("handle", detail);

@@ -26,7 +26,7 @@ use futures_util::StreamExt as _;
 use serde::Deserialize;
 use tokio::sync::broadcast;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorDetail};
 use super::pipeline::bad_gateway;
 use crate::capabilities::{Capability, Event, EventsGrant, StreamTicket, TopicPattern};
 use crate::plugins::Plugin;
@@ -58,6 +58,7 @@ pub(super) fn event_stream(
     plugin: &Arc<Plugin>,
     head: ResponseHead,
     stopping: &Arc<AtomicBool>,
+    detail: ErrorDetail,
 ) -> Response {
     let patterns = head.events;
     let grant = plugin.grants.get::<EventsGrant>(Capability::EVENTS);
@@ -113,6 +114,7 @@ pub(super) fn event_stream(
         rx: cx.host.events.subscribe(),
         patterns: parsed,
         stopping: stopping.clone(),
+        detail,
         name,
         pending,
         poll,
@@ -158,6 +160,8 @@ struct StreamState {
     rx: broadcast::Receiver<Event>,
     patterns: Vec<TopicPattern>,
     stopping: Arc<AtomicBool>,
+    /// Whether a failed poll's detail may reach the client.
+    detail: ErrorDetail,
     name: Option<String>,
     pending: VecDeque<SseEvent>,
     poll: Option<Poller>,
@@ -195,7 +199,16 @@ impl StreamState {
                             function = p.spec.function,
                             "event stream poll failed: {e}"
                         );
-                        return Some(SseEvent::default().event("error").data(e));
+                        // The client sees the failure, and in production
+                        // not its detail (trap text), which the log keeps.
+                        let shown = match self.detail {
+                            ErrorDetail::Full => e,
+                            ErrorDetail::Hidden => {
+                                "the stream's producer failed; the server log has the details"
+                                    .to_owned()
+                            }
+                        };
+                        return Some(SseEvent::default().event("error").data(shown));
                     }
                 }
                 continue;

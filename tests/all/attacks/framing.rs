@@ -43,11 +43,14 @@ pub(super) enum Act {
     Publish { event: String, head: String },
 }
 
+/// One branch of an export: its trigger (none: always) and what it does.
+pub(super) type Branch = (Option<(At, u8)>, Act);
+
 /// A hostile guest as WAT: exports that each take the first branch whose
 /// trigger byte matches (or the one without a trigger).
 #[derive(Debug, Default)]
 pub(super) struct Guest {
-    exports: Vec<(String, Vec<(Option<(At, u8)>, Act)>)>,
+    exports: Vec<(String, Vec<Branch>)>,
 }
 
 impl Guest {
@@ -57,7 +60,7 @@ impl Guest {
     }
 
     /// An export with branches (first match wins; `None` always matches).
-    pub(super) fn branches(mut self, name: &str, branches: Vec<(Option<(At, u8)>, Act)>) -> Self {
+    pub(super) fn branches(mut self, name: &str, branches: Vec<Branch>) -> Self {
         self.exports.push((name.to_owned(), branches));
         self
     }
@@ -518,7 +521,7 @@ async fn framing_headers_from_any_guest_are_dropped() {
 async fn statuses_outside_200_to_599_are_a_502() {
     const BAD: [u16; 6] = [0, 99, 100, 101, 600, 1000];
     // Path bytes `a`..`f` pick the status, in every hook of one plugin.
-    let pick = |to: &dyn Fn(u16) -> String, at: At| -> Vec<(Option<(At, u8)>, Act)> {
+    let pick = |to: &dyn Fn(u16) -> String, at: At| -> Vec<Branch> {
         BAD.iter()
             .enumerate()
             .map(|(i, &s)| (Some((at, b'a' + i as u8)), Act::Output(to(s))))
