@@ -284,3 +284,28 @@ pub(crate) fn response_size_value(v: &Value) -> Result<u64, String> {
 pub(crate) fn json5_message(e: json5::Error) -> String {
     format!("invalid JSONC: {e}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<WorkerConfig, ConfigError> {
+        WorkerConfig::parse(text, Path::new("worker.jsonc"))
+    }
+
+    #[test]
+    fn max_response_body_size_is_a_size_from_1_byte_to_100mb() {
+        assert_eq!(
+            parse("{}").map(|c| c.max_response_body_size),
+            Ok(DEFAULT_MAX_RESPONSE_BODY)
+        );
+        assert_eq!(
+            parse(r#"{ maxResponseBodySize: "1kb" }"#).map(|c| c.max_response_body_size),
+            Ok(1024)
+        );
+        for bad in ["0", r#""101mb""#, r#""lots""#] {
+            let e = parse(&format!("{{ maxResponseBodySize: {bad} }}")).unwrap_err();
+            assert_eq!(e.field, "maxResponseBodySize", "{bad}: {e}");
+        }
+    }
+}
