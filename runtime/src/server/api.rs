@@ -25,14 +25,24 @@ pub(crate) async fn live() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// `GET /_/api/health/ready`: every worker dir is readable and no shutdown is under way.
+/// `GET /_/api/health/ready`: every worker dir is readable and no shutdown
+/// is under way. An unreadable dir is named by its path, or in production
+/// by its place in `RUNTIME_WORKER_DIRS` (`RUNTIME_WORKER_DIRS[0]`).
 pub(crate) async fn ready(State(state): State<AppState>) -> Response {
+    let hidden = state.error_detail == ErrorDetail::Hidden;
     let missing: Vec<String> = state
         .catalog
         .dirs()
         .iter()
-        .filter(|d| std::fs::read_dir(d).is_err())
-        .map(|d| d.display().to_string())
+        .enumerate()
+        .filter(|(_, d)| std::fs::read_dir(d).is_err())
+        .map(|(i, d)| {
+            if hidden {
+                format!("RUNTIME_WORKER_DIRS[{i}]")
+            } else {
+                d.display().to_string()
+            }
+        })
         .collect();
     let draining = state.shutting_down.load(Ordering::Relaxed);
     let ok = missing.is_empty() && !draining;

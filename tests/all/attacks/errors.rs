@@ -88,6 +88,12 @@ async fn failed_stream(server: &Server) -> String {
     seen
 }
 
+/// Readiness once the worker dir is gone.
+async fn unready(server: &Server) -> (u16, String, Value) {
+    std::fs::remove_dir_all(server.dir.path().join("apps")).expect("remove apps");
+    server.get("/_/api/health/ready").await
+}
+
 fn message(body: &Value) -> &str {
     body["message"].as_str().unwrap_or_default()
 }
@@ -141,6 +147,10 @@ async fn production_errors_carry_no_paths_or_internals() {
     let (status, _, body) = server.get("/no-such-app/").await;
     assert_eq!(status, 404);
     assert!(message(&body).contains("no-such-app"), "{body}");
+    let (status, _, body) = unready(&server).await;
+    assert_eq!(status, 503);
+    assert!(!body.to_string().contains(&root), "{body}");
+    assert_eq!(body["unreadableWorkerDirs"][0], "RUNTIME_WORKER_DIRS[0]");
     server.stop().await;
 }
 
@@ -174,5 +184,8 @@ async fn outside_production_errors_keep_their_details() {
             "{path} shows dirs and reasons: {body}"
         );
     }
+    let (status, _, body) = unready(&server).await;
+    assert_eq!(status, 503);
+    assert!(body.to_string().contains(&root), "{body}");
     server.stop().await;
 }
