@@ -228,7 +228,7 @@ async fn serve_wasm(
     let (result, mut ext) = pool.call("handle", input, ext).await;
     if let Some(size) = super::guest_http::Guest::refused(&mut ext) {
         // The guest wrote past its cap (and trapped, or carried on).
-        return too_large_response(key, &guest, size);
+        return bad_response(key, &guest.over_limit(size));
     }
     match result {
         Ok(out) => build_response(key, &out.output, ext.remove::<ResponseBody>(), &guest),
@@ -264,7 +264,7 @@ fn build_response(
     body: Option<ResponseBody>,
     guest: &super::guest_http::Guest<'_>,
 ) -> Response {
-    super::guest_http::response_from_output(output, body, guest, None)
+    super::guest_http::response_from_output(output, body, guest)
         .unwrap_or_else(|bad| bad_response(key, &bad))
 }
 
@@ -273,19 +273,11 @@ fn build_response(
 fn bad_response(key: &str, bad: &super::guest_http::BadResponse) -> Response {
     ApiError::new(
         StatusCode::BAD_GATEWAY,
-        bad.code(true),
+        bad.app_code(),
         format!("`{key}` returned a response the server will not send: {bad}"),
     )
     .public()
     .into_response()
-}
-
-/// 502 for a body write past the app's `maxResponseBodySize`.
-fn too_large_response(key: &str, guest: &super::guest_http::Guest<'_>, size: u64) -> Response {
-    match guest.check_body(size, Some(size)) {
-        Err(bad) => bad_response(key, &bad),
-        Ok(()) => ApiError::new(StatusCode::BAD_GATEWAY, "RESPONSE_TOO_LARGE", "").into_response(),
-    }
 }
 
 /// An app dir's parsed `worker.jsonc` and detected kind.

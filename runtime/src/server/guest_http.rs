@@ -61,12 +61,12 @@ pub(crate) enum BadResponse {
 }
 
 impl BadResponse {
-    /// The error code a client sees for it.
-    pub(crate) fn code(&self, app: bool) -> &'static str {
-        match (self, app) {
-            (Self::TooLarge(_), _) => "RESPONSE_TOO_LARGE",
-            (Self::Invalid(_), true) => "APP_BAD_RESPONSE",
-            (Self::Invalid(_), false) => "PLUGIN_BAD_RESPONSE",
+    /// The error code a client sees when an app answered it (a plugin's is
+    /// a failure of the plugin, `PLUGIN_FAILED`).
+    pub(crate) fn app_code(&self) -> &'static str {
+        match self {
+            Self::TooLarge(_) => "RESPONSE_TOO_LARGE",
+            Self::Invalid(_) => "APP_BAD_RESPONSE",
         }
     }
 }
@@ -134,16 +134,21 @@ impl Guest<'_> {
         ext.remove::<ResponseBodyLimit>().and_then(|l| l.refused)
     }
 
-    /// Fails when a body of `size` bytes (or a refused write) is over the limit.
-    pub(crate) fn check_body(&self, size: u64, refused: Option<u64>) -> Result<(), BadResponse> {
-        let size = refused.map_or(size, |r| r.max(size));
+    /// Fails when a body of `size` bytes is over the limit.
+    pub(crate) fn check_body(&self, size: u64) -> Result<(), BadResponse> {
         if size > self.max_body {
-            return Err(BadResponse::TooLarge(format!(
-                "the response body of {size} bytes (or more) exceeds the limit of {} bytes; raise {} to allow it",
-                self.max_body, self.setting
-            )));
+            return Err(self.over_limit(size));
         }
         Ok(())
+    }
+
+    /// The error for a body of `size` bytes (or more: a refused write),
+    /// naming the limit and where to raise it.
+    pub(crate) fn over_limit(&self, size: u64) -> BadResponse {
+        BadResponse::TooLarge(format!(
+            "the response body of {size} bytes (or more) exceeds the limit of {} bytes; raise {} to allow it",
+            self.max_body, self.setting
+        ))
     }
 }
 
@@ -242,7 +247,6 @@ pub(crate) fn response_from_output(
     output: &Bytes,
     body: Option<ResponseBody>,
     guest: &Guest<'_>,
-    refused: Option<u64>,
 ) -> Result<Response, BadResponse> {
     let head: AppResponseHead<'_> = serde_json::from_slice(output).map_err(|e| e.to_string())?;
     // A borrowed string is a slice of `output`; an unescaped copy is not.
@@ -260,7 +264,6 @@ pub(crate) fn response_from_output(
         head.body.map(|text| share(text.0)),
         body,
         guest,
-        refused,
     )
 }
 
@@ -270,7 +273,6 @@ pub(crate) fn response_from_head(
     head: ResponseHead,
     body: Option<ResponseBody>,
     guest: &Guest<'_>,
-    refused: Option<u64>,
 ) -> Result<Response, BadResponse> {
     let headers = head.headers.into_iter().map(|(k, v)| (k, Bytes::from(v)));
     build(
@@ -279,7 +281,6 @@ pub(crate) fn response_from_head(
         head.body.map(Bytes::from),
         body,
         guest,
-        refused,
     )
 }
 
@@ -291,7 +292,6 @@ fn build<K: AsRef<str>>(
     inline: Option<Bytes>,
     body: Option<ResponseBody>,
     guest: &Guest<'_>,
-    refused: Option<u64>,
 ) -> Result<Response, BadResponse> {
     let status = guest_status(status)?;
     let bytes = match (inline, body) {
@@ -299,7 +299,7 @@ fn build<K: AsRef<str>>(
         (None, Some(b)) => b.0.freeze(),
         (None, None) => Bytes::new(),
     };
-    guest.check_body(bytes.len() as u64, refused)?;
+    guest.check_body(bytes.len() as u64)?;
     let mut res = Response::new(Body::from(bytes));
     *res.status_mut() = status;
     for (k, v) in headers {
@@ -336,12 +336,12 @@ mod tests {
             br#"{"status":201,"headers":[["x-plain","a b"],["x-quoted","say \"hi\""]],"body":"line\none"}"#,
         );
         let log = DroppedHeaders::default();
-        let res = response_from_output(&out, None, &guest(&log), None).expect("valid head");
+        let res = response_from_output(&out, None, &guest(&log)).expect("valid head");
         assert_eq!(res.status(), 201);
         assert_eq!(res.headers()["x-plain"], "a b");
         assert_eq!(res.headers()["x-quoted"], "say \"hi\"");
         let plain = Bytes::from_static(br#"{"status":200,"body":"no escapes"}"#);
-        let res = response_from_output(&plain, None, &guest(&log), None).expect("valid head");
+        let res = response_from_output(&plain, None, &guest(&log)).expect("valid head");
         assert_eq!(res.status(), 200);
     }
 
@@ -367,7 +367,7 @@ mod tests {
             (br#"{"headers":[]}"#, "missing field `status`"),
         ];
         for (json, want) in cases {
-            let err = response_from_output(&Bytes::copy_from_slice(json), None, &guest(&log), None)
+            let err = response_from_output(&Bytes::copy_from_slice(json), None, &guest(&log))
                 .expect_err("must be refused")
                 .to_string();
             assert!(err.contains(want), "{err} should contain {want}");
@@ -380,7 +380,7 @@ mod tests {
         let out = Bytes::from_static(
             br#"{"status":200,"headers":[["Content-Length","0"],["transfer-encoding","chunked"],["Connection","close"],["keep-alive","x"],["upgrade","h2c"],["te","trailers"],["trailer","x"],["proxy-authenticate","x"],["x-kept","yes"]]}"#,
         );
-        let res = response_from_output(&out, None, &guest(&log), None).expect("valid head");
+        let res = response_from_output(&out, None, &guest(&log)).expect("valid head");
         let names: Vec<&str> = res.headers().keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["x-kept"]);
         assert!(is_framing("proxy-connection") && !is_framing("x-proxy"));

@@ -183,10 +183,8 @@ async fn on_request(
         let (result, mut ext) = plugin.call("on_request", head, ext).await;
         let refused = Guest::refused(&mut ext);
         let decision = result.and_then(|out| {
-            if let Some(size) = refused
-                && let Err(bad) = guest.check_body(size, Some(size))
-            {
-                return Err(plugin.malformed("on_request", bad));
+            if let Some(size) = refused {
+                return Err(plugin.malformed("on_request", guest.over_limit(size)));
             }
             // Empty: continue unchanged (see docs/abi.md §14).
             if out.is_empty() {
@@ -208,7 +206,7 @@ async fn on_request(
                 }
             }
             Ok(RequestDecision::Respond { response }) => {
-                let res = response_from_head(response, ext.remove::<ResponseBody>(), &guest, None)
+                let res = response_from_head(response, ext.remove::<ResponseBody>(), &guest)
                     .unwrap_or_else(|detail| {
                         let e = plugin.malformed("on_request", detail);
                         failure_response(plugin, &e).unwrap_or_else(|| bad_gateway(&e))

@@ -121,10 +121,8 @@ async fn call_handle(
     ext.insert(RequestBody(body));
     guest.limit_writes(&mut ext);
     let (result, mut ext) = plugin.call("handle", input, ext).await;
-    if let Some(size) = super::guest_http::Guest::refused(&mut ext)
-        && let Err(bad) = guest.check_body(size, Some(size))
-    {
-        return bad_gateway(&plugin.malformed("handle", bad));
+    if let Some(size) = super::guest_http::Guest::refused(&mut ext) {
+        return bad_gateway(&plugin.malformed("handle", guest.over_limit(size)));
     }
     let out = match result {
         Ok(out) => out,
@@ -139,7 +137,7 @@ async fn call_handle(
     };
     if !head.events.is_empty() {
         let initial = head.body.as_ref().map_or(0, |b| b.len() as u64);
-        if let Err(bad) = guest.check_body(initial, None) {
+        if let Err(bad) = guest.check_body(initial) {
             return bad_gateway(&plugin.malformed("handle", bad));
         }
         return super::plugin_stream::event_stream(
@@ -149,7 +147,7 @@ async fn call_handle(
             state.error_detail,
         );
     }
-    response_from_head(head, ext.remove::<ResponseBody>(), &guest, None).unwrap_or_else(|detail| {
+    response_from_head(head, ext.remove::<ResponseBody>(), &guest).unwrap_or_else(|detail| {
         let e = plugin.malformed("handle", detail);
         bad_gateway(&e)
     })
