@@ -146,7 +146,8 @@ async fn serve() -> anyhow::Result<ExitCode> {
     let state =
         crate::server::AppState::build(engine, env.worker_dirs.clone(), env.pool_size, sources)
             .await
-            .context("cannot start the plugins")?;
+            .context("cannot start the plugins")?
+            .with_error_detail(crate::server::ErrorDetail::for_environment(env.environment));
     let listener = tokio::net::TcpListener::bind((env.host.as_str(), env.port))
         .await
         .with_context(|| {

@@ -12,7 +12,8 @@
 //! matching event (within the plugin's `subscribe` grant), ending when the
 //! client leaves.
 //!
-//! `events_publish({"topic", "data"})` → `null`.
+//! `events_publish({"topic", "data"})` → `null`; a topic that is empty or
+//! holds a control character (CR, LF, ...) is refused (`invalid_argument`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -101,6 +102,14 @@ impl CapabilitySpec for EventsSpec {
                     }
                     let req: PublishReq = serde_json::from_slice(input)
                         .map_err(|e| HostError::invalid_argument(e.to_string()))?;
+                    // A topic names the events of a stream (`text/event-stream`),
+                    // where a line break would end the field.
+                    if req.topic.is_empty() || req.topic.chars().any(char::is_control) {
+                        return Err(HostError::invalid_argument(format!(
+                            "topic {:?} is not valid: a topic is a non-empty name without control characters (CR, LF, ...), e.g. `myplugin.changed`",
+                            req.topic
+                        )));
+                    }
                     let grant = state.grants().get::<EventsGrant>(Capability::EVENTS);
                     if RESERVED.contains(&req.topic.as_str()) {
                         return Err(HostError::new(

@@ -7,7 +7,7 @@
 //! | `RUNTIME_WORKER_DIRS` | required | app dirs, `:`-separated, searched in order |
 //! | `RUNTIME_PLUGIN_DIRS` | `./plugins` | plugin dirs, `:`-separated |
 //! | `RUNTIME_POOL_SIZE` | 10 (development), 500 (production) | apps kept warm (LRU) |
-//! | `RUNTIME_ENV` (or `NODE_ENV`) | `development` | `development`, `production`, `staging` or `test` |
+//! | `RUNTIME_ENV` (or `NODE_ENV`) | `development` | `development`, `production`, `staging` or `test`; `production` hides server internals from error bodies |
 //! | `RUNTIME_HEADER_TIMEOUT` | `10s` | a client must send its request head within this |
 //! | `RUNTIME_MAX_HEADERS` | 100 | most header lines per request (431 beyond) |
 //! | `RUNTIME_MAX_HEADER_SIZE` | `64kb` | most bytes per request head |

@@ -23,6 +23,8 @@ pub const DEFAULT_MAX_REQUESTS: u64 = 1000;
 pub const DEFAULT_MAX_BODY: u64 = 10 << 20;
 /// Largest body limit an app may ask for.
 pub const MAX_BODY_CEILING: u64 = 100 << 20;
+/// Default response body limit (apps' `maxResponseBodySize`, plugins' too).
+pub const DEFAULT_MAX_RESPONSE_BODY: u64 = 10 << 20;
 /// Default memory cap of an app instance.
 pub const DEFAULT_MEMORY: u64 = 64 << 20;
 /// Memory cap with `lowMemory: true`.
@@ -50,6 +52,8 @@ pub struct WorkerConfig {
     pub memory: u64,
     /// Request body limit, in bytes.
     pub max_body_size: u64,
+    /// Response body limit, in bytes: a larger answer is a 502.
+    pub max_response_body_size: u64,
     /// Environment handed to the app (as config entries).
     pub env: BTreeMap<String, String>,
     /// Env keys with these prefixes are injected into HTML as `window.__env__`.
@@ -74,6 +78,7 @@ impl Default for WorkerConfig {
             max_queue: 100,
             memory: DEFAULT_MEMORY,
             max_body_size: DEFAULT_MAX_BODY,
+            max_response_body_size: DEFAULT_MAX_RESPONSE_BODY,
             env: BTreeMap::new(),
             env_prefix: vec!["PUBLIC_".into(), "VITE_".into()],
             inject_base: false,
@@ -96,6 +101,7 @@ struct Raw {
     low_memory: Option<bool>,
     memory: Option<Value>,
     max_body_size: Option<Value>,
+    max_response_body_size: Option<Value>,
     env: Option<BTreeMap<String, Value>>,
     env_prefix: Option<Vec<String>>,
     inject_base: Option<bool>,
@@ -194,6 +200,10 @@ impl WorkerConfig {
             }
             c.max_body_size = n;
         }
+        if let Some(v) = raw.max_response_body_size {
+            c.max_response_body_size =
+                response_size_value(&v).map_err(|m| err("maxResponseBodySize", m))?;
+        }
         if let Some(env) = raw.env {
             c.env = env
                 .into_iter()
@@ -262,6 +272,40 @@ pub(crate) fn size_value(v: &Value) -> Result<u64, String> {
     }
 }
 
+/// A `maxResponseBodySize`: a size from 1 byte to 100mb.
+pub(crate) fn response_size_value(v: &Value) -> Result<u64, String> {
+    let n = size_value(v)?;
+    if n == 0 || n > MAX_BODY_CEILING {
+        return Err(format!("must be from 1 byte to 100mb, got {n} bytes"));
+    }
+    Ok(n)
+}
+
 pub(crate) fn json5_message(e: json5::Error) -> String {
     format!("invalid JSONC: {e}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<WorkerConfig, ConfigError> {
+        WorkerConfig::parse(text, Path::new("worker.jsonc"))
+    }
+
+    #[test]
+    fn max_response_body_size_is_a_size_from_1_byte_to_100mb() {
+        assert_eq!(
+            parse("{}").map(|c| c.max_response_body_size),
+            Ok(DEFAULT_MAX_RESPONSE_BODY)
+        );
+        assert_eq!(
+            parse(r#"{ maxResponseBodySize: "1kb" }"#).map(|c| c.max_response_body_size),
+            Ok(1024)
+        );
+        for bad in ["0", r#""101mb""#, r#""lots""#] {
+            let e = parse(&format!("{{ maxResponseBodySize: {bad} }}")).unwrap_err();
+            assert_eq!(e.field, "maxResponseBodySize", "{bad}: {e}");
+        }
+    }
 }

@@ -11,6 +11,7 @@
 //!   "limits": { "memory": "32mb", "timeout": "50ms", "instances": 8 },
 //!   "onError": "closed",                // or "open": skip the plugin on failure
 //!   "requestBody": "64kb",              // on_request sees bodies up to this size
+//!   "maxResponseBodySize": "10mb",      // largest body it may answer with (default 10mb)
 //!   "services": ["check"],              // exports other plugins may call
 //!   "config": { "limit": 100 },         // defaults, overridden by buntime.jsonc
 //!   "menus": [{ "title": "Rate limit", "icon": "lucide:gauge", "path": "/" }]
@@ -26,7 +27,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::{ConfigError, duration_value, json5_message, size_value};
+use crate::config::{
+    ConfigError, DEFAULT_MAX_RESPONSE_BODY, duration_value, json5_message, response_size_value,
+    size_value,
+};
 
 /// The manifest's file name.
 pub const MANIFEST_FILE: &str = "manifest.jsonc";
@@ -88,6 +92,8 @@ pub struct Manifest {
     pub on_error: OnError,
     /// Largest request body `on_request` receives; `None` = none.
     pub request_body: Option<u64>,
+    /// Largest body its `respond` decisions and routes may answer with.
+    pub max_response_body_size: u64,
     /// Exports other plugins may call through `services`.
     pub services: Vec<String>,
     /// Config defaults.
@@ -114,6 +120,7 @@ struct Raw {
     limits: Option<RawLimits>,
     on_error: Option<Value>,
     request_body: Option<Value>,
+    max_response_body_size: Option<Value>,
     #[serde(default)]
     services: Vec<String>,
     config: Option<Value>,
@@ -260,6 +267,11 @@ impl Manifest {
                 format!("must be at most 100mb, got {n} bytes"),
             ));
         }
+        let max_response_body_size = raw
+            .max_response_body_size
+            .map(|v| response_size_value(&v).map_err(|m| err("maxResponseBodySize", m)))
+            .transpose()?
+            .unwrap_or(DEFAULT_MAX_RESPONSE_BODY);
         for s in &raw.services {
             if s.is_empty() || s.starts_with("on_") || s == "handle" || s.starts_with('_') {
                 return Err(err(
@@ -285,6 +297,7 @@ impl Manifest {
             limits,
             on_error,
             request_body,
+            max_response_body_size,
             services: raw.services,
             config,
             menus: raw.menus.unwrap_or(Value::Array(Vec::new())),
@@ -358,6 +371,10 @@ mod tests {
             (
                 r#"{name: "a", version: "1.0.0", capabilities: []}"#,
                 "capabilities",
+            ),
+            (
+                r#"{name: "a", version: "1.0.0", maxResponseBodySize: "1gb"}"#,
+                "maxResponseBodySize",
             ),
         ];
         for (text, field) in cases {

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::error::ErrorDetail;
 
 /// `GET /_/api/health`.
 pub(crate) async fn health(State(state): State<AppState>) -> Json<Value> {
@@ -24,14 +25,24 @@ pub(crate) async fn live() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// `GET /_/api/health/ready`: every worker dir is readable and no shutdown is under way.
+/// `GET /_/api/health/ready`: every worker dir is readable and no shutdown
+/// is under way. An unreadable dir is named by its path, or in production
+/// by its place in `RUNTIME_WORKER_DIRS` (`RUNTIME_WORKER_DIRS[0]`).
 pub(crate) async fn ready(State(state): State<AppState>) -> Response {
+    let hidden = state.error_detail == ErrorDetail::Hidden;
     let missing: Vec<String> = state
         .catalog
         .dirs()
         .iter()
-        .filter(|d| std::fs::read_dir(d).is_err())
-        .map(|d| d.display().to_string())
+        .enumerate()
+        .filter(|(_, d)| std::fs::read_dir(d).is_err())
+        .map(|(i, d)| {
+            if hidden {
+                format!("RUNTIME_WORKER_DIRS[{i}]")
+            } else {
+                d.display().to_string()
+            }
+        })
         .collect();
     let draining = state.shutting_down.load(Ordering::Relaxed);
     let ok = missing.is_empty() && !draining;
@@ -48,8 +59,11 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Response {
     (status, body).into_response()
 }
 
-/// `GET /_/api/apps`: every app, its versions and kinds.
+/// `GET /_/api/apps`: every app, its versions and kinds. In production
+/// ([`ErrorDetail::Hidden`]) no absolute path is shown: no `dir`, and a
+/// config error names `worker.jsonc` rather than its full path.
 pub(crate) async fn apps(State(state): State<AppState>) -> Json<Value> {
+    let hidden = state.error_detail == ErrorDetail::Hidden;
     let all = state.catalog.all();
     let apps: Vec<Value> = all
         .into_iter()
@@ -64,12 +78,27 @@ pub(crate) async fn apps(State(state): State<AppState>) -> Json<Value> {
                         Ok(None) => "empty",
                         Err(_) => "invalid",
                     };
-                    json!({
+                    let config_error = settings.err().map(|e| {
+                        if hidden {
+                            let relative = crate::config::ConfigError::new(
+                                crate::config::WORKER_CONFIG_FILE.as_ref(),
+                                &e.field,
+                                e.message,
+                            );
+                            relative.to_string()
+                        } else {
+                            e.to_string()
+                        }
+                    });
+                    let mut entry = json!({
                         "version": v.version.as_ref().map_or("latest".to_owned(), |x| x.to_string()),
                         "kind": kind,
-                        "dir": v.dir.display().to_string(),
-                        "configError": settings.err().map(|e| e.to_string()),
-                    })
+                        "configError": config_error,
+                    });
+                    if !hidden {
+                        entry["dir"] = v.dir.display().to_string().into();
+                    }
+                    entry
                 })
                 .collect();
             json!({ "name": name, "versions": versions })

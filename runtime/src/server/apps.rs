@@ -212,11 +212,22 @@ async fn serve_wasm(
                 .into_response();
         }
     };
+    let guest = super::guest_http::Guest {
+        module: key,
+        max_body: config.max_response_body_size,
+        setting: "`maxResponseBodySize` in the app's worker.jsonc",
+        dropped: &state.dropped_headers,
+    };
     let mut ext = http::Extensions::new();
     ext.insert(RequestBody(body));
+    guest.limit_writes(&mut ext);
     let (result, mut ext) = pool.call("handle", input, ext).await;
+    if let Some(size) = super::guest_http::Guest::refused(&mut ext) {
+        // The guest wrote past its cap (and trapped, or carried on).
+        return bad_response(key, &guest.over_limit(size));
+    }
     match result {
-        Ok(out) => build_response(key, &out.output, ext.remove::<ResponseBody>()),
+        Ok(out) => build_response(key, &out.output, ext.remove::<ResponseBody>(), &guest),
         Err(PoolError::Busy(_)) => ApiError {
             retry_after: Some(1),
             ..ApiError::new(
@@ -224,6 +235,7 @@ async fn serve_wasm(
                 "APP_BUSY",
                 format!("`{key}` is at its concurrency limit and its queue is full; retry shortly"),
             )
+            .public()
         }
         .into_response(),
         Err(PoolError::Call(CallError::Preempted)) => ApiError {
@@ -240,6 +252,7 @@ async fn serve_wasm(
             "APP_TIMEOUT",
             format!("`{key}` did not answer within {t:?} (`timeout` in worker.jsonc)"),
         )
+        .public()
         .into_response(),
         Err(PoolError::Call(e)) => ApiError::new(
             StatusCode::BAD_GATEWAY,
@@ -250,15 +263,26 @@ async fn serve_wasm(
     }
 }
 
-fn build_response(key: &str, output: &Bytes, body: Option<ResponseBody>) -> Response {
-    super::guest_http::response_from_output(output, body).unwrap_or_else(|detail| {
-        ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "APP_BAD_RESPONSE",
-            format!("`{key}` returned an invalid response head: {detail}"),
-        )
-        .into_response()
-    })
+fn build_response(
+    key: &str,
+    output: &Bytes,
+    body: Option<ResponseBody>,
+    guest: &super::guest_http::Guest<'_>,
+) -> Response {
+    super::guest_http::response_from_output(output, body, guest)
+        .unwrap_or_else(|bad| bad_response(key, &bad))
+}
+
+/// 502 for a response the app may not send. Written by the host about the
+/// guest's own answer, so nothing internal.
+fn bad_response(key: &str, bad: &super::guest_http::BadResponse) -> Response {
+    ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        bad.app_code(),
+        format!("`{key}` returned a response the server will not send: {bad}"),
+    )
+    .public()
+    .into_response()
 }
 
 /// An app dir's parsed `worker.jsonc` and detected kind.

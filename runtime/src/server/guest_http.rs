@@ -1,6 +1,16 @@
-//! Converting between axum's HTTP types and the heads guests exchange.
+//! Converting between axum's HTTP types and the heads guests exchange, and
+//! the rules every guest response obeys.
+//!
+//! Framing belongs to the host: headers that frame the message or manage the
+//! connection ([`is_framing`]) are dropped from whatever a guest answers
+//! (logged once per module, [`DroppedHeaders`]), so a guest cannot split a
+//! response or hijack a keep-alive connection. A guest's status must be a
+//! final one, 200 to 599 ([`guest_status`]), and its body fit its
+//! `maxResponseBodySize` ([`Guest`]).
 
 use std::borrow::Cow;
+use std::collections::HashSet;
+use std::sync::Mutex;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -8,7 +18,139 @@ use axum::response::Response;
 use buntime_pdk::ResponseHead;
 use bytes::Bytes;
 
-use crate::wasm::abi::ResponseBody;
+use crate::wasm::abi::{ResponseBody, ResponseBodyLimit};
+
+/// Whether a (lowercase) header name frames the message or manages the
+/// connection: `content-length`, `transfer-encoding`, `connection`,
+/// `keep-alive`, `upgrade`, `te`, `trailer` and every `proxy-*`. Only the
+/// host sets these.
+pub(crate) fn is_framing(name: &str) -> bool {
+    matches!(
+        name,
+        "content-length"
+            | "transfer-encoding"
+            | "connection"
+            | "keep-alive"
+            | "upgrade"
+            | "te"
+            | "trailer"
+    ) || name.starts_with("proxy-")
+}
+
+/// The status a guest answered with, if it may be a final response: 200 to
+/// 599. A 1xx is an interim response, and 101 would switch protocols, which
+/// the host does not do for guests.
+pub(crate) fn guest_status(status: u16) -> Result<StatusCode, String> {
+    match StatusCode::from_u16(status) {
+        Ok(s) if (200..=599).contains(&status) => Ok(s),
+        _ => Err(format!(
+            "status {status} is not allowed: a response status must be from 200 to 599 (1xx statuses are interim, and 101 needs a protocol switch the host does not perform)"
+        )),
+    }
+}
+
+/// Why a guest's response cannot be sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum BadResponse {
+    /// The head is malformed or breaks a rule (status, header syntax).
+    #[error("{0}")]
+    Invalid(String),
+    /// The body is over the guest's `maxResponseBodySize`.
+    #[error("{0}")]
+    TooLarge(String),
+}
+
+impl BadResponse {
+    /// The error code a client sees when an app answered it (a plugin's is
+    /// a failure of the plugin, `PLUGIN_FAILED`).
+    pub(crate) fn app_code(&self) -> &'static str {
+        match self {
+            Self::TooLarge(_) => "RESPONSE_TOO_LARGE",
+            Self::Invalid(_) => "APP_BAD_RESPONSE",
+        }
+    }
+}
+
+impl From<String> for BadResponse {
+    fn from(message: String) -> Self {
+        Self::Invalid(message)
+    }
+}
+
+/// Most modules remembered by [`DroppedHeaders`]; beyond it drops go unlogged.
+const MAX_REMEMBERED: usize = 10_000;
+
+/// The modules that have had a framing header dropped, so each is logged
+/// once rather than on every response.
+#[derive(Debug, Default)]
+pub(crate) struct DroppedHeaders(Mutex<HashSet<String>>);
+
+impl DroppedHeaders {
+    /// Records that `header` from `module` was dropped; logs the first time.
+    pub(crate) fn note(&self, module: &str, header: &str) {
+        let first = match self.0.lock() {
+            Ok(mut seen) => {
+                !seen.contains(module)
+                    && seen.len() < MAX_REMEMBERED
+                    && seen.insert(module.to_owned())
+            }
+            Err(_) => false,
+        };
+        if first {
+            tracing::debug!(
+                module,
+                header,
+                "dropped a header that controls framing or the connection from a guest's response: the host frames every response (logged once per module)"
+            );
+        }
+    }
+}
+
+/// The guest a response comes from, and the rules it answers under.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Guest<'a> {
+    /// How logs name it, e.g. ``app `hello@1.0.0` `` or ``plugin `authn` ``.
+    pub(crate) module: &'a str,
+    /// Largest body it may answer with, in bytes.
+    pub(crate) max_body: u64,
+    /// Where that limit is set, for the error, e.g. "`maxResponseBodySize`
+    /// in the app's worker.jsonc".
+    pub(crate) setting: &'static str,
+    /// Where dropped framing headers are noted.
+    pub(crate) dropped: &'a DroppedHeaders,
+}
+
+impl Guest<'_> {
+    /// Sets the limit of `buntime_response_body_write` for this guest's
+    /// call; the default needs no extension (and so no allocation).
+    pub(crate) fn limit_writes(&self, ext: &mut http::Extensions) {
+        if self.max_body != crate::config::DEFAULT_MAX_RESPONSE_BODY {
+            ext.insert(ResponseBodyLimit::new(self.max_body));
+        }
+    }
+
+    /// The size of a body write the host refused during the call, if any.
+    pub(crate) fn refused(ext: &mut http::Extensions) -> Option<u64> {
+        ext.remove::<ResponseBodyLimit>().and_then(|l| l.refused)
+    }
+
+    /// Fails when a body of `size` bytes is over the limit.
+    pub(crate) fn check_body(&self, size: u64) -> Result<(), BadResponse> {
+        if size > self.max_body {
+            return Err(self.over_limit(size));
+        }
+        Ok(())
+    }
+
+    /// The error for a body of `size` bytes (or more: a refused write),
+    /// naming the limit and where to raise it.
+    pub(crate) fn over_limit(&self, size: u64) -> BadResponse {
+        BadResponse::TooLarge(format!(
+            "the response body of {size} bytes (or more) exceeds the limit of {} bytes; raise {} to allow it",
+            self.max_body, self.setting
+        ))
+    }
+}
 
 /// Serializes headers as `[[name, value], ...]` straight from the map (plus
 /// one extra pair, such as `x-base`), without building owned pairs first:
@@ -104,7 +246,8 @@ struct AppResponseHead<'a> {
 pub(crate) fn response_from_output(
     output: &Bytes,
     body: Option<ResponseBody>,
-) -> Result<Response, String> {
+    guest: &Guest<'_>,
+) -> Result<Response, BadResponse> {
     let head: AppResponseHead<'_> = serde_json::from_slice(output).map_err(|e| e.to_string())?;
     // A borrowed string is a slice of `output`; an unescaped copy is not.
     let share = |text: Cow<'_, str>| match text {
@@ -120,6 +263,7 @@ pub(crate) fn response_from_output(
         headers,
         head.body.map(|text| share(text.0)),
         body,
+        guest,
     )
 }
 
@@ -128,31 +272,44 @@ pub(crate) fn response_from_output(
 pub(crate) fn response_from_head(
     head: ResponseHead,
     body: Option<ResponseBody>,
-) -> Result<Response, String> {
+    guest: &Guest<'_>,
+) -> Result<Response, BadResponse> {
     let headers = head.headers.into_iter().map(|(k, v)| (k, Bytes::from(v)));
-    build(head.status, headers, head.body.map(Bytes::from), body)
+    build(
+        head.status,
+        headers,
+        head.body.map(Bytes::from),
+        body,
+        guest,
+    )
 }
 
 /// The response a guest described: an inline body wins over a binary one.
+/// Framing headers are dropped; the status and the body size are checked.
 fn build<K: AsRef<str>>(
     status: u16,
     headers: impl Iterator<Item = (K, Bytes)>,
     inline: Option<Bytes>,
     body: Option<ResponseBody>,
-) -> Result<Response, String> {
-    let status = StatusCode::from_u16(status)
-        .map_err(|_| format!("status {status} is not a valid HTTP status"))?;
+    guest: &Guest<'_>,
+) -> Result<Response, BadResponse> {
+    let status = guest_status(status)?;
     let bytes = match (inline, body) {
         (Some(text), _) => text,
         (None, Some(b)) => b.0.freeze(),
         (None, None) => Bytes::new(),
     };
+    guest.check_body(bytes.len() as u64)?;
     let mut res = Response::new(Body::from(bytes));
     *res.status_mut() = status;
     for (k, v) in headers {
         let k = k.as_ref();
         let name =
             HeaderName::try_from(k).map_err(|_| format!("`{k}` is not a valid header name"))?;
+        if is_framing(name.as_str()) {
+            guest.dropped.note(guest.module, name.as_str());
+            continue;
+        }
         let value = HeaderValue::from_maybe_shared(v)
             .map_err(|_| format!("the value of header `{k}` is not valid"))?;
         res.headers_mut().append(name, value);
@@ -164,24 +321,41 @@ fn build<K: AsRef<str>>(
 mod tests {
     use super::*;
 
+    fn guest(dropped: &DroppedHeaders) -> Guest<'_> {
+        Guest {
+            module: "app `t`",
+            max_body: 16,
+            setting: "`maxResponseBodySize`",
+            dropped,
+        }
+    }
+
     #[test]
     fn an_app_response_is_read_with_or_without_escapes() {
         let out = Bytes::from_static(
             br#"{"status":201,"headers":[["x-plain","a b"],["x-quoted","say \"hi\""]],"body":"line\none"}"#,
         );
-        let res = response_from_output(&out, None).expect("valid head");
+        let log = DroppedHeaders::default();
+        let res = response_from_output(&out, None, &guest(&log)).expect("valid head");
         assert_eq!(res.status(), 201);
         assert_eq!(res.headers()["x-plain"], "a b");
         assert_eq!(res.headers()["x-quoted"], "say \"hi\"");
         let plain = Bytes::from_static(br#"{"status":200,"body":"no escapes"}"#);
-        let res = response_from_output(&plain, None).expect("valid head");
+        let res = response_from_output(&plain, None, &guest(&log)).expect("valid head");
         assert_eq!(res.status(), 200);
     }
 
     #[test]
     fn a_bad_app_response_says_what_is_wrong() {
-        let cases: [(&[u8], &str); 4] = [
-            (br#"{"status":99}"#, "status 99 is not a valid HTTP status"),
+        let log = DroppedHeaders::default();
+        let cases: [(&[u8], &str); 7] = [
+            (br#"{"status":99}"#, "status 99 is not allowed"),
+            (br#"{"status":101}"#, "status 101 is not allowed"),
+            (br#"{"status":600}"#, "status 600 is not allowed"),
+            (
+                br#"{"status":200,"body":"seventeen bytes!!"}"#,
+                "exceeds the limit of 16 bytes; raise `maxResponseBodySize`",
+            ),
             (
                 br#"{"status":200,"headers":[["bad name","x"]]}"#,
                 "`bad name` is not a valid header name",
@@ -193,9 +367,22 @@ mod tests {
             (br#"{"headers":[]}"#, "missing field `status`"),
         ];
         for (json, want) in cases {
-            let err = response_from_output(&Bytes::copy_from_slice(json), None)
-                .expect_err("must be refused");
+            let err = response_from_output(&Bytes::copy_from_slice(json), None, &guest(&log))
+                .expect_err("must be refused")
+                .to_string();
             assert!(err.contains(want), "{err} should contain {want}");
         }
+    }
+
+    #[test]
+    fn framing_headers_are_dropped_and_the_rest_kept() {
+        let log = DroppedHeaders::default();
+        let out = Bytes::from_static(
+            br#"{"status":200,"headers":[["Content-Length","0"],["transfer-encoding","chunked"],["Connection","close"],["keep-alive","x"],["upgrade","h2c"],["te","trailers"],["trailer","x"],["proxy-authenticate","x"],["x-kept","yes"]]}"#,
+        );
+        let res = response_from_output(&out, None, &guest(&log)).expect("valid head");
+        let names: Vec<&str> = res.headers().keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x-kept"]);
+        assert!(is_framing("proxy-connection") && !is_framing("x-proxy"));
     }
 }

@@ -33,7 +33,7 @@ use axum::Router;
 use axum::routing::{get, post};
 
 pub use apps::{AppKind, AppSettingsCache, detect_kind};
-pub use error::{ApiError, RequestId};
+pub use error::{ApiError, ErrorDetail, RequestId};
 pub use listener::ConnectionLimits;
 pub use pipeline::{IDENTITY_HEADERS, strip_identity};
 pub use service::BuntimeService;
@@ -48,13 +48,18 @@ use crate::wasm::{Engine, HostFunction};
 /// Shared state of every handler: one `Arc`, so handing it to a request is
 /// one reference-count increment however many parts it has.
 #[derive(Debug, Clone)]
-pub struct AppState(Arc<Shared>);
+pub struct AppState {
+    shared: Arc<Shared>,
+    /// How much of an internal failure clients are told (from
+    /// `RUNTIME_ENV`; [`ErrorDetail::Full`] unless set).
+    pub error_detail: ErrorDetail,
+}
 
 impl std::ops::Deref for AppState {
     type Target = Shared;
 
     fn deref(&self) -> &Shared {
-        &self.0
+        &self.shared
     }
 }
 
@@ -75,6 +80,8 @@ pub struct Shared {
     pub plugins: Arc<PluginHost>,
     /// Recently served small static files.
     pub static_cache: Arc<StaticCache>,
+    /// Which guests have had a framing header dropped (logged once each).
+    pub(crate) dropped_headers: guest_http::DroppedHeaders,
 }
 
 impl AppState {
@@ -107,15 +114,26 @@ impl AppState {
         pools.set_events(services.events.clone());
         let host = PluginHost::new(engine, services, plugins);
         host.start().await?;
-        Ok(Self(Arc::new(Shared {
-            catalog,
-            pools,
-            started: Instant::now(),
-            shutting_down: Arc::default(),
-            app_settings: Arc::default(),
-            plugins: host,
-            static_cache: Arc::default(),
-        })))
+        Ok(Self {
+            shared: Arc::new(Shared {
+                catalog,
+                pools,
+                started: Instant::now(),
+                shutting_down: Arc::default(),
+                app_settings: Arc::default(),
+                plugins: host,
+                static_cache: Arc::default(),
+                dropped_headers: Default::default(),
+            }),
+            error_detail: ErrorDetail::default(),
+        })
+    }
+
+    /// Sets how much of an internal failure clients are told
+    /// ([`ErrorDetail::for_environment`] of `RUNTIME_ENV`).
+    pub fn with_error_detail(mut self, detail: ErrorDetail) -> Self {
+        self.error_detail = detail;
+        self
     }
 }
 
@@ -173,7 +191,10 @@ fn core_router(state: AppState) -> Router {
         .route("/_/api/plugins/reload", post(plugins_api::reload))
         .route("/_/api/plugins/{*rest}", post(plugins_api::action))
         .fallback(pipeline::handle)
-        .layer(axum::middleware::from_fn(request_id::layer))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_id::layer,
+        ))
         .with_state(state)
 }
 

@@ -12,6 +12,13 @@
 //! failing plugin follows its `onError`: `closed` answers 502 (503 on a
 //! timeout) naming the plugin; `open` skips it. Both are logged and counted.
 //!
+//! A plugin's answers obey the rules of every guest response
+//! (`guest_http`): a `respond` and an `on_response` status must be 200 to
+//! 599 (else the plugin failed), framing headers it sets or removes are
+//! ignored, and a `respond` body must fit its `maxResponseBodySize`.
+//! `on_response` sees host-generated errors too, and its status change
+//! holds for them (the request-id layer keeps it when writing the body).
+//!
 //! The heads are serialized straight from axum's types (`HeadView`,
 //! [`ResponseHeadView`], the same JSON as `buntime_pdk::RequestHead` and
 //! `ResponseView`) and only again after a plugin changed something, so a
@@ -26,7 +33,9 @@ use bytes::Bytes;
 
 use super::AppState;
 use super::error::{ApiError, RequestId};
-use super::guest_http::{HeadView, HeaderPairs, response_from_head};
+use super::guest_http::{
+    DroppedHeaders, Guest, HeadView, HeaderPairs, guest_status, is_framing, response_from_head,
+};
 use crate::plugins::{Chain, HookError, HookFailure, Plugin};
 use crate::wasm::abi::{RequestBody, ResponseBody};
 
@@ -64,7 +73,8 @@ pub(crate) async fn handle(State(state): State<AppState>, mut req: Request) -> R
     if chain.plugins.is_empty() {
         return dispatch(&state, &chain, req).await;
     }
-    let (entered, outcome) = on_request(&chain, req).await;
+    let dropped = &state.dropped_headers;
+    let (entered, outcome) = on_request(&chain, req, dropped).await;
     let (path, response) = match outcome {
         Ok(req) => {
             let path = req.uri().path().to_owned();
@@ -72,7 +82,17 @@ pub(crate) async fn handle(State(state): State<AppState>, mut req: Request) -> R
         }
         Err((path, response)) => (path, response),
     };
-    on_response(&chain, entered, response, &path).await
+    on_response(&chain, entered, response, &path, dropped).await
+}
+
+/// The rules `plugin`'s responses are checked against.
+pub(super) fn plugin_guest<'a>(plugin: &'a Plugin, dropped: &'a DroppedHeaders) -> Guest<'a> {
+    Guest {
+        module: plugin.name(),
+        max_body: plugin.manifest.max_response_body_size,
+        setting: "`maxResponseBodySize` in the plugin's manifest.jsonc",
+        dropped,
+    }
 }
 
 async fn dispatch(state: &AppState, chain: &Chain, req: Request) -> Response {
@@ -87,7 +107,11 @@ type Early = (String, Response);
 
 /// Runs `on_request` in load order. Returns how many plugins were entered and
 /// either the (changed) request or an early response with the request's path.
-async fn on_request(chain: &Chain, mut req: Request) -> (usize, Result<Request, Early>) {
+async fn on_request(
+    chain: &Chain,
+    mut req: Request,
+    dropped: &DroppedHeaders,
+) -> (usize, Result<Request, Early>) {
     let mut buffered: Option<Bytes> = None;
     // The head as JSON, rebuilt only when a plugin changed the request.
     let mut input: Option<Bytes> = None;
@@ -151,8 +175,14 @@ async fn on_request(chain: &Chain, mut req: Request) -> (usize, Result<Request, 
                 head.to_json().unwrap_or_default()
             })
             .clone();
+        let guest = plugin_guest(plugin, dropped);
+        guest.limit_writes(&mut ext);
         let (result, mut ext) = plugin.call("on_request", head, ext).await;
+        let refused = Guest::refused(&mut ext);
         let decision = result.and_then(|out| {
+            if let Some(size) = refused {
+                return Err(plugin.malformed("on_request", guest.over_limit(size)));
+            }
             // Empty: continue unchanged (see docs/abi.md §14).
             if out.is_empty() {
                 return Ok(RequestDecision::pass());
@@ -173,7 +203,7 @@ async fn on_request(chain: &Chain, mut req: Request) -> (usize, Result<Request, 
                 }
             }
             Ok(RequestDecision::Respond { response }) => {
-                let res = response_from_head(response, ext.remove::<ResponseBody>())
+                let res = response_from_head(response, ext.remove::<ResponseBody>(), &guest)
                     .unwrap_or_else(|detail| {
                         let e = plugin.malformed("on_request", detail);
                         failure_response(plugin, &e).unwrap_or_else(|| bad_gateway(&e))
@@ -191,7 +221,13 @@ async fn on_request(chain: &Chain, mut req: Request) -> (usize, Result<Request, 
 }
 
 /// Runs `on_response` in reverse order over the first `entered` plugins.
-async fn on_response(chain: &Chain, entered: usize, mut res: Response, path: &str) -> Response {
+async fn on_response(
+    chain: &Chain,
+    entered: usize,
+    mut res: Response,
+    path: &str,
+    dropped: &DroppedHeaders,
+) -> Response {
     let mut input: Option<Bytes> = None;
     for plugin in chain.plugins[..entered].iter().rev() {
         if !plugin.hooks.on_response {
@@ -219,7 +255,10 @@ async fn on_response(chain: &Chain, entered: usize, mut res: Response, path: &st
                     .map_err(|e| plugin.malformed("on_response", e))
             })
             .and_then(|changes| {
-                apply_response_changes(&mut res, changes)
+                if changes != ResponseChanges::default() {
+                    input = None;
+                }
+                apply_response_changes(&mut res, changes, plugin.name(), dropped)
                     .map_err(|d| plugin.malformed("on_response", d))
             });
         if let Err(e) = result
@@ -265,19 +304,33 @@ fn apply_request_changes(req: &mut Request, changes: RequestChanges) -> Result<(
     Ok(())
 }
 
-fn apply_response_changes(res: &mut Response, changes: ResponseChanges) -> Result<(), String> {
+/// Applies an `on_response` answer. Framing headers are the host's: setting
+/// or removing one is ignored (and noted in `dropped` under `module`).
+fn apply_response_changes(
+    res: &mut Response,
+    changes: ResponseChanges,
+    module: &str,
+    dropped: &DroppedHeaders,
+) -> Result<(), String> {
     if let Some(status) = changes.status {
-        *res.status_mut() =
-            StatusCode::from_u16(status).map_err(|_| format!("status {status} is not valid"))?;
+        *res.status_mut() = guest_status(status)?;
     }
     for name in &changes.remove_headers {
         let name = HeaderName::try_from(name.as_str())
             .map_err(|_| format!("`{name}` is not a valid header name"))?;
+        if is_framing(name.as_str()) {
+            dropped.note(module, name.as_str());
+            continue;
+        }
         res.headers_mut().remove(name);
     }
     for (k, v) in &changes.set_headers {
         let name = HeaderName::try_from(k.as_str())
             .map_err(|_| format!("`{k}` is not a valid header name"))?;
+        if is_framing(name.as_str()) {
+            dropped.note(module, name.as_str());
+            continue;
+        }
         let value = HeaderValue::try_from(v.as_str())
             .map_err(|_| format!("the value of `{k}` is not a valid header value"))?;
         res.headers_mut().insert(name, value);
@@ -306,14 +359,23 @@ pub(super) fn hook_error_response(e: &HookError) -> Response {
                 "PLUGIN_TIMEOUT",
                 e.to_string(),
             )
+            .public()
         }
         .into_response(),
         _ => bad_gateway(e),
     }
 }
 
+/// 502 naming the plugin. A malformed answer is described by the host from
+/// the answer itself and shown as is; a trap or a guest error may carry
+/// internals, so production hides it.
 pub(super) fn bad_gateway(e: &HookError) -> Response {
-    ApiError::new(StatusCode::BAD_GATEWAY, "PLUGIN_FAILED", e.to_string()).into_response()
+    let err = ApiError::new(StatusCode::BAD_GATEWAY, "PLUGIN_FAILED", e.to_string());
+    match e.failure {
+        HookFailure::Malformed(_) => err.public(),
+        _ => err,
+    }
+    .into_response()
 }
 
 fn request_id(req: &Request) -> &str {

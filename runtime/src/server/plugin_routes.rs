@@ -4,7 +4,9 @@
 //! `handle` gets the request with the path after `/_/<base>` and
 //! `base: "/_/<base>"`; when it answers 404, or the plugin exports no
 //! `handle`, the `ui/` dir is served (SPA fallback to `index.html`). A
-//! response head with `events` becomes a live `text/event-stream`.
+//! response head with `events` becomes a live `text/event-stream`. Its
+//! answer obeys the rules of every guest response (`guest_http`): status
+//! 200 to 599, no framing headers, a body within its `maxResponseBodySize`.
 
 use axum::extract::Request;
 use axum::http::StatusCode;
@@ -15,7 +17,7 @@ use bytes::Bytes;
 use super::AppState;
 use super::error::{ApiError, RequestId};
 use super::guest_http::{HeadView, HeaderPairs, response_from_head};
-use super::pipeline::{bad_gateway, hook_error_response};
+use super::pipeline::{bad_gateway, hook_error_response, plugin_guest};
 use crate::config::{DEFAULT_MAX_BODY, WorkerConfig};
 use crate::plugins::{Chain, Plugin};
 use crate::wasm::abi::{RequestBody, ResponseBody};
@@ -51,7 +53,7 @@ pub(crate) async fn serve(state: &AppState, chain: &Chain, req: Request) -> Resp
     let rest = rest.to_owned();
     if plugin.hooks.handle {
         let (parts, body) = req.into_parts();
-        let res = call_handle(&state.shutting_down, plugin, &mount, &rest, &parts, body).await;
+        let res = call_handle(state, plugin, &mount, &rest, &parts, body).await;
         if res.status() != StatusCode::NOT_FOUND || plugin.ui_dir.is_none() {
             return res;
         }
@@ -79,7 +81,7 @@ async fn serve_ui(
 }
 
 async fn call_handle(
-    stopping: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+    state: &AppState,
     plugin: &std::sync::Arc<Plugin>,
     mount: &str,
     rest: &str,
@@ -112,9 +114,14 @@ async fn call_handle(
         body_length: Some(body.len() as u64),
     };
     let input = Bytes::from(serde_json::to_vec(&head).unwrap_or_default());
+    let guest = plugin_guest(plugin, &state.dropped_headers);
     let mut ext = http::Extensions::new();
     ext.insert(RequestBody(body));
+    guest.limit_writes(&mut ext);
     let (result, mut ext) = plugin.call("handle", input, ext).await;
+    if let Some(size) = super::guest_http::Guest::refused(&mut ext) {
+        return bad_gateway(&plugin.malformed("handle", guest.over_limit(size)));
+    }
     let out = match result {
         Ok(out) => out,
         Err(e) => return hook_error_response(&e),
@@ -127,9 +134,18 @@ async fn call_handle(
         }
     };
     if !head.events.is_empty() {
-        return super::plugin_stream::event_stream(plugin, head, stopping);
+        let initial = head.body.as_ref().map_or(0, |b| b.len() as u64);
+        if let Err(bad) = guest.check_body(initial) {
+            return bad_gateway(&plugin.malformed("handle", bad));
+        }
+        return super::plugin_stream::event_stream(
+            plugin,
+            head,
+            &state.shutting_down,
+            state.error_detail,
+        );
     }
-    response_from_head(head, ext.remove::<ResponseBody>()).unwrap_or_else(|detail| {
+    response_from_head(head, ext.remove::<ResponseBody>(), &guest).unwrap_or_else(|detail| {
         let e = plugin.malformed("handle", detail);
         bad_gateway(&e)
     })

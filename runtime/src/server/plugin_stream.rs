@@ -4,6 +4,11 @@
 //! preceded by the response body as an initial event, optionally driven by
 //! a plugin export (`poll`) that produces the events itself — how keyval's
 //! queue listener hands each message to exactly one stream.
+//!
+//! Event names come from guests (the head's `event`, a poll's items, topics)
+//! and an SSE field ends at a line break, so every name goes through
+//! [`event_name`], which escapes CR and LF: a name can neither add a field
+//! to the stream nor make the SSE writer panic.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -21,7 +26,7 @@ use futures_util::StreamExt as _;
 use serde::Deserialize;
 use tokio::sync::broadcast;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorDetail};
 use super::pipeline::bad_gateway;
 use crate::capabilities::{Capability, Event, EventsGrant, StreamTicket, TopicPattern};
 use crate::plugins::Plugin;
@@ -33,11 +38,27 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// How often a quiet stream checks for shutdown.
 const WAKE: Duration = Duration::from_millis(250);
 
+/// `name` as an SSE `event` field: CR and LF (which would end the field and
+/// start a forged one) written as the two characters `\r` and `\n`.
+pub(crate) fn event_name(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.contains(['\r', '\n']) {
+        name.replace('\r', "\\r").replace('\n', "\\n").into()
+    } else {
+        name.into()
+    }
+}
+
+/// An SSE event named `name` (escaped by [`event_name`]).
+fn named(name: &str) -> SseEvent {
+    SseEvent::default().event(event_name(name))
+}
+
 /// Turns `head` (with `events`) into a live event stream.
 pub(super) fn event_stream(
     plugin: &Arc<Plugin>,
     head: ResponseHead,
     stopping: &Arc<AtomicBool>,
+    detail: ErrorDetail,
 ) -> Response {
     let patterns = head.events;
     let grant = plugin.grants.get::<EventsGrant>(Capability::EVENTS);
@@ -79,11 +100,7 @@ pub(super) fn event_stream(
     let name = head.event;
     let mut pending = VecDeque::new();
     if let Some(body) = head.body {
-        pending.push_back(
-            SseEvent::default()
-                .event(name.clone().unwrap_or_else(|| "initial".into()))
-                .data(body),
-        );
+        pending.push_back(named(name.as_deref().unwrap_or("initial")).data(body));
     }
     let poll = head.poll.map(|p| Poller {
         plugin: Arc::downgrade(plugin),
@@ -97,6 +114,7 @@ pub(super) fn event_stream(
         rx: cx.host.events.subscribe(),
         patterns: parsed,
         stopping: stopping.clone(),
+        detail,
         name,
         pending,
         poll,
@@ -142,6 +160,8 @@ struct StreamState {
     rx: broadcast::Receiver<Event>,
     patterns: Vec<TopicPattern>,
     stopping: Arc<AtomicBool>,
+    /// Whether a failed poll's detail may reach the client.
+    detail: ErrorDetail,
     name: Option<String>,
     pending: VecDeque<SseEvent>,
     poll: Option<Poller>,
@@ -171,9 +191,7 @@ impl StreamState {
                 });
                 match produced {
                     Ok(items) => self.pending.extend(items.into_iter().map(|i| {
-                        SseEvent::default()
-                            .event(i.event)
-                            .data(serde_json::to_string(&i.data).unwrap_or_default())
+                        named(&i.event).data(serde_json::to_string(&i.data).unwrap_or_default())
                     })),
                     Err(e) => {
                         tracing::warn!(
@@ -181,7 +199,16 @@ impl StreamState {
                             function = p.spec.function,
                             "event stream poll failed: {e}"
                         );
-                        return Some(SseEvent::default().event("error").data(e));
+                        // The client sees the failure, and in production
+                        // not its detail (trap text), which the log keeps.
+                        let shown = match self.detail {
+                            ErrorDetail::Full => e,
+                            ErrorDetail::Hidden => {
+                                "the stream's producer failed; the server log has the details"
+                                    .to_owned()
+                            }
+                        };
+                        return Some(SseEvent::default().event("error").data(shown));
                     }
                 }
                 continue;
@@ -197,11 +224,10 @@ impl StreamState {
                         continue;
                     }
                     return Some(match &self.name {
-                        Some(n) => SseEvent::default()
-                            .event(n.clone())
-                            .data(serde_json::to_string(&event.data).unwrap_or_default()),
-                        None => SseEvent::default()
-                            .event(event.topic.clone())
+                        Some(n) => {
+                            named(n).data(serde_json::to_string(&event.data).unwrap_or_default())
+                        }
+                        None => named(&event.topic)
                             .data(serde_json::to_string(&event).unwrap_or_default()),
                     });
                 }
@@ -215,5 +241,18 @@ impl StreamState {
                 _ => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::event_name;
+
+    #[test]
+    fn event_names_cannot_break_a_line() {
+        assert_eq!(event_name("plain.topic"), "plain.topic");
+        assert_eq!(event_name("a\r\ndata: forged"), "a\\r\\ndata: forged");
+        // The escaped name is a valid SSE field (axum panics on a line break).
+        let _ = axum::response::sse::Event::default().event(event_name("x\ny"));
     }
 }

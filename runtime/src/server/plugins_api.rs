@@ -18,17 +18,17 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorDetail};
 use crate::plugins::{Chain, PluginError};
 
 /// `GET /_/api/plugins`.
 pub(crate) async fn list(State(state): State<AppState>) -> Json<Value> {
-    Json(describe(&state.plugins.current()))
+    Json(describe(&state.plugins.current(), state.error_detail))
 }
 
 /// `POST /_/api/plugins/reload`.
 pub(crate) async fn reload(State(state): State<AppState>) -> Response {
-    respond(state.plugins.reload().await)
+    respond(state.plugins.reload().await, state.error_detail)
 }
 
 /// `POST /_/api/plugins/{*rest}` where rest is `<name>/reload|enable|disable`.
@@ -55,12 +55,12 @@ pub(crate) async fn action(State(state): State<AppState>, Path(rest): Path<Strin
             .into_response();
         }
     };
-    respond(result)
+    respond(result, state.error_detail)
 }
 
-fn respond(result: Result<std::sync::Arc<Chain>, PluginError>) -> Response {
+fn respond(result: Result<std::sync::Arc<Chain>, PluginError>, detail: ErrorDetail) -> Response {
     match result {
-        Ok(chain) => Json(describe(&chain)).into_response(),
+        Ok(chain) => Json(describe(&chain, detail)).into_response(),
         Err(e) => {
             let (status, code) = match &e {
                 PluginError::Unknown(_) => (StatusCode::NOT_FOUND, "PLUGIN_NOT_FOUND"),
@@ -72,12 +72,23 @@ fn respond(result: Result<std::sync::Arc<Chain>, PluginError>) -> Response {
                     (StatusCode::UNPROCESSABLE_ENTITY, "PLUGIN_LOAD_FAILED")
                 }
             };
-            ApiError::new(status, code, e.to_string()).into_response()
+            let err = ApiError::new(status, code, e.to_string());
+            // Config and load failures quote files and guest errors.
+            match e {
+                PluginError::Unknown(_) | PluginError::HasDependents { .. } => err,
+                _ => err.internal(),
+            }
+            .into_response()
         }
     }
 }
 
-fn describe(chain: &Chain) -> Value {
+/// The chain as JSON. In production ([`ErrorDetail::Hidden`]) no plugin
+/// dir is shown and the reasons and problems, which quote files and guest
+/// errors, are left to the log (where loading wrote them).
+fn describe(chain: &Chain, detail: ErrorDetail) -> Value {
+    let hidden = detail == ErrorDetail::Hidden;
+    const IN_THE_LOG: &str = "details in the server log";
     let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
     let loaded: Vec<Value> = chain
         .plugins
@@ -89,7 +100,7 @@ fn describe(chain: &Chain) -> Value {
                 "version": p.manifest.version.to_string(),
                 "state": "loaded",
                 "base": p.manifest.base,
-                "source": p.source,
+                "source": if hidden && p.source != "embedded" { "directory" } else { p.source.as_str() },
                 "dependencies": p.manifest.dependencies,
                 "optionalDependencies": p.manifest.optional_dependencies,
                 "capabilities": p.grants.names().collect::<Vec<_>>(),
@@ -119,7 +130,14 @@ fn describe(chain: &Chain) -> Value {
     json!({
         "order": chain.plugins.iter().map(|p| p.manifest.name.clone()).collect::<Vec<_>>(),
         "plugins": loaded,
-        "notLoaded": chain.not_loaded,
-        "problems": chain.problems,
+        "notLoaded": chain.not_loaded.iter().map(|n| json!({
+            "name": n.name,
+            "state": n.state,
+            "reason": if hidden { IN_THE_LOG } else { n.reason.as_str() },
+        })).collect::<Vec<_>>(),
+        "problems": chain.problems.iter().map(|p| json!({
+            "plugin": p.plugin,
+            "message": if hidden { IN_THE_LOG } else { p.message.as_str() },
+        })).collect::<Vec<_>>(),
     })
 }

@@ -4,12 +4,13 @@
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
-use super::error::{ApiError, RequestId};
+use super::AppState;
+use super::error::{ApiError, ErrorDetail, RequestId, render};
 
 /// The header name.
 pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -50,13 +51,19 @@ fn acceptable(id: &str) -> bool {
 }
 
 /// The middleware (for the core routes' `Router`).
-pub(crate) async fn layer(req: Request, next: Next) -> Response {
-    with_request_id(req, |req| next.run(req)).await
+pub(crate) async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    with_request_id(req, state.error_detail, |req| next.run(req)).await
 }
 
-/// Gives `req` its id, runs `inner`, and puts the id on the response (and
-/// into a JSON error body that `inner` left as an [`ApiError`] extension).
-pub(crate) async fn with_request_id<F, Fut>(mut req: Request, inner: F) -> Response
+/// Gives `req` its id, runs `inner`, and puts the id on the response. An
+/// error `inner` left as an [`ApiError`] extension gets its body here
+/// ([`render`]), with the id, under `detail`, and with the response's status
+/// as it now is: a plugin's `on_response` may have changed it.
+pub(crate) async fn with_request_id<F, Fut>(
+    mut req: Request,
+    detail: ErrorDetail,
+    inner: F,
+) -> Response
 where
     F: FnOnce(Request) -> Fut,
     Fut: std::future::Future<Output = Response>,
@@ -77,11 +84,10 @@ where
     let mut res = inner(req).await;
     if let Some(err) = res.extensions_mut().remove::<ApiError>() {
         let id = value.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("");
-        let body = serde_json::json!({ "code": err.code, "message": err.message, "requestId": id });
-        let mut rebuilt = (err.status, axum::Json(body)).into_response();
+        let mut rebuilt = render(&err, res.status(), id, detail);
         for (k, v) in res.headers() {
             if k != axum::http::header::CONTENT_LENGTH && k != axum::http::header::CONTENT_TYPE {
-                rebuilt.headers_mut().insert(k.clone(), v.clone());
+                rebuilt.headers_mut().append(k.clone(), v.clone());
             }
         }
         res = rebuilt;

@@ -119,9 +119,10 @@ where
             })
         } else {
             let state = self.state.clone();
+            let detail = state.error_detail;
             Box::pin(async move {
                 let _in_flight = in_flight;
-                Ok(super::request_id::with_request_id(req, |req| {
+                Ok(super::request_id::with_request_id(req, detail, |req| {
                     super::pipeline::handle(State(state), req)
                 })
                 .await)

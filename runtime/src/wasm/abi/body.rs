@@ -19,6 +19,26 @@ pub struct RequestBody(pub Bytes);
 #[derive(Debug, Clone, Default)]
 pub struct ResponseBody(pub BytesMut);
 
+/// The most bytes [`ResponseBody`] may gather during the current call (set
+/// by the caller as an extension, from `maxResponseBodySize`; absent, the
+/// default of 10 MiB applies). A write past it is refused with `limit_exceeded`, appends nothing, and is recorded in
+/// `refused` (the size the body would have had) so the caller answers 502
+/// even if the guest ignores the error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseBodyLimit {
+    /// The limit, in bytes.
+    pub max: u64,
+    /// The size of the first refused write's would-be body.
+    pub refused: Option<u64>,
+}
+
+impl ResponseBodyLimit {
+    /// A limit of `max` bytes, nothing refused yet.
+    pub fn new(max: u64) -> Self {
+        Self { max, refused: None }
+    }
+}
+
 /// `buntime_request_body() -> handle` and `buntime_response_body_write(handle) -> 0`.
 pub fn body_functions() -> Vec<HostFunction> {
     vec![
@@ -42,6 +62,28 @@ pub fn body_functions() -> Vec<HostFunction> {
             |state, args| match state.block(args[0]) {
                 Ok(chunk) => {
                     let chunk = chunk.to_vec();
+                    let written = state
+                        .extensions
+                        .get::<ResponseBody>()
+                        .map_or(0, |b| b.0.len());
+                    let total = (written + chunk.len()) as u64;
+                    let max = state
+                        .extensions
+                        .get::<ResponseBodyLimit>()
+                        .map_or(crate::config::DEFAULT_MAX_RESPONSE_BODY, |l| l.max);
+                    if total > max {
+                        state
+                            .extensions
+                            .get_or_insert_with(|| ResponseBodyLimit::new(max))
+                            .refused
+                            .get_or_insert(total);
+                        return Err(HostError::new(
+                            "limit_exceeded",
+                            format!(
+                                "the response body would be {total} bytes, over this module's limit of {max} bytes (`maxResponseBodySize`)"
+                            ),
+                        ));
+                    }
                     state
                         .extensions
                         .get_or_insert_default::<ResponseBody>()

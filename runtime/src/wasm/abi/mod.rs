@@ -20,7 +20,7 @@ use wasmtime::Linker;
 use super::host_fn::HostFunction;
 use super::state::HostState;
 
-pub use body::{RequestBody, ResponseBody, body_functions};
+pub use body::{RequestBody, ResponseBody, ResponseBodyLimit, body_functions};
 
 /// The import namespace of the Extism ABI.
 pub const ENV_NAMESPACE: &str = "extism:host/env";
