@@ -205,18 +205,22 @@ fn resolve(
             body: Body::Html(html),
         });
     }
-    // The first sibling the client accepts that is a file inside the dir.
+    // The first sibling the client accepts that is a file inside the dir; one
+    // that leads out is passed over (the file itself is fine to send).
     let sibling = want.encodings.iter().find_map(|ext| {
         let mut name = path.clone().into_os_string();
         name.push(format!(".{ext}"));
         let name = PathBuf::from(name);
         match root.open_file(&name) {
-            Ok(f) => Some(Ok((*ext, f))),
-            Err(e @ OpenError::Escapes(_)) => Some(Err(Refusal::from(e))),
+            Ok(f) => Some((*ext, f)),
+            Err(e @ OpenError::Escapes(_)) => {
+                tracing::debug!(app = app.key(), error = %e, "passed over a precompressed sibling");
+                None
+            }
             Err(_) => None,
         }
     });
-    let (encoding, mut opened) = match sibling.transpose()? {
+    let (encoding, mut opened) = match sibling {
         Some((ext, f)) => (Some(static_send::encoding_of(ext)), f),
         None => (None, opened),
     };
