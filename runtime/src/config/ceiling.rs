@@ -289,8 +289,8 @@ fn show(unit: Unit, n: u64) -> String {
     match unit {
         Unit::Count => n.to_string(),
         Unit::Millis => format!("{:?}", Duration::from_millis(n)),
-        Unit::Bytes if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{}mb", n >> 20),
-        Unit::Bytes if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{}kb", n >> 10),
+        Unit::Bytes if n >= 1 << 20 && n.is_multiple_of(1 << 20) => format!("{}mb", n >> 20),
+        Unit::Bytes if n >= 1 << 10 && n.is_multiple_of(1 << 10) => format!("{}kb", n >> 10),
         Unit::Bytes => format!("{n} bytes"),
     }
 }

@@ -1,4 +1,6 @@
-//! `buntime.jsonc`: which plugins run, with what config and grants.
+//! `buntime.jsonc`: which plugins run, with what config and grants; where
+//! named databases live; the most any app may ask for (`apps.ceiling`, see
+//! [`super::AppCeiling`]).
 //!
 //! ```jsonc
 //! {
