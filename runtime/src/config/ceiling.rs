@@ -50,6 +50,8 @@ pub struct Limit {
     pub default: u64,
     /// What an app's config asks for, in `unit`.
     pub asked: fn(&WorkerConfig) -> u64,
+    /// Sets the field (in `unit`): a default above the ceiling is lowered to it.
+    pub set: fn(&mut WorkerConfig, u64),
 }
 
 /// Every numeric field under the ceiling, with its default.
@@ -59,24 +61,28 @@ pub const LIMITS: &[Limit] = &[
         unit: Unit::Millis,
         default: 5 * 60 * 1000,
         asked: |c| c.timeout.as_millis().try_into().unwrap_or(u64::MAX),
+        set: |c, n| c.timeout = Duration::from_millis(n),
     },
     Limit {
         field: "maxConcurrency",
         unit: Unit::Count,
         default: 1000,
         asked: |c| c.max_concurrency as u64,
+        set: |c, n| c.max_concurrency = usize::try_from(n).unwrap_or(usize::MAX),
     },
     Limit {
         field: "maxQueue",
         unit: Unit::Count,
         default: 10_000,
         asked: |c| c.max_queue as u64,
+        set: |c, n| c.max_queue = usize::try_from(n).unwrap_or(usize::MAX),
     },
     Limit {
         field: "maxBodySize",
         unit: Unit::Bytes,
         default: 100 << 20,
         asked: |c| c.max_body_size,
+        set: |c, n| c.max_body_size = n,
     },
 ];
 
@@ -189,11 +195,18 @@ impl AppCeiling {
     }
 
     /// Holds the config read from `dir`'s `worker.jsonc` to this ceiling.
-    pub fn check(&self, config: &WorkerConfig, dir: &Path) -> Result<(), ConfigError> {
+    ///
+    /// A field left at its default (the app asked for nothing) that is above a
+    /// lowered ceiling is lowered to it; a value the app wrote above the
+    /// ceiling is refused.
+    pub fn apply(&self, config: &mut WorkerConfig, dir: &Path) -> Result<(), ConfigError> {
         let file = dir.join(WORKER_CONFIG_FILE);
+        let defaults = WorkerConfig::default();
         for (limit, &ceiling) in LIMITS.iter().zip(&self.limits) {
             let asked = (limit.asked)(config);
-            if asked > ceiling {
+            if asked > ceiling && asked == (limit.asked)(&defaults) {
+                (limit.set)(config, ceiling);
+            } else if asked > ceiling {
                 return Err(ConfigError::new(
                     &file,
                     limit.field,
@@ -311,7 +324,10 @@ mod tests {
     #[test]
     fn defaults_hold_every_field() {
         let c = AppCeiling::default();
-        assert!(c.check(&WorkerConfig::default(), Path::new("a")).is_ok());
+        assert!(
+            c.apply(&mut WorkerConfig::default(), Path::new("a"))
+                .is_ok()
+        );
         for (text, field, needle) in [
             (
                 "{ timeout: \"6m\" }",
@@ -340,7 +356,7 @@ mod tests {
                 "a private address",
             ),
         ] {
-            let e = c.check(&app(text), Path::new("apps/x")).unwrap_err();
+            let e = c.apply(&mut app(text), Path::new("apps/x")).unwrap_err();
             assert_eq!(e.source, Path::new("apps/x/worker.jsonc"), "{text}");
             assert_eq!(e.field, field, "{text}");
             assert!(e.message.contains(needle), "{text}: {e}");
@@ -355,26 +371,42 @@ mod tests {
         .unwrap();
         assert_eq!(c.limit("timeout"), Some(3_600_000));
         assert_eq!(c.limit("maxConcurrency"), Some(1000));
-        let ok = app(
+        let mut ok = app(
             r#"{ timeout: "30m", maxBodySize: "500mb", capabilities: { http: ["https://api.example.com", "http://10.0.0.5:8080"] } }"#,
         );
-        assert!(c.check(&ok, Path::new("a")).is_ok());
+        assert!(c.apply(&mut ok, Path::new("a")).is_ok());
         let e = c
-            .check(
-                &app(r#"{ capabilities: { http: ["api.example.org"] } }"#),
+            .apply(
+                &mut app(r#"{ capabilities: { http: ["api.example.org"] } }"#),
                 Path::new("a"),
             )
             .unwrap_err();
         assert!(e.message.contains("asks for `api.example.org`, outside the operator's ceiling [`*.example.com`, `http://10.0.0.5:8080`]"), "{e}");
         let none = ceiling(r#"{ ceiling: { capabilities: { http: false } } }"#).unwrap();
         assert!(
-            none.check(
-                &app(r#"{ capabilities: { http: ["a.example.com"] } }"#),
+            none.apply(
+                &mut app(r#"{ capabilities: { http: ["a.example.com"] } }"#),
                 Path::new("a")
             )
             .is_err()
         );
-        assert!(none.check(&app("{}"), Path::new("a")).is_ok());
+        assert!(none.apply(&mut app("{}"), Path::new("a")).is_ok());
+    }
+
+    #[test]
+    fn a_lowered_ceiling_lowers_defaults_and_refuses_what_was_written() {
+        let c = ceiling(r#"{ ceiling: { maxQueue: 10, timeout: "10s", maxBodySize: "1mb" } }"#)
+            .unwrap();
+        let mut quiet = app("{}");
+        c.apply(&mut quiet, Path::new("a")).unwrap();
+        assert_eq!(quiet.max_queue, 10);
+        assert_eq!(quiet.timeout, Duration::from_secs(10));
+        assert_eq!(quiet.max_body_size, 1 << 20);
+        assert_eq!(quiet.max_concurrency, 8);
+        let e = c
+            .apply(&mut app("{ maxQueue: 11 }"), Path::new("a"))
+            .unwrap_err();
+        assert_eq!(e.field, "maxQueue");
     }
 
     #[test]

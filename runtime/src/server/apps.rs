@@ -99,7 +99,7 @@ pub fn load_settings(
         ConfigError::new(&app.dir, "", format!("cannot open the app directory: {e}"))
     })?;
     let file = app.dir.join(WORKER_CONFIG_FILE);
-    let config = match root.read(Path::new(WORKER_CONFIG_FILE)) {
+    let mut config = match root.read(Path::new(WORKER_CONFIG_FILE)) {
         Ok(bytes) => {
             let text = String::from_utf8(bytes)
                 .map_err(|_| ConfigError::new(&file, "", "the file is not UTF-8 text"))?;
@@ -108,7 +108,7 @@ pub fn load_settings(
         Err(OpenError::NotFound(_)) => WorkerConfig::default(),
         Err(e) => return Err(ConfigError::new(&file, "", e.to_string())),
     };
-    ceiling.check(&config, &app.dir)?;
+    ceiling.apply(&mut config, &app.dir)?;
     let kind = detect_kind(&root, &app.dir, &config)?;
     Ok((config, kind))
 }
