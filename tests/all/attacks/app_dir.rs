@@ -304,8 +304,10 @@ const OVER_DEFAULTS: &[(&str, &str, &str, &str)] = &[
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_app_over_the_default_ceiling_fails_to_load_naming_file_field_and_ceiling() {
     let server = TestServer::start_plugins(|root| {
+        // Static apps: the ceiling holds at load, whatever the app's kind
+        // (and they load without compiling a module).
         for (name, worker, ..) in OVER_DEFAULTS {
-            echo(root, name, Some(worker));
+            std::fs::write(site(root, name).join("worker.jsonc"), worker).expect("write");
         }
         echo(
             root,
@@ -352,10 +354,11 @@ async fn an_app_over_the_default_ceiling_fails_to_load_naming_file_field_and_cei
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_raised_ceiling_lets_those_apps_load_and_a_narrowed_one_refuses_hosts() {
     let server = TestServer::start_plugins(|root| {
+        // Static apps: the ceiling holds at load, whatever the app's kind
+        // (and they load without compiling a module).
         for (name, worker, ..) in OVER_DEFAULTS {
-            echo(root, name, Some(worker));
+            std::fs::write(site(root, name).join("worker.jsonc"), worker).expect("write");
         }
-        echo(root, "elsewhere", Some(r#"{ capabilities: { http: ["api.example.com"] } }"#));
         std::fs::write(
             root.join("buntime.jsonc"),
             r#"{ apps: { ceiling: {
@@ -377,16 +380,18 @@ async fn a_raised_ceiling_lets_those_apps_load_and_a_narrowed_one_refuses_hosts(
     }
     // A ceiling that lists hosts holds apps to them.
     let narrow = TestServer::start_plugins(|root| {
-        echo(
-            root,
-            "elsewhere",
-            Some(r#"{ capabilities: { http: ["api.example.com"] } }"#),
-        );
-        echo(
-            root,
-            "listed",
-            Some(r#"{ capabilities: { http: ["https://a.example.org"] } }"#),
-        );
+        for (name, worker) in [
+            (
+                "elsewhere",
+                r#"{ capabilities: { http: ["api.example.com"] } }"#,
+            ),
+            (
+                "listed",
+                r#"{ capabilities: { http: ["https://a.example.org"] } }"#,
+            ),
+        ] {
+            std::fs::write(site(root, name).join("worker.jsonc"), worker).expect("write");
+        }
         std::fs::write(
             root.join("buntime.jsonc"),
             r#"{ apps: { ceiling: { capabilities: { http: ["*.example.org"] } } } }"#,
