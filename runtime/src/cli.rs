@@ -198,7 +198,7 @@ async fn serve() -> anyhow::Result<ExitCode> {
 }
 
 async fn check() -> anyhow::Result<ExitCode> {
-    use crate::server::{AppKind, detect_kind};
+    use crate::server::{AppKind, load_settings};
     let env = crate::config::RuntimeEnv::from_process()?;
     println!(
         "port {}, pool size {}, environment {:?}",
@@ -218,10 +218,15 @@ async fn check() -> anyhow::Result<ExitCode> {
             errors += 1;
         }
     }
+    // The operator's ceiling over apps; a broken file is reported by the
+    // plugin check below, and apps are then held to the defaults.
+    let ceiling = crate::config::RuntimeFile::load(&env.config_file, env.config_file_explicit)
+        .map(|f| f.apps)
+        .unwrap_or_default();
     let catalog = crate::routing::Catalog::new(env.worker_dirs.clone());
     for (_, versions) in catalog.all() {
         for app in versions {
-            let config = match crate::config::WorkerConfig::load(&app.dir) {
+            let (config, kind) = match load_settings(&app, &ceiling) {
                 Ok(c) => c,
                 Err(e) => {
                     println!("error: {}: {e}", app.key());
@@ -229,7 +234,7 @@ async fn check() -> anyhow::Result<ExitCode> {
                     continue;
                 }
             };
-            match detect_kind(&app.dir, &config) {
+            match kind {
                 Some(AppKind::Static(entry)) => {
                     println!(
                         "{:<28} static  entry {entry}  {}",
@@ -239,7 +244,11 @@ async fn check() -> anyhow::Result<ExitCode> {
                 }
                 Some(AppKind::Wasm(file)) => {
                     let options = GuestOptions::new(app.key()).memory_limit(config.memory as usize);
-                    match engine.load_file(&file, options) {
+                    let loaded = match app.open_dir().and_then(|dir| dir.read(&file)) {
+                        Ok(bytes) => engine.load(&bytes, options).map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    match loaded {
                         Ok(m) if m.has_export("handle") => println!(
                             "{:<28} wasm    timeout {:?}, ttl {:?}, maxRequests {}, maxConcurrency {}, memory {} MiB  {}",
                             app.key(),
@@ -248,13 +257,13 @@ async fn check() -> anyhow::Result<ExitCode> {
                             config.max_requests,
                             config.max_concurrency,
                             config.memory >> 20,
-                            file.display()
+                            app.dir.join(&file).display()
                         ),
                         Ok(_) => {
                             println!(
                                 "error: {}: {} does not export `handle`",
                                 app.key(),
-                                file.display()
+                                app.dir.join(&file).display()
                             );
                             errors += 1;
                         }

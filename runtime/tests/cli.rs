@@ -59,6 +59,54 @@ fn check_accepts_good_apps_and_names_every_bad_one() {
 }
 
 #[test]
+#[cfg(unix)]
+fn check_names_an_app_over_the_ceiling_and_an_entrypoint_leading_out() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let apps = dir.path().join("apps");
+    install(&apps, "busy/1.0.0", Some("{ maxQueue: 20000 }"));
+    install(
+        &apps,
+        "linked/1.0.0",
+        Some(r#"{ entrypoint: "main.wasm" }"#),
+    );
+    std::os::unix::fs::symlink(
+        "../../busy/1.0.0/app.wasm",
+        apps.join("linked/1.0.0/main.wasm"),
+    )
+    .expect("symlink");
+    let config = dir.path().join("buntime.jsonc");
+    std::fs::write(&config, "{}").expect("write");
+    let run = || {
+        Command::new(BIN)
+            .arg("check")
+            .env("RUNTIME_WORKER_DIRS", &apps)
+            .env("RUNTIME_CONFIG", &config)
+            .env("RUNTIME_CACHE_DIR", "off")
+            .output()
+            .expect("run")
+    };
+    let out = run();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("busy/1.0.0/worker.jsonc: `maxQueue`: asks for 20000, above the operator's ceiling of 10000 (raise `apps.ceiling.maxQueue` in buntime.jsonc"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "linked/1.0.0/worker.jsonc: `entrypoint`: `main.wasm` leads outside the app directory"
+        ),
+        "{stdout}"
+    );
+    std::fs::write(&config, "{ apps: { ceiling: { maxQueue: 20000 } } }").expect("write");
+    let out = run();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("busy@1.0.0"), "{stdout}");
+    assert!(!stdout.contains("maxQueue"), "{stdout}");
+    assert!(stdout.contains("1 error(s)"), "{stdout}");
+}
+
+#[test]
 fn check_without_worker_dirs_says_what_to_set() {
     let out = Command::new(BIN)
         .arg("check")

@@ -61,9 +61,37 @@ impl HostPattern {
     }
 }
 
+impl HostPattern {
+    /// Whether every host `other` matches is matched by `self` too. `other`
+    /// is read as a glob: a `*` in `self` may stand for any run of it
+    /// (wildcards included), a `?` for one character that is not `*`, and a
+    /// literal only for the same literal. A sufficient test: it never says
+    /// yes wrongly, and says no only to contrived pairs.
+    ///
+    /// ```
+    /// use buntime::capabilities::HostPattern;
+    /// let p = |s| HostPattern::parse(s).unwrap();
+    /// assert!(p("*").covers(&p("*.example.com")));
+    /// assert!(p("*.example.com").covers(&p("a?.example.com")));
+    /// assert!(!p("*.example.com").covers(&p("*")));
+    /// assert!(!p("a?c").covers(&p("a*c")));
+    /// ```
+    pub fn covers(&self, other: &HostPattern) -> bool {
+        glob_match_by(self.pattern.as_bytes(), other.pattern.as_bytes(), |p, t| {
+            p == t || (p == b'?' && t != b'*')
+        })
+    }
+}
+
 /// Iterative glob matcher with single-star backtracking: linear in practice and
 /// free of the recursion a hostile pattern could exploit.
 pub(crate) fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    glob_match_by(pattern, text, |p, t| p == b'?' || p == t)
+}
+
+/// [`glob_match`] with `one(pattern byte, text byte)` deciding whether a
+/// non-`*` pattern byte matches one text byte.
+fn glob_match_by(pattern: &[u8], text: &[u8], one: impl Fn(u8, u8) -> bool) -> bool {
     let (mut p, mut t) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {
@@ -72,7 +100,7 @@ pub(crate) fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
                 star = Some((p, t));
                 p += 1;
             }
-            Some(&c) if c == b'?' || c == text[t] => {
+            Some(&c) if one(c, text[t]) => {
                 p += 1;
                 t += 1;
             }

@@ -114,6 +114,18 @@ enum Ports {
     Exact(u16),
 }
 
+impl Ports {
+    /// The one port of a non-`Any` pattern.
+    fn single(&self) -> Option<u16> {
+        match self {
+            Ports::Any => None,
+            Ports::Exact(p) => Some(*p),
+            Ports::DefaultOf("https") => Some(443),
+            Ports::DefaultOf(_) => Some(80),
+        }
+    }
+}
+
 /// One `scheme://host:port` pattern.
 ///
 /// ```
@@ -217,6 +229,34 @@ impl UrlPattern {
         scheme_ok && port_ok && self.host.matches(host)
     }
 
+    /// Whether every URL `other` matches is matched by `self` too: the scheme
+    /// and port are at least as wide, and the host glob covers `other`'s host
+    /// glob (see [`HostPattern::covers`]). Used to hold an app's grant to the
+    /// operator's ceiling.
+    ///
+    /// ```
+    /// use buntime::capabilities::UrlPattern;
+    /// let ceiling = UrlPattern::parse("*.example.com").unwrap();
+    /// assert!(ceiling.covers(&UrlPattern::parse("https://api.example.com").unwrap()));
+    /// assert!(ceiling.covers(&UrlPattern::parse("*.eu.example.com:8443").unwrap()));
+    /// assert!(!ceiling.covers(&UrlPattern::parse("*.com").unwrap()));
+    /// let https = UrlPattern::parse("https://api.example.com").unwrap();
+    /// assert!(!https.covers(&UrlPattern::parse("api.example.com").unwrap()));
+    /// ```
+    pub fn covers(&self, other: &UrlPattern) -> bool {
+        let scheme = match (&self.scheme, &other.scheme) {
+            (None, _) => true,
+            (Some(a), Some(b)) => a == b,
+            (Some(_), None) => false,
+        };
+        let ports = match (&self.ports, &other.ports) {
+            (Ports::Any, _) => true,
+            (_, Ports::Any) => false,
+            (a, b) => a.single() == b.single(),
+        };
+        scheme && ports && self.host.covers(&other.host)
+    }
+
     /// Whether the pattern names one private host literally (an IP address or
     /// `localhost`, no wildcard), which grants that host despite the
     /// private-network block.
@@ -226,6 +266,20 @@ impl UrlPattern {
             return true;
         }
         h.parse::<IpAddr>().is_ok_and(is_private_address)
+    }
+}
+
+impl std::fmt::Display for UrlPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(s) = &self.scheme {
+            write!(f, "{s}://")?;
+        }
+        f.write_str(&self.host_text)?;
+        match self.ports {
+            Ports::Any if self.scheme.is_some() => f.write_str(":*"),
+            Ports::Exact(p) => write!(f, ":{p}"),
+            _ => Ok(()),
+        }
     }
 }
 

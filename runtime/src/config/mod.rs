@@ -3,6 +3,7 @@
 //!
 //! Every error names the file (or variable), the field and what is allowed.
 
+mod ceiling;
 mod env;
 mod runtime_file;
 mod units;
@@ -11,6 +12,7 @@ mod worker;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use ceiling::{AppCeiling, LIMITS, Limit, Unit};
 pub use env::{Environment, RuntimeEnv};
 pub use runtime_file::{PluginEntry, RUNTIME_CONFIG_FILE, RuntimeFile};
 pub use units::{duration_from_secs, parse_duration, parse_size};

@@ -1,4 +1,6 @@
-//! `buntime.jsonc`: which plugins run, with what config and grants.
+//! `buntime.jsonc`: which plugins run, with what config and grants; where
+//! named databases live; the most any app may ask for (`apps.ceiling`, see
+//! [`super::AppCeiling`]).
 //!
 //! ```jsonc
 //! {
@@ -21,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::{ConfigError, json5_message};
+use super::{AppCeiling, ConfigError, json5_message};
 
 /// The file name looked for in the working directory (or `RUNTIME_CONFIG`).
 pub const RUNTIME_CONFIG_FILE: &str = "buntime.jsonc";
@@ -52,6 +54,8 @@ pub struct RuntimeFile {
     /// `<RUNTIME_DATA_DIR>/<name>.db`: name → file (relative paths are
     /// relative to this file's directory).
     pub databases: std::collections::BTreeMap<String, PathBuf>,
+    /// The most any app's `worker.jsonc` may ask for (`apps.ceiling`).
+    pub apps: AppCeiling,
 }
 
 impl RuntimeFile {
@@ -116,12 +120,13 @@ impl RuntimeFile {
                     out.required = names;
                 }
                 "databases" => out.databases = parse_databases(value, file)?,
+                "apps" => out.apps = AppCeiling::parse_apps(&value, file)?,
                 "$schema" => {}
                 other => {
                     return Err(err(
                         other,
                         format!(
-                            "unknown key `{other}` (allowed: `plugins`, `required`, `databases`)"
+                            "unknown key `{other}` (allowed: `plugins`, `required`, `databases`, `apps`)"
                         ),
                     ));
                 }

@@ -46,6 +46,9 @@ pub enum LoadAppError {
     /// The app's `capabilities` are invalid.
     #[error("`{0}`: worker.jsonc `capabilities`: {1}")]
     Grants(String, crate::capabilities::GrantError),
+    /// The module could not be read from the app dir.
+    #[error("`{0}`: cannot read the module: {1}")]
+    Read(String, crate::routing::OpenError),
     /// The compile task failed.
     #[error("compiling `{0}` was interrupted")]
     Interrupted(String),
@@ -81,6 +84,8 @@ impl Pools {
     }
 
     /// The pool of `app`, loading (compiling off the async threads) on a miss.
+    /// `module_file` is relative to the app's dir and is read below it (see
+    /// [`crate::routing::AppDir`]), so a symlink leading out is never run.
     pub async fn get(
         &self,
         app: &AppVersion,
@@ -98,6 +103,7 @@ impl Pools {
         let key = app.key().to_owned();
         let engine = self.engine.clone();
         let file = module_file.to_owned();
+        let app_owned = app.clone();
         let mut options = GuestOptions::new(key.as_str())
             .timeout(config.timeout)
             .memory_limit(config.memory as usize);
@@ -125,9 +131,16 @@ impl Pools {
             .map_err(|e| LoadAppError::Grants(key.clone(), e))?
             .with(Capability::LOG);
         options = options.grants(grants);
-        let module = tokio::task::spawn_blocking(move || engine.load_file(&file, options))
-            .await
-            .map_err(|_| LoadAppError::Interrupted(key.clone()))??;
+        let read_key = key.clone();
+        let module = tokio::task::spawn_blocking(move || {
+            let bytes = app_owned
+                .open_dir()
+                .and_then(|dir| dir.read(&file))
+                .map_err(|e| LoadAppError::Read(read_key, e))?;
+            engine.load(&bytes, options).map_err(LoadAppError::from)
+        })
+        .await
+        .map_err(|_| LoadAppError::Interrupted(key.clone()))??;
         let pool = AppPool::with_events(
             key.clone(),
             module,

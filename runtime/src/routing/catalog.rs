@@ -12,12 +12,14 @@
 //! is served within [`CACHE_TTL`] without a restart and a miss is never cached.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use semver::Version;
 
+use super::app_dir::{AppDir, OpenError};
 use super::semver_range::VersionQuery;
 
 /// How long a successful lookup is reused.
@@ -41,6 +43,10 @@ pub struct AppVersion {
     pub dir: PathBuf,
     /// `name@version`, formatted once (the request path reads it several times).
     key: String,
+    /// Nested layout: the app dir (`apps/hello`) and the version's entry in
+    /// it (`1.0.0`), which must resolve inside it. `None`: `dir` is itself a
+    /// worker-dir entry.
+    nested_in: Option<(PathBuf, OsString)>,
 }
 
 impl AppVersion {
@@ -55,6 +61,29 @@ impl AppVersion {
             version,
             dir,
             key,
+            nested_in: None,
+        }
+    }
+
+    /// Version `version` of `name` in the nested layout: the dir `entry` below
+    /// the app dir `app_dir`.
+    pub fn nested(name: &str, version: Version, app_dir: &Path, entry: OsString) -> Self {
+        Self {
+            nested_in: Some((app_dir.to_owned(), entry.clone())),
+            ..Self::new(name, Some(version), app_dir.join(entry))
+        }
+    }
+
+    /// Opens this version's directory as a boundary: a worker-dir entry is
+    /// followed wherever it points; a nested version dir must resolve inside
+    /// its app dir.
+    pub fn open_dir(&self) -> Result<AppDir, OpenError> {
+        match &self.nested_in {
+            Some((app_dir, entry)) => AppDir::open_nested(app_dir, entry),
+            None => AppDir::open_trusted(&self.dir).map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => OpenError::NotFound(self.dir.clone()),
+                _ => OpenError::Io(self.dir.clone(), e),
+            }),
         }
     }
 
@@ -186,7 +215,15 @@ impl Catalog {
                         && e.path().is_dir()
                     {
                         nested_versions = true;
-                        push(AppVersion::new(name, Some(v), e.path()));
+                        let version = AppVersion::nested(name, v, &nested, e.file_name());
+                        // A version dir that leads out of its app dir (a
+                        // symlink to another app, say) is not installed.
+                        match version.open_dir() {
+                            Err(err @ OpenError::Escapes(_)) => {
+                                tracing::debug!(error = %err, "skipped a version dir outside its app dir");
+                            }
+                            _ => push(version),
+                        }
                     }
                 }
                 if !nested_versions && nested.is_dir() {

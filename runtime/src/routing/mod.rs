@@ -4,9 +4,11 @@
 //! exact; `/hello@1` the highest 1.x; any semver range → the highest match.
 //! The app sees its path without the `/name@range` prefix.
 
+mod app_dir;
 mod catalog;
 mod semver_range;
 
+pub use app_dir::{AppDir, OpenError, OpenedFile};
 pub use catalog::{AppVersion, CACHE_TTL, Catalog, LookupError, valid_name};
 pub use semver_range::VersionQuery;
 

@@ -71,7 +71,7 @@ pub(crate) async fn apps(State(state): State<AppState>) -> Json<Value> {
             let versions: Vec<Value> = versions
                 .iter()
                 .map(|v| {
-                    let settings = state.app_settings.get(&v.dir);
+                    let settings = state.app_settings.get(v);
                     let kind = match settings.as_ref().map(|s| &s.kind) {
                         Ok(Some(super::apps::AppKind::Static(_))) => "static",
                         Ok(Some(super::apps::AppKind::Wasm(_))) => "wasm",

@@ -12,9 +12,9 @@ use bytes::Bytes;
 
 use super::AppState;
 use super::error::{ApiError, RequestId};
-use crate::config::WorkerConfig;
+use crate::config::{AppCeiling, ConfigError, WORKER_CONFIG_FILE, WorkerConfig};
 use crate::pool::PoolError;
-use crate::routing::{AppVersion, LookupError, split_app_path, valid_name};
+use crate::routing::{AppDir, AppVersion, LookupError, OpenError, split_app_path, valid_name};
 use crate::wasm::CallError;
 use crate::wasm::abi::{RequestBody, ResponseBody};
 
@@ -23,41 +23,93 @@ use crate::wasm::abi::{RequestBody, ResponseBody};
 pub enum AppKind {
     /// Files, with this entrypoint (relative).
     Static(String),
-    /// A module exporting `handle`.
+    /// A module exporting `handle`, relative to the app dir.
     Wasm(PathBuf),
 }
 
-/// Decides the kind of the app in `dir`.
-pub fn detect_kind(dir: &Path, config: &WorkerConfig) -> Option<AppKind> {
+/// Decides the kind of the app in `root` (opened from `dir`).
+///
+/// Every candidate is opened below `root`, so an `entrypoint` (or an
+/// `app.wasm`, `index.html`, …) that is a symlink leading out of the app dir
+/// is an error naming the file, not something served or run.
+pub fn detect_kind(
+    root: &AppDir,
+    dir: &Path,
+    config: &WorkerConfig,
+) -> Result<Option<AppKind>, ConfigError> {
+    let escapes = |file: &Path, field: &str, name: &str| {
+        ConfigError::new(
+            file,
+            field,
+            format!(
+                "`{name}` leads outside the app directory {} (a symlink pointing out); it must be a file inside it",
+                dir.display()
+            ),
+        )
+    };
     if let Some(entry) = &config.entrypoint {
-        let path = dir.join(entry);
-        if path.is_file() {
-            return Some(if entry.ends_with(".wasm") {
-                AppKind::Wasm(path)
-            } else {
-                AppKind::Static(entry.clone())
-            });
+        match root.open_file(Path::new(entry)) {
+            Ok(_) => {
+                return Ok(Some(if entry.ends_with(".wasm") {
+                    AppKind::Wasm(entry.into())
+                } else {
+                    AppKind::Static(entry.clone())
+                }));
+            }
+            Err(OpenError::Escapes(_)) => {
+                return Err(escapes(&dir.join(WORKER_CONFIG_FILE), "entrypoint", entry));
+            }
+            Err(_) => {}
         }
     }
+    let present = |name: &str| match root.open_file(Path::new(name)) {
+        Ok(_) => Ok(true),
+        Err(OpenError::Escapes(_)) => Err(escapes(&dir.join(name), "", name)),
+        Err(_) => Ok(false),
+    };
     for name in ["app.wasm", "index.wasm", "main.wasm"] {
-        if dir.join(name).is_file() {
-            return Some(AppKind::Wasm(dir.join(name)));
+        if present(name)? {
+            return Ok(Some(AppKind::Wasm(name.into())));
         }
     }
-    if dir.join("index.html").is_file() {
-        return Some(AppKind::Static("index.html".into()));
+    if present("index.html")? {
+        return Ok(Some(AppKind::Static("index.html".into())));
     }
-    let wasm: Vec<PathBuf> = std::fs::read_dir(dir)
+    let wasm: Vec<String> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".wasm"))
         .collect();
     match wasm.as_slice() {
-        [one] => Some(AppKind::Wasm(one.clone())),
-        _ => None,
+        [one] if present(one)? => Ok(Some(AppKind::Wasm(one.into()))),
+        _ => Ok(None),
     }
+}
+
+/// Reads `app`'s `worker.jsonc` (below its dir, like every app file), holds
+/// it to the operator's `ceiling` and detects the app's kind.
+pub fn load_settings(
+    app: &AppVersion,
+    ceiling: &AppCeiling,
+) -> Result<(WorkerConfig, Option<AppKind>), ConfigError> {
+    let root = app.open_dir().map_err(|e| {
+        ConfigError::new(&app.dir, "", format!("cannot open the app directory: {e}"))
+    })?;
+    let file = app.dir.join(WORKER_CONFIG_FILE);
+    let mut config = match root.read(Path::new(WORKER_CONFIG_FILE)) {
+        Ok(bytes) => {
+            let text = String::from_utf8(bytes)
+                .map_err(|_| ConfigError::new(&file, "", "the file is not UTF-8 text"))?;
+            WorkerConfig::parse(&text, &file)?
+        }
+        Err(OpenError::NotFound(_)) => WorkerConfig::default(),
+        Err(e) => return Err(ConfigError::new(&file, "", e.to_string())),
+    };
+    ceiling.apply(&mut config, &app.dir)?;
+    let kind = detect_kind(&root, &app.dir, &config)?;
+    Ok((config, kind))
 }
 
 /// The fallback handler: every path that is not a core route.
@@ -86,7 +138,7 @@ pub(crate) async fn handle(State(state): State<AppState>, req: Request) -> Respo
             return ApiError::not_found(code, e.to_string()).into_response();
         }
     };
-    let settings = match state.app_settings.get(&app.dir) {
+    let settings = match state.app_settings.get(&app) {
         Ok(settings) => settings,
         Err(e) => {
             tracing::error!(app = %app.key(), error = %e, "invalid worker config");
@@ -129,16 +181,8 @@ pub(crate) async fn handle(State(state): State<AppState>, req: Request) -> Respo
     }
     let mut res = match kind {
         AppKind::Static(entry) => {
-            super::static_files::serve(
-                &state.static_cache,
-                &app.dir,
-                entry,
-                &rest,
-                &base,
-                config,
-                req,
-            )
-            .await
+            super::static_files::serve(&state.static_cache, &app, entry, &rest, &base, config, req)
+                .await
         }
         AppKind::Wasm(file) => serve_wasm(&state, &app, file, config, &base, &rest, req).await,
     };
@@ -301,26 +345,34 @@ pub struct AppSettings {
 #[derive(Debug, Default)]
 pub struct AppSettingsCache {
     entries: std::sync::Mutex<std::collections::HashMap<PathBuf, Arc<AppSettings>>>,
+    ceiling: AppCeiling,
 }
 
 impl AppSettingsCache {
-    /// The settings of the app in `dir`.
-    pub fn get(&self, dir: &Path) -> Result<Arc<AppSettings>, crate::config::ConfigError> {
+    /// A cache holding every app to the operator's `ceiling`.
+    pub fn with_ceiling(ceiling: AppCeiling) -> Self {
+        Self {
+            entries: Default::default(),
+            ceiling,
+        }
+    }
+
+    /// The settings of `app`.
+    pub fn get(&self, app: &AppVersion) -> Result<Arc<AppSettings>, ConfigError> {
         if let Ok(entries) = self.entries.lock()
-            && let Some(settings) = entries.get(dir)
+            && let Some(settings) = entries.get(&app.dir)
             && settings.read_at.elapsed() < crate::routing::CACHE_TTL
         {
             return Ok(settings.clone());
         }
-        let config = WorkerConfig::load(dir)?;
-        let kind = detect_kind(dir, &config);
+        let (config, kind) = load_settings(app, &self.ceiling)?;
         let settings = Arc::new(AppSettings {
             config,
             kind,
             read_at: std::time::Instant::now(),
         });
         if let Ok(mut entries) = self.entries.lock() {
-            entries.insert(dir.to_owned(), settings.clone());
+            entries.insert(app.dir.clone(), settings.clone());
         }
         Ok(settings)
     }

@@ -24,6 +24,7 @@ mod request_id;
 mod service;
 mod static_cache;
 mod static_files;
+mod static_send;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,7 +33,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::routing::{get, post};
 
-pub use apps::{AppKind, AppSettingsCache, detect_kind};
+pub use apps::{AppKind, AppSettingsCache, detect_kind, load_settings};
 pub use error::{ApiError, ErrorDetail, RequestId};
 pub use listener::ConnectionLimits;
 pub use pipeline::{IDENTITY_HEADERS, strip_identity};
@@ -97,10 +98,11 @@ impl AppState {
     ) -> Result<Self, PluginError> {
         let catalog = Arc::new(Catalog::new(worker_dirs));
         let pools = Pools::new(engine.clone(), pool_size);
-        let named = match &plugins.config_file {
-            Some((path, explicit)) => crate::config::RuntimeFile::load(path, *explicit)?.databases,
+        let runtime_file = match &plugins.config_file {
+            Some((path, explicit)) => crate::config::RuntimeFile::load(path, *explicit)?,
             None => Default::default(),
         };
+        let named = runtime_file.databases;
         let sql = plugins.data_dir.as_deref().map(|dir| {
             crate::capabilities::SqlDatabases::with_limits(
                 dir,
@@ -120,7 +122,7 @@ impl AppState {
                 pools,
                 started: Instant::now(),
                 shutting_down: Arc::default(),
-                app_settings: Arc::default(),
+                app_settings: Arc::new(AppSettingsCache::with_ceiling(runtime_file.apps)),
                 plugins: host,
                 static_cache: Arc::default(),
                 dropped_headers: Default::default(),

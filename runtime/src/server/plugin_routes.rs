@@ -73,7 +73,14 @@ async fn serve_ui(
     match &plugin.ui_dir {
         Some(dir) => {
             let config = WorkerConfig::default();
-            super::static_files::serve(cache, dir, "index.html", rest, mount, &config, req).await
+            // The ui dir is a boundary like an app's: served as an
+            // unversioned app rooted there.
+            let root = std::sync::Arc::new(crate::routing::AppVersion::new(
+                &plugin.manifest.name,
+                None,
+                dir.clone(),
+            ));
+            super::static_files::serve(cache, &root, "index.html", rest, mount, &config, req).await
         }
         None => ApiError::not_found("NOT_FOUND", format!("`{mount}{rest}` was not found"))
             .into_response(),

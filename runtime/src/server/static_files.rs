@@ -1,50 +1,67 @@
 //! Static and single-page apps.
 //!
-//! Files are served by tower-http's `ServeDir` (content types, `Range`,
-//! `If-Modified-Since`, precompressed `.br`/`.gz` siblings). In front of it,
-//! this module: refuses any path that escapes the app dir (encoded `..`,
-//! backslashes, NUL, symlinks pointing outside), answers `ETag` /
+//! Every file is opened below the app's version dir ([`AppDir`]): the
+//! requested file, its precompressed `.br` / `.gz` sibling and the
+//! entrypoint a navigation path falls back to. A path that leaves the dir —
+//! `..` in any encoding, backslashes, NUL, a symlink pointing out — is a 404
+//! that does not say why (the log says, at debug). The open handle is what
+//! gets sent ([`super::static_send`]), so a symlink swapped after the check
+//! changes nothing. In front of that, this module answers `ETag` /
 //! `If-None-Match`, falls back to the entrypoint for navigation paths (no file
 //! extension) so client-side routers work, and optionally injects
 //! `<base href>` and `window.__env__` into HTML.
+//!
+//! Cost: one `openat2` for the version dir and one per file tried (the
+//! file, then a sibling or the fallback), each resolving its path in the
+//! kernel, plus one `fstat` — fewer syscalls than resolving a path with
+//! `canonicalize` (an `lstat` per component). Small files served in the last
+//! second are answered from [`StaticCache`] with none.
 
+use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use tower::ServiceExt;
-use tower_http::services::ServeDir;
 
 use super::error::ApiError;
 use super::static_cache::{CachedFile, StaticCache};
+use super::static_send::{self, Part, Sendable};
 use crate::config::WorkerConfig;
+use crate::routing::{AppDir, AppVersion, OpenError, OpenedFile};
 use bytes::Bytes;
 
-/// Serves `rest` (the path below the app's base) from `dir`.
+/// Serves `rest` (the path below the app's base) from `app`'s directory.
 ///
 /// A small file that was served in the last [`crate::routing::CACHE_TTL`] is
 /// answered from `cache` without touching the disk; everything else resolves
-/// on the blocking pool (path checks, metadata, reading), never on an async
+/// on the blocking pool (opens, metadata, reading), never on an async
 /// worker.
 pub(crate) async fn serve(
     cache: &StaticCache,
-    dir: &Path,
+    app: &Arc<AppVersion>,
     entrypoint: &str,
     rest: &str,
     base: &str,
     config: &WorkerConfig,
     req: Request,
 ) -> Response {
-    let if_none_match = req
-        .headers()
+    let headers = req.headers();
+    let if_none_match = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let ranged = req.headers().contains_key(header::RANGE);
-    let key = format!("{}\n{rest}", dir.display());
+    let header_text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let range = header_text(header::RANGE);
+    let if_range = header_text(header::IF_RANGE);
+    let ranged = range.is_some();
+    let key = format!("{}\n{rest}", app.dir.display());
     if !ranged && let Some(hit) = cache.get(&key) {
         return hit.respond(if_none_match.as_deref());
     }
@@ -53,23 +70,22 @@ pub(crate) async fn serve(
             .into_response();
     };
     let injects = config.inject_base || has_public_env(config);
-    let wants_encoding = req.headers().contains_key(header::ACCEPT_ENCODING);
-    let (dir_owned, entry) = (dir.to_owned(), entrypoint.to_owned());
+    let encodings = static_send::accepted_encodings(headers);
+    let (app_owned, entry) = (app.clone(), entrypoint.to_owned());
     let resolved = tokio::task::spawn_blocking(move || {
-        resolve(
-            &dir_owned,
-            &entry,
-            &relative,
+        let request = Want {
             injects,
-            wants_encoding,
-            ranged,
-        )
+            encodings,
+            range,
+            if_range,
+        };
+        resolve(&app_owned, &entry, &relative, &request)
     })
     .await;
     let resolved = match resolved {
         Ok(Ok(r)) => r,
         Ok(Err(Refusal::Escapes(target))) => {
-            tracing::warn!(path = %target.display(), "refused a path that leaves the app directory");
+            tracing::debug!(app = app.key(), path = %target.display(), "refused a path that leaves the app directory");
             return ApiError::not_found("NOT_FOUND", format!("`{rest}` was not found"))
                 .into_response();
         }
@@ -81,52 +97,27 @@ pub(crate) async fn serve(
                 .into_response();
         }
     };
-    if resolved.is_html && injects {
-        return html_with_injections(&resolved.file, base, config, if_none_match.as_deref()).await;
-    }
-    if let Some(bytes) = resolved.small {
-        let file = Arc::new(CachedFile::new(&resolved.file, bytes, &resolved.etag));
-        // Precompressed siblings and ranges go through ServeDir, so only a
-        // plain file is remembered.
-        if !resolved.precompressed {
-            cache.put(key, file.clone());
+    let body = match resolved.body {
+        Body::Html(html) => {
+            return html_with_injections(html, base, config, if_none_match.as_deref());
         }
-        return file.respond(if_none_match.as_deref());
-    }
-    if matches_etag(if_none_match.as_deref(), &resolved.etag) {
+        Body::Small(bytes) => {
+            let file = Arc::new(CachedFile::new(&resolved.path, bytes, &resolved.etag));
+            // A precompressed sibling depends on the client's encodings, so
+            // only a plain file is remembered.
+            if resolved.encoding.is_none() {
+                cache.put(key, file.clone());
+            }
+            return file.respond(if_none_match.as_deref());
+        }
+        Body::Stream(sendable) => sendable,
+    };
+    if matches_etag(if_none_match.as_deref(), &resolved.etag)
+        || static_send::not_modified_since(req.headers(), body.modified)
+    {
         return not_modified(&resolved.etag);
     }
-    let rel = resolved
-        .file
-        .strip_prefix(&resolved.root)
-        .unwrap_or(&resolved.file)
-        .to_string_lossy()
-        .replace('\\', "/");
-    let (mut parts, body) = req.into_parts();
-    parts.uri = match format!("/{rel}").parse() {
-        Ok(u) => u,
-        Err(_) => return ApiError::not_found("NOT_FOUND", "unservable path").into_response(),
-    };
-    let service = ServeDir::new(&resolved.root)
-        .precompressed_br()
-        .precompressed_gzip();
-    match service.oneshot(Request::from_parts(parts, body)).await {
-        Ok(res) => {
-            let mut res = res.map(Body::new);
-            if res.status().is_success()
-                && let Ok(v) = HeaderValue::from_str(&resolved.etag)
-            {
-                res.headers_mut().insert(header::ETAG, v);
-            }
-            res
-        }
-        Err(e) => ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "STATIC_ERROR",
-            e.to_string(),
-        )
-        .into_response(),
-    }
+    static_send::send(body)
 }
 
 /// Files up to this size are served from one in-memory buffer.
@@ -142,70 +133,172 @@ enum Refusal {
     NotFound,
 }
 
-/// Where a request path landed on disk.
-struct Resolved {
-    root: PathBuf,
-    file: PathBuf,
-    etag: String,
-    is_html: bool,
-    precompressed: bool,
-    /// The whole file, when it is small and served as one buffer.
-    small: Option<Bytes>,
+impl From<OpenError> for Refusal {
+    fn from(e: OpenError) -> Self {
+        match e {
+            OpenError::Escapes(p) => Refusal::Escapes(p),
+            OpenError::NotFound(_) | OpenError::Io(..) => Refusal::NotFound,
+        }
+    }
 }
 
-/// Blocking: checks the path stays in the app dir, falls back to the
-/// entrypoint for navigation paths, reads metadata and small files.
+/// What the request asks of the file.
+struct Want {
+    injects: bool,
+    encodings: Vec<&'static str>,
+    range: Option<String>,
+    if_range: Option<String>,
+}
+
+/// How the answer is sent.
+enum Body {
+    /// HTML to inject into.
+    Html(String),
+    /// The whole (small) file.
+    Small(Bytes),
+    /// Streamed from the open file.
+    Stream(Sendable),
+}
+
+/// Where a request path landed on disk.
+struct Resolved {
+    /// The file as named (its content type comes from this name).
+    path: PathBuf,
+    etag: String,
+    encoding: Option<&'static str>,
+    body: Body,
+}
+
+/// Blocking: opens the file below the app dir, falling back to the
+/// entrypoint for navigation paths; reads metadata and small files.
 fn resolve(
-    dir: &Path,
+    app: &AppVersion,
     entrypoint: &str,
     relative: &Path,
-    injects: bool,
-    wants_encoding: bool,
-    ranged: bool,
+    want: &Want,
 ) -> Result<Resolved, Refusal> {
-    let root = dir.canonicalize().map_err(|_| Refusal::Gone)?;
-    let mut target = root.join(relative);
-    if target.is_dir() {
-        target = target.join("index.html");
-    }
-    let exists = match target.canonicalize() {
-        Ok(real) if real.starts_with(&root) => real.is_file(),
-        Ok(_) => return Err(Refusal::Escapes(target)),
-        Err(_) => false,
+    let root = app.open_dir().map_err(|e| match e {
+        OpenError::Escapes(p) => Refusal::Escapes(p),
+        _ => Refusal::Gone,
+    })?;
+    let (path, found) = find(&root, relative)?;
+    let (path, opened) = match found {
+        Some(opened) => (path, opened),
+        None if is_navigation(relative) => {
+            let entry = PathBuf::from(entrypoint);
+            let opened = root.open_file(&entry)?;
+            (entry, opened)
+        }
+        None => return Err(Refusal::NotFound),
     };
-    let navigation = !relative
-        .file_name()
-        .is_some_and(|n| n.to_string_lossy().contains('.'));
-    let file = if exists {
-        target
-    } else if navigation {
-        root.join(entrypoint)
-    } else {
-        return Err(Refusal::NotFound);
-    };
-    let meta = std::fs::metadata(&file).map_err(|_| Refusal::NotFound)?;
-    let is_html = file.extension().is_some_and(|e| e == "html");
-    let precompressed = wants_encoding
-        && ["br", "gz"].iter().any(|ext| {
-            let mut p = file.clone().into_os_string();
-            p.push(format!(".{ext}"));
-            Path::new(&p).is_file()
+    let etag = etag_of(&opened.meta);
+    let is_html = path.extension().is_some_and(|e| e == "html");
+    if is_html && want.injects {
+        let mut html = String::new();
+        let mut file = opened.file;
+        file.read_to_string(&mut html)
+            .map_err(|_| Refusal::NotFound)?;
+        return Ok(Resolved {
+            path,
+            etag,
+            encoding: None,
+            body: Body::Html(html),
         });
+    }
+    // The first sibling the client accepts that is a file inside the dir; one
+    // that leads out is passed over (the file itself is fine to send).
+    let sibling = want.encodings.iter().find_map(|ext| {
+        let mut name = path.clone().into_os_string();
+        name.push(format!(".{ext}"));
+        let name = PathBuf::from(name);
+        match root.open_file(&name) {
+            Ok(f) => Some((*ext, f)),
+            Err(e @ OpenError::Escapes(_)) => {
+                tracing::debug!(app = app.key(), error = %e, "passed over a precompressed sibling");
+                None
+            }
+            Err(_) => None,
+        }
+    });
+    let (encoding, mut opened) = match sibling {
+        Some((ext, f)) => (Some(static_send::encoding_of(ext)), f),
+        None => (None, opened),
+    };
+    let len = opened.meta.len();
     // Small files without a Range request are answered from one buffer: one
     // write, no streamed body (a streamed body cost a delayed-ACK round trip,
     // ~40 ms, per keep-alive request on small files).
-    let whole = meta.len() <= SMALL_FILE && !precompressed && !ranged;
-    let small = (whole && !(is_html && injects))
-        .then(|| std::fs::read(&file).ok().map(Bytes::from))
-        .flatten();
+    if len <= SMALL_FILE && encoding.is_none() && want.range.is_none() {
+        let mut bytes = Vec::with_capacity(len as usize);
+        opened
+            .file
+            .read_to_end(&mut bytes)
+            .map_err(|_| Refusal::NotFound)?;
+        return Ok(Resolved {
+            path,
+            etag,
+            encoding,
+            body: Body::Small(Bytes::from(bytes)),
+        });
+    }
+    let part = match encoding {
+        Some(_) => Part::Whole,
+        None => static_send::part_of(want.range.as_deref(), want.if_range.as_deref(), &etag, len),
+    };
+    static_send::seek_to(&mut opened.file, &part).map_err(|_| Refusal::NotFound)?;
+    let mime = mime_guess::from_path(&path).first_or_octet_stream();
+    let body = Body::Stream(Sendable {
+        file: opened.file,
+        len,
+        mime: HeaderValue::from_str(mime.as_ref())
+            .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream")),
+        etag: etag.clone(),
+        modified: opened.meta.modified().ok(),
+        encoding,
+        part,
+    });
     Ok(Resolved {
-        etag: etag_of(&meta),
-        root,
-        file,
-        is_html,
-        precompressed,
-        small,
+        path,
+        etag,
+        encoding,
+        body,
     })
+}
+
+/// The file for `relative` (a directory means its `index.html`), or `None`
+/// when there is nothing there. An escape is an error, not a miss, so a
+/// symlink pointing out never falls back to the entrypoint silently.
+fn find(root: &AppDir, relative: &Path) -> Result<(PathBuf, Option<OpenedFile>), Refusal> {
+    let opened = if relative.as_os_str().is_empty() {
+        None
+    } else {
+        match root.open(relative) {
+            Ok(o) => Some(o),
+            Err(OpenError::NotFound(_) | OpenError::Io(..)) => {
+                return Ok((relative.to_owned(), None));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    match opened {
+        Some(o) if o.meta.is_file() => Ok((relative.to_owned(), Some(o))),
+        Some(o) if !o.meta.is_dir() => Ok((relative.to_owned(), None)),
+        _ => {
+            let index = relative.join("index.html");
+            match root.open_file(&index) {
+                Ok(o) => Ok((index, Some(o))),
+                Err(e @ OpenError::Escapes(_)) => Err(e.into()),
+                Err(_) => Ok((index, None)),
+            }
+        }
+    }
+}
+
+/// A path whose last segment has no `.`: a client-side route.
+fn is_navigation(relative: &Path) -> bool {
+    !relative
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().contains('.'))
 }
 
 /// The decoded path below the app dir, or `None` if it tries to leave it.
@@ -256,15 +349,12 @@ fn not_modified(etag: &str) -> Response {
     res
 }
 
-async fn html_with_injections(
-    file: &Path,
+fn html_with_injections(
+    mut html: String,
     base: &str,
     config: &WorkerConfig,
     if_none_match: Option<&str>,
 ) -> Response {
-    let Ok(mut html) = tokio::fs::read_to_string(file).await else {
-        return ApiError::not_found("NOT_FOUND", "the entrypoint is unreadable").into_response();
-    };
     if config.inject_base
         && let Some(i) = find_ci(&html, "<head>")
     {

@@ -196,8 +196,15 @@ async fn idle_instances_get_on_idle_then_on_terminate_and_recycled_ones_on_termi
              env: {{ NOTIFY_URL: "{notify}" }},
              capabilities: {{ http: ["http://127.0.0.1:*"] }} }}"#
     );
-    let server = TestServer::start(|root| {
-        install_echo(root, "echo", Some(&worker));
+    // The app reaches a loopback listener: a private address, which the
+    // operator's ceiling must allow.
+    let server = TestServer::start_plugins(|root| {
+        install_echo(root, "apps/echo", Some(&worker));
+        std::fs::write(
+            root.join("buntime.jsonc"),
+            r#"{ apps: { ceiling: { capabilities: { http: { allow: ["*"], privateNetworks: true } } } } }"#,
+        )
+        .expect("buntime.jsonc");
     })
     .await;
     // Two requests on one instance: the second reaches maxRequests, so the
