@@ -272,6 +272,12 @@ impl Manifest {
             .map(|v| response_size_value(&v).map_err(|m| err("maxResponseBodySize", m)))
             .transpose()?
             .unwrap_or(DEFAULT_MAX_RESPONSE_BODY);
+        if max_response_body_size > crate::config::MAX_BODY_CEILING {
+            return Err(err(
+                "maxResponseBodySize",
+                format!("must be at most 100mb, got {max_response_body_size} bytes"),
+            ));
+        }
         for s in &raw.services {
             if s.is_empty() || s.starts_with("on_") || s == "handle" || s.starts_with('_') {
                 return Err(err(
