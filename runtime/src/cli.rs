@@ -147,6 +147,11 @@ async fn serve() -> anyhow::Result<ExitCode> {
         crate::server::AppState::build(engine, env.worker_dirs.clone(), env.pool_size, sources)
             .await
             .context("cannot start the plugins")?;
+    state
+        .plugins
+        .services()
+        .events
+        .set_stream_limits(env.stream_limits);
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", env.port))
         .await
         .with_context(|| format!("cannot listen on port {} (set PORT to another)", env.port))?;

@@ -34,7 +34,7 @@ pub use apps::{AppKind, AppSettingsCache, detect_kind};
 pub use error::{ApiError, RequestId};
 pub use listener::ConnectionLimits;
 pub use pipeline::{IDENTITY_HEADERS, strip_identity};
-pub use service::BuntimeService;
+pub use service::{BuntimeService, ClientAddr};
 pub use static_cache::StaticCache;
 
 use crate::capabilities::HostServices;

@@ -129,7 +129,11 @@ async fn call_handle(
         }
     };
     if !head.events.is_empty() {
-        return super::plugin_stream::event_stream(plugin, head, stopping);
+        let client = parts
+            .extensions
+            .get::<super::ClientAddr>()
+            .map(|c| c.0.ip());
+        return super::plugin_stream::event_stream(plugin, head, stopping, client);
     }
     response_from_head(head, ext.remove::<ResponseBody>()).unwrap_or_else(|detail| {
         let e = plugin.malformed("handle", detail);

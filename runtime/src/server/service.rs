@@ -39,11 +39,31 @@ fn is_core(path: &str) -> bool {
 pub struct BuntimeService {
     core: Router,
     state: AppState,
+    /// The connection's peer, when served from a socket.
+    peer: Option<std::net::SocketAddr>,
 }
+
+/// The address of the client a request came from (a request extension), for
+/// limits kept per client.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub std::net::SocketAddr);
 
 impl BuntimeService {
     pub(crate) fn new(core: Router, state: AppState) -> Self {
-        Self { core, state }
+        Self {
+            core,
+            state,
+            peer: None,
+        }
+    }
+
+    /// This service for one connection from `peer`: its requests carry a
+    /// [`ClientAddr`].
+    pub(crate) fn for_peer(&self, peer: std::net::SocketAddr) -> Self {
+        Self {
+            peer: Some(peer),
+            ..self.clone()
+        }
     }
 }
 
@@ -61,7 +81,10 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let req: Request = req.map(Body::new);
+        let mut req: Request = req.map(Body::new);
+        if let Some(peer) = self.peer {
+            req.extensions_mut().insert(ClientAddr(peer));
+        }
         if is_core(req.uri().path()) {
             let core = self.core.clone();
             Box::pin(core.oneshot(req))

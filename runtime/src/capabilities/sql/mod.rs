@@ -26,6 +26,7 @@
 //! Errors name the database and, in a batch, the statement's position.
 
 mod databases;
+mod guard;
 mod jobs;
 mod statements;
 
@@ -120,7 +121,7 @@ fn query_op(dbs: Arc<SqlDatabases>, req: Vec<u8>) -> Result<SqlJob, HostError> {
             })
         }) as InlineAttempt
     };
-    let full = dbs.run(&name, move |conn, deadline, writer| {
+    let full = dbs.run(&name, vec![r.sql.clone()], move |conn, deadline, writer| {
         query(conn, &r.sql, &r.params, deadline, Some(writer))
     })?;
     Ok(full.with_inline(quick))
@@ -130,14 +131,17 @@ fn execute_op(dbs: Arc<SqlDatabases>, req: Vec<u8>) -> Result<SqlJob, HostError>
     let r: Statement = parse(&req)?;
     dbs.run(
         &target(&r.db, r.tenant.as_deref())?,
+        vec![r.sql.clone()],
         move |conn, _, writer| execute(conn, &r.sql, &r.params, Some(writer)),
     )
 }
 
 fn batch_op(dbs: Arc<SqlDatabases>, req: Vec<u8>) -> Result<SqlJob, HostError> {
     let r: Batch = parse(&req)?;
+    let statements = r.statements.iter().map(|s| s.sql.clone()).collect();
     dbs.run(
         &target(&r.db, r.tenant.as_deref())?,
+        statements,
         move |conn, deadline, writer| batch(conn, &r, deadline, writer),
     )
 }
@@ -176,7 +180,15 @@ fn tenant_create_op(dbs: Arc<SqlDatabases>, req: Vec<u8>) -> Result<SqlJob, Host
 fn tenant_list_op(dbs: Arc<SqlDatabases>, req: Vec<u8>) -> Result<SqlJob, HostError> {
     let r: TenantReq = parse(&req)?;
     dbs.tenant_dir(&r.db)?;
-    Ok(SqlJob::new(move || Ok(json!(dbs.tenants(&r.db)?))))
+    Ok(SqlJob::new(move || {
+        if !dbs.known(&r.db)? {
+            return Err(HostError::new(
+                "not_found",
+                format!("database `{}` does not exist", r.db),
+            ));
+        }
+        Ok(json!(dbs.tenants(&r.db)?))
+    }))
 }
 
 fn tenant_delete_op(dbs: Arc<SqlDatabases>, req: Vec<u8>) -> Result<SqlJob, HostError> {
