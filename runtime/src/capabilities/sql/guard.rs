@@ -268,6 +268,19 @@ mod tests {
     }
 
     #[test]
+    fn a_query_cannot_make_the_host_hold_more_than_its_result_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let dbs = SqlDatabases::new(dir.path());
+        let huge = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 100) \
+                    SELECT zeroblob(16 << 20) FROM c";
+        let err = job(&dbs, query_op, json!({"db": "default", "sql": huge})).unwrap_err();
+        assert!(err.message.contains("bytes; add LIMIT"), "{}", err.message);
+        let over = json!({"db": "default", "sql": "SELECT zeroblob(33554433)"});
+        let err = job(&dbs, query_op, over).unwrap_err();
+        assert!(err.message.contains("too big"), "{}", err.message);
+    }
+
+    #[test]
     fn nothing_a_call_does_outlives_it_on_a_pooled_connection() {
         let dir = tempfile::tempdir().unwrap();
         let dbs = SqlDatabases::new(dir.path());

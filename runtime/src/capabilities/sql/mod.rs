@@ -51,6 +51,10 @@ use crate::wasm::{HostError, HostFunction, ResultEncoding};
 pub(super) const STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most rows one query returns.
 pub(super) const MAX_ROWS: usize = 10_000;
+/// Most bytes of text and blobs one query returns (before JSON and base64):
+/// rows times the largest value would otherwise be far more than the host's
+/// memory (`SELECT zeroblob(…)` over a recursive count).
+pub(super) const MAX_RESULT_BYTES: usize = 64 << 20;
 
 /// The `sql` capability.
 pub(super) struct SqlSpec;

@@ -7,7 +7,7 @@ use base64::Engine as _;
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use serde_json::{Map, Value, json};
 
-use super::{Batch, MAX_ROWS, STATEMENT_TIMEOUT, WriteLock, guard};
+use super::{Batch, MAX_RESULT_BYTES, MAX_ROWS, STATEMENT_TIMEOUT, WriteLock, guard};
 
 fn to_sql(v: &Value) -> Result<SqlValue, String> {
     Ok(match v {
@@ -86,6 +86,7 @@ pub(super) fn query(
         .query(rusqlite::params_from_iter(values.iter()))
         .map_err(|e| e.to_string())?;
     let mut out = Vec::new();
+    let mut bytes = 0usize;
     loop {
         match rows.next() {
             Ok(Some(row)) => {
@@ -96,7 +97,17 @@ pub(super) fn query(
                 }
                 let mut cells = Vec::with_capacity(n);
                 for i in 0..n {
-                    cells.push(row.get_ref(i).map(from_sql).map_err(|e| e.to_string())?);
+                    let cell = row.get_ref(i).map_err(|e| e.to_string())?;
+                    bytes += match cell {
+                        ValueRef::Text(b) | ValueRef::Blob(b) => b.len(),
+                        _ => 8,
+                    };
+                    if bytes > MAX_RESULT_BYTES {
+                        return Err(format!(
+                            "the query returns more than {MAX_RESULT_BYTES} bytes; add LIMIT or select fewer columns"
+                        ));
+                    }
+                    cells.push(from_sql(cell));
                 }
                 out.push(Value::Array(cells));
             }
