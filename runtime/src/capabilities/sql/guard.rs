@@ -275,6 +275,16 @@ mod tests {
                     SELECT zeroblob(16 << 20) FROM c";
         let err = job(&dbs, query_op, json!({"db": "default", "sql": huge})).unwrap_err();
         assert!(err.message.contains("bytes; add LIMIT"), "{}", err.message);
+        // A batch shares one budget.
+        let third = json!({"sql": "SELECT zeroblob(30 << 20)"});
+        let batch = json!({"db": "default", "statements": [third, third, third]});
+        let err = job(&dbs, batch_op, batch).unwrap_err();
+        assert!(
+            err.message
+                .contains("statement 3: the query returns more than"),
+            "{}",
+            err.message
+        );
         let over = json!({"db": "default", "sql": "SELECT zeroblob(33554433)"});
         let err = job(&dbs, query_op, over).unwrap_err();
         assert!(err.message.contains("too big"), "{}", err.message);

@@ -73,6 +73,19 @@ pub(super) fn query(
     deadline: Instant,
     writer: Option<&WriteLock>,
 ) -> Result<Value, String> {
+    query_within(conn, sql, values, deadline, writer, &mut 0)
+}
+
+/// [`query`], with `spent` the bytes of text and blobs the job's earlier
+/// statements returned: a batch shares one [`MAX_RESULT_BYTES`].
+fn query_within(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    values: &[Value],
+    deadline: Instant,
+    writer: Option<&WriteLock>,
+    spent: &mut usize,
+) -> Result<Value, String> {
     let values = params(values)?;
     let mut stmt = conn.prepare_cached(sql).map_err(|e| e.to_string())?;
     let _turn = writer.filter(|_| !stmt.readonly()).map(WriteLock::hold);
@@ -86,7 +99,6 @@ pub(super) fn query(
         .query(rusqlite::params_from_iter(values.iter()))
         .map_err(|e| e.to_string())?;
     let mut out = Vec::new();
-    let mut bytes = 0usize;
     loop {
         match rows.next() {
             Ok(Some(row)) => {
@@ -98,11 +110,11 @@ pub(super) fn query(
                 let mut cells = Vec::with_capacity(n);
                 for i in 0..n {
                     let cell = row.get_ref(i).map_err(|e| e.to_string())?;
-                    bytes += match cell {
+                    *spent += match cell {
                         ValueRef::Text(b) | ValueRef::Blob(b) => b.len(),
                         _ => 8,
                     };
-                    if bytes > MAX_RESULT_BYTES {
+                    if *spent > MAX_RESULT_BYTES {
                         return Err(format!(
                             "the query returns more than {MAX_RESULT_BYTES} bytes; add LIMIT or select fewer columns"
                         ));
@@ -147,13 +159,14 @@ pub(super) fn batch(
 ) -> Result<Value, String> {
     let run = |conn: &rusqlite::Connection| -> Result<Vec<Value>, String> {
         let mut results = Vec::new();
+        let mut spent = 0;
         for (i, s) in b.statements.iter().enumerate() {
             let returns_rows = conn
                 .prepare_cached(&s.sql)
                 .map(|st| st.column_count() > 0)
                 .map_err(|e| format!("statement {}: {e}", i + 1))?;
             let r = if returns_rows {
-                query(conn, &s.sql, &s.params, deadline, None)
+                query_within(conn, &s.sql, &s.params, deadline, None, &mut spent)
             } else {
                 execute(conn, &s.sql, &s.params, None)
             };
