@@ -23,6 +23,11 @@
 //! (a separate file, so tenants are isolated by construction). Tenant ids are
 //! 1 to 64 letters, digits, `-` and `_`; the grant for `db` covers its tenants.
 //!
+//! Statements stay within their database ([`guard`]: no `ATTACH`, no
+//! extensions, no settings pragmas, nothing that outlives the call on a
+//! pooled connection; refusals are `sql_denied`), and reads create nothing
+//! ([`databases`]).
+//!
 //! Errors name the database and, in a batch, the statement's position.
 
 mod databases;
