@@ -148,6 +148,11 @@ async fn serve() -> anyhow::Result<ExitCode> {
             .await
             .context("cannot start the plugins")?
             .with_error_detail(crate::server::ErrorDetail::for_environment(env.environment));
+    state
+        .plugins
+        .services()
+        .events
+        .set_stream_limits(env.stream_limits);
     let listener = tokio::net::TcpListener::bind((env.host.as_str(), env.port))
         .await
         .with_context(|| {

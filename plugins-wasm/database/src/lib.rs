@@ -32,6 +32,9 @@ impl From<buntime_pdk::abi::HostErrorBody> for Failure {
             "not_found" => Self(404, "NOT_FOUND", e.message),
             "invalid_argument" => Self(400, "BAD_REQUEST", e.message),
             "sql_error" => Self(400, "SQL_ERROR", e.message),
+            // The host's guard refused the statement (ATTACH, a PRAGMA that
+            // sets, a temporary table, …); the message says what and why.
+            "sql_denied" => Self(403, "SQL_DENIED", e.message),
             // The only count limit of the tenant calls: too many tenants.
             "limit_exceeded" => Self(429, "TOO_MANY_TENANTS", e.message),
             _ => Self(500, "INTERNAL", e.message),

@@ -46,6 +46,7 @@ impl From<HostErrorBody> for Failure {
                 Self(404, "NOT_FOUND", e.message)
             }
             "invalid_argument" => Self(400, "BAD_REQUEST", e.message),
+            "sql_denied" => Self(403, "SQL_DENIED", e.message),
             "limit_exceeded" => Self(413, "TOO_LARGE", e.message),
             _ => Self(500, "STORAGE_ERROR", e.message),
         }

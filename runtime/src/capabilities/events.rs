@@ -10,13 +10,19 @@
 //! A plugin route can also hand a client a live stream: a `handle` response
 //! head with `"events": ["keyval.*"]` becomes a `text/event-stream` of every
 //! matching event (within the plugin's `subscribe` grant), ending when the
-//! client leaves.
+//! client leaves. Open streams are capped ([`StreamLimits`]): in total
+//! (`RUNTIME_MAX_STREAMS`) and per client address
+//! (`RUNTIME_MAX_STREAMS_PER_CLIENT`); a stream over a cap is refused before
+//! it opens, and a closed stream frees its slot at once.
 //!
-//! `events_publish({"topic", "data"})` → `null`; a topic that is empty or
-//! holds a control character (CR, LF, ...) is refused (`invalid_argument`).
+//! `events_publish({"topic", "data"})` → `null`. A topic is 1 to
+//! [`MAX_PATTERN_LEN`] bytes without control characters (CR, LF, ...), the
+//! whole request at most [`MAX_EVENT_BYTES`].
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -36,10 +42,10 @@ pub const PLUGIN_LOADED: &str = "plugin_loaded";
 
 const RESERVED: [&str; 3] = [WORKER_SPAWN, WORKER_TERMINATE, PLUGIN_LOADED];
 
-/// Largest event payload (JSON text).
-pub(super) const MAX_EVENT_BYTES: usize = 256 << 10;
-/// Longest topic pattern: room for a topic that embeds a hex-encoded key of
-/// 2 KiB (keyval's watch streams).
+/// Largest event payload (the JSON text of `{"topic", "data"}`).
+pub const MAX_EVENT_BYTES: usize = 256 << 10;
+/// Longest topic or topic pattern: room for a topic that embeds a
+/// hex-encoded key of 2 KiB (keyval's watch streams).
 pub(super) const MAX_PATTERN_LEN: usize = 4200;
 
 /// The `events` capability.
@@ -97,16 +103,28 @@ impl CapabilitySpec for EventsSpec {
                     if input.len() > MAX_EVENT_BYTES {
                         return Err(HostError::new(
                             "limit_exceeded",
-                            format!("an event may be at most {MAX_EVENT_BYTES} bytes"),
+                            format!(
+                                "an event may be at most {MAX_EVENT_BYTES} bytes of JSON; this one is {}",
+                                input.len()
+                            ),
                         ));
                     }
                     let req: PublishReq = serde_json::from_slice(input)
                         .map_err(|e| HostError::invalid_argument(e.to_string()))?;
+                    if req.topic.is_empty() || req.topic.len() > MAX_PATTERN_LEN {
+                        return Err(HostError::new(
+                            "limit_exceeded",
+                            format!(
+                                "an event topic must be 1 to {MAX_PATTERN_LEN} bytes; this one is {}",
+                                req.topic.len()
+                            ),
+                        ));
+                    }
                     // A topic names the events of a stream (`text/event-stream`),
                     // where a line break would end the field.
-                    if req.topic.is_empty() || req.topic.chars().any(char::is_control) {
+                    if req.topic.chars().any(char::is_control) {
                         return Err(HostError::invalid_argument(format!(
-                            "topic {:?} is not valid: a topic is a non-empty name without control characters (CR, LF, ...), e.g. `myplugin.changed`",
+                            "topic {:?} is not valid: a topic is a name without control characters (CR, LF, ...), e.g. `myplugin.changed`",
                             req.topic
                         )));
                     }
@@ -218,23 +236,85 @@ pub struct EventBus {
     interest: Arc<Interest>,
 }
 
+/// Open streams allowed in total unless `RUNTIME_MAX_STREAMS` says otherwise.
+pub const DEFAULT_MAX_STREAMS: usize = 1024;
+/// Open streams allowed per client address unless
+/// `RUNTIME_MAX_STREAMS_PER_CLIENT` says otherwise.
+pub const DEFAULT_MAX_STREAMS_PER_CLIENT: usize = 32;
+
+/// Caps on open event streams (plugin streams and `/_/sse`). Each holds a
+/// connection and a task, and wakes on every published event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamLimits {
+    /// Most streams open at once.
+    pub total: usize,
+    /// Most streams open at once from one client address.
+    pub per_client: usize,
+}
+
+impl Default for StreamLimits {
+    fn default() -> Self {
+        Self {
+            total: DEFAULT_MAX_STREAMS,
+            per_client: DEFAULT_MAX_STREAMS_PER_CLIENT,
+        }
+    }
+}
+
+/// A stream refused by a cap of [`StreamLimits`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StreamRefused {
+    /// The client has [`StreamLimits::per_client`] streams open.
+    #[error(
+        "this client has {0} event streams open, the most allowed per client; close one (or raise RUNTIME_MAX_STREAMS_PER_CLIENT)"
+    )]
+    Client(usize),
+    /// The server has [`StreamLimits::total`] streams open.
+    #[error(
+        "the server has {0} event streams open, its most; try again later (or raise RUNTIME_MAX_STREAMS)"
+    )]
+    Server(usize),
+}
+
 /// Who could receive a lifecycle event: building and sending two of them
-/// for every fresh instance (`ttl: 0`) is wasted when nobody listens.
+/// for every fresh instance (`ttl: 0`) is wasted when nobody listens. Also
+/// the count of open streams that [`StreamLimits`] caps.
 #[derive(Debug, Default)]
 struct Interest {
     /// A plugin of the current chain subscribes to a lifecycle topic.
     plugins: AtomicBool,
     /// Event streams open right now (any of them may match).
     streams: AtomicUsize,
+    /// Open streams per client address.
+    clients: Mutex<HashMap<IpAddr, usize>>,
+    /// The caps.
+    limits: Mutex<StreamLimits>,
 }
 
-/// Held by an open event stream; counts it as a listener until dropped.
+/// Held by an open event stream; counts it (as a listener and against the
+/// caps) until dropped.
 #[derive(Debug)]
-pub struct StreamTicket(Arc<Interest>);
+pub struct StreamTicket {
+    interest: Arc<Interest>,
+    client: Option<IpAddr>,
+}
 
 impl Drop for StreamTicket {
     fn drop(&mut self) {
-        self.0.streams.fetch_sub(1, Ordering::Relaxed);
+        self.interest.streams.fetch_sub(1, Ordering::Relaxed);
+        if let Some(ip) = self.client {
+            let mut clients = self
+                .interest
+                .clients
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(n) = clients.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    clients.remove(&ip);
+                }
+            }
+        }
     }
 }
 
@@ -260,10 +340,51 @@ impl EventBus {
         self.interest.plugins.store(any, Ordering::Relaxed);
     }
 
-    /// Counts an event stream as a listener while the ticket lives.
-    pub fn stream_opened(&self) -> StreamTicket {
-        self.interest.streams.fetch_add(1, Ordering::Relaxed);
-        StreamTicket(self.interest.clone())
+    /// Sets the caps on open streams (streams already open stay open).
+    pub fn set_stream_limits(&self, limits: StreamLimits) {
+        *self
+            .interest
+            .limits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = limits;
+    }
+
+    /// Counts a stream from `client` (its address, when known) as open while
+    /// the ticket lives; refused when a cap of [`StreamLimits`] is reached.
+    pub fn open_stream(&self, client: Option<IpAddr>) -> Result<StreamTicket, StreamRefused> {
+        let limits = *self
+            .interest
+            .limits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // The per-client count is checked and taken under its lock; the
+        // total with one atomic step, so neither can be overshot.
+        let mut clients = self
+            .interest
+            .clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(ip) = client
+            && clients.get(&ip).copied().unwrap_or(0) >= limits.per_client
+        {
+            return Err(StreamRefused::Client(limits.per_client));
+        }
+        let taken = self
+            .interest
+            .streams
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < limits.total).then_some(n + 1)
+            });
+        if taken.is_err() {
+            return Err(StreamRefused::Server(limits.total));
+        }
+        if let Some(ip) = client {
+            *clients.entry(ip).or_default() += 1;
+        }
+        Ok(StreamTicket {
+            interest: self.interest.clone(),
+            client,
+        })
     }
 
     /// Publishes `event` to every current subscriber.
@@ -288,14 +409,32 @@ impl EventBus {
 
 #[cfg(test)]
 mod tests {
-    use super::EventBus;
+    use super::{EventBus, StreamLimits, StreamRefused};
+
+    #[test]
+    fn open_streams_are_capped_per_client_and_in_total_and_freed_on_drop() {
+        let bus = EventBus::default();
+        bus.set_stream_limits(StreamLimits {
+            total: 3,
+            per_client: 2,
+        });
+        let (a, b) = (Some([10, 0, 0, 1].into()), Some([10, 0, 0, 2].into()));
+        let a1 = bus.open_stream(a).unwrap();
+        let _a2 = bus.open_stream(a).unwrap();
+        assert_eq!(bus.open_stream(a).unwrap_err(), StreamRefused::Client(2));
+        let _b1 = bus.open_stream(b).unwrap();
+        assert_eq!(bus.open_stream(b).unwrap_err(), StreamRefused::Server(3));
+        assert_eq!(bus.open_stream(None).unwrap_err(), StreamRefused::Server(3));
+        drop(a1);
+        let _again = bus.open_stream(a).expect("a closed stream frees its slot");
+    }
 
     #[test]
     fn lifecycle_events_are_wanted_only_while_someone_listens() {
         let bus = EventBus::default();
         assert!(!bus.wants_lifecycle(), "nobody listens on a new bus");
-        let stream = bus.stream_opened();
-        let again = bus.clone().stream_opened();
+        let stream = bus.open_stream(None).unwrap();
+        let again = bus.clone().open_stream(None).unwrap();
         assert!(bus.wants_lifecycle());
         drop(stream);
         assert!(bus.wants_lifecycle(), "one stream is still open");

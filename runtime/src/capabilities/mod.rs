@@ -31,8 +31,9 @@ use serde_json::Value;
 
 pub use context::{GuestContext, HostServices, ServiceRouter};
 pub use events::{
-    Event, EventBus, EventsGrant, PLUGIN_LOADED, StreamTicket, TopicPattern, WORKER_SPAWN,
-    WORKER_TERMINATE,
+    DEFAULT_MAX_STREAMS, DEFAULT_MAX_STREAMS_PER_CLIENT, Event, EventBus, EventsGrant,
+    MAX_EVENT_BYTES, PLUGIN_LOADED, StreamLimits, StreamRefused, StreamTicket, TopicPattern,
+    WORKER_SPAWN, WORKER_TERMINATE,
 };
 pub use hosts::HostPattern;
 pub use http::{HttpGrant, UrlPattern, is_private_address};

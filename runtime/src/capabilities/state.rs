@@ -6,6 +6,9 @@
 //! JSON; every write gets a new version from one process-wide counter, so
 //! versions are monotonic and `state_cas` can compare them. TTLs are in
 //! milliseconds and expired entries are invisible at once (removed lazily).
+//! A namespace is bounded: keys of at most [`MAX_KEY_BYTES`], values of at
+//! most [`MAX_VALUE_BYTES`] of JSON, [`MAX_KEYS`] keys and
+//! [`MAX_NAMESPACE_BYTES`] of keys and values together.
 //!
 //! Host functions (all take and return JSON, in the `{"ok"}/{"error"}` envelope):
 //!
@@ -35,6 +38,9 @@ pub(super) const MAX_KEYS: usize = 100_000;
 pub(super) const MAX_VALUE_BYTES: usize = 1 << 20;
 /// Longest key.
 pub(super) const MAX_KEY_BYTES: usize = 1024;
+/// Most bytes one namespace may hold: its keys plus its values' JSON text.
+/// Without it, [`MAX_KEYS`] values of [`MAX_VALUE_BYTES`] would be 100 GB.
+pub(super) const MAX_NAMESPACE_BYTES: usize = 64 << 20;
 
 /// The `state` capability.
 pub(super) struct StateSpec;
@@ -168,6 +174,11 @@ fn function(name: &'static str, op: StateOp) -> HostFunction {
     )
 }
 
+/// The bytes of `v` as JSON text.
+fn json_size(v: &Value) -> usize {
+    serde_json::to_vec(v).map_or(usize::MAX, |b| b.len())
+}
+
 pub(super) fn no_context() -> HostError {
     HostError::new(
         "unavailable",
@@ -183,6 +194,8 @@ pub struct StateEntry {
     /// Its version (monotonic across the process).
     pub version: u64,
     expires: Option<Instant>,
+    /// What it counts against [`MAX_NAMESPACE_BYTES`]: key and JSON bytes.
+    size: usize,
 }
 
 impl StateEntry {
@@ -215,7 +228,35 @@ impl From<StateError> for HostError {
     }
 }
 
-type Namespace = Arc<Mutex<BTreeMap<String, StateEntry>>>;
+type Namespace = Arc<Mutex<Space>>;
+
+/// One plugin's entries and the bytes they hold.
+#[derive(Debug, Default)]
+struct Space {
+    entries: BTreeMap<String, StateEntry>,
+    bytes: usize,
+}
+
+impl Space {
+    /// Drops expired entries.
+    fn purge(&mut self, now: Instant) {
+        let mut freed = 0;
+        self.entries.retain(|_, e| {
+            let live = e.live(now);
+            if !live {
+                freed += e.size;
+            }
+            live
+        });
+        self.bytes -= freed;
+    }
+
+    fn remove(&mut self, key: &str) -> Option<StateEntry> {
+        let e = self.entries.remove(key)?;
+        self.bytes -= e.size;
+        Some(e)
+    }
+}
 
 /// Every plugin's namespace.
 ///
@@ -246,46 +287,68 @@ impl StateStore {
         self.versions.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    fn check(key: &str, value: Option<&Value>) -> Result<(), StateError> {
+    /// Checks the key and the value's size; returns the value's JSON size.
+    fn check(key: &str, value: Option<&Value>) -> Result<usize, StateError> {
         if key.is_empty() || key.len() > MAX_KEY_BYTES {
             return Err(StateError::Limit(format!(
-                "keys must be 1 to {MAX_KEY_BYTES} bytes long"
+                "keys must be 1 to {MAX_KEY_BYTES} bytes long, this one is {}",
+                key.len()
             )));
         }
-        if let Some(v) = value {
-            let size = serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX);
-            if size > MAX_VALUE_BYTES {
-                return Err(StateError::Limit(format!(
-                    "a value may be at most {MAX_VALUE_BYTES} bytes of JSON; this one is {size}"
-                )));
-            }
+        let size = value.map_or(0, json_size);
+        if size > MAX_VALUE_BYTES {
+            return Err(StateError::Limit(format!(
+                "a value may be at most {MAX_VALUE_BYTES} bytes of JSON; this one is {size}"
+            )));
         }
-        Ok(())
+        Ok(size)
     }
 
+    /// Stores `value` (`value_size` bytes of JSON) at `key`, within the
+    /// namespace's caps on keys and bytes (expired entries are dropped to
+    /// make room first).
     fn insert(
         &self,
-        map: &mut BTreeMap<String, StateEntry>,
+        space: &mut Space,
         key: &str,
         value: Value,
+        value_size: usize,
         ttl: Option<Duration>,
     ) -> Result<u64, StateError> {
-        if !map.contains_key(key) && map.len() >= MAX_KEYS {
-            let now = Instant::now();
-            map.retain(|_, e| e.live(now));
-            if map.len() >= MAX_KEYS {
-                return Err(StateError::Limit(format!(
-                    "the namespace holds {MAX_KEYS} keys, its maximum; delete some or set TTLs"
-                )));
+        let size = key.len() + value_size;
+        let fits = |s: &Space| {
+            let old = s.entries.get(key).map(|e| e.size);
+            let keys_ok = old.is_some() || s.entries.len() < MAX_KEYS;
+            let bytes_ok = s.bytes - old.unwrap_or(0) + size <= MAX_NAMESPACE_BYTES;
+            (keys_ok, bytes_ok)
+        };
+        if fits(space) != (true, true) {
+            space.purge(Instant::now());
+            match fits(space) {
+                (false, _) => {
+                    return Err(StateError::Limit(format!(
+                        "the namespace holds {MAX_KEYS} keys, its maximum; delete some or set TTLs"
+                    )));
+                }
+                (_, false) => {
+                    return Err(StateError::Limit(format!(
+                        "the namespace holds {} bytes of keys and values; {size} more would pass its maximum of {MAX_NAMESPACE_BYTES}; delete some or set TTLs",
+                        space.bytes
+                    )));
+                }
+                _ => {}
             }
         }
         let version = self.next_version();
-        map.insert(
+        space.remove(key);
+        space.bytes += size;
+        space.entries.insert(
             key.to_owned(),
             StateEntry {
                 value,
                 version,
                 expires: ttl.map(|t| Instant::now() + t),
+                size,
             },
         );
         Ok(version)
@@ -295,7 +358,10 @@ impl StateStore {
     pub fn get(&self, ns: &str, key: &str) -> Option<StateEntry> {
         let n = self.namespace(ns);
         let map = n.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(key).filter(|e| e.live(Instant::now())).cloned()
+        map.entries
+            .get(key)
+            .filter(|e| e.live(Instant::now()))
+            .cloned()
     }
 
     /// Stores `value`; returns its version.
@@ -306,10 +372,10 @@ impl StateStore {
         value: Value,
         ttl: Option<Duration>,
     ) -> Result<u64, StateError> {
-        Self::check(key, Some(&value))?;
+        let size = Self::check(key, Some(&value))?;
         let n = self.namespace(ns);
         let mut map = n.lock().unwrap_or_else(|p| p.into_inner());
-        self.insert(&mut map, key, value, ttl)
+        self.insert(&mut map, key, value, size, ttl)
     }
 
     /// Removes `key`; whether a live entry was there.
@@ -323,9 +389,9 @@ impl StateStore {
     pub fn list(&self, ns: &str, prefix: &str, limit: usize) -> Vec<Value> {
         let n = self.namespace(ns);
         let mut map = n.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        map.retain(|_, e| e.live(now));
-        map.range(prefix.to_owned()..)
+        map.purge(Instant::now());
+        map.entries
+            .range(prefix.to_owned()..)
             .take_while(|(k, _)| k.starts_with(prefix))
             .take(limit)
             .map(|(k, e)| serde_json::json!({"key": k, "value": e.value, "version": e.version}))
@@ -342,17 +408,18 @@ impl StateStore {
         value: Value,
         ttl: Option<Duration>,
     ) -> Result<(bool, u64), StateError> {
-        Self::check(key, Some(&value))?;
+        let size = Self::check(key, Some(&value))?;
         let n = self.namespace(ns);
         let mut map = n.lock().unwrap_or_else(|p| p.into_inner());
         let current = map
+            .entries
             .get(key)
             .filter(|e| e.live(Instant::now()))
             .map_or(0, |e| e.version);
         if current != expected {
             return Ok((false, current));
         }
-        Ok((true, self.insert(&mut map, key, value, ttl)?))
+        Ok((true, self.insert(&mut map, key, value, size, ttl)?))
     }
 
     /// Adds `by` to the integer at `key` (absent = 0), atomically. The TTL
@@ -368,7 +435,7 @@ impl StateStore {
         let n = self.namespace(ns);
         let mut map = n.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        let (current, expires) = match map.get(key).filter(|e| e.live(now)) {
+        let (current, expires) = match map.entries.get(key).filter(|e| e.live(now)) {
             Some(e) => (
                 e.value.as_i64().ok_or_else(|| {
                     StateError::Type(format!("`{key}` holds {}, not an integer", e.value))
@@ -377,16 +444,18 @@ impl StateStore {
             ),
             None => (0, ttl.map(|t| now + t)),
         };
-        let value = current.checked_add(by).ok_or_else(|| {
+        let sum = current.checked_add(by).ok_or_else(|| {
             StateError::Limit(format!(
                 "incrementing `{key}` by {by} overflows a 64-bit integer"
             ))
         })?;
-        let version = self.insert(&mut map, key, Value::from(value), None)?;
-        if let Some(e) = map.get_mut(key) {
+        let value = Value::from(sum);
+        let size = json_size(&value);
+        let version = self.insert(&mut map, key, value, size, None)?;
+        if let Some(e) = map.entries.get_mut(key) {
             e.expires = expires;
         }
-        Ok((value, version))
+        Ok((sum, version))
     }
 }
 
@@ -416,6 +485,27 @@ mod tests {
         std::thread::sleep(Duration::from_millis(3));
         assert!(s.get("p", "t").is_none());
         assert_eq!(s.list("p", "", 10).len(), 1);
+    }
+
+    #[test]
+    fn a_namespace_holds_a_bounded_number_of_bytes() {
+        let s = StateStore::default();
+        let big = Value::from("x".repeat(MAX_VALUE_BYTES - 2));
+        let fit = MAX_NAMESPACE_BYTES / (MAX_VALUE_BYTES + 2);
+        for i in 0..fit {
+            s.set("p", &format!("k{i}"), big.clone(), None).unwrap();
+        }
+        let err = s.set("p", "one-more", big.clone(), None).unwrap_err();
+        assert!(
+            matches!(&err, StateError::Limit(m) if m.contains("bytes of keys and values")),
+            "{err}"
+        );
+        // Replacing an entry counts only the difference; deleting frees room.
+        s.set("p", "k0", big.clone(), None).unwrap();
+        assert!(s.delete("p", "k1"));
+        s.set("p", "one-more", big.clone(), None).unwrap();
+        // Another plugin has its own budget.
+        s.set("q", "k", big, None).unwrap();
     }
 
     #[test]

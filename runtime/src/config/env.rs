@@ -17,6 +17,8 @@
 //! | `RUNTIME_SHUTDOWN_TIMEOUT` | `30s` | after SIGTERM/Ctrl-C, in-flight requests get this long before they are cut and the process exits |
 //! | `RUNTIME_DATA_DIR` | `./data` | databases of the `sql` capability (`<name>.db`, SQLite, WAL) |
 //! | `RUNTIME_MAX_TENANTS` | 1000 | most tenants per database (each is a file; creating one more is refused) |
+//! | `RUNTIME_MAX_STREAMS` | 1024 | most event streams (plugin SSE routes, `/_/sse`) open at once (503 beyond) |
+//! | `RUNTIME_MAX_STREAMS_PER_CLIENT` | 32 | most event streams open at once from one client address (429 beyond) |
 //! | `RUNTIME_CONFIG` | `./buntime.jsonc` (optional there) | the plugin configuration file |
 //! | `RUNTIME_CACHE_DIR` | `$XDG_CACHE_HOME/buntime` | compiled-module cache (`off` disables it) |
 //! | `RUNTIME_WASM_GUARD_PAGES` | `0` | `1`: bounds-check guest memory with guard pages instead of explicit checks |
@@ -70,6 +72,9 @@ pub struct RuntimeEnv {
     pub data_dir: PathBuf,
     /// `RUNTIME_MAX_TENANTS`: most tenants per database.
     pub max_tenants: usize,
+    /// `RUNTIME_MAX_STREAMS` and `RUNTIME_MAX_STREAMS_PER_CLIENT`: caps on
+    /// open event streams.
+    pub stream_limits: crate::capabilities::StreamLimits,
     /// `RUNTIME_HEADER_TIMEOUT`: a client must send its request head within this.
     pub header_timeout: Duration,
     /// `RUNTIME_MAX_HEADERS`: most header lines in one request.
@@ -250,6 +255,29 @@ impl RuntimeEnv {
                     )
                 })?,
         };
+        let count = |name: &str, default: usize| match var(name) {
+            None => Ok(default),
+            Some(n) => n
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=1_000_000).contains(n))
+                .ok_or_else(|| {
+                    err(
+                        name,
+                        format!("`{n}` is not a whole number from 1 to 1000000"),
+                    )
+                }),
+        };
+        let stream_limits = crate::capabilities::StreamLimits {
+            total: count(
+                "RUNTIME_MAX_STREAMS",
+                crate::capabilities::DEFAULT_MAX_STREAMS,
+            )?,
+            per_client: count(
+                "RUNTIME_MAX_STREAMS_PER_CLIENT",
+                crate::capabilities::DEFAULT_MAX_STREAMS_PER_CLIENT,
+            )?,
+        };
         Ok(Self {
             port,
             host,
@@ -259,6 +287,7 @@ impl RuntimeEnv {
             shutdown_timeout,
             data_dir,
             max_tenants,
+            stream_limits,
             header_timeout,
             max_headers,
             max_header_bytes,

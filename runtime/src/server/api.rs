@@ -153,27 +153,42 @@ pub(crate) async fn stats(State(state): State<AppState>) -> Json<Value> {
 /// `GET /_/sse`: `/_/stats` as server-sent events, one `stats` event a second,
 /// until the client goes away (the stream is dropped with the connection) or
 /// the server shuts down.
+///
+/// Counted against the caps on open streams, like plugin streams.
 pub(crate) async fn sse(
     State(state): State<AppState>,
-) -> axum::response::sse::Sse<
-    impl futures_util::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
-> {
+    client: Option<axum::Extension<super::ClientAddr>>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
     use axum::response::sse::{Event, KeepAlive, Sse};
+    let events = &state.plugins.services().events;
+    let ticket = match events.open_stream(client.map(|c| c.0.0.ip())) {
+        Ok(t) => t,
+        Err(e) => return super::plugin_stream::stream_refused(&e),
+    };
     let ticks = tokio::time::interval(std::time::Duration::from_secs(1));
-    let stream = futures_util::stream::unfold((state, ticks), |(state, mut ticks)| async move {
-        ticks.tick().await;
-        // End the stream on shutdown so it does not hold the drain open.
-        if state.shutting_down.load(Ordering::Relaxed) {
-            return None;
-        }
-        let event = Event::default()
-            .event("stats")
-            .json_data(stats_snapshot(&state));
-        let event =
-            event.unwrap_or_else(|_| Event::default().event("error").data("serialisation failed"));
-        Some((Ok(event), (state, ticks)))
-    });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    let stream = futures_util::stream::unfold(
+        (state, ticks, ticket),
+        |(state, mut ticks, ticket)| async move {
+            ticks.tick().await;
+            // End the stream on shutdown so it does not hold the drain open.
+            if state.shutting_down.load(Ordering::Relaxed) {
+                return None;
+            }
+            let event = Event::default()
+                .event("stats")
+                .json_data(stats_snapshot(&state));
+            let event = event
+                .unwrap_or_else(|_| Event::default().event("error").data("serialisation failed"));
+            Some((
+                Ok::<_, std::convert::Infallible>(event),
+                (state, ticks, ticket),
+            ))
+        },
+    );
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 fn stats_snapshot(state: &AppState) -> Value {

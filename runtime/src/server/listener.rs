@@ -113,7 +113,7 @@ pub(crate) async fn run(
     let open = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
@@ -139,9 +139,11 @@ pub(crate) async fn run(
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
         let activity = Activity::new();
-        let service = TowerToHyperService::new(
-            service.for_connection(activity.clone(), limits.body_read_timeout),
-        );
+        let service = TowerToHyperService::new(service.for_connection(
+            activity.clone(),
+            limits.body_read_timeout,
+            peer,
+        ));
         let io = TokioIo::new(Watched::new(stream, activity.clone()));
         let mut phase = phase_rx.clone();
         tokio::spawn(async move {

@@ -37,7 +37,7 @@ pub use apps::{AppKind, AppSettingsCache, detect_kind, load_settings};
 pub use error::{ApiError, ErrorDetail, RequestId};
 pub use listener::ConnectionLimits;
 pub use pipeline::{IDENTITY_HEADERS, strip_identity};
-pub use service::BuntimeService;
+pub use service::{BuntimeService, ClientAddr};
 pub use static_cache::StaticCache;
 
 use crate::capabilities::HostServices;

@@ -145,11 +145,16 @@ async fn call_handle(
         if let Err(bad) = guest.check_body(initial) {
             return bad_gateway(&plugin.malformed("handle", bad));
         }
+        let client = parts
+            .extensions
+            .get::<super::ClientAddr>()
+            .map(|c| c.0.ip());
         return super::plugin_stream::event_stream(
             plugin,
             head,
             &state.shutting_down,
             state.error_detail,
+            client,
         );
     }
     response_from_head(head, ext.remove::<ResponseBody>(), &guest).unwrap_or_else(|detail| {

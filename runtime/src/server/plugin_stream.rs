@@ -28,7 +28,9 @@ use tokio::sync::broadcast;
 
 use super::error::{ApiError, ErrorDetail};
 use super::pipeline::bad_gateway;
-use crate::capabilities::{Capability, Event, EventsGrant, StreamTicket, TopicPattern};
+use crate::capabilities::{
+    Capability, Event, EventsGrant, StreamRefused, StreamTicket, TopicPattern,
+};
 use crate::plugins::Plugin;
 
 /// Shortest interval between two `poll` calls.
@@ -53,12 +55,14 @@ fn named(name: &str) -> SseEvent {
     SseEvent::default().event(event_name(name))
 }
 
-/// Turns `head` (with `events`) into a live event stream.
+/// Turns `head` (with `events`) into a live event stream for `client`, or
+/// refuses it when the caps on open streams are reached.
 pub(super) fn event_stream(
     plugin: &Arc<Plugin>,
     head: ResponseHead,
     stopping: &Arc<AtomicBool>,
     detail: ErrorDetail,
+    client: Option<std::net::IpAddr>,
 ) -> Response {
     let patterns = head.events;
     let grant = plugin.grants.get::<EventsGrant>(Capability::EVENTS);
@@ -97,6 +101,10 @@ pub(super) fn event_stream(
         )
         .into_response();
     };
+    let ticket = match cx.host.events.open_stream(client) {
+        Ok(t) => t,
+        Err(e) => return stream_refused(&e),
+    };
     let name = head.event;
     let mut pending = VecDeque::new();
     if let Some(body) = head.body {
@@ -110,7 +118,7 @@ pub(super) fn event_stream(
         spec: p,
     });
     let state = StreamState {
-        _listening: cx.host.events.stream_opened(),
+        _listening: ticket,
         rx: cx.host.events.subscribe(),
         patterns: parsed,
         stopping: stopping.clone(),
@@ -138,6 +146,17 @@ pub(super) fn event_stream(
         .into_response()
 }
 
+/// The answer to a stream over a cap: 429 when this client has too many
+/// open, 503 when the server has.
+pub(super) fn stream_refused(e: &StreamRefused) -> Response {
+    let (status, code) = match e {
+        StreamRefused::Client(_) => (StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_STREAMS"),
+        StreamRefused::Server(_) => (StatusCode::SERVICE_UNAVAILABLE, "STREAMS_EXHAUSTED"),
+    };
+    tracing::debug!(%e, "event stream refused");
+    ApiError::new(status, code, e.to_string()).into_response()
+}
+
 struct Poller {
     /// Weak, so an open stream never keeps a retired plugin alive.
     plugin: Weak<Plugin>,
@@ -155,7 +174,8 @@ struct Produced {
 }
 
 struct StreamState {
-    /// Counts this stream as a listener for lifecycle events.
+    /// Counts this stream as a listener for lifecycle events and against
+    /// the caps on open streams.
     _listening: StreamTicket,
     rx: broadcast::Receiver<Event>,
     patterns: Vec<TopicPattern>,

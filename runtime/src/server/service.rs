@@ -52,7 +52,13 @@ pub struct BuntimeService {
 struct ConnectionScope {
     activity: Arc<Activity>,
     body_read_timeout: Duration,
+    peer: std::net::SocketAddr,
 }
+
+/// The address of the client a request came from (a request extension), for
+/// limits kept per client.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub std::net::SocketAddr);
 
 impl BuntimeService {
     pub(crate) fn new(core: Router, state: AppState) -> Self {
@@ -63,13 +69,15 @@ impl BuntimeService {
         }
     }
 
-    /// The service for one client connection: its requests count as in
-    /// flight on `activity` until answered or dropped, and their bodies
-    /// must keep arriving within `body_read_timeout`.
+    /// The service for one client connection from `peer`: its requests
+    /// count as in flight on `activity` until answered or dropped, their
+    /// bodies must keep arriving within `body_read_timeout`, and requests
+    /// to internal routes carry a [`ClientAddr`].
     pub(crate) fn for_connection(
         &self,
         activity: Arc<Activity>,
         body_read_timeout: Duration,
+        peer: std::net::SocketAddr,
     ) -> Self {
         Self {
             core: self.core.clone(),
@@ -77,6 +85,7 @@ impl BuntimeService {
             connection: Some(ConnectionScope {
                 activity,
                 body_read_timeout,
+                peer,
             }),
         }
     }
@@ -96,7 +105,7 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let (req, in_flight): (Request, _) = match &self.connection {
+        let (mut req, in_flight): (Request, _) = match &self.connection {
             Some(scope) => (
                 // A body known to be empty (most GETs) has nothing to wait
                 // for: no timer for it.
@@ -111,6 +120,13 @@ where
             ),
             None => (req.map(Body::new), None),
         };
+        // Only the internal routes (event streams) keep limits per client;
+        // app traffic does not pay for the extension.
+        if let Some(scope) = &self.connection
+            && req.uri().path().starts_with("/_/")
+        {
+            req.extensions_mut().insert(ClientAddr(scope.peer));
+        }
         if is_core(req.uri().path()) {
             let core = self.core.clone();
             Box::pin(async move {

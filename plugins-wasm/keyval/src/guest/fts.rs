@@ -18,6 +18,15 @@ use crate::store::{LIVE, NOW_MS, Store, blob, entry_of, prefix_end, unblob};
 pub const TOKENIZERS: [&str; 4] = ["unicode61", "porter", "ascii", "trigram"];
 /// Most fields in one index.
 const MAX_FIELDS: usize = 16;
+/// Most indexes per tenant unless the `maxIndexes` config says otherwise.
+const DEFAULT_MAX_INDEXES: u64 = 16;
+
+/// The most indexes one tenant (or the root) may have: config `maxIndexes`.
+fn max_indexes() -> u64 {
+    buntime_pdk::plugin::config("maxIndexes")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_MAX_INDEXES)
+}
 
 /// `POST /indexes {prefix, options: {fields, tokenize}}`.
 pub fn create(
@@ -54,10 +63,30 @@ pub fn create(
             "an index on this prefix exists; delete it first".into(),
         ));
     }
+    // Counted again inside the insert, so two creations cannot both pass.
+    let max = max_indexes();
     let added = store.sql().execute(
-        &format!("INSERT INTO kv_indexes (prefix, fields, tokenize, created_at) VALUES (?, ?, ?, {NOW_MS})"),
-        &[blob(prefix), json!(Value::from(fields.to_vec()).to_string()), json!(tokenize)],
+        &format!(
+            "INSERT INTO kv_indexes (prefix, fields, tokenize, created_at) \
+             SELECT ?, ?, ?, {NOW_MS} WHERE (SELECT count(*) FROM kv_indexes) < ?"
+        ),
+        &[
+            blob(prefix),
+            json!(Value::from(fields.to_vec()).to_string()),
+            json!(tokenize),
+            json!(max),
+        ],
     )?;
+    if added.rows_affected == 0 {
+        return Err(Failure(
+            429,
+            "TOO_MANY_INDEXES",
+            format!(
+                "this tenant has {max} full-text indexes, the most allowed; delete one \
+                 (DELETE /indexes?prefix=…) or raise the plugin's `maxIndexes` config"
+            ),
+        ));
+    }
     let id = added.last_insert_id;
     let t = format!("kv_fts_{id}");
     let cols: Vec<String> = (0..fields.len()).map(|i| format!("f{i}")).collect();

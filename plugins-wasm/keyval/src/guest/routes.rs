@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::keys::{self, Key};
 use crate::ops::{self, Selector};
-use crate::store::{Store, versionstamp};
+use crate::store::{Access, Store, versionstamp};
 use crate::{Failure, atomic, fts, metrics, queue, watch};
 
 type Outcome = Result<Response, Failure>;
@@ -107,8 +107,14 @@ fn tenant(req: &Request) -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
+/// The request's store for reading: an unknown tenant is a 404.
 fn store(req: &Request) -> Result<Store, Failure> {
-    Store::open(tenant(req))
+    Store::open(tenant(req), Access::Read)
+}
+
+/// The request's store for a write, which creates the tenant.
+fn store_for_write(req: &Request) -> Result<Store, Failure> {
+    Store::open(tenant(req), Access::Write)
 }
 
 fn with_store(req: &Request, f: impl FnOnce(&Store) -> Result<Value, Failure>) -> Outcome {
@@ -256,7 +262,7 @@ fn put(req: &Request, raw: &[String]) -> Outcome {
         })?)))
         .map_err(Failure::bad)?,
     };
-    let vs = ops::set(&store(req)?, &key, value.to_string(), expire_in)?;
+    let vs = ops::set(&store_for_write(req)?, &key, value.to_string(), expire_in)?;
     Ok(ok(&json!({ "ok": true, "versionstamp": vs })))
 }
 
@@ -321,7 +327,7 @@ fn delete_batch(req: &Request) -> Outcome {
 
 fn commit(req: &Request) -> Outcome {
     let (checks, mutations) = atomic::parse(&body(req)?)?;
-    let s = store(req)?;
+    let s = store_for_write(req)?;
     match atomic::commit(&s, &checks, &mutations)? {
         atomic::Outcome::Committed { versionstamp: v, changes } => {
             watch::publish(&s, &changes);
@@ -337,7 +343,7 @@ fn commit(req: &Request) -> Outcome {
 }
 
 fn enqueue(req: &Request) -> Outcome {
-    with_store(req, |s| queue::enqueue(s, &body(req)?))
+    Ok(ok(&queue::enqueue(&store_for_write(req)?, &body(req)?)?))
 }
 
 fn poll(req: &Request) -> Outcome {
@@ -374,7 +380,7 @@ fn listen(req: &Request) -> Outcome {
 /// The `queue_listen` export: dequeues at most 10 messages for a listen stream.
 pub fn queue_listen(input: Value) -> Result<Vec<Value>, buntime_pdk::Error> {
     let tenant = input["tenant"].as_str().map(str::to_owned);
-    let s = Store::open(tenant).map_err(|f| buntime_pdk::Error::msg(f.2))?;
+    let s = Store::open(tenant, Access::Read).map_err(|f| buntime_pdk::Error::msg(f.2))?;
     let mut out = Vec::new();
     while out.len() < 10 {
         match queue::dequeue(&s).map_err(|f| buntime_pdk::Error::msg(f.2))? {
@@ -487,7 +493,7 @@ fn index_create(req: &Request) -> Outcome {
         Failure::bad("`options.fields` is a list of field paths, e.g. [\"title\", \"body\"]")
     })?;
     let tokenize = options["tokenize"].as_str().unwrap_or("unicode61");
-    let created = fts::create(&store(req)?, &prefix, &fields, tokenize)?;
+    let created = fts::create(&store_for_write(req)?, &prefix, &fields, tokenize)?;
     Ok(Response::new(201)
         .header("content-type", "application/json")
         .body(created.to_string()))

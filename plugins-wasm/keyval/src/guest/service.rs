@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use crate::atomic::{self, Outcome};
 use crate::keys;
 use crate::ops::{self, Selector};
-use crate::store::{Store, versionstamp};
+use crate::store::{Access, Store, versionstamp};
 use crate::{Failure, queue, watch};
 
 /// The `kv` export.
@@ -31,9 +31,14 @@ pub fn kv(input: Value) -> Result<Value, Error> {
 
 fn run(input: &Value) -> Result<Value, Failure> {
     let tenant = input["tenant"].as_str().map(str::to_owned);
-    let store = Store::open(tenant)?;
+    let op = input["op"].as_str().unwrap_or("");
+    let access = match op {
+        "set" | "atomic" | "enqueue" => Access::Write,
+        _ => Access::Read,
+    };
+    let store = Store::open(tenant, access)?;
     let key = || keys::from_json(&input["key"]).map_err(|e| Failure::bad(format!("`key`: {e}")));
-    match input["op"].as_str().unwrap_or("") {
+    match op {
         "get" => Ok(ops::get(&store, &key()?)?.map_or(Value::Null, |e| json!(e))),
         "set" => {
             let value = input

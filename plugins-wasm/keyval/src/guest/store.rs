@@ -159,10 +159,22 @@ pub struct Store {
     pub tenant: Option<String>,
 }
 
+/// What a request does with a tenant's data: a read (or a delete) of a
+/// tenant that does not exist is a 404 and creates nothing; a write creates
+/// the tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Reads, deletes, queue answers: the tenant must exist.
+    Read,
+    /// Writes that add data: set, atomic, enqueue, index creation.
+    Write,
+}
+
 impl Store {
-    /// The store for `tenant`, its schema ensured (and, for a tenant seen for
-    /// the first time, its database created).
-    pub fn open(tenant: Option<String>) -> Result<Self, Failure> {
+    /// The store for `tenant`, its schema ensured. A tenant seen for the
+    /// first time is created by a [`Access::Write`]; for a read it must
+    /// exist (404 otherwise, and nothing is created).
+    pub fn open(tenant: Option<String>, access: Access) -> Result<Self, Failure> {
         let store = Self {
             db: config("database").unwrap_or_else(|| "default".into()),
             tenant,
@@ -171,14 +183,28 @@ impl Store {
         if READY.with(|r| r.borrow().contains(&id)) {
             return Ok(store);
         }
-        if let Some(t) = &store.tenant {
+        if let Some(t) = &store.tenant
+            && access == Access::Write
+        {
             sql::create_tenant(&store.db, t).map_err(|e| match e.code.as_str() {
                 "limit_exceeded" => Failure(429, "TOO_MANY_TENANTS", e.message),
                 _ => e.into(),
             })?;
         }
         let statements: Vec<(&str, Vec<Value>)> = SCHEMA.iter().map(|s| (*s, Vec::new())).collect();
-        store.sql().batch(&statements, true)?;
+        store.sql().batch(&statements, true).map_err(|e| {
+            match (&store.tenant, e.code.as_str()) {
+                (Some(t), "not_found") => Failure(
+                    404,
+                    "NOT_FOUND",
+                    format!(
+                        "tenant `{t}` does not exist: a tenant is created by its first write \
+                         (PUT /keys, POST /atomic, POST /queue/enqueue, POST /indexes)"
+                    ),
+                ),
+                _ => e.into(),
+            }
+        })?;
         READY.with(|r| r.borrow_mut().insert(id));
         Ok(store)
     }

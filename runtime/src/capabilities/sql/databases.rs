@@ -1,6 +1,18 @@
 //! The database files behind the `sql` capability: names, tenants, opening
-//! (WAL, busy timeout), a few idle connections per database, and running a
-//! job with a statement deadline.
+//! (WAL, busy timeout, the rules of [`super::guard`]), a few idle connections
+//! per database, and running a job with a statement deadline.
+//!
+//! Reads create nothing: a database the operator did not configure (and not
+//! `default`) is created by the first statement that writes to it, a tenant
+//! only by `sql_tenant_create`; anything else addressed to a missing file is
+//! `not_found`, with no file and no connection made.
+//!
+//! Durability is the host's: every connection is opened in WAL mode with
+//! `synchronous = NORMAL`, and guests cannot change either
+//! ([`super::guard`]). A commit is acknowledged once it is in the WAL, before
+//! an fsync; the WAL is synced at checkpoints. A crash of the process loses no
+//! acknowledged commit; a power loss or OS crash may lose the most recent
+//! ones, never the file's consistency.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -10,7 +22,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use super::{INLINE_BUDGET, STATEMENT_TIMEOUT, SqlJob};
+use super::{INLINE_BUDGET, STATEMENT_TIMEOUT, SqlJob, guard};
 use crate::wasm::HostError;
 
 /// Tenants per database unless `RUNTIME_MAX_TENANTS` says otherwise.
@@ -136,9 +148,46 @@ impl SqlDatabases {
         Ok(self.dir.join(format!("{db}.tenants")))
     }
 
-    fn open(&self, name: &str) -> Result<rusqlite::Connection, HostError> {
-        // A database is created on first use; a tenant's only by `sql_tenant_create`.
-        self.open_or_create(name, !name.contains('/'))
+    /// Whether `name` is a database the operator configured (or `default`):
+    /// those exist from the start, so using one may create its file.
+    fn configured(&self, name: &str) -> bool {
+        name == "default" || self.named.contains_key(name)
+    }
+
+    /// Whether database `db` exists: configured, or with a file or tenants.
+    pub(super) fn known(&self, db: &str) -> Result<bool, HostError> {
+        Ok(self.configured(db) || self.path(db)?.exists() || self.tenant_dir(db)?.exists())
+    }
+
+    /// A connection to `name` for a job running `statements`. A tenant's
+    /// database is created only by `sql_tenant_create`; a database that is
+    /// not configured only by a job that writes ([`writes_to_empty`]).
+    fn open(&self, name: &str, statements: &[String]) -> Result<rusqlite::Connection, HostError> {
+        if let Some(c) = self.idle_connection(name) {
+            return Ok(c);
+        }
+        let tenant = name.contains('/');
+        let create = !tenant
+            && (self.configured(name)
+                || self.path(name)?.exists()
+                || writes_to_empty(name, statements)?);
+        if !create && !tenant {
+            return Err(HostError::new(
+                "not_found",
+                format!(
+                    "database `{name}` does not exist: a database is created by its first write \
+                     (such as CREATE TABLE), or configured under `databases` in buntime.jsonc"
+                ),
+            ));
+        }
+        self.open_or_create(name, create)
+    }
+
+    fn idle_connection(&self, name: &str) -> Option<rusqlite::Connection> {
+        self.idle
+            .lock()
+            .ok()
+            .and_then(|mut m| m.get_mut(name)?.pop())
     }
 
     pub(super) fn open_or_create(
@@ -146,12 +195,7 @@ impl SqlDatabases {
         name: &str,
         create: bool,
     ) -> Result<rusqlite::Connection, HostError> {
-        if let Some(c) = self
-            .idle
-            .lock()
-            .ok()
-            .and_then(|mut m| m.get_mut(name)?.pop())
-        {
+        if let Some(c) = self.idle_connection(name) {
             return Ok(c);
         }
         let path = self.path(name)?;
@@ -177,11 +221,19 @@ impl SqlDatabases {
         conn.pragma_update(None, "journal_mode", "WAL")
             .and_then(|_| conn.pragma_update(None, "synchronous", "NORMAL"))
             .and_then(|_| conn.busy_timeout(STATEMENT_TIMEOUT))
+            .and_then(|_| guard::harden(&conn))
             .map_err(|e| HostError::new("unavailable", format!("database `{name}`: {e}")))?;
         Ok(conn)
     }
 
+    /// Keeps `conn` for the next job on `name`, unless a job left a
+    /// transaction open on it (the guard refuses `BEGIN`; a failed `COMMIT`
+    /// could still): such a connection is closed, which rolls it back, so
+    /// nothing of one call reaches the next.
     pub(super) fn release(&self, name: &str, conn: rusqlite::Connection) {
+        if !conn.is_autocommit() {
+            return;
+        }
         if let Ok(mut m) = self.idle.lock() {
             let list = m.entry(name.to_owned()).or_default();
             if list.len() < 8 {
@@ -204,6 +256,7 @@ impl SqlDatabases {
     pub(super) fn run(
         self: Arc<Self>,
         name: &str,
+        statements: Vec<String>,
         work: impl FnOnce(&mut rusqlite::Connection, Instant, &WriteLock) -> Result<Value, String>
         + Send
         + 'static,
@@ -211,14 +264,15 @@ impl SqlDatabases {
         let name = name.to_owned();
         self.path(&name)?;
         Ok(SqlJob::new(move || {
-            let mut conn = self.open(&name)?;
+            guard::clear_denial();
+            let mut conn = self.open(&name, &statements)?;
             let writer = self.writer(&name);
             let deadline = Instant::now() + STATEMENT_TIMEOUT;
             conn.progress_handler(10_000, Some(move || Instant::now() > deadline));
             let result = work(&mut conn, deadline, &writer);
             conn.progress_handler(0, None::<fn() -> bool>);
             self.release(&name, conn);
-            result.map_err(|m| HostError::new("sql_error", format!("database `{name}`: {m}")))
+            result.map_err(|m| refused(&name, m))
         }))
     }
 }
@@ -263,6 +317,42 @@ impl SqlDatabases {
         }
         result?.ok()
     }
+}
+
+/// The guest's error for a failed job on `name`: `sql_denied` when the
+/// guard refused a statement (the message says what and why), else
+/// `sql_error`.
+fn refused(name: &str, message: String) -> HostError {
+    let (message, denied) = guard::explain(message);
+    let code = if denied { "sql_denied" } else { "sql_error" };
+    HostError::new(code, format!("database `{name}`: {message}"))
+}
+
+/// Whether any of `statements` writes when run on an empty database: whether
+/// a job may create database `name`, which does not exist yet. A statement
+/// that reads, or names a table that does not exist, is no reason to make a
+/// file. Prepared on a private in-memory database under the same rules, so a
+/// refused statement is reported as such.
+fn writes_to_empty(name: &str, statements: &[String]) -> Result<bool, HostError> {
+    let conn = rusqlite::Connection::open_in_memory()
+        .and_then(|c| guard::harden(&c).map(|()| c))
+        .map_err(|e| HostError::new("internal", format!("an in-memory database: {e}")))?;
+    let mut writes = false;
+    for sql in statements {
+        match conn.prepare(sql) {
+            Ok(st) => writes |= !st.readonly(),
+            Err(e) => {
+                let (message, denied) = guard::explain(e.to_string());
+                if denied {
+                    return Err(HostError::new(
+                        "sql_denied",
+                        format!("database `{name}`: {message}"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(writes)
 }
 
 /// 1 to 64 letters, digits, `-` and `_`: safe as a file name.

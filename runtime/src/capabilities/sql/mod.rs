@@ -23,9 +23,15 @@
 //! (a separate file, so tenants are isolated by construction). Tenant ids are
 //! 1 to 64 letters, digits, `-` and `_`; the grant for `db` covers its tenants.
 //!
+//! Statements stay within their database ([`guard`]: no `ATTACH`, no
+//! extensions, no settings pragmas, nothing that outlives the call on a
+//! pooled connection; refusals are `sql_denied`), and reads create nothing
+//! ([`databases`]).
+//!
 //! Errors name the database and, in a batch, the statement's position.
 
 mod databases;
+mod guard;
 mod jobs;
 mod statements;
 
@@ -50,6 +56,10 @@ use crate::wasm::{HostError, HostFunction, ResultEncoding};
 pub(super) const STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most rows one query returns.
 pub(super) const MAX_ROWS: usize = 10_000;
+/// Most bytes of text and blobs one query returns (before JSON and base64):
+/// rows times the largest value would otherwise be far more than the host's
+/// memory (`SELECT zeroblob(…)` over a recursive count).
+pub(super) const MAX_RESULT_BYTES: usize = 64 << 20;
 
 /// The `sql` capability.
 pub(super) struct SqlSpec;
@@ -120,7 +130,7 @@ fn query_op(dbs: Arc<SqlDatabases>, req: Vec<u8>) -> Result<SqlJob, HostError> {
             })
         }) as InlineAttempt
     };
-    let full = dbs.run(&name, move |conn, deadline, writer| {
+    let full = dbs.run(&name, vec![r.sql.clone()], move |conn, deadline, writer| {
         query(conn, &r.sql, &r.params, deadline, Some(writer))
     })?;
     Ok(full.with_inline(quick))
@@ -130,14 +140,17 @@ fn execute_op(dbs: Arc<SqlDatabases>, req: Vec<u8>) -> Result<SqlJob, HostError>
     let r: Statement = parse(&req)?;
     dbs.run(
         &target(&r.db, r.tenant.as_deref())?,
+        vec![r.sql.clone()],
         move |conn, _, writer| execute(conn, &r.sql, &r.params, Some(writer)),
     )
 }
 
 fn batch_op(dbs: Arc<SqlDatabases>, req: Vec<u8>) -> Result<SqlJob, HostError> {
     let r: Batch = parse(&req)?;
+    let statements = r.statements.iter().map(|s| s.sql.clone()).collect();
     dbs.run(
         &target(&r.db, r.tenant.as_deref())?,
+        statements,
         move |conn, deadline, writer| batch(conn, &r, deadline, writer),
     )
 }
@@ -176,7 +189,15 @@ fn tenant_create_op(dbs: Arc<SqlDatabases>, req: Vec<u8>) -> Result<SqlJob, Host
 fn tenant_list_op(dbs: Arc<SqlDatabases>, req: Vec<u8>) -> Result<SqlJob, HostError> {
     let r: TenantReq = parse(&req)?;
     dbs.tenant_dir(&r.db)?;
-    Ok(SqlJob::new(move || Ok(json!(dbs.tenants(&r.db)?))))
+    Ok(SqlJob::new(move || {
+        if !dbs.known(&r.db)? {
+            return Err(HostError::new(
+                "not_found",
+                format!("database `{}` does not exist", r.db),
+            ));
+        }
+        Ok(json!(dbs.tenants(&r.db)?))
+    }))
 }
 
 fn tenant_delete_op(dbs: Arc<SqlDatabases>, req: Vec<u8>) -> Result<SqlJob, HostError> {
