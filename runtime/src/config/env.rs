@@ -348,6 +348,8 @@ mod tests {
             ("RUNTIME_MAX_HEADER_SIZE", "1"),
             ("RUNTIME_MAX_TENANTS", "0"),
             ("RUNTIME_MAX_TENANTS", "lots"),
+            ("RUNTIME_MAX_STREAMS", "0"),
+            ("RUNTIME_MAX_STREAMS_PER_CLIENT", "many"),
             ("RUNTIME_WASM_GUARD_PAGES", "maybe"),
             ("RUNTIME_WASM_PERF_MAP", "yes"),
             ("RUNTIME_IDLE_TIMEOUT", "0s"),
@@ -368,6 +370,23 @@ mod tests {
         assert_eq!(prod.pool_size, 500);
         assert_eq!(prod.plugin_dirs, vec![PathBuf::from("./plugins")]);
         assert_eq!(dev.max_tenants, 1000);
+        assert_eq!(
+            dev.stream_limits,
+            crate::capabilities::StreamLimits::default()
+        );
+        let streams = env(&[
+            ("RUNTIME_WORKER_DIRS", "a"),
+            ("RUNTIME_MAX_STREAMS", "10"),
+            ("RUNTIME_MAX_STREAMS_PER_CLIENT", "2"),
+        ])
+        .unwrap();
+        assert_eq!(
+            streams.stream_limits,
+            crate::capabilities::StreamLimits {
+                total: 10,
+                per_client: 2
+            }
+        );
         let few = env(&[("RUNTIME_WORKER_DIRS", "a"), ("RUNTIME_MAX_TENANTS", "3")]).unwrap();
         assert_eq!(few.max_tenants, 3);
         assert_eq!(dev.host, "0.0.0.0");

@@ -324,8 +324,11 @@ impl SqlDatabases {
 /// `sql_error`.
 fn refused(name: &str, message: String) -> HostError {
     let (message, denied) = guard::explain(message);
-    let code = if denied { "sql_denied" } else { "sql_error" };
-    HostError::new(code, format!("database `{name}`: {message}"))
+    if !denied {
+        return HostError::new("sql_error", format!("database `{name}`: {message}"));
+    }
+    tracing::warn!(database = name, "sql statement refused: {message}");
+    HostError::new("sql_denied", format!("database `{name}`: {message}"))
 }
 
 /// Whether any of `statements` writes when run on an empty database: whether
