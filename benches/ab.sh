@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# A/B load comparison of two `buntime` binaries (for example a change and the
+# commit before it) under the same load, in the same run: the warm hello app
+# with no plugin and through five no-op plugins. Prints req/s per round and
+# the median ratio B/A per scenario.
+#
+#   benches/ab.sh A_BINARY B_BINARY [seconds per scenario, default 5] [rounds, default 5]
+#
+# Both servers run at once on their own ports, and every round measures A
+# then B for each scenario, so the machine's drift reaches both alike (see
+# load.sh). wrk runs in the SCHED_BATCH class when the machine allows it.
+# Needs wrk, and the release guests: `cargo build --release -p buntime-fixtures`.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+a="${1:?usage: benches/ab.sh A_BINARY B_BINARY [secs] [rounds]}"
+b="${2:?usage: benches/ab.sh A_BINARY B_BINARY [secs] [rounds]}"
+secs="${3:-5}"
+rounds="${4:-5}"
+command -v wrk >/dev/null || { echo "ab.sh: wrk is missing (apt-get install wrk)" >&2; exit 1; }
+export RUST_LIB_BACKTRACE=0
+
+work="$(mktemp -d)"
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+guests=target/wasm-guests/wasm32-unknown-unknown/release
+mkdir -p "$work/apps/warm/1.0.0"
+cp "$guests/app_hello.wasm" "$work/apps/warm/1.0.0/app.wasm"
+echo '{ ttl: "10m", maxConcurrency: 64, maxRequests: 0 }' >"$work/apps/warm/1.0.0/worker.jsonc"
+for i in 1 2 3 4 5; do
+    mkdir -p "$work/plugins/noop$i"
+    cp "$guests/plugin_noop.wasm" "$work/plugins/noop$i/plugin.wasm"
+    echo "{ \"name\": \"noop$i\", \"version\": \"1.0.0\" }" >"$work/plugins/noop$i/manifest.jsonc"
+done
+echo '{ plugins: [] }' >"$work/none.jsonc"
+echo '{ plugins: ["noop1", "noop2", "noop3", "noop4", "noop5"] }' >"$work/five.jsonc"
+
+serve() { # binary port config
+    RUNTIME_WORKER_DIRS="$work/apps" RUNTIME_PLUGIN_DIRS="$work/plugins" RUNTIME_CONFIG="$3" \
+        RUNTIME_DATA_DIR="$work/data-$2" RUNTIME_CACHE_DIR=off RUNTIME_LOG_LEVEL=warn PORT="$2" \
+        "$1" serve >/dev/null &
+}
+serve "$a" 18201 "$work/none.jsonc"
+serve "$b" 18202 "$work/none.jsonc"
+serve "$a" 18203 "$work/five.jsonc"
+serve "$b" 18204 "$work/five.jsonc"
+for port in 18201 18202 18203 18204; do
+    for _ in $(seq 300); do
+        curl -fsS "http://127.0.0.1:$port/warm/" >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+done
+
+batch=""
+if chrt --batch 0 true 2>/dev/null; then batch="chrt --batch 0"; fi
+rps() { # url
+    $batch wrk -t2 -c32 -d"${secs}s" "$1" | awk '/Requests\/sec/ { print int($2) }'
+}
+for round in $(seq "$rounds"); do
+    for scenario in "warm 18201 18202" "five-plugins 18203 18204"; do
+        set -- $scenario
+        ra=$(rps "http://127.0.0.1:$2/warm/")
+        rb=$(rps "http://127.0.0.1:$3/warm/")
+        echo "$1 $ra $rb" | tee -a "$work/rounds"
+    done
+done
+echo
+printf '%-14s %12s %12s %8s\n' scenario "A req/s" "B req/s" "B/A"
+for s in warm five-plugins; do
+    awk -v s="$s" '$1 == s { print $2, $3, $3 / $2 }' "$work/rounds" | sort -n -k3 |
+        sed -n "$(( (rounds + 1) / 2 ))p" |
+        awk -v s="$s" '{ printf "%-14s %12d %12d %8.3f\n", s, $1, $2, $3 }'
+done
