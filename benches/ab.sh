@@ -6,8 +6,8 @@
 #
 #   benches/ab.sh A_BINARY B_BINARY [seconds per scenario, default 5] [rounds, default 5]
 #
-# Both servers run at once on their own ports, and every round measures A
-# then B for each scenario, so the machine's drift reaches both alike (see
+# Both servers run at once on their own ports, and every round measures both
+# for each scenario (alternating which goes first), so the machine's drift reaches both alike (see
 # load.sh). wrk runs in the SCHED_BATCH class when the machine allows it.
 # Needs wrk, and the release guests: `cargo build --release -p buntime-fixtures`.
 set -euo pipefail
@@ -57,8 +57,15 @@ rps() { # url
 for round in $(seq "$rounds"); do
     for scenario in "warm 18201 18202" "five-plugins 18203 18204"; do
         set -- $scenario
-        ra=$(rps "http://127.0.0.1:$2/warm/")
-        rb=$(rps "http://127.0.0.1:$3/warm/")
+        # Which binary goes first alternates, so neither always gets the
+        # cooler (or warmer) half of a round.
+        if [ $((round % 2)) -eq 1 ]; then
+            ra=$(rps "http://127.0.0.1:$2/warm/")
+            rb=$(rps "http://127.0.0.1:$3/warm/")
+        else
+            rb=$(rps "http://127.0.0.1:$3/warm/")
+            ra=$(rps "http://127.0.0.1:$2/warm/")
+        fi
         echo "$1 $ra $rb" | tee -a "$work/rounds"
     done
 done

@@ -3,8 +3,8 @@
 //! hyper's own header-read timer starts only once HTTP/1 has been chosen:
 //! a client that sends nothing, or part of the HTTP/2 preface, or an
 //! HTTP/2 connection with no stream open, is never timed out by it. So each
-//! connection carries an [`Activity`]: its socket ([`Watched`]) stamps the
-//! time whenever bytes move, and the service counts the requests in flight
+//! connection carries an [`Activity`]: its socket ([`Watched`]) counts
+//! whenever bytes move, and the service counts the requests in flight
 //! ([`InFlight`]). [`idle`] resolves — and the accept loop drops the
 //! connection — when
 //!
@@ -29,11 +29,16 @@ use tokio::time::Instant;
 
 /// The activity of one connection, shared by its socket, its requests and
 /// its watchdog.
+///
+/// The socket and the requests only bump a counter (a relaxed add on a line
+/// no other connection touches); reading the clock there, twice per request,
+/// was a measurable share of a warm request. The watchdog, which wakes a few
+/// times per idle period, is the one that looks at the time.
 #[derive(Debug)]
 pub(crate) struct Activity {
     accepted: Instant,
-    /// Milliseconds from `accepted` to the last byte moved or request ended.
-    last_ms: AtomicU64,
+    /// Bumped whenever bytes move or a request ends.
+    events: AtomicU64,
     in_flight: AtomicUsize,
     started_any: AtomicBool,
 }
@@ -42,15 +47,14 @@ impl Activity {
     pub(crate) fn new() -> Arc<Self> {
         Arc::new(Self {
             accepted: Instant::now(),
-            last_ms: AtomicU64::new(0),
+            events: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             started_any: AtomicBool::new(false),
         })
     }
 
     fn touch(&self) {
-        let ms = self.accepted.elapsed().as_millis().min(u64::MAX as u128) as u64;
-        self.last_ms.store(ms, Ordering::Relaxed);
+        self.events.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A request started; it counts as in flight until the guard drops
@@ -73,36 +77,43 @@ impl Drop for InFlight {
     }
 }
 
+/// How many looks per idle period: a quiet connection is closed between
+/// `idle` and `idle` plus one look after its last activity.
+const LOOKS_PER_PERIOD: u32 = 4;
+
 /// Resolves when the connection has outstayed its welcome (see the module
 /// docs): before its first request, `first_request` after the accept; then
 /// `idle` without a request in flight or a byte moved.
 pub(crate) async fn idle(activity: &Activity, first_request: Duration, idle: Duration) {
-    // The state changes without waking this future (a request starts, bytes
-    // move), so it looks again at least this often: a limit is enforced at
-    // most one period late.
-    let period = first_request.min(idle);
+    let look = (idle / LOOKS_PER_PERIOD).max(Duration::from_millis(1));
+    let first_due = activity.accepted + first_request;
+    let mut seen = activity.events.load(Ordering::Relaxed);
+    let mut quiet_since = Instant::now();
     loop {
         let now = Instant::now();
-        let due = if activity.started_any.load(Ordering::Relaxed) {
-            let last = Duration::from_millis(activity.last_ms.load(Ordering::Relaxed));
-            activity.accepted + last + idle
-        } else {
-            activity.accepted + first_request
-        };
-        if now >= due && activity.in_flight.load(Ordering::Relaxed) == 0 {
+        let events = activity.events.load(Ordering::Relaxed);
+        let busy = activity.in_flight.load(Ordering::Relaxed) > 0;
+        if events != seen || busy {
+            seen = events;
+            quiet_since = now;
+        }
+        if !activity.started_any.load(Ordering::Relaxed) {
+            // Before the first request only its deadline counts, however
+            // many bytes trickle in.
+            if now >= first_due {
+                return;
+            }
+            tokio::time::sleep_until(first_due.min(now + look)).await;
+            continue;
+        }
+        if !busy && now.duration_since(quiet_since) >= idle {
             return;
         }
-        // Past due with a request running: its own deadlines bound it.
-        let next = if now >= due {
-            now + period
-        } else {
-            due.min(now + period)
-        };
-        tokio::time::sleep_until(next).await;
+        tokio::time::sleep(look).await;
     }
 }
 
-/// A socket that stamps its connection's [`Activity`] whenever bytes move.
+/// A socket that counts on its connection's [`Activity`] whenever bytes move.
 #[derive(Debug)]
 pub(crate) struct Watched<S> {
     inner: S,
