@@ -189,23 +189,20 @@ impl RuntimeEnv {
                     )
                 }),
         };
+        // A whole number from 1 to `max`.
+        let count = |name: &str, default: usize, max: usize| match var(name) {
+            None => Ok(default),
+            Some(n) => n
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| err(name, format!("`{n}` is not a whole number from 1 to {max}"))),
+        };
         let header_timeout = duration("RUNTIME_HEADER_TIMEOUT", Duration::from_secs(10))?;
         let idle_timeout = duration("RUNTIME_IDLE_TIMEOUT", Duration::from_secs(60))?;
         let body_timeout = duration("RUNTIME_BODY_TIMEOUT", Duration::from_secs(30))?;
         let shutdown_timeout = duration("RUNTIME_SHUTDOWN_TIMEOUT", Duration::from_secs(30))?;
-        let max_connections = match var("RUNTIME_MAX_CONNECTIONS") {
-            None => 10_000,
-            Some(n) => n
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=1_000_000).contains(n))
-                .ok_or_else(|| {
-                    err(
-                        "RUNTIME_MAX_CONNECTIONS",
-                        format!("`{n}` is not a whole number from 1 to 1000000"),
-                    )
-                })?,
-        };
+        let max_connections = count("RUNTIME_MAX_CONNECTIONS", 10_000, 1_000_000)?;
         let host = match var("RUNTIME_HOST") {
             None => "0.0.0.0".to_owned(),
             // `[::1]`, as in a URL, means the address inside the brackets.
@@ -215,19 +212,7 @@ impl RuntimeEnv {
                 .unwrap_or(h)
                 .to_owned(),
         };
-        let max_headers = match var("RUNTIME_MAX_HEADERS") {
-            None => 100,
-            Some(n) => n
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=10_000).contains(n))
-                .ok_or_else(|| {
-                    err(
-                        "RUNTIME_MAX_HEADERS",
-                        format!("`{n}` is not a whole number from 1 to 10000"),
-                    )
-                })?,
-        };
+        let max_headers = count("RUNTIME_MAX_HEADERS", 100, 10_000)?;
         let max_header_bytes = match var("RUNTIME_MAX_HEADER_SIZE") {
             None => 64 << 10,
             Some(n) => super::parse_size(n)
@@ -242,40 +227,21 @@ impl RuntimeEnv {
                 })?,
         };
         let data_dir = PathBuf::from(var("RUNTIME_DATA_DIR").unwrap_or("./data"));
-        let max_tenants = match var("RUNTIME_MAX_TENANTS") {
-            None => crate::capabilities::DEFAULT_MAX_TENANTS,
-            Some(n) => n
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=1_000_000).contains(n))
-                .ok_or_else(|| {
-                    err(
-                        "RUNTIME_MAX_TENANTS",
-                        format!("`{n}` is not a whole number from 1 to 1000000"),
-                    )
-                })?,
-        };
-        let count = |name: &str, default: usize| match var(name) {
-            None => Ok(default),
-            Some(n) => n
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=1_000_000).contains(n))
-                .ok_or_else(|| {
-                    err(
-                        name,
-                        format!("`{n}` is not a whole number from 1 to 1000000"),
-                    )
-                }),
-        };
+        let max_tenants = count(
+            "RUNTIME_MAX_TENANTS",
+            crate::capabilities::DEFAULT_MAX_TENANTS,
+            1_000_000,
+        )?;
         let stream_limits = crate::capabilities::StreamLimits {
             total: count(
                 "RUNTIME_MAX_STREAMS",
                 crate::capabilities::DEFAULT_MAX_STREAMS,
+                1_000_000,
             )?,
             per_client: count(
                 "RUNTIME_MAX_STREAMS_PER_CLIENT",
                 crate::capabilities::DEFAULT_MAX_STREAMS_PER_CLIENT,
+                1_000_000,
             )?,
         };
         Ok(Self {
