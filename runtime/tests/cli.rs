@@ -137,14 +137,7 @@ fn serve_answers_and_exits_cleanly_on_sigterm() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let first = lines.next().expect("a first line").expect("utf-8");
-    let port: u16 = first
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no port in {first:?}"));
+    let port = announced_port(&mut child);
 
     let body = http_get(port, "/hello@1/");
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
@@ -193,17 +186,7 @@ fn serve_listens_on_runtime_host_and_exits_within_its_shutdown_timeout() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let first = BufReader::new(stdout)
-        .lines()
-        .next()
-        .expect("a first line")
-        .expect("utf-8");
-    let port: u16 = first
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no port in {first:?}"));
+    let port = announced_port(&mut child);
     let mut spinning = std::net::TcpStream::connect(("::1", port)).expect("connect over IPv6");
     {
         use std::io::Write;
@@ -212,17 +195,7 @@ fn serve_listens_on_runtime_host_and_exits_within_its_shutdown_timeout() {
     // The call is running once the server says so.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let mut s = std::net::TcpStream::connect(("::1", port)).expect("connect");
-        {
-            use std::io::Write;
-            write!(
-                s,
-                "GET /_/stats HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
-            )
-            .expect("write");
-        }
-        let mut stats = String::new();
-        s.read_to_string(&mut stats).expect("read");
+        let stats = http_get_at("::1", port, "/_/stats");
         if stats.contains(r#""active":1"#) {
             break;
         }
@@ -251,9 +224,28 @@ fn serve_listens_on_runtime_host_and_exits_within_its_shutdown_timeout() {
     }
 }
 
+/// The port `buntime serve` announces on the first line of its stdout.
+fn announced_port(child: &mut std::process::Child) -> u16 {
+    let stdout = child.stdout.take().expect("stdout");
+    let first = BufReader::new(stdout)
+        .lines()
+        .next()
+        .expect("a first line")
+        .expect("utf-8");
+    first
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no port in {first:?}"))
+}
+
 fn http_get(port: u16, path: &str) -> String {
+    http_get_at("127.0.0.1", port, path)
+}
+
+fn http_get_at(host: &str, port: u16, path: &str) -> String {
     use std::io::Write;
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let mut s = std::net::TcpStream::connect((host, port)).expect("connect");
     write!(
         s,
         "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
@@ -346,17 +338,7 @@ fn plugin_new_scaffolds_a_crate_that_builds_and_loads() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let first = BufReader::new(stdout)
-        .lines()
-        .next()
-        .expect("line")
-        .expect("utf-8");
-    let port: u16 = first
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.trim().parse().ok())
-        .expect("port");
+    let port = announced_port(&mut child);
     let routes = http_get(port, "/_/greeter/hello");
     assert!(
         routes.starts_with("HTTP/1.1 200") && routes.ends_with("hello from @acme/greeter"),

@@ -146,6 +146,9 @@ fn hand_off_worker() {
     let multi_thread = tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
     if multi_thread {
+        // `block_in_place` gives the worker's core to a new thread, but takes
+        // it back when the closure returns if that thread has not picked it
+        // up yet; a millisecond lets it, on a call already ten long.
         tokio::task::block_in_place(|| std::thread::sleep(std::time::Duration::from_millis(1)));
     }
 }
