@@ -86,6 +86,11 @@ pub struct Event {
     /// Who published it: a plugin's name, or `buntime` for lifecycle events.
     #[serde(default)]
     pub source: String,
+    /// `data`'s JSON text exactly as the publisher sent it (member order and
+    /// number spelling kept), when the host has it: event streams forward
+    /// this text rather than `data` printed again. Not part of the wire form.
+    #[serde(skip)]
+    pub text: Option<std::sync::Arc<str>>,
 }
 
 impl RequestDecision {

@@ -188,16 +188,20 @@ pub mod state {
 /// `events`: publishing (grant: `"events": {"publish": [...]}`).
 pub mod events {
     use serde::Serialize;
-    use serde_json::{Value, json};
+    use serde_json::Value;
 
     use super::{HostErrorBody, call, imports};
 
-    /// Publishes `data` on `topic`.
+    /// Publishes `data` on `topic`. `data` is serialized as it is (a
+    /// `RawValue` keeps its member order and number spelling on the way to
+    /// event streams).
     pub fn publish<T: Serialize>(topic: &str, data: &T) -> Result<(), HostErrorBody> {
-        let _: Value = call(
-            imports::events_publish,
-            &json!({ "topic": topic, "data": data }),
-        )?;
+        #[derive(Serialize)]
+        struct Publish<'a, T> {
+            topic: &'a str,
+            data: &'a T,
+        }
+        let _: Value = call(imports::events_publish, &Publish { topic, data })?;
         Ok(())
     }
 }
@@ -207,19 +211,30 @@ pub mod events {
 pub mod services {
     use serde::Serialize;
     use serde::de::DeserializeOwned;
-    use serde_json::json;
 
     use super::{HostErrorBody, call, imports};
 
-    /// Calls `function` of `plugin` with `input`.
+    /// Calls `function` of `plugin` with `input`, serialized as it is (pass
+    /// a `RawValue` to keep member order and number spelling; take one as
+    /// `O` to get the output's text unparsed).
     pub fn call_service<I: Serialize, O: DeserializeOwned>(
         plugin: &str,
         function: &str,
         input: &I,
     ) -> Result<O, HostErrorBody> {
+        #[derive(Serialize)]
+        struct Call<'a, I> {
+            plugin: &'a str,
+            function: &'a str,
+            input: &'a I,
+        }
         call(
             imports::services_call,
-            &json!({ "plugin": plugin, "function": function, "input": input }),
+            &Call {
+                plugin,
+                function,
+                input,
+            },
         )
     }
 }

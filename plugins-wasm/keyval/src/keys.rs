@@ -56,7 +56,8 @@ const TAG_NUMBER: u8 = 0x03;
 const TAG_BIGINT: u8 = 0x04;
 const TAG_BOOL: u8 = 0x05;
 
-/// Reads a key from JSON (`["users", 42, {"$bigint": "9"}]`).
+/// Reads a key from JSON (`["users", 42, {"$bigint": "9"}]`; a bigint part
+/// may also be the original client's `{"__type": "bigint", "value": "9"}`).
 pub fn from_json(v: &Value) -> Result<Key, String> {
     let Value::Array(items) = v else {
         return Err(format!(
@@ -89,6 +90,18 @@ fn part_from_json(v: &Value) -> Result<Part, String> {
             Part::BigInt(
                 text.parse()
                     .map_err(|_| format!("`$bigint` `{text}` is not a 64-bit integer"))?,
+            )
+        }
+        // The original client's tagged bigint.
+        Value::Object(o)
+            if o.len() == 2 && o.get("__type").and_then(Value::as_str) == Some("bigint") =>
+        {
+            let text = o["value"]
+                .as_str()
+                .ok_or("a tagged bigint's `value` must be a decimal string")?;
+            Part::BigInt(
+                text.parse()
+                    .map_err(|_| format!("the bigint `{text}` is not a 64-bit integer"))?,
             )
         }
         Value::Object(o) if o.len() == 1 && o.contains_key("$bytes") => {
@@ -329,6 +342,18 @@ mod tests {
         for k in &keys {
             assert_eq!(&decode(&encode(k)).unwrap(), k);
         }
+    }
+
+    #[test]
+    fn a_tagged_bigint_is_a_bigint_part() {
+        let tagged = serde_json::json!(["t", {"__type": "bigint", "value": "-9007199254740993"}]);
+        let ours = serde_json::json!(["t", {"$bigint": "-9007199254740993"}]);
+        assert_eq!(from_json(&tagged).unwrap(), from_json(&ours).unwrap());
+        let out_of_range =
+            serde_json::json!([{"__type": "bigint", "value": "9223372036854775808"}]);
+        assert!(from_json(&out_of_range).unwrap_err().contains("64-bit"));
+        let extra = serde_json::json!([{"__type": "bigint", "value": "1", "x": 1}]);
+        assert!(from_json(&extra).is_err());
     }
 
     #[test]

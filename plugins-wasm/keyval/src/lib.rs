@@ -7,6 +7,7 @@
 //! - [`atomic`]: commits (checks and mutations in one transaction);
 //! - [`ops`]: get, set, delete, list, count;
 //! - [`filter`]: `where` filters compiled to bound SQL;
+//! - [`json`]: values kept as the JSON text sent, and bigint operands;
 //! - [`queue`], [`fts`], [`watch`], [`metrics`];
 //! - [`routes`]: the REST API; [`service`]: the `kv` service.
 //!
@@ -15,6 +16,7 @@
 // The pure parts (key encoding, filters) also build natively, so their unit
 // tests run with `cargo test`; everything that calls the host is wasm-only.
 pub mod filter;
+pub mod json;
 pub mod keys;
 pub mod sqltime;
 

@@ -145,10 +145,22 @@ impl CapabilitySpec for EventsSpec {
                             ),
                         ));
                     }
+                    let (data, text) = match req.data {
+                        Some(raw) => {
+                            let data = serde_json::from_str(raw.get())
+                                .map_err(|e| HostError::invalid_argument(e.to_string()))?;
+                            // An event stream's `data:` is one line; text with a
+                            // line break (whitespace) is printed again instead.
+                            let one_line = !raw.get().contains(['\n', '\r']);
+                            (data, one_line.then(|| Arc::from(raw.get())))
+                        }
+                        None => (Value::Null, None),
+                    };
                     cx.host.events.publish(Event {
                         topic: req.topic,
-                        data: req.data,
+                        data,
                         source: cx.name.clone(),
+                        text,
                     });
                     Ok(None)
                 })()
@@ -161,8 +173,9 @@ impl CapabilitySpec for EventsSpec {
 #[serde(deny_unknown_fields)]
 struct PublishReq {
     topic: String,
+    /// Kept as text too, so streams forward it as published.
     #[serde(default)]
-    data: Value,
+    data: Option<Box<serde_json::value::RawValue>>,
 }
 
 /// A topic glob.
@@ -398,6 +411,7 @@ impl EventBus {
             topic: topic.to_owned(),
             data,
             source: "buntime".into(),
+            text: None,
         });
     }
 

@@ -89,7 +89,10 @@ impl CapabilitySpec for ServicesSpec {
                         ));
                     }
                     let router = cx.host.router().ok_or_else(no_context)?;
-                    let input = Bytes::from(serde_json::to_vec(&req.input).unwrap_or_default());
+                    let input = Bytes::from(
+                        req.input
+                            .map_or_else(|| "null".to_owned(), |raw| raw.get().to_owned()),
+                    );
                     Ok(router.call(&cx.name, &req.plugin, &req.function, input))
                 })();
                 Box::pin(async move {
@@ -111,6 +114,8 @@ impl CapabilitySpec for ServicesSpec {
 struct CallReq {
     plugin: String,
     function: String,
+    /// Passed on as text: the callee sees the caller's member order and
+    /// number spelling.
     #[serde(default)]
-    input: Value,
+    input: Option<Box<serde_json::value::RawValue>>,
 }

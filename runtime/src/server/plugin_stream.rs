@@ -166,11 +166,24 @@ struct Poller {
     last: Instant,
 }
 
+/// JSON text as one line (an event's `data:`): as written unless it has
+/// line breaks (whitespace outside strings), then printed again compactly.
+fn one_line(raw: Box<serde_json::value::RawValue>) -> String {
+    let text = raw.get();
+    if !text.contains(['\n', '\r']) {
+        return text.to_owned();
+    }
+    serde_json::from_str::<serde_json::Value>(text)
+        .map(|v| v.to_string())
+        .unwrap_or_default()
+}
+
 #[derive(Deserialize)]
 struct Produced {
     event: String,
+    /// Forwarded as the producer wrote it.
     #[serde(default)]
-    data: serde_json::Value,
+    data: Option<Box<serde_json::value::RawValue>>,
 }
 
 struct StreamState {
@@ -211,7 +224,7 @@ impl StreamState {
                 });
                 match produced {
                     Ok(items) => self.pending.extend(items.into_iter().map(|i| {
-                        named(&i.event).data(serde_json::to_string(&i.data).unwrap_or_default())
+                        named(&i.event).data(i.data.map_or_else(|| "null".to_owned(), one_line))
                     })),
                     Err(e) => {
                         tracing::warn!(
@@ -244,9 +257,10 @@ impl StreamState {
                         continue;
                     }
                     return Some(match &self.name {
-                        Some(n) => {
-                            named(n).data(serde_json::to_string(&event.data).unwrap_or_default())
-                        }
+                        Some(n) => named(n).data(match &event.text {
+                            Some(text) => text.to_string(),
+                            None => serde_json::to_string(&event.data).unwrap_or_default(),
+                        }),
                         None => named(&event.topic)
                             .data(serde_json::to_string(&event).unwrap_or_default()),
                     });

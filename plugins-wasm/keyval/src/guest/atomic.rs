@@ -10,6 +10,7 @@
 use serde_json::{Value, json};
 
 use crate::Failure;
+use crate::json::{RawValues, integer_operand, tagged_bigint};
 use crate::keys;
 use crate::store::{Entry, LIVE, NOW_MS, Store, blob, entry_of, parse_versionstamp};
 
@@ -36,12 +37,21 @@ pub enum Mutation {
     },
     /// Remove the key.
     Delete { key: Vec<u8> },
-    /// Add to a 64-bit integer (absent: set it).
-    Sum { key: Vec<u8>, by: i64 },
+    /// Add to a 64-bit integer (absent: start from zero). `tagged`: the
+    /// operand was a tagged bigint, so the result is stored tagged.
+    Sum { key: Vec<u8>, by: i64, tagged: bool },
     /// Keep the smaller integer.
-    Min { key: Vec<u8>, with: i64 },
+    Min {
+        key: Vec<u8>,
+        with: i64,
+        tagged: bool,
+    },
     /// Keep the larger integer.
-    Max { key: Vec<u8>, with: i64 },
+    Max {
+        key: Vec<u8>,
+        with: i64,
+        tagged: bool,
+    },
     /// Add elements to the end of an array (JSON array text).
     Append { key: Vec<u8>, items: String },
     /// Add elements to the start of an array.
@@ -118,6 +128,34 @@ fn combine(combined: &str) -> String {
     )
 }
 
+/// SQL: the integer `column` holds — a JSON integer, or a tagged bigint
+/// (`{"__type":"bigint","value":"<digits>"}`, digits written the canonical
+/// way within 64 bits); NULL for anything else.
+fn integer_of(column: &str) -> String {
+    let digits = format!("json_extract({column}, '$.value')");
+    format!(
+        "(CASE WHEN json_type({column}) = 'integer' THEN CAST({column} AS INTEGER) \
+         WHEN {} AND json_type({column}, '$.value') = 'text' \
+         AND CAST(CAST({digits} AS INTEGER) AS TEXT) = {digits} THEN CAST({digits} AS INTEGER) END)",
+        tagged(column)
+    )
+}
+
+/// SQL: whether `column` is a tagged bigint.
+fn tagged(column: &str) -> String {
+    format!("(json_type({column}) = 'object' AND json_extract({column}, '$.__type') = 'bigint')")
+}
+
+/// SQL: the integer `n` stored as the operands were: tagged when either
+/// was, a JSON integer otherwise.
+fn integer_result(n: &str) -> String {
+    format!(
+        "CASE WHEN {} OR {} THEN json_object('__type', 'bigint', 'value', CAST({n} AS TEXT)) ELSE {n} END",
+        tagged("value"),
+        tagged("excluded.value")
+    )
+}
+
 fn guard(column: &str, condition: &str) -> String {
     format!(
         "INSERT INTO kv_guard ({column}) SELECT 1 FROM kv_entries WHERE key = ? AND {LIVE} AND {condition}"
@@ -188,42 +226,45 @@ pub fn commit(store: &Store, checks: &[Check], mutations: &[Mutation]) -> Result
             Mutation::Delete { .. } => {
                 push("DELETE FROM kv_entries WHERE key = ?".into(), vec![k], what);
             }
-            Mutation::Sum { by, .. } => {
+            Mutation::Sum { by, tagged, .. } => {
+                let current = integer_of("value");
                 push(
-                    guard("not_integer", "json_type(value) != 'integer'"),
+                    guard("not_integer", &format!("{current} IS NULL")),
                     vec![k.clone()],
                     what.clone(),
                 );
                 push(
-                    guard(
-                        "overflow",
-                        "typeof(CAST(value AS INTEGER) + ?) != 'integer'",
-                    ),
+                    guard("overflow", &format!("typeof({current} + ?) != 'integer'")),
                     vec![k.clone(), json!(by)],
                     what.clone(),
                 );
                 push(
-                    combine("CAST(value AS INTEGER) + CAST(excluded.value AS INTEGER)"),
-                    vec![k, json!(by)],
+                    combine(&integer_result(&format!(
+                        "{current} + {}",
+                        integer_of("excluded.value")
+                    ))),
+                    vec![k, json!(operand_text(*by, *tagged))],
                     what,
                 );
             }
-            Mutation::Min { with, .. } | Mutation::Max { with, .. } => {
+            Mutation::Min { with, tagged, .. } | Mutation::Max { with, tagged, .. } => {
                 let f = if matches!(m, Mutation::Min { .. }) {
                     "min"
                 } else {
                     "max"
                 };
+                let current = integer_of("value");
                 push(
-                    guard("not_integer", "json_type(value) != 'integer'"),
+                    guard("not_integer", &format!("{current} IS NULL")),
                     vec![k.clone()],
                     what.clone(),
                 );
                 push(
-                    combine(&format!(
-                        "{f}(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))"
-                    )),
-                    vec![k, json!(with)],
+                    combine(&integer_result(&format!(
+                        "{f}({current}, {})",
+                        integer_of("excluded.value")
+                    ))),
+                    vec![k, json!(operand_text(*with, *tagged))],
                     what,
                 );
             }
@@ -345,6 +386,15 @@ pub fn commit(store: &Store, checks: &[Check], mutations: &[Mutation]) -> Result
     })
 }
 
+/// An integer operand as stored when the key is absent.
+fn operand_text(n: i64, tagged: bool) -> String {
+    if tagged {
+        tagged_bigint(n)
+    } else {
+        n.to_string()
+    }
+}
+
 /// `statement N:` in a host error (1-based) → a 0-based index.
 fn statement_index(message: &str) -> Option<usize> {
     let rest = message.split("statement ").nth(1)?;
@@ -352,8 +402,10 @@ fn statement_index(message: &str) -> Option<usize> {
     n.checked_sub(1)
 }
 
-/// Parses the JSON body of `POST /api/atomic` (also used by the `kv` service).
-pub fn parse(body: &Value) -> Result<(Vec<Check>, Vec<Mutation>), Failure> {
+/// Parses the JSON body of `POST /api/atomic` (also used by the `kv`
+/// service): `body` as a tree for its structure, `raw` for the values, which
+/// are stored as the text sent.
+pub fn parse(body: &Value, raw: &RawValues<'_>) -> Result<(Vec<Check>, Vec<Mutation>), Failure> {
     let mut checks = Vec::new();
     for (i, c) in body["checks"]
         .as_array()
@@ -389,26 +441,38 @@ pub fn parse(body: &Value) -> Result<(Vec<Check>, Vec<Mutation>), Failure> {
         let at = |e: String| Failure::bad(format!("mutations[{i}]: {e}"));
         let key = keys::encode(&keys::from_json(&m["key"]).map_err(|e| at(format!("key: {e}")))?);
         let kind = m["type"].as_str().unwrap_or("");
-        let int = || integer(&m["value"]).map_err(&at);
+        let int = || integer_operand(&m["value"]).map_err(&at);
+        // The value as sent; a tree only for an explicit `null`, which has
+        // no raw member.
+        let text = || {
+            raw.mutation(i)
+                .or_else(|| m.get("value").map(Value::to_string))
+        };
         mutations.push(match kind {
             "set" => Mutation::Set {
                 key,
-                value: m
-                    .get("value")
-                    .map(Value::to_string)
-                    .ok_or_else(|| at("`set` needs `value`".into()))?,
+                value: text().ok_or_else(|| at("`set` needs `value`".into()))?,
                 expire_in: expire_in(m.get("expiresIn").or_else(|| m.get("expireIn")))
                     .map_err(&at)?,
             },
             "delete" => Mutation::Delete { key },
-            "sum" => Mutation::Sum { key, by: int()? },
-            "min" => Mutation::Min { key, with: int()? },
-            "max" => Mutation::Max { key, with: int()? },
+            "sum" => {
+                let (by, tagged) = int()?;
+                Mutation::Sum { key, by, tagged }
+            }
+            "min" | "max" => {
+                let (with, tagged) = int()?;
+                if kind == "min" {
+                    Mutation::Min { key, with, tagged }
+                } else {
+                    Mutation::Max { key, with, tagged }
+                }
+            }
             "append" | "prepend" => {
                 let Value::Array(_) = &m["value"] else {
                     return Err(at(format!("`{kind}` takes an array `value`")));
                 };
-                let items = m["value"].to_string();
+                let items = text().unwrap_or_else(|| m["value"].to_string());
                 if kind == "append" {
                     Mutation::Append { key, items }
                 } else {
@@ -426,21 +490,6 @@ pub fn parse(body: &Value) -> Result<(Vec<Check>, Vec<Mutation>), Failure> {
         return Err(Failure::bad("a commit needs `checks` and/or `mutations`"));
     }
     Ok((checks, mutations))
-}
-
-/// A 64-bit integer operand: a JSON integer or `{"$bigint": "…"}`.
-pub fn integer(v: &Value) -> Result<i64, String> {
-    if let Some(i) = v.as_i64() {
-        return Ok(i);
-    }
-    if let Some(s) = v.get("$bigint").and_then(Value::as_str)
-        && let Ok(i) = s.parse()
-    {
-        return Ok(i);
-    }
-    Err(format!(
-        "`value` must be a 64-bit integer (a JSON integer or {{\"$bigint\": \"123\"}}), found {v}"
-    ))
 }
 
 /// `expiresIn` in milliseconds (positive), if given.

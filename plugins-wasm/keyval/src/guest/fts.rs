@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::Failure;
 use crate::filter;
 use crate::keys;
-use crate::store::{LIVE, NOW_MS, Store, blob, entry_of, prefix_end, unblob};
+use crate::store::{EntryOut, LIVE, NOW_MS, Store, blob, entry_of, prefix_end, unblob};
 
 /// The tokenizers an index may use.
 pub const TOKENIZERS: [&str; 4] = ["unicode61", "porter", "ascii", "trigram"];
@@ -216,7 +216,7 @@ pub fn search(
     query: &str,
     limit: i64,
     filter: Option<&Value>,
-) -> Result<Value, Failure> {
+) -> Result<Vec<EntryOut>, Failure> {
     if query.trim().is_empty() {
         return Err(Failure::bad("`query` is empty"));
     }
@@ -248,8 +248,7 @@ pub fn search(
             e.message
         ))
     })?;
-    let entries: Vec<Value> = rows.rows.iter().map(|r| entry_of(r).to_json()).collect();
-    Ok(json!({ "entries": entries }))
+    Ok(rows.rows.iter().map(|r| entry_of(r).out()).collect())
 }
 
 /// Whether a failed search is the client's FTS5 query (the only client text

@@ -20,7 +20,7 @@ pub fn get(store: &Store, key: &Key) -> Result<Option<EntryOut>, Failure> {
 }
 
 /// Each key's entry, in order; absent keys have `value` and `versionstamp` null.
-pub fn get_many(store: &Store, list: &[Key]) -> Result<Vec<Value>, Failure> {
+pub fn get_many(store: &Store, list: &[Key]) -> Result<Vec<EntryOut>, Failure> {
     if list.len() > MAX_BATCH {
         return Err(Failure::bad(format!(
             "at most {MAX_BATCH} keys per request"

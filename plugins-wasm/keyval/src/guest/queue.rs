@@ -9,12 +9,15 @@
 //! which wakes `GET /queue/listen` streams.
 
 use buntime_pdk::plugin::{config, events};
+use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::Failure;
 use crate::atomic::{self, Mutation};
+use crate::json::RawValues;
 use crate::keys;
-use crate::store::{NOW_MS, Store};
+use crate::store::{NOW_MS, Store, raw};
 
 /// The default retry delays (ms): 3 retries after the first attempt.
 const DEFAULT_BACKOFF: [i64; 3] = [1000, 5000, 10000];
@@ -31,12 +34,13 @@ fn lock_ms() -> i64 {
         .unwrap_or(30_000)
 }
 
-/// `POST /queue/enqueue {value, options: {delay, backoffSchedule, keysIfUndelivered}}`.
-pub fn enqueue(store: &Store, body: &Value) -> Result<Value, Failure> {
-    let value = body
-        .get("value")
-        .ok_or_else(|| Failure::bad("enqueue needs `value`"))?
-        .to_string();
+/// `POST /queue/enqueue {value, options: {delay, backoffSchedule, keysIfUndelivered}}`;
+/// `raw` holds `value` as sent, which is what is stored.
+pub fn enqueue(store: &Store, body: &Value, raw: &RawValues<'_>) -> Result<Value, Failure> {
+    let value = raw
+        .value()
+        .or_else(|| body.get("value").map(Value::to_string))
+        .ok_or_else(|| Failure::bad("enqueue needs `value`"))?;
     atomic::check_value(&value)?;
     let options = &body["options"];
     let delay = match &options["delay"] {
@@ -92,8 +96,24 @@ pub fn enqueue(store: &Store, body: &Value) -> Result<Value, Failure> {
     Ok(json!({ "ok": true, "id": done.last_insert_id.to_string() }))
 }
 
+/// A delivered message, as `poll` and `listen` answer it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Message {
+    /// The message id (text, as the original client expects).
+    pub id: String,
+    /// The value as enqueued.
+    pub value: Box<RawValue>,
+    /// This delivery's attempt (1 for the first).
+    pub attempts: Value,
+    /// Attempts before the message is dead-lettered.
+    pub max_attempts: Value,
+    /// When it was enqueued (ms since the epoch, the database's clock).
+    pub created_at: Value,
+}
+
 /// Takes the next ready message, locking it; `None` when none is ready.
-pub fn dequeue(store: &Store) -> Result<Option<Value>, Failure> {
+pub fn dequeue(store: &Store) -> Result<Option<Message>, Failure> {
     // A message whose consumer vanished on its last attempt is dead-lettered
     // rather than delivered forever; then the next ready one is taken.
     let expired_last =
@@ -125,14 +145,12 @@ pub fn dequeue(store: &Store) -> Result<Option<Value>, Failure> {
         .get(2)
         .and_then(|r| serde_json::from_value(r["rows"].clone()).ok())
         .unwrap_or_default();
-    Ok(rows.first().map(|r| {
-        json!({
-            "id": r[0].as_i64().unwrap_or(0).to_string(),
-            "value": serde_json::from_str::<Value>(r[1].as_str().unwrap_or("null")).unwrap_or(Value::Null),
-            "attempts": r[2],
-            "maxAttempts": r[3],
-            "createdAt": r[4],
-        })
+    Ok(rows.first().map(|r| Message {
+        id: r[0].as_i64().unwrap_or(0).to_string(),
+        value: raw(r[1].as_str().unwrap_or("null")),
+        attempts: r[2].clone(),
+        max_attempts: r[3].clone(),
+        created_at: r[4].clone(),
     }))
 }
 
@@ -355,37 +373,56 @@ pub fn stats(store: &Store) -> Result<Value, Failure> {
 const DLQ_COLUMNS: &str =
     "id, original_id, value, error_message, attempts, original_created_at, failed_at";
 
-fn dlq_json(r: &[Value]) -> Value {
-    json!({
-        "id": r[0].as_i64().unwrap_or(0).to_string(),
-        "originalId": r[1].as_i64().unwrap_or(0).to_string(),
-        "value": serde_json::from_str::<Value>(r[2].as_str().unwrap_or("null")).unwrap_or(Value::Null),
-        "errorMessage": r[3],
-        "attempts": r[4],
-        "originalCreatedAt": r[5],
-        "failedAt": r[6],
-    })
+/// A dead letter as the API answers it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetter {
+    /// Its id in the dead-letter queue.
+    pub id: String,
+    /// The id it had in the queue.
+    pub original_id: String,
+    /// The value as enqueued.
+    pub value: Box<RawValue>,
+    /// The last nack's `error`, or why it was dead-lettered.
+    pub error_message: Value,
+    /// Attempts made.
+    pub attempts: Value,
+    /// When it was first enqueued (ms).
+    pub original_created_at: Value,
+    /// When it was dead-lettered (ms).
+    pub failed_at: Value,
+}
+
+fn dlq_row(r: &[Value]) -> DeadLetter {
+    DeadLetter {
+        id: r[0].as_i64().unwrap_or(0).to_string(),
+        original_id: r[1].as_i64().unwrap_or(0).to_string(),
+        value: raw(r[2].as_str().unwrap_or("null")),
+        error_message: r[3].clone(),
+        attempts: r[4].clone(),
+        original_created_at: r[5].clone(),
+        failed_at: r[6].clone(),
+    }
 }
 
 /// A page of the dead-letter queue, oldest first.
-pub fn dlq_list(store: &Store, limit: i64, offset: i64) -> Result<Value, Failure> {
+pub fn dlq_list(store: &Store, limit: i64, offset: i64) -> Result<Vec<DeadLetter>, Failure> {
     let rows = store.sql().query(
         &format!("SELECT {DLQ_COLUMNS} FROM kv_dlq ORDER BY id LIMIT ? OFFSET ?"),
         &[json!(limit), json!(offset)],
     )?;
-    let items: Vec<Value> = rows.rows.iter().map(|r| dlq_json(r)).collect();
-    Ok(json!({ "messages": items, "limit": limit, "offset": offset }))
+    Ok(rows.rows.iter().map(|r| dlq_row(r)).collect())
 }
 
 /// One dead letter.
-pub fn dlq_get(store: &Store, id: i64) -> Result<Value, Failure> {
+pub fn dlq_get(store: &Store, id: i64) -> Result<DeadLetter, Failure> {
     let rows = store.sql().query(
         &format!("SELECT {DLQ_COLUMNS} FROM kv_dlq WHERE id = ?"),
         &[json!(id)],
     )?;
     rows.rows
         .first()
-        .map(|r| dlq_json(r))
+        .map(|r| dlq_row(r))
         .ok_or_else(|| dlq_missing(id))
 }
 

@@ -11,9 +11,10 @@ use buntime_pdk::{Request, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::json::{RawValues, value_text};
 use crate::keys::{self, Key};
 use crate::ops::{self, Selector};
-use crate::store::{Access, Store, versionstamp};
+use crate::store::{Access, EntryOut, Store, versionstamp};
 use crate::{Failure, atomic, fts, metrics, queue, watch};
 
 type Outcome = Result<Response, Failure>;
@@ -117,17 +118,53 @@ fn store_for_write(req: &Request) -> Result<Store, Failure> {
     Store::open(tenant(req), Access::Write)
 }
 
-fn with_store(req: &Request, f: impl FnOnce(&Store) -> Result<Value, Failure>) -> Outcome {
+fn with_store<T: Serialize>(
+    req: &Request,
+    f: impl FnOnce(&Store) -> Result<T, Failure>,
+) -> Outcome {
     Ok(ok(&f(&store(req)?)?))
 }
 
 fn body(req: &Request) -> Result<Value, Failure> {
+    Ok(body_with_text(req)?.0)
+}
+
+/// The body as a tree and as its text (where values are taken from, as sent).
+fn body_with_text(req: &Request) -> Result<(Value, String), Failure> {
     let bytes = req.body();
     if bytes.is_empty() {
-        return Ok(Value::Null);
+        return Ok((Value::Null, String::new()));
     }
-    serde_json::from_slice(&bytes)
-        .map_err(|e| Failure::bad(format!("the body is not valid JSON: {e}")))
+    let text = String::from_utf8(bytes.to_vec())
+        .map_err(|e| Failure::bad(format!("the body is not valid JSON: {e}")))?;
+    let tree = serde_json::from_str(&text)
+        .map_err(|e| Failure::bad(format!("the body is not valid JSON: {e}")))?;
+    Ok((tree, text))
+}
+
+/// A page of entries: `{entries, cursor, hasMore}`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PageOut {
+    entries: Vec<EntryOut>,
+    cursor: Option<String>,
+    has_more: bool,
+}
+
+impl From<ops::Page> for PageOut {
+    fn from(page: ops::Page) -> Self {
+        Self {
+            has_more: page.cursor.is_some(),
+            cursor: page.cursor,
+            entries: page.entries,
+        }
+    }
+}
+
+/// `{entries}` (search, prefix poll).
+#[derive(Serialize)]
+struct EntriesOut {
+    entries: Vec<EntryOut>,
 }
 
 fn param(req: &Request, name: &str) -> Option<String> {
@@ -204,9 +241,7 @@ fn list_post(req: &Request) -> Outcome {
         filter,
     )?;
     if b.get("cursor").is_some() || b.get("paginate").is_some() {
-        return Ok(ok(
-            &json!({ "entries": page.entries, "hasMore": page.cursor.is_some(), "cursor": page.cursor }),
-        ));
+        return Ok(ok(&PageOut::from(page)));
     }
     Ok(ok(&page.entries))
 }
@@ -222,9 +257,7 @@ fn paginate(req: &Request) -> Outcome {
         cursor.as_deref(),
         None,
     )?;
-    Ok(ok(
-        &json!({ "entries": page.entries, "cursor": page.cursor, "hasMore": page.cursor.is_some() }),
-    ))
+    Ok(ok(&PageOut::from(page)))
 }
 
 fn count(req: &Request) -> Outcome {
@@ -251,7 +284,9 @@ fn get(req: &Request, raw: &[String]) -> Outcome {
 fn put(req: &Request, raw: &[String]) -> Outcome {
     let key = path_key(raw)?;
     let bytes = req.body();
-    let value: Value = serde_json::from_slice(&bytes)
+    let value = std::str::from_utf8(&bytes)
+        .map_err(|e| e.to_string())
+        .and_then(|text| value_text(text).map_err(|e| e.to_string()))
         .map_err(|e| Failure::bad(format!("the body must be the JSON value to store: {e}")))?;
     let expire_in = match param(req, "expiresIn") {
         None => None,
@@ -262,7 +297,7 @@ fn put(req: &Request, raw: &[String]) -> Outcome {
         })?)))
         .map_err(Failure::bad)?,
     };
-    let vs = ops::set(&store_for_write(req)?, &key, value.to_string(), expire_in)?;
+    let vs = ops::set(&store_for_write(req)?, &key, value, expire_in)?;
     Ok(ok(&json!({ "ok": true, "versionstamp": vs })))
 }
 
@@ -309,7 +344,7 @@ fn key_list(b: &Value) -> Result<Vec<Key>, Failure> {
 
 fn batch_get(req: &Request) -> Outcome {
     let keys = key_list(&body(req)?)?;
-    Ok(ok(&Value::Array(ops::get_many(&store(req)?, &keys)?)))
+    Ok(ok(&ops::get_many(&store(req)?, &keys)?))
 }
 
 fn delete_batch(req: &Request) -> Outcome {
@@ -326,7 +361,8 @@ fn delete_batch(req: &Request) -> Outcome {
 }
 
 fn commit(req: &Request) -> Outcome {
-    let (checks, mutations) = atomic::parse(&body(req)?)?;
+    let (tree, text) = body_with_text(req)?;
+    let (checks, mutations) = atomic::parse(&tree, &RawValues::of(&text))?;
     let s = store_for_write(req)?;
     match atomic::commit(&s, &checks, &mutations)? {
         atomic::Outcome::Committed { versionstamp: v, changes } => {
@@ -343,7 +379,12 @@ fn commit(req: &Request) -> Outcome {
 }
 
 fn enqueue(req: &Request) -> Outcome {
-    Ok(ok(&queue::enqueue(&store_for_write(req)?, &body(req)?)?))
+    let (tree, text) = body_with_text(req)?;
+    Ok(ok(&queue::enqueue(
+        &store_for_write(req)?,
+        &tree,
+        &RawValues::of(&text),
+    )?))
 }
 
 fn poll(req: &Request) -> Outcome {
@@ -377,14 +418,24 @@ fn listen(req: &Request) -> Outcome {
         .poll("queue_listen", json!({ "tenant": s.tenant }), 1000))
 }
 
+/// One event of a listen stream.
+#[derive(Debug, Serialize)]
+pub struct Produced {
+    event: &'static str,
+    data: queue::Message,
+}
+
 /// The `queue_listen` export: dequeues at most 10 messages for a listen stream.
-pub fn queue_listen(input: Value) -> Result<Vec<Value>, buntime_pdk::Error> {
+pub fn queue_listen(input: Value) -> Result<Vec<Produced>, buntime_pdk::Error> {
     let tenant = input["tenant"].as_str().map(str::to_owned);
     let s = Store::open(tenant, Access::Read).map_err(|f| buntime_pdk::Error::msg(f.2))?;
     let mut out = Vec::new();
     while out.len() < 10 {
         match queue::dequeue(&s).map_err(|f| buntime_pdk::Error::msg(f.2))? {
-            Some(m) => out.push(json!({ "event": "message", "data": m })),
+            Some(m) => out.push(Produced {
+                event: "message",
+                data: m,
+            }),
             None => break,
         }
     }
@@ -392,15 +443,27 @@ pub fn queue_listen(input: Value) -> Result<Vec<Value>, buntime_pdk::Error> {
 }
 
 fn dlq_list(req: &Request) -> Outcome {
+    #[derive(Serialize)]
+    struct DlqPage {
+        messages: Vec<queue::DeadLetter>,
+        limit: i64,
+        offset: i64,
+    }
     let l = limit(number(req, "limit", 100)?)? as i64;
     let offset = number(req, "offset", 0)?.max(0);
-    with_store(req, |s| queue::dlq_list(s, l, offset))
+    with_store(req, |s| {
+        Ok(DlqPage {
+            messages: queue::dlq_list(s, l, offset)?,
+            limit: l,
+            offset,
+        })
+    })
 }
 
-fn dlq_one(
+fn dlq_one<T: Serialize>(
     req: &Request,
     id: &str,
-    f: impl FnOnce(&Store, i64) -> Result<Value, Failure>,
+    f: impl FnOnce(&Store, i64) -> Result<T, Failure>,
 ) -> Outcome {
     let id = queue::id_of(&json!(id))?;
     with_store(req, |s| f(s, id))
@@ -426,18 +489,36 @@ fn watch_keys(req: &Request, poll: bool) -> Outcome {
     let s = store(req)?;
     let entries = ops::get_many(&s, &list)?;
     if poll {
-        // `versionstamps` (comma-separated, `null` for absent) → whether any differ.
+        #[derive(Serialize)]
+        struct PollOut {
+            changed: bool,
+            entries: Vec<EntryOut>,
+            versionstamps: Vec<String>,
+        }
+        // `versionstamps` (comma-separated, `null` or empty for absent) →
+        // whether any differ. The answer's `versionstamps` are in the
+        // original's form (empty for absent), ready to be sent back.
+        let now: Vec<String> = entries
+            .iter()
+            .map(|e| e.versionstamp.clone().unwrap_or_default())
+            .collect();
         let changed = match param(req, "versionstamps") {
             None => true,
             Some(v) => {
-                let seen: Vec<&str> = v.split(',').collect();
-                entries.iter().enumerate().any(|(i, e)| {
-                    let now = e["versionstamp"].as_str().unwrap_or("null");
-                    seen.get(i).copied().unwrap_or("null") != now
-                })
+                let seen: Vec<&str> = v
+                    .split(',')
+                    .map(|s| if s == "null" { "" } else { s })
+                    .collect();
+                now.iter()
+                    .enumerate()
+                    .any(|(i, vs)| seen.get(i).copied().unwrap_or("") != vs)
             }
         };
-        return Ok(ok(&json!({ "changed": changed, "entries": entries })));
+        return Ok(ok(&PollOut {
+            changed,
+            entries,
+            versionstamps: now,
+        }));
     }
     let topics = list
         .iter()
@@ -445,32 +526,47 @@ fn watch_keys(req: &Request, poll: bool) -> Outcome {
         .collect();
     let mut r = Response::new(200).events(topics).event_name("change");
     if flag(req, "initial", true) {
-        r = r.body(Value::Array(entries).to_string());
+        r = r.body(serde_json::to_string(&entries).unwrap_or_default());
     }
     Ok(r)
 }
 
 fn watch_prefix(req: &Request, poll: bool) -> Outcome {
-    let prefix = key_param(req, "prefix")?.unwrap_or_default();
+    // `prefix`, or the original client's `prefixes` (comma-separated).
+    let prefixes: Vec<Key> = match (key_param(req, "prefix")?, param(req, "prefixes")) {
+        (Some(p), _) => vec![p],
+        (None, Some(list)) => list
+            .split(',')
+            .map(|p| keys::from_text(p).map_err(|e| Failure::bad(format!("`prefixes`: {e}"))))
+            .collect::<Result<_, _>>()?,
+        (None, None) => vec![Key::default()],
+    };
+    if prefixes.len() > 100 {
+        return Err(Failure::bad("a watch covers at most 100 prefixes"));
+    }
     let s = store(req)?;
     let lim = limit(number(req, "limit", 100)?)?;
-    let sel = Selector {
-        prefix: Some(prefix.clone()),
-        ..Selector::default()
-    };
-    let page = ops::list(&s, &sel, lim, false, None, None)?;
+    let mut entries = Vec::new();
+    for prefix in &prefixes {
+        let sel = Selector {
+            prefix: Some(prefix.clone()),
+            ..Selector::default()
+        };
+        entries.extend(ops::list(&s, &sel, lim, false, None, None)?.entries);
+    }
     if poll {
-        return Ok(ok(&json!({ "entries": page.entries })));
+        return Ok(ok(&EntriesOut { entries }));
     }
     // Keys strictly under the prefix continue with a part's tag byte
     // (`01`..`05` in hex); `ff` would be an escaped NUL inside the prefix's
     // last part (`["a\u0000"]` is not under `["a"]`).
-    let pattern = format!("{}0?*", watch::topic(&s, &keys::encode(&prefix)));
-    let mut r = Response::new(200)
-        .events(vec![pattern])
-        .event_name("change");
+    let patterns = prefixes
+        .iter()
+        .map(|p| format!("{}0?*", watch::topic(&s, &keys::encode(p))))
+        .collect();
+    let mut r = Response::new(200).events(patterns).event_name("change");
     if flag(req, "initial", true) {
-        r = r.body(serde_json::to_string(&page.entries).unwrap_or_default());
+        r = r.body(serde_json::to_string(&entries).unwrap_or_default());
     }
     Ok(r)
 }
@@ -488,7 +584,13 @@ fn prefix_of(v: &Value) -> Result<Vec<u8>, Failure> {
 fn index_create(req: &Request) -> Outcome {
     let b = body(req)?;
     let prefix = prefix_of(&b["prefix"])?;
-    let options = &b["options"];
+    // `{prefix, options: {fields, tokenize}}`, or the original client's
+    // `{prefix, fields, tokenize}`.
+    let options = if b.get("options").is_some_and(|o| !o.is_null()) {
+        &b["options"]
+    } else {
+        &b
+    };
     let fields: Vec<String> = serde_json::from_value(options["fields"].clone()).map_err(|_| {
         Failure::bad("`options.fields` is a list of field paths, e.g. [\"title\", \"body\"]")
     })?;
@@ -500,11 +602,11 @@ fn index_create(req: &Request) -> Outcome {
 }
 
 fn index_delete(req: &Request) -> Outcome {
-    let prefix = prefix_of(
-        &param(req, "prefix")
-            .map(Value::String)
-            .unwrap_or(Value::Null),
-    )?;
+    // `?prefix=`, or the original client's body `{"prefix": [...]}`.
+    let prefix = match param(req, "prefix") {
+        Some(p) => prefix_of(&Value::String(p))?,
+        None => prefix_of(&body(req)?["prefix"])?,
+    };
     with_store(req, |s| fts::delete(s, &prefix))
 }
 
@@ -516,16 +618,35 @@ fn search_get(req: &Request) -> Outcome {
     )?;
     let query = param(req, "query").unwrap_or_default();
     let l = limit(number(req, "limit", 100)?)? as i64;
-    with_store(req, |s| fts::search(s, &prefix, &query, l, None))
+    with_store(req, |s| {
+        Ok(EntriesOut {
+            entries: fts::search(s, &prefix, &query, l, None)?,
+        })
+    })
 }
 
 fn search_post(req: &Request) -> Outcome {
     let b = body(req)?;
     let prefix = prefix_of(&b["prefix"])?;
     let query = b["query"].as_str().unwrap_or_default().to_owned();
-    let l = limit(b["limit"].as_i64().unwrap_or(100))? as i64;
-    let filter = b.get("where").filter(|w| !w.is_null());
-    with_store(req, |s| fts::search(s, &prefix, &query, l, filter))
+    // `limit` and `where` at the top, or under `options` (the original
+    // server's shape).
+    let opts = &b["options"];
+    let l = limit(
+        b["limit"]
+            .as_i64()
+            .or(opts["limit"].as_i64())
+            .unwrap_or(100),
+    )? as i64;
+    let filter = [b.get("where"), opts.get("where")]
+        .into_iter()
+        .flatten()
+        .find(|w| !w.is_null());
+    with_store(req, |s| {
+        Ok(EntriesOut {
+            entries: fts::search(s, &prefix, &query, l, filter)?,
+        })
+    })
 }
 
 fn health(req: &Request) -> Outcome {

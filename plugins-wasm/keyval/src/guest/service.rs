@@ -14,22 +14,40 @@
 //! | `enqueue` | `value`, `options`? | `{"ok", "id"}` |
 
 use buntime_pdk::Error;
+use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::atomic::{self, Outcome};
+use crate::json::RawValues;
 use crate::keys;
 use crate::ops::{self, Selector};
-use crate::store::{Access, Store, versionstamp};
+use crate::store::{Access, EntryOut, Store, versionstamp};
 use crate::{Failure, queue, watch};
 
-/// The `kv` export.
-pub fn kv(input: Value) -> Result<Value, Error> {
-    run(&input).map_err(|Failure(status, code, message)| {
-        Error::msg(format!("{code} ({status}): {message}"))
-    })
+/// The `kv` export. Input and output are JSON text: values go in and come
+/// out exactly as written (member order, number spelling).
+pub fn kv(input: Box<RawValue>) -> Result<Box<RawValue>, Error> {
+    let tree: Value = serde_json::from_str(input.get())?;
+    let out =
+        run(&tree, &RawValues::of(input.get())).map_err(|Failure(status, code, message)| {
+            Error::msg(format!("{code} ({status}): {message}"))
+        })?;
+    Ok(RawValue::from_string(out)?)
 }
 
-fn run(input: &Value) -> Result<Value, Failure> {
+/// `{"entries", "cursor"}` of `list`.
+#[derive(Serialize)]
+struct ListOut {
+    entries: Vec<EntryOut>,
+    cursor: Option<String>,
+}
+
+fn text<T: Serialize>(value: &T) -> Result<String, Failure> {
+    serde_json::to_string(value).map_err(|e| Failure(500, "INTERNAL", e.to_string()))
+}
+
+fn run(input: &Value, raw: &RawValues<'_>) -> Result<String, Failure> {
     let tenant = input["tenant"].as_str().map(str::to_owned);
     let op = input["op"].as_str().unwrap_or("");
     let access = match op {
@@ -39,19 +57,19 @@ fn run(input: &Value) -> Result<Value, Failure> {
     let store = Store::open(tenant, access)?;
     let key = || keys::from_json(&input["key"]).map_err(|e| Failure::bad(format!("`key`: {e}")));
     match op {
-        "get" => Ok(ops::get(&store, &key()?)?.map_or(Value::Null, |e| json!(e))),
+        "get" => text(&ops::get(&store, &key()?)?),
         "set" => {
-            let value = input
-                .get("value")
-                .ok_or_else(|| Failure::bad("`set` needs `value`"))?
-                .to_string();
+            let value = raw
+                .value()
+                .or_else(|| input.get("value").map(Value::to_string))
+                .ok_or_else(|| Failure::bad("`set` needs `value`"))?;
             let expire = atomic::expire_in(input.get("expiresIn")).map_err(Failure::bad)?;
             let vs = ops::set(&store, &key()?, value, expire)?;
-            Ok(json!({ "ok": true, "versionstamp": vs }))
+            text(&json!({ "ok": true, "versionstamp": vs }))
         }
         "delete" => {
             let exact = input["exact"].as_bool().unwrap_or(true);
-            Ok(json!({ "deletedCount": ops::delete(&store, &key()?, exact, None)? }))
+            text(&json!({ "deletedCount": ops::delete(&store, &key()?, exact, None)? }))
         }
         "list" => {
             let sel = Selector::from_json(input)?;
@@ -65,22 +83,25 @@ fn run(input: &Value) -> Result<Value, Failure> {
                 input["cursor"].as_str(),
                 filter,
             )?;
-            Ok(json!({ "entries": page.entries, "cursor": page.cursor }))
+            text(&ListOut {
+                entries: page.entries,
+                cursor: page.cursor,
+            })
         }
         "atomic" => {
-            let (checks, mutations) = atomic::parse(input)?;
+            let (checks, mutations) = atomic::parse(input, raw)?;
             match atomic::commit(&store, &checks, &mutations)? {
                 Outcome::Committed {
                     versionstamp: v,
                     changes,
                 } => {
                     watch::publish(&store, &changes);
-                    Ok(json!({ "ok": true, "versionstamp": versionstamp(v) }))
+                    text(&json!({ "ok": true, "versionstamp": versionstamp(v) }))
                 }
-                Outcome::CheckFailed => Ok(json!({ "ok": false, "error": "conflict" })),
+                Outcome::CheckFailed => text(&json!({ "ok": false, "error": "conflict" })),
             }
         }
-        "enqueue" => queue::enqueue(&store, input),
+        "enqueue" => text(&queue::enqueue(&store, input, raw)?),
         other => Err(Failure::bad(format!(
             "unknown op `{other}` (get, set, delete, list, atomic, enqueue)"
         ))),

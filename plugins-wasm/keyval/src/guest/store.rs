@@ -71,36 +71,53 @@ pub struct Entry {
 }
 
 /// An entry as the API answers it: `{"key", "value", "versionstamp"}`, the
-/// value spliced in from its stored JSON text (checked, not parsed into a
-/// tree and printed again — most of a list's cost when it was).
+/// value spliced in from its stored JSON text — never parsed into a tree and
+/// printed again, so it reads back exactly as it was written (member order,
+/// number spelling). An absent key has `value` and `versionstamp` null.
+///
+/// Build responses holding it with `Serialize` types, not `json!`: a
+/// `json!` tree would parse the value (and sort its members).
 #[derive(Debug, Serialize)]
 pub struct EntryOut {
     /// The key's parts as JSON.
     pub key: Value,
     /// The stored value.
     pub value: Box<RawValue>,
-    /// 20 hex digits.
-    pub versionstamp: String,
+    /// 20 hex digits; `None` for an absent key.
+    pub versionstamp: Option<String>,
+}
+
+impl EntryOut {
+    /// The entry of an absent key.
+    pub fn absent(key: &[u8]) -> Self {
+        Self {
+            key: key_json(key),
+            value: raw("null"),
+            versionstamp: None,
+        }
+    }
+}
+
+/// A stored value's text as a [`RawValue`] (`null` if it is not JSON,
+/// which the store never holds).
+pub fn raw(text: &str) -> Box<RawValue> {
+    RawValue::from_string(text.to_owned())
+        .unwrap_or_else(|_| RawValue::from_string("null".into()).expect("null is JSON"))
+}
+
+/// An encoded key as JSON parts (`null` if it does not decode).
+pub fn key_json(key: &[u8]) -> Value {
+    keys::decode(key).map_or(Value::Null, |k| keys::to_json(&k))
 }
 
 impl Entry {
     /// The entry as the API answers it.
     pub fn out(&self) -> EntryOut {
         EntryOut {
-            key: keys::decode(&self.key).map_or(Value::Null, |k| keys::to_json(&k)),
-            value: RawValue::from_string(self.value.clone())
-                .unwrap_or_else(|_| RawValue::from_string("null".into()).expect("null is JSON")),
-            versionstamp: versionstamp(self.versionstamp),
+            key: key_json(&self.key),
+            value: raw(&self.value),
+            versionstamp: Some(versionstamp(self.versionstamp)),
         }
-    }
-
-    /// `{"key", "value", "versionstamp"}` as a JSON tree.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "key": keys::decode(&self.key).map(|k| keys::to_json(&k)).unwrap_or(Value::Null),
-            "value": serde_json::from_str::<Value>(&self.value).unwrap_or(Value::Null),
-            "versionstamp": versionstamp(self.versionstamp),
-        })
     }
 }
 

@@ -8,10 +8,9 @@
 //! watcher as it is committed, with no polling of the database.
 
 use buntime_pdk::plugin::events;
-use serde_json::{Value, json};
 
 use crate::keys;
-use crate::store::{Entry, Store};
+use crate::store::{Entry, EntryOut, Store};
 
 /// The topic of `key`'s changes in `store`.
 pub fn topic(store: &Store, key: &[u8]) -> String {
@@ -24,14 +23,10 @@ pub fn topic_root(store: &Store) -> String {
 }
 
 /// A written key as a watcher sees it.
-pub fn change(key: &[u8], entry: Option<&Entry>) -> Value {
+pub fn change(key: &[u8], entry: Option<&Entry>) -> EntryOut {
     match entry {
-        Some(e) => e.to_json(),
-        None => json!({
-            "key": keys::decode(key).map(|k| keys::to_json(&k)).unwrap_or(Value::Null),
-            "value": null,
-            "versionstamp": null,
-        }),
+        Some(e) => e.out(),
+        None => EntryOut::absent(key),
     }
 }
 
@@ -39,7 +34,7 @@ pub fn change(key: &[u8], entry: Option<&Entry>) -> Value {
 /// does not undo the write (the data is committed either way).
 pub fn publish(store: &Store, changes: &[(Vec<u8>, Option<Entry>)]) {
     for (key, entry) in changes {
-        let data = json!([change(key, entry.as_ref())]);
+        let data = [change(key, entry.as_ref())];
         if let Err(e) = events::publish(&topic(store, key), &data) {
             extism_pdk::warn!("keyval: change event not published: {e}");
         }
