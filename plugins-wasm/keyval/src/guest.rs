@@ -9,6 +9,7 @@ pub mod routes;
 pub mod service;
 pub mod store;
 pub mod watch;
+pub mod watch_routes;
 
 use buntime_pdk::abi::HostErrorBody;
 use buntime_pdk::{Error, Request, Response};

@@ -6,6 +6,7 @@ mod chain;
 mod database;
 mod failures;
 mod keyval;
+mod keyval_compat;
 mod keyval_streams;
 mod loading;
 mod reload;

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::Failure;
 use crate::filter;
 use crate::keys;
-use crate::store::{EntryOut, LIVE, NOW_MS, Store, blob, entry_of, prefix_end, unblob};
+use crate::store::{EntryOut, LIVE, NOW_MS, Store, blob, entry_of, key_json, prefix_end, unblob};
 
 /// The tokenizers an index may use.
 pub const TOKENIZERS: [&str; 4] = ["unicode61", "porter", "ascii", "trigram"];
@@ -147,13 +147,7 @@ pub fn create(
     Ok(json!({ "ok": true, "prefix": key_json(prefix), "fields": fields, "tokenize": tokenize }))
 }
 
-fn key_json(encoded: &[u8]) -> Value {
-    keys::decode(encoded)
-        .map(|k| keys::to_json(&k))
-        .unwrap_or(Value::Null)
-}
-
-/// `GET /indexes`.
+/// `GET /indexes`: an array, as the original answers it.
 pub fn list(store: &Store) -> Result<Value, Failure> {
     let rows = store.sql().query(
         "SELECT prefix, fields, tokenize, created_at FROM kv_indexes ORDER BY prefix",
@@ -171,7 +165,7 @@ pub fn list(store: &Store) -> Result<Value, Failure> {
             })
         })
         .collect();
-    Ok(json!({ "indexes": items }))
+    Ok(Value::Array(items))
 }
 
 fn index_id(store: &Store, prefix: &[u8]) -> Result<i64, Failure> {

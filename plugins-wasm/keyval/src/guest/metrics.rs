@@ -43,7 +43,8 @@ pub fn json() -> Value {
         };
         ops.insert(
             op.into(),
-            json!({ "calls": calls, "errors": errors, "avgLatencyMs": avg }),
+            // `count` is the original's name for `calls`.
+            json!({ "calls": calls, "count": calls, "errors": errors, "avgLatencyMs": avg }),
         );
     }
     json!({ "operations": ops })

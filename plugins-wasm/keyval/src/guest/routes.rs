@@ -15,11 +15,11 @@ use crate::json::{RawValues, value_text};
 use crate::keys::{self, Key};
 use crate::ops::{self, Selector};
 use crate::store::{Access, EntryOut, Store, versionstamp};
-use crate::{Failure, atomic, fts, metrics, queue, watch};
+use crate::{Failure, atomic, fts, metrics, queue, watch, watch_routes};
 
-type Outcome = Result<Response, Failure>;
+pub(crate) type Outcome = Result<Response, Failure>;
 
-fn ok<T: Serialize + ?Sized>(value: &T) -> Response {
+pub(crate) fn ok<T: Serialize + ?Sized>(value: &T) -> Response {
     Response::new(200)
         .header("content-type", "application/json")
         .body(serde_json::to_string(value).unwrap_or_default())
@@ -69,17 +69,17 @@ fn route(req: &Request, seg: &[&str], raw: &[String]) -> (Option<&'static str>, 
         ("POST", ["api", "queue", "dlq", id, "requeue"]) => {
             (None, dlq_one(req, id, queue::dlq_requeue))
         }
-        ("GET", ["api", "metrics"]) => (None, Ok(ok(&metrics::json()))),
+        ("GET", ["api", "metrics"]) => (None, metrics_json(req)),
         ("GET", ["api", "metrics", "prometheus"]) => (
             None,
             Ok(Response::new(200)
                 .header("content-type", "text/plain; version=0.0.4")
                 .body(metrics::prometheus())),
         ),
-        ("GET", ["api", "watch"]) => (None, watch_keys(req, false)),
-        ("GET", ["api", "watch", "poll"]) => (None, watch_keys(req, true)),
-        ("GET", ["api", "watch", "prefix"]) => (None, watch_prefix(req, false)),
-        ("GET", ["api", "watch", "prefix", "poll"]) => (None, watch_prefix(req, true)),
+        ("GET", ["api", "watch"]) => (None, watch_routes::keys(req)),
+        ("GET", ["api", "watch", "poll"]) => (None, watch_routes::keys_poll(req)),
+        ("GET", ["api", "watch", "prefix"]) => (None, watch_routes::prefix(req)),
+        ("GET", ["api", "watch", "prefix", "poll"]) => (None, watch_routes::prefix_poll(req)),
         ("POST", ["api", "indexes"]) => (None, index_create(req)),
         ("GET", ["api", "indexes"]) => (None, with_store(req, fts::list)),
         ("DELETE", ["api", "indexes"]) => (None, index_delete(req)),
@@ -109,7 +109,7 @@ fn tenant(req: &Request) -> Option<String> {
 }
 
 /// The request's store for reading: an unknown tenant is a 404.
-fn store(req: &Request) -> Result<Store, Failure> {
+pub(crate) fn store(req: &Request) -> Result<Store, Failure> {
     Store::open(tenant(req), Access::Read)
 }
 
@@ -161,17 +161,11 @@ impl From<ops::Page> for PageOut {
     }
 }
 
-/// `{entries}` (search, prefix poll).
-#[derive(Serialize)]
-struct EntriesOut {
-    entries: Vec<EntryOut>,
-}
-
-fn param(req: &Request, name: &str) -> Option<String> {
+pub(crate) fn param(req: &Request, name: &str) -> Option<String> {
     req.head().query_param(name)
 }
 
-fn number(req: &Request, name: &str, default: i64) -> Result<i64, Failure> {
+pub(crate) fn number(req: &Request, name: &str, default: i64) -> Result<i64, Failure> {
     match param(req, name) {
         None => Ok(default),
         Some(v) => v
@@ -180,14 +174,14 @@ fn number(req: &Request, name: &str, default: i64) -> Result<i64, Failure> {
     }
 }
 
-fn flag(req: &Request, name: &str, default: bool) -> bool {
+pub(crate) fn flag(req: &Request, name: &str, default: bool) -> bool {
     match param(req, name).as_deref() {
         None => default,
         Some(v) => v.is_empty() || v == "true" || v == "1",
     }
 }
 
-fn limit(v: i64) -> Result<usize, Failure> {
+pub(crate) fn limit(v: i64) -> Result<usize, Failure> {
     usize::try_from(v)
         .ok()
         .filter(|l| (1..=ops::MAX_BATCH).contains(l))
@@ -199,7 +193,7 @@ fn limit(v: i64) -> Result<usize, Failure> {
         })
 }
 
-fn key_param(req: &Request, name: &str) -> Result<Option<Key>, Failure> {
+pub(crate) fn key_param(req: &Request, name: &str) -> Result<Option<Key>, Failure> {
     param(req, name)
         .map(|t| keys::from_text(&t).map_err(|e| Failure::bad(format!("`{name}`: {e}"))))
         .transpose()
@@ -387,11 +381,16 @@ fn enqueue(req: &Request) -> Outcome {
     )?))
 }
 
+/// `GET /queue/poll`: `{"message": …}`, `null` when none is ready (the
+/// original's shape).
 fn poll(req: &Request) -> Outcome {
-    match queue::dequeue(&store(req)?)? {
-        Some(m) => Ok(ok(&m)),
-        None => Ok(Response::new(204)),
+    #[derive(Serialize)]
+    struct PollOut {
+        message: Option<queue::Message>,
     }
+    Ok(ok(&PollOut {
+        message: queue::dequeue(&store(req)?)?,
+    }))
 }
 
 fn ack(req: &Request, positive: bool) -> Outcome {
@@ -442,22 +441,11 @@ pub fn queue_listen(input: Value) -> Result<Vec<Produced>, buntime_pdk::Error> {
     Ok(out)
 }
 
+/// `GET /queue/dlq`: an array of dead letters (the original's shape).
 fn dlq_list(req: &Request) -> Outcome {
-    #[derive(Serialize)]
-    struct DlqPage {
-        messages: Vec<queue::DeadLetter>,
-        limit: i64,
-        offset: i64,
-    }
     let l = limit(number(req, "limit", 100)?)? as i64;
     let offset = number(req, "offset", 0)?.max(0);
-    with_store(req, |s| {
-        Ok(DlqPage {
-            messages: queue::dlq_list(s, l, offset)?,
-            limit: l,
-            offset,
-        })
-    })
+    with_store(req, |s| queue::dlq_list(s, l, offset))
 }
 
 fn dlq_one<T: Serialize>(
@@ -467,108 +455,6 @@ fn dlq_one<T: Serialize>(
 ) -> Outcome {
     let id = queue::id_of(&json!(id))?;
     with_store(req, |s| f(s, id))
-}
-
-/// The keys of `?keys=a/b,c/d`.
-fn keys_param(req: &Request) -> Result<Vec<Key>, Failure> {
-    let text = param(req, "keys").filter(|k| !k.is_empty()).ok_or_else(|| {
-        Failure::bad("`keys` is required: comma-separated keys, parts separated by `/` (?keys=users/1,users/2)")
-    })?;
-    let list: Vec<Key> = text
-        .split(',')
-        .map(|k| keys::from_text(k).map_err(|e| Failure::bad(format!("`keys`: {e}"))))
-        .collect::<Result<_, _>>()?;
-    if list.len() > 100 {
-        return Err(Failure::bad("a watch covers at most 100 keys"));
-    }
-    Ok(list)
-}
-
-fn watch_keys(req: &Request, poll: bool) -> Outcome {
-    let list = keys_param(req)?;
-    let s = store(req)?;
-    let entries = ops::get_many(&s, &list)?;
-    if poll {
-        #[derive(Serialize)]
-        struct PollOut {
-            changed: bool,
-            entries: Vec<EntryOut>,
-            versionstamps: Vec<String>,
-        }
-        // `versionstamps` (comma-separated, `null` or empty for absent) →
-        // whether any differ. The answer's `versionstamps` are in the
-        // original's form (empty for absent), ready to be sent back.
-        let now: Vec<String> = entries
-            .iter()
-            .map(|e| e.versionstamp.clone().unwrap_or_default())
-            .collect();
-        let changed = match param(req, "versionstamps") {
-            None => true,
-            Some(v) => {
-                let seen: Vec<&str> = v
-                    .split(',')
-                    .map(|s| if s == "null" { "" } else { s })
-                    .collect();
-                now.iter()
-                    .enumerate()
-                    .any(|(i, vs)| seen.get(i).copied().unwrap_or("") != vs)
-            }
-        };
-        return Ok(ok(&PollOut {
-            changed,
-            entries,
-            versionstamps: now,
-        }));
-    }
-    let topics = list
-        .iter()
-        .map(|k| watch::topic(&s, &keys::encode(k)))
-        .collect();
-    let mut r = Response::new(200).events(topics).event_name("change");
-    if flag(req, "initial", true) {
-        r = r.body(serde_json::to_string(&entries).unwrap_or_default());
-    }
-    Ok(r)
-}
-
-fn watch_prefix(req: &Request, poll: bool) -> Outcome {
-    // `prefix`, or the original client's `prefixes` (comma-separated).
-    let prefixes: Vec<Key> = match (key_param(req, "prefix")?, param(req, "prefixes")) {
-        (Some(p), _) => vec![p],
-        (None, Some(list)) => list
-            .split(',')
-            .map(|p| keys::from_text(p).map_err(|e| Failure::bad(format!("`prefixes`: {e}"))))
-            .collect::<Result<_, _>>()?,
-        (None, None) => vec![Key::default()],
-    };
-    if prefixes.len() > 100 {
-        return Err(Failure::bad("a watch covers at most 100 prefixes"));
-    }
-    let s = store(req)?;
-    let lim = limit(number(req, "limit", 100)?)?;
-    let mut entries = Vec::new();
-    for prefix in &prefixes {
-        let sel = Selector {
-            prefix: Some(prefix.clone()),
-            ..Selector::default()
-        };
-        entries.extend(ops::list(&s, &sel, lim, false, None, None)?.entries);
-    }
-    if poll {
-        return Ok(ok(&EntriesOut { entries }));
-    }
-    // Keys strictly under the prefix continue with a part's tag byte
-    // (`01`..`05` in hex); `ff` would be an escaped NUL inside the prefix's
-    // last part (`["a\u0000"]` is not under `["a"]`).
-    let patterns = prefixes
-        .iter()
-        .map(|p| format!("{}0?*", watch::topic(&s, &keys::encode(p))))
-        .collect();
-    let mut r = Response::new(200).events(patterns).event_name("change");
-    if flag(req, "initial", true) {
-        r = r.body(serde_json::to_string(&entries).unwrap_or_default());
-    }
-    Ok(r)
 }
 
 fn prefix_of(v: &Value) -> Result<Vec<u8>, Failure> {
@@ -618,11 +504,7 @@ fn search_get(req: &Request) -> Outcome {
     )?;
     let query = param(req, "query").unwrap_or_default();
     let l = limit(number(req, "limit", 100)?)? as i64;
-    with_store(req, |s| {
-        Ok(EntriesOut {
-            entries: fts::search(s, &prefix, &query, l, None)?,
-        })
-    })
+    with_store(req, |s| fts::search(s, &prefix, &query, l, None))
 }
 
 fn search_post(req: &Request) -> Outcome {
@@ -642,11 +524,27 @@ fn search_post(req: &Request) -> Outcome {
         .into_iter()
         .flatten()
         .find(|w| !w.is_null());
-    with_store(req, |s| {
-        Ok(EntriesOut {
-            entries: fts::search(s, &prefix, &query, l, filter)?,
-        })
-    })
+    with_store(req, |s| fts::search(s, &prefix, &query, l, filter))
+}
+
+/// `GET /metrics`: the operation counters, and (as the original answers)
+/// the store's queue counts and storage: `{entries, sizeBytes}` of the live
+/// entries.
+fn metrics_json(req: &Request) -> Outcome {
+    let mut out = metrics::json();
+    let s = store(req)?;
+    let rows = s.sql().query(
+        &format!(
+            "SELECT count(*), coalesce(sum(length(key) + length(CAST(value AS BLOB))), 0) \
+             FROM kv_entries WHERE {}",
+            crate::store::LIVE
+        ),
+        &[],
+    )?;
+    let r = rows.rows.first().cloned().unwrap_or_default();
+    out["storage"] = json!({ "entries": r.first(), "sizeBytes": r.get(1) });
+    out["queue"] = queue::stats(&s)?;
+    Ok(ok(&out))
 }
 
 fn health(req: &Request) -> Outcome {

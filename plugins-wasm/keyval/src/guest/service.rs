@@ -27,6 +27,10 @@ use crate::{Failure, queue, watch};
 
 /// The `kv` export. Input and output are JSON text: values go in and come
 /// out exactly as written (member order, number spelling).
+#[allow(
+    clippy::boxed_local,
+    reason = "a service's input is deserialized owned, and a borrowed RawValue is not"
+)]
 pub fn kv(input: Box<RawValue>) -> Result<Box<RawValue>, Error> {
     let tree: Value = serde_json::from_str(input.get())?;
     let out =
