@@ -168,7 +168,7 @@ struct Poller {
 
 /// JSON text as one line (an event's `data:`): as written unless it has
 /// line breaks (whitespace outside strings), then printed again compactly.
-fn one_line(raw: Box<serde_json::value::RawValue>) -> String {
+fn one_line(raw: &serde_json::value::RawValue) -> String {
     let text = raw.get();
     if !text.contains(['\n', '\r']) {
         return text.to_owned();
@@ -224,7 +224,11 @@ impl StreamState {
                 });
                 match produced {
                     Ok(items) => self.pending.extend(items.into_iter().map(|i| {
-                        named(&i.event).data(i.data.map_or_else(|| "null".to_owned(), one_line))
+                        named(&i.event).data(
+                            i.data
+                                .as_deref()
+                                .map_or_else(|| "null".to_owned(), one_line),
+                        )
                     })),
                     Err(e) => {
                         tracing::warn!(
