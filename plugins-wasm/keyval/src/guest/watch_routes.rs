@@ -32,30 +32,58 @@ fn keys_param(req: &Request) -> Result<Vec<Key>, Failure> {
     Ok(list)
 }
 
+/// The prefixes a prefix watch covers.
+struct Prefixes {
+    list: Vec<Key>,
+    /// Whether each prefix's own key is watched too: the original client's
+    /// `prefixes` (its prefix ranges hold the prefix key itself, so
+    /// `kv.watch(["users", 1], …)` sees `["users", 1]` change), not
+    /// `prefix` (the keys under it, §2).
+    with_own_key: bool,
+}
+
 /// `prefix`, or the original client's `prefixes` (comma-separated); none
 /// is the empty prefix (everything).
-fn prefixes_param(req: &Request) -> Result<Vec<Key>, Failure> {
-    let list: Vec<Key> = match (key_param(req, "prefix")?, param(req, "prefixes")) {
-        (Some(p), _) => vec![p],
-        (None, Some(list)) => list
-            .split(',')
-            .map(|p| keys::from_text(p).map_err(|e| Failure::bad(format!("`prefixes`: {e}"))))
-            .collect::<Result<_, _>>()?,
-        (None, None) => vec![Key::default()],
+fn prefixes_param(req: &Request) -> Result<Prefixes, Failure> {
+    let prefixes = match (key_param(req, "prefix")?, param(req, "prefixes")) {
+        (Some(p), _) => Prefixes {
+            list: vec![p],
+            with_own_key: false,
+        },
+        (None, Some(list)) => Prefixes {
+            list: list
+                .split(',')
+                .map(|p| {
+                    keys::from_text(p).map_err(|e| Failure::bad(format!("`prefixes`: {e}")))
+                })
+                .collect::<Result<_, _>>()?,
+            with_own_key: true,
+        },
+        (None, None) => Prefixes {
+            list: vec![Key::default()],
+            with_own_key: false,
+        },
     };
-    if list.len() > MAX_WATCHED {
+    if prefixes.list.len() > MAX_WATCHED {
         return Err(Failure::bad(format!(
             "a watch covers at most {MAX_WATCHED} prefixes"
         )));
     }
-    Ok(list)
+    Ok(prefixes)
 }
 
-/// The live entries under each prefix (up to `?limit` per prefix).
-fn entries_under(req: &Request, s: &Store, prefixes: &[Key]) -> Result<Vec<EntryOut>, Failure> {
+/// The live entries of each prefix (its own key first, when watched, then
+/// up to `?limit` keys under it).
+fn entries_under(req: &Request, s: &Store, prefixes: &Prefixes) -> Result<Vec<EntryOut>, Failure> {
     let lim = limit(number(req, "limit", 100)?)?;
     let mut entries = Vec::new();
-    for prefix in prefixes {
+    for prefix in &prefixes.list {
+        if prefixes.with_own_key
+            && !prefix.is_empty()
+            && let Some(own) = ops::get(s, prefix)?
+        {
+            entries.push(own);
+        }
         let sel = Selector {
             prefix: Some(prefix.clone()),
             ..Selector::default()
@@ -127,10 +155,14 @@ pub fn prefix(req: &Request) -> Outcome {
     // Keys strictly under a prefix continue with a part's tag byte
     // (`01`..`05` in hex); `ff` would be an escaped NUL inside the prefix's
     // last part (`["a\u0000"]` is not under `["a"]`).
-    let patterns = prefixes
-        .iter()
-        .map(|p| format!("{}0?*", watch::topic(&s, &keys::encode(p))))
-        .collect();
+    let mut patterns = Vec::new();
+    for p in &prefixes.list {
+        let topic = watch::topic(&s, &keys::encode(p));
+        patterns.push(format!("{topic}0?*"));
+        if prefixes.with_own_key && !p.is_empty() {
+            patterns.push(topic);
+        }
+    }
     let mut r = Response::new(200).events(patterns).event_name("change");
     if flag(req, "initial", true) {
         let entries = entries_under(req, &s, &prefixes)?;

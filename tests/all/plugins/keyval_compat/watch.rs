@@ -39,6 +39,14 @@ async fn watch_prefixes_over_sse() {
     let change = stream.next("change").await;
     assert!(change.contains(r#""key":["b",7]"#), "{change}");
     assert_eq!(value_of(&change), VALUE);
+    // The client's prefix ranges hold the prefix key itself:
+    // `kv.watch(["b"], cb)` sees `["b"]` change.
+    kv.set("b", "0").await;
+    let change = stream.next("change").await;
+    assert!(
+        change.starts_with(r#"[{"key":["b"],"value":0,"#),
+        "{change}"
+    );
 }
 
 #[tokio::test]
