@@ -70,31 +70,51 @@ async fn sum_mutation_with_bigints() {
 }
 
 #[tokio::test]
-async fn max_and_min_mutations_with_bigints() {
-    let kv = Client::new("a-maxmin");
-    for (kind, n) in [("max", "10"), ("max", "4"), ("max", "15")] {
-        kv.commit(&one(kind, r#"["high"]"#, &big(n))).await.ok();
+async fn max_mutation_with_bigints() {
+    let kv = Client::new("a-max");
+    // A missing key becomes the operand; then the larger one stays.
+    for n in ["10", "4", "15"] {
+        kv.commit(&one("max", r#"["high"]"#, &big(n))).await.ok();
     }
     assert_eq!(kv.value_text("high").await, big("15"));
-    for (kind, n) in [("min", "10"), ("min", "14"), ("min", "-3")] {
-        kv.commit(&one(kind, r#"["low"]"#, &big(n))).await.ok();
+    // On a stored JSON integer, a tagged operand makes the result tagged.
+    kv.set("plain", "20").await;
+    kv.commit(&one("max", r#"["plain"]"#, &big("3"))).await.ok();
+    assert_eq!(kv.value_text("plain").await, big("20"));
+}
+
+#[tokio::test]
+async fn min_mutation_with_bigints() {
+    let kv = Client::new("a-min");
+    for n in ["10", "14", "-3"] {
+        kv.commit(&one("min", r#"["low"]"#, &big(n))).await.ok();
     }
     assert_eq!(kv.value_text("low").await, big("-3"));
 }
 
 #[tokio::test]
-async fn append_and_prepend_mutations() {
-    let kv = Client::new("a-arrays");
+async fn append_mutation() {
+    let kv = Client::new("a-append");
+    // A missing key becomes the operand; the elements keep their text.
     kv.commit(&one("append", r#"["log"]"#, r#"[{"b":1,"a":2}]"#))
         .await
         .ok();
     kv.commit(&one("append", r#"["log"]"#, r#"["x",1.50]"#))
         .await
         .ok();
-    kv.commit(&one("prepend", r#"["log"]"#, r#"[0]"#))
+    assert_eq!(kv.value_text("log").await, r#"[{"b":1,"a":2},"x",1.50]"#);
+}
+
+#[tokio::test]
+async fn prepend_mutation() {
+    let kv = Client::new("a-prepend");
+    kv.commit(&one("prepend", r#"["log"]"#, r#"["x",1.50]"#))
         .await
         .ok();
-    assert_eq!(kv.value_text("log").await, r#"[0,{"b":1,"a":2},"x",1.50]"#);
+    kv.commit(&one("prepend", r#"["log"]"#, r#"[{"b":1,"a":2}]"#))
+        .await
+        .ok();
+    assert_eq!(kv.value_text("log").await, r#"[{"b":1,"a":2},"x",1.50]"#);
 }
 
 #[tokio::test]
