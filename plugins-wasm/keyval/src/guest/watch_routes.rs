@@ -53,9 +53,7 @@ fn prefixes_param(req: &Request) -> Result<Prefixes, Failure> {
         (None, Some(list)) => Prefixes {
             list: list
                 .split(',')
-                .map(|p| {
-                    keys::from_text(p).map_err(|e| Failure::bad(format!("`prefixes`: {e}")))
-                })
+                .map(|p| keys::from_text(p).map_err(|e| Failure::bad(format!("`prefixes`: {e}"))))
                 .collect::<Result<_, _>>()?,
             with_own_key: true,
         },
