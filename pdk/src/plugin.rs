@@ -502,6 +502,7 @@ impl<T: DeserializeOwned> Lazy<T> {
 #[macro_export]
 macro_rules! on_request {
     ($f:path) => {
+        $crate::declare_abi_version!();
         #[unsafe(no_mangle)]
         pub extern "C" fn on_request() -> i32 {
             $crate::plugin::run_hook_with::<_, $crate::hooks::RequestDecision>(
@@ -517,6 +518,7 @@ macro_rules! on_request {
 #[macro_export]
 macro_rules! on_response {
     ($f:path) => {
+        $crate::declare_abi_version!();
         #[unsafe(no_mangle)]
         pub extern "C" fn on_response() -> i32 {
             $crate::plugin::run_hook_with::<_, $crate::hooks::ResponseChanges>(
@@ -533,6 +535,7 @@ macro_rules! on_response {
 #[macro_export]
 macro_rules! on_init {
     ($f:path) => {
+        $crate::declare_abi_version!();
         #[unsafe(no_mangle)]
         pub extern "C" fn on_init() -> i32 {
             $crate::plugin::run_hook::<$crate::serde_json::Value, ()>($f)
@@ -544,6 +547,7 @@ macro_rules! on_init {
 #[macro_export]
 macro_rules! on_event {
     ($f:path) => {
+        $crate::declare_abi_version!();
         #[unsafe(no_mangle)]
         pub extern "C" fn on_event() -> i32 {
             $crate::plugin::run_hook::<$crate::hooks::Event, ()>($f)
@@ -555,6 +559,7 @@ macro_rules! on_event {
 #[macro_export]
 macro_rules! on_shutdown {
     ($f:path) => {
+        $crate::declare_abi_version!();
         #[unsafe(no_mangle)]
         pub extern "C" fn on_shutdown() -> i32 {
             $crate::plugin::run_hook::<(), ()>($f)
@@ -568,6 +573,7 @@ macro_rules! on_shutdown {
 #[macro_export]
 macro_rules! service {
     ($name:ident, $f:path) => {
+        $crate::declare_abi_version!();
         #[unsafe(no_mangle)]
         pub extern "C" fn $name() -> i32 {
             $crate::plugin::run_hook($f)
