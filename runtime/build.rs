@@ -59,14 +59,17 @@ fn main() {
         .unwrap_or_else(|e| buntime_guest_build::fail(&e.to_string()));
 }
 
+fn read_toml(path: &Path) -> toml::Table {
+    let fail = |e: &dyn std::fmt::Display| -> ! {
+        buntime_guest_build::fail(&format!("{}: {e}", path.display()))
+    };
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| fail(&e));
+    text.parse().unwrap_or_else(|e| fail(&e))
+}
+
 /// The `channel` pinned in `rust-toolchain.toml`.
 fn channel(path: &Path) -> String {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| buntime_guest_build::fail(&format!("{}: {e}", path.display())));
-    let table: toml::Table = text
-        .parse()
-        .unwrap_or_else(|e| buntime_guest_build::fail(&format!("{}: {e}", path.display())));
-    table["toolchain"]["channel"]
+    read_toml(path)["toolchain"]["channel"]
         .as_str()
         .unwrap_or_else(|| {
             buntime_guest_build::fail("rust-toolchain.toml has no toolchain.channel")
@@ -81,11 +84,7 @@ fn channel(path: &Path) -> String {
 /// build needs no registry: a cargo cache that built this repository holds
 /// every one of them.
 fn scaffold_lock(path: &Path) -> String {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| buntime_guest_build::fail(&format!("{}: {e}", path.display())));
-    let lock: toml::Table = text
-        .parse()
-        .unwrap_or_else(|e| buntime_guest_build::fail(&format!("{}: {e}", path.display())));
+    let lock = read_toml(path);
     let packages: Vec<&toml::Table> = lock["package"]
         .as_array()
         .map(|a| a.iter().filter_map(|p| p.as_table()).collect())

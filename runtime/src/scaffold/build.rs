@@ -106,7 +106,12 @@ pub fn build_project(
     let module = match lang {
         Lang::Rust => build_rust(dir)?,
         Lang::C => {
-            run(Command::new("sh").arg("build.sh"), dir, "clang and lld")?;
+            run(
+                Command::new("sh").arg("build.sh"),
+                dir,
+                "clang and lld",
+                false,
+            )?;
             dir.join(format!("build/{}.wasm", kind.noun()))
         }
         Lang::AssemblyScript => {
@@ -115,12 +120,14 @@ pub fn build_project(
                     Command::new("npm").args(["ci", "--no-audit", "--no-fund"]),
                     dir,
                     "node and npm",
+                    false,
                 )?;
             }
             run(
                 Command::new("npm").args(["run", "build"]),
                 dir,
                 "node and npm",
+                false,
             )?;
             dir.join(format!("build/{}.wasm", kind.noun()))
         }
@@ -153,48 +160,30 @@ fn read(path: &Path) -> Result<String, BuildError> {
     })
 }
 
-/// Runs a build tool in `dir`, its output shown as it goes.
-fn run(cmd: &mut Command, dir: &Path, needs: &'static str) -> Result<(), BuildError> {
+/// Runs a build tool in `dir`, its stderr (and, unless `capture`, its
+/// stdout) shown as it goes; returns the captured stdout.
+fn run(
+    cmd: &mut Command,
+    dir: &Path,
+    needs: &'static str,
+    capture: bool,
+) -> Result<Vec<u8>, BuildError> {
     let tool = format!("{cmd:?}").replace('"', "");
-    let status = cmd
+    let output = cmd
         .current_dir(dir)
         .stdin(Stdio::null())
-        .status()
-        .map_err(|source| BuildError::Spawn {
-            tool: tool.clone(),
-            dir: dir.to_owned(),
-            source,
-            hint: needs,
-        })?;
-    if !status.success() {
-        return Err(BuildError::Failed {
-            tool,
-            dir: dir.to_owned(),
-            status,
-        });
-    }
-    Ok(())
-}
-
-/// `cargo build --release`; the module is the `.wasm` cargo reports, wherever
-/// `CARGO_TARGET_DIR` put it.
-fn build_rust(dir: &Path) -> Result<PathBuf, BuildError> {
-    let tool = "cargo build --release".to_owned();
-    let output = Command::new("cargo")
-        .args([
-            "build",
-            "--release",
-            "--message-format=json-render-diagnostics",
-        ])
-        .current_dir(dir)
-        .stdin(Stdio::null())
+        .stdout(if capture {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        })
         .stderr(Stdio::inherit())
         .output()
         .map_err(|source| BuildError::Spawn {
             tool: tool.clone(),
             dir: dir.to_owned(),
             source,
-            hint: "rustup, from rustup.rs",
+            hint: needs,
         })?;
     if !output.status.success() {
         return Err(BuildError::Failed {
@@ -203,7 +192,23 @@ fn build_rust(dir: &Path) -> Result<PathBuf, BuildError> {
             status: output.status,
         });
     }
-    let wasm = String::from_utf8_lossy(&output.stdout)
+    Ok(output.stdout)
+}
+
+/// `cargo build --release`; the module is the `.wasm` cargo reports, wherever
+/// `CARGO_TARGET_DIR` put it.
+fn build_rust(dir: &Path) -> Result<PathBuf, BuildError> {
+    let stdout = run(
+        Command::new("cargo").args([
+            "build",
+            "--release",
+            "--message-format=json-render-diagnostics",
+        ]),
+        dir,
+        "rustup, from rustup.rs",
+        true,
+    )?;
+    let wasm = String::from_utf8_lossy(&stdout)
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .filter(|m| m["reason"] == "compiler-artifact")

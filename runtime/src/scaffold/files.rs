@@ -61,8 +61,6 @@ pub(super) fn project(kind: Kind, name: &str, lang: Lang) -> Vec<(String, String
             ("{{crate}}", &crate_name),
             ("{{header}}", &header),
             ("{{module}}", module),
-            ("{{kind}}", kind.noun()),
-            ("{{npm_name}}", &base),
             ("{{lang_name}}", lang_name),
             ("{{needs}}", needs),
             ("{{build_cmd}}", build_cmd),
