@@ -69,8 +69,10 @@ fn read_toml(path: &Path) -> toml::Table {
 
 /// The `channel` pinned in `rust-toolchain.toml`.
 fn channel(path: &Path) -> String {
-    read_toml(path)["toolchain"]["channel"]
-        .as_str()
+    read_toml(path)
+        .get("toolchain")
+        .and_then(|t| t.get("channel"))
+        .and_then(|c| c.as_str())
         .unwrap_or_else(|| {
             buntime_guest_build::fail("rust-toolchain.toml has no toolchain.channel")
         })
@@ -85,8 +87,9 @@ fn channel(path: &Path) -> String {
 /// every one of them.
 fn scaffold_lock(path: &Path) -> String {
     let lock = read_toml(path);
-    let packages: Vec<&toml::Table> = lock["package"]
-        .as_array()
+    let packages: Vec<&toml::Table> = lock
+        .get("package")
+        .and_then(|p| p.as_array())
         .map(|a| a.iter().filter_map(|p| p.as_table()).collect())
         .unwrap_or_default();
     // A dependency is `name` or, where the lock holds several versions,
@@ -96,8 +99,8 @@ fn scaffold_lock(path: &Path) -> String {
         let name = parts.next()?;
         let version = parts.next();
         packages.iter().copied().find(|p| {
-            p["name"].as_str() == Some(name)
-                && version.is_none_or(|v| p["version"].as_str() == Some(v))
+            p.get("name").and_then(|v| v.as_str()) == Some(name)
+                && version.is_none_or(|v| p.get("version").and_then(|v| v.as_str()) == Some(v))
                 && p.contains_key("source")
         })
     };
@@ -110,8 +113,16 @@ fn scaffold_lock(path: &Path) -> String {
             buntime_guest_build::fail(&format!("{}: no registry package `{dep}`", path.display()));
         };
         let key = (
-            package["name"].as_str().unwrap_or_default().to_owned(),
-            package["version"].as_str().unwrap_or_default().to_owned(),
+            package
+                .get("name")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned(),
+            package
+                .get("version")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned(),
         );
         if keep.insert(key, package.clone()).is_none() {
             let deps = package.get("dependencies").and_then(|d| d.as_array());
