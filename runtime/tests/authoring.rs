@@ -244,17 +244,23 @@ fn inspect_tells_a_good_module_from_a_broken_one_and_a_newer_abi_is_refused() {
     let plugins = tmp.path().join("plugins");
     let target = tmp.path().join("target");
 
-    let good = plugin_dir(&plugins, "good", Some(1));
+    // `plugin inspect PATH`: its exit code and report.
+    let inspect = |path: &Path| {
+        let out = buntime(
+            tmp.path(),
+            &["plugin", "inspect", &path.to_string_lossy()],
+            &target,
+        );
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
     let out = buntime(tmp.path(), &["plugin", "inspect"], &target);
     assert!(!out.status.success(), "inspect without a path");
-    let report = ok(
-        &buntime(
-            tmp.path(),
-            &["plugin", "inspect", &good.to_string_lossy()],
-            &target,
-        ),
-        "inspect good",
-    );
+
+    let (code, report) = inspect(&plugin_dir(&plugins, "good", Some(1)));
+    assert_eq!(code, Some(0), "{report}");
     assert!(
         report.contains("abi       version 1")
             && report.contains("hooks     on_request")
@@ -264,23 +270,12 @@ fn inspect_tells_a_good_module_from_a_broken_one_and_a_newer_abi_is_refused() {
 
     let broken = tmp.path().join("broken.wasm");
     std::fs::write(&broken, b"\0asm\x01\0\0\0\x01\xff").expect("write");
-    let out = buntime(
-        tmp.path(),
-        &["plugin", "inspect", &broken.to_string_lossy()],
-        &target,
-    );
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{report}");
+    let (code, report) = inspect(&broken);
+    assert_eq!(code, Some(1), "{report}");
     assert!(report.contains("loads     no:"), "{report}");
 
-    let newer = plugin_dir(&plugins, "newer", Some(2));
-    let out = buntime(
-        tmp.path(),
-        &["plugin", "inspect", &newer.to_string_lossy()],
-        &target,
-    );
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{report}");
+    let (code, report) = inspect(&plugin_dir(&plugins, "newer", Some(2)));
+    assert_eq!(code, Some(1), "{report}");
     let refusal = "built for Buntime ABI version 2, but this host speaks ABI version 1";
     assert!(
         report.contains("abi       version 2 (this host: 1)") && report.contains(refusal),
