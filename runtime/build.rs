@@ -1,9 +1,12 @@
 //! Builds the core plugins (`plugins-wasm/`, their own workspace) for
 //! `wasm32-wasip1` (for the clock: nothing else of WASI is granted) and writes `$OUT_DIR/core_plugins.rs`, which
 //! `plugins::embedded()` includes: each plugin's manifest and module baked
-//! into the binary.
+//! into the binary. Also writes what `buntime plugin new` puts into a Rust
+//! project: `$OUT_DIR/scaffold_lock.toml` (see [`scaffold_lock`]) and the
+//! `BUNTIME_RUST_CHANNEL` the project pins.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use buntime_guest_build::{build, copy, env, watch};
 
@@ -43,4 +46,113 @@ fn main() {
     code.push_str("]\n");
     std::fs::write(out_dir.join("core_plugins.rs"), code)
         .unwrap_or_else(|e| buntime_guest_build::fail(&e.to_string()));
+
+    let toolchain = root.join("rust-toolchain.toml");
+    watch(&toolchain);
+    println!(
+        "cargo:rustc-env=BUNTIME_RUST_CHANNEL={}",
+        channel(&toolchain)
+    );
+    let lock = root.join("fixtures/rust/Cargo.lock");
+    watch(&lock);
+    std::fs::write(out_dir.join("scaffold_lock.toml"), scaffold_lock(&lock))
+        .unwrap_or_else(|e| buntime_guest_build::fail(&e.to_string()));
+}
+
+fn read_toml(path: &Path) -> toml::Table {
+    let fail = |e: &dyn std::fmt::Display| -> ! {
+        buntime_guest_build::fail(&format!("{}: {e}", path.display()))
+    };
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| fail(&e));
+    text.parse().unwrap_or_else(|e| fail(&e))
+}
+
+/// The `channel` pinned in `rust-toolchain.toml`.
+fn channel(path: &Path) -> String {
+    read_toml(path)
+        .get("toolchain")
+        .and_then(|t| t.get("channel"))
+        .and_then(|c| c.as_str())
+        .unwrap_or_else(|| {
+            buntime_guest_build::fail("rust-toolchain.toml has no toolchain.channel")
+        })
+        .to_owned()
+}
+
+/// The registry packages a scaffolded Rust project depends on (`extism-pdk`,
+/// `serde`, `serde_json` and everything they pull in), as `[[package]]`
+/// entries of a lockfile, at the versions this repository's Rust guests are
+/// built with (`fixtures/rust/Cargo.lock`). With them, the project's first
+/// build needs no registry: a cargo cache that built this repository holds
+/// every one of them.
+fn scaffold_lock(path: &Path) -> String {
+    let lock = read_toml(path);
+    let packages: Vec<&toml::Table> = lock
+        .get("package")
+        .and_then(|p| p.as_array())
+        .map(|a| a.iter().filter_map(|p| p.as_table()).collect())
+        .unwrap_or_default();
+    // A dependency is `name` or, where the lock holds several versions,
+    // `name version`.
+    let find = |dep: &str| -> Option<&toml::Table> {
+        let mut parts = dep.split(' ');
+        let name = parts.next()?;
+        let version = parts.next();
+        packages.iter().copied().find(|p| {
+            p.get("name").and_then(|v| v.as_str()) == Some(name)
+                && version.is_none_or(|v| p.get("version").and_then(|v| v.as_str()) == Some(v))
+                && p.contains_key("source")
+        })
+    };
+    let mut todo: Vec<String> = ["extism-pdk", "serde", "serde_json"]
+        .map(String::from)
+        .to_vec();
+    let mut keep: BTreeMap<(String, String), toml::Table> = BTreeMap::new();
+    while let Some(dep) = todo.pop() {
+        let Some(package) = find(&dep) else {
+            buntime_guest_build::fail(&format!("{}: no registry package `{dep}`", path.display()));
+        };
+        let key = (
+            package
+                .get("name")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned(),
+            package
+                .get("version")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned(),
+        );
+        if keep.insert(key, package.clone()).is_none() {
+            let deps = package.get("dependencies").and_then(|d| d.as_array());
+            todo.extend(
+                deps.into_iter()
+                    .flatten()
+                    .filter_map(|d| d.as_str())
+                    .map(String::from),
+            );
+        }
+    }
+    keep.into_values().map(|p| lock_entry(&p)).collect()
+}
+
+/// One `[[package]]` entry as cargo writes it (so cargo has nothing to
+/// rewrite), blank line included.
+fn lock_entry(package: &toml::Table) -> String {
+    let mut entry = String::from("[[package]]\n");
+    for key in ["name", "version", "source", "checksum"] {
+        if let Some(value) = package.get(key).and_then(|v| v.as_str()) {
+            entry.push_str(&format!("{key} = \"{value}\"\n"));
+        }
+    }
+    if let Some(deps) = package.get("dependencies").and_then(|d| d.as_array()) {
+        entry.push_str("dependencies = [\n");
+        for dep in deps.iter().filter_map(|d| d.as_str()) {
+            entry.push_str(&format!(" \"{dep}\",\n"));
+        }
+        entry.push_str("]\n");
+    }
+    entry.push('\n');
+    entry
 }

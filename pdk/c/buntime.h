@@ -52,6 +52,21 @@ extern "C" {
 #endif
 
 /* ------------------------------------------------------------------------ */
+/* ABI version                                                              */
+/* ------------------------------------------------------------------------ */
+
+/* The Buntime ABI version this header speaks (docs/abi.md §2). Every module
+ * that includes it declares the version in its "buntime_abi" custom section
+ * (a 4-byte little-endian record per translation unit; the linker joins
+ * them), so a host older than the header refuses it by name instead of
+ * failing on a missing import. */
+#define BUNTIME_ABI_VERSION 1
+#define BUNTIME__STR2(x) #x
+#define BUNTIME__STR(x) BUNTIME__STR2(x)
+__asm__(".section .custom_section.buntime_abi,\"\",@\n"
+        ".int32 " BUNTIME__STR(BUNTIME_ABI_VERSION) "\n");
+
+/* ------------------------------------------------------------------------ */
 /* Host imports: extism:host/env                                            */
 /* ------------------------------------------------------------------------ */
 

@@ -2,6 +2,17 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The version of the Buntime ABI this PDK speaks: the host functions, hook
+/// exports and message shapes of `docs/abi.md`. A host refuses a module that
+/// declares a newer version than its own; a module that declares none is
+/// taken as version 1.
+pub const ABI_VERSION: u32 = 1;
+
+/// The custom section in which a guest declares [`ABI_VERSION`]: one or more
+/// 4-byte little-endian records (a linker concatenates the records of every
+/// object that declares one); the highest counts.
+pub const ABI_SECTION: &str = "buntime_abi";
+
 /// The Extism ABI's import module (memory, input, output, config, vars, log, HTTP).
 pub const ENV_NAMESPACE: &str = "extism:host/env";
 /// The import module of Buntime's own host functions.

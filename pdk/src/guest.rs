@@ -223,9 +223,26 @@ pub fn set_error(message: &str) {
 #[macro_export]
 macro_rules! app {
     ($handler:path) => {
+        $crate::declare_abi_version!();
         #[unsafe(no_mangle)]
         pub extern "C" fn handle() -> i32 {
             $crate::guest::run_handler($handler)
         }
+    };
+}
+
+/// Declares, in the module's `buntime_abi` custom section, the ABI version
+/// this PDK speaks ([`crate::abi::ABI_VERSION`]). Every export macro expands
+/// it, so a module built with this PDK always states its version; the records
+/// of several expansions are concatenated by the linker and all say the same.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! declare_abi_version {
+    () => {
+        const _: () = {
+            #[unsafe(link_section = "buntime_abi")]
+            #[used]
+            static BUNTIME_ABI_VERSION: [u8; 4] = $crate::abi::ABI_VERSION.to_le_bytes();
+        };
     };
 }

@@ -517,6 +517,7 @@ impl<T: DeserializeOwned> Lazy<T> {
 #[macro_export]
 macro_rules! on_request {
     ($f:path) => {
+        $crate::declare_abi_version!();
         #[unsafe(no_mangle)]
         pub extern "C" fn on_request() -> i32 {
             $crate::plugin::run_hook_with::<_, $crate::hooks::RequestDecision>(
@@ -532,6 +533,7 @@ macro_rules! on_request {
 #[macro_export]
 macro_rules! on_response {
     ($f:path) => {
+        $crate::declare_abi_version!();
         #[unsafe(no_mangle)]
         pub extern "C" fn on_response() -> i32 {
             $crate::plugin::run_hook_with::<_, $crate::hooks::ResponseChanges>(
@@ -548,6 +550,7 @@ macro_rules! on_response {
 #[macro_export]
 macro_rules! on_init {
     ($f:path) => {
+        $crate::declare_abi_version!();
         #[unsafe(no_mangle)]
         pub extern "C" fn on_init() -> i32 {
             $crate::plugin::run_hook::<$crate::serde_json::Value, ()>($f)
@@ -559,6 +562,7 @@ macro_rules! on_init {
 #[macro_export]
 macro_rules! on_event {
     ($f:path) => {
+        $crate::declare_abi_version!();
         #[unsafe(no_mangle)]
         pub extern "C" fn on_event() -> i32 {
             $crate::plugin::run_hook::<$crate::hooks::Event, ()>($f)
@@ -570,6 +574,7 @@ macro_rules! on_event {
 #[macro_export]
 macro_rules! on_shutdown {
     ($f:path) => {
+        $crate::declare_abi_version!();
         #[unsafe(no_mangle)]
         pub extern "C" fn on_shutdown() -> i32 {
             $crate::plugin::run_hook::<(), ()>($f)
@@ -583,6 +588,7 @@ macro_rules! on_shutdown {
 #[macro_export]
 macro_rules! service {
     ($name:ident, $f:path) => {
+        $crate::declare_abi_version!();
         #[unsafe(no_mangle)]
         pub extern "C" fn $name() -> i32 {
             $crate::plugin::run_hook($f)

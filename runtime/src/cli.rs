@@ -1,5 +1,6 @@
 //! The command line: `buntime serve` (the default) runs the server;
-//! `buntime call` runs one export of any Extism-ABI module.
+//! `buntime call` runs one export of any Extism-ABI module; `buntime plugin`
+//! and `buntime app` create, build and inspect projects (`crate::scaffold`).
 //!
 //! ```text
 //! RUNTIME_WORKER_DIRS=./apps buntime
@@ -15,6 +16,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
 use crate::capabilities::Grants;
+use crate::scaffold::Kind;
 use crate::wasm::{CallError, Engine, EngineConfig, GuestOptions, abi::body_functions};
 
 /// Buntime: a serverless WASM application runtime.
@@ -34,21 +36,64 @@ enum Command {
     Check,
     /// Call one export of an Extism-ABI module (any Extism PDK) and print its output.
     Call(CallArgs),
-    /// Work with plugins.
+    /// Create, build and inspect plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Create and build apps.
+    #[command(subcommand)]
+    App(AppCommand),
 }
 
 #[derive(Debug, Subcommand)]
 enum PluginCommand {
-    /// Create a Rust plugin crate that builds and loads as is.
-    New {
-        /// The plugin's name: `name` or `@scope/name`.
-        name: String,
-        /// Where to create the crate dir.
-        #[arg(long, default_value = ".")]
-        dir: PathBuf,
+    /// Create a plugin project that builds from this binary alone.
+    New(NewArgs),
+    /// Build the plugin project in `--dir` and lay out `dist/<name>/`
+    /// (`manifest.jsonc` + `plugin.wasm` + `ui/`) for `RUNTIME_PLUGIN_DIRS`.
+    Build(BuildArgs),
+    /// Show a plugin's exports, imports, hooks, grants and ABI version, and
+    /// whether it would load here (the load's checks, without running it).
+    Inspect {
+        /// A plugin dir (`manifest.jsonc` + `plugin.wasm`) or a `.wasm` module.
+        path: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum AppCommand {
+    /// Create an app project that builds from this binary alone.
+    New(NewArgs),
+    /// Build the app project in `--dir` and lay out `dist/<name>/<version>/`
+    /// (`worker.jsonc` + `app.wasm`) for `RUNTIME_WORKER_DIRS`.
+    Build {
+        #[command(flatten)]
+        build: BuildArgs,
+        /// The version dir to lay out.
+        #[arg(long = "app-version", default_value = "0.1.0")]
+        version: String,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct NewArgs {
+    /// The name: `name` (or, for plugins, `@scope/name`).
+    name: String,
+    /// The language of the project.
+    #[arg(long, value_enum, default_value = "rust")]
+    lang: crate::scaffold::Lang,
+    /// Where to create the project dir.
+    #[arg(long, default_value = ".")]
+    dir: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+struct BuildArgs {
+    /// The project dir.
+    #[arg(long, default_value = ".")]
+    dir: PathBuf,
+    /// Where to lay out the result (default: `dist` in the project dir).
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -106,19 +151,38 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve => serve().await,
         Command::Check => check().await,
         Command::Call(args) => call(args).await,
-        Command::Plugin(PluginCommand::New { name, dir }) => {
-            let created = crate::scaffold::new_plugin(&name, &dir)?;
-            println!("created {}", created.display());
-            println!(
-                "build it:  cd {} && cargo build --release --target wasm32-unknown-unknown",
-                created.display()
-            );
-            println!(
-                "then copy the .wasm as plugin.wasm, with manifest.jsonc, into a plugin dir (see README.md there)"
-            );
-            Ok(ExitCode::SUCCESS)
+        Command::Plugin(PluginCommand::New(args)) => new_project(Kind::Plugin, args),
+        Command::App(AppCommand::New(args)) => new_project(Kind::App, args),
+        Command::Plugin(PluginCommand::Build(args)) => build_project(Kind::Plugin, args, "0.1.0"),
+        Command::App(AppCommand::Build { build, version }) => {
+            build_project(Kind::App, build, &version)
         }
+        Command::Plugin(PluginCommand::Inspect { path }) => crate::scaffold::inspect::run(&path),
     }
+}
+
+fn new_project(kind: Kind, args: NewArgs) -> anyhow::Result<ExitCode> {
+    let created = crate::scaffold::new_project(kind, &args.name, args.lang, &args.dir)?;
+    println!("created {}", created.display());
+    println!(
+        "build it:  cd {} && buntime {} build",
+        created.display(),
+        kind.noun()
+    );
+    println!("then follow README.md there to load and try it");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn build_project(kind: Kind, args: BuildArgs, version: &str) -> anyhow::Result<ExitCode> {
+    let out = args.out.unwrap_or_else(|| args.dir.join("dist"));
+    let laid_out = crate::scaffold::build_project(kind, &args.dir, &out, version)?;
+    println!("built {}", laid_out.display());
+    let var = match kind {
+        Kind::Plugin => "RUNTIME_PLUGIN_DIRS",
+        Kind::App => "RUNTIME_WORKER_DIRS",
+    };
+    println!("serve it:  {var}={} buntime", out.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn serve() -> anyhow::Result<ExitCode> {

@@ -1,11 +1,11 @@
 //! The `buntime` binary itself: `check` exit codes and messages, and `serve`
 //! answering HTTP and exiting 0 on SIGTERM.
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-const BIN: &str = env!("CARGO_BIN_EXE_buntime");
+mod common;
+use common::{BIN, announced_port, http_get, http_get_at};
 
 fn install(root: &Path, rel: &str, worker: Option<&str>) {
     let dir = root.join(rel);
@@ -222,132 +222,4 @@ fn serve_listens_on_runtime_host_and_exits_within_its_shutdown_timeout() {
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-}
-
-/// The port `buntime serve` announces on the first line of its stdout.
-fn announced_port(child: &mut std::process::Child) -> u16 {
-    let stdout = child.stdout.take().expect("stdout");
-    let first = BufReader::new(stdout)
-        .lines()
-        .next()
-        .expect("a first line")
-        .expect("utf-8");
-    first
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no port in {first:?}"))
-}
-
-fn http_get(port: u16, path: &str) -> String {
-    http_get_at("127.0.0.1", port, path)
-}
-
-fn http_get_at(host: &str, port: u16, path: &str) -> String {
-    use std::io::Write;
-    let mut s = std::net::TcpStream::connect((host, port)).expect("connect");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
-    )
-    .expect("write");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("read");
-    out
-}
-
-#[test]
-fn plugin_new_scaffolds_a_crate_that_builds_and_loads() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(BIN)
-        .args(["plugin", "new", "@acme/greeter", "--dir"])
-        .arg(dir.path())
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let krate = dir.path().join("greeter");
-
-    // Build it for real, as its README says (sharing the guests' target dir
-    // so dependencies are compiled once across runs).
-    let target_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm-guests/scaffold");
-    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cargo
-        .current_dir(&krate)
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "--target",
-            "wasm32-unknown-unknown",
-            "--target-dir",
-        ])
-        .arg(&target_dir);
-    for var in [
-        "CARGO_TARGET_DIR",
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_BUILD_TARGET",
-    ] {
-        cargo.env_remove(var);
-    }
-    let status = cargo.status().expect("cargo");
-    assert!(status.success(), "the scaffolded crate does not build");
-
-    let plugin_dir = dir.path().join("plugins/greeter");
-    std::fs::create_dir_all(&plugin_dir).expect("mkdir");
-    std::fs::copy(
-        target_dir.join("wasm32-unknown-unknown/release/greeter.wasm"),
-        plugin_dir.join("plugin.wasm"),
-    )
-    .expect("copy wasm");
-    std::fs::copy(
-        krate.join("manifest.jsonc"),
-        plugin_dir.join("manifest.jsonc"),
-    )
-    .expect("copy manifest");
-    let apps = dir.path().join("apps");
-    install(&apps, "hello/1.0.0", None);
-
-    let out = Command::new(BIN)
-        .arg("check")
-        .env("RUNTIME_WORKER_DIRS", &apps)
-        .env("RUNTIME_PLUGIN_DIRS", dir.path().join("plugins"))
-        .env("RUNTIME_CACHE_DIR", "off")
-        .current_dir(dir.path())
-        .output()
-        .expect("check");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
-    assert!(
-        stdout.contains("plugin @acme/greeter")
-            && stdout.contains("hooks [on_request, on_response, handle]"),
-        "{stdout}"
-    );
-
-    let mut child = Command::new(BIN)
-        .env("RUNTIME_WORKER_DIRS", &apps)
-        .env("RUNTIME_PLUGIN_DIRS", dir.path().join("plugins"))
-        .env("RUNTIME_CACHE_DIR", "off")
-        .env("PORT", "0")
-        .current_dir(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let port = announced_port(&mut child);
-    let routes = http_get(port, "/_/greeter/hello");
-    assert!(
-        routes.starts_with("HTTP/1.1 200") && routes.ends_with("hello from @acme/greeter"),
-        "{routes}"
-    );
-    let app = http_get(port, "/hello@1/");
-    assert!(app.contains("x-acme-greeter-seen: 1"), "{app}");
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    assert!(child.wait().expect("wait").success());
 }

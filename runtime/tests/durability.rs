@@ -3,7 +3,7 @@
 //! consistent WAL database holding every acknowledged write), and clients
 //! cannot fill the disk with tenants (`RUNTIME_MAX_TENANTS`).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_buntime");
+mod common;
+use common::{BIN, announced_port};
 
 /// Starts `buntime serve` in `dir` (data in `dir/data`); returns it and its port.
 fn serve(dir: &Path) -> (Child, u16) {
@@ -32,17 +33,7 @@ fn serve_with(dir: &Path, vars: &[(&str, &str)]) -> (Child, u16) {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let first = BufReader::new(stdout)
-        .lines()
-        .next()
-        .expect("a first line")
-        .expect("utf-8");
-    let port = first
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no port in {first:?}"));
+    let port = announced_port(&mut child);
     (child, port)
 }
 

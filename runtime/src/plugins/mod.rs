@@ -35,7 +35,7 @@ pub use discovery::{Candidate, EmbeddedPlugin, Origin, PLUGIN_WASM_FILE, Problem
 pub use host::{Chain, DRAIN_GRACE, NotLoaded, PluginError, PluginHost, PluginSources};
 pub use instances::InstancePool;
 pub use manifest::{Limits, MANIFEST_FILE, Manifest, OnError, RESERVED_BASES, valid_plugin_name};
-pub use plugin::{HookError, HookFailure, Hooks, Plugin, PluginStats};
+pub use plugin::{HookError, HookFailure, Hooks, Plugin, PluginStats, check_module};
 
 /// `(manifest.jsonc, plugin.wasm)` of each core plugin, built from
 /// `plugins-wasm/` by `build.rs`.

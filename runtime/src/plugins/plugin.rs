@@ -1,7 +1,7 @@
 //! One loaded plugin: its module, grants, config, instances and counters, and
 //! how a hook call on it succeeds or fails.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -14,7 +14,7 @@ use super::manifest::{Manifest, OnError};
 use crate::capabilities::{GrantContext, Grants, GuestContext, HostServices, narrow};
 use crate::config::PluginEntry;
 use crate::counter::Counter;
-use crate::wasm::{CallError, Engine, GuestOptions};
+use crate::wasm::{CallError, Engine, GuestModule, GuestOptions};
 
 /// The hooks a plugin exports. A hook that is not exported is never called
 /// and costs nothing.
@@ -188,34 +188,8 @@ impl Plugin {
             .map_err(|_| format!("{}: compilation was interrupted", wasm_path.display()))?
             .map_err(|e| format!("{}: {e}", wasm_path.display()))?;
 
-        for s in &m.services {
-            if !module.has_export(s) {
-                return Err(format!(
-                    "{}: `services`: `{s}` is listed but {} does not export it",
-                    manifest_path.display(),
-                    wasm_path.display()
-                ));
-            }
-        }
-        let hooks = Hooks {
-            on_init: module.has_export("on_init"),
-            on_request: module.has_export("on_request"),
-            on_response: module.has_export("on_response"),
-            handle: module.has_export("handle"),
-            on_event: module.has_export("on_event"),
-            on_shutdown: module.has_export("on_shutdown"),
-        };
         let ui_dir = candidate.ui_dir();
-        if let Some(base) = &m.base
-            && !hooks.handle
-            && ui_dir.is_none()
-        {
-            return Err(format!(
-                "{}: `base`: `{base}` is set but {} exports no `handle` and there is no `ui/` dir to serve",
-                manifest_path.display(),
-                wasm_path.display()
-            ));
-        }
+        let hooks = check_module(m, &manifest_path, &wasm_path, &module, ui_dir.is_some())?;
 
         let plugin = Arc::new(Plugin {
             manifest: m.clone(),
@@ -299,4 +273,44 @@ impl Plugin {
     pub fn fails_open(&self) -> bool {
         self.manifest.on_error == OnError::Open
     }
+}
+
+/// The checks of a compiled module against its manifest, the same at load
+/// and in `buntime plugin inspect`: every listed service exported, a `base`
+/// served by `handle` or a `ui/` dir. Returns the hooks it exports.
+pub fn check_module(
+    m: &Manifest,
+    manifest_path: &Path,
+    wasm_path: &Path,
+    module: &GuestModule,
+    has_ui: bool,
+) -> Result<Hooks, String> {
+    for s in &m.services {
+        if !module.has_export(s) {
+            return Err(format!(
+                "{}: `services`: `{s}` is listed but {} does not export it",
+                manifest_path.display(),
+                wasm_path.display()
+            ));
+        }
+    }
+    let hooks = Hooks {
+        on_init: module.has_export("on_init"),
+        on_request: module.has_export("on_request"),
+        on_response: module.has_export("on_response"),
+        handle: module.has_export("handle"),
+        on_event: module.has_export("on_event"),
+        on_shutdown: module.has_export("on_shutdown"),
+    };
+    if let Some(base) = &m.base
+        && !hooks.handle
+        && !has_ui
+    {
+        return Err(format!(
+            "{}: `base`: `{base}` is set but {} exports no `handle` and there is no `ui/` dir to serve",
+            manifest_path.display(),
+            wasm_path.display()
+        ));
+    }
+    Ok(hooks)
 }

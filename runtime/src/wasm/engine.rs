@@ -258,6 +258,13 @@ impl Engine {
                 ),
             });
         }
+        // Before the cache, so that a module compiled by a newer host that
+        // shares the cache directory is refused here too.
+        let binary = wat::parse_bytes(wasm).unwrap_or(std::borrow::Cow::Borrowed(wasm));
+        super::check_abi_version(&binary).map_err(|cause| LoadError::AbiVersion {
+            guest: name.to_string(),
+            cause,
+        })?;
         let sha256: [u8; 32] = Sha256::digest(wasm).into();
         let stats = &self.inner.shared.stats;
 
@@ -274,7 +281,6 @@ impl Engine {
                 // its error says precisely what is wrong with them, and a
                 // valid module it accepts still runs (its memory accessors
                 // stay host calls, over an arena in host memory).
-                let binary = wat::parse_bytes(wasm).unwrap_or(std::borrow::Cow::Borrowed(wasm));
                 let rewritten = super::rewrite::rewrite_module(&binary);
                 if let Err(e) = &rewritten {
                     tracing::debug!(guest = %name, error = %e, "module not rewritten");

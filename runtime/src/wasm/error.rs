@@ -37,6 +37,14 @@ pub enum LoadError {
         /// Why.
         cause: anyhow::Error,
     },
+    /// The module declares a Buntime ABI version this host cannot run.
+    #[error("`{guest}` {cause}")]
+    AbiVersion {
+        /// The guest's name.
+        guest: String,
+        /// Which versions.
+        cause: super::AbiVersionError,
+    },
     /// The module imports something the host does not provide.
     #[error(
         "`{guest}` cannot be linked: {cause:#} (guests may import only `extism:host/env`, `extism:host/user` and `wasi_snapshot_preview1`; see docs/abi.md)"

@@ -7,6 +7,7 @@
 //!   by a capability grant.
 
 pub mod abi;
+mod abi_version;
 mod arena;
 mod cache;
 mod engine;
@@ -22,6 +23,7 @@ mod stats;
 mod sync_call;
 mod ticker;
 
+pub use abi_version::{AbiVersionError, HOST_ABI_VERSION, check_abi_version, declared_abi_version};
 pub use arena::{Arena, ArenaError, BLOCK_COST};
 pub use engine::{Allocation, DEFAULT_EPOCH_TICK, Engine, EngineConfig};
 pub use error::{CallError, LoadError};
