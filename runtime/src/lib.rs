@@ -32,6 +32,8 @@ pub mod capabilities;
 pub mod cli;
 pub mod config;
 pub mod counter;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod idle_lists;
 pub mod plugins;
 pub mod pool;

@@ -271,7 +271,10 @@ async fn on_response(
     res
 }
 
-fn apply_request_changes(req: &mut Request, changes: RequestChanges) -> Result<(), String> {
+pub(crate) fn apply_request_changes(
+    req: &mut Request,
+    changes: RequestChanges,
+) -> Result<(), String> {
     for name in &changes.remove_headers {
         let name = HeaderName::try_from(name.as_str())
             .map_err(|_| format!("`{name}` is not a valid header name"))?;
@@ -306,7 +309,7 @@ fn apply_request_changes(req: &mut Request, changes: RequestChanges) -> Result<(
 
 /// Applies an `on_response` answer. Framing headers are the host's: setting
 /// or removing one is ignored (and noted in `dropped` under `module`).
-fn apply_response_changes(
+pub(crate) fn apply_response_changes(
     res: &mut Response,
     changes: ResponseChanges,
     module: &str,

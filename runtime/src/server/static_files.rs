@@ -302,7 +302,7 @@ fn is_navigation(relative: &Path) -> bool {
 }
 
 /// The decoded path below the app dir, or `None` if it tries to leave it.
-fn safe_relative(rest: &str) -> Option<PathBuf> {
+pub(crate) fn safe_relative(rest: &str) -> Option<PathBuf> {
     let decoded = percent_encoding::percent_decode_str(rest)
         .decode_utf8()
         .ok()?;

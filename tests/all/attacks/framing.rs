@@ -154,6 +154,46 @@ async fn framing_headers_from_any_guest_are_dropped() {
     server.stop().await;
 }
 
+/// The same over HTTP/2, where a guest's `content-length: 0` over a body
+/// would have the client reset the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn framing_headers_are_dropped_over_http2() {
+    let headers = framing_with(("x-kept", "yes"));
+    let server = Server::start(ErrorDetail::Full, |root| {
+        app(
+            root,
+            "app",
+            &Guest::default().export("handle", Act::Output(head(200, &headers, "from the app"))),
+            None,
+        );
+    })
+    .await;
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("an HTTP/2 client");
+    // Twice: the connection stays usable after the first answer.
+    for round in 0..2 {
+        let res = h2
+            .get(server.url("/app/"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: no HTTP/2 response: {e:?}"));
+        assert_eq!(res.version(), reqwest::Version::HTTP_2);
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["x-kept"], "yes");
+        for (name, value) in FRAMING.iter().skip(1) {
+            assert!(
+                res.headers().get(*name).is_none_or(|v| v != value),
+                "`{name}: {value}` reached the client over HTTP/2"
+            );
+        }
+        let body = res.text().await.expect("the whole body");
+        assert_eq!(body, "from the app");
+    }
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statuses_outside_200_to_599_are_a_502() {
     const BAD: [u16; 6] = [0, 99, 100, 101, 600, 1000];

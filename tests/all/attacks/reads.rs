@@ -169,6 +169,20 @@ async fn watch(server: &TestServer) -> reqwest::Response {
         .expect("request")
 }
 
+/// A watch stream opened as soon as a closed one's slot is free again (the
+/// server notices a closed connection on its own time).
+async fn once_a_slot_frees(server: &TestServer) -> reqwest::Response {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let res = watch(server).await;
+        if res.status() == 200 {
+            return res;
+        }
+        assert!(Instant::now() < deadline, "the slot was never freed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_client_opening_too_many_streams_is_refused_until_one_closes() {
     let server = start().await;
@@ -199,16 +213,52 @@ async fn a_client_opening_too_many_streams_is_refused_until_one_closes() {
     assert_eq!(sse.status(), 429);
     // Closing one frees its slot (the server notices the closed connection).
     drop(open.pop());
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let res = watch(&server).await;
-        if res.status() == 200 {
-            open.push(res);
-            break;
-        }
-        assert!(Instant::now() < deadline, "the slot was never freed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    open.push(once_a_slot_frees(&server).await);
+    drop(open);
+    server.stop().await;
+}
+
+/// The server-wide cap (`RUNTIME_MAX_STREAMS`) holds across kinds of stream
+/// (plugin streams and `/_/sse`) and below the per-client one.
+#[tokio::test]
+async fn the_server_refuses_streams_past_its_total_until_one_closes() {
+    let server =
+        TestServer::try_start_plugins_configured(
+            buntime::plugins::embedded(),
+            |_| {},
+            |state| {
+                state.plugins.services().events.set_stream_limits(
+                    buntime::capabilities::StreamLimits {
+                        total: 2,
+                        per_client: 10,
+                    },
+                )
+            },
+        )
+        .await
+        .expect("server with the core plugins");
+    let mut open = vec![watch(&server).await];
+    let sse = client()
+        .get(server.url("/_/sse"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(sse.status(), 200);
+    open.push(sse);
+    assert_eq!(open[0].status(), 200);
+    let refused = watch(&server).await;
+    assert_eq!(refused.status(), 503);
+    let body: Value = refused.json().await.expect("json");
+    assert_eq!(body["code"], "STREAMS_EXHAUSTED", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("the server has 2 event streams open"),
+        "{body}"
+    );
+    drop(open.remove(0));
+    open.push(once_a_slot_frees(&server).await);
     drop(open);
     server.stop().await;
 }

@@ -61,17 +61,35 @@ impl TestServer {
         embedded: Vec<buntime::plugins::EmbeddedPlugin>,
         setup: impl FnOnce(&Path),
     ) -> Result<Self, buntime::plugins::PluginError> {
+        Self::try_start_plugins_configured(embedded, setup, |_| {}).await
+    }
+
+    /// [`TestServer::try_start_plugins`], with `configure` applied to the
+    /// state before it serves (what the environment sets in `buntime serve`).
+    pub async fn try_start_plugins_configured(
+        embedded: Vec<buntime::plugins::EmbeddedPlugin>,
+        setup: impl FnOnce(&Path),
+        configure: impl FnOnce(&AppState),
+    ) -> Result<Self, buntime::plugins::PluginError> {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("apps")).expect("mkdir");
         std::fs::create_dir_all(dir.path().join("plugins")).expect("mkdir");
         setup(dir.path());
-        Self::try_start_plugins_in(dir, embedded).await
+        Self::plugins_in(dir, embedded, configure).await
     }
 
     /// [`TestServer::try_start_plugins`] over an existing dir (a restart).
     pub async fn try_start_plugins_in(
         dir: tempfile::TempDir,
         embedded: Vec<buntime::plugins::EmbeddedPlugin>,
+    ) -> Result<Self, buntime::plugins::PluginError> {
+        Self::plugins_in(dir, embedded, |_| {}).await
+    }
+
+    async fn plugins_in(
+        dir: tempfile::TempDir,
+        embedded: Vec<buntime::plugins::EmbeddedPlugin>,
+        configure: impl FnOnce(&AppState),
     ) -> Result<Self, buntime::plugins::PluginError> {
         let engine = Engine::new(EngineConfig {
             host_functions: host_functions(),
@@ -86,6 +104,7 @@ impl TestServer {
             max_tenants: None,
         };
         let state = AppState::build(engine, vec![dir.path().join("apps")], 16, sources).await?;
+        configure(&state);
         Ok(Self::serve(dir, state, ConnectionLimits::default()).await)
     }
 
