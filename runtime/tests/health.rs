@@ -32,28 +32,53 @@ fn without_core_plugins(apps: &std::path::Path) -> std::path::PathBuf {
     config
 }
 
-fn serve(apps: &std::path::Path, host: &str) -> std::process::Child {
-    Command::new(BIN)
-        .env("RUNTIME_WORKER_DIRS", apps)
-        .env("RUNTIME_CONFIG", without_core_plugins(apps))
-        .env("RUNTIME_CACHE_DIR", "off")
-        .env("RUNTIME_PLUGIN_DIRS", apps.join("plugins"))
-        .env("RUNTIME_DATA_DIR", apps.with_extension("data"))
-        .env("RUNTIME_HOST", host)
-        .env("PORT", "0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn")
+/// A server on `host` and a free port, over an empty worker dir; the child is
+/// killed when the guard drops.
+struct Server {
+    child: std::process::Child,
+    port: u16,
+    apps: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(host: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let apps = dir.path().join("apps");
+        std::fs::create_dir_all(&apps).expect("mkdir");
+        let mut child = Command::new(BIN)
+            .env("RUNTIME_WORKER_DIRS", &apps)
+            .env("RUNTIME_CONFIG", without_core_plugins(&apps))
+            .env("RUNTIME_CACHE_DIR", "off")
+            .env("RUNTIME_PLUGIN_DIRS", apps.join("plugins"))
+            .env("RUNTIME_DATA_DIR", apps.with_extension("data"))
+            .env("RUNTIME_HOST", host)
+            .env("PORT", "0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let port = announced_port(&mut child);
+        Self {
+            child,
+            port,
+            apps,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 #[test]
 fn health_exits_0_while_the_server_is_live_and_ready_and_1_when_it_is_not() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let apps = dir.path().join("apps");
-    std::fs::create_dir_all(&apps).expect("mkdir");
-    let mut child = serve(&apps, "0.0.0.0");
-    let port = announced_port(&mut child);
+    let server = Server::start("0.0.0.0");
+    let port = server.port;
 
     // A wildcard listen address is probed on loopback.
     let live = health(port, Some("0.0.0.0"), &[]);
@@ -67,33 +92,24 @@ fn health_exits_0_while_the_server_is_live_and_ready_and_1_when_it_is_not() {
 
     // An unreadable worker dir: still live, no longer ready, and the probe
     // says what the server said.
-    std::fs::remove_dir_all(&apps).expect("remove the worker dir");
+    std::fs::remove_dir_all(&server.apps).expect("remove the worker dir");
     let not_ready = health(port, None, &["--ready"]);
     assert_eq!(not_ready.status.code(), Some(1), "{not_ready:?}");
     let stderr = String::from_utf8_lossy(&not_ready.stderr);
     assert!(stderr.contains("503"), "{stderr}");
     assert!(stderr.contains("not_ready"), "{stderr}");
     assert!(health(port, None, &[]).status.success());
-
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[test]
 fn health_follows_an_ipv6_runtime_host() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let apps = dir.path().join("apps");
-    std::fs::create_dir_all(&apps).expect("mkdir");
-    let mut child = serve(&apps, "::1");
-    let port = announced_port(&mut child);
-    let out = health(port, Some("::1"), &["--ready"]);
+    let server = Server::start("::1");
+    let out = health(server.port, Some("::1"), &["--ready"]);
     assert!(out.status.success(), "{out:?}");
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("http://[::1]:"),
         "{out:?}"
     );
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[test]
