@@ -19,6 +19,8 @@ use crate::capabilities::Grants;
 use crate::scaffold::Kind;
 use crate::wasm::{CallError, Engine, EngineConfig, GuestOptions, abi::body_functions};
 
+mod health;
+
 /// Buntime: a serverless WASM application runtime.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None)]
@@ -36,6 +38,19 @@ enum Command {
     Check,
     /// Call one export of an Extism-ABI module (any Extism PDK) and print its output.
     Call(CallArgs),
+    /// Probe the server on this machine (`PORT`, `RUNTIME_HOST`): exit 0 when it
+    /// is live (with `--ready`: ready), 1 otherwise. For container health checks.
+    Health {
+        /// Probe readiness (`/_/api/health/ready`) instead of liveness.
+        #[arg(long)]
+        ready: bool,
+        /// Probe this URL instead of the local server's health route.
+        #[arg(long)]
+        url: Option<String>,
+        /// Give up after this long, e.g. `2s`.
+        #[arg(long, default_value = "3s", value_parser = crate::config::parse_duration)]
+        timeout: Duration,
+    },
     /// Create, build and inspect plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -151,6 +166,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve => serve().await,
         Command::Check => check().await,
         Command::Call(args) => call(args).await,
+        Command::Health {
+            ready,
+            url,
+            timeout,
+        } => Ok(health::run(ready, url, timeout).await),
         Command::Plugin(PluginCommand::New(args)) => new_project(Kind::Plugin, args),
         Command::App(AppCommand::New(args)) => new_project(Kind::App, args),
         Command::Plugin(PluginCommand::Build(args)) => build_project(Kind::Plugin, args, "0.1.0"),
@@ -273,6 +293,14 @@ async fn check() -> anyhow::Result<ExitCode> {
         "port {}, pool size {}, environment {:?}",
         env.port, env.pool_size, env.environment
     );
+    let names: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .collect();
+    for name in crate::config::unknown_variables(names.iter().map(String::as_str)) {
+        println!(
+            "warning: {name} is set, but Buntime reads no such variable (docs/configuration.md lists them)"
+        );
+    }
     let engine = Engine::new(EngineConfig {
         host_functions: crate::server::host_functions(),
         ..EngineConfig::default()

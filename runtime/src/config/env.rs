@@ -23,6 +23,8 @@
 //! | `RUNTIME_CACHE_DIR` | `$XDG_CACHE_HOME/buntime` | compiled-module cache (`off` disables it) |
 //! | `RUNTIME_WASM_GUARD_PAGES` | `0` | `1`: bounds-check guest memory with guard pages instead of explicit checks |
 //! | `RUNTIME_WASM_PERF_MAP` | `0` | `1`: name compiled guest functions for `perf` (`/tmp/perf-<pid>.map`) |
+//! | `RUNTIME_LOG_LEVEL` | `info` | a `tracing` filter (read by `cli::init_logging`) |
+//! | `RUNTIME_LOG_FORMAT` | text (JSON in production) | `json` or `text` (read by `cli::init_logging`) |
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -270,6 +272,46 @@ impl RuntimeEnv {
     }
 }
 
+/// Every variable Buntime reads (the table above, and `docs/configuration.md`).
+pub const VARIABLES: &[&str] = &[
+    "PORT",
+    "RUNTIME_HOST",
+    "RUNTIME_WORKER_DIRS",
+    "RUNTIME_PLUGIN_DIRS",
+    "RUNTIME_POOL_SIZE",
+    "RUNTIME_ENV",
+    "NODE_ENV",
+    "RUNTIME_HEADER_TIMEOUT",
+    "RUNTIME_MAX_HEADERS",
+    "RUNTIME_MAX_HEADER_SIZE",
+    "RUNTIME_IDLE_TIMEOUT",
+    "RUNTIME_BODY_TIMEOUT",
+    "RUNTIME_MAX_CONNECTIONS",
+    "RUNTIME_SHUTDOWN_TIMEOUT",
+    "RUNTIME_DATA_DIR",
+    "RUNTIME_MAX_TENANTS",
+    "RUNTIME_MAX_STREAMS",
+    "RUNTIME_MAX_STREAMS_PER_CLIENT",
+    "RUNTIME_CONFIG",
+    "RUNTIME_CACHE_DIR",
+    "RUNTIME_WASM_GUARD_PAGES",
+    "RUNTIME_WASM_PERF_MAP",
+    "RUNTIME_LOG_LEVEL",
+    "RUNTIME_LOG_FORMAT",
+];
+
+/// The `RUNTIME_*` names among `names` that Buntime does not read: most
+/// likely typos, which would otherwise be ignored in silence (`buntime check`
+/// warns about them).
+pub fn unknown_variables<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut unknown: Vec<&str> = names
+        .into_iter()
+        .filter(|n| n.starts_with("RUNTIME_") && !VARIABLES.contains(n))
+        .collect();
+    unknown.sort_unstable();
+    unknown
+}
+
 fn split_dirs(list: &str) -> Vec<PathBuf> {
     list.split(':')
         .map(str::trim)
@@ -358,6 +400,42 @@ mod tests {
         assert_eq!(dev.host, "0.0.0.0");
         assert_eq!(dev.shutdown_timeout, Duration::from_secs(30));
         assert_eq!(dev.max_connections, 10_000);
+    }
+
+    #[test]
+    fn the_documented_variables_are_the_known_ones() {
+        // The first column of the Environment table in docs/configuration.md.
+        let docs = include_str!("../../../docs/configuration.md");
+        let table = docs
+            .split("## Environment")
+            .nth(1)
+            .and_then(|s| s.split("\n## ").next())
+            .expect("an Environment section");
+        let mut documented: Vec<&str> = table
+            .lines()
+            .filter_map(|l| l.strip_prefix('|')?.split('|').next())
+            .flat_map(|cell| cell.split('`').skip(1).step_by(2))
+            .filter(|n| n.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+            .collect();
+        documented.sort_unstable();
+        let mut known = VARIABLES.to_vec();
+        known.sort_unstable();
+        assert_eq!(documented, known);
+    }
+
+    #[test]
+    fn unknown_runtime_variables_are_named() {
+        let set = [
+            "RUNTIME_PORT",
+            "PORT",
+            "RUNTIME_HOST",
+            "HOME",
+            "RUNTIME_WORKERDIRS",
+        ];
+        assert_eq!(
+            unknown_variables(set),
+            vec!["RUNTIME_PORT", "RUNTIME_WORKERDIRS"]
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use ceiling::{AppCeiling, LIMITS, Limit, Unit};
-pub use env::{Environment, RuntimeEnv};
+pub use env::{Environment, RuntimeEnv, VARIABLES, unknown_variables};
 pub use runtime_file::{PluginEntry, RUNTIME_CONFIG_FILE, RuntimeFile};
 pub use units::{duration_from_secs, parse_duration, parse_size};
 pub use worker::{
