@@ -140,6 +140,12 @@ fn field_condition(field: &str, v: &Value, params: &mut Vec<Value>) -> Result<St
             m
         }
     };
+    // `{}` has no operator to compile (and would leave an empty condition).
+    if ops.is_empty() {
+        return Err(format!(
+            "`{field}`: an empty object is not a condition; write one such as {{\"$eq\": 1}} or {{\"$null\": true}}"
+        ));
+    }
     let mut parts = Vec::new();
     for (op, arg) in &ops {
         params.push(Value::String(format!("$.{field}")));
@@ -394,6 +400,9 @@ mod tests {
         );
         assert!(compile(&json!({"a": {"$regex": "x"}})).is_err());
         assert!(compile(&json!({"$or": []})).is_err());
+        let e = compile(&json!({"a": {}})).expect_err("an empty condition");
+        assert!(e.contains("`a`: an empty object"), "{e}");
+        assert!(compile(&json!({"$not": {"a": {}}})).is_err());
         assert!(compile(&json!([1])).is_err());
     }
 }

@@ -51,6 +51,16 @@ fn assert_host_framed(raw: &Raw, body: &str, who: &str) {
     }
 }
 
+/// App `app`, answering "from the app" with `headers`.
+fn framing_app(root: &std::path::Path, headers: &[(&str, &str)]) {
+    app(
+        root,
+        "app",
+        &Guest::default().export("handle", Act::Output(head(200, headers, "from the app"))),
+        None,
+    );
+}
+
 fn framing_with(extra: (&'static str, &'static str)) -> Vec<(&'static str, &'static str)> {
     let mut all = FRAMING.to_vec();
     all.push(extra);
@@ -92,12 +102,7 @@ async fn a_forged_response_cannot_split_a_keep_alive_connection() {
 async fn framing_headers_from_any_guest_are_dropped() {
     let headers = framing_with(("x-kept", "yes"));
     let server = Server::start(ErrorDetail::Full, |root| {
-        app(
-            root,
-            "app",
-            &Guest::default().export("handle", Act::Output(head(200, &headers, "from the app"))),
-            None,
-        );
+        framing_app(root, &headers);
         app(
             root,
             "plain",
@@ -160,12 +165,7 @@ async fn framing_headers_from_any_guest_are_dropped() {
 async fn framing_headers_are_dropped_over_http2() {
     let headers = framing_with(("x-kept", "yes"));
     let server = Server::start(ErrorDetail::Full, |root| {
-        app(
-            root,
-            "app",
-            &Guest::default().export("handle", Act::Output(head(200, &headers, "from the app"))),
-            None,
-        );
+        framing_app(root, &headers);
     })
     .await;
     let h2 = reqwest::Client::builder()
