@@ -23,6 +23,9 @@
 //! | `RUNTIME_CACHE_DIR` | `$XDG_CACHE_HOME/buntime` | compiled-module cache (`off` disables it) |
 //! | `RUNTIME_WASM_GUARD_PAGES` | `0` | `1`: bounds-check guest memory with guard pages instead of explicit checks |
 //! | `RUNTIME_WASM_PERF_MAP` | `0` | `1`: name compiled guest functions for `perf` (`/tmp/perf-<pid>.map`) |
+//! | `RUNTIME_MASTER_KEY` (or `BUNTIME_MASTER_KEY`) | none | an API key that acts as admin (at least 16 characters) |
+//! | `RUNTIME_TRUSTED_PROXIES` | none | CIDRs of proxies whose `Forwarded` / `X-Forwarded-*` headers are believed |
+//! | `RUNTIME_METRICS_PUBLIC` | `false` | `true`: `/_/metrics` answers without a key |
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -89,6 +92,12 @@ pub struct RuntimeEnv {
     pub max_connections: usize,
     /// `RUNTIME_SHUTDOWN_TIMEOUT`: the grace period of a shutdown.
     pub shutdown_timeout: Duration,
+    /// `RUNTIME_MASTER_KEY` (or `BUNTIME_MASTER_KEY`): an admin key.
+    pub master_key: Option<super::Secret>,
+    /// `RUNTIME_TRUSTED_PROXIES`: whose forwarding headers are believed.
+    pub trusted_proxies: super::TrustedProxies,
+    /// `RUNTIME_METRICS_PUBLIC`: `/_/metrics` without a key.
+    pub metrics_public: bool,
 }
 
 impl RuntimeEnv {
@@ -244,7 +253,27 @@ impl RuntimeEnv {
                 1_000_000,
             )?,
         };
+        let master_key = match ["RUNTIME_MASTER_KEY", "BUNTIME_MASTER_KEY"]
+            .into_iter()
+            .find_map(|name| var(name).map(|v| (name, v)))
+        {
+            None => None,
+            Some((name, key)) if key.chars().count() < 16 => {
+                return Err(err(
+                    name,
+                    "must be at least 16 characters (e.g. `openssl rand -base64 32`)".into(),
+                ));
+            }
+            Some((_, key)) => Some(super::Secret::new(key)),
+        };
+        let trusted_proxies =
+            super::TrustedProxies::parse(var("RUNTIME_TRUSTED_PROXIES").unwrap_or(""))
+                .map_err(|m| err("RUNTIME_TRUSTED_PROXIES", m))?;
+        let metrics_public = flag("RUNTIME_METRICS_PUBLIC")?;
         Ok(Self {
+            master_key,
+            trusted_proxies,
+            metrics_public,
             port,
             host,
             idle_timeout,
@@ -322,6 +351,10 @@ mod tests {
             ("RUNTIME_BODY_TIMEOUT", "later"),
             ("RUNTIME_SHUTDOWN_TIMEOUT", "-1"),
             ("RUNTIME_MAX_CONNECTIONS", "0"),
+            ("RUNTIME_MASTER_KEY", "short"),
+            ("BUNTIME_MASTER_KEY", "short"),
+            ("RUNTIME_TRUSTED_PROXIES", "10.0.0.0/8, proxy.local"),
+            ("RUNTIME_METRICS_PUBLIC", "yes"),
         ] {
             let e = env(&[base, (k, v)]).unwrap_err();
             assert!(e.to_string().starts_with(k), "{e}");
@@ -358,6 +391,26 @@ mod tests {
         assert_eq!(dev.host, "0.0.0.0");
         assert_eq!(dev.shutdown_timeout, Duration::from_secs(30));
         assert_eq!(dev.max_connections, 10_000);
+    }
+
+    #[test]
+    fn access_settings() {
+        let e = env(&[
+            ("RUNTIME_WORKER_DIRS", "a"),
+            ("BUNTIME_MASTER_KEY", "0123456789abcdef"),
+            ("RUNTIME_TRUSTED_PROXIES", "10.0.0.0/8, ::1"),
+            ("RUNTIME_METRICS_PUBLIC", "true"),
+        ])
+        .unwrap();
+        assert_eq!(
+            e.master_key.as_ref().map(|k| k.expose()),
+            Some("0123456789abcdef")
+        );
+        assert!(!format!("{e:?}").contains("0123456789abcdef"));
+        assert!(e.trusted_proxies.contains("::1".parse().unwrap()));
+        assert!(e.metrics_public);
+        let dev = env(&[("RUNTIME_WORKER_DIRS", "a")]).unwrap();
+        assert!(dev.master_key.is_none() && dev.trusted_proxies.is_empty() && !dev.metrics_public);
     }
 
     #[test]

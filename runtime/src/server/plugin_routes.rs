@@ -1,6 +1,12 @@
 //! `/_/<base>/*`: a plugin's own routes (its `handle` export) and its static
 //! `ui/`.
 //!
+//! Every route needs a key with `plugin:<base>:read` (GET, HEAD, OPTIONS)
+//! or `plugin:<base>:write` (other methods) — or, while no key is
+//! configured, a client on this machine — unless the plugin's
+//! `publicRoutes` (its manifest's, or the operator's in `buntime.jsonc`)
+//! lists it.
+//!
 //! `handle` gets the request with the path after `/_/<base>` and
 //! `base: "/_/<base>"`; when it answers 404, or the plugin exports no
 //! `handle`, the `ui/` dir is served (SPA fallback to `index.html`). A
@@ -49,6 +55,15 @@ pub(crate) async fn serve(state: &AppState, chain: &Chain, req: Request) -> Resp
         )
         .into_response();
     };
+    if !plugin.public_routes.matches(req.method().as_str(), rest) {
+        let needed = crate::access::Needed::PluginRoute {
+            base,
+            write: crate::access::writes(req.method()),
+        };
+        if let Err(refused) = super::guard::authorize(state, needed, &req) {
+            return refused;
+        }
+    }
     let mount = format!("/_/{base}");
     let rest = rest.to_owned();
     if plugin.hooks.handle {
@@ -119,6 +134,11 @@ async fn call_handle(
             .get::<RequestId>()
             .map_or("", |r| r.0.as_str()),
         body_length: Some(body.len() as u64),
+        client: super::pipeline::Client {
+            peer: parts.extensions.get::<super::ClientAddr>().map(|c| c.0),
+            proxies: &state.access.policy.trusted_proxies,
+        }
+        .view(&parts.headers, &parts.uri),
     };
     let input = Bytes::from(serde_json::to_vec(&head).unwrap_or_default());
     let guest = plugin_guest(plugin, &state.dropped_headers);

@@ -96,7 +96,11 @@ impl TestServer {
             .expect("server with plugins")
     }
 
-    async fn serve(dir: tempfile::TempDir, state: AppState, limits: ConnectionLimits) -> Self {
+    pub(crate) async fn serve(
+        dir: tempfile::TempDir,
+        state: AppState,
+        limits: ConnectionLimits,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

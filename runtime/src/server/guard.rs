@@ -1,0 +1,122 @@
+//! The check in front of the core routes and the plugin routes: the
+//! request's client and key against what the route needs
+//! ([`crate::access`]), refusals as JSON errors with a code.
+//!
+//! | status | code | when |
+//! |---|---|---|
+//! | 401 | `API_KEY_REQUIRED` | no key, and one is configured — or none is and the client is not on this machine |
+//! | 401 | `API_KEY_INVALID` | an unknown, revoked or expired key |
+//! | 403 | `PERMISSION_DENIED` | the key's role lacks the permission |
+//! | 403 | `CROSS_SITE_REQUEST` | a mutating request a browser marked cross-site, without a key header |
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::routes::Guard;
+use super::{ApiError, AppState, ClientAddr};
+use crate::access::{Caller, ClientView, Needed, Permission, Refusal};
+
+/// The peer of a request served in process (tests, benchmarks): it has
+/// no connection, so it comes from this machine.
+const IN_PROCESS: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+
+/// The middleware of every guarded core route.
+pub(crate) async fn core_route(
+    State((state, guard)): State<(AppState, Guard)>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let needed = match guard {
+        Guard::Public => return next.run(req).await,
+        Guard::Metrics if state.access.policy.metrics_public => return next.run(req).await,
+        Guard::Metrics => Permission::WorkersRead,
+        Guard::Needs(p) => p,
+    };
+    match authorize(&state, Needed::Core(needed), &req) {
+        Ok(caller) => {
+            req.extensions_mut().insert(caller);
+            next.run(req).await
+        }
+        Err(res) => res,
+    }
+}
+
+/// The client of `req` as the server sees it.
+pub(crate) fn client_of<'a>(state: &AppState, req: &'a Request) -> ClientView<'a> {
+    let peer = req
+        .extensions()
+        .get::<ClientAddr>()
+        .map_or(IN_PROCESS, |c| c.0);
+    crate::access::resolve(
+        peer,
+        req.headers(),
+        req.uri(),
+        &state.access.policy.trusted_proxies,
+    )
+}
+
+/// Whether `req` may do what `needed` names; the refusal as a response.
+pub(crate) fn authorize(
+    state: &AppState,
+    needed: Needed<'_>,
+    req: &Request,
+) -> Result<Caller, Response> {
+    let client = client_of(state, req);
+    state
+        .access
+        .authorize(needed, req.method(), req.headers(), &client)
+        .map_err(|refusal| {
+            tracing::debug!(
+                client = %client.address,
+                path = req.uri().path(),
+                needed = %needed,
+                ?refusal,
+                "request refused"
+            );
+            refused(refusal)
+        })
+}
+
+/// A refusal as the client sees it.
+fn refused(refusal: Refusal) -> Response {
+    let (status, code, message) = match refusal {
+        Refusal::KeyRequired { local_only: false } => (
+            StatusCode::UNAUTHORIZED,
+            "API_KEY_REQUIRED",
+            "this route needs an API key: send it in `X-API-Key` or `Authorization: Bearer`"
+                .to_owned(),
+        ),
+        Refusal::KeyRequired { local_only: true } => (
+            StatusCode::UNAUTHORIZED,
+            "API_KEY_REQUIRED",
+            "this route needs an API key; none is configured, so only clients on the server's own machine are served without one: set RUNTIME_MASTER_KEY, or create a key from that machine (POST /_/api/keys)"
+                .to_owned(),
+        ),
+        Refusal::KeyInvalid(why) => (StatusCode::UNAUTHORIZED, "API_KEY_INVALID", why.to_owned()),
+        Refusal::Forbidden { needed, caller } => (
+            StatusCode::FORBIDDEN,
+            "PERMISSION_DENIED",
+            format!("{caller} lacks the permission `{needed}`"),
+        ),
+        Refusal::CrossSite => (
+            StatusCode::FORBIDDEN,
+            "CROSS_SITE_REQUEST",
+            "a request from another site cannot change anything here; clients send an API key header (browsers send none across sites)"
+                .to_owned(),
+        ),
+    };
+    let mut res = ApiError::new(status, code, message)
+        .public()
+        .into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        res.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"buntime\""),
+        );
+    }
+    res
+}
