@@ -138,7 +138,11 @@ pub enum Checked {
 /// The generated keys.
 #[derive(Debug)]
 pub struct KeyStore {
-    db: Mutex<rusqlite::Connection>,
+    /// The database file (`None`: in memory).
+    file: Option<PathBuf>,
+    /// The open database: opened at start when the file exists, else when
+    /// the first key is made (a server that never makes one writes nothing).
+    db: Mutex<Option<rusqlite::Connection>>,
     path: String,
     /// Keys not revoked, by SHA-256 of the key.
     live: RwLock<HashMap<[u8; 32], Arc<StoredKey>>>,
@@ -157,39 +161,43 @@ pub(super) fn digest(key: &str) -> [u8; 32] {
 }
 
 impl KeyStore {
-    /// Opens the store under `data_dir`, or in memory without one.
+    /// Opens the store under `data_dir` (`<data_dir>/.buntime/keys.db`),
+    /// or in memory without one.
     pub fn open(data_dir: Option<&Path>) -> Result<Self, KeyStoreError> {
-        let (conn, path) = match data_dir {
-            Some(dir) => {
-                let dir = dir.join(".buntime");
-                create_private_dir(&dir).map_err(|source| KeyStoreError::Dir {
-                    path: dir.clone(),
-                    source,
-                })?;
-                let file = dir.join("keys.db");
-                let path = file.display().to_string();
-                let conn = rusqlite::Connection::open(&file).map_err(|source| {
-                    KeyStoreError::Database {
-                        path: path.clone(),
+        let file = data_dir.map(|d| d.join(".buntime").join("keys.db"));
+        let path = file
+            .as_ref()
+            .map_or(":memory:".to_owned(), |f| f.display().to_string());
+        let mut store = Self {
+            file,
+            db: Mutex::new(None),
+            path,
+            live: RwLock::default(),
+        };
+        if store.file.as_ref().is_none_or(|f| f.exists()) {
+            let conn = store.connect()?;
+            let live = load_live(&conn).map_err(|e| store.err(e))?;
+            store.live = RwLock::new(live);
+            store.db = Mutex::new(Some(conn));
+        }
+        Ok(store)
+    }
+
+    /// Opens (creating) the database and its table.
+    fn connect(&self) -> Result<rusqlite::Connection, KeyStoreError> {
+        let conn = match &self.file {
+            Some(file) => {
+                if let Some(dir) = file.parent() {
+                    create_private_dir(dir).map_err(|source| KeyStoreError::Dir {
+                        path: dir.to_owned(),
                         source,
-                    }
-                })?;
-                (conn, path)
+                    })?;
+                }
+                rusqlite::Connection::open(file)
             }
-            None => (
-                rusqlite::Connection::open_in_memory().map_err(|source| {
-                    KeyStoreError::Database {
-                        path: ":memory:".into(),
-                        source,
-                    }
-                })?,
-                ":memory:".to_owned(),
-            ),
-        };
-        let db_err = |source| KeyStoreError::Database {
-            path: path.clone(),
-            source,
-        };
+            None => rusqlite::Connection::open_in_memory(),
+        }
+        .map_err(|e| self.err(e))?;
         conn.execute_batch(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
              CREATE TABLE IF NOT EXISTS api_keys (
@@ -206,13 +214,28 @@ impl KeyStore {
                last_used_at INTEGER
              );",
         )
-        .map_err(db_err)?;
-        let live = load_live(&conn).map_err(db_err)?;
-        Ok(Self {
-            db: Mutex::new(conn),
-            path,
-            live: RwLock::new(live),
-        })
+        .map_err(|e| self.err(e))?;
+        Ok(conn)
+    }
+
+    /// Runs `f` on the database, opening it first if `create` and it is
+    /// not open yet; `None` when it is not open and `create` is false.
+    fn with_db<T>(
+        &self,
+        create: bool,
+        f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
+    ) -> Result<Option<T>, KeyStoreError> {
+        let mut db = self.db.lock().map_err(|_| KeyStoreError::Poisoned)?;
+        if db.is_none() {
+            if !create {
+                return Ok(None);
+            }
+            *db = Some(self.connect()?);
+        }
+        match db.as_ref() {
+            Some(conn) => f(conn).map(Some).map_err(|e| self.err(e)),
+            None => Ok(None),
+        }
     }
 
     fn err(&self, source: rusqlite::Error) -> KeyStoreError {
@@ -259,12 +282,14 @@ impl KeyStore {
     }
 
     fn write_last_use(&self, id: i64, at: i64) {
-        let Ok(db) = self.db.lock() else { return };
-        if let Err(e) = db.execute(
-            "UPDATE api_keys SET last_used_at = ?1 WHERE id = ?2",
-            params![at, id],
-        ) {
-            tracing::warn!(error = %self.err(e), "cannot record the last use of an API key");
+        let written = self.with_db(false, |db| {
+            db.execute(
+                "UPDATE api_keys SET last_used_at = ?1 WHERE id = ?2",
+                params![at, id],
+            )
+        });
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "cannot record the last use of an API key");
         }
     }
 
@@ -284,8 +309,7 @@ impl KeyStore {
         } else {
             Vec::new()
         };
-        let id = {
-            let db = self.db.lock().map_err(|_| KeyStoreError::Poisoned)?;
+        let id = self.with_db(true, |db| {
             db.execute(
                 "INSERT INTO api_keys (name, prefix, hash, role, permissions, description, created_at, expires_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -299,9 +323,12 @@ impl KeyStore {
                     created_at,
                     new.expires_at,
                 ],
-            )
-            .map_err(|e| self.err(e))?;
-            db.last_insert_rowid()
+            )?;
+            Ok(db.last_insert_rowid())
+        })?;
+        // `with_db(true, …)` opens the database or fails: never `None`.
+        let Some(id) = id else {
+            return Err(KeyStoreError::Poisoned);
         };
         let stored = Arc::new(StoredKey {
             id,
@@ -324,14 +351,14 @@ impl KeyStore {
     /// Revokes key `id`; `false` when there is no such key (or it was
     /// revoked already).
     pub fn revoke(&self, id: i64) -> Result<bool, KeyStoreError> {
-        let changed = {
-            let db = self.db.lock().map_err(|_| KeyStoreError::Poisoned)?;
-            db.execute(
-                "UPDATE api_keys SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL",
-                params![now(), id],
-            )
-            .map_err(|e| self.err(e))?
-        };
+        let changed = self
+            .with_db(false, |db| {
+                db.execute(
+                    "UPDATE api_keys SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL",
+                    params![now(), id],
+                )
+            })?
+            .unwrap_or(0);
         if let Ok(mut live) = self.live.write() {
             live.retain(|_, k| k.id != id);
         }
@@ -448,14 +475,17 @@ mod tests {
     use super::*;
 
     fn revoked_at(store: &KeyStore, id: i64) -> Option<i64> {
-        let db = store.db.lock().ok()?;
-        db.query_row(
-            "SELECT revoked_at FROM api_keys WHERE id = ?1",
-            params![id],
-            |r| r.get::<_, Option<i64>>(0),
-        )
-        .ok()
-        .flatten()
+        store
+            .with_db(false, |db| {
+                db.query_row(
+                    "SELECT revoked_at FROM api_keys WHERE id = ?1",
+                    params![id],
+                    |r| r.get::<_, Option<i64>>(0),
+                )
+            })
+            .ok()
+            .flatten()
+            .flatten()
     }
 
     fn new_key(role: Role, expires_at: Option<i64>) -> NewKey {
@@ -474,6 +504,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = KeyStore::open(Some(dir.path())).expect("open");
         assert!(!store.any());
+        assert!(
+            !dir.path().join(".buntime").exists(),
+            "nothing is written before a key"
+        );
         let (key, stored) = store.create(new_key(Role::Viewer, None)).expect("create");
         assert!(key.starts_with(KEY_PREFIX) && key.len() == 4 + 43, "{key}");
         assert_eq!(stored.prefix, key[..12]);

@@ -36,7 +36,8 @@ pub(crate) async fn core_route(
         Guard::Metrics => Permission::WorkersRead,
         Guard::Needs(p) => p,
     };
-    match authorize(&state, Needed::Core(needed), &req) {
+    let peer = req.extensions().get::<ClientAddr>().map(|c| c.0);
+    match authorize(&state, Needed::Core(needed), &req, peer) {
         Ok(caller) => {
             req.extensions_mut().insert(caller);
             next.run(req).await
@@ -45,27 +46,30 @@ pub(crate) async fn core_route(
     }
 }
 
-/// The client of `req` as the server sees it.
-pub(crate) fn client_of<'a>(state: &AppState, req: &'a Request) -> ClientView<'a> {
-    let peer = req
-        .extensions()
-        .get::<ClientAddr>()
-        .map_or(IN_PROCESS, |c| c.0);
+/// The client of `req` from `peer` (`None`: served in process) as the
+/// server sees it.
+pub(crate) fn client_of<'a>(
+    state: &AppState,
+    req: &'a Request,
+    peer: Option<SocketAddr>,
+) -> ClientView<'a> {
     crate::access::resolve(
-        peer,
+        peer.unwrap_or(IN_PROCESS),
         req.headers(),
         req.uri(),
         &state.access.policy.trusted_proxies,
     )
 }
 
-/// Whether `req` may do what `needed` names; the refusal as a response.
+/// Whether `req` from `peer` may do what `needed` names; the refusal as a
+/// response.
 pub(crate) fn authorize(
     state: &AppState,
     needed: Needed<'_>,
     req: &Request,
+    peer: Option<SocketAddr>,
 ) -> Result<Caller, Response> {
-    let client = client_of(state, req);
+    let client = client_of(state, req, peer);
     state
         .access
         .authorize(needed, req.method(), req.headers(), &client)

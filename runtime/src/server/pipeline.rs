@@ -116,7 +116,7 @@ async fn dispatch(
     peer: Option<SocketAddr>,
 ) -> Response {
     if req.uri().path().starts_with("/_/") {
-        super::plugin_routes::serve(state, chain, req).await
+        super::plugin_routes::serve(state, chain, req, peer).await
     } else {
         super::apps::handle(state, req, peer).await
     }

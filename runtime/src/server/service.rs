@@ -45,8 +45,8 @@ struct ConnectionScope {
     peer: std::net::SocketAddr,
 }
 
-/// The address of the client a request came from (a request extension), for
-/// limits kept per client.
+/// The peer a request to an internal path (`/_/…`) came from (a request
+/// extension), for access checks and limits kept per client.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub std::net::SocketAddr);
 
@@ -110,8 +110,9 @@ where
             ),
             None => (req.map(Body::new), None),
         };
-        // Only the internal routes (event streams) keep limits per client;
-        // app traffic does not pay for the extension.
+        // Only the internal routes check access and keep limits per client;
+        // app traffic does not pay for the extension (the chain gets the
+        // peer as an argument).
         if let Some(scope) = &self.connection
             && req.uri().path().starts_with("/_/")
         {

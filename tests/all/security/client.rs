@@ -18,16 +18,13 @@ async fn apps_and_plugins_see_the_client_through_trusted_proxies() {
         );
     };
     let server = start(policy(None), Vec::new(), setup).await;
-    let seen: serde_json::Value = remote(&server, Method::GET, "/echo/")
-        .header("x-forwarded-for", format!("198.51.100.1, {REMOTE}"))
-        .header("x-forwarded-proto", "https")
-        .header("x-forwarded-host", "shop.example")
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json");
+    let seen = echoed(
+        remote(&server, Method::GET, "/echo/")
+            .header("x-forwarded-for", format!("198.51.100.1, {REMOTE}"))
+            .header("x-forwarded-proto", "https")
+            .header("x-forwarded-host", "shop.example"),
+    )
+    .await;
     let client = &seen["client"];
     // Right to left: the last hop the trusted proxy added is the client;
     // what the client wrote itself (198.51.100.1) is not believed.
@@ -45,15 +42,12 @@ async fn apps_and_plugins_see_the_client_through_trusted_proxies() {
 
     // Nobody trusted: forwarding headers are ignored.
     let server = start(AccessPolicy::default(), Vec::new(), setup).await;
-    let seen: serde_json::Value = local(&server, Method::GET, "/echo/")
-        .header("x-forwarded-for", REMOTE)
-        .header("x-forwarded-proto", "https")
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json");
+    let seen = echoed(
+        local(&server, Method::GET, "/echo/")
+            .header("x-forwarded-for", REMOTE)
+            .header("x-forwarded-proto", "https"),
+    )
+    .await;
     let client = &seen["client"];
     assert_eq!(client["address"], "127.0.0.1", "{seen}");
     assert_eq!(client["scheme"], "http");
@@ -64,4 +58,14 @@ async fn apps_and_plugins_see_the_client_through_trusted_proxies() {
         Some("127.0.0.1")
     );
     server.stop().await;
+}
+
+/// What the echo app answered to `req`.
+async fn echoed(req: reqwest::RequestBuilder) -> serde_json::Value {
+    req.send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json")
 }

@@ -16,9 +16,7 @@ use std::path::Path;
 
 use buntime::access::AccessPolicy;
 use buntime::config::{Secret, TrustedProxies};
-use buntime::plugins::{EmbeddedPlugin, PluginSources};
-use buntime::server::{AppState, ConnectionLimits, host_functions};
-use buntime::wasm::{Engine, EngineConfig};
+use buntime::plugins::EmbeddedPlugin;
 use serde_json::Value;
 
 use crate::server::TestServer;
@@ -58,23 +56,9 @@ pub(crate) async fn restart(
     policy: AccessPolicy,
     embedded: Vec<EmbeddedPlugin>,
 ) -> TestServer {
-    let engine = Engine::new(EngineConfig {
-        host_functions: host_functions(),
-        ..EngineConfig::default()
-    })
-    .expect("engine");
-    let sources = PluginSources {
-        dirs: vec![dir.path().join("plugins")],
-        embedded,
-        config_file: Some((dir.path().join("buntime.jsonc"), false)),
-        data_dir: Some(dir.path().join("data")),
-        max_tenants: None,
-    };
-    let state =
-        AppState::build_with_access(engine, vec![dir.path().join("apps")], 16, sources, policy)
-            .await
-            .expect("state");
-    TestServer::serve(dir, state, ConnectionLimits::default()).await
+    TestServer::try_start_with_access(dir, embedded, policy)
+        .await
+        .expect("server")
 }
 
 /// A request as a remote client makes it (relayed by the loopback proxy).

@@ -117,3 +117,22 @@ async fn keyval_and_database_are_not_anonymous_on_a_default_install() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_rewrite_into_a_plugin_route_keeps_the_client() {
+    // No key: local clients only. A plugin rewrites an app path into a
+    // plugin route; the relayed client must not pass for a local one.
+    let server = start(AccessPolicy::default(), Vec::new(), |root| {
+        kit(root, "kit", r#""base": "kit""#);
+        config(root, r#"{ plugins: [["kit", { rewrite: "/x=/_/kit" }]] }"#);
+    })
+    .await;
+    expect(
+        remote(&server, Method::GET, "/x/hello"),
+        401,
+        Some("API_KEY_REQUIRED"),
+    )
+    .await;
+    expect(local(&server, Method::GET, "/x/hello"), 200, None).await;
+    server.stop().await;
+}

@@ -73,6 +73,16 @@ impl TestServer {
         dir: tempfile::TempDir,
         embedded: Vec<buntime::plugins::EmbeddedPlugin>,
     ) -> Result<Self, buntime::plugins::PluginError> {
+        Self::try_start_with_access(dir, embedded, Default::default()).await
+    }
+
+    /// [`TestServer::try_start_plugins_in`] under the operator's access
+    /// settings (master key, trusted proxies, public metrics).
+    pub async fn try_start_with_access(
+        dir: tempfile::TempDir,
+        embedded: Vec<buntime::plugins::EmbeddedPlugin>,
+        policy: buntime::access::AccessPolicy,
+    ) -> Result<Self, buntime::plugins::PluginError> {
         let engine = Engine::new(EngineConfig {
             host_functions: host_functions(),
             ..EngineConfig::default()
@@ -85,7 +95,9 @@ impl TestServer {
             data_dir: Some(dir.path().join("data")),
             max_tenants: None,
         };
-        let state = AppState::build(engine, vec![dir.path().join("apps")], 16, sources).await?;
+        let state =
+            AppState::build_with_access(engine, vec![dir.path().join("apps")], 16, sources, policy)
+                .await?;
         Ok(Self::serve(dir, state, ConnectionLimits::default()).await)
     }
 
@@ -96,11 +108,7 @@ impl TestServer {
             .expect("server with plugins")
     }
 
-    pub(crate) async fn serve(
-        dir: tempfile::TempDir,
-        state: AppState,
-        limits: ConnectionLimits,
-    ) -> Self {
+    async fn serve(dir: tempfile::TempDir, state: AppState, limits: ConnectionLimits) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
