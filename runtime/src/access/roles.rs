@@ -115,6 +115,11 @@ impl fmt::Display for Needed<'_> {
     }
 }
 
+/// The bits of `permissions`.
+fn bits<'a>(permissions: impl IntoIterator<Item = &'a Permission>) -> u16 {
+    permissions.into_iter().fold(0, |b, p| b | p.bit())
+}
+
 /// A role a key is created with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -166,25 +171,24 @@ impl Permissions {
     /// The permissions of `role` (none for `custom`, whose list is its own).
     pub fn of_role(role: Role) -> Self {
         use Permission::*;
-        let (core, read, write): (&[Permission], bool, bool) = match role {
-            Role::Admin => (&Permission::ALL, true, true),
+        let (core, read, write) = match role {
+            Role::Admin => (bits(&Permission::ALL), true, true),
+            // Everything but the keys.
             Role::Editor => (
-                &[
-                    AppsRead,
-                    AppsInstall,
-                    AppsRemove,
-                    PluginsRead,
-                    PluginsInstall,
-                    PluginsRemove,
-                    PluginsConfig,
-                    WorkersRead,
-                    WorkersRestart,
-                ],
+                bits(
+                    Permission::ALL
+                        .iter()
+                        .filter(|p| !matches!(p, KeysRead | KeysCreate | KeysRevoke)),
+                ),
                 true,
                 true,
             ),
-            Role::Viewer => (&[AppsRead, PluginsRead, WorkersRead, KeysRead], true, false),
-            Role::Custom => (&[], false, false),
+            Role::Viewer => (
+                bits(&[AppsRead, PluginsRead, WorkersRead, KeysRead]),
+                true,
+                false,
+            ),
+            Role::Custom => (0, false, false),
         };
         let mut plugin_routes = Vec::new();
         if read {
@@ -194,7 +198,7 @@ impl Permissions {
             plugin_routes.push(("*".to_owned(), true));
         }
         Self {
-            core: core.iter().fold(0, |bits, p| bits | p.bit()),
+            core,
             plugin_routes,
         }
     }

@@ -194,7 +194,12 @@ pub(crate) async fn handle(
                 peer,
                 proxies: &state.access.policy.trusted_proxies,
             };
-            serve_wasm(state, &app, file, config, &base, &rest, req, client).await
+            let module = WasmApp {
+                app: &app,
+                file,
+                config,
+            };
+            serve_wasm(state, module, &base, &rest, req, client).await
         }
     };
     if let Ok(v) = HeaderValue::from_str(app.key()) {
@@ -220,11 +225,16 @@ fn too_large(limit: u64) -> Response {
     .into_response()
 }
 
+/// The module of a wasm app version and its settings.
+struct WasmApp<'a> {
+    app: &'a AppVersion,
+    file: &'a Path,
+    config: &'a WorkerConfig,
+}
+
 async fn serve_wasm(
     state: &AppState,
-    app: &AppVersion,
-    file: &Path,
-    config: &WorkerConfig,
+    WasmApp { app, file, config }: WasmApp<'_>,
     base: &str,
     rest: &str,
     req: Request,

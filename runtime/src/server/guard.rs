@@ -42,7 +42,7 @@ pub(crate) async fn core_route(
             req.extensions_mut().insert(caller);
             next.run(req).await
         }
-        Err(res) => res,
+        Err(refusal) => refused(refusal),
     }
 }
 
@@ -61,14 +61,14 @@ pub(crate) fn client_of<'a>(
     )
 }
 
-/// Whether `req` from `peer` may do what `needed` names; the refusal as a
-/// response.
+/// Whether `req` from `peer` may do what `needed` names (a refusal is
+/// logged at debug level with the client's address).
 pub(crate) fn authorize(
     state: &AppState,
     needed: Needed<'_>,
     req: &Request,
     peer: Option<SocketAddr>,
-) -> Result<Caller, Response> {
+) -> Result<Caller, Refusal> {
     let client = client_of(state, req, peer);
     state
         .access
@@ -81,12 +81,12 @@ pub(crate) fn authorize(
                 ?refusal,
                 "request refused"
             );
-            refused(refusal)
+            refusal
         })
 }
 
 /// A refusal as the client sees it.
-fn refused(refusal: Refusal) -> Response {
+pub(crate) fn refused(refusal: Refusal) -> Response {
     let (status, code, message) = match refusal {
         Refusal::KeyRequired { local_only: false } => (
             StatusCode::UNAUTHORIZED,

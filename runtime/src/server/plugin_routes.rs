@@ -67,8 +67,8 @@ pub(crate) async fn serve(
             base,
             write: crate::access::writes(req.method()),
         };
-        if let Err(refused) = super::guard::authorize(state, needed, &req, peer) {
-            return refused;
+        if let Err(refusal) = super::guard::authorize(state, needed, &req, peer) {
+            return super::guard::refused(refusal);
         }
     }
     let mount = format!("/_/{base}");

@@ -240,6 +240,23 @@ async fn a_key_cannot_create_a_stronger_one() {
     server.stop().await;
 }
 
+/// Writes an admin key expiring at `expires_at` into the key store of the
+/// server over `root` (while it is stopped); returns the key.
+fn seed_admin_key(root: &std::path::Path, expires_at: Option<i64>) -> String {
+    let store = KeyStore::open(Some(&root.join("data"))).expect("store");
+    let (key, _) = store
+        .create(NewKey {
+            name: "seeded".into(),
+            role: Role::Admin,
+            permissions: Permissions::of_role(Role::Admin),
+            permission_names: Vec::new(),
+            description: None,
+            expires_at,
+        })
+        .expect("create");
+    key
+}
+
 #[tokio::test]
 async fn revoked_and_expired_keys_are_refused_and_keys_survive_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -247,20 +264,7 @@ async fn revoked_and_expired_keys_are_refused_and_keys_survive_a_restart() {
         std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
     }
     // A key that expired, written to the store the server will open.
-    let expired = {
-        let store = KeyStore::open(Some(&dir.path().join("data"))).expect("store");
-        let (key, _) = store
-            .create(NewKey {
-                name: "old".into(),
-                role: Role::Admin,
-                permissions: Permissions::of_role(Role::Admin),
-                permission_names: Vec::new(),
-                description: None,
-                expires_at: Some(now() - 10),
-            })
-            .expect("create");
-        key
-    };
+    let expired = seed_admin_key(dir.path(), Some(now() - 10));
     // No master key: the generated keys alone make the API need one.
     let server = restart(dir, policy(None), Vec::new()).await;
     let expired_body = expect(
@@ -282,20 +286,7 @@ async fn revoked_and_expired_keys_are_refused_and_keys_survive_a_restart() {
     .await;
     // The expired key cannot make another: seed an admin key the same way.
     let dir = server.stop_keep_dir().await;
-    let admin = {
-        let store = KeyStore::open(Some(&dir.path().join("data"))).expect("store");
-        let (key, _) = store
-            .create(NewKey {
-                name: "root".into(),
-                role: Role::Admin,
-                permissions: Permissions::of_role(Role::Admin),
-                permission_names: Vec::new(),
-                description: None,
-                expires_at: None,
-            })
-            .expect("create");
-        key
-    };
+    let admin = seed_admin_key(dir.path(), None);
     let server = restart(dir, policy(None), Vec::new()).await;
     let made = expect(
         remote(&server, Method::POST, "/_/api/keys")
