@@ -118,16 +118,26 @@ impl Access {
         self.master.is_some() || self.keys.any()
     }
 
-    /// Decides whether a request with `method` and `headers` from `client`
-    /// may do what `needed` names.
+    /// Whether `token` is one of this server's keys by its form: a
+    /// generated key's prefix, or the master key. Such a token is taken out
+    /// of requests to plugin routes before any plugin sees them.
+    pub fn is_runtime_key(&self, token: &str) -> bool {
+        token.starts_with(KEY_PREFIX)
+            || self
+                .master
+                .is_some_and(|m| bool::from(keys::digest(token).ct_eq(&m)))
+    }
+
+    /// Decides whether a request with `method`, `headers` and the
+    /// presented `key` from `client` may do what `needed` names.
     pub fn authorize(
         &self,
         needed: Needed<'_>,
         method: &Method,
         headers: &HeaderMap,
+        key: Option<&str>,
         client: &ClientView<'_>,
     ) -> Result<Caller, Refusal> {
-        let key = presented_key(headers);
         if key.is_none() && writes(method) && cross_site(headers, client.host) {
             return Err(Refusal::CrossSite);
         }

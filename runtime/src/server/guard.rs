@@ -24,6 +24,34 @@ use crate::access::{Caller, ClientView, Needed, Permission, Refusal};
 /// no connection, so it comes from this machine.
 const IN_PROCESS: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
 
+/// The API key a request to a plugin route carried, taken out of its
+/// headers before the chain ([`take_key`]).
+#[derive(Debug, Clone)]
+pub(crate) struct PresentedKey(String);
+
+/// Moves the caller's API key out of a request to `/_/…` into an
+/// extension, so no plugin (hooks or the route) sees it: `X-API-Key`, and
+/// `Authorization: Bearer` when the token is one of this server's keys
+/// (another bearer token, such as a JWT for a plugin, stays).
+pub(crate) fn take_key(state: &AppState, req: &mut Request) {
+    let headers = req.headers_mut();
+    let key = match headers.remove(crate::access::API_KEY_HEADER) {
+        Some(v) => v.to_str().ok().map(|k| k.trim().to_owned()),
+        None => {
+            let bearer = crate::access::presented_key(headers)
+                .filter(|t| state.access.is_runtime_key(t))
+                .map(str::to_owned);
+            if bearer.is_some() {
+                headers.remove(header::AUTHORIZATION);
+            }
+            bearer
+        }
+    };
+    if let Some(key) = key {
+        req.extensions_mut().insert(PresentedKey(key));
+    }
+}
+
 /// The middleware of every guarded core route.
 pub(crate) async fn core_route(
     State((state, guard)): State<(AppState, Guard)>,
@@ -70,9 +98,13 @@ pub(crate) fn authorize(
     peer: Option<SocketAddr>,
 ) -> Result<Caller, Refusal> {
     let client = client_of(state, req, peer);
+    let key = match req.extensions().get::<PresentedKey>() {
+        Some(k) => Some(k.0.as_str()),
+        None => crate::access::presented_key(req.headers()),
+    };
     state
         .access
-        .authorize(needed, req.method(), req.headers(), &client)
+        .authorize(needed, req.method(), req.headers(), key, &client)
         .map_err(|refusal| {
             tracing::debug!(
                 client = %client.address,

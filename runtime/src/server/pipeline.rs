@@ -1,7 +1,7 @@
 //! The plugin chain around every request that is not a core route.
 //!
 //! ```text
-//! strip identity headers
+//! strip identity headers (and, for /_/…, the caller's API key)
 //! on_request, plugin 1..n (each: continue with changes | respond)
 //!   → /_/<base>/* plugin routes, or /<app>[@range]/* apps
 //! on_response, plugin n..1 (each may change status and headers)
@@ -79,6 +79,9 @@ pub(crate) async fn handle(State(state): State<AppState>, req: Request) -> Respo
 /// (`None`: served in process).
 pub(crate) async fn run(state: AppState, mut req: Request, peer: Option<SocketAddr>) -> Response {
     strip_identity(req.headers_mut());
+    if req.uri().path().starts_with("/_/") {
+        super::guard::take_key(&state, &mut req);
+    }
     let chain = state.plugins.current();
     if chain.plugins.is_empty() {
         return dispatch(&state, &chain, req, peer).await;

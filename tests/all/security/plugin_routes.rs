@@ -136,3 +136,35 @@ async fn a_rewrite_into_a_plugin_route_keeps_the_client() {
     expect(local(&server, Method::GET, "/x/hello"), 200, None).await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn no_plugin_sees_the_callers_key() {
+    let server = start(policy(Some(MASTER)), Vec::new(), |root| {
+        kit(root, "kit", r#""base": "kit""#);
+        config(
+            root,
+            r#"{ plugins: [["kit", { keyHeader: "x-kit-saw-key" }]] }"#,
+        );
+    })
+    .await;
+    for req in [
+        remote(&server, Method::GET, "/_/kit/headers").header("x-api-key", MASTER),
+        remote(&server, Method::GET, "/_/kit/headers").bearer_auth(MASTER),
+    ] {
+        let seen = expect(req, 200, None).await;
+        let names: Vec<&str> = seen
+            .as_array()
+            .map(|h| h.iter().filter_map(|p| p[0].as_str()).collect())
+            .unwrap_or_default();
+        assert!(
+            !names.contains(&"x-api-key") && !names.contains(&"authorization"),
+            "the route saw the key: {seen}"
+        );
+        assert!(
+            seen.as_array()
+                .is_some_and(|h| h.iter().any(|p| p[0] == "x-kit-saw-key" && p[1] == "no")),
+            "on_request saw the key: {seen}"
+        );
+    }
+    server.stop().await;
+}
