@@ -35,6 +35,27 @@ pub struct RequestHead {
     /// Length of the body waiting in the host, if known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_length: Option<u64>,
+    /// Who the client is, as the host resolved it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<Client>,
+}
+
+/// The client of a request ([`RequestHead::client`]).
+///
+/// `address` is the connection's peer unless the peer is a proxy the
+/// operator trusts (`RUNTIME_TRUSTED_PROXIES`); then it is the address that
+/// proxy reported. `scheme` and `host` are the ones the client used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Client {
+    /// The connection's peer, `ip:port`.
+    pub peer: String,
+    /// The client's IP address.
+    pub address: String,
+    /// `http` or `https`.
+    pub scheme: String,
+    /// The host (and port) the client asked for, if it named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 impl RequestHead {

@@ -40,7 +40,7 @@ pub mod vars;
 #[doc(hidden)]
 pub use serde_json;
 
-pub use http::{RequestHead, ResponseHead};
+pub use http::{Client, RequestHead, ResponseHead};
 
 #[cfg(target_arch = "wasm32")]
 pub use extism_pdk;

@@ -227,11 +227,27 @@ async fn serve() -> anyhow::Result<ExitCode> {
         data_dir: Some(env.data_dir.clone()),
         max_tenants: Some(env.max_tenants),
     };
-    let state =
-        crate::server::AppState::build(engine, env.worker_dirs.clone(), env.pool_size, sources)
-            .await
-            .context("cannot start the plugins")?
-            .with_error_detail(crate::server::ErrorDetail::for_environment(env.environment));
+    let policy = crate::access::AccessPolicy {
+        master_key: env.master_key.clone(),
+        trusted_proxies: env.trusted_proxies.clone(),
+        metrics_public: env.metrics_public,
+    };
+    let state = crate::server::AppState::build_with_access(
+        engine,
+        env.worker_dirs.clone(),
+        env.pool_size,
+        sources,
+        policy,
+    )
+    .await
+    .context("cannot start the plugins")?
+    .with_error_detail(crate::server::ErrorDetail::for_environment(env.environment));
+    if !state.access.configured() {
+        tracing::warn!(
+            "no API key is configured: the core API and plugin routes answer only clients on this machine; to serve them over the network set RUNTIME_MASTER_KEY (e.g. `openssl rand -base64 32`), or create a key from this machine: curl -X POST localhost:{}/_/api/keys -H 'content-type: application/json' -d '{{\"name\":\"admin\",\"role\":\"admin\"}}'",
+            env.port
+        );
+    }
     state
         .plugins
         .services()

@@ -28,6 +28,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod access;
 pub mod capabilities;
 pub mod cli;
 pub mod config;

@@ -11,5 +11,6 @@ mod inline_access;
 mod parity;
 mod plugins;
 mod profiling;
+mod security;
 mod server;
 mod support;

@@ -25,6 +25,9 @@
 //! | `RUNTIME_WASM_PERF_MAP` | `0` | `1`: name compiled guest functions for `perf` (`/tmp/perf-<pid>.map`) |
 //! | `RUNTIME_LOG_LEVEL` | `info` | a `tracing` filter (read by `cli::init_logging`) |
 //! | `RUNTIME_LOG_FORMAT` | text (JSON in production) | `json` or `text` (read by `cli::init_logging`) |
+//! | `RUNTIME_MASTER_KEY` (or `BUNTIME_MASTER_KEY`) | none | an API key that acts as admin (at least 16 characters) |
+//! | `RUNTIME_TRUSTED_PROXIES` | none | CIDRs of proxies whose `Forwarded` / `X-Forwarded-*` headers are believed |
+//! | `RUNTIME_METRICS_PUBLIC` | `false` | `true`: `/_/metrics` answers without a key |
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -91,6 +94,12 @@ pub struct RuntimeEnv {
     pub max_connections: usize,
     /// `RUNTIME_SHUTDOWN_TIMEOUT`: the grace period of a shutdown.
     pub shutdown_timeout: Duration,
+    /// `RUNTIME_MASTER_KEY` (or `BUNTIME_MASTER_KEY`): an admin key.
+    pub master_key: Option<super::Secret>,
+    /// `RUNTIME_TRUSTED_PROXIES`: whose forwarding headers are believed.
+    pub trusted_proxies: super::TrustedProxies,
+    /// `RUNTIME_METRICS_PUBLIC`: `/_/metrics` without a key.
+    pub metrics_public: bool,
 }
 
 impl RuntimeEnv {
@@ -246,7 +255,27 @@ impl RuntimeEnv {
                 1_000_000,
             )?,
         };
+        let master_key = match ["RUNTIME_MASTER_KEY", "BUNTIME_MASTER_KEY"]
+            .into_iter()
+            .find_map(|name| var(name).map(|v| (name, v)))
+        {
+            None => None,
+            Some((name, key)) if key.chars().count() < 16 => {
+                return Err(err(
+                    name,
+                    "must be at least 16 characters (e.g. `openssl rand -base64 32`)".into(),
+                ));
+            }
+            Some((_, key)) => Some(super::Secret::new(key)),
+        };
+        let trusted_proxies =
+            super::TrustedProxies::parse(var("RUNTIME_TRUSTED_PROXIES").unwrap_or(""))
+                .map_err(|m| err("RUNTIME_TRUSTED_PROXIES", m))?;
+        let metrics_public = flag("RUNTIME_METRICS_PUBLIC")?;
         Ok(Self {
+            master_key,
+            trusted_proxies,
+            metrics_public,
             port,
             host,
             idle_timeout,
@@ -298,6 +327,10 @@ pub const VARIABLES: &[&str] = &[
     "RUNTIME_WASM_PERF_MAP",
     "RUNTIME_LOG_LEVEL",
     "RUNTIME_LOG_FORMAT",
+    "RUNTIME_MASTER_KEY",
+    "BUNTIME_MASTER_KEY",
+    "RUNTIME_TRUSTED_PROXIES",
+    "RUNTIME_METRICS_PUBLIC",
 ];
 
 /// The `RUNTIME_*` names among `names` that Buntime does not read: most
@@ -364,6 +397,10 @@ mod tests {
             ("RUNTIME_BODY_TIMEOUT", "later"),
             ("RUNTIME_SHUTDOWN_TIMEOUT", "-1"),
             ("RUNTIME_MAX_CONNECTIONS", "0"),
+            ("RUNTIME_MASTER_KEY", "short"),
+            ("BUNTIME_MASTER_KEY", "short"),
+            ("RUNTIME_TRUSTED_PROXIES", "10.0.0.0/8, proxy.local"),
+            ("RUNTIME_METRICS_PUBLIC", "yes"),
         ] {
             let e = env(&[base, (k, v)]).unwrap_err();
             assert!(e.to_string().starts_with(k), "{e}");
@@ -436,6 +473,26 @@ mod tests {
             unknown_variables(set),
             vec!["RUNTIME_PORT", "RUNTIME_WORKERDIRS"]
         );
+    }
+
+    #[test]
+    fn access_settings() {
+        let e = env(&[
+            ("RUNTIME_WORKER_DIRS", "a"),
+            ("BUNTIME_MASTER_KEY", "0123456789abcdef"),
+            ("RUNTIME_TRUSTED_PROXIES", "10.0.0.0/8, ::1"),
+            ("RUNTIME_METRICS_PUBLIC", "true"),
+        ])
+        .unwrap();
+        assert_eq!(
+            e.master_key.as_ref().map(|k| k.expose()),
+            Some("0123456789abcdef")
+        );
+        assert!(!format!("{e:?}").contains("0123456789abcdef"));
+        assert!(e.trusted_proxies.contains("::1".parse().unwrap()));
+        assert!(e.metrics_public);
+        let dev = env(&[("RUNTIME_WORKER_DIRS", "a")]).unwrap();
+        assert!(dev.master_key.is_none() && dev.trusted_proxies.is_empty() && !dev.metrics_public);
     }
 
     #[test]

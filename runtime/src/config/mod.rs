@@ -3,8 +3,10 @@
 //!
 //! Every error names the file (or variable), the field and what is allowed.
 
+mod access;
 mod ceiling;
 mod env;
+mod public_routes;
 mod runtime_file;
 mod units;
 mod worker;
@@ -12,8 +14,10 @@ mod worker;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use access::{Secret, TrustedProxies};
 pub use ceiling::{AppCeiling, LIMITS, Limit, Unit};
 pub use env::{Environment, RuntimeEnv, VARIABLES, unknown_variables};
+pub use public_routes::PublicRoutes;
 pub use runtime_file::{PluginEntry, RUNTIME_CONFIG_FILE, RuntimeFile};
 pub use units::{duration_from_secs, parse_duration, parse_size};
 pub use worker::{

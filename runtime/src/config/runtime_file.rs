@@ -9,7 +9,8 @@
 //!     "@buntime/plugin-metrics",                                // default config
 //!     ["@buntime/plugin-authn", { "issuer": "https://sso.example.com" }],
 //!     { "name": "my-plugin", "enabled": false },                // listed, not loaded
-//!     { "name": "fetcher", "config": {}, "capabilities": { "http": ["https://api.example.com"] } }
+//!     { "name": "fetcher", "config": {}, "capabilities": { "http": ["https://api.example.com"] } },
+//!     { "name": "@buntime/plugin-docs", "publicRoutes": [] }    // no route without a key
 //!   ]
 //! }
 //! ```
@@ -18,6 +19,8 @@
 //! `"enabled": false` is loaded. With one, exactly the listed plugins are.
 //! `capabilities` in an entry narrows what the plugin's manifest declares
 //! (see [`crate::capabilities::narrow`]); it can never add to it.
+//! `publicRoutes` in an entry replaces the manifest's: the operator decides
+//! which of a plugin's routes answer without a key.
 
 use std::path::{Path, PathBuf};
 
@@ -39,6 +42,8 @@ pub struct PluginEntry {
     pub enabled: bool,
     /// The operator's narrowing of its grants.
     pub capabilities: Option<Value>,
+    /// The operator's `publicRoutes`, replacing the manifest's.
+    pub public_routes: Option<super::PublicRoutes>,
 }
 
 /// The parsed `buntime.jsonc`.
@@ -217,6 +222,7 @@ fn parse_entry(item: Value) -> Result<PluginEntry, String> {
             config: serde_json::Map::new(),
             enabled: true,
             capabilities: None,
+            public_routes: None,
         }),
         Value::Array(pair) => match <[Value; 2]>::try_from(pair) {
             Ok([Value::String(name), config]) => Ok(PluginEntry {
@@ -224,6 +230,7 @@ fn parse_entry(item: Value) -> Result<PluginEntry, String> {
                 config: config_of(config)?,
                 enabled: true,
                 capabilities: None,
+                public_routes: None,
             }),
             _ => Err("expected [\"name\", { config }]".into()),
         },
@@ -240,9 +247,13 @@ fn parse_entry(item: Value) -> Result<PluginEntry, String> {
             };
             let config = config_of(map.remove("config").unwrap_or(Value::Null))?;
             let capabilities = map.remove("capabilities");
+            let public_routes = map
+                .remove("publicRoutes")
+                .map(|v| super::PublicRoutes::parse(&v).map_err(|m| format!("`publicRoutes`: {m}")))
+                .transpose()?;
             if let Some(key) = map.keys().next() {
                 return Err(format!(
-                    "unknown key `{key}` (allowed: `name`, `enabled`, `config`, `capabilities`)"
+                    "unknown key `{key}` (allowed: `name`, `enabled`, `config`, `capabilities`, `publicRoutes`)"
                 ));
             }
             Ok(PluginEntry {
@@ -250,6 +261,7 @@ fn parse_entry(item: Value) -> Result<PluginEntry, String> {
                 config,
                 enabled,
                 capabilities,
+                public_routes,
             })
         }
         other => Err(format!(

@@ -14,7 +14,8 @@
 //!   "maxResponseBodySize": "10mb",      // largest body it may answer with (default 10mb)
 //!   "services": ["check"],              // exports other plugins may call
 //!   "config": { "limit": 100 },         // defaults, overridden by buntime.jsonc
-//!   "menus": [{ "title": "Rate limit", "icon": "lucide:gauge", "path": "/" }]
+//!   "menus": [{ "title": "Rate limit", "icon": "lucide:gauge", "path": "/" }],
+//!   "publicRoutes": { "GET": ["/health"] } // answer without a key (default: none)
 //! }
 //! ```
 //!
@@ -104,6 +105,8 @@ pub struct Manifest {
     pub enabled: bool,
     /// One line for listings.
     pub description: Option<String>,
+    /// Routes under `/_/<base>/` that answer without a key.
+    pub public_routes: crate::config::PublicRoutes,
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,6 +130,7 @@ struct Raw {
     menus: Option<Value>,
     enabled: Option<bool>,
     description: Option<String>,
+    public_routes: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -293,7 +297,11 @@ impl Manifest {
             Some(Value::Object(m)) => m,
             Some(other) => return Err(err("config", format!("must be an object, found {other}"))),
         };
+        let public_routes =
+            crate::config::PublicRoutes::parse(raw.public_routes.as_ref().unwrap_or(&Value::Null))
+                .map_err(|m| err("publicRoutes", m))?;
         Ok(Self {
+            public_routes,
             name,
             version,
             base,
@@ -381,6 +389,10 @@ mod tests {
             (
                 r#"{name: "a", version: "1.0.0", maxResponseBodySize: "1gb"}"#,
                 "maxResponseBodySize",
+            ),
+            (
+                r#"{name: "a", version: "1.0.0", publicRoutes: ["health"]}"#,
+                "publicRoutes",
             ),
         ];
         for (text, field) in cases {

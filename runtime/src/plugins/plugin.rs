@@ -120,6 +120,9 @@ pub struct Plugin {
     pub stats: PluginStats,
     /// When it was loaded.
     pub loaded_at: SystemTime,
+    /// Its routes that answer without a key: the manifest's, unless
+    /// `buntime.jsonc` gives its own.
+    pub public_routes: crate::config::PublicRoutes,
 }
 
 impl Plugin {
@@ -201,6 +204,9 @@ impl Plugin {
             instances: InstancePool::new(module, m.limits.instances),
             stats: PluginStats::default(),
             loaded_at: SystemTime::now(),
+            public_routes: entry
+                .and_then(|e| e.public_routes.clone())
+                .unwrap_or_else(|| m.public_routes.clone()),
         });
         if hooks.on_init {
             let input = Bytes::from(plugin.config.to_string());

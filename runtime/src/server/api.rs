@@ -154,15 +154,18 @@ pub(crate) async fn stats(State(state): State<AppState>) -> Json<Value> {
 /// until the client goes away (the stream is dropped with the connection) or
 /// the server shuts down.
 ///
-/// Counted against the caps on open streams, like plugin streams.
+/// Counted against the caps on open streams, like plugin streams, under
+/// the client's address (resolved through trusted proxies).
 pub(crate) async fn sse(
     State(state): State<AppState>,
-    client: Option<axum::Extension<super::ClientAddr>>,
+    req: axum::extract::Request,
 ) -> axum::response::Response {
     use axum::response::IntoResponse as _;
     use axum::response::sse::{Event, KeepAlive, Sse};
+    let peer = req.extensions().get::<super::ClientAddr>().map(|c| c.0);
+    let client = super::guard::client_of(&state, &req, peer).address;
     let events = &state.plugins.services().events;
-    let ticket = match events.open_stream(client.map(|c| c.0.0.ip())) {
+    let ticket = match events.open_stream(Some(client)) {
         Ok(t) => t,
         Err(e) => return super::plugin_stream::stream_refused(&e),
     };

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -112,8 +112,13 @@ pub fn load_settings(
     Ok((config, kind))
 }
 
-/// The fallback handler: every path that is not a core route.
-pub(crate) async fn handle(State(state): State<AppState>, req: Request) -> Response {
+/// Serves an app request (every path outside `/_/` and the core routes)
+/// from `peer` (`None`: served in process).
+pub(crate) async fn handle(
+    state: &AppState,
+    req: Request,
+    peer: Option<std::net::SocketAddr>,
+) -> Response {
     let path = req.uri().path();
     let Some((raw_name, raw_range, rest, prefix)) = split_app_path(path) else {
         return ApiError::not_found("NOT_FOUND", "no app at `/`; try /_/api/apps for the list")
@@ -184,7 +189,18 @@ pub(crate) async fn handle(State(state): State<AppState>, req: Request) -> Respo
             super::static_files::serve(&state.static_cache, &app, entry, &rest, &base, config, req)
                 .await
         }
-        AppKind::Wasm(file) => serve_wasm(&state, &app, file, config, &base, &rest, req).await,
+        AppKind::Wasm(file) => {
+            let client = super::pipeline::Client {
+                peer,
+                proxies: &state.access.policy.trusted_proxies,
+            };
+            let module = WasmApp {
+                app: &app,
+                file,
+                config,
+            };
+            serve_wasm(state, module, &base, &rest, req, client).await
+        }
     };
     if let Ok(v) = HeaderValue::from_str(app.key()) {
         res.headers_mut().insert(X_BUNTIME_APP, v);
@@ -209,14 +225,20 @@ fn too_large(limit: u64) -> Response {
     .into_response()
 }
 
+/// The module of a wasm app version and its settings.
+struct WasmApp<'a> {
+    app: &'a AppVersion,
+    file: &'a Path,
+    config: &'a WorkerConfig,
+}
+
 async fn serve_wasm(
     state: &AppState,
-    app: &AppVersion,
-    file: &Path,
-    config: &WorkerConfig,
+    WasmApp { app, file, config }: WasmApp<'_>,
     base: &str,
     rest: &str,
     req: Request,
+    client: super::pipeline::Client<'_>,
 ) -> Response {
     let limit = config.max_body_size;
     let key = app.key();
@@ -248,6 +270,7 @@ async fn serve_wasm(
             .get::<RequestId>()
             .map_or("", |r| r.0.as_str()),
         body_length: Some(body.len() as u64),
+        client: client.view(&parts.headers, &parts.uri),
     };
     let input = match head.to_json() {
         Ok(v) => v,

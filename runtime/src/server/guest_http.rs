@@ -191,12 +191,15 @@ pub(crate) struct HeadView<'a> {
     pub(crate) request_id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) body_length: Option<u64>,
+    /// Who the client is (absent for requests served in process).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) client: Option<crate::access::ClientView<'a>>,
 }
 
 impl HeadView<'_> {
     /// The head as JSON, written into one buffer sized for a typical head.
     pub(crate) fn to_json(&self) -> Result<Bytes, serde_json::Error> {
-        let mut out = Vec::with_capacity(384);
+        let mut out = Vec::with_capacity(512);
         serde_json::to_writer(&mut out, self)?;
         Ok(Bytes::from(out))
     }

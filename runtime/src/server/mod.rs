@@ -2,10 +2,10 @@
 //!
 //! ```text
 //! request → request id → body/header limits
-//!   ├─ /_/api/health{,/live,/ready}, /_/api/apps, /_/api/plugins  core API
-//!   ├─ /_/metrics, /_/stats, /_/sse, /.well-known/buntime  internal routes
+//!   ├─ core routes (`routes.rs`: /_/api/*, /_/metrics, /_/stats, /_/sse,
+//!   │   /.well-known/buntime), each behind its guard (`guard.rs`)
 //!   └─ plugin chain (on_request … on_response)
-//!        ├─ /_/<base>/*            a plugin's routes and ui/
+//!        ├─ /_/<base>/*            a plugin's routes and ui/ (guarded)
 //!        └─ /<app>[@range]/*       static files or the worker pool
 //! ```
 
@@ -14,13 +14,16 @@ mod apps;
 mod body;
 mod connection;
 mod error;
+mod guard;
 pub(crate) mod guest_http;
+mod keys_api;
 mod listener;
 pub(crate) mod pipeline;
 mod plugin_routes;
 mod plugin_stream;
 mod plugins_api;
 mod request_id;
+mod routes;
 mod service;
 mod static_cache;
 pub(crate) mod static_files;
@@ -29,9 +32,6 @@ mod static_send;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-
-use axum::Router;
-use axum::routing::{get, post};
 
 pub use apps::{AppKind, AppSettingsCache, detect_kind, load_settings};
 pub use error::{ApiError, ErrorDetail, RequestId};
@@ -83,6 +83,8 @@ pub struct Shared {
     pub static_cache: Arc<StaticCache>,
     /// Which guests have had a framing header dropped (logged once each).
     pub(crate) dropped_headers: guest_http::DroppedHeaders,
+    /// Who may call the core API and the plugin routes.
+    pub access: crate::access::Access,
 }
 
 impl AppState {
@@ -96,6 +98,23 @@ impl AppState {
         pool_size: usize,
         plugins: PluginSources,
     ) -> Result<Self, PluginError> {
+        Self::build_with_access(engine, worker_dirs, pool_size, plugins, Default::default()).await
+    }
+
+    /// [`AppState::build`] under the operator's access settings (master
+    /// key, trusted proxies, public metrics). The API keys live under the
+    /// data dir (in memory without one).
+    pub async fn build_with_access(
+        engine: Engine,
+        worker_dirs: Vec<std::path::PathBuf>,
+        pool_size: usize,
+        plugins: PluginSources,
+        policy: crate::access::AccessPolicy,
+    ) -> Result<Self, PluginError> {
+        let keys = crate::access::KeyStore::open(plugins.data_dir.as_deref()).map_err(|e| {
+            crate::config::ConfigError::new("RUNTIME_DATA_DIR".as_ref(), "", e.to_string())
+        })?;
+        let access = crate::access::Access::new(policy, keys);
         let catalog = Arc::new(Catalog::new(worker_dirs));
         let pools = Pools::new(engine.clone(), pool_size);
         let runtime_file = match &plugins.config_file {
@@ -126,6 +145,7 @@ impl AppState {
                 plugins: host,
                 static_cache: Arc::default(),
                 dropped_headers: Default::default(),
+                access,
             }),
             error_detail: ErrorDetail::default(),
         })
@@ -173,31 +193,7 @@ pub fn host_functions() -> Vec<HostFunction> {
 /// The server's service: the core routes below, everything else straight
 /// into the plugin chain ([`BuntimeService`]).
 pub fn service(state: AppState) -> BuntimeService {
-    BuntimeService::new(core_router(state.clone()), state)
-}
-
-/// The core routes (with the plugin chain as the fallback for any other
-/// path, which [`BuntimeService`] normally sends there itself). A path added
-/// here outside `/_/api/` must be added to `service::is_core` as well.
-fn core_router(state: AppState) -> Router {
-    Router::new()
-        .route("/_/api/health", get(api::health))
-        .route("/_/api/health/live", get(api::live))
-        .route("/_/api/health/ready", get(api::ready))
-        .route("/_/api/apps", get(api::apps))
-        .route("/_/metrics", get(api::metrics))
-        .route("/_/stats", get(api::stats))
-        .route("/_/sse", get(api::sse))
-        .route("/.well-known/buntime", get(api::well_known))
-        .route("/_/api/plugins", get(plugins_api::list))
-        .route("/_/api/plugins/reload", post(plugins_api::reload))
-        .route("/_/api/plugins/{*rest}", post(plugins_api::action))
-        .fallback(pipeline::handle)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            request_id::layer,
-        ))
-        .with_state(state)
+    BuntimeService::new(routes::core_router(state.clone()), state)
 }
 
 /// Serves on `listener` until `shutdown` resolves, then drains: stops

@@ -1,7 +1,7 @@
 //! The plugin chain around every request that is not a core route.
 //!
 //! ```text
-//! strip identity headers
+//! strip identity headers (and, for /_/…, the caller's API key)
 //! on_request, plugin 1..n (each: continue with changes | respond)
 //!   → /_/<base>/* plugin routes, or /<app>[@range]/* apps
 //! on_response, plugin n..1 (each may change status and headers)
@@ -23,6 +23,8 @@
 //! [`ResponseHeadView`], the same JSON as `buntime_pdk::RequestHead` and
 //! `ResponseView`) and only again after a plugin changed something, so a
 //! chain of pass-through plugins costs one serialization each way.
+
+use std::net::SocketAddr;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -66,19 +68,34 @@ pub fn strip_identity(headers: &mut HeaderMap) {
     }
 }
 
-/// The fallback handler: the chain around plugin routes and apps.
-pub(crate) async fn handle(State(state): State<AppState>, mut req: Request) -> Response {
+/// The fallback handler of the core router: the chain for an unknown path
+/// under `/_/api/`.
+pub(crate) async fn handle(State(state): State<AppState>, req: Request) -> Response {
+    let peer = req.extensions().get::<super::ClientAddr>().map(|c| c.0);
+    run(state, req, peer).await
+}
+
+/// The chain around plugin routes and apps, for a request from `peer`
+/// (`None`: served in process).
+pub(crate) async fn run(state: AppState, mut req: Request, peer: Option<SocketAddr>) -> Response {
     strip_identity(req.headers_mut());
+    if req.uri().path().starts_with("/_/") {
+        super::guard::take_key(&state, &mut req);
+    }
     let chain = state.plugins.current();
     if chain.plugins.is_empty() {
-        return dispatch(&state, &chain, req).await;
+        return dispatch(&state, &chain, req, peer).await;
     }
     let dropped = &state.dropped_headers;
-    let (entered, outcome) = on_request(&chain, req, dropped).await;
+    let client = Client {
+        peer,
+        proxies: &state.access.policy.trusted_proxies,
+    };
+    let (entered, outcome) = on_request(&chain, req, dropped, client).await;
     let (path, response) = match outcome {
         Ok(req) => {
             let path = req.uri().path().to_owned();
-            (path, dispatch(&state, &chain, req).await)
+            (path, dispatch(&state, &chain, req, peer).await)
         }
         Err((path, response)) => (path, response),
     };
@@ -95,11 +112,37 @@ pub(super) fn plugin_guest<'a>(plugin: &'a Plugin, dropped: &'a DroppedHeaders) 
     }
 }
 
-async fn dispatch(state: &AppState, chain: &Chain, req: Request) -> Response {
+async fn dispatch(
+    state: &AppState,
+    chain: &Chain,
+    req: Request,
+    peer: Option<SocketAddr>,
+) -> Response {
     if req.uri().path().starts_with("/_/") {
-        super::plugin_routes::serve(state, chain, req).await
+        super::plugin_routes::serve(state, chain, req, peer).await
     } else {
-        super::apps::handle(State(state.clone()), req).await
+        super::apps::handle(state, req, peer).await
+    }
+}
+
+/// What the request head's `client` is resolved from.
+#[derive(Clone, Copy)]
+pub(super) struct Client<'a> {
+    /// The connection's peer (`None`: served in process).
+    pub(super) peer: Option<SocketAddr>,
+    /// The operator's trusted proxies.
+    pub(super) proxies: &'a crate::access::TrustedProxies,
+}
+
+impl Client<'_> {
+    /// The client of a request with `headers` and `uri`.
+    pub(super) fn view<'h>(
+        &self,
+        headers: &'h HeaderMap,
+        uri: &'h Uri,
+    ) -> Option<crate::access::ClientView<'h>> {
+        self.peer
+            .map(|peer| crate::access::resolve(peer, headers, uri, self.proxies))
     }
 }
 
@@ -111,6 +154,7 @@ async fn on_request(
     chain: &Chain,
     mut req: Request,
     dropped: &DroppedHeaders,
+    client: Client<'_>,
 ) -> (usize, Result<Request, Early>) {
     let mut buffered: Option<Bytes> = None;
     // The head as JSON, rebuilt only when a plugin changed the request.
@@ -171,6 +215,7 @@ async fn on_request(
                     base: "",
                     request_id: request_id(&req),
                     body_length: buffered.as_ref().map(|b| b.len() as u64),
+                    client: client.view(req.headers(), req.uri()),
                 };
                 head.to_json().unwrap_or_default()
             })

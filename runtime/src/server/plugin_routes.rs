@@ -1,6 +1,12 @@
 //! `/_/<base>/*`: a plugin's own routes (its `handle` export) and its static
 //! `ui/`.
 //!
+//! Every route needs a key with `plugin:<base>:read` (GET, HEAD, OPTIONS)
+//! or `plugin:<base>:write` (other methods) — or, while no key is
+//! configured, a client on this machine — unless the plugin's
+//! `publicRoutes` (its manifest's, or the operator's in `buntime.jsonc`)
+//! lists it.
+//!
 //! `handle` gets the request with the path after `/_/<base>` and
 //! `base: "/_/<base>"`; when it answers 404, or the plugin exports no
 //! `handle`, the `ui/` dir is served (SPA fallback to `index.html`). A
@@ -22,8 +28,15 @@ use crate::config::{DEFAULT_MAX_BODY, WorkerConfig};
 use crate::plugins::{Chain, Plugin};
 use crate::wasm::abi::{RequestBody, ResponseBody};
 
-/// Serves a request under `/_/`.
-pub(crate) async fn serve(state: &AppState, chain: &Chain, req: Request) -> Response {
+/// Serves a request under `/_/` from `peer` (`None`: served in process).
+/// The peer comes from the connection, not the request: a plugin that
+/// rewrote an app path to a plugin route does not make the client local.
+pub(crate) async fn serve(
+    state: &AppState,
+    chain: &Chain,
+    req: Request,
+    peer: Option<std::net::SocketAddr>,
+) -> Response {
     let path = req.uri().path().to_owned();
     let after = &path["/_/".len()..];
     let (base, rest) = match after.find('/') {
@@ -49,11 +62,20 @@ pub(crate) async fn serve(state: &AppState, chain: &Chain, req: Request) -> Resp
         )
         .into_response();
     };
+    if !plugin.public_routes.matches(req.method().as_str(), rest) {
+        let needed = crate::access::Needed::PluginRoute {
+            base,
+            write: crate::access::writes(req.method()),
+        };
+        if let Err(refusal) = super::guard::authorize(state, needed, &req, peer) {
+            return super::guard::refused(refusal);
+        }
+    }
     let mount = format!("/_/{base}");
     let rest = rest.to_owned();
     if plugin.hooks.handle {
         let (parts, body) = req.into_parts();
-        let res = call_handle(state, plugin, &mount, &rest, &parts, body).await;
+        let res = call_handle(state, plugin, &mount, &rest, &parts, body, peer).await;
         if res.status() != StatusCode::NOT_FOUND || plugin.ui_dir.is_none() {
             return res;
         }
@@ -94,6 +116,7 @@ async fn call_handle(
     rest: &str,
     parts: &axum::http::request::Parts,
     body: axum::body::Body,
+    peer: Option<std::net::SocketAddr>,
 ) -> Response {
     let body = match super::body::collect(body, DEFAULT_MAX_BODY).await {
         Ok(b) => b,
@@ -108,6 +131,11 @@ async fn call_handle(
             });
         }
     };
+    let client = super::pipeline::Client {
+        peer,
+        proxies: &state.access.policy.trusted_proxies,
+    }
+    .view(&parts.headers, &parts.uri);
     let head = HeadView {
         method: parts.method.as_str(),
         path: rest,
@@ -119,6 +147,7 @@ async fn call_handle(
             .get::<RequestId>()
             .map_or("", |r| r.0.as_str()),
         body_length: Some(body.len() as u64),
+        client,
     };
     let input = Bytes::from(serde_json::to_vec(&head).unwrap_or_default());
     let guest = plugin_guest(plugin, &state.dropped_headers);
@@ -145,10 +174,8 @@ async fn call_handle(
         if let Err(bad) = guest.check_body(initial) {
             return bad_gateway(&plugin.malformed("handle", bad));
         }
-        let client = parts
-            .extensions
-            .get::<super::ClientAddr>()
-            .map(|c| c.0.ip());
+        // Per-client caps count the client, not the proxy in front of it.
+        let client = client.map(|c| c.address);
         return super::plugin_stream::event_stream(
             plugin,
             head,

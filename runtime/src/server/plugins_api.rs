@@ -108,6 +108,7 @@ fn describe(chain: &Chain, detail: ErrorDetail) -> Value {
                 "services": p.manifest.services,
                 "onError": p.manifest.on_error,
                 "menus": p.manifest.menus,
+                "publicRoutes": p.public_routes.describe(),
                 "instances": {
                     "max": p.manifest.limits.instances,
                     "idle": p.instances.idle(),

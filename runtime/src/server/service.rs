@@ -1,7 +1,6 @@
 //! The service hyper calls for every request.
 //!
-//! The core routes (`/_/api/…`, `/_/metrics`, `/_/stats`, `/_/sse`,
-//! `/.well-known/buntime`) go through axum's `Router`. Every other request —
+//! The core routes ([`super::routes`]) go through axum's `Router`. Every other request —
 //! apps and plugin routes, nearly all of the traffic — goes straight to the
 //! plugin chain: the router would only find no route and fall back to the
 //! same handler, after a route lookup, an `OriginalUri` extension, a clone of
@@ -18,22 +17,13 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::response::Response;
 use tower::ServiceExt;
 use tower_http::timeout::TimeoutBody;
 
 use super::AppState;
 use super::connection::Activity;
-
-/// Whether `path` is one of the core routes (`core_router` in `server/mod.rs`).
-fn is_core(path: &str) -> bool {
-    path.starts_with("/_/api/")
-        || matches!(
-            path,
-            "/_/metrics" | "/_/stats" | "/_/sse" | "/.well-known/buntime"
-        )
-}
 
 /// The server: the core routes' `Router` and the shared state.
 ///
@@ -55,8 +45,8 @@ struct ConnectionScope {
     peer: std::net::SocketAddr,
 }
 
-/// The address of the client a request came from (a request extension), for
-/// limits kept per client.
+/// The peer a request to an internal path (`/_/…`) came from (a request
+/// extension), for access checks and limits kept per client.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub std::net::SocketAddr);
 
@@ -120,14 +110,15 @@ where
             ),
             None => (req.map(Body::new), None),
         };
-        // Only the internal routes (event streams) keep limits per client;
-        // app traffic does not pay for the extension.
+        // Only the internal routes check access and keep limits per client;
+        // app traffic does not pay for the extension (the chain gets the
+        // peer as an argument).
         if let Some(scope) = &self.connection
             && req.uri().path().starts_with("/_/")
         {
             req.extensions_mut().insert(ClientAddr(scope.peer));
         }
-        if is_core(req.uri().path()) {
+        if super::routes::is_core(req.uri().path()) {
             let core = self.core.clone();
             Box::pin(async move {
                 let _in_flight = in_flight;
@@ -136,38 +127,14 @@ where
         } else {
             let state = self.state.clone();
             let detail = state.error_detail;
+            let peer = self.connection.as_ref().map(|c| c.peer);
             Box::pin(async move {
                 let _in_flight = in_flight;
                 Ok(super::request_id::with_request_id(req, detail, |req| {
-                    super::pipeline::handle(State(state), req)
+                    super::pipeline::run(state, req, peer)
                 })
                 .await)
             })
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_core;
-
-    #[test]
-    fn core_routes_and_everything_else() {
-        for core in [
-            "/_/api/health",
-            "/_/api/health/live",
-            "/_/api/apps",
-            "/_/api/plugins",
-            "/_/api/plugins/reload",
-            "/_/metrics",
-            "/_/stats",
-            "/_/sse",
-            "/.well-known/buntime",
-        ] {
-            assert!(is_core(core), "{core}");
-        }
-        for chain in ["/", "/hello/", "/_/keyval/x", "/_/metrics/x", "/_/api"] {
-            assert!(!is_core(chain), "{chain}");
         }
     }
 }

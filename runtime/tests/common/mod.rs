@@ -30,7 +30,7 @@ pub(crate) fn http_get_at(host: &str, port: u16, path: &str) -> String {
     let mut s = std::net::TcpStream::connect((host, port)).expect("connect");
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n"
     )
     .expect("write");
     let mut out = String::new();

@@ -19,7 +19,7 @@ pub(crate) struct RawResponse {
 pub(crate) fn get(addr: &str, path: &str, timeout: Duration) -> std::io::Result<RawResponse> {
     request(
         addr,
-        &format!("GET {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n"),
+        &format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n"),
         timeout,
     )
 }

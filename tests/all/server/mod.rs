@@ -75,7 +75,7 @@ impl TestServer {
         std::fs::create_dir_all(dir.path().join("apps")).expect("mkdir");
         std::fs::create_dir_all(dir.path().join("plugins")).expect("mkdir");
         setup(dir.path());
-        Self::plugins_in(dir, embedded, configure).await
+        Self::plugins_in(dir, embedded, Default::default(), configure).await
     }
 
     /// [`TestServer::try_start_plugins`] over an existing dir (a restart).
@@ -83,12 +83,23 @@ impl TestServer {
         dir: tempfile::TempDir,
         embedded: Vec<buntime::plugins::EmbeddedPlugin>,
     ) -> Result<Self, buntime::plugins::PluginError> {
-        Self::plugins_in(dir, embedded, |_| {}).await
+        Self::plugins_in(dir, embedded, Default::default(), |_| {}).await
+    }
+
+    /// [`TestServer::try_start_plugins_in`] under the operator's access
+    /// settings (master key, trusted proxies, public metrics).
+    pub async fn try_start_with_access(
+        dir: tempfile::TempDir,
+        embedded: Vec<buntime::plugins::EmbeddedPlugin>,
+        policy: buntime::access::AccessPolicy,
+    ) -> Result<Self, buntime::plugins::PluginError> {
+        Self::plugins_in(dir, embedded, policy, |_| {}).await
     }
 
     async fn plugins_in(
         dir: tempfile::TempDir,
         embedded: Vec<buntime::plugins::EmbeddedPlugin>,
+        policy: buntime::access::AccessPolicy,
         configure: impl FnOnce(&AppState),
     ) -> Result<Self, buntime::plugins::PluginError> {
         let engine = Engine::new(EngineConfig {
@@ -103,7 +114,9 @@ impl TestServer {
             data_dir: Some(dir.path().join("data")),
             max_tenants: None,
         };
-        let state = AppState::build(engine, vec![dir.path().join("apps")], 16, sources).await?;
+        let state =
+            AppState::build_with_access(engine, vec![dir.path().join("apps")], 16, sources, policy)
+                .await?;
         configure(&state);
         Ok(Self::serve(dir, state, ConnectionLimits::default()).await)
     }

@@ -298,7 +298,8 @@ impl Wire {
 
     /// Sends `GET path` and reads one response, framed by its head only.
     pub(crate) async fn get(&mut self, path: &str) -> Raw {
-        let req = format!("GET {path} HTTP/1.1\r\nhost: test\r\n\r\n");
+        // A loopback host: plugin routes answer local clients without a key.
+        let req = format!("GET {path} HTTP/1.1\r\nhost: localhost\r\n\r\n");
         self.stream.write_all(req.as_bytes()).await.expect("write");
         tokio::time::timeout(Duration::from_secs(5), self.read())
             .await
