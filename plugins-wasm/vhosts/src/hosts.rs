@@ -111,7 +111,7 @@ impl Hosts {
         // The most specific wildcard wins: `*.eu.example.com` before `*.example.com`.
         table
             .wildcards
-            .sort_by(|a, b| b.domain.len().cmp(&a.domain.len()));
+            .sort_by_key(|w| std::cmp::Reverse(w.domain.len()));
         table.default = match default {
             None | Some(Value::Null) => None,
             Some(value) => Some(entry(value, "`default`")?.0),

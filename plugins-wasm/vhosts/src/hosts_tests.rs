@@ -131,9 +131,9 @@ fn a_label_that_is_no_tenant_matches_nothing() {
         matched(&t, &format!("{long}.example.com")),
         Some(("tenants".into(), Some(long)))
     );
-    assert_eq!(valid_tenant("a.b"), false);
-    assert_eq!(valid_tenant(""), false);
-    assert_eq!(valid_tenant(&"a".repeat(65)), false);
+    assert!(!valid_tenant("a.b"));
+    assert!(!valid_tenant(""));
+    assert!(!valid_tenant(&"a".repeat(65)));
 }
 
 #[test]
