@@ -68,10 +68,12 @@ fn route(req: RequestHead) -> Result<RequestDecision, Error> {
             Ok(RequestDecision::Continue(changes))
         }
         Route::OutsidePrefix => Ok(not_found(
+            &req,
             "HOST_PATH_NOT_SERVED",
             format!("this host serves no app at `{}`", req.path),
         )),
         Route::Unknown => Ok(not_found(
+            &req,
             "HOST_NOT_FOUND",
             match raw {
                 Some(h) => format!(
@@ -85,10 +87,11 @@ fn route(req: RequestHead) -> Result<RequestDecision, Error> {
 }
 buntime_pdk::on_request!(route);
 
-fn not_found(code: &str, message: String) -> RequestDecision {
+/// A 404 in the shape of the server's own errors.
+fn not_found(req: &RequestHead, code: &str, message: String) -> RequestDecision {
     let mut head = ResponseHead::new(404);
     head.headers
         .push(("content-type".into(), "application/json".into()));
-    head.body = Some(json!({ "code": code, "message": message }).to_string());
+    head.body = Some(json!({ "code": code, "message": message, "requestId": req.request_id }).to_string());
     RequestDecision::respond(head)
 }

@@ -101,6 +101,10 @@ async fn exact_and_wildcard_hosts_reach_their_apps() {
         let (status, body) = get(&server, host, "/shop/").await;
         assert_eq!(status, 404, "{host}: {body}");
         assert_eq!(body["code"], "HOST_NOT_FOUND", "{host}: {body}");
+        assert!(
+            body["requestId"].as_str().is_some_and(|id| !id.is_empty()),
+            "{body}"
+        );
     }
 
     // A client's own `x-vhost-tenant` never reaches the app.
@@ -217,6 +221,17 @@ async fn the_wildcard_tenant_is_the_keyval_tenant() {
     // `?tenant=` still names a tenant where the host names none.
     let (status, body) = kv("other.org", "/_/keyval/api/keys/k/1?tenant=a", &[]).await;
     assert_eq!((status, &body["value"]), (200, &json!("for a")), "{body}");
+
+    // The database plugin sees the same tenant: a's file holds keyval's
+    // tables; b has none.
+    let (status, body) = kv("a.example.com", "/_/database/api/tables", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["tables"].as_array().is_some_and(|t| !t.is_empty()),
+        "{body}"
+    );
+    let (status, body) = kv("b.example.com", "/_/database/api/tables", &[]).await;
+    assert_eq!(status, 404, "{body}");
 
     // Core routes are never rerouted either.
     let (status, body) = kv("other.org", "/_/api/health", &[]).await;
