@@ -11,8 +11,11 @@ use std::path::{Path, PathBuf};
 use buntime_guest_build::{build, copy, env, watch};
 
 /// `(package, dir)` of each core plugin, in load-list order.
-const CORE_PLUGINS: &[(&str, &str)] =
-    &[("plugin-database", "database"), ("plugin-keyval", "keyval")];
+const CORE_PLUGINS: &[(&str, &str)] = &[
+    ("plugin-database", "database"),
+    ("plugin-keyval", "keyval"),
+    ("plugin-vhosts", "vhosts"),
+];
 
 fn main() {
     let manifest_dir = PathBuf::from(env("CARGO_MANIFEST_DIR"));

@@ -96,8 +96,12 @@ fn database(req: &Request) -> String {
         .unwrap_or_else(|| "default".into())
 }
 
-/// The tenant a request names (`?tenant=` or the tenant header), if any.
+/// The tenant a request names: the one its host names (`x-vhost-tenant`,
+/// which only the vhosts plugin can set), else `?tenant=` or the tenant header.
 fn tenant(req: &Request) -> Option<String> {
+    if let Some(t) = req.header("x-vhost-tenant") {
+        return Some(t.to_owned());
+    }
     req.head()
         .query_param("tenant")
         .or_else(|| {

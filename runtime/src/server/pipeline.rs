@@ -41,9 +41,10 @@ use super::guest_http::{
 use crate::plugins::{Chain, HookError, HookFailure, Plugin};
 use crate::wasm::abi::{RequestBody, ResponseBody};
 
-/// Headers that carry an identity established by an authentication plugin;
-/// a client must never be able to set them itself.
-pub const IDENTITY_HEADERS: [&str; 7] = [
+/// Headers that carry an identity established by an authentication plugin
+/// (or the tenant the vhosts plugin derived from the host); a client must
+/// never be able to set them itself.
+pub const IDENTITY_HEADERS: [&str; 8] = [
     "x-identity",
     "x-user",
     "x-user-id",
@@ -51,6 +52,7 @@ pub const IDENTITY_HEADERS: [&str; 7] = [
     "x-user-roles",
     "x-authenticated-user",
     "x-buntime-identity",
+    "x-vhost-tenant",
 ];
 
 /// Removes every identity header (and any `x-identity-*`) a client sent.

@@ -10,6 +10,7 @@ mod keyval_compat;
 mod keyval_streams;
 mod loading;
 mod reload;
+mod vhosts;
 
 use std::path::Path;
 

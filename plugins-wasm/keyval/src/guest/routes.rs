@@ -97,8 +97,12 @@ fn route(req: &Request, seg: &[&str], raw: &[String]) -> (Option<&'static str>, 
     }
 }
 
-/// The tenant a request names (`?tenant=` or the tenant header).
+/// The tenant a request names: the one its host names (`x-vhost-tenant`,
+/// which only the vhosts plugin can set), else `?tenant=` or the tenant header.
 fn tenant(req: &Request) -> Option<String> {
+    if let Some(t) = req.header("x-vhost-tenant") {
+        return Some(t.to_owned());
+    }
     req.head()
         .query_param("tenant")
         .or_else(|| {
