@@ -73,6 +73,11 @@ pub struct AppStats {
     pub misses: Counter,
     /// Sum of request latencies, in microseconds.
     pub latency_us: Counter,
+    /// Latencies (the wait for an instance and the call).
+    pub duration: crate::metrics::Histogram,
+    /// Answered requests by method and status class, counted by the
+    /// server once the response is built ([`AppStats::responses`]).
+    pub responses: crate::metrics::RequestCounts,
 }
 
 /// The pool of one `name@version`.
@@ -201,11 +206,10 @@ impl AppPool {
     }
 
     fn record_latency(&self, started: Instant, done: Instant) {
-        let micros = done
-            .duration_since(started)
-            .as_micros()
-            .min(u64::MAX as u128) as u64;
+        let elapsed = done.duration_since(started);
+        let micros = elapsed.as_micros().min(u64::MAX as u128) as u64;
         self.stats.latency_us.add(micros);
+        self.stats.duration.observe(elapsed);
     }
 
     /// Runs the call; records its latency (from `started`) on every path.
