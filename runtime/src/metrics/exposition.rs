@@ -197,7 +197,7 @@ impl Figures {
             &'static str,
             fn(&crate::pool::AppStats) -> u64,
         );
-        let counters: [Count; 8] = [
+        let counters: [Count; 9] = [
             ("pool_calls", "Calls to an app version's pool.", |s| {
                 s.requests.get()
             }),
@@ -205,6 +205,11 @@ impl Figures {
                 "pool_errors",
                 "Calls that failed in the guest (trap, timeout, instantiation).",
                 |s| s.errors.get(),
+            ),
+            (
+                "pool_timeouts",
+                "Calls stopped at the app's deadline (`timeout`).",
+                |s| s.timeouts.get(),
             ),
             (
                 "pool_rejected",

@@ -59,6 +59,8 @@ pub struct AppStats {
     pub requests: Counter,
     /// Requests that failed in the guest.
     pub errors: Counter,
+    /// Of the errors, calls stopped at their deadline.
+    pub timeouts: Counter,
     /// Requests answered busy.
     pub rejected: Counter,
     /// Instances created.
@@ -252,8 +254,11 @@ impl AppPool {
         // One clock read serves the latency and the sliding TTL.
         slot.last_used = Instant::now();
         self.record_latency(started, slot.last_used);
-        if result.is_err() {
+        if let Err(e) = &result {
             self.stats.errors.add(1);
+            if matches!(e, CallError::Timeout(_)) {
+                self.stats.timeouts.add(1);
+            }
         }
         self.give_back(slot).await;
         (result.map_err(PoolError::from), extensions)
