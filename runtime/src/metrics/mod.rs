@@ -120,6 +120,11 @@ impl Histogram {
         shard[HISTOGRAM_CELLS - 1].fetch_add(nanos, Ordering::Relaxed);
     }
 
+    /// Sum of the observations, in nanoseconds.
+    pub fn sum_nanos(&self) -> u64 {
+        self.cells.get()[HISTOGRAM_CELLS - 1]
+    }
+
     /// The buckets, count and sum.
     pub fn snapshot(&self) -> HistogramSnapshot {
         let cells = self.cells.get();

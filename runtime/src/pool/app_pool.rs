@@ -73,13 +73,19 @@ pub struct AppStats {
     pub hits: Counter,
     /// Requests that needed a new instance.
     pub misses: Counter,
-    /// Sum of request latencies, in microseconds.
-    pub latency_us: Counter,
-    /// Latencies (the wait for an instance and the call).
+    /// Latencies (the wait for an instance and the call); their sum is
+    /// [`AppStats::latency_us`].
     pub duration: crate::metrics::Histogram,
     /// Answered requests by method and status class, counted by the
-    /// server once the response is built ([`AppStats::responses`]).
+    /// server once the response is built.
     pub responses: crate::metrics::RequestCounts,
+}
+
+impl AppStats {
+    /// Sum of request latencies, in microseconds.
+    pub fn latency_us(&self) -> u64 {
+        self.duration.sum_nanos() / 1000
+    }
 }
 
 /// The pool of one `name@version`.
@@ -208,10 +214,7 @@ impl AppPool {
     }
 
     fn record_latency(&self, started: Instant, done: Instant) {
-        let elapsed = done.duration_since(started);
-        let micros = elapsed.as_micros().min(u64::MAX as u128) as u64;
-        self.stats.latency_us.add(micros);
-        self.stats.duration.observe(elapsed);
+        self.stats.duration.observe(done.duration_since(started));
     }
 
     /// Runs the call; records its latency (from `started`) on every path.

@@ -158,7 +158,7 @@ fn metrics_json(state: &AppState) -> Json<Value> {
     let pools = state.pools.snapshot();
     let sum = |f: fn(&crate::pool::AppStats) -> u64| pools.iter().map(|p| f(&p.stats)).sum::<u64>();
     let requests = sum(|s| s.requests.get());
-    let latency = sum(|s| s.latency_us.get());
+    let latency = sum(|s| s.latency_us());
     Json(json!({
         "apps": pools.len(),
         "hits": sum(|s| s.hits.get()),
@@ -247,7 +247,7 @@ fn stats_snapshot(state: &AppState) -> Value {
         .iter()
         .map(|p| {
             let requests = p.stats.requests.get();
-            let latency = p.stats.latency_us.get();
+            let latency = p.stats.latency_us();
             // Busy instances are on their request; idle ones are listed.
             let mut instances: Vec<Value> = (0..p.active())
                 .map(|_| json!({ "state": "active" }))
