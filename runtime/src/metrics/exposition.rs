@@ -78,7 +78,7 @@ fn histogram(
         .encode_histogram::<NoLabelSet>(h.sum, h.count, &h.buckets, None)
 }
 
-/// One metric family: its descriptor, then `series` writes its samples.
+/// Starts a metric family: writes its descriptor, returns the encoder of its samples.
 fn family<'e>(
     encoder: &'e mut DescriptorEncoder<'_>,
     name: &'e str,
