@@ -36,6 +36,7 @@ pub mod counter;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod idle_lists;
+pub mod metrics;
 pub mod plugins;
 pub mod pool;
 pub mod routing;

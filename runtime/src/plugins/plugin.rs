@@ -67,6 +67,8 @@ pub struct PluginStats {
     pub timed_calls: Counter,
     /// Sum of the measured calls' latencies, in nanoseconds.
     pub latency_ns: Counter,
+    /// The same figures per hook, with the timed calls' durations.
+    pub hooks: crate::metrics::HookStats,
 }
 
 /// One call in this many is timed for [`PluginStats::latency_ns`]. A
@@ -234,18 +236,24 @@ impl Plugin {
         extensions: http::Extensions,
     ) -> (Result<Bytes, HookError>, http::Extensions) {
         let n = self.stats.calls.add(1);
+        let index = crate::metrics::hook_index(hook);
+        let by_hook = &self.stats.hooks;
+        by_hook.calls.add(index, 1);
         let started = n.is_multiple_of(LATENCY_SAMPLE).then(Instant::now);
         let (result, extensions) = self.instances.call(hook, input, extensions).await;
         if let Some(started) = started {
             let nanos = started.elapsed().as_nanos().min(u64::MAX as u128) as u64;
             self.stats.latency_ns.add(nanos);
             self.stats.timed_calls.add(1);
+            by_hook.durations[index].observe_nanos(nanos);
         }
         let result = result.map(|out| out.output).map_err(|e| {
             self.stats.errors.add(1);
+            by_hook.errors.add(index, 1);
             let failure = match e {
                 CallError::Timeout(_) => {
                     self.stats.timeouts.add(1);
+                    by_hook.timeouts.add(index, 1);
                     HookFailure::Timeout(e.to_string())
                 }
                 other => HookFailure::Failed(other.to_string()),
@@ -269,6 +277,10 @@ impl Plugin {
     /// Counts a malformed answer and builds its error.
     pub fn malformed(&self, hook: &str, detail: impl std::fmt::Display) -> HookError {
         self.stats.errors.add(1);
+        self.stats
+            .hooks
+            .errors
+            .add(crate::metrics::hook_index(hook), 1);
         self.failed(
             hook,
             HookFailure::Malformed(format!("its answer is not a valid {hook} result: {detail}")),

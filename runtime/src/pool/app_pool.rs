@@ -59,6 +59,8 @@ pub struct AppStats {
     pub requests: Counter,
     /// Requests that failed in the guest.
     pub errors: Counter,
+    /// Of the errors, calls stopped at their deadline.
+    pub timeouts: Counter,
     /// Requests answered busy.
     pub rejected: Counter,
     /// Instances created.
@@ -71,8 +73,19 @@ pub struct AppStats {
     pub hits: Counter,
     /// Requests that needed a new instance.
     pub misses: Counter,
+    /// Latencies (the wait for an instance and the call); their sum is
+    /// [`AppStats::latency_us`].
+    pub duration: crate::metrics::Histogram,
+    /// Answered requests by method and status class, counted by the
+    /// server once the response is built.
+    pub responses: crate::metrics::RequestCounts,
+}
+
+impl AppStats {
     /// Sum of request latencies, in microseconds.
-    pub latency_us: Counter,
+    pub fn latency_us(&self) -> u64 {
+        self.duration.sum_nanos() / 1000
+    }
 }
 
 /// The pool of one `name@version`.
@@ -201,11 +214,7 @@ impl AppPool {
     }
 
     fn record_latency(&self, started: Instant, done: Instant) {
-        let micros = done
-            .duration_since(started)
-            .as_micros()
-            .min(u64::MAX as u128) as u64;
-        self.stats.latency_us.add(micros);
+        self.stats.duration.observe(done.duration_since(started));
     }
 
     /// Runs the call; records its latency (from `started`) on every path.
@@ -248,8 +257,11 @@ impl AppPool {
         // One clock read serves the latency and the sliding TTL.
         slot.last_used = Instant::now();
         self.record_latency(started, slot.last_used);
-        if result.is_err() {
+        if let Err(e) = &result {
             self.stats.errors.add(1);
+            if matches!(e, CallError::Timeout(_)) {
+                self.stats.timeouts.add(1);
+            }
         }
         self.give_back(slot).await;
         (result.map_err(PoolError::from), extensions)

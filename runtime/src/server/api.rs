@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -107,12 +107,58 @@ pub(crate) async fn apps(State(state): State<AppState>) -> Json<Value> {
     Json(json!({ "apps": apps }))
 }
 
-/// `GET /_/metrics`: pool counters as JSON.
-pub(crate) async fn metrics(State(state): State<AppState>) -> Json<Value> {
+/// `GET /_/metrics`: the Prometheus exposition when the `Accept` header
+/// asks for a text format (as Prometheus does), else the counters as JSON.
+pub(crate) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let Some(format) = exposition_format(accept) else {
+        return metrics_json(&state).into_response();
+    };
+    match crate::metrics::render(&state, format) {
+        Ok(text) => ([(header::CONTENT_TYPE, format.content_type())], text).into_response(),
+        Err(_) => super::error::ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            "the metrics could not be encoded",
+        )
+        .into_response(),
+    }
+}
+
+/// The text format `accept` prefers over JSON, if any: the media range
+/// with the highest `q` among OpenMetrics, `text/plain` and JSON; a tie
+/// goes to the one listed first.
+fn exposition_format(accept: &str) -> Option<crate::metrics::Format> {
+    use crate::metrics::Format;
+    let mut best: Option<(f32, Option<Format>)> = None;
+    for range in accept.split(',') {
+        let mut parts = range.split(';').map(str::trim);
+        let kind = match parts.next().unwrap_or("").to_ascii_lowercase().as_str() {
+            "application/openmetrics-text" => Some(Format::OpenMetrics),
+            "text/plain" => Some(Format::Prometheus),
+            "application/json" => None,
+            _ => continue,
+        };
+        let q = parts
+            .filter_map(|p| p.strip_prefix("q="))
+            .find_map(|q| q.parse::<f32>().ok())
+            .unwrap_or(1.0);
+        if q > 0.0 && best.is_none_or(|(b, _)| q > b) {
+            best = Some((q, kind));
+        }
+    }
+    best.and_then(|(_, kind)| kind)
+}
+
+/// The counters as JSON, for the UI.
+fn metrics_json(state: &AppState) -> Json<Value> {
     let pools = state.pools.snapshot();
     let sum = |f: fn(&crate::pool::AppStats) -> u64| pools.iter().map(|p| f(&p.stats)).sum::<u64>();
     let requests = sum(|s| s.requests.get());
-    let latency = sum(|s| s.latency_us.get());
+    let latency = sum(|s| s.latency_us());
     Json(json!({
         "apps": pools.len(),
         "hits": sum(|s| s.hits.get()),
@@ -201,7 +247,7 @@ fn stats_snapshot(state: &AppState) -> Value {
         .iter()
         .map(|p| {
             let requests = p.stats.requests.get();
-            let latency = p.stats.latency_us.get();
+            let latency = p.stats.latency_us();
             // Busy instances are on their request; idle ones are listed.
             let mut instances: Vec<Value> = (0..p.active())
                 .map(|_| json!({ "state": "active" }))
@@ -233,4 +279,31 @@ fn stats_snapshot(state: &AppState) -> Value {
 /// `GET /.well-known/buntime`.
 pub(crate) async fn well_known() -> Json<Value> {
     Json(json!({ "runtime": "buntime", "version": env!("CARGO_PKG_VERSION"), "api": "/_/api" }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exposition_format;
+    use crate::metrics::Format;
+
+    #[test]
+    fn accept_header_picks_the_exposition_format() {
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(exposition_format(prometheus), Some(Format::OpenMetrics));
+        assert_eq!(
+            exposition_format("text/plain; version=0.0.4"),
+            Some(Format::Prometheus)
+        );
+        assert_eq!(
+            exposition_format("text/plain;q=0.2, application/json"),
+            None
+        );
+        assert_eq!(exposition_format("*/*"), None);
+        assert_eq!(exposition_format(""), None);
+        assert_eq!(
+            exposition_format("text/html,application/xhtml+xml,*/*;q=0.8"),
+            None
+        );
+        assert_eq!(exposition_format("application/openmetrics-text;q=0"), None);
+    }
 }

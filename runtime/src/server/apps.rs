@@ -288,13 +288,28 @@ async fn serve_wasm(
     let mut ext = http::Extensions::new();
     ext.insert(RequestBody(body));
     guest.limit_writes(&mut ext);
-    let (result, mut ext) = pool.call("handle", input, ext).await;
+    let (result, ext) = pool.call("handle", input, ext).await;
+    let response = answer(key, result, ext, &guest);
+    pool.stats.responses.record(
+        crate::metrics::MethodClass::of(&parts.method),
+        response.status(),
+    );
+    response
+}
+
+/// The response to a guest call's outcome.
+fn answer(
+    key: &str,
+    result: Result<crate::wasm::CallOutput, PoolError>,
+    mut ext: http::Extensions,
+    guest: &super::guest_http::Guest<'_>,
+) -> Response {
     if let Some(size) = super::guest_http::Guest::refused(&mut ext) {
         // The guest wrote past its cap (and trapped, or carried on).
         return bad_response(key, &guest.over_limit(size));
     }
     match result {
-        Ok(out) => build_response(key, &out.output, ext.remove::<ResponseBody>(), &guest),
+        Ok(out) => build_response(key, &out.output, ext.remove::<ResponseBody>(), guest),
         Err(PoolError::Busy(_)) => ApiError {
             retry_after: Some(1),
             ..ApiError::new(

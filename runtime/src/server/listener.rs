@@ -139,6 +139,7 @@ pub(crate) async fn run(
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
         let activity = Activity::new();
+        let open_connection = OpenConnection::enter(service.state().clone());
         let service = TowerToHyperService::new(service.for_connection(
             activity.clone(),
             limits.body_read_timeout,
@@ -148,6 +149,7 @@ pub(crate) async fn run(
         let mut phase = phase_rx.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let _open_connection = open_connection;
             let mut builder = Builder::new(TokioExecutor::new());
             builder
                 .http1()
@@ -201,5 +203,21 @@ pub(crate) async fn run(
         // Each task is now at a select that returns at once; a guest call
         // that holds its thread is bounded by its own deadline.
         let _ = tokio::time::timeout(Duration::from_secs(1), phase_tx.closed()).await;
+    }
+}
+
+/// Counts a client connection as open (`/_/metrics`) until dropped.
+struct OpenConnection(super::AppState);
+
+impl OpenConnection {
+    fn enter(state: super::AppState) -> Self {
+        state.http.opened.add(1);
+        Self(state)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.http.closed.add(1);
     }
 }

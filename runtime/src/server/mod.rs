@@ -85,6 +85,8 @@ pub struct Shared {
     pub(crate) dropped_headers: guest_http::DroppedHeaders,
     /// Who may call the core API and the plugin routes.
     pub access: crate::access::Access,
+    /// Requests and connections, for `/_/metrics`.
+    pub http: crate::metrics::HttpStats,
 }
 
 impl AppState {
@@ -146,6 +148,7 @@ impl AppState {
                 static_cache: Arc::default(),
                 dropped_headers: Default::default(),
                 access,
+                http: Default::default(),
             }),
             error_detail: ErrorDetail::default(),
         })

@@ -74,19 +74,19 @@ pub fn strip_identity(headers: &mut HeaderMap) {
 /// under `/_/api/`.
 pub(crate) async fn handle(State(state): State<AppState>, req: Request) -> Response {
     let peer = req.extensions().get::<super::ClientAddr>().map(|c| c.0);
-    run(state, req, peer).await
+    run(&state, req, peer).await
 }
 
 /// The chain around plugin routes and apps, for a request from `peer`
 /// (`None`: served in process).
-pub(crate) async fn run(state: AppState, mut req: Request, peer: Option<SocketAddr>) -> Response {
+pub(crate) async fn run(state: &AppState, mut req: Request, peer: Option<SocketAddr>) -> Response {
     strip_identity(req.headers_mut());
     if req.uri().path().starts_with("/_/") {
-        super::guard::take_key(&state, &mut req);
+        super::guard::take_key(state, &mut req);
     }
     let chain = state.plugins.current();
     if chain.plugins.is_empty() {
-        return dispatch(&state, &chain, req, peer).await;
+        return dispatch(state, &chain, req, peer).await;
     }
     let dropped = &state.dropped_headers;
     let client = Client {
@@ -97,7 +97,7 @@ pub(crate) async fn run(state: AppState, mut req: Request, peer: Option<SocketAd
     let (path, response) = match outcome {
         Ok(req) => {
             let path = req.uri().path().to_owned();
-            (path, dispatch(&state, &chain, req, peer).await)
+            (path, dispatch(state, &chain, req, peer).await)
         }
         Err((path, response)) => (path, response),
     };

@@ -24,6 +24,7 @@ use tower_http::timeout::TimeoutBody;
 
 use super::AppState;
 use super::connection::Activity;
+use crate::metrics::{Counted, MethodClass};
 
 /// The server: the core routes' `Router` and the shared state.
 ///
@@ -57,6 +58,11 @@ impl BuntimeService {
             state,
             connection: None,
         }
+    }
+
+    /// The server state.
+    pub(crate) fn state(&self) -> &AppState {
+        &self.state
     }
 
     /// The service for one client connection from `peer`: its requests
@@ -118,22 +124,31 @@ where
         {
             req.extensions_mut().insert(ClientAddr(scope.peer));
         }
+        let method = MethodClass::of(req.method());
+        let state = self.state.clone();
         if super::routes::is_core(req.uri().path()) {
             let core = self.core.clone();
             Box::pin(async move {
                 let _in_flight = in_flight;
-                core.oneshot(req).await
+                let mut counted = Counted::enter(&state.http, method);
+                let response = core.oneshot(req).await;
+                if let Ok(r) = &response {
+                    counted.answered(r.status());
+                }
+                response
             })
         } else {
-            let state = self.state.clone();
             let detail = state.error_detail;
             let peer = self.connection.as_ref().map(|c| c.peer);
             Box::pin(async move {
                 let _in_flight = in_flight;
-                Ok(super::request_id::with_request_id(req, detail, |req| {
-                    super::pipeline::run(state, req, peer)
+                let mut counted = Counted::enter(&state.http, method);
+                let response = super::request_id::with_request_id(req, detail, |req| {
+                    super::pipeline::run(&state, req, peer)
                 })
-                .await)
+                .await;
+                counted.answered(response.status());
+                Ok(response)
             })
         }
     }

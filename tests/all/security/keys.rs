@@ -383,11 +383,36 @@ async fn metrics_can_be_made_public_for_scrapers() {
     let server = start(open, Vec::new(), |_| {}).await;
     let metrics = expect(remote(&server, Method::GET, "/_/metrics"), 200, None).await;
     assert!(metrics["requests"].is_number(), "{metrics}");
+    let scrape = remote(&server, Method::GET, "/_/metrics")
+        .header("accept", "text/plain")
+        .send()
+        .await
+        .expect("scrape");
+    assert_eq!(scrape.status(), 200);
+    let text = scrape.text().await.expect("text");
+    assert!(
+        text.contains("# TYPE buntime_http_server_requests_total counter"),
+        "{text}"
+    );
     expect(
         remote(&server, Method::GET, "/_/stats"),
         401,
         Some("API_KEY_REQUIRED"),
     )
     .await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_prometheus_exposition_needs_workers_read_like_the_json() {
+    let server = start(policy(Some(MASTER)), Vec::new(), |_| {}).await;
+    for accept in ["text/plain", "application/openmetrics-text"] {
+        expect(
+            remote(&server, Method::GET, "/_/metrics").header("accept", accept),
+            401,
+            Some("API_KEY_REQUIRED"),
+        )
+        .await;
+    }
     server.stop().await;
 }

@@ -111,6 +111,23 @@ async fn a_timeout_kills_only_the_request_that_overran() {
     assert_eq!(res.status(), 504);
     let body: serde_json::Value = res.json().await.expect("json");
     assert_eq!(body["code"], "APP_TIMEOUT");
+    // The exposition counts it under the app's timeouts and 5xx answers.
+    let text = client()
+        .get(server.url("/_/metrics"))
+        .header("accept", "text/plain")
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for line in [
+        r#"buntime_pool_timeouts_total{app="slow",version="1.0.0"} 1"#,
+        r#"buntime_http_requests_total{app="slow",version="1.0.0",method="read",status="5xx"} 1"#,
+        r#"buntime_http_requests_total{app="slow",version="1.0.0",method="read",status="2xx"} 5"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
+    }
     server.stop().await;
 }
 

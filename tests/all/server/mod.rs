@@ -2,6 +2,7 @@
 
 mod apps;
 mod lifecycle;
+mod metrics;
 mod routing;
 mod static_files;
 

@@ -1,0 +1,394 @@
+//! The `/_/metrics` exposition: a prometheus-client [`Collector`] that reads
+//! the server's figures at scrape time and writes them in the Prometheus
+//! text format (0.0.4) or OpenMetrics 1.0.
+//!
+//! Scrapes are rare next to requests, so all the work of naming and
+//! labelling happens here: walking the warm pools and the plugin chain,
+//! splitting `name@version` keys, formatting numbers.
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+use super::{HOOKS, HistogramSnapshot};
+use crate::server::AppState;
+
+/// The text format a scrape asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `text/plain; version=0.0.4`.
+    Prometheus,
+    /// `application/openmetrics-text; version=1.0.0`.
+    OpenMetrics,
+}
+
+impl Format {
+    /// The `Content-Type` of an exposition in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::Prometheus => "text/plain; version=0.0.4; charset=utf-8",
+            Self::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
+
+/// The exposition of everything `state` counts, in `format`.
+pub fn render(state: &AppState, format: Format) -> Result<String, std::fmt::Error> {
+    let mut registry = Registry::with_prefix("buntime");
+    registry.register_collector(Box::new(Figures(state.clone())));
+    let mut out = String::with_capacity(16 * 1024);
+    match format {
+        Format::Prometheus => {
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)?
+        }
+        Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, &registry)?,
+    }
+    Ok(out)
+}
+
+/// The server's figures, read when encoded.
+#[derive(Debug)]
+struct Figures(AppState);
+
+/// Labels of one series.
+type Labels<'a> = [(&'a str, &'a str)];
+
+/// Splits a pool key, `name@version`, into its labels.
+fn app_labels(key: &str) -> (&str, &str) {
+    key.rsplit_once('@').unwrap_or((key, ""))
+}
+
+fn counter(m: &mut MetricEncoder<'_>, labels: &Labels<'_>, v: u64) -> Result<(), std::fmt::Error> {
+    ConstCounter::new(v).encode(m.encode_family(&labels)?)
+}
+
+fn gauge(m: &mut MetricEncoder<'_>, labels: &Labels<'_>, v: i64) -> Result<(), std::fmt::Error> {
+    ConstGauge::new(v).encode(m.encode_family(&labels)?)
+}
+
+fn histogram(
+    m: &mut MetricEncoder<'_>,
+    labels: &Labels<'_>,
+    h: &HistogramSnapshot,
+) -> Result<(), std::fmt::Error> {
+    m.encode_family(&labels)?
+        .encode_histogram::<NoLabelSet>(h.sum, h.count, &h.buckets, None)
+}
+
+/// Starts a metric family: writes its descriptor, returns the encoder of its samples.
+fn family<'e>(
+    encoder: &'e mut DescriptorEncoder<'_>,
+    name: &'e str,
+    help: &str,
+    kind: MetricType,
+) -> Result<MetricEncoder<'e>, std::fmt::Error> {
+    encoder.encode_descriptor(name, help, None, kind)
+}
+
+impl Collector for Figures {
+    fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        self.http(&mut e)?;
+        self.pools(&mut e)?;
+        self.plugins(&mut e)?;
+        self.engine(&mut e)
+    }
+}
+
+impl Figures {
+    fn http(&self, e: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let http = &self.0.http;
+        let mut m = family(
+            e,
+            "http_server_requests",
+            "Requests answered by the server, by method class and status class.",
+            MetricType::Counter,
+        )?;
+        for (method, status, n) in http.requests.nonzero() {
+            counter(&mut m, &[("method", method), ("status", status)], n)?;
+        }
+        let m = family(
+            e,
+            "http_requests_in_flight",
+            "Requests being served.",
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(http.in_flight() as i64).encode(m)?;
+        let m = family(
+            e,
+            "http_connections_open",
+            "Client connections open.",
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(http.open_connections() as i64).encode(m)?;
+        let m = family(
+            e,
+            "http_connections",
+            "Client connections accepted.",
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(http.opened.get()).encode(m)
+    }
+
+    fn pools(&self, e: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let pools = self.0.pools.snapshot();
+        let mut m = family(
+            e,
+            "http_requests",
+            "Requests answered by a WASM app, by app, version, method class and status class.",
+            MetricType::Counter,
+        )?;
+        for p in &pools {
+            let (app, version) = app_labels(p.key());
+            for (method, status, n) in p.stats.responses.nonzero() {
+                let labels = [
+                    ("app", app),
+                    ("version", version),
+                    ("method", method),
+                    ("status", status),
+                ];
+                counter(&mut m, &labels, n)?;
+            }
+        }
+        let mut m = family(
+            e,
+            "app_request_duration_seconds",
+            "Time a request spent in its app's pool: the wait for an instance and the guest call.",
+            MetricType::Histogram,
+        )?;
+        for p in &pools {
+            let (app, version) = app_labels(p.key());
+            histogram(
+                &mut m,
+                &[("app", app), ("version", version)],
+                &p.stats.duration.snapshot(),
+            )?;
+        }
+        type Figure = (&'static str, &'static str, fn(&crate::pool::AppPool) -> i64);
+        let gauges: [Figure; 4] = [
+            (
+                "pool_instances",
+                "Instances of an app version, busy or idle.",
+                |p| (p.active() + p.idle_count()) as i64,
+            ),
+            (
+                "pool_instances_idle",
+                "Warm instances waiting for a request.",
+                |p| p.idle_count() as i64,
+            ),
+            ("pool_instances_busy", "Instances serving a request.", |p| {
+                p.active() as i64
+            }),
+            ("pool_queued", "Requests waiting for an instance.", |p| {
+                p.queued() as i64
+            }),
+        ];
+        for (name, help, get) in gauges {
+            let mut m = family(e, name, help, MetricType::Gauge)?;
+            for p in &pools {
+                let (app, version) = app_labels(p.key());
+                gauge(&mut m, &[("app", app), ("version", version)], get(p))?;
+            }
+        }
+        type Count = (
+            &'static str,
+            &'static str,
+            fn(&crate::pool::AppStats) -> u64,
+        );
+        let counters: [Count; 9] = [
+            ("pool_calls", "Calls to an app version's pool.", |s| {
+                s.requests.get()
+            }),
+            (
+                "pool_errors",
+                "Calls that failed in the guest (trap, timeout, instantiation).",
+                |s| s.errors.get(),
+            ),
+            (
+                "pool_timeouts",
+                "Calls stopped at the app's deadline (`timeout`).",
+                |s| s.timeouts.get(),
+            ),
+            (
+                "pool_rejected",
+                "Calls answered busy: every instance busy, queue full.",
+                |s| s.rejected.get(),
+            ),
+            ("pool_instantiations", "Instances created.", |s| {
+                s.created.get()
+            }),
+            (
+                "pool_retired",
+                "Instances retired normally (TTL, maxRequests, idle).",
+                |s| s.retired.get(),
+            ),
+            (
+                "pool_discarded",
+                "Instances discarded after a failure.",
+                |s| s.failed.get(),
+            ),
+            ("pool_warm_hits", "Calls served by a warm instance.", |s| {
+                s.hits.get()
+            }),
+            (
+                "pool_cold_starts",
+                "Calls that needed a new instance.",
+                |s| s.misses.get(),
+            ),
+        ];
+        for (name, help, get) in counters {
+            let mut m = family(e, name, help, MetricType::Counter)?;
+            for p in &pools {
+                let (app, version) = app_labels(p.key());
+                counter(&mut m, &[("app", app), ("version", version)], get(&p.stats))?;
+            }
+        }
+        let m = family(
+            e,
+            "pool_evictions",
+            "App versions evicted from the pool (RUNTIME_POOL_SIZE).",
+            MetricType::Counter,
+        )?;
+        let evictions = self
+            .0
+            .pools
+            .evictions
+            .load(std::sync::atomic::Ordering::Relaxed);
+        ConstCounter::new(evictions).encode(m)?;
+        let m = family(
+            e,
+            "pool_app_versions",
+            "App versions kept warm.",
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(pools.len() as i64).encode(m)
+    }
+
+    fn plugins(&self, e: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let chain = self.0.plugins.current();
+        type Cells = fn(&super::HookStats) -> [u64; HOOKS.len()];
+        let per_hook: [(&str, &str, Cells); 3] = [
+            (
+                "plugin_hook_calls",
+                "Hook calls, by plugin and hook.",
+                |h| h.calls.get(),
+            ),
+            (
+                "plugin_hook_errors",
+                "Hook calls that failed (trap, timeout, malformed answer), by plugin and hook.",
+                |h| h.errors.get(),
+            ),
+            (
+                "plugin_hook_timeouts",
+                "Hook calls stopped at their deadline, by plugin and hook.",
+                |h| h.timeouts.get(),
+            ),
+        ];
+        for (name, help, get) in per_hook {
+            let mut m = family(e, name, help, MetricType::Counter)?;
+            for p in &chain.plugins {
+                for (hook, n) in HOOKS.iter().zip(get(&p.stats.hooks)) {
+                    if n > 0 {
+                        counter(&mut m, &[("plugin", &p.manifest.name), ("hook", hook)], n)?;
+                    }
+                }
+            }
+        }
+        let mut m = family(
+            e,
+            "plugin_hook_duration_seconds",
+            "Durations of hook calls, by plugin and hook; one call in 8 is timed.",
+            MetricType::Histogram,
+        )?;
+        for p in &chain.plugins {
+            for (hook, h) in HOOKS.iter().zip(&p.stats.hooks.durations) {
+                let snap = h.snapshot();
+                if snap.count > 0 {
+                    histogram(
+                        &mut m,
+                        &[("plugin", &p.manifest.name), ("hook", hook)],
+                        &snap,
+                    )?;
+                }
+            }
+        }
+        let mut m = family(
+            e,
+            "plugin_skipped",
+            "Failures skipped under `onError: \"open\"`, by plugin.",
+            MetricType::Counter,
+        )?;
+        for p in &chain.plugins {
+            counter(
+                &mut m,
+                &[("plugin", &p.manifest.name)],
+                p.stats.skipped.get(),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn engine(&self, e: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let stats = self.0.pools.engine().stats();
+        let counters = [
+            (
+                "engine_modules_compiled",
+                "Modules compiled from WASM bytes.",
+                &stats.compiled,
+            ),
+            (
+                "engine_cache_hits",
+                "Modules loaded from the on-disk cache.",
+                &stats.cache_hits,
+            ),
+            (
+                "engine_cache_rejected",
+                "Cache files rejected as corrupt or incompatible.",
+                &stats.cache_rejected,
+            ),
+            (
+                "engine_instances",
+                "Instances created (apps and plugins).",
+                &stats.instances,
+            ),
+            ("engine_traps", "Guest calls that trapped.", &stats.traps),
+            (
+                "engine_timeouts",
+                "Guest calls stopped at their deadline.",
+                &stats.timeouts,
+            ),
+            (
+                "engine_guest_log_lines",
+                "Guest log lines written.",
+                &stats.guest_log_lines,
+            ),
+            (
+                "engine_guest_log_dropped",
+                "Guest log lines dropped by the per-instance rate limit.",
+                &stats.guest_log_dropped,
+            ),
+        ];
+        for (name, help, c) in counters {
+            let m = family(e, name, help, MetricType::Counter)?;
+            ConstCounter::new(c.get()).encode(m)?;
+        }
+        let mut m = family(
+            e,
+            "capability_denials",
+            "Host calls refused for lack of a grant, by capability.",
+            MetricType::Counter,
+        )?;
+        for (capability, n) in stats.denials_by_capability() {
+            counter(&mut m, &[("capability", capability)], n)?;
+        }
+        let m = family(
+            e,
+            "uptime_seconds",
+            "Seconds since the server started.",
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(self.0.started.elapsed().as_secs() as i64).encode(m)
+    }
+}
