@@ -60,7 +60,7 @@ extern "C" {
  * (a 4-byte little-endian record per translation unit; the linker joins
  * them), so a host older than the header refuses it by name instead of
  * failing on a missing import. */
-#define BUNTIME_ABI_VERSION 1
+#define BUNTIME_ABI_VERSION 2
 #define BUNTIME__STR2(x) #x
 #define BUNTIME__STR(x) BUNTIME__STR2(x)
 __asm__(".section .custom_section.buntime_abi,\"\",@\n"
@@ -145,6 +145,12 @@ BUNTIME_IMPORT("http_headers")     buntime_handle extism_http_headers(void);
  * body is empty. Traps if it does not fit in the guest's memory limit. */
 BUNTIME_USER_IMPORT("buntime_request_body")
 uint64_t buntime_request_body(void);
+
+/* A new block holding the current request's client as JSON
+ * ({"peer","address","scheme","host"?}, docs/abi.md §9); 0 for a request
+ * served in process. Only modules that import it are handed the client. */
+BUNTIME_USER_IMPORT("buntime_request_client")
+uint64_t buntime_request_client(void);
 
 /* Append the bytes of block h to the response body; returns 0. Does not free
  * h. Traps if h is not a block (so never pass 0). */

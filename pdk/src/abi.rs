@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 /// exports and message shapes of `docs/abi.md`. A host refuses a module that
 /// declares a newer version than its own; a module that declares none is
 /// taken as version 1.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// The custom section in which a guest declares [`ABI_VERSION`]: one or more
 /// 4-byte little-endian records (a linker concatenates the records of every
@@ -25,6 +25,9 @@ pub const EXPORT_HANDLE: &str = "handle";
 /// `buntime_request_body() -> handle`: the request body as a memory block
 /// (handle 0 when the body is empty).
 pub const FN_REQUEST_BODY: &str = "buntime_request_body";
+/// `buntime_request_client() -> handle`: the request's client as JSON
+/// ([`crate::Client`]; handle 0 for a request served in process).
+pub const FN_REQUEST_CLIENT: &str = "buntime_request_client";
 /// `buntime_response_body_write(handle) -> 0`: appends a block to the response body.
 pub const FN_RESPONSE_BODY_WRITE: &str = "buntime_response_body_write";
 

@@ -2,17 +2,24 @@
 
 use extism_pdk::Memory;
 
-use crate::http::{RequestHead, ResponseHead};
+use crate::http::{Client, RequestHead, ResponseHead};
 
 pub use extism_pdk::Error;
 
 #[allow(unsafe_code, reason = "imports are foreign functions by definition")]
 mod imports {
-    // The names are `crate::abi::FN_REQUEST_BODY` and `FN_RESPONSE_BODY_WRITE`.
+    // The names are `crate::abi::FN_REQUEST_BODY`, `FN_REQUEST_CLIENT` and
+    // `FN_RESPONSE_BODY_WRITE`.
     #[link(wasm_import_module = "extism:host/user")]
     unsafe extern "C" {
         pub(super) fn buntime_request_body() -> u64;
+        pub(super) fn buntime_request_client() -> u64;
         pub(super) fn buntime_response_body_write(handle: u64) -> u64;
+    }
+
+    pub(super) fn request_client() -> u64 {
+        // SAFETY: takes no arguments; returns a memory handle or 0.
+        unsafe { buntime_request_client() }
     }
 
     pub(super) fn request_body() -> u64 {
@@ -63,6 +70,11 @@ impl Request {
     /// The request body, copied into the guest now.
     pub fn body(&self) -> Vec<u8> {
         request_body_bytes()
+    }
+
+    /// Who the client is, asked of the host now ([`request_client`]).
+    pub fn client(&self) -> Option<Client> {
+        request_client()
     }
 
     /// The request body as UTF-8 text.
@@ -197,6 +209,23 @@ pub fn request_body_bytes() -> Vec<u8> {
             let bytes = crate::io::read_block(h);
             crate::io::free_block(h);
             bytes
+        }
+    }
+}
+
+/// The current request's client, as the host resolved it through the
+/// operator's trusted proxies; `None` for a request served in process.
+///
+/// The host hands the client only to modules that import
+/// `buntime_request_client`, which this function does: a guest that never
+/// calls it never costs its requests the resolution.
+pub fn request_client() -> Option<Client> {
+    match imports::request_client() {
+        0 => None,
+        h => {
+            let bytes = crate::io::read_block(h);
+            crate::io::free_block(h);
+            serde_json::from_slice(&bytes).ok()
         }
     }
 }

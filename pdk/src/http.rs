@@ -35,12 +35,11 @@ pub struct RequestHead {
     /// Length of the body waiting in the host, if known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_length: Option<u64>,
-    /// Who the client is, as the host resolved it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client: Option<Client>,
 }
 
-/// The client of a request ([`RequestHead::client`]).
+/// The client of a request: not part of the head, read on demand with
+/// `buntime_pdk::client()` (apps: `Request::client`), so guests that never
+/// look at it never pay for it.
 ///
 /// `address` is the connection's peer unless the peer is a proxy the
 /// operator trusts (`RUNTIME_TRUSTED_PROXIES`); then it is the address that

@@ -45,4 +45,4 @@ pub use http::{Client, RequestHead, ResponseHead};
 #[cfg(target_arch = "wasm32")]
 pub use extism_pdk;
 #[cfg(target_arch = "wasm32")]
-pub use guest::{Error, Request, Response};
+pub use guest::{Error, Request, Response, request_client as client};

@@ -157,7 +157,7 @@ fn author(lang: &str) {
         "plugin inspect",
     );
     for line in [
-        "abi       version 1 (this host: 1)",
+        "abi       version 2 (this host: 2)",
         "hooks     on_init, on_request, on_response, handle",
         "grants    log",
         "loads     yes",
@@ -274,11 +274,11 @@ fn inspect_tells_a_good_module_from_a_broken_one_and_a_newer_abi_is_refused() {
     assert_eq!(code, Some(1), "{report}");
     assert!(report.contains("loads     no:"), "{report}");
 
-    let (code, report) = inspect(&plugin_dir(&plugins, "newer", Some(2)));
+    let (code, report) = inspect(&plugin_dir(&plugins, "newer", Some(3)));
     assert_eq!(code, Some(1), "{report}");
-    let refusal = "built for Buntime ABI version 2, but this host speaks ABI version 1";
+    let refusal = "built for Buntime ABI version 3, but this host speaks ABI version 2";
     assert!(
-        report.contains("abi       version 2 (this host: 1)") && report.contains(refusal),
+        report.contains("abi       version 3 (this host: 2)") && report.contains(refusal),
         "{report}"
     );
 

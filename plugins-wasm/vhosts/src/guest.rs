@@ -42,8 +42,8 @@ fn route(req: RequestHead) -> Result<RequestDecision, Error> {
     let hosts = table()?;
     // The host as seen through trusted proxies when the host resolved one,
     // else the request's own `Host`.
-    let raw = req
-        .client
+    let client = buntime_pdk::client();
+    let raw = client
         .as_ref()
         .and_then(|c| c.host.as_deref())
         .or_else(|| req.header("host"));

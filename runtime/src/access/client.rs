@@ -16,8 +16,8 @@ use http::{HeaderMap, HeaderName, Uri, header};
 use crate::config::TrustedProxies;
 
 /// The client of a request, as plugins and apps receive it in the request
-/// head (`client`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+/// head (`client`, serialised by [`super::client_json`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientView<'a> {
     /// The connection's peer.
     pub peer: SocketAddr,
@@ -26,12 +26,10 @@ pub struct ClientView<'a> {
     /// `http` or `https`, as the client used it.
     pub scheme: &'a str,
     /// The host (and port) the client asked for.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<&'a str>,
     /// The request came through a proxy whose account of the client was
     /// not believed (an untrusted peer that forwarded, or an unreadable
     /// hop): the client is somewhere else.
-    #[serde(skip)]
     pub relayed: bool,
 }
 

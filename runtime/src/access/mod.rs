@@ -11,6 +11,7 @@
 //! the operator's browser.
 
 mod client;
+mod client_json;
 mod keys;
 mod roles;
 

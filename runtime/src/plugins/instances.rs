@@ -178,11 +178,13 @@ impl InstancePool {
         input: Bytes,
         extensions: http::Extensions,
     ) -> (Result<CallOutput, CallError>, http::Extensions) {
-        // The common case takes a free slot without arming a timer.
+        // The common case takes a free slot without arming a timer. The
+        // rare paths (waiting, instantiating) are boxed so that their
+        // futures do not enlarge — and get copied with — every call's.
         let taken = match self.try_take(true) {
             Ok(instance) => Ok(instance),
             Err(Refused::Closed) => Err(CallError::Discarded),
-            Err(Refused::Full) => self.take_waiting().await,
+            Err(Refused::Full) => Box::pin(self.take_waiting()).await,
         };
         let idle = match taken {
             Ok(idle) => idle,
@@ -194,7 +196,7 @@ impl InstancePool {
         let lease = Lease { pool: self };
         let mut instance = match idle {
             Some(i) => i,
-            None => match self.module.instantiate().await {
+            None => match Box::pin(self.module.instantiate()).await {
                 Ok(i) => {
                     self.created.fetch_add(1, Ordering::Relaxed);
                     i

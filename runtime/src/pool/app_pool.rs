@@ -136,6 +136,11 @@ impl AppPool {
         &self.key
     }
 
+    /// The app's compiled module.
+    pub fn module(&self) -> &GuestModule {
+        &self.module
+    }
+
     /// The app's settings.
     pub fn config(&self) -> &WorkerConfig {
         &self.config
@@ -198,7 +203,7 @@ impl AppPool {
                 // Counted while it waits, uncounted however the wait ends
                 // (a client that goes away drops this future mid-wait).
                 let _queued = Queued::enter(&self.waiting);
-                match self.slots.acquire().await {
+                match Box::pin(self.slots.acquire()).await {
                     Ok(p) => p,
                     Err(_) => return (Err(busy()), extensions),
                 }
@@ -232,7 +237,9 @@ impl AppPool {
             }
             None => {
                 self.stats.misses.add(1);
-                match self.module.instantiate().await {
+                // Boxed, as the other rare paths here: their futures would
+                // otherwise enlarge (and be copied with) every call's.
+                match Box::pin(self.module.instantiate()).await {
                     Ok(instance) => {
                         self.stats.created.add(1);
                         self.publish(WORKER_SPAWN, "created");
@@ -307,7 +314,7 @@ impl AppPool {
             }
             return;
         }
-        retire(&mut slot.instance).await;
+        Box::pin(retire(&mut slot.instance)).await;
         self.note_retired(if self.config.ttl.is_zero() {
             "ephemeral"
         } else {

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
 use super::AppState;
+use super::client::RequestClientSource;
 use super::error::{ApiError, RequestId};
 use crate::config::{AppCeiling, ConfigError, WORKER_CONFIG_FILE, WorkerConfig};
 use crate::pool::PoolError;
@@ -117,7 +118,7 @@ pub fn load_settings(
 pub(crate) async fn handle(
     state: &AppState,
     req: Request,
-    peer: Option<std::net::SocketAddr>,
+    client: &RequestClientSource<'_>,
 ) -> Response {
     let path = req.uri().path();
     let Some((raw_name, raw_range, rest, prefix)) = split_app_path(path) else {
@@ -190,10 +191,6 @@ pub(crate) async fn handle(
                 .await
         }
         AppKind::Wasm(file) => {
-            let client = super::pipeline::Client {
-                peer,
-                proxies: &state.access.policy.trusted_proxies,
-            };
             let module = WasmApp {
                 app: &app,
                 file,
@@ -238,7 +235,7 @@ async fn serve_wasm(
     base: &str,
     rest: &str,
     req: Request,
-    client: super::pipeline::Client<'_>,
+    client: &RequestClientSource<'_>,
 ) -> Response {
     let limit = config.max_body_size;
     let key = app.key();
@@ -270,7 +267,6 @@ async fn serve_wasm(
             .get::<RequestId>()
             .map_or("", |r| r.0.as_str()),
         body_length: Some(body.len() as u64),
-        client: client.view(&parts.headers, &parts.uri),
     };
     let input = match head.to_json() {
         Ok(v) => v,
@@ -288,6 +284,7 @@ async fn serve_wasm(
     let mut ext = http::Extensions::new();
     ext.insert(RequestBody(body));
     guest.limit_writes(&mut ext);
+    client.attach(pool.module(), &parts.headers, &parts.uri, &mut ext);
     let (result, ext) = pool.call("handle", input, ext).await;
     let response = answer(key, result, ext, &guest);
     pool.stats.responses.record(

@@ -191,9 +191,6 @@ pub(crate) struct HeadView<'a> {
     pub(crate) request_id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) body_length: Option<u64>,
-    /// Who the client is (absent for requests served in process).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) client: Option<crate::access::ClientView<'a>>,
 }
 
 impl HeadView<'_> {

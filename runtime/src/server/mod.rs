@@ -12,6 +12,7 @@
 mod api;
 mod apps;
 mod body;
+mod client;
 mod connection;
 mod error;
 mod guard;
@@ -185,8 +186,8 @@ pub fn runtime_builder() -> tokio::runtime::Builder {
     builder
 }
 
-/// Every host function a server's engine needs: the HTTP body functions of
-/// apps and plugins, and each capability's functions.
+/// Every host function a server's engine needs: the HTTP body and client
+/// functions of apps and plugins, and each capability's functions.
 pub fn host_functions() -> Vec<HostFunction> {
     let mut all = crate::wasm::abi::body_functions();
     all.extend(crate::capabilities::host_functions());

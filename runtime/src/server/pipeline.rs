@@ -34,6 +34,7 @@ use buntime_pdk::hooks::{RequestChanges, RequestDecision, ResponseChanges};
 use bytes::Bytes;
 
 use super::AppState;
+use super::client::RequestClientSource;
 use super::error::{ApiError, RequestId};
 use super::guest_http::{
     DroppedHeaders, Guest, HeadView, HeaderPairs, guest_status, is_framing, response_from_head,
@@ -85,23 +86,29 @@ pub(crate) async fn run(state: &AppState, mut req: Request, peer: Option<SocketA
         super::guard::take_key(state, &mut req);
     }
     let chain = state.plugins.current();
+    let client = RequestClientSource::new(peer, &state.access.policy.trusted_proxies);
     if chain.plugins.is_empty() {
-        return dispatch(state, &chain, req, peer).await;
+        return dispatch(state, &chain, req, &client).await;
+    }
+    // A chain that reads the client gets it as the request arrived, before
+    // any plugin changed a header.
+    if chain
+        .plugins
+        .iter()
+        .any(|p| p.instances.module().reads_client())
+    {
+        client.resolve(req.headers(), req.uri());
     }
     let dropped = &state.dropped_headers;
-    let client = Client {
-        peer,
-        proxies: &state.access.policy.trusted_proxies,
-    };
-    let (entered, outcome) = on_request(&chain, req, dropped, client).await;
+    let (entered, outcome) = on_request(&chain, req, dropped, &client).await;
     let (path, response) = match outcome {
         Ok(req) => {
             let path = req.uri().path().to_owned();
-            (path, dispatch(state, &chain, req, peer).await)
+            (path, dispatch(state, &chain, req, &client).await)
         }
         Err((path, response)) => (path, response),
     };
-    on_response(&chain, entered, response, &path, dropped).await
+    on_response(&chain, entered, response, &path, dropped, &client).await
 }
 
 /// The rules `plugin`'s responses are checked against.
@@ -118,33 +125,12 @@ async fn dispatch(
     state: &AppState,
     chain: &Chain,
     req: Request,
-    peer: Option<SocketAddr>,
+    client: &RequestClientSource<'_>,
 ) -> Response {
     if req.uri().path().starts_with("/_/") {
-        super::plugin_routes::serve(state, chain, req, peer).await
+        super::plugin_routes::serve(state, chain, req, client).await
     } else {
-        super::apps::handle(state, req, peer).await
-    }
-}
-
-/// What the request head's `client` is resolved from.
-#[derive(Clone, Copy)]
-pub(super) struct Client<'a> {
-    /// The connection's peer (`None`: served in process).
-    pub(super) peer: Option<SocketAddr>,
-    /// The operator's trusted proxies.
-    pub(super) proxies: &'a crate::access::TrustedProxies,
-}
-
-impl Client<'_> {
-    /// The client of a request with `headers` and `uri`.
-    pub(super) fn view<'h>(
-        &self,
-        headers: &'h HeaderMap,
-        uri: &'h Uri,
-    ) -> Option<crate::access::ClientView<'h>> {
-        self.peer
-            .map(|peer| crate::access::resolve(peer, headers, uri, self.proxies))
+        super::apps::handle(state, req, client).await
     }
 }
 
@@ -156,7 +142,7 @@ async fn on_request(
     chain: &Chain,
     mut req: Request,
     dropped: &DroppedHeaders,
-    client: Client<'_>,
+    client: &RequestClientSource<'_>,
 ) -> (usize, Result<Request, Early>) {
     let mut buffered: Option<Bytes> = None;
     // The head as JSON, rebuilt only when a plugin changed the request.
@@ -217,13 +203,18 @@ async fn on_request(
                     base: "",
                     request_id: request_id(&req),
                     body_length: buffered.as_ref().map(|b| b.len() as u64),
-                    client: client.view(req.headers(), req.uri()),
                 };
                 head.to_json().unwrap_or_default()
             })
             .clone();
         let guest = plugin_guest(plugin, dropped);
         guest.limit_writes(&mut ext);
+        client.attach(
+            plugin.instances.module(),
+            req.headers(),
+            req.uri(),
+            &mut ext,
+        );
         let (result, mut ext) = plugin.call("on_request", head, ext).await;
         let refused = Guest::refused(&mut ext);
         let decision = result.and_then(|out| {
@@ -274,6 +265,7 @@ async fn on_response(
     mut res: Response,
     path: &str,
     dropped: &DroppedHeaders,
+    client: &RequestClientSource<'_>,
 ) -> Response {
     let mut input: Option<Bytes> = None;
     for plugin in chain.plugins[..entered].iter().rev() {
@@ -290,8 +282,10 @@ async fn on_response(
                 Bytes::from(serde_json::to_vec(&view).unwrap_or_default())
             })
             .clone();
+        let mut ext = http::Extensions::new();
+        client.attach_resolved(plugin.instances.module(), &mut ext);
         let result = plugin
-            .call("on_response", view, http::Extensions::new())
+            .call("on_response", view, ext)
             .await
             .0
             .and_then(|out| {

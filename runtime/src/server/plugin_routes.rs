@@ -21,6 +21,7 @@ use buntime_pdk::ResponseHead;
 use bytes::Bytes;
 
 use super::AppState;
+use super::client::RequestClientSource;
 use super::error::{ApiError, RequestId};
 use super::guest_http::{HeadView, HeaderPairs, response_from_head};
 use super::pipeline::{bad_gateway, hook_error_response, plugin_guest};
@@ -35,8 +36,9 @@ pub(crate) async fn serve(
     state: &AppState,
     chain: &Chain,
     req: Request,
-    peer: Option<std::net::SocketAddr>,
+    client: &RequestClientSource<'_>,
 ) -> Response {
+    let peer = client.peer;
     let path = req.uri().path().to_owned();
     let after = &path["/_/".len()..];
     let (base, rest) = match after.find('/') {
@@ -75,7 +77,7 @@ pub(crate) async fn serve(
     let rest = rest.to_owned();
     if plugin.hooks.handle {
         let (parts, body) = req.into_parts();
-        let res = call_handle(state, plugin, &mount, &rest, &parts, body, peer).await;
+        let res = call_handle(state, plugin, &mount, &rest, &parts, body, client).await;
         if res.status() != StatusCode::NOT_FOUND || plugin.ui_dir.is_none() {
             return res;
         }
@@ -116,7 +118,7 @@ async fn call_handle(
     rest: &str,
     parts: &axum::http::request::Parts,
     body: axum::body::Body,
-    peer: Option<std::net::SocketAddr>,
+    client: &RequestClientSource<'_>,
 ) -> Response {
     let body = match super::body::collect(body, DEFAULT_MAX_BODY).await {
         Ok(b) => b,
@@ -131,11 +133,6 @@ async fn call_handle(
             });
         }
     };
-    let client = super::pipeline::Client {
-        peer,
-        proxies: &state.access.policy.trusted_proxies,
-    }
-    .view(&parts.headers, &parts.uri);
     let head = HeadView {
         method: parts.method.as_str(),
         path: rest,
@@ -147,13 +144,18 @@ async fn call_handle(
             .get::<RequestId>()
             .map_or("", |r| r.0.as_str()),
         body_length: Some(body.len() as u64),
-        client,
     };
     let input = Bytes::from(serde_json::to_vec(&head).unwrap_or_default());
     let guest = plugin_guest(plugin, &state.dropped_headers);
     let mut ext = http::Extensions::new();
     ext.insert(RequestBody(body));
     guest.limit_writes(&mut ext);
+    client.attach(
+        plugin.instances.module(),
+        &parts.headers,
+        &parts.uri,
+        &mut ext,
+    );
     let (result, mut ext) = plugin.call("handle", input, ext).await;
     if let Some(size) = super::guest_http::Guest::refused(&mut ext) {
         return bad_gateway(&plugin.malformed("handle", guest.over_limit(size)));
@@ -175,7 +177,7 @@ async fn call_handle(
             return bad_gateway(&plugin.malformed("handle", bad));
         }
         // Per-client caps count the client, not the proxy in front of it.
-        let client = client.map(|c| c.address);
+        let client = client.address(&parts.headers, &parts.uri);
         return super::plugin_stream::event_stream(
             plugin,
             head,

@@ -225,23 +225,31 @@ impl GuestInstance {
         }
         stats.fiber_calls.add(1);
         let store = &mut self.store;
-        let call = async move {
-            match func {
-                Export::Unit(f) => f.call_async(store, ()).await.map(|()| 0),
-                Export::Rc(f) => f.call_async(store, ()).await,
+        let timer = deadline.filter(|_| self.module.awaits());
+        // Boxed: the fiber call and its timer are several times the size of
+        // the rest of this future, and every caller's future embeds this one
+        // (and is copied whole when created) — a cost the direct path, the
+        // common one, would otherwise pay on every call.
+        let outcome = Box::pin(async move {
+            let call = async move {
+                match func {
+                    Export::Unit(f) => f.call_async(store, ()).await.map(|()| 0),
+                    Export::Rc(f) => f.call_async(store, ()).await,
+                }
+            };
+            // Pure computation is bounded by the epoch check; only a guest that
+            // can park in an awaiting host call needs a timer as well.
+            match timer {
+                Some(d) => match tokio::time::timeout_at((d + DEADLINE_GRACE).into(), call).await {
+                    Ok(r) => r,
+                    // The guest was parked in an awaiting host call past its
+                    // deadline; the fiber was dropped mid-call.
+                    Err(_) => Err(wasmtime::Error::new(Trap::Interrupt)),
+                },
+                None => call.await,
             }
-        };
-        // Pure computation is bounded by the epoch check; only a guest that can
-        // park in an awaiting host call needs a timer as well.
-        let outcome = match deadline.filter(|_| self.module.awaits()) {
-            Some(d) => match tokio::time::timeout_at((d + DEADLINE_GRACE).into(), call).await {
-                Ok(r) => r,
-                // The guest was parked in an awaiting host call past its
-                // deadline; the fiber was dropped mid-call.
-                Err(_) => Err(wasmtime::Error::new(Trap::Interrupt)),
-            },
-            None => call.await,
-        };
+        })
+        .await;
         self.finish(outcome)
     }
 

@@ -40,6 +40,8 @@ struct ModuleInner {
     /// Whether the module imports host functions that await (HTTP, Buntime's
     /// own async ones).
     awaits: bool,
+    /// Whether the module imports `buntime_request_client`.
+    reads_client: bool,
     wasi: bool,
     /// The rewrite's arena memory (`rewrite.rs`), found once here rather
     /// than by name at every instantiation; `None` if the module is not the
@@ -98,6 +100,9 @@ impl GuestModule {
                 && shared.waiting_functions.contains(i.name()))
                 || (i.module() == super::abi::ENV_NAMESPACE && i.name() == "http_request")
         });
+        let reads_client = module.imports().any(|i| {
+            i.module() == super::host_fn::USER_NAMESPACE && i.name() == super::abi::REQUEST_CLIENT
+        });
         // A module the rewrite refused keeps its own exports, whatever
         // their names: none of its memories is the arena.
         let arena = rewritten
@@ -114,6 +119,7 @@ impl GuestModule {
                 exports,
                 callable,
                 awaits,
+                reads_client,
                 wasi,
                 slow: SlowGuests::default(),
                 shared,
@@ -169,6 +175,12 @@ impl GuestModule {
             tracing::debug!(guest = %self.name(), "a call ran for more than an epoch tick; later calls run on a fiber");
         }
         self.inner.slow.mark_slow();
+    }
+
+    /// Whether the module reads the request's client
+    /// (`buntime_request_client`): only then does a caller resolve it.
+    pub fn reads_client(&self) -> bool {
+        self.inner.reads_client
     }
 
     /// Whether the module imports WASI preview 1.

@@ -39,9 +39,12 @@ impl ResponseBodyLimit {
     }
 }
 
-/// `buntime_request_body() -> handle` and `buntime_response_body_write(handle) -> 0`.
+/// The functions of the HTTP protocol itself: `buntime_request_body() ->
+/// handle`, `buntime_response_body_write(handle) -> 0` and
+/// `buntime_request_client() -> handle` ([`super::client_function`]).
 pub fn body_functions() -> Vec<HostFunction> {
     vec![
+        super::client_function(),
         HostFunction::ungated_sync(
             "buntime_request_body",
             0,

@@ -9,6 +9,7 @@
 mod blocks;
 mod body;
 mod bulk;
+mod client;
 mod config;
 mod http;
 mod log;
@@ -21,6 +22,7 @@ use super::host_fn::HostFunction;
 use super::state::HostState;
 
 pub use body::{RequestBody, ResponseBody, ResponseBodyLimit, body_functions};
+pub use client::{REQUEST_CLIENT, RequestClient, client_function};
 
 /// The import namespace of the Extism ABI.
 pub const ENV_NAMESPACE: &str = "extism:host/env";
