@@ -185,19 +185,7 @@ pub mod state {
         Ok(v["value"].as_i64().unwrap_or(0))
     }
 
-    /// What [`take`] answers.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    pub struct Taken {
-        /// Whether the tokens were taken.
-        pub allowed: bool,
-        /// Whole tokens left afterwards.
-        pub remaining: u64,
-        /// Milliseconds until the bucket is full again.
-        pub reset_ms: u64,
-        /// Milliseconds until the asked tokens are there (0 when allowed).
-        pub retry_after_ms: u64,
-    }
+    pub use crate::abi::Taken;
 
     /// Takes `cost` tokens from the token bucket at `key` (`capacity`
     /// tokens, refilled continuously over `window`), created full if

@@ -221,21 +221,17 @@ impl Limit {
                     return err(format!("`{at}.path` must be a path glob, found {other}"));
                 }
             };
-            let methods = match v.get("methods") {
-                None | Some(Value::Null) => Vec::new(),
-                Some(Value::Array(m)) => m
-                    .iter()
-                    .map(|m| {
-                        m.as_str()
-                            .filter(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_alphabetic()))
-                            .map(str::to_ascii_uppercase)
-                            .ok_or_else(|| {
-                                ConfigError(format!("`{at}.methods`: {m} is not a method"))
-                            })
-                    })
-                    .collect::<Result<_, _>>()?,
-                Some(other) => return err(format!("`{at}.methods` must be a list, found {other}")),
-            };
+            let methods = list(
+                v.get("methods"),
+                &format!("{at}.methods"),
+                "a method",
+                |m| {
+                    m.as_str()
+                        .filter(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_alphabetic()))
+                        .map(str::to_ascii_uppercase)
+                },
+            )?
+            .unwrap_or_default();
             (paths, methods)
         } else {
             (Vec::new(), Vec::new())
@@ -309,20 +305,28 @@ pub fn duration(v: &Value) -> Option<Duration> {
     (!d.is_zero()).then_some(d)
 }
 
-fn globs(v: Option<&Value>, at: &str) -> Result<Vec<String>, ConfigError> {
+/// A list option (absent or `null`: `None`), each item read by `item`;
+/// an item it refuses is named with `what` it should have been.
+pub(crate) fn list<T>(
+    v: Option<&Value>,
+    at: &str,
+    what: &str,
+    item: impl Fn(&Value) -> Option<T>,
+) -> Result<Option<Vec<T>>, ConfigError> {
     match v {
-        None | Some(Value::Null) => Ok(Vec::new()),
+        None | Some(Value::Null) => Ok(None),
         Some(Value::Array(items)) => items
             .iter()
-            .map(|g| match g.as_str() {
-                Some(p) => pattern(p, at),
-                None => err(format!("`{at}`: {g} is not a path glob")),
-            })
-            .collect(),
-        Some(other) => err(format!(
-            "`{at}` must be a list of path globs, found {other}"
-        )),
+            .map(|i| item(i).ok_or_else(|| ConfigError(format!("`{at}`: {i} is not {what}"))))
+            .collect::<Result<_, _>>()
+            .map(Some),
+        Some(other) => err(format!("`{at}` must be a list, found {other}")),
     }
+}
+
+fn globs(v: Option<&Value>, at: &str) -> Result<Vec<String>, ConfigError> {
+    let glob = |g: &Value| g.as_str().filter(|p| p.starts_with('/')).map(str::to_owned);
+    Ok(list(v, at, "a path glob starting with `/`", glob)?.unwrap_or_default())
 }
 
 fn pattern(p: &str, at: &str) -> Result<String, ConfigError> {

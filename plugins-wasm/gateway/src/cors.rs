@@ -8,7 +8,7 @@
 
 use serde_json::Value;
 
-use crate::config::{ConfigError, err};
+use crate::config::{ConfigError, err, list};
 
 /// Methods allowed when `methods` is not set.
 const DEFAULT_METHODS: [&str; 6] = ["GET", "HEAD", "PUT", "PATCH", "POST", "DELETE"];
@@ -112,20 +112,11 @@ impl Pattern {
 }
 
 fn strings(v: Option<&Value>, at: &str) -> Result<Option<Vec<String>>, ConfigError> {
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|i| {
-                i.as_str()
-                    .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic()))
-                    .map(str::to_owned)
-                    .ok_or_else(|| ConfigError(format!("`{at}`: {i} is not a name")))
-            })
-            .collect::<Result<_, _>>()
-            .map(Some),
-        Some(other) => err(format!("`{at}` must be a list, found {other}")),
-    }
+    list(v, at, "a name", |i| {
+        i.as_str()
+            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic()))
+            .map(str::to_owned)
+    })
 }
 
 impl Cors {

@@ -18,21 +18,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{StateError, StateStore, json_size};
+pub use buntime_pdk::abi::Taken;
 
-/// What `state_take` answers.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Taken {
-    /// Whether the tokens were taken.
-    pub allowed: bool,
-    /// Whole tokens left afterwards.
-    pub remaining: u64,
-    /// Milliseconds until the bucket is full again.
-    pub reset_ms: u64,
-    /// Milliseconds until `cost` tokens are there (0 when allowed).
-    pub retry_after_ms: u64,
-}
+use super::{StateError, StateStore, json_size};
 
 /// The stored form of a bucket.
 #[derive(Debug, Serialize, Deserialize)]
