@@ -11,6 +11,7 @@
 //! | `GET /api/logs?limit&ip&outcome` | the request log, newest first |
 //! | `DELETE /api/logs` | empties it |
 //! | `GET /api/logs/stats` | the log's entries by outcome and method |
+//! | `GET /api/sse` | an event stream: a `stats` snapshot every second |
 
 use std::collections::BTreeMap;
 
@@ -146,6 +147,11 @@ fn routes(req: Request) -> Result<Response, Error> {
             Response::json(&m)
         }
         ("GET", "/api/config") => Response::json(&config()?),
+        // The host drives the stream: it calls `sse_tick` when it opens and
+        // every second after (nothing is published on the topic).
+        ("GET", "/api/sse") => Ok(Response::new(200)
+            .events(vec!["gateway/stats".into()])
+            .poll("sse_tick", json!({}), 1000)),
         ("GET", "/api/rate-limit/metrics") => Response::json(&metrics()?),
         ("GET", "/api/rate-limit/buckets") => {
             let now = now_ms();
@@ -219,3 +225,20 @@ fn routes(req: Request) -> Result<Response, Error> {
     }
 }
 buntime_pdk::app!(routes);
+
+/// One `stats` event of `/api/sse`: the counters, what is on, the newest
+/// log entries.
+fn snapshot(_: Value) -> Result<Value, Error> {
+    let gw = gateway()?;
+    let recent: Vec<Value> = logs()?.into_iter().take(10).collect();
+    Ok(json!([{
+        "event": "stats",
+        "data": {
+            "timestamp": now_ms(),
+            "rateLimit": metrics()?,
+            "cors": gw.cors.as_ref().map(|c| c.describe()),
+            "recentLogs": recent,
+        }
+    }]))
+}
+buntime_pdk::service!(sse_tick, snapshot);

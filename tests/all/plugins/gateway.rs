@@ -372,7 +372,49 @@ async fn the_api_reports_and_clears_buckets_and_logs() {
     );
     let (_, _, cfg) = send(&server, "GET", "/_/gateway/api/config", &[]).await;
     assert_eq!(cfg["rateLimit"]["default"]["requests"], 2, "{cfg}");
+
+    // The stream sends a `stats` snapshot when it opens (then every second).
+    let stats = first_sse_event(&server, "/_/gateway/api/sse").await;
+    assert_eq!(stats["name"], "stats", "{stats}");
+    assert!(
+        stats["data"]["rateLimit"]["totalRequests"]
+            .as_u64()
+            .is_some(),
+        "{stats}"
+    );
+    assert!(stats["data"]["recentLogs"].is_array(), "{stats}");
     server.stop().await;
+}
+
+/// The first event of the stream at `path`: `{"name", "data"}`.
+async fn first_sse_event(server: &TestServer, path: &str) -> Value {
+    use futures_util::StreamExt;
+    let res = client().get(server.url(path)).send().await.expect("stream");
+    assert_eq!(res.status(), 200);
+    let mut body = res.bytes_stream();
+    let mut buf = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(end) = buf.find("\n\n") {
+            let block = &buf[..end];
+            let field = |k: &str| {
+                block
+                    .lines()
+                    .find_map(|l| l.strip_prefix(k).map(|v| v.trim().to_owned()))
+            };
+            let data = field("data:").expect("data");
+            return json!({
+                "name": field("event:"),
+                "data": serde_json::from_str::<Value>(&data).expect("JSON data"),
+            });
+        }
+        let chunk = tokio::time::timeout_at(deadline, body.next())
+            .await
+            .expect("an event within 10 s")
+            .expect("the stream is open")
+            .expect("a chunk");
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+    }
 }
 
 #[tokio::test]
