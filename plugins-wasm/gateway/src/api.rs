@@ -125,6 +125,7 @@ fn config() -> Result<Value, Error> {
         "rateLimit": rate,
         "cors": gw.cors.as_ref().map(|c| c.describe()),
         "requestLog": gw.log.map(|l| json!({ "size": l.size, "sampleRate": l.sample_rate })),
+        "shell": gw.shell.as_ref().map(|s| json!({ "app": s.app, "excludes": s.excludes })),
     }))
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::cors::Cors;
+use crate::shell::Shell;
 
 /// A config the gateway refuses; the message names the field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +31,8 @@ pub struct Gateway {
     pub cors: Option<Cors>,
     /// The request log; `None`: off.
     pub log: Option<RequestLog>,
+    /// The app shell; `None`: off.
+    pub shell: Option<Shell>,
 }
 
 /// What a request's bucket is keyed by.
@@ -85,17 +88,19 @@ pub struct RequestLog {
 }
 
 impl Gateway {
-    /// Parses the three sections (each absent or `null` = off).
+    /// Parses the sections (each absent or `null` = off).
     pub fn parse(
         rate: Option<&Value>,
         cors: Option<&Value>,
         log: Option<&Value>,
+        shell: Option<&Value>,
     ) -> Result<Self, ConfigError> {
         let some = |v: Option<&Value>| v.filter(|v| !v.is_null()).cloned();
         Ok(Self {
             rate: some(rate).map(|v| RateLimit::parse(&v)).transpose()?,
             cors: some(cors).map(|v| Cors::parse(&v)).transpose()?,
             log: some(log).map(|v| RequestLog::parse(&v)).transpose()?,
+            shell: some(shell).map(|v| Shell::parse(&v)).transpose()?,
         })
     }
 }

@@ -1,7 +1,8 @@
 //! The wasm side of the chain: `on_init` checks the config; `on_request`
 //! answers preflights, draws one token from the request's bucket (a 429
-//! when there is none) and asks the host to put the CORS and rate-limit
-//! headers on whatever response the request gets.
+//! when there is none), sends browser navigations to the app shell, and
+//! asks the host to put the CORS and rate-limit headers on whatever
+//! response the request gets.
 
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -31,6 +32,7 @@ pub(crate) fn gateway() -> Result<&'static Gateway, Error> {
                 value("rateLimit").as_ref(),
                 value("cors").as_ref(),
                 value("requestLog").as_ref(),
+                value("shell").as_ref(),
             )
             .map_err(|e| e.to_string())
         })
@@ -50,8 +52,13 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 fn init(cfg: Value) -> Result<(), Error> {
-    Gateway::parse(cfg.get("rateLimit"), cfg.get("cors"), cfg.get("requestLog"))
-        .map_err(|e| Error::msg(e.to_string()))?;
+    Gateway::parse(
+        cfg.get("rateLimit"),
+        cfg.get("cors"),
+        cfg.get("requestLog"),
+        cfg.get("shell"),
+    )
+    .map_err(|e| Error::msg(e.to_string()))?;
     Ok(())
 }
 buntime_pdk::on_init!(init);
@@ -135,8 +142,18 @@ fn check(req: RequestHead) -> Result<RequestDecision, Error> {
         }
     }
     record(gw, &req, Outcome::Allowed)?;
+    let path = gw.shell.as_ref().and_then(|s| {
+        s.route(
+            &req.method,
+            &req.path,
+            req.header("sec-fetch-dest"),
+            req.header("accept"),
+            req.header("cookie"),
+        )
+    });
     Ok(RequestDecision::Continue(RequestChanges {
         response_headers: headers,
+        path,
         ..RequestChanges::default()
     }))
 }

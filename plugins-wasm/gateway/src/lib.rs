@@ -5,6 +5,7 @@
 //! - [`config`]: the config, checked once (pure);
 //! - [`cors`]: origin matching and the CORS headers (pure);
 //! - [`limit`]: bucket keys and rate-limit headers (pure);
+//! - [`shell`]: which navigations the app shell serves (pure);
 //! - `guest`: the hooks; `api`: the routes (wasm only).
 //!
 //! Options and failure modes: `docs/plugins/gateway.md`.
@@ -12,6 +13,7 @@
 pub mod config;
 pub mod cors;
 pub mod limit;
+pub mod shell;
 
 #[cfg(target_arch = "wasm32")]
 mod api;

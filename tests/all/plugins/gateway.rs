@@ -9,7 +9,8 @@ use buntime::access::AccessPolicy;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
-use super::{config, echo, kit, not_loaded, plugins};
+use super::{config, echo, kit, not_loaded, plugins, seen_header};
+use crate::server::install_echo;
 use crate::server::{TestServer, client};
 
 const GATEWAY: &str = "@buntime/plugin-gateway";
@@ -427,6 +428,50 @@ async fn a_sampled_log_keeps_that_share_of_requests() {
     // 20 requests to the app; the log listing is the 21st request.
     let (_, _, logs) = send(&server, "GET", "/_/gateway/api/logs?limit=100", &[]).await;
     assert_eq!(logs["logs"].as_array().map(Vec::len), Some(5), "{logs}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn browser_navigations_are_served_by_the_shell_app() {
+    let cfg = json!({ "shell": { "app": "shell", "excludes": ["api"] } });
+    let server = crate::security::start(AccessPolicy::default(), gateway_only(), |root| {
+        setup(root, &cfg, &[]);
+        for app in ["shell", "api"] {
+            install_echo(&root.join("apps"), app, Some(r#"{ "ttl": "1m" }"#));
+        }
+    })
+    .await;
+    let served_by = |body: &Value| (seen_header(body, "x-base"), body["path"].clone());
+    let doc = ("sec-fetch-dest", "document");
+    let (status, _, body) = send(&server, "GET", "/echo/page?q=1", &[doc]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        served_by(&body),
+        (Some("/shell".into()), json!("/echo/page")),
+        "{body}"
+    );
+    // Frames, scripts, excluded segments, a client's cookie: the app itself.
+    for extra in [
+        vec![("sec-fetch-dest", "iframe")],
+        vec![("sec-fetch-dest", "empty")],
+        vec![doc, ("cookie", "gateway_shell_excludes=echo,other")],
+    ] {
+        let (_, _, body) = send(&server, "GET", "/echo/page", &extra).await;
+        assert_eq!(
+            served_by(&body),
+            (Some("/echo".into()), json!("/page")),
+            "{extra:?}"
+        );
+    }
+    let (_, _, body) = send(&server, "GET", "/api/x", &[doc]).await;
+    assert_eq!(served_by(&body).0, Some("/api".into()), "{body}");
+    // Plugin routes are never the shell's.
+    let (status, _, body) = send(&server, "GET", "/_/gateway/api/config", &[doc]).await;
+    assert_eq!(
+        (status, &body["shell"]["app"]),
+        (200, &json!("shell")),
+        "{body}"
+    );
     server.stop().await;
 }
 
