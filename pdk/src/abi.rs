@@ -74,3 +74,26 @@ impl std::fmt::Display for HostErrorBody {
 }
 
 impl std::error::Error for HostErrorBody {}
+
+/// What `state_take` answers: a token bucket's verdict
+/// (`docs/capabilities.md` §6).
+///
+/// ```
+/// use buntime_pdk::abi::Taken;
+/// let t: Taken = serde_json::from_str(
+///     r#"{"allowed":true,"remaining":4,"resetMs":1000,"retryAfterMs":0}"#,
+/// ).unwrap();
+/// assert!(t.allowed && t.remaining == 4);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Taken {
+    /// Whether the tokens were taken.
+    pub allowed: bool,
+    /// Whole tokens left afterwards.
+    pub remaining: u64,
+    /// Milliseconds until the bucket is full again.
+    pub reset_ms: u64,
+    /// Milliseconds until the asked tokens are there (0 when allowed).
+    pub retry_after_ms: u64,
+}

@@ -42,6 +42,12 @@ pub struct RequestChanges {
     /// A new query string.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
+    /// Headers to set on the response to this request, whatever produces
+    /// it (the app, a plugin route, a later plugin's answer, a host error),
+    /// before this plugin's own `on_response` would run. A `vary` is merged
+    /// into the response's own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub response_headers: Vec<(String, String)>,
 }
 
 /// What `on_response` sees: the response head (the body stays in the host).
@@ -126,6 +132,13 @@ impl RequestChanges {
     /// Removes a header from the request.
     pub fn remove_header(mut self, name: impl Into<String>) -> Self {
         self.remove_headers.push(name.into());
+        self
+    }
+
+    /// Sets a header on the response this request will get, whatever
+    /// produces it.
+    pub fn response_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.response_headers.push((name.into(), value.into()));
         self
     }
 

@@ -36,6 +36,7 @@ mod imports {
         pub(super) fn state_list(h: u64) -> u64;
         pub(super) fn state_cas(h: u64) -> u64;
         pub(super) fn state_incr(h: u64) -> u64;
+        pub(super) fn state_take(h: u64) -> u64;
         pub(super) fn events_publish(h: u64) -> u64;
         pub(super) fn services_call(h: u64) -> u64;
         pub(super) fn pool_stats() -> u64;
@@ -182,6 +183,24 @@ pub mod state {
             &json!({ "key": key, "by": by, "ttlMs": ttl(ttl_after) }),
         )?;
         Ok(v["value"].as_i64().unwrap_or(0))
+    }
+
+    pub use crate::abi::Taken;
+
+    /// Takes `cost` tokens from the token bucket at `key` (`capacity`
+    /// tokens, refilled continuously over `window`), created full if
+    /// absent. Refill, check and debit are one atomic step in the host, so
+    /// concurrent instances never admit more than the bucket holds.
+    pub fn take(
+        key: &str,
+        capacity: u64,
+        window: Duration,
+        cost: u64,
+    ) -> Result<Taken, HostErrorBody> {
+        call(
+            imports::state_take,
+            &json!({ "key": key, "capacity": capacity, "windowMs": ttl(Some(window)), "cost": cost }),
+        )
     }
 }
 

@@ -44,7 +44,7 @@ pub(crate) mod http_resolve {
 }
 pub use services::ServicesGrant;
 pub use sql::{DEFAULT_MAX_TENANTS, SqlDatabases, SqlGrant};
-pub use state::{StateEntry, StateError, StateStore};
+pub use state::{StateEntry, StateError, StateStore, bucket::Taken};
 
 use crate::wasm::HostFunction;
 

@@ -20,6 +20,7 @@
 //! | `state_list` | `{"prefix"?, "limit"?}` | `[{"key", "value", "version"}]`, key order |
 //! | `state_cas` | `{"key", "version", "value", "ttlMs"?}` (version 0 = must not exist) | `{"swapped", "version"}` |
 //! | `state_incr` | `{"key", "by"?, "ttlMs"?}` (TTL set when the key is created) | `{"value", "version"}` |
+//! | `state_take` | `{"key", "capacity", "windowMs", "cost"?}` (a token bucket, [`bucket`]) | `{"allowed", "remaining", "resetMs", "retryAfterMs"}` |
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,6 +32,9 @@ use serde_json::Value;
 
 use super::{Capability, CapabilitySpec, GrantContext, GrantValue, parse_flag};
 use crate::wasm::{HostError, HostFunction, HostState, ResultEncoding};
+
+#[path = "state_bucket.rs"]
+pub(super) mod bucket;
 
 /// Most keys one namespace may hold.
 pub(super) const MAX_KEYS: usize = 100_000;
@@ -95,6 +99,16 @@ impl CapabilitySpec for StateSpec {
                     store.increment(ns, &req.key, req.by.unwrap_or(1), ttl(req.ttl_ms))?;
                 to_json(serde_json::json!({ "value": value, "version": version }))
             }),
+            function("state_take", |store, ns, input| {
+                let req: TakeReq = parse(input)?;
+                to_json(store.take(
+                    ns,
+                    &req.key,
+                    req.capacity,
+                    Duration::from_millis(req.window_ms),
+                    req.cost.unwrap_or(1),
+                )?)
+            }),
         ]
     }
 }
@@ -135,6 +149,15 @@ struct IncrReq {
     key: String,
     by: Option<i64>,
     ttl_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct TakeReq {
+    key: String,
+    capacity: u64,
+    window_ms: u64,
+    cost: Option<u64>,
 }
 
 fn ttl(ms: Option<u64>) -> Option<Duration> {

@@ -8,7 +8,10 @@
 //! ```
 //!
 //! Only plugins whose `on_request` stage was reached see the response, so a
-//! plugin that answers early is wrapped by exactly the plugins before it. A
+//! plugin that answers early is wrapped by exactly the plugins before it.
+//! The response headers a plugin asked for when it let the request through
+//! (`response_headers`) are set at the same point of the unwinding, just
+//! before its own `on_response`: they reach every response it wrapped. A
 //! failing plugin follows its `onError`: `closed` answers 502 (503 on a
 //! timeout) naming the plugin; `open` skips it. Both are logged and counted.
 //!
@@ -100,7 +103,8 @@ pub(crate) async fn run(state: &AppState, mut req: Request, peer: Option<SocketA
         client.resolve(req.headers(), req.uri());
     }
     let dropped = &state.dropped_headers;
-    let (entered, outcome) = on_request(&chain, req, dropped, &client).await;
+    let mut pending = Vec::new();
+    let (entered, outcome) = on_request(&chain, req, dropped, &client, &mut pending).await;
     let (path, response) = match outcome {
         Ok(req) => {
             let path = req.uri().path().to_owned();
@@ -108,7 +112,57 @@ pub(crate) async fn run(state: &AppState, mut req: Request, peer: Option<SocketA
         }
         Err((path, response)) => (path, response),
     };
-    on_response(&chain, entered, response, &path, dropped, &client).await
+    on_response(&chain, entered, response, &path, dropped, &client, pending).await
+}
+
+/// The response headers plugin `.0` asked for in `on_request`.
+type PendingHeaders = (usize, Vec<(HeaderName, HeaderValue)>);
+
+/// Checks the `response_headers` of a `continue`: framing headers are
+/// dropped (and noted), anything invalid makes the answer malformed.
+fn response_headers(
+    wanted: Vec<(String, String)>,
+    module: &str,
+    dropped: &DroppedHeaders,
+) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
+    let mut out = Vec::with_capacity(wanted.len());
+    for (k, v) in wanted {
+        let name = HeaderName::try_from(k.as_str())
+            .map_err(|_| format!("`{k}` in `response_headers` is not a valid header name"))?;
+        if is_framing(name.as_str()) {
+            dropped.note(module, name.as_str());
+            continue;
+        }
+        let value = HeaderValue::try_from(v).map_err(|_| {
+            format!("the value of `{k}` in `response_headers` is not a valid header value")
+        })?;
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
+/// Sets `headers` on `res`; a `vary` joins the response's own (once).
+fn set_response_headers(res: &mut Response, headers: Vec<(HeaderName, HeaderValue)>) {
+    for (name, value) in headers {
+        if name == axum::http::header::VARY {
+            let wanted = value
+                .to_str()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase();
+            let present = res.headers().get_all(&name).iter().any(|v| {
+                v.to_str().unwrap_or_default().split(',').any(|t| {
+                    let t = t.trim();
+                    t == "*" || t.eq_ignore_ascii_case(&wanted)
+                })
+            });
+            if !present {
+                res.headers_mut().append(name, value);
+            }
+        } else {
+            res.headers_mut().insert(name, value);
+        }
+    }
 }
 
 /// The rules `plugin`'s responses are checked against.
@@ -143,6 +197,7 @@ async fn on_request(
     mut req: Request,
     dropped: &DroppedHeaders,
     client: &RequestClientSource<'_>,
+    pending: &mut Vec<PendingHeaders>,
 ) -> (usize, Result<Request, Early>) {
     let mut buffered: Option<Bytes> = None;
     // The head as JSON, rebuilt only when a plugin changed the request.
@@ -229,11 +284,20 @@ async fn on_request(
                 .map_err(|e| plugin.malformed("on_request", e))
         });
         match decision {
-            Ok(RequestDecision::Continue(changes)) => {
+            Ok(RequestDecision::Continue(mut changes)) => {
+                let wanted = std::mem::take(&mut changes.response_headers);
                 if changes != RequestChanges::default() {
                     input = None;
                 }
-                if let Err(detail) = apply_request_changes(&mut req, changes) {
+                let applied =
+                    response_headers(wanted, plugin.name(), dropped).and_then(|headers| {
+                        apply_request_changes(&mut req, changes)?;
+                        if !headers.is_empty() {
+                            pending.push((i, headers));
+                        }
+                        Ok(())
+                    });
+                if let Err(detail) = applied {
                     let e = plugin.malformed("on_request", detail);
                     if let Some(res) = failure_response(plugin, &e) {
                         return (i, Err((req.uri().path().to_owned(), res)));
@@ -266,9 +330,16 @@ async fn on_response(
     path: &str,
     dropped: &DroppedHeaders,
     client: &RequestClientSource<'_>,
+    mut pending: Vec<PendingHeaders>,
 ) -> Response {
     let mut input: Option<Bytes> = None;
-    for plugin in chain.plugins[..entered].iter().rev() {
+    for (i, plugin) in chain.plugins[..entered].iter().enumerate().rev() {
+        if pending.last().is_some_and(|(at, _)| *at == i)
+            && let Some((_, headers)) = pending.pop()
+        {
+            set_response_headers(&mut res, headers);
+            input = None;
+        }
         if !plugin.hooks.on_response {
             continue;
         }
@@ -434,4 +505,49 @@ struct ResponseHeadView<'a> {
     status: u16,
     headers: HeaderPairs<'a>,
     path: &'a str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_response_vary_is_merged_once_and_other_headers_replaced() {
+        let mut res = Response::new(Body::empty());
+        res.headers_mut()
+            .insert("vary", HeaderValue::from_static("Accept-Encoding"));
+        res.headers_mut()
+            .insert("x-a", HeaderValue::from_static("app"));
+        let pending = |v: &'static str| {
+            vec![
+                (HeaderName::from_static("vary"), HeaderValue::from_static(v)),
+                (
+                    HeaderName::from_static("x-a"),
+                    HeaderValue::from_static("plugin"),
+                ),
+            ]
+        };
+        set_response_headers(&mut res, pending("Origin"));
+        set_response_headers(&mut res, pending("origin"));
+        let vary: Vec<_> = res.headers().get_all("vary").iter().collect();
+        assert_eq!(vary, ["Accept-Encoding", "Origin"]);
+        assert_eq!(res.headers()["x-a"], "plugin");
+        assert_eq!(res.headers().get_all("x-a").iter().count(), 1);
+    }
+
+    #[test]
+    fn framing_and_invalid_response_headers() {
+        let dropped = DroppedHeaders::default();
+        let ok = response_headers(
+            vec![
+                ("content-length".into(), "1".into()),
+                ("x-b".into(), "1".into()),
+            ],
+            "p",
+            &dropped,
+        )
+        .unwrap();
+        assert_eq!(ok.len(), 1);
+        assert!(response_headers(vec![("bad name".into(), "1".into())], "p", &dropped).is_err());
+    }
 }

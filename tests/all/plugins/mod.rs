@@ -5,6 +5,7 @@ mod capabilities;
 mod chain;
 mod database;
 mod failures;
+mod gateway;
 mod keyval;
 mod keyval_compat;
 mod keyval_streams;

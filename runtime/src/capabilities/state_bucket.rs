@@ -1,0 +1,177 @@
+//! `state_take`: a token bucket in the state namespace, checked and debited
+//! in one step under the namespace's lock.
+//!
+//! A rate limiter that reads a counter and writes it back races its own
+//! instances (two see one token left, both take it); a CAS loop is exact
+//! but retries under contention. Here the refill, the check and the debit
+//! happen in one critical section, so N tokens are N admissions however
+//! many instances ask at once.
+//!
+//! The bucket holds `capacity` tokens and refills continuously at
+//! `capacity / windowMs`. Its entry is an ordinary state value
+//! (`{"tokens", "capacity", "windowMs", "updatedMs"}`, listed by
+//! `state_list`) that expires when the bucket would be full again, so an
+//! idle client costs nothing.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use buntime_pdk::abi::Taken;
+
+use super::{StateError, StateStore, json_size};
+
+/// The stored form of a bucket.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Bucket {
+    tokens: f64,
+    capacity: u64,
+    window_ms: u64,
+    updated_ms: u64,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl StateStore {
+    /// Takes `cost` tokens from the bucket at `key` (`capacity` tokens,
+    /// refilled over `window_ms`), created full if absent; atomically.
+    pub fn take(
+        &self,
+        ns: &str,
+        key: &str,
+        capacity: u64,
+        window: Duration,
+        cost: u64,
+    ) -> Result<Taken, StateError> {
+        Self::check(key, None)?;
+        let window_ms = window.as_millis() as u64;
+        if capacity == 0 || window_ms == 0 {
+            return Err(StateError::Limit(format!(
+                "a bucket needs a capacity and a window above 0 (got capacity {capacity}, window {window_ms} ms)"
+            )));
+        }
+        let rate = capacity as f64 / window_ms as f64; // tokens per ms
+        let n = self.namespace(ns);
+        let mut space = n.lock().unwrap_or_else(|p| p.into_inner());
+        let now = now_ms();
+        let tokens = match space
+            .entries
+            .get(key)
+            .filter(|e| e.live(std::time::Instant::now()))
+        {
+            Some(e) => {
+                let b: Bucket = serde_json::from_value(e.value.clone()).map_err(|_| {
+                    StateError::Type(format!("`{key}` holds {}, not a bucket", e.value))
+                })?;
+                // A clock that went back refills nothing; a bucket written
+                // with another size keeps its tokens, capped to this one.
+                let elapsed = now.saturating_sub(b.updated_ms) as f64;
+                (b.tokens + elapsed * rate).min(capacity as f64)
+            }
+            None => capacity as f64,
+        };
+        let want = cost as f64;
+        let allowed = tokens + 1e-9 >= want;
+        let left = if allowed {
+            (tokens - want).max(0.0)
+        } else {
+            tokens
+        };
+        let reset_ms = ((capacity as f64 - left) / rate).ceil() as u64;
+        let retry_after_ms = if allowed {
+            0
+        } else {
+            ((want - left) / rate).ceil().max(1.0) as u64
+        };
+        let value = serde_json::to_value(Bucket {
+            tokens: left,
+            capacity,
+            window_ms,
+            updated_ms: now,
+        })
+        .unwrap_or(Value::Null);
+        let size = json_size(&value);
+        // Expires once full: an absent bucket is a full one.
+        let ttl = Duration::from_millis(reset_ms.max(1));
+        self.insert(&mut space, key, value, size, Some(ttl))?;
+        Ok(Taken {
+            allowed,
+            remaining: (left + 1e-9).floor() as u64,
+            reset_ms,
+            retry_after_ms,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn exactly_capacity_under_contention() {
+        let s = Arc::new(StateStore::default());
+        let hour = Duration::from_secs(3600);
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    (0..50)
+                        .filter(|_| s.take("p", "b", 37, hour, 1).unwrap().allowed)
+                        .count()
+                })
+            })
+            .collect();
+        let allowed: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(allowed, 37);
+        let t = s.take("p", "b", 37, hour, 1).unwrap();
+        assert!(
+            !t.allowed && t.remaining == 0 && t.retry_after_ms > 0,
+            "{t:?}"
+        );
+    }
+
+    #[test]
+    fn refills_and_reports() {
+        let s = StateStore::default();
+        let first = s.take("p", "b", 2, Duration::from_millis(40), 1).unwrap();
+        assert_eq!((first.allowed, first.remaining), (true, 1));
+        assert!(first.reset_ms <= 20, "{first:?}");
+        assert!(
+            s.take("p", "b", 2, Duration::from_millis(40), 1)
+                .unwrap()
+                .allowed
+        );
+        let refused = s.take("p", "b", 2, Duration::from_millis(40), 1).unwrap();
+        assert!(
+            !refused.allowed && refused.retry_after_ms <= 20,
+            "{refused:?}"
+        );
+        // Polls rather than sleeping a guessed time: the bucket refills.
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while !s
+            .take("p", "b", 2, Duration::from_millis(40), 1)
+            .unwrap()
+            .allowed
+        {
+            assert!(std::time::Instant::now() < deadline, "never refilled");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        s.set("p", "n", Value::from(1), None).unwrap();
+        assert!(matches!(
+            s.take("p", "n", 1, Duration::from_secs(1), 1),
+            Err(StateError::Type(_))
+        ));
+        assert!(matches!(
+            s.take("p", "z", 0, Duration::from_secs(1), 1),
+            Err(StateError::Limit(_))
+        ));
+    }
+}
