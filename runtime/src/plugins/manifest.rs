@@ -22,6 +22,7 @@
 //! Unknown keys are refused so a typo cannot silently drop a setting; every
 //! error names the file and the field.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -107,6 +108,10 @@ pub struct Manifest {
     pub description: Option<String>,
     /// Routes under `/_/<base>/` that answer without a key.
     pub public_routes: crate::config::PublicRoutes,
+    /// `routePermissions`: by method, the core API permission a key needs
+    /// on this plugin's routes instead of `plugin:<base>:read|write` (a
+    /// plugin that manages apps asks for `apps:install` like the core API).
+    pub route_permissions: Vec<(String, crate::access::Permission)>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -131,6 +136,7 @@ struct Raw {
     enabled: Option<bool>,
     description: Option<String>,
     public_routes: Option<Value>,
+    route_permissions: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -300,8 +306,29 @@ impl Manifest {
         let public_routes =
             crate::config::PublicRoutes::parse(raw.public_routes.as_ref().unwrap_or(&Value::Null))
                 .map_err(|m| err("publicRoutes", m))?;
+        let mut route_permissions = Vec::new();
+        for (method, name) in raw.route_permissions.unwrap_or_default() {
+            let Some(p) = crate::access::Permission::ALL
+                .into_iter()
+                .find(|p| p.as_str() == name)
+            else {
+                let known: Vec<&str> = crate::access::Permission::ALL
+                    .iter()
+                    .map(|p| p.as_str())
+                    .collect();
+                return Err(err(
+                    "routePermissions",
+                    format!(
+                        "`{name}` is not a core permission; use one of {}",
+                        known.join(", ")
+                    ),
+                ));
+            };
+            route_permissions.push((method.to_ascii_uppercase(), p));
+        }
         Ok(Self {
             public_routes,
+            route_permissions,
             name,
             version,
             base,

@@ -5,7 +5,9 @@
 //! or `plugin:<base>:write` (other methods) — or, while no key is
 //! configured, a client on this machine — unless the plugin's
 //! `publicRoutes` (its manifest's, or the operator's in `buntime.jsonc`)
-//! lists it.
+//! lists it. A manifest's `routePermissions` replaces those two with a core
+//! permission per method (the deployments plugin needs `apps:install` to
+//! upload, as the core API would).
 //!
 //! `handle` gets the request with the path after `/_/<base>` and
 //! `base: "/_/<base>"`; when it answers 404, or the plugin exports no
@@ -63,9 +65,18 @@ pub(crate) async fn serve(
         .into_response();
     };
     if !plugin.public_routes.matches(req.method().as_str(), rest) {
-        let needed = crate::access::Needed::PluginRoute {
-            base,
-            write: crate::access::writes(req.method()),
+        let core = plugin
+            .manifest
+            .route_permissions
+            .iter()
+            .find(|(m, _)| m == req.method().as_str())
+            .map(|(_, p)| *p);
+        let needed = match core {
+            Some(p) => crate::access::Needed::Core(p),
+            None => crate::access::Needed::PluginRoute {
+                base,
+                write: crate::access::writes(req.method()),
+            },
         };
         if let Err(refusal) = super::guard::authorize(state, needed, &req, peer) {
             return super::guard::refused(refusal);
