@@ -99,3 +99,27 @@ pub fn clean(path: &str) -> Result<String, String> {
     }
     Ok(out.join("/"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_paths_cannot_leave_the_version() {
+        for bad in ["..", "a/../../b", "../2.0.0/x", "a\\b", "a\nb", "a\0b"] {
+            assert!(clean(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(clean("/a//b/./c/").unwrap(), "a/b/c");
+    }
+
+    #[test]
+    fn versions_and_pins() {
+        assert_eq!(version("10.0.1+build.5"), Some((10, 0, 1)));
+        for bad in ["01.0.0", "1.0", "1.0.0.0", "v1.0.0", "1.0.0/..", ""] {
+            assert_eq!(version(bad), None, "{bad:?}");
+        }
+        assert!(same_pin((0, 0, 3), (0, 0, 3)));
+        assert!(!same_pin((0, 0, 3), (0, 0, 4)));
+        assert!(!valid_name("") && !valid_name("a b") && valid_name("a.b_c-1"));
+    }
+}
