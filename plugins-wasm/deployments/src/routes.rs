@@ -168,6 +168,23 @@ fn deploy(req: &Request, name: &str, ver: &str) -> Result<Response> {
             ),
         ));
     }
+    // The other layouts of the same name would shadow or be shadowed by
+    // the nested version dir.
+    for other in [
+        format!("{name}@{ver}"),
+        format!("{name}/worker.jsonc"),
+        format!("{name}/index.html"),
+    ] {
+        if fs::stat(&other)?.is_some() {
+            return Err(Failure(
+                409,
+                "LAYOUT_CONFLICT",
+                format!(
+                    "`{other}` exists in the worker dir: `{name}` is installed in another layout (flat `name@version` or unversioned); remove it or deploy under another name"
+                ),
+            ));
+        }
+    }
     let body = req.body();
     if body.is_empty() {
         return Err(Failure(
@@ -228,7 +245,8 @@ fn deploy(req: &Request, name: &str, ver: &str) -> Result<Response> {
     }
 }
 
-/// A staging name unique to this request.
+/// A staging name unique to this request: its id (which a client may
+/// choose) and the clock, so two requests never share staging entries.
 fn staging_id(req: &Request) -> String {
     let rid: String = req
         .head()
@@ -237,11 +255,10 @@ fn staging_id(req: &Request) -> String {
         .filter(|c| c.is_ascii_alphanumeric())
         .take(40)
         .collect();
-    if rid.is_empty() {
-        format!("upload-{}", req.body().len())
-    } else {
-        rid
-    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{rid}-{nanos:x}")
 }
 
 fn download(req: &Request, name: &str, ver: &str) -> Result<Response> {
