@@ -321,6 +321,25 @@ async fn hostile_archives_and_broken_apps_are_refused_with_nothing_left() {
         "staging is clean"
     );
     assert!(!root.join("evil.txt").exists() && !Path::new("/tmp/evil-deploy.txt").exists());
+    // An upload cut off mid-body never reaches the plugin: nothing staged,
+    // nothing installed, and the server serves the next request.
+    {
+        use tokio::io::AsyncWriteExt;
+        let addr = server.url("").trim_start_matches("http://").to_owned();
+        let mut conn = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connect");
+        let head =
+            format!("POST {API}/cut/1.0.0 HTTP/1.1\r\nhost: x\r\ncontent-length: 100000\r\n\r\n");
+        conn.write_all(head.as_bytes()).await.expect("head");
+        conn.write_all(&tar_gz(&[("app.wasm", &wasm)])[..1000])
+            .await
+            .expect("part");
+        drop(conn);
+        let (status, body) = send(&server, Method::GET, API, Vec::new()).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(!root.join("apps/cut").exists());
+    }
     // A name installed in another layout is not shadowed.
     crate::server::install_echo(
         &root.join("apps"),
