@@ -163,3 +163,54 @@ pub(super) fn pack_dir(dir: &Path) -> anyhow::Result<Vec<u8>> {
     }
     Ok(tar.into_inner()?.finish()?)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::{name_and_version, pack_dir};
+
+    #[test]
+    fn name_and_version_come_from_flags_or_the_path() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let built = dir.path().join("hello/1.2.0");
+        std::fs::create_dir_all(&built).expect("mkdir");
+        let got = name_and_version(&built, None, None).expect("from the layout");
+        assert_eq!(got, ("hello".into(), "1.2.0".into()));
+        let got = name_and_version(&built, Some("other".into()), Some("2.0.0".into())).unwrap();
+        assert_eq!(got, ("other".into(), "2.0.0".into()));
+        let plain = dir.path().join("site");
+        std::fs::create_dir_all(&plain).expect("mkdir");
+        let err = name_and_version(&plain, None, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--version"), "{err}");
+        let archive = dir.path().join("shop-0.3.1.tar.gz");
+        let got = name_and_version(&archive, None, None).unwrap();
+        assert_eq!(got, ("shop".into(), "0.3.1".into()));
+    }
+
+    #[test]
+    fn a_dir_packs_without_what_the_ignore_file_lists() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("public/cache")).unwrap();
+        std::fs::create_dir_all(d.join(".git")).unwrap();
+        std::fs::write(d.join("app.wasm"), b"\0asm").unwrap();
+        std::fs::write(d.join("public/index.html"), b"hi").unwrap();
+        std::fs::write(d.join("public/cache/x"), b"x").unwrap();
+        std::fs::write(d.join("notes.log"), b"x").unwrap();
+        std::fs::write(d.join(".git/HEAD"), b"x").unwrap();
+        std::fs::write(d.join(".buntimeignore"), "*.log\ncache/\n").unwrap();
+        let bytes = pack_dir(d).expect("pack");
+        let mut names = Vec::new();
+        let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
+        for e in tar.entries().unwrap() {
+            let mut e = e.unwrap();
+            names.push(e.path().unwrap().display().to_string());
+            let mut sink = Vec::new();
+            e.read_to_end(&mut sink).unwrap();
+        }
+        assert_eq!(names, ["app.wasm", "public", "public/index.html"]);
+    }
+}

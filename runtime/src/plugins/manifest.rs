@@ -421,6 +421,10 @@ mod tests {
                 r#"{name: "a", version: "1.0.0", publicRoutes: ["health"]}"#,
                 "publicRoutes",
             ),
+            (
+                r#"{name: "a", version: "1.0.0", routePermissions: {POST: "apps:everything"}}"#,
+                "routePermissions",
+            ),
         ];
         for (text, field) in cases {
             let e = parse(text).unwrap_err();
