@@ -240,6 +240,8 @@ fn deploy(req: &Request, name: &str, ver: &str) -> Result<Response> {
         Err(f) => {
             let _ = fs::remove(&upload, false);
             let _ = fs::remove(&staged, true);
+            // The app dir, if this deploy made it and nothing is in it.
+            let _ = fs::remove(name, false);
             Err(f)
         }
     }
@@ -326,6 +328,8 @@ fn remove_version(req: &Request, name: &str, ver: &str) -> Result<Response> {
     fs::mkdir(STAGING, true)?;
     fs::rename(&target, &trash)?;
     fs::remove(&trash, true)?;
+    // The app dir goes with its last version (removing a non-empty dir fails).
+    let _ = fs::remove(name, false);
     Ok(json_ok(200, &json!({"deleted": format!("{name}@{ver}")})))
 }
 

@@ -432,6 +432,26 @@ async fn delete_guards_the_only_version_of_a_pin_and_files_stay_inside_the_versi
     assert_eq!(status, 200);
     let (_, body) = send(&server, Method::GET, &format!("{API}/app"), Vec::new()).await;
     assert_eq!(body["versions"], json!(["1.1.0"]));
+    let (status, _) = send(
+        &server,
+        Method::DELETE,
+        &format!("{API}/app/1.1.0?force=true"),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        !server.dir.path().join("apps/app").exists(),
+        "the app dir goes with its last version"
+    );
+    let (status, body) = send(
+        &server,
+        Method::POST,
+        &format!("{API}/app/1.1.0"),
+        tar_gz(&files),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
 
     let f = format!("{API}/app/1.1.0/files");
     let (status, _) = send(
