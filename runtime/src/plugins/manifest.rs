@@ -96,6 +96,8 @@ pub struct Manifest {
     pub request_body: Option<u64>,
     /// Largest body its `respond` decisions and routes may answer with.
     pub max_response_body_size: u64,
+    /// Largest request body its own routes (`handle`) accept.
+    pub max_route_body_size: u64,
     /// Exports other plugins may call through `services`.
     pub services: Vec<String>,
     /// Config defaults.
@@ -129,6 +131,7 @@ struct Raw {
     on_error: Option<Value>,
     request_body: Option<Value>,
     max_response_body_size: Option<Value>,
+    max_route_body_size: Option<Value>,
     #[serde(default)]
     services: Vec<String>,
     config: Option<Value>,
@@ -288,6 +291,17 @@ impl Manifest {
                 format!("must be at most 100mb, got {max_response_body_size} bytes"),
             ));
         }
+        let max_route_body_size = raw
+            .max_route_body_size
+            .map(|v| response_size_value(&v).map_err(|m| err("maxRouteBodySize", m)))
+            .transpose()?
+            .unwrap_or(crate::config::DEFAULT_MAX_BODY);
+        if max_route_body_size > crate::config::MAX_BODY_CEILING {
+            return Err(err(
+                "maxRouteBodySize",
+                format!("must be at most 100mb, got {max_route_body_size} bytes"),
+            ));
+        }
         for s in &raw.services {
             if s.is_empty() || s.starts_with("on_") || s == "handle" || s.starts_with('_') {
                 return Err(err(
@@ -339,6 +353,7 @@ impl Manifest {
             on_error,
             request_body,
             max_response_body_size,
+            max_route_body_size,
             services: raw.services,
             config,
             menus: raw.menus.unwrap_or(Value::Array(Vec::new())),

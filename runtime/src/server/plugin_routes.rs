@@ -26,7 +26,7 @@ use super::AppState;
 use super::error::{ApiError, RequestId};
 use super::guest_http::{HeadView, HeaderPairs, response_from_head};
 use super::pipeline::{bad_gateway, hook_error_response, plugin_guest};
-use crate::config::{DEFAULT_MAX_BODY, WorkerConfig};
+use crate::config::WorkerConfig;
 use crate::plugins::{Chain, Plugin};
 use crate::wasm::abi::{RequestBody, ResponseBody};
 
@@ -129,14 +129,17 @@ async fn call_handle(
     body: axum::body::Body,
     peer: Option<std::net::SocketAddr>,
 ) -> Response {
-    let body = match super::body::collect(body, DEFAULT_MAX_BODY).await {
+    let limit = plugin.manifest.max_route_body_size;
+    let body = match super::body::collect(body, limit).await {
         Ok(b) => b,
         Err(e) => {
             return e.into_response(|| {
                 ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "PAYLOAD_TOO_LARGE",
-                    format!("plugin routes accept bodies up to {DEFAULT_MAX_BODY} bytes"),
+                    format!(
+                        "this plugin's routes accept bodies up to {limit} bytes (its manifest's maxRouteBodySize)"
+                    ),
                 )
                 .into_response()
             });

@@ -37,7 +37,7 @@ async fn start() -> TestServer {
 
 /// A tar.gz of `files` (name, bytes), names written as given.
 pub(crate) fn tar_gz(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     let mut b = tar::Builder::new(gz);
     for (name, data) in files {
         let mut h = tar::Header::new_gnu();
@@ -172,6 +172,26 @@ async fn a_tar_gz_is_deployed_served_listed_downloaded_identically_and_not_repla
         json!([{"name": "hello", "versions": ["1.0.0"]}])
     );
 
+    // Past the default 10 MiB of plugin routes: the manifest raises it.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let big: Vec<u8> = (0..12 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let site = tar_gz(&[("index.html", b"<p>big</p>"), ("asset.bin", &big)]);
+    let (status, body) = send(&server, Method::POST, &format!("{API}/big/1.0.0"), site).await;
+    assert_eq!(status, 201, "{body}");
+    let res = client()
+        .get(server.url("/big@1.0.0/asset.bin"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(res.status(), 200);
+    assert!(res.bytes().await.expect("bytes").as_ref() == big.as_slice());
     for format in ["tar.gz", "zip"] {
         let res = client()
             .get(server.url(&format!("{API}/hello/1.0.0/archive?format={format}")))
