@@ -92,7 +92,6 @@ fn not_found(req: &RequestHead, code: &str, message: String) -> RequestDecision 
     let mut head = ResponseHead::new(404);
     head.headers
         .push(("content-type".into(), "application/json".into()));
-    head.body =
-        Some(json!({ "code": code, "message": message, "requestId": req.request_id }).to_string());
+    head.body = Some(json!({ "code": code, "message": message, "requestId": req.request_id }).to_string());
     RequestDecision::respond(head)
 }
