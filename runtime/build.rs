@@ -16,6 +16,7 @@ const CORE_PLUGINS: &[(&str, &str)] = &[
     ("plugin-keyval", "keyval"),
     ("plugin-vhosts", "vhosts"),
     ("plugin-gateway", "gateway"),
+    ("plugin-deployments", "deployments"),
 ];
 
 fn main() {

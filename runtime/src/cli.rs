@@ -1,6 +1,7 @@
 //! The command line: `buntime serve` (the default) runs the server;
 //! `buntime call` runs one export of any Extism-ABI module; `buntime plugin`
-//! and `buntime app` create, build and inspect projects (`crate::scaffold`).
+//! and `buntime app` create, build and inspect projects (`crate::scaffold`);
+//! `buntime deploy` uploads an app version to a server.
 //!
 //! ```text
 //! RUNTIME_WORKER_DIRS=./apps buntime
@@ -19,6 +20,7 @@ use crate::capabilities::Grants;
 use crate::scaffold::Kind;
 use crate::wasm::{CallError, Engine, EngineConfig, GuestOptions, abi::body_functions};
 
+mod deploy;
 mod health;
 
 /// Buntime: a serverless WASM application runtime.
@@ -51,6 +53,9 @@ enum Command {
         #[arg(long, default_value = "3s", value_parser = crate::config::parse_duration)]
         timeout: Duration,
     },
+    /// Upload an app dir or archive to a server's deployments plugin and print
+    /// the URL of the new version.
+    Deploy(deploy::DeployArgs),
     /// Create, build and inspect plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -171,6 +176,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             url,
             timeout,
         } => Ok(health::run(ready, url, timeout).await),
+        Command::Deploy(args) => deploy::run(args).await,
         Command::Plugin(PluginCommand::New(args)) => new_project(Kind::Plugin, args),
         Command::App(AppCommand::New(args)) => new_project(Kind::App, args),
         Command::Plugin(PluginCommand::Build(args)) => build_project(Kind::Plugin, args, "0.1.0"),

@@ -31,6 +31,19 @@ pub trait ServiceRouter: Send + Sync {
     ) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, HostError>> + Send>>;
 }
 
+/// Validates an app version dir as the server would load it (the `fs`
+/// capability's `fs_check_app`); the server installs one.
+pub trait AppCheck: Send + Sync {
+    /// Checks the app `name` (version `version`, `None`: unversioned) in
+    /// `dir`: what kind it is (`{"kind", "entry"}`), or what is wrong.
+    fn check(
+        &self,
+        dir: &std::path::Path,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<serde_json::Value, String>;
+}
+
 /// The host-side services shared by every plugin.
 pub struct HostServices {
     /// Per-plugin key-value namespaces (`state`).
@@ -44,6 +57,7 @@ pub struct HostServices {
     /// The databases (`sql`), when configured.
     pub sql: Option<Arc<super::SqlDatabases>>,
     router: OnceLock<Weak<dyn ServiceRouter>>,
+    app_check: OnceLock<Arc<dyn AppCheck>>,
 }
 
 impl std::fmt::Debug for HostServices {
@@ -71,12 +85,23 @@ impl HostServices {
             catalog,
             sql,
             router: OnceLock::new(),
+            app_check: OnceLock::new(),
         })
     }
 
     /// Installs the service router (the plugin host). Set once.
     pub fn set_router(&self, router: Weak<dyn ServiceRouter>) {
         let _ = self.router.set(router);
+    }
+
+    /// Installs the app validator (`fs_check_app`). Set once.
+    pub fn set_app_check(&self, check: Arc<dyn AppCheck>) {
+        let _ = self.app_check.set(check);
+    }
+
+    /// The app validator, when the server installed one.
+    pub fn app_check(&self) -> Option<Arc<dyn AppCheck>> {
+        self.app_check.get().cloned()
     }
 
     /// The service router, while it lives.

@@ -14,6 +14,7 @@
 
 mod context;
 mod events;
+pub mod fs;
 mod hosts;
 mod http;
 mod log;
@@ -29,12 +30,13 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-pub use context::{GuestContext, HostServices, ServiceRouter};
+pub use context::{AppCheck, GuestContext, HostServices, ServiceRouter};
 pub use events::{
     DEFAULT_MAX_STREAMS, DEFAULT_MAX_STREAMS_PER_CLIENT, Event, EventBus, EventsGrant,
     MAX_EVENT_BYTES, PLUGIN_LOADED, StreamLimits, StreamRefused, StreamTicket, TopicPattern,
     WORKER_SPAWN, WORKER_TERMINATE,
 };
+pub use fs::relative as fs_relative;
 pub use hosts::HostPattern;
 pub use http::{HttpGrant, UrlPattern, is_private_address};
 
@@ -72,6 +74,8 @@ impl Capability {
     pub const POOL: Capability = Capability("pool");
     /// Named SQLite databases in the host.
     pub const SQL: Capability = Capability("sql");
+    /// Files below directories the operator grants.
+    pub const FS: Capability = Capability("fs");
 
     /// Declares a capability by name. Names are lowercase identifiers.
     pub const fn new(name: &'static str) -> Self {
@@ -129,6 +133,7 @@ pub static SPECS: &[&dyn CapabilitySpec] = &[
     &services::ServicesSpec,
     &pool::PoolSpec,
     &sql::SqlSpec,
+    &fs::FsSpec,
 ];
 
 /// The spec of the capability called `name`.

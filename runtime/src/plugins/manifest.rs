@@ -22,6 +22,7 @@
 //! Unknown keys are refused so a typo cannot silently drop a setting; every
 //! error names the file and the field.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -95,6 +96,8 @@ pub struct Manifest {
     pub request_body: Option<u64>,
     /// Largest body its `respond` decisions and routes may answer with.
     pub max_response_body_size: u64,
+    /// Largest request body its own routes (`handle`) accept.
+    pub max_route_body_size: u64,
     /// Exports other plugins may call through `services`.
     pub services: Vec<String>,
     /// Config defaults.
@@ -107,6 +110,10 @@ pub struct Manifest {
     pub description: Option<String>,
     /// Routes under `/_/<base>/` that answer without a key.
     pub public_routes: crate::config::PublicRoutes,
+    /// `routePermissions`: by method, the core API permission a key needs
+    /// on this plugin's routes instead of `plugin:<base>:read|write` (a
+    /// plugin that manages apps asks for `apps:install` like the core API).
+    pub route_permissions: Vec<(String, crate::access::Permission)>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,6 +131,7 @@ struct Raw {
     on_error: Option<Value>,
     request_body: Option<Value>,
     max_response_body_size: Option<Value>,
+    max_route_body_size: Option<Value>,
     #[serde(default)]
     services: Vec<String>,
     config: Option<Value>,
@@ -131,6 +139,7 @@ struct Raw {
     enabled: Option<bool>,
     description: Option<String>,
     public_routes: Option<Value>,
+    route_permissions: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -282,6 +291,17 @@ impl Manifest {
                 format!("must be at most 100mb, got {max_response_body_size} bytes"),
             ));
         }
+        let max_route_body_size = raw
+            .max_route_body_size
+            .map(|v| response_size_value(&v).map_err(|m| err("maxRouteBodySize", m)))
+            .transpose()?
+            .unwrap_or(crate::config::DEFAULT_MAX_BODY);
+        if max_route_body_size > crate::config::MAX_BODY_CEILING {
+            return Err(err(
+                "maxRouteBodySize",
+                format!("must be at most 100mb, got {max_route_body_size} bytes"),
+            ));
+        }
         for s in &raw.services {
             if s.is_empty() || s.starts_with("on_") || s == "handle" || s.starts_with('_') {
                 return Err(err(
@@ -300,8 +320,29 @@ impl Manifest {
         let public_routes =
             crate::config::PublicRoutes::parse(raw.public_routes.as_ref().unwrap_or(&Value::Null))
                 .map_err(|m| err("publicRoutes", m))?;
+        let mut route_permissions = Vec::new();
+        for (method, name) in raw.route_permissions.unwrap_or_default() {
+            let Some(p) = crate::access::Permission::ALL
+                .into_iter()
+                .find(|p| p.as_str() == name)
+            else {
+                let known: Vec<&str> = crate::access::Permission::ALL
+                    .iter()
+                    .map(|p| p.as_str())
+                    .collect();
+                return Err(err(
+                    "routePermissions",
+                    format!(
+                        "`{name}` is not a core permission; use one of {}",
+                        known.join(", ")
+                    ),
+                ));
+            };
+            route_permissions.push((method.to_ascii_uppercase(), p));
+        }
         Ok(Self {
             public_routes,
+            route_permissions,
             name,
             version,
             base,
@@ -312,6 +353,7 @@ impl Manifest {
             on_error,
             request_body,
             max_response_body_size,
+            max_route_body_size,
             services: raw.services,
             config,
             menus: raw.menus.unwrap_or(Value::Array(Vec::new())),
@@ -393,6 +435,10 @@ mod tests {
             (
                 r#"{name: "a", version: "1.0.0", publicRoutes: ["health"]}"#,
                 "publicRoutes",
+            ),
+            (
+                r#"{name: "a", version: "1.0.0", routePermissions: {POST: "apps:everything"}}"#,
+                "routePermissions",
             ),
         ];
         for (text, field) in cases {

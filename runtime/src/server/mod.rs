@@ -10,6 +10,7 @@
 //! ```
 
 mod api;
+mod app_check;
 mod apps;
 mod body;
 mod client;
@@ -136,6 +137,10 @@ impl AppState {
         });
         let services = HostServices::with_sql(Some(pools.clone()), Some(catalog.clone()), sql);
         pools.set_events(services.events.clone());
+        services.set_app_check(Arc::new(app_check::ServerAppCheck {
+            engine: engine.clone(),
+            ceiling: runtime_file.apps.clone(),
+        }));
         let host = PluginHost::new(engine, services, plugins);
         host.start().await?;
         Ok(Self {

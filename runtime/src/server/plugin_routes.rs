@@ -5,7 +5,9 @@
 //! or `plugin:<base>:write` (other methods) — or, while no key is
 //! configured, a client on this machine — unless the plugin's
 //! `publicRoutes` (its manifest's, or the operator's in `buntime.jsonc`)
-//! lists it.
+//! lists it. A manifest's `routePermissions` replaces those two with a core
+//! permission per method (the deployments plugin needs `apps:install` to
+//! upload, as the core API would).
 //!
 //! `handle` gets the request with the path after `/_/<base>` and
 //! `base: "/_/<base>"`; when it answers 404, or the plugin exports no
@@ -25,7 +27,7 @@ use super::client::RequestClientSource;
 use super::error::{ApiError, RequestId};
 use super::guest_http::{HeadView, HeaderPairs, response_from_head};
 use super::pipeline::{bad_gateway, hook_error_response, plugin_guest};
-use crate::config::{DEFAULT_MAX_BODY, WorkerConfig};
+use crate::config::WorkerConfig;
 use crate::plugins::{Chain, Plugin};
 use crate::wasm::abi::{RequestBody, ResponseBody};
 
@@ -65,9 +67,18 @@ pub(crate) async fn serve(
         .into_response();
     };
     if !plugin.public_routes.matches(req.method().as_str(), rest) {
-        let needed = crate::access::Needed::PluginRoute {
-            base,
-            write: crate::access::writes(req.method()),
+        let core = plugin
+            .manifest
+            .route_permissions
+            .iter()
+            .find(|(m, _)| m == req.method().as_str())
+            .map(|(_, p)| *p);
+        let needed = match core {
+            Some(p) => crate::access::Needed::Core(p),
+            None => crate::access::Needed::PluginRoute {
+                base,
+                write: crate::access::writes(req.method()),
+            },
         };
         if let Err(refusal) = super::guard::authorize(state, needed, &req, peer) {
             return super::guard::refused(refusal);
@@ -120,14 +131,17 @@ async fn call_handle(
     body: axum::body::Body,
     client: &RequestClientSource<'_>,
 ) -> Response {
-    let body = match super::body::collect(body, DEFAULT_MAX_BODY).await {
+    let limit = plugin.manifest.max_route_body_size;
+    let body = match super::body::collect(body, limit).await {
         Ok(b) => b,
         Err(e) => {
             return e.into_response(|| {
                 ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "PAYLOAD_TOO_LARGE",
-                    format!("plugin routes accept bodies up to {DEFAULT_MAX_BODY} bytes"),
+                    format!(
+                        "this plugin's routes accept bodies up to {limit} bytes (its manifest's maxRouteBodySize)"
+                    ),
                 )
                 .into_response()
             });

@@ -132,6 +132,17 @@ impl HostState {
         tracing::warn!(guest = %self.guest_name, capability = capability.name(), "capability denied");
     }
 
+    /// Counts refusals of `capability` found away from the store (on the
+    /// blocking pool), as [`HostState::record_denial`] does.
+    pub(crate) fn denial_counter(&self, capability: Capability) -> impl Fn() + Send + 'static {
+        let shared = self.shared.clone();
+        let guest = self.guest_name.clone();
+        move || {
+            shared.stats.record_denial(capability.name());
+            tracing::warn!(guest = %guest, capability = capability.name(), "capability denied");
+        }
+    }
+
     /// The bytes of the memory block at `handle`.
     pub fn block(&self, handle: u64) -> Result<&[u8], super::arena::ArenaError> {
         self.arena.block(handle)

@@ -4,6 +4,7 @@
 mod capabilities;
 mod chain;
 mod database;
+mod deployments;
 mod failures;
 mod gateway;
 mod keyval;

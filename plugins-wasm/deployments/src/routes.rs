@@ -1,0 +1,399 @@
+//! The routes under `/_/deployments/api` (docs/plugins/deployments.md).
+//!
+//! A deploy: the body is written to `.deployments/<id>.upload` in the first
+//! worker dir, unpacked by the host into `.deployments/<id>` (same file
+//! system; a name starting with `.` is never an app), validated as the
+//! server would load it, then renamed to `<name>/<version>` — one
+//! `rename(2)`, so a request sees the version whole or not at all. Any
+//! failure removes the staging entries.
+
+use buntime_pdk::abi::HostErrorBody;
+use buntime_pdk::plugin::config;
+use buntime_pdk::{Error, Request, Response};
+use serde_json::{Value, json};
+
+use crate::fs;
+use crate::paths::{clean, same_pin, valid_name, version};
+
+/// Where uploads are staged, below the first worker dir.
+const STAGING: &str = ".deployments";
+
+struct Failure(u16, &'static str, String);
+
+impl Failure {
+    fn response(&self) -> Response {
+        Response::new(self.0)
+            .header("content-type", "application/json")
+            .body(json!({ "code": self.1, "message": self.2 }).to_string())
+    }
+}
+
+impl From<HostErrorBody> for Failure {
+    fn from(e: HostErrorBody) -> Self {
+        match e.code.as_str() {
+            "capability_denied" => Self(403, "FORBIDDEN", e.message),
+            "not_found" => Self(404, "NOT_FOUND", e.message),
+            "exists" => Self(409, "CONFLICT", e.message),
+            "invalid_argument" => Self(400, "BAD_REQUEST", e.message),
+            "limit_exceeded" => Self(413, "TOO_LARGE", e.message),
+            "invalid_app" => Self(422, "INVALID_APP", e.message),
+            _ => Self(500, "DEPLOY_FAILED", e.message),
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, Failure>;
+
+fn json_ok(status: u16, v: &Value) -> Response {
+    Response::new(status)
+        .header("content-type", "application/json")
+        .body(v.to_string())
+}
+
+fn serve(req: Request) -> std::result::Result<Response, Error> {
+    Ok(route(&req).unwrap_or_else(|f| f.response()))
+}
+buntime_pdk::app!(serve);
+
+fn route(req: &Request) -> Result<Response> {
+    let path = req.path().to_owned();
+    let Some(rest) = path.strip_prefix("/api/apps") else {
+        return Err(Failure(
+            404,
+            "NOT_FOUND",
+            format!("no route `{path}`; see /_/deployments/api/apps"),
+        ));
+    };
+    let parts: Vec<String> = rest
+        .split('/')
+        .filter(|p| !p.is_empty())
+        .map(buntime_pdk::http::percent_decode)
+        .collect();
+    let method = req.method();
+    match (method, parts.as_slice()) {
+        ("GET", []) => list_apps(),
+        ("GET", [name]) => {
+            let name = app_name(name)?;
+            Ok(json_ok(
+                200,
+                &json!({"name": name, "versions": versions(name)?}),
+            ))
+        }
+        ("POST" | "PUT", [name, ver]) => deploy(req, app_name(name)?, app_version(ver)?),
+        ("GET", [name, ver, action]) if action == "archive" => {
+            download(req, app_name(name)?, app_version(ver)?)
+        }
+        ("DELETE", [name, ver]) => remove_version(req, app_name(name)?, app_version(ver)?),
+        (_, [name, ver, files, file @ ..]) if files == "files" => {
+            files_op(req, app_name(name)?, app_version(ver)?, &file.join("/"))
+        }
+        _ => Err(Failure(
+            405,
+            "METHOD_NOT_ALLOWED",
+            format!(
+                "`{method} /_/deployments{path}` is not a route; see docs/plugins/deployments.md"
+            ),
+        )),
+    }
+}
+
+fn app_name(name: &str) -> Result<&str> {
+    if valid_name(name) {
+        Ok(name)
+    } else {
+        Err(Failure(
+            400,
+            "BAD_NAME",
+            format!(
+                "`{name}` is not a valid app name: letters, digits, `-`, `_` and `.`, not starting with `.`"
+            ),
+        ))
+    }
+}
+
+fn app_version(v: &str) -> Result<&str> {
+    match version(v) {
+        Some(_) => Ok(v),
+        None => Err(Failure(
+            400,
+            "BAD_VERSION",
+            format!("`{v}` is not a version: use MAJOR.MINOR.PATCH, e.g. 1.0.0"),
+        )),
+    }
+}
+
+/// The versions of `name` in the first worker dir, sorted.
+fn versions(name: &str) -> Result<Vec<String>> {
+    let entries = match fs::list(name) {
+        Ok(e) => e,
+        Err(e) if e.code == "not_found" => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut out: Vec<(u64, u64, u64, String)> = entries
+        .into_iter()
+        .filter(|e| e.kind == "dir")
+        .filter_map(|e| version(&e.name).map(|(a, b, c)| (a, b, c, e.name)))
+        .collect();
+    out.sort();
+    Ok(out.into_iter().map(|v| v.3).collect())
+}
+
+fn list_apps() -> Result<Response> {
+    let mut apps = Vec::new();
+    for e in fs::list("")? {
+        if e.kind != "dir" || !valid_name(&e.name) {
+            continue;
+        }
+        let versions = versions(&e.name)?;
+        if !versions.is_empty() {
+            apps.push(json!({"name": e.name, "versions": versions}));
+        }
+    }
+    Ok(json_ok(200, &json!({"apps": apps})))
+}
+
+/// A number from the plugin's config.
+fn cap(key: &str) -> Option<u64> {
+    config(key).and_then(|t| t.trim().parse().ok())
+}
+
+fn deploy(req: &Request, name: &str, ver: &str) -> Result<Response> {
+    let target = format!("{name}/{ver}");
+    if fs::stat(&target)?.is_some() {
+        return Err(Failure(
+            409,
+            "VERSION_EXISTS",
+            format!(
+                "`{name}@{ver}` is already deployed; deploy a new version, or delete this one first (DELETE /_/deployments/api/apps/{name}/{ver})"
+            ),
+        ));
+    }
+    // The other layouts of the same name would shadow or be shadowed by
+    // the nested version dir.
+    for other in [
+        format!("{name}@{ver}"),
+        format!("{name}/worker.jsonc"),
+        format!("{name}/index.html"),
+    ] {
+        if fs::stat(&other)?.is_some() {
+            return Err(Failure(
+                409,
+                "LAYOUT_CONFLICT",
+                format!(
+                    "`{other}` exists in the worker dir: `{name}` is installed in another layout (flat `name@version` or unversioned); remove it or deploy under another name"
+                ),
+            ));
+        }
+    }
+    let body = req.body();
+    if body.is_empty() {
+        return Err(Failure(
+            400,
+            "EMPTY_BODY",
+            "send the app as a .tar.gz or .zip archive in the body".into(),
+        ));
+    }
+    let id = staging_id(req);
+    let upload = format!("{STAGING}/{id}.upload");
+    let staged = format!("{STAGING}/{id}");
+    let result = (|| -> Result<Value> {
+        fs::write(&upload, &body, true)?;
+        let caps = json!({
+            "maxBytes": cap("maxBytes"),
+            "maxEntries": cap("maxEntries"),
+            "maxRatio": cap("maxRatio"),
+        });
+        let caps = Value::Object(
+            caps.as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        );
+        let unpacked = fs::unpack(&upload, &staged, caps)?;
+        let _ = fs::remove(&upload, false);
+        let kind = fs::check_app(&staged, name, ver)?;
+        fs::mkdir(name, true)?;
+        fs::rename(&staged, &target).map_err(|e| match e.code.as_str() {
+            "exists" => Failure(
+                409,
+                "VERSION_EXISTS",
+                format!("`{name}@{ver}` was deployed by another request meanwhile"),
+            ),
+            _ => e.into(),
+        })?;
+        Ok(json!({"unpacked": unpacked, "app": kind}))
+    })();
+    match result {
+        Ok(v) => Ok(json_ok(
+            201,
+            &json!({
+                "name": name,
+                "version": ver,
+                "path": format!("/{name}@{ver}/"),
+                "entries": v["unpacked"]["entries"],
+                "bytes": v["unpacked"]["bytes"],
+                "kind": v["app"]["kind"],
+            }),
+        )),
+        Err(f) => {
+            let _ = fs::remove(&upload, false);
+            let _ = fs::remove(&staged, true);
+            // The app dir, if this deploy made it and nothing is in it.
+            let _ = fs::remove(name, false);
+            Err(f)
+        }
+    }
+}
+
+/// A staging name unique to this request: its id (which a client may
+/// choose) and the clock, so two requests never share staging entries.
+fn staging_id(req: &Request) -> String {
+    let rid: String = req
+        .head()
+        .request_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(40)
+        .collect();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{rid}-{nanos:x}")
+}
+
+fn download(req: &Request, name: &str, ver: &str) -> Result<Response> {
+    let format = req
+        .head()
+        .query_param("format")
+        .unwrap_or_else(|| "tar.gz".into());
+    let (mime, ext) = match format.as_str() {
+        "tar.gz" => ("application/gzip", "tar.gz"),
+        "zip" => ("application/zip", "zip"),
+        other => {
+            return Err(Failure(
+                400,
+                "BAD_FORMAT",
+                format!("`{other}` is not a format: use tar.gz or zip"),
+            ));
+        }
+    };
+    let bytes = fs::pack(&format!("{name}/{ver}"), &format)?;
+    Ok(Response::new(200)
+        .header("content-type", mime)
+        .header(
+            "content-disposition",
+            format!("attachment; filename=\"{name}-{ver}.{ext}\""),
+        )
+        .body(bytes))
+}
+
+fn remove_version(req: &Request, name: &str, ver: &str) -> Result<Response> {
+    let target = format!("{name}/{ver}");
+    if fs::stat(&target)?.is_none() {
+        return Err(Failure(
+            404,
+            "NOT_FOUND",
+            format!("`{name}@{ver}` is not deployed"),
+        ));
+    }
+    let force = matches!(
+        req.head().query_param("force").as_deref(),
+        Some("" | "true" | "1")
+    );
+    let this = version(ver).unwrap_or_default();
+    let others = versions(name)?;
+    let pinned = !others
+        .iter()
+        .filter(|v| v.as_str() != ver)
+        .filter_map(|v| version(v))
+        .any(|v| same_pin(v, this));
+    if pinned && !force {
+        let pin = match this {
+            (0, 0, p) => format!("0.0.{p}"),
+            (0, m, _) => format!("0.{m}"),
+            (m, _, _) => m.to_string(),
+        };
+        return Err(Failure(
+            409,
+            "ONLY_VERSION",
+            format!(
+                "`{name}@{ver}` is the only version serving `/{name}@{pin}`; deploy another first, or delete with ?force=true"
+            ),
+        ));
+    }
+    // Out of sight in one rename, then removed.
+    let trash = format!("{STAGING}/{}.removed", staging_id(req));
+    fs::mkdir(STAGING, true)?;
+    fs::rename(&target, &trash)?;
+    fs::remove(&trash, true)?;
+    // The app dir goes with its last version (removing a non-empty dir fails).
+    let _ = fs::remove(name, false);
+    Ok(json_ok(200, &json!({"deleted": format!("{name}@{ver}")})))
+}
+
+fn files_op(req: &Request, name: &str, ver: &str, file: &str) -> Result<Response> {
+    let rel = clean(file).map_err(|m| Failure(400, "BAD_PATH", m))?;
+    let base = format!("{name}/{ver}");
+    if fs::stat(&base)?.is_none() {
+        return Err(Failure(
+            404,
+            "NOT_FOUND",
+            format!("`{name}@{ver}` is not deployed"),
+        ));
+    }
+    let path = if rel.is_empty() {
+        base.clone()
+    } else {
+        format!("{base}/{rel}")
+    };
+    match req.method() {
+        "GET" => match fs::stat(&path)? {
+            None => Err(Failure(
+                404,
+                "NOT_FOUND",
+                format!("`{rel}` does not exist in `{name}@{ver}`"),
+            )),
+            Some(e) if e.kind == "dir" => Ok(json_ok(200, &json!({"entries": fs::list(&path)?}))),
+            Some(_) => Ok(Response::new(200)
+                .header("content-type", "application/octet-stream")
+                .body(fs::read(&path)?)),
+        },
+        "PUT" if !rel.is_empty() => {
+            fs::write(&path, &req.body(), true)?;
+            Ok(json_ok(200, &json!({"written": rel})))
+        }
+        "PATCH" if !rel.is_empty() => {
+            let body: Value = serde_json::from_slice(&req.body()).unwrap_or(Value::Null);
+            let Some(to) = body.get("to").and_then(Value::as_str) else {
+                return Err(Failure(
+                    400,
+                    "BAD_REQUEST",
+                    "send {\"to\": \"new/path\"} to rename".into(),
+                ));
+            };
+            let to = clean(to).map_err(|m| Failure(400, "BAD_PATH", m))?;
+            if to.is_empty() {
+                return Err(Failure(400, "BAD_PATH", "the new path is empty".into()));
+            }
+            fs::rename(&path, &format!("{base}/{to}"))?;
+            Ok(json_ok(200, &json!({"renamed": rel, "to": to})))
+        }
+        "DELETE" if !rel.is_empty() => {
+            let recursive = matches!(
+                req.head().query_param("recursive").as_deref(),
+                Some("" | "true" | "1")
+            );
+            fs::remove(&path, recursive)?;
+            Ok(json_ok(200, &json!({"deleted": rel})))
+        }
+        m => Err(Failure(
+            405,
+            "METHOD_NOT_ALLOWED",
+            format!(
+                "`{m}` on a file path: use GET, PUT (write), PATCH {{\"to\"}} (rename) or DELETE, on a path inside the version"
+            ),
+        )),
+    }
+}
