@@ -43,6 +43,8 @@ pub struct HostServices {
     pub catalog: Option<Arc<Catalog>>,
     /// The databases (`sql`), when configured.
     pub sql: Option<Arc<super::SqlDatabases>>,
+    /// Fetched key sets (`crypto`).
+    pub crypto: super::JwksCache,
     router: OnceLock<Weak<dyn ServiceRouter>>,
 }
 
@@ -70,6 +72,7 @@ impl HostServices {
             pools,
             catalog,
             sql,
+            crypto: super::JwksCache::default(),
             router: OnceLock::new(),
         })
     }

@@ -13,6 +13,7 @@
 //! the operator may narrow them in `buntime.jsonc` ([`narrow`]).
 
 mod context;
+mod crypto;
 mod events;
 mod hosts;
 mod http;
@@ -30,6 +31,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 pub use context::{GuestContext, HostServices, ServiceRouter};
+pub use crypto::{CryptoGrant, JwksCache};
 pub use events::{
     DEFAULT_MAX_STREAMS, DEFAULT_MAX_STREAMS_PER_CLIENT, Event, EventBus, EventsGrant,
     MAX_EVENT_BYTES, PLUGIN_LOADED, StreamLimits, StreamRefused, StreamTicket, TopicPattern,
@@ -72,6 +74,8 @@ impl Capability {
     pub const POOL: Capability = Capability("pool");
     /// Named SQLite databases in the host.
     pub const SQL: Capability = Capability("sql");
+    /// Hashes, MACs, random bytes, password hashes and JWS verification.
+    pub const CRYPTO: Capability = Capability("crypto");
 
     /// Declares a capability by name. Names are lowercase identifiers.
     pub const fn new(name: &'static str) -> Self {
@@ -129,6 +133,7 @@ pub static SPECS: &[&dyn CapabilitySpec] = &[
     &services::ServicesSpec,
     &pool::PoolSpec,
     &sql::SqlSpec,
+    &crypto::CryptoSpec,
 ];
 
 /// The spec of the capability called `name`.
