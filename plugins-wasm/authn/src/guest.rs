@@ -1,7 +1,9 @@
 //! The wasm side: `on_init` checks the config, `on_request` authenticates,
 //! `handle` serves `/_/auth/*`.
 
-use std::sync::OnceLock;
+use std::collections::BTreeMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
 
 use buntime_pdk::abi::{HostErrorBody, HostResult};
 use buntime_pdk::hooks::{RequestChanges, RequestDecision};
@@ -9,7 +11,7 @@ use buntime_pdk::plugin::config as config_value;
 use buntime_pdk::{Error, Request, RequestHead, Response, ResponseHead};
 use serde_json::{Value, json};
 
-use crate::config::{Config, JwtProvider};
+use crate::config::{Config, JwtProvider, Routes};
 use crate::web::{encode, login_page, unauthorized_body, wants_html};
 
 /// The header carrying the identity (whatever a client sent is stripped by
@@ -21,6 +23,7 @@ mod imports {
     #[link(wasm_import_module = "extism:host/user")]
     unsafe extern "C" {
         pub(super) fn crypto_jwt_verify(h: u64) -> u64;
+        pub(super) fn pool_public_routes() -> u64;
     }
 }
 
@@ -49,12 +52,15 @@ fn init(cfg: Value) -> Result<(), Error> {
 }
 buntime_pdk::on_init!(init);
 
+fn internal(message: String) -> HostErrorBody {
+    HostErrorBody {
+        code: "internal".into(),
+        message,
+    }
+}
+
 /// `crypto_jwt_verify` through the host.
 fn verify(request: &Value) -> Result<Value, HostErrorBody> {
-    let internal = |m: String| HostErrorBody {
-        code: "internal".into(),
-        message: m,
-    };
     let bytes = serde_json::to_vec(request).map_err(|e| internal(e.to_string()))?;
     let handle = buntime_pdk::io::write_block(&bytes);
     if handle == 0 {
@@ -64,6 +70,19 @@ fn verify(request: &Value) -> Result<Value, HostErrorBody> {
     // SAFETY: `handle` is a live block holding the argument.
     let out = unsafe { imports::crypto_jwt_verify(handle) };
     buntime_pdk::io::free_block(handle);
+    decode(out)
+}
+
+/// `pool_public_routes` through the host.
+fn public_routes() -> Result<Value, HostErrorBody> {
+    #[allow(unsafe_code, reason = "a host import")]
+    // SAFETY: takes no arguments and returns a block handle.
+    let out = unsafe { imports::pool_public_routes() };
+    decode(out)
+}
+
+/// An envelope result block.
+fn decode(out: u64) -> Result<Value, HostErrorBody> {
     if out == 0 {
         return Err(internal("the host returned no result".into()));
     }
@@ -120,28 +139,66 @@ fn bearer(req: &RequestHead) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && token.split('.').count() == 3).then_some(token)
 }
 
-/// Whether the app the request is for lists its route as public.
-fn public(cfg: &Config, req: &RequestHead) -> bool {
+/// How long an instance keeps the apps' own `publicRoutes` before asking
+/// the host again (an edited `worker.jsonc` counts within this time).
+const APP_ROUTES_TTL: Duration = Duration::from_secs(5);
+
+/// The apps' `publicRoutes` from their `worker.jsonc` (through `pool_apps`),
+/// cached per instance.
+fn app_routes() -> BTreeMap<String, Routes> {
+    static CACHE: Mutex<Option<(SystemTime, BTreeMap<String, Routes>)>> = Mutex::new(None);
+    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    let now = SystemTime::now();
+    if let Some((at, routes)) = cache.as_ref()
+        && now.duration_since(*at).is_ok_and(|age| age < APP_ROUTES_TTL)
+    {
+        return routes.clone();
+    }
+    let mut routes = BTreeMap::new();
+    match public_routes() {
+        Ok(Value::Object(apps)) => {
+            for (name, value) in apps {
+                match Routes::parse(&value) {
+                    Ok(r) => {
+                        routes.insert(name, r);
+                    }
+                    Err(e) => extism_pdk::warn!(
+                        "authn: app `{name}`: `publicRoutes` in worker.jsonc ignored: {e}"
+                    ),
+                }
+            }
+        }
+        Ok(_) => {}
+        Err(e) => extism_pdk::warn!("authn: the apps' publicRoutes cannot be read: {e}"),
+    }
+    *cache = Some((now, routes.clone()));
+    routes
+}
+
+/// Whether the request needs no identity: a core or plugin route (they
+/// have their own keys), or a route its app lists as public (in this
+/// plugin's config or in the app's `worker.jsonc`).
+fn open(cfg: &Config, req: &RequestHead) -> bool {
+    if req.path == "/_" || req.path.starts_with("/_/") {
+        return true;
+    }
     let path = req.path.strip_prefix('/').unwrap_or(&req.path);
     let (first, rest) = match path.find('/') {
         Some(i) => (&path[..i], &path[i..]),
         None => (path, "/"),
     };
     let app = first.split('@').next().unwrap_or(first);
-    cfg.public
-        .get(app)
-        .is_some_and(|routes| routes.matches(&req.method, rest))
+    let listed = |routes: Option<&Routes>| routes.is_some_and(|r| r.matches(&req.method, rest));
+    listed(cfg.public.get(app)) || listed(app_routes().get(app))
 }
 
 fn authn(req: RequestHead) -> Result<RequestDecision, Error> {
     let cfg = settings()?;
     let changes = RequestChanges::default().remove_header(IDENTITY);
-    // Core and plugin routes have their own keys: an identity is added when
-    // a valid token comes along, nothing is refused.
-    let internal = req.path == "/_" || req.path.starts_with("/_/");
-    let open = internal || public(cfg, &req);
+    // Open routes get an identity when a valid token comes along; nothing
+    // is refused there.
     let Some(token) = bearer(&req) else {
-        if open {
+        if open(cfg, &req) {
             return Ok(RequestDecision::Continue(changes));
         }
         return Ok(unauthenticated(cfg, &req));
@@ -158,7 +215,7 @@ fn authn(req: RequestHead) -> Result<RequestDecision, Error> {
                 refused.reason,
                 refused.message
             );
-            if open {
+            if open(cfg, &req) {
                 return Ok(RequestDecision::Continue(changes));
             }
             let mut head = json_head(

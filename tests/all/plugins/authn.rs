@@ -4,7 +4,7 @@
 //! not-yet-valid, wrong-issuer, wrong-audience, tampered, unsigned, HS256
 //! signed with the public key, and unknown-key tokens are 401; key rotation
 //! at the provider is picked up; public routes, browsers and the plugin's
-//! own routes.
+//! own routes; apps' `publicRoutes`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::{config, echo, seen_header};
-use crate::server::{TestServer, client};
+use crate::server::{TestServer, client, install_echo};
 
 const AUTHN: &str = "@buntime/plugin-authn";
 
@@ -41,7 +41,7 @@ impl Provider {
             .spawn()
             .expect("node runs fixtures/oidc/provider.mjs");
         let stdin = child.stdin.take().expect("stdin");
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
         let mut provider = Self {
             child,
             stdin,
@@ -100,6 +100,11 @@ impl Drop for Provider {
 async fn start(authn: Value) -> TestServer {
     TestServer::try_start_plugins(buntime::plugins::embedded(), |root| {
         echo(root);
+        install_echo(
+            &root.join("apps"),
+            "docs",
+            Some(r#"{ "ttl": "1m", "publicRoutes": { "GET": ["/guide/**"] } }"#),
+        );
         config(root, &json!({ "plugins": [[AUTHN, authn]] }).to_string());
     })
     .await
@@ -296,6 +301,12 @@ async fn anonymous_requests_public_routes_and_the_plugin_routes() {
     assert_eq!(post.status().as_u16(), 401);
     let (status, _, _) = get(&server, "/echo/public/../private", None, "application/json").await;
     assert_ne!(status, 200);
+
+    // An app's own publicRoutes (its worker.jsonc) count too.
+    let (status, _, body) = get(&server, "/docs/guide/intro", None, "application/json").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, _) = get(&server, "/docs/admin", None, "application/json").await;
+    assert_eq!(status, 401);
 
     // The plugin's API: providers, and the session of the token sent.
     let (status, _, body) = get(&server, "/_/auth/api/providers", None, "application/json").await;
