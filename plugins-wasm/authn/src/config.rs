@@ -13,6 +13,8 @@ const DEFAULT_ROLE_CLAIMS: &[&str] = &["roles", "realm_access.roles"];
 pub struct Config {
     /// Bearer-token providers, tried in order.
     pub providers: Vec<JwtProvider>,
+    /// API-key providers (machine clients of apps).
+    pub api_keys: Vec<ApiKeyProvider>,
     /// Per app, the routes that need no identity.
     pub public: BTreeMap<String, Routes>,
     /// Where browsers without an identity are sent.
@@ -44,15 +46,20 @@ pub struct Routes {
 impl Config {
     /// Parses the plugin's config object.
     pub fn parse(cfg: &Value) -> Result<Self, String> {
-        let providers = match cfg.get("providers") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(list)) => list
-                .iter()
-                .enumerate()
-                .map(|(i, p)| JwtProvider::parse(p).map_err(|e| format!("`providers[{i}]`: {e}")))
-                .collect::<Result<_, _>>()?,
+        let (mut providers, mut api_keys) = (Vec::new(), Vec::new());
+        match cfg.get("providers") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(list)) => {
+                for (i, p) in list.iter().enumerate() {
+                    let at = |e: String| format!("`providers[{i}]`: {e}");
+                    match p.get("type").and_then(Value::as_str).unwrap_or("jwt") {
+                        "apiKeys" => api_keys.push(ApiKeyProvider::parse(p).map_err(at)?),
+                        _ => providers.push(JwtProvider::parse(p).map_err(at)?),
+                    }
+                }
+            }
             Some(other) => return Err(format!("`providers` must be a list, found {other}")),
-        };
+        }
         let mut public = BTreeMap::new();
         match cfg.get("publicRoutes") {
             None | Some(Value::Null) => {}
@@ -81,6 +88,7 @@ impl Config {
         };
         Ok(Self {
             providers,
+            api_keys,
             public,
             login_path,
         })
@@ -109,7 +117,9 @@ impl JwtProvider {
         let obj = p.as_object().ok_or("a provider is an object")?;
         let ty = obj.get("type").and_then(Value::as_str).unwrap_or("jwt");
         if ty != "jwt" {
-            return Err(format!("unknown provider type `{ty}` (supported: jwt)"));
+            return Err(format!(
+                "unknown provider type `{ty}` (supported: jwt, apiKeys)"
+            ));
         }
         let text = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_owned);
         let issuer = text("issuer").ok_or("`issuer` is required: the provider's `iss`")?;
@@ -209,6 +219,116 @@ impl JwtProvider {
             "roles": roles,
             "groups": strings_at(claims, &self.groups),
             "claims": claims,
+            "provider": self.name,
+        })
+    }
+}
+
+/// An `apiKeys` provider: keys for machine clients of apps, stored as
+/// SHA-256 digests (a key is random, so a fast digest is enough; the plain
+/// key is never in the config).
+#[derive(Debug, Clone)]
+pub struct ApiKeyProvider {
+    /// Its name (`provider` in the identity).
+    pub name: String,
+    /// The request header carrying the key (lower case); `Authorization:
+    /// Bearer <key>` is read too.
+    pub header: String,
+    /// The keys.
+    pub keys: Vec<ApiKey>,
+}
+
+/// One machine client's key.
+#[derive(Debug, Clone)]
+pub struct ApiKey {
+    /// The client's name (`sub` is `apikey:<name>`).
+    pub name: String,
+    /// The key's SHA-256, lower-case hex.
+    pub sha256: String,
+    /// Its roles.
+    pub roles: Vec<String>,
+}
+
+impl ApiKeyProvider {
+    fn parse(p: &Value) -> Result<Self, String> {
+        let obj = p.as_object().ok_or("a provider is an object")?;
+        for key in obj.keys() {
+            if !["type", "name", "header", "keys"].contains(&key.as_str()) {
+                return Err(format!(
+                    "unknown key `{key}` (known: type, name, header, keys)"
+                ));
+            }
+        }
+        let list = obj
+            .get("keys")
+            .and_then(Value::as_array)
+            .ok_or("`keys` is required: [{\"name\", \"sha256\", \"roles\"}]")?;
+        let keys = list
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let name = k["name"]
+                    .as_str()
+                    .ok_or_else(|| format!("`keys[{i}].name` is required"))?;
+                let sha256 = k["sha256"].as_str().unwrap_or_default().to_ascii_lowercase();
+                if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(format!(
+                        "`keys[{i}].sha256` must be the key's SHA-256 in hex (64 digits), e.g. from `printf %s \"$KEY\" | sha256sum`"
+                    ));
+                }
+                let roles = match k.get("roles") {
+                    Some(v) => string_or_list(v, "roles")?,
+                    None => Vec::new(),
+                };
+                Ok(ApiKey {
+                    name: name.to_owned(),
+                    sha256,
+                    roles,
+                })
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Self {
+            name: obj
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("apiKeys")
+                .to_owned(),
+            header: obj
+                .get("header")
+                .and_then(Value::as_str)
+                .unwrap_or("x-api-key")
+                .to_ascii_lowercase(),
+            keys,
+        })
+    }
+
+    /// The key whose digest is `digest` (hex), comparing every key in full
+    /// so the time does not depend on which one, or where, it differs.
+    pub fn find(&self, digest: &str) -> Option<&ApiKey> {
+        let mut found = None;
+        for key in &self.keys {
+            let diff = key
+                .sha256
+                .bytes()
+                .zip(digest.bytes())
+                .fold(u8::from(key.sha256.len() != digest.len()), |acc, (a, b)| {
+                    acc | (a ^ b)
+                });
+            if diff == 0 {
+                found = Some(key);
+            }
+        }
+        found
+    }
+
+    /// The `X-Identity` value for `key`.
+    pub fn identity(&self, key: &ApiKey) -> Value {
+        json!({
+            "sub": format!("apikey:{}", key.name),
+            "name": key.name,
+            "roles": key.roles,
+            "groups": [],
+            "claims": {},
             "provider": self.name,
         })
     }
@@ -377,6 +497,22 @@ mod tests {
         assert!(Config::parse(&json!({"providers": [{"type": "saml", "issuer": "x"}]})).is_err());
         assert!(Config::parse(&json!({"providers": [{"name": "x"}]})).is_err());
         assert!(Config::parse(&json!({"loginPath": "//evil.example"})).is_err());
+    }
+
+    #[test]
+    fn api_keys() {
+        let digest = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"; // "test"
+        let cfg = Config::parse(&json!({"providers": [{
+            "type": "apiKeys", "keys": [{"name": "ci", "sha256": digest.to_uppercase(), "roles": ["deployer"]}]
+        }]}))
+        .unwrap();
+        let p = &cfg.api_keys[0];
+        assert_eq!(p.header, "x-api-key");
+        let key = p.find(digest).unwrap();
+        assert_eq!(p.identity(key)["sub"], "apikey:ci");
+        assert!(p.find(&digest.replace('9', "8")).is_none());
+        assert!(p.find("").is_none());
+        assert!(Config::parse(&json!({"providers": [{"type": "apiKeys", "keys": [{"name": "x", "sha256": "abc"}]}]})).is_err());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use buntime_pdk::plugin::config as config_value;
 use buntime_pdk::{Error, Request, RequestHead, Response, ResponseHead};
 use serde_json::{Value, json};
 
-use crate::config::{Config, JwtProvider, Routes};
+use crate::config::{ApiKeyProvider, Config, JwtProvider, Routes};
 use crate::web::{encode, login_page, unauthorized_body, wants_html};
 
 /// The header carrying the identity (whatever a client sent is stripped by
@@ -23,6 +23,7 @@ mod imports {
     #[link(wasm_import_module = "extism:host/user")]
     unsafe extern "C" {
         pub(super) fn crypto_jwt_verify(h: u64) -> u64;
+        pub(super) fn crypto_sha256(h: u64) -> u64;
         pub(super) fn pool_public_routes() -> u64;
     }
 }
@@ -59,8 +60,8 @@ fn internal(message: String) -> HostErrorBody {
     }
 }
 
-/// `crypto_jwt_verify` through the host.
-fn verify(request: &Value) -> Result<Value, HostErrorBody> {
+/// An envelope host function called with `request` as JSON.
+fn call(f: unsafe extern "C" fn(u64) -> u64, request: &Value) -> Result<Value, HostErrorBody> {
     let bytes = serde_json::to_vec(request).map_err(|e| internal(e.to_string()))?;
     let handle = buntime_pdk::io::write_block(&bytes);
     if handle == 0 {
@@ -68,9 +69,14 @@ fn verify(request: &Value) -> Result<Value, HostErrorBody> {
     }
     #[allow(unsafe_code, reason = "a host import")]
     // SAFETY: `handle` is a live block holding the argument.
-    let out = unsafe { imports::crypto_jwt_verify(handle) };
+    let out = unsafe { f(handle) };
     buntime_pdk::io::free_block(handle);
     decode(out)
+}
+
+/// `crypto_jwt_verify` through the host.
+fn verify(request: &Value) -> Result<Value, HostErrorBody> {
+    call(imports::crypto_jwt_verify, request)
 }
 
 /// `pool_public_routes` through the host.
@@ -150,7 +156,9 @@ fn app_routes() -> BTreeMap<String, Routes> {
     let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
     let now = SystemTime::now();
     if let Some((at, routes)) = cache.as_ref()
-        && now.duration_since(*at).is_ok_and(|age| age < APP_ROUTES_TTL)
+        && now
+            .duration_since(*at)
+            .is_ok_and(|age| age < APP_ROUTES_TTL)
     {
         return routes.clone();
     }
@@ -192,9 +200,53 @@ fn open(cfg: &Config, req: &RequestHead) -> bool {
     listed(cfg.public.get(app)) || listed(app_routes().get(app))
 }
 
+/// An API key the request carries for one of the `apiKeys` providers, and
+/// the header it came in: the provider's header, or `Authorization: Bearer`
+/// with a token that is not a JWT.
+fn presented_key<'a>(
+    cfg: &'a Config,
+    req: &'a RequestHead,
+) -> Option<(&'a ApiKeyProvider, &'a str, &'a str)> {
+    cfg.api_keys.iter().find_map(|p| {
+        if let Some(k) = req.header(&p.header) {
+            return Some((p, k.trim(), p.header.as_str()));
+        }
+        let value = req.header("authorization")?;
+        let (scheme, token) = value.split_once(' ')?;
+        (scheme.eq_ignore_ascii_case("bearer") && token.trim().split('.').count() != 3)
+            .then(|| (p, token.trim(), "authorization"))
+    })
+}
+
+/// The identity of an API key, or why it was refused.
+fn api_key_identity(provider: &ApiKeyProvider, key: &str) -> Result<Value, Refused> {
+    let digest = call(imports::crypto_sha256, &json!({ "data": key })).map_err(|e| Refused {
+        reason: "provider_unavailable".into(),
+        message: e.to_string(),
+    })?;
+    let hex = digest["hex"].as_str().unwrap_or_default();
+    provider
+        .find(hex)
+        .map(|k| provider.identity(k))
+        .ok_or_else(|| Refused {
+            reason: "unknown_api_key".into(),
+            message: format!("no key of provider `{}` matches", provider.name),
+        })
+}
+
 fn authn(req: RequestHead) -> Result<RequestDecision, Error> {
     let cfg = settings()?;
-    let changes = RequestChanges::default().remove_header(IDENTITY);
+    let mut changes = RequestChanges::default().remove_header(IDENTITY);
+    if let Some((provider, key, header)) = presented_key(cfg, &req) {
+        // The key is a secret of the client's: the app never sees it.
+        changes = changes.remove_header(header);
+        return match api_key_identity(provider, key) {
+            Ok(identity) => Ok(RequestDecision::Continue(
+                changes.set_header(IDENTITY, identity.to_string()),
+            )),
+            Err(refused) => Ok(refuse(cfg, &req, changes, &refused)),
+        };
+    }
     // Open routes get an identity when a valid token comes along; nothing
     // is refused there.
     let Some(token) = bearer(&req) else {
@@ -207,34 +259,43 @@ fn authn(req: RequestHead) -> Result<RequestDecision, Error> {
         Ok(identity) => Ok(RequestDecision::Continue(
             changes.set_header(IDENTITY, identity.to_string()),
         )),
-        Err(refused) => {
-            extism_pdk::warn!(
-                "authn: bearer token refused on {} {} ({}): {}",
-                req.method,
-                req.path,
-                refused.reason,
-                refused.message
-            );
-            if open(cfg, &req) {
-                return Ok(RequestDecision::Continue(changes));
-            }
-            let mut head = json_head(
-                401,
-                unauthorized_body(
-                    "TOKEN_INVALID",
-                    "the bearer token was not accepted",
-                    &req.request_id,
-                ),
-            );
-            head.headers.push((
-                "www-authenticate".into(),
-                "Bearer error=\"invalid_token\"".into(),
-            ));
-            Ok(RequestDecision::respond(head))
-        }
+        Err(refused) => Ok(refuse(cfg, &req, changes, &refused)),
     }
 }
 buntime_pdk::on_request!(authn);
+
+/// Credentials that were not accepted: logged with the reason; the request
+/// goes on without an identity where none is needed, else a 401.
+fn refuse(
+    cfg: &Config,
+    req: &RequestHead,
+    changes: RequestChanges,
+    refused: &Refused,
+) -> RequestDecision {
+    extism_pdk::warn!(
+        "authn: credentials refused on {} {} ({}): {}",
+        req.method,
+        req.path,
+        refused.reason,
+        refused.message
+    );
+    if open(cfg, req) {
+        return RequestDecision::Continue(changes);
+    }
+    let mut head = json_head(
+        401,
+        unauthorized_body(
+            "TOKEN_INVALID",
+            "the credentials sent were not accepted",
+            &req.request_id,
+        ),
+    );
+    head.headers.push((
+        "www-authenticate".into(),
+        "Bearer error=\"invalid_token\"".into(),
+    ));
+    RequestDecision::respond(head)
+}
 
 /// No credentials: browsers go to the login page, other clients get a 401.
 fn unauthenticated(cfg: &Config, req: &RequestHead) -> RequestDecision {

@@ -1,4 +1,4 @@
-//! `@buntime/plugin-authn`: who is calling. Bearer JWTs from OpenID
+//! `@buntime/plugin-authn`: who is calling. API keys of machine clients and bearer JWTs from OpenID
 //! providers are verified by the host (`crypto_jwt_verify`: signature, key
 //! set, expiry, issuer, audience) and become the `X-Identity` header the
 //! plugins and apps after it read; a request without a valid identity is

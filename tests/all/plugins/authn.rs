@@ -336,3 +336,46 @@ async fn a_discovery_document_naming_another_issuer_is_refused() {
     let (status, _, body) = get(&server, "/echo/private", Some(&token), "application/json").await;
     assert_eq!(status, 401, "{body}");
 }
+
+#[tokio::test]
+async fn api_keys_identify_machine_clients() {
+    // printf %s k-machine-1 | sha256sum
+    let digest = "b8ee3efd3884f4804294d0c3bbc53eeac2e0e348aa14b2dbec543f6fe9b63a52";
+    let server = start(json!({
+        "providers": [{
+            "type": "apiKeys",
+            "name": "machines",
+            "keys": [{ "name": "ci", "sha256": digest, "roles": ["deployer"] }]
+        }]
+    }))
+    .await;
+    for (header, value) in [
+        ("x-api-key", "k-machine-1"),
+        ("authorization", "Bearer k-machine-1"),
+    ] {
+        let res = client()
+            .get(server.url("/echo/private"))
+            .header(header, value)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status().as_u16(), 200, "{header}");
+        let body: Value = res.json().await.expect("json");
+        let id: Value = serde_json::from_str(&seen_header(&body, "x-identity").expect("identity"))
+            .expect("JSON");
+        assert_eq!(id["sub"], "apikey:ci");
+        assert_eq!(id["roles"], json!(["deployer"]));
+        assert_eq!(id["provider"], "machines");
+        // The key itself never reaches the app.
+        assert_eq!(seen_header(&body, header), None);
+    }
+    let res = client()
+        .get(server.url("/echo/private"))
+        .header("x-api-key", "k-machine-2")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status().as_u16(), 401);
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["code"], "TOKEN_INVALID");
+}

@@ -189,7 +189,7 @@ impl Encoding {
                 .decode(text.trim_end_matches('='))
                 .map_err(|e| bad(e.to_string())),
             Encoding::Hex => {
-                if text.len() % 2 != 0 {
+                if !text.len().is_multiple_of(2) {
                     return Err(bad("odd number of digits".into()));
                 }
                 (0..text.len())
