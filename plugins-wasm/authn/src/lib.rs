@@ -1,6 +1,7 @@
-//! `@buntime/plugin-authn`: who is calling. API keys of machine clients and bearer JWTs from OpenID
+//! `@buntime/plugin-authn`: who is calling. Bearer JWTs from OpenID
 //! providers are verified by the host (`crypto_jwt_verify`: signature, key
-//! set, expiry, issuer, audience) and become the `X-Identity` header the
+//! set, expiry, issuer, audience), API keys of machine clients by their
+//! SHA-256; either becomes the `X-Identity` header the
 //! plugins and apps after it read; a request without a valid identity is
 //! refused (401 JSON, or a redirect to the login page for browsers) unless
 //! the app lists the route as public.

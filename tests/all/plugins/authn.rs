@@ -379,3 +379,40 @@ async fn api_keys_identify_machine_clients() {
     let body: Value = res.json().await.expect("json");
     assert_eq!(body["code"], "TOKEN_INVALID");
 }
+
+#[tokio::test]
+async fn a_key_set_outside_the_crypto_grant_is_denied() {
+    let mut idp = Provider::start();
+    let issuer = idp.issuer.clone();
+    // The operator narrows the grant to public HTTPS: the loopback provider
+    // is out of it.
+    let server = TestServer::try_start_plugins(buntime::plugins::embedded(), |root| {
+        echo(root);
+        let entry = json!({
+            "name": AUTHN,
+            "config": settings(&issuer),
+            "capabilities": { "crypto": { "jwks": ["https://*:*"] } }
+        });
+        config(root, &json!({ "plugins": [entry] }).to_string());
+    })
+    .await
+    .expect("server with the authn plugin");
+    let token = idp.token();
+    let (status, _, body) = get(&server, "/echo/private", Some(&token), "application/json").await;
+    assert_eq!(status, 401, "{body}");
+    let metrics: Value = client()
+        .get(server.url("/_/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        metrics["engine"]["denialsByCapability"]["crypto"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1,
+        "{metrics:#}"
+    );
+}
