@@ -144,7 +144,7 @@ pub(super) fn function() -> HostFunction {
 }
 
 async fn verify(cache: &super::JwksCache, fetcher: &Fetcher, req: VerifyReq) -> HostOutput {
-    let result = match check(cache, fetcher, &req).await? {
+    let result = match check(cache, Some(fetcher), &req).await? {
         Ok((header, claims)) => json!({"valid": true, "header": header, "claims": claims}),
         Err(r) => json!({"valid": false, "reason": r.reason, "message": r.message}),
     };
@@ -154,7 +154,7 @@ async fn verify(cache: &super::JwksCache, fetcher: &Fetcher, req: VerifyReq) -> 
 /// Host errors (bad arguments, unreachable key sets) outside, refusals inside.
 async fn check(
     cache: &super::JwksCache,
-    fetcher: &Fetcher,
+    fetcher: Option<&Fetcher>,
     req: &VerifyReq,
 ) -> Result<Result<(Value, Value), Refusal>, HostError> {
     let allowed = allowed_algorithms(req)?;
@@ -239,7 +239,7 @@ async fn check(
 /// The key set the request names: inline, at `jwksUri`, or by discovery.
 async fn key_set(
     cache: &super::JwksCache,
-    fetcher: &Fetcher,
+    fetcher: Option<&Fetcher>,
     req: &VerifyReq,
     kid: Option<&str>,
 ) -> Result<std::sync::Arc<KeySet>, HostError> {
@@ -248,6 +248,8 @@ async fn key_set(
             .map(std::sync::Arc::new)
             .map_err(|e| HostError::invalid_argument(format!("`jwks`: {e}")));
     }
+    let fetcher =
+        fetcher.ok_or_else(|| HostError::new("unavailable", "no outbound client to fetch keys"))?;
     let fresh = Freshness {
         max_age: Duration::from_secs(req.cache_seconds.unwrap_or(300).max(1)),
         refresh: Duration::from_secs(req.refresh_seconds.unwrap_or(60).max(1)),
@@ -385,5 +387,120 @@ fn refusal(kind: &ErrorKind) -> Refusal {
             "the token's algorithm does not fit the key",
         ),
         other => refuse("malformed", format!("the token cannot be read: {other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    use ring::signature::{self, KeyPair};
+
+    fn b64(bytes: &[u8]) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    fn request(token: &str, jwks: Value) -> VerifyReq {
+        serde_json::from_value(json!({
+            "token": token, "jwks": jwks, "issuer": "https://idp", "audience": "api"
+        }))
+        .unwrap()
+    }
+
+    async fn reason(req: &VerifyReq) -> Result<Value, &'static str> {
+        match check(&super::super::JwksCache::default(), None, req)
+            .await
+            .unwrap()
+        {
+            Ok((_, claims)) => Ok(claims),
+            Err(r) => Err(r.reason),
+        }
+    }
+
+    fn claims() -> Value {
+        let now = jsonwebtoken::get_current_timestamp();
+        json!({"sub": "u", "iss": "https://idp", "aud": "api", "exp": now + 60})
+    }
+
+    #[tokio::test]
+    async fn ed25519_and_p256_keys_verify_their_algorithms_only() {
+        let rng = ring::rand::SystemRandom::new();
+        let ed = signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        let ed_pub = signature::Ed25519KeyPair::from_pkcs8(ed.as_ref()).unwrap();
+        let p256 = signature::EcdsaKeyPair::generate_pkcs8(
+            &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &rng,
+        )
+        .unwrap();
+        let p256_pub = signature::EcdsaKeyPair::from_pkcs8(
+            &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            p256.as_ref(),
+            &rng,
+        )
+        .unwrap();
+        let point = p256_pub.public_key().as_ref();
+        let jwks = json!({"keys": [
+            {"kty": "OKP", "crv": "Ed25519", "kid": "ed", "x": b64(ed_pub.public_key().as_ref())},
+            {"kty": "EC", "crv": "P-256", "kid": "ec", "x": b64(&point[1..33]), "y": b64(&point[33..])},
+        ]});
+
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some("ed".into());
+        let token = encode(&header, &claims(), &EncodingKey::from_ed_der(ed.as_ref())).unwrap();
+        assert_eq!(
+            reason(&request(&token, jwks.clone())).await.unwrap()["sub"],
+            "u"
+        );
+
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some("ec".into());
+        let token = encode(&header, &claims(), &EncodingKey::from_ec_der(p256.as_ref())).unwrap();
+        assert_eq!(
+            reason(&request(&token, jwks.clone())).await.unwrap()["sub"],
+            "u"
+        );
+
+        // An ES256 token naming the Ed25519 key: no key of that type.
+        header.kid = Some("ed".into());
+        let token = encode(&header, &claims(), &EncodingKey::from_ec_der(p256.as_ref())).unwrap();
+        assert_eq!(
+            reason(&request(&token, jwks.clone())).await,
+            Err("unknown_kid")
+        );
+
+        // HS256 is refused without a secret, whatever the key set holds.
+        let token = encode(
+            &Header::new(Algorithm::HS256),
+            &claims(),
+            &EncodingKey::from_secret(b"guess"),
+        )
+        .unwrap();
+        assert_eq!(
+            reason(&request(&token, jwks)).await,
+            Err("algorithm_not_allowed")
+        );
+    }
+
+    #[tokio::test]
+    async fn hs256_with_a_configured_secret() {
+        let token = encode(
+            &Header::new(Algorithm::HS256),
+            &claims(),
+            &EncodingKey::from_secret(b"s3cret-s3cret-s3cret"),
+        )
+        .unwrap();
+        let req = |secret: &str| -> VerifyReq {
+            serde_json::from_value(
+                json!({"token": token, "secret": secret, "audience": ["x", "api"]}),
+            )
+            .unwrap()
+        };
+        assert!(reason(&req("s3cret-s3cret-s3cret")).await.is_ok());
+        assert_eq!(reason(&req("other")).await, Err("bad_signature"));
+        let missing: VerifyReq = serde_json::from_value(json!({
+            "token": token, "secret": "s3cret-s3cret-s3cret", "requiredClaims": ["email"]
+        }))
+        .unwrap();
+        assert_eq!(reason(&missing).await, Err("missing_claim"));
     }
 }
