@@ -17,6 +17,7 @@ const CORE_PLUGINS: &[(&str, &str)] = &[
     ("plugin-vhosts", "vhosts"),
     ("plugin-gateway", "gateway"),
     ("plugin-deployments", "deployments"),
+    ("plugin-authn", "authn"),
 ];
 
 fn main() {

@@ -56,6 +56,8 @@ pub struct HostServices {
     pub catalog: Option<Arc<Catalog>>,
     /// The databases (`sql`), when configured.
     pub sql: Option<Arc<super::SqlDatabases>>,
+    /// Fetched key sets (`crypto`).
+    pub crypto: super::JwksCache,
     router: OnceLock<Weak<dyn ServiceRouter>>,
     app_check: OnceLock<Arc<dyn AppCheck>>,
 }
@@ -84,6 +86,7 @@ impl HostServices {
             pools,
             catalog,
             sql,
+            crypto: super::JwksCache::default(),
             router: OnceLock::new(),
             app_check: OnceLock::new(),
         })

@@ -13,6 +13,7 @@
 //! the operator may narrow them in `buntime.jsonc` ([`narrow`]).
 
 mod context;
+mod crypto;
 mod events;
 pub mod fs;
 mod hosts;
@@ -31,6 +32,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 pub use context::{AppCheck, GuestContext, HostServices, ServiceRouter};
+pub use crypto::{CryptoGrant, JwksCache};
 pub use events::{
     DEFAULT_MAX_STREAMS, DEFAULT_MAX_STREAMS_PER_CLIENT, Event, EventBus, EventsGrant,
     MAX_EVENT_BYTES, PLUGIN_LOADED, StreamLimits, StreamRefused, StreamTicket, TopicPattern,
@@ -76,6 +78,8 @@ impl Capability {
     pub const SQL: Capability = Capability("sql");
     /// Files below directories the operator grants.
     pub const FS: Capability = Capability("fs");
+    /// Hashes, MACs, random bytes, password hashes and JWS verification.
+    pub const CRYPTO: Capability = Capability("crypto");
 
     /// Declares a capability by name. Names are lowercase identifiers.
     pub const fn new(name: &'static str) -> Self {
@@ -134,6 +138,7 @@ pub static SPECS: &[&dyn CapabilitySpec] = &[
     &pool::PoolSpec,
     &sql::SqlSpec,
     &fs::FsSpec,
+    &crypto::CryptoSpec,
 ];
 
 /// The spec of the capability called `name`.

@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | `pool_stats` | none (handle 0) | `{"apps", "capacity", "evictions", "workers": [{"app", "active", "idle", "requests", "errors"}]}` |
 //! | `pool_apps` | none | `[{"name", "versions": [...]}]` |
+//! | `pool_public_routes` | none | `{"<app>": <publicRoutes>}`: each app's newest version's `worker.jsonc` `publicRoutes`, for apps that set them (read on the blocking pool: JSONC parsing needs more stack than a guest call has) |
 
 use serde_json::{Value, json};
 
@@ -95,6 +96,40 @@ impl CapabilitySpec for PoolSpec {
                     })()
                 },
             ),
+            HostFunction::new(
+                "pool_public_routes",
+                Capability::POOL,
+                0,
+                ResultEncoding::Envelope,
+                |state, _| {
+                    let catalog = state
+                        .context()
+                        .ok_or_else(no_context)
+                        .and_then(|cx| cx.host.catalog.clone().ok_or_else(no_context));
+                    Box::pin(async move {
+                        let catalog = catalog?;
+                        let routes = tokio::task::spawn_blocking(move || public_routes(&catalog))
+                            .await
+                            .map_err(|_| HostError::new("internal", "the task was interrupted"))?;
+                        serde_json::to_vec(&routes)
+                            .map(Some)
+                            .map_err(|e| HostError::new("internal", e.to_string()))
+                    })
+                },
+            ),
         ]
     }
+}
+
+/// Each app's `publicRoutes`, from its newest version's `worker.jsonc`; an
+/// app whose file does not parse has none (the app itself fails to load).
+fn public_routes(catalog: &crate::routing::Catalog) -> serde_json::Map<String, Value> {
+    catalog
+        .all()
+        .into_iter()
+        .filter_map(|(name, versions)| {
+            let config = crate::config::WorkerConfig::load(&versions.last()?.dir).ok()?;
+            (!config.public_routes.is_null()).then_some((name, config.public_routes))
+        })
+        .collect()
 }

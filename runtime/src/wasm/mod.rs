@@ -25,6 +25,7 @@ mod ticker;
 
 pub use abi_version::{AbiVersionError, HOST_ABI_VERSION, check_abi_version, declared_abi_version};
 pub use arena::{Arena, ArenaError, BLOCK_COST};
+pub(crate) use engine::EngineShared;
 pub use engine::{Allocation, DEFAULT_EPOCH_TICK, Engine, EngineConfig};
 pub use error::{CallError, LoadError};
 pub use host_fn::{

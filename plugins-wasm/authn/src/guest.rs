@@ -1,0 +1,380 @@
+//! The wasm side: `on_init` checks the config, `on_request` authenticates,
+//! `handle` serves `/_/auth/*`.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use buntime_pdk::abi::{HostErrorBody, HostResult};
+use buntime_pdk::hooks::{RequestChanges, RequestDecision};
+use buntime_pdk::plugin::config as config_value;
+use buntime_pdk::{Error, Request, RequestHead, Response, ResponseHead};
+use serde_json::{Value, json};
+
+use crate::config::{ApiKeyProvider, Config, JwtProvider, Routes};
+use crate::web::{encode, login_page, unauthorized_body, wants_html};
+
+/// The header carrying the identity (whatever a client sent is stripped by
+/// the host, and removed here too).
+const IDENTITY: &str = "x-identity";
+
+#[allow(unsafe_code, reason = "imports are foreign functions by definition")]
+mod imports {
+    #[link(wasm_import_module = "extism:host/user")]
+    unsafe extern "C" {
+        pub(super) fn crypto_jwt_verify(h: u64) -> u64;
+        pub(super) fn crypto_sha256(h: u64) -> u64;
+        pub(super) fn pool_public_routes() -> u64;
+    }
+}
+
+/// This instance's config, parsed on first use (`on_init` ran on one
+/// instance only).
+fn settings() -> Result<&'static Config, Error> {
+    static CONFIG: OnceLock<Result<Config, String>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let mut cfg = serde_json::Map::new();
+            for key in ["providers", "publicRoutes", "loginPath"] {
+                if let Some(text) = config_value(key) {
+                    let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+                    cfg.insert(key.to_owned(), v);
+                }
+            }
+            Config::parse(&Value::Object(cfg))
+        })
+        .as_ref()
+        .map_err(|e| Error::msg(e.clone()))
+}
+
+fn init(cfg: Value) -> Result<(), Error> {
+    Config::parse(&cfg).map_err(Error::msg)?;
+    Ok(())
+}
+buntime_pdk::on_init!(init);
+
+fn internal(message: String) -> HostErrorBody {
+    HostErrorBody {
+        code: "internal".into(),
+        message,
+    }
+}
+
+/// An envelope host function called with `request` as JSON.
+fn call(f: unsafe extern "C" fn(u64) -> u64, request: &Value) -> Result<Value, HostErrorBody> {
+    let bytes = serde_json::to_vec(request).map_err(|e| internal(e.to_string()))?;
+    let handle = buntime_pdk::io::write_block(&bytes);
+    if handle == 0 {
+        return Err(internal("the host has no room for the argument".into()));
+    }
+    #[allow(unsafe_code, reason = "a host import")]
+    // SAFETY: `handle` is a live block holding the argument.
+    let out = unsafe { f(handle) };
+    buntime_pdk::io::free_block(handle);
+    decode(out)
+}
+
+/// `crypto_jwt_verify` through the host.
+fn verify(request: &Value) -> Result<Value, HostErrorBody> {
+    call(imports::crypto_jwt_verify, request)
+}
+
+/// `pool_public_routes` through the host.
+fn public_routes() -> Result<Value, HostErrorBody> {
+    #[allow(unsafe_code, reason = "a host import")]
+    // SAFETY: takes no arguments and returns a block handle.
+    let out = unsafe { imports::pool_public_routes() };
+    decode(out)
+}
+
+/// An envelope result block.
+fn decode(out: u64) -> Result<Value, HostErrorBody> {
+    if out == 0 {
+        return Err(internal("the host returned no result".into()));
+    }
+    let answer = buntime_pdk::io::read_block(out);
+    buntime_pdk::io::free_block(out);
+    serde_json::from_slice::<HostResult<Value>>(&answer)
+        .map_err(|e| internal(e.to_string()))?
+        .into_result()
+}
+
+/// Why a token was refused: a stable reason and a sentence.
+struct Refused {
+    reason: String,
+    message: String,
+}
+
+/// The identity of the first provider that accepts `token`.
+fn authenticate(cfg: &Config, token: &str) -> Result<Value, Refused> {
+    let mut last = Refused {
+        reason: "no_provider".into(),
+        message: "no identity provider is configured".into(),
+    };
+    for provider in &cfg.providers {
+        match check(provider, token) {
+            Ok(identity) => return Ok(identity),
+            Err(r) => last = r,
+        }
+    }
+    Err(last)
+}
+
+fn check(provider: &JwtProvider, token: &str) -> Result<Value, Refused> {
+    let mut req = provider.verify.clone();
+    req.insert("token".into(), Value::String(token.to_owned()));
+    match verify(&Value::Object(req)) {
+        Ok(answer) if answer["valid"] == json!(true) => Ok(provider.identity(&answer["claims"])),
+        Ok(answer) => Err(Refused {
+            reason: answer["reason"].as_str().unwrap_or("invalid").to_owned(),
+            message: answer["message"].as_str().unwrap_or_default().to_owned(),
+        }),
+        Err(e) => Err(Refused {
+            reason: "provider_unavailable".into(),
+            message: format!("provider `{}`: {e}", provider.name),
+        }),
+    }
+}
+
+/// A bearer token shaped like a JWT (the server's own API keys are removed
+/// before the chain; anything else is not ours to judge).
+fn bearer(req: &RequestHead) -> Option<&str> {
+    let value = req.header("authorization")?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && token.split('.').count() == 3).then_some(token)
+}
+
+/// How long an instance keeps the apps' own `publicRoutes` before asking
+/// the host again (an edited `worker.jsonc` counts within this time).
+const APP_ROUTES_TTL: Duration = Duration::from_secs(5);
+
+/// The apps' `publicRoutes` from their `worker.jsonc` (through `pool_apps`),
+/// cached per instance.
+fn app_routes() -> BTreeMap<String, Routes> {
+    static CACHE: Mutex<Option<(SystemTime, BTreeMap<String, Routes>)>> = Mutex::new(None);
+    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    let now = SystemTime::now();
+    if let Some((at, routes)) = cache.as_ref()
+        && now
+            .duration_since(*at)
+            .is_ok_and(|age| age < APP_ROUTES_TTL)
+    {
+        return routes.clone();
+    }
+    let mut routes = BTreeMap::new();
+    match public_routes() {
+        Ok(Value::Object(apps)) => {
+            for (name, value) in apps {
+                match Routes::parse(&value) {
+                    Ok(r) => {
+                        routes.insert(name, r);
+                    }
+                    Err(e) => extism_pdk::warn!(
+                        "authn: app `{name}`: `publicRoutes` in worker.jsonc ignored: {e}"
+                    ),
+                }
+            }
+        }
+        Ok(_) => {}
+        Err(e) => extism_pdk::warn!("authn: the apps' publicRoutes cannot be read: {e}"),
+    }
+    *cache = Some((now, routes.clone()));
+    routes
+}
+
+/// Whether the request needs no identity: a core or plugin route (they
+/// have their own keys), or a route its app lists as public (in this
+/// plugin's config or in the app's `worker.jsonc`).
+fn open(cfg: &Config, req: &RequestHead) -> bool {
+    if req.path == "/_" || req.path.starts_with("/_/") {
+        return true;
+    }
+    let path = req.path.strip_prefix('/').unwrap_or(&req.path);
+    let (first, rest) = match path.find('/') {
+        Some(i) => (&path[..i], &path[i..]),
+        None => (path, "/"),
+    };
+    let app = first.split('@').next().unwrap_or(first);
+    let listed = |routes: Option<&Routes>| routes.is_some_and(|r| r.matches(&req.method, rest));
+    listed(cfg.public.get(app)) || listed(app_routes().get(app))
+}
+
+/// An API key the request carries for one of the `apiKeys` providers, and
+/// the header it came in: the provider's header, or `Authorization: Bearer`
+/// with a token that is not a JWT.
+fn presented_key<'a>(
+    cfg: &'a Config,
+    req: &'a RequestHead,
+) -> Option<(&'a ApiKeyProvider, &'a str, &'a str)> {
+    cfg.api_keys.iter().find_map(|p| {
+        if let Some(k) = req.header(&p.header) {
+            return Some((p, k.trim(), p.header.as_str()));
+        }
+        let value = req.header("authorization")?;
+        let (scheme, token) = value.split_once(' ')?;
+        (scheme.eq_ignore_ascii_case("bearer") && token.trim().split('.').count() != 3)
+            .then(|| (p, token.trim(), "authorization"))
+    })
+}
+
+/// The identity of an API key, or why it was refused.
+fn api_key_identity(provider: &ApiKeyProvider, key: &str) -> Result<Value, Refused> {
+    let digest = call(imports::crypto_sha256, &json!({ "data": key })).map_err(|e| Refused {
+        reason: "provider_unavailable".into(),
+        message: e.to_string(),
+    })?;
+    let hex = digest["hex"].as_str().unwrap_or_default();
+    provider
+        .find(hex)
+        .map(|k| provider.identity(k))
+        .ok_or_else(|| Refused {
+            reason: "unknown_api_key".into(),
+            message: format!("no key of provider `{}` matches", provider.name),
+        })
+}
+
+fn authn(req: RequestHead) -> Result<RequestDecision, Error> {
+    let cfg = settings()?;
+    let mut changes = RequestChanges::default().remove_header(IDENTITY);
+    if let Some((provider, key, header)) = presented_key(cfg, &req) {
+        // The key is a secret of the client's: the app never sees it.
+        changes = changes.remove_header(header);
+        return match api_key_identity(provider, key) {
+            Ok(identity) => Ok(RequestDecision::Continue(
+                changes.set_header(IDENTITY, identity.to_string()),
+            )),
+            Err(refused) => Ok(refuse(cfg, &req, changes, &refused)),
+        };
+    }
+    // Open routes get an identity when a valid token comes along; nothing
+    // is refused there.
+    let Some(token) = bearer(&req) else {
+        if open(cfg, &req) {
+            return Ok(RequestDecision::Continue(changes));
+        }
+        return Ok(unauthenticated(cfg, &req));
+    };
+    match authenticate(cfg, token) {
+        Ok(identity) => Ok(RequestDecision::Continue(
+            changes.set_header(IDENTITY, identity.to_string()),
+        )),
+        Err(refused) => Ok(refuse(cfg, &req, changes, &refused)),
+    }
+}
+buntime_pdk::on_request!(authn);
+
+/// Credentials that were not accepted: logged with the reason; the request
+/// goes on without an identity where none is needed, else a 401.
+fn refuse(
+    cfg: &Config,
+    req: &RequestHead,
+    changes: RequestChanges,
+    refused: &Refused,
+) -> RequestDecision {
+    extism_pdk::warn!(
+        "authn: credentials refused on {} {} ({}): {}",
+        req.method,
+        req.path,
+        refused.reason,
+        refused.message
+    );
+    if open(cfg, req) {
+        return RequestDecision::Continue(changes);
+    }
+    let mut head = json_head(
+        401,
+        unauthorized_body(
+            "TOKEN_INVALID",
+            "the credentials sent were not accepted",
+            &req.request_id,
+        ),
+    );
+    head.headers.push((
+        "www-authenticate".into(),
+        "Bearer error=\"invalid_token\"".into(),
+    ));
+    RequestDecision::respond(head)
+}
+
+/// No credentials: browsers go to the login page, other clients get a 401.
+fn unauthenticated(cfg: &Config, req: &RequestHead) -> RequestDecision {
+    if wants_html(req.header("accept")) && matches!(req.method.as_str(), "GET" | "HEAD") {
+        let target = match &req.query {
+            Some(q) => format!("{}?{q}", req.path),
+            None => req.path.clone(),
+        };
+        let mut head = ResponseHead::new(302);
+        head.headers.push((
+            "location".into(),
+            format!("{}?redirect={}", cfg.login_path, encode(&target)),
+        ));
+        head.headers
+            .push(("cache-control".into(), "no-store".into()));
+        return RequestDecision::respond(head);
+    }
+    let mut head = json_head(
+        401,
+        unauthorized_body(
+            "AUTHENTICATION_REQUIRED",
+            "this route needs an identity: send `Authorization: Bearer <token>` from a configured provider",
+            &req.request_id,
+        ),
+    );
+    head.headers
+        .push(("www-authenticate".into(), "Bearer".into()));
+    RequestDecision::respond(head)
+}
+
+fn json_head(status: u16, body: String) -> ResponseHead {
+    let mut head = ResponseHead::new(status);
+    head.headers
+        .push(("content-type".into(), "application/json".into()));
+    head.headers
+        .push(("cache-control".into(), "no-store".into()));
+    head.body = Some(body);
+    head
+}
+
+/// `/_/auth/*`: the login page and the API.
+fn routes(req: Request) -> Result<Response, Error> {
+    let cfg = settings()?;
+    let providers: Vec<(String, String)> = cfg
+        .providers
+        .iter()
+        .map(|p| {
+            let issuer = p.verify["issuer"].as_str().unwrap_or_default().to_owned();
+            (p.name.clone(), issuer)
+        })
+        .collect();
+    match (req.method(), req.path()) {
+        ("GET", "/login") => Ok(Response::new(200)
+            .header("content-type", "text/html; charset=utf-8")
+            .body(login_page(&providers))),
+        ("GET", "/api/providers") => Response::json(&json!({
+            "providers": providers
+                .iter()
+                .map(|(name, issuer)| json!({"name": name, "type": "jwt", "issuer": issuer}))
+                .collect::<Vec<_>>()
+        })),
+        ("GET", "/api/session") => match req.header(IDENTITY) {
+            Some(identity) => Ok(Response::new(200)
+                .header("content-type", "application/json")
+                .body(identity.to_owned())),
+            None => Ok(Response::new(401)
+                .header("content-type", "application/json")
+                .body(unauthorized_body(
+                    "AUTHENTICATION_REQUIRED",
+                    "no identity: send `Authorization: Bearer <token>`",
+                    &req.head().request_id,
+                ))),
+        },
+        _ => Ok(Response::new(404)
+            .header("content-type", "application/json")
+            .body(
+                json!({"code": "NOT_FOUND", "message": format!("no route {} {}", req.method(), req.path())})
+                    .to_string(),
+            )),
+    }
+}
+buntime_pdk::app!(routes);
