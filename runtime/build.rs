@@ -15,6 +15,7 @@ const CORE_PLUGINS: &[(&str, &str)] = &[
     ("plugin-database", "database"),
     ("plugin-keyval", "keyval"),
     ("plugin-vhosts", "vhosts"),
+    ("plugin-authz", "authz"),
 ];
 
 fn main() {

@@ -42,10 +42,10 @@ pub use plugin::{HookError, HookFailure, Hooks, Plugin, PluginStats, check_modul
 const CORE_PLUGINS: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/core_plugins.rs"));
 
 /// The core plugins compiled into this binary (`@buntime/plugin-database`,
-/// `@buntime/plugin-keyval`, `@buntime/plugin-vhosts`). They load unless the
-/// configuration turns them off (vhosts' manifest does, until
-/// `buntime.jsonc` lists it); a plugin dir holding a plugin of the same name
-/// overrides one.
+/// `@buntime/plugin-keyval`, `@buntime/plugin-vhosts`, `@buntime/plugin-authz`).
+/// They load unless the configuration turns them off (the vhosts and authz
+/// manifests do, until `buntime.jsonc` lists them); a plugin dir holding a
+/// plugin of the same name overrides one.
 pub fn embedded() -> Vec<EmbeddedPlugin> {
     CORE_PLUGINS
         .iter()

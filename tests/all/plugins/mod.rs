@@ -1,6 +1,7 @@
 //! Plugins end to end: fixture plugins on disk, `buntime.jsonc`, the real
 //! server on loopback.
 
+mod authz;
 mod capabilities;
 mod chain;
 mod database;
