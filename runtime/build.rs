@@ -18,6 +18,7 @@ const CORE_PLUGINS: &[(&str, &str)] = &[
     ("plugin-gateway", "gateway"),
     ("plugin-deployments", "deployments"),
     ("plugin-authn", "authn"),
+    ("plugin-authz", "authz"),
 ];
 
 fn main() {

@@ -6,6 +6,10 @@
 //! changes): the difference between `1_noop` and `0_plugins` is what one
 //! plugin adds to a request; `5_noop` against `0_plugins` is the throughput a
 //! five-plugin chain costs. `benches/README.md` lists the latest figures.
+//!
+//! `authz_decision` puts the authz core plugin with 100 policies in front of
+//! the same app, next to the same chain without it: the difference is one
+//! authorization decision (with its policy-version check) per request.
 
 use std::path::Path;
 
@@ -115,9 +119,105 @@ fn chain(c: &mut Criterion) {
     group.finish();
 }
 
+/// 99 policies that do not apply to an anonymous `GET /hello/` (other roles,
+/// apps, paths and methods, an address condition), and one that permits it,
+/// evaluated last.
+fn authz_policies() -> String {
+    let mut policies: Vec<String> = (0..99)
+        .map(|i| {
+            format!(
+                r#"{{ "id": "p{i}", "effect": "{}", "priority": {i},
+                   "subjects": [{{ "role": "role-{i}:*" }}, {{ "group": "g{i}" }}],
+                   "resources": [{{ "app": "app{i}", "path": "/app{i}/api/*/items/**" }}],
+                   "actions": [{{ "method": "POST" }}],
+                   "conditions": [{{ "type": "ip", "allowlist": ["10.0.0.0/8"] }}] }}"#,
+                if i % 2 == 0 { "permit" } else { "deny" }
+            )
+        })
+        .collect();
+    policies.push(
+        r#"{ "id": "hello", "effect": "permit", "priority": -1, "subjects": [],
+             "resources": [{ "path": "/hello/**" }], "actions": [{ "method": "GET" }] }"#
+            .into(),
+    );
+    policies.join(",")
+}
+
+/// The warm hello app behind the embedded core plugins, with authz on (and
+/// 100 policies) or off.
+fn authz_state(rt: &tokio::runtime::Runtime, root: &Path, on: bool) -> AppState {
+    let apps = root.join("apps");
+    write(
+        &apps.join("hello/1.0.0/worker.jsonc"),
+        r#"{ ttl: "10m", maxRequests: 0 }"#,
+    );
+    std::fs::copy(fx::APP_HELLO, apps.join("hello/1.0.0/app.wasm")).expect("copy app");
+    let entry = if on {
+        format!(
+            r#"["@buntime/plugin-authz", {{ "policySeed": {{ "policies": [{}] }} }}]"#,
+            authz_policies()
+        )
+    } else {
+        r#"{ "name": "@buntime/plugin-authz", "enabled": false }"#.to_owned()
+    };
+    write(
+        &root.join("buntime.jsonc"),
+        &format!(r#"{{ "plugins": [{entry}] }}"#),
+    );
+    let engine = Engine::new(EngineConfig {
+        host_functions: host_functions(),
+        ..EngineConfig::default()
+    })
+    .expect("engine");
+    let sources = PluginSources {
+        dirs: Vec::new(),
+        embedded: buntime::plugins::embedded(),
+        config_file: Some((root.join("buntime.jsonc"), true)),
+        data_dir: Some(root.join("data")),
+        max_tenants: None,
+    };
+    rt.block_on(AppState::build(engine, vec![apps], 16, sources))
+        .expect("state")
+}
+
+fn authz(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut group = c.benchmark_group("authz_decision");
+    for (label, on) in [("without_authz", false), ("authz_100_policies", true)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = authz_state(&rt, dir.path(), on);
+        let loaded = state
+            .plugins
+            .current()
+            .plugins
+            .iter()
+            .any(|p| p.manifest.name == "@buntime/plugin-authz");
+        assert_eq!(loaded, on, "{label}: authz must be loaded exactly when on");
+        let app = service(state.clone());
+        let request = || {
+            Request::get("/hello/")
+                .header("host", "localhost")
+                .body(Body::empty())
+                .expect("request")
+        };
+        let status = rt
+            .block_on(app.clone().oneshot(request()))
+            .expect("call")
+            .status();
+        assert_eq!(status, 200, "{label}: the hello app must answer");
+        group.bench_function(label, |b| {
+            b.iter(|| rt.block_on(app.clone().oneshot(request())).expect("call"))
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(3));
-    targets = chain
+    targets = chain, authz
 }
 criterion_main!(benches);

@@ -2,6 +2,7 @@
 //! server on loopback.
 
 mod authn;
+mod authz;
 mod capabilities;
 mod chain;
 mod database;
