@@ -37,8 +37,14 @@ impl Format {
 
 /// The exposition of everything `state` counts, in `format`.
 pub fn render(state: &AppState, format: Format) -> Result<String, std::fmt::Error> {
-    let mut registry = Registry::with_prefix("buntime");
-    registry.register_collector(Box::new(Figures(state.clone())));
+    let mut registry = Registry::default();
+    registry
+        .sub_registry_with_prefix("buntime")
+        .register_collector(Box::new(Figures(state.clone())));
+    // Unprefixed: the standard `process_*` names.
+    registry.register_collector(Box::new(super::process::ProcessFigures {
+        started: state.started,
+    }));
     let mut out = String::with_capacity(16 * 1024);
     match format {
         Format::Prometheus => {

@@ -12,6 +12,7 @@
 //! kept here and only encoded through prometheus-client.
 
 mod exposition;
+mod process;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

@@ -100,6 +100,27 @@ async fn the_prometheus_exposition_passes_promtool_and_counts_by_label() {
     ] {
         assert!(!samples(&text, family).is_empty(), "no {family} in\n{text}");
     }
+    // The process's own figures, under the standard unprefixed names.
+    let figure = |series: &str| -> f64 {
+        samples(&text, series)
+            .first()
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    };
+    assert!(figure("process_cpu_seconds_total ") > 0.0);
+    assert!(figure("process_resident_memory_bytes ") > 1e6);
+    assert!(figure("process_virtual_memory_bytes ") >= figure("process_resident_memory_bytes "));
+    assert!(figure("process_threads ") >= 2.0);
+    // At least the listener and the scrape's own connection.
+    assert!(figure("process_open_fds ") >= 2.0);
+    assert!(figure("process_max_fds ") >= figure("process_open_fds "));
+    let started = figure("process_start_time_seconds ");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    assert!(started <= now && now - started < 3600.0, "{started} {now}");
     // The scrape itself is in flight while it is encoded.
     assert!(
         samples(&text, "buntime_http_requests_in_flight ")
