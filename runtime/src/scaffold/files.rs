@@ -14,6 +14,10 @@ const PDK_SOURCES: &[(&str, &str)] = &[
     ("http.rs", include_str!("../../../pdk/src/http.rs")),
     ("io.rs", include_str!("../../../pdk/src/io.rs")),
     ("plugin.rs", include_str!("../../../pdk/src/plugin.rs")),
+    (
+        "plugin/sql.rs",
+        include_str!("../../../pdk/src/plugin/sql.rs"),
+    ),
     ("vars.rs", include_str!("../../../pdk/src/vars.rs")),
 ];
 
@@ -237,11 +241,20 @@ mod tests {
 
     #[test]
     fn every_pdk_source_is_vendored() {
+        fn walk(dir: &std::path::Path, prefix: &str, out: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).expect("pdk/src") {
+                let entry = entry.expect("entry");
+                let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+                if entry.file_type().expect("file type").is_dir() {
+                    walk(&entry.path(), &format!("{name}/"), out);
+                } else {
+                    out.push(name);
+                }
+            }
+        }
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../pdk/src");
-        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
-            .expect("pdk/src")
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .collect();
+        let mut on_disk = Vec::new();
+        walk(&dir, "", &mut on_disk);
         on_disk.sort();
         let mut vendored: Vec<String> = PDK_SOURCES.iter().map(|(f, _)| (*f).to_owned()).collect();
         vendored.sort();
