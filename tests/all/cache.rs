@@ -90,3 +90,51 @@ async fn a_truncated_cache_file_is_rejected() {
     assert_eq!(module.origin(), ModuleOrigin::Compiled);
     assert_eq!(engine.stats().cache_rejected.get(), 1);
 }
+
+/// Identical bytes loaded twice (two apps shipping the same module) share
+/// one compiled copy, each with its own options; the code is freed with the
+/// last module that uses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_modules_share_their_compiled_code_until_the_last_is_dropped() {
+    let engine = support::engine_with(EngineConfig::default());
+    let wasm = fx::bytes(fx::BASICS);
+    let first = engine
+        .load(&wasm, GuestOptions::new("first").config("greeting", "one"))
+        .expect("load first");
+    let second = engine
+        .load(&wasm, GuestOptions::new("second").config("greeting", "two"))
+        .expect("load second");
+    assert_eq!(first.origin(), ModuleOrigin::Compiled);
+    assert_eq!(second.origin(), ModuleOrigin::Shared);
+    assert_eq!(engine.stats().compiled.get(), 1);
+    assert_eq!(engine.stats().shared.get(), 1);
+    assert_eq!(engine.compiled_modules(), 1);
+
+    // Each keeps what is its own: its name and its configuration.
+    for (module, greeting) in [(&first, "one"), (&second, "two")] {
+        let mut instance = module.instantiate().await.expect("instantiate");
+        let out = instance
+            .call("greet", module.name().to_owned())
+            .await
+            .expect("call");
+        assert_eq!(out.output, format!("Hello, {}!", module.name()).as_bytes());
+        let out = instance.call("config", "greeting").await.expect("call");
+        assert_eq!(out.output, greeting.as_bytes());
+    }
+
+    // Other bytes are compiled apart.
+    let other = engine
+        .load(&fx::bytes(fx::HOSTILE), GuestOptions::new("other"))
+        .expect("load other");
+    assert_eq!(other.origin(), ModuleOrigin::Compiled);
+    assert_eq!(engine.compiled_modules(), 2);
+
+    // Once no module uses the code, a new load compiles it again.
+    drop((first, second));
+    assert_eq!(engine.compiled_modules(), 1);
+    let again = engine
+        .load(&wasm, GuestOptions::new("again"))
+        .expect("load again");
+    assert_eq!(again.origin(), ModuleOrigin::Compiled);
+    assert_eq!(engine.stats().compiled.get(), 3);
+}

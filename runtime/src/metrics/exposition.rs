@@ -350,6 +350,11 @@ impl Figures {
                 &stats.cache_hits,
             ),
             (
+                "engine_modules_shared",
+                "Modules that reuse the compiled code of identical bytes already loaded.",
+                &stats.shared,
+            ),
+            (
                 "engine_cache_rejected",
                 "Cache files rejected as corrupt or incompatible.",
                 &stats.cache_rejected,

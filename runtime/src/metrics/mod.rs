@@ -42,11 +42,14 @@ impl<const N: usize> Default for Cells<N> {
 }
 
 impl<const N: usize> Cells<N> {
-    /// Adds `n` to cell `i` (ignored past the end).
+    /// Adds `n` to cell `i` (ignored past the end); returns what this
+    /// thread's shard of the cell held before, enough to do something on
+    /// every k-th event of a thread (sampling).
     #[inline]
-    pub fn add(&self, i: usize, n: u64) {
-        if let Some(c) = self.shards[shard()].0.get(i) {
-            c.fetch_add(n, Ordering::Relaxed);
+    pub fn add(&self, i: usize, n: u64) -> u64 {
+        match self.shards[shard()].0.get(i) {
+            Some(c) => c.fetch_add(n, Ordering::Relaxed),
+            None => 0,
         }
     }
 

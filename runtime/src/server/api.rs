@@ -179,6 +179,7 @@ fn engine_metrics(stats: &crate::wasm::EngineStats) -> Value {
     json!({
         "compiled": stats.compiled.get(),
         "cacheHits": stats.cache_hits.get(),
+        "sharedCode": stats.shared.get(),
         "instances": stats.instances.get(),
         "traps": stats.traps.get(),
         "timeouts": stats.timeouts.get(),

@@ -94,7 +94,7 @@ fn describe(chain: &Chain, detail: ErrorDetail) -> Value {
         .plugins
         .iter()
         .map(|p| {
-            let calls = p.stats.calls.get();
+            let calls = p.stats.calls();
             json!({
                 "name": p.manifest.name,
                 "version": p.manifest.version.to_string(),

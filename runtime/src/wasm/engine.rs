@@ -21,6 +21,7 @@ use super::abi;
 use super::cache::ModuleCache;
 use super::error::LoadError;
 use super::host_fn::HostFunction;
+use super::loaded_code::{CodeTable, LoadedCode};
 use super::module::{GuestModule, ModuleOrigin};
 use super::options::GuestOptions;
 use super::state::HostState;
@@ -142,6 +143,8 @@ struct EngineInner {
     engine: wasmtime::Engine,
     linker: Linker<HostState>,
     cache: Option<ModuleCache>,
+    /// The compiled code of the modules loaded now, shared by identical bytes.
+    code: CodeTable,
     shared: Arc<EngineShared>,
     allocation: Allocation,
     max_memory: usize,
@@ -217,6 +220,7 @@ impl Engine {
                 engine,
                 linker,
                 cache,
+                code: CodeTable::default(),
                 shared,
                 allocation,
                 max_memory: config.max_memory,
@@ -268,6 +272,17 @@ impl Engine {
         let sha256: [u8; 32] = Sha256::digest(wasm).into();
         let stats = &self.inner.shared.stats;
 
+        if let Some(code) = self.inner.code.get(&sha256) {
+            stats.shared.add(1);
+            return Ok(GuestModule::new(
+                code,
+                options,
+                ModuleOrigin::Shared,
+                sha256,
+                self.inner.shared.clone(),
+            ));
+        }
+
         let cached = match &self.inner.cache {
             Some(cache) => cache.load(&self.inner.engine, &sha256, stats),
             None => None,
@@ -309,15 +324,25 @@ impl Engine {
                 guest: name.to_string(),
                 cause: e.into(),
             })?;
-        Ok(GuestModule::new(
+        let code = Arc::new(LoadedCode {
             module,
             pre,
+            rewritten,
+        });
+        self.inner.code.insert(sha256, &code);
+        Ok(GuestModule::new(
+            code,
             options,
             origin,
-            rewritten,
             sha256,
             self.inner.shared.clone(),
         ))
+    }
+
+    /// Distinct compiled modules in use: modules loaded from identical
+    /// bytes share one (`wasm/loaded_code.rs`).
+    pub fn compiled_modules(&self) -> usize {
+        self.inner.code.len()
     }
 
     /// Loads a module from a file; errors name the path.

@@ -15,6 +15,7 @@ mod error;
 mod free_list;
 mod host_fn;
 mod instance;
+mod loaded_code;
 mod module;
 mod options;
 mod rewrite;

@@ -3,11 +3,12 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use wasmtime::{Extern, ExternType, InstancePre, Module, ModuleExport, Store, ValType};
+use wasmtime::{Extern, ExternType, Module, ModuleExport, Store, ValType};
 
 use super::engine::EngineShared;
 use super::error::CallError;
 use super::instance::GuestInstance;
+use super::loaded_code::LoadedCode;
 use super::options::GuestOptions;
 use super::state::HostState;
 use super::sync_call::{SlowGuests, run_direct, stack_allows};
@@ -19,6 +20,9 @@ pub enum ModuleOrigin {
     Compiled,
     /// Loaded from the on-disk cache (no compilation).
     DiskCache,
+    /// The code of a module with the same bytes loaded earlier, still in
+    /// use, shared (no compilation, no second copy in memory).
+    Shared,
 }
 
 /// A loaded module: compiled code plus an `InstancePre` with every import
@@ -29,8 +33,8 @@ pub struct GuestModule {
 }
 
 struct ModuleInner {
-    module: Module,
-    pre: InstancePre<HostState>,
+    /// The compiled code, shared with every module of the same bytes.
+    code: Arc<LoadedCode>,
     options: GuestOptions,
     origin: ModuleOrigin,
     sha256: [u8; 32],
@@ -65,14 +69,13 @@ impl std::fmt::Debug for ModuleInner {
 
 impl GuestModule {
     pub(crate) fn new(
-        module: Module,
-        pre: InstancePre<HostState>,
+        code: Arc<LoadedCode>,
         options: GuestOptions,
         origin: ModuleOrigin,
-        rewritten: bool,
         sha256: [u8; 32],
         shared: Arc<EngineShared>,
     ) -> Self {
+        let module = &code.module;
         let exports = module
             .exports()
             .filter(|e| matches!(e.ty(), ExternType::Func(_)))
@@ -105,14 +108,14 @@ impl GuestModule {
         });
         // A module the rewrite refused keeps its own exports, whatever
         // their names: none of its memories is the arena.
-        let arena = rewritten
+        let arena = code
+            .rewritten
             .then(|| module.get_export_index(super::ARENA_EXPORT))
             .flatten();
         Self {
             inner: Arc::new(ModuleInner {
                 arena,
-                module,
-                pre,
+                code,
                 options,
                 origin,
                 sha256,
@@ -132,7 +135,8 @@ impl GuestModule {
         self.inner.options.name()
     }
 
-    /// Whether the module was compiled now or loaded from the cache.
+    /// Whether the module was compiled now, loaded from the cache or shares
+    /// the code of an identical module.
     pub fn origin(&self) -> ModuleOrigin {
         self.inner.origin
     }
@@ -195,7 +199,7 @@ impl GuestModule {
 
     /// The underlying wasmtime module.
     pub fn wasmtime_module(&self) -> &Module {
-        &self.inner.module
+        &self.inner.code.module
     }
 
     /// Creates a fresh instance and runs the guest's language runtime
@@ -208,7 +212,7 @@ impl GuestModule {
             inner.shared.clone(),
             inner.wasi,
         );
-        let mut store = Store::new(inner.pre.module().engine(), state);
+        let mut store = Store::new(inner.code.pre.module().engine(), state);
         store.limiter(|s| &mut s.limits);
         GuestInstance::configure_store(&mut store);
         // A start function runs here: it gets the module's deadline like
@@ -217,9 +221,9 @@ impl GuestModule {
         store.data_mut().deadline = timeout.map(|t| inner.shared.ticker.clock().deadline_in(t));
         store.set_epoch_deadline(1);
         let instance = if self.runs_direct() {
-            run_direct(&mut store, self, |store| inner.pre.instantiate(store))
+            run_direct(&mut store, self, |store| inner.code.pre.instantiate(store))
         } else {
-            inner.pre.instantiate_async(&mut store).await
+            inner.code.pre.instantiate_async(&mut store).await
         };
         let state = store.data_mut();
         state.deadline = None;

@@ -13,6 +13,9 @@ pub struct EngineStats {
     pub compiled: Counter,
     /// Modules loaded from the on-disk cache.
     pub cache_hits: Counter,
+    /// Modules that share the compiled code of an identical module already
+    /// loaded (no compilation, no second copy).
+    pub shared: Counter,
     /// Cache files rejected as corrupt or incompatible (then recompiled).
     pub cache_rejected: Counter,
     /// Instances created.
