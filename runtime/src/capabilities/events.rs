@@ -362,6 +362,11 @@ impl EventBus {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = limits;
     }
 
+    /// Event streams open now (plugin routes' and `/_/api/sse`).
+    pub fn open_streams(&self) -> usize {
+        self.interest.streams.load(Ordering::Relaxed)
+    }
+
     /// Counts a stream from `client` (its address, when known) as open while
     /// the ticket lives; refused when a cap of [`StreamLimits`] is reached.
     pub fn open_stream(&self, client: Option<IpAddr>) -> Result<StreamTicket, StreamRefused> {

@@ -131,6 +131,13 @@ impl Figures {
         ConstGauge::new(http.open_connections() as i64).encode(m)?;
         let m = family(
             e,
+            "event_streams_open",
+            "Server-sent event streams open (plugin routes and /_/api/sse).",
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(self.0.plugins.services().events.open_streams() as i64).encode(m)?;
+        let m = family(
+            e,
             "http_connections",
             "Client connections accepted.",
             MetricType::Counter,

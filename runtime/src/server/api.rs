@@ -161,6 +161,7 @@ fn metrics_json(state: &AppState) -> Json<Value> {
     let latency = sum(|s| s.latency_us());
     Json(json!({
         "apps": pools.len(),
+        "eventStreams": state.plugins.services().events.open_streams(),
         "hits": sum(|s| s.hits.get()),
         "misses": sum(|s| s.misses.get()),
         "evictions": state.pools.evictions.load(Ordering::Relaxed),

@@ -71,9 +71,19 @@ async fn a_new_version_is_served_without_a_restart() {
     let res = get(&server.url("/live/")).await;
     assert_eq!(res.headers()["x-buntime-app"], "live@1.0.0");
     install_echo(server.dir.path(), "live/1.1.0", None);
-    tokio::time::sleep(buntime::routing::CACHE_TTL + Duration::from_millis(100)).await;
-    let res = get(&server.url("/live/")).await;
-    assert_eq!(res.headers()["x-buntime-app"], "live@1.1.0");
+    // Served within the catalog's cache TTL (and a margin for a slow machine).
+    let deadline = std::time::Instant::now() + buntime::routing::CACHE_TTL * 10;
+    loop {
+        let res = get(&server.url("/live/")).await;
+        if res.headers()["x-buntime-app"] == "live@1.1.0" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new version was not served"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // A brand-new app is visible at once (misses are not cached).
     install_echo(server.dir.path(), "fresh/1.0.0", None);
     assert_eq!(get(&server.url("/fresh/")).await.status(), 200);

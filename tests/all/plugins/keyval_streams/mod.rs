@@ -134,6 +134,31 @@ impl Kv {
         }
     }
 
+    /// Waits until the server has exactly `n` event streams open (a stream
+    /// whose client left is gone once the server has dropped it).
+    async fn wait_for_streams(&self, n: u64) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (status, metrics) = self
+                .send(
+                    self.http
+                        .get(self.server.url("/_/metrics"))
+                        .header("accept", "application/json"),
+                )
+                .await;
+            assert_eq!(status, 200, "{metrics}");
+            if metrics["eventStreams"] == n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} event streams open, waiting for {n}",
+                metrics["eventStreams"]
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Opens an SSE stream at `path`.
     async fn stream(&self, path: &str) -> Sse {
         let res = self.http.get(self.url(path)).send().await.expect("stream");

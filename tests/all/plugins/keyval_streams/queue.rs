@@ -388,11 +388,12 @@ async fn listen_streams_messages_and_listeners_never_share_one() {
     b.quiet(Duration::from_millis(100)).await;
 
     // Gone listeners take nothing: after both leave, a message waits for a poll.
+    // Once the server has dropped their streams, nothing can take it
+    // before the poll.
     drop(a);
     drop(b);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    kv.wait_for_streams(0).await;
     let id = kv.enqueue(&json!({ "value": "after" })).await;
-    tokio::time::sleep(Duration::from_millis(1200)).await;
     let m = kv.poll().await.expect("no closed stream took the message");
     assert_eq!(m["id"], id);
     kv.server.stop().await;

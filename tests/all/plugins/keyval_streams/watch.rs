@@ -216,10 +216,11 @@ async fn streams_end_when_the_client_leaves() {
 
     // A listener that left dequeues nothing more.
     let listener = kv.stream("/queue/listen").await;
+    kv.wait_for_streams(2).await;
     drop(listener);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Only the watch above is left open.
+    kv.wait_for_streams(1).await;
     let id = kv.enqueue(&json!({ "value": "for a poll" })).await;
-    tokio::time::sleep(Duration::from_millis(1200)).await;
     let m = kv.poll().await.expect("the message is still there");
     assert_eq!(m["id"], id);
     kv.server.stop().await;
