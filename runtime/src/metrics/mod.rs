@@ -1,7 +1,8 @@
 //! The recording side of the Prometheus metrics: the server-wide HTTP
 //! figures, the label classes a request is counted under, and a histogram
-//! cheap enough for the hot path. The exposition (`exposition.rs`) reads these
-//! and the pool, plugin and engine counters at scrape time.
+//! cheap enough for the hot path, and the process figures. The exposition
+//! (`server/exposition.rs`) reads these and the pool, plugin and engine
+//! counters at scrape time.
 //!
 //! Nothing here allocates, locks or formats on the hot path. Label sets are
 //! fixed small enums (method class, status class, hook) that index arrays of
@@ -11,13 +12,12 @@
 //! own `Histogram` takes a mutex on every observation, so the histograms are
 //! kept here and only encoded through prometheus-client.
 
-mod exposition;
 mod process;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-pub use exposition::{Format, render};
+pub(crate) use process::ProcessFigures;
 
 use crate::counter::{Counter, SHARDS, shard};
 

@@ -17,9 +17,9 @@ use prometheus_client::metrics::gauge::ConstGauge;
 
 /// The `process_*` families, read when encoded.
 #[derive(Debug)]
-pub(super) struct ProcessFigures {
+pub(crate) struct ProcessFigures {
     /// When the server started, as the uptime clock saw it.
-    pub(super) started: Instant,
+    pub(crate) started: Instant,
 }
 
 /// What `/proc/self/status` says about the process.

@@ -117,7 +117,7 @@ pub(crate) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -
     let Some(format) = exposition_format(accept) else {
         return metrics_json(&state).into_response();
     };
-    match crate::metrics::render(&state, format) {
+    match super::exposition::render(&state, format) {
         Ok(text) => ([(header::CONTENT_TYPE, format.content_type())], text).into_response(),
         Err(_) => super::error::ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -131,8 +131,8 @@ pub(crate) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -
 /// The text format `accept` prefers over JSON, if any: the media range
 /// with the highest `q` among OpenMetrics, `text/plain` and JSON; a tie
 /// goes to the one listed first.
-fn exposition_format(accept: &str) -> Option<crate::metrics::Format> {
-    use crate::metrics::Format;
+fn exposition_format(accept: &str) -> Option<super::exposition::Format> {
+    use crate::server::exposition::Format;
     let mut best: Option<(f32, Option<Format>)> = None;
     for range in accept.split(',') {
         let mut parts = range.split(';').map(str::trim);
@@ -286,7 +286,7 @@ pub(crate) async fn well_known() -> Json<Value> {
 #[cfg(test)]
 mod tests {
     use super::exposition_format;
-    use crate::metrics::Format;
+    use crate::server::exposition::Format;
 
     #[test]
     fn accept_header_picks_the_exposition_format() {

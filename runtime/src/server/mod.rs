@@ -16,6 +16,7 @@ mod body;
 mod client;
 mod connection;
 mod error;
+mod exposition;
 mod guard;
 pub(crate) mod guest_http;
 mod keys_api;

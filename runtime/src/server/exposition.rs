@@ -13,12 +13,12 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
-use super::{HOOKS, HistogramSnapshot};
-use crate::server::AppState;
+use super::AppState;
+use crate::metrics::{HOOKS, HistogramSnapshot};
 
 /// The text format a scrape asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub(super) enum Format {
     /// `text/plain; version=0.0.4`.
     Prometheus,
     /// `application/openmetrics-text; version=1.0.0`.
@@ -27,7 +27,7 @@ pub enum Format {
 
 impl Format {
     /// The `Content-Type` of an exposition in this format.
-    pub fn content_type(self) -> &'static str {
+    pub(super) fn content_type(self) -> &'static str {
         match self {
             Self::Prometheus => "text/plain; version=0.0.4; charset=utf-8",
             Self::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -36,13 +36,13 @@ impl Format {
 }
 
 /// The exposition of everything `state` counts, in `format`.
-pub fn render(state: &AppState, format: Format) -> Result<String, std::fmt::Error> {
+pub(super) fn render(state: &AppState, format: Format) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::default();
     registry
         .sub_registry_with_prefix("buntime")
         .register_collector(Box::new(Figures(state.clone())));
     // Unprefixed: the standard `process_*` names.
-    registry.register_collector(Box::new(super::process::ProcessFigures {
+    registry.register_collector(Box::new(crate::metrics::ProcessFigures {
         started: state.started,
     }));
     let mut out = String::with_capacity(16 * 1024);
@@ -281,7 +281,7 @@ impl Figures {
 
     fn plugins(&self, e: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let chain = self.0.plugins.current();
-        type Cells = fn(&super::HookStats) -> [u64; HOOKS.len()];
+        type Cells = fn(&crate::metrics::HookStats) -> [u64; HOOKS.len()];
         let per_hook: [(&str, &str, Cells); 3] = [
             (
                 "plugin_hook_calls",
