@@ -35,6 +35,7 @@ pub mod config;
 pub mod counter;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+pub mod grants;
 pub mod idle_lists;
 pub mod metrics;
 pub mod plugins;

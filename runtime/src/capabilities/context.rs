@@ -15,9 +15,8 @@ use bytes::Bytes;
 
 use super::events::EventBus;
 use super::state::StateStore;
-use crate::pool::Pools;
 use crate::routing::Catalog;
-use crate::wasm::HostError;
+use crate::wasm::{HostError, HostState};
 
 /// Routes a `services` call to the plugin that exports the function.
 pub trait ServiceRouter: Send + Sync {
@@ -44,6 +43,15 @@ pub trait AppCheck: Send + Sync {
     ) -> Result<serde_json::Value, String>;
 }
 
+/// What the `pool` capability reads of the worker pool. The pool
+/// implements it, so the capabilities do not depend on the pool (which
+/// depends on them for grants and events).
+pub trait PoolView: Send + Sync {
+    /// `{"apps", "capacity", "evictions", "workers": [{"app", "active",
+    /// "idle", "requests", "errors"}]}` (`pool_stats`, docs/capabilities.md).
+    fn stats(&self) -> serde_json::Value;
+}
+
 /// The host-side services shared by every plugin.
 pub struct HostServices {
     /// Per-plugin key-value namespaces (`state`).
@@ -51,7 +59,7 @@ pub struct HostServices {
     /// The event bus (`events`, lifecycle events).
     pub events: EventBus,
     /// The worker pool (`pool`), when serving.
-    pub pools: Option<Arc<Pools>>,
+    pub pools: Option<Arc<dyn PoolView>>,
     /// The installed apps (`pool`), when serving.
     pub catalog: Option<Arc<Catalog>>,
     /// The databases (`sql`), when configured.
@@ -70,13 +78,13 @@ impl std::fmt::Debug for HostServices {
 
 impl HostServices {
     /// Services over `pools` and `catalog` (either may be absent in tools and tests).
-    pub fn new(pools: Option<Arc<Pools>>, catalog: Option<Arc<Catalog>>) -> Arc<Self> {
+    pub fn new(pools: Option<Arc<dyn PoolView>>, catalog: Option<Arc<Catalog>>) -> Arc<Self> {
         Self::with_sql(pools, catalog, None)
     }
 
     /// [`HostServices::new`] with databases for the `sql` capability.
     pub fn with_sql(
-        pools: Option<Arc<Pools>>,
+        pools: Option<Arc<dyn PoolView>>,
         catalog: Option<Arc<Catalog>>,
         sql: Option<Arc<super::SqlDatabases>>,
     ) -> Arc<Self> {
@@ -122,4 +130,15 @@ pub struct GuestContext {
     pub dependencies: Vec<String>,
     /// The shared services.
     pub host: Arc<HostServices>,
+}
+
+impl GuestContext {
+    /// The context of the guest whose store `state` is: what a capability
+    /// host function works on. An error for a guest loaded without one (an
+    /// app, or a module loaded by a tool).
+    pub(crate) fn of(state: &HostState) -> Result<Arc<GuestContext>, HostError> {
+        state
+            .context::<GuestContext>()
+            .ok_or_else(super::state::no_context)
+    }
 }

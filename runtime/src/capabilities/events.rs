@@ -28,9 +28,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use super::hosts::glob_match;
-use super::state::no_context;
 use super::{Capability, CapabilitySpec, GrantContext, GrantValue, string_list};
+use crate::capabilities::GuestContext;
+use crate::grants::glob_match;
 use crate::wasm::{HostError, HostFunction, ResultEncoding};
 
 /// Published when the pool creates an app instance.
@@ -96,7 +96,7 @@ impl CapabilitySpec for EventsSpec {
             ResultEncoding::Envelope,
             |state, args| {
                 (|| {
-                    let cx = state.context().ok_or_else(no_context)?.clone();
+                    let cx = GuestContext::of(state)?;
                     let input = state
                         .block(args[0])
                         .map_err(|e| HostError::invalid_argument(e.to_string()))?;
@@ -249,30 +249,7 @@ pub struct EventBus {
     interest: Arc<Interest>,
 }
 
-/// Open streams allowed in total unless `RUNTIME_MAX_STREAMS` says otherwise.
-pub const DEFAULT_MAX_STREAMS: usize = 1024;
-/// Open streams allowed per client address unless
-/// `RUNTIME_MAX_STREAMS_PER_CLIENT` says otherwise.
-pub const DEFAULT_MAX_STREAMS_PER_CLIENT: usize = 32;
-
-/// Caps on open event streams (plugin streams and `/_/sse`). Each holds a
-/// connection and a task, and wakes on every published event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StreamLimits {
-    /// Most streams open at once.
-    pub total: usize,
-    /// Most streams open at once from one client address.
-    pub per_client: usize,
-}
-
-impl Default for StreamLimits {
-    fn default() -> Self {
-        Self {
-            total: DEFAULT_MAX_STREAMS,
-            per_client: DEFAULT_MAX_STREAMS_PER_CLIENT,
-        }
-    }
-}
+pub use crate::config::{DEFAULT_MAX_STREAMS, DEFAULT_MAX_STREAMS_PER_CLIENT, StreamLimits};
 
 /// A stream refused by a cap of [`StreamLimits`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::state::no_context;
 use super::{Capability, CapabilitySpec, GrantContext, GrantValue, parse_flag};
+use crate::capabilities::GuestContext;
 use crate::wasm::{HostError, HostFunction, ResultEncoding};
 
 /// The `pool` capability.
@@ -39,30 +40,11 @@ impl CapabilitySpec for PoolSpec {
                 ResultEncoding::Envelope,
                 |state, _| {
                     (|| {
-                        let cx = state.context().ok_or_else(no_context)?;
+                        let cx = GuestContext::of(state)?;
                         let pools = cx.host.pools.as_ref().ok_or_else(no_context)?;
-                        let workers: Vec<Value> = pools
-                            .snapshot()
-                            .iter()
-                            .map(|p| {
-                                let s = &p.stats;
-                                json!({
-                                    "app": p.key(),
-                                    "active": p.active(),
-                                    "idle": p.idle_count(),
-                                    "requests": s.requests.get(),
-                                    "errors": s.errors.get(),
-                                })
-                            })
-                            .collect();
-                        serde_json::to_vec(&json!({
-                            "apps": workers.len(),
-                            "capacity": pools.capacity(),
-                            "evictions": pools.evictions.load(std::sync::atomic::Ordering::Relaxed),
-                            "workers": workers,
-                        }))
-                        .map(Some)
-                        .map_err(|e| HostError::new("internal", e.to_string()))
+                        serde_json::to_vec(&pools.stats())
+                            .map(Some)
+                            .map_err(|e| HostError::new("internal", e.to_string()))
                     })()
                 },
             ),
@@ -73,7 +55,7 @@ impl CapabilitySpec for PoolSpec {
                 ResultEncoding::Envelope,
                 |state, _| {
                     (|| {
-                        let cx = state.context().ok_or_else(no_context)?;
+                        let cx = GuestContext::of(state)?;
                         let catalog = cx.host.catalog.as_ref().ok_or_else(no_context)?;
                         let apps: Vec<Value> = catalog
                             .all()
@@ -102,9 +84,7 @@ impl CapabilitySpec for PoolSpec {
                 0,
                 ResultEncoding::Envelope,
                 |state, _| {
-                    let catalog = state
-                        .context()
-                        .ok_or_else(no_context)
+                    let catalog = GuestContext::of(state)
                         .and_then(|cx| cx.host.catalog.clone().ok_or_else(no_context));
                     Box::pin(async move {
                         let catalog = catalog?;

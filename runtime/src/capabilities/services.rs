@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use super::state::no_context;
 use super::{Capability, CapabilitySpec, GrantContext, GrantValue, string_list};
+use crate::capabilities::GuestContext;
 use crate::wasm::{HostError, HostFunction, ResultEncoding};
 
 /// The `services` capability.
@@ -67,7 +68,7 @@ impl CapabilitySpec for ServicesSpec {
             ResultEncoding::Envelope,
             |state, args| {
                 let prepared = (|| {
-                    let cx = state.context().ok_or_else(no_context)?.clone();
+                    let cx = GuestContext::of(state)?;
                     let req: CallReq = serde_json::from_slice(
                         state
                             .block(args[0])

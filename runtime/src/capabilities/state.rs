@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Capability, CapabilitySpec, GrantContext, GrantValue, parse_flag};
+use crate::capabilities::GuestContext;
 use crate::wasm::{HostError, HostFunction, HostState, ResultEncoding};
 
 #[path = "state_bucket.rs"]
@@ -187,7 +188,7 @@ fn function(name: &'static str, op: StateOp) -> HostFunction {
         ResultEncoding::Envelope,
         move |state: &mut HostState, args| {
             (|| {
-                let cx = state.context().ok_or_else(no_context)?.clone();
+                let cx = GuestContext::of(state)?;
                 let input = state
                     .block(args[0])
                     .map_err(|e| HostError::invalid_argument(e.to_string()))?;

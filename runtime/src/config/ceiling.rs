@@ -26,7 +26,7 @@ use serde_json::Value;
 
 use super::worker::{WORKER_CONFIG_FILE, WorkerConfig};
 use super::{ConfigError, duration_value, size_value};
-use crate::capabilities::{Capability, GrantContext, Grants, HttpGrant, UrlPattern};
+use crate::grants::{HttpGrant, UrlPattern};
 
 /// How a limit is written and shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -299,9 +299,12 @@ fn parse_capabilities(value: &Value) -> Result<HttpGrant, String> {
 /// An `http` value as apps write it (`false`, a list, or
 /// `{ "allow": [...], "privateNetworks": bool }`).
 fn parse_http(value: &Value) -> Result<Option<HttpGrant>, String> {
-    let declared = serde_json::json!({ "http": value });
-    let grants = Grants::parse(&declared, &GrantContext::default()).map_err(|e| e.to_string())?;
-    Ok(grants.get::<HttpGrant>(Capability::HTTP).cloned())
+    HttpGrant::parse_declaration(value).map_err(|reason| {
+        format!(
+            "capability `http`: {reason} (syntax: {})",
+            HttpGrant::SYNTAX
+        )
+    })
 }
 
 /// A limit as a person writes it.

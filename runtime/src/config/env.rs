@@ -79,7 +79,7 @@ pub struct RuntimeEnv {
     pub max_tenants: usize,
     /// `RUNTIME_MAX_STREAMS` and `RUNTIME_MAX_STREAMS_PER_CLIENT`: caps on
     /// open event streams.
-    pub stream_limits: crate::capabilities::StreamLimits,
+    pub stream_limits: super::StreamLimits,
     /// `RUNTIME_HEADER_TIMEOUT`: a client must send its request head within this.
     pub header_timeout: Duration,
     /// `RUNTIME_MAX_HEADERS`: most header lines in one request.
@@ -238,20 +238,12 @@ impl RuntimeEnv {
                 })?,
         };
         let data_dir = PathBuf::from(var("RUNTIME_DATA_DIR").unwrap_or("./data"));
-        let max_tenants = count(
-            "RUNTIME_MAX_TENANTS",
-            crate::capabilities::DEFAULT_MAX_TENANTS,
-            1_000_000,
-        )?;
-        let stream_limits = crate::capabilities::StreamLimits {
-            total: count(
-                "RUNTIME_MAX_STREAMS",
-                crate::capabilities::DEFAULT_MAX_STREAMS,
-                1_000_000,
-            )?,
+        let max_tenants = count("RUNTIME_MAX_TENANTS", super::DEFAULT_MAX_TENANTS, 1_000_000)?;
+        let stream_limits = super::StreamLimits {
+            total: count("RUNTIME_MAX_STREAMS", super::DEFAULT_MAX_STREAMS, 1_000_000)?,
             per_client: count(
                 "RUNTIME_MAX_STREAMS_PER_CLIENT",
-                crate::capabilities::DEFAULT_MAX_STREAMS_PER_CLIENT,
+                super::DEFAULT_MAX_STREAMS_PER_CLIENT,
                 1_000_000,
             )?,
         };
@@ -415,10 +407,7 @@ mod tests {
         assert_eq!(prod.pool_size, 500);
         assert_eq!(prod.plugin_dirs, vec![PathBuf::from("./plugins")]);
         assert_eq!(dev.max_tenants, 1000);
-        assert_eq!(
-            dev.stream_limits,
-            crate::capabilities::StreamLimits::default()
-        );
+        assert_eq!(dev.stream_limits, crate::config::StreamLimits::default());
         let streams = env(&[
             ("RUNTIME_WORKER_DIRS", "a"),
             ("RUNTIME_MAX_STREAMS", "10"),
@@ -427,7 +416,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             streams.stream_limits,
-            crate::capabilities::StreamLimits {
+            crate::config::StreamLimits {
                 total: 10,
                 per_client: 2
             }

@@ -6,6 +6,7 @@
 mod access;
 mod ceiling;
 mod env;
+mod limits;
 mod public_routes;
 mod runtime_file;
 mod units;
@@ -17,6 +18,9 @@ use std::path::{Path, PathBuf};
 pub use access::{Secret, TrustedProxies};
 pub use ceiling::{AppCeiling, LIMITS, Limit, Unit};
 pub use env::{Environment, RuntimeEnv, VARIABLES, unknown_variables};
+pub use limits::{
+    DEFAULT_MAX_STREAMS, DEFAULT_MAX_STREAMS_PER_CLIENT, DEFAULT_MAX_TENANTS, StreamLimits,
+};
 pub use public_routes::PublicRoutes;
 pub use runtime_file::{PluginEntry, RUNTIME_CONFIG_FILE, RuntimeFile};
 pub use units::{duration_from_secs, parse_duration, parse_size};

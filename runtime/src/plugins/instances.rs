@@ -275,3 +275,157 @@ impl Drop for Waiter<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::wasm::{Engine, EngineConfig, GuestOptions};
+
+    /// A pool of at most `size` instances of a module whose `noop` export
+    /// does nothing.
+    fn pool(size: usize) -> Arc<InstancePool> {
+        let engine = Engine::new(EngineConfig {
+            slots: Some(8),
+            ..EngineConfig::default()
+        })
+        .expect("engine");
+        let module = engine
+            .load(
+                br#"(module (memory (export "memory") 1) (func (export "noop")))"#,
+                GuestOptions::new("pool-test"),
+            )
+            .expect("module");
+        Arc::new(InstancePool::new(module, size))
+    }
+
+    async fn noop(pool: &InstancePool) -> Result<CallOutput, CallError> {
+        pool.call("noop", Bytes::new(), http::Extensions::new())
+            .await
+            .0
+    }
+
+    /// Polls until `cond` holds (a waiter registers on another task).
+    async fn until(cond: impl Fn() -> bool) {
+        for _ in 0..2000 {
+            if cond() {
+                return;
+            }
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        panic!("the condition never held");
+    }
+
+    #[tokio::test]
+    async fn sequential_calls_reuse_one_instance() {
+        let pool = pool(4);
+        for _ in 0..5 {
+            noop(&pool).await.expect("call");
+        }
+        assert_eq!(pool.created.load(Ordering::Relaxed), 1);
+        assert_eq!(pool.idle(), 1);
+        assert_eq!(pool.in_flight(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_call_waits_for_the_only_instance_and_gets_it_when_released() {
+        let pool = pool(1);
+        noop(&pool).await.expect("first call creates the instance");
+        // Hold the only instance, as a call in progress does.
+        let held = pool
+            .try_take(true)
+            .ok()
+            .flatten()
+            .expect("the idle instance");
+        assert_eq!(pool.in_flight(), 1);
+        let waiter = tokio::spawn({
+            let pool = pool.clone();
+            async move { noop(&pool).await }
+        });
+        until(|| pool.waiting.load(Ordering::SeqCst) == 1).await;
+        assert!(!waiter.is_finished(), "at most one instance runs at once");
+        pool.give_back(Some(held));
+        waiter
+            .await
+            .expect("join")
+            .expect("served by the released instance");
+        assert_eq!(pool.waiting.load(Ordering::SeqCst), 0);
+        assert_eq!(
+            pool.created.load(Ordering::Relaxed),
+            1,
+            "no second instance"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_waiter_that_goes_away_is_uncounted_and_passes_its_wake_up_on() {
+        let pool = pool(1);
+        noop(&pool).await.expect("first call");
+        let held = pool.try_take(true).ok().flatten().expect("instance");
+        let gone = tokio::spawn({
+            let pool = pool.clone();
+            async move { noop(&pool).await }
+        });
+        until(|| pool.waiting.load(Ordering::SeqCst) == 1).await;
+        let patient = tokio::spawn({
+            let pool = pool.clone();
+            async move { noop(&pool).await }
+        });
+        until(|| pool.waiting.load(Ordering::SeqCst) == 2).await;
+        gone.abort();
+        let _ = gone.await;
+        until(|| pool.waiting.load(Ordering::SeqCst) == 1).await;
+        pool.give_back(Some(held));
+        patient
+            .await
+            .expect("join")
+            .expect("the remaining waiter is served");
+        assert_eq!(pool.waiting.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lease_dropped_mid_call_frees_its_place() {
+        let pool = pool(1);
+        // Room reserved for a new instance, as a call about to instantiate.
+        assert!(matches!(pool.try_take(true), Ok(None)));
+        assert_eq!(pool.live.load(Ordering::SeqCst), 1);
+        // Its future is dropped before the instance exists.
+        drop(Lease { pool: &pool });
+        assert_eq!(pool.live.load(Ordering::SeqCst), 0);
+        noop(&pool).await.expect("the place is free again");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn drain_waits_for_calls_in_flight_then_refuses_new_ones() {
+        let pool = pool(2);
+        noop(&pool).await.expect("first call");
+        let held = pool.try_take(true).ok().flatten().expect("instance");
+        let drain = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.drain(Duration::from_secs(30)).await.is_some() }
+        });
+        until(|| pool.closed.load(Ordering::SeqCst)).await;
+        assert!(!drain.is_finished(), "a call is still in flight");
+        assert!(
+            matches!(noop(&pool).await, Err(CallError::Discarded)),
+            "a draining pool starts no new call"
+        );
+        pool.give_back(Some(held));
+        assert!(
+            drain.await.expect("join"),
+            "the drain returns an instance for a last call"
+        );
+        assert_eq!(pool.live.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_drain_past_its_grace_returns_without_the_busy_instance() {
+        let pool = pool(1);
+        noop(&pool).await.expect("first call");
+        let _held = pool.try_take(true).ok().flatten().expect("instance");
+        assert!(pool.drain(Duration::from_secs(1)).await.is_none());
+        assert_eq!(pool.in_flight(), 1);
+    }
+}

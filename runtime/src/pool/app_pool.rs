@@ -76,6 +76,9 @@ pub struct AppStats {
     /// Latencies (the wait for an instance and the call); their sum is
     /// [`AppStats::latency_us`].
     pub duration: crate::metrics::Histogram,
+    /// How long requests that found every instance busy waited for one
+    /// (those that got one; a request served at once is not counted).
+    pub queue_wait: crate::metrics::Histogram,
     /// Answered requests by method and status class, counted by the
     /// server once the response is built.
     pub responses: crate::metrics::RequestCounts,
@@ -204,7 +207,10 @@ impl AppPool {
                 // (a client that goes away drops this future mid-wait).
                 let _queued = Queued::enter(&self.waiting);
                 match Box::pin(self.slots.acquire()).await {
-                    Ok(p) => p,
+                    Ok(p) => {
+                        self.stats.queue_wait.observe(started.elapsed());
+                        p
+                    }
                     Err(_) => return (Err(busy()), extensions),
                 }
             }

@@ -9,6 +9,7 @@
 //! to never expire.
 
 mod app_pool;
+mod view;
 
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};

@@ -179,6 +179,20 @@ impl Figures {
                 &p.stats.duration.snapshot(),
             )?;
         }
+        let mut m = family(
+            e,
+            "pool_queue_wait_seconds",
+            "Time requests that found every instance of their app version busy waited for one.",
+            MetricType::Histogram,
+        )?;
+        for p in &pools {
+            let (app, version) = app_labels(p.key());
+            histogram(
+                &mut m,
+                &[("app", app), ("version", version)],
+                &p.stats.queue_wait.snapshot(),
+            )?;
+        }
         type Figure = (&'static str, &'static str, fn(&crate::pool::AppPool) -> i64);
         let gauges: [Figure; 4] = [
             (

@@ -136,7 +136,11 @@ impl AppState {
                     .unwrap_or(crate::capabilities::DEFAULT_MAX_TENANTS),
             )
         });
-        let services = HostServices::with_sql(Some(pools.clone()), Some(catalog.clone()), sql);
+        let services = HostServices::with_sql(
+            Some(pools.clone() as Arc<dyn crate::capabilities::PoolView>),
+            Some(catalog.clone()),
+            sql,
+        );
         pools.set_events(services.events.clone());
         services.set_app_check(Arc::new(app_check::ServerAppCheck {
             engine: engine.clone(),

@@ -93,7 +93,12 @@ pub(super) fn event_stream(
         }
         parsed.push(pattern);
     }
-    let Some(cx) = plugin.instances.module().options().guest_context() else {
+    let Some(cx) = plugin
+        .instances
+        .module()
+        .options()
+        .guest_context::<crate::capabilities::GuestContext>()
+    else {
         return ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "INTERNAL",

@@ -196,9 +196,7 @@ impl Engine {
         let http_public = reqwest::Client::builder()
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(Arc::new(
-                crate::capabilities::http_resolve::PublicOnlyResolver,
-            ))
+            .dns_resolver(Arc::new(crate::grants::PublicOnlyResolver))
             .build()
             .map_err(|e| LoadError::Engine(e.into()))?;
         let shared = Arc::new(EngineShared {

@@ -21,7 +21,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::capabilities::{Capability, Denial};
+use crate::grants::{Capability, Denial};
 
 use super::state::HostState;
 
@@ -97,6 +97,9 @@ pub enum ResultEncoding {
 pub struct HostFunction {
     pub(crate) name: &'static str,
     pub(crate) capability: Option<Capability>,
+    /// How the grant is written in a manifest, for denials (see
+    /// [`HostFunction::grant_hint`]).
+    pub(crate) grant_hint: Option<&'static str>,
     pub(crate) params: usize,
     pub(crate) encoding: ResultEncoding,
     pub(crate) implementation: Implementation,
@@ -127,6 +130,7 @@ impl HostFunction {
         Self {
             name,
             capability: Some(capability),
+            grant_hint: None,
             params,
             encoding,
             implementation: Implementation::Async(Arc::new(implementation)),
@@ -156,6 +160,7 @@ impl HostFunction {
         Self {
             name,
             capability: Some(capability),
+            grant_hint: None,
             params,
             encoding,
             implementation: Implementation::Sync(Arc::new(implementation)),
@@ -195,6 +200,14 @@ impl HostFunction {
         }
     }
 
+    /// Sets how the function's grant is written in a manifest, which a
+    /// denial quotes so the operator knows what to add (the capabilities set
+    /// their declaration syntax; the default is `"<capability>": true`).
+    pub fn grant_hint(mut self, hint: &'static str) -> Self {
+        self.grant_hint = Some(hint);
+        self
+    }
+
     /// The function's import name.
     pub fn name(&self) -> &'static str {
         self.name
@@ -217,10 +230,9 @@ impl HostFunction {
             capability: cap,
             function: format!("{USER_NAMESPACE}::{}", self.name),
             detail: format!("`{}` was not granted", cap.name()),
-            hint: crate::capabilities::spec(cap.name()).map_or_else(
-                || format!("\"{}\": true", cap.name()),
-                |s| s.syntax().to_owned(),
-            ),
+            hint: self
+                .grant_hint
+                .map_or_else(|| format!("\"{}\": true", cap.name()), str::to_owned),
         };
         state.shared.stats.record_denial(cap.name());
         tracing::warn!(guest = %state.guest_name(), capability = cap.name(), function = self.name, "{denial}");

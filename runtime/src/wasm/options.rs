@@ -4,7 +4,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::capabilities::{Grants, GuestContext};
+use crate::grants::Grants;
+
+/// Host-side data a guest's host functions work on, opaque to the engine
+/// (the capabilities put their `GuestContext` here).
+pub(crate) type GuestData = Arc<dyn std::any::Any + Send + Sync>;
 
 /// Default cap on a guest's linear memory and on its memory-block arena.
 pub const DEFAULT_MEMORY_LIMIT: usize = 64 << 20;
@@ -44,7 +48,7 @@ pub struct GuestOptions {
     pub(crate) fuel: Option<u64>,
     pub(crate) max_var_bytes: usize,
     pub(crate) max_http_response_bytes: u64,
-    pub(crate) context: Option<Arc<GuestContext>>,
+    pub(crate) context: Option<GuestData>,
     pub(crate) log_requires_grant: bool,
     pub(crate) log_rate: (u32, u32),
 }
@@ -116,8 +120,9 @@ impl GuestOptions {
         self
     }
 
-    /// Attaches the plugin context that capability host functions work on.
-    pub fn context(mut self, context: Arc<GuestContext>) -> Self {
+    /// Attaches the data that capability host functions work on (for
+    /// plugins, the capabilities' `GuestContext`); one per guest.
+    pub fn context<T: std::any::Any + Send + Sync>(mut self, context: Arc<T>) -> Self {
         self.context = Some(context);
         self
     }
@@ -138,8 +143,8 @@ impl GuestOptions {
         self
     }
 
-    /// The plugin context, if one is attached.
-    pub fn guest_context(&self) -> Option<&Arc<GuestContext>> {
-        self.context.as_ref()
+    /// The attached data, if it is a `T`.
+    pub fn guest_context<T: std::any::Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        self.context.clone()?.downcast::<T>().ok()
     }
 }

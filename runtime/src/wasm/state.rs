@@ -15,8 +15,8 @@ use wasmtime::{ResourceLimiter, StoreLimits};
 
 use super::arena::Arena;
 use super::engine::EngineShared;
-use super::options::GuestOptions;
-use crate::capabilities::{Capability, Grants, GuestContext};
+use super::options::{GuestData, GuestOptions};
+use crate::grants::{Capability, Grants};
 
 /// Where the output of the current call lives in the arena.
 #[derive(Debug, Clone, Copy, Default)]
@@ -56,7 +56,7 @@ pub struct HostState {
     pub(crate) guest_name: Arc<str>,
     pub(crate) wasi: Option<wasmtime_wasi::p1::WasiP1Ctx>,
     pub(crate) shared: Arc<EngineShared>,
-    pub(crate) context: Option<Arc<GuestContext>>,
+    pub(crate) context: Option<GuestData>,
     pub(crate) log_requires_grant: bool,
     pub(crate) log_limiter: LogLimiter,
     /// Call-scoped values for Buntime's host functions, cleared after each call.
@@ -121,9 +121,9 @@ impl HostState {
         &self.grants
     }
 
-    /// The plugin context, for guests loaded as plugins.
-    pub fn context(&self) -> Option<&Arc<GuestContext>> {
-        self.context.as_ref()
+    /// The data attached with [`GuestOptions::context`], if it is a `T`.
+    pub fn context<T: std::any::Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        self.context.clone()?.downcast::<T>().ok()
     }
 
     /// Counts a refused host call against `capability` (the caller logs it).

@@ -8,7 +8,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::guests;
 use crate::plugins::install_plugin;
-use crate::server::{TestServer, get};
+use crate::server::{TestServer, client, get};
 
 /// Opens a connection and sends a request on it without waiting for the
 /// answer; dropping the stream is the client going away.
@@ -126,6 +126,27 @@ async fn a_client_that_leaves_the_queue_frees_its_place() {
     assert_eq!(
         until(&server, "/_/stats", pool("active"), 0.into()).await,
         0
+    );
+    // One request waited and was served: the one that left is not counted.
+    let metrics = client()
+        .get(server.url("/_/metrics"))
+        .header("accept", "text/plain")
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == r#"buntime_pool_queue_wait_seconds_count{app="one",version=""} 1"#),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("queue_wait"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     server.stop().await;
 }

@@ -16,9 +16,9 @@ use jsonwebtoken::DecodingKey;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk};
 use serde_json::Value;
 
-use super::super::http::{is_private_address, resolves_only_private};
 use super::CryptoGrant;
 use crate::capabilities::Capability;
+use crate::grants::{is_private_address, resolves_only_private};
 use crate::wasm::{EngineShared, HostError};
 
 /// Largest key set or discovery document accepted.

@@ -37,7 +37,7 @@ use serde_json::{Value, json};
 use super::jwks::{Fetcher, Freshness, KeyKind, KeySet};
 use super::{CryptoGrant, answer, parse};
 use crate::capabilities::Capability;
-use crate::capabilities::state::no_context;
+use crate::capabilities::GuestContext;
 use crate::wasm::{HostError, HostFunction, HostOutput, ResultEncoding};
 
 /// The asymmetric algorithms accepted by default.
@@ -121,7 +121,7 @@ pub(super) fn function() -> HostFunction {
         ResultEncoding::Envelope,
         |state, args| {
             let prepared = (|| {
-                let cx = state.context().ok_or_else(no_context)?.clone();
+                let cx = GuestContext::of(state)?;
                 let req: VerifyReq = parse(super::argument(state, args[0])?)?;
                 let grant = state
                     .grants()

@@ -36,8 +36,8 @@ use sha2::Digest;
 
 pub use jwks::JwksCache;
 
-use super::http::{HttpGrant, UrlPattern};
 use super::{Capability, CapabilitySpec, GrantContext, GrantValue, string_list};
+use crate::grants::{HttpGrant, UrlPattern};
 use crate::wasm::{HostError, HostFunction, HostOutput, HostState, ResultEncoding};
 
 /// Most random bytes one call returns.

@@ -38,6 +38,7 @@ pub use root::{EntryInfo, FsError, Root, relative};
 
 use super::state::no_context;
 use super::{Capability, CapabilitySpec, GrantContext, GrantValue, string_list};
+use crate::capabilities::GuestContext;
 use crate::wasm::{HostError, HostFunction, HostState, ResultEncoding};
 
 /// Largest file `fs_read` returns.
@@ -277,7 +278,7 @@ fn granted_dirs(state: &HostState) -> Result<Vec<PathBuf>, HostError> {
     let mut dirs = Vec::new();
     for r in &grant.roots {
         if r == WORKER_DIRS {
-            let cx = state.context().ok_or_else(no_context)?;
+            let cx = GuestContext::of(state)?;
             let catalog = cx.host.catalog.as_ref().ok_or_else(no_context)?;
             dirs.extend(catalog.dirs().iter().cloned());
         } else {
@@ -444,10 +445,8 @@ fn check_function() -> HostFunction {
         1,
         ResultEncoding::Envelope,
         |state, args| {
-            let checker = state
-                .context()
-                .and_then(|cx| cx.host.app_check())
-                .ok_or_else(no_context);
+            let checker =
+                GuestContext::of(state).and_then(|cx| cx.host.app_check().ok_or_else(no_context));
             let prepared = prepare(state, args[0]);
             Box::pin(async move {
                 let checker = checker?;

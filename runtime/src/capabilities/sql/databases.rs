@@ -25,8 +25,7 @@ use serde_json::Value;
 use super::{INLINE_BUDGET, STATEMENT_TIMEOUT, SqlJob, guard};
 use crate::wasm::HostError;
 
-/// Tenants per database unless `RUNTIME_MAX_TENANTS` says otherwise.
-pub const DEFAULT_MAX_TENANTS: usize = 1000;
+pub use crate::config::DEFAULT_MAX_TENANTS;
 
 /// The named databases of a server.
 ///

@@ -50,6 +50,7 @@ use statements::{batch, execute, query};
 use super::events::TopicPattern;
 use super::state::no_context;
 use super::{Capability, CapabilitySpec, GrantContext, GrantValue, string_list};
+use crate::capabilities::GuestContext;
 use crate::wasm::{HostError, HostFunction, ResultEncoding};
 
 /// Longest a statement (or a whole batch) may run.
@@ -266,7 +267,7 @@ fn function(name: &'static str, op: SqlOp) -> HostFunction {
         ResultEncoding::Envelope,
         move |state, args| {
             let prepared = (|| {
-                let cx = state.context().ok_or_else(no_context)?.clone();
+                let cx = GuestContext::of(state)?;
                 let input = state
                     .block(args[0])
                     .map_err(|e| HostError::invalid_argument(e.to_string()))?
@@ -309,7 +310,7 @@ fn databases_function() -> HostFunction {
         ResultEncoding::Envelope,
         move |state, _| {
             let listed = (|| {
-                let cx = state.context().ok_or_else(no_context)?.clone();
+                let cx = GuestContext::of(state)?;
                 let dbs = cx.host.sql.clone().ok_or_else(no_context)?;
                 let grant = state.grants().get::<SqlGrant>(Capability::SQL).cloned();
                 Ok::<_, HostError>((dbs, grant))

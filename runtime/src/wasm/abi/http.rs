@@ -15,8 +15,7 @@ use wasmtime::{Caller, Linker};
 
 use super::super::state::HostState;
 use super::{ENV_NAMESPACE, guest_fault};
-use crate::capabilities::http_resolve::resolves_only_private;
-use crate::capabilities::{Capability, HttpGrant, is_private_address};
+use crate::grants::{Capability, HttpGrant, is_private_address, resolves_only_private};
 
 type Cx<'a> = Caller<'a, HostState>;
 

@@ -19,7 +19,7 @@ use wasmtime::{Caller, Linker};
 
 use super::super::state::HostState;
 use super::{ENV_NAMESPACE, guest_fault};
-use crate::capabilities::Capability;
+use crate::grants::Capability;
 
 /// Longest message kept from one `log_*` call.
 pub(super) const MAX_LOG_MESSAGE: usize = 16 << 10;

@@ -67,7 +67,7 @@ fn args(params: &[Val]) -> Vec<u64> {
     params.iter().map(|v| v.i64().unwrap_or(0) as u64).collect()
 }
 
-fn denied(denial: &crate::capabilities::Denial) -> HostError {
+fn denied(denial: &crate::grants::Denial) -> HostError {
     HostError::new("capability_denied", denial.to_string())
 }
 
