@@ -15,18 +15,18 @@ use serde_json::{Value, json};
 use super::{config, echo, seen_header};
 use crate::server::{TestServer, client, install_echo};
 
-const AUTHN: &str = "@buntime/plugin-authn";
+pub(super) const AUTHN: &str = "@buntime/plugin-authn";
 
 /// The OpenID provider process; killed on drop.
-struct Provider {
+pub(super) struct Provider {
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
-    issuer: String,
+    pub(super) issuer: String,
 }
 
 impl Provider {
-    fn start() -> Self {
+    pub(super) fn start() -> Self {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/oidc");
         assert!(
             dir.join("node_modules/oidc-provider").is_dir(),
@@ -65,7 +65,7 @@ impl Provider {
         }
     }
 
-    fn command(&mut self, cmd: Value) -> Value {
+    pub(super) fn command(&mut self, cmd: Value) -> Value {
         writeln!(self.stdin, "{cmd}").expect("write a command");
         self.stdin.flush().expect("flush");
         let answer = self.answer();
@@ -97,7 +97,7 @@ impl Drop for Provider {
     }
 }
 
-async fn start(authn: Value) -> TestServer {
+pub(super) async fn start(authn: Value) -> TestServer {
     TestServer::try_start_plugins(buntime::plugins::embedded(), |root| {
         echo(root);
         install_echo(
