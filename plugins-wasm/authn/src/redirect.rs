@@ -133,6 +133,25 @@ pub fn encode_component(text: &str) -> String {
     out
 }
 
+/// Whether a browser says a request comes from another site:
+/// `Sec-Fetch-Site: cross-site` or `same-site`, an `Origin` whose host is
+/// not the one the client asked for (`host`), or `Origin: null`. A login
+/// form posted from another site would otherwise log the victim's browser
+/// into the attacker's account (login CSRF); the host's own cross-site
+/// check does not cover public plugin routes.
+pub fn cross_site(sec_fetch_site: Option<&str>, origin: Option<&str>, host: Option<&str>) -> bool {
+    if matches!(sec_fetch_site, Some("cross-site" | "same-site")) {
+        return true;
+    }
+    let Some(origin) = origin else {
+        return false;
+    };
+    match (origin.split_once("://").map(|(_, rest)| rest), host) {
+        (Some(o), Some(h)) => !o.eq_ignore_ascii_case(h),
+        _ => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,6 +193,22 @@ mod tests {
             origin("http://127.0.0.1:8080").unwrap(),
             "http://127.0.0.1:8080"
         );
+    }
+
+    #[test]
+    fn cross_site_posts_are_recognised() {
+        let host = Some("app.example:8000");
+        assert!(!cross_site(None, None, host));
+        assert!(!cross_site(
+            Some("same-origin"),
+            Some("http://app.example:8000"),
+            host
+        ));
+        assert!(cross_site(Some("cross-site"), None, host));
+        assert!(cross_site(Some("same-site"), None, host));
+        assert!(cross_site(None, Some("https://evil.example"), host));
+        assert!(cross_site(None, Some("null"), host));
+        assert!(cross_site(None, Some("http://app.example:8000"), None));
     }
 
     #[test]

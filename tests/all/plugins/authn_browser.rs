@@ -3,7 +3,8 @@
 //! consent forms submitted over HTTP), the session cookie it leaves, logout
 //! (RP-initiated), and what is refused: a tampered `state`, a replayed
 //! callback, open redirects. Then the `email-password` provider: sign-up,
-//! login, wrong passwords, sign-up off, and the login-attempt limit.
+//! login, wrong passwords, sign-up off, a cross-site login post, and the
+//! login-attempt limit.
 
 use std::collections::BTreeMap;
 
@@ -406,6 +407,17 @@ async fn email_password_sign_up_login_and_the_attempt_limit() {
     assert_eq!((wrong, unknown), (401, 401));
     assert_eq!(wrong_body["code"], "INVALID_CREDENTIALS");
     assert_eq!(wrong_body["message"], unknown_body["message"]);
+
+    // A login posted from another site is refused (login CSRF).
+    let res = manual()
+        .post(server.url("/_/auth/api/login"))
+        .header("sec-fetch-site", "cross-site")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("email=ana%40example.com&password=correct+horse")
+        .send()
+        .await
+        .expect("cross-site");
+    assert_eq!(res.status().as_u16(), 403);
 
     // A form post is sent on to its (checked) redirect.
     let res = manual()

@@ -21,7 +21,7 @@ use buntime_pdk::{Error, Request, RequestHead, Response, ResponseHead};
 use serde_json::{Value, json};
 
 use crate::config::{ApiKeyProvider, Config, JwtProvider, Routes};
-use crate::redirect::{SESSION_COOKIE, cookie, safe_target};
+use crate::redirect::{SESSION_COOKIE, cookie, cross_site, safe_target};
 use crate::web::{LoginPage, encode, login_page, unauthorized_body, wants_html};
 
 /// The header carrying the identity (whatever a client sent is stripped by
@@ -421,6 +421,20 @@ fn routes(req: Request) -> Result<Response, Error> {
             .iter()
             .map(|p| json!({"name": p.name, "type": "apiKeys"})),
     );
+    if req.method() == "POST"
+        && cross_site(
+            req.header("sec-fetch-site"),
+            req.header("origin"),
+            buntime_pdk::client().and_then(|c| c.host).as_deref(),
+        )
+    {
+        return Ok(error(
+            403,
+            "CROSS_SITE",
+            "a login, sign-up or logout posted from another site is refused",
+            &id,
+        ));
+    }
     Ok(match (req.method(), req.path()) {
         ("GET", "/login") => {
             let redirect = match target(cfg, &req) {

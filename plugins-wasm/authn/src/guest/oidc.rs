@@ -25,6 +25,8 @@ use crate::redirect::{FLOW_COOKIE, cookie, encode_component, set_cookie, with_qu
 
 /// How long a login may take at the provider.
 const FLOW_SECONDS: u64 = 600;
+/// Logins one client address may start a minute.
+const STARTS_PER_MINUTE: u64 = 30;
 /// Where the flow cookie is sent: only to the callback.
 const CALLBACK_PATH: &str = "/_/auth/api/callback";
 
@@ -102,6 +104,30 @@ pub(super) fn start(cfg: &Config, req: &Request, return_to: String) -> Response 
             id,
         );
     };
+    // Each start keeps a login in `state` for ten minutes: one address
+    // cannot fill the namespace with them.
+    let address = buntime_pdk::client().map_or_else(|| "unknown".to_owned(), |c| c.address);
+    match state::take(
+        &format!("start:addr:{address}"),
+        STARTS_PER_MINUTE,
+        Duration::from_secs(60),
+        1,
+    ) {
+        Ok(t) if !t.allowed => {
+            return error(
+                429,
+                "RATE_LIMITED",
+                "too many logins started from this address; retry in a minute",
+                id,
+            )
+            .header(
+                "retry-after",
+                t.retry_after_ms.div_ceil(1000).max(1).to_string(),
+            );
+        }
+        Ok(_) => {}
+        Err(e) => return error(500, "INTERNAL", &format!("rate limit: {e}"), id),
+    }
     let doc = match discovery(p) {
         Ok(d) => d,
         Err(e) => {
