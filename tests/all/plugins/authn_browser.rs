@@ -3,16 +3,18 @@
 //! consent forms submitted over HTTP), the session cookie it leaves, logout
 //! (RP-initiated), and what is refused: a tampered `state`, a replayed
 //! callback, open redirects. Then the `email-password` provider: sign-up,
-//! login, wrong passwords, sign-up off, a cross-site login post, and the
-//! login-attempt limit.
+//! login, wrong passwords, sign-up off, a cross-site login post, the
+//! `Secure` cookie over HTTPS, and the login-attempt limit.
 
 use std::collections::BTreeMap;
 
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
-use super::authn::{Provider, start};
-use super::seen_header;
+use buntime::access::{AccessPolicy, TrustedProxies};
+
+use super::authn::{AUTHN, Provider, start};
+use super::{config, echo, seen_header};
 use crate::server::TestServer;
 
 /// A client that never follows redirects: each hop is checked.
@@ -334,14 +336,46 @@ fn session_cookie(headers: &HeaderMap) -> String {
 
 #[tokio::test]
 async fn email_password_sign_up_login_and_the_attempt_limit() {
-    let server = start(json!({
+    // The test client is its own trusted proxy, to tell the server when the
+    // client used HTTPS.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("plugins")).expect("mkdir");
+    echo(dir.path());
+    let authn = json!({
         "providers": [
             {"type": "email-password", "name": "local", "signUp": true,
              "minPasswordLength": 8, "maxAttemptsPerAccount": 3, "defaultRoles": ["member"]},
             {"type": "email-password", "name": "closed"}
         ]
-    }))
-    .await;
+    });
+    config(
+        dir.path(),
+        &json!({ "plugins": [[AUTHN, authn]] }).to_string(),
+    );
+    let policy = AccessPolicy {
+        trusted_proxies: TrustedProxies::parse("127.0.0.1").expect("proxies"),
+        ..AccessPolicy::default()
+    };
+    let server = TestServer::try_start_with_access(dir, buntime::plugins::embedded(), policy)
+        .await
+        .expect("server with the authn plugin");
+
+    // Over HTTPS (as the proxy reports it) the session cookie is Secure.
+    let res = manual()
+        .post(server.url("/_/auth/api/signup"))
+        .header("x-forwarded-for", "203.0.113.5")
+        .header("x-forwarded-proto", "https")
+        .json(&json!({"email": "carol@example.com", "password": "carol's password"}))
+        .send()
+        .await
+        .expect("signup");
+    assert_eq!(res.status().as_u16(), 201);
+    let cookie = res
+        .headers()
+        .get("set-cookie")
+        .and_then(|c| c.to_str().ok())
+        .expect("a cookie");
+    assert!(cookie.ends_with("; Secure"), "{cookie}");
 
     // Sign-up makes the account and a session.
     let (status, headers, id) = post_json(
