@@ -387,7 +387,8 @@ async fn email_password_sign_up_login_and_the_attempt_limit() {
     assert_eq!(status, 201, "{id}");
     assert_eq!(id["sub"], "ana@example.com");
     assert_eq!(id["roles"], json!(["member"]));
-    let (status, app) = app_identity(&server, &session_cookie(&headers)).await;
+    let signed_up = session_cookie(&headers);
+    let (status, app) = app_identity(&server, &signed_up).await;
     assert_eq!(status, 200);
     assert_eq!(app.expect("identity")["provider"], "local");
     for (body, want) in [
@@ -412,15 +413,20 @@ async fn email_password_sign_up_login_and_the_attempt_limit() {
         assert_eq!(status, want, "{body}: {answer}");
     }
 
-    // Login: the right password makes a session; a wrong password and an
-    // unknown account get the same answer.
-    let (status, headers, id) = post_json(
-        &server,
-        "/_/auth/api/login",
-        json!({"email": "ana@example.com", "password": "correct horse"}),
-    )
-    .await;
-    assert_eq!(status, 200, "{id}");
+    // Login: the right password makes a new session and ends the one the
+    // browser held; a wrong password and an unknown account get the same
+    // answer.
+    let res = manual()
+        .post(server.url("/_/auth/api/login"))
+        .header("cookie", &signed_up)
+        .json(&json!({"email": "ana@example.com", "password": "correct horse"}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(res.status().as_u16(), 200);
+    let headers = res.headers().clone();
+    assert_ne!(session_cookie(&headers), signed_up);
+    assert_eq!(app_identity(&server, &signed_up).await.0, 401);
     let (status, app) = app_identity(&server, &session_cookie(&headers)).await;
     assert_eq!(
         (status, app.expect("identity")["sub"].clone()),

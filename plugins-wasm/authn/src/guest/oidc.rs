@@ -290,6 +290,7 @@ pub(super) fn callback(cfg: &Config, req: &Request) -> Response {
         Err((status, code, why)) => return refuse(status, code, why),
     };
     let (identity, id_token) = identity;
+    session::end_previous(&head.headers);
     match session::create(&p.name, &identity, Some(&id_token), cfg.session_seconds) {
         Ok(sid) => redirect_to(302, &flow.return_to)
             .header(

@@ -102,6 +102,7 @@ fn signed_in(
     f: &Value,
 ) -> Response {
     let id = &req.head().request_id;
+    session::end_previous(&req.head().headers);
     let sid = match session::create(&p.name, identity, None, cfg.session_seconds) {
         Ok(s) => s,
         Err(e) => return error(500, "INTERNAL", &format!("storing the session: {e}"), id),

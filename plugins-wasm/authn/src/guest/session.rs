@@ -119,6 +119,16 @@ pub(super) fn delete(id: &str) -> Result<Option<Session>, HostErrorBody> {
     Ok(session)
 }
 
+/// Ends the session the request's cookie names, if any: a login replaces
+/// the browser's previous session rather than leaving it live.
+pub(super) fn end_previous(headers: &[(String, String)]) {
+    if let Some(id) = crate::redirect::cookie(headers, SESSION_COOKIE)
+        && let Err(e) = delete(id)
+    {
+        extism_pdk::warn!("authn: ending the previous session: {e}");
+    }
+}
+
 /// Whether the client reached this server over HTTPS (as resolved through
 /// the operator's trusted proxies): cookies are then `Secure`.
 pub(super) fn https() -> bool {
