@@ -76,6 +76,30 @@ pub fn cookie<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str
         .filter(|v| !v.is_empty())
 }
 
+/// The request's cookies without those called one of `names`, as one
+/// `Cookie` value: `None` when none of them was sent (nothing to change),
+/// `Some("")` when no other cookie remains.
+pub fn strip_cookies(headers: &[(String, String)], names: &[&str]) -> Option<String> {
+    let pairs: Vec<&str> = headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("cookie"))
+        .flat_map(|(_, v)| v.split(';'))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    let ours = |p: &&str| names.contains(&p.split('=').next().unwrap_or_default());
+    if !pairs.iter().any(ours) {
+        return None;
+    }
+    Some(
+        pairs
+            .into_iter()
+            .filter(|p| !ours(p))
+            .collect::<Vec<_>>()
+            .join("; "),
+    )
+}
+
 /// A `Set-Cookie` value: HttpOnly and SameSite=Lax always (the session
 /// is sent on top-level navigations, such as the provider's redirect back,
 /// but not on cross-site subrequests or form posts), Secure when the client
@@ -221,6 +245,15 @@ mod tests {
         assert_eq!(cookie(&headers, SESSION_COOKIE), Some("abc"));
         assert_eq!(cookie(&headers, "b"), Some("2"));
         assert_eq!(cookie(&headers, "c"), None);
+        assert_eq!(
+            strip_cookies(&headers, &[SESSION_COOKIE]).as_deref(),
+            Some("a=1; b=2")
+        );
+        assert_eq!(strip_cookies(&headers, &["z"]), None);
+        assert_eq!(
+            strip_cookies(&headers, &[SESSION_COOKIE, "a", "b"]).as_deref(),
+            Some("")
+        );
         assert_eq!(
             set_cookie("s", "v", "/", 60, true),
             "s=v; Path=/; Max-Age=60; HttpOnly; SameSite=Lax; Secure"

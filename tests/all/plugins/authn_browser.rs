@@ -110,16 +110,22 @@ async fn at_the_provider(url: &str, back: &str, login: &str) -> String {
     panic!("the provider never sent the browser back to {back}");
 }
 
+/// The identity the app sees for a request with `cookie` (and another
+/// cookie of the app's own, which is all of the cookies the app gets: the
+/// session id never reaches it).
 async fn app_identity(server: &TestServer, cookie: &str) -> (u16, Option<Value>) {
     let res = manual()
         .get(server.url("/echo/private"))
         .header("accept", "application/json")
-        .header("cookie", cookie)
+        .header("cookie", format!("theme=dark; {cookie}"))
         .send()
         .await
         .expect("app");
     let status = res.status().as_u16();
     let body: Value = res.json().await.unwrap_or(Value::Null);
+    if status == 200 {
+        assert_eq!(seen_header(&body, "cookie").as_deref(), Some("theme=dark"));
+    }
     let id = seen_header(&body, "x-identity").map(|h| serde_json::from_str(&h).expect("JSON"));
     (status, id)
 }

@@ -21,7 +21,9 @@ use buntime_pdk::{Error, Request, RequestHead, Response, ResponseHead};
 use serde_json::{Value, json};
 
 use crate::config::{ApiKeyProvider, Config, JwtProvider, Routes};
-use crate::redirect::{SESSION_COOKIE, cookie, cross_site, safe_target};
+use crate::redirect::{
+    FLOW_COOKIE, SESSION_COOKIE, cookie, cross_site, safe_target, strip_cookies,
+};
 use crate::web::{LoginPage, encode, login_page, unauthorized_body, wants_html};
 
 /// The header carrying the identity (whatever a client sent is stripped by
@@ -197,7 +199,7 @@ fn api_key_identity(provider: &ApiKeyProvider, key: &str) -> Result<Value, Refus
 
 fn authn(req: RequestHead) -> Result<RequestDecision, Error> {
     let cfg = settings()?;
-    let mut changes = RequestChanges::default().remove_header(IDENTITY);
+    let mut changes = own_cookies_removed(&req, RequestChanges::default().remove_header(IDENTITY));
     if let Some((provider, key, header)) = presented_key(cfg, &req) {
         // The key is a secret of the client's: the app never sees it.
         changes = changes.remove_header(header);
@@ -229,6 +231,20 @@ fn authn(req: RequestHead) -> Result<RequestDecision, Error> {
     }
 }
 buntime_pdk::on_request!(authn);
+
+/// Takes this plugin's cookies out of requests to anything but its own
+/// routes: an app (another tenant, perhaps) never sees a session id it
+/// could replay as the user.
+fn own_cookies_removed(req: &RequestHead, changes: RequestChanges) -> RequestChanges {
+    if req.path.starts_with("/_/auth/") {
+        return changes;
+    }
+    match strip_cookies(&req.headers, &[SESSION_COOKIE, FLOW_COOKIE]) {
+        None => changes,
+        Some(rest) if rest.is_empty() => changes.remove_header("cookie"),
+        Some(rest) => changes.set_header("cookie", rest),
+    }
+}
 
 /// The identity of the request's session cookie, on app routes and this
 /// plugin's own. Never on other `/_/` routes: cookies do not authenticate
