@@ -270,6 +270,19 @@ async fn the_oidc_code_flow_makes_a_session_and_logout_ends_it() {
         .expect("replay");
     assert_eq!(res.status().as_u16(), 400);
 
+    // A provider's refusal is the browser's 401.
+    let res = http
+        .get(format!(
+            "{callback}?error=access_denied&error_description=no"
+        ))
+        .header("cookie", &flow_cookie)
+        .send()
+        .await
+        .expect("refused login");
+    assert_eq!(res.status().as_u16(), 401);
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["code"], "LOGIN_FAILED");
+
     // The session is the identity of later requests.
     let (status, id) = app_identity(&server, &cookie).await;
     assert_eq!(status, 200);

@@ -275,15 +275,26 @@ pub(super) fn callback(cfg: &Config, req: &Request) -> Response {
             format!("provider `{}` is no longer configured", flow.provider),
         );
     };
-    // RFC 9207: a provider that names itself must name the right issuer.
-    if let Some(iss) = head.query_param("iss")
-        && iss != p.issuer
-    {
-        return refuse(
-            400,
-            "STATE_INVALID",
-            format!("the callback names issuer `{iss}`, not `{}`", p.issuer),
-        );
+    // RFC 9207: a provider that names itself must name the right issuer,
+    // and one that says it always does must have (a mix-up otherwise).
+    let promised = discovery(p)
+        .is_ok_and(|d| d["authorization_response_iss_parameter_supported"] == json!(true));
+    match head.query_param("iss") {
+        Some(iss) if iss != p.issuer => {
+            return refuse(
+                400,
+                "STATE_INVALID",
+                format!("the callback names issuer `{iss}`, not `{}`", p.issuer),
+            );
+        }
+        None if promised => {
+            return refuse(
+                400,
+                "STATE_INVALID",
+                "the callback names no issuer (`iss`), though the provider sends it".into(),
+            );
+        }
+        _ => {}
     }
     let identity = match exchange(p, &flow, &code) {
         Ok(v) => v,
