@@ -318,6 +318,7 @@ async fn check() -> anyhow::Result<ExitCode> {
     let names: Vec<String> = std::env::vars_os()
         .filter_map(|(k, _)| k.into_string().ok())
         .collect();
+    print_access(&env);
     for name in crate::config::unknown_variables(names.iter().map(String::as_str)) {
         println!(
             "warning: {name} is set, but Buntime reads no such variable (docs/configuration.md lists them)"
@@ -410,6 +411,44 @@ async fn check() -> anyhow::Result<ExitCode> {
     }
     println!("ok");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The access settings `serve` would apply (never a key itself): whether
+/// the master key is set, the generated keys in the store under
+/// `RUNTIME_DATA_DIR`, whether metrics are public, the trusted proxies.
+fn print_access(env: &crate::config::RuntimeEnv) {
+    let store = crate::access::KeyStore::open(Some(&env.data_dir));
+    let keys = match &store {
+        Ok(store) => {
+            let keys = store.list();
+            let now = crate::access::now();
+            let expired = keys
+                .iter()
+                .filter(|k| k.expires_at.is_some_and(|e| e <= now))
+                .count();
+            format!("{} generated key(s) ({expired} expired)", keys.len())
+        }
+        Err(e) => format!("generated keys unreadable ({e})"),
+    };
+    println!(
+        "access: master key {}, {keys}, metrics {}, trusted proxies {}",
+        if env.master_key.is_some() {
+            "set"
+        } else {
+            "not set"
+        },
+        if env.metrics_public {
+            "public"
+        } else {
+            "need a key"
+        },
+        env.trusted_proxies
+    );
+    if env.master_key.is_none() && store.as_ref().is_ok_and(|s| !s.any()) {
+        println!(
+            "warning: no API key is configured: the core API and plugin routes will answer only clients on this machine (set RUNTIME_MASTER_KEY)"
+        );
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

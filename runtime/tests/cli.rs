@@ -107,6 +107,63 @@ fn check_names_an_app_over_the_ceiling_and_an_entrypoint_leading_out() {
 }
 
 #[test]
+fn check_prints_the_access_settings_without_the_key() {
+    use buntime::access::{KeyStore, NewKey, Permissions, Role};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let run = |extra: &[(&str, &str)]| {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("check")
+            .env("RUNTIME_WORKER_DIRS", dir.path())
+            .env("RUNTIME_DATA_DIR", &data)
+            .env("RUNTIME_CACHE_DIR", "off")
+            .env_remove("RUNTIME_MASTER_KEY")
+            .env_remove("BUNTIME_MASTER_KEY")
+            .env_remove("RUNTIME_TRUSTED_PROXIES")
+            .env_remove("RUNTIME_METRICS_PUBLIC");
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let stdout = run(&[]);
+    assert!(
+        stdout.contains("access: master key not set, 0 generated key(s) (0 expired), metrics need a key, trusted proxies none"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("warning: no API key is configured"),
+        "{stdout}"
+    );
+
+    let store = KeyStore::open(Some(&data)).expect("store");
+    store
+        .create(NewKey {
+            name: "ci".into(),
+            role: Role::Viewer,
+            permissions: Permissions::of_role(Role::Viewer),
+            permission_names: Vec::new(),
+            description: None,
+            expires_at: None,
+        })
+        .expect("create");
+    drop(store);
+    let secret = "a-master-key-nobody-may-print-0001";
+    let stdout = run(&[
+        ("RUNTIME_MASTER_KEY", secret),
+        ("RUNTIME_TRUSTED_PROXIES", "10.0.0.0/8, ::1"),
+        ("RUNTIME_METRICS_PUBLIC", "true"),
+    ]);
+    assert!(
+        stdout.contains("access: master key set, 1 generated key(s) (0 expired), metrics public, trusted proxies 10.0.0.0/8, ::1/128"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(secret), "{stdout}");
+    assert!(!stdout.contains("warning: no API key"), "{stdout}");
+}
+
+#[test]
 fn check_without_worker_dirs_says_what_to_set() {
     let out = Command::new(BIN)
         .arg("check")

@@ -1,8 +1,13 @@
-//! The plugin's config: providers, per-app public routes, the login page.
+//! The plugin's config: providers, per-app public routes, the login page,
+//! sessions and where redirects may go.
 
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
+
+use crate::oidc::OidcProvider;
+use crate::password::PasswordProvider;
+pub use crate::routes::Routes;
 
 /// Default claim paths read for roles: a plain `roles` list and Keycloak's
 /// realm roles.
@@ -17,9 +22,23 @@ pub struct Config {
     pub api_keys: Vec<ApiKeyProvider>,
     /// Per app, the routes that need no identity.
     pub public: BTreeMap<String, Routes>,
+    /// Browser-login providers (authorization code + PKCE).
+    pub oidc: Vec<OidcProvider>,
+    /// Email-and-password providers (accounts in `sql`).
+    pub passwords: Vec<PasswordProvider>,
     /// Where browsers without an identity are sent.
     pub login_path: String,
+    /// The `sql` database holding sessions and accounts.
+    pub database: String,
+    /// How long a login session lasts.
+    pub session_seconds: u64,
+    /// Absolute origins (`https://app.example.com`) a redirect after login
+    /// or logout may go to, besides paths on this server.
+    pub redirect_origins: Vec<String>,
 }
+
+/// Longest session accepted (`sessionSeconds`): 30 days.
+const MAX_SESSION_SECONDS: u64 = 30 * 24 * 3600;
 
 /// A `jwt` provider: what `crypto_jwt_verify` is asked, and how claims become
 /// an identity.
@@ -37,16 +56,11 @@ pub struct JwtProvider {
     pub name_claim: String,
 }
 
-/// Route globs per method (`ALL` for every method).
-#[derive(Debug, Clone, Default)]
-pub struct Routes {
-    by_method: BTreeMap<String, Vec<String>>,
-}
-
 impl Config {
     /// Parses the plugin's config object.
     pub fn parse(cfg: &Value) -> Result<Self, String> {
         let (mut providers, mut api_keys) = (Vec::new(), Vec::new());
+        let (mut oidc, mut passwords) = (Vec::new(), Vec::new());
         match cfg.get("providers") {
             None | Some(Value::Null) => {}
             Some(Value::Array(list)) => {
@@ -54,6 +68,8 @@ impl Config {
                     let at = |e: String| format!("`providers[{i}]`: {e}");
                     match p.get("type").and_then(Value::as_str).unwrap_or("jwt") {
                         "apiKeys" => api_keys.push(ApiKeyProvider::parse(p).map_err(at)?),
+                        "oidc" => oidc.push(OidcProvider::parse(p).map_err(at)?),
+                        "email-password" => passwords.push(PasswordProvider::parse(p).map_err(at)?),
                         _ => providers.push(JwtProvider::parse(p).map_err(at)?),
                     }
                 }
@@ -86,16 +102,57 @@ impl Config {
                 ));
             }
         };
+        let mut names: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
+        names.extend(api_keys.iter().map(|p| p.name.as_str()));
+        names.extend(oidc.iter().map(|p| p.name.as_str()));
+        names.extend(passwords.iter().map(|p| p.name.as_str()));
+        for (i, n) in names.iter().enumerate() {
+            if names[..i].contains(n) {
+                return Err(format!(
+                    "two providers are named `{n}`: give each its own `name`"
+                ));
+            }
+        }
+        let database = match cfg.get("database") {
+            None | Some(Value::Null) => "default".to_owned(),
+            Some(Value::String(d)) if !d.is_empty() => d.clone(),
+            Some(other) => {
+                return Err(format!(
+                    "`database` must name a `sql` database, found {other}"
+                ));
+            }
+        };
+        let session_seconds = match cfg.get("sessionSeconds") {
+            None | Some(Value::Null) => 8 * 3600,
+            Some(v) => v
+                .as_u64()
+                .filter(|s| (60..=MAX_SESSION_SECONDS).contains(s))
+                .ok_or_else(|| {
+                    format!("`sessionSeconds` must be 60 to {MAX_SESSION_SECONDS}, found {v}")
+                })?,
+        };
+        let redirect_origins = match cfg.get("allowedRedirectOrigins") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(v) => string_or_list(v, "allowedRedirectOrigins")?
+                .iter()
+                .map(|o| crate::redirect::origin(o))
+                .collect::<Result<_, _>>()?,
+        };
         Ok(Self {
             providers,
             api_keys,
             public,
+            oidc,
+            passwords,
             login_path,
+            database,
+            session_seconds,
+            redirect_origins,
         })
     }
 }
 
-fn string_or_list(v: &Value, what: &str) -> Result<Vec<String>, String> {
+pub(crate) fn string_or_list(v: &Value, what: &str) -> Result<Vec<String>, String> {
     match v {
         Value::String(s) => Ok(vec![s.clone()]),
         Value::Array(items) => items
@@ -113,12 +170,12 @@ fn string_or_list(v: &Value, what: &str) -> Result<Vec<String>, String> {
 }
 
 impl JwtProvider {
-    fn parse(p: &Value) -> Result<Self, String> {
+    pub(crate) fn parse(p: &Value) -> Result<Self, String> {
         let obj = p.as_object().ok_or("a provider is an object")?;
         let ty = obj.get("type").and_then(Value::as_str).unwrap_or("jwt");
         if ty != "jwt" {
             return Err(format!(
-                "unknown provider type `{ty}` (supported: jwt, apiKeys)"
+                "unknown provider type `{ty}` (supported: jwt, oidc, email-password, apiKeys)"
             ));
         }
         let text = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_owned);
@@ -359,120 +416,9 @@ fn strings_at(claims: &Value, path: &str) -> Vec<String> {
     }
 }
 
-impl Routes {
-    /// `["/glob", ...]` for every method, or `{"GET": [...], "ALL": [...]}`.
-    pub fn parse(v: &Value) -> Result<Self, String> {
-        let mut by_method = BTreeMap::new();
-        match v {
-            Value::Array(_) => {
-                by_method.insert("ALL".to_owned(), globs(v)?);
-            }
-            Value::Object(map) => {
-                for (method, list) in map {
-                    by_method.insert(method.to_ascii_uppercase(), globs(list)?);
-                }
-            }
-            other => {
-                return Err(format!(
-                    "expected a list of path globs or an object of them per method, found {other}"
-                ));
-            }
-        }
-        Ok(Self { by_method })
-    }
-
-    /// Whether `method path` is listed.
-    pub fn matches(&self, method: &str, path: &str) -> bool {
-        // Dot segments and encoded separators are never public: they could
-        // make a public-looking path reach a private route.
-        let lower = path.to_ascii_lowercase();
-        if path.split('/').any(|s| s == "." || s == "..")
-            || ["%2e", "%2f", "%5c"].iter().any(|e| lower.contains(e))
-        {
-            return false;
-        }
-        ["ALL", method]
-            .iter()
-            .filter_map(|m| self.by_method.get(*m))
-            .flatten()
-            .any(|g| glob(g, path))
-    }
-}
-
-fn globs(v: &Value) -> Result<Vec<String>, String> {
-    let list = string_or_list(v, "routes")?;
-    for g in &list {
-        if !g.starts_with('/') {
-            return Err(format!("route `{g}` must start with `/`"));
-        }
-    }
-    Ok(list)
-}
-
-/// Path glob: `*` within one segment, `**` across segments, `?` one character.
-pub fn glob(pattern: &str, path: &str) -> bool {
-    let p: Vec<&str> = pattern.split('/').collect();
-    let s: Vec<&str> = path.split('/').collect();
-    segments(&p, &s)
-}
-
-fn segments(p: &[&str], s: &[&str]) -> bool {
-    match p.split_first() {
-        None => s.is_empty(),
-        Some((&"**", rest)) => (0..=s.len()).any(|i| segments(rest, &s[i..])),
-        Some((first, rest)) => match s.split_first() {
-            Some((seg, tail)) => segment(first.as_bytes(), seg.as_bytes()) && segments(rest, tail),
-            None => false,
-        },
-    }
-}
-
-/// One segment: `*` any run, `?` one byte, iterative with one backtrack point.
-fn segment(p: &[u8], t: &[u8]) -> bool {
-    let (mut i, mut j) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while j < t.len() {
-        match p.get(i) {
-            Some(b'*') => {
-                star = Some((i, j));
-                i += 1;
-            }
-            Some(&c) if c == b'?' || c == t[j] => {
-                i += 1;
-                j += 1;
-            }
-            _ => match star {
-                Some((si, sj)) => {
-                    i = si + 1;
-                    j = sj + 1;
-                    star = Some((si, sj + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    p[i..].iter().all(|&c| c == b'*')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn globs_and_public_routes() {
-        assert!(glob("/health", "/health"));
-        assert!(glob("/items/*", "/items/42"));
-        assert!(!glob("/items/*", "/items/42/x"));
-        assert!(glob("/docs/**", "/docs/a/b/c"));
-        assert!(glob("/docs/**", "/docs"));
-        assert!(!glob("/a.b", "/aXb"));
-        let r = Routes::parse(&json!({"GET": ["/public/**"], "ALL": ["/health"]})).unwrap();
-        assert!(r.matches("GET", "/public/x"));
-        assert!(!r.matches("POST", "/public/x"));
-        assert!(r.matches("POST", "/health"));
-        assert!(!r.matches("GET", "/public/../admin"));
-        assert!(!r.matches("GET", "/public/%2e%2e/admin"));
-    }
 
     #[test]
     fn keycloak_roles_and_identity() {

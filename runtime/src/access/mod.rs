@@ -8,8 +8,10 @@
 //! machine ([`ClientView::is_local`]). A mutating request that a browser
 //! says is cross-site is refused unless it carries a key header, and
 //! cookies are never read, so a page on another site cannot act through
-//! the operator's browser.
+//! the operator's browser. Failed key attempts are limited per client
+//! address ([`FailedAttempts`]).
 
+mod attempts;
 mod client;
 mod client_json;
 mod keys;
@@ -21,6 +23,7 @@ use http::{HeaderMap, Method, header};
 use subtle::ConstantTimeEq;
 
 pub use crate::config::TrustedProxies;
+pub use attempts::{ATTEMPT_WINDOW, FAILED_ATTEMPTS, FailedAttempts};
 pub use client::{ClientView, host_is_loopback, resolve};
 pub use keys::{
     Checked, KEY_PREFIX, KeyStore, KeyStoreError, NewKey, StoredKey, now, parse_expires_in,
@@ -49,6 +52,8 @@ pub struct Access {
     master: Option<[u8; 32]>,
     /// The generated keys.
     pub keys: KeyStore,
+    /// Failed key attempts per client address.
+    pub failures: FailedAttempts,
 }
 
 /// Who is calling.
@@ -101,6 +106,9 @@ pub enum Refusal {
     },
     /// A mutating request a browser marked cross-site, without a key (403).
     CrossSite,
+    /// The client's address sent too many invalid keys lately (429); it
+    /// may try again after this long.
+    TooManyAttempts(std::time::Duration),
 }
 
 impl Access {
@@ -111,6 +119,7 @@ impl Access {
             policy,
             master,
             keys,
+            failures: FailedAttempts::default(),
         }
     }
 
@@ -143,7 +152,16 @@ impl Access {
             return Err(Refusal::CrossSite);
         }
         let caller = match key {
-            Some(key) => self.identify(key)?,
+            Some(key) => {
+                if let Some(wait) = self.failures.blocked(client.address) {
+                    return Err(Refusal::TooManyAttempts(wait));
+                }
+                self.identify(key).inspect_err(|r| {
+                    if matches!(r, Refusal::KeyInvalid(_)) {
+                        self.failures.failed(client.address);
+                    }
+                })?
+            }
             None if self.configured() => return Err(Refusal::KeyRequired { local_only: false }),
             None if client.is_local() => Caller::Local,
             None => return Err(Refusal::KeyRequired { local_only: true }),

@@ -72,3 +72,14 @@ impl TrustedProxies {
         self.0.is_empty()
     }
 }
+
+impl fmt::Display for TrustedProxies {
+    /// The CIDRs, comma-separated (`none` for none).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("none");
+        }
+        let list: Vec<String> = self.0.iter().map(IpNet::to_string).collect();
+        f.write_str(&list.join(", "))
+    }
+}

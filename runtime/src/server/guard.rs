@@ -8,6 +8,7 @@
 //! | 401 | `API_KEY_INVALID` | an unknown, revoked or expired key |
 //! | 403 | `PERMISSION_DENIED` | the key's role lacks the permission |
 //! | 403 | `CROSS_SITE_REQUEST` | a mutating request a browser marked cross-site, without a key header |
+//! | 429 | `TOO_MANY_KEY_ATTEMPTS` | the client's address sent too many invalid keys lately ([`crate::access::FailedAttempts`]) |
 
 use std::net::{Ipv4Addr, SocketAddr};
 
@@ -119,6 +120,7 @@ pub(crate) fn authorize(
 
 /// A refusal as the client sees it.
 pub(crate) fn refused(refusal: Refusal) -> Response {
+    let mut retry_after = None;
     let (status, code, message) = match refusal {
         Refusal::KeyRequired { local_only: false } => (
             StatusCode::UNAUTHORIZED,
@@ -144,10 +146,23 @@ pub(crate) fn refused(refusal: Refusal) -> Response {
             "a request from another site cannot change anything here; clients send an API key header (browsers send none across sites)"
                 .to_owned(),
         ),
+        Refusal::TooManyAttempts(wait) => {
+            let seconds = wait.as_secs() + 1;
+            retry_after = Some(seconds);
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                "TOO_MANY_KEY_ATTEMPTS",
+                format!("too many invalid API keys came from this address; retry in {seconds} s"),
+            )
+        }
     };
     let mut res = ApiError::new(status, code, message)
         .public()
         .into_response();
+    if let Some(seconds) = retry_after {
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
     if status == StatusCode::UNAUTHORIZED {
         res.headers_mut().insert(
             header::WWW_AUTHENTICATE,

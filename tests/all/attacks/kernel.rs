@@ -8,7 +8,7 @@
 //! `extism` crate and under Buntime, through the inline accessors and the host
 //! functions alike, and must produce the same output.
 
-mod limits;
+pub(crate) mod limits;
 
 use buntime::wasm::{ARENA_EXPORT, CallError, GuestInstance, GuestModule, GuestOptions};
 

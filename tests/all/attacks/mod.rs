@@ -11,7 +11,7 @@ mod deadlines;
 mod errors;
 mod framing;
 mod guests;
-mod kernel;
+pub(crate) mod kernel;
 mod raw_http;
 mod reads;
 mod sql;

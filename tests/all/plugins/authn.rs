@@ -2,9 +2,10 @@
 //! (`oidc-provider`, `fixtures/oidc/provider.mjs`, started on loopback):
 //! its access tokens pass and carry the identity to the app; expired,
 //! not-yet-valid, wrong-issuer, wrong-audience, tampered, unsigned, HS256
-//! signed with the public key, and unknown-key tokens are 401; key rotation
-//! at the provider is picked up; public routes, browsers and the plugin's
-//! own routes; apps' `publicRoutes`.
+//! signed with the public key, and unknown-key tokens are 401 with their
+//! reason in the log; key rotation at the provider is picked up, and made-up
+//! key ids refetch the key set at most once per `refreshSeconds`; public
+//! routes, browsers and the plugin's own routes; apps' `publicRoutes`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -13,20 +14,21 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::{config, echo, seen_header};
+use crate::attacks::kernel::limits::log_counter;
 use crate::server::{TestServer, client, install_echo};
 
-const AUTHN: &str = "@buntime/plugin-authn";
+pub(super) const AUTHN: &str = "@buntime/plugin-authn";
 
 /// The OpenID provider process; killed on drop.
-struct Provider {
+pub(super) struct Provider {
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
-    issuer: String,
+    pub(super) issuer: String,
 }
 
 impl Provider {
-    fn start() -> Self {
+    pub(super) fn start() -> Self {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/oidc");
         assert!(
             dir.join("node_modules/oidc-provider").is_dir(),
@@ -65,7 +67,7 @@ impl Provider {
         }
     }
 
-    fn command(&mut self, cmd: Value) -> Value {
+    pub(super) fn command(&mut self, cmd: Value) -> Value {
         writeln!(self.stdin, "{cmd}").expect("write a command");
         self.stdin.flush().expect("flush");
         let answer = self.answer();
@@ -97,7 +99,7 @@ impl Drop for Provider {
     }
 }
 
-async fn start(authn: Value) -> TestServer {
+pub(super) async fn start(authn: Value) -> TestServer {
     TestServer::try_start_plugins(buntime::plugins::embedded(), |root| {
         echo(root);
         install_echo(
@@ -154,6 +156,7 @@ async fn identity(server: &TestServer, token: &str) -> (u16, Option<Value>) {
 
 #[tokio::test]
 async fn provider_tokens_pass_and_bad_tokens_are_refused() {
+    let log = log_counter().expect("the test process records guest log lines");
     let mut idp = Provider::start();
     let server = start(settings(&idp.issuer)).await;
 
@@ -183,45 +186,60 @@ async fn provider_tokens_pass_and_bad_tokens_are_refused() {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_secs();
+    // Each refusal is logged with its reason.
     let bad = [
         (
+            "expired",
             "expired",
             idp.mint(json!({"exp": now - 3600, "iat": now - 7200}), "current"),
         ),
         (
             "not yet valid",
+            "not_yet_valid",
             idp.mint(json!({"nbf": now + 3600}), "current"),
         ),
         (
             "wrong issuer",
+            "wrong_issuer",
             idp.mint(json!({"iss": "http://evil.example"}), "current"),
         ),
         (
             "wrong audience",
+            "wrong_audience",
             idp.mint(json!({"aud": "urn:other"}), "current"),
         ),
-        ("no exp", idp.mint(json!({"exp": null}), "current")),
-        ("alg none", idp.mint(json!({}), "none")),
+        (
+            "no exp",
+            "missing_claim",
+            idp.mint(json!({"exp": null}), "current"),
+        ),
+        ("alg none", "alg_none", idp.mint(json!({}), "none")),
         (
             "HS256 with the public key",
+            "algorithm_not_allowed",
             idp.mint(json!({}), "hs-public"),
         ),
-        ("unknown kid", idp.mint(json!({}), "stranger")),
+        (
+            "unknown kid",
+            "unknown_kid",
+            idp.mint(json!({}), "stranger"),
+        ),
         (
             "tampered payload",
+            "bad_signature",
             idp.command(json!({"cmd": "tamper", "token": token}))["token"]
                 .as_str()
                 .expect("token")
                 .to_owned(),
         ),
-        ("garbage", "a.b.c".to_owned()),
+        ("garbage", "malformed", "a.b.c".to_owned()),
     ];
     // A minted token that is valid passes (the negatives differ in one thing).
     let good = idp.mint(json!({}), "current");
     assert_eq!(identity(&server, &good).await.0, 200);
-    for (what, token) in &bad {
-        let (status, headers, body) =
-            get(&server, "/echo/private", Some(token), "application/json").await;
+    for (i, (what, reason, token)) in bad.iter().enumerate() {
+        let path = format!("/echo/private/refused-{i}");
+        let (status, headers, body) = get(&server, &path, Some(token), "application/json").await;
         assert_eq!(status, 401, "{what}: {body}");
         assert_eq!(body["code"], "TOKEN_INVALID", "{what}");
         assert!(
@@ -229,6 +247,12 @@ async fn provider_tokens_pass_and_bad_tokens_are_refused() {
                 .get("www-authenticate")
                 .is_some_and(|v| v.to_str().unwrap_or("").contains("invalid_token")),
             "{what}"
+        );
+        // The line is written before the answer leaves the plugin.
+        let lines = log.lines_containing(&format!("GET {path} "));
+        assert!(
+            lines.iter().any(|l| l.contains(&format!("({reason})"))),
+            "{what}: no `({reason})` in {lines:?}"
         );
     }
 }
@@ -256,6 +280,36 @@ async fn key_rotation_is_picked_up() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+#[tokio::test]
+async fn an_unknown_kid_refetches_the_key_set_at_most_once_per_refresh_interval() {
+    let mut idp = Provider::start();
+    let server = start(settings(&idp.issuer)).await;
+    let fetches = |idp: &mut Provider| {
+        idp.command(json!({"cmd": "stats"}))["jwksFetches"]
+            .as_u64()
+            .expect("count")
+    };
+    assert_eq!(identity(&server, &idp.token()).await.0, 200);
+    let before = fetches(&mut idp);
+    assert_eq!(before, 1, "the first token fetches the set once");
+
+    // Tokens with made-up key ids: each one is refused, and the set is
+    // fetched again at most once per `refreshSeconds` (1 s here), however
+    // many of them come.
+    let stranger = idp.mint(json!({}), "stranger");
+    let started = Instant::now();
+    for _ in 0..20 {
+        assert_eq!(identity(&server, &stranger).await.0, 401);
+    }
+    let elapsed = started.elapsed().as_secs();
+    let refetched = fetches(&mut idp) - before;
+    assert!(
+        refetched <= elapsed + 1,
+        "{refetched} refetches in {elapsed} s of unknown key ids"
+    );
+    assert!(refetched < 20, "every unknown kid refetched the set");
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 //! server on loopback.
 
 mod authn;
+mod authn_browser;
 mod authz;
 mod capabilities;
 mod chain;

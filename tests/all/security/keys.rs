@@ -416,3 +416,45 @@ async fn the_prometheus_exposition_needs_workers_read_like_the_json() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn invalid_keys_from_one_address_are_limited() {
+    use buntime::access::FAILED_ATTEMPTS;
+    let server = start(policy(Some(MASTER)), Vec::new(), |_| {}).await;
+    for i in 0..FAILED_ATTEMPTS {
+        expect(
+            remote(&server, Method::GET, "/_/api/apps").header("x-api-key", format!("guess-{i}")),
+            401,
+            Some("API_KEY_INVALID"),
+        )
+        .await;
+    }
+    // The address is blocked now, for the right key too: the answers tell
+    // a guesser nothing more.
+    let res = remote(&server, Method::GET, "/_/api/apps")
+        .header("x-api-key", MASTER)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status().as_u16(), 429);
+    assert!(res.headers().contains_key("retry-after"));
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["code"], "TOO_MANY_KEY_ATTEMPTS");
+    // Another address is not, and a request without a key gets its usual
+    // answer.
+    expect(
+        local(&server, Method::GET, "/_/api/apps")
+            .header("x-forwarded-for", "203.0.113.99")
+            .header("x-api-key", MASTER),
+        200,
+        None,
+    )
+    .await;
+    expect(
+        remote(&server, Method::GET, "/_/api/apps"),
+        401,
+        Some("API_KEY_REQUIRED"),
+    )
+    .await;
+    server.stop().await;
+}

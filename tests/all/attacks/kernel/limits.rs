@@ -13,7 +13,7 @@ use crate::support;
 
 /// Guest log lines seen by the process's subscriber, by guest name.
 #[derive(Default)]
-pub(super) struct LogCounter {
+pub(crate) struct LogCounter {
     lines: Mutex<HashMap<String, Vec<String>>>,
 }
 
@@ -49,7 +49,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for &'static LogCounte
 
 /// Installs (once) a process-wide subscriber that records guest log lines at
 /// `info` and above; `None` if another subscriber was installed first.
-pub(super) fn log_counter() -> Option<&'static LogCounter> {
+pub(crate) fn log_counter() -> Option<&'static LogCounter> {
     static COUNTER: OnceLock<Option<&'static LogCounter>> = OnceLock::new();
     *COUNTER.get_or_init(|| {
         use tracing_subscriber::Layer;
@@ -61,6 +61,22 @@ pub(super) fn log_counter() -> Option<&'static LogCounter> {
             .ok()
             .map(|()| counter)
     })
+}
+
+impl LogCounter {
+    /// Every guest's lines that contain `needle`.
+    pub(crate) fn lines_containing(&self, needle: &str) -> Vec<String> {
+        self.lines
+            .lock()
+            .map(|l| {
+                l.values()
+                    .flatten()
+                    .filter(|m| m.contains(needle))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 }
 
 fn lines_of(guest: &str) -> Vec<String> {

@@ -1,32 +1,34 @@
-//! The wasm side: `on_init` checks the config, `on_request` authenticates,
-//! `handle` serves `/_/auth/*`.
+//! The wasm side: `on_init` checks the config, `on_request` authenticates
+//! (API key, bearer JWT, session cookie), `handle` serves `/_/auth/*`.
+//!
+//! - `host`: the host calls;
+//! - `session`: login sessions in `sql`;
+//! - `oidc`: browser login with an OpenID provider;
+//! - `password`: the `email-password` provider.
+
+mod host;
+mod oidc;
+mod password;
+mod session;
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use buntime_pdk::abi::{HostErrorBody, HostResult};
 use buntime_pdk::hooks::{RequestChanges, RequestDecision};
 use buntime_pdk::plugin::config as config_value;
 use buntime_pdk::{Error, Request, RequestHead, Response, ResponseHead};
 use serde_json::{Value, json};
 
 use crate::config::{ApiKeyProvider, Config, JwtProvider, Routes};
-use crate::web::{encode, login_page, unauthorized_body, wants_html};
+use crate::redirect::{
+    FLOW_COOKIE, SESSION_COOKIE, cookie, cross_site, safe_target, strip_cookies,
+};
+use crate::web::{LoginPage, encode, login_page, unauthorized_body, wants_html};
 
 /// The header carrying the identity (whatever a client sent is stripped by
 /// the host, and removed here too).
 const IDENTITY: &str = "x-identity";
-
-#[allow(unsafe_code, reason = "imports are foreign functions by definition")]
-mod imports {
-    #[link(wasm_import_module = "extism:host/user")]
-    unsafe extern "C" {
-        pub(super) fn crypto_jwt_verify(h: u64) -> u64;
-        pub(super) fn crypto_sha256(h: u64) -> u64;
-        pub(super) fn pool_public_routes() -> u64;
-    }
-}
 
 /// This instance's config, parsed on first use (`on_init` ran on one
 /// instance only).
@@ -35,7 +37,14 @@ fn settings() -> Result<&'static Config, Error> {
     CONFIG
         .get_or_init(|| {
             let mut cfg = serde_json::Map::new();
-            for key in ["providers", "publicRoutes", "loginPath"] {
+            for key in [
+                "providers",
+                "publicRoutes",
+                "loginPath",
+                "database",
+                "sessionSeconds",
+                "allowedRedirectOrigins",
+            ] {
                 if let Some(text) = config_value(key) {
                     let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
                     cfg.insert(key.to_owned(), v);
@@ -52,52 +61,6 @@ fn init(cfg: Value) -> Result<(), Error> {
     Ok(())
 }
 buntime_pdk::on_init!(init);
-
-fn internal(message: String) -> HostErrorBody {
-    HostErrorBody {
-        code: "internal".into(),
-        message,
-    }
-}
-
-/// An envelope host function called with `request` as JSON.
-fn call(f: unsafe extern "C" fn(u64) -> u64, request: &Value) -> Result<Value, HostErrorBody> {
-    let bytes = serde_json::to_vec(request).map_err(|e| internal(e.to_string()))?;
-    let handle = buntime_pdk::io::write_block(&bytes);
-    if handle == 0 {
-        return Err(internal("the host has no room for the argument".into()));
-    }
-    #[allow(unsafe_code, reason = "a host import")]
-    // SAFETY: `handle` is a live block holding the argument.
-    let out = unsafe { f(handle) };
-    buntime_pdk::io::free_block(handle);
-    decode(out)
-}
-
-/// `crypto_jwt_verify` through the host.
-fn verify(request: &Value) -> Result<Value, HostErrorBody> {
-    call(imports::crypto_jwt_verify, request)
-}
-
-/// `pool_public_routes` through the host.
-fn public_routes() -> Result<Value, HostErrorBody> {
-    #[allow(unsafe_code, reason = "a host import")]
-    // SAFETY: takes no arguments and returns a block handle.
-    let out = unsafe { imports::pool_public_routes() };
-    decode(out)
-}
-
-/// An envelope result block.
-fn decode(out: u64) -> Result<Value, HostErrorBody> {
-    if out == 0 {
-        return Err(internal("the host returned no result".into()));
-    }
-    let answer = buntime_pdk::io::read_block(out);
-    buntime_pdk::io::free_block(out);
-    serde_json::from_slice::<HostResult<Value>>(&answer)
-        .map_err(|e| internal(e.to_string()))?
-        .into_result()
-}
 
 /// Why a token was refused: a stable reason and a sentence.
 struct Refused {
@@ -123,7 +86,7 @@ fn authenticate(cfg: &Config, token: &str) -> Result<Value, Refused> {
 fn check(provider: &JwtProvider, token: &str) -> Result<Value, Refused> {
     let mut req = provider.verify.clone();
     req.insert("token".into(), Value::String(token.to_owned()));
-    match verify(&Value::Object(req)) {
+    match host::jwt_verify(&Value::Object(req)) {
         Ok(answer) if answer["valid"] == json!(true) => Ok(provider.identity(&answer["claims"])),
         Ok(answer) => Err(Refused {
             reason: answer["reason"].as_str().unwrap_or("invalid").to_owned(),
@@ -163,7 +126,7 @@ fn app_routes() -> BTreeMap<String, Routes> {
         return routes.clone();
     }
     let mut routes = BTreeMap::new();
-    match public_routes() {
+    match host::public_routes() {
         Ok(Value::Object(apps)) => {
             for (name, value) in apps {
                 match Routes::parse(&value) {
@@ -220,7 +183,7 @@ fn presented_key<'a>(
 
 /// The identity of an API key, or why it was refused.
 fn api_key_identity(provider: &ApiKeyProvider, key: &str) -> Result<Value, Refused> {
-    let digest = call(imports::crypto_sha256, &json!({ "data": key })).map_err(|e| Refused {
+    let digest = host::sha256(key).map_err(|e| Refused {
         reason: "provider_unavailable".into(),
         message: e.to_string(),
     })?;
@@ -236,7 +199,7 @@ fn api_key_identity(provider: &ApiKeyProvider, key: &str) -> Result<Value, Refus
 
 fn authn(req: RequestHead) -> Result<RequestDecision, Error> {
     let cfg = settings()?;
-    let mut changes = RequestChanges::default().remove_header(IDENTITY);
+    let mut changes = own_cookies_removed(&req, RequestChanges::default().remove_header(IDENTITY));
     if let Some((provider, key, header)) = presented_key(cfg, &req) {
         // The key is a secret of the client's: the app never sees it.
         changes = changes.remove_header(header);
@@ -250,6 +213,11 @@ fn authn(req: RequestHead) -> Result<RequestDecision, Error> {
     // Open routes get an identity when a valid token comes along; nothing
     // is refused there.
     let Some(token) = bearer(&req) else {
+        if let Some(identity) = session_identity(&req) {
+            return Ok(RequestDecision::Continue(
+                changes.set_header(IDENTITY, identity),
+            ));
+        }
         if open(cfg, &req) {
             return Ok(RequestDecision::Continue(changes));
         }
@@ -263,6 +231,51 @@ fn authn(req: RequestHead) -> Result<RequestDecision, Error> {
     }
 }
 buntime_pdk::on_request!(authn);
+
+/// Takes this plugin's cookies out of requests to anything but its own
+/// routes: an app (another tenant, perhaps) never sees a session id it
+/// could replay as the user.
+fn own_cookies_removed(req: &RequestHead, changes: RequestChanges) -> RequestChanges {
+    if req.path.starts_with("/_/auth/") {
+        return changes;
+    }
+    match strip_cookies(&req.headers, &[SESSION_COOKIE, FLOW_COOKIE]) {
+        None => changes,
+        Some(rest) if rest.is_empty() => changes.remove_header("cookie"),
+        Some(rest) => changes.set_header("cookie", rest),
+    }
+}
+
+/// The identity of the request's session cookie, on app routes and this
+/// plugin's own. Never on other `/_/` routes: cookies do not authenticate
+/// the core API or other plugins' APIs, which a page on another site could
+/// otherwise drive with the user's cookie.
+fn session_identity(req: &RequestHead) -> Option<String> {
+    let core = req.path == "/_" || req.path.starts_with("/_/");
+    if core && !req.path.starts_with("/_/auth/") {
+        return None;
+    }
+    let id = cookie(&req.headers, SESSION_COOKIE)?;
+    match session::find(id) {
+        Ok(Some(s)) => Some(s.identity),
+        Ok(None) => {
+            extism_pdk::warn!(
+                "authn: session refused on {} {} (unknown_session): no live session has this id (logged out, expired or never made)",
+                req.method,
+                req.path
+            );
+            None
+        }
+        Err(e) => {
+            extism_pdk::warn!(
+                "authn: session refused on {} {} (store_unavailable): {e}",
+                req.method,
+                req.path
+            );
+            None
+        }
+    }
+}
 
 /// Credentials that were not accepted: logged with the reason; the request
 /// goes on without an identity where none is needed, else a 401.
@@ -336,45 +349,152 @@ fn json_head(status: u16, body: String) -> ResponseHead {
     head
 }
 
+/// A JSON error answer in the server's shape.
+fn error(status: u16, code: &str, message: &str, request_id: &str) -> Response {
+    Response::new(status)
+        .header("content-type", "application/json")
+        .header("cache-control", "no-store")
+        .body(json!({"code": code, "message": message, "requestId": request_id}).to_string())
+}
+
+/// A redirect to a target already checked by [`safe_target`].
+fn redirect_to(status: u16, target: &str) -> Response {
+    Response::new(status)
+        .header("location", target)
+        .header("cache-control", "no-store")
+}
+
+/// The redirect target a request names (`redirect` or `returnTo`), checked
+/// against the allow-list; `/` when it names none.
+fn target(cfg: &Config, req: &Request) -> Result<String, Response> {
+    let head = req.head();
+    match head
+        .query_param("redirect")
+        .or_else(|| head.query_param("returnTo"))
+    {
+        None => Ok("/".to_owned()),
+        Some(t) => safe_target(&t, &cfg.redirect_origins).ok_or_else(|| {
+            extism_pdk::warn!("authn: redirect target refused: {t:?}");
+            error(
+                400,
+                "REDIRECT_REFUSED",
+                "a redirect goes to a path on this server or to an origin in `allowedRedirectOrigins`",
+                &head.request_id,
+            )
+        }),
+    }
+}
+
+/// `/_/auth/api/logout`: ends the session, clears its cookie, and sends the
+/// browser to the provider's logout (RP-initiated) or to the target.
+fn logout(cfg: &Config, req: &Request) -> Response {
+    let to = match target(cfg, req) {
+        Ok(t) => t,
+        Err(refused) => return refused,
+    };
+    let status = if req.method() == "POST" { 303 } else { 302 };
+    let ended = match cookie(&req.head().headers, SESSION_COOKIE).map(session::delete) {
+        Some(Ok(s)) => s,
+        Some(Err(e)) => {
+            return error(
+                500,
+                "INTERNAL",
+                &format!("ending the session: {e}"),
+                &req.head().request_id,
+            );
+        }
+        None => None,
+    };
+    let upstream = ended.and_then(|s| {
+        let p = cfg.oidc.iter().find(|p| p.name == s.provider)?;
+        oidc::end_session(p, s.id_token.as_deref())
+    });
+    redirect_to(status, upstream.as_deref().unwrap_or(&to))
+        .header("set-cookie", session::cookie(None, 0))
+}
+
 /// `/_/auth/*`: the login page and the API.
 fn routes(req: Request) -> Result<Response, Error> {
     let cfg = settings()?;
-    let providers: Vec<(String, String)> = cfg
+    let id = req.head().request_id.clone();
+    let mut providers: Vec<Value> = cfg
         .providers
         .iter()
-        .map(|p| {
-            let issuer = p.verify["issuer"].as_str().unwrap_or_default().to_owned();
-            (p.name.clone(), issuer)
-        })
+        .map(|p| json!({"name": p.name, "type": "jwt", "issuer": p.verify.get("issuer")}))
         .collect();
-    match (req.method(), req.path()) {
-        ("GET", "/login") => Ok(Response::new(200)
-            .header("content-type", "text/html; charset=utf-8")
-            .body(login_page(&providers))),
-        ("GET", "/api/providers") => Response::json(&json!({
-            "providers": providers
-                .iter()
-                .map(|(name, issuer)| json!({"name": name, "type": "jwt", "issuer": issuer}))
-                .collect::<Vec<_>>()
-        })),
+    providers.extend(
+        cfg.oidc
+            .iter()
+            .map(|p| json!({"name": p.name, "type": "oidc", "issuer": p.issuer})),
+    );
+    providers.extend(
+        cfg.passwords
+            .iter()
+            .map(|p| json!({"name": p.name, "type": "email-password", "signUp": p.sign_up})),
+    );
+    providers.extend(
+        cfg.api_keys
+            .iter()
+            .map(|p| json!({"name": p.name, "type": "apiKeys"})),
+    );
+    if req.method() == "POST"
+        && cross_site(
+            req.header("sec-fetch-site"),
+            req.header("origin"),
+            buntime_pdk::client().and_then(|c| c.host).as_deref(),
+        )
+    {
+        return Ok(error(
+            403,
+            "CROSS_SITE",
+            "a login, sign-up or logout posted from another site is refused",
+            &id,
+        ));
+    }
+    Ok(match (req.method(), req.path()) {
+        ("GET", "/login") => {
+            let redirect = match target(cfg, &req) {
+                Ok(t) => t,
+                Err(refused) => return Ok(refused),
+            };
+            Response::new(200)
+                .header("content-type", "text/html; charset=utf-8")
+                .header("cache-control", "no-store")
+                .body(login_page(&LoginPage {
+                    bearer: &cfg.providers,
+                    oidc: &cfg.oidc,
+                    passwords: &cfg.passwords,
+                    redirect: &redirect,
+                }))
+        }
+        ("GET", "/api/providers") => Response::json(&json!({ "providers": providers }))?,
         ("GET", "/api/session") => match req.header(IDENTITY) {
-            Some(identity) => Ok(Response::new(200)
+            Some(identity) => Response::new(200)
                 .header("content-type", "application/json")
-                .body(identity.to_owned())),
-            None => Ok(Response::new(401)
+                .header("cache-control", "no-store")
+                .body(identity.to_owned()),
+            None => Response::new(401)
                 .header("content-type", "application/json")
                 .body(unauthorized_body(
                     "AUTHENTICATION_REQUIRED",
-                    "no identity: send `Authorization: Bearer <token>`",
-                    &req.head().request_id,
-                ))),
+                    "no identity: log in, or send `Authorization: Bearer <token>`",
+                    &id,
+                )),
         },
-        _ => Ok(Response::new(404)
-            .header("content-type", "application/json")
-            .body(
-                json!({"code": "NOT_FOUND", "message": format!("no route {} {}", req.method(), req.path())})
-                    .to_string(),
-            )),
-    }
+        ("GET", "/api/login") => match target(cfg, &req) {
+            Ok(to) => oidc::start(cfg, &req, to),
+            Err(refused) => refused,
+        },
+        ("POST", "/api/login") => password::login(cfg, &req),
+        ("POST", "/api/signup") => password::signup(cfg, &req),
+        ("GET", "/api/callback") => oidc::callback(cfg, &req),
+        ("GET" | "POST", "/api/logout") => logout(cfg, &req),
+        _ => error(
+            404,
+            "NOT_FOUND",
+            &format!("no route {} {}", req.method(), req.path()),
+            &id,
+        ),
+    })
 }
 buntime_pdk::app!(routes);
