@@ -10,6 +10,12 @@
 //! `authz_decision` puts the authz core plugin with 100 policies in front of
 //! the same app, next to the same chain without it: the difference is one
 //! authorization decision (with its policy-version check) per request.
+//!
+//! `authn_jwt` does the same with the authn plugin checking a bearer JWT
+//! (EdDSA, its key set fetched once from a loopback server and cached).
+
+#[path = "plugins/authn.rs"]
+mod authn;
 
 use std::path::Path;
 
@@ -143,26 +149,18 @@ fn authz_policies() -> String {
     policies.join(",")
 }
 
-/// The warm hello app behind the embedded core plugins, with authz on (and
-/// 100 policies) or off.
-fn authz_state(rt: &tokio::runtime::Runtime, root: &Path, on: bool) -> AppState {
+/// The warm hello app behind the embedded core plugins, configured by the
+/// `plugins` list of `buntime.jsonc`.
+fn core_plugin_state(rt: &tokio::runtime::Runtime, root: &Path, plugins: &str) -> AppState {
     let apps = root.join("apps");
     write(
         &apps.join("hello/1.0.0/worker.jsonc"),
         r#"{ ttl: "10m", maxRequests: 0 }"#,
     );
     std::fs::copy(fx::APP_HELLO, apps.join("hello/1.0.0/app.wasm")).expect("copy app");
-    let entry = if on {
-        format!(
-            r#"["@buntime/plugin-authz", {{ "policySeed": {{ "policies": [{}] }} }}]"#,
-            authz_policies()
-        )
-    } else {
-        r#"{ "name": "@buntime/plugin-authz", "enabled": false }"#.to_owned()
-    };
     write(
         &root.join("buntime.jsonc"),
-        &format!(r#"{{ "plugins": [{entry}] }}"#),
+        &format!(r#"{{ "plugins": [{plugins}] }}"#),
     );
     let engine = Engine::new(EngineConfig {
         host_functions: host_functions(),
@@ -178,6 +176,19 @@ fn authz_state(rt: &tokio::runtime::Runtime, root: &Path, on: bool) -> AppState 
     };
     rt.block_on(AppState::build(engine, vec![apps], 16, sources))
         .expect("state")
+}
+
+/// With authz on (and 100 policies) or off.
+fn authz_state(rt: &tokio::runtime::Runtime, root: &Path, on: bool) -> AppState {
+    let entry = if on {
+        format!(
+            r#"["@buntime/plugin-authz", {{ "policySeed": {{ "policies": [{}] }} }}]"#,
+            authz_policies()
+        )
+    } else {
+        r#"{ "name": "@buntime/plugin-authz", "enabled": false }"#.to_owned()
+    };
+    core_plugin_state(rt, root, &entry)
 }
 
 fn authz(c: &mut Criterion) {
@@ -218,6 +229,6 @@ fn authz(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(3));
-    targets = chain, authz
+    targets = chain, authz, authn::authn
 }
 criterion_main!(benches);
