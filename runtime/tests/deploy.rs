@@ -1,6 +1,7 @@
 //! `buntime deploy` against a real `buntime serve` with the deployments
 //! plugin: a project dir packed (its `.buntimeignore` honoured), uploaded,
-//! served at the printed URL; a refusal printed as the server words it.
+//! served at the printed URL, replaced with `--replace`; a refusal printed
+//! as the server words it.
 
 mod common;
 
@@ -97,6 +98,19 @@ fn a_project_dir_is_packed_uploaded_and_served_at_the_printed_url() {
     assert!(
         stderr.contains("VERSION_EXISTS") && stderr.contains("already deployed"),
         "{stderr}"
+    );
+
+    // With --replace: the installed version is swapped for the new files.
+    std::fs::write(project.join("notes.txt"), "second").expect("write");
+    let out = deploy(&server, &[project.to_str().expect("utf-8"), "--replace"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(installed.join("notes.txt")).expect("replaced"),
+        "second"
     );
 
     // A dir that is not an app: refused, named, nothing served.

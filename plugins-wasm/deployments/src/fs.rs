@@ -129,6 +129,14 @@ pub fn rename(from: &str, to: &str) -> Result<(), HostErrorBody> {
     call::<Value>(imports::fs_rename, json!({"from": from, "to": to})).map(|_| ())
 }
 
+pub fn exchange(a: &str, b: &str) -> Result<(), HostErrorBody> {
+    call::<Value>(
+        imports::fs_rename,
+        json!({"from": a, "to": b, "exchange": true}),
+    )
+    .map(|_| ())
+}
+
 pub fn remove(path: &str, recursive: bool) -> Result<(), HostErrorBody> {
     call::<Value>(
         imports::fs_remove,
@@ -148,7 +156,7 @@ pub fn unpack(archive: &str, dest: &str, caps: Value) -> Result<Value, HostError
 pub fn pack(path: &str, format: &str) -> Result<Vec<u8>, HostErrorBody> {
     bytes_of(call(
         imports::fs_pack,
-        json!({"path": path, "format": format, "maxBytes": 64u64 << 20}),
+        json!({"path": path, "format": format, "maxBytes": 16u64 << 20}),
     )?)
 }
 

@@ -1,9 +1,9 @@
 //! The routes under `/_/deployments/api` (docs/plugins/deployments.md).
 //!
-//! A deploy: the body is written to `.deployments/<id>.upload` in the first
-//! worker dir, unpacked by the host into `.deployments/<id>` (same file
-//! system; a name starting with `.` is never an app), validated as the
-//! server would load it, then renamed to `<name>/<version>` — one
+//! A deploy: the host streams the body to `.deployments/<random>.upload` in
+//! the first worker dir (the manifest's `spoolUploads`); the host unpacks it
+//! into `.deployments/<id>` (same file system; a name starting with `.` is
+//! never an app), it is validated as the server would load it, then renamed to `<name>/<version>` — one
 //! `rename(2)`, so a request sees the version whole or not at all. Any
 //! failure removes the staging entries.
 
@@ -159,12 +159,16 @@ fn cap(key: &str) -> Option<u64> {
 
 fn deploy(req: &Request, name: &str, ver: &str) -> Result<Response> {
     let target = format!("{name}/{ver}");
-    if fs::stat(&target)?.is_some() {
+    let replace = matches!(
+        req.head().query_param("replace").as_deref(),
+        Some("" | "true" | "1")
+    );
+    if !replace && fs::stat(&target)?.is_some() {
         return Err(Failure(
             409,
             "VERSION_EXISTS",
             format!(
-                "`{name}@{ver}` is already deployed; deploy a new version, or delete this one first (DELETE /_/deployments/api/apps/{name}/{ver})"
+                "`{name}@{ver}` is already deployed; deploy a new version, replace this one (?replace=true, `buntime deploy --replace`), or delete it first (DELETE /_/deployments/api/apps/{name}/{ver})"
             ),
         ));
     }
@@ -185,8 +189,19 @@ fn deploy(req: &Request, name: &str, ver: &str) -> Result<Response> {
             ));
         }
     }
-    let body = req.body();
-    if body.is_empty() {
+    // A spooled upload (the manifest's `spoolUploads`): the host streamed
+    // the body to this file, below the first worker dir; the bytes never
+    // enter this plugin's memory. Otherwise the body itself.
+    let spooled = req.header("x-buntime-upload").map(str::to_owned);
+    let body = match spooled {
+        Some(_) => Vec::new(),
+        None => req.body(),
+    };
+    let empty = match &spooled {
+        Some(_) => req.header("x-buntime-upload-size") == Some("0"),
+        None => body.is_empty(),
+    };
+    if empty {
         return Err(Failure(
             400,
             "EMPTY_BODY",
@@ -194,10 +209,12 @@ fn deploy(req: &Request, name: &str, ver: &str) -> Result<Response> {
         ));
     }
     let id = staging_id(req);
-    let upload = format!("{STAGING}/{id}.upload");
+    let upload = spooled.unwrap_or_else(|| format!("{STAGING}/{id}.upload"));
     let staged = format!("{STAGING}/{id}");
     let result = (|| -> Result<Value> {
-        fs::write(&upload, &body, true)?;
+        if !body.is_empty() {
+            fs::write(&upload, &body, true)?;
+        }
         let caps = json!({
             "maxBytes": cap("maxBytes"),
             "maxEntries": cap("maxEntries"),
@@ -215,15 +232,26 @@ fn deploy(req: &Request, name: &str, ver: &str) -> Result<Response> {
         let _ = fs::remove(&upload, false);
         let kind = fs::check_app(&staged, name, ver)?;
         fs::mkdir(name, true)?;
-        fs::rename(&staged, &target).map_err(|e| match e.code.as_str() {
-            "exists" => Failure(
-                409,
-                "VERSION_EXISTS",
-                format!("`{name}@{ver}` was deployed by another request meanwhile"),
-            ),
-            _ => e.into(),
-        })?;
-        Ok(json!({"unpacked": unpacked, "app": kind}))
+        let replaced = replace && fs::stat(&target)?.is_some();
+        if replaced {
+            // One renameat2(RENAME_EXCHANGE): the old version is at
+            // `staged` now, and goes with the staging entries.
+            fs::exchange(&staged, &target)?;
+        } else {
+            fs::rename(&staged, &target).map_err(|e| match e.code.as_str() {
+                "exists" => Failure(
+                    409,
+                    "VERSION_EXISTS",
+                    format!("`{name}@{ver}` was deployed by another request meanwhile"),
+                ),
+                _ => e.into(),
+            })?;
+        }
+        if replaced {
+            // The new version serves already; a leftover is only staging.
+            let _ = fs::remove(&staged, true);
+        }
+        Ok(json!({"unpacked": unpacked, "app": kind, "replaced": replaced}))
     })();
     match result {
         Ok(v) => Ok(json_ok(
@@ -235,6 +263,7 @@ fn deploy(req: &Request, name: &str, ver: &str) -> Result<Response> {
                 "entries": v["unpacked"]["entries"],
                 "bytes": v["unpacked"]["bytes"],
                 "kind": v["app"]["kind"],
+                "replaced": v["replaced"],
             }),
         )),
         Err(f) => {

@@ -1,4 +1,4 @@
-//! `buntime deploy <dir|archive> --url URL --key KEY [--name N --version V]`:
+//! `buntime deploy <dir|archive> --url URL --key KEY [--name N --version V] [--replace]`:
 //! packs an app dir (skipping what `.buntimeignore` lists, gitignore syntax)
 //! into a `.tar.gz`, or takes a `.tar.gz` / `.zip` as it is, uploads it to
 //! the deployments plugin (`POST /_/deployments/api/apps/<name>/<version>`,
@@ -35,6 +35,9 @@ pub(super) struct DeployArgs {
     /// The version to deploy, e.g. 1.2.0 (default: from the path).
     #[arg(long = "version", id = "app_version")]
     version: Option<String>,
+    /// Replace the version if it is already deployed (swapped atomically).
+    #[arg(long)]
+    replace: bool,
 }
 
 pub(super) async fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
@@ -45,7 +48,10 @@ pub(super) async fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
         std::fs::read(&args.path).with_context(|| format!("cannot read {}", args.path.display()))?
     };
     let base = args.url.trim_end_matches('/');
-    let endpoint = format!("{base}/_/deployments/api/apps/{name}/{version}");
+    let mut endpoint = format!("{base}/_/deployments/api/apps/{name}/{version}");
+    if args.replace {
+        endpoint.push_str("?replace=true");
+    }
     let size = archive.len() as u64;
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(size);
