@@ -9,11 +9,14 @@
 
 use buntime_pdk::abi::HostErrorBody;
 use buntime_pdk::plugin::config;
+use buntime_pdk::plugin::fs::{Root, Unpack, Write};
 use buntime_pdk::{Error, Request, Response};
 use serde_json::{Value, json};
 
-use crate::fs;
 use crate::paths::{clean, same_pin, valid_name, version};
+
+/// The first worker dir (the grant's first root): where versions go.
+const APPS: Root = Root::new(0);
 
 /// Where uploads are staged, below the first worker dir.
 const STAGING: &str = ".deployments";
@@ -124,7 +127,7 @@ fn app_version(v: &str) -> Result<&str> {
 
 /// The versions of `name` in the first worker dir, sorted.
 fn versions(name: &str) -> Result<Vec<String>> {
-    let entries = match fs::list(name) {
+    let entries = match APPS.list(name) {
         Ok(e) => e,
         Err(e) if e.code == "not_found" => return Ok(Vec::new()),
         Err(e) => return Err(e.into()),
@@ -140,7 +143,7 @@ fn versions(name: &str) -> Result<Vec<String>> {
 
 fn list_apps() -> Result<Response> {
     let mut apps = Vec::new();
-    for e in fs::list("")? {
+    for e in APPS.list("")? {
         if e.kind != "dir" || !valid_name(&e.name) {
             continue;
         }
@@ -163,7 +166,7 @@ fn deploy(req: &Request, name: &str, ver: &str) -> Result<Response> {
         req.head().query_param("replace").as_deref(),
         Some("" | "true" | "1")
     );
-    if !replace && fs::stat(&target)?.is_some() {
+    if !replace && APPS.stat(&target)?.is_some() {
         return Err(Failure(
             409,
             "VERSION_EXISTS",
@@ -179,7 +182,7 @@ fn deploy(req: &Request, name: &str, ver: &str) -> Result<Response> {
         format!("{name}/worker.jsonc"),
         format!("{name}/index.html"),
     ] {
-        if fs::stat(&other)?.is_some() {
+        if APPS.stat(&other)?.is_some() {
             return Err(Failure(
                 409,
                 "LAYOUT_CONFLICT",
@@ -213,43 +216,37 @@ fn deploy(req: &Request, name: &str, ver: &str) -> Result<Response> {
     let staged = format!("{STAGING}/{id}");
     let result = (|| -> Result<Value> {
         if !body.is_empty() {
-            fs::write(&upload, &body, true)?;
+            APPS.write(&upload, &body, Write::new().create_dirs())?;
         }
-        let caps = json!({
-            "maxBytes": cap("maxBytes"),
-            "maxEntries": cap("maxEntries"),
-            "maxRatio": cap("maxRatio"),
-        });
-        let caps = Value::Object(
-            caps.as_object()
-                .into_iter()
-                .flatten()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        );
-        let unpacked = fs::unpack(&upload, &staged, caps)?;
-        let _ = fs::remove(&upload, false);
-        let kind = fs::check_app(&staged, name, ver)?;
-        fs::mkdir(name, true)?;
-        let replaced = replace && fs::stat(&target)?.is_some();
+        let caps = Unpack {
+            max_bytes: cap("maxBytes"),
+            max_entries: cap("maxEntries"),
+            max_ratio: cap("maxRatio"),
+            ..Unpack::default()
+        };
+        let unpacked = APPS.unpack(&upload, &staged, caps)?;
+        let _ = APPS.remove(&upload, false);
+        let kind = APPS.check_app(&staged, name, Some(ver))?;
+        APPS.mkdir(name, true)?;
+        let replaced = replace && APPS.stat(&target)?.is_some();
         if replaced {
             // One renameat2(RENAME_EXCHANGE): the old version is at
             // `staged` now, and goes with the staging entries.
-            fs::exchange(&staged, &target)?;
+            APPS.exchange(&staged, &target)?;
         } else {
-            fs::rename(&staged, &target).map_err(|e| match e.code.as_str() {
-                "exists" => Failure(
-                    409,
-                    "VERSION_EXISTS",
-                    format!("`{name}@{ver}` was deployed by another request meanwhile"),
-                ),
-                _ => e.into(),
-            })?;
+            APPS.rename(&staged, &target)
+                .map_err(|e| match e.code.as_str() {
+                    "exists" => Failure(
+                        409,
+                        "VERSION_EXISTS",
+                        format!("`{name}@{ver}` was deployed by another request meanwhile"),
+                    ),
+                    _ => e.into(),
+                })?;
         }
         if replaced {
             // The new version serves already; a leftover is only staging.
-            let _ = fs::remove(&staged, true);
+            let _ = APPS.remove(&staged, true);
         }
         Ok(json!({"unpacked": unpacked, "app": kind, "replaced": replaced}))
     })();
@@ -267,10 +264,10 @@ fn deploy(req: &Request, name: &str, ver: &str) -> Result<Response> {
             }),
         )),
         Err(f) => {
-            let _ = fs::remove(&upload, false);
-            let _ = fs::remove(&staged, true);
+            let _ = APPS.remove(&upload, false);
+            let _ = APPS.remove(&staged, true);
             // The app dir, if this deploy made it and nothing is in it.
-            let _ = fs::remove(name, false);
+            let _ = APPS.remove(name, false);
             Err(f)
         }
     }
@@ -308,7 +305,8 @@ fn download(req: &Request, name: &str, ver: &str) -> Result<Response> {
             ));
         }
     };
-    let bytes = fs::pack(&format!("{name}/{ver}"), &format)?;
+    // 16 MiB: the archive passes through this plugin's 64 MiB of memory.
+    let bytes = APPS.pack(&format!("{name}/{ver}"), &format, Some(16 << 20))?;
     Ok(Response::new(200)
         .header("content-type", mime)
         .header(
@@ -320,7 +318,7 @@ fn download(req: &Request, name: &str, ver: &str) -> Result<Response> {
 
 fn remove_version(req: &Request, name: &str, ver: &str) -> Result<Response> {
     let target = format!("{name}/{ver}");
-    if fs::stat(&target)?.is_none() {
+    if APPS.stat(&target)?.is_none() {
         return Err(Failure(
             404,
             "NOT_FOUND",
@@ -354,18 +352,18 @@ fn remove_version(req: &Request, name: &str, ver: &str) -> Result<Response> {
     }
     // Out of sight in one rename, then removed.
     let trash = format!("{STAGING}/{}.removed", staging_id(req));
-    fs::mkdir(STAGING, true)?;
-    fs::rename(&target, &trash)?;
-    fs::remove(&trash, true)?;
+    APPS.mkdir(STAGING, true)?;
+    APPS.rename(&target, &trash)?;
+    APPS.remove(&trash, true)?;
     // The app dir goes with its last version (removing a non-empty dir fails).
-    let _ = fs::remove(name, false);
+    let _ = APPS.remove(name, false);
     Ok(json_ok(200, &json!({"deleted": format!("{name}@{ver}")})))
 }
 
 fn files_op(req: &Request, name: &str, ver: &str, file: &str) -> Result<Response> {
     let rel = clean(file).map_err(|m| Failure(400, "BAD_PATH", m))?;
     let base = format!("{name}/{ver}");
-    if fs::stat(&base)?.is_none() {
+    if APPS.stat(&base)?.is_none() {
         return Err(Failure(
             404,
             "NOT_FOUND",
@@ -378,19 +376,19 @@ fn files_op(req: &Request, name: &str, ver: &str, file: &str) -> Result<Response
         format!("{base}/{rel}")
     };
     match req.method() {
-        "GET" => match fs::stat(&path)? {
+        "GET" => match APPS.stat(&path)? {
             None => Err(Failure(
                 404,
                 "NOT_FOUND",
                 format!("`{rel}` does not exist in `{name}@{ver}`"),
             )),
-            Some(e) if e.kind == "dir" => Ok(json_ok(200, &json!({"entries": fs::list(&path)?}))),
+            Some(e) if e.kind == "dir" => Ok(json_ok(200, &json!({"entries": APPS.list(&path)?}))),
             Some(_) => Ok(Response::new(200)
                 .header("content-type", "application/octet-stream")
-                .body(fs::read(&path)?)),
+                .body(APPS.read(&path)?)),
         },
         "PUT" if !rel.is_empty() => {
-            fs::write(&path, &req.body(), true)?;
+            APPS.write(&path, &req.body(), Write::new().create_dirs())?;
             Ok(json_ok(200, &json!({"written": rel})))
         }
         "PATCH" if !rel.is_empty() => {
@@ -406,7 +404,7 @@ fn files_op(req: &Request, name: &str, ver: &str, file: &str) -> Result<Response
             if to.is_empty() {
                 return Err(Failure(400, "BAD_PATH", "the new path is empty".into()));
             }
-            fs::rename(&path, &format!("{base}/{to}"))?;
+            APPS.rename(&path, &format!("{base}/{to}"))?;
             Ok(json_ok(200, &json!({"renamed": rel, "to": to})))
         }
         "DELETE" if !rel.is_empty() => {
@@ -414,7 +412,7 @@ fn files_op(req: &Request, name: &str, ver: &str, file: &str) -> Result<Response
                 req.head().query_param("recursive").as_deref(),
                 Some("" | "true" | "1")
             );
-            fs::remove(&path, recursive)?;
+            APPS.remove(&path, recursive)?;
             Ok(json_ok(200, &json!({"deleted": rel})))
         }
         m => Err(Failure(
