@@ -11,8 +11,9 @@ import yaml
 
 from conftest import CHART, KUBE_VERSION, full_values, one, render
 
-# Kinds of custom resources, whose schemas kubernetes-validate does not ship; the
-# tests below check how they point at the Service instead.
+# Kinds of custom resources, whose schemas kubernetes-validate does not ship (nor
+# does any PyPI package usable here: docs/deployment.md, "The checks"); the tests
+# below check how they point at the Service instead.
 CUSTOM = {"HTTPRoute", "Route", "ServiceMonitor"}
 
 
