@@ -202,6 +202,14 @@ async fn a_tar_gz_is_deployed_served_listed_downloaded_identically_and_not_repla
         .expect("get");
     assert_eq!(res.status(), 200);
     assert!(res.bytes().await.expect("bytes").as_ref() == big.as_slice());
+    // A 12 MiB download passes through the plugin's 64 MiB of memory.
+    let res = client()
+        .get(server.url(&format!("{API}/big/1.0.0/archive")))
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(res.status(), 200);
+    assert!(res.bytes().await.expect("bytes").len() > 12 << 20);
     for format in ["tar.gz", "zip"] {
         let res = client()
             .get(server.url(&format!("{API}/hello/1.0.0/archive?format={format}")))
