@@ -160,7 +160,24 @@ fn cap(key: &str) -> Option<u64> {
     config(key).and_then(|t| t.trim().parse().ok())
 }
 
+/// Staging entries untouched for this long are leftovers of a server that
+/// stopped mid-deploy (a running upload or unpack keeps touching its own).
+const STALE_MS: u64 = 60 * 60 * 1000;
+
+/// Removes stale staging entries; best effort.
+fn sweep() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    for e in APPS.list(STAGING).unwrap_or_default() {
+        if e.modified + STALE_MS < now {
+            let _ = APPS.remove(&format!("{STAGING}/{}", e.name), true);
+        }
+    }
+}
+
 fn deploy(req: &Request, name: &str, ver: &str) -> Result<Response> {
+    sweep();
     let target = format!("{name}/{ver}");
     let replace = matches!(
         req.head().query_param("replace").as_deref(),

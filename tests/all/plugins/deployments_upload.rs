@@ -1,7 +1,8 @@
 //! Uploads to the deployments plugin stream to disk: the host spools the
 //! body to a file below the worker dir (`spoolUploads`), caps it as it
 //! arrives, and removes the file however the request ends; an archive
-//! larger than the plugin's whole memory deploys.
+//! larger than the plugin's whole memory deploys; what a stopped server
+//! left in staging is swept by a later deploy.
 
 use std::path::Path;
 use std::time::Duration;
@@ -132,12 +133,20 @@ async fn an_interrupted_upload_leaves_no_trace() {
 }
 
 #[tokio::test]
-async fn a_client_cannot_name_the_spooled_file() {
+async fn a_client_cannot_name_the_spooled_file_and_stale_leftovers_are_swept() {
     let server = start_with("16mb", "64mb").await;
     let apps = server.dir.path().join("apps");
     std::fs::create_dir_all(apps.join(".deployments")).expect("mkdir");
     let planted = tar_gz(&[("index.html", b"planted")]);
     std::fs::write(apps.join(".deployments/planted.upload"), &planted).expect("plant");
+    // What a server stopped mid-upload leaves, untouched for two hours.
+    let stale = apps.join(".deployments/stale.upload");
+    std::fs::write(&stale, b"half an archive").expect("stale");
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .and_then(|f| f.set_modified(std::time::SystemTime::now() - Duration::from_secs(7200)))
+        .expect("age it");
     let site = tar_gz(&[("index.html", b"sent")]);
     let res = client()
         .post(server.url(&format!("{API}/site/1.0.0")))
@@ -156,5 +165,9 @@ async fn a_client_cannot_name_the_spooled_file() {
         .await
         .expect("text");
     assert_eq!(page, "sent");
-    assert!(apps.join(".deployments/planted.upload").exists());
+    assert!(
+        apps.join(".deployments/planted.upload").exists(),
+        "recent: kept"
+    );
+    assert!(!stale.exists(), "stale: swept by the next deploy");
 }
