@@ -426,6 +426,14 @@ mod tests {
                 "onError",
             ),
             (
+                r#"{name: "a", version: "1.0.0", spoolUploads: {routes: ["/up"], dir: "../x"}}"#,
+                "spoolUploads",
+            ),
+            (
+                r#"{name: "a", version: "1.0.0", spoolUploads: {routes: ["/up"], dir: "u", maxSize: "2gb"}}"#,
+                "spoolUploads",
+            ),
+            (
                 r#"{name: "a", version: "1.0.0", dependencies: ["a"]}"#,
                 "dependencies",
             ),

@@ -171,3 +171,29 @@ async fn a_client_cannot_name_the_spooled_file_and_stale_leftovers_are_swept() {
     );
     assert!(!stale.exists(), "stale: swept by the next deploy");
 }
+
+#[tokio::test]
+async fn spooled_uploads_without_an_fs_grant_fail_the_load() {
+    let plugins = buntime::plugins::embedded()
+        .into_iter()
+        .filter(|p| p.manifest.contains(DEPLOYMENTS))
+        .collect();
+    let server = TestServer::try_start_plugins(plugins, |root| {
+        config(
+            root,
+            &json!({ "plugins": [{ "name": DEPLOYMENTS, "capabilities": { "fs": false } }] })
+                .to_string(),
+        );
+    })
+    .await
+    .expect("server");
+    let list = super::plugins(&server).await;
+    let entry = super::not_loaded(&list, DEPLOYMENTS);
+    assert_eq!(entry["state"], "failed", "{list}");
+    assert!(
+        entry["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("`spoolUploads` needs an `fs` grant")),
+        "{entry}"
+    );
+}
