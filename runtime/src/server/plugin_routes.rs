@@ -10,7 +10,9 @@
 //! upload, as the core API would).
 //!
 //! `handle` gets the request with the path after `/_/<base>` and
-//! `base: "/_/<base>"` (a HEAD request as a GET, answered without the body); when it answers 404, or the plugin exports no
+//! `base: "/_/<base>"` (a HEAD request as a GET, answered without the
+//! body; a body the manifest's `spoolUploads` names as a file, see
+//! `upload_spool`); when it answers 404, or the plugin exports no
 //! `handle`, the `ui/` dir is served (SPA fallback to `index.html`). A
 //! response head with `events` becomes a live `text/event-stream`. Its
 //! answer obeys the rules of every guest response (`guest_http`): status
