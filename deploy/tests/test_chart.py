@@ -11,8 +11,9 @@ import yaml
 
 from conftest import CHART, KUBE_VERSION, full_values, one, render
 
-# Kinds of custom resources, whose schemas kubernetes-validate does not ship; the
-# tests below check how they point at the Service instead.
+# Kinds of custom resources, whose schemas kubernetes-validate does not ship (nor
+# does any PyPI package usable here: docs/deployment.md, "The checks"); the tests
+# below check how they point at the Service instead.
 CUSTOM = {"HTTPRoute", "Route", "ServiceMonitor"}
 
 
@@ -75,6 +76,24 @@ def test_the_grace_period_covers_the_shutdown_timeout():
         assert env["RUNTIME_SHUTDOWN_TIMEOUT"] == f"{shutdown}s"
         pre = pod["containers"][0].get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
         assert pod["terminationGracePeriodSeconds"] >= pre + shutdown + 5
+
+
+def container_env(values=None):
+    c = one(render(values), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e.get("value") for e in c["env"]}
+
+
+def test_trusted_proxies_and_the_module_cache_follow_the_values():
+    env = container_env()
+    assert "RUNTIME_TRUSTED_PROXIES" not in env
+    assert env["RUNTIME_CACHE_DIR"] == "/var/lib/buntime/data/module-cache"
+    assert env["RUNTIME_CACHE_DIR"].startswith(env["RUNTIME_DATA_DIR"] + "/")
+    env = container_env(full_values())
+    assert env["RUNTIME_TRUSTED_PROXIES"] == "10.0.0.0/8,fd00::/8"
+    # An emptyDir is world-writable: the cache would refuse it.
+    env = container_env({"persistence": {"data": {"enabled": False}}})
+    assert env["RUNTIME_CACHE_DIR"] == "off"
+    assert container_env({"buntime": {"moduleCache": False}})["RUNTIME_CACHE_DIR"] == "off"
 
 
 def test_buntime_jsonc_is_rendered_from_values():

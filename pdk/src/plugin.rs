@@ -48,6 +48,17 @@ mod imports {
         pub(super) fn sql_tenant_list(h: u64) -> u64;
         pub(super) fn sql_tenant_delete(h: u64) -> u64;
         pub(super) fn sql_databases() -> u64;
+        pub(super) fn fs_roots() -> u64;
+        pub(super) fn fs_list(h: u64) -> u64;
+        pub(super) fn fs_stat(h: u64) -> u64;
+        pub(super) fn fs_read(h: u64) -> u64;
+        pub(super) fn fs_write(h: u64, data: u64) -> u64;
+        pub(super) fn fs_mkdir(h: u64) -> u64;
+        pub(super) fn fs_rename(h: u64) -> u64;
+        pub(super) fn fs_remove(h: u64) -> u64;
+        pub(super) fn fs_unpack(h: u64) -> u64;
+        pub(super) fn fs_pack(h: u64) -> u64;
+        pub(super) fn fs_check_app(h: u64) -> u64;
     }
 }
 
@@ -281,6 +292,7 @@ pub fn request_body() -> Vec<u8> {
     crate::guest::request_body_bytes()
 }
 
+pub mod fs;
 pub mod sql;
 
 /// The plugin's config value `key` (from its manifest defaults and

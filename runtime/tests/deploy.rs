@@ -1,6 +1,7 @@
 //! `buntime deploy` against a real `buntime serve` with the deployments
 //! plugin: a project dir packed (its `.buntimeignore` honoured), uploaded,
-//! served at the printed URL; a refusal printed as the server words it.
+//! served at the printed URL, replaced with `--replace`; an archive streamed
+//! as it is; a refusal printed as the server words it.
 
 mod common;
 
@@ -98,6 +99,37 @@ fn a_project_dir_is_packed_uploaded_and_served_at_the_printed_url() {
         stderr.contains("VERSION_EXISTS") && stderr.contains("already deployed"),
         "{stderr}"
     );
+
+    // With --replace: the installed version is swapped for the new files.
+    std::fs::write(project.join("notes.txt"), "second").expect("write");
+    let out = deploy(&server, &[project.to_str().expect("utf-8"), "--replace"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(installed.join("notes.txt")).expect("replaced"),
+        "second"
+    );
+
+    // An archive, streamed from disk, named `<name>-<version>.tar.gz`.
+    let archive = server.dir.path().join("work/hello-1.3.0.tar.gz");
+    let gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(&archive).expect("archive"),
+        flate2::Compression::fast(),
+    );
+    let mut tar = tar::Builder::new(gz);
+    tar.append_dir_all(".", &project).expect("pack");
+    tar.into_inner().expect("tar").finish().expect("gz");
+    let out = deploy(&server, &[archive.to_str().expect("utf-8")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let res = http_get(server.port, "/hello@1.3.0/x");
+    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
 
     // A dir that is not an app: refused, named, nothing served.
     let broken = server.dir.path().join("work/broken");

@@ -1,19 +1,22 @@
 //! The routes under `/_/deployments/api` (docs/plugins/deployments.md).
 //!
-//! A deploy: the body is written to `.deployments/<id>.upload` in the first
-//! worker dir, unpacked by the host into `.deployments/<id>` (same file
-//! system; a name starting with `.` is never an app), validated as the
-//! server would load it, then renamed to `<name>/<version>` — one
+//! A deploy: the host streams the body to `.deployments/<random>.upload` in
+//! the first worker dir (the manifest's `spoolUploads`); the host unpacks it
+//! into `.deployments/<id>` (same file system; a name starting with `.` is
+//! never an app), it is validated as the server would load it, then renamed to `<name>/<version>` — one
 //! `rename(2)`, so a request sees the version whole or not at all. Any
 //! failure removes the staging entries.
 
 use buntime_pdk::abi::HostErrorBody;
 use buntime_pdk::plugin::config;
+use buntime_pdk::plugin::fs::{Root, Unpack, Write};
 use buntime_pdk::{Error, Request, Response};
 use serde_json::{Value, json};
 
-use crate::fs;
 use crate::paths::{clean, same_pin, valid_name, version};
+
+/// The first worker dir (the grant's first root): where versions go.
+const APPS: Root = Root::new(0);
 
 /// Where uploads are staged, below the first worker dir.
 const STAGING: &str = ".deployments";
@@ -124,7 +127,7 @@ fn app_version(v: &str) -> Result<&str> {
 
 /// The versions of `name` in the first worker dir, sorted.
 fn versions(name: &str) -> Result<Vec<String>> {
-    let entries = match fs::list(name) {
+    let entries = match APPS.list(name) {
         Ok(e) => e,
         Err(e) if e.code == "not_found" => return Ok(Vec::new()),
         Err(e) => return Err(e.into()),
@@ -140,7 +143,7 @@ fn versions(name: &str) -> Result<Vec<String>> {
 
 fn list_apps() -> Result<Response> {
     let mut apps = Vec::new();
-    for e in fs::list("")? {
+    for e in APPS.list("")? {
         if e.kind != "dir" || !valid_name(&e.name) {
             continue;
         }
@@ -157,14 +160,35 @@ fn cap(key: &str) -> Option<u64> {
     config(key).and_then(|t| t.trim().parse().ok())
 }
 
+/// Staging entries untouched for this long are leftovers of a server that
+/// stopped mid-deploy (a running upload or unpack keeps touching its own).
+const STALE_MS: u64 = 60 * 60 * 1000;
+
+/// Removes stale staging entries; best effort.
+fn sweep() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    for e in APPS.list(STAGING).unwrap_or_default() {
+        if e.modified + STALE_MS < now {
+            let _ = APPS.remove(&format!("{STAGING}/{}", e.name), true);
+        }
+    }
+}
+
 fn deploy(req: &Request, name: &str, ver: &str) -> Result<Response> {
+    sweep();
     let target = format!("{name}/{ver}");
-    if fs::stat(&target)?.is_some() {
+    let replace = matches!(
+        req.head().query_param("replace").as_deref(),
+        Some("" | "true" | "1")
+    );
+    if !replace && APPS.stat(&target)?.is_some() {
         return Err(Failure(
             409,
             "VERSION_EXISTS",
             format!(
-                "`{name}@{ver}` is already deployed; deploy a new version, or delete this one first (DELETE /_/deployments/api/apps/{name}/{ver})"
+                "`{name}@{ver}` is already deployed; deploy a new version, replace this one (?replace=true, `buntime deploy --replace`), or delete it first (DELETE /_/deployments/api/apps/{name}/{ver})"
             ),
         ));
     }
@@ -175,7 +199,7 @@ fn deploy(req: &Request, name: &str, ver: &str) -> Result<Response> {
         format!("{name}/worker.jsonc"),
         format!("{name}/index.html"),
     ] {
-        if fs::stat(&other)?.is_some() {
+        if APPS.stat(&other)?.is_some() {
             return Err(Failure(
                 409,
                 "LAYOUT_CONFLICT",
@@ -185,8 +209,19 @@ fn deploy(req: &Request, name: &str, ver: &str) -> Result<Response> {
             ));
         }
     }
-    let body = req.body();
-    if body.is_empty() {
+    // A spooled upload (the manifest's `spoolUploads`): the host streamed
+    // the body to this file, below the first worker dir; the bytes never
+    // enter this plugin's memory. Otherwise the body itself.
+    let spooled = req.header("x-buntime-upload").map(str::to_owned);
+    let body = match spooled {
+        Some(_) => Vec::new(),
+        None => req.body(),
+    };
+    let empty = match &spooled {
+        Some(_) => req.header("x-buntime-upload-size") == Some("0"),
+        None => body.is_empty(),
+    };
+    if empty {
         return Err(Failure(
             400,
             "EMPTY_BODY",
@@ -194,36 +229,43 @@ fn deploy(req: &Request, name: &str, ver: &str) -> Result<Response> {
         ));
     }
     let id = staging_id(req);
-    let upload = format!("{STAGING}/{id}.upload");
+    let upload = spooled.unwrap_or_else(|| format!("{STAGING}/{id}.upload"));
     let staged = format!("{STAGING}/{id}");
     let result = (|| -> Result<Value> {
-        fs::write(&upload, &body, true)?;
-        let caps = json!({
-            "maxBytes": cap("maxBytes"),
-            "maxEntries": cap("maxEntries"),
-            "maxRatio": cap("maxRatio"),
-        });
-        let caps = Value::Object(
-            caps.as_object()
-                .into_iter()
-                .flatten()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        );
-        let unpacked = fs::unpack(&upload, &staged, caps)?;
-        let _ = fs::remove(&upload, false);
-        let kind = fs::check_app(&staged, name, ver)?;
-        fs::mkdir(name, true)?;
-        fs::rename(&staged, &target).map_err(|e| match e.code.as_str() {
-            "exists" => Failure(
-                409,
-                "VERSION_EXISTS",
-                format!("`{name}@{ver}` was deployed by another request meanwhile"),
-            ),
-            _ => e.into(),
-        })?;
-        Ok(json!({"unpacked": unpacked, "app": kind}))
+        if !body.is_empty() {
+            APPS.write(&upload, &body, Write::new().create_dirs())?;
+        }
+        let caps = Unpack {
+            max_bytes: cap("maxBytes"),
+            max_entries: cap("maxEntries"),
+            max_ratio: cap("maxRatio"),
+            ..Unpack::default()
+        };
+        let unpacked = APPS.unpack(&upload, &staged, caps)?;
+        let _ = APPS.remove(&upload, false);
+        let kind = APPS.check_app(&staged, name, Some(ver))?;
+        APPS.mkdir(name, true)?;
+        let replaced = replace && APPS.stat(&target)?.is_some();
+        if replaced {
+            // One renameat2(RENAME_EXCHANGE): the old version is at
+            // `staged` now, and goes with the staging entries.
+            APPS.exchange(&staged, &target)?;
+        } else {
+            APPS.rename(&staged, &target)
+                .map_err(|e| match e.code.as_str() {
+                    "exists" => Failure(
+                        409,
+                        "VERSION_EXISTS",
+                        format!("`{name}@{ver}` was deployed by another request meanwhile"),
+                    ),
+                    _ => e.into(),
+                })?;
+        }
+        if replaced {
+            // The new version serves already; a leftover is only staging.
+            let _ = APPS.remove(&staged, true);
+        }
+        Ok(json!({"unpacked": unpacked, "app": kind, "replaced": replaced}))
     })();
     match result {
         Ok(v) => Ok(json_ok(
@@ -235,13 +277,14 @@ fn deploy(req: &Request, name: &str, ver: &str) -> Result<Response> {
                 "entries": v["unpacked"]["entries"],
                 "bytes": v["unpacked"]["bytes"],
                 "kind": v["app"]["kind"],
+                "replaced": v["replaced"],
             }),
         )),
         Err(f) => {
-            let _ = fs::remove(&upload, false);
-            let _ = fs::remove(&staged, true);
+            let _ = APPS.remove(&upload, false);
+            let _ = APPS.remove(&staged, true);
             // The app dir, if this deploy made it and nothing is in it.
-            let _ = fs::remove(name, false);
+            let _ = APPS.remove(name, false);
             Err(f)
         }
     }
@@ -279,7 +322,8 @@ fn download(req: &Request, name: &str, ver: &str) -> Result<Response> {
             ));
         }
     };
-    let bytes = fs::pack(&format!("{name}/{ver}"), &format)?;
+    // 16 MiB: the archive passes through this plugin's 64 MiB of memory.
+    let bytes = APPS.pack(&format!("{name}/{ver}"), &format, Some(16 << 20))?;
     Ok(Response::new(200)
         .header("content-type", mime)
         .header(
@@ -291,7 +335,7 @@ fn download(req: &Request, name: &str, ver: &str) -> Result<Response> {
 
 fn remove_version(req: &Request, name: &str, ver: &str) -> Result<Response> {
     let target = format!("{name}/{ver}");
-    if fs::stat(&target)?.is_none() {
+    if APPS.stat(&target)?.is_none() {
         return Err(Failure(
             404,
             "NOT_FOUND",
@@ -325,18 +369,18 @@ fn remove_version(req: &Request, name: &str, ver: &str) -> Result<Response> {
     }
     // Out of sight in one rename, then removed.
     let trash = format!("{STAGING}/{}.removed", staging_id(req));
-    fs::mkdir(STAGING, true)?;
-    fs::rename(&target, &trash)?;
-    fs::remove(&trash, true)?;
+    APPS.mkdir(STAGING, true)?;
+    APPS.rename(&target, &trash)?;
+    APPS.remove(&trash, true)?;
     // The app dir goes with its last version (removing a non-empty dir fails).
-    let _ = fs::remove(name, false);
+    let _ = APPS.remove(name, false);
     Ok(json_ok(200, &json!({"deleted": format!("{name}@{ver}")})))
 }
 
 fn files_op(req: &Request, name: &str, ver: &str, file: &str) -> Result<Response> {
     let rel = clean(file).map_err(|m| Failure(400, "BAD_PATH", m))?;
     let base = format!("{name}/{ver}");
-    if fs::stat(&base)?.is_none() {
+    if APPS.stat(&base)?.is_none() {
         return Err(Failure(
             404,
             "NOT_FOUND",
@@ -349,19 +393,19 @@ fn files_op(req: &Request, name: &str, ver: &str, file: &str) -> Result<Response
         format!("{base}/{rel}")
     };
     match req.method() {
-        "GET" => match fs::stat(&path)? {
+        "GET" => match APPS.stat(&path)? {
             None => Err(Failure(
                 404,
                 "NOT_FOUND",
                 format!("`{rel}` does not exist in `{name}@{ver}`"),
             )),
-            Some(e) if e.kind == "dir" => Ok(json_ok(200, &json!({"entries": fs::list(&path)?}))),
+            Some(e) if e.kind == "dir" => Ok(json_ok(200, &json!({"entries": APPS.list(&path)?}))),
             Some(_) => Ok(Response::new(200)
                 .header("content-type", "application/octet-stream")
-                .body(fs::read(&path)?)),
+                .body(APPS.read(&path)?)),
         },
         "PUT" if !rel.is_empty() => {
-            fs::write(&path, &req.body(), true)?;
+            APPS.write(&path, &req.body(), Write::new().create_dirs())?;
             Ok(json_ok(200, &json!({"written": rel})))
         }
         "PATCH" if !rel.is_empty() => {
@@ -377,7 +421,7 @@ fn files_op(req: &Request, name: &str, ver: &str, file: &str) -> Result<Response
             if to.is_empty() {
                 return Err(Failure(400, "BAD_PATH", "the new path is empty".into()));
             }
-            fs::rename(&path, &format!("{base}/{to}"))?;
+            APPS.rename(&path, &format!("{base}/{to}"))?;
             Ok(json_ok(200, &json!({"renamed": rel, "to": to})))
         }
         "DELETE" if !rel.is_empty() => {
@@ -385,7 +429,7 @@ fn files_op(req: &Request, name: &str, ver: &str, file: &str) -> Result<Response
                 req.head().query_param("recursive").as_deref(),
                 Some("" | "true" | "1")
             );
-            fs::remove(&path, recursive)?;
+            APPS.remove(&path, recursive)?;
             Ok(json_ok(200, &json!({"deleted": rel})))
         }
         m => Err(Failure(

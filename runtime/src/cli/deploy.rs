@@ -1,7 +1,7 @@
-//! `buntime deploy <dir|archive> --url URL --key KEY [--name N --version V]`:
+//! `buntime deploy <dir|archive> --url URL --key KEY [--name N --version V] [--replace]`:
 //! packs an app dir (skipping what `.buntimeignore` lists, gitignore syntax)
-//! into a `.tar.gz`, or takes a `.tar.gz` / `.zip` as it is, uploads it to
-//! the deployments plugin (`POST /_/deployments/api/apps/<name>/<version>`,
+//! into a `.tar.gz`, or takes a `.tar.gz` / `.zip` as it is (streamed from
+//! disk), uploads it to the deployments plugin (`POST /_/deployments/api/apps/<name>/<version>`,
 //! a progress bar on a terminal) and prints the URL the new version is
 //! served at. A refusal is printed as the server words it.
 //!
@@ -35,18 +35,40 @@ pub(super) struct DeployArgs {
     /// The version to deploy, e.g. 1.2.0 (default: from the path).
     #[arg(long = "version", id = "app_version")]
     version: Option<String>,
+    /// Replace the version if it is already deployed (swapped atomically).
+    #[arg(long)]
+    replace: bool,
 }
 
 pub(super) async fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
     let (name, version) = name_and_version(&args.path, args.name, args.version)?;
-    let archive = if args.path.is_dir() {
-        pack_dir(&args.path)?
+    // A packed dir is in memory; an archive file is streamed from disk.
+    type Chunks = futures_util::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>;
+    let (chunks, size): (Chunks, u64) = if args.path.is_dir() {
+        let archive = bytes::Bytes::from(pack_dir(&args.path)?);
+        let size = archive.len() as u64;
+        let pieces: Vec<std::io::Result<bytes::Bytes>> = (0..archive.len())
+            .step_by(64 << 10)
+            .map(|at| Ok(archive.slice(at..archive.len().min(at + (64 << 10)))))
+            .collect();
+        (Box::pin(futures_util::stream::iter(pieces)), size)
     } else {
-        std::fs::read(&args.path).with_context(|| format!("cannot read {}", args.path.display()))?
+        let file = tokio::fs::File::open(&args.path)
+            .await
+            .with_context(|| format!("cannot read {}", args.path.display()))?;
+        let size = file
+            .metadata()
+            .await
+            .with_context(|| format!("cannot read {}", args.path.display()))?
+            .len();
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, 64 << 10);
+        (Box::pin(stream), size)
     };
     let base = args.url.trim_end_matches('/');
-    let endpoint = format!("{base}/_/deployments/api/apps/{name}/{version}");
-    let size = archive.len() as u64;
+    let mut endpoint = format!("{base}/_/deployments/api/apps/{name}/{version}");
+    if args.replace {
+        endpoint.push_str("?replace=true");
+    }
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(size);
         bar.set_style(
@@ -56,17 +78,12 @@ pub(super) async fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
         bar.set_message(format!("uploading {name}@{version}"));
         bar
     });
-    let chunks: Vec<bytes::Bytes> = bytes::Bytes::from(archive)
-        .chunks(64 << 10)
-        .map(bytes::Bytes::copy_from_slice)
-        .collect();
     let progress = bar.clone();
-    let stream = futures_util::stream::iter(chunks.into_iter().map(move |c| {
-        if let Some(b) = &progress {
+    let stream = futures_util::StreamExt::inspect(chunks, move |c| {
+        if let (Some(b), Ok(c)) = (&progress, c) {
             b.inc(c.len() as u64);
         }
-        Ok::<_, std::io::Error>(c)
-    }));
+    });
     let mut req = reqwest::Client::new()
         .post(&endpoint)
         .header("content-length", size)

@@ -114,6 +114,8 @@ pub struct Manifest {
     /// on this plugin's routes instead of `plugin:<base>:read|write` (a
     /// plugin that manages apps asks for `apps:install` like the core API).
     pub route_permissions: Vec<(String, crate::access::Permission)>,
+    /// `spoolUploads`: routes whose bodies the host streams to a file.
+    pub spool_uploads: Option<super::SpoolUploads>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -140,6 +142,7 @@ struct Raw {
     description: Option<String>,
     public_routes: Option<Value>,
     route_permissions: Option<BTreeMap<String, String>>,
+    spool_uploads: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -340,9 +343,15 @@ impl Manifest {
             };
             route_permissions.push((method.to_ascii_uppercase(), p));
         }
+        let spool_uploads = raw
+            .spool_uploads
+            .filter(|v| !v.is_null())
+            .map(|v| super::SpoolUploads::parse(&v).map_err(|m| err("spoolUploads", m)))
+            .transpose()?;
         Ok(Self {
             public_routes,
             route_permissions,
+            spool_uploads,
             name,
             version,
             base,
@@ -415,6 +424,14 @@ mod tests {
             (
                 r#"{name: "a", version: "1.0.0", onError: "maybe"}"#,
                 "onError",
+            ),
+            (
+                r#"{name: "a", version: "1.0.0", spoolUploads: {routes: ["/up"], dir: "../x"}}"#,
+                "spoolUploads",
+            ),
+            (
+                r#"{name: "a", version: "1.0.0", spoolUploads: {routes: ["/up"], dir: "u", maxSize: "2gb"}}"#,
+                "spoolUploads",
             ),
             (
                 r#"{name: "a", version: "1.0.0", dependencies: ["a"]}"#,

@@ -30,12 +30,14 @@ mod instances;
 mod manifest;
 pub mod order;
 mod plugin;
+mod spool;
 
 pub use discovery::{Candidate, EmbeddedPlugin, Origin, PLUGIN_WASM_FILE, Problem};
 pub use host::{Chain, DRAIN_GRACE, NotLoaded, PluginError, PluginHost, PluginSources};
 pub use instances::InstancePool;
 pub use manifest::{Limits, MANIFEST_FILE, Manifest, OnError, RESERVED_BASES, valid_plugin_name};
 pub use plugin::{HookError, HookFailure, Hooks, Plugin, PluginStats, check_module};
+pub use spool::{DEFAULT_SPOOL_BYTES, MAX_SPOOL_BYTES, SpoolUploads};
 
 /// `(manifest.jsonc, plugin.wasm)` of each core plugin, built from
 /// `plugins-wasm/` by `build.rs`.

@@ -166,6 +166,18 @@ impl Plugin {
             },
         )
         .map_err(|e| format!("{}: `capabilities`: {e}", manifest_path.display()))?;
+        // Spooled uploads go below the first `fs` root: without one they
+        // would fail on every request.
+        if m.spool_uploads.is_some()
+            && grants
+                .get::<crate::capabilities::fs::FsGrant>(crate::capabilities::Capability::FS)
+                .is_none_or(|g| g.roots.is_empty())
+        {
+            return Err(format!(
+                "{}: `spoolUploads` needs an `fs` grant (the upload is written below its first root); declare `\"fs\": [\"workerDirs\"]` in `capabilities`, and keep it in {runtime_file} if it narrows the grant",
+                manifest_path.display()
+            ));
+        }
 
         let mut config = m.config.clone();
         if let Some(e) = entry {

@@ -28,11 +28,18 @@ use crate::wasm::{Engine, GuestOptions};
 #[derive(Debug)]
 pub struct Pools {
     engine: Engine,
-    lru: Mutex<LruCache<String, Arc<AppPool>>>,
+    lru: Mutex<LruCache<String, Warm>>,
     capacity: usize,
     events: std::sync::OnceLock<EventBus>,
     /// App versions evicted so far.
     pub evictions: std::sync::atomic::AtomicU64,
+}
+
+/// A warm app version and the identity of the dir it was loaded from.
+#[derive(Debug, Clone)]
+struct Warm {
+    source: Option<(u64, u64)>,
+    pool: Arc<AppPool>,
 }
 
 /// Why an app could not be loaded into the pool.
@@ -93,13 +100,16 @@ impl Pools {
         module_file: &std::path::Path,
         config: &WorkerConfig,
     ) -> Result<Arc<AppPool>, LoadAppError> {
+        let source = app.identity();
         if let Some(pool) = self
             .lru
             .lock()
             .ok()
             .and_then(|mut l| l.get(app.key()).cloned())
+            // A dir replaced under the same name is loaded again.
+            .filter(|w| source.is_none() || w.source == source)
         {
-            return Ok(pool);
+            return Ok(pool.pool);
         }
         let key = app.key().to_owned();
         let engine = self.engine.clone();
@@ -148,34 +158,44 @@ impl Pools {
             config.clone(),
             self.events.get().cloned(),
         );
-        let evicted = match self.lru.lock() {
+        let warm = Warm {
+            source,
+            pool: pool.clone(),
+        };
+        let pushed_out = match self.lru.lock() {
             Ok(mut lru) => {
-                if let Some(existing) = lru.get(&key) {
-                    return Ok(existing.clone());
+                if let Some(existing) = lru.get(&key).filter(|w| w.source == source) {
+                    return Ok(existing.pool.clone());
                 }
-                lru.push(key.clone(), pool.clone())
-                    .filter(|(k, _)| *k != key)
+                lru.push(key.clone(), warm)
             }
             Err(_) => None,
         };
-        if let Some((_, old)) = evicted {
-            self.evictions
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tokio::spawn(async move { old.drain().await });
+        if let Some((k, old)) = pushed_out {
+            // Another version evicted, or this one's replaced dir.
+            if k != key {
+                self.evictions
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            tokio::spawn(async move { old.pool.drain().await });
         }
         Ok(pool)
     }
 
     /// Forgets a cached app version (e.g. after its files changed).
     pub fn forget(&self, key: &str) -> Option<Arc<AppPool>> {
-        self.lru.lock().ok().and_then(|mut l| l.pop(key))
+        self.lru
+            .lock()
+            .ok()
+            .and_then(|mut l| l.pop(key))
+            .map(|w| w.pool)
     }
 
     /// Every warm app version.
     pub fn snapshot(&self) -> Vec<Arc<AppPool>> {
         self.lru
             .lock()
-            .map(|l| l.iter().map(|(_, p)| p.clone()).collect())
+            .map(|l| l.iter().map(|(_, w)| w.pool.clone()).collect())
             .unwrap_or_default()
     }
 

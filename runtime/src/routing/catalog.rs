@@ -47,6 +47,10 @@ pub struct AppVersion {
     /// it (`1.0.0`), which must resolve inside it. `None`: `dir` is itself a
     /// worker-dir entry.
     nested_in: Option<(PathBuf, OsString)>,
+    /// The directory's `(device, inode)` when the catalog found it: a dir
+    /// swapped in under the same name (a replaced version) has another, so
+    /// the worker pool reloads it.
+    identity: Option<(u64, u64)>,
 }
 
 impl AppVersion {
@@ -62,7 +66,25 @@ impl AppVersion {
             dir,
             key,
             nested_in: None,
+            identity: None,
         }
+    }
+
+    /// The same, with the identity of the directory as it is now.
+    fn identified(mut self) -> Self {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            self.identity = std::fs::metadata(&self.dir)
+                .ok()
+                .map(|m| (m.dev(), m.ino()));
+        }
+        self
+    }
+
+    /// The directory's `(device, inode)` when the catalog found it.
+    pub fn identity(&self) -> Option<(u64, u64)> {
+        self.identity
     }
 
     /// Version `version` of `name` in the nested layout: the dir `entry` below
@@ -200,7 +222,7 @@ impl Catalog {
         let mut out: Vec<AppVersion> = Vec::new();
         let mut push = |v: AppVersion| {
             if !out.iter().any(|o| o.version == v.version) {
-                out.push(v);
+                out.push(v.identified());
             }
         };
         for root in &self.dirs {

@@ -15,6 +15,10 @@ const PDK_SOURCES: &[(&str, &str)] = &[
     ("io.rs", include_str!("../../../pdk/src/io.rs")),
     ("plugin.rs", include_str!("../../../pdk/src/plugin.rs")),
     (
+        "plugin/fs.rs",
+        include_str!("../../../pdk/src/plugin/fs.rs"),
+    ),
+    (
         "plugin/sql.rs",
         include_str!("../../../pdk/src/plugin/sql.rs"),
     ),

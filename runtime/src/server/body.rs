@@ -51,7 +51,7 @@ pub(crate) async fn collect(body: Body, limit: u64) -> Result<Bytes, BodyError> 
     }
 }
 
-fn classify(e: &(dyn std::error::Error + 'static)) -> BodyError {
+pub(crate) fn classify(e: &(dyn std::error::Error + 'static)) -> BodyError {
     let mut cause = Some(e);
     while let Some(err) = cause {
         if err.is::<http_body_util::LengthLimitError>() {

@@ -31,6 +31,7 @@ mod service;
 mod static_cache;
 pub(crate) mod static_files;
 mod static_send;
+mod upload_spool;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

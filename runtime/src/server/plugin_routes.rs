@@ -10,14 +10,16 @@
 //! upload, as the core API would).
 //!
 //! `handle` gets the request with the path after `/_/<base>` and
-//! `base: "/_/<base>"`; when it answers 404, or the plugin exports no
+//! `base: "/_/<base>"` (a HEAD request as a GET, answered without the
+//! body; a body the manifest's `spoolUploads` names as a file, see
+//! `upload_spool`); when it answers 404, or the plugin exports no
 //! `handle`, the `ui/` dir is served (SPA fallback to `index.html`). A
 //! response head with `events` becomes a live `text/event-stream`. Its
 //! answer obeys the rules of every guest response (`guest_http`): status
 //! 200 to 599, no framing headers, a body within its `maxResponseBodySize`.
 
 use axum::extract::Request;
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use buntime_pdk::ResponseHead;
 use bytes::Bytes;
@@ -90,7 +92,11 @@ pub(crate) async fn serve(
         let (parts, body) = req.into_parts();
         let res = call_handle(state, plugin, &mount, &rest, &parts, body, client).await;
         if res.status() != StatusCode::NOT_FOUND || plugin.ui_dir.is_none() {
-            return res;
+            return if parts.method == Method::HEAD {
+                bodiless(res)
+            } else {
+                res
+            };
         }
         let req = Request::from_parts(parts, axum::body::Body::empty());
         return serve_ui(&state.static_cache, plugin, &mount, &rest, req).await;
@@ -131,27 +137,48 @@ async fn call_handle(
     body: axum::body::Body,
     client: &RequestClientSource<'_>,
 ) -> Response {
-    let limit = plugin.manifest.max_route_body_size;
-    let body = match super::body::collect(body, limit).await {
-        Ok(b) => b,
-        Err(e) => {
-            return e.into_response(|| {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "PAYLOAD_TOO_LARGE",
-                    format!(
-                        "this plugin's routes accept bodies up to {limit} bytes (its manifest's maxRouteBodySize)"
-                    ),
-                )
-                .into_response()
-            });
+    let mut headers = parts.headers.clone();
+    super::upload_spool::strip(&mut headers);
+    let spec = plugin
+        .manifest
+        .spool_uploads
+        .as_ref()
+        .filter(|s| s.routes.matches(parts.method.as_str(), rest));
+    // Held until the guest has answered: dropping it removes the file.
+    let mut spooled = None;
+    let body = match spec {
+        Some(spec) => {
+            let file = match super::upload_spool::spool(
+                plugin,
+                spec,
+                &state.catalog,
+                &parts.headers,
+                body,
+            )
+            .await
+            {
+                Ok(f) => f,
+                Err(res) => return res,
+            };
+            file.announce(&mut headers);
+            spooled = Some(file);
+            Bytes::new()
         }
+        None => match read_body(plugin, body).await {
+            Ok(b) => b,
+            Err(res) => return res,
+        },
+    };
+    // HEAD is answered as GET without the body: `handle` sees a GET.
+    let method = match parts.method {
+        Method::HEAD => "GET",
+        ref m => m.as_str(),
     };
     let head = HeadView {
-        method: parts.method.as_str(),
+        method,
         path: rest,
         query: parts.uri.query(),
-        headers: HeaderPairs(&parts.headers, Some(("x-base", mount))),
+        headers: HeaderPairs(&headers, Some(("x-base", mount))),
         base: mount,
         request_id: parts
             .extensions
@@ -171,6 +198,7 @@ async fn call_handle(
         &mut ext,
     );
     let (result, mut ext) = plugin.call("handle", input, ext).await;
+    drop(spooled);
     if let Some(size) = super::guest_http::Guest::refused(&mut ext) {
         return bad_gateway(&plugin.malformed("handle", guest.over_limit(size)));
     }
@@ -204,4 +232,35 @@ async fn call_handle(
         let e = plugin.malformed("handle", detail);
         bad_gateway(&e)
     })
+}
+
+/// The body of a route that is not spooled, whole, within the manifest's
+/// `maxRouteBodySize`. The error is the answer to send.
+async fn read_body(plugin: &Plugin, body: axum::body::Body) -> Result<Bytes, Response> {
+    let limit = plugin.manifest.max_route_body_size;
+    super::body::collect(body, limit).await.map_err(|e| {
+        e.into_response(|| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                format!(
+                    "this plugin's routes accept bodies up to {limit} bytes (its manifest's maxRouteBodySize)"
+                ),
+            )
+            .into_response()
+        })
+    })
+}
+
+/// `res` without its body, for a HEAD request: the headers stay, with the
+/// length the body would have had when it is known.
+fn bodiless(res: Response) -> Response {
+    use axum::body::HttpBody as _;
+    let (mut parts, body) = res.into_parts();
+    if !parts.headers.contains_key(header::CONTENT_LENGTH)
+        && let Some(n) = body.size_hint().exact()
+    {
+        parts.headers.insert(header::CONTENT_LENGTH, n.into());
+    }
+    Response::from_parts(parts, axum::body::Body::empty())
 }

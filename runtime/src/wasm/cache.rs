@@ -10,7 +10,9 @@
 //! The directory must be the process's own: it is created owner-only (0700),
 //! and one that already exists is used only if it is owned by the current
 //! user and neither group- nor world-writable, and every directory above it
-//! is owned by the user or root and writable by no one else unless sticky;
+//! is owned by the user or root and writable by no one else unless sticky
+//! (or writable only by the process's own group, as a Kubernetes volume
+//! under `fsGroup` is);
 //! otherwise the engine logs a warning and runs without a cache. Entries are written to a temporary file
 //! created exclusively (never through an existing path or link) with
 //! owner-only permissions (0600), then renamed into place, so a crash
@@ -175,7 +177,11 @@ fn owned_privately(meta: &std::fs::Metadata) -> Result<(), String> {
 
 /// Whether a directory above the cache is safe: owned by this user or root,
 /// and writable by no one else unless sticky (like `/tmp`, where only an
-/// entry's owner may rename it).
+/// entry's owner may rename it). Writable by its group is accepted when
+/// that group is this process's own effective group: a Kubernetes volume
+/// under `fsGroup` is root's and group-writable by the pod's group, and
+/// the cache dir inside it stays owner-only (nobody else could put an entry
+/// the cache would load: entries must be this user's own).
 #[cfg(unix)]
 fn safe_parent(meta: &std::fs::Metadata) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
@@ -183,9 +189,18 @@ fn safe_parent(meta: &std::fs::Metadata) -> Result<(), String> {
     if meta.uid() != me && meta.uid() != 0 {
         return Err(format!("is owned by uid {}", meta.uid()));
     }
-    if meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0 {
+    let sticky = meta.mode() & 0o1000 != 0;
+    let own_group = meta.gid() == rustix::process::getegid().as_raw();
+    if meta.mode() & 0o002 != 0 && !sticky {
         return Err(format!(
-            "is writable by its group or by everyone and not sticky (mode {:o})",
+            "is writable by everyone and not sticky (mode {:o})",
+            meta.mode() & 0o7777
+        ));
+    }
+    if meta.mode() & 0o020 != 0 && !sticky && !own_group {
+        return Err(format!(
+            "is writable by its group (gid {}, not this process's group) and not sticky (mode {:o})",
+            meta.gid(),
             meta.mode() & 0o7777
         ));
     }

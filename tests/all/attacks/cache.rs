@@ -105,6 +105,27 @@ fn a_cache_dir_inside_a_dir_others_can_write_to_is_not_used() {
 }
 
 #[test]
+fn a_parent_writable_by_the_servers_own_group_is_accepted_another_group_is_not() {
+    // A Kubernetes volume under `fsGroup`: root's, group-writable, setgid,
+    // its group the pod's.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let parent = tmp.path().join("volume");
+    std::fs::create_dir(&parent).expect("mkdir");
+    std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o2775)).expect("chmod");
+    // A new dir takes the process's group (no setgid parent here).
+    let own = std::fs::metadata(&parent).expect("metadata").gid();
+    assert_eq!(load_twice(&parent.join("cache")), ModuleOrigin::DiskCache);
+    let other = tmp.path().join("shared");
+    std::fs::create_dir(&other).expect("mkdir");
+    std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o2775)).expect("chmod");
+    if std::os::unix::fs::chown(&other, None, Some(own + 1)).is_err() {
+        eprintln!("skipped: giving a directory to another group needs root");
+        return;
+    }
+    assert_eq!(load_twice(&other.join("cache")), ModuleOrigin::Compiled);
+}
+
+#[test]
 fn an_entry_others_can_write_to_is_not_loaded() {
     let tmp = tempfile::tempdir().expect("tempdir");
     assert_eq!(load_twice(tmp.path()), ModuleOrigin::DiskCache);

@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 use super::{config, seen_header};
 use crate::server::{TestServer, client};
 
-const DEPLOYMENTS: &str = "@buntime/plugin-deployments";
-const API: &str = "/_/deployments/api/apps";
+pub(super) const DEPLOYMENTS: &str = "@buntime/plugin-deployments";
+pub(super) const API: &str = "/_/deployments/api/apps";
 
 /// The deployments plugin alone (compiling the other core plugins would
 /// only slow the server's start).
@@ -27,7 +27,7 @@ fn embedded() -> Vec<buntime::plugins::EmbeddedPlugin> {
         .collect()
 }
 
-async fn start() -> TestServer {
+pub(super) async fn start() -> TestServer {
     TestServer::try_start_plugins(embedded(), |root| {
         config(root, &json!({ "plugins": [[DEPLOYMENTS, {}]] }).to_string());
     })
@@ -51,6 +51,19 @@ pub(crate) fn tar_gz(files: &[(&str, &[u8])]) -> Vec<u8> {
     b.into_inner().expect("tar").finish().expect("gz")
 }
 
+/// `len` bytes that do not compress.
+pub(super) fn noise(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
     let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     for (name, data) in files {
@@ -66,7 +79,12 @@ fn echo_files() -> (Vec<u8>, Vec<u8>) {
     (wasm, br#"{ "ttl": "1m" }"#.to_vec())
 }
 
-async fn send(server: &TestServer, method: Method, path: &str, body: Vec<u8>) -> (u16, Value) {
+pub(super) async fn send(
+    server: &TestServer,
+    method: Method,
+    path: &str,
+    body: Vec<u8>,
+) -> (u16, Value) {
     let res = client()
         .request(method, server.url(path))
         .body(body)
@@ -101,7 +119,7 @@ async fn wait_status(server: &TestServer, path: &str, status: u16) -> u16 {
 }
 
 /// Every entry below `dir`, relative, sorted.
-fn tree(dir: &Path) -> Vec<String> {
+pub(super) fn tree(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
     fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
         if let Ok(rd) = std::fs::read_dir(dir) {
@@ -172,16 +190,8 @@ async fn a_tar_gz_is_deployed_served_listed_downloaded_identically_and_not_repla
         json!([{"name": "hello", "versions": ["1.0.0"]}])
     );
 
-    // Past the default 10 MiB of plugin routes: the manifest raises it.
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let big: Vec<u8> = (0..12 << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    // Past the 8 MiB of the plugin's other routes: uploads are spooled.
+    let big = noise(12 << 20);
     let site = tar_gz(&[("index.html", b"<p>big</p>"), ("asset.bin", &big)]);
     let (status, body) = send(&server, Method::POST, &format!("{API}/big/1.0.0"), site).await;
     assert_eq!(status, 201, "{body}");
@@ -192,6 +202,14 @@ async fn a_tar_gz_is_deployed_served_listed_downloaded_identically_and_not_repla
         .expect("get");
     assert_eq!(res.status(), 200);
     assert!(res.bytes().await.expect("bytes").as_ref() == big.as_slice());
+    // A 12 MiB download passes through the plugin's 64 MiB of memory.
+    let res = client()
+        .get(server.url(&format!("{API}/big/1.0.0/archive")))
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(res.status(), 200);
+    assert!(res.bytes().await.expect("bytes").len() > 12 << 20);
     for format in ["tar.gz", "zip"] {
         let res = client()
             .get(server.url(&format!("{API}/hello/1.0.0/archive?format={format}")))

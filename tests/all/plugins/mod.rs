@@ -8,6 +8,8 @@ mod capabilities;
 mod chain;
 mod database;
 mod deployments;
+mod deployments_upload;
+mod deployments_versions;
 mod failures;
 mod gateway;
 mod keyval;

@@ -17,7 +17,7 @@
 //! | `fs_read` | `{"root"?, "path"}` | `{"data": base64, "size"}` (at most [`MAX_READ_BYTES`]) |
 //! | `fs_write` | `{"root"?, "path", "append"?, "createDirs"?}` and the bytes as a second block | `{"size"}` (replace is atomic) |
 //! | `fs_mkdir` | `{"root"?, "path", "parents"?}` | `null` |
-//! | `fs_rename` | `{"root"?, "from", "to"}` | `null` (atomic; a dir replaces only a missing or empty one) |
+//! | `fs_rename` | `{"root"?, "from", "to", "exchange"?}` | `null` (atomic; a dir replaces only a missing or empty one; `exchange` swaps two existing entries) |
 //! | `fs_remove` | `{"root"?, "path", "recursive"?}` | `null` |
 //! | `fs_unpack` | `{"root"?, "archive", "dest", "format"?, "maxBytes"?, "maxEntries"?, "maxRatio"?}` | `{"entries", "bytes"}` ([`archive`]) |
 //! | `fs_pack` | `{"root"?, "path", "format", "maxBytes"?}` | `{"data": base64, "size"}` |
@@ -133,7 +133,11 @@ impl CapabilitySpec for FsSpec {
             }),
             function("fs_rename", |root, input| {
                 let req: RenameReq = parse(input)?;
-                root.rename(&req.from, &req.to)?;
+                if req.exchange {
+                    root.exchange(&req.from, &req.to)?;
+                } else {
+                    root.rename(&req.from, &req.to)?;
+                }
                 Ok(None)
             }),
             function("fs_remove", |root, input| {
@@ -188,6 +192,8 @@ struct RenameReq {
     _root: usize,
     from: String,
     to: String,
+    #[serde(default)]
+    exchange: bool,
 }
 
 #[derive(Deserialize)]
@@ -270,22 +276,30 @@ pub(crate) fn random_suffix() -> String {
 
 /// The directories the caller's grant names, `workerDirs` expanded.
 fn granted_dirs(state: &HostState) -> Result<Vec<PathBuf>, HostError> {
-    let grant = state
-        .grants()
-        .get::<FsGrant>(Capability::FS)
-        .cloned()
-        .unwrap_or_default();
+    let cx = GuestContext::of(state).ok();
+    let catalog = cx.as_ref().and_then(|cx| cx.host.catalog.as_deref());
+    granted_roots(state.grants(), catalog).ok_or_else(no_context)
+}
+
+/// The roots `grants` holds for `fs`, in order, `workerDirs` expanded from
+/// `catalog`; `None` when the grant names `workerDirs` and there is no
+/// catalog to expand it from. No `fs` grant: none.
+pub fn granted_roots(
+    grants: &super::Grants,
+    catalog: Option<&crate::routing::Catalog>,
+) -> Option<Vec<PathBuf>> {
+    let Some(grant) = grants.get::<FsGrant>(Capability::FS) else {
+        return Some(Vec::new());
+    };
     let mut dirs = Vec::new();
     for r in &grant.roots {
         if r == WORKER_DIRS {
-            let cx = GuestContext::of(state)?;
-            let catalog = cx.host.catalog.as_ref().ok_or_else(no_context)?;
-            dirs.extend(catalog.dirs().iter().cloned());
+            dirs.extend(catalog?.dirs().iter().cloned());
         } else {
             dirs.push(PathBuf::from(r));
         }
     }
-    Ok(dirs)
+    Some(dirs)
 }
 
 /// The root `index` of the caller's grant; a denial naming the grant when

@@ -300,6 +300,23 @@ impl Root {
         Ok(())
     }
 
+    /// Creates file `path`, which must not exist, for writing; with
+    /// `create_dirs` its missing parents too.
+    pub fn create_new(&self, path: &str, create_dirs: bool) -> Result<File, FsError> {
+        let rel = relative(path)?;
+        if rel.file_name().is_none() {
+            return Err(FsError::Kind(
+                "cannot write to the granted directory itself".into(),
+            ));
+        }
+        if create_dirs {
+            self.mkdir_all(rel.parent().unwrap_or(Path::new("")), path)?;
+        }
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        open(&self.handle, &rel, &options).map_err(|e| FsError::of(path, e))
+    }
+
     /// Creates `rel` and its missing parents.
     pub(super) fn mkdir_all(&self, rel: &Path, shown: &str) -> Result<(), FsError> {
         let mut at = PathBuf::new();
@@ -342,6 +359,29 @@ impl Root {
         })
     }
 
+    /// Swaps `a` and `b`, which must both exist, in one
+    /// `renameat2(RENAME_EXCHANGE)`: whoever opens either path sees one of
+    /// the two entries whole, never neither (Linux only). Each parent is
+    /// opened below this root and the last components are plain names, so
+    /// neither side can lead out.
+    pub fn exchange(&self, a: &str, b: &str) -> Result<(), FsError> {
+        let (ra, rb) = (relative(a)?, relative(b)?);
+        let (Some(na), Some(nb)) = (ra.file_name(), rb.file_name()) else {
+            return Err(FsError::Kind(
+                "cannot exchange the granted directory itself".into(),
+            ));
+        };
+        let parent = |rel: &Path, shown: &str| {
+            open_dir(&self.handle, at(rel.parent().unwrap_or(Path::new(""))))
+                .map_err(|e| FsError::of(shown, e))
+        };
+        let (pa, pb) = (parent(&ra, a)?, parent(&rb, b)?);
+        exchange_at(&pa, na, &pb, nb).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => FsError::NotFound(format!("{a}` or `{b}")),
+            _ => FsError::of(b, e),
+        })
+    }
+
     /// Removes `path`: a file or symlink, an empty directory, or with
     /// `recursive` a whole directory (symlinks in it are removed, not
     /// followed).
@@ -369,4 +409,17 @@ impl Root {
         let rel = relative(path)?;
         open_dir(&self.handle, at(&rel)).map_err(|e| FsError::of(path, e))
     }
+}
+
+#[cfg(target_os = "linux")]
+fn exchange_at(pa: &File, a: &std::ffi::OsStr, pb: &File, b: &std::ffi::OsStr) -> io::Result<()> {
+    rustix::fs::renameat_with(pa, a, pb, b, rustix::fs::RenameFlags::EXCHANGE).map_err(Into::into)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn exchange_at(_: &File, _: &std::ffi::OsStr, _: &File, _: &std::ffi::OsStr) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "an atomic exchange needs Linux (renameat2 with RENAME_EXCHANGE)",
+    ))
 }

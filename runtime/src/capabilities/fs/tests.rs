@@ -328,3 +328,34 @@ fn hostile_zip_entries_are_refused() {
     assert!(err.to_string().contains("outside"), "{err}");
     assert!(!dir.path().join("evil.txt").exists());
 }
+
+#[test]
+fn exchange_swaps_two_entries_and_stays_inside() {
+    let (dir, root) = setup();
+    let granted = dir.path().join("granted");
+    root.write("sub/b.txt", b"other", false, false)
+        .expect("write");
+    root.exchange("a.txt", "sub/b.txt").expect("exchange");
+    assert_eq!(
+        std::fs::read_to_string(granted.join("a.txt")).unwrap(),
+        "other"
+    );
+    assert_eq!(
+        std::fs::read_to_string(granted.join("sub/b.txt")).unwrap(),
+        "inside"
+    );
+    assert_eq!(
+        root.exchange("a.txt", "missing").unwrap_err().code(),
+        "not_found"
+    );
+    denied(root.exchange("a.txt", "../secret.txt"));
+    denied(root.exchange("a.txt", "out/x"));
+    assert!(root.exchange("", "a.txt").is_err());
+    // A spooled file is created new, never over an existing one.
+    assert_eq!(
+        root.create_new("a.txt", false).unwrap_err().code(),
+        "exists"
+    );
+    root.create_new("new/dir/f.upload", true).expect("create");
+    denied(root.create_new("out/f.upload", true));
+}
