@@ -34,42 +34,49 @@ impl CapabilitySpec for HttpSpec {
     }
 
     fn parse(&self, declared: &Value, _: &GrantContext<'_>) -> Result<Option<GrantValue>, String> {
-        let (list, private) = match declared {
-            Value::Bool(false) => return Ok(None),
-            Value::Array(_) => (declared, false),
-            Value::Object(map) => {
-                for key in map.keys() {
-                    if key != "allow" && key != "privateNetworks" {
-                        return Err(format!(
-                            "unknown key `{key}` (allowed: `allow`, `privateNetworks`)"
-                        ));
-                    }
-                }
-                let private = match map.get("privateNetworks") {
-                    None | Some(Value::Bool(false)) => false,
-                    Some(Value::Bool(true)) => true,
-                    Some(other) => {
-                        return Err(format!(
-                            "`privateNetworks` must be true or false, found {other}"
-                        ));
-                    }
-                };
-                (map.get("allow").unwrap_or(&Value::Null), private)
-            }
-            other => return Err(format!("expected a list of URL patterns, found {other}")),
-        };
-        let patterns = string_list(list, "`allow`")?
-            .iter()
-            .map(|p| UrlPattern::parse(p).map_err(|e| e.to_string()))
-            .collect::<Result<Vec<_>, _>>()?;
-        if patterns.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(Arc::new(HttpGrant {
-            patterns,
-            private_networks: private,
-        })))
+        Ok(parse_grant(declared)?.map(|g| Arc::new(g) as GrantValue))
     }
+}
+
+/// Parses a URL-pattern grant: a list of patterns, or `{"allow": [...],
+/// "privateNetworks": bool}`. `Ok(None)`: not granted. Shared by `http` and
+/// `upstream`, which grant URLs the same way.
+pub(super) fn parse_grant(declared: &Value) -> Result<Option<HttpGrant>, String> {
+    let (list, private) = match declared {
+        Value::Bool(false) => return Ok(None),
+        Value::Array(_) => (declared, false),
+        Value::Object(map) => {
+            for key in map.keys() {
+                if key != "allow" && key != "privateNetworks" {
+                    return Err(format!(
+                        "unknown key `{key}` (allowed: `allow`, `privateNetworks`)"
+                    ));
+                }
+            }
+            let private = match map.get("privateNetworks") {
+                None | Some(Value::Bool(false)) => false,
+                Some(Value::Bool(true)) => true,
+                Some(other) => {
+                    return Err(format!(
+                        "`privateNetworks` must be true or false, found {other}"
+                    ));
+                }
+            };
+            (map.get("allow").unwrap_or(&Value::Null), private)
+        }
+        other => return Err(format!("expected a list of URL patterns, found {other}")),
+    };
+    let patterns = string_list(list, "`allow`")?
+        .iter()
+        .map(|p| UrlPattern::parse(p).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(HttpGrant {
+        patterns,
+        private_networks: private,
+    }))
 }
 
 /// The parsed `http` grant.
@@ -103,6 +110,26 @@ impl HttpGrant {
         self.patterns
             .iter()
             .any(|p| p.matches(url.scheme(), host, port) && p.names_private_host())
+    }
+}
+
+impl HttpGrant {
+    /// The private address a request to `url` would reach when the grant
+    /// does not allow it: the URL's own IP address, or the first of its
+    /// name's addresses when every one is private (checked after DNS).
+    /// `None`: the request may go on (through [`PublicOnlyResolver`] unless
+    /// [`HttpGrant::allows_private`]).
+    pub(crate) async fn refused_private(&self, url: &url::Url) -> Option<IpAddr> {
+        if self.allows_private(url) {
+            return None;
+        }
+        match url.host()? {
+            url::Host::Ipv4(ip) => Some(IpAddr::V4(ip)).filter(|ip| is_private_address(*ip)),
+            url::Host::Ipv6(ip) => Some(IpAddr::V6(ip)).filter(|ip| is_private_address(*ip)),
+            url::Host::Domain(host) => {
+                resolves_only_private(host, url.port_or_known_default().unwrap_or(80)).await
+            }
+        }
     }
 }
 
@@ -330,17 +357,25 @@ pub(crate) struct PublicOnlyResolver;
 impl reqwest::dns::Resolve for PublicOnlyResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         Box::pin(async move {
-            let host = name.as_str().to_owned();
-            let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .filter(|a| !is_private_address(a.ip()))
-                .collect();
-            if addrs.is_empty() {
-                return Err(format!("`{host}` resolves only to private addresses").into());
-            }
+            let addrs = public_addrs(name.as_str()).await?;
             Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
         })
     }
+}
+
+/// `host`'s public addresses (port 0): what [`PublicOnlyResolver`] connects
+/// to. An error when it has none.
+pub(crate) async fn public_addrs(host: &str) -> std::io::Result<Vec<std::net::SocketAddr>> {
+    let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host, 0))
+        .await?
+        .filter(|a| !is_private_address(a.ip()))
+        .collect();
+    if addrs.is_empty() {
+        return Err(std::io::Error::other(format!(
+            "`{host}` resolves only to private addresses"
+        )));
+    }
+    Ok(addrs)
 }
 
 /// The first private address among `host`'s, if every one of them is private

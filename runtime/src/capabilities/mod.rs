@@ -23,6 +23,7 @@ mod pool;
 mod services;
 mod sql;
 mod state;
+mod upstream;
 
 use std::any::Any;
 use std::collections::BTreeMap;
@@ -44,7 +45,7 @@ pub use http::{HttpGrant, UrlPattern, is_private_address};
 
 /// The outbound client's private-address guard (used by the engine).
 pub(crate) mod http_resolve {
-    pub(crate) use super::http::{PublicOnlyResolver, resolves_only_private};
+    pub(crate) use super::http::{PublicOnlyResolver, public_addrs};
 }
 pub use services::ServicesGrant;
 pub use sql::{DEFAULT_MAX_TENANTS, SqlDatabases, SqlGrant};
@@ -80,6 +81,8 @@ impl Capability {
     pub const FS: Capability = Capability("fs");
     /// Hashes, MACs, random bytes, password hashes and JWS verification.
     pub const CRYPTO: Capability = Capability("crypto");
+    /// Delegating a request to an upstream (`on_request`'s `proxy`).
+    pub const UPSTREAM: Capability = Capability("upstream");
 
     /// Declares a capability by name. Names are lowercase identifiers.
     pub const fn new(name: &'static str) -> Self {
@@ -139,6 +142,7 @@ pub static SPECS: &[&dyn CapabilitySpec] = &[
     &sql::SqlSpec,
     &fs::FsSpec,
     &crypto::CryptoSpec,
+    &upstream::UpstreamSpec,
 ];
 
 /// The spec of the capability called `name`.

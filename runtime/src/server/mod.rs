@@ -30,6 +30,8 @@ mod service;
 mod static_cache;
 pub(crate) mod static_files;
 mod static_send;
+pub(crate) mod upstream;
+mod upstream_client;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -13,6 +13,7 @@ mod keyval;
 mod keyval_compat;
 mod keyval_streams;
 mod loading;
+mod proxy;
 mod reload;
 mod vhosts;
 
