@@ -61,6 +61,20 @@ pub struct Upstream {
     /// How long connecting may take, in milliseconds (default 5 000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_timeout_ms: Option<u64>,
+    /// Relay a WebSocket upgrade: when the request asks for one and the
+    /// upstream switches protocols, the host relays the connection both
+    /// ways. Without it, the upgrade headers are dropped like any
+    /// hop-by-hop header and the request is forwarded as a plain one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub websocket: bool,
+    /// A relayed WebSocket is closed after this long without a byte either
+    /// way, in milliseconds (default 300 000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_ms: Option<u64>,
+    /// A relayed WebSocket is closed after this long in all, in
+    /// milliseconds (default 3 600 000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_duration_ms: Option<u64>,
 }
 
 impl Upstream {
@@ -93,6 +107,12 @@ impl Upstream {
     /// The connect timeout.
     pub fn connect_timeout_ms(mut self, ms: u64) -> Self {
         self.connect_timeout_ms = Some(ms);
+        self
+    }
+
+    /// Relays a WebSocket upgrade.
+    pub fn websocket(mut self) -> Self {
+        self.websocket = true;
         self
     }
 }

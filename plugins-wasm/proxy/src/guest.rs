@@ -111,24 +111,14 @@ fn decide(req: &RequestHead, rule: &Rule, caps: &regex::Captures<'_>) -> Request
             .push(("www-authenticate".into(), "Bearer".into()));
         return RequestDecision::respond(head);
     }
-    if req
-        .header("upgrade")
-        .is_some_and(|u| u.eq_ignore_ascii_case("websocket"))
-    {
-        return RequestDecision::respond(error(
-            req,
-            501,
-            "WEBSOCKET_NOT_SUPPORTED",
-            format!(
-                "the proxy rule `{id}` matched a WebSocket upgrade; WebSocket relaying is not available yet"
-            ),
-        ));
-    }
     let mut up = Upstream::new(rule.url(caps, &req.path, req.query.as_deref()));
     up.set_headers = spec.headers.clone();
     up.remove_headers = spec.remove_headers.clone();
     up.timeout_ms = spec.timeout_ms;
     up.connect_timeout_ms = spec.connect_timeout_ms;
+    up.websocket = spec.websocket;
+    up.idle_timeout_ms = spec.idle_timeout_ms;
+    up.max_duration_ms = spec.max_duration_ms;
     RequestDecision::proxy(up)
 }
 

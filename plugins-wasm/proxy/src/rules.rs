@@ -42,7 +42,8 @@ pub struct RuleSpec {
     /// Whether a request without an identity may use it.
     #[serde(default)]
     pub public: bool,
-    /// Whether WebSocket upgrades are relayed (see docs/plugins/proxy.md).
+    /// Whether WebSocket upgrades are relayed (else forwarded as plain
+    /// requests, their upgrade headers dropped).
     #[serde(default)]
     pub websocket: bool,
     /// The upstream's answer and read timeout (ms).
@@ -51,6 +52,12 @@ pub struct RuleSpec {
     /// The connect timeout (ms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_timeout_ms: Option<u64>,
+    /// A relayed WebSocket's longest silence (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_ms: Option<u64>,
+    /// A relayed WebSocket's longest life (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_duration_ms: Option<u64>,
 }
 
 /// `headers` as a JSON object of name to value.
@@ -180,12 +187,14 @@ impl Rule {
                 return Err(bad(format!("`removeHeaders`: `{k}` is not a header name")));
             }
         }
-        for (field, v) in [
-            ("timeoutMs", spec.timeout_ms),
-            ("connectTimeoutMs", spec.connect_timeout_ms),
+        for (field, v, max) in [
+            ("timeoutMs", spec.timeout_ms, 3_600_000),
+            ("connectTimeoutMs", spec.connect_timeout_ms, 3_600_000),
+            ("idleTimeoutMs", spec.idle_timeout_ms, 86_400_000),
+            ("maxDurationMs", spec.max_duration_ms, 86_400_000),
         ] {
-            if v.is_some_and(|ms| ms == 0 || ms > 3_600_000) {
-                return Err(bad(format!("`{field}` must be from 1 to 3600000")));
+            if v.is_some_and(|ms| ms == 0 || ms > max) {
+                return Err(bad(format!("`{field}` must be from 1 to {max}")));
             }
         }
         Ok(Self { spec, regex })

@@ -32,6 +32,7 @@ pub(crate) mod static_files;
 mod static_send;
 pub(crate) mod upstream;
 mod upstream_client;
+mod upstream_ws;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

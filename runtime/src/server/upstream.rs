@@ -32,6 +32,7 @@ use super::AppState;
 use super::client::RequestClientSource;
 use super::error::ApiError;
 use super::upstream_client::{IdleBody, client as upstream_client};
+use super::upstream_ws::{Relay, asks_websocket, switch};
 use crate::capabilities::{Capability, Denial, HttpGrant};
 use crate::plugins::Plugin;
 
@@ -42,6 +43,11 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest timeout a plugin may ask for (one hour), in milliseconds.
 const MAX_TIMEOUT_MS: u64 = 3_600_000;
+/// A relayed WebSocket's silence and life, unless the plugin says otherwise.
+const DEFAULT_WS_IDLE: Duration = Duration::from_secs(300);
+const DEFAULT_WS_TOTAL: Duration = Duration::from_secs(3600);
+/// The longest either may be (a day), in milliseconds.
+const MAX_WS_MS: u64 = 86_400_000;
 
 /// Headers that concern one connection, never forwarded either way
 /// (RFC 9110 §7.6.1), plus `expect` (the host answers it itself).
@@ -70,6 +76,8 @@ pub(crate) struct Target {
     remove_headers: Vec<HeaderName>,
     timeout: Duration,
     connect_timeout: Duration,
+    /// Relay a WebSocket upgrade, within these limits.
+    websocket: Option<Relay>,
 }
 
 impl Target {
@@ -117,20 +125,33 @@ impl Target {
                 set_headers.push((name, value));
             }
         }
-        let ms = |v: Option<u64>, field: &str, default: Duration| match v {
+        let ms = |v: Option<u64>, field: &str, default: Duration, max: u64| match v {
             None => Ok(default),
-            Some(ms @ 1..=MAX_TIMEOUT_MS) => Ok(Duration::from_millis(ms)),
-            Some(ms) => Err(format!(
-                "`upstream.{field}` {ms} must be from 1 to {MAX_TIMEOUT_MS}"
-            )),
+            Some(ms) if (1..=max).contains(&ms) => Ok(Duration::from_millis(ms)),
+            Some(ms) => Err(format!("`upstream.{field}` {ms} must be from 1 to {max}")),
         };
         Ok(Self {
-            timeout: ms(up.timeout_ms, "timeout_ms", DEFAULT_TIMEOUT)?,
+            timeout: ms(up.timeout_ms, "timeout_ms", DEFAULT_TIMEOUT, MAX_TIMEOUT_MS)?,
             connect_timeout: ms(
                 up.connect_timeout_ms,
                 "connect_timeout_ms",
                 DEFAULT_CONNECT_TIMEOUT,
+                MAX_TIMEOUT_MS,
             )?,
+            websocket: up.websocket.then_some(Relay {
+                idle: ms(
+                    up.idle_timeout_ms,
+                    "idle_timeout_ms",
+                    DEFAULT_WS_IDLE,
+                    MAX_WS_MS,
+                )?,
+                total: ms(
+                    up.max_duration_ms,
+                    "max_duration_ms",
+                    DEFAULT_WS_TOTAL,
+                    MAX_WS_MS,
+                )?,
+            }),
             url,
             uri,
             set_headers,
@@ -187,10 +208,19 @@ pub(crate) async fn forward(
     }
     let allow_private = grant.allows_private(&target.url);
     let forwarding = forwarding_headers(client, req.headers(), req.uri());
+    let mut req = req;
+    let upgrade = target
+        .websocket
+        .filter(|_| asks_websocket(&req))
+        .map(|relay| (relay, hyper::upgrade::on(&mut req)));
 
     let (mut parts, body) = req.into_parts();
     let headers = &mut parts.headers;
     strip_hop_by_hop(headers);
+    if upgrade.is_some() {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    }
     for name in [
         header::HOST,
         header::EXPECT,
@@ -215,6 +245,16 @@ pub(crate) async fn forward(
     let pool = upstream_client(allow_private, target.connect_timeout);
     let answer = tokio::time::timeout(target.timeout, pool.request(outbound)).await;
     match answer {
+        Ok(Ok(res)) if res.status() == StatusCode::SWITCHING_PROTOCOLS => match upgrade {
+            Some((relay, client_side)) => switch(res, client_side, relay, Arc::from(origin)),
+            // A switch nobody asked for cannot be relayed.
+            None => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "UPSTREAM_FAILED",
+                format!("the upstream `{origin}` switched protocols unasked"),
+            )
+            .into_response(),
+        },
         Ok(Ok(res)) => {
             let (mut parts, body) = res.into_parts();
             strip_hop_by_hop(&mut parts.headers);
@@ -300,7 +340,7 @@ fn failed(
 }
 
 /// Removes the hop-by-hop headers, and those `Connection` names.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if let Some(listed) = headers.get(header::CONNECTION) {
         let named: Vec<HeaderName> = listed
             .to_str()

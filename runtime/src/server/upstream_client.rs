@@ -65,9 +65,11 @@ impl tower::Service<Name> for Resolver {
     }
 }
 
-/// The clients made so far, by (private allowed, connect timeout).
-static CLIENTS: LazyLock<RwLock<Vec<((bool, Duration), UpstreamClient)>>> =
-    LazyLock::new(RwLock::default);
+/// A client and what it was made for: (private allowed, connect timeout).
+type Keyed = ((bool, Duration), UpstreamClient);
+
+/// The clients made so far.
+static CLIENTS: LazyLock<RwLock<Vec<Keyed>>> = LazyLock::new(RwLock::default);
 
 /// The pooled client for upstreams reached with `allow_private` and
 /// `connect_timeout`.

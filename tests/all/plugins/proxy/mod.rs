@@ -1,10 +1,12 @@
 //! The proxy plugin and the host-executed proxy end to end, against an
 //! upstream written here (axum on loopback): streamed bodies both ways,
 //! forwarded and hop-by-hop headers, failures mapped to 502/504, the
-//! `upstream` grant, and the rules (static, dynamic, identity, order).
+//! `upstream` grant, WebSocket relaying (against a tokio-tungstenite echo),
+//! and the rules (static, dynamic, identity, order).
 
 mod host;
 mod rules;
+mod ws;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -51,7 +53,7 @@ pub(crate) async fn upstream() -> (SocketAddr, Upstream) {
         .route("/echo/{*rest}", any(echo))
         .route("/upload", post(upload))
         .route("/download", get(download))
-        .route("/slow", any(|| std::future::pending::<&'static str>()))
+        .route("/slow", any(std::future::pending::<&'static str>))
         .with_state(shared.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
