@@ -179,6 +179,15 @@ async fn a_target_outside_the_grant_is_refused_naming_the_grant() {
     let res = client().get(server.url("/svc/")).send().await.expect("req");
     let body = expect_error(res, 502, &format!("\"upstream\": [\"http://{up}\"]")).await;
     assert_eq!(body["code"], "UPSTREAM_DENIED");
+    let metrics: Value = crate::server::get(&server.url("/_/metrics"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        metrics["engine"]["denialsByCapability"]["upstream"], 1,
+        "the denial is counted: {metrics:#}"
+    );
 }
 
 #[tokio::test]

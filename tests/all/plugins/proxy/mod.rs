@@ -132,6 +132,9 @@ pub(crate) async fn start(proxy: Value, capabilities: Option<Value>) -> TestServ
                     "responseHeader": "x-kit=seen",
                 }],
                 entry,
+                // Not needed here; off, they are not compiled for each test.
+                { "name": "@buntime/plugin-keyval", "enabled": false },
+                { "name": "@buntime/plugin-database", "enabled": false },
             ] })
             .to_string(),
         );
