@@ -60,6 +60,23 @@ async fn a_proxied_get_carries_forwarded_headers_and_no_hop_by_hop_ones() {
     for gone in ["x-remove-me", "keep-alive", "proxy-authorization"] {
         assert_eq!(header(gone), None, "{gone} reached the upstream: {seen}");
     }
+
+    // A client speaking HTTP/2 is forwarded over HTTP/1.1, its host taken
+    // from the request's authority.
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("client");
+    let res = h2
+        .get(server.url("/svc/h2"))
+        .send()
+        .await
+        .expect("h2 request");
+    assert_eq!(res.version(), reqwest::Version::HTTP_2);
+    assert_eq!(res.status(), 200);
+    let seen: Value = res.json().await.expect("json");
+    assert_eq!(seen["path"], "/echo/h2");
+    assert_eq!(seen_header(&seen, "x-forwarded-host"), Some(server_host));
 }
 
 #[tokio::test]
