@@ -54,8 +54,9 @@ pub struct Upstream {
     /// Headers to remove from the forwarded request.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub remove_headers: Vec<String>,
-    /// How long the upstream may take to answer, and at most between two
-    /// pieces of its body, in milliseconds (default 30 000).
+    /// The longest silence, in milliseconds (default 30 000): from the
+    /// request body's last piece to the response head, and between two
+    /// pieces of the response body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
     /// How long connecting may take, in milliseconds (default 5 000).

@@ -6,8 +6,9 @@
 //! private-network rule)
 //! → the request, hop-by-hop headers stripped, the plugin's header changes
 //!   and X-Forwarded-*/Forwarded set, its body streamed up
-//! ← the response head within `timeout`, hop-by-hop headers stripped, its
-//!   body streamed down (cut if the upstream is quiet for `timeout`)
+//! ← the response head within `timeout` of the request body's last piece
+//!   (a long upload is not a slow upstream), hop-by-hop headers stripped,
+//!   its body streamed down (cut if the upstream is quiet for `timeout`)
 //! ```
 //!
 //! Neither body is ever held whole: the client's body is handed to the
@@ -31,7 +32,9 @@ use buntime_pdk::hooks::Upstream;
 use super::AppState;
 use super::client::RequestClientSource;
 use super::error::ApiError;
-use super::upstream_client::{IdleBody, client as upstream_client};
+use super::upstream_client::{
+    IdleBody, Progress, ProgressBody, client as upstream_client, within_silence,
+};
 use super::upstream_ws::{Relay, asks_websocket, switch};
 use crate::capabilities::{Capability, Denial, HttpGrant};
 use crate::plugins::Plugin;
@@ -170,7 +173,7 @@ impl Target {
 pub(crate) async fn forward(
     state: &AppState,
     plugin: &Plugin,
-    req: Request,
+    mut req: Request,
     target: Target,
     client: &RequestClientSource<'_>,
 ) -> Response {
@@ -208,7 +211,6 @@ pub(crate) async fn forward(
     }
     let allow_private = grant.allows_private(&target.url);
     let forwarding = forwarding_headers(client, req.headers(), req.uri());
-    let mut req = req;
     let upgrade = target
         .websocket
         .filter(|_| asks_websocket(&req))
@@ -240,12 +242,14 @@ pub(crate) async fn forward(
     parts.uri = target.uri;
     parts.version = Version::HTTP_11;
     parts.extensions = http::Extensions::new();
+    let progress = Progress::new();
+    let body = Body::new(ProgressBody::new(body, progress.clone()));
     let outbound = Request::from_parts(parts, body);
 
     let pool = upstream_client(allow_private, target.connect_timeout);
-    let answer = tokio::time::timeout(target.timeout, pool.request(outbound)).await;
+    let answer = within_silence(pool.request(outbound), &progress, target.timeout).await;
     match answer {
-        Ok(Ok(res)) if res.status() == StatusCode::SWITCHING_PROTOCOLS => match upgrade {
+        Some(Ok(res)) if res.status() == StatusCode::SWITCHING_PROTOCOLS => match upgrade {
             Some((relay, client_side)) => switch(res, client_side, relay, Arc::from(origin)),
             // A switch nobody asked for cannot be relayed.
             None => ApiError::new(
@@ -255,19 +259,19 @@ pub(crate) async fn forward(
             )
             .into_response(),
         },
-        Ok(Ok(res)) => {
+        Some(Ok(res)) => {
             let (mut parts, body) = res.into_parts();
             strip_hop_by_hop(&mut parts.headers);
             parts.extensions = http::Extensions::new();
             let body = IdleBody::new(body, target.timeout, Arc::from(origin));
             Response::from_parts(parts, Body::new(body))
         }
-        Ok(Err(e)) => failed(&origin, &e, target.connect_timeout),
-        Err(_) => ApiError::new(
+        Some(Err(e)) => failed(&origin, &e, target.connect_timeout),
+        None => ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,
             "UPSTREAM_TIMEOUT",
             format!(
-                "the upstream `{origin}` did not answer within {} ms",
+                "the upstream `{origin}` did not answer within {} ms of the request's last byte",
                 target.timeout.as_millis()
             ),
         )

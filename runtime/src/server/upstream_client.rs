@@ -166,3 +166,91 @@ impl HttpBody for IdleBody {
         self.inner.size_hint()
     }
 }
+
+/// When the request body last moved, shared between the body going up and
+/// the wait for the upstream's answer.
+#[derive(Debug)]
+pub(crate) struct Progress {
+    start: tokio::time::Instant,
+    /// Milliseconds after `start` of the last frame sent.
+    last_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Progress {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self {
+            start: tokio::time::Instant::now(),
+            last_ms: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    fn touch(&self) {
+        let ms = self.start.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// When the upstream has been silent for `quiet` since the body last
+    /// moved (or the request started).
+    fn deadline(&self, quiet: Duration) -> tokio::time::Instant {
+        let last = self.last_ms.load(std::sync::atomic::Ordering::Relaxed);
+        self.start + Duration::from_millis(last) + quiet
+    }
+}
+
+/// The client's body on its way up, noting each frame in [`Progress`].
+pub(crate) struct ProgressBody {
+    inner: Body,
+    progress: Arc<Progress>,
+}
+
+impl ProgressBody {
+    pub(crate) fn new(inner: Body, progress: Arc<Progress>) -> Self {
+        Self { inner, progress }
+    }
+}
+
+impl HttpBody for ProgressBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = self.get_mut();
+        let frame = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(_))) = &frame {
+            this.progress.touch();
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Waits for `answer` until nothing has moved for `quiet`: neither the
+/// request body (per `progress`) nor an answer. `None`: timed out.
+pub(crate) async fn within_silence<F: Future>(
+    answer: F,
+    progress: &Progress,
+    quiet: Duration,
+) -> Option<F::Output> {
+    tokio::pin!(answer);
+    loop {
+        let deadline = progress.deadline(quiet);
+        tokio::select! {
+            out = &mut answer => return Some(out),
+            () = tokio::time::sleep_until(deadline) => {
+                if progress.deadline(quiet) <= tokio::time::Instant::now() {
+                    return None;
+                }
+            }
+        }
+    }
+}

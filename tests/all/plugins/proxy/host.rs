@@ -231,3 +231,34 @@ async fn private_addresses_are_refused_after_dns_unless_granted() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_upload_longer_than_the_timeout_is_not_a_slow_upstream() {
+    let (up, _) = upstream().await;
+    let server = start(
+        json!({ "rules": [rule("^/up$", &format!("http://{up}/upload"), json!({ "timeoutMs": 1000 }))] }),
+        None,
+    )
+    .await;
+    // 15 pieces 100 ms apart: 1.5 s in all, never 1 s of silence.
+    let stream = futures_util::stream::unfold(0u32, |i| async move {
+        if i == 15 {
+            return None;
+        }
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Some((Ok::<_, std::io::Error>(vec![1u8; 1024]), i + 1))
+    });
+    let started = Instant::now();
+    let res = client()
+        .post(server.url("/up"))
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .expect("upload");
+    assert!(started.elapsed() >= Duration::from_millis(1400));
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["received"], 15 * 1024);
+}
