@@ -208,3 +208,36 @@ fn the_proxy_runs_after_authn_authz_and_the_gateway() {
         ]
     );
 }
+
+#[tokio::test]
+async fn the_gateway_s_cors_headers_reach_proxied_responses() {
+    let (up, _) = upstream().await;
+    let server = TestServer::try_start_plugins(buntime::plugins::embedded(), |root| {
+        crate::plugins::config(
+            root,
+            &json!({ "plugins": [
+                // Listed after the proxy: the order still puts the gateway first.
+                [PROXY, { "rules": [rule("^/svc/", &format!("http://{up}/echo/x"), json!({}))] }],
+                ["@buntime/plugin-gateway", { "cors": { "origins": ["https://app.example.com"] } }],
+                { "name": "@buntime/plugin-keyval", "enabled": false },
+                { "name": "@buntime/plugin-database", "enabled": false },
+            ] })
+            .to_string(),
+        );
+    })
+    .await
+    .expect("server");
+    let res = client()
+        .get(server.url("/svc/"))
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    let seen: Value = res.json().await.expect("json");
+    assert_eq!(seen["path"], "/echo/x");
+}
