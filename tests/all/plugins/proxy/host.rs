@@ -262,3 +262,37 @@ async fn an_upload_longer_than_the_timeout_is_not_a_slow_upstream() {
     let body: Value = res.json().await.expect("json");
     assert_eq!(body["received"], 15 * 1024);
 }
+
+#[tokio::test]
+async fn the_client_a_trusted_proxy_reports_is_forwarded() {
+    let (up, _) = upstream().await;
+    let rules = json!({ "rules": [rule("^/svc/", &format!("http://{up}/echo/x"), json!({}))] });
+    // Loopback is a trusted proxy here.
+    let server = crate::security::start(
+        crate::security::policy(None),
+        buntime::plugins::embedded(),
+        |root| super::setup(root, rules, None),
+    )
+    .await;
+    let res = client()
+        .get(server.url("/svc/"))
+        .header("x-forwarded-for", "198.51.100.1, 203.0.113.7")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "shop.example.com")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 200);
+    let seen: Value = res.json().await.expect("json");
+    let header = |n: &str| seen_header(&seen, n);
+    assert_eq!(header("x-forwarded-for").as_deref(), Some("203.0.113.7"));
+    assert_eq!(header("x-forwarded-proto").as_deref(), Some("https"));
+    assert_eq!(
+        header("x-forwarded-host").as_deref(),
+        Some("shop.example.com")
+    );
+    assert_eq!(
+        header("forwarded").as_deref(),
+        Some("for=203.0.113.7;proto=https;host=\"shop.example.com\"")
+    );
+}

@@ -119,28 +119,33 @@ async fn download(State(up): State<Upstream>, req: Request) -> Response {
 /// `x-test-identity` into `x-identity` and marks responses `x-kit: seen`.
 pub(crate) async fn start(proxy: Value, capabilities: Option<Value>) -> TestServer {
     TestServer::try_start_plugins(buntime::plugins::embedded(), |root: &Path| {
-        kit(root, "identity", "");
-        let mut entry = json!({ "name": PROXY, "config": proxy });
-        if let Some(c) = capabilities {
-            entry["capabilities"] = c;
-        }
-        config(
-            root,
-            &json!({ "plugins": [
-                ["identity", {
-                    "copyHeader": "x-test-identity=x-identity",
-                    "responseHeader": "x-kit=seen",
-                }],
-                entry,
-                // Not needed here; off, they are not compiled for each test.
-                { "name": "@buntime/plugin-keyval", "enabled": false },
-                { "name": "@buntime/plugin-database", "enabled": false },
-            ] })
-            .to_string(),
-        );
+        setup(root, proxy, capabilities)
     })
     .await
     .expect("server with the proxy plugin")
+}
+
+/// The plugins of [`start`], written under `root`.
+pub(crate) fn setup(root: &Path, proxy: Value, capabilities: Option<Value>) {
+    kit(root, "identity", "");
+    let mut entry = json!({ "name": PROXY, "config": proxy });
+    if let Some(c) = capabilities {
+        entry["capabilities"] = c;
+    }
+    config(
+        root,
+        &json!({ "plugins": [
+            ["identity", {
+                "copyHeader": "x-test-identity=x-identity",
+                "responseHeader": "x-kit=seen",
+            }],
+            entry,
+            // Not needed here; off, they are not compiled for each test.
+            { "name": "@buntime/plugin-keyval", "enabled": false },
+            { "name": "@buntime/plugin-database", "enabled": false },
+        ] })
+        .to_string(),
+    );
 }
 
 /// A public static rule from `pattern` to `target`, with `extra` fields.
