@@ -111,6 +111,14 @@ fn decide(req: &RequestHead, rule: &Rule, caps: &regex::Captures<'_>) -> Request
             .push(("www-authenticate".into(), "Bearer".into()));
         return RequestDecision::respond(head);
     }
+    if rules::has_dot_segment(&req.path) {
+        return RequestDecision::respond(error(
+            req,
+            400,
+            "INVALID_PATH",
+            "a path with `.` or `..` segments is not forwarded".to_owned(),
+        ));
+    }
     let mut up = Upstream::new(rule.url(caps, &req.path, req.query.as_deref()));
     up.set_headers = spec.headers.clone();
     up.remove_headers = spec.remove_headers.clone();

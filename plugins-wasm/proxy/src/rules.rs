@@ -235,6 +235,16 @@ impl Rule {
     }
 }
 
+/// Whether `path` has a `.` or `..` segment (also percent-encoded, or
+/// separated by `\`): the upstream URL would resolve it and leave the part
+/// of the upstream a rule forwards to, so such a request is refused.
+pub fn has_dot_segment(path: &str) -> bool {
+    path.split(['/', '\\']).any(|seg| {
+        let seg = seg.to_ascii_lowercase().replace("%2e", ".");
+        seg == "." || seg == ".."
+    })
+}
+
 /// The first of `rules` that applies, with its captures.
 pub fn find<'r, 'p>(
     rules: impl IntoIterator<Item = &'r Rule>,

@@ -112,3 +112,13 @@ fn config_lists_get_ids_and_refuse_duplicates() {
     let (r, _) = find(&rules, "GET", "/b/x").unwrap();
     assert_eq!(r.spec.id.as_deref(), Some("b"));
 }
+
+#[test]
+fn dot_segments_are_found_however_written() {
+    for p in ["/a/../b", "/a/./b", "/a/%2e%2E/b", "/a/..", "/a\\..\\b", "/.%2e/x"] {
+        assert!(has_dot_segment(p), "{p}");
+    }
+    for p in ["/a/b", "/a/..b/c", "/a/b.c", "/.well-known/x", "/"] {
+        assert!(!has_dot_segment(p), "{p}");
+    }
+}

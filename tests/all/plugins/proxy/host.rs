@@ -61,6 +61,25 @@ async fn a_proxied_get_carries_forwarded_headers_and_no_hop_by_hop_ones() {
         assert_eq!(header(gone), None, "{gone} reached the upstream: {seen}");
     }
 
+    // A path that would climb out of what the rule forwards to is refused
+    // (sent raw: HTTP clients resolve dot segments themselves).
+    for path in ["/svc/../secret", "/svc/%2E%2e/secret"] {
+        let addr = server_host.clone();
+        let mut tcp = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connect");
+        let raw = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n");
+        tokio::io::AsyncWriteExt::write_all(&mut tcp, raw.as_bytes())
+            .await
+            .expect("write");
+        let mut answer = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut tcp, &mut answer)
+            .await
+            .expect("read");
+        assert!(answer.starts_with("HTTP/1.1 400"), "{path}: {answer}");
+        assert!(answer.contains("INVALID_PATH"), "{path}: {answer}");
+    }
+
     // A client speaking HTTP/2 is forwarded over HTTP/1.1, its host taken
     // from the request's authority.
     let h2 = reqwest::Client::builder()
