@@ -19,6 +19,7 @@ const CORE_PLUGINS: &[(&str, &str)] = &[
     ("plugin-deployments", "deployments"),
     ("plugin-authn", "authn"),
     ("plugin-authz", "authz"),
+    ("plugin-proxy", "proxy"),
 ];
 
 fn main() {

@@ -25,6 +25,97 @@ pub enum RequestDecision {
         /// The response to send.
         response: ResponseHead,
     },
+    /// Answer with what an upstream answers: the host forwards the request
+    /// (its body streamed) and streams the response back; later plugins and
+    /// the app are skipped. Needs the `upstream` capability.
+    Proxy {
+        /// Where and how to forward it.
+        upstream: Upstream,
+    },
+}
+
+/// A request delegated to an upstream (`RequestDecision::Proxy`).
+///
+/// ```
+/// use buntime_pdk::hooks::{RequestDecision, Upstream};
+/// let d = RequestDecision::proxy(Upstream::new("http://10.0.0.5:8080/v1/items?page=2").timeout_ms(5000));
+/// let json = serde_json::to_string(&d).unwrap();
+/// assert_eq!(json, r#"{"action":"proxy","upstream":{"url":"http://10.0.0.5:8080/v1/items?page=2","timeout_ms":5000}}"#);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Upstream {
+    /// The absolute `http` or `https` URL the request goes to: path and
+    /// query included (they replace the request's).
+    pub url: String,
+    /// Headers to set on the forwarded request (replacing any of the same
+    /// name), e.g. `host` to send the client's own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub set_headers: Vec<(String, String)>,
+    /// Headers to remove from the forwarded request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove_headers: Vec<String>,
+    /// The longest silence, in milliseconds (default 30 000): from the
+    /// request body's last piece to the response head, and between two
+    /// pieces of the response body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// How long connecting may take, in milliseconds (default 5 000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout_ms: Option<u64>,
+    /// Relay a WebSocket upgrade: when the request asks for one and the
+    /// upstream switches protocols, the host relays the connection both
+    /// ways. Without it, the upgrade headers are dropped like any
+    /// hop-by-hop header and the request is forwarded as a plain one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub websocket: bool,
+    /// A relayed WebSocket is closed after this long without a byte either
+    /// way, in milliseconds (default 300 000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_ms: Option<u64>,
+    /// A relayed WebSocket is closed after this long in all, in
+    /// milliseconds (default 3 600 000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_duration_ms: Option<u64>,
+}
+
+impl Upstream {
+    /// Forward to `url` as the request is.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Sets a header on the forwarded request.
+    pub fn set_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.set_headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Removes a header from the forwarded request.
+    pub fn remove_header(mut self, name: impl Into<String>) -> Self {
+        self.remove_headers.push(name.into());
+        self
+    }
+
+    /// The answer and read timeout.
+    pub fn timeout_ms(mut self, ms: u64) -> Self {
+        self.timeout_ms = Some(ms);
+        self
+    }
+
+    /// The connect timeout.
+    pub fn connect_timeout_ms(mut self, ms: u64) -> Self {
+        self.connect_timeout_ms = Some(ms);
+        self
+    }
+
+    /// Relays a WebSocket upgrade.
+    pub fn websocket(mut self) -> Self {
+        self.websocket = true;
+        self
+    }
 }
 
 /// Changes a plugin makes to a request it lets through.
@@ -108,6 +199,11 @@ impl RequestDecision {
     /// Answer now with `response`.
     pub fn respond(response: ResponseHead) -> Self {
         Self::Respond { response }
+    }
+
+    /// Answer with what `upstream` answers.
+    pub fn proxy(upstream: Upstream) -> Self {
+        Self::Proxy { upstream }
     }
 
     /// Whether this continues unchanged (the empty answer on the wire).

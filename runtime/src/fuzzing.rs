@@ -150,6 +150,9 @@ pub fn request_decision(output: &[u8]) {
             }
         }
         Ok(RequestDecision::Respond { response }) => respond(response),
+        Ok(RequestDecision::Proxy { upstream }) => {
+            let _ = crate::server::upstream::Target::parse(upstream);
+        }
         Err(_) => {}
     }
 }

@@ -22,6 +22,7 @@ mod pool;
 mod services;
 mod sql;
 mod state;
+mod upstream;
 
 use std::sync::Arc;
 
@@ -77,6 +78,7 @@ pub static SPECS: &[&dyn CapabilitySpec] = &[
     &sql::SqlSpec,
     &fs::FsSpec,
     &crypto::CryptoSpec,
+    &upstream::UpstreamSpec,
 ];
 
 /// The spec of the capability called `name`.

@@ -90,6 +90,26 @@ impl HttpGrant {
     }
 }
 
+impl HttpGrant {
+    /// The private address a request to `url` would reach when the grant
+    /// does not allow it: the URL's own IP address, or the first of its
+    /// name's addresses when every one is private (checked after DNS).
+    /// `None`: the request may go on (through [`PublicOnlyResolver`] unless
+    /// [`HttpGrant::allows_private`]).
+    pub(crate) async fn refused_private(&self, url: &url::Url) -> Option<IpAddr> {
+        if self.allows_private(url) {
+            return None;
+        }
+        match url.host()? {
+            url::Host::Ipv4(ip) => Some(IpAddr::V4(ip)).filter(|ip| is_private_address(*ip)),
+            url::Host::Ipv6(ip) => Some(IpAddr::V6(ip)).filter(|ip| is_private_address(*ip)),
+            url::Host::Domain(host) => {
+                resolves_only_private(host, url.port_or_known_default().unwrap_or(80)).await
+            }
+        }
+    }
+}
+
 /// Which ports a pattern allows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Ports {
@@ -314,17 +334,25 @@ pub(crate) struct PublicOnlyResolver;
 impl reqwest::dns::Resolve for PublicOnlyResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         Box::pin(async move {
-            let host = name.as_str().to_owned();
-            let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .filter(|a| !is_private_address(a.ip()))
-                .collect();
-            if addrs.is_empty() {
-                return Err(format!("`{host}` resolves only to private addresses").into());
-            }
+            let addrs = public_addrs(name.as_str()).await?;
             Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
         })
     }
+}
+
+/// `host`'s public addresses (port 0): what [`PublicOnlyResolver`] connects
+/// to. An error when it has none.
+pub(crate) async fn public_addrs(host: &str) -> std::io::Result<Vec<std::net::SocketAddr>> {
+    let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host, 0))
+        .await?
+        .filter(|a| !is_private_address(a.ip()))
+        .collect();
+    if addrs.is_empty() {
+        return Err(std::io::Error::other(format!(
+            "`{host}` resolves only to private addresses"
+        )));
+    }
+    Ok(addrs)
 }
 
 /// The first private address among `host`'s, if every one of them is private

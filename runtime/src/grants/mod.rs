@@ -24,7 +24,7 @@ use serde_json::Value;
 pub use hosts::HostPattern;
 pub(crate) use hosts::glob_match;
 pub use http::{HttpGrant, UrlPattern, is_private_address};
-pub(crate) use http::{PublicOnlyResolver, resolves_only_private};
+pub(crate) use http::{PublicOnlyResolver, public_addrs, resolves_only_private};
 
 /// The name of a capability, e.g. `http` or `log`.
 ///
@@ -54,6 +54,8 @@ impl Capability {
     pub const FS: Capability = Capability("fs");
     /// Hashes, MACs, random bytes, password hashes and JWS verification.
     pub const CRYPTO: Capability = Capability("crypto");
+    /// Delegating a request to an upstream (`on_request`'s `proxy`).
+    pub const UPSTREAM: Capability = Capability("upstream");
 
     /// Declares a capability by name. Names are lowercase identifiers.
     pub const fn new(name: &'static str) -> Self {

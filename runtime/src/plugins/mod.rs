@@ -46,7 +46,7 @@ const CORE_PLUGINS: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/core_
 /// The core plugins compiled into this binary (`@buntime/plugin-database`,
 /// `@buntime/plugin-keyval`, `@buntime/plugin-vhosts`,
 /// `@buntime/plugin-gateway`, `@buntime/plugin-deployments`,
-/// `@buntime/plugin-authn`, `@buntime/plugin-authz`). They load unless the
+/// `@buntime/plugin-authn`, `@buntime/plugin-authz`, `@buntime/plugin-proxy`). They load unless the
 /// configuration turns them off (the manifests of all but database and keyval
 /// do, until `buntime.jsonc` lists them); a plugin dir holding a plugin of the
 /// same name overrides one.

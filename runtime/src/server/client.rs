@@ -58,6 +58,17 @@ impl<'a> RequestClientSource<'a> {
         Some(crate::access::resolve(peer, headers, uri, self.proxies).address)
     }
 
+    /// The client as resolved from a request's `headers` and `uri` (`None`:
+    /// served in process).
+    pub(crate) fn view<'h>(
+        &self,
+        headers: &'h HeaderMap,
+        uri: &'h Uri,
+    ) -> Option<crate::access::ClientView<'h>> {
+        let peer = self.peer?;
+        Some(crate::access::resolve(peer, headers, uri, self.proxies))
+    }
+
     /// Hands the client to a call of `module` if the module reads it,
     /// resolving it from `headers` and `uri` if no guest has yet.
     pub(crate) fn attach(

@@ -32,6 +32,9 @@ mod static_cache;
 pub(crate) mod static_files;
 mod static_send;
 mod upload_spool;
+pub(crate) mod upstream;
+mod upstream_client;
+mod upstream_ws;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

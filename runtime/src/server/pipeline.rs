@@ -2,10 +2,13 @@
 //!
 //! ```text
 //! strip identity headers (and, for /_/…, the caller's API key)
-//! on_request, plugin 1..n (each: continue with changes | respond)
+//! on_request, plugin 1..n (each: continue with changes | respond | proxy)
 //!   → /_/<base>/* plugin routes, or /<app>[@range]/* apps
 //! on_response, plugin n..1 (each may change status and headers)
 //! ```
+//!
+//! A `proxy` answer is forwarded by the host (`upstream`) and its response
+//! unwinds like a `respond`.
 //!
 //! Only plugins whose `on_request` stage was reached see the response, so a
 //! plugin that answers early is wrapped by exactly the plugins before it.
@@ -104,7 +107,7 @@ pub(crate) async fn run(state: &AppState, mut req: Request, peer: Option<SocketA
     }
     let dropped = &state.dropped_headers;
     let mut pending = Vec::new();
-    let (entered, outcome) = on_request(&chain, req, dropped, &client, &mut pending).await;
+    let (entered, outcome) = on_request(state, &chain, req, dropped, &client, &mut pending).await;
     let (path, response) = match outcome {
         Ok(req) => {
             let path = req.uri().path().to_owned();
@@ -193,6 +196,7 @@ type Early = (String, Response);
 /// Runs `on_request` in load order. Returns how many plugins were entered and
 /// either the (changed) request or an early response with the request's path.
 async fn on_request(
+    state: &AppState,
     chain: &Chain,
     mut req: Request,
     dropped: &DroppedHeaders,
@@ -303,6 +307,21 @@ async fn on_request(
                         return (i, Err((req.uri().path().to_owned(), res)));
                     }
                 }
+            }
+            Ok(RequestDecision::Proxy { upstream }) => {
+                // Delegated to an upstream (server::upstream): answered like
+                // a `respond`, the body streamed by the host.
+                let path = req.uri().path().to_owned();
+                let res = match super::upstream::Target::parse(upstream) {
+                    Ok(target) => {
+                        super::upstream::forward(state, plugin, req, target, client).await
+                    }
+                    Err(detail) => {
+                        let e = plugin.malformed("on_request", detail);
+                        failure_response(plugin, &e).unwrap_or_else(|| bad_gateway(&e))
+                    }
+                };
+                return (i, Err((path, res)));
             }
             Ok(RequestDecision::Respond { response }) => {
                 let res = response_from_head(response, ext.remove::<ResponseBody>(), &guest)

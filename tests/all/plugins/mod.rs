@@ -16,6 +16,7 @@ mod keyval;
 mod keyval_compat;
 mod keyval_streams;
 mod loading;
+mod proxy;
 mod reload;
 mod vhosts;
 

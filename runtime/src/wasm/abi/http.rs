@@ -15,7 +15,7 @@ use wasmtime::{Caller, Linker};
 
 use super::super::state::HostState;
 use super::{ENV_NAMESPACE, guest_fault};
-use crate::grants::{Capability, HttpGrant, is_private_address, resolves_only_private};
+use crate::grants::{Capability, HttpGrant};
 
 type Cx<'a> = Caller<'a, HostState>;
 
@@ -80,18 +80,7 @@ async fn http_request(c: &mut Cx<'_>, req_handle: i64, body_handle: i64) -> wasm
     };
     let allow_private = grant.allows_private(&url);
     let port = url.port_or_known_default().unwrap_or(80);
-    let literal = match url.host() {
-        Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
-        Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
-        _ => None,
-    };
-    let private = if allow_private {
-        None
-    } else if let Some(ip) = literal {
-        is_private_address(ip).then_some(ip)
-    } else {
-        resolves_only_private(&host, port).await
-    };
+    let private = grant.refused_private(&url).await;
     let state = c.data_mut();
     if let Some(ip) = private {
         state.shared.stats.record_denial(Capability::HTTP.name());

@@ -1,0 +1,292 @@
+//! Proxy rules: parsed and checked from JSON (config or API), matched
+//! against a request, and turned into the upstream URL.
+//!
+//! A rule's `pattern` is a regex over the request path (the `regex` crate:
+//! linear time, compiled under a size limit); its captures fill the
+//! `target` and `rewrite` templates (`$1`, `${1}`, `${name}`).
+
+use regex::{Captures, Regex, RegexBuilder};
+use serde::{Deserialize, Serialize};
+
+/// The most a compiled pattern may take (bytes), so a rule cannot make the
+/// plugin's memory or matching time blow up.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+/// The longest pattern, target or rewrite accepted.
+const MAX_TEXT: usize = 2048;
+/// The most rules (static and dynamic each).
+pub const MAX_RULES: usize = 1000;
+
+/// A rule as written in config or sent to the API.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RuleSpec {
+    /// Its id (dynamic rules get one when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// A regex over the request path.
+    pub pattern: String,
+    /// The upstream: `http(s)://host[:port][/path]`, with captures.
+    pub target: String,
+    /// The upstream path, with captures, appended to `target`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewrite: Option<String>,
+    /// The methods it applies to (upper case); empty: all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
+    /// Headers set on the forwarded request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "pairs")]
+    pub headers: Vec<(String, String)>,
+    /// Headers removed from the forwarded request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove_headers: Vec<String>,
+    /// Whether a request without an identity may use it.
+    #[serde(default)]
+    pub public: bool,
+    /// Whether WebSocket upgrades are relayed (else forwarded as plain
+    /// requests, their upgrade headers dropped).
+    #[serde(default)]
+    pub websocket: bool,
+    /// The upstream's answer and read timeout (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// The connect timeout (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout_ms: Option<u64>,
+    /// A relayed WebSocket's longest silence (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_ms: Option<u64>,
+    /// A relayed WebSocket's longest life (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_duration_ms: Option<u64>,
+}
+
+/// `headers` as a JSON object of name to value.
+mod pairs {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde_json::{Map, Value};
+
+    pub fn serialize<S: Serializer>(v: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
+        let map: Map<String, Value> = v
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        map.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>, D::Error> {
+        let map = Map::<String, Value>::deserialize(d)?;
+        map.into_iter()
+            .map(|(k, v)| match v {
+                Value::String(s) => Ok((k, s)),
+                other => Err(serde::de::Error::custom(format!(
+                    "the value of header `{k}` must be a string, found {other}"
+                ))),
+            })
+            .collect()
+    }
+}
+
+/// A checked rule, its pattern compiled.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// As written (with its id).
+    pub spec: RuleSpec,
+    regex: Regex,
+}
+
+/// A rule that cannot be accepted: which field, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleError(pub String);
+
+impl std::fmt::Display for RuleError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn bad(msg: impl Into<String>) -> RuleError {
+    RuleError(msg.into())
+}
+
+fn token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+impl Rule {
+    /// Checks `spec`: the pattern compiles within the size limit, the
+    /// target is an http(s) URL template, methods and headers are valid.
+    pub fn new(mut spec: RuleSpec) -> Result<Self, RuleError> {
+        for (field, text) in [
+            ("pattern", Some(&spec.pattern)),
+            ("target", Some(&spec.target)),
+            ("rewrite", spec.rewrite.as_ref()),
+        ] {
+            if text.is_some_and(|t| t.len() > MAX_TEXT) {
+                return Err(bad(format!("`{field}` is longer than {MAX_TEXT} bytes")));
+            }
+        }
+        if let Some(id) = &spec.id
+            && (id.is_empty()
+                || id.len() > 64
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        {
+            return Err(bad(format!(
+                "`id` `{id}` must be 1 to 64 letters, digits, `-` or `_`"
+            )));
+        }
+        if spec.pattern.is_empty() {
+            return Err(bad("`pattern` is empty"));
+        }
+        let regex = RegexBuilder::new(&spec.pattern)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .dfa_size_limit(REGEX_SIZE_LIMIT)
+            .build()
+            .map_err(|e| {
+                bad(format!(
+                    "`pattern` `{}` is not a valid regex: {e}",
+                    spec.pattern
+                ))
+            })?;
+        let lower = spec.target.to_ascii_lowercase();
+        let authority = lower
+            .strip_prefix("http://")
+            .or_else(|| lower.strip_prefix("https://"));
+        if authority.is_none_or(|a| a.is_empty() || a.starts_with('/')) {
+            return Err(bad(format!(
+                "`target` `{}` must start with http:// or https:// and a host",
+                spec.target
+            )));
+        }
+        if let Some(r) = &spec.rewrite
+            && !r.starts_with('/')
+        {
+            return Err(bad(format!("`rewrite` `{r}` must start with `/`")));
+        }
+        for m in &mut spec.methods {
+            if !token(m) {
+                return Err(bad(format!("`methods`: `{m}` is not a method")));
+            }
+            m.make_ascii_uppercase();
+        }
+        for (k, v) in &spec.headers {
+            if !token(k) {
+                return Err(bad(format!("`headers`: `{k}` is not a header name")));
+            }
+            if v.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+                return Err(bad(format!(
+                    "`headers`: the value of `{k}` holds a control character"
+                )));
+            }
+        }
+        for k in &spec.remove_headers {
+            if !token(k) {
+                return Err(bad(format!("`removeHeaders`: `{k}` is not a header name")));
+            }
+        }
+        for (field, v, max) in [
+            ("timeoutMs", spec.timeout_ms, 3_600_000),
+            ("connectTimeoutMs", spec.connect_timeout_ms, 3_600_000),
+            ("idleTimeoutMs", spec.idle_timeout_ms, 86_400_000),
+            ("maxDurationMs", spec.max_duration_ms, 86_400_000),
+        ] {
+            if v.is_some_and(|ms| ms == 0 || ms > max) {
+                return Err(bad(format!("`{field}` must be from 1 to {max}")));
+            }
+        }
+        Ok(Self { spec, regex })
+    }
+
+    /// The captures of `path` if the rule applies to `method` and `path`.
+    pub fn matches<'p>(&self, method: &str, path: &'p str) -> Option<Captures<'p>> {
+        if !self.spec.methods.is_empty() && !self.spec.methods.iter().any(|m| m == method) {
+            return None;
+        }
+        self.regex.captures(path)
+    }
+
+    /// The upstream URL for a request to `path?query` that matched with
+    /// `caps`: `target` expanded; then `rewrite` expanded and appended, or,
+    /// when the target has no path, the request's path; then the request's
+    /// query.
+    pub fn url(&self, caps: &Captures<'_>, path: &str, query: Option<&str>) -> String {
+        let mut url = String::with_capacity(self.spec.target.len() + path.len() + 16);
+        caps.expand(&self.spec.target, &mut url);
+        let after_scheme = url.find("://").map_or(0, |i| i + 3);
+        let has_path = url[after_scheme..].contains(['/', '?']);
+        match &self.spec.rewrite {
+            Some(rewrite) => {
+                while url.ends_with('/') && url.len() > after_scheme {
+                    url.pop();
+                }
+                caps.expand(rewrite, &mut url);
+            }
+            None if !has_path => url.push_str(path),
+            None => {}
+        }
+        if let Some(q) = query.filter(|q| !q.is_empty()) {
+            url.push(if url.contains('?') { '&' } else { '?' });
+            url.push_str(q);
+        }
+        url
+    }
+}
+
+/// Whether `path` has a `.` or `..` segment (also percent-encoded, or
+/// separated by `\`): the upstream URL would resolve it and leave the part
+/// of the upstream a rule forwards to, so such a request is refused.
+pub fn has_dot_segment(path: &str) -> bool {
+    path.split(['/', '\\']).any(|seg| {
+        let seg = seg.to_ascii_lowercase().replace("%2e", ".");
+        seg == "." || seg == ".."
+    })
+}
+
+/// The first of `rules` that applies, with its captures.
+pub fn find<'r, 'p>(
+    rules: impl IntoIterator<Item = &'r Rule>,
+    method: &str,
+    path: &'p str,
+) -> Option<(&'r Rule, Captures<'p>)> {
+    rules
+        .into_iter()
+        .find_map(|r| r.matches(method, path).map(|c| (r, c)))
+}
+
+/// Parses a list of rules (the config's `rules`), naming the one at fault.
+pub fn parse_list(value: Option<&serde_json::Value>) -> Result<Vec<Rule>, RuleError> {
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return Ok(Vec::new());
+    };
+    let list: Vec<serde_json::Value> = serde_json::from_value(value.clone())
+        .map_err(|e| bad(format!("`rules` must be a list of rules: {e}")))?;
+    if list.len() > MAX_RULES {
+        return Err(bad(format!("`rules` has more than {MAX_RULES} rules")));
+    }
+    let mut out: Vec<Rule> = Vec::with_capacity(list.len());
+    for (i, v) in list.into_iter().enumerate() {
+        let spec: RuleSpec =
+            serde_json::from_value(v).map_err(|e| bad(format!("`rules[{i}]`: {e}")))?;
+        let mut rule = Rule::new(spec).map_err(|e| bad(format!("`rules[{i}]`: {e}")))?;
+        let id = rule
+            .spec
+            .id
+            .get_or_insert_with(|| format!("static-{i}"))
+            .clone();
+        if out
+            .iter()
+            .any(|r| r.spec.id.as_deref() == Some(id.as_str()))
+        {
+            return Err(bad(format!("`rules[{i}]`: the id `{id}` is used twice")));
+        }
+        out.push(rule);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+#[path = "rules_tests.rs"]
+mod tests;

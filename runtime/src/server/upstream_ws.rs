@@ -1,0 +1,122 @@
+//! WebSocket pass-through for proxied requests.
+//!
+//! When a plugin's `proxy` answer allows it (`websocket`) and the client's
+//! request asks for a WebSocket upgrade (HTTP/1.1 `Connection: upgrade`,
+//! `Upgrade: websocket`), the host forwards the handshake with its upgrade
+//! headers. If the upstream switches protocols, the client gets the 101
+//! (through the earlier plugins' `on_response`, like any answer) and the
+//! host relays bytes — whole frames as the two ends write them — both ways
+//! until either side closes, the connection is silent for `idle`, or it has
+//! lasted `total`. Frames are not parsed: each end speaks WebSocket to the
+//! other through the host.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderValue, Version, header};
+use axum::response::Response;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::upstream::strip_hop_by_hop;
+
+/// How long a relayed connection may be silent, and live.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Relay {
+    /// The longest silence, both ways together.
+    pub(crate) idle: Duration,
+    /// The longest life.
+    pub(crate) total: Duration,
+}
+
+/// Whether `req` asks for a WebSocket upgrade (HTTP/1.1 only).
+pub(crate) fn asks_websocket(req: &Request) -> bool {
+    let has = |name, token: &str| {
+        req.headers().get_all(name).iter().any(|v| {
+            v.to_str()
+                .unwrap_or_default()
+                .split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case(token))
+        })
+    };
+    req.version() == Version::HTTP_11
+        && has(header::CONNECTION, "upgrade")
+        && has(header::UPGRADE, "websocket")
+}
+
+/// The client's answer to an upstream that switched protocols: its 101 with
+/// the upgrade headers, and, once both connections are handed over, the
+/// relay between them (on its own task).
+pub(crate) fn switch(
+    mut upstream: hyper::Response<hyper::body::Incoming>,
+    client_side: OnUpgrade,
+    relay: Relay,
+    origin: Arc<str>,
+) -> Response {
+    let upstream_side = hyper::upgrade::on(&mut upstream);
+    let (mut parts, _) = upstream.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    parts
+        .headers
+        .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    parts
+        .headers
+        .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    parts.extensions = http::Extensions::new();
+    tokio::spawn(async move {
+        let (client, upstream) = match tokio::join!(client_side, upstream_side) {
+            (Ok(c), Ok(u)) => (TokioIo::new(c), TokioIo::new(u)),
+            (c, u) => {
+                tracing::debug!(
+                    upstream = %origin,
+                    client = c.err().map(|e| e.to_string()),
+                    upstream_error = u.err().map(|e| e.to_string()),
+                    "a WebSocket upgrade did not complete"
+                );
+                return;
+            }
+        };
+        let why = pump(client, upstream, relay).await;
+        tracing::debug!(upstream = %origin, "WebSocket relay ended: {why}");
+    });
+    Response::from_parts(parts, Body::empty())
+}
+
+/// Copies bytes both ways until one side closes or fails, or a limit is
+/// reached; says which.
+async fn pump(
+    a: impl AsyncRead + AsyncWrite + Unpin,
+    b: impl AsyncRead + AsyncWrite + Unpin,
+    relay: Relay,
+) -> &'static str {
+    let (mut ar, mut aw) = tokio::io::split(a);
+    let (mut br, mut bw) = tokio::io::split(b);
+    let mut up = vec![0u8; 16 * 1024];
+    let mut down = vec![0u8; 16 * 1024];
+    let end = tokio::time::Instant::now() + relay.total;
+    let why = loop {
+        let idle = tokio::time::sleep(relay.idle);
+        tokio::select! {
+            n = ar.read(&mut up) => match n {
+                Ok(0) | Err(_) => break "the client closed",
+                Ok(n) => if bw.write_all(&up[..n]).await.is_err() {
+                    break "the upstream closed";
+                },
+            },
+            n = br.read(&mut down) => match n {
+                Ok(0) | Err(_) => break "the upstream closed",
+                Ok(n) => if aw.write_all(&down[..n]).await.is_err() {
+                    break "the client closed";
+                },
+            },
+            () = idle => break "idle limit",
+            () = tokio::time::sleep_until(end) => break "duration limit",
+        }
+    };
+    let _ = aw.shutdown().await;
+    let _ = bw.shutdown().await;
+    why
+}
