@@ -47,7 +47,13 @@ pub(super) struct Key {
 pub(super) struct KeySet {
     pub(super) keys: Vec<Key>,
     fetched: Instant,
+    /// Unique per parsed set, so a verification remembered against one set
+    /// is never taken for another (see [`VerifiedTokens`]).
+    pub(super) generation: u64,
 }
+
+/// Source of [`KeySet::generation`].
+static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl KeySet {
     /// The usable keys of a JWKS document; keys of other types or uses
@@ -85,6 +91,7 @@ impl KeySet {
         Ok(Self {
             keys,
             fetched: Instant::now(),
+            generation: GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     }
 
@@ -181,6 +188,63 @@ pub struct JwksCache {
     attempts: Mutex<HashMap<String, Instant>>,
     /// issuer → (jwks_uri, when read).
     discovery: Mutex<HashMap<String, (String, Instant)>>,
+    /// Tokens whose signature verified, so that a client sending the same
+    /// token again costs a hash and a claims check, not a signature check.
+    pub(super) verified: VerifiedTokens,
+}
+
+/// The signatures already verified: the SHA-256 of the token with the key
+/// material that verified it (a key set's generation, or a secret). A
+/// token's claims (`exp`, `nbf`, `iss`, `aud`, required claims) are checked
+/// on every use all the same; only the signature check is skipped, and only
+/// against the same keys — a refetched key set is a new generation, so a
+/// rotated-out key stops vouching for its tokens at the next refetch.
+/// Bounded (least recently used go first), so a flood of distinct tokens
+/// costs memory only up to [`VERIFIED_TOKENS`] entries.
+pub(super) struct VerifiedTokens {
+    seen: Mutex<lru::LruCache<[u8; 32], ()>>,
+    /// Lookups answered from the cache (for tests and figures).
+    pub(super) hits: std::sync::atomic::AtomicU64,
+}
+
+/// How many verified tokens are remembered.
+pub(super) const VERIFIED_TOKENS: usize = 4096;
+
+impl Default for VerifiedTokens {
+    fn default() -> Self {
+        Self {
+            seen: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(VERIFIED_TOKENS).unwrap_or(std::num::NonZeroUsize::MIN),
+            )),
+            hits: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+}
+
+impl VerifiedTokens {
+    /// The cache key of `token` verified by `keys` (a generation or a secret).
+    pub(super) fn id(token: &str, keys: &[u8]) -> [u8; 32] {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update((keys.len() as u64).to_le_bytes());
+        h.update(keys);
+        h.update(token.as_bytes());
+        h.finalize().into()
+    }
+
+    /// Whether `id`'s signature verified before.
+    pub(super) fn contains(&self, id: &[u8; 32]) -> bool {
+        let hit = lock(&self.seen).get(id).is_some();
+        if hit {
+            self.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        hit
+    }
+
+    /// Remembers that `id`'s signature verified.
+    pub(super) fn insert(&self, id: [u8; 32]) {
+        lock(&self.seen).put(id, ());
+    }
 }
 
 impl std::fmt::Debug for JwksCache {

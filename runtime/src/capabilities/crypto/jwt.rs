@@ -180,10 +180,14 @@ async fn check(
     };
     let kid = header.get("kid").and_then(Value::as_str);
 
-    let keys: Vec<DecodingKey> = if HMAC.contains(&alg) {
+    // The keys, and what identifies them for the verified-token cache.
+    let (keys, key_id): (Vec<DecodingKey>, Vec<u8>) = if HMAC.contains(&alg) {
         // `allowed` holds HMAC algorithms only when a secret is configured.
         let secret = req.secret.as_deref().unwrap_or_default();
-        vec![DecodingKey::from_secret(secret.as_bytes())]
+        (
+            vec![DecodingKey::from_secret(secret.as_bytes())],
+            secret.as_bytes().to_vec(),
+        )
     } else {
         let set = key_set(cache, fetcher, req, kid).await?;
         let want = kind_of(alg);
@@ -205,10 +209,16 @@ async fn check(
                 },
             )));
         }
-        keys
+        (keys, set.generation.to_le_bytes().to_vec())
     };
 
-    let validation = validation(req, alg);
+    let id = super::jwks::VerifiedTokens::id(&req.token, &key_id);
+    let mut validation = validation(req, alg);
+    let verified_before = cache.verified.contains(&id);
+    if verified_before {
+        // The signature verified against these very keys: check the claims.
+        validation.insecure_disable_signature_validation();
+    }
     let mut last = refuse("bad_signature", "the signature does not verify");
     for key in &keys {
         match jsonwebtoken::decode::<Value>(&req.token, key, &validation) {
@@ -223,11 +233,14 @@ async fn check(
                         format!("the token has no `{missing}` claim"),
                     )));
                 }
+                if !verified_before {
+                    cache.verified.insert(id);
+                }
                 return Ok(Ok((header, data.claims)));
             }
             Err(e) => {
                 last = refusal(e.kind());
-                if last.reason != "bad_signature" {
+                if last.reason != "bad_signature" || verified_before {
                     break;
                 }
             }
@@ -502,5 +515,54 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(reason(&missing).await, Err("missing_claim"));
+    }
+
+    #[tokio::test]
+    async fn a_verified_token_skips_only_its_signature_check_and_only_for_its_keys() {
+        let cache = super::super::JwksCache::default();
+        let secret = "s3cret-s3cret-s3cret";
+        let token = encode(
+            &Header::new(Algorithm::HS256),
+            &claims(),
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap();
+        let ask = |token: &str, secret: &str, audience: &str| {
+            let req: VerifyReq = serde_json::from_value(
+                json!({"token": token, "secret": secret, "audience": audience}),
+            )
+            .unwrap();
+            let cache = &cache;
+            async move {
+                match check(cache, None, &req).await.unwrap() {
+                    Ok(_) => Ok(()),
+                    Err(r) => Err(r.reason),
+                }
+            }
+        };
+        let hits = || {
+            cache
+                .verified
+                .hits
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
+        assert_eq!(ask(&token, secret, "api").await, Ok(()));
+        assert_eq!(hits(), 0);
+        assert_eq!(ask(&token, secret, "api").await, Ok(()));
+        assert_eq!(hits(), 1, "the second use skips the signature check");
+        // The claims are still checked on a remembered token.
+        assert_eq!(ask(&token, secret, "other").await, Err("wrong_audience"));
+        // Other keys do not inherit the verification.
+        assert_eq!(
+            ask(&token, "another-secret", "api").await,
+            Err("bad_signature")
+        );
+        // A changed signature is another token.
+        let mut tampered = token.clone();
+        let last = if tampered.ends_with('A') { 'B' } else { 'A' };
+        tampered.pop();
+        tampered.push(last);
+        assert_eq!(ask(&tampered, secret, "api").await, Err("bad_signature"));
+        assert_eq!(hits(), 2);
     }
 }
