@@ -141,6 +141,38 @@ fn generic(status: StatusCode, code: &str, request_id: &str) -> String {
     }
 }
 
+/// The answers to a failed plugin call, shared by the chain and the plugin
+/// routes.
+/// A failed plugin call as an answer: 503 with `Retry-After` for a timeout,
+/// 502 otherwise, both naming the plugin.
+pub(super) fn hook_error_response(e: &crate::plugins::HookError) -> Response {
+    match e.failure {
+        crate::plugins::HookFailure::Timeout(_) => ApiError {
+            retry_after: Some(1),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "PLUGIN_TIMEOUT",
+                e.to_string(),
+            )
+            .public()
+        }
+        .into_response(),
+        _ => bad_gateway(e),
+    }
+}
+
+/// 502 naming the plugin. A malformed answer is described by the host from
+/// the answer itself and shown as is; a trap or a guest error may carry
+/// internals, so production hides it.
+pub(super) fn bad_gateway(e: &crate::plugins::HookError) -> Response {
+    let err = ApiError::new(StatusCode::BAD_GATEWAY, "PLUGIN_FAILED", e.to_string());
+    match e.failure {
+        crate::plugins::HookFailure::Malformed(_) => err.public(),
+        _ => err,
+    }
+    .into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -120,6 +120,21 @@ pub(crate) struct Guest<'a> {
     pub(crate) dropped: &'a DroppedHeaders,
 }
 
+impl<'a> Guest<'a> {
+    /// The rules `plugin`'s responses are checked against.
+    pub(crate) fn for_plugin(
+        plugin: &'a crate::plugins::Plugin,
+        dropped: &'a DroppedHeaders,
+    ) -> Self {
+        Guest {
+            module: plugin.name(),
+            max_body: plugin.manifest.max_response_body_size,
+            setting: "`maxResponseBodySize` in the plugin's manifest.jsonc",
+            dropped,
+        }
+    }
+}
+
 impl Guest<'_> {
     /// Sets the limit of `buntime_response_body_write` for this guest's
     /// call; the default needs no extension (and so no allocation).

@@ -41,11 +41,11 @@ use bytes::Bytes;
 
 use super::AppState;
 use super::client::RequestClientSource;
-use super::error::{ApiError, RequestId};
+use super::error::{ApiError, RequestId, bad_gateway, hook_error_response};
 use super::guest_http::{
     DroppedHeaders, Guest, HeadView, HeaderPairs, guest_status, is_framing, response_from_head,
 };
-use crate::plugins::{Chain, HookError, HookFailure, Plugin};
+use crate::plugins::{Chain, HookError, Plugin};
 use crate::wasm::abi::{RequestBody, ResponseBody};
 
 /// Headers that carry an identity established by an authentication plugin
@@ -168,16 +168,6 @@ fn set_response_headers(res: &mut Response, headers: Vec<(HeaderName, HeaderValu
     }
 }
 
-/// The rules `plugin`'s responses are checked against.
-pub(super) fn plugin_guest<'a>(plugin: &'a Plugin, dropped: &'a DroppedHeaders) -> Guest<'a> {
-    Guest {
-        module: plugin.name(),
-        max_body: plugin.manifest.max_response_body_size,
-        setting: "`maxResponseBodySize` in the plugin's manifest.jsonc",
-        dropped,
-    }
-}
-
 async fn dispatch(
     state: &AppState,
     chain: &Chain,
@@ -266,7 +256,7 @@ async fn on_request(
                 head.to_json().unwrap_or_default()
             })
             .clone();
-        let guest = plugin_guest(plugin, dropped);
+        let guest = Guest::for_plugin(plugin, dropped);
         guest.limit_writes(&mut ext);
         client.attach(
             plugin.instances.module(),
@@ -480,36 +470,6 @@ fn failure_response(plugin: &Plugin, e: &HookError) -> Option<Response> {
         return None;
     }
     Some(hook_error_response(e))
-}
-
-/// A failed plugin call as an answer: 503 with `Retry-After` for a timeout,
-/// 502 otherwise, both naming the plugin.
-pub(super) fn hook_error_response(e: &HookError) -> Response {
-    match e.failure {
-        HookFailure::Timeout(_) => ApiError {
-            retry_after: Some(1),
-            ..ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "PLUGIN_TIMEOUT",
-                e.to_string(),
-            )
-            .public()
-        }
-        .into_response(),
-        _ => bad_gateway(e),
-    }
-}
-
-/// 502 naming the plugin. A malformed answer is described by the host from
-/// the answer itself and shown as is; a trap or a guest error may carry
-/// internals, so production hides it.
-pub(super) fn bad_gateway(e: &HookError) -> Response {
-    let err = ApiError::new(StatusCode::BAD_GATEWAY, "PLUGIN_FAILED", e.to_string());
-    match e.failure {
-        HookFailure::Malformed(_) => err.public(),
-        _ => err,
-    }
-    .into_response()
 }
 
 fn request_id(req: &Request) -> &str {

@@ -27,8 +27,8 @@ use bytes::Bytes;
 use super::AppState;
 use super::client::RequestClientSource;
 use super::error::{ApiError, RequestId};
+use super::error::{bad_gateway, hook_error_response};
 use super::guest_http::{HeadView, HeaderPairs, response_from_head};
-use super::pipeline::{bad_gateway, hook_error_response, plugin_guest};
 use crate::config::WorkerConfig;
 use crate::plugins::{Chain, Plugin};
 use crate::wasm::abi::{RequestBody, ResponseBody};
@@ -187,7 +187,7 @@ async fn call_handle(
         body_length: Some(body.len() as u64),
     };
     let input = Bytes::from(serde_json::to_vec(&head).unwrap_or_default());
-    let guest = plugin_guest(plugin, &state.dropped_headers);
+    let guest = super::guest_http::Guest::for_plugin(plugin, &state.dropped_headers);
     let mut ext = http::Extensions::new();
     ext.insert(RequestBody(body));
     guest.limit_writes(&mut ext);

@@ -26,8 +26,8 @@ use futures_util::StreamExt as _;
 use serde::Deserialize;
 use tokio::sync::broadcast;
 
+use super::error::bad_gateway;
 use super::error::{ApiError, ErrorDetail};
-use super::pipeline::bad_gateway;
 use crate::capabilities::{
     Capability, Event, EventsGrant, StreamRefused, StreamTicket, TopicPattern,
 };

@@ -356,10 +356,10 @@ fn html_with_injections(
     if_none_match: Option<&str>,
 ) -> Response {
     if config.inject_base
-        && let Some(i) = find_ci(&html, "<head>")
+        && let Some(i) = after_head_tag(&html)
     {
         let tag = format!("<base href=\"{}/\">", escape_attr(base));
-        html.insert_str(i + "<head>".len(), &tag);
+        html.insert_str(i, &tag);
     }
     let public: serde_json::Map<String, serde_json::Value> = config
         .env
@@ -391,6 +391,26 @@ fn find_ci(haystack: &str, needle: &str) -> Option<usize> {
     haystack.to_ascii_lowercase().find(needle)
 }
 
+/// Where the content of the `<head>` element starts: just after its opening
+/// tag, which may carry attributes (`<head lang="en">`) — but not inside a
+/// `<header>`.
+fn after_head_tag(html: &str) -> Option<usize> {
+    let lower = html.to_ascii_lowercase();
+    let mut from = 0;
+    while let Some(at) = lower[from..].find("<head") {
+        let start = from + at;
+        let next = lower.as_bytes().get(start + "<head".len()).copied();
+        if matches!(
+            next,
+            Some(b'>' | b'/') | Some(b' ' | b'\t' | b'\n' | b'\r' | b'\x0c')
+        ) {
+            return lower[start..].find('>').map(|end| start + end + 1);
+        }
+        from = start + "<head".len();
+    }
+    None
+}
+
 fn escape_attr(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('"', "&quot;")
@@ -407,7 +427,21 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::safe_relative;
+    use super::{after_head_tag, safe_relative};
+
+    #[test]
+    fn the_base_goes_into_head_whatever_its_attributes() {
+        let cases = [
+            ("<html><head><title>", Some(12)),
+            ("<HTML><HEAD lang=\"en\">x", Some(22)),
+            ("<head\n  data-x=1>", Some(17)),
+            ("<body><header>no head</header>", None),
+            ("<header></header><head>", Some(23)),
+        ];
+        for (html, want) in cases {
+            assert_eq!(after_head_tag(html), want, "{html:?}");
+        }
+    }
 
     #[test]
     fn traversal_attempts_are_refused() {
