@@ -144,11 +144,11 @@ impl InstancePool {
             freed.as_mut().enable();
             match self.try_take(false) {
                 Ok(instance) => break Ok(instance),
-                Err(Refused::Closed) => break Err(CallError::Discarded),
+                Err(Refused::Closed) => break Err(CallError::Draining),
                 Err(Refused::Full) => {}
             }
             if tokio::time::timeout_at(deadline, freed).await.is_err() {
-                break Err(CallError::Timeout(QUEUE_WAIT));
+                break Err(CallError::Busy(QUEUE_WAIT));
             }
         };
         waiter.served = result.is_ok();
@@ -183,7 +183,7 @@ impl InstancePool {
         // futures do not enlarge — and get copied with — every call's.
         let taken = match self.try_take(true) {
             Ok(instance) => Ok(instance),
-            Err(Refused::Closed) => Err(CallError::Discarded),
+            Err(Refused::Closed) => Err(CallError::Draining),
             Err(Refused::Full) => Box::pin(self.take_waiting()).await,
         };
         let idle = match taken {
@@ -409,7 +409,7 @@ mod tests {
         until(|| pool.closed.load(Ordering::SeqCst)).await;
         assert!(!drain.is_finished(), "a call is still in flight");
         assert!(
-            matches!(noop(&pool).await, Err(CallError::Discarded)),
+            matches!(noop(&pool).await, Err(CallError::Draining)),
             "a draining pool starts no new call"
         );
         pool.give_back(Some(held));
@@ -418,6 +418,17 @@ mod tests {
             "the drain returns an instance for a last call"
         );
         assert_eq!(pool.live.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_that_waits_past_the_queue_limit_is_busy_not_a_timeout() {
+        let pool = pool(1);
+        noop(&pool).await.expect("first call");
+        let _held = pool.try_take(true).ok().flatten().expect("instance");
+        let waited = tokio::time::Instant::now();
+        assert!(matches!(noop(&pool).await, Err(CallError::Busy(w)) if w == QUEUE_WAIT));
+        assert!(waited.elapsed() >= QUEUE_WAIT);
+        assert_eq!(pool.waiting.load(Ordering::SeqCst), 0);
     }
 
     #[tokio::test(start_paused = true)]

@@ -61,6 +61,8 @@ pub struct PluginStats {
     pub timeouts: Counter,
     /// Failures skipped under `onError: "open"`.
     pub skipped: Counter,
+    /// Calls refused because every instance stayed busy past the queue wait.
+    pub busy: Counter,
     /// Calls whose latency was measured: one in [`LATENCY_SAMPLE`].
     pub timed_calls: Counter,
     /// Sum of the measured calls' latencies, in nanoseconds.
@@ -92,12 +94,22 @@ pub enum HookFailure {
     Timeout(String),
     /// It answered something that is not a valid decision.
     Malformed(String),
+    /// Every instance stayed busy past the queue wait; the hook did not run
+    /// (not the plugin's failure: it is not counted as one).
+    Busy(String),
+    /// The plugin was being drained (a reload or shutdown); the hook did
+    /// not run.
+    Draining(String),
 }
 
 /// A failed hook call, naming the plugin.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("plugin `{plugin}` failed in `{hook}`: {}", match failure {
-    HookFailure::Failed(m) | HookFailure::Timeout(m) | HookFailure::Malformed(m) => m
+    HookFailure::Failed(m)
+    | HookFailure::Timeout(m)
+    | HookFailure::Malformed(m)
+    | HookFailure::Busy(m)
+    | HookFailure::Draining(m) => m
 })]
 pub struct HookError {
     /// The plugin.
@@ -238,7 +250,10 @@ impl Plugin {
             {
                 return Err(match e.failure {
                     HookFailure::Timeout(m) => format!("`on_init` timed out: {m}"),
-                    HookFailure::Failed(m) | HookFailure::Malformed(m) => {
+                    HookFailure::Failed(m)
+                    | HookFailure::Malformed(m)
+                    | HookFailure::Busy(m)
+                    | HookFailure::Draining(m) => {
                         format!("`on_init` refused its config or failed: {m}")
                     }
                 });
@@ -281,6 +296,17 @@ impl Plugin {
             by_hook.durations[index].observe_nanos(nanos);
         }
         let result = result.map(|out| out.output).map_err(|e| {
+            // The hook never ran: neither is the plugin's failure.
+            match e {
+                CallError::Busy(_) => {
+                    self.stats.busy.add(1);
+                    return self.failed(hook, HookFailure::Busy(e.to_string()));
+                }
+                CallError::Draining => {
+                    return self.failed(hook, HookFailure::Draining(e.to_string()));
+                }
+                _ => {}
+            }
             self.stats.errors.add(1);
             by_hook.errors.add(index, 1);
             let failure = match e {

@@ -144,19 +144,21 @@ fn generic(status: StatusCode, code: &str, request_id: &str) -> String {
 /// The answers to a failed plugin call, shared by the chain and the plugin
 /// routes.
 /// A failed plugin call as an answer: 503 with `Retry-After` for a timeout,
-/// 502 otherwise, both naming the plugin.
+/// an instance pool busy past its queue wait, or a plugin being drained;
+/// 502 otherwise; all naming the plugin.
 pub(super) fn hook_error_response(e: &crate::plugins::HookError) -> Response {
-    match e.failure {
-        crate::plugins::HookFailure::Timeout(_) => ApiError {
+    use crate::plugins::HookFailure;
+    let unavailable = |code| {
+        ApiError {
             retry_after: Some(1),
-            ..ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "PLUGIN_TIMEOUT",
-                e.to_string(),
-            )
-            .public()
+            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, e.to_string()).public()
         }
-        .into_response(),
+        .into_response()
+    };
+    match e.failure {
+        HookFailure::Timeout(_) => unavailable("PLUGIN_TIMEOUT"),
+        HookFailure::Busy(_) => unavailable("PLUGIN_BUSY"),
+        HookFailure::Draining(_) => unavailable("PLUGIN_DRAINING"),
         _ => bad_gateway(e),
     }
 }
@@ -175,6 +177,33 @@ pub(super) fn bad_gateway(e: &crate::plugins::HookError) -> Response {
 
 #[cfg(test)]
 mod tests {
+    use crate::plugins::{HookError, HookFailure};
+
+    #[test]
+    fn a_busy_or_draining_plugin_is_a_503_to_retry_not_a_timeout() {
+        for (failure, code) in [
+            (HookFailure::Timeout("t".into()), "PLUGIN_TIMEOUT"),
+            (HookFailure::Busy("b".into()), "PLUGIN_BUSY"),
+            (HookFailure::Draining("d".into()), "PLUGIN_DRAINING"),
+        ] {
+            let res = super::hook_error_response(&HookError {
+                plugin: "p".into(),
+                hook: "on_request".into(),
+                failure,
+            });
+            assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE, "{code}");
+            assert_eq!(res.headers()["retry-after"], "1", "{code}");
+            let err = res.extensions().get::<ApiError>().expect("an ApiError");
+            assert_eq!(err.code, code);
+        }
+        let failed = super::hook_error_response(&HookError {
+            plugin: "p".into(),
+            hook: "on_request".into(),
+            failure: HookFailure::Failed("trap".into()),
+        });
+        assert_eq!(failed.status(), StatusCode::BAD_GATEWAY);
+    }
+
     use super::*;
 
     async fn body(res: Response) -> serde_json::Value {

@@ -354,6 +354,15 @@ impl Figures {
                 p.stats.skipped.get(),
             )?;
         }
+        let mut m = family(
+            e,
+            "plugin_busy",
+            "Hook calls not started because every instance of the plugin stayed busy past the queue wait, by plugin.",
+            MetricType::Counter,
+        )?;
+        for p in &chain.plugins {
+            counter(&mut m, &[("plugin", &p.manifest.name)], p.stats.busy.get())?;
+        }
         Ok(())
     }
 

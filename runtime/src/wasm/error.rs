@@ -109,6 +109,13 @@ pub enum CallError {
     /// Instantiation failed (e.g. the pool is full).
     #[error("failed to instantiate: {0}")]
     Instantiate(String),
+    /// Every instance stayed busy for this long: the call was not started.
+    #[error("every instance was busy for {0:?}; the call was not started")]
+    Busy(std::time::Duration),
+    /// The instances are being drained (a reload or shutdown): the call was
+    /// not started.
+    #[error("the instances are draining for a reload or shutdown; the call was not started")]
+    Draining,
 }
 
 impl CallError {

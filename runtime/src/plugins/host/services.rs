@@ -46,6 +46,8 @@ impl ServiceRouter for PluginHost {
                 Err(e) => Err(HostError::new(
                     match e.failure {
                         HookFailure::Timeout(_) => "timeout",
+                        HookFailure::Busy(_) => "busy",
+                        HookFailure::Draining(_) => "unavailable",
                         _ => "service_failed",
                     },
                     e.to_string(),
