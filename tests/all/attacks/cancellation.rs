@@ -140,7 +140,7 @@ async fn a_client_that_leaves_the_queue_frees_its_place() {
     assert!(
         metrics
             .lines()
-            .any(|l| l == r#"buntime_pool_queue_wait_seconds_count{app="one",version=""} 1"#),
+            .any(|l| l == r#"buntime_pool_queue_wait_seconds_count{app="one",version="latest"} 1"#),
         "{}",
         metrics
             .lines()

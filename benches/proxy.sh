@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Reverse proxy next to nginx: one upstream (`native-hello`, a plain axum
+# handler) reached directly, through Buntime's proxy plugin, and through
+# nginx with an equivalent `proxy_pass` (HTTP/1.1 to the upstream, kept-alive
+# connections, no access log), all in one run. Prints req/s, p50 and p99 per
+# path (the median round) and Buntime's ratios to nginx.
+#
+#   benches/proxy.sh [seconds per scenario, default 5] [rounds, default 3]
+#
+# Needs wrk and nginx (Debian: `apt-get install wrk nginx`). Targets: Buntime
+# at least 80 % of nginx's req/s, and its p99 within 1.5 times nginx's.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+secs="${1:-5}"
+rounds="${2:-3}"
+for tool in wrk nginx; do
+    command -v "$tool" >/dev/null || { echo "proxy.sh: $tool is missing (apt-get install $tool)" >&2; exit 1; }
+done
+export RUST_LIB_BACKTRACE=0
+cargo build --release -q -p buntime -p buntime-benches --bin native-hello
+
+work="$(mktemp -d)"
+trap 'kill $(jobs -p) 2>/dev/null || true; [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; rm -rf "$work"' EXIT
+up=18301 bun=18302 ngx=18303
+
+target/release/native-hello "$up" &
+
+mkdir -p "$work/apps" "$work/plugins"
+cat >"$work/buntime.jsonc" <<EOF
+{ "plugins": [["@buntime/plugin-proxy", { "rules": [
+    { "pattern": "^/up/(.*)\$", "target": "http://127.0.0.1:$up/\$1", "public": true }
+] }]] }
+EOF
+RUNTIME_WORKER_DIRS="$work/apps" RUNTIME_PLUGIN_DIRS="$work/plugins" RUNTIME_CONFIG="$work/buntime.jsonc" \
+    RUNTIME_DATA_DIR="$work/data" RUNTIME_CACHE_DIR=off RUNTIME_LOG_LEVEL=warn PORT="$bun" \
+    target/release/buntime serve >/dev/null &
+
+# nginx with as many workers as Buntime has tokio workers (one per core).
+cat >"$work/nginx.conf" <<EOF
+worker_processes $(nproc);
+pid $work/nginx.pid;
+error_log $work/nginx.error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    upstream hello { server 127.0.0.1:$up; keepalive 64; }
+    server {
+        listen 127.0.0.1:$ngx;
+        location /up/ {
+            proxy_pass http://hello/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Forwarded-For \$remote_addr;
+        }
+    }
+}
+EOF
+nginx -p "$work" -c "$work/nginx.conf"
+
+for url in "http://127.0.0.1:$up/x" "http://127.0.0.1:$bun/up/x" "http://127.0.0.1:$ngx/up/x"; do
+    for _ in $(seq 300); do
+        [ "$(curl -fsS "$url" 2>/dev/null)" = hello ] && break
+        sleep 0.1
+    done
+    [ "$(curl -fsS "$url")" = hello ] || { echo "proxy.sh: $url does not answer hello" >&2; exit 1; }
+done
+
+batch=""
+if chrt --batch 0 true 2>/dev/null; then batch="chrt --batch 0"; fi
+measure() { # name url -> "req/s p50_ms p99_ms"
+    $batch wrk -t2 -c32 -d"${secs}s" --latency "$2" | awk '
+        function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+        /Requests\/sec/ { rps = int($2) }
+        $1 == "50%" { p50 = $2 } $1 == "99%" { p99 = $2 }
+        END { printf "%s %.3f %.3f\n", rps, ms(p50), ms(p99) }' >>"$work/$1.rounds"
+}
+for round in $(seq "$rounds"); do
+    measure direct "http://127.0.0.1:$up/x"
+    measure buntime "http://127.0.0.1:$bun/up/x"
+    measure nginx "http://127.0.0.1:$ngx/up/x"
+    echo "round $round of $rounds done" >&2
+done
+median() { sort -n -k1 "$work/$1.rounds" | sed -n "$(( (rounds + 1) / 2 ))p"; }
+printf '%-10s %10s %10s %10s\n' path "req/s" "p50 ms" "p99 ms"
+for n in direct buntime nginx; do
+    read -r rps p50 p99 <<<"$(median "$n")"
+    printf '%-10s %10s %10s %10s\n' "$n" "$rps" "$p50" "$p99"
+done
+read -r b_rps _ b_p99 <<<"$(median buntime)"
+read -r n_rps _ n_p99 <<<"$(median nginx)"
+awk -v br="$b_rps" -v nr="$n_rps" -v bp="$b_p99" -v np="$n_p99" 'BEGIN {
+    printf "buntime / nginx: req/s %.0f %% (target >= 80 %%), p99 %.2fx (target <= 1.5x)\n", 100 * br / nr, bp / np }'
+echo "every round (req/s): $(for n in direct buntime nginx; do printf '%s=%s ' "$n" "$(cut -d' ' -f1 "$work/$n.rounds" | paste -sd/)"; done)"
