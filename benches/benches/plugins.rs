@@ -25,7 +25,8 @@ use buntime::plugins::PluginSources;
 use buntime::server::{AppState, host_functions, service};
 use buntime::wasm::{Engine, EngineConfig};
 use buntime_fixtures as fx;
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use tower::ServiceExt;
 
 fn write(path: &Path, text: &str) {
@@ -178,17 +179,48 @@ fn core_plugin_state(rt: &tokio::runtime::Runtime, root: &Path, plugins: &str) -
         .expect("state")
 }
 
-/// With authz on (and 100 policies) or off.
-fn authz_state(rt: &tokio::runtime::Runtime, root: &Path, on: bool) -> AppState {
-    let entry = if on {
-        format!(
-            r#"["@buntime/plugin-authz", {{ "policySeed": {{ "policies": [{}] }} }}]"#,
-            authz_policies()
-        )
-    } else {
-        r#"{ "name": "@buntime/plugin-authz", "enabled": false }"#.to_owned()
+/// Benchmarks `GET /hello/` with `headers` on the warm hello app behind the
+/// core plugin `plugin`, configured by the `buntime.jsonc` entry `entry`, or
+/// turned off when `entry` is `None`. Checks first that the plugin is loaded
+/// exactly when on and that the request is answered 200.
+pub(crate) fn bench_core_plugin(
+    rt: &tokio::runtime::Runtime,
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    label: &str,
+    plugin: &str,
+    entry: Option<&str>,
+    headers: &[(&str, &str)],
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let off = format!(r#"{{ "name": "{plugin}", "enabled": false }}"#);
+    let state = core_plugin_state(rt, dir.path(), entry.unwrap_or(&off));
+    let loaded = state
+        .plugins
+        .current()
+        .plugins
+        .iter()
+        .any(|p| p.manifest.name == plugin);
+    assert_eq!(
+        loaded,
+        entry.is_some(),
+        "{label}: {plugin} must be loaded exactly when on"
+    );
+    let app = service(state.clone());
+    let request = || {
+        let mut req = Request::get("/hello/").header("host", "localhost");
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        req.body(Body::empty()).expect("request")
     };
-    core_plugin_state(rt, root, &entry)
+    let status = rt
+        .block_on(app.clone().oneshot(request()))
+        .expect("call")
+        .status();
+    assert_eq!(status, 200, "{label}: the hello app must answer");
+    group.bench_function(label, |b| {
+        b.iter(|| rt.block_on(app.clone().oneshot(request())).expect("call"))
+    });
 }
 
 fn authz(c: &mut Criterion) {
@@ -196,32 +228,16 @@ fn authz(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
+    let on = format!(
+        r#"["@buntime/plugin-authz", {{ "policySeed": {{ "policies": [{}] }} }}]"#,
+        authz_policies()
+    );
     let mut group = c.benchmark_group("authz_decision");
-    for (label, on) in [("without_authz", false), ("authz_100_policies", true)] {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let state = authz_state(&rt, dir.path(), on);
-        let loaded = state
-            .plugins
-            .current()
-            .plugins
-            .iter()
-            .any(|p| p.manifest.name == "@buntime/plugin-authz");
-        assert_eq!(loaded, on, "{label}: authz must be loaded exactly when on");
-        let app = service(state.clone());
-        let request = || {
-            Request::get("/hello/")
-                .header("host", "localhost")
-                .body(Body::empty())
-                .expect("request")
-        };
-        let status = rt
-            .block_on(app.clone().oneshot(request()))
-            .expect("call")
-            .status();
-        assert_eq!(status, 200, "{label}: the hello app must answer");
-        group.bench_function(label, |b| {
-            b.iter(|| rt.block_on(app.clone().oneshot(request())).expect("call"))
-        });
+    for (label, entry) in [
+        ("without_authz", None),
+        ("authz_100_policies", Some(on.as_str())),
+    ] {
+        bench_core_plugin(&rt, &mut group, label, "@buntime/plugin-authz", entry, &[]);
     }
     group.finish();
 }

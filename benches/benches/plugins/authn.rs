@@ -3,17 +3,12 @@
 //! (ring); the plugin fetches the key set once from a loopback server and
 //! then checks every token against its cache in the host (`crypto`).
 
-use std::path::Path;
-
-use axum::body::Body;
-use axum::http::Request;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use criterion::Criterion;
 use ring::signature::{Ed25519KeyPair, KeyPair};
-use tower::ServiceExt;
 
-use super::core_plugin_state;
+use super::bench_core_plugin;
 
 const ISSUER: &str = "https://issuer.bench";
 
@@ -73,42 +68,25 @@ pub(crate) fn authn(c: &mut Criterion) {
     let port = serve_jwks(&rt, jwks);
     let bearer = format!("Bearer {}", token(&pair));
     let mut group = c.benchmark_group("authn_jwt");
-    for (label, on) in [("without_authn", false), ("authn_jwt_cached_jwks", true)] {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let entry = if on {
-            format!(
-                r#"["@buntime/plugin-authn", {{ "providers": [{{ "type": "jwt", "name": "bench",
-                    "issuer": "{ISSUER}", "audience": ["bench"], "algorithms": ["EdDSA"],
-                    "jwksUri": "http://127.0.0.1:{port}/jwks" }}] }}]"#
-            )
-        } else {
-            r#"{ "name": "@buntime/plugin-authn", "enabled": false }"#.to_owned()
-        };
-        let state = core_plugin_state(&rt, Path::new(dir.path()), &entry);
-        let loaded = state
-            .plugins
-            .current()
-            .plugins
-            .iter()
-            .any(|p| p.manifest.name == "@buntime/plugin-authn");
-        assert_eq!(loaded, on, "{label}: authn must be loaded exactly when on");
-        let app = buntime::server::service(state.clone());
-        let request = || {
-            Request::get("/hello/")
-                .header("host", "localhost")
-                .header("authorization", bearer.as_str())
-                .body(Body::empty())
-                .expect("request")
-        };
-        // The first request fetches the key set; it must then pass.
-        let status = rt
-            .block_on(app.clone().oneshot(request()))
-            .expect("call")
-            .status();
-        assert_eq!(status, 200, "{label}: the token must be accepted");
-        group.bench_function(label, |b| {
-            b.iter(|| rt.block_on(app.clone().oneshot(request())).expect("call"))
-        });
+    let on = format!(
+        r#"["@buntime/plugin-authn", {{ "providers": [{{ "type": "jwt", "name": "bench",
+            "issuer": "{ISSUER}", "audience": ["bench"], "algorithms": ["EdDSA"],
+            "jwksUri": "http://127.0.0.1:{port}/jwks" }}] }}]"#
+    );
+    let headers = [("authorization", bearer.as_str())];
+    // With authn on, the first request fetches the key set; it must pass.
+    for (label, entry) in [
+        ("without_authn", None),
+        ("authn_jwt_cached_jwks", Some(on.as_str())),
+    ] {
+        bench_core_plugin(
+            &rt,
+            &mut group,
+            label,
+            "@buntime/plugin-authn",
+            entry,
+            &headers,
+        );
     }
     group.finish();
 }

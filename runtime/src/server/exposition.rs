@@ -165,33 +165,33 @@ impl Figures {
                 counter(&mut m, &labels, n)?;
             }
         }
-        let mut m = family(
-            e,
-            "app_request_duration_seconds",
-            "Time a request spent in its app's pool: the wait for an instance and the guest call.",
-            MetricType::Histogram,
-        )?;
-        for p in &pools {
-            let (app, version) = app_labels(p.key());
-            histogram(
-                &mut m,
-                &[("app", app), ("version", version)],
-                &p.stats.duration.snapshot(),
-            )?;
-        }
-        let mut m = family(
-            e,
-            "pool_queue_wait_seconds",
-            "Time requests that found every instance of their app version busy waited for one.",
-            MetricType::Histogram,
-        )?;
-        for p in &pools {
-            let (app, version) = app_labels(p.key());
-            histogram(
-                &mut m,
-                &[("app", app), ("version", version)],
-                &p.stats.queue_wait.snapshot(),
-            )?;
+        type Histo = (
+            &'static str,
+            &'static str,
+            fn(&crate::pool::AppStats) -> &crate::metrics::Histogram,
+        );
+        let histograms: [Histo; 2] = [
+            (
+                "app_request_duration_seconds",
+                "Time a request spent in its app's pool: the wait for an instance and the guest call.",
+                |s| &s.duration,
+            ),
+            (
+                "pool_queue_wait_seconds",
+                "Time requests that found every instance of their app version busy waited for one.",
+                |s| &s.queue_wait,
+            ),
+        ];
+        for (name, help, get) in histograms {
+            let mut m = family(e, name, help, MetricType::Histogram)?;
+            for p in &pools {
+                let (app, version) = app_labels(p.key());
+                histogram(
+                    &mut m,
+                    &[("app", app), ("version", version)],
+                    &get(&p.stats).snapshot(),
+                )?;
+            }
         }
         type Figure = (&'static str, &'static str, fn(&crate::pool::AppPool) -> i64);
         let gauges: [Figure; 4] = [
