@@ -20,7 +20,7 @@ pub(super) const API: &str = "/_/deployments/api/apps";
 
 /// The deployments plugin alone (compiling the other core plugins would
 /// only slow the server's start).
-fn embedded() -> Vec<buntime::plugins::EmbeddedPlugin> {
+pub(super) fn embedded() -> Vec<buntime::plugins::EmbeddedPlugin> {
     buntime::plugins::embedded()
         .into_iter()
         .filter(|p| p.manifest.contains(DEPLOYMENTS))
@@ -74,7 +74,7 @@ fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
     z.finish().expect("zip").into_inner()
 }
 
-fn echo_files() -> (Vec<u8>, Vec<u8>) {
+pub(super) fn echo_files() -> (Vec<u8>, Vec<u8>) {
     let wasm = std::fs::read(fx::APP_ECHO).expect("echo wasm");
     (wasm, br#"{ "ttl": "1m" }"#.to_vec())
 }
@@ -554,63 +554,4 @@ async fn delete_guards_the_only_version_of_a_pin_and_files_stay_inside_the_versi
         );
         assert!(!outside.join("x.txt").exists());
     }
-}
-
-#[tokio::test]
-async fn the_routes_need_the_core_app_permissions() {
-    use crate::security::{MASTER, create_key, expect, policy, remote, start as start_with};
-    let server = start_with(policy(Some(MASTER)), embedded(), |root| {
-        config(root, &json!({ "plugins": [[DEPLOYMENTS, {}]] }).to_string());
-    })
-    .await;
-    let reader = create_key(
-        &server,
-        MASTER,
-        json!({"name": "r", "role": "custom", "permissions": ["apps:read"]}),
-    )
-    .await;
-    let installer = create_key(
-        &server,
-        MASTER,
-        json!({"name": "i", "role": "custom", "permissions": ["apps:install"]}),
-    )
-    .await;
-    expect(remote(&server, Method::GET, API), 401, None).await;
-    expect(
-        remote(&server, Method::GET, API).header("x-api-key", &reader),
-        200,
-        None,
-    )
-    .await;
-    let (wasm, worker) = echo_files();
-    let archive = tar_gz(&[("worker.jsonc", &worker), ("app.wasm", &wasm)]);
-    let body = expect(
-        remote(&server, Method::POST, &format!("{API}/k/1.0.0"))
-            .header("x-api-key", &reader)
-            .body(archive.clone()),
-        403,
-        None,
-    )
-    .await;
-    assert!(body.to_string().contains("apps:install"), "{body}");
-    expect(
-        remote(&server, Method::POST, &format!("{API}/k/1.0.0"))
-            .header("x-api-key", &installer)
-            .body(archive),
-        201,
-        None,
-    )
-    .await;
-    let body = expect(
-        remote(
-            &server,
-            Method::DELETE,
-            &format!("{API}/k/1.0.0?force=true"),
-        )
-        .header("x-api-key", &installer),
-        403,
-        None,
-    )
-    .await;
-    assert!(body.to_string().contains("apps:remove"), "{body}");
 }

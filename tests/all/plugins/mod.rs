@@ -8,6 +8,7 @@ mod capabilities;
 mod chain;
 mod database;
 mod deployments;
+mod deployments_access;
 mod deployments_upload;
 mod deployments_versions;
 mod failures;
