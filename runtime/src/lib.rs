@@ -43,4 +43,5 @@ pub mod pool;
 pub mod routing;
 pub mod scaffold;
 pub mod server;
+pub mod telemetry;
 pub mod wasm;

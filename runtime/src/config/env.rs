@@ -28,6 +28,7 @@
 //! | `RUNTIME_MASTER_KEY` (or `BUNTIME_MASTER_KEY`) | none | an API key that acts as admin (at least 16 characters) |
 //! | `RUNTIME_TRUSTED_PROXIES` | none | CIDRs of proxies whose `Forwarded` / `X-Forwarded-*` headers are believed |
 //! | `RUNTIME_METRICS_PUBLIC` | `false` | `true`: `/_/metrics` answers without a key |
+//! | `OTEL_*` | none | OpenTelemetry traces (`crate::telemetry::TraceConfig`) |
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -100,6 +101,8 @@ pub struct RuntimeEnv {
     pub trusted_proxies: super::TrustedProxies,
     /// `RUNTIME_METRICS_PUBLIC`: `/_/metrics` without a key.
     pub metrics_public: bool,
+    /// The `OTEL_*` tracing settings (`None`: no endpoint, tracing off).
+    pub traces: Option<crate::telemetry::TraceConfig>,
 }
 
 impl RuntimeEnv {
@@ -264,7 +267,9 @@ impl RuntimeEnv {
             super::TrustedProxies::parse(var("RUNTIME_TRUSTED_PROXIES").unwrap_or(""))
                 .map_err(|m| err("RUNTIME_TRUSTED_PROXIES", m))?;
         let metrics_public = flag("RUNTIME_METRICS_PUBLIC")?;
+        let traces = crate::telemetry::TraceConfig::from_map(vars)?;
         Ok(Self {
+            traces,
             master_key,
             trusted_proxies,
             metrics_public,
@@ -323,6 +328,16 @@ pub const VARIABLES: &[&str] = &[
     "BUNTIME_MASTER_KEY",
     "RUNTIME_TRUSTED_PROXIES",
     "RUNTIME_METRICS_PUBLIC",
+    // Tracing (`crate::telemetry::TRACE_VARIABLES`).
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_SERVICE_NAME",
+    "OTEL_RESOURCE_ATTRIBUTES",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+    "OTEL_BSP_SCHEDULE_DELAY",
+    "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
 ];
 
 /// The `RUNTIME_*` names among `names` that Buntime does not read: most

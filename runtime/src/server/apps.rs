@@ -9,6 +9,7 @@ use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use tracing::Instrument as _;
 
 use super::AppState;
 use super::client::RequestClientSource;
@@ -251,7 +252,17 @@ async fn serve_wasm(
             .into_response();
         }
     };
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    let span = state
+        .telemetry
+        .is_on()
+        .then(|| crate::telemetry::SpanParent::of(&parts.extensions))
+        .flatten()
+        .map(|t| t.app(key));
+    if let Some(span) = &span {
+        // The app sees its own call's context.
+        span.inject(&mut parts.headers);
+    }
     let body = match super::body::collect(body, limit).await {
         Ok(b) => b,
         Err(e) => return e.into_response(|| too_large(limit)),
@@ -285,7 +296,18 @@ async fn serve_wasm(
     ext.insert(RequestBody(body));
     guest.limit_writes(&mut ext);
     client.attach(pool.module(), &parts.headers, &parts.uri, &mut ext);
-    let (result, ext) = pool.call("handle", input, ext).await;
+    let (result, ext) = match span {
+        None => pool.call("handle", input, ext).await,
+        Some(span) => {
+            ext.insert(span.parent());
+            let (result, ext) = pool
+                .call("handle", input, ext)
+                .instrument(span.log_span())
+                .await;
+            span.end(result.as_ref().err().map(|e| ("app_failed", e.to_string())));
+            (result, ext)
+        }
+    };
     let response = answer(key, result, ext, &guest);
     pool.stats.responses.record(
         crate::metrics::MethodClass::of(&parts.method),

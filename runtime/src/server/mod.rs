@@ -61,6 +61,8 @@ pub struct AppState {
     /// How much of an internal failure clients are told (from
     /// `RUNTIME_ENV`; [`ErrorDetail::Full`] unless set).
     pub error_detail: ErrorDetail,
+    /// OpenTelemetry traces (off unless an OTLP endpoint is configured).
+    pub telemetry: crate::telemetry::Telemetry,
 }
 
 impl std::ops::Deref for AppState {
@@ -166,6 +168,7 @@ impl AppState {
                 http: Default::default(),
             }),
             error_detail: ErrorDetail::default(),
+            telemetry: Default::default(),
         })
     }
 
@@ -173,6 +176,12 @@ impl AppState {
     /// ([`ErrorDetail::for_environment`] of `RUNTIME_ENV`).
     pub fn with_error_detail(mut self, detail: ErrorDetail) -> Self {
         self.error_detail = detail;
+        self
+    }
+
+    /// Traces requests with `telemetry` ([`crate::telemetry::Telemetry::start`]).
+    pub fn with_telemetry(mut self, telemetry: crate::telemetry::Telemetry) -> Self {
+        self.telemetry = telemetry;
         self
     }
 }
@@ -218,7 +227,7 @@ pub fn service(state: AppState) -> BuntimeService {
 /// accepting, lets in-flight requests finish (bounded by
 /// [`ConnectionLimits::shutdown_timeout`], after which their connections are
 /// cut), and retires every instance with `on_terminate` (bounded the same
-/// way).
+/// way), and exports the spans still queued (bounded the same way).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
@@ -237,6 +246,7 @@ pub async fn serve_with(
     let pools = state.pools.clone();
     let plugins = state.plugins.clone();
     let flag = state.shutting_down.clone();
+    let telemetry = state.telemetry.clone();
     let reclaimer = pools.spawn_reclaimer(Duration::from_secs(1));
     let service = service(state);
     let shutdown = async move {
@@ -259,6 +269,7 @@ pub async fn serve_with(
             limits.shutdown_timeout
         );
     }
+    telemetry.shutdown(limits.shutdown_timeout).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -38,6 +38,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use buntime_pdk::hooks::{RequestChanges, RequestDecision, ResponseChanges};
 use bytes::Bytes;
+use tracing::Instrument as _;
 
 use super::AppState;
 use super::client::RequestClientSource;
@@ -45,7 +46,8 @@ use super::error::{ApiError, RequestId, bad_gateway, hook_error_response};
 use super::guest_http::{
     DroppedHeaders, Guest, HeadView, HeaderPairs, guest_status, is_framing, response_from_head,
 };
-use crate::plugins::{Chain, HookError, Plugin};
+use crate::plugins::{Chain, HookError, HookFailure, Plugin};
+use crate::telemetry::{CallSpan, SpanParent};
 use crate::wasm::abi::{RequestBody, ResponseBody};
 
 /// Headers that carry an identity established by an authentication plugin
@@ -107,7 +109,17 @@ pub(crate) async fn run(state: &AppState, mut req: Request, peer: Option<SocketA
     }
     let dropped = &state.dropped_headers;
     let mut pending = Vec::new();
-    let (entered, outcome) = on_request(state, &chain, req, dropped, &client, &mut pending).await;
+    let trace = traced(state, &req);
+    let (entered, outcome) = on_request(
+        state,
+        &chain,
+        req,
+        dropped,
+        &client,
+        &mut pending,
+        trace.as_ref(),
+    )
+    .await;
     let (path, response) = match outcome {
         Ok(req) => {
             let path = req.uri().path().to_owned();
@@ -115,7 +127,58 @@ pub(crate) async fn run(state: &AppState, mut req: Request, peer: Option<SocketA
         }
         Err((path, response)) => (path, response),
     };
-    on_response(&chain, entered, response, &path, dropped, &client, pending).await
+    on_response(
+        &chain,
+        entered,
+        response,
+        &path,
+        dropped,
+        &client,
+        pending,
+        trace.as_ref(),
+    )
+    .await
+}
+
+/// The request's [`SpanParent`] when it is traced (a branch on a bool when
+/// tracing is off).
+pub(crate) fn traced(state: &AppState, req: &Request) -> Option<SpanParent> {
+    if !state.telemetry.is_on() {
+        return None;
+    }
+    SpanParent::of(req.extensions()).cloned()
+}
+
+/// `plugin.call(hook, …)`, inside `span` when the request is traced: the
+/// call's extensions carry the span (for the host functions' spans) and its
+/// log lines name it.
+#[inline]
+pub(crate) async fn call_hook(
+    plugin: &Plugin,
+    hook: &'static str,
+    input: Bytes,
+    mut ext: http::Extensions,
+    span: Option<CallSpan>,
+) -> (Result<Bytes, HookError>, http::Extensions) {
+    let Some(span) = span else {
+        return plugin.call(hook, input, ext).await;
+    };
+    ext.insert(span.parent());
+    let (result, ext) = plugin
+        .call(hook, input, ext)
+        .instrument(span.log_span())
+        .await;
+    span.end(result.as_ref().err().map(|e| {
+        let kind = match e.failure {
+            HookFailure::Failed(_) => "failed",
+            HookFailure::Timeout(_) => "timeout",
+            HookFailure::Malformed(_) => "malformed",
+            HookFailure::Busy(_) => "busy",
+            HookFailure::Draining(_) => "draining",
+        };
+        (kind, e.to_string())
+    }));
+    (result, ext)
 }
 
 /// The response headers plugin `.0` asked for in `on_request`.
@@ -185,6 +248,7 @@ type Early = (String, Response);
 
 /// Runs `on_request` in load order. Returns how many plugins were entered and
 /// either the (changed) request or an early response with the request's path.
+/// Under `trace`, each hook's head carries the hook span's `traceparent`.
 async fn on_request(
     state: &AppState,
     chain: &Chain,
@@ -192,6 +256,7 @@ async fn on_request(
     dropped: &DroppedHeaders,
     client: &RequestClientSource<'_>,
     pending: &mut Vec<PendingHeaders>,
+    trace: Option<&SpanParent>,
 ) -> (usize, Result<Request, Early>) {
     let mut buffered: Option<Bytes> = None;
     // The head as JSON, rebuilt only when a plugin changed the request.
@@ -242,6 +307,11 @@ async fn on_request(
                 ext.insert(RequestBody(b.clone()));
             }
         }
+        let span = trace.map(|t| t.hook(plugin.name(), "on_request"));
+        if let Some(span) = &span {
+            span.inject(req.headers_mut());
+            input = None;
+        }
         let head = input
             .get_or_insert_with(|| {
                 let head = HeadView {
@@ -264,7 +334,7 @@ async fn on_request(
             req.uri(),
             &mut ext,
         );
-        let (result, mut ext) = plugin.call("on_request", head, ext).await;
+        let (result, mut ext) = call_hook(plugin, "on_request", head, ext, span).await;
         let refused = Guest::refused(&mut ext);
         let decision = result.and_then(|out| {
             if let Some(size) = refused {
@@ -332,6 +402,10 @@ async fn on_request(
 }
 
 /// Runs `on_response` in reverse order over the first `entered` plugins.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the chain's state, passed down without a struct built per request"
+)]
 async fn on_response(
     chain: &Chain,
     entered: usize,
@@ -340,6 +414,7 @@ async fn on_response(
     dropped: &DroppedHeaders,
     client: &RequestClientSource<'_>,
     mut pending: Vec<PendingHeaders>,
+    trace: Option<&SpanParent>,
 ) -> Response {
     let mut input: Option<Bytes> = None;
     for (i, plugin) in chain.plugins[..entered].iter().enumerate().rev() {
@@ -364,8 +439,8 @@ async fn on_response(
             .clone();
         let mut ext = http::Extensions::new();
         client.attach_resolved(plugin.instances.module(), &mut ext);
-        let result = plugin
-            .call("on_response", view, ext)
+        let span = trace.map(|t| t.hook(plugin.name(), "on_response"));
+        let result = call_hook(plugin, "on_response", view, ext, span)
             .await
             .0
             .and_then(|out| {

@@ -139,6 +139,15 @@ async fn call_handle(
 ) -> Response {
     let mut headers = parts.headers.clone();
     super::upload_spool::strip(&mut headers);
+    let span = state
+        .telemetry
+        .is_on()
+        .then(|| crate::telemetry::SpanParent::of(&parts.extensions))
+        .flatten()
+        .map(|t| t.hook(plugin.name(), "handle"));
+    if let Some(span) = &span {
+        span.inject(&mut headers);
+    }
     let spec = plugin
         .manifest
         .spool_uploads
@@ -197,7 +206,7 @@ async fn call_handle(
         &parts.uri,
         &mut ext,
     );
-    let (result, mut ext) = plugin.call("handle", input, ext).await;
+    let (result, mut ext) = super::pipeline::call_hook(plugin, "handle", input, ext, span).await;
     drop(spooled);
     if let Some(size) = super::guest_http::Guest::refused(&mut ext) {
         return bad_gateway(&plugin.malformed("handle", guest.over_limit(size)));

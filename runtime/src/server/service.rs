@@ -21,6 +21,7 @@ use axum::extract::Request;
 use axum::response::Response;
 use tower::ServiceExt;
 use tower_http::timeout::TimeoutBody;
+use tracing::Instrument as _;
 
 use super::AppState;
 use super::connection::Activity;
@@ -140,13 +141,23 @@ where
         } else {
             let detail = state.error_detail;
             let peer = self.connection.as_ref().map(|c| c.peer);
+            // One branch when tracing is off (`Telemetry::request` returns
+            // at once), and for requests the sampler drops.
+            let traced = state.telemetry.request(&mut req, peer);
             Box::pin(async move {
                 let _in_flight = in_flight;
                 let mut counted = Counted::enter(&state.http, method);
-                let response = super::request_id::with_request_id(req, detail, |req| {
+                let chain = super::request_id::with_request_id(req, detail, |req| {
                     super::pipeline::run(&state, req, peer)
-                })
-                .await;
+                });
+                let response = match traced {
+                    None => chain.await,
+                    Some(span) => {
+                        let response = chain.instrument(span.log_span()).await;
+                        span.finish(response.status(), response.headers());
+                        response
+                    }
+                };
                 counted.answered(response.status());
                 Ok(response)
             })

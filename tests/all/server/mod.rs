@@ -5,6 +5,7 @@ mod lifecycle;
 mod metrics;
 mod routing;
 mod static_files;
+mod traces;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -76,7 +77,27 @@ impl TestServer {
         std::fs::create_dir_all(dir.path().join("apps")).expect("mkdir");
         std::fs::create_dir_all(dir.path().join("plugins")).expect("mkdir");
         setup(dir.path());
-        Self::plugins_in(dir, embedded, Default::default(), configure).await
+        let finish = |state: AppState| {
+            configure(&state);
+            state
+        };
+        Self::plugins_in(dir, embedded, Default::default(), finish).await
+    }
+
+    /// A server over `dir/apps`, `dir/plugins` and `dir/buntime.jsonc`
+    /// (written by `setup`) whose state `finish` completes (what `buntime
+    /// serve` sets from the environment, such as tracing).
+    pub async fn start_plugins_with(
+        setup: impl FnOnce(&Path),
+        finish: impl FnOnce(AppState) -> AppState,
+    ) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("apps")).expect("mkdir");
+        std::fs::create_dir_all(dir.path().join("plugins")).expect("mkdir");
+        setup(dir.path());
+        Self::plugins_in(dir, Vec::new(), Default::default(), finish)
+            .await
+            .expect("server with plugins")
     }
 
     /// [`TestServer::try_start_plugins`] over an existing dir (a restart).
@@ -84,7 +105,7 @@ impl TestServer {
         dir: tempfile::TempDir,
         embedded: Vec<buntime::plugins::EmbeddedPlugin>,
     ) -> Result<Self, buntime::plugins::PluginError> {
-        Self::plugins_in(dir, embedded, Default::default(), |_| {}).await
+        Self::plugins_in(dir, embedded, Default::default(), |s| s).await
     }
 
     /// [`TestServer::try_start_plugins_in`] under the operator's access
@@ -94,14 +115,14 @@ impl TestServer {
         embedded: Vec<buntime::plugins::EmbeddedPlugin>,
         policy: buntime::access::AccessPolicy,
     ) -> Result<Self, buntime::plugins::PluginError> {
-        Self::plugins_in(dir, embedded, policy, |_| {}).await
+        Self::plugins_in(dir, embedded, policy, |s| s).await
     }
 
     async fn plugins_in(
         dir: tempfile::TempDir,
         embedded: Vec<buntime::plugins::EmbeddedPlugin>,
         policy: buntime::access::AccessPolicy,
-        configure: impl FnOnce(&AppState),
+        finish: impl FnOnce(AppState) -> AppState,
     ) -> Result<Self, buntime::plugins::PluginError> {
         let engine = Engine::new(EngineConfig {
             host_functions: host_functions(),
@@ -118,7 +139,7 @@ impl TestServer {
         let state =
             AppState::build_with_access(engine, vec![dir.path().join("apps")], 16, sources, policy)
                 .await?;
-        configure(&state);
+        let state = finish(state);
         Ok(Self::serve(dir, state, ConnectionLimits::default()).await)
     }
 

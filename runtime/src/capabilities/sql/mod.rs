@@ -51,6 +51,7 @@ use super::events::TopicPattern;
 use super::state::no_context;
 use super::{Capability, CapabilitySpec, GrantContext, GrantValue, string_list};
 use crate::capabilities::GuestContext;
+use crate::telemetry::SpanParent;
 use crate::wasm::{HostError, HostFunction, ResultEncoding};
 
 /// Longest a statement (or a whole batch) may run.
@@ -287,12 +288,23 @@ fn function(name: &'static str, op: SqlOp) -> HostFunction {
                         ),
                     ));
                 }
+                // Under a traced request the statement is a client span.
+                let span = SpanParent::of(&state.extensions).map(|parent| {
+                    let text = serde_json::from_slice::<StatementText>(&input)
+                        .ok()
+                        .and_then(|t| t.sql);
+                    parent.sql(state.guest_name(), name, &db.db, text)
+                });
                 let dbs = cx.host.sql.clone().ok_or_else(no_context)?;
-                op(dbs, input)
+                Ok((op(dbs, input)?, span))
             })();
             Box::pin(async move {
-                let job = prepared?;
-                let out = run_blocking(job).await?;
+                let (job, span) = prepared?;
+                let out = run_blocking(job).await;
+                if let Some(span) = span {
+                    span.end(out.as_ref().err().map(|e| ("sql_error", e.to_string())));
+                }
+                let out = out?;
                 serde_json::to_vec(&out)
                     .map(Some)
                     .map_err(|e| HostError::new("internal", e.to_string()))
@@ -335,6 +347,12 @@ fn databases_function() -> HostFunction {
 #[derive(Deserialize)]
 struct DbName {
     db: String,
+}
+
+/// The statement of a single-statement call, for its span.
+#[derive(Deserialize)]
+struct StatementText {
+    sql: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -107,9 +107,18 @@ async fn http_request(c: &mut Cx<'_>, req_handle: i64, body_handle: i64) -> wasm
     } else {
         &state.shared.http_public
     };
+    // Under a traced request the call is a client span, and the request
+    // carries that span's `traceparent` (replacing any the guest set).
+    let span = crate::telemetry::SpanParent::of(&state.extensions)
+        .map(|parent| parent.http_client(state.guest_name(), &method, &url));
     let mut builder = client.request(method, url);
     for (k, v) in &req.headers {
         builder = builder.header(k, v);
+    }
+    if let Some(span) = &span {
+        let mut headers = http::HeaderMap::new();
+        span.inject(&mut headers);
+        builder = builder.headers(headers);
     }
     if body_handle != 0 {
         let body = state
@@ -126,14 +135,31 @@ async fn http_request(c: &mut Cx<'_>, req_handle: i64, body_handle: i64) -> wasm
     let max = state.max_http_response_bytes;
 
     // The store is not touched while the request is in flight.
-    let mut response = builder.send().await.map_err(|e| {
-        if e.is_timeout() {
-            wasmtime::Error::msg("timeout")
-        } else {
-            wasmtime::Error::msg(format!("{e:#}"))
+    let sent = builder.send().await;
+    let mut response = match sent {
+        Ok(response) => response,
+        Err(e) => {
+            let (kind, message) = if e.is_timeout() {
+                ("timeout", "timeout".to_owned())
+            } else {
+                ("request_failed", format!("{e:#}"))
+            };
+            if let Some(span) = span {
+                span.end(Some((kind, message.clone())));
+            }
+            return Err(wasmtime::Error::msg(message));
         }
-    })?;
+    };
     let status = response.status().as_u16();
+    if let Some(mut span) = span {
+        span.set_attribute(opentelemetry::KeyValue::new(
+            "http.response.status_code",
+            i64::from(status),
+        ));
+        // A client span fails on 4xx too (the HTTP conventions).
+        let failed = status >= 400;
+        span.end(failed.then(|| ("http_status", status.to_string())));
+    }
     let headers: BTreeMap<String, String> = response
         .headers()
         .iter()

@@ -1,0 +1,305 @@
+//! The tracing settings: the standard `OTEL_*` variables, read from a map so
+//! a test (or an embedder) configures a server without touching the process
+//! environment.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` | none | the full URL spans are posted to |
+//! | `OTEL_EXPORTER_OTLP_ENDPOINT` | none | the collector's base URL; spans go to `<base>/v1/traces` |
+//! | `OTEL_SERVICE_NAME` | `buntime` | `service.name` of every span |
+//! | `OTEL_RESOURCE_ATTRIBUTES` | none | `key=value,…` added to every span's resource |
+//! | `OTEL_TRACES_SAMPLER` | `parentbased_always_on` | which traces are recorded |
+//! | `OTEL_TRACES_SAMPLER_ARG` | `1.0` | the ratio of the `*traceidratio` samplers |
+//! | `OTEL_BSP_SCHEDULE_DELAY` | 5000 | milliseconds between exports of finished spans |
+//! | `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`, `OTEL_EXPORTER_OTLP_TIMEOUT` | 10000 | milliseconds one export may take |
+//!
+//! Without an endpoint there is no tracing at all. Other `OTEL_BSP_*` and
+//! `OTEL_EXPORTER_OTLP_*HEADERS` variables are read by the SDK itself.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use opentelemetry::KeyValue;
+use opentelemetry_sdk::trace::Sampler;
+
+use crate::config::ConfigError;
+
+/// The variables this module reads (for the runtime's list of known ones).
+pub const TRACE_VARIABLES: &[&str] = &[
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_SERVICE_NAME",
+    "OTEL_RESOURCE_ATTRIBUTES",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+    "OTEL_BSP_SCHEDULE_DELAY",
+    "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+];
+
+/// Where and how spans are exported: set only when an endpoint is.
+#[derive(Debug, Clone)]
+pub struct TraceConfig {
+    /// The URL spans are posted to (OTLP over HTTP, protobuf).
+    pub endpoint: String,
+    /// `service.name`.
+    pub service_name: String,
+    /// The rest of the resource (`OTEL_RESOURCE_ATTRIBUTES`).
+    pub resource: Vec<(String, String)>,
+    /// Which traces are recorded.
+    pub sampler: SamplerChoice,
+    /// Time between exports (`None`: the SDK's default).
+    pub schedule_delay: Option<Duration>,
+    /// Longest an export may take.
+    pub export_timeout: Duration,
+}
+
+/// `OTEL_TRACES_SAMPLER` and its argument.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SamplerChoice {
+    /// `always_on`.
+    AlwaysOn,
+    /// `always_off`.
+    AlwaysOff,
+    /// `traceidratio`: this fraction of traces.
+    Ratio(f64),
+    /// `parentbased_always_on` (the default).
+    ParentBasedAlwaysOn,
+    /// `parentbased_always_off`.
+    ParentBasedAlwaysOff,
+    /// `parentbased_traceidratio`: the caller's decision, else this fraction.
+    ParentBasedRatio(f64),
+}
+
+impl SamplerChoice {
+    /// The SDK's sampler.
+    pub(crate) fn sampler(self) -> Sampler {
+        let parent_based = |root: Sampler| Sampler::ParentBased(Box::new(root));
+        match self {
+            Self::AlwaysOn => Sampler::AlwaysOn,
+            Self::AlwaysOff => Sampler::AlwaysOff,
+            Self::Ratio(r) => Sampler::TraceIdRatioBased(r),
+            Self::ParentBasedAlwaysOn => parent_based(Sampler::AlwaysOn),
+            Self::ParentBasedAlwaysOff => parent_based(Sampler::AlwaysOff),
+            Self::ParentBasedRatio(r) => parent_based(Sampler::TraceIdRatioBased(r)),
+        }
+    }
+}
+
+/// The default timeout of one export (the specification's 10 s).
+const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl TraceConfig {
+    /// Reads the tracing settings from `vars`; `Ok(None)` when no endpoint is
+    /// set (tracing off).
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use buntime::telemetry::TraceConfig;
+    /// let off = TraceConfig::from_map(&HashMap::new()).unwrap();
+    /// assert!(off.is_none());
+    /// let vars = HashMap::from([(
+    ///     "OTEL_EXPORTER_OTLP_ENDPOINT".to_string(),
+    ///     "http://collector:4318".to_string(),
+    /// )]);
+    /// let on = TraceConfig::from_map(&vars).unwrap().unwrap();
+    /// assert_eq!(on.endpoint, "http://collector:4318/v1/traces");
+    /// ```
+    pub fn from_map(vars: &HashMap<String, String>) -> Result<Option<Self>, ConfigError> {
+        let var = |k: &str| vars.get(k).map(|s| s.trim()).filter(|s| !s.is_empty());
+        let err = |name: &str, msg: String| ConfigError::new(name.as_ref(), "", msg);
+        let endpoint = match (
+            var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+            var("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        ) {
+            (Some(full), _) => full.to_owned(),
+            (None, Some(base)) => format!("{}/v1/traces", base.trim_end_matches('/')),
+            (None, None) => return Ok(None),
+        };
+        let resource = match var("OTEL_RESOURCE_ATTRIBUTES") {
+            Some(list) => parse_resource(list).map_err(|m| err("OTEL_RESOURCE_ATTRIBUTES", m))?,
+            None => Vec::new(),
+        };
+        let service_name = var("OTEL_SERVICE_NAME")
+            .map(str::to_owned)
+            .or_else(|| {
+                resource
+                    .iter()
+                    .find(|(k, _)| k == "service.name")
+                    .map(|(_, v)| v.clone())
+            })
+            .unwrap_or_else(|| "buntime".to_owned());
+        let sampler = parse_sampler(var("OTEL_TRACES_SAMPLER"), var("OTEL_TRACES_SAMPLER_ARG"))
+            .map_err(|m| err("OTEL_TRACES_SAMPLER", m))?;
+        let millis = |name: &str| -> Result<Option<Duration>, ConfigError> {
+            var(name)
+                .map(|v| {
+                    v.parse::<u64>().map(Duration::from_millis).map_err(|_| {
+                        err(name, format!("`{v}` is not a whole number of milliseconds"))
+                    })
+                })
+                .transpose()
+        };
+        let schedule_delay = millis("OTEL_BSP_SCHEDULE_DELAY")?;
+        let export_timeout = match millis("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT")? {
+            Some(t) => t,
+            None => millis("OTEL_EXPORTER_OTLP_TIMEOUT")?.unwrap_or(DEFAULT_EXPORT_TIMEOUT),
+        };
+        Ok(Some(Self {
+            endpoint,
+            service_name,
+            resource,
+            sampler,
+            schedule_delay,
+            export_timeout,
+        }))
+    }
+
+    /// The resource attributes, `service.name` and `service.version` included.
+    pub(crate) fn resource_attributes(&self) -> Vec<KeyValue> {
+        let mut out: Vec<KeyValue> = self
+            .resource
+            .iter()
+            .filter(|(k, _)| k != "service.name")
+            .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
+            .collect();
+        out.push(KeyValue::new("service.name", self.service_name.clone()));
+        if !self.resource.iter().any(|(k, _)| k == "service.version") {
+            out.push(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")));
+        }
+        out
+    }
+}
+
+/// `key=value,key=value`, values percent-encoded (the W3C baggage octets).
+fn parse_resource(list: &str) -> Result<Vec<(String, String)>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("`{pair}` is not `key=value` (write e.g. `deployment.environment.name=prod,team=web`)"))?;
+            let k = k.trim();
+            if k.is_empty() {
+                return Err(format!("`{pair}` has an empty key"));
+            }
+            let v = percent_encoding::percent_decode_str(v.trim())
+                .decode_utf8()
+                .map_err(|_| format!("the value of `{k}` is not UTF-8 once percent-decoded"))?;
+            Ok((k.to_owned(), v.into_owned()))
+        })
+        .collect()
+}
+
+fn parse_sampler(name: Option<&str>, arg: Option<&str>) -> Result<SamplerChoice, String> {
+    let ratio = || -> Result<f64, String> {
+        match arg {
+            None => Ok(1.0),
+            Some(a) => a
+                .parse::<f64>()
+                .ok()
+                .filter(|r| (0.0..=1.0).contains(r))
+                .ok_or_else(|| {
+                    format!("OTEL_TRACES_SAMPLER_ARG `{a}` is not a ratio from 0.0 to 1.0")
+                }),
+        }
+    };
+    Ok(match name.unwrap_or("parentbased_always_on") {
+        "always_on" => SamplerChoice::AlwaysOn,
+        "always_off" => SamplerChoice::AlwaysOff,
+        "traceidratio" => SamplerChoice::Ratio(ratio()?),
+        "parentbased_always_on" => SamplerChoice::ParentBasedAlwaysOn,
+        "parentbased_always_off" => SamplerChoice::ParentBasedAlwaysOff,
+        "parentbased_traceidratio" => SamplerChoice::ParentBasedRatio(ratio()?),
+        other => {
+            return Err(format!(
+                "`{other}` is not a sampler Buntime knows: use always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio"
+            ));
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Option<TraceConfig>, ConfigError> {
+        let vars = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        TraceConfig::from_map(&vars)
+    }
+
+    #[test]
+    fn no_endpoint_means_no_tracing() {
+        assert!(config(&[("OTEL_SERVICE_NAME", "x")]).unwrap().is_none());
+        assert!(
+            config(&[("OTEL_EXPORTER_OTLP_ENDPOINT", " ")])
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn the_traces_endpoint_is_used_as_given_and_the_base_gets_the_path() {
+        let c = config(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://a:4318/"),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://b/custom"),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.endpoint, "http://b/custom");
+        let c = config(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://a:4318/")])
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.endpoint, "http://a:4318/v1/traces");
+        assert_eq!(c.sampler, SamplerChoice::ParentBasedAlwaysOn);
+        assert_eq!(c.export_timeout, DEFAULT_EXPORT_TIMEOUT);
+        assert_eq!(c.service_name, "buntime");
+    }
+
+    #[test]
+    fn samplers_resource_and_timings() {
+        let c = config(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://a"),
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "service.name=shop, team=web%20ops",
+            ),
+            ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2000"),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.sampler, SamplerChoice::ParentBasedRatio(0.25));
+        assert_eq!(c.service_name, "shop");
+        assert_eq!(c.resource[1], ("team".into(), "web ops".into()));
+        assert_eq!(c.schedule_delay, Some(Duration::from_millis(50)));
+        assert_eq!(c.export_timeout, Duration::from_secs(2));
+        let attrs = c.resource_attributes();
+        let names: Vec<_> = attrs.iter().map(|kv| kv.key.as_str()).collect();
+        assert_eq!(names, ["team", "service.name", "service.version"]);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_and_the_fix() {
+        let base = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://a");
+        let e = config(&[base, ("OTEL_TRACES_SAMPLER", "sometimes")]).unwrap_err();
+        assert!(e.message.contains("parentbased_traceidratio"), "{e:?}");
+        let e = config(&[
+            base,
+            ("OTEL_TRACES_SAMPLER", "traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "2"),
+        ])
+        .unwrap_err();
+        assert!(e.message.contains("0.0 to 1.0"), "{e:?}");
+        let e = config(&[base, ("OTEL_RESOURCE_ATTRIBUTES", "team")]).unwrap_err();
+        assert_eq!(e.source, std::path::Path::new("OTEL_RESOURCE_ATTRIBUTES"));
+        let e = config(&[base, ("OTEL_BSP_SCHEDULE_DELAY", "5s")]).unwrap_err();
+        assert!(e.message.contains("milliseconds"), "{e:?}");
+    }
+}
