@@ -24,7 +24,13 @@
 # another machine. Native and warm also run once per round with the client
 # in the default class, printed as a second table.
 #
-# Needs wrk (apt-get install wrk). Builds in release first.
+# Tracing: with nginx installed, the one-plugin server runs twice more with
+# OpenTelemetry tracing to an OTLP sink on loopback (nginx answering 200 to
+# every export): sampling every request, and configured but sampling none.
+# Their rows compare with the same server untraced.
+#
+# Needs wrk (apt-get install wrk); nginx for the tracing rows. Builds in
+# release first.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 secs="${1:-6}"
@@ -37,7 +43,7 @@ cargo build --release -q -p buntime -p buntime-fixtures
 cargo build --release -q -p buntime-benches --bin native-hello --bin latency
 
 work="$(mktemp -d)"
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; rm -rf "$work"' EXIT
 apps="$work/apps"
 wasm=target/wasm-guests/wasm32-unknown-unknown/release/app_hello.wasm
 mkdir -p "$apps/warm/1.0.0" "$apps/ephemeral/1.0.0" "$apps/site"
@@ -58,9 +64,10 @@ echo '{ plugins: ["noop1"] }' > "$work/one.jsonc"
 echo '{ plugins: ["noop1", "noop2", "noop3", "noop4", "noop5"] }' > "$work/five.jsonc"
 echo '<html><head></head><body>site</body></html>' > "$apps/site/index.html"
 
-serve() { # port config
-    RUNTIME_WORKER_DIRS="$apps" RUNTIME_PLUGIN_DIRS="$plugins" RUNTIME_CONFIG="$2" \
-        RUNTIME_CACHE_DIR=off RUNTIME_LOG_LEVEL=warn PORT="$1" target/release/buntime serve >/dev/null &
+serve() { # port config [VAR=value ...]
+    local port="$1" config="$2"; shift 2
+    env "$@" RUNTIME_WORKER_DIRS="$apps" RUNTIME_PLUGIN_DIRS="$plugins" RUNTIME_CONFIG="$config" \
+        RUNTIME_CACHE_DIR=off RUNTIME_LOG_LEVEL=warn PORT="$port" target/release/buntime serve >/dev/null &
     servers="${servers:+$servers }$!"
 }
 servers=""  # PIDs, the 0-plugin server first
@@ -68,7 +75,33 @@ serve 18080 "$work/none.jsonc"
 serve 18082 "$work/one.jsonc"
 serve 18083 "$work/five.jsonc"
 target/release/native-hello 18081 &
-for port in 18080 18081 18082 18083; do
+ports="18080 18081 18082 18083"
+tracing=""
+if command -v nginx >/dev/null; then
+    # The OTLP sink: reads and drops each export, answers an empty 200 (an
+    # empty protobuf `ExportTraceServiceResponse`).
+    cat >"$work/nginx.conf" <<EOF
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $work/nginx.error.log warn;
+events { worker_connections 256; }
+http {
+    access_log off;
+    client_max_body_size 64m;
+    server {
+        listen 127.0.0.1:18090;
+        location / { default_type application/x-protobuf; return 200 ""; }
+    }
+}
+EOF
+    nginx -p "$work" -c "$work/nginx.conf"
+    traced=(OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:18090 OTEL_TRACES_SAMPLER=parentbased_traceidratio)
+    serve 18084 "$work/one.jsonc" "${traced[@]}" OTEL_TRACES_SAMPLER_ARG=1.0
+    serve 18085 "$work/one.jsonc" "${traced[@]}" OTEL_TRACES_SAMPLER_ARG=0
+    ports="$ports 18084 18085"
+    tracing=1
+fi
+for port in $ports; do
     for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/_/api/health/live" >/dev/null 2>&1 && break
         curl -s "http://127.0.0.1:$port/" >/dev/null 2>&1 && [ "$port" = 18081 ] && break; sleep 0.1; done
 done
@@ -96,6 +129,11 @@ p1 http://127.0.0.1:18082/warm/
 p5 http://127.0.0.1:18083/warm/
 native-default http://127.0.0.1:18081/ $conns default
 warm-default http://127.0.0.1:18080/warm/ $conns default"
+if [ -n "$tracing" ]; then
+    scenarios="$scenarios
+trace1 http://127.0.0.1:18084/warm/
+trace0 http://127.0.0.1:18085/warm/"
+fi
 while read -r name url _; do curl -sf "$url" >/dev/null; done <<<"$scenarios" # compile, first instance
 pin() { # 1 | all: the buntime servers' threads onto CPU 1, or back onto every CPU
     [ -n "$client" ] || return 0
@@ -174,7 +212,19 @@ for row in "0-plugins $p0 0.0" "1-noop-plugin $p1 $(added 2)" "5-noop-plugins $p
 done
 echo "c=1, 0 plugins: p50 ${base_p50} µs; every round (URL p50 p90 p99 µs):"
 for r in $(seq "$rounds"); do sed 's/^/  /' "$work/latency.$r"; done
-echo "every round (req/s): $(for n in native warm ephemeral static p0 p1 p5 native-default warm-default; do printf '%s=%s ' "$n" "$(cut -d' ' -f1 "$work/$n.rounds" | paste -sd/)"; done)"
+
+# Tracing: the one-plugin server traced, against itself untraced (p1).
+if [ -n "$tracing" ]; then
+    echo
+    printf '%-22s %12s %10s %10s %10s\n' "tracing, 1 plugin" "req/s" "p50 ms" "p99 ms" "vs off"
+    p1_rps=$(echo "$p1" | cut -d' ' -f1)
+    for row in "off $p1" "sampling-1.0 $(median trace1 1)" "sampling-0 $(median trace0 1)"; do
+        set -- $row
+        ratio=$(awk -v a="$2" -v b="$p1_rps" 'BEGIN { printf "%.1f%%", 100 * a / b }')
+        printf '%-22s %12s %10s %10s %10s\n' "$1" "$2" "$3" "$4" "$ratio"
+    done
+fi
+echo "every round (req/s): $(for n in native warm ephemeral static p0 p1 p5 native-default warm-default ${tracing:+trace1 trace0}; do printf '%s=%s ' "$n" "$(cut -d' ' -f1 "$work/$n.rounds" | paste -sd/)"; done)"
 
 rss=$(ps -o rss= -p "${servers%% *}")
 echo "buntime RSS after the run (0-plugin server): $((rss / 1024)) MiB"

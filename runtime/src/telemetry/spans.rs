@@ -58,12 +58,13 @@ impl Telemetry {
     /// `traceparent`. `None` when tracing is off or the sampler drops the
     /// request: then nothing else is made and the request is left as it
     /// came. Otherwise the request's `traceparent` becomes the server span's
-    /// and its [`SpanParent`] is attached.
+    /// and its [`SpanParent`] is attached. Boxed: the request's future
+    /// holds the `Option`, and stays as small as without tracing.
     pub(crate) fn request<B>(
         &self,
         req: &mut http::Request<B>,
         peer: Option<SocketAddr>,
-    ) -> Option<RequestSpan> {
+    ) -> Option<Box<RequestSpan>> {
         let tracing = self.0.as_ref()?;
         let caller = propagation::extract(req.headers());
         let method = method_name(req.method());
@@ -120,7 +121,7 @@ impl Telemetry {
             tracing: tracing.clone(),
             context,
         });
-        Some(RequestSpan { span, log })
+        Some(Box::new(RequestSpan { span, log }))
     }
 }
 
