@@ -2,7 +2,8 @@
 //! with the `opentelemetry-proto` types) receives the spans of one request
 //! through two plugins and an app, linked to the caller's `traceparent`;
 //! the plugin's outbound `http` call carries its client span's context; log
-//! lines name the trace and span. Without an endpoint nothing is traced and
+//! lines name the trace and span; a plugin route's `sql` statement is a
+//! client span under its `handle`. Without an endpoint nothing is traced and
 //! the request is left as it came.
 
 use std::collections::HashMap;
@@ -154,7 +155,7 @@ fn setup(root: &std::path::Path, fetch: SocketAddr) {
     kit(
         root,
         "b",
-        r#""base": "b", "capabilities": { "http": ["http://127.0.0.1:*"], "log": true }"#,
+        r#""base": "b", "capabilities": { "http": ["http://127.0.0.1:*"], "log": true, "sql": ["default"] }"#,
     );
     config(
         root,
@@ -219,23 +220,15 @@ async fn one_request_through_two_plugins_and_an_app_is_one_trace() {
     assert_eq!(seen_header(&echoed, "x-fetched").as_deref(), Some("200"));
 
     // Server span, a/b on_request, b's http call, the app, b/a on_response.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let trace = loop {
-        let trace: Vec<Received> = spans
-            .all()
-            .into_iter()
+    let trace = wait_for(&spans, |all| {
+        let trace: Vec<Received> = all
+            .iter()
             .filter(|s| s.trace_id == TRACE_ID)
+            .cloned()
             .collect();
-        if trace.len() >= 7 {
-            break trace;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the collector has {} of 7 spans: {trace:#?}",
-            trace.len()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+        (trace.len() >= 7).then_some(trace)
+    })
+    .await;
     assert_eq!(trace.len(), 7, "{trace:#?}");
     let named = |name: &str| {
         trace
@@ -307,7 +300,43 @@ async fn one_request_through_two_plugins_and_an_app_is_one_trace() {
         line.contains(&format!("span_id={}", named("b on_request").span_id)),
         "{line}"
     );
+
+    // A plugin route: its `handle` span, and under it the statement's.
+    let res = super::client()
+        .post(server.url("/_/b/sql"))
+        .json(&serde_json::json!({"op": "query", "db": "default", "sql": "select 1"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 200);
+    let (statement, route) = wait_for(&spans, |all| {
+        let statement = all.iter().find(|s| s.name == "sql_query default")?;
+        let route = all.iter().find(|s| s.span_id == statement.parent)?;
+        Some((statement.clone(), route.clone()))
+    })
+    .await;
+    assert_eq!(route.name, "b handle");
+    assert_eq!(statement.kind, SpanKind::Client as i32);
+    assert_eq!(attr(&statement, "db.system.name"), "sqlite");
+    assert_eq!(attr(&statement, "db.namespace"), "default");
+    assert_eq!(attr(&statement, "db.query.text"), "select 1");
     server.stop().await;
+}
+
+/// Polls the collector until `found` finds what it looks for.
+async fn wait_for<T>(spans: &Seen<Received>, found: impl Fn(&[Received]) -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let all = spans.all();
+        if let Some(t) = found(&all) {
+            return t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the collector never got them: {all:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]
