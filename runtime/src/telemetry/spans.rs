@@ -82,6 +82,8 @@ impl Telemetry {
         let mut attributes = vec![
             KeyValue::new("http.request.method", method),
             KeyValue::new("url.path", req.uri().path().to_owned()),
+            // The listener speaks plain HTTP (TLS ends in front of it).
+            KeyValue::new("url.scheme", "http"),
         ];
         if method == "_OTHER" {
             attributes.push(KeyValue::new(

@@ -246,6 +246,7 @@ async fn one_request_through_two_plugins_and_an_app_is_one_trace() {
     let attr = |s: &Received, k: &str| s.attributes.get(k).cloned().unwrap_or_default();
     assert_eq!(attr(server_span, "http.request.method"), "GET");
     assert_eq!(attr(server_span, "url.path"), "/echo/x");
+    assert_eq!(attr(server_span, "url.scheme"), "http");
     assert_eq!(attr(server_span, "http.response.status_code"), "200");
     assert_eq!(attr(server_span, "server.address"), "127.0.0.1");
     assert_eq!(attr(server_span, "buntime.app"), "echo");
