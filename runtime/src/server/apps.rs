@@ -255,9 +255,7 @@ async fn serve_wasm(
     let (mut parts, body) = req.into_parts();
     let span = state
         .telemetry
-        .is_on()
-        .then(|| crate::telemetry::SpanParent::of(&parts.extensions))
-        .flatten()
+        .parent(&parts.extensions)
         .map(|t| t.app(key));
     if let Some(span) = &span {
         // The app sees its own call's context.

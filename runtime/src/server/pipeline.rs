@@ -109,7 +109,7 @@ pub(crate) async fn run(state: &AppState, mut req: Request, peer: Option<SocketA
     }
     let dropped = &state.dropped_headers;
     let mut pending = Vec::new();
-    let trace = traced(state, &req);
+    let trace = state.telemetry.parent(req.extensions()).cloned();
     let (entered, outcome) = on_request(
         state,
         &chain,
@@ -138,15 +138,6 @@ pub(crate) async fn run(state: &AppState, mut req: Request, peer: Option<SocketA
         trace.as_ref(),
     )
     .await
-}
-
-/// The request's [`SpanParent`] when it is traced (a branch on a bool when
-/// tracing is off).
-pub(crate) fn traced(state: &AppState, req: &Request) -> Option<SpanParent> {
-    if !state.telemetry.is_on() {
-        return None;
-    }
-    SpanParent::of(req.extensions()).cloned()
 }
 
 /// `plugin.call(hook, …)`, inside `span` when the request is traced: the

@@ -141,9 +141,7 @@ async fn call_handle(
     super::upload_spool::strip(&mut headers);
     let span = state
         .telemetry
-        .is_on()
-        .then(|| crate::telemetry::SpanParent::of(&parts.extensions))
-        .flatten()
+        .parent(&parts.extensions)
         .map(|t| t.hook(plugin.name(), "handle"));
     if let Some(span) = &span {
         span.inject(&mut headers);

@@ -142,7 +142,7 @@ where
             let detail = state.error_detail;
             let peer = self.connection.as_ref().map(|c| c.peer);
             // One branch when tracing is off (`Telemetry::request` returns
-            // at once), and for requests the sampler drops.
+            // at once); a request the sampler drops costs the decision.
             let traced = state.telemetry.request(&mut req, peer);
             Box::pin(async move {
                 let _in_flight = in_flight;

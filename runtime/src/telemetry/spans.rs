@@ -127,6 +127,15 @@ impl Telemetry {
     }
 }
 
+impl Telemetry {
+    /// The [`SpanParent`] in `extensions` (a request's or a call's) when
+    /// tracing is on: a branch on an `Option` when it is off.
+    pub(crate) fn parent<'a>(&self, extensions: &'a http::Extensions) -> Option<&'a SpanParent> {
+        self.0.as_ref()?;
+        SpanParent::of(extensions)
+    }
+}
+
 impl RequestSpan {
     /// The `tracing` span the request's log lines are written in.
     pub(crate) fn log_span(&self) -> tracing::Span {
