@@ -115,3 +115,22 @@ mod tests {
         assert!(nb > na, "{a} then {b}");
     }
 }
+
+/// Tags a guest call made for the request whose extensions are `req` with
+/// its request id, so the guest's log lines carry it into the log feed.
+/// Only while the feed is on: otherwise nothing is copied or inserted.
+pub(crate) fn tag_logs(
+    feed: &crate::log_feed::LogFeed,
+    req: &http::Extensions,
+    call: &mut http::Extensions,
+) {
+    if feed.is_on()
+        && let Some(id) = req.get::<RequestId>()
+    {
+        call.insert(crate::log_feed::LogTag {
+            request_id: id.0.clone(),
+            // The request's trace id goes here once the server traces requests.
+            trace_id: None,
+        });
+    }
+}
