@@ -98,24 +98,6 @@ where
     res
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn generated_ids_are_unique_and_well_formed() {
-        let a = super::generate();
-        let b = super::generate();
-        assert_ne!(a, b);
-        // The counter: at least eight hex digits after the last `-`.
-        let [na, nb] = [&a, &b].map(|id| {
-            assert!(super::acceptable(id), "{id}");
-            let counter = id.rsplit('-').next().unwrap_or_default();
-            assert!(counter.len() >= 8, "{id}");
-            u64::from_str_radix(counter, 16).unwrap_or_else(|e| panic!("{id}: {e}"))
-        });
-        assert!(nb > na, "{a} then {b}");
-    }
-}
-
 /// Tags a guest call made for the request whose extensions are `req` with
 /// its request id, so the guest's log lines carry it into the log feed.
 /// Only while the feed is on: otherwise nothing is copied or inserted.
@@ -132,5 +114,23 @@ pub(crate) fn tag_logs(
             // The request's trace id goes here once the server traces requests.
             trace_id: None,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn generated_ids_are_unique_and_well_formed() {
+        let a = super::generate();
+        let b = super::generate();
+        assert_ne!(a, b);
+        // The counter: at least eight hex digits after the last `-`.
+        let [na, nb] = [&a, &b].map(|id| {
+            assert!(super::acceptable(id), "{id}");
+            let counter = id.rsplit('-').next().unwrap_or_default();
+            assert!(counter.len() >= 8, "{id}");
+            u64::from_str_radix(counter, 16).unwrap_or_else(|e| panic!("{id}: {e}"))
+        });
+        assert!(nb > na, "{a} then {b}");
     }
 }
