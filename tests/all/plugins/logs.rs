@@ -19,13 +19,18 @@ const API: &str = "/_/logs/api";
 /// (alone: compiling the other core plugins would only slow the start)
 /// configured with `logs`.
 async fn server(logs: Value) -> TestServer {
+    server_with(json!([LOGS, logs])).await
+}
+
+/// [`server`] with the logs plugin's whole `buntime.jsonc` entry.
+async fn server_with(entry: Value) -> TestServer {
     let embedded = buntime::plugins::embedded()
         .into_iter()
         .filter(|p| p.manifest.contains(LOGS))
         .collect();
     start(policy(Some(MASTER)), embedded, |root| {
         echo(root);
-        config(root, &json!({ "plugins": [[LOGS, logs]] }).to_string());
+        config(root, &json!({ "plugins": [entry] }).to_string());
     })
     .await
 }
@@ -190,6 +195,40 @@ async fn the_buffer_keeps_the_newest_max_entries_and_clears() {
     );
     app_logs(&server, "info", "after-clear", "req-ring-after").await;
     until_logged(&server, "?app=echo", "after-clear").await;
+}
+
+#[tokio::test]
+async fn a_narrowed_grant_keeps_the_feed_off_below_its_levels() {
+    let server = server_with(json!({
+        "name": LOGS,
+        "capabilities": { "events": { "subscribe": ["log.error"] } }
+    }))
+    .await;
+    app_logs(&server, "warn", "below", "req-narrow-1").await;
+    app_logs(&server, "error", "kept", "req-narrow-2").await;
+    // The feed is in order: had the warn line been fed, it would be here.
+    let logs = until_logged(&server, "?app=echo", "kept").await;
+    assert!(logs.iter().all(|r| r["message"] != "below"), "{logs:?}");
+    let metrics = local(&server, Method::GET, "/_/metrics")
+        .header("x-api-key", MASTER)
+        .header("accept", "text/plain")
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "buntime_log_feed_records_total 1"),
+        "only the error line was built: {metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "buntime_log_feed_dropped_total 0")
+    );
 }
 
 #[tokio::test]
