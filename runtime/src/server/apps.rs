@@ -285,7 +285,7 @@ async fn serve_wasm(
     ext.insert(RequestBody(body));
     guest.limit_writes(&mut ext);
     client.attach(pool.module(), &parts.headers, &parts.uri, &mut ext);
-    super::request_id::tag_logs(state.pools.engine().log_feed(), &parts.extensions, &mut ext);
+    super::request_id::tag_logs(pool.module(), &parts.extensions, &mut ext);
     let (result, ext) = pool.call("handle", input, ext).await;
     let response = answer(key, result, ext, &guest);
     pool.stats.responses.record(

@@ -264,7 +264,7 @@ async fn on_request(
             req.uri(),
             &mut ext,
         );
-        super::request_id::tag_logs(state.pools.engine().log_feed(), req.extensions(), &mut ext);
+        super::request_id::tag_logs(plugin.instances.module(), req.extensions(), &mut ext);
         let (result, mut ext) = plugin.call("on_request", head, ext).await;
         let refused = Guest::refused(&mut ext);
         let decision = result.and_then(|out| {

@@ -197,7 +197,7 @@ async fn call_handle(
         &parts.uri,
         &mut ext,
     );
-    super::request_id::tag_logs(state.pools.engine().log_feed(), &parts.extensions, &mut ext);
+    super::request_id::tag_logs(plugin.instances.module(), &parts.extensions, &mut ext);
     let (result, mut ext) = plugin.call("handle", input, ext).await;
     drop(spooled);
     if let Some(size) = super::guest_http::Guest::refused(&mut ext) {

@@ -100,13 +100,15 @@ where
 
 /// Tags a guest call made for the request whose extensions are `req` with
 /// its request id, so the guest's log lines carry it into the log feed.
-/// Only while the feed is on: otherwise nothing is copied or inserted.
+/// Only while the feed is on and for a `module` that can log: otherwise
+/// nothing is copied or inserted.
 pub(crate) fn tag_logs(
-    feed: &crate::log_feed::LogFeed,
+    module: &crate::wasm::GuestModule,
     req: &http::Extensions,
     call: &mut http::Extensions,
 ) {
-    if feed.is_on()
+    if module.logs()
+        && module.log_feed().is_on()
         && let Some(id) = req.get::<RequestId>()
     {
         call.insert(crate::log_feed::LogTag {
