@@ -8,7 +8,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::keyval_streams::Sse;
-use super::{config, echo};
+use super::{config, echo, kit};
 use crate::security::{MASTER, expect, local, policy, remote, start};
 use crate::server::TestServer;
 
@@ -229,6 +229,56 @@ async fn a_narrowed_grant_keeps_the_feed_off_below_its_levels() {
             .lines()
             .any(|l| l == "buntime_log_feed_dropped_total 0")
     );
+}
+
+#[tokio::test]
+async fn what_a_subscriber_logs_while_it_receives_the_feed_is_not_fed_back() {
+    let embedded = buntime::plugins::embedded()
+        .into_iter()
+        .filter(|p| p.manifest.contains(LOGS))
+        .collect();
+    let server = start(policy(Some(MASTER)), embedded, |root| {
+        echo(root);
+        // A second subscriber that logs a line in every `on_event`.
+        kit(
+            root,
+            "kit",
+            r#""base": "kit", "config": { "log": "true" },
+               "capabilities": { "log": true, "state": true, "events": { "subscribe": ["log.info"] } }"#,
+        );
+    })
+    .await;
+    app_logs(&server, "info", "first", "req-loop-1").await;
+    let mut batches = 0;
+    for _ in 0..250 {
+        let res = local(&server, Method::GET, "/_/kit/state/event:log.records")
+            .header("x-api-key", MASTER)
+            .send()
+            .await
+            .expect("state");
+        if res.status() == 200 {
+            batches = res.json::<Value>().await.expect("json")["value"]
+                .as_u64()
+                .unwrap_or(0);
+            if batches > 0 {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(batches > 0, "the kit got the feed");
+    // Had the kit's line been fed, it would be queued before this one.
+    app_logs(&server, "info", "second", "req-loop-2").await;
+    let logs = until_logged(&server, "?limit=1000", "second").await;
+    let fed_back = logs
+        .iter()
+        .filter(|r| {
+            r["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("kit got event"))
+        })
+        .count();
+    assert_eq!(fed_back, 0, "the kit's lines from `on_event` were fed back");
 }
 
 #[tokio::test]
