@@ -145,6 +145,8 @@ struct CallArgs {
 /// Installs the log subscriber: `RUNTIME_LOG_LEVEL` (default `info`), JSON
 /// when `RUNTIME_LOG_FORMAT=json` or, unless it says otherwise, in production.
 pub fn init_logging() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUNTIME_LOG_LEVEL")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -158,10 +160,12 @@ pub fn init_logging() {
         Some(_) => false,
         None => production,
     };
+    // The log feed's layer sees what the filter lets through.
+    let feed = crate::log_feed::FeedLayer;
     let _ = if json {
-        builder.json().try_init()
+        builder.json().finish().with(feed).try_init()
     } else {
-        builder.try_init()
+        builder.finish().with(feed).try_init()
     };
 }
 

@@ -37,6 +37,7 @@ pub mod counter;
 pub mod fuzzing;
 pub mod grants;
 pub mod idle_lists;
+pub mod log_feed;
 pub mod metrics;
 pub mod plugins;
 pub mod pool;

@@ -5,7 +5,8 @@
 //! to: `"events": {"publish": ["keyval.*"], "subscribe": ["worker_*"]}`.
 //! Subscribed events reach the plugin's `on_event` export. The host publishes
 //! the lifecycle topics [`WORKER_SPAWN`], [`WORKER_TERMINATE`] and
-//! [`PLUGIN_LOADED`]; guests cannot publish those.
+//! [`PLUGIN_LOADED`] and the log feed's `log.*` (`crate::log_feed`); guests
+//! cannot publish those.
 //!
 //! A plugin route can also hand a client a live stream: a `handle` response
 //! head with `"events": ["keyval.*"]` becomes a `text/event-stream` of every
@@ -129,7 +130,9 @@ impl CapabilitySpec for EventsSpec {
                         )));
                     }
                     let grant = state.grants().get::<EventsGrant>(Capability::EVENTS);
-                    if RESERVED.contains(&req.topic.as_str()) {
+                    if RESERVED.contains(&req.topic.as_str())
+                        || req.topic.starts_with(crate::log_feed::TOPIC_PREFIX)
+                    {
                         return Err(HostError::new(
                             "capability_denied",
                             format!("`{}` is published by the host only", req.topic),

@@ -23,6 +23,7 @@ use crate::config::{ConfigError, RuntimeFile};
 use crate::wasm::Engine;
 
 mod events;
+mod logs;
 mod services;
 
 /// How long a reload or shutdown waits for a plugin's in-flight calls.
@@ -172,6 +173,7 @@ impl PluginHost {
         // Subscribe first, so the `plugin_loaded` events of this very start
         // reach the plugins that asked for them.
         self.spawn_event_delivery();
+        self.spawn_log_delivery();
         self.install(chain.clone());
         Ok(chain)
     }

@@ -294,6 +294,7 @@ async fn serve_wasm(
     ext.insert(RequestBody(body));
     guest.limit_writes(&mut ext);
     client.attach(pool.module(), &parts.headers, &parts.uri, &mut ext);
+    super::request_id::tag_logs(pool.module(), &parts.extensions, &mut ext);
     let (result, ext) = match span {
         None => pool.call("handle", input, ext).await,
         Some(span) => {

@@ -415,6 +415,23 @@ impl Figures {
             let m = family(e, name, help, MetricType::Counter)?;
             ConstCounter::new(c.get()).encode(m)?;
         }
+        let feed = self.0.pools.engine().log_feed();
+        let feed_counters = [
+            (
+                "log_feed_records",
+                "Log records queued for the plugins that subscribe to the log feed.",
+                feed.queued(),
+            ),
+            (
+                "log_feed_dropped",
+                "Log records dropped because the log feed's queue was full.",
+                feed.dropped(),
+            ),
+        ];
+        for (name, help, n) in feed_counters {
+            let m = family(e, name, help, MetricType::Counter)?;
+            ConstCounter::new(n).encode(m)?;
+        }
         let mut m = family(
             e,
             "capability_denials",

@@ -325,6 +325,7 @@ async fn on_request(
             req.uri(),
             &mut ext,
         );
+        super::request_id::tag_logs(plugin.instances.module(), req.extensions(), &mut ext);
         let (result, mut ext) = call_hook(plugin, "on_request", head, ext, span).await;
         let refused = Guest::refused(&mut ext);
         let decision = result.and_then(|out| {

@@ -98,6 +98,27 @@ where
     res
 }
 
+/// Tags a guest call made for the request whose extensions are `req` with
+/// its request id, so the guest's log lines carry it into the log feed.
+/// Only while the feed is on and for a `module` that can log: otherwise
+/// nothing is copied or inserted.
+pub(crate) fn tag_logs(
+    module: &crate::wasm::GuestModule,
+    req: &http::Extensions,
+    call: &mut http::Extensions,
+) {
+    if module.logs()
+        && module.log_feed().is_on()
+        && let Some(id) = req.get::<RequestId>()
+    {
+        call.insert(crate::log_feed::LogTag {
+            request_id: id.0.clone(),
+            // Set only for a sampled request (its span parent is attached).
+            trace_id: crate::telemetry::SpanParent::of(req).map(|p| p.trace_id()),
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

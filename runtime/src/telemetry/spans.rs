@@ -174,6 +174,11 @@ impl SpanParent {
         extensions.get::<SpanParent>()
     }
 
+    /// The trace id, 32 lowercase hex digits, as the log feed records it.
+    pub(crate) fn trace_id(&self) -> String {
+        self.context.trace_id().to_string()
+    }
+
     /// A child span of this one.
     fn child(
         &self,

@@ -131,6 +131,8 @@ pub(crate) struct EngineShared {
     pub(crate) ticker: Ticker,
     /// Direct calls running long right now (see `wasm/sync_call.rs`).
     pub(crate) long_direct: LongDirectCalls,
+    /// Log records for the plugins that subscribe to them.
+    pub(crate) log_feed: crate::log_feed::LogFeed,
 }
 
 /// The process-wide WASM engine. Cheap to clone.
@@ -212,6 +214,7 @@ impl Engine {
                 .collect(),
             ticker: Ticker::start(engine.clone(), config.epoch_tick)?,
             long_direct: LongDirectCalls::default(),
+            log_feed: crate::log_feed::LogFeed::default(),
         });
         Ok(Self {
             inner: Arc::new(EngineInner {
@@ -239,6 +242,11 @@ impl Engine {
     /// Counters: compilations, cache hits, instances, traps, denials.
     pub fn stats(&self) -> &EngineStats {
         &self.inner.shared.stats
+    }
+
+    /// The log feed its guests write to (and the host's own records join).
+    pub fn log_feed(&self) -> &crate::log_feed::LogFeed {
+        &self.inner.shared.log_feed
     }
 
     /// The underlying wasmtime engine.

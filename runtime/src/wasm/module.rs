@@ -46,6 +46,8 @@ struct ModuleInner {
     awaits: bool,
     /// Whether the module imports `buntime_request_client`.
     reads_client: bool,
+    /// Whether the module imports a `log_*` function.
+    logs: bool,
     wasi: bool,
     /// The rewrite's arena memory (`rewrite.rs`), found once here rather
     /// than by name at every instantiation; `None` if the module is not the
@@ -106,6 +108,9 @@ impl GuestModule {
         let reads_client = module.imports().any(|i| {
             i.module() == super::host_fn::USER_NAMESPACE && i.name() == super::abi::REQUEST_CLIENT
         });
+        let logs = module
+            .imports()
+            .any(|i| i.module() == super::abi::ENV_NAMESPACE && i.name().starts_with("log_"));
         // A module the rewrite refused keeps its own exports, whatever
         // their names: none of its memories is the arena.
         let arena = code
@@ -123,6 +128,7 @@ impl GuestModule {
                 callable,
                 awaits,
                 reads_client,
+                logs,
                 wasi,
                 slow: SlowGuests::default(),
                 shared,
@@ -185,6 +191,17 @@ impl GuestModule {
     /// (`buntime_request_client`): only then does a caller resolve it.
     pub fn reads_client(&self) -> bool {
         self.inner.reads_client
+    }
+
+    /// Whether the module can log (imports a `log_*` function): only then
+    /// are its calls tagged for the log feed.
+    pub fn logs(&self) -> bool {
+        self.inner.logs
+    }
+
+    /// The log feed of the module's engine.
+    pub fn log_feed(&self) -> &crate::log_feed::LogFeed {
+        &self.inner.shared.log_feed
     }
 
     /// Whether the module imports WASI preview 1.

@@ -17,6 +17,7 @@ mod keyval;
 mod keyval_compat;
 mod keyval_streams;
 mod loading;
+mod logs;
 mod proxy;
 mod reload;
 mod vhosts;

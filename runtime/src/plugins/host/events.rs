@@ -24,6 +24,9 @@ impl PluginHost {
                     .is_some_and(|g| g.subscribes(WORKER_SPAWN) || g.subscribes(WORKER_TERMINATE))
         });
         self.services.events.set_lifecycle_subscribers(lifecycle);
+        self.engine
+            .log_feed()
+            .set_level(super::logs::wanted_level(chain));
         for p in &chain.plugins {
             if !old.plugins.iter().any(|o| Arc::ptr_eq(o, p)) {
                 self.services.events.publish_host(
@@ -62,7 +65,11 @@ impl PluginHost {
     }
 
     /// Hands `event` to every subscribed plugin's `on_event` (not the publisher's own).
+    /// Log feed topics are delivered by `logs.rs`, in batches.
     fn deliver(&self, event: Event) {
+        if event.topic.starts_with(crate::log_feed::TOPIC_PREFIX) {
+            return;
+        }
         let chain = self.current();
         let mut payload: Option<Bytes> = None;
         for p in &chain.plugins {

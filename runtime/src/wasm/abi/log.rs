@@ -9,6 +9,10 @@
 //! one saying how many were dropped. A dropped line is still a successful
 //! call for the guest.
 //!
+//! Lines also go to the log feed (`crate::log_feed`) when a plugin
+//! subscribes to their level, whatever the process's own log level, with
+//! the app or plugin and the request they were written for.
+//!
 //! Handles are taken as the Extism runtime takes them: 0 is an empty
 //! message; a handle that is not a block is an error only when the level is
 //! enabled (a filtered-out line is not read at all).
@@ -20,6 +24,7 @@ use wasmtime::{Caller, Linker};
 use super::super::state::HostState;
 use super::{ENV_NAMESPACE, guest_fault};
 use crate::grants::Capability;
+use crate::log_feed::{LogRecord, LogTag, Source};
 
 /// Longest message kept from one `log_*` call.
 pub(super) const MAX_LOG_MESSAGE: usize = 16 << 10;
@@ -36,7 +41,14 @@ fn log(c: &mut Cx<'_>, level: Level, function: &str, h: i64) -> wasmtime::Result
         return Ok(());
     }
     let enabled = LevelFilter::current() >= level;
-    if enabled {
+    // The feed has its own level (what its subscribers asked for), and a
+    // line written while the guest handles the feed is not fed back.
+    let fed = state.shared.log_feed.wants(level)
+        && state
+            .extensions
+            .get::<crate::log_feed::FeedDelivery>()
+            .is_none();
+    if enabled || fed {
         let bytes = match h {
             0 => &[][..],
             h => state
@@ -51,7 +63,7 @@ fn log(c: &mut Cx<'_>, level: Level, function: &str, h: i64) -> wasmtime::Result
         }
         let dropped = std::mem::take(&mut state.log_limiter.dropped);
         let guest: &str = &state.guest_name;
-        if dropped > 0 {
+        if dropped > 0 && enabled {
             tracing::warn!(target: "buntime::guest", guest, dropped, "{dropped} log lines dropped (the guest logged faster than its rate limit)");
         }
         state.shared.stats.guest_log_lines.add(1);
@@ -62,16 +74,42 @@ fn log(c: &mut Cx<'_>, level: Level, function: &str, h: i64) -> wasmtime::Result
         } else {
             ""
         };
-        match level {
-            Level::ERROR => tracing::error!(target: "buntime::guest", guest, "{text}{suffix}"),
-            Level::WARN => tracing::warn!(target: "buntime::guest", guest, "{text}{suffix}"),
-            Level::INFO => tracing::info!(target: "buntime::guest", guest, "{text}{suffix}"),
-            Level::DEBUG => tracing::debug!(target: "buntime::guest", guest, "{text}{suffix}"),
-            Level::TRACE => tracing::trace!(target: "buntime::guest", guest, "{text}{suffix}"),
+        if enabled {
+            match level {
+                Level::ERROR => tracing::error!(target: "buntime::guest", guest, "{text}{suffix}"),
+                Level::WARN => tracing::warn!(target: "buntime::guest", guest, "{text}{suffix}"),
+                Level::INFO => tracing::info!(target: "buntime::guest", guest, "{text}{suffix}"),
+                Level::DEBUG => tracing::debug!(target: "buntime::guest", guest, "{text}{suffix}"),
+                Level::TRACE => tracing::trace!(target: "buntime::guest", guest, "{text}{suffix}"),
+            }
+        }
+        if fed {
+            let record = guest_record(state, level, format!("{text}{suffix}"));
+            state.shared.log_feed.push(record);
         }
     }
     state.arena.free(h as u64);
     Ok(())
+}
+
+/// A feed record of a guest's line: an app's or a plugin's, with the
+/// request the call serves when the server tagged it.
+fn guest_record(state: &HostState, level: Level, message: String) -> LogRecord {
+    let source = if state.log_requires_grant {
+        Source::Plugin
+    } else {
+        Source::App
+    };
+    let mut record = LogRecord::new(level, source, message);
+    match source {
+        Source::Plugin => record.plugin = Some(state.guest_name.clone()),
+        _ => record.app = Some(state.guest_name.clone()),
+    }
+    if let Some(tag) = state.extensions.get::<LogTag>() {
+        record.request_id = Some(tag.request_id.clone());
+        record.trace_id = tag.trace_id.clone();
+    }
+    record
 }
 
 pub(super) fn link(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
@@ -91,13 +129,22 @@ pub(super) fn link(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
     l.func_wrap(ns, "log_error", |mut c: Cx<'_>, h: i64| {
         log(&mut c, Level::ERROR, "log_error", h)
     })?;
-    l.func_wrap(ns, "get_log_level", |_: Cx<'_>| -> i32 { log_level() })?;
+    l.func_wrap(ns, "get_log_level", |c: Cx<'_>| -> i32 {
+        log_level(c.data().shared.log_feed.level())
+    })?;
     Ok(())
 }
 
-/// The Extism numbering: trace 0, debug 1, info 2, warn 3, error 4, off `i32::MAX`.
-fn log_level() -> i32 {
-    match LevelFilter::current().into_level() {
+/// The Extism numbering: trace 0, debug 1, info 2, warn 3, error 4, off
+/// `i32::MAX`. The most verbose of the process's level and the log feed's
+/// (`fed`): PDKs skip the call below it, and the feed must still get it.
+fn log_level(fed: Option<Level>) -> i32 {
+    let own = LevelFilter::current();
+    let level = match fed {
+        Some(f) if LevelFilter::from_level(f) > own => Some(f),
+        _ => own.into_level(),
+    };
+    match level {
         None => i32::MAX,
         Some(Level::TRACE) => 0,
         Some(Level::DEBUG) => 1,

@@ -173,10 +173,7 @@ impl Kv {
             content_type.starts_with("text/event-stream"),
             "{path}: {content_type}"
         );
-        Sse {
-            body: Box::pin(res.bytes_stream()),
-            buf: String::new(),
-        }
+        Sse::new(res)
     }
 
     /// Everything a client can see of the store: all entries, the indexes
@@ -201,20 +198,28 @@ async fn answer(res: reqwest::Response) -> Answer {
 
 /// One server-sent event.
 #[derive(Debug)]
-struct Event {
-    name: String,
-    data: Value,
+pub(crate) struct Event {
+    pub(crate) name: String,
+    pub(crate) data: Value,
 }
 
 /// A client's end of an event stream.
-struct Sse {
+pub(crate) struct Sse {
     body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
     buf: String,
 }
 
 impl Sse {
+    /// Reads the event stream of `res`.
+    pub(crate) fn new(res: reqwest::Response) -> Self {
+        Sse {
+            body: Box::pin(res.bytes_stream()),
+            buf: String::new(),
+        }
+    }
+
     /// The next event within `within` (`None`: none came, or the stream ended).
-    async fn next(&mut self, within: Duration) -> Option<Event> {
+    pub(crate) async fn next(&mut self, within: Duration) -> Option<Event> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             while let Some(end) = self.buf.find("\n\n") {
