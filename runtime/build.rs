@@ -20,6 +20,7 @@ const CORE_PLUGINS: &[(&str, &str)] = &[
     ("plugin-authn", "authn"),
     ("plugin-authz", "authz"),
     ("plugin-proxy", "proxy"),
+    ("plugin-metrics", "metrics"),
 ];
 
 fn main() {

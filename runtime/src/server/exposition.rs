@@ -99,7 +99,8 @@ impl Collector for Figures {
         self.http(&mut e)?;
         self.pools(&mut e)?;
         self.plugins(&mut e)?;
-        self.engine(&mut e)
+        self.engine(&mut e)?;
+        self.registered(&mut e)
     }
 }
 
@@ -431,5 +432,64 @@ impl Figures {
             MetricType::Gauge,
         )?;
         ConstGauge::new(self.0.started.elapsed().as_secs() as i64).encode(m)
+    }
+
+    /// The metrics plugins registered (`metrics` capability), as
+    /// `plugin_<short>_<name>` with a `plugin` label. Two plugins whose
+    /// short names meet share a family if the kinds agree; a family of
+    /// another kind under a name already written is left out (its help and
+    /// type would contradict the first).
+    fn registered(&self, e: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        use std::collections::BTreeMap;
+
+        use crate::metrics::plugin::{Family, Kind, PluginMetrics, Series, short_name};
+        type Members = Vec<(String, std::sync::Arc<PluginMetrics>, Family)>;
+        let mut by_name: BTreeMap<String, Members> = BTreeMap::new();
+        for (plugin, metrics) in self.0.plugins.services().plugin_metrics.all() {
+            for f in metrics.families() {
+                let name = format!("plugin_{}_{}", short_name(&plugin), f.def.name);
+                by_name
+                    .entry(name)
+                    .or_default()
+                    .push((plugin.clone(), metrics.clone(), f));
+            }
+        }
+        for (name, members) in &by_name {
+            let Some((_, _, first)) = members.first() else {
+                continue;
+            };
+            let kind = first.def.kind;
+            let metric_type = match kind {
+                Kind::Counter => MetricType::Counter,
+                Kind::Gauge => MetricType::Gauge,
+                Kind::Histogram => MetricType::Histogram,
+            };
+            let name = match kind {
+                Kind::Histogram if !name.ends_with("_seconds") => format!("{name}_seconds"),
+                _ => name.clone(),
+            };
+            let help = match first.def.help.as_str() {
+                "" => "Registered by a plugin.",
+                h => h,
+            };
+            let mut m = family(e, &name, help, metric_type)?;
+            for (plugin, metrics, f) in members.iter().filter(|m| m.2.def.kind == kind) {
+                for i in 0..f.len {
+                    let mut labels = vec![("plugin", plugin.as_str())];
+                    labels.extend(f.labels_of(i));
+                    match metrics.series(f.first + i) {
+                        Some(Series::Counter(c)) => counter(&mut m, &labels, c.get())?,
+                        Some(Series::Gauge(g)) => gauge(
+                            &mut m,
+                            &labels,
+                            g.load(std::sync::atomic::Ordering::Relaxed),
+                        )?,
+                        Some(Series::Histogram(h)) => histogram(&mut m, &labels, &h.snapshot())?,
+                        None => {}
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }

@@ -17,6 +17,7 @@ mod keyval;
 mod keyval_compat;
 mod keyval_streams;
 mod loading;
+mod metrics;
 mod proxy;
 mod reload;
 mod vhosts;
