@@ -190,19 +190,23 @@ fn poll_stream(input: Value) -> Result<Vec<Produced>, Error> {
     sample(&snap).map_err(|e| Error::msg(e.message))?;
     let key = format!("s:{id}");
     let sent = state::get::<u64>(&key).map_err(|e| Error::msg(e.message))?;
-    let recent = history(10).map_err(|e| Error::msg(e.message))?;
-    let Some(last) = recent.last().map(|s| s.seq) else {
+    let last = state::get::<u64>("seq")
+        .map_err(|e| Error::msg(e.message))?
+        .map_or(0, |(seq, _)| seq);
+    if last == 0 {
         return Ok(Vec::new());
-    };
-    let after = sent.map_or(last.saturating_sub(1), |(seq, _)| seq);
-    let out: Vec<Produced> = recent
-        .into_iter()
-        .filter(|s| s.seq > after)
-        .map(|data| Produced {
-            event: "metrics",
-            data,
-        })
-        .collect();
+    }
+    let after = sent.map_or(last - 1, |(seq, _)| seq);
+    // At most the last ten (a client that fell behind skips the rest).
+    let mut out = Vec::new();
+    for seq in (after + 1).max(last.saturating_sub(9))..=last {
+        if let Some((data, _)) = state::get::<Sample>(&history_key(seq)).map_err(|e| Error::msg(e.message))? {
+            out.push(Produced {
+                event: "metrics",
+                data,
+            });
+        }
+    }
     // Forgotten a while after the stream stops polling.
     let ttl = std::time::Duration::from_millis((interval() * 10).max(60_000));
     state::set(&key, &last.max(after), Some(ttl)).map_err(|e| Error::msg(e.message))?;

@@ -45,7 +45,7 @@ pub use crate::grants::{
     UrlPattern, is_private_address, narrow,
 };
 pub use services::ServicesGrant;
-pub use sql::{DEFAULT_MAX_TENANTS, SqlDatabases, SqlGrant};
+pub use sql::{DEFAULT_MAX_TENANTS, STATEMENT_FUNCTIONS, SqlDatabases, SqlGrant};
 pub use state::{StateEntry, StateError, StateStore, bucket::Taken};
 
 use crate::wasm::HostFunction;

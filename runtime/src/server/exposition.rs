@@ -364,6 +364,34 @@ impl Figures {
         for p in &chain.plugins {
             counter(&mut m, &[("plugin", &p.manifest.name)], p.stats.busy.get())?;
         }
+        type Counts = fn(&crate::grants::CapabilityCounts) -> [u64; crate::grants::COUNT_CELLS];
+        let per_capability: [(&str, &str, Counts); 2] = [
+            (
+                "capability_calls",
+                "Host calls a plugin's grants allowed, by plugin and capability.",
+                |c| c.calls.get(),
+            ),
+            (
+                "capability_denials_by_plugin",
+                "Host calls refused for lack of a grant, by plugin and capability.",
+                |c| c.denials.get(),
+            ),
+        ];
+        for (name, help, get) in per_capability {
+            let mut m = family(e, name, help, MetricType::Counter)?;
+            for p in &chain.plugins {
+                for (i, n) in get(&p.grants.counts).into_iter().enumerate() {
+                    if n > 0 {
+                        let capability = crate::grants::CapabilityCounts::label(i);
+                        counter(
+                            &mut m,
+                            &[("plugin", &p.manifest.name), ("capability", capability)],
+                            n,
+                        )?;
+                    }
+                }
+            }
+        }
         Ok(())
     }
 
@@ -425,6 +453,28 @@ impl Figures {
         for (capability, n) in stats.denials_by_capability() {
             counter(&mut m, &[("capability", capability)], n)?;
         }
+        let mut m = family(
+            e,
+            "engine_compile_duration_seconds",
+            "Time to compile a module from WASM bytes.",
+            MetricType::Histogram,
+        )?;
+        let compile = stats.compile_time.snapshot();
+        m.encode_histogram::<NoLabelSet>(compile.sum, compile.count, &compile.buckets, None)?;
+        if let Some(sql) = &self.0.plugins.services().sql {
+            let mut m = family(
+                e,
+                "sql_statement_duration_seconds",
+                "Durations of sql capability statements (query, execute, batch), from the call to the answer.",
+                MetricType::Histogram,
+            )?;
+            for (function, h) in crate::capabilities::STATEMENT_FUNCTIONS
+                .iter()
+                .zip(&sql.durations)
+            {
+                histogram(&mut m, &[("function", function)], &h.snapshot())?;
+            }
+        }
         let m = family(
             e,
             "uptime_seconds",
@@ -448,6 +498,10 @@ impl Figures {
         for (plugin, metrics) in self.0.plugins.services().plugin_metrics.all() {
             for f in metrics.families() {
                 let name = format!("plugin_{}_{}", short_name(&plugin), f.def.name);
+                // The host's own plugin families keep their names.
+                if name.starts_with("plugin_hook_") {
+                    continue;
+                }
                 by_name
                     .entry(name)
                     .or_default()

@@ -91,5 +91,19 @@ async fn metrics_count_operations() {
         )),
         "{text}"
     );
+    // The host counts keyval's capability calls and times its statements.
+    for series in [
+        "buntime_capability_calls_total{plugin=\"@buntime/plugin-keyval\",capability=\"sql\"} ",
+        "buntime_capability_calls_total{plugin=\"@buntime/plugin-keyval\",capability=\"metrics\"} ",
+        "buntime_sql_statement_duration_seconds_count{function=\"query\"} ",
+        "buntime_sql_statement_duration_seconds_count{function=\"execute\"} ",
+    ] {
+        let n = text
+            .lines()
+            .find_map(|l| l.strip_prefix(series))
+            .and_then(|v| v.parse::<f64>().ok());
+        assert!(n.is_some_and(|n| n > 0.0), "{series}: {n:?}\n{text}");
+    }
+    crate::server::metrics::promtool_check(&text);
     kv.server.stop().await;
 }
