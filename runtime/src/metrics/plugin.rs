@@ -70,7 +70,7 @@ pub struct Family {
 /// One series' figures.
 #[derive(Debug)]
 pub enum Series {
-    Counter(Counter),
+    Counter(Box<Counter>),
     Gauge(AtomicI64),
     Histogram(Box<Histogram>),
 }
@@ -177,7 +177,7 @@ impl PluginMetrics {
         }
         for slot in &self.slots[first..first + len] {
             let _ = slot.set(match def.kind {
-                Kind::Counter => Series::Counter(Counter::default()),
+                Kind::Counter => Series::Counter(Box::default()),
                 Kind::Gauge => Series::Gauge(AtomicI64::new(0)),
                 Kind::Histogram => Series::Histogram(Box::default()),
             });
