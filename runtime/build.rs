@@ -21,6 +21,7 @@ const CORE_PLUGINS: &[(&str, &str)] = &[
     ("plugin-authz", "authz"),
     ("plugin-proxy", "proxy"),
     ("plugin-logs", "logs"),
+    ("plugin-metrics", "metrics"),
 ];
 
 fn main() {

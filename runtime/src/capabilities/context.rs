@@ -52,6 +52,13 @@ pub trait PoolView: Send + Sync {
     fn stats(&self) -> serde_json::Value;
 }
 
+/// What the `metrics` capability reads of the server's figures: the
+/// server implements it, so the capabilities do not depend on the server.
+pub trait MetricsView: Send + Sync {
+    /// The figures as JSON (`metrics_snapshot`, docs/capabilities.md).
+    fn snapshot(&self) -> serde_json::Value;
+}
+
 /// The host-side services shared by every plugin.
 pub struct HostServices {
     /// Per-plugin key-value namespaces (`state`).
@@ -66,8 +73,11 @@ pub struct HostServices {
     pub sql: Option<Arc<super::SqlDatabases>>,
     /// Fetched key sets (`crypto`).
     pub crypto: super::JwksCache,
+    /// Metrics the plugins registered (`metrics`), by plugin.
+    pub plugin_metrics: crate::metrics::plugin::PluginMetricsStore,
     router: OnceLock<Weak<dyn ServiceRouter>>,
     app_check: OnceLock<Arc<dyn AppCheck>>,
+    metrics_view: OnceLock<Arc<dyn MetricsView>>,
 }
 
 impl std::fmt::Debug for HostServices {
@@ -95,8 +105,10 @@ impl HostServices {
             catalog,
             sql,
             crypto: super::JwksCache::default(),
+            plugin_metrics: Default::default(),
             router: OnceLock::new(),
             app_check: OnceLock::new(),
+            metrics_view: OnceLock::new(),
         })
     }
 
@@ -115,6 +127,16 @@ impl HostServices {
         self.app_check.get().cloned()
     }
 
+    /// Installs the server's figures (`metrics`). Set once.
+    pub fn set_metrics_view(&self, view: Arc<dyn MetricsView>) {
+        let _ = self.metrics_view.set(view);
+    }
+
+    /// The server's figures, when a server installed them.
+    pub fn metrics_view(&self) -> Option<Arc<dyn MetricsView>> {
+        self.metrics_view.get().cloned()
+    }
+
     /// The service router, while it lives.
     pub fn router(&self) -> Option<Arc<dyn ServiceRouter>> {
         self.router.get()?.upgrade()
@@ -130,6 +152,9 @@ pub struct GuestContext {
     pub dependencies: Vec<String>,
     /// The shared services.
     pub host: Arc<HostServices>,
+    /// Its registered metrics (`metrics`): held here so an update finds
+    /// them without a lookup.
+    pub metrics: Arc<crate::metrics::plugin::PluginMetrics>,
 }
 
 impl GuestContext {

@@ -18,6 +18,7 @@ mod events;
 pub mod fs;
 mod http;
 mod log;
+mod metrics;
 mod pool;
 mod services;
 mod sql;
@@ -28,6 +29,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+pub use context::MetricsView;
 pub use context::{AppCheck, GuestContext, HostServices, PoolView, ServiceRouter};
 pub use crypto::{CryptoGrant, JwksCache};
 pub use events::{
@@ -36,13 +38,14 @@ pub use events::{
     WORKER_SPAWN, WORKER_TERMINATE,
 };
 pub use fs::relative as fs_relative;
+pub use metrics::MetricsGrant;
 // The grant vocabulary, defined in the leaf module the engine shares.
 pub use crate::grants::{
     Capability, Denial, GrantContext, GrantError, GrantValue, Grants, HostPattern, HttpGrant,
     UrlPattern, is_private_address, narrow,
 };
 pub use services::ServicesGrant;
-pub use sql::{DEFAULT_MAX_TENANTS, SqlDatabases, SqlGrant};
+pub use sql::{DEFAULT_MAX_TENANTS, STATEMENT_FUNCTIONS, SqlDatabases, SqlGrant};
 pub use state::{StateEntry, StateError, StateStore, bucket::Taken};
 
 use crate::wasm::HostFunction;
@@ -79,6 +82,7 @@ pub static SPECS: &[&dyn CapabilitySpec] = &[
     &fs::FsSpec,
     &crypto::CryptoSpec,
     &upstream::UpstreamSpec,
+    &metrics::MetricsSpec,
 ];
 
 /// The spec of the capability called `name`.

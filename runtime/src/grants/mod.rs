@@ -62,6 +62,15 @@ impl Capability {
         Capability(name)
     }
 
+    /// Its cell in [`CapabilityCounts`].
+    #[inline]
+    pub fn index(self) -> usize {
+        COUNTED
+            .iter()
+            .position(|n| *n == self.0)
+            .unwrap_or(COUNTED.len())
+    }
+
     /// The capability's name as written in manifests.
     pub const fn name(self) -> &'static str {
         self.0
@@ -102,6 +111,36 @@ pub type GrantValue = Arc<dyn Any + Send + Sync>;
 #[derive(Clone, Default)]
 pub struct Grants {
     granted: BTreeMap<String, GrantValue>,
+    /// Calls and denials by capability, shared by every copy of these
+    /// grants (every instance of the guest).
+    pub counts: Arc<CapabilityCounts>,
+}
+
+/// The capability names counted apart, in [`Capability::index`] order;
+/// any other capability is counted under `other` (the last cell).
+pub const COUNTED: [&str; 11] = [
+    "log", "http", "state", "events", "services", "pool", "sql", "fs", "crypto", "upstream",
+    "metrics",
+];
+
+/// Cells of [`CapabilityCounts`]: [`COUNTED`] and `other`.
+pub const COUNT_CELLS: usize = COUNTED.len() + 1;
+
+/// A guest's host calls and denials by capability: one atomic add where
+/// the host checks the grant.
+#[derive(Debug, Default)]
+pub struct CapabilityCounts {
+    /// Calls the grant allowed.
+    pub calls: crate::metrics::Cells<COUNT_CELLS>,
+    /// Calls refused.
+    pub denials: crate::metrics::Cells<COUNT_CELLS>,
+}
+
+impl CapabilityCounts {
+    /// The label of cell `i`.
+    pub fn label(i: usize) -> &'static str {
+        COUNTED.get(i).copied().unwrap_or("other")
+    }
 }
 
 impl fmt::Debug for Grants {

@@ -12,6 +12,7 @@
 //! own `Histogram` takes a mutex on every observation, so the histograms are
 //! kept here and only encoded through prometheus-client.
 
+pub mod plugin;
 mod process;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -46,10 +46,11 @@ const CORE_PLUGINS: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/core_
 /// The core plugins compiled into this binary (`@buntime/plugin-database`,
 /// `@buntime/plugin-keyval`, `@buntime/plugin-vhosts`,
 /// `@buntime/plugin-gateway`, `@buntime/plugin-deployments`,
-/// `@buntime/plugin-authn`, `@buntime/plugin-authz`, `@buntime/plugin-proxy`). They load unless the
-/// configuration turns them off (the manifests of all but database and keyval
-/// do, until `buntime.jsonc` lists them); a plugin dir holding a plugin of the
-/// same name overrides one.
+/// `@buntime/plugin-authn`, `@buntime/plugin-authz`, `@buntime/plugin-proxy`,
+/// `@buntime/plugin-metrics`). They load unless the configuration turns them
+/// off (the manifests of all but database, keyval and metrics do, until
+/// `buntime.jsonc` lists them); a plugin dir holding a plugin of the same
+/// name overrides one.
 pub fn embedded() -> Vec<EmbeddedPlugin> {
     CORE_PLUGINS
         .iter()

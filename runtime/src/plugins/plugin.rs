@@ -206,6 +206,7 @@ impl Plugin {
                 name: m.name.clone(),
                 dependencies,
                 host: host.clone(),
+                metrics: host.plugin_metrics.of(&m.name),
             }));
         for (k, v) in &config {
             let text = match v {

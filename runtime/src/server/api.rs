@@ -176,7 +176,7 @@ fn metrics_json(state: &AppState) -> Json<Value> {
     }))
 }
 
-fn engine_metrics(stats: &crate::wasm::EngineStats) -> Value {
+pub(super) fn engine_metrics(stats: &crate::wasm::EngineStats) -> Value {
     json!({
         "compiled": stats.compiled.get(),
         "cacheHits": stats.cache_hits.get(),

@@ -99,7 +99,8 @@ impl Collector for Figures {
         self.http(&mut e)?;
         self.pools(&mut e)?;
         self.plugins(&mut e)?;
-        self.engine(&mut e)
+        self.engine(&mut e)?;
+        self.registered(&mut e)
     }
 }
 
@@ -363,6 +364,34 @@ impl Figures {
         for p in &chain.plugins {
             counter(&mut m, &[("plugin", &p.manifest.name)], p.stats.busy.get())?;
         }
+        type Counts = fn(&crate::grants::CapabilityCounts) -> [u64; crate::grants::COUNT_CELLS];
+        let per_capability: [(&str, &str, Counts); 2] = [
+            (
+                "capability_calls",
+                "Host calls a plugin's grants allowed, by plugin and capability.",
+                |c| c.calls.get(),
+            ),
+            (
+                "capability_denials_by_plugin",
+                "Host calls refused for lack of a grant, by plugin and capability.",
+                |c| c.denials.get(),
+            ),
+        ];
+        for (name, help, get) in per_capability {
+            let mut m = family(e, name, help, MetricType::Counter)?;
+            for p in &chain.plugins {
+                for (i, n) in get(&p.grants.counts).into_iter().enumerate() {
+                    if n > 0 {
+                        let capability = crate::grants::CapabilityCounts::label(i);
+                        counter(
+                            &mut m,
+                            &[("plugin", &p.manifest.name), ("capability", capability)],
+                            n,
+                        )?;
+                    }
+                }
+            }
+        }
         Ok(())
     }
 
@@ -441,6 +470,28 @@ impl Figures {
         for (capability, n) in stats.denials_by_capability() {
             counter(&mut m, &[("capability", capability)], n)?;
         }
+        let mut m = family(
+            e,
+            "engine_compile_duration_seconds",
+            "Time to compile a module from WASM bytes.",
+            MetricType::Histogram,
+        )?;
+        let compile = stats.compile_time.snapshot();
+        m.encode_histogram::<NoLabelSet>(compile.sum, compile.count, &compile.buckets, None)?;
+        if let Some(sql) = &self.0.plugins.services().sql {
+            let mut m = family(
+                e,
+                "sql_statement_duration_seconds",
+                "Durations of sql capability statements (query, execute, batch), from the call to the answer.",
+                MetricType::Histogram,
+            )?;
+            for (function, h) in crate::capabilities::STATEMENT_FUNCTIONS
+                .iter()
+                .zip(&sql.durations)
+            {
+                histogram(&mut m, &[("function", function)], &h.snapshot())?;
+            }
+        }
         let m = family(
             e,
             "uptime_seconds",
@@ -448,5 +499,68 @@ impl Figures {
             MetricType::Gauge,
         )?;
         ConstGauge::new(self.0.started.elapsed().as_secs() as i64).encode(m)
+    }
+
+    /// The metrics plugins registered (`metrics` capability), as
+    /// `plugin_<short>_<name>` with a `plugin` label. Two plugins whose
+    /// short names meet share a family if the kinds agree; a family of
+    /// another kind under a name already written is left out (its help and
+    /// type would contradict the first).
+    fn registered(&self, e: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        use std::collections::BTreeMap;
+
+        use crate::metrics::plugin::{Family, Kind, PluginMetrics, Series, short_name};
+        type Members = Vec<(String, std::sync::Arc<PluginMetrics>, Family)>;
+        let mut by_name: BTreeMap<String, Members> = BTreeMap::new();
+        for (plugin, metrics) in self.0.plugins.services().plugin_metrics.all() {
+            for f in metrics.families() {
+                let name = format!("plugin_{}_{}", short_name(&plugin), f.def.name);
+                // The host's own plugin families keep their names.
+                if name.starts_with("plugin_hook_") {
+                    continue;
+                }
+                by_name
+                    .entry(name)
+                    .or_default()
+                    .push((plugin.clone(), metrics.clone(), f));
+            }
+        }
+        for (name, members) in &by_name {
+            let Some((_, _, first)) = members.first() else {
+                continue;
+            };
+            let kind = first.def.kind;
+            let metric_type = match kind {
+                Kind::Counter => MetricType::Counter,
+                Kind::Gauge => MetricType::Gauge,
+                Kind::Histogram => MetricType::Histogram,
+            };
+            let name = match kind {
+                Kind::Histogram if !name.ends_with("_seconds") => format!("{name}_seconds"),
+                _ => name.clone(),
+            };
+            let help = match first.def.help.as_str() {
+                "" => "Registered by a plugin.",
+                h => h,
+            };
+            let mut m = family(e, &name, help, metric_type)?;
+            for (plugin, metrics, f) in members.iter().filter(|m| m.2.def.kind == kind) {
+                for i in 0..f.len {
+                    let mut labels = vec![("plugin", plugin.as_str())];
+                    labels.extend(f.labels_of(i));
+                    match metrics.series(f.first + i) {
+                        Some(Series::Counter(c)) => counter(&mut m, &labels, c.get())?,
+                        Some(Series::Gauge(g)) => gauge(
+                            &mut m,
+                            &labels,
+                            g.load(std::sync::atomic::Ordering::Relaxed),
+                        )?,
+                        Some(Series::Histogram(h)) => histogram(&mut m, &labels, &h.snapshot())?,
+                        None => {}
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }

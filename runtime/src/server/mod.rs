@@ -21,6 +21,7 @@ mod guard;
 pub(crate) mod guest_http;
 mod keys_api;
 mod listener;
+mod metrics_view;
 pub(crate) mod pipeline;
 mod plugin_routes;
 mod plugin_stream;
@@ -152,21 +153,25 @@ impl AppState {
             engine: engine.clone(),
             ceiling: runtime_file.apps.clone(),
         }));
-        let host = PluginHost::new(engine, services, plugins);
+        let host = PluginHost::new(engine, services.clone(), plugins);
         host.start().await?;
+        let shared = Arc::new(Shared {
+            catalog,
+            pools,
+            started: Instant::now(),
+            shutting_down: Arc::default(),
+            app_settings: Arc::new(AppSettingsCache::with_ceiling(runtime_file.apps)),
+            plugins: host,
+            static_cache: Arc::default(),
+            dropped_headers: Default::default(),
+            access,
+            http: Default::default(),
+        });
+        services.set_metrics_view(Arc::new(metrics_view::ServerMetrics(Arc::downgrade(
+            &shared,
+        ))));
         Ok(Self {
-            shared: Arc::new(Shared {
-                catalog,
-                pools,
-                started: Instant::now(),
-                shutting_down: Arc::default(),
-                app_settings: Arc::new(AppSettingsCache::with_ceiling(runtime_file.apps)),
-                plugins: host,
-                static_cache: Arc::default(),
-                dropped_headers: Default::default(),
-                access,
-                http: Default::default(),
-            }),
+            shared,
             error_detail: ErrorDetail::default(),
             telemetry: Default::default(),
         })

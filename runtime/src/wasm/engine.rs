@@ -302,6 +302,7 @@ impl Engine {
                 // its error says precisely what is wrong with them, and a
                 // valid module it accepts still runs (its memory accessors
                 // stay host calls, over an arena in host memory).
+                let started = std::time::Instant::now();
                 let rewritten = super::rewrite::rewrite_module(&binary);
                 if let Err(e) = &rewritten {
                     tracing::debug!(guest = %name, error = %e, "module not rewritten");
@@ -313,6 +314,7 @@ impl Engine {
                         cause: e.into(),
                     })?;
                 stats.compiled.add(1);
+                stats.compile_time.observe(started.elapsed());
                 if let Some(cache) = &self.inner.cache
                     && rewritten.is_ok()
                 {

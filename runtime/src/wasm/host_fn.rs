@@ -224,8 +224,10 @@ impl HostFunction {
             return Ok(());
         };
         if state.grants().allows(cap) {
+            state.grants().counts.calls.add(cap.index(), 1);
             return Ok(());
         }
+        state.grants().counts.denials.add(cap.index(), 1);
         let denial = Denial {
             capability: cap,
             function: format!("{USER_NAMESPACE}::{}", self.name),

@@ -129,6 +129,7 @@ impl HostState {
     /// Counts a refused host call against `capability` (the caller logs it).
     pub fn record_denial(&self, capability: Capability) {
         self.shared.stats.record_denial(capability.name());
+        self.grants.counts.denials.add(capability.index(), 1);
         tracing::warn!(guest = %self.guest_name, capability = capability.name(), "capability denied");
     }
 
@@ -136,9 +137,11 @@ impl HostState {
     /// blocking pool), as [`HostState::record_denial`] does.
     pub(crate) fn denial_counter(&self, capability: Capability) -> impl Fn() + Send + 'static {
         let shared = self.shared.clone();
+        let counts = self.grants.counts.clone();
         let guest = self.guest_name.clone();
         move || {
             shared.stats.record_denial(capability.name());
+            counts.denials.add(capability.index(), 1);
             tracing::warn!(guest = %guest, capability = capability.name(), "capability denied");
         }
     }

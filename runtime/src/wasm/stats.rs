@@ -35,6 +35,9 @@ pub struct EngineStats {
     /// Guest log lines dropped by the per-instance rate limit.
     pub guest_log_dropped: Counter,
     denials_by_capability: Mutex<BTreeMap<&'static str, u64>>,
+    /// Time to compile a module from WASM bytes (the load-time rewrite and
+    /// the code generation).
+    pub compile_time: crate::metrics::Histogram,
 }
 
 impl EngineStats {

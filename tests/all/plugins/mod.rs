@@ -18,6 +18,7 @@ mod keyval_compat;
 mod keyval_streams;
 mod loading;
 mod logs;
+mod metrics;
 mod proxy;
 mod reload;
 mod vhosts;

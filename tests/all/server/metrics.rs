@@ -97,6 +97,7 @@ async fn the_prometheus_exposition_passes_promtool_and_counts_by_label() {
         "buntime_pool_instantiations_total{app=\"echo\"",
         "buntime_pool_evictions_total ",
         "buntime_engine_modules_compiled_total ",
+        "buntime_engine_compile_duration_seconds_count ",
     ] {
         assert!(!samples(&text, family).is_empty(), "no {family} in\n{text}");
     }
@@ -145,7 +146,7 @@ async fn the_prometheus_exposition_passes_promtool_and_counts_by_label() {
 }
 
 /// Runs `promtool check metrics` over `text`; fails with its findings.
-fn promtool_check(text: &str) {
+pub(crate) fn promtool_check(text: &str) {
     use std::io::Write as _;
     let mut child = Command::new("promtool")
         .args(["check", "metrics"])

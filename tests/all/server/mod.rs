@@ -2,7 +2,7 @@
 
 mod apps;
 mod lifecycle;
-mod metrics;
+pub(crate) mod metrics;
 mod routing;
 mod static_files;
 mod traces;

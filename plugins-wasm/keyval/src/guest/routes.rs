@@ -33,8 +33,11 @@ pub fn handle(req: &Request) -> Response {
     let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
     let (op, result) = route(req, &seg, &segments);
     if let Some(op) = op {
-        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        metrics::record(op, micros, result.as_ref().is_err_and(|f| f.0 >= 500));
+        metrics::record(
+            op,
+            started.elapsed(),
+            result.as_ref().is_err_and(|f| f.0 >= 500),
+        );
     }
     result.unwrap_or_else(|f| f.response())
 }
@@ -70,12 +73,6 @@ fn route(req: &Request, seg: &[&str], raw: &[String]) -> (Option<&'static str>, 
             (None, dlq_one(req, id, queue::dlq_requeue))
         }
         ("GET", ["api", "metrics"]) => (None, metrics_json(req)),
-        ("GET", ["api", "metrics", "prometheus"]) => (
-            None,
-            Ok(Response::new(200)
-                .header("content-type", "text/plain; version=0.0.4")
-                .body(metrics::prometheus())),
-        ),
         ("GET", ["api", "watch"]) => (None, watch_routes::keys(req)),
         ("GET", ["api", "watch", "poll"]) => (None, watch_routes::keys_poll(req)),
         ("GET", ["api", "watch", "prefix"]) => (None, watch_routes::prefix(req)),

@@ -45,7 +45,13 @@ pub struct SqlDatabases {
     pub(super) max_tenants: usize,
     pub(super) idle: Mutex<HashMap<String, Vec<rusqlite::Connection>>>,
     writers: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Durations of `sql_query`, `sql_execute` and `sql_batch` calls
+    /// ([`STATEMENT_FUNCTIONS`] order), from the call to the answer.
+    pub durations: [crate::metrics::Histogram; 3],
 }
+
+/// The functions whose durations [`SqlDatabases::durations`] keeps.
+pub const STATEMENT_FUNCTIONS: [&str; 3] = ["query", "execute", "batch"];
 
 /// One database's writer lock. Every writer is in this process, so writes
 /// queue here (a futex hand-off) rather than in SQLite's busy handler, which
@@ -87,6 +93,7 @@ impl SqlDatabases {
             max_tenants,
             idle: Mutex::default(),
             writers: Mutex::default(),
+            durations: Default::default(),
         })
     }
 

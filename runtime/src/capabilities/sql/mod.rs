@@ -42,7 +42,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use databases::WriteLock;
-pub use databases::{DEFAULT_MAX_TENANTS, SqlDatabases};
+pub use databases::{DEFAULT_MAX_TENANTS, STATEMENT_FUNCTIONS, SqlDatabases};
 use jobs::INLINE_BUDGET;
 use jobs::{InlineAttempt, SqlJob, run_blocking};
 use statements::{batch, execute, query};
@@ -103,12 +103,12 @@ impl CapabilitySpec for SqlSpec {
 
     fn host_functions(&self) -> Vec<HostFunction> {
         vec![
-            function("sql_query", query_op),
-            function("sql_execute", execute_op),
-            function("sql_batch", batch_op),
-            function("sql_tenant_create", tenant_create_op),
-            function("sql_tenant_list", tenant_list_op),
-            function("sql_tenant_delete", tenant_delete_op),
+            function("sql_query", query_op, Some(0)),
+            function("sql_execute", execute_op, Some(1)),
+            function("sql_batch", batch_op, Some(2)),
+            function("sql_tenant_create", tenant_create_op, None),
+            function("sql_tenant_list", tenant_list_op, None),
+            function("sql_tenant_delete", tenant_delete_op, None),
             databases_function(),
         ]
     }
@@ -259,8 +259,9 @@ fn parse<T: for<'de> Deserialize<'de>>(input: &[u8]) -> Result<T, HostError> {
 }
 
 /// An `sql_*` host function: checks the grant for the named database, then
-/// runs `op` on the blocking pool.
-fn function(name: &'static str, op: SqlOp) -> HostFunction {
+/// runs `op` on the blocking pool; a statement function (`timed`: its cell
+/// in [`SqlDatabases::durations`]) is timed from the call to the answer.
+fn function(name: &'static str, op: SqlOp, timed: Option<usize>) -> HostFunction {
     HostFunction::new(
         name,
         Capability::SQL,
@@ -296,11 +297,15 @@ fn function(name: &'static str, op: SqlOp) -> HostFunction {
                     parent.sql(state.guest_name(), name, &db.db, text)
                 });
                 let dbs = cx.host.sql.clone().ok_or_else(no_context)?;
-                Ok((op(dbs, input)?, span))
+                Ok((op(dbs.clone(), input)?, dbs, span))
             })();
             Box::pin(async move {
-                let (job, span) = prepared?;
+                let (job, dbs, span) = prepared?;
+                let started = std::time::Instant::now();
                 let out = run_blocking(job).await;
+                if let Some(h) = timed.and_then(|i| dbs.durations.get(i)) {
+                    h.observe(started.elapsed());
+                }
                 if let Some(span) = span {
                     span.end(out.as_ref().err().map(|e| ("sql_error", e.to_string())));
                 }

@@ -50,42 +50,60 @@ async fn metrics_count_operations() {
         "{after}"
     );
 
-    let res = kv
+    // The same series in the host's exposition; the plugin's own text
+    // route is gone.
+    assert_eq!(kv.get("/metrics/prometheus").await.0, 404);
+    let text = kv
         .http
-        .get(kv.url("/metrics/prometheus"))
+        .get(kv.server.url("/_/metrics"))
+        .header("accept", "text/plain")
         .send()
         .await
-        .expect("prometheus");
-    assert_eq!(res.status(), 200);
-    let content_type = res.headers()["content-type"]
-        .to_str()
-        .expect("ct")
-        .to_owned();
-    assert!(content_type.starts_with("text/plain"), "{content_type}");
-    let text = res.text().await.expect("text");
+        .expect("exposition")
+        .text()
+        .await
+        .expect("text");
+    let series = |name: &str, op: &str| {
+        format!(
+            "buntime_plugin_keyval_{name}{{plugin=\"@buntime/plugin-keyval\",operation=\"{op}\"}}"
+        )
+    };
     assert!(
-        text.contains("# TYPE keyval_operations_total counter"),
+        text.contains("# TYPE buntime_plugin_keyval_operations_total counter"),
         "{text}"
     );
     assert!(
-        text.contains("keyval_operations_total{operation=\"get\"} 3\n"),
+        text.contains(&format!("{} 3\n", series("operations_total", "get"))),
         "{text}"
     );
     assert!(
-        text.contains("keyval_operations_total{operation=\"set\"} 2\n"),
+        text.contains(&format!("{} 2\n", series("operations_total", "set"))),
         "{text}"
     );
     assert!(
-        text.contains("keyval_errors_total{operation=\"get\"} 0\n"),
+        text.contains(&format!("{} 0\n", series("operation_errors_total", "get"))),
         "{text}"
     );
     assert!(
-        text.contains("keyval_latency_ms_avg{operation=\"get\"} "),
+        text.contains(&format!(
+            "{} 3\n",
+            series("operation_duration_seconds_count", "get")
+        )),
         "{text}"
     );
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let value = line.rsplit(' ').next().unwrap_or_default();
-        assert!(value.parse::<f64>().is_ok(), "not a sample: {line}");
+    // The host counts keyval's capability calls and times its statements.
+    for series in [
+        "buntime_capability_calls_total{plugin=\"@buntime/plugin-keyval\",capability=\"sql\"} ",
+        "buntime_capability_calls_total{plugin=\"@buntime/plugin-keyval\",capability=\"metrics\"} ",
+        "buntime_sql_statement_duration_seconds_count{function=\"query\"} ",
+        "buntime_sql_statement_duration_seconds_count{function=\"execute\"} ",
+    ] {
+        let n = text
+            .lines()
+            .find_map(|l| l.strip_prefix(series))
+            .and_then(|v| v.parse::<f64>().ok());
+        assert!(n.is_some_and(|n| n > 0.0), "{series}: {n:?}\n{text}");
     }
+    crate::server::metrics::promtool_check(&text);
     kv.server.stop().await;
 }
