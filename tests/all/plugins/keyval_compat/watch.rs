@@ -176,7 +176,7 @@ async fn indexes_and_search() {
 }
 
 #[tokio::test]
-async fn metrics_as_json_and_prometheus() {
+async fn metrics_as_json_and_in_the_host_exposition() {
     let kv = Client::new("w-metrics");
     kv.set("m/1", VALUE).await;
     kv.get("/keys/m/1").await.ok();
@@ -187,13 +187,24 @@ async fn metrics_as_json_and_prometheus() {
     assert_eq!(m["queue"]["total"], 0, "{m}");
     assert_eq!(m["storage"]["entries"], 1, "{m}");
     assert!(m["storage"]["sizeBytes"].as_u64() > Some(0), "{m}");
-    // `kv.metrics("prometheus")` reads text.
-    let text = kv.get("/metrics/prometheus").await;
-    assert_eq!(text.status, 200);
+    // `kv.metrics("prometheus")` has no route of its own: the same series
+    // are in the host's exposition (keyval.md §10), which a loopback client
+    // reads without a key.
+    assert_eq!(kv.get("/metrics/prometheus").await.status, 404);
+    let text = kv
+        .http
+        .get(format!("{}/_/metrics", super::base()))
+        .header("accept", "text/plain")
+        .send()
+        .await
+        .expect("exposition")
+        .text()
+        .await
+        .expect("text");
     assert!(
-        text.text
-            .contains("keyval_operations_total{operation=\"get\"}"),
-        "{}",
-        text.text
+        text.contains(
+            "buntime_plugin_keyval_operations_total{plugin=\"@buntime/plugin-keyval\",operation=\"get\"}"
+        ),
+        "{text}"
     );
 }
