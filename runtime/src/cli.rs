@@ -252,7 +252,13 @@ async fn serve() -> anyhow::Result<ExitCode> {
     .await
     .context("cannot start the plugins")?
     .with_error_detail(crate::server::ErrorDetail::for_environment(env.environment))
-    .with_telemetry(crate::telemetry::Telemetry::start(env.traces.as_ref())?);
+    .with_telemetry(crate::telemetry::Telemetry::start(env.traces.as_ref())?)
+    .with_cost_header(env.cost_header);
+    if env.cost_header {
+        tracing::warn!(
+            "RUNTIME_COST_HEADER is on: every response shows its plugins and their timings in Server-Timing; turn it off outside debugging"
+        );
+    }
     if !state.access.configured() {
         tracing::warn!(
             "no API key is configured: the core API and plugin routes answer only clients on this machine; to serve them over the network set RUNTIME_MASTER_KEY (e.g. `openssl rand -base64 32`), or create a key from this machine: curl -X POST localhost:{}/_/api/keys -H 'content-type: application/json' -d '{{\"name\":\"admin\",\"role\":\"admin\"}}'",

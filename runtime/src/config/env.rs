@@ -28,6 +28,7 @@
 //! | `RUNTIME_MASTER_KEY` (or `BUNTIME_MASTER_KEY`) | none | an API key that acts as admin (at least 16 characters) |
 //! | `RUNTIME_TRUSTED_PROXIES` | none | CIDRs of proxies whose `Forwarded` / `X-Forwarded-*` headers are believed |
 //! | `RUNTIME_METRICS_PUBLIC` | `false` | `true`: `/_/metrics` answers without a key |
+//! | `RUNTIME_COST_HEADER` | `false` | `true`: responses carry each guest call's time and memory in `Server-Timing` (debugging) |
 //! | `OTEL_*` | none | OpenTelemetry traces (`crate::telemetry::TraceConfig`) |
 
 use std::collections::HashMap;
@@ -101,6 +102,9 @@ pub struct RuntimeEnv {
     pub trusted_proxies: super::TrustedProxies,
     /// `RUNTIME_METRICS_PUBLIC`: `/_/metrics` without a key.
     pub metrics_public: bool,
+    /// `RUNTIME_COST_HEADER`: the per-request cost breakdown in
+    /// `Server-Timing`.
+    pub cost_header: bool,
     /// The `OTEL_*` tracing settings (`None`: no endpoint, tracing off).
     pub traces: Option<crate::telemetry::TraceConfig>,
 }
@@ -267,12 +271,14 @@ impl RuntimeEnv {
             super::TrustedProxies::parse(var("RUNTIME_TRUSTED_PROXIES").unwrap_or(""))
                 .map_err(|m| err("RUNTIME_TRUSTED_PROXIES", m))?;
         let metrics_public = flag("RUNTIME_METRICS_PUBLIC")?;
+        let cost_header = flag("RUNTIME_COST_HEADER")?;
         let traces = crate::telemetry::TraceConfig::from_map(vars)?;
         Ok(Self {
             traces,
             master_key,
             trusted_proxies,
             metrics_public,
+            cost_header,
             port,
             host,
             idle_timeout,
@@ -328,6 +334,7 @@ pub const VARIABLES: &[&str] = &[
     "BUNTIME_MASTER_KEY",
     "RUNTIME_TRUSTED_PROXIES",
     "RUNTIME_METRICS_PUBLIC",
+    "RUNTIME_COST_HEADER",
     // Tracing (`crate::telemetry::TRACE_VARIABLES`).
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",

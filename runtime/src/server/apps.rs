@@ -295,6 +295,7 @@ async fn serve_wasm(
     guest.limit_writes(&mut ext);
     client.attach(pool.module(), &parts.headers, &parts.uri, &mut ext);
     super::request_id::tag_logs(pool.module(), &parts.extensions, &mut ext);
+    super::cost::carry(&parts.extensions, &mut ext);
     let (result, ext) = match span {
         None => pool.call("handle", input, ext).await,
         Some(span) => {

@@ -15,6 +15,7 @@ mod apps;
 mod body;
 mod client;
 mod connection;
+mod cost;
 mod error;
 mod exposition;
 mod guard;
@@ -64,6 +65,9 @@ pub struct AppState {
     pub error_detail: ErrorDetail,
     /// OpenTelemetry traces (off unless an OTLP endpoint is configured).
     pub telemetry: crate::telemetry::Telemetry,
+    /// Whether responses carry the per-request cost breakdown
+    /// (`RUNTIME_COST_HEADER`; see `cost.rs`).
+    pub cost_header: bool,
 }
 
 impl std::ops::Deref for AppState {
@@ -174,6 +178,7 @@ impl AppState {
             shared,
             error_detail: ErrorDetail::default(),
             telemetry: Default::default(),
+            cost_header: false,
         })
     }
 
@@ -187,6 +192,14 @@ impl AppState {
     /// Traces requests with `telemetry` ([`crate::telemetry::Telemetry::start`]).
     pub fn with_telemetry(mut self, telemetry: crate::telemetry::Telemetry) -> Self {
         self.telemetry = telemetry;
+        self
+    }
+
+    /// Adds the per-request cost breakdown (`Server-Timing`: each guest
+    /// call's time and memory) to every response of the chain and the apps;
+    /// for debugging, as it shows clients the plugins and their timings.
+    pub fn with_cost_header(mut self, on: bool) -> Self {
+        self.cost_header = on;
         self
     }
 }

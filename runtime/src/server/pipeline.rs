@@ -48,6 +48,7 @@ use super::guest_http::{
 };
 use crate::plugins::{Chain, HookError, HookFailure, Plugin};
 use crate::telemetry::{CallSpan, SpanParent};
+use crate::wasm::CostMeter;
 use crate::wasm::abi::{RequestBody, ResponseBody};
 
 /// Headers that carry an identity established by an authentication plugin
@@ -110,6 +111,7 @@ pub(crate) async fn run(state: &AppState, mut req: Request, peer: Option<SocketA
     let dropped = &state.dropped_headers;
     let mut pending = Vec::new();
     let trace = state.telemetry.parent(req.extensions()).cloned();
+    let meter = super::cost::meter_of(req.extensions());
     let (entered, outcome) = on_request(
         state,
         &chain,
@@ -136,6 +138,7 @@ pub(crate) async fn run(state: &AppState, mut req: Request, peer: Option<SocketA
         &client,
         pending,
         trace.as_ref(),
+        meter.as_ref(),
     )
     .await
 }
@@ -326,6 +329,7 @@ async fn on_request(
             &mut ext,
         );
         super::request_id::tag_logs(plugin.instances.module(), req.extensions(), &mut ext);
+        super::cost::carry(req.extensions(), &mut ext);
         let (result, mut ext) = call_hook(plugin, "on_request", head, ext, span).await;
         let refused = Guest::refused(&mut ext);
         let decision = result.and_then(|out| {
@@ -407,6 +411,7 @@ async fn on_response(
     client: &RequestClientSource<'_>,
     mut pending: Vec<PendingHeaders>,
     trace: Option<&SpanParent>,
+    meter: Option<&CostMeter>,
 ) -> Response {
     let mut input: Option<Bytes> = None;
     for (i, plugin) in chain.plugins[..entered].iter().enumerate().rev() {
@@ -431,6 +436,9 @@ async fn on_response(
             .clone();
         let mut ext = http::Extensions::new();
         client.attach_resolved(plugin.instances.module(), &mut ext);
+        if let Some(meter) = meter {
+            ext.insert(meter.clone());
+        }
         let span = trace.map(|t| t.hook(plugin.name(), "on_response"));
         let result = call_hook(plugin, "on_response", view, ext, span)
             .await

@@ -144,13 +144,18 @@ where
             // One branch when tracing is off (`Telemetry::request` returns
             // at once); a request the sampler drops costs the decision.
             let traced = state.telemetry.request(&mut req, peer);
+            let meter = state.cost_header.then(|| {
+                let meter = crate::wasm::CostMeter::default();
+                req.extensions_mut().insert(meter.clone());
+                meter
+            });
             Box::pin(async move {
                 let _in_flight = in_flight;
                 let mut counted = Counted::enter(&state.http, method);
                 let chain = super::request_id::with_request_id(req, detail, |req| {
                     super::pipeline::run(&state, req, peer)
                 });
-                let response = match traced {
+                let mut response = match traced {
                     None => chain.await,
                     Some(span) => {
                         let response = chain.instrument(span.log_span()).await;
@@ -158,6 +163,11 @@ where
                         response
                     }
                 };
+                if let Some(value) = meter.and_then(|m| super::cost::server_timing(&m.take())) {
+                    response
+                        .headers_mut()
+                        .insert(super::cost::SERVER_TIMING, value);
+                }
                 counted.answered(response.status());
                 Ok(response)
             })

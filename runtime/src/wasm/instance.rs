@@ -189,8 +189,22 @@ impl GuestInstance {
         input: impl Into<Bytes>,
         extensions: http::Extensions,
     ) -> (Result<CallOutput, CallError>, http::Extensions) {
+        // Metering is asked for per call (see `cost.rs`): one lookup when not.
+        let meter = extensions
+            .get::<super::CostMeter>()
+            .cloned()
+            .map(|m| (m, Instant::now()));
         self.store.data_mut().extensions = extensions;
         let result = self.call_inner(name, input.into()).await;
+        if let Some((meter, started)) = meter {
+            let time = started.elapsed();
+            meter.record(super::GuestCost {
+                guest: self.store.data().guest_name.clone(),
+                export: name.to_owned(),
+                time,
+                memory: self.memory_bytes(),
+            });
+        }
         (
             result,
             std::mem::take(&mut self.store.data_mut().extensions),

@@ -1,6 +1,7 @@
 //! The server end to end: a real listener on loopback, real HTTP, apps on disk.
 
 mod apps;
+mod cost;
 mod lifecycle;
 pub(crate) mod metrics;
 mod routing;
