@@ -68,6 +68,57 @@ impl Counter {
     }
 }
 
+/// `N` monotonic cells sharded like [`Counter`], so that counting a request
+/// under one of a few label combinations costs one uncontended atomic add
+/// (the metrics' label cells, re-exported as `crate::metrics::Cells`).
+#[derive(Debug)]
+pub struct Cells<const N: usize> {
+    shards: [CellShard<N>; SHARDS],
+}
+
+/// One thread shard of [`Cells`], on cache lines of its own.
+#[derive(Debug)]
+#[repr(align(64))]
+struct CellShard<const N: usize>([AtomicU64; N]);
+
+impl<const N: usize> Default for Cells<N> {
+    fn default() -> Self {
+        Self {
+            shards: std::array::from_fn(|_| CellShard(std::array::from_fn(|_| AtomicU64::new(0)))),
+        }
+    }
+}
+
+impl<const N: usize> Cells<N> {
+    /// Adds `n` to cell `i` (ignored past the end); returns what this
+    /// thread's shard of the cell held before, enough to do something on
+    /// every k-th event of a thread (sampling).
+    #[inline]
+    pub fn add(&self, i: usize, n: u64) -> u64 {
+        match self.shards[shard()].0.get(i) {
+            Some(c) => c.fetch_add(n, Ordering::Relaxed),
+            None => 0,
+        }
+    }
+
+    /// This thread's shard of every cell, for several adds at once.
+    #[inline]
+    pub(crate) fn local(&self) -> &[AtomicU64; N] {
+        &self.shards[shard()].0
+    }
+
+    /// The totals of every cell over every thread.
+    pub fn get(&self) -> [u64; N] {
+        let mut out = [0u64; N];
+        for s in &self.shards {
+            for (o, c) in out.iter_mut().zip(&s.0) {
+                *o = o.wrapping_add(c.load(Ordering::Relaxed));
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,7 +29,7 @@
 //! | `RUNTIME_TRUSTED_PROXIES` | none | CIDRs of proxies whose `Forwarded` / `X-Forwarded-*` headers are believed |
 //! | `RUNTIME_METRICS_PUBLIC` | `false` | `true`: `/_/metrics` answers without a key |
 //! | `RUNTIME_COST_HEADER` | `false` | `true`: responses carry each guest call's time and memory in `Server-Timing` (debugging) |
-//! | `OTEL_*` | none | OpenTelemetry traces (`crate::telemetry::TraceConfig`) |
+//! | `OTEL_*` | none | OpenTelemetry traces (`super::TraceConfig`) |
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -106,7 +106,7 @@ pub struct RuntimeEnv {
     /// `Server-Timing`.
     pub cost_header: bool,
     /// The `OTEL_*` tracing settings (`None`: no endpoint, tracing off).
-    pub traces: Option<crate::telemetry::TraceConfig>,
+    pub traces: Option<super::TraceConfig>,
 }
 
 impl RuntimeEnv {
@@ -272,7 +272,7 @@ impl RuntimeEnv {
                 .map_err(|m| err("RUNTIME_TRUSTED_PROXIES", m))?;
         let metrics_public = flag("RUNTIME_METRICS_PUBLIC")?;
         let cost_header = flag("RUNTIME_COST_HEADER")?;
-        let traces = crate::telemetry::TraceConfig::from_map(vars)?;
+        let traces = super::TraceConfig::from_map(vars)?;
         Ok(Self {
             traces,
             master_key,
@@ -335,7 +335,7 @@ pub const VARIABLES: &[&str] = &[
     "RUNTIME_TRUSTED_PROXIES",
     "RUNTIME_METRICS_PUBLIC",
     "RUNTIME_COST_HEADER",
-    // Tracing (`crate::telemetry::TRACE_VARIABLES`).
+    // Tracing (`super::TRACE_VARIABLES`).
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
     "OTEL_SERVICE_NAME",

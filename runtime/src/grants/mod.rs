@@ -131,9 +131,9 @@ pub const COUNT_CELLS: usize = COUNTED.len() + 1;
 #[derive(Debug, Default)]
 pub struct CapabilityCounts {
     /// Calls the grant allowed.
-    pub calls: crate::metrics::Cells<COUNT_CELLS>,
+    pub calls: crate::counter::Cells<COUNT_CELLS>,
     /// Calls refused.
-    pub denials: crate::metrics::Cells<COUNT_CELLS>,
+    pub denials: crate::counter::Cells<COUNT_CELLS>,
 }
 
 impl CapabilityCounts {

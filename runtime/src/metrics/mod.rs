@@ -15,56 +15,13 @@
 pub mod plugin;
 mod process;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 pub(crate) use process::ProcessFigures;
 
-use crate::counter::{Counter, SHARDS, shard};
-
-/// `N` monotonic cells sharded like [`Counter`], so that counting a request
-/// under one of a few label combinations costs one uncontended atomic add.
-#[derive(Debug)]
-pub struct Cells<const N: usize> {
-    shards: [CellShard<N>; SHARDS],
-}
-
-/// One thread shard of [`Cells`], on cache lines of its own.
-#[derive(Debug)]
-#[repr(align(64))]
-struct CellShard<const N: usize>([AtomicU64; N]);
-
-impl<const N: usize> Default for Cells<N> {
-    fn default() -> Self {
-        Self {
-            shards: std::array::from_fn(|_| CellShard(std::array::from_fn(|_| AtomicU64::new(0)))),
-        }
-    }
-}
-
-impl<const N: usize> Cells<N> {
-    /// Adds `n` to cell `i` (ignored past the end); returns what this
-    /// thread's shard of the cell held before, enough to do something on
-    /// every k-th event of a thread (sampling).
-    #[inline]
-    pub fn add(&self, i: usize, n: u64) -> u64 {
-        match self.shards[shard()].0.get(i) {
-            Some(c) => c.fetch_add(n, Ordering::Relaxed),
-            None => 0,
-        }
-    }
-
-    /// The totals of every cell over every thread.
-    pub fn get(&self) -> [u64; N] {
-        let mut out = [0u64; N];
-        for s in &self.shards {
-            for (o, c) in out.iter_mut().zip(&s.0) {
-                *o = o.wrapping_add(c.load(Ordering::Relaxed));
-            }
-        }
-        out
-    }
-}
+pub use crate::counter::Cells;
+use crate::counter::Counter;
 
 /// Upper bounds of the duration buckets, in seconds: half a millisecond to
 /// ten seconds, the span of a warm call to a guest at its deadline.
@@ -120,7 +77,7 @@ impl Histogram {
             .iter()
             .position(|&b| nanos <= b)
             .unwrap_or(BUCKET_NANOS.len());
-        let shard = &self.cells.shards[shard()].0;
+        let shard = self.cells.local();
         shard[bucket].fetch_add(1, Ordering::Relaxed);
         shard[HISTOGRAM_CELLS - 1].fetch_add(nanos, Ordering::Relaxed);
     }

@@ -24,7 +24,6 @@
 //! - `spans.rs`: the spans and their attributes.
 //! - `propagation.rs`: W3C `traceparent` / `tracestate` in and out.
 
-mod config;
 mod export;
 mod propagation;
 mod spans;
@@ -35,7 +34,7 @@ use std::time::Duration;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 
-pub use config::{SamplerChoice, TRACE_VARIABLES, TraceConfig};
+pub use crate::config::{SamplerChoice, TRACE_VARIABLES, TraceConfig};
 pub use export::TraceStartError;
 pub(crate) use spans::{CallSpan, SpanParent};
 

@@ -1,6 +1,6 @@
 //! The tracing settings: the standard `OTEL_*` variables, read from a map so
 //! a test (or an embedder) configures a server without touching the process
-//! environment.
+//! environment. `crate::telemetry` starts the span pipeline they describe.
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
@@ -22,7 +22,7 @@ use std::time::Duration;
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::trace::Sampler;
 
-use crate::config::ConfigError;
+use super::ConfigError;
 
 /// The variables this module reads (for the runtime's list of known ones).
 pub const TRACE_VARIABLES: &[&str] = &[
