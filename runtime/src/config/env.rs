@@ -335,7 +335,7 @@ pub const VARIABLES: &[&str] = &[
     "RUNTIME_TRUSTED_PROXIES",
     "RUNTIME_METRICS_PUBLIC",
     "RUNTIME_COST_HEADER",
-    // Tracing (`super::TRACE_VARIABLES`).
+    // Tracing (read by `super::TraceConfig`).
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
     "OTEL_SERVICE_NAME",

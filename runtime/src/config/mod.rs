@@ -24,7 +24,7 @@ pub use limits::{
 };
 pub use public_routes::PublicRoutes;
 pub use runtime_file::{PluginEntry, RUNTIME_CONFIG_FILE, RuntimeFile};
-pub use traces::{SamplerChoice, TRACE_VARIABLES, TraceConfig};
+pub use traces::{SamplerChoice, TraceConfig};
 pub use units::{duration_from_secs, parse_duration, parse_size};
 pub use worker::{
     DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_MAX_REQUESTS, DEFAULT_MAX_RESPONSE_BODY,

@@ -24,19 +24,6 @@ use opentelemetry_sdk::trace::Sampler;
 
 use super::ConfigError;
 
-/// The variables this module reads (for the runtime's list of known ones).
-pub const TRACE_VARIABLES: &[&str] = &[
-    "OTEL_EXPORTER_OTLP_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-    "OTEL_SERVICE_NAME",
-    "OTEL_RESOURCE_ATTRIBUTES",
-    "OTEL_TRACES_SAMPLER",
-    "OTEL_TRACES_SAMPLER_ARG",
-    "OTEL_BSP_SCHEDULE_DELAY",
-    "OTEL_EXPORTER_OTLP_TIMEOUT",
-    "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
-];
-
 /// Where and how spans are exported: set only when an endpoint is.
 #[derive(Debug, Clone)]
 pub struct TraceConfig {

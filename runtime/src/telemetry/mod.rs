@@ -34,7 +34,7 @@ use std::time::Duration;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 
-pub use crate::config::{SamplerChoice, TRACE_VARIABLES, TraceConfig};
+pub use crate::config::{SamplerChoice, TraceConfig};
 pub use export::TraceStartError;
 pub(crate) use spans::{CallSpan, SpanParent};
 

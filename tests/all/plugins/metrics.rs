@@ -154,15 +154,7 @@ async fn a_revoked_read_grant_is_named_in_the_refusal() {
     let message = body["message"].as_str().unwrap_or_default();
     assert!(message.contains(r#""metrics": {"read": true}"#), "{body}");
     // Counted against the plugin and the capability.
-    let text = crate::server::client()
-        .get(server.url("/_/metrics"))
-        .header("accept", "text/plain")
-        .send()
-        .await
-        .expect("exposition")
-        .text()
-        .await
-        .expect("text");
+    let text = crate::server::metrics::prometheus_text(&server.url("/_/metrics")).await;
     let series = r#"buntime_capability_denials_by_plugin_total{plugin="@buntime/plugin-metrics",capability="metrics"} "#;
     assert!(
         text.lines()

@@ -145,6 +145,20 @@ async fn the_prometheus_exposition_passes_promtool_and_counts_by_label() {
     server.stop().await;
 }
 
+/// The Prometheus text exposition at `metrics_url` (a `/_/metrics` URL,
+/// read as a loopback client without a key).
+pub(crate) async fn prometheus_text(metrics_url: &str) -> String {
+    super::client()
+        .get(metrics_url)
+        .header("accept", "text/plain")
+        .send()
+        .await
+        .expect("exposition")
+        .text()
+        .await
+        .expect("text")
+}
+
 /// Runs `promtool check metrics` over `text`; fails with its findings.
 pub(crate) fn promtool_check(text: &str) {
     use std::io::Write as _;

@@ -191,16 +191,8 @@ async fn metrics_as_json_and_in_the_host_exposition() {
     // are in the host's exposition (keyval.md §10), which a loopback client
     // reads without a key.
     assert_eq!(kv.get("/metrics/prometheus").await.status, 404);
-    let text = kv
-        .http
-        .get(format!("{}/_/metrics", super::base()))
-        .header("accept", "text/plain")
-        .send()
-        .await
-        .expect("exposition")
-        .text()
-        .await
-        .expect("text");
+    let text =
+        crate::server::metrics::prometheus_text(&format!("{}/_/metrics", super::base())).await;
     assert!(
         text.contains(
             "buntime_plugin_keyval_operations_total{plugin=\"@buntime/plugin-keyval\",operation=\"get\"}"

@@ -53,16 +53,7 @@ async fn metrics_count_operations() {
     // The same series in the host's exposition; the plugin's own text
     // route is gone.
     assert_eq!(kv.get("/metrics/prometheus").await.0, 404);
-    let text = kv
-        .http
-        .get(kv.server.url("/_/metrics"))
-        .header("accept", "text/plain")
-        .send()
-        .await
-        .expect("exposition")
-        .text()
-        .await
-        .expect("text");
+    let text = crate::server::metrics::prometheus_text(&kv.server.url("/_/metrics")).await;
     let series = |name: &str, op: &str| {
         format!(
             "buntime_plugin_keyval_{name}{{plugin=\"@buntime/plugin-keyval\",operation=\"{op}\"}}"
