@@ -20,6 +20,7 @@ mod error;
 mod exposition;
 mod guard;
 pub(crate) mod guest_http;
+mod hook_call;
 mod keys_api;
 mod listener;
 mod metrics_view;

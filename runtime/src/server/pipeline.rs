@@ -38,7 +38,6 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use buntime_pdk::hooks::{RequestChanges, RequestDecision, ResponseChanges};
 use bytes::Bytes;
-use tracing::Instrument as _;
 
 use super::AppState;
 use super::client::RequestClientSource;
@@ -46,8 +45,8 @@ use super::error::{ApiError, RequestId, bad_gateway, hook_error_response};
 use super::guest_http::{
     DroppedHeaders, Guest, HeadView, HeaderPairs, guest_status, is_framing, response_from_head,
 };
-use crate::plugins::{Chain, HookError, HookFailure, Plugin};
-use crate::telemetry::{CallSpan, SpanParent};
+use crate::plugins::{Chain, HookError, Plugin};
+use crate::telemetry::SpanParent;
 use crate::wasm::CostMeter;
 use crate::wasm::abi::{RequestBody, ResponseBody};
 
@@ -141,38 +140,6 @@ pub(crate) async fn run(state: &AppState, mut req: Request, peer: Option<SocketA
         meter.as_ref(),
     )
     .await
-}
-
-/// `plugin.call(hook, …)`, inside `span` when the request is traced: the
-/// call's extensions carry the span (for the host functions' spans) and its
-/// log lines name it.
-#[inline]
-pub(crate) async fn call_hook(
-    plugin: &Plugin,
-    hook: &'static str,
-    input: Bytes,
-    mut ext: http::Extensions,
-    span: Option<CallSpan>,
-) -> (Result<Bytes, HookError>, http::Extensions) {
-    let Some(span) = span else {
-        return plugin.call(hook, input, ext).await;
-    };
-    ext.insert(span.parent());
-    let (result, ext) = plugin
-        .call(hook, input, ext)
-        .instrument(span.log_span())
-        .await;
-    span.end(result.as_ref().err().map(|e| {
-        let kind = match e.failure {
-            HookFailure::Failed(_) => "failed",
-            HookFailure::Timeout(_) => "timeout",
-            HookFailure::Malformed(_) => "malformed",
-            HookFailure::Busy(_) => "busy",
-            HookFailure::Draining(_) => "draining",
-        };
-        (kind, e.to_string())
-    }));
-    (result, ext)
 }
 
 /// The response headers plugin `.0` asked for in `on_request`.
@@ -330,7 +297,8 @@ async fn on_request(
         );
         super::request_id::tag_logs(plugin.instances.module(), req.extensions(), &mut ext);
         super::cost::carry(req.extensions(), &mut ext);
-        let (result, mut ext) = call_hook(plugin, "on_request", head, ext, span).await;
+        let (result, mut ext) =
+            super::hook_call::call_hook(plugin, "on_request", head, ext, span).await;
         let refused = Guest::refused(&mut ext);
         let decision = result.and_then(|out| {
             if let Some(size) = refused {
@@ -440,7 +408,7 @@ async fn on_response(
             ext.insert(meter.clone());
         }
         let span = trace.map(|t| t.hook(plugin.name(), "on_response"));
-        let result = call_hook(plugin, "on_response", view, ext, span)
+        let result = super::hook_call::call_hook(plugin, "on_response", view, ext, span)
             .await
             .0
             .and_then(|out| {

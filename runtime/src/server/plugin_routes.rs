@@ -206,7 +206,7 @@ async fn call_handle(
     );
     super::request_id::tag_logs(plugin.instances.module(), &parts.extensions, &mut ext);
     super::cost::carry(&parts.extensions, &mut ext);
-    let (result, mut ext) = super::pipeline::call_hook(plugin, "handle", input, ext, span).await;
+    let (result, mut ext) = super::hook_call::call_hook(plugin, "handle", input, ext, span).await;
     drop(spooled);
     if let Some(size) = super::guest_http::Guest::refused(&mut ext) {
         return bad_gateway(&plugin.malformed("handle", guest.over_limit(size)));

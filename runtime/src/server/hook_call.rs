@@ -1,0 +1,41 @@
+//! One plugin hook call as the request path makes it: inside its span when
+//! the request is traced, with the span's outcome set from the hook's
+//! failure. Shared by the chain (`pipeline.rs`) and plugin routes.
+
+use bytes::Bytes;
+use tracing::Instrument as _;
+
+use crate::plugins::{HookError, HookFailure, Plugin};
+use crate::telemetry::CallSpan;
+
+/// `plugin.call(hook, …)`, inside `span` when the request is traced: the
+/// call's extensions carry the span (for the host functions' spans) and its
+/// log lines name it.
+#[inline]
+pub(crate) async fn call_hook(
+    plugin: &Plugin,
+    hook: &'static str,
+    input: Bytes,
+    mut ext: http::Extensions,
+    span: Option<CallSpan>,
+) -> (Result<Bytes, HookError>, http::Extensions) {
+    let Some(span) = span else {
+        return plugin.call(hook, input, ext).await;
+    };
+    ext.insert(span.parent());
+    let (result, ext) = plugin
+        .call(hook, input, ext)
+        .instrument(span.log_span())
+        .await;
+    span.end(result.as_ref().err().map(|e| {
+        let kind = match e.failure {
+            HookFailure::Failed(_) => "failed",
+            HookFailure::Timeout(_) => "timeout",
+            HookFailure::Malformed(_) => "malformed",
+            HookFailure::Busy(_) => "busy",
+            HookFailure::Draining(_) => "draining",
+        };
+        (kind, e.to_string())
+    }));
+    (result, ext)
+}
