@@ -19,6 +19,10 @@ const PDK_SOURCES: &[(&str, &str)] = &[
         include_str!("../../../pdk/src/plugin/fs.rs"),
     ),
     (
+        "plugin/metrics.rs",
+        include_str!("../../../pdk/src/plugin/metrics.rs"),
+    ),
+    (
         "plugin/sql.rs",
         include_str!("../../../pdk/src/plugin/sql.rs"),
     ),
