@@ -3,14 +3,13 @@
 //! failure. Shared by the chain (`pipeline.rs`) and plugin routes.
 
 use bytes::Bytes;
-use tracing::Instrument as _;
 
 use crate::plugins::{HookError, HookFailure, Plugin};
 use crate::telemetry::CallSpan;
 
 /// `plugin.call(hook, …)`, inside `span` when the request is traced: the
-/// call's extensions carry the span (for the host functions' spans) and its
-/// log lines name it.
+/// call's extensions carry the span, for the host functions' spans and for
+/// the guest's log lines, which name it.
 #[inline]
 pub(crate) async fn call_hook(
     plugin: &Plugin,
@@ -23,10 +22,7 @@ pub(crate) async fn call_hook(
         return plugin.call(hook, input, ext).await;
     };
     ext.insert(span.parent());
-    let (result, ext) = plugin
-        .call(hook, input, ext)
-        .instrument(span.log_span())
-        .await;
+    let (result, ext) = plugin.call(hook, input, ext).await;
     span.end(result.as_ref().err().map(|e| {
         let kind = match e.failure {
             HookFailure::Failed(_) => "failed",

@@ -1,18 +1,23 @@
 //! The span pipeline behind a [`super::TraceConfig`]: an OTLP exporter
 //! (HTTP, protobuf) over the hyper client and TLS roots the rest of the
-//! server already uses, a batch span processor running on the tokio runtime,
-//! the configured sampler and resource.
+//! server already uses, the batching processor of `batch.rs` running on the
+//! tokio runtime, the configured sampler and resource.
 
 use std::time::Duration;
 
 use hyper_util::client::legacy::connect::HttpConnector;
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::runtime::Tokio;
-use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
-use opentelemetry_sdk::trace::{BatchConfigBuilder, SdkTracerProvider};
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanExporter as _};
 
 use super::TraceConfig;
+use super::batch::{BatchSettings, BatchingProcessor};
+
+/// Spans per export and spans that may wait (the `OTEL_BSP_*` defaults).
+const BATCH_SIZE: usize = 512;
+const QUEUE_SIZE: usize = 2048;
+/// How long a span may wait in a partial batch by default.
+const SCHEDULE_DELAY: Duration = Duration::from_secs(5);
 
 /// Why tracing could not start.
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +43,7 @@ pub(super) fn provider(config: &TraceConfig) -> Result<SdkTracerProvider, TraceS
     if !matches!(uri.scheme_str(), Some("http" | "https")) {
         return Err(fail("the URL must start with http:// or https://".into()));
     }
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
+    let mut exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_protocol(Protocol::HttpBinary)
         .with_endpoint(config.endpoint.clone())
@@ -46,16 +51,20 @@ pub(super) fn provider(config: &TraceConfig) -> Result<SdkTracerProvider, TraceS
         .with_http_client(client(config.export_timeout))
         .build()
         .map_err(|e| fail(e.to_string()))?;
-    let mut batch = BatchConfigBuilder::default();
-    if let Some(delay) = config.schedule_delay {
-        batch = batch.with_scheduled_delay(delay);
-    }
-    let processor = BatchSpanProcessor::builder(exporter, Tokio)
-        .with_batch_config(batch.build())
-        .build();
     let resource = Resource::builder_empty()
         .with_attributes(config.resource_attributes())
         .build();
+    // The processor leaves the resource to the exporter, given it here.
+    exporter.set_resource(&resource);
+    let processor = BatchingProcessor::start(
+        exporter,
+        BatchSettings {
+            batch_size: BATCH_SIZE,
+            queue_size: QUEUE_SIZE,
+            delay: config.schedule_delay.unwrap_or(SCHEDULE_DELAY),
+            export_timeout: config.export_timeout,
+        },
+    );
     Ok(SdkTracerProvider::builder()
         .with_span_processor(processor)
         .with_sampler(config.sampler.sampler())

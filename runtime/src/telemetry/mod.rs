@@ -20,10 +20,12 @@
 //! it. No global tracer provider is installed.
 //!
 //! - `config.rs`: the `OTEL_*` variables.
-//! - `export.rs`: exporter, batch processor, sampler, resource.
+//! - `export.rs`: exporter, sampler, resource.
+//! - `batch.rs`: the span processor, batching where spans end.
 //! - `spans.rs`: the spans and their attributes.
 //! - `propagation.rs`: W3C `traceparent` / `tracestate` in and out.
 
+mod batch;
 mod export;
 mod propagation;
 mod spans;

@@ -5,9 +5,12 @@
 //! rides along as a [`SpanParent`] in the request's extensions. Each guest
 //! call under it is a [`CallSpan`] whose own [`SpanParent`] goes into the
 //! call's extensions, so the `http` and `sql` host functions start their
-//! client spans under the hook or app that called them. Each span also
-//! opens a `tracing` span carrying its ids, so log lines written meanwhile
-//! (the runtime's and the guests') name the trace and span.
+//! client spans under the hook or app that called them, and the guest's log
+//! lines name that span. The server span also opens a `tracing` span with
+//! the trace and span ids, so the runtime's log lines for the request name
+//! them. (A `tracing` span per call would name the call's span in the
+//! runtime's few lines written during a call too, but costs more than the
+//! call span itself on every sampled request.)
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -179,6 +182,11 @@ impl SpanParent {
         self.context.trace_id().to_string()
     }
 
+    /// The span id (16 lowercase hex digits when displayed).
+    pub(crate) fn span_id(&self) -> opentelemetry::trace::SpanId {
+        self.context.span_id()
+    }
+
     /// A child span of this one.
     fn child(
         &self,
@@ -279,12 +287,6 @@ impl CallSpan {
     /// Sets `traceparent` (and `tracestate`) in `headers` to this span.
     pub(crate) fn inject(&self, headers: &mut HeaderMap) {
         propagation::inject(&self.parent.context, headers);
-    }
-
-    /// A `tracing` span naming this span, for the log lines written during
-    /// the call.
-    pub(crate) fn log_span(&self) -> tracing::Span {
-        tracing::error_span!("span", span_id = %self.parent.context.span_id())
     }
 
     /// Adds an attribute.

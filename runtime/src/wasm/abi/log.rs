@@ -75,12 +75,26 @@ fn log(c: &mut Cx<'_>, level: Level, function: &str, h: i64) -> wasmtime::Result
             ""
         };
         if enabled {
+            // A traced call's span: the line names it (the request's
+            // `tracing` span adds the trace id).
+            let span_id = crate::telemetry::SpanParent::of(&state.extensions)
+                .map(|p| tracing::field::display(p.span_id()));
             match level {
-                Level::ERROR => tracing::error!(target: "buntime::guest", guest, "{text}{suffix}"),
-                Level::WARN => tracing::warn!(target: "buntime::guest", guest, "{text}{suffix}"),
-                Level::INFO => tracing::info!(target: "buntime::guest", guest, "{text}{suffix}"),
-                Level::DEBUG => tracing::debug!(target: "buntime::guest", guest, "{text}{suffix}"),
-                Level::TRACE => tracing::trace!(target: "buntime::guest", guest, "{text}{suffix}"),
+                Level::ERROR => {
+                    tracing::error!(target: "buntime::guest", guest, span_id, "{text}{suffix}")
+                }
+                Level::WARN => {
+                    tracing::warn!(target: "buntime::guest", guest, span_id, "{text}{suffix}")
+                }
+                Level::INFO => {
+                    tracing::info!(target: "buntime::guest", guest, span_id, "{text}{suffix}")
+                }
+                Level::DEBUG => {
+                    tracing::debug!(target: "buntime::guest", guest, span_id, "{text}{suffix}")
+                }
+                Level::TRACE => {
+                    tracing::trace!(target: "buntime::guest", guest, span_id, "{text}{suffix}")
+                }
             }
         }
         if fed {

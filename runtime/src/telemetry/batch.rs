@@ -1,0 +1,410 @@
+//! The span processor: ended spans are collected into batches where they
+//! end, and a batch reaches the export task only when it is full or when the
+//! schedule delay passes.
+//!
+//! Written here rather than using the SDK's batch processor because of what
+//! that one costs per span: it sends every ended span through a channel to
+//! its task, waking the task once per span — four times per request with one
+//! plugin, and each wake-up a scheduling round-trip, often to the other
+//! core. Here ending a span is a push under a mutex that is held for that
+//! push only; the export task wakes once per batch (`OTEL_BSP_*` semantics:
+//! `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` spans per batch, at most
+//! `OTEL_BSP_MAX_QUEUE_SIZE` spans waiting, one export at a time). When the
+//! exporter cannot keep up, whole batches are dropped and counted, and the
+//! request path never waits for it.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use opentelemetry::Context;
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter, SpanProcessor};
+use tokio::sync::{mpsc, oneshot};
+
+/// How spans are batched (`OTEL_BSP_*`).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct BatchSettings {
+    /// Spans per export.
+    pub(super) batch_size: usize,
+    /// Spans that may wait for export, the batch being filled included.
+    pub(super) queue_size: usize,
+    /// How long a span may wait in a partial batch.
+    pub(super) delay: Duration,
+    /// How long one export may take.
+    pub(super) export_timeout: Duration,
+}
+
+/// A [`SpanProcessor`] that batches where spans end (see the module doc).
+#[derive(Debug)]
+pub(super) struct BatchingProcessor {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    /// The batch being filled.
+    filling: Mutex<Vec<SpanData>>,
+    batch_size: usize,
+    /// Full batches and control messages to the export task; bounded, so a
+    /// stalled exporter costs dropped batches, not memory.
+    to_export: mpsc::Sender<Message>,
+    dropped: AtomicU64,
+    warned: AtomicBool,
+}
+
+#[derive(Debug)]
+enum Message {
+    Export(Vec<SpanData>),
+    /// Export what is waiting, then answer.
+    Flush(oneshot::Sender<OTelSdkResult>),
+    /// Export what is waiting, shut the exporter down, answer and stop.
+    Shutdown(oneshot::Sender<OTelSdkResult>),
+}
+
+impl BatchingProcessor {
+    /// Starts the export task on the current tokio runtime. The exporter
+    /// must already carry its resource (this processor ignores
+    /// [`SpanProcessor::set_resource`]).
+    pub(super) fn start<E>(exporter: E, settings: BatchSettings) -> Self
+    where
+        E: SpanExporter + 'static,
+    {
+        let batch_size = settings.batch_size.max(1);
+        // The queue counts spans; the channel holds whole batches beside the
+        // one being filled.
+        let batches = (settings.queue_size / batch_size).saturating_sub(1).max(1);
+        let (to_export, inbox) = mpsc::channel(batches);
+        let shared = Arc::new(Shared {
+            filling: Mutex::new(Vec::with_capacity(batch_size)),
+            batch_size,
+            to_export,
+            dropped: AtomicU64::new(0),
+            warned: AtomicBool::new(false),
+        });
+        tokio::spawn(export_task(exporter, inbox, shared.clone(), settings));
+        Self { shared }
+    }
+
+    /// Sends `message` and waits for its answer; `timeout` bounds the wait.
+    /// Blocks the calling thread: the SDK calls flush and shutdown
+    /// synchronously (the server does so from the blocking pool).
+    fn request(
+        &self,
+        message: impl FnOnce(oneshot::Sender<OTelSdkResult>) -> Message,
+        timeout: Duration,
+    ) -> OTelSdkResult {
+        let (reply, answer) = oneshot::channel();
+        self.shared
+            .to_export
+            .try_send(message(reply))
+            .or_else(|e| match e {
+                mpsc::error::TrySendError::Full(m) => {
+                    // Control messages wait for room; the timeout bounds it.
+                    send_blocking(&self.shared.to_export, m, timeout)
+                }
+                mpsc::error::TrySendError::Closed(_) => Err(OTelSdkError::AlreadyShutdown),
+            })?;
+        let deadline = std::time::Instant::now() + timeout;
+        let mut answer = answer;
+        loop {
+            match answer.try_recv() {
+                Ok(result) => return result,
+                Err(oneshot::error::TryRecvError::Closed) => {
+                    return Err(OTelSdkError::AlreadyShutdown);
+                }
+                Err(oneshot::error::TryRecvError::Empty) => {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(OTelSdkError::Timeout(timeout));
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+}
+
+/// Sends a control message into a full channel from a thread outside the
+/// runtime, retrying until `timeout`.
+fn send_blocking(
+    to: &mpsc::Sender<Message>,
+    mut message: Message,
+    timeout: Duration,
+) -> OTelSdkResult {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match to.try_send(message) {
+            Ok(()) => return Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(OTelSdkError::AlreadyShutdown),
+            Err(mpsc::error::TrySendError::Full(m)) => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(OTelSdkError::Timeout(timeout));
+                }
+                message = m;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// Takes the batch being filled.
+    fn take(&self) -> Vec<SpanData> {
+        let mut filling = self.filling.lock().unwrap_or_else(PoisonError::into_inner);
+        std::mem::replace(&mut *filling, Vec::with_capacity(self.batch_size))
+    }
+
+    /// Counts `n` spans dropped, warning once.
+    fn drop_spans(&self, n: usize) {
+        self.dropped.fetch_add(n as u64, Ordering::Relaxed);
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "the trace exporter is not keeping up: dropping spans (raise OTEL_BSP_MAX_QUEUE_SIZE, or sample fewer requests with OTEL_TRACES_SAMPLER_ARG)"
+            );
+        }
+    }
+}
+
+impl SpanProcessor for BatchingProcessor {
+    fn on_start(&self, _span: &mut Span, _cx: &Context) {}
+
+    fn on_end(&self, span: SpanData) {
+        if !span.span_context.is_sampled() {
+            return;
+        }
+        let full = {
+            let mut filling = self
+                .shared
+                .filling
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            filling.push(span);
+            if filling.len() < self.shared.batch_size {
+                return;
+            }
+            std::mem::replace(&mut *filling, Vec::with_capacity(self.shared.batch_size))
+        };
+        match self.shared.to_export.try_send(Message::Export(full)) {
+            Ok(()) => {}
+            Err(
+                mpsc::error::TrySendError::Full(Message::Export(batch))
+                | mpsc::error::TrySendError::Closed(Message::Export(batch)),
+            ) => self.shared.drop_spans(batch.len()),
+            Err(_) => {}
+        }
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.request(Message::Flush, Duration::from_secs(5))
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        let result = self.request(Message::Shutdown, timeout);
+        let dropped = self.shared.dropped.load(Ordering::Relaxed);
+        if dropped > 0 {
+            tracing::warn!(dropped, "spans dropped because the exporter fell behind");
+        }
+        result
+    }
+}
+
+/// Exports batches one at a time; flushes the partial batch every
+/// `settings.delay`.
+async fn export_task<E: SpanExporter>(
+    exporter: E,
+    mut inbox: mpsc::Receiver<Message>,
+    shared: Arc<Shared>,
+    settings: BatchSettings,
+) {
+    let mut tick = tokio::time::interval(settings.delay);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is immediate
+    loop {
+        let message = tokio::select! {
+            message = inbox.recv() => message,
+            _ = tick.tick() => {
+                let batch = shared.take();
+                if !batch.is_empty() {
+                    let _ = export(&exporter, batch, settings.export_timeout).await;
+                }
+                continue;
+            }
+        };
+        match message {
+            Some(Message::Export(batch)) => {
+                let _ = export(&exporter, batch, settings.export_timeout).await;
+            }
+            Some(Message::Flush(reply)) => {
+                let result = flush(&mut inbox, &exporter, &shared, settings).await;
+                let _ = reply.send(result);
+            }
+            Some(Message::Shutdown(reply)) => {
+                let mut result = flush(&mut inbox, &exporter, &shared, settings).await;
+                if let Err(e) = exporter.shutdown() {
+                    result = Err(e);
+                }
+                let _ = reply.send(result);
+                return;
+            }
+            None => return,
+        }
+    }
+}
+
+/// Exports the batches already queued and the one being filled.
+async fn flush<E: SpanExporter>(
+    inbox: &mut mpsc::Receiver<Message>,
+    exporter: &E,
+    shared: &Shared,
+    settings: BatchSettings,
+) -> OTelSdkResult {
+    let mut result = Ok(());
+    while let Ok(message) = inbox.try_recv() {
+        match message {
+            Message::Export(batch) => {
+                if let Err(e) = export(exporter, batch, settings.export_timeout).await {
+                    result = Err(e);
+                }
+            }
+            // Another flush or shutdown waiting: answer it the same.
+            Message::Flush(reply) | Message::Shutdown(reply) => {
+                let _ = reply.send(Ok(()));
+            }
+        }
+    }
+    let batch = shared.take();
+    if !batch.is_empty()
+        && let Err(e) = export(exporter, batch, settings.export_timeout).await
+    {
+        result = Err(e);
+    }
+    result
+}
+
+/// One export, given up after `timeout`.
+async fn export<E: SpanExporter>(
+    exporter: &E,
+    batch: Vec<SpanData>,
+    timeout: Duration,
+) -> OTelSdkResult {
+    let n = batch.len();
+    let result = match tokio::time::timeout(timeout, exporter.export(batch)).await {
+        Ok(result) => result,
+        Err(_) => Err(OTelSdkError::Timeout(timeout)),
+    };
+    if let Err(e) = &result {
+        tracing::debug!(spans = n, error = %e, "trace export failed");
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::trace::{Tracer as _, TracerProvider as _};
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+
+    fn settings(batch_size: usize, queue_size: usize) -> BatchSettings {
+        BatchSettings {
+            batch_size,
+            queue_size,
+            delay: Duration::from_secs(3600),
+            export_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Keeps what it is given.
+    #[derive(Debug, Clone, Default)]
+    struct Collect(Arc<Mutex<Vec<String>>>);
+
+    impl Collect {
+        fn names(&self) -> Vec<String> {
+            self.0.lock().expect("lock").clone()
+        }
+    }
+
+    impl SpanExporter for Collect {
+        async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+            let mut names = self.0.lock().expect("lock");
+            names.extend(batch.into_iter().map(|s| s.name.into_owned()));
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn full_batches_go_out_at_once_and_the_rest_at_flush() {
+        let exporter = Collect::default();
+        let processor = BatchingProcessor::start(exporter.clone(), settings(4, 64));
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(processor)
+            .build();
+        let tracer = provider.tracer("test");
+        for i in 0..10 {
+            tracer.in_span(format!("s{i}"), |_| {});
+        }
+        // Two full batches of four go out without a flush.
+        let mut exported = 0;
+        for _ in 0..1000 {
+            exported = exporter.names().len();
+            if exported == 8 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert_eq!(exported, 8, "the two full batches, not the partial one");
+        let flushing = provider.clone();
+        tokio::task::spawn_blocking(move || flushing.force_flush())
+            .await
+            .expect("join")
+            .expect("flush");
+        let expected: Vec<String> = (0..10).map(|i| format!("s{i}")).collect();
+        assert_eq!(exporter.names(), expected);
+        tokio::task::spawn_blocking(move || provider.shutdown())
+            .await
+            .expect("join")
+            .expect("shutdown");
+    }
+
+    /// An exporter that never finishes an export.
+    #[derive(Debug)]
+    struct Stuck;
+
+    impl SpanExporter for Stuck {
+        async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_stuck_exporter_costs_dropped_batches_not_memory_or_waiting() {
+        let processor = BatchingProcessor::start(
+            Stuck,
+            BatchSettings {
+                export_timeout: Duration::from_secs(3600),
+                ..settings(2, 6)
+            },
+        );
+        let shared = processor.shared.clone();
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(processor)
+            .build();
+        let tracer = provider.tracer("test");
+        // At most one batch in the (stuck) export and two in the channel;
+        // every later batch is dropped, and ending a span never waits.
+        for _ in 0..100 {
+            tracer.in_span("s", |_| {});
+        }
+        let dropped = shared.dropped.load(Ordering::Relaxed);
+        assert!(
+            (94..=96).contains(&dropped),
+            "dropped {dropped} of 100 spans"
+        );
+        // Shutdown gives up after its timeout instead of hanging.
+        let result = tokio::task::spawn_blocking(move || {
+            provider.shutdown_with_timeout(Duration::from_millis(50))
+        })
+        .await
+        .expect("join");
+        assert!(result.is_err(), "{result:?}");
+    }
+}
