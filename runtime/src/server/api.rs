@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::error::ErrorDetail;
+use super::error::{ErrorDetail, ErrorKind};
 
 /// `GET /_/api/health`.
 pub(crate) async fn health(State(state): State<AppState>) -> Json<Value> {
@@ -119,12 +119,10 @@ pub(crate) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -
     };
     match super::exposition::render(&state, format) {
         Ok(text) => ([(header::CONTENT_TYPE, format.content_type())], text).into_response(),
-        Err(_) => super::error::ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL",
-            "the metrics could not be encoded",
-        )
-        .into_response(),
+        Err(_) => {
+            super::error::ApiError::new(ErrorKind::Internal, "the metrics could not be encoded")
+                .into_response()
+        }
     }
 }
 

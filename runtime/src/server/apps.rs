@@ -6,14 +6,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::extract::Request;
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use tracing::Instrument as _;
 
 use super::AppState;
 use super::client::RequestClientSource;
-use super::error::{ApiError, RequestId};
+use super::error::{ApiError, ErrorKind, RequestId};
 use crate::config::{AppCeiling, ConfigError, WORKER_CONFIG_FILE, WorkerConfig};
 use crate::pool::PoolError;
 use crate::routing::{AppDir, AppVersion, LookupError, OpenError, split_app_path, valid_name};
@@ -123,38 +122,36 @@ pub(crate) async fn handle(
 ) -> Response {
     let path = req.uri().path();
     let Some((raw_name, raw_range, rest, prefix)) = split_app_path(path) else {
-        return ApiError::not_found("NOT_FOUND", "no app at `/`; try /_/api/apps for the list")
-            .into_response();
+        return ApiError::new(
+            ErrorKind::NotFound,
+            "no app at `/`; try /_/api/apps for the list",
+        )
+        .into_response();
     };
     let name = decode(raw_name);
     let range = raw_range.map(decode);
     if !valid_name(&name) {
-        return ApiError::not_found("NOT_FOUND", format!("`{path}` was not found")).into_response();
+        return ApiError::new(ErrorKind::NotFound, format!("`{path}` was not found"))
+            .into_response();
     }
     let app = match state.catalog.resolve(&name, range.as_deref()) {
         Ok(app) => app,
         Err(e @ LookupError::BadRange(_)) => {
-            return ApiError::new(StatusCode::BAD_REQUEST, "BAD_VERSION_RANGE", e.to_string())
-                .into_response();
+            return ApiError::new(ErrorKind::BadVersionRange, e.to_string()).into_response();
         }
         Err(e) => {
-            let code = match e {
-                LookupError::UnknownApp(_) => "APP_NOT_FOUND",
-                _ => "VERSION_NOT_FOUND",
+            let kind = match e {
+                LookupError::UnknownApp(_) => ErrorKind::AppNotFound,
+                _ => ErrorKind::VersionNotFound,
             };
-            return ApiError::not_found(code, e.to_string()).into_response();
+            return ApiError::new(kind, e.to_string()).into_response();
         }
     };
     let settings = match state.app_settings.get(&app) {
         Ok(settings) => settings,
         Err(e) => {
             tracing::error!(app = %app.key(), error = %e, "invalid worker config");
-            return ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "APP_CONFIG_INVALID",
-                e.to_string(),
-            )
-            .into_response();
+            return ApiError::new(ErrorKind::AppConfigInvalid, e.to_string()).into_response();
         }
     };
     // The mount point as the client wrote it, with the name decoded.
@@ -167,8 +164,7 @@ pub(crate) async fn handle(
     let config = &settings.config;
     let Some(kind) = &settings.kind else {
         return ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "APP_EMPTY",
+            ErrorKind::AppEmpty,
             format!(
                 "`{}` has no index.html and no .wasm module in {}",
                 app.key(),
@@ -215,10 +211,7 @@ fn decode(s: &str) -> Cow<'_, str> {
 }
 
 fn too_large(limit: u64) -> Response {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "PAYLOAD_TOO_LARGE",
-        format!("the request body exceeds this app's limit of {limit} bytes (`maxBodySize` in worker.jsonc)"),
+    ApiError::new(ErrorKind::PayloadTooLarge, format!("the request body exceeds this app's limit of {limit} bytes (`maxBodySize` in worker.jsonc)"),
     )
     .into_response()
 }
@@ -244,12 +237,7 @@ async fn serve_wasm(
         Ok(p) => p,
         Err(e) => {
             tracing::error!(app = key, error = %e, "cannot load app");
-            return ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "APP_LOAD_FAILED",
-                e.to_string(),
-            )
-            .into_response();
+            return ApiError::new(ErrorKind::AppLoadFailed, e.to_string()).into_response();
         }
     };
     let (mut parts, body) = req.into_parts();
@@ -280,8 +268,7 @@ async fn serve_wasm(
     let input = match head.to_json() {
         Ok(v) => v,
         Err(e) => {
-            return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string())
-                .into_response();
+            return ApiError::new(ErrorKind::Internal, e.to_string()).into_response();
         }
     };
     let guest = super::guest_http::Guest {
@@ -300,10 +287,7 @@ async fn serve_wasm(
         None => pool.call("handle", input, ext).await,
         Some(span) => {
             ext.insert(span.parent());
-            let (result, ext) = pool
-                .call("handle", input, ext)
-                .instrument(span.log_span())
-                .await;
+            let (result, ext) = pool.call("handle", input, ext).await;
             span.end(result.as_ref().err().map(|e| ("app_failed", e.to_string())));
             (result, ext)
         }
@@ -329,38 +313,30 @@ fn answer(
     }
     match result {
         Ok(out) => build_response(key, &out.output, ext.remove::<ResponseBody>(), guest),
-        Err(PoolError::Busy(_)) => ApiError {
-            retry_after: Some(1),
-            ..ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "APP_BUSY",
-                format!("`{key}` is at its concurrency limit and its queue is full; retry shortly"),
-            )
-            .public()
-        }
+        Err(PoolError::Busy(_)) => ApiError::new(
+            ErrorKind::AppBusy,
+            format!("`{key}` is at its concurrency limit and its queue is full; retry shortly"),
+        )
+        .public()
+        .retry_after(1)
         .into_response(),
-        Err(PoolError::Call(CallError::Preempted)) => ApiError {
-            retry_after: Some(1),
-            ..ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "APP_BUSY",
-                format!("`{key}` ran long while the server's other threads were busy; retry"),
-            )
-        }
+        // Host-written, like the other `APP_BUSY`: shown in production too.
+        Err(PoolError::Call(CallError::Preempted)) => ApiError::new(
+            ErrorKind::AppBusy,
+            format!("`{key}` ran long while the server's other threads were busy; retry"),
+        )
+        .public()
+        .retry_after(1)
         .into_response(),
         Err(PoolError::Call(CallError::Timeout(t))) => ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "APP_TIMEOUT",
+            ErrorKind::AppTimeout,
             format!("`{key}` did not answer within {t:?} (`timeout` in worker.jsonc)"),
         )
         .public()
         .into_response(),
-        Err(PoolError::Call(e)) => ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "APP_FAILED",
-            format!("`{key}` failed: {e}"),
-        )
-        .into_response(),
+        Err(PoolError::Call(e)) => {
+            ApiError::new(ErrorKind::AppFailed, format!("`{key}` failed: {e}")).into_response()
+        }
     }
 }
 
@@ -378,8 +354,7 @@ fn build_response(
 /// guest's own answer, so nothing internal.
 fn bad_response(key: &str, bad: &super::guest_http::BadResponse) -> Response {
     ApiError::new(
-        StatusCode::BAD_GATEWAY,
-        bad.app_code(),
+        bad.app_kind(),
         format!("`{key}` returned a response the server will not send: {bad}"),
     )
     .public()

@@ -2,12 +2,11 @@
 //! timeout, with one answer per way it can fail.
 
 use axum::body::Body;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 
-use super::ApiError;
+use super::{ApiError, ErrorKind};
 
 /// Why a request body could not be read.
 #[derive(Debug)]
@@ -26,16 +25,10 @@ impl BodyError {
     pub(crate) fn into_response(self, too_large: impl FnOnce() -> Response) -> Response {
         match self {
             BodyError::TooLarge => too_large(),
-            BodyError::TimedOut => ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "BODY_TIMEOUT",
-                "the request body stopped arriving for longer than the server waits (RUNTIME_BODY_TIMEOUT)",
+            BodyError::TimedOut => ApiError::new(ErrorKind::BodyTimeout, "the request body stopped arriving for longer than the server waits (RUNTIME_BODY_TIMEOUT)",
             )
             .into_response(),
-            BodyError::Failed(detail) => ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "BODY_UNREADABLE",
-                format!("the request body could not be read: {detail}"),
+            BodyError::Failed(detail) => ApiError::new(ErrorKind::BodyUnreadable, format!("the request body could not be read: {detail}"),
             )
             .into_response(),
         }

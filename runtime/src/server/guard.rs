@@ -18,7 +18,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::routes::Guard;
-use super::{ApiError, AppState, ClientAddr};
+use super::{ApiError, AppState, ClientAddr, ErrorKind};
 use crate::access::{Caller, ClientView, Needed, Permission, Refusal};
 
 /// The peer of a request served in process (tests, benchmarks): it has
@@ -121,28 +121,24 @@ pub(crate) fn authorize(
 /// A refusal as the client sees it.
 pub(crate) fn refused(refusal: Refusal) -> Response {
     let mut retry_after = None;
-    let (status, code, message) = match refusal {
+    let (kind, message) = match refusal {
         Refusal::KeyRequired { local_only: false } => (
-            StatusCode::UNAUTHORIZED,
-            "API_KEY_REQUIRED",
+            ErrorKind::ApiKeyRequired,
             "this route needs an API key: send it in `X-API-Key` or `Authorization: Bearer`"
                 .to_owned(),
         ),
         Refusal::KeyRequired { local_only: true } => (
-            StatusCode::UNAUTHORIZED,
-            "API_KEY_REQUIRED",
+            ErrorKind::ApiKeyRequired,
             "this route needs an API key; none is configured, so only clients on the server's own machine are served without one: set RUNTIME_MASTER_KEY, or create a key from that machine (POST /_/api/keys)"
                 .to_owned(),
         ),
-        Refusal::KeyInvalid(why) => (StatusCode::UNAUTHORIZED, "API_KEY_INVALID", why.to_owned()),
+        Refusal::KeyInvalid(why) => (ErrorKind::ApiKeyInvalid, why.to_owned()),
         Refusal::Forbidden { needed, caller } => (
-            StatusCode::FORBIDDEN,
-            "PERMISSION_DENIED",
+            ErrorKind::PermissionDenied,
             format!("{caller} lacks the permission `{needed}`"),
         ),
         Refusal::CrossSite => (
-            StatusCode::FORBIDDEN,
-            "CROSS_SITE_REQUEST",
+            ErrorKind::CrossSiteRequest,
             "a request from another site cannot change anything here; clients send an API key header (browsers send none across sites)"
                 .to_owned(),
         ),
@@ -150,19 +146,15 @@ pub(crate) fn refused(refusal: Refusal) -> Response {
             let seconds = wait.as_secs() + 1;
             retry_after = Some(seconds);
             (
-                StatusCode::TOO_MANY_REQUESTS,
-                "TOO_MANY_KEY_ATTEMPTS",
+                ErrorKind::TooManyKeyAttempts,
                 format!("too many invalid API keys came from this address; retry in {seconds} s"),
             )
         }
     };
-    let mut res = ApiError::new(status, code, message)
-        .public()
-        .into_response();
-    if let Some(seconds) = retry_after {
-        res.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-    }
+    let mut err = ApiError::new(kind, message).public();
+    err.retry_after = retry_after;
+    let status = kind.status();
+    let mut res = err.into_response();
     if status == StatusCode::UNAUTHORIZED {
         res.headers_mut().insert(
             header::WWW_AUTHENTICATE,

@@ -63,10 +63,10 @@ pub(crate) enum BadResponse {
 impl BadResponse {
     /// The error code a client sees when an app answered it (a plugin's is
     /// a failure of the plugin, `PLUGIN_FAILED`).
-    pub(crate) fn app_code(&self) -> &'static str {
+    pub(crate) fn app_kind(&self) -> super::error::ErrorKind {
         match self {
-            Self::TooLarge(_) => "RESPONSE_TOO_LARGE",
-            Self::Invalid(_) => "APP_BAD_RESPONSE",
+            Self::TooLarge(_) => super::error::ErrorKind::ResponseTooLarge,
+            Self::Invalid(_) => super::error::ErrorKind::AppBadResponse,
         }
     }
 }

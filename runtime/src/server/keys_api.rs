@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::{Value, json};
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, ErrorKind};
 use crate::access::{Caller, NewKey, Permission, Permissions, Role, now, parse_expires_in};
 
 /// `GET /_/api/keys`.
@@ -51,7 +51,7 @@ pub(crate) struct CreateBody {
 }
 
 fn bad_request(message: impl Into<String>) -> Response {
-    ApiError::new(StatusCode::BAD_REQUEST, "INVALID_KEY_REQUEST", message)
+    ApiError::new(ErrorKind::InvalidKeyRequest, message)
         .public()
         .into_response()
 }
@@ -100,8 +100,7 @@ pub(crate) async fn create(
     };
     if !caller.permissions().covers(&permissions) {
         return ApiError::new(
-            StatusCode::FORBIDDEN,
-            "PERMISSION_DENIED",
+            ErrorKind::PermissionDenied,
             format!(
                 "{} cannot create a key that may do more than itself",
                 caller.describe()
@@ -134,12 +133,7 @@ pub(crate) async fn create(
             )
                 .into_response()
         }
-        Err(e) => ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "KEY_STORE_FAILED",
-            e.to_string(),
-        )
-        .into_response(),
+        Err(e) => ApiError::new(ErrorKind::KeyStoreFailed, e.to_string()).into_response(),
     }
 }
 
@@ -150,8 +144,8 @@ pub(crate) async fn revoke(
     Path(id): Path<String>,
 ) -> Response {
     let not_found = || {
-        ApiError::not_found(
-            "KEY_NOT_FOUND",
+        ApiError::new(
+            ErrorKind::KeyNotFound,
             format!("no key `{id}`; GET /_/api/keys lists them"),
         )
         .into_response()
@@ -165,11 +159,6 @@ pub(crate) async fn revoke(
             Json(json!({ "success": true })).into_response()
         }
         Ok(false) => not_found(),
-        Err(e) => ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "KEY_STORE_FAILED",
-            e.to_string(),
-        )
-        .into_response(),
+        Err(e) => ApiError::new(ErrorKind::KeyStoreFailed, e.to_string()).into_response(),
     }
 }

@@ -44,7 +44,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 pub use apps::{AppKind, AppSettingsCache, detect_kind, load_settings};
-pub use error::{ApiError, ErrorDetail, RequestId};
+pub use error::{ApiError, ErrorDetail, ErrorKind, RequestId};
 pub use listener::ConnectionLimits;
 pub use pipeline::{IDENTITY_HEADERS, strip_identity};
 pub use service::{BuntimeService, ClientAddr};

@@ -34,14 +34,14 @@ use std::net::SocketAddr;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Uri};
 use axum::response::{IntoResponse, Response};
 use buntime_pdk::hooks::{RequestChanges, RequestDecision, ResponseChanges};
 use bytes::Bytes;
 
 use super::AppState;
 use super::client::RequestClientSource;
-use super::error::{ApiError, RequestId, bad_gateway, hook_error_response};
+use super::error::{ApiError, ErrorKind, RequestId, bad_gateway, hook_error_response};
 use super::guest_http::{
     DroppedHeaders, Guest, HeadView, HeaderPairs, guest_status, is_framing, response_from_head,
 };
@@ -238,10 +238,7 @@ async fn on_request(
                     }
                     Err(e) => {
                         let res = e.into_response(|| {
-                            ApiError::new(
-                                StatusCode::PAYLOAD_TOO_LARGE,
-                                "PAYLOAD_TOO_LARGE",
-                                format!(
+                            ApiError::new(ErrorKind::PayloadTooLarge, format!(
                                     "the request body exceeds the {cap}-byte limit of plugin `{}` (`requestBody` in its manifest)",
                                     plugin.name()
                                 ),
@@ -255,8 +252,7 @@ async fn on_request(
             if let Some(b) = &buffered {
                 if b.len() as u64 > cap {
                     let res = ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "PAYLOAD_TOO_LARGE",
+                        ErrorKind::PayloadTooLarge,
                         format!(
                             "the request body exceeds the {cap}-byte limit of plugin `{}`",
                             plugin.name()

@@ -26,7 +26,7 @@ use bytes::Bytes;
 
 use super::AppState;
 use super::client::RequestClientSource;
-use super::error::{ApiError, RequestId};
+use super::error::{ApiError, ErrorKind, RequestId};
 use super::error::{bad_gateway, hook_error_response};
 use super::guest_http::{HeadView, HeaderPairs, response_from_head};
 use crate::config::WorkerConfig;
@@ -55,8 +55,8 @@ pub(crate) async fn serve(
             .iter()
             .filter_map(|p| p.manifest.base.as_ref().map(|b| format!("/_/{b}")))
             .collect();
-        return ApiError::not_found(
-            "NOT_FOUND",
+        return ApiError::new(
+            ErrorKind::NotFound,
             format!(
                 "no plugin is mounted at `/_/{base}`; mounted: {}",
                 if bases.is_empty() {
@@ -123,8 +123,11 @@ async fn serve_ui(
             ));
             super::static_files::serve(cache, &root, "index.html", rest, mount, &config, req).await
         }
-        None => ApiError::not_found("NOT_FOUND", format!("`{mount}{rest}` was not found"))
-            .into_response(),
+        None => ApiError::new(
+            ErrorKind::NotFound,
+            format!("`{mount}{rest}` was not found"),
+        )
+        .into_response(),
     }
 }
 
@@ -249,10 +252,7 @@ async fn read_body(plugin: &Plugin, body: axum::body::Body) -> Result<Bytes, Res
     let limit = plugin.manifest.max_route_body_size;
     super::body::collect(body, limit).await.map_err(|e| {
         e.into_response(|| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "PAYLOAD_TOO_LARGE",
-                format!(
+            ApiError::new(ErrorKind::PayloadTooLarge, format!(
                     "this plugin's routes accept bodies up to {limit} bytes (its manifest's maxRouteBodySize)"
                 ),
             )

@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use buntime_pdk::ResponseHead;
@@ -27,7 +26,7 @@ use serde::Deserialize;
 use tokio::sync::broadcast;
 
 use super::error::bad_gateway;
-use super::error::{ApiError, ErrorDetail};
+use super::error::{ApiError, ErrorDetail, ErrorKind};
 use crate::capabilities::{
     Capability, Event, EventsGrant, StreamRefused, StreamTicket, TopicPattern,
 };
@@ -81,10 +80,7 @@ pub(super) fn event_stream(
                 pattern = p,
                 "capability `events` denied: streaming a topic outside the subscribe grant"
             );
-            return ApiError::new(
-                StatusCode::FORBIDDEN,
-                "CAPABILITY_DENIED",
-                format!(
+            return ApiError::new(ErrorKind::CapabilityDenied, format!(
                     "plugin `{}` may not stream `{p}`: grant it in the manifest (`capabilities`: {{\"events\": {{\"subscribe\": [\"{p}\"]}}}})",
                     plugin.name()
                 ),
@@ -99,12 +95,8 @@ pub(super) fn event_stream(
         .options()
         .guest_context::<crate::capabilities::GuestContext>()
     else {
-        return ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL",
-            "the plugin has no host context",
-        )
-        .into_response();
+        return ApiError::new(ErrorKind::Internal, "the plugin has no host context")
+            .into_response();
     };
     let ticket = match cx.host.events.open_stream(client) {
         Ok(t) => t,
@@ -154,12 +146,12 @@ pub(super) fn event_stream(
 /// The answer to a stream over a cap: 429 when this client has too many
 /// open, 503 when the server has.
 pub(super) fn stream_refused(e: &StreamRefused) -> Response {
-    let (status, code) = match e {
-        StreamRefused::Client(_) => (StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_STREAMS"),
-        StreamRefused::Server(_) => (StatusCode::SERVICE_UNAVAILABLE, "STREAMS_EXHAUSTED"),
+    let kind = match e {
+        StreamRefused::Client(_) => ErrorKind::TooManyStreams,
+        StreamRefused::Server(_) => ErrorKind::StreamsExhausted,
     };
     tracing::debug!(%e, "event stream refused");
-    ApiError::new(status, code, e.to_string()).into_response()
+    ApiError::new(kind, e.to_string()).into_response()
 }
 
 struct Poller {

@@ -13,12 +13,11 @@ use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::error::{ApiError, ErrorDetail};
+use super::error::{ApiError, ErrorDetail, ErrorKind};
 use crate::plugins::{Chain, PluginError};
 
 /// `GET /_/api/plugins`.
@@ -34,8 +33,8 @@ pub(crate) async fn reload(State(state): State<AppState>) -> Response {
 /// `POST /_/api/plugins/{*rest}` where rest is `<name>/reload|enable|disable`.
 pub(crate) async fn action(State(state): State<AppState>, Path(rest): Path<String>) -> Response {
     let Some((name, verb)) = rest.rsplit_once('/') else {
-        return ApiError::not_found(
-            "NOT_FOUND",
+        return ApiError::new(
+            ErrorKind::NotFound,
             "use /_/api/plugins/<name>/reload, /enable or /disable",
         )
         .into_response();
@@ -48,8 +47,8 @@ pub(crate) async fn action(State(state): State<AppState>, Path(rest): Path<Strin
         "enable" => state.plugins.set_enabled(&name, true).await,
         "disable" => state.plugins.set_enabled(&name, false).await,
         other => {
-            return ApiError::not_found(
-                "NOT_FOUND",
+            return ApiError::new(
+                ErrorKind::NotFound,
                 format!("unknown action `{other}`: use reload, enable or disable"),
             )
             .into_response();
@@ -62,17 +61,15 @@ fn respond(result: Result<std::sync::Arc<Chain>, PluginError>, detail: ErrorDeta
     match result {
         Ok(chain) => Json(describe(&chain, detail)).into_response(),
         Err(e) => {
-            let (status, code) = match &e {
-                PluginError::Unknown(_) => (StatusCode::NOT_FOUND, "PLUGIN_NOT_FOUND"),
-                PluginError::HasDependents { .. } => {
-                    (StatusCode::CONFLICT, "PLUGIN_HAS_DEPENDENTS")
-                }
-                PluginError::Config(_) => (StatusCode::UNPROCESSABLE_ENTITY, "CONFIG_INVALID"),
+            let kind = match &e {
+                PluginError::Unknown(_) => ErrorKind::PluginNotFound,
+                PluginError::HasDependents { .. } => ErrorKind::PluginHasDependents,
+                PluginError::Config(_) => ErrorKind::ConfigInvalid,
                 PluginError::Required { .. } | PluginError::LoadFailed { .. } => {
-                    (StatusCode::UNPROCESSABLE_ENTITY, "PLUGIN_LOAD_FAILED")
+                    ErrorKind::PluginLoadFailed
                 }
             };
-            let err = ApiError::new(status, code, e.to_string());
+            let err = ApiError::new(kind, e.to_string());
             // Config and load failures quote files and guest errors.
             match e {
                 PluginError::Unknown(_) | PluginError::HasDependents { .. } => err,

@@ -25,7 +25,7 @@ use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorKind};
 use super::static_cache::{CachedFile, StaticCache};
 use super::static_send::{self, Part, Sendable};
 use crate::config::WorkerConfig;
@@ -66,7 +66,7 @@ pub(crate) async fn serve(
         return hit.respond(if_none_match.as_deref());
     }
     let Some(relative) = safe_relative(rest) else {
-        return ApiError::not_found("NOT_FOUND", format!("`{rest}` is not a valid path"))
+        return ApiError::new(ErrorKind::NotFound, format!("`{rest}` is not a valid path"))
             .into_response();
     };
     let injects = config.inject_base || has_public_env(config);
@@ -86,14 +86,14 @@ pub(crate) async fn serve(
         Ok(Ok(r)) => r,
         Ok(Err(Refusal::Escapes(target))) => {
             tracing::debug!(app = app.key(), path = %target.display(), "refused a path that leaves the app directory");
-            return ApiError::not_found("NOT_FOUND", format!("`{rest}` was not found"))
+            return ApiError::new(ErrorKind::NotFound, format!("`{rest}` was not found"))
                 .into_response();
         }
         Ok(Err(Refusal::Gone)) => {
-            return ApiError::not_found("NOT_FOUND", "the app directory is gone").into_response();
+            return ApiError::new(ErrorKind::NotFound, "the app directory is gone").into_response();
         }
         Ok(Err(Refusal::NotFound)) | Err(_) => {
-            return ApiError::not_found("NOT_FOUND", format!("`{rest}` was not found"))
+            return ApiError::new(ErrorKind::NotFound, format!("`{rest}` was not found"))
                 .into_response();
         }
     };

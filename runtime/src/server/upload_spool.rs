@@ -14,13 +14,13 @@
 use std::path::PathBuf;
 
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use tokio::io::AsyncWriteExt;
 
-use super::ApiError;
 use super::body::classify;
+use super::{ApiError, ErrorKind};
 use crate::capabilities::fs::{Root, granted_roots, random_suffix};
 use crate::plugins::{Plugin, SpoolUploads};
 use crate::routing::Catalog;
@@ -70,10 +70,7 @@ pub(crate) fn strip(headers: &mut HeaderMap) {
 }
 
 fn too_large(max: u64) -> Response {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "PAYLOAD_TOO_LARGE",
-        format!("this route accepts uploads of up to {max} bytes (the plugin manifest's spoolUploads.maxSize)"),
+    ApiError::new(ErrorKind::PayloadTooLarge, format!("this route accepts uploads of up to {max} bytes (the plugin manifest's spoolUploads.maxSize)"),
     )
     .into_response()
 }
@@ -81,8 +78,7 @@ fn too_large(max: u64) -> Response {
 fn failed(plugin: &Plugin, detail: impl std::fmt::Display) -> Response {
     tracing::warn!(plugin = %plugin.manifest.name, "spooling an upload failed: {detail}");
     ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "UPLOAD_FAILED",
+        ErrorKind::UploadFailed,
         format!(
             "the upload could not be stored for plugin `{}`: {detail}",
             plugin.manifest.name

@@ -31,7 +31,7 @@ use buntime_pdk::hooks::Upstream;
 
 use super::AppState;
 use super::client::RequestClientSource;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorKind};
 use super::upstream_client::{
     IdleBody, Progress, ProgressBody, client as upstream_client, within_silence,
 };
@@ -253,8 +253,7 @@ pub(crate) async fn forward(
             Some((relay, client_side)) => switch(res, client_side, relay, Arc::from(origin)),
             // A switch nobody asked for cannot be relayed.
             None => ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "UPSTREAM_FAILED",
+                ErrorKind::UpstreamFailed,
                 format!("the upstream `{origin}` switched protocols unasked"),
             )
             .into_response(),
@@ -268,8 +267,7 @@ pub(crate) async fn forward(
         }
         Some(Err(e)) => failed(&origin, &e, target.connect_timeout),
         None => ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "UPSTREAM_TIMEOUT",
+            ErrorKind::UpstreamTimeout,
             format!(
                 "the upstream `{origin}` did not answer within {} ms of the request's last byte",
                 target.timeout.as_millis()
@@ -294,8 +292,7 @@ fn denied(state: &AppState, plugin: &Plugin, detail: String, hint: String) -> Re
         .record_denial(Capability::UPSTREAM.name());
     tracing::warn!(plugin = plugin.name(), capability = "upstream", "{denial}");
     ApiError::new(
-        StatusCode::BAD_GATEWAY,
-        "UPSTREAM_DENIED",
+        ErrorKind::UpstreamDenied,
         format!("plugin `{}`: {denial}", plugin.name()),
     )
     .into_response()
@@ -320,8 +317,7 @@ fn failed(
     }
     if e.is_connect() && timed_out {
         return ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "UPSTREAM_TIMEOUT",
+            ErrorKind::UpstreamTimeout,
             format!(
                 "connecting to the upstream `{origin}` took longer than {} ms",
                 connect_timeout.as_millis()
@@ -330,17 +326,12 @@ fn failed(
         .into_response();
     }
     tracing::warn!(upstream = origin, "upstream request failed: {chain}");
-    let (code, what) = if e.is_connect() {
-        ("UPSTREAM_UNAVAILABLE", "could not connect to")
+    let (kind, what) = if e.is_connect() {
+        (ErrorKind::UpstreamUnavailable, "could not connect to")
     } else {
-        ("UPSTREAM_FAILED", "no valid answer from")
+        (ErrorKind::UpstreamFailed, "no valid answer from")
     };
-    ApiError::new(
-        StatusCode::BAD_GATEWAY,
-        code,
-        format!("{what} the upstream `{origin}`: {chain}"),
-    )
-    .into_response()
+    ApiError::new(kind, format!("{what} the upstream `{origin}`: {chain}")).into_response()
 }
 
 /// Removes the hop-by-hop headers, and those `Connection` names.
