@@ -248,13 +248,6 @@ impl Sse {
                 .push_str(&String::from_utf8_lossy(&chunk.expect("chunk")));
         }
     }
-
-    /// Asserts no event comes within `within`.
-    async fn quiet(&mut self, within: Duration) {
-        if let Some(e) = self.next(within).await {
-            panic!("an unexpected event: {e:?}");
-        }
-    }
 }
 
 /// Asserts an error answer: `status`, a JSON `message` containing `needle`.

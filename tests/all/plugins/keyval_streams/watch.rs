@@ -71,11 +71,20 @@ async fn watch_sends_the_entries_then_each_change_within_50ms() {
     let e = w.next(Duration::from_secs(2)).await.expect("the sum");
     assert_eq!(e.data[0]["value"], 5);
     assert_eq!(e.data[0]["versionstamp"], done["versionstamp"]);
-    w.quiet(Duration::from_millis(200)).await;
+    // Nothing else came: the next event is the next write.
+    let last = kv.set("a/b", &json!("last")).await;
+    let e = w
+        .next(Duration::from_secs(2))
+        .await
+        .expect("the last write");
+    assert_eq!(
+        e.data,
+        json!([{ "key": ["a", "b"], "value": "last", "versionstamp": last }])
+    );
 
-    // Without the initial entries the first event is the first change.
+    // Without the initial entries the first event is the first change (the
+    // stream is subscribed once its head has arrived).
     let mut quiet_start = kv.stream("/watch?keys=a/c&initial=false").await;
-    quiet_start.quiet(Duration::from_millis(200)).await;
     kv.set("a/c", &json!("third")).await;
     let e = quiet_start
         .next(Duration::from_secs(2))
@@ -96,7 +105,6 @@ async fn prefix_watch_sees_its_subtree_only() {
     assert_eq!(initial.data[0]["key"], json!(["a", "old"]));
 
     let mut w = kv.stream("/watch/prefix?prefix=a&initial=false").await;
-    w.quiet(Duration::from_millis(200)).await;
     // Not under ["a"]: another string, the prefix key itself, a string
     // that merely starts with "a", a string with an "a" then a NUL.
     kv.set("ab", &json!(1)).await;
@@ -130,13 +138,28 @@ async fn prefix_watch_sees_its_subtree_only() {
         e.data,
         json!([{ "key": ["a", "x"], "value": null, "versionstamp": null }])
     );
-    w.quiet(Duration::from_millis(200)).await;
-
-    // The other prefix stream saw the same subtree changes, nothing else.
+    // Nothing else came on either stream: the next event on each is a last
+    // write under the prefix (removed again before the polls below).
+    let end = json!(["a", "end"]);
+    kv.set("a/end", &json!(1)).await;
+    let e = w
+        .next(Duration::from_secs(2))
+        .await
+        .expect("the last write");
+    assert_eq!(e.data[0]["key"], end);
     let mut seen = Vec::new();
-    while let Some(e) = all.next(Duration::from_millis(200)).await {
+    loop {
+        let e = all
+            .next(Duration::from_secs(2))
+            .await
+            .expect("the last write");
+        if e.data[0]["key"] == end {
+            break;
+        }
         seen.push(e.data[0]["key"].clone());
     }
+    let (status, _) = kv.delete("/keys/a/end").await;
+    assert_eq!(status, 200);
     assert_eq!(
         seen,
         vec![json!(["a", "x"]), json!(["a", 7, true]), json!(["a", "x"])]
