@@ -144,7 +144,7 @@ async fn across_requests_a_busy_plugin_costs_more_in_the_exposition() {
             &format!("buntime_guest_call_duration_seconds_count{{{labels}}}"),
         );
         assert!(
-            sampled >= 6.0 && sampled <= 48.0,
+            (6.0..=48.0).contains(&sampled),
             "{guest}: {sampled} sampled"
         );
         // A kit plugin has at least one page of linear memory.
