@@ -12,12 +12,14 @@
 //! own `Histogram` takes a mutex on every observation, so the histograms are
 //! kept here and only encoded through prometheus-client.
 
+pub mod cost;
 pub mod plugin;
 mod process;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+pub use cost::GuestCostStats;
 pub(crate) use process::ProcessFigures;
 
 pub use crate::counter::Cells;
@@ -193,6 +195,42 @@ pub struct HttpStats {
     pub opened: Counter,
     /// Client connections closed.
     pub closed: Counter,
+    /// Requests answered by static sites, by `name@version`.
+    pub static_sites: KeyedRequests,
+}
+
+/// [`RequestCounts`] per key from a bounded set (a static site's
+/// `name@version`: the installed versions). A request takes a read lock
+/// and a map lookup; only a key's first request takes the write lock. A
+/// key stays until the process ends, so its counters never go back.
+#[derive(Debug, Default)]
+pub struct KeyedRequests {
+    by_key: std::sync::RwLock<std::collections::HashMap<String, std::sync::Arc<RequestCounts>>>,
+}
+
+impl KeyedRequests {
+    /// Counts one answered request of `key`.
+    pub fn record(&self, key: &str, method: MethodClass, status: http::StatusCode) {
+        if let Ok(map) = self.by_key.read()
+            && let Some(counts) = map.get(key)
+        {
+            counts.record(method, status);
+            return;
+        }
+        if let Ok(mut map) = self.by_key.write() {
+            map.entry(key.to_owned())
+                .or_default()
+                .record(method, status);
+        }
+    }
+
+    /// Every key with its counts.
+    pub fn all(&self) -> Vec<(String, std::sync::Arc<RequestCounts>)> {
+        self.by_key
+            .read()
+            .map(|m| m.iter().map(|(k, c)| (k.clone(), c.clone())).collect())
+            .unwrap_or_default()
+    }
 }
 
 impl HttpStats {

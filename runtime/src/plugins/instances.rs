@@ -15,12 +15,13 @@
 //! instance.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
 
 use crate::idle_lists::IdleLists;
+use crate::metrics::GuestCostStats;
 use crate::wasm::{CallError, CallOutput, GuestInstance, GuestModule};
 
 /// How long a call may wait for a free instance before it fails as busy.
@@ -171,12 +172,14 @@ impl InstancePool {
         }
     }
 
-    /// Runs `export` on a free instance.
+    /// Runs `export` on a free instance; with `cost`, records the call's
+    /// time on the instance and the instance's memory after it.
     pub async fn call(
         &self,
         export: &str,
         input: Bytes,
         extensions: http::Extensions,
+        cost: Option<&GuestCostStats>,
     ) -> (Result<CallOutput, CallError>, http::Extensions) {
         // The common case takes a free slot without arming a timer. The
         // rare paths (waiting, instantiating) are boxed so that their
@@ -204,7 +207,11 @@ impl InstancePool {
                 Err(e) => return (Err(e), extensions),
             },
         };
+        let started = cost.map(|_| Instant::now());
         let (result, extensions) = instance.call_with(export, input, extensions).await;
+        if let (Some(cost), Some(started)) = (cost, started) {
+            cost.record(started.elapsed(), instance.memory_bytes());
+        }
         if instance.is_poisoned() {
             self.discarded.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -301,7 +308,7 @@ mod tests {
     }
 
     async fn noop(pool: &InstancePool) -> Result<CallOutput, CallError> {
-        pool.call("noop", Bytes::new(), http::Extensions::new())
+        pool.call("noop", Bytes::new(), http::Extensions::new(), None)
             .await
             .0
     }

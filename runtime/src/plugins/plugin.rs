@@ -70,6 +70,12 @@ pub struct PluginStats {
     /// Calls, errors and timeouts per hook (services under "other"), with
     /// the timed calls' durations.
     pub hooks: crate::metrics::HookStats,
+    /// Time and memory of the sampled calls (the same one in
+    /// [`LATENCY_SAMPLE`]), on the instance only.
+    pub cost: crate::metrics::GuestCostStats,
+    /// Requests answered by the plugin's routes (`/_/<base>/…`: `handle`
+    /// or its `ui/`), by method and status class.
+    pub routes: crate::metrics::RequestCounts,
 }
 
 impl PluginStats {
@@ -80,10 +86,11 @@ impl PluginStats {
     }
 }
 
-/// One call in this many is timed for [`PluginStats::latency_ns`]. A
-/// pass-through hook costs a few hundred nanoseconds, and the two clock
-/// reads that timing takes would be a tenth of that on every call.
-pub(crate) const LATENCY_SAMPLE: u64 = 8;
+/// One call in this many is timed for [`PluginStats::latency_ns`] and
+/// metered for [`PluginStats::cost`]. A pass-through hook costs a few
+/// hundred nanoseconds, and the two clock reads that timing takes would be
+/// a tenth of that on every call.
+pub(crate) const LATENCY_SAMPLE: u64 = crate::metrics::cost::COST_SAMPLE;
 
 /// Why a hook call failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -288,8 +295,10 @@ impl Plugin {
         // One count per call, in its hook's cell; which also picks the
         // calls to time.
         let n = by_hook.calls.add(index, 1);
-        let started = n.is_multiple_of(LATENCY_SAMPLE).then(Instant::now);
-        let (result, extensions) = self.instances.call(hook, input, extensions).await;
+        let sampled = n.is_multiple_of(LATENCY_SAMPLE);
+        let started = sampled.then(Instant::now);
+        let cost = sampled.then_some(&self.stats.cost);
+        let (result, extensions) = self.instances.call(hook, input, extensions, cost).await;
         if let Some(started) = started {
             let nanos = started.elapsed().as_nanos().min(u64::MAX as u128) as u64;
             self.stats.latency_ns.add(nanos);

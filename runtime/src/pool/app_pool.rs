@@ -69,6 +69,8 @@ pub struct AppStats {
     pub retired: Counter,
     /// Instances discarded after a failure.
     pub failed: Counter,
+    /// Of the retired, instances recycled after `maxRequests` requests.
+    pub recycled: Counter,
     /// Reuses of a warm instance.
     pub hits: Counter,
     /// Requests that needed a new instance.
@@ -82,6 +84,9 @@ pub struct AppStats {
     /// Answered requests by method and status class, counted by the
     /// server once the response is built.
     pub responses: crate::metrics::RequestCounts,
+    /// Time and memory of one call in [`crate::metrics::cost::COST_SAMPLE`],
+    /// on the instance only.
+    pub cost: crate::metrics::GuestCostStats,
 }
 
 impl AppStats {
@@ -195,7 +200,8 @@ impl AppPool {
         extensions: http::Extensions,
     ) -> (Result<CallOutput, PoolError>, http::Extensions) {
         let started = Instant::now();
-        self.stats.requests.add(1);
+        let n = self.stats.requests.add(1);
+        let sampled = n.is_multiple_of(crate::metrics::cost::COST_SAMPLE);
         let busy = || PoolError::Busy(self.key.clone());
         // A free slot is taken without touching the queue's counters.
         let _permit = match self.slots.try_acquire() {
@@ -220,7 +226,7 @@ impl AppPool {
             }
             Err(tokio::sync::TryAcquireError::Closed) => return (Err(busy()), extensions),
         };
-        self.call_on_instance(export, input, extensions, started)
+        self.call_on_instance(export, input, extensions, started, sampled)
             .await
     }
 
@@ -228,13 +234,15 @@ impl AppPool {
         self.stats.duration.observe(done.duration_since(started));
     }
 
-    /// Runs the call; records its latency (from `started`) on every path.
+    /// Runs the call; records its latency (from `started`) on every path,
+    /// and its cost when `sampled`.
     async fn call_on_instance(
         &self,
         export: &str,
         input: Bytes,
         extensions: http::Extensions,
         started: Instant,
+        sampled: bool,
     ) -> (Result<CallOutput, PoolError>, http::Extensions) {
         let mut slot = match self.take_idle() {
             Some(idle) => {
@@ -265,10 +273,17 @@ impl AppPool {
                 }
             }
         };
+        let call_started = sampled.then(Instant::now);
         let (result, extensions) = slot.instance.call_with(export, input, extensions).await;
         slot.requests += 1;
-        // One clock read serves the latency and the sliding TTL.
+        // One clock read serves the latency, the sliding TTL and the cost.
         slot.last_used = Instant::now();
+        if let Some(call_started) = call_started {
+            self.stats.cost.record(
+                slot.last_used.duration_since(call_started),
+                slot.instance.memory_bytes(),
+            );
+        }
         self.record_latency(started, slot.last_used);
         if let Err(e) = &result {
             self.stats.errors.add(1);
@@ -324,6 +339,7 @@ impl AppPool {
         self.note_retired(if self.config.ttl.is_zero() {
             "ephemeral"
         } else {
+            self.stats.recycled.add(1);
             "recycled"
         });
     }

@@ -33,6 +33,9 @@ pub struct Pools {
     events: std::sync::OnceLock<EventBus>,
     /// App versions evicted so far.
     pub evictions: std::sync::atomic::AtomicU64,
+    /// Evictions by app version (`name@version`), kept after the version
+    /// has left the pool; bounded by the versions installed.
+    evicted: Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 /// A warm app version and the identity of the dir it was loaded from.
@@ -72,6 +75,7 @@ impl Pools {
             capacity: cap.get(),
             events: std::sync::OnceLock::new(),
             evictions: Default::default(),
+            evicted: Default::default(),
         })
     }
 
@@ -176,6 +180,9 @@ impl Pools {
             if k != key {
                 self.evictions
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if let Ok(mut evicted) = self.evicted.lock() {
+                    *evicted.entry(k).or_default() += 1;
+                }
             }
             tokio::spawn(async move { old.pool.drain().await });
         }
@@ -189,6 +196,15 @@ impl Pools {
             .ok()
             .and_then(|mut l| l.pop(key))
             .map(|w| w.pool)
+    }
+
+    /// How often each app version (`name@version`) was evicted, for those
+    /// evicted at least once.
+    pub fn evictions_by_version(&self) -> Vec<(String, u64)> {
+        self.evicted
+            .lock()
+            .map(|e| e.iter().map(|(k, n)| (k.clone(), *n)).collect())
+            .unwrap_or_default()
     }
 
     /// Every warm app version.

@@ -184,8 +184,22 @@ pub(crate) async fn handle(
     }
     let mut res = match kind {
         AppKind::Static(entry) => {
-            super::static_files::serve(&state.static_cache, &app, entry, &rest, &base, config, req)
-                .await
+            let method = crate::metrics::MethodClass::of(req.method());
+            let res = super::static_files::serve(
+                &state.static_cache,
+                &app,
+                entry,
+                &rest,
+                &base,
+                config,
+                req,
+            )
+            .await;
+            state
+                .http
+                .static_sites
+                .record(app.key(), method, res.status());
+            res
         }
         AppKind::Wasm(file) => {
             let module = WasmApp {

@@ -4,7 +4,11 @@
 //!
 //! Scrapes are rare next to requests, so all the work of naming and
 //! labelling happens here: walking the warm pools and the plugin chain,
-//! splitting `name@version` keys, formatting numbers.
+//! splitting `name@version` keys, formatting numbers. The plugin families
+//! are in `exposition/plugins.rs`, the guests' cost in `exposition/cost.rs`.
+
+mod cost;
+mod plugins;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet};
@@ -14,7 +18,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
 use super::AppState;
-use crate::metrics::{HOOKS, HistogramSnapshot};
+use crate::metrics::HistogramSnapshot;
 
 /// The text format a scrape asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +75,14 @@ fn counter(m: &mut MetricEncoder<'_>, labels: &Labels<'_>, v: u64) -> Result<(),
     ConstCounter::new(v).encode(m.encode_family(&labels)?)
 }
 
+fn counter_f64(
+    m: &mut MetricEncoder<'_>,
+    labels: &Labels<'_>,
+    v: f64,
+) -> Result<(), std::fmt::Error> {
+    ConstCounter::new(v).encode(m.encode_family(&labels)?)
+}
+
 fn gauge(m: &mut MetricEncoder<'_>, labels: &Labels<'_>, v: i64) -> Result<(), std::fmt::Error> {
     ConstGauge::new(v).encode(m.encode_family(&labels)?)
 }
@@ -99,6 +111,7 @@ impl Collector for Figures {
         self.http(&mut e)?;
         self.pools(&mut e)?;
         self.plugins(&mut e)?;
+        self.guests(&mut e)?;
         self.engine(&mut e)?;
         self.registered(&mut e)
     }
@@ -151,20 +164,31 @@ impl Figures {
         let mut m = family(
             e,
             "http_requests",
-            "Requests answered by a WASM app, by app, version, method class and status class.",
+            "Requests answered by an app (a WASM app or a static site), by app, version, method class and status class.",
             MetricType::Counter,
         )?;
-        for p in &pools {
-            let (app, version) = app_labels(p.key());
-            for (method, status, n) in p.stats.responses.nonzero() {
-                let labels = [
-                    ("app", app),
-                    ("version", version),
-                    ("method", method),
-                    ("status", status),
-                ];
-                counter(&mut m, &labels, n)?;
+        // Summed by key: a version dir that turned from a site into a WASM
+        // app (or back) must still give one series per label set.
+        let mut by_app = std::collections::BTreeMap::new();
+        let sites = self.0.http.static_sites.all();
+        let counts = pools
+            .iter()
+            .map(|p| (p.key(), &p.stats.responses))
+            .chain(sites.iter().map(|(k, c)| (k.as_str(), &**c)));
+        for (key, responses) in counts {
+            for (method, status, n) in responses.nonzero() {
+                *by_app.entry((key, method, status)).or_insert(0u64) += n;
             }
+        }
+        for ((key, method, status), n) in by_app {
+            let (app, version) = app_labels(key);
+            let labels = [
+                ("app", app),
+                ("version", version),
+                ("method", method),
+                ("status", status),
+            ];
+            counter(&mut m, &labels, n)?;
         }
         type Histo = (
             &'static str,
@@ -225,7 +249,7 @@ impl Figures {
             &'static str,
             fn(&crate::pool::AppStats) -> u64,
         );
-        let counters: [Count; 9] = [
+        let counters: [Count; 10] = [
             ("pool_calls", "Calls to an app version's pool.", |s| {
                 s.requests.get()
             }),
@@ -257,6 +281,11 @@ impl Figures {
                 "Instances discarded after a failure.",
                 |s| s.failed.get(),
             ),
+            (
+                "pool_recycled",
+                "Instances retired after serving `maxRequests` requests (also counted as retired).",
+                |s| s.recycled.get(),
+            ),
             ("pool_warm_hits", "Calls served by a warm instance.", |s| {
                 s.hits.get()
             }),
@@ -285,6 +314,16 @@ impl Figures {
             .evictions
             .load(std::sync::atomic::Ordering::Relaxed);
         ConstCounter::new(evictions).encode(m)?;
+        let mut m = family(
+            e,
+            "pool_app_evictions",
+            "Times an app version was evicted from the pool (RUNTIME_POOL_SIZE), by app and version.",
+            MetricType::Counter,
+        )?;
+        for (key, n) in self.0.pools.evictions_by_version() {
+            let (app, version) = app_labels(&key);
+            counter(&mut m, &[("app", app), ("version", version)], n)?;
+        }
         let m = family(
             e,
             "pool_app_versions",
@@ -292,107 +331,6 @@ impl Figures {
             MetricType::Gauge,
         )?;
         ConstGauge::new(pools.len() as i64).encode(m)
-    }
-
-    fn plugins(&self, e: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let chain = self.0.plugins.current();
-        type Cells = fn(&crate::metrics::HookStats) -> [u64; HOOKS.len()];
-        let per_hook: [(&str, &str, Cells); 3] = [
-            (
-                "plugin_hook_calls",
-                "Hook calls, by plugin and hook.",
-                |h| h.calls.get(),
-            ),
-            (
-                "plugin_hook_errors",
-                "Hook calls that failed (trap, timeout, malformed answer), by plugin and hook.",
-                |h| h.errors.get(),
-            ),
-            (
-                "plugin_hook_timeouts",
-                "Hook calls stopped at their deadline, by plugin and hook.",
-                |h| h.timeouts.get(),
-            ),
-        ];
-        for (name, help, get) in per_hook {
-            let mut m = family(e, name, help, MetricType::Counter)?;
-            for p in &chain.plugins {
-                for (hook, n) in HOOKS.iter().zip(get(&p.stats.hooks)) {
-                    if n > 0 {
-                        counter(&mut m, &[("plugin", &p.manifest.name), ("hook", hook)], n)?;
-                    }
-                }
-            }
-        }
-        let mut m = family(
-            e,
-            "plugin_hook_duration_seconds",
-            "Durations of hook calls, by plugin and hook; one call in 8 is timed.",
-            MetricType::Histogram,
-        )?;
-        for p in &chain.plugins {
-            for (hook, h) in HOOKS.iter().zip(&p.stats.hooks.durations) {
-                let snap = h.snapshot();
-                if snap.count > 0 {
-                    histogram(
-                        &mut m,
-                        &[("plugin", &p.manifest.name), ("hook", hook)],
-                        &snap,
-                    )?;
-                }
-            }
-        }
-        let mut m = family(
-            e,
-            "plugin_skipped",
-            "Failures skipped under `onError: \"open\"`, by plugin.",
-            MetricType::Counter,
-        )?;
-        for p in &chain.plugins {
-            counter(
-                &mut m,
-                &[("plugin", &p.manifest.name)],
-                p.stats.skipped.get(),
-            )?;
-        }
-        let mut m = family(
-            e,
-            "plugin_busy",
-            "Hook calls not started because every instance of the plugin stayed busy past the queue wait, by plugin.",
-            MetricType::Counter,
-        )?;
-        for p in &chain.plugins {
-            counter(&mut m, &[("plugin", &p.manifest.name)], p.stats.busy.get())?;
-        }
-        type Counts = fn(&crate::grants::CapabilityCounts) -> [u64; crate::grants::COUNT_CELLS];
-        let per_capability: [(&str, &str, Counts); 2] = [
-            (
-                "capability_calls",
-                "Host calls a plugin's grants allowed, by plugin and capability.",
-                |c| c.calls.get(),
-            ),
-            (
-                "capability_denials_by_plugin",
-                "Host calls refused for lack of a grant, by plugin and capability.",
-                |c| c.denials.get(),
-            ),
-        ];
-        for (name, help, get) in per_capability {
-            let mut m = family(e, name, help, MetricType::Counter)?;
-            for p in &chain.plugins {
-                for (i, n) in get(&p.grants.counts).into_iter().enumerate() {
-                    if n > 0 {
-                        let capability = crate::grants::CapabilityCounts::label(i);
-                        counter(
-                            &mut m,
-                            &[("plugin", &p.manifest.name), ("capability", capability)],
-                            n,
-                        )?;
-                    }
-                }
-            }
-        }
-        Ok(())
     }
 
     fn engine(&self, e: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {

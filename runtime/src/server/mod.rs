@@ -31,6 +31,7 @@ mod plugins_api;
 mod request_id;
 mod routes;
 mod service;
+mod span_body;
 mod static_cache;
 pub(crate) mod static_files;
 mod static_send;

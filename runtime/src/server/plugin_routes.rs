@@ -42,7 +42,6 @@ pub(crate) async fn serve(
     req: Request,
     client: &RequestClientSource<'_>,
 ) -> Response {
-    let peer = client.peer;
     let path = req.uri().path().to_owned();
     let after = &path["/_/".len()..];
     let (base, rest) = match after.find('/') {
@@ -68,6 +67,22 @@ pub(crate) async fn serve(
         )
         .into_response();
     };
+    let method = crate::metrics::MethodClass::of(req.method());
+    let res = serve_plugin(state, plugin, base, rest, req, client).await;
+    plugin.stats.routes.record(method, res.status());
+    res
+}
+
+/// Serves a request to `plugin`'s routes: the access check, then `handle`
+/// or the plugin's `ui/`.
+async fn serve_plugin(
+    state: &AppState,
+    plugin: &std::sync::Arc<Plugin>,
+    base: &str,
+    rest: &str,
+    req: Request,
+    client: &RequestClientSource<'_>,
+) -> Response {
     if !plugin.public_routes.matches(req.method().as_str(), rest) {
         let core = plugin
             .manifest
@@ -82,7 +97,7 @@ pub(crate) async fn serve(
                 write: crate::access::writes(req.method()),
             },
         };
-        if let Err(refusal) = super::guard::authorize(state, needed, &req, peer) {
+        if let Err(refusal) = super::guard::authorize(state, needed, &req, client.peer) {
             return super::guard::refused(refusal);
         }
     }

@@ -127,12 +127,28 @@ where
         }
         let method = MethodClass::of(req.method());
         let state = self.state.clone();
+        let peer = self.connection.as_ref().map(|c| c.peer);
+        // One branch when tracing is off (`Telemetry::request` returns at
+        // once); a request the sampler drops costs the decision. A sampled
+        // request's span ends with its response body (`span_body.rs`).
+        let traced = state.telemetry.request(&mut req, peer);
         if super::routes::is_core(req.uri().path()) {
             let core = self.core.clone();
             Box::pin(async move {
                 let _in_flight = in_flight;
                 let mut counted = Counted::enter(&state.http, method);
-                let response = core.oneshot(req).await;
+                let response = match traced {
+                    None => core.oneshot(req).await,
+                    Some(span) => core
+                        .oneshot(req)
+                        .instrument(span.log_span())
+                        .await
+                        .map(|r| {
+                            super::span_body::end_with_body(r, move |status, head| {
+                                span.finish(status, head)
+                            })
+                        }),
+                };
                 if let Ok(r) = &response {
                     counted.answered(r.status());
                 }
@@ -140,10 +156,6 @@ where
             })
         } else {
             let detail = state.error_detail;
-            let peer = self.connection.as_ref().map(|c| c.peer);
-            // One branch when tracing is off (`Telemetry::request` returns
-            // at once); a request the sampler drops costs the decision.
-            let traced = state.telemetry.request(&mut req, peer);
             let meter = state.cost_header.then(|| {
                 let meter = crate::wasm::CostMeter::default();
                 req.extensions_mut().insert(meter.clone());
@@ -159,8 +171,9 @@ where
                     None => chain.await,
                     Some(span) => {
                         let response = chain.instrument(span.log_span()).await;
-                        span.finish(response.status(), response.headers());
-                        response
+                        super::span_body::end_with_body(response, move |status, head| {
+                            span.finish(status, head)
+                        })
                     }
                 };
                 if let Some(value) = meter.and_then(|m| super::cost::server_timing(&m.take())) {

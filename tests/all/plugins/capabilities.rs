@@ -316,3 +316,54 @@ async fn sql_runs_typed_statements_on_granted_databases_only() {
     assert!(server.dir.path().join("data/default.db").is_file());
     server.stop().await;
 }
+
+#[tokio::test]
+async fn registering_metrics_is_refused_without_the_register_grant() {
+    let server = TestServer::start_plugins(|root| {
+        kit(
+            root,
+            "counted",
+            r#""base": "counted", "capabilities": { "metrics": { "register": true } }"#,
+        );
+        // Reading the server's figures does not allow registering series.
+        kit(
+            root,
+            "reader",
+            r#""base": "reader", "capabilities": { "metrics": { "read": true } }"#,
+        );
+        kit(root, "plain", r#""base": "plain""#);
+    })
+    .await;
+    let counted = get(&server.url("/_/counted/metrics")).await;
+    assert_eq!(counted.status(), 204);
+    // The refusal names the grant to add: the `register` field when the
+    // plugin holds `metrics` for reading, the whole grant when it does not.
+    for (base, grant) in [
+        ("reader", r#""metrics": {"register": true}"#),
+        (
+            "plain",
+            r#""metrics": true or {"read": true, "register": true}"#,
+        ),
+    ] {
+        let refused = get(&server.url(&format!("/_/{base}/metrics"))).await;
+        let body = expect_error(refused, 403, grant).await;
+        assert_eq!(body["code"], "capability_denied", "{body}");
+    }
+    let text = crate::server::metrics::prometheus_text(&server.url("/_/metrics")).await;
+    let registered: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains("kit_hits"))
+        .collect();
+    assert_eq!(registered.len(), 1, "{registered:?}");
+    assert!(
+        registered[0].contains(r#"plugin="counted""#) && registered[0].ends_with(" 1"),
+        "{registered:?}"
+    );
+    for plugin in ["reader", "plain"] {
+        let series = format!(
+            r#"buntime_capability_denials_by_plugin_total{{plugin="{plugin}",capability="metrics"}} 1"#
+        );
+        assert!(text.lines().any(|l| l == series), "no {series} in\n{text}");
+    }
+    server.stop().await;
+}

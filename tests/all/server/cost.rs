@@ -108,3 +108,71 @@ async fn without_the_flag_responses_carry_no_breakdown() {
     assert!(res.headers().get("server-timing").is_none());
     server.stop().await;
 }
+
+/// The value of the sample `series` (name and labels, exactly) in `text`.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no `{series}` in\n{text}"))
+        .parse()
+        .unwrap_or_else(|e| panic!("`{series}`: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn across_requests_a_busy_plugin_costs_more_in_the_exposition() {
+    // No debug header: the series are always on.
+    let server = TestServer::start_plugins_with(setup, |s| s).await;
+    // Enough requests that each guest has several sampled calls (one in
+    // 8 per worker thread, the first of each thread included).
+    for _ in 0..48 {
+        get_echo(&server).await;
+    }
+    let text = super::metrics::prometheus_text(&server.url("/_/metrics")).await;
+    super::metrics::promtool_check(&text);
+    let seconds = |guest: &str| {
+        sample(
+            &text,
+            &format!(r#"buntime_guest_call_seconds_total{{guest="{guest}",kind="plugin"}}"#),
+        )
+    };
+    let (busy, idle) = (seconds("busy"), seconds("idle"));
+    assert!(busy > idle && idle > 0.0, "busy {busy} s, idle {idle} s");
+    for guest in ["busy", "idle"] {
+        let labels = format!(r#"guest="{guest}",kind="plugin""#);
+        let sampled = sample(
+            &text,
+            &format!("buntime_guest_call_duration_seconds_count{{{labels}}}"),
+        );
+        assert!(
+            (6.0..=48.0).contains(&sampled),
+            "{guest}: {sampled} sampled"
+        );
+        // A kit plugin has at least one page of linear memory.
+        let peak = sample(
+            &text,
+            &format!("buntime_guest_memory_peak_bytes{{{labels}}}"),
+        );
+        assert!(peak >= 65_536.0, "{guest}: peak {peak}");
+        let memory = sample(
+            &text,
+            &format!("buntime_guest_memory_bytes_count{{{labels}}}"),
+        );
+        assert_eq!(
+            memory, sampled,
+            "{guest}: one memory reading per sampled call"
+        );
+    }
+    // The app is counted under its `name@version`.
+    let app = text
+        .lines()
+        .find(|l| l.starts_with("buntime_guest_call_seconds_total{") && l.contains(r#"kind="app""#))
+        .unwrap_or_else(|| panic!("no app series in\n{text}"));
+    assert!(app.contains(r#"guest="echo@"#), "{app}");
+    let app_seconds: f64 = app
+        .rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .expect("value");
+    assert!(app_seconds > 0.0, "{app}");
+    server.stop().await;
+}

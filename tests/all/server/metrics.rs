@@ -306,3 +306,104 @@ async fn a_prometheus_server_scrapes_buntime_and_answers_queries() {
     drop(prometheus);
     server.stop().await;
 }
+
+/// The value of the one sample line that starts with `series` and
+/// contains each of `labels`.
+fn value_of(text: &str, series: &str, labels: &[&str]) -> f64 {
+    let found: Vec<&str> = samples(text, series)
+        .into_iter()
+        .filter(|l| labels.iter().all(|label| l.contains(label)))
+        .collect();
+    assert_eq!(found.len(), 1, "{series} {labels:?}: {found:?} in\n{text}");
+    found[0]
+        .rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{}", found[0]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recycles_and_evictions_are_counted_per_app_version_and_sites_per_app() {
+    // One app version warm at a time.
+    let server = TestServer::start_with_pool(1, |root| {
+        super::install_echo(root, "other/1.0.0", None);
+        super::install_echo(root, "warm/1.0.0", Some(r#"{ ttl: "1m", maxRequests: 2 }"#));
+        super::install_site(root);
+    })
+    .await;
+    assert_eq!(get(&server.url("/other/x")).await.status(), 200);
+    // `warm` evicts `other`, then recycles its instance after every second
+    // request.
+    for _ in 0..4 {
+        assert_eq!(get(&server.url("/warm/x")).await.status(), 200);
+    }
+    for path in ["/site/", "/site/assets/app.js"] {
+        assert_eq!(get(&server.url(path)).await.status(), 200, "{path}");
+    }
+    assert_eq!(get(&server.url("/site/nothing.js")).await.status(), 404);
+    let text = prometheus_text(&server.url("/_/metrics")).await;
+    promtool_check(&text);
+    let warm = [r#"app="warm""#, r#"version="1.0.0""#];
+    assert_eq!(value_of(&text, "buntime_pool_recycled_total{", &warm), 2.0);
+    assert_eq!(value_of(&text, "buntime_pool_retired_total{", &warm), 2.0);
+    let other = [r#"app="other""#, r#"version="1.0.0""#];
+    // Still reported after `other` left the pool.
+    assert_eq!(
+        value_of(&text, "buntime_pool_app_evictions_total{", &other),
+        1.0
+    );
+    assert!(
+        samples(&text, "buntime_pool_app_evictions_total{")
+            .iter()
+            .all(|l| !l.contains(r#"app="warm""#))
+    );
+    // The static site's requests, next to the WASM apps'.
+    let site = |status: &str| {
+        value_of(
+            &text,
+            "buntime_http_requests_total{",
+            &[r#"app="site""#, r#"method="read""#, status],
+        )
+    };
+    assert_eq!(site(r#"status="2xx""#), 2.0);
+    assert_eq!(site(r#"status="4xx""#), 1.0);
+    assert_eq!(
+        value_of(
+            &text,
+            "buntime_http_requests_total{",
+            &[r#"app="warm""#, r#"status="2xx""#]
+        ),
+        4.0
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_to_plugin_routes_are_counted_per_plugin() {
+    let server = TestServer::start_plugins(|root| {
+        crate::plugins::kit(root, "routed", r#""base": "routed""#);
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(get(&server.url("/_/routed/hello")).await.status(), 200);
+    }
+    let posted = client()
+        .post(server.url("/_/routed/pool"))
+        .send()
+        .await
+        .expect("request");
+    // Refused: the kit has no `pool` grant.
+    assert_eq!(posted.status(), 403);
+    let text = prometheus_text(&server.url("/_/metrics")).await;
+    promtool_check(&text);
+    let routed = |method: &str, status: &str| {
+        value_of(
+            &text,
+            "buntime_plugin_route_requests_total{",
+            &[r#"plugin="routed""#, method, status],
+        )
+    };
+    assert_eq!(routed(r#"method="read""#, r#"status="2xx""#), 3.0);
+    assert_eq!(routed(r#"method="write""#, r#"status="4xx""#), 1.0);
+    server.stop().await;
+}

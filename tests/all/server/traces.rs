@@ -35,6 +35,9 @@ struct Received {
     kind: i32,
     attributes: HashMap<String, String>,
     service: String,
+    /// Start and end, nanoseconds since the Unix epoch.
+    start: u64,
+    end: u64,
 }
 
 /// What a loopback listener saw: exported spans, or request headers.
@@ -90,6 +93,8 @@ async fn collector() -> (SocketAddr, Seen<Received>) {
                             .map(|kv| (kv.key.clone(), text(kv.value.as_ref())))
                             .collect(),
                         service: service.clone(),
+                        start: span.start_time_unix_nano,
+                        end: span.end_time_unix_nano,
                     });
                 }
             }
@@ -371,4 +376,81 @@ async fn without_an_endpoint_or_when_sampled_out_a_request_is_left_as_it_came() 
     assert_eq!(seen_header(&echoed, "traceparent"), None);
     server.stop().await;
     assert!(spans.all().is_empty(), "{:#?}", spans.all());
+}
+
+#[tokio::test]
+async fn core_routes_are_traced_and_a_streamed_body_ends_its_span() {
+    // A subscriber of this thread's own, as the other test here has: the
+    // `tracing` spans' callsites then stay enabled for both when they run
+    // at once.
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(std::io::sink)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _logs = tracing::subscriber::set_default(subscriber);
+    let (otlp, spans) = collector().await;
+    let tracing = telemetry(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}")),
+        ("OTEL_BSP_SCHEDULE_DELAY", "20".into()),
+    ]);
+    let server = TestServer::start_plugins_with(
+        |root| {
+            kit(
+                root,
+                "k",
+                r#""base": "k", "capabilities": { "events": { "subscribe": ["kit.*"] } }"#,
+            )
+        },
+        |s| s.with_telemetry(tracing),
+    )
+    .await;
+    let server_span = |path: &'static str| {
+        move |all: &[Received]| {
+            all.iter()
+                .find(|s| {
+                    s.kind == SpanKind::Server as i32
+                        && s.attributes.get("url.path").map(String::as_str) == Some(path)
+                })
+                .cloned()
+        }
+    };
+    // Core routes: the metrics exposition and the API.
+    for path in ["/_/metrics", "/_/api/apps"] {
+        assert_eq!(traced_get(&server, path).await.status(), 200, "{path}");
+    }
+    for path in ["/_/metrics", "/_/api/apps"] {
+        let span = wait_for(&spans, server_span(path)).await;
+        assert_eq!(span.trace_id, TRACE_ID, "{path}");
+        assert_eq!(span.parent, CALLER_SPAN, "{path}");
+        assert_eq!(
+            span.attributes
+                .get("http.response.status_code")
+                .map(String::as_str),
+            Some("200"),
+            "{path}"
+        );
+    }
+
+    // A plugin route's event stream: the head comes at once, the body stays
+    // open until the client goes away.
+    let opened = Instant::now();
+    let stream = traced_get(&server, "/_/k/events").await;
+    assert_eq!(stream.status(), 200);
+    let held = Duration::from_millis(300);
+    tokio::time::sleep(held).await;
+    // The export runs every 20 ms: a span ended with the head would be
+    // here by now.
+    assert!(
+        server_span("/_/k/events")(&spans.all()).is_none(),
+        "the span ended before its body"
+    );
+    drop(stream);
+    let open_for = opened.elapsed();
+    let span = wait_for(&spans, server_span("/_/k/events")).await;
+    let lasted = Duration::from_nanos(span.end.saturating_sub(span.start));
+    assert!(
+        lasted >= held && lasted <= open_for + Duration::from_secs(5),
+        "the span lasted {lasted:?}; the stream was open {open_for:?}"
+    );
+    server.stop().await;
 }
