@@ -59,8 +59,15 @@ fn main() {
         let dest = out_dir.join(format!("{package}.wasm"));
         copy(&wasm, &dest);
         let manifest = workspace.join(dir).join("manifest.jsonc");
+        let mut ui = String::new();
+        for (rel, path) in ui_files(&workspace.join(dir).join("ui")) {
+            ui.push_str(&format!(
+                "({rel:?}, include_bytes!({:?})), ",
+                path.display().to_string()
+            ));
+        }
         code.push_str(&format!(
-            "    (include_str!({:?}), include_bytes!({:?})),\n",
+            "    (include_str!({:?}), include_bytes!({:?}), &[{ui}]),\n",
             manifest.display().to_string(),
             dest.display().to_string()
         ));
@@ -79,6 +86,33 @@ fn main() {
     watch(&lock);
     std::fs::write(out_dir.join("scaffold_lock.toml"), scaffold_lock(&lock))
         .unwrap_or_else(|e| buntime_guest_build::fail(&e.to_string()));
+}
+
+/// The files under a plugin's `ui/` dir (none when it has none), as
+/// `(path relative to ui/ with `/` separators, absolute path)`, sorted.
+fn ui_files(ui: &Path) -> Vec<(String, PathBuf)> {
+    fn walk(dir: &Path, prefix: &str, out: &mut Vec<(String, PathBuf)>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            let path = entry.path();
+            let rel = format!("{prefix}{name}");
+            if path.is_dir() {
+                walk(&path, &format!("{rel}/"), out);
+            } else {
+                out.push((rel, path));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(ui, "", &mut out);
+    out.sort();
+    out
 }
 
 fn read_toml(path: &Path) -> toml::Table {

@@ -241,6 +241,7 @@ async fn serve() -> anyhow::Result<ExitCode> {
         master_key: env.master_key.clone(),
         trusted_proxies: env.trusted_proxies.clone(),
         metrics_public: env.metrics_public,
+        key_attempts: env.key_attempts,
     };
     let state = crate::server::AppState::build_with_access(
         engine,

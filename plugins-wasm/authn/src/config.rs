@@ -32,6 +32,8 @@ pub struct Config {
     pub database: String,
     /// How long a login session lasts.
     pub session_seconds: u64,
+    /// `oidc` logins one client address may start a minute.
+    pub login_starts_per_minute: u64,
     /// Absolute origins (`https://app.example.com`) a redirect after login
     /// or logout may go to, besides paths on this server.
     pub redirect_origins: Vec<String>,
@@ -39,6 +41,10 @@ pub struct Config {
 
 /// Longest session accepted (`sessionSeconds`): 30 days.
 const MAX_SESSION_SECONDS: u64 = 30 * 24 * 3600;
+/// `loginStartsPerMinute` by default and at most: each start keeps a login
+/// in `state` for ten minutes, so the bound caps what one address holds.
+pub const LOGIN_STARTS_PER_MINUTE: u64 = 30;
+const MAX_LOGIN_STARTS_PER_MINUTE: u64 = 1000;
 
 /// A `jwt` provider: what `crypto_jwt_verify` is asked, and how claims become
 /// an identity.
@@ -131,6 +137,17 @@ impl Config {
                     format!("`sessionSeconds` must be 60 to {MAX_SESSION_SECONDS}, found {v}")
                 })?,
         };
+        let login_starts_per_minute = match cfg.get("loginStartsPerMinute") {
+            None | Some(Value::Null) => LOGIN_STARTS_PER_MINUTE,
+            Some(v) => v
+                .as_u64()
+                .filter(|n| (1..=MAX_LOGIN_STARTS_PER_MINUTE).contains(n))
+                .ok_or_else(|| {
+                    format!(
+                        "`loginStartsPerMinute` must be 1 to {MAX_LOGIN_STARTS_PER_MINUTE}, found {v}"
+                    )
+                })?,
+        };
         let redirect_origins = match cfg.get("allowedRedirectOrigins") {
             None | Some(Value::Null) => Vec::new(),
             Some(v) => string_or_list(v, "allowedRedirectOrigins")?
@@ -147,6 +164,7 @@ impl Config {
             login_path,
             database,
             session_seconds,
+            login_starts_per_minute,
             redirect_origins,
         })
     }
@@ -262,6 +280,16 @@ impl JwtProvider {
 
     /// The `X-Identity` value for verified `claims`.
     pub fn identity(&self, claims: &Value) -> Value {
+        serde_json::to_value(self.identity_of(claims)).unwrap_or(Value::Null)
+    }
+
+    /// [`JwtProvider::identity`] written as JSON text straight away (the
+    /// request path: no copy of the claims).
+    pub fn identity_json(&self, claims: Value) -> String {
+        serde_json::to_string(&self.identity_of(&claims)).unwrap_or_default()
+    }
+
+    fn identity_of<'a>(&'a self, claims: &'a Value) -> Identity<'a> {
         let mut roles: Vec<String> = Vec::new();
         for path in &self.roles {
             for r in strings_at(claims, path) {
@@ -270,15 +298,29 @@ impl JwtProvider {
                 }
             }
         }
-        json!({
-            "sub": claims.get("sub").and_then(Value::as_str).unwrap_or_default(),
-            "name": claims.get(&self.name_claim).and_then(Value::as_str),
-            "roles": roles,
-            "groups": strings_at(claims, &self.groups),
-            "claims": claims,
-            "provider": self.name,
-        })
+        Identity {
+            claims,
+            groups: strings_at(claims, &self.groups),
+            name: claims.get(&self.name_claim).and_then(Value::as_str),
+            provider: &self.name,
+            roles,
+            sub: claims
+                .get("sub")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
+        }
     }
+}
+
+/// The `X-Identity` of a token (fields in the order `json!` writes them).
+#[derive(serde::Serialize)]
+struct Identity<'a> {
+    claims: &'a Value,
+    groups: Vec<String>,
+    name: Option<&'a str>,
+    provider: &'a str,
+    roles: Vec<String>,
+    sub: &'a str,
 }
 
 /// An `apiKeys` provider: keys for machine clients of apps, stored as
@@ -443,6 +485,25 @@ mod tests {
         assert!(Config::parse(&json!({"providers": [{"type": "saml", "issuer": "x"}]})).is_err());
         assert!(Config::parse(&json!({"providers": [{"name": "x"}]})).is_err());
         assert!(Config::parse(&json!({"loginPath": "//evil.example"})).is_err());
+        // The identity as text is the same identity.
+        let claims = json!({"sub": "u1", "roles": ["r"], "exp": 1});
+        let text: Value = serde_json::from_str(&p.identity_json(claims.clone())).unwrap();
+        assert_eq!(text, p.identity(&claims));
+        assert_eq!(text["claims"], claims);
+    }
+
+    #[test]
+    fn login_starts_per_minute_has_a_default_and_bounds() {
+        let parse = |v: Value| Config::parse(&json!({ "loginStartsPerMinute": v }));
+        assert_eq!(
+            Config::parse(&json!({})).unwrap().login_starts_per_minute,
+            LOGIN_STARTS_PER_MINUTE
+        );
+        assert_eq!(parse(json!(2)).unwrap().login_starts_per_minute, 2);
+        assert_eq!(parse(json!(1000)).unwrap().login_starts_per_minute, 1000);
+        for bad in [json!(0), json!(1001), json!("many"), json!(-1)] {
+            assert!(parse(bad.clone()).is_err(), "{bad}");
+        }
     }
 
     #[test]

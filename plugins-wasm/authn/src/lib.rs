@@ -11,7 +11,8 @@
 //! - [`config`], [`oidc`], [`password`], [`routes`]: the config, claims to
 //!   identity, public-route globs (pure);
 //! - [`redirect`]: the redirect allow-list, cookies and forms (pure);
-//! - [`web`]: answers and the login page;
+//! - [`web`]: answers and the redirect to the login page (the page is
+//!   `ui/index.html`, served by the host under `/_/auth/`);
 //! - `guest`: the exports, the flows, sessions and accounts (wasm only).
 //!
 //! Options and failure modes: `docs/plugins/authn.md`.

@@ -14,10 +14,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Failed attempts an address may make in a burst.
-pub const FAILED_ATTEMPTS: u32 = 10;
-/// The time over which an empty bucket refills completely.
-pub const ATTEMPT_WINDOW: Duration = Duration::from_secs(60);
+pub use crate::config::{ATTEMPT_WINDOW, FAILED_ATTEMPTS, MAX_ATTEMPT_WINDOW, MAX_FAILED_ATTEMPTS};
 /// Most addresses tracked at once; past it, new addresses share one bucket.
 const MAX_TRACKED: usize = 65_536;
 

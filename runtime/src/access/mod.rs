@@ -23,7 +23,9 @@ use http::{HeaderMap, Method, header};
 use subtle::ConstantTimeEq;
 
 pub use crate::config::TrustedProxies;
-pub use attempts::{ATTEMPT_WINDOW, FAILED_ATTEMPTS, FailedAttempts};
+pub use attempts::{
+    ATTEMPT_WINDOW, FAILED_ATTEMPTS, FailedAttempts, MAX_ATTEMPT_WINDOW, MAX_FAILED_ATTEMPTS,
+};
 pub use client::{ClientView, host_is_loopback, resolve};
 pub use keys::{
     Checked, KEY_PREFIX, KeyStore, KeyStoreError, NewKey, StoredKey, now, parse_expires_in,
@@ -34,7 +36,7 @@ pub use roles::{Needed, Permission, Permissions, Role};
 pub const API_KEY_HEADER: &str = "x-api-key";
 
 /// The operator's access settings.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct AccessPolicy {
     /// `RUNTIME_MASTER_KEY` (or `BUNTIME_MASTER_KEY`).
     pub master_key: Option<crate::config::Secret>,
@@ -42,6 +44,21 @@ pub struct AccessPolicy {
     pub trusted_proxies: TrustedProxies,
     /// `RUNTIME_METRICS_PUBLIC`: `/_/metrics` without a key.
     pub metrics_public: bool,
+    /// `RUNTIME_KEY_ATTEMPTS` and `RUNTIME_KEY_ATTEMPT_WINDOW`: invalid
+    /// keys one client address may send in a burst, and the time over which
+    /// its allowance refills.
+    pub key_attempts: (u32, std::time::Duration),
+}
+
+impl Default for AccessPolicy {
+    fn default() -> Self {
+        Self {
+            master_key: None,
+            trusted_proxies: TrustedProxies::default(),
+            metrics_public: false,
+            key_attempts: (FAILED_ATTEMPTS, ATTEMPT_WINDOW),
+        }
+    }
 }
 
 /// The access settings and the generated keys.
@@ -115,11 +132,12 @@ impl Access {
     /// The settings over a key store.
     pub fn new(policy: AccessPolicy, keys: KeyStore) -> Self {
         let master = policy.master_key.as_ref().map(|k| keys::digest(k.expose()));
+        let (burst, window) = policy.key_attempts;
         Self {
             policy,
             master,
             keys,
-            failures: FailedAttempts::default(),
+            failures: FailedAttempts::new(burst, window),
         }
     }
 

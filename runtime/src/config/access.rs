@@ -4,8 +4,20 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::time::Duration;
 
 use ipnet::IpNet;
+
+/// Invalid keys one client address may send in a burst, by default
+/// (`RUNTIME_KEY_ATTEMPTS`).
+pub const FAILED_ATTEMPTS: u32 = 10;
+/// Most `RUNTIME_KEY_ATTEMPTS` accepted.
+pub const MAX_FAILED_ATTEMPTS: u32 = 10_000;
+/// The time over which an address's allowance refills completely, by
+/// default (`RUNTIME_KEY_ATTEMPT_WINDOW`).
+pub const ATTEMPT_WINDOW: Duration = Duration::from_secs(60);
+/// Longest `RUNTIME_KEY_ATTEMPT_WINDOW` accepted.
+pub const MAX_ATTEMPT_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
 /// A secret setting: shown as `[redacted]` by `Debug`, so it never reaches
 /// a log through a settings dump.

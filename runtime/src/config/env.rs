@@ -28,6 +28,8 @@
 //! | `RUNTIME_MASTER_KEY` (or `BUNTIME_MASTER_KEY`) | none | an API key that acts as admin (at least 16 characters) |
 //! | `RUNTIME_TRUSTED_PROXIES` | none | CIDRs of proxies whose `Forwarded` / `X-Forwarded-*` headers are believed |
 //! | `RUNTIME_METRICS_PUBLIC` | `false` | `true`: `/_/metrics` answers without a key |
+//! | `RUNTIME_KEY_ATTEMPTS` | `10` | invalid keys one client address may send in a burst (1 to 10000) |
+//! | `RUNTIME_KEY_ATTEMPT_WINDOW` | `60s` | the time over which that allowance refills (at most `24h`) |
 //! | `RUNTIME_COST_HEADER` | `false` | `true`: responses carry each guest call's time and memory in `Server-Timing` (debugging) |
 //! | `OTEL_*` | none | OpenTelemetry traces (`super::TraceConfig`) |
 
@@ -102,6 +104,9 @@ pub struct RuntimeEnv {
     pub trusted_proxies: super::TrustedProxies,
     /// `RUNTIME_METRICS_PUBLIC`: `/_/metrics` without a key.
     pub metrics_public: bool,
+    /// `RUNTIME_KEY_ATTEMPTS` and `RUNTIME_KEY_ATTEMPT_WINDOW`: invalid keys
+    /// one client address may send in a burst, and the refill time.
+    pub key_attempts: (u32, Duration),
     /// `RUNTIME_COST_HEADER`: the per-request cost breakdown in
     /// `Server-Timing`.
     pub cost_header: bool,
@@ -271,6 +276,22 @@ impl RuntimeEnv {
             super::TrustedProxies::parse(var("RUNTIME_TRUSTED_PROXIES").unwrap_or(""))
                 .map_err(|m| err("RUNTIME_TRUSTED_PROXIES", m))?;
         let metrics_public = flag("RUNTIME_METRICS_PUBLIC")?;
+        let key_attempts = (
+            count(
+                "RUNTIME_KEY_ATTEMPTS",
+                super::FAILED_ATTEMPTS as usize,
+                super::MAX_FAILED_ATTEMPTS as usize,
+            )? as u32,
+            match duration("RUNTIME_KEY_ATTEMPT_WINDOW", super::ATTEMPT_WINDOW)? {
+                w if w > super::MAX_ATTEMPT_WINDOW => {
+                    return Err(err(
+                        "RUNTIME_KEY_ATTEMPT_WINDOW",
+                        format!("`{w:?}` is longer than 24h"),
+                    ));
+                }
+                w => w,
+            },
+        );
         let cost_header = flag("RUNTIME_COST_HEADER")?;
         let traces = super::TraceConfig::from_map(vars)?;
         Ok(Self {
@@ -278,6 +299,7 @@ impl RuntimeEnv {
             master_key,
             trusted_proxies,
             metrics_public,
+            key_attempts,
             cost_header,
             port,
             host,
@@ -334,6 +356,8 @@ pub const VARIABLES: &[&str] = &[
     "BUNTIME_MASTER_KEY",
     "RUNTIME_TRUSTED_PROXIES",
     "RUNTIME_METRICS_PUBLIC",
+    "RUNTIME_KEY_ATTEMPTS",
+    "RUNTIME_KEY_ATTEMPT_WINDOW",
     "RUNTIME_COST_HEADER",
     // Tracing (read by `super::TraceConfig`).
     "OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -415,6 +439,10 @@ mod tests {
             ("BUNTIME_MASTER_KEY", "short"),
             ("RUNTIME_TRUSTED_PROXIES", "10.0.0.0/8, proxy.local"),
             ("RUNTIME_METRICS_PUBLIC", "yes"),
+            ("RUNTIME_KEY_ATTEMPTS", "0"),
+            ("RUNTIME_KEY_ATTEMPTS", "100000"),
+            ("RUNTIME_KEY_ATTEMPT_WINDOW", "0s"),
+            ("RUNTIME_KEY_ATTEMPT_WINDOW", "2d"),
         ] {
             let e = env(&[base, (k, v)]).unwrap_err();
             assert!(e.to_string().starts_with(k), "{e}");
@@ -493,8 +521,11 @@ mod tests {
             ("BUNTIME_MASTER_KEY", "0123456789abcdef"),
             ("RUNTIME_TRUSTED_PROXIES", "10.0.0.0/8, ::1"),
             ("RUNTIME_METRICS_PUBLIC", "true"),
+            ("RUNTIME_KEY_ATTEMPTS", "3"),
+            ("RUNTIME_KEY_ATTEMPT_WINDOW", "1h"),
         ])
         .unwrap();
+        assert_eq!(e.key_attempts, (3, Duration::from_secs(3600)));
         assert_eq!(
             e.master_key.as_ref().map(|k| k.expose()),
             Some("0123456789abcdef")
@@ -504,6 +535,7 @@ mod tests {
         assert!(e.metrics_public);
         let dev = env(&[("RUNTIME_WORKER_DIRS", "a")]).unwrap();
         assert!(dev.master_key.is_none() && dev.trusted_proxies.is_empty() && !dev.metrics_public);
+        assert_eq!(dev.key_attempts, (10, Duration::from_secs(60)));
     }
 
     #[test]

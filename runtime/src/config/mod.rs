@@ -16,7 +16,10 @@ mod worker;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use access::{Secret, TrustedProxies};
+pub use access::{
+    ATTEMPT_WINDOW, FAILED_ATTEMPTS, MAX_ATTEMPT_WINDOW, MAX_FAILED_ATTEMPTS, Secret,
+    TrustedProxies,
+};
 pub use ceiling::{AppCeiling, LIMITS, Limit, Unit};
 pub use env::{Environment, RuntimeEnv, VARIABLES, unknown_variables};
 pub use limits::{

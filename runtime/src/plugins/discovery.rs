@@ -14,6 +14,9 @@ use super::manifest::{MANIFEST_FILE, Manifest};
 /// The module file of a plugin dir.
 pub const PLUGIN_WASM_FILE: &str = "plugin.wasm";
 
+/// The files of an embedded plugin's `ui/` dir: `(path inside ui/, bytes)`.
+pub type EmbeddedFiles = &'static [(&'static str, &'static [u8])];
+
 /// A plugin compiled into the binary.
 #[derive(Debug, Clone)]
 pub struct EmbeddedPlugin {
@@ -21,15 +24,26 @@ pub struct EmbeddedPlugin {
     pub manifest: Cow<'static, str>,
     /// Its module.
     pub wasm: Cow<'static, [u8]>,
+    /// Its `ui/` dir, compiled in as well (empty: none).
+    pub ui: EmbeddedFiles,
 }
 
 /// Where a plugin comes from.
 #[derive(Debug, Clone)]
 pub enum Origin {
-    /// Compiled into the binary.
-    Embedded(Cow<'static, [u8]>),
+    /// Compiled into the binary: the module and the `ui/` files.
+    Embedded(Cow<'static, [u8]>, EmbeddedFiles),
     /// A plugin dir.
     Dir(PathBuf),
+}
+
+/// A plugin's static UI, served under `/_/<base>/`.
+#[derive(Debug, Clone)]
+pub enum PluginUi {
+    /// The `ui/` dir of a plugin dir.
+    Dir(PathBuf),
+    /// The `ui/` files compiled into the binary with an embedded plugin.
+    Embedded(EmbeddedFiles),
 }
 
 /// A plugin found, with a valid manifest.
@@ -45,7 +59,7 @@ impl Candidate {
     /// Where the manifest is, for messages.
     pub fn manifest_path(&self) -> PathBuf {
         match &self.origin {
-            Origin::Embedded(_) => {
+            Origin::Embedded(..) => {
                 PathBuf::from(format!("<embedded>/{}/{MANIFEST_FILE}", self.manifest.name))
             }
             Origin::Dir(d) => d.join(MANIFEST_FILE),
@@ -55,7 +69,7 @@ impl Candidate {
     /// Where the module is, for messages.
     pub fn wasm_path(&self) -> PathBuf {
         match &self.origin {
-            Origin::Embedded(_) => PathBuf::from(format!(
+            Origin::Embedded(..) => PathBuf::from(format!(
                 "<embedded>/{}/{PLUGIN_WASM_FILE}",
                 self.manifest.name
             )),
@@ -66,23 +80,24 @@ impl Candidate {
     /// The module's bytes.
     pub fn wasm(&self) -> std::io::Result<Cow<'static, [u8]>> {
         match &self.origin {
-            Origin::Embedded(bytes) => Ok(bytes.clone()),
+            Origin::Embedded(bytes, _) => Ok(bytes.clone()),
             Origin::Dir(d) => std::fs::read(d.join(PLUGIN_WASM_FILE)).map(Cow::Owned),
         }
     }
 
     /// The plugin's static UI, if it has one.
-    pub fn ui_dir(&self) -> Option<PathBuf> {
+    pub fn ui(&self) -> Option<PluginUi> {
         match &self.origin {
-            Origin::Dir(d) => Some(d.join("ui")).filter(|u| u.is_dir()),
-            Origin::Embedded(_) => None,
+            Origin::Dir(d) => Some(d.join("ui")).filter(|u| u.is_dir()).map(PluginUi::Dir),
+            Origin::Embedded(_, files) if files.is_empty() => None,
+            Origin::Embedded(_, files) => Some(PluginUi::Embedded(*files)),
         }
     }
 
     /// `embedded` or the dir.
     pub fn source_label(&self) -> String {
         match &self.origin {
-            Origin::Embedded(_) => "embedded".into(),
+            Origin::Embedded(..) => "embedded".into(),
             Origin::Dir(d) => d.display().to_string(),
         }
     }
@@ -106,7 +121,7 @@ pub fn discover(dirs: &[PathBuf], embedded: &[EmbeddedPlugin]) -> (Vec<Candidate
         match Manifest::parse(&e.manifest, path) {
             Ok(manifest) => found.push(Candidate {
                 manifest,
-                origin: Origin::Embedded(e.wasm.clone()),
+                origin: Origin::Embedded(e.wasm.clone(), e.ui),
             }),
             Err(err) => problems.push(Problem {
                 plugin: None,
@@ -146,7 +161,9 @@ pub fn discover(dirs: &[PathBuf], embedded: &[EmbeddedPlugin]) -> (Vec<Candidate
                 .iter()
                 .position(|c| c.manifest.name == candidate.manifest.name)
             {
-                Some(i) if i < embedded_count && matches!(found[i].origin, Origin::Embedded(_)) => {
+                Some(i)
+                    if i < embedded_count && matches!(found[i].origin, Origin::Embedded(..)) =>
+                {
                     tracing::info!(plugin = %candidate.manifest.name, dir = %plugin_dir.display(), "a plugin dir overrides the embedded plugin");
                     found[i] = candidate;
                 }

@@ -32,16 +32,19 @@ pub mod order;
 mod plugin;
 mod spool;
 
-pub use discovery::{Candidate, EmbeddedPlugin, Origin, PLUGIN_WASM_FILE, Problem};
+pub use discovery::{
+    Candidate, EmbeddedFiles, EmbeddedPlugin, Origin, PLUGIN_WASM_FILE, PluginUi, Problem,
+};
 pub use host::{Chain, DRAIN_GRACE, NotLoaded, PluginError, PluginHost, PluginSources};
 pub use instances::InstancePool;
 pub use manifest::{Limits, MANIFEST_FILE, Manifest, OnError, RESERVED_BASES, valid_plugin_name};
 pub use plugin::{HookError, HookFailure, Hooks, Plugin, PluginStats, check_module};
 pub use spool::{DEFAULT_SPOOL_BYTES, MAX_SPOOL_BYTES, SpoolUploads};
 
-/// `(manifest.jsonc, plugin.wasm)` of each core plugin, built from
-/// `plugins-wasm/` by `build.rs`.
-const CORE_PLUGINS: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/core_plugins.rs"));
+/// `(manifest.jsonc, plugin.wasm, ui/ files)` of each core plugin, built
+/// from `plugins-wasm/` by `build.rs`.
+const CORE_PLUGINS: &[(&str, &[u8], EmbeddedFiles)] =
+    include!(concat!(env!("OUT_DIR"), "/core_plugins.rs"));
 
 /// The core plugins compiled into this binary (`@buntime/plugin-database`,
 /// `@buntime/plugin-keyval`, `@buntime/plugin-vhosts`,
@@ -54,9 +57,10 @@ const CORE_PLUGINS: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/core_
 pub fn embedded() -> Vec<EmbeddedPlugin> {
     CORE_PLUGINS
         .iter()
-        .map(|(manifest, wasm)| EmbeddedPlugin {
+        .map(|(manifest, wasm, ui)| EmbeddedPlugin {
             manifest: (*manifest).into(),
             wasm: (*wasm).into(),
+            ui: *ui,
         })
         .collect()
 }

@@ -1,7 +1,7 @@
 //! One loaded plugin: its module, grants, config, instances and counters, and
 //! how a hook call on it succeeds or fails.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -141,7 +141,7 @@ pub struct Plugin {
     /// The exported hooks.
     pub hooks: Hooks,
     /// Static UI served under `/_/<base>/`.
-    pub ui_dir: Option<PathBuf>,
+    pub ui: Option<super::PluginUi>,
     /// Its instances.
     pub instances: InstancePool,
     /// Counters.
@@ -232,8 +232,8 @@ impl Plugin {
             .map_err(|_| format!("{}: compilation was interrupted", wasm_path.display()))?
             .map_err(|e| format!("{}: {e}", wasm_path.display()))?;
 
-        let ui_dir = candidate.ui_dir();
-        let hooks = check_module(m, &manifest_path, &wasm_path, &module, ui_dir.is_some())?;
+        let ui = candidate.ui();
+        let hooks = check_module(m, &manifest_path, &wasm_path, &module, ui.is_some())?;
 
         let plugin = Arc::new(Plugin {
             manifest: m.clone(),
@@ -241,7 +241,7 @@ impl Plugin {
             config: Value::Object(config),
             grants,
             hooks,
-            ui_dir,
+            ui,
             instances: InstancePool::new(module, m.limits.instances),
             stats: PluginStats::default(),
             loaded_at: SystemTime::now(),

@@ -13,7 +13,9 @@
 //! `base: "/_/<base>"` (a HEAD request as a GET, answered without the
 //! body; a body the manifest's `spoolUploads` names as a file, see
 //! `upload_spool`); when it answers 404, or the plugin exports no
-//! `handle`, the `ui/` dir is served (SPA fallback to `index.html`). A
+//! `handle`, the `ui/` dir is served (SPA fallback to `index.html`; an
+//! embedded core plugin's `ui/` is compiled into the binary and served from
+//! memory with a strict policy, see [`serve_embedded`]). A
 //! response head with `events` becomes a live `text/event-stream`. Its
 //! answer obeys the rules of every guest response (`guest_http`): status
 //! 200 to 599, no framing headers, a body within its `maxResponseBodySize`.
@@ -30,7 +32,7 @@ use super::error::{ApiError, ErrorKind, RequestId};
 use super::error::{bad_gateway, hook_error_response};
 use super::guest_http::{HeadView, HeaderPairs, response_from_head};
 use crate::config::WorkerConfig;
-use crate::plugins::{Chain, Plugin};
+use crate::plugins::{Chain, EmbeddedFiles, Plugin, PluginUi};
 use crate::wasm::abi::{RequestBody, ResponseBody};
 
 /// Serves a request under `/_/` from `peer` (`None`: served in process).
@@ -106,7 +108,7 @@ async fn serve_plugin(
     if plugin.hooks.handle {
         let (parts, body) = req.into_parts();
         let res = call_handle(state, plugin, &mount, &rest, &parts, body, client).await;
-        if res.status() != StatusCode::NOT_FOUND || plugin.ui_dir.is_none() {
+        if res.status() != StatusCode::NOT_FOUND || plugin.ui.is_none() {
             return if parts.method == Method::HEAD {
                 bodiless(res)
             } else {
@@ -126,8 +128,9 @@ async fn serve_ui(
     rest: &str,
     req: Request,
 ) -> Response {
-    match &plugin.ui_dir {
-        Some(dir) => {
+    match &plugin.ui {
+        Some(PluginUi::Embedded(files)) => serve_embedded(files, rest, req.method()),
+        Some(PluginUi::Dir(dir)) => {
             let config = WorkerConfig::default();
             // The ui dir is a boundary like an app's: served as an
             // unversioned app rooted there.
@@ -144,6 +147,65 @@ async fn serve_ui(
         )
         .into_response(),
     }
+}
+
+/// The policy of an embedded plugin's pages: its own scripts, styles and
+/// images only, no inline code, never framed (no clickjacking of a login
+/// form), forms posting only to this server, no referrer (a login page's
+/// query names where the user is going).
+const EMBEDDED_UI_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; object-src 'none'; frame-ancestors 'none'";
+
+/// Serves a file of an embedded plugin's `ui/`: `rest` names it (paths
+/// without a file extension that name no file get `index.html`, as a
+/// single-page app would).
+/// Pages are not cached (a new binary may ship a new one).
+fn serve_embedded(files: &EmbeddedFiles, rest: &str, method: &Method) -> Response {
+    if !matches!(*method, Method::GET | Method::HEAD) {
+        return ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+            "a plugin's pages are read with GET or HEAD",
+        )
+        .into_response();
+    }
+    let wanted = rest.trim_start_matches('/');
+    // As for a `ui/` dir: a path with a file extension names a file; one
+    // without is a page of the app, `index.html`.
+    let is_file = wanted.rsplit('/').next().is_some_and(|s| s.contains('.'));
+    let (name, bytes) = files
+        .iter()
+        .find(|(name, _)| *name == wanted)
+        .or_else(|| {
+            files
+                .iter()
+                .find(|(name, _)| !is_file && *name == "index.html")
+        })
+        .copied()
+        .unwrap_or(("", &[]));
+    if name.is_empty() {
+        return ApiError::not_found("NOT_FOUND", format!("`{rest}` was not found")).into_response();
+    }
+    let mime = mime_guess::from_path(name).first_or_octet_stream();
+    let content_type = if mime.type_() == mime_guess::mime::TEXT {
+        format!("{mime}; charset=utf-8")
+    } else {
+        mime.to_string()
+    };
+    let headers = [
+        (header::CONTENT_TYPE, content_type),
+        (header::CACHE_CONTROL, "no-store".to_owned()),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            EMBEDDED_UI_POLICY.to_owned(),
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+        (header::X_FRAME_OPTIONS, "DENY".to_owned()),
+        (header::REFERRER_POLICY, "no-referrer".to_owned()),
+    ];
+    if *method == Method::HEAD {
+        return (headers, Bytes::new()).into_response();
+    }
+    (headers, Bytes::from_static(bytes)).into_response()
 }
 
 async fn call_handle(

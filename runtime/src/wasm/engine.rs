@@ -133,6 +133,8 @@ pub(crate) struct EngineShared {
     pub(crate) long_direct: LongDirectCalls,
     /// Log records for the plugins that subscribe to them.
     pub(crate) log_feed: crate::log_feed::LogFeed,
+    /// The wall clock guests read through WASI.
+    pub(crate) guest_clock: super::GuestClock,
 }
 
 /// The process-wide WASM engine. Cheap to clone.
@@ -215,6 +217,7 @@ impl Engine {
             ticker: Ticker::start(engine.clone(), config.epoch_tick)?,
             long_direct: LongDirectCalls::default(),
             log_feed: crate::log_feed::LogFeed::default(),
+            guest_clock: super::GuestClock::default(),
         });
         Ok(Self {
             inner: Arc::new(EngineInner {
@@ -252,6 +255,12 @@ impl Engine {
     /// The underlying wasmtime engine.
     pub fn wasmtime(&self) -> &wasmtime::Engine {
         &self.inner.engine
+    }
+
+    /// The wall clock this engine's guests read through WASI (tests move it
+    /// forward to expire what guests time by it).
+    pub fn guest_clock(&self) -> &super::GuestClock {
+        &self.inner.shared.guest_clock
     }
 
     /// Compiles (or loads from the cache) a module and prepares it for fast

@@ -10,6 +10,7 @@ pub mod abi;
 mod abi_version;
 mod arena;
 mod cache;
+mod clock;
 mod cost;
 mod engine;
 mod error;
@@ -27,6 +28,7 @@ mod ticker;
 
 pub use abi_version::{AbiVersionError, HOST_ABI_VERSION, check_abi_version, declared_abi_version};
 pub use arena::{Arena, ArenaError, BLOCK_COST};
+pub use clock::GuestClock;
 pub use cost::{CostMeter, GuestCost};
 pub(crate) use engine::EngineShared;
 pub use engine::{Allocation, DEFAULT_EPOCH_TICK, Engine, EngineConfig};

@@ -102,7 +102,11 @@ impl HostState {
             long_direct: false,
             preempted: false,
             guest_name,
-            wasi: wasi.then(|| wasmtime_wasi::WasiCtxBuilder::new().build_p1()),
+            wasi: wasi.then(|| {
+                wasmtime_wasi::WasiCtxBuilder::new()
+                    .wall_clock(shared.guest_clock.wasi())
+                    .build_p1()
+            }),
             shared,
             context: options.context.clone(),
             log_requires_grant: options.log_requires_grant,

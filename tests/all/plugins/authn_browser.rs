@@ -18,7 +18,7 @@ use super::{config, echo, seen_header};
 use crate::server::TestServer;
 
 /// A client that never follows redirects: each hop is checked.
-fn manual() -> reqwest::Client {
+pub(super) fn manual() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -113,7 +113,7 @@ async fn at_the_provider(url: &str, back: &str, login: &str) -> String {
 /// The identity the app sees for a request with `cookie` (and another
 /// cookie of the app's own, which is all of the cookies the app gets: the
 /// session id never reaches it).
-async fn app_identity(server: &TestServer, cookie: &str) -> (u16, Option<Value>) {
+pub(super) async fn app_identity(server: &TestServer, cookie: &str) -> (u16, Option<Value>) {
     let res = manual()
         .get(server.url("/echo/private"))
         .header("accept", "application/json")
@@ -148,8 +148,8 @@ async fn the_oidc_code_flow_makes_a_session_and_logout_ends_it() {
     idp.command(json!({"cmd": "client", "redirectUri": callback}));
     let http = manual();
 
-    // A browser without a session is sent to the login page, which links
-    // the provider.
+    // A browser without a session is sent to the login page (ui/), whose
+    // script lists the providers from the API: this one among them.
     let res = http
         .get(server.url("/echo/private"))
         .header("accept", "text/html")
@@ -165,13 +165,29 @@ async fn the_oidc_code_flow_makes_a_session_and_logout_ends_it() {
         .get(server.url("/_/auth/login?redirect=/echo/private"))
         .send()
         .await
-        .expect("login page")
-        .text()
-        .await
-        .expect("html");
+        .expect("login page");
+    assert_eq!(page.status().as_u16(), 200);
     assert!(
-        page.contains("/_/auth/api/login?provider=idp&amp;redirect=%2Fecho%2Fprivate"),
-        "{page}"
+        page.text()
+            .await
+            .expect("html")
+            .contains("<script src=\"/_/auth/login.js\"></script>")
+    );
+    let providers: Value = http
+        .get(server.url("/_/auth/api/providers"))
+        .send()
+        .await
+        .expect("providers")
+        .json()
+        .await
+        .expect("JSON");
+    assert!(
+        providers["providers"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|p| p["name"] == "idp" && p["type"] == "oidc"),
+        "{providers}"
     );
 
     // Open redirects are refused before anything starts.
@@ -334,7 +350,11 @@ fn urlencode(text: &str) -> String {
 }
 
 /// `POST path` with a JSON body: status, headers, body.
-async fn post_json(server: &TestServer, path: &str, body: Value) -> (u16, HeaderMap, Value) {
+pub(super) async fn post_json(
+    server: &TestServer,
+    path: &str,
+    body: Value,
+) -> (u16, HeaderMap, Value) {
     let res = manual()
         .post(server.url(path))
         .json(&body)
@@ -346,7 +366,7 @@ async fn post_json(server: &TestServer, path: &str, body: Value) -> (u16, Header
     (status, headers, res.json().await.unwrap_or(Value::Null))
 }
 
-fn session_cookie(headers: &HeaderMap) -> String {
+pub(super) fn session_cookie(headers: &HeaderMap) -> String {
     format!(
         "buntime_session={}",
         set_cookies(headers)["buntime_session"]

@@ -158,6 +158,7 @@ async fn scoped_dirs_embedded_plugins_and_overrides() {
         )
         .into(),
         wasm: std::fs::read(fx::PLUGIN_KIT).expect("kit").into(),
+        ui: &[],
     };
     let server = TestServer::try_start_plugins(
         vec![embedded("@core/plain"), embedded("@core/replaced")],

@@ -3,6 +3,7 @@
 
 mod authn;
 mod authn_browser;
+mod authn_pages;
 mod authz;
 mod capabilities;
 mod chain;

@@ -458,3 +458,36 @@ async fn invalid_keys_from_one_address_are_limited() {
     .await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_configured_key_attempt_limit_applies() {
+    // Three invalid keys per address (`RUNTIME_KEY_ATTEMPTS=3`), refilled
+    // over an hour: the fourth request is refused, the right key too.
+    let limited = AccessPolicy {
+        key_attempts: (3, std::time::Duration::from_secs(3600)),
+        ..policy(Some(MASTER))
+    };
+    let server = start(limited, Vec::new(), |_| {}).await;
+    for i in 0..3 {
+        expect(
+            remote(&server, Method::GET, "/_/api/apps").header("x-api-key", format!("guess-{i}")),
+            401,
+            Some("API_KEY_INVALID"),
+        )
+        .await;
+    }
+    let res = remote(&server, Method::GET, "/_/api/apps")
+        .header("x-api-key", MASTER)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status().as_u16(), 429);
+    // An hour to refill three: one attempt comes back after about 20 minutes.
+    let retry: u64 = res.headers()["retry-after"]
+        .to_str()
+        .expect("text")
+        .parse()
+        .expect("seconds");
+    assert!((1100..=1200).contains(&retry), "{retry}");
+    server.stop().await;
+}

@@ -33,6 +33,7 @@ pub(crate) fn policy(master: Option<&str>) -> AccessPolicy {
         master_key: master.map(Secret::new),
         trusted_proxies: TrustedProxies::parse("127.0.0.1").expect("proxies"),
         metrics_public: false,
+        ..AccessPolicy::default()
     }
 }
 

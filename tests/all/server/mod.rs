@@ -119,7 +119,9 @@ impl TestServer {
         Self::plugins_in(dir, embedded, policy, |s| s).await
     }
 
-    async fn plugins_in(
+    /// [`TestServer::try_start_with_access`] with `finish` given the state
+    /// before it serves (to keep a handle on its engine, for one).
+    pub(crate) async fn plugins_in(
         dir: tempfile::TempDir,
         embedded: Vec<buntime::plugins::EmbeddedPlugin>,
         policy: buntime::access::AccessPolicy,

@@ -27,6 +27,15 @@ pub(super) fn internal(message: String) -> HostErrorBody {
 
 /// An envelope host function called with `request` as JSON.
 fn call(f: unsafe extern "C" fn(u64) -> u64, request: &Value) -> Result<Value, HostErrorBody> {
+    call_as(f, request)
+}
+
+/// An envelope host function called with `request` serialized, its result
+/// read as `T`.
+fn call_as<T: serde::de::DeserializeOwned>(
+    f: unsafe extern "C" fn(u64) -> u64,
+    request: &impl serde::Serialize,
+) -> Result<T, HostErrorBody> {
     let bytes = serde_json::to_vec(request).map_err(|e| internal(e.to_string()))?;
     let handle = buntime_pdk::io::write_block(&bytes);
     if handle == 0 {
@@ -40,13 +49,13 @@ fn call(f: unsafe extern "C" fn(u64) -> u64, request: &Value) -> Result<Value, H
 }
 
 /// An envelope result block.
-fn decode(out: u64) -> Result<Value, HostErrorBody> {
+fn decode<T: serde::de::DeserializeOwned>(out: u64) -> Result<T, HostErrorBody> {
     if out == 0 {
         return Err(internal("the host returned no result".into()));
     }
     let answer = buntime_pdk::io::read_block(out);
     buntime_pdk::io::free_block(out);
-    serde_json::from_slice::<HostResult<Value>>(&answer)
+    serde_json::from_slice::<HostResult<T>>(&answer)
         .map_err(|e| internal(e.to_string()))?
         .into_result()
 }
@@ -54,6 +63,34 @@ fn decode(out: u64) -> Result<Value, HostErrorBody> {
 /// `crypto_jwt_verify`.
 pub(super) fn jwt_verify(request: &Value) -> Result<Value, HostErrorBody> {
     call(imports::crypto_jwt_verify, request)
+}
+
+/// What `crypto_jwt_verify` answers, read without its `header` (which the
+/// request path does not use).
+#[derive(serde::Deserialize)]
+pub(super) struct Verdict {
+    pub(super) valid: bool,
+    #[serde(default)]
+    pub(super) claims: Value,
+    #[serde(default)]
+    pub(super) reason: Option<String>,
+    #[serde(default)]
+    pub(super) message: Option<String>,
+}
+
+/// `crypto_jwt_verify` of `token` with a provider's settings, which are
+/// written out as they are rather than copied into a new request.
+pub(super) fn jwt_verdict(
+    settings: &serde_json::Map<String, Value>,
+    token: &str,
+) -> Result<Verdict, HostErrorBody> {
+    #[derive(serde::Serialize)]
+    struct Request<'a> {
+        token: &'a str,
+        #[serde(flatten)]
+        settings: &'a serde_json::Map<String, Value>,
+    }
+    call_as(imports::crypto_jwt_verify, &Request { token, settings })
 }
 
 /// `crypto_sha256` of a text: `{"hex", "base64url"}`.

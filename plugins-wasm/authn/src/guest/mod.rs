@@ -24,7 +24,7 @@ use crate::config::{ApiKeyProvider, Config, JwtProvider, Routes};
 use crate::redirect::{
     FLOW_COOKIE, SESSION_COOKIE, cookie, cross_site, safe_target, strip_cookies,
 };
-use crate::web::{LoginPage, encode, login_page, unauthorized_body, wants_html};
+use crate::web::{encode, unauthorized_body, wants_html};
 
 /// The header carrying the identity (whatever a client sent is stripped by
 /// the host, and removed here too).
@@ -43,6 +43,7 @@ fn settings() -> Result<&'static Config, Error> {
                 "loginPath",
                 "database",
                 "sessionSeconds",
+                "loginStartsPerMinute",
                 "allowedRedirectOrigins",
             ] {
                 if let Some(text) = config_value(key) {
@@ -68,8 +69,9 @@ struct Refused {
     message: String,
 }
 
-/// The identity of the first provider that accepts `token`.
-fn authenticate(cfg: &Config, token: &str) -> Result<Value, Refused> {
+/// The identity (`X-Identity` JSON) of the first provider that accepts
+/// `token`.
+fn authenticate(cfg: &Config, token: &str) -> Result<String, Refused> {
     let mut last = Refused {
         reason: "no_provider".into(),
         message: "no identity provider is configured".into(),
@@ -83,14 +85,12 @@ fn authenticate(cfg: &Config, token: &str) -> Result<Value, Refused> {
     Err(last)
 }
 
-fn check(provider: &JwtProvider, token: &str) -> Result<Value, Refused> {
-    let mut req = provider.verify.clone();
-    req.insert("token".into(), Value::String(token.to_owned()));
-    match host::jwt_verify(&Value::Object(req)) {
-        Ok(answer) if answer["valid"] == json!(true) => Ok(provider.identity(&answer["claims"])),
-        Ok(answer) => Err(Refused {
-            reason: answer["reason"].as_str().unwrap_or("invalid").to_owned(),
-            message: answer["message"].as_str().unwrap_or_default().to_owned(),
+fn check(provider: &JwtProvider, token: &str) -> Result<String, Refused> {
+    match host::jwt_verdict(&provider.verify, token) {
+        Ok(v) if v.valid => Ok(provider.identity_json(v.claims)),
+        Ok(v) => Err(Refused {
+            reason: v.reason.unwrap_or_else(|| "invalid".to_owned()),
+            message: v.message.unwrap_or_default(),
         }),
         Err(e) => Err(Refused {
             reason: "provider_unavailable".into(),
@@ -225,7 +225,7 @@ fn authn(req: RequestHead) -> Result<RequestDecision, Error> {
     };
     match authenticate(cfg, token) {
         Ok(identity) => Ok(RequestDecision::Continue(
-            changes.set_header(IDENTITY, identity.to_string()),
+            changes.set_header(IDENTITY, identity),
         )),
         Err(refused) => Ok(refuse(cfg, &req, changes, &refused)),
     }
@@ -413,7 +413,8 @@ fn logout(cfg: &Config, req: &Request) -> Response {
         .header("set-cookie", session::cookie(None, 0))
 }
 
-/// `/_/auth/*`: the login page and the API.
+/// `/_/auth/api/*`: the API. Anything else answers 404, and the host then
+/// serves the plugin's `ui/` (the login page at `/_/auth/login`).
 fn routes(req: Request) -> Result<Response, Error> {
     let cfg = settings()?;
     let id = req.head().request_id.clone();
@@ -452,21 +453,6 @@ fn routes(req: Request) -> Result<Response, Error> {
         ));
     }
     Ok(match (req.method(), req.path()) {
-        ("GET", "/login") => {
-            let redirect = match target(cfg, &req) {
-                Ok(t) => t,
-                Err(refused) => return Ok(refused),
-            };
-            Response::new(200)
-                .header("content-type", "text/html; charset=utf-8")
-                .header("cache-control", "no-store")
-                .body(login_page(&LoginPage {
-                    bearer: &cfg.providers,
-                    oidc: &cfg.oidc,
-                    passwords: &cfg.passwords,
-                    redirect: &redirect,
-                }))
-        }
         ("GET", "/api/providers") => Response::json(&json!({ "providers": providers }))?,
         ("GET", "/api/session") => match req.header(IDENTITY) {
             Some(identity) => Response::new(200)

@@ -25,8 +25,6 @@ use crate::redirect::{FLOW_COOKIE, cookie, encode_component, set_cookie, with_qu
 
 /// How long a login may take at the provider.
 const FLOW_SECONDS: u64 = 600;
-/// Logins one client address may start a minute.
-const STARTS_PER_MINUTE: u64 = 30;
 /// Where the flow cookie is sent: only to the callback.
 const CALLBACK_PATH: &str = "/_/auth/api/callback";
 
@@ -109,7 +107,7 @@ pub(super) fn start(cfg: &Config, req: &Request, return_to: String) -> Response 
     let address = buntime_pdk::client().map_or_else(|| "unknown".to_owned(), |c| c.address);
     match state::take(
         &format!("start:addr:{address}"),
-        STARTS_PER_MINUTE,
+        cfg.login_starts_per_minute,
         Duration::from_secs(60),
         1,
     ) {

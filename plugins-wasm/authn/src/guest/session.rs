@@ -21,6 +21,13 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS authn_sessions (\
     id TEXT PRIMARY KEY, provider TEXT NOT NULL, identity TEXT NOT NULL, \
     id_token TEXT, expires INTEGER NOT NULL) WITHOUT ROWID";
 
+/// Now, in seconds since the Unix epoch, by the guest's clock.
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// Bytes of randomness in a session id (256 bits).
 const ID_BYTES: usize = 32;
 
@@ -66,22 +73,23 @@ pub(super) fn create(
 ) -> Result<String, HostErrorBody> {
     let id = random(ID_BYTES)?;
     let digest = sha256_hex(&id)?;
+    let now = now();
     db()?.batch(
         &[
             // Expired rows go whenever a new one comes.
             (
-                "DELETE FROM authn_sessions WHERE expires <= unixepoch()",
-                vec![],
+                "DELETE FROM authn_sessions WHERE expires <= ?",
+                vec![json!(now)],
             ),
             (
                 "INSERT INTO authn_sessions (id, provider, identity, id_token, expires) \
-                 VALUES (?, ?, ?, ?, unixepoch() + ?)",
+                 VALUES (?, ?, ?, ?, ?)",
                 vec![
                     json!(digest),
                     json!(provider),
                     json!(identity.to_string()),
                     json!(id_token),
-                    json!(seconds),
+                    json!(now.saturating_add(seconds)),
                 ],
             ),
         ],
@@ -97,8 +105,8 @@ pub(super) fn find(id: &str) -> Result<Option<Session>, HostErrorBody> {
     }
     let rows = db()?.query(
         "SELECT provider, identity, id_token FROM authn_sessions \
-         WHERE id = ? AND expires > unixepoch()",
-        &[json!(sha256_hex(id)?)],
+         WHERE id = ? AND expires > ?",
+        &[json!(sha256_hex(id)?), json!(now())],
     )?;
     Ok(rows.rows.first().map(|row| Session {
         provider: row[0].as_str().unwrap_or_default().to_owned(),

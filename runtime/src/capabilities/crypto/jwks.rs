@@ -262,10 +262,8 @@ impl JwksCache {
         issuer: &str,
         fresh: Freshness,
     ) -> Result<String, HostError> {
-        if let Some((uri, at)) = lock(&self.discovery).get(issuer)
-            && at.elapsed() < fresh.max_age
-        {
-            return Ok(uri.clone());
+        if let Some(uri) = self.discovered(issuer, fresh) {
+            return Ok(uri);
         }
         let url = format!(
             "{}/.well-known/openid-configuration",
@@ -295,6 +293,36 @@ impl JwksCache {
         Ok(uri)
     }
 
+    /// The `jwks_uri` of `issuer` when its discovery document was read
+    /// within `fresh.max_age`.
+    pub(super) fn discovered(&self, issuer: &str, fresh: Freshness) -> Option<String> {
+        lock(&self.discovery)
+            .get(issuer)
+            .filter(|(_, at)| at.elapsed() < fresh.max_age)
+            .map(|(uri, _)| uri.clone())
+    }
+
+    /// The cached key set at `uri` when [`JwksCache::keys`] would use it
+    /// without fetching: fresh, and holding `kid` or refetched lately.
+    pub(super) fn cached_keys(
+        &self,
+        uri: &str,
+        kid: Option<&str>,
+        fresh: Freshness,
+    ) -> Option<Arc<KeySet>> {
+        let set = lock(&self.sets).get(uri).cloned()?;
+        if set.fetched.elapsed() >= fresh.max_age {
+            return None;
+        }
+        if set.has(kid) {
+            return Some(set);
+        }
+        lock(&self.attempts)
+            .get(uri)
+            .is_some_and(|t| t.elapsed() < fresh.refresh)
+            .then_some(set)
+    }
+
     /// The key set at `uri`, refetched when stale or when it lacks `kid` and
     /// the last fetch is older than `fresh.refresh`.
     pub(super) async fn keys(
@@ -304,19 +332,10 @@ impl JwksCache {
         kid: Option<&str>,
         fresh: Freshness,
     ) -> Result<Arc<KeySet>, HostError> {
-        let cached = lock(&self.sets).get(uri).cloned();
-        if let Some(set) = &cached {
-            let stale = set.fetched.elapsed() >= fresh.max_age;
-            if !stale && set.has(kid) {
-                return Ok(set.clone());
-            }
-            let recent = lock(&self.attempts)
-                .get(uri)
-                .is_some_and(|t| t.elapsed() < fresh.refresh);
-            if !stale && recent {
-                return Ok(set.clone());
-            }
+        if let Some(set) = self.cached_keys(uri, kid, fresh) {
+            return Ok(set);
         }
+        let cached = lock(&self.sets).get(uri).cloned();
         lock(&self.attempts).insert(uri.to_owned(), Instant::now());
         let fetched = async {
             let doc = fetcher.json(uri).await?;

@@ -112,7 +112,10 @@ fn refuse(reason: &'static str, message: impl Into<String>) -> Refusal {
     }
 }
 
-/// The `crypto_jwt_verify` host function.
+/// The `crypto_jwt_verify` host function. A token whose keys are at hand
+/// (a secret, an inline key set, or a fetched one still fresh in the cache)
+/// is checked in the call itself, with no future to run; only a key set or
+/// discovery document that must be fetched first makes the call wait.
 pub(super) fn function() -> HostFunction {
     HostFunction::new(
         "crypto_jwt_verify",
@@ -120,35 +123,37 @@ pub(super) fn function() -> HostFunction {
         1,
         ResultEncoding::Envelope,
         |state, args| {
-            let prepared = (|| {
-                let cx = GuestContext::of(state)?;
+            let parsed = GuestContext::of(state).and_then(|cx| {
                 let req: VerifyReq = parse(super::argument(state, args[0])?)?;
-                let grant = state
+                Ok((cx, req))
+            });
+            let (cx, req) = match parsed {
+                Ok(p) => p,
+                Err(e) => return Box::pin(std::future::ready(Err(e))),
+            };
+            if let Some(settled) = check_now(&cx.host.crypto, &req) {
+                return Box::pin(std::future::ready(settled.and_then(outcome)));
+            }
+            let fetcher = Fetcher {
+                shared: state.shared.clone(),
+                grant: state
                     .grants()
                     .get::<CryptoGrant>(Capability::CRYPTO)
                     .cloned()
-                    .unwrap_or_default();
-                let fetcher = Fetcher {
-                    shared: state.shared.clone(),
-                    grant,
-                    guest: state.guest_name().to_owned(),
-                };
-                Ok::<_, HostError>((cx, req, fetcher))
-            })();
-            Box::pin(async move {
-                let (cx, req, fetcher) = prepared?;
-                verify(&cx.host.crypto, &fetcher, req).await
-            })
+                    .unwrap_or_default(),
+                guest: state.guest_name().to_owned(),
+            };
+            Box::pin(async move { outcome(check(&cx.host.crypto, Some(&fetcher), &req).await?) })
         },
     )
 }
 
-async fn verify(cache: &super::JwksCache, fetcher: &Fetcher, req: VerifyReq) -> HostOutput {
-    let result = match check(cache, Some(fetcher), &req).await? {
+/// The answer for a checked token.
+fn outcome(checked: Result<(Value, Value), Refusal>) -> HostOutput {
+    answer(match checked {
         Ok((header, claims)) => json!({"valid": true, "header": header, "claims": claims}),
         Err(r) => json!({"valid": false, "reason": r.reason, "message": r.message}),
-    };
-    answer(result)
+    })
 }
 
 /// Host errors (bad arguments, unreachable key sets) outside, refusals inside.
@@ -157,96 +162,194 @@ async fn check(
     fetcher: Option<&Fetcher>,
     req: &VerifyReq,
 ) -> Result<Result<(Value, Value), Refusal>, HostError> {
-    let allowed = allowed_algorithms(req)?;
-    let header = match header(&req.token) {
-        Ok(h) => h,
+    let token = match Token::read(req)? {
+        Ok(t) => t,
         Err(r) => return Ok(Err(r)),
     };
-    let alg_text = header.get("alg").and_then(Value::as_str).unwrap_or("");
-    if alg_text.eq_ignore_ascii_case("none") || alg_text.is_empty() {
-        return Ok(Err(refuse(
-            "alg_none",
-            "the token is unsigned (`alg: none`), which is never accepted",
-        )));
-    }
-    let Some(alg) = Algorithm::from_str(alg_text)
-        .ok()
-        .filter(|a| allowed.contains(a))
-    else {
-        return Ok(Err(refuse(
-            "algorithm_not_allowed",
-            format!("the token's algorithm `{alg_text}` is not accepted here"),
-        )));
-    };
-    let kid = header.get("kid").and_then(Value::as_str);
-
-    // The keys, and what identifies them for the verified-token cache.
-    let (keys, key_id): (Vec<DecodingKey>, Vec<u8>) = if HMAC.contains(&alg) {
-        // `allowed` holds HMAC algorithms only when a secret is configured.
-        let secret = req.secret.as_deref().unwrap_or_default();
-        (
-            vec![DecodingKey::from_secret(secret.as_bytes())],
-            secret.as_bytes().to_vec(),
-        )
+    let set = if token.needs_key_set() {
+        Some(key_set(cache, fetcher, req, token.kid.as_deref()).await?)
     } else {
-        let set = key_set(cache, fetcher, req, kid).await?;
-        let want = kind_of(alg);
-        let keys: Vec<DecodingKey> = set
-            .keys
-            .iter()
-            .filter(|k| Some(k.kind) == want)
-            .filter(|k| kid.is_none() || k.kid.as_deref() == kid)
-            .map(|k| k.key.clone())
-            .collect();
-        if keys.is_empty() {
+        None
+    };
+    Ok(token.verify(cache, req, set.as_deref()))
+}
+
+/// [`check`] when it needs nothing fetched; `None` when it does.
+fn check_now(
+    cache: &super::JwksCache,
+    req: &VerifyReq,
+) -> Option<Result<Result<(Value, Value), Refusal>, HostError>> {
+    let token = match Token::read(req) {
+        Ok(Ok(t)) => t,
+        Ok(Err(r)) => return Some(Ok(Err(r))),
+        Err(e) => return Some(Err(e)),
+    };
+    let set = if token.needs_key_set() {
+        match key_set_at_hand(cache, req, token.kid.as_deref())? {
+            Ok(set) => Some(set),
+            Err(e) => return Some(Err(e)),
+        }
+    } else {
+        None
+    };
+    Some(Ok(token.verify(cache, req, set.as_deref())))
+}
+
+/// A token's header, read and checked against the accepted algorithms.
+struct Token {
+    header: Value,
+    alg: Algorithm,
+    kid: Option<String>,
+}
+
+impl Token {
+    fn read(req: &VerifyReq) -> Result<Result<Token, Refusal>, HostError> {
+        let allowed = allowed_algorithms(req)?;
+        let header = match header(&req.token) {
+            Ok(h) => h,
+            Err(r) => return Ok(Err(r)),
+        };
+        let alg_text = header.get("alg").and_then(Value::as_str).unwrap_or("");
+        if alg_text.eq_ignore_ascii_case("none") || alg_text.is_empty() {
             return Ok(Err(refuse(
-                "unknown_kid",
-                match kid {
-                    Some(kid) => {
-                        format!("no {alg_text} key with id `{kid}` in the provider's key set")
-                    }
-                    None => format!("no {alg_text} key in the provider's key set"),
-                },
+                "alg_none",
+                "the token is unsigned (`alg: none`), which is never accepted",
             )));
         }
-        (keys, set.generation.to_le_bytes().to_vec())
-    };
-
-    let id = super::jwks::VerifiedTokens::id(&req.token, &key_id);
-    let mut validation = validation(req, alg);
-    let verified_before = cache.verified.contains(&id);
-    if verified_before {
-        // The signature verified against these very keys: check the claims.
-        validation.insecure_disable_signature_validation();
+        let Some(alg) = Algorithm::from_str(alg_text)
+            .ok()
+            .filter(|a| allowed.contains(a))
+        else {
+            return Ok(Err(refuse(
+                "algorithm_not_allowed",
+                format!("the token's algorithm `{alg_text}` is not accepted here"),
+            )));
+        };
+        let kid = header.get("kid").and_then(Value::as_str).map(str::to_owned);
+        Ok(Ok(Token { header, alg, kid }))
     }
-    let mut last = refuse("bad_signature", "the signature does not verify");
-    for key in &keys {
-        match jsonwebtoken::decode::<Value>(&req.token, key, &validation) {
-            Ok(data) => {
-                if let Some(missing) = req
-                    .required_claims
-                    .iter()
-                    .find(|c| data.claims.get(c.as_str()).is_none_or(Value::is_null))
-                {
-                    return Ok(Err(refuse(
-                        "missing_claim",
-                        format!("the token has no `{missing}` claim"),
-                    )));
-                }
-                if !verified_before {
-                    cache.verified.insert(id);
-                }
-                return Ok(Ok((header, data.claims)));
+
+    /// Whether its keys come from a key set (else from the secret).
+    fn needs_key_set(&self) -> bool {
+        !HMAC.contains(&self.alg)
+    }
+
+    /// Checks the signature (unless it verified before against the same
+    /// keys) and the claims, against `set` or the request's secret.
+    fn verify(
+        self,
+        cache: &super::JwksCache,
+        req: &VerifyReq,
+        set: Option<&KeySet>,
+    ) -> Result<(Value, Value), Refusal> {
+        let (alg, kid) = (self.alg, self.kid.as_deref());
+        // The keys, and what identifies them for the verified-token cache.
+        let secret_key;
+        let (keys, key_id): (Vec<&DecodingKey>, Vec<u8>) = match set {
+            // `allowed` holds HMAC algorithms only when a secret is configured.
+            None => {
+                let secret = req.secret.as_deref().unwrap_or_default();
+                secret_key = DecodingKey::from_secret(secret.as_bytes());
+                (vec![&secret_key], secret.as_bytes().to_vec())
             }
-            Err(e) => {
-                last = refusal(e.kind());
-                if last.reason != "bad_signature" || verified_before {
-                    break;
+            Some(set) => {
+                let want = kind_of(alg);
+                let keys: Vec<&DecodingKey> = set
+                    .keys
+                    .iter()
+                    .filter(|k| Some(k.kind) == want)
+                    .filter(|k| kid.is_none() || k.kid.as_deref() == kid)
+                    .map(|k| &k.key)
+                    .collect();
+                if keys.is_empty() {
+                    let alg_text = self.header["alg"].as_str().unwrap_or_default();
+                    return Err(refuse(
+                        "unknown_kid",
+                        match kid {
+                            Some(kid) => {
+                                format!(
+                                    "no {alg_text} key with id `{kid}` in the provider's key set"
+                                )
+                            }
+                            None => format!("no {alg_text} key in the provider's key set"),
+                        },
+                    ));
+                }
+                (keys, set.generation.to_le_bytes().to_vec())
+            }
+        };
+
+        let id = super::jwks::VerifiedTokens::id(&req.token, &key_id);
+        let mut validation = validation(req, alg);
+        let verified_before = cache.verified.contains(&id);
+        if verified_before {
+            // The signature verified against these very keys: check the claims.
+            validation.insecure_disable_signature_validation();
+        }
+        let mut last = refuse("bad_signature", "the signature does not verify");
+        for key in keys {
+            match jsonwebtoken::decode::<Value>(&req.token, key, &validation) {
+                Ok(data) => {
+                    if let Some(missing) = req
+                        .required_claims
+                        .iter()
+                        .find(|c| data.claims.get(c.as_str()).is_none_or(Value::is_null))
+                    {
+                        return Err(refuse(
+                            "missing_claim",
+                            format!("the token has no `{missing}` claim"),
+                        ));
+                    }
+                    if !verified_before {
+                        cache.verified.insert(id);
+                    }
+                    return Ok((self.header, data.claims));
+                }
+                Err(e) => {
+                    last = refusal(e.kind());
+                    if last.reason != "bad_signature" || verified_before {
+                        break;
+                    }
                 }
             }
         }
+        Err(last)
     }
-    Ok(Err(last))
+}
+
+/// How long cached key sets and discovery documents live, per the request.
+fn freshness(req: &VerifyReq) -> Freshness {
+    Freshness {
+        max_age: Duration::from_secs(req.cache_seconds.unwrap_or(300).max(1)),
+        refresh: Duration::from_secs(req.refresh_seconds.unwrap_or(60).max(1)),
+    }
+}
+
+/// The key set the request names when nothing must be fetched for it: the
+/// inline one, or a cached one [`key_set`] would use as it is.
+fn key_set_at_hand(
+    cache: &super::JwksCache,
+    req: &VerifyReq,
+    kid: Option<&str>,
+) -> Option<Result<std::sync::Arc<KeySet>, HostError>> {
+    if req.jwks.is_some() {
+        return Some(inline_key_set(req));
+    }
+    let fresh = freshness(req);
+    let uri = match (&req.jwks_uri, req.discovery, &req.issuer) {
+        (Some(uri), _, _) => uri.clone(),
+        (None, true, Some(issuer)) => cache.discovered(issuer, fresh)?,
+        // No key source: `key_set` says what is wrong.
+        _ => return None,
+    };
+    cache.cached_keys(&uri, kid, fresh).map(Ok)
+}
+
+fn inline_key_set(req: &VerifyReq) -> Result<std::sync::Arc<KeySet>, HostError> {
+    let doc = req.jwks.as_ref().unwrap_or(&Value::Null);
+    KeySet::parse(doc)
+        .map(std::sync::Arc::new)
+        .map_err(|e| HostError::invalid_argument(format!("`jwks`: {e}")))
 }
 
 /// The key set the request names: inline, at `jwksUri`, or by discovery.
@@ -256,17 +359,12 @@ async fn key_set(
     req: &VerifyReq,
     kid: Option<&str>,
 ) -> Result<std::sync::Arc<KeySet>, HostError> {
-    if let Some(doc) = &req.jwks {
-        return KeySet::parse(doc)
-            .map(std::sync::Arc::new)
-            .map_err(|e| HostError::invalid_argument(format!("`jwks`: {e}")));
+    if req.jwks.is_some() {
+        return inline_key_set(req);
     }
     let fetcher =
         fetcher.ok_or_else(|| HostError::new("unavailable", "no outbound client to fetch keys"))?;
-    let fresh = Freshness {
-        max_age: Duration::from_secs(req.cache_seconds.unwrap_or(300).max(1)),
-        refresh: Duration::from_secs(req.refresh_seconds.unwrap_or(60).max(1)),
-    };
+    let fresh = freshness(req);
     let uri = match (&req.jwks_uri, req.discovery, &req.issuer) {
         (Some(uri), _, _) => uri.clone(),
         (None, true, Some(issuer)) => cache.discover(fetcher, issuer, fresh).await?,
@@ -404,165 +502,5 @@ fn refusal(kind: &ErrorKind) -> Refusal {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use jsonwebtoken::{EncodingKey, Header, encode};
-    use ring::signature::{self, KeyPair};
-
-    fn b64(bytes: &[u8]) -> String {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    }
-
-    fn request(token: &str, jwks: Value) -> VerifyReq {
-        serde_json::from_value(json!({
-            "token": token, "jwks": jwks, "issuer": "https://idp", "audience": "api"
-        }))
-        .unwrap()
-    }
-
-    async fn reason(req: &VerifyReq) -> Result<Value, &'static str> {
-        match check(&super::super::JwksCache::default(), None, req)
-            .await
-            .unwrap()
-        {
-            Ok((_, claims)) => Ok(claims),
-            Err(r) => Err(r.reason),
-        }
-    }
-
-    fn claims() -> Value {
-        let now = jsonwebtoken::get_current_timestamp();
-        json!({"sub": "u", "iss": "https://idp", "aud": "api", "exp": now + 60})
-    }
-
-    #[tokio::test]
-    async fn ed25519_and_p256_keys_verify_their_algorithms_only() {
-        let rng = ring::rand::SystemRandom::new();
-        let ed = signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
-        let ed_pub = signature::Ed25519KeyPair::from_pkcs8(ed.as_ref()).unwrap();
-        let p256 = signature::EcdsaKeyPair::generate_pkcs8(
-            &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-            &rng,
-        )
-        .unwrap();
-        let p256_pub = signature::EcdsaKeyPair::from_pkcs8(
-            &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-            p256.as_ref(),
-            &rng,
-        )
-        .unwrap();
-        let point = p256_pub.public_key().as_ref();
-        let jwks = json!({"keys": [
-            {"kty": "OKP", "crv": "Ed25519", "kid": "ed", "x": b64(ed_pub.public_key().as_ref())},
-            {"kty": "EC", "crv": "P-256", "kid": "ec", "x": b64(&point[1..33]), "y": b64(&point[33..])},
-        ]});
-
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some("ed".into());
-        let token = encode(&header, &claims(), &EncodingKey::from_ed_der(ed.as_ref())).unwrap();
-        assert_eq!(
-            reason(&request(&token, jwks.clone())).await.unwrap()["sub"],
-            "u"
-        );
-
-        let mut header = Header::new(Algorithm::ES256);
-        header.kid = Some("ec".into());
-        let token = encode(&header, &claims(), &EncodingKey::from_ec_der(p256.as_ref())).unwrap();
-        assert_eq!(
-            reason(&request(&token, jwks.clone())).await.unwrap()["sub"],
-            "u"
-        );
-
-        // An ES256 token naming the Ed25519 key: no key of that type.
-        header.kid = Some("ed".into());
-        let token = encode(&header, &claims(), &EncodingKey::from_ec_der(p256.as_ref())).unwrap();
-        assert_eq!(
-            reason(&request(&token, jwks.clone())).await,
-            Err("unknown_kid")
-        );
-
-        // HS256 is refused without a secret, whatever the key set holds.
-        let token = encode(
-            &Header::new(Algorithm::HS256),
-            &claims(),
-            &EncodingKey::from_secret(b"guess"),
-        )
-        .unwrap();
-        assert_eq!(
-            reason(&request(&token, jwks)).await,
-            Err("algorithm_not_allowed")
-        );
-    }
-
-    #[tokio::test]
-    async fn hs256_with_a_configured_secret() {
-        let token = encode(
-            &Header::new(Algorithm::HS256),
-            &claims(),
-            &EncodingKey::from_secret(b"s3cret-s3cret-s3cret"),
-        )
-        .unwrap();
-        let req = |secret: &str| -> VerifyReq {
-            serde_json::from_value(
-                json!({"token": token, "secret": secret, "audience": ["x", "api"]}),
-            )
-            .unwrap()
-        };
-        assert!(reason(&req("s3cret-s3cret-s3cret")).await.is_ok());
-        assert_eq!(reason(&req("other")).await, Err("bad_signature"));
-        let missing: VerifyReq = serde_json::from_value(json!({
-            "token": token, "secret": "s3cret-s3cret-s3cret", "requiredClaims": ["email"]
-        }))
-        .unwrap();
-        assert_eq!(reason(&missing).await, Err("missing_claim"));
-    }
-
-    #[tokio::test]
-    async fn a_verified_token_skips_only_its_signature_check_and_only_for_its_keys() {
-        let cache = super::super::JwksCache::default();
-        let secret = "s3cret-s3cret-s3cret";
-        let token = encode(
-            &Header::new(Algorithm::HS256),
-            &claims(),
-            &EncodingKey::from_secret(secret.as_bytes()),
-        )
-        .unwrap();
-        let ask = |token: &str, secret: &str, audience: &str| {
-            let req: VerifyReq = serde_json::from_value(
-                json!({"token": token, "secret": secret, "audience": audience}),
-            )
-            .unwrap();
-            let cache = &cache;
-            async move {
-                match check(cache, None, &req).await.unwrap() {
-                    Ok(_) => Ok(()),
-                    Err(r) => Err(r.reason),
-                }
-            }
-        };
-        let hits = || {
-            cache
-                .verified
-                .hits
-                .load(std::sync::atomic::Ordering::Relaxed)
-        };
-        assert_eq!(ask(&token, secret, "api").await, Ok(()));
-        assert_eq!(hits(), 0);
-        assert_eq!(ask(&token, secret, "api").await, Ok(()));
-        assert_eq!(hits(), 1, "the second use skips the signature check");
-        // The claims are still checked on a remembered token.
-        assert_eq!(ask(&token, secret, "other").await, Err("wrong_audience"));
-        // Other keys do not inherit the verification.
-        assert_eq!(
-            ask(&token, "another-secret", "api").await,
-            Err("bad_signature")
-        );
-        // A changed signature is another token.
-        let mut tampered = token.clone();
-        let last = if tampered.ends_with('A') { 'B' } else { 'A' };
-        tampered.pop();
-        tampered.push(last);
-        assert_eq!(ask(&tampered, secret, "api").await, Err("bad_signature"));
-        assert_eq!(hits(), 2);
-    }
-}
+#[path = "jwt_tests.rs"]
+mod tests;
