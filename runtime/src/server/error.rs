@@ -50,6 +50,8 @@ macro_rules! error_kinds {
 error_kinds! {
     /// No route, app file or static file at the path.
     NotFound = (NOT_FOUND, "NOT_FOUND"),
+    /// The route does not answer this method.
+    MethodNotAllowed = (METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"),
     /// No app of that name.
     AppNotFound = (NOT_FOUND, "APP_NOT_FOUND"),
     /// The app exists, no installed version matches the range.

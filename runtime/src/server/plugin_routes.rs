@@ -108,7 +108,10 @@ async fn serve_plugin(
     if plugin.hooks.handle {
         let (parts, body) = req.into_parts();
         let res = call_handle(state, plugin, &mount, &rest, &parts, body, client).await;
-        if res.status() != StatusCode::NOT_FOUND || plugin.ui.is_none() {
+        // A 404 from `handle` falls back to the plugin's pages, except
+        // under `api/`: an unknown API route stays a JSON 404, never a page.
+        let api = rest == "/api" || rest.starts_with("/api/");
+        if res.status() != StatusCode::NOT_FOUND || plugin.ui.is_none() || api {
             return if parts.method == Method::HEAD {
                 bodiless(res)
             } else {
@@ -162,8 +165,7 @@ const EMBEDDED_UI_POLICY: &str = "default-src 'self'; script-src 'self'; style-s
 fn serve_embedded(files: &EmbeddedFiles, rest: &str, method: &Method) -> Response {
     if !matches!(*method, Method::GET | Method::HEAD) {
         return ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "METHOD_NOT_ALLOWED",
+            ErrorKind::MethodNotAllowed,
             "a plugin's pages are read with GET or HEAD",
         )
         .into_response();
@@ -183,7 +185,8 @@ fn serve_embedded(files: &EmbeddedFiles, rest: &str, method: &Method) -> Respons
         .copied()
         .unwrap_or(("", &[]));
     if name.is_empty() {
-        return ApiError::not_found("NOT_FOUND", format!("`{rest}` was not found")).into_response();
+        return ApiError::new(ErrorKind::NotFound, format!("`{rest}` was not found"))
+            .into_response();
     }
     let mime = mime_guess::from_path(name).first_or_octet_stream();
     let content_type = if mime.type_() == mime_guess::mime::TEXT {

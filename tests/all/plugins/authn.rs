@@ -342,7 +342,12 @@ async fn anonymous_requests_public_routes_and_the_plugin_routes() {
         .await
         .expect("login page");
     assert_eq!(page.status().as_u16(), 200);
-    assert!(page.text().await.expect("html").contains("/_/auth/login.js"));
+    assert!(
+        page.text()
+            .await
+            .expect("html")
+            .contains("/_/auth/login.js")
+    );
     // The page lists the providers the API names.
     let (status, _, body) = get(&server, "/_/auth/api/providers", None, "application/json").await;
     assert_eq!(status, 200);

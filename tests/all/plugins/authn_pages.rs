@@ -105,6 +105,10 @@ async fn the_login_page_is_served_from_ui_under_a_strict_policy() {
         .await
         .expect("missing");
     assert_eq!(res.status().as_u16(), 404);
+    // Nor is an unknown API route: it stays a JSON 404.
+    let (status, _, body) = get_json(&server, "/_/auth/api/nope").await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.is_object(), "a JSON answer, not the page: {body}");
     // The script reads the list from the API and hands the redirect to the
     // API (which checks it); it never navigates anywhere by itself.
     assert!(UI_SCRIPT.contains("/_/auth/api/providers"));
