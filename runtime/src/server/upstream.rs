@@ -398,7 +398,7 @@ fn forwarding_headers(
         forwarded.push_str(&ip);
     }
     forwarded.push_str(";proto=");
-    forwarded.push_str(&view.scheme);
+    forwarded.push_str(view.scheme);
     let mut out = Vec::with_capacity(4);
     if let Some(host) = view.host {
         forwarded.push_str(";host=\"");
