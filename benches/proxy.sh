@@ -17,7 +17,7 @@ for tool in wrk nginx; do
     command -v "$tool" >/dev/null || { echo "proxy.sh: $tool is missing (apt-get install $tool)" >&2; exit 1; }
 done
 export RUST_LIB_BACKTRACE=0
-cargo build --release -q -p buntime -p buntime-benches --bin native-hello
+cargo build --release -q -p buntime -p buntime-benches --bin buntime --bin native-hello
 
 work="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null || true; [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; rm -rf "$work"' EXIT

@@ -13,9 +13,14 @@
 //!
 //! `authn_jwt` does the same with the authn plugin checking a bearer JWT
 //! (EdDSA, its key set fetched once from a loopback server and cached).
+//!
+//! `gateway_check` does the same with the gateway plugin, once with only a
+//! rate limit and once with only CORS.
 
 #[path = "plugins/authn.rs"]
 mod authn;
+#[path = "plugins/gateway.rs"]
+mod gateway;
 
 use std::path::Path;
 
@@ -245,6 +250,6 @@ fn authz(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(3));
-    targets = chain, authz, authn::authn
+    targets = chain, authz, authn::authn, gateway::gateway
 }
 criterion_main!(benches);

@@ -38,6 +38,7 @@ mod static_send;
 mod upload_spool;
 pub(crate) mod upstream;
 mod upstream_client;
+mod upstream_pool;
 mod upstream_ws;
 
 use std::sync::Arc;

@@ -32,9 +32,8 @@ use buntime_pdk::hooks::Upstream;
 use super::AppState;
 use super::client::RequestClientSource;
 use super::error::{ApiError, ErrorKind};
-use super::upstream_client::{
-    IdleBody, Progress, ProgressBody, client as upstream_client, within_silence,
-};
+use super::upstream_client::{IdleBody, Progress, ProgressBody, within_silence};
+use super::upstream_pool::{self, SendError};
 use super::upstream_ws::{Relay, asks_websocket, switch};
 use crate::capabilities::{Capability, Denial, HttpGrant};
 use crate::plugins::Plugin;
@@ -74,7 +73,14 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 #[derive(Debug)]
 pub(crate) struct Target {
     url: url::Url,
+    /// The request target on the upstream connection: path and query.
     uri: Uri,
+    /// `scheme://host:port` as the connector takes it.
+    authority: Uri,
+    /// `scheme://host:port`, for messages and the pool.
+    origin: Arc<str>,
+    /// The `Host` header for the upstream: `host[:port]` as in the URL.
+    host: HeaderValue,
     set_headers: Vec<(HeaderName, HeaderValue)>,
     remove_headers: Vec<HeaderName>,
     timeout: Duration,
@@ -105,10 +111,16 @@ impl Target {
             ));
         }
         url.set_fragment(None);
-        let uri: Uri = url
-            .as_str()
+        let invalid = |e: &dyn std::fmt::Display| {
+            format!("`upstream.url` `{}` is not a valid URI: {e}", up.url)
+        };
+        let uri: Uri = url[url::Position::BeforePath..]
             .parse()
-            .map_err(|e| format!("`upstream.url` `{}` is not a valid URI: {e}", up.url))?;
+            .map_err(|e| invalid(&e))?;
+        let origin = url.origin().ascii_serialization();
+        let authority: Uri = origin.parse().map_err(|e| invalid(&e))?;
+        let host = HeaderValue::try_from(&url[url::Position::BeforeHost..url::Position::AfterPort])
+            .map_err(|e| invalid(&e))?;
         let remove_headers = up
             .remove_headers
             .iter()
@@ -157,14 +169,12 @@ impl Target {
             }),
             url,
             uri,
+            authority,
+            origin: Arc::from(origin),
+            host,
             set_headers,
             remove_headers,
         })
-    }
-
-    /// `scheme://host:port` of the upstream, for messages and grants.
-    fn origin(&self) -> String {
-        self.url.origin().ascii_serialization()
     }
 }
 
@@ -177,7 +187,7 @@ pub(crate) async fn forward(
     target: Target,
     client: &RequestClientSource<'_>,
 ) -> Response {
-    let origin = target.origin();
+    let origin = target.origin.clone();
     let grant = plugin
         .grants
         .get::<HttpGrant>(Capability::UPSTREAM)
@@ -236,6 +246,7 @@ pub(crate) async fn forward(
     for name in &target.remove_headers {
         headers.remove(name);
     }
+    headers.insert(header::HOST, target.host);
     for (name, value) in forwarding.into_iter().chain(target.set_headers) {
         headers.insert(name, value);
     }
@@ -246,11 +257,17 @@ pub(crate) async fn forward(
     let body = Body::new(ProgressBody::new(body, progress.clone()));
     let outbound = Request::from_parts(parts, body);
 
-    let pool = upstream_client(allow_private, target.connect_timeout);
-    let answer = within_silence(pool.request(outbound), &progress, target.timeout).await;
+    let key = upstream_pool::Key {
+        origin: origin.clone(),
+        allow_private,
+        connect_timeout: target.connect_timeout,
+    };
+    let sent = upstream_pool::send(key, &target.authority, outbound);
+    let answer = within_silence(sent, &progress, target.timeout).await;
     match answer {
-        Some(Ok(res)) if res.status() == StatusCode::SWITCHING_PROTOCOLS => match upgrade {
-            Some((relay, client_side)) => switch(res, client_side, relay, Arc::from(origin)),
+        // The connection is the relay's now: its lease is dropped.
+        Some(Ok((res, _))) if res.status() == StatusCode::SWITCHING_PROTOCOLS => match upgrade {
+            Some((relay, client_side)) => switch(res, client_side, relay, origin),
             // A switch nobody asked for cannot be relayed.
             None => ApiError::new(
                 ErrorKind::UpstreamFailed,
@@ -258,11 +275,11 @@ pub(crate) async fn forward(
             )
             .into_response(),
         },
-        Some(Ok(res)) => {
+        Some(Ok((res, lease))) => {
             let (mut parts, body) = res.into_parts();
             strip_hop_by_hop(&mut parts.headers);
             parts.extensions = http::Extensions::new();
-            let body = IdleBody::new(body, target.timeout, Arc::from(origin));
+            let body = IdleBody::new(body, target.timeout, origin, lease);
             Response::from_parts(parts, Body::new(body))
         }
         Some(Err(e)) => failed(&origin, &e, target.connect_timeout),
@@ -299,11 +316,7 @@ fn denied(state: &AppState, plugin: &Plugin, detail: String, hint: String) -> Re
 }
 
 /// A request that got no answer: 504 for a connect timeout, 502 otherwise.
-fn failed(
-    origin: &str,
-    e: &hyper_util::client::legacy::Error,
-    connect_timeout: Duration,
-) -> Response {
+fn failed(origin: &str, e: &SendError, connect_timeout: Duration) -> Response {
     let mut chain = e.to_string();
     let mut timed_out = false;
     let mut source = std::error::Error::source(e);
@@ -364,11 +377,19 @@ fn forwarding_headers(
         return Vec::new();
     };
     let address = view.address.to_canonical();
-    let node = match address {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("\"[{v6}]\""),
-    };
-    let mut forwarded = format!("for={node};proto={}", view.scheme);
+    // The address is formatted once, for both headers.
+    let ip = address.to_string();
+    let mut forwarded = String::with_capacity(32 + ip.len());
+    forwarded.push_str("for=");
+    if address.is_ipv6() {
+        forwarded.push_str("\"[");
+        forwarded.push_str(&ip);
+        forwarded.push_str("]\"");
+    } else {
+        forwarded.push_str(&ip);
+    }
+    forwarded.push_str(";proto=");
+    forwarded.push_str(view.scheme);
     let mut out = Vec::with_capacity(4);
     if let Some(host) = view.host {
         forwarded.push_str(";host=\"");
@@ -383,7 +404,7 @@ fn forwarding_headers(
             out.push((X_FORWARDED_HOST, v));
         }
     }
-    if let Ok(v) = HeaderValue::try_from(address.to_string()) {
+    if let Ok(v) = HeaderValue::try_from(ip) {
         out.push((X_FORWARDED_FOR, v));
     }
     out.push((
@@ -413,7 +434,13 @@ mod tests {
                 .timeout_ms(100),
         )
         .unwrap();
-        assert_eq!(ok.uri.to_string(), "http://svc:8080/a/b?c=1");
+        assert_eq!(ok.uri.to_string(), "/a/b?c=1");
+        assert_eq!(ok.authority.to_string(), "http://svc:8080/");
+        assert_eq!(&*ok.origin, "http://svc:8080");
+        assert_eq!(ok.host, "svc:8080");
+        let default_port = Target::parse(Upstream::new("https://[::1]:443")).unwrap();
+        assert_eq!(default_port.uri.to_string(), "/");
+        assert_eq!(default_port.host, "[::1]");
         assert_eq!(ok.set_headers.len(), 1, "hop-by-hop headers are not set");
         assert_eq!(ok.timeout, Duration::from_millis(100));
         assert_eq!(ok.connect_timeout, DEFAULT_CONNECT_TIMEOUT);

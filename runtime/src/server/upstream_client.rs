@@ -1,35 +1,24 @@
-//! The outbound side of host-executed proxying: pooled HTTP/1.1 clients
-//! (plain and TLS) whose resolver keeps the `upstream` grant's private
-//! network rule at connect time, and a response body that fails when the
-//! upstream goes quiet for too long.
-//!
-//! Clients are kept per (private networks allowed, connect timeout): a
-//! pool's connections are reused by every request with the same pair, and
-//! in practice there are one or two pairs per process.
+//! The outbound side of host-executed proxying around the connections
+//! (`upstream_pool`): the resolver that keeps the `upstream` grant's
+//! private-network rule at connect time, a response body that fails when
+//! the upstream goes quiet for too long (and gives its connection back when
+//! read to its end), and the request body's progress that the wait for an
+//! answer is measured from.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, LazyLock, RwLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
 use bytes::Bytes;
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::dns::Name;
-use hyper_util::rt::TokioExecutor;
 
+use super::upstream_pool::Lease;
 use crate::grants::public_addrs;
-
-/// A pooled client for upstreams.
-pub(crate) type UpstreamClient =
-    Client<hyper_rustls::HttpsConnector<HttpConnector<Resolver>>, Body>;
-
-/// How long an idle upstream connection is kept for reuse.
-const POOL_IDLE: Duration = Duration::from_secs(60);
 
 /// Names resolved for an upstream connection: every address, or (when the
 /// grant does not allow private networks) only the public ones, through the
@@ -38,6 +27,12 @@ const POOL_IDLE: Duration = Duration::from_secs(60);
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Resolver {
     public_only: bool,
+}
+
+impl Resolver {
+    pub(crate) fn new(public_only: bool) -> Self {
+        Self { public_only }
+    }
 }
 
 type Resolving =
@@ -65,59 +60,64 @@ impl tower::Service<Name> for Resolver {
     }
 }
 
-/// A client and what it was made for: (private allowed, connect timeout).
-type Keyed = ((bool, Duration), UpstreamClient);
-
-/// The clients made so far.
-static CLIENTS: LazyLock<RwLock<Vec<Keyed>>> = LazyLock::new(RwLock::default);
-
-/// The pooled client for upstreams reached with `allow_private` and
-/// `connect_timeout`.
-pub(crate) fn client(allow_private: bool, connect_timeout: Duration) -> UpstreamClient {
-    let key = (allow_private, connect_timeout);
-    if let Ok(clients) = CLIENTS.read()
-        && let Some((_, c)) = clients.iter().find(|(k, _)| *k == key)
-    {
-        return c.clone();
-    }
-    let mut clients = CLIENTS.write().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, c)) = clients.iter().find(|(k, _)| *k == key) {
-        return c.clone();
-    }
-    let mut http = HttpConnector::new_with_resolver(Resolver {
-        public_only: !allow_private,
-    });
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(connect_timeout));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    let c = Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(POOL_IDLE)
-        .build(https);
-    clients.push((key, c.clone()));
-    c
-}
-
-/// An upstream's response body, failed when no frame arrives for `idle`.
+/// An upstream's response body, failed when no frame arrives for `idle`
+/// once it is waited for. The timer is made and set only when a read has
+/// to wait (a body already buffered, like most small answers, costs no
+/// timer). Its connection goes back to the pool when the body is read to its end
+/// (seen as the last frame, or as an empty body at the end of the stream
+/// when the reader stops on its own after the announced length).
 pub(crate) struct IdleBody {
     inner: Incoming,
     idle: Duration,
-    timer: Pin<Box<tokio::time::Sleep>>,
+    /// Running from the first wait after the last frame.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    waiting: bool,
     upstream: Arc<str>,
+    lease: Option<Lease>,
 }
 
 impl IdleBody {
-    pub(crate) fn new(inner: Incoming, idle: Duration, upstream: Arc<str>) -> Self {
-        Self {
+    pub(crate) fn new(inner: Incoming, idle: Duration, upstream: Arc<str>, lease: Lease) -> Self {
+        let mut body = Self {
             inner,
             idle,
-            timer: Box::pin(tokio::time::sleep(idle)),
+            timer: None,
+            waiting: false,
             upstream,
+            lease: Some(lease),
+        };
+        body.release_at_end();
+        body
+    }
+
+    /// Gives the connection back once nothing is left to read.
+    fn release_at_end(&mut self) {
+        if self.inner.is_end_stream()
+            && let Some(lease) = self.lease.take()
+        {
+            lease.release();
         }
+    }
+
+    /// The silence timer, started at the first wait after a frame.
+    fn wait(&mut self) -> Pin<&mut tokio::time::Sleep> {
+        let idle = self.idle;
+        let first = !std::mem::replace(&mut self.waiting, true);
+        let fresh = self.timer.is_none();
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+        if first && !fresh {
+            timer.as_mut().reset(tokio::time::Instant::now() + idle);
+        }
+        timer.as_mut()
+    }
+}
+
+impl Drop for IdleBody {
+    fn drop(&mut self) {
+        // A body left half-read drops its lease, closing the connection.
+        self.release_at_end();
     }
 }
 
@@ -132,8 +132,18 @@ impl HttpBody for IdleBody {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                let deadline = tokio::time::Instant::now() + this.idle;
-                this.timer.as_mut().reset(deadline);
+                match &frame {
+                    Some(Ok(_)) => this.release_at_end(),
+                    // The end: release whatever `is_end_stream` said.
+                    None => {
+                        if let Some(lease) = this.lease.take() {
+                            lease.release();
+                        }
+                    }
+                    // A broken body: its connection is not reused.
+                    Some(Err(_)) => this.lease = None,
+                }
+                this.waiting = false;
                 Poll::Ready(frame.map(|f| {
                     f.map_err(|e| {
                         tracing::warn!(upstream = %this.upstream, "upstream response body failed: {e}");
@@ -141,7 +151,7 @@ impl HttpBody for IdleBody {
                     })
                 }))
             }
-            Poll::Pending => match this.timer.as_mut().poll(cx) {
+            Poll::Pending => match this.wait().poll(cx) {
                 Poll::Ready(()) => {
                     tracing::warn!(
                         upstream = %this.upstream,

@@ -2,9 +2,11 @@
 //! upstream written here (axum on loopback): streamed bodies both ways,
 //! forwarded and hop-by-hop headers, failures mapped to 502/504, the
 //! `upstream` grant, WebSocket relaying (against a tokio-tungstenite echo),
-//! and the rules (static, dynamic, identity, order).
+//! kept-alive upstream connections, and the rules (static, dynamic,
+//! identity, order).
 
 mod host;
+mod pool;
 mod rules;
 mod ws;
 
