@@ -144,6 +144,13 @@ impl Response {
         self
     }
 
+    /// With [`Response::events`]: send only the events whose payload passes
+    /// `condition` (several calls: every condition).
+    pub fn event_match(mut self, condition: crate::http::FieldMatch) -> Self {
+        self.head.matching.push(condition);
+        self
+    }
+
     /// With [`Response::events`]: have the host call export `function` with
     /// `input` when the stream opens, on every matching event and at least
     /// every `interval_ms`; each call returns `[{"event", "data"}]` to send.

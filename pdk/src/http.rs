@@ -139,6 +139,47 @@ pub struct ResponseHead {
     /// `{"event", "data"}` to send (empty: nothing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poll: Option<StreamPoll>,
+    /// With `events`: send only the events whose payload passes every one
+    /// of these conditions (the host checks them, so a narrow tail costs
+    /// the plugin nothing per event).
+    #[serde(default, rename = "match", skip_serializing_if = "Vec::is_empty")]
+    pub matching: Vec<FieldMatch>,
+}
+
+/// One condition on a field of an event's payload ([`ResponseHead::matching`]):
+/// the field must be a string, and pass each test given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FieldMatch {
+    /// The payload's field (top level).
+    pub field: String,
+    /// The field equals one of these (empty: no such test).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub one_of: Vec<String>,
+    /// The field starts with one of these (empty: no such test); with
+    /// `oneOf`, passing either test is enough.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prefix: Vec<String>,
+    /// The field contains this text, ignoring case.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contains: Option<String>,
+}
+
+impl FieldMatch {
+    /// Whether `payload` passes.
+    pub fn passes(&self, payload: &serde_json::Value) -> bool {
+        let Some(value) = payload.get(&self.field).and_then(|v| v.as_str()) else {
+            return false;
+        };
+        let listed = (self.one_of.is_empty() && self.prefix.is_empty())
+            || self.one_of.iter().any(|v| v == value)
+            || self.prefix.iter().any(|p| value.starts_with(p.as_str()));
+        listed
+            && self
+                .contains
+                .as_ref()
+                .is_none_or(|c| value.to_lowercase().contains(&c.to_lowercase()))
+    }
 }
 
 /// How the host asks a plugin for the next events of a stream
@@ -165,6 +206,7 @@ impl ResponseHead {
             events: Vec::new(),
             event: None,
             poll: None,
+            matching: Vec::new(),
         }
     }
 }

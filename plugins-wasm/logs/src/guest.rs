@@ -1,5 +1,6 @@
 //! The exports: `on_init` checks the config, `on_event` stores the feed's
-//! records in the ring, `handle` serves `/_/logs/api`.
+//! records in the ring, `handle` serves `/_/logs/api` (queries, stats,
+//! the tail, clear, and appending a line).
 
 use buntime_pdk::hooks::Event;
 use buntime_pdk::plugin::{config, state};
@@ -128,18 +129,76 @@ fn list(req: &Request) -> Result<Response, Error> {
     Ok(json_response(200, &json!({ "logs": logs, "stats": stats })))
 }
 
-/// `GET /api/sse`: a live tail, one `log` event per record, of the levels
-/// asked (`level`, default all this plugin receives).
+/// `GET /api/sse`: a live tail, one `log` event per record, narrowed like
+/// the query (`level`, `source`, `app`, `plugin`, `requestId`, `search`;
+/// the host checks each record against them, see [`Query::conditions`]).
 fn tail(req: &Request) -> Result<Response, Error> {
-    let levels = match req.head().query_param("level") {
-        Some(v) => match query::levels(&v) {
-            Ok(l) => l,
-            Err(e) => return Ok(bad_request(e)),
-        },
-        None => vec!["error".into(), "warn".into(), "info".into()],
+    let q = match Query::parse(&req.head().query_params()) {
+        Ok(q) => q,
+        Err(e) => return Ok(bad_request(e)),
     };
+    let levels = q
+        .levels
+        .clone()
+        .unwrap_or_else(|| vec!["error".into(), "warn".into(), "info".into()]);
     let topics = levels.iter().map(|l| format!("log.{l}")).collect();
-    Ok(Response::new(200).events(topics).event_name("log"))
+    let mut res = Response::new(200).events(topics).event_name("log");
+    for condition in q.conditions() {
+        res = res.event_match(condition);
+    }
+    Ok(res)
+}
+
+/// The largest `POST /api` body: one line, not a bulk import.
+const MAX_APPEND_BYTES: usize = 16 * 1024;
+
+/// `POST /api` with `{"level"?, "message"}`: appends a line. It is written
+/// as this plugin's log line, so it travels the feed like any other (the
+/// host stamps its time and the POST's request id, every subscriber and
+/// open tail gets it) and lands in the buffer when its level is one this
+/// plugin receives. `202`: the feed delivers it a moment later.
+fn append(req: &Request) -> Result<Response, Error> {
+    let body = req.body();
+    if body.len() > MAX_APPEND_BYTES {
+        return Ok(json_response(
+            413,
+            &json!({
+                "code": "TOO_LARGE",
+                "message": format!("a line is at most {MAX_APPEND_BYTES} bytes of JSON, found {}", body.len()),
+            }),
+        ));
+    }
+    let line: Value = match serde_json::from_slice(&body) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => {
+            return Ok(bad_request(
+                "the body must be a JSON object `{\"level\", \"message\"}`".into(),
+            ));
+        }
+    };
+    let level = match &line["level"] {
+        Value::Null => "info".to_owned(),
+        Value::String(l) => match query::levels(l) {
+            Ok(mut one) if one.len() == 1 => one.remove(0),
+            _ => {
+                return Ok(bad_request(format!(
+                    "`level` must be one of error, warn, info, debug, trace, found `{l}`"
+                )));
+            }
+        },
+        other => return Ok(bad_request(format!("`level` must be a string, found {other}"))),
+    };
+    let Some(message) = line["message"].as_str().filter(|m| !m.is_empty()) else {
+        return Ok(bad_request("`message` must be a non-empty string".into()));
+    };
+    match level.as_str() {
+        "error" => extism_pdk::error!("{message}"),
+        "warn" => extism_pdk::warn!("{message}"),
+        "debug" => extism_pdk::debug!("{message}"),
+        "trace" => extism_pdk::trace!("{message}"),
+        _ => extism_pdk::info!("{message}"),
+    }
+    Ok(json_response(202, &json!({ "level": level })))
 }
 
 /// `POST /api/clear`: empties the buffer (the records stay in their slots,
@@ -159,6 +218,7 @@ fn serve(req: Request) -> Result<Response, Error> {
             Ok(json_response(200, &stats_of(&records, received)?))
         }
         ("GET", "/api/sse") => tail(&req),
+        ("POST", "/api") => append(&req),
         ("POST", "/api/clear") => clear(),
         _ => Ok(json_response(
             404,

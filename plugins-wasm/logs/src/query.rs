@@ -1,6 +1,7 @@
 //! What a query asks (parsed and checked from the query string), which
 //! records it keeps, and the buffer's stats.
 
+use buntime_pdk::http::FieldMatch;
 use serde_json::{Value, json};
 
 /// The levels, most severe first.
@@ -105,6 +106,47 @@ impl Query {
         Ok(q)
     }
 
+    /// The filters a live tail can apply to records as they are published
+    /// (all but the levels, which pick the topics, and the time range and
+    /// limit, which a live tail has no use for), as the host's conditions.
+    /// They keep what [`Query::keeps`] keeps.
+    pub fn conditions(&self) -> Vec<FieldMatch> {
+        let mut out = Vec::new();
+        let mut exact = |field: &str, want: &Option<String>| {
+            if let Some(w) = want {
+                out.push(FieldMatch {
+                    field: field.into(),
+                    one_of: vec![w.clone()],
+                    ..FieldMatch::default()
+                });
+            }
+        };
+        exact("source", &self.source);
+        exact("plugin", &self.plugin);
+        exact("requestId", &self.request_id);
+        if let Some(app) = &self.app {
+            // `hello` matches every version of it; `hello@1.0.0` that one.
+            out.push(FieldMatch {
+                field: "app".into(),
+                one_of: vec![app.clone()],
+                prefix: if app.contains('@') {
+                    Vec::new()
+                } else {
+                    vec![format!("{app}@")]
+                },
+                ..FieldMatch::default()
+            });
+        }
+        if let Some(search) = &self.search {
+            out.push(FieldMatch {
+                field: "message".into(),
+                contains: Some(search.clone()),
+                ..FieldMatch::default()
+            });
+        }
+        out
+    }
+
     /// Whether `record` passes every filter.
     pub fn keeps(&self, record: &Value) -> bool {
         let field = |name: &str| record[name].as_str();
@@ -205,6 +247,30 @@ mod tests {
             q(&[("level", "warn,Error")]).unwrap().levels.unwrap(),
             ["warn", "error"]
         );
+    }
+
+    #[test]
+    fn the_tail_conditions_keep_what_the_query_keeps() {
+        let records = [
+            serde_json::json!({"app": "hello@1.2.0", "source": "app", "requestId": "r1", "message": "Checkout FAILED", "level": "warn", "time": 5}),
+            serde_json::json!({"app": "hello2@1.0.0", "source": "app", "requestId": "r2", "message": "ok", "level": "warn", "time": 5}),
+            serde_json::json!({"plugin": "kit", "source": "plugin", "message": "failed", "level": "warn", "time": 5}),
+        ];
+        for pairs in [
+            &[("app", "hello")][..],
+            &[("app", "hello@1.2.0")],
+            &[("requestId", "r2")],
+            &[("plugin", "kit")],
+            &[("search", "failed")],
+            &[("source", "plugin"), ("search", "FAIL")],
+        ] {
+            let q = q(pairs).unwrap();
+            let conditions = q.conditions();
+            for r in &records {
+                let tail = conditions.iter().all(|c| c.passes(r));
+                assert_eq!(tail, q.keeps(r), "{pairs:?} on {r}");
+            }
+        }
     }
 
     #[test]

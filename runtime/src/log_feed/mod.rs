@@ -91,12 +91,6 @@ fn in_delivery() -> bool {
     DELIVERING.try_with(|_| ()).is_ok()
 }
 
-/// The trace id of the current span, for runtime records. The place where
-/// OpenTelemetry's span context is read; `None` while tracing is not set up.
-pub fn current_trace_id() -> Option<String> {
-    None
-}
-
 /// Feeds that want something now, process-wide: the `tracing` layer's first
 /// (and, when 0, only) check.
 static ACTIVE: AtomicUsize = AtomicUsize::new(0);

@@ -1,5 +1,5 @@
 //! The feed's own rules: nothing while off, levels, the bounded queue, the
-//! `tracing` layer's fields, and no feedback from delivery.
+//! `tracing` layer's fields and trace id, and no feedback from delivery.
 
 use tracing::Level;
 use tracing::level_filters::LevelFilter;
@@ -76,4 +76,35 @@ fn a_full_queue_drops_and_counts() {
     }
     assert_eq!(feed.queued(), QUEUE_CAPACITY as u64);
     assert_eq!(feed.dropped(), 5);
+}
+
+#[test]
+fn a_runtime_record_inside_a_trace_span_carries_its_trace_id() {
+    let feed = LogFeed::default();
+    let mut rx = feed.take_receiver().expect("receiver");
+    feed.set_level(Some(Level::INFO));
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    with_layer(|| {
+        // The span `telemetry/spans.rs` opens for a sampled request, with a
+        // span of a hook inside it.
+        let trace =
+            tracing::error_span!("trace", trace_id = %trace_id, span_id = "00f067aa0ba902b7");
+        let _t = trace.enter();
+        let hook = tracing::error_span!("span", span_id = "b7ad6b7169203331");
+        let _h = hook.enter();
+        tracing::warn!("traced-line");
+        drop(_h);
+        drop(_t);
+        tracing::warn!("untraced-line");
+    });
+    let mut by_message = std::collections::HashMap::new();
+    while let Ok(r) = rx.try_recv() {
+        by_message.insert(r.message.clone(), r.trace_id);
+    }
+    assert_eq!(
+        by_message.get("traced-line"),
+        Some(&Some(trace_id.to_owned()))
+    );
+    assert_eq!(by_message.get("untraced-line"), Some(&None));
+    feed.set_level(None);
 }

@@ -111,6 +111,13 @@ pub(crate) async fn run(state: &AppState, mut req: Request, peer: Option<SocketA
     let mut pending = Vec::new();
     let trace = state.telemetry.parent(req.extensions()).cloned();
     let meter = super::cost::meter_of(req.extensions());
+    // `on_response` runs after the request is gone: its log lines get the
+    // request's tag taken now, when a plugin there can log at all.
+    let log_tag = chain
+        .plugins
+        .iter()
+        .find(|p| p.hooks.on_response && p.instances.module().logs())
+        .and_then(|p| super::request_id::log_tag(p.instances.module(), req.extensions()));
     let (entered, outcome) = on_request(
         state,
         &chain,
@@ -138,6 +145,7 @@ pub(crate) async fn run(state: &AppState, mut req: Request, peer: Option<SocketA
         pending,
         trace.as_ref(),
         meter.as_ref(),
+        log_tag.as_ref(),
     )
     .await
 }
@@ -376,6 +384,7 @@ async fn on_response(
     mut pending: Vec<PendingHeaders>,
     trace: Option<&SpanParent>,
     meter: Option<&CostMeter>,
+    log_tag: Option<&crate::log_feed::LogTag>,
 ) -> Response {
     let mut input: Option<Bytes> = None;
     for (i, plugin) in chain.plugins[..entered].iter().enumerate().rev() {
@@ -402,6 +411,11 @@ async fn on_response(
         client.attach_resolved(plugin.instances.module(), &mut ext);
         if let Some(meter) = meter {
             ext.insert(meter.clone());
+        }
+        if let Some(tag) = log_tag
+            && plugin.instances.module().logs()
+        {
+            ext.insert(tag.clone());
         }
         let span = trace.map(|t| t.hook(plugin.name(), "on_response"));
         let result = super::hook_call::call_hook(plugin, "on_response", view, ext, span)

@@ -2,7 +2,8 @@
 //! head lists `events` becomes a live `text/event-stream` of the published
 //! events matching them (within the plugin's subscribe grant), optionally
 //! preceded by the response body as an initial event, optionally driven by
-//! a plugin export (`poll`) that produces the events itself — how keyval's
+//! a plugin export (`poll`) that produces the events itself, optionally
+//! narrowed by conditions on the payload's fields (`match`) — how keyval's
 //! queue listener hands each message to exactly one stream.
 //!
 //! Event names come from guests (the head's `event`, a poll's items, topics)
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use buntime_pdk::ResponseHead;
-use buntime_pdk::http::StreamPoll;
+use buntime_pdk::http::{FieldMatch, StreamPoll};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use serde::Deserialize;
@@ -103,6 +104,7 @@ pub(super) fn event_stream(
         Err(e) => return stream_refused(&e),
     };
     let name = head.event;
+    let matching = head.matching;
     let mut pending = VecDeque::new();
     if let Some(body) = head.body {
         pending.push_back(named(name.as_deref().unwrap_or("initial")).data(body));
@@ -118,6 +120,7 @@ pub(super) fn event_stream(
         _listening: ticket,
         rx: cx.host.events.subscribe(),
         patterns: parsed,
+        matching,
         stopping: stopping.clone(),
         detail,
         name,
@@ -189,6 +192,8 @@ struct StreamState {
     _listening: StreamTicket,
     rx: broadcast::Receiver<Event>,
     patterns: Vec<TopicPattern>,
+    /// Conditions on the payload (the head's `match`): all must pass.
+    matching: Vec<FieldMatch>,
     stopping: Arc<AtomicBool>,
     /// Whether a failed poll's detail may reach the client.
     detail: ErrorDetail,
@@ -252,7 +257,10 @@ impl StreamState {
                 None => WAKE,
             };
             match tokio::time::timeout(wait, self.rx.recv()).await {
-                Ok(Ok(event)) if self.patterns.iter().any(|p| p.matches(&event.topic)) => {
+                Ok(Ok(event))
+                    if self.patterns.iter().any(|p| p.matches(&event.topic))
+                        && self.matching.iter().all(|m| m.passes(&event.data)) =>
+                {
                     if let Some(p) = &mut self.poll {
                         p.due = true;
                         continue;

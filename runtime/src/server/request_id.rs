@@ -108,15 +108,28 @@ pub(crate) fn tag_logs(
     call: &mut http::Extensions,
 ) {
     if module.logs()
-        && module.log_feed().is_on()
-        && let Some(id) = req.get::<RequestId>()
+        && let Some(tag) = log_tag(module, req)
     {
-        call.insert(crate::log_feed::LogTag {
-            request_id: id.0.clone(),
-            // Set only for a sampled request (its span parent is attached).
-            trace_id: crate::telemetry::SpanParent::of(req).map(|p| p.trace_id()),
-        });
+        call.insert(tag);
     }
+}
+
+/// The tag of the request whose extensions are `req` (`None` while the
+/// feed is off or the request has no id), taken before the request is
+/// handed on, for the calls made once it is gone (`on_response`).
+pub(crate) fn log_tag(
+    module: &crate::wasm::GuestModule,
+    req: &http::Extensions,
+) -> Option<crate::log_feed::LogTag> {
+    if !module.log_feed().is_on() {
+        return None;
+    }
+    let id = req.get::<RequestId>()?;
+    Some(crate::log_feed::LogTag {
+        request_id: id.0.clone(),
+        // Set only for a sampled request (its span parent is attached).
+        trace_id: crate::telemetry::SpanParent::of(req).map(|p| p.trace_id()),
+    })
 }
 
 #[cfg(test)]

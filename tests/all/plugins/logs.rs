@@ -1,6 +1,8 @@
 //! The logs core plugin end to end: an app's log line, tagged with its
-//! request id, found by query and seen on the live tail; the buffer bounded
-//! to `maxEntries`; clear; anonymous clients and hostile queries refused.
+//! request id, found by query and seen on the live tail; the tail narrowed
+//! like the query; a plugin's `on_response` line tagged too; a posted line;
+//! the buffer bounded to `maxEntries`; clear; anonymous clients, missing
+//! permissions and hostile queries and bodies refused.
 
 use std::time::Duration;
 
@@ -9,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::keyval_streams::Sse;
 use super::{config, echo, kit};
-use crate::security::{MASTER, expect, local, policy, remote, start};
+use crate::security::{MASTER, create_key, expect, local, policy, remote, start};
 use crate::server::TestServer;
 
 const LOGS: &str = "@buntime/plugin-logs";
@@ -153,6 +155,64 @@ async fn an_app_line_is_found_by_request_level_and_app_and_arrives_on_the_tail()
 }
 
 #[tokio::test]
+async fn the_tail_filters_by_app_request_and_search_like_the_query() {
+    let server = server(json!({})).await;
+    let res = local(
+        &server,
+        Method::GET,
+        &format!("{API}/sse?app=echo&requestId=req-want&search=WANTED&level=warn,info"),
+    )
+    .header("x-api-key", MASTER)
+    .send()
+    .await
+    .expect("tail");
+    assert_eq!(res.status(), 200);
+    let mut tail = Sse::new(res);
+    // Lines that fail one filter each, then one that passes them all; the
+    // tail only gets what is published while it is open, so repeat until
+    // the passing line arrives. Anything else on the tail is a leak.
+    let mut seen = Vec::new();
+    for _ in 0..50 {
+        app_logs(&server, "info", "wanted-other-request", "req-other").await;
+        app_logs(&server, "info", "noise", "req-want").await;
+        app_logs(&server, "error", "wanted-wrong-level", "req-want").await;
+        app_logs(&server, "warn", "the-Wanted-line", "req-want").await;
+        while let Some(event) = tail.next(Duration::from_millis(100)).await {
+            if event.name == "log" {
+                seen.push(event.data);
+            }
+        }
+        if !seen.is_empty() {
+            break;
+        }
+    }
+    assert!(!seen.is_empty(), "the passing line reached the tail");
+    for record in &seen {
+        assert_eq!(record["message"], "the-Wanted-line", "{seen:?}");
+        assert_eq!(record["requestId"], "req-want");
+    }
+    // A tail on another app gets none of them.
+    let res = local(
+        &server,
+        Method::GET,
+        &format!("{API}/sse?app=other&level=warn"),
+    )
+    .header("x-api-key", MASTER)
+    .send()
+    .await
+    .expect("tail");
+    let mut other = Sse::new(res);
+    app_logs(&server, "warn", "the-Wanted-line", "req-want").await;
+    let mut leaked = Vec::new();
+    while let Some(event) = other.next(Duration::from_millis(300)).await {
+        if event.name == "log" {
+            leaked.push(event.data);
+        }
+    }
+    assert!(leaked.is_empty(), "{leaked:?}");
+}
+
+#[tokio::test]
 async fn the_buffer_keeps_the_newest_max_entries_and_clears() {
     let server = server(json!({ "maxEntries": 5 })).await;
     for i in 0..8 {
@@ -282,6 +342,108 @@ async fn what_a_subscriber_logs_while_it_receives_the_feed_is_not_fed_back() {
 }
 
 #[tokio::test]
+async fn a_plugin_line_from_on_response_carries_the_request_id() {
+    let embedded = buntime::plugins::embedded()
+        .into_iter()
+        .filter(|p| p.manifest.contains(LOGS))
+        .collect();
+    let server = start(policy(Some(MASTER)), embedded, |root| {
+        echo(root);
+        // Logs one line in `on_request` and one in `on_response`.
+        kit(
+            root,
+            "kit",
+            r#""base": "kit", "config": { "log": "true" }, "capabilities": { "log": true }"#,
+        );
+    })
+    .await;
+    app_logs(&server, "info", "between", "req-hooks").await;
+    let logs = until_logged(&server, "?requestId=req-hooks", "kit answered /echo/log").await;
+    for message in ["kit saw /echo/log", "between", "kit answered /echo/log"] {
+        let record = logs
+            .iter()
+            .find(|r| r["message"] == message)
+            .unwrap_or_else(|| panic!("no `{message}` for the request: {logs:?}"));
+        assert_eq!(record["requestId"], "req-hooks", "{record}");
+    }
+    let answered = logs
+        .iter()
+        .find(|r| r["message"] == "kit answered /echo/log")
+        .expect("found above");
+    assert_eq!(answered["plugin"], "kit", "{answered}");
+    assert_eq!(answered["source"], "plugin", "{answered}");
+}
+
+#[tokio::test]
+async fn a_posted_line_lands_with_its_request_id_and_needs_the_write_permission() {
+    let server = server(json!({})).await;
+    let post = |key: &str, body: String| {
+        remote(&server, Method::POST, API)
+            .header("x-api-key", key.to_owned())
+            .header("content-type", "application/json")
+            .body(body)
+    };
+    let reader = create_key(
+        &server,
+        MASTER,
+        json!({"name": "r", "role": "custom", "permissions": ["plugin:logs:read"]}),
+    )
+    .await;
+    let writer = create_key(
+        &server,
+        MASTER,
+        json!({"name": "w", "role": "custom", "permissions": ["plugin:logs:write", "plugin:logs:read"]}),
+    )
+    .await;
+    let line = json!({"level": "warn", "message": "deploy-started"}).to_string();
+    let denied = expect(post(&reader, line.clone()), 403, Some("PERMISSION_DENIED")).await;
+    assert!(
+        denied["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("plugin:logs:write")),
+        "{denied}"
+    );
+    expect(
+        remote(&server, Method::POST, API).body(line.clone()),
+        401,
+        None,
+    )
+    .await;
+    let accepted = expect(
+        post(&writer, line).header("x-request-id", "req-posted"),
+        202,
+        None,
+    )
+    .await;
+    assert_eq!(accepted["level"], "warn");
+    let logs = until_logged(&server, "?requestId=req-posted", "deploy-started").await;
+    let record = &logs[0];
+    assert_eq!(record["level"], "warn", "{record}");
+    assert_eq!(record["source"], "plugin", "{record}");
+    assert_eq!(record["plugin"], LOGS, "{record}");
+    assert!(record["time"].as_u64().is_some_and(|t| t > 0), "{record}");
+
+    // Too large, not JSON, a bad level, no message: refused, nothing kept.
+    let huge = json!({"message": "x".repeat(20 * 1024)}).to_string();
+    expect(post(&writer, huge), 413, Some("TOO_LARGE")).await;
+    for (body, needle) in [
+        ("not json".to_owned(), "JSON object"),
+        (
+            json!({"level": "loud", "message": "m"}).to_string(),
+            "`level`",
+        ),
+        (json!({"level": "warn"}).to_string(), "`message`"),
+        (json!({"message": ""}).to_string(), "`message`"),
+    ] {
+        let body = expect(post(&writer, body.clone()), 400, Some("BAD_REQUEST")).await;
+        assert!(
+            body["message"].as_str().is_some_and(|m| m.contains(needle)),
+            "{body}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn anonymous_clients_and_hostile_queries_are_refused() {
     let server = server(json!({})).await;
     for (method, path) in [
@@ -289,6 +451,7 @@ async fn anonymous_clients_and_hostile_queries_are_refused() {
         (Method::GET, format!("{API}/stats")),
         (Method::GET, format!("{API}/sse")),
         (Method::POST, format!("{API}/clear")),
+        (Method::POST, API.to_owned()),
     ] {
         expect(remote(&server, method, &path), 401, None).await;
     }
@@ -301,6 +464,7 @@ async fn anonymous_clients_and_hostile_queries_are_refused() {
         ("?since=10&until=5", "after"),
         ("?source=kernel", "`source`"),
         ("/sse?level=loud", "`level`"),
+        ("/sse?source=kernel", "`source`"),
     ] {
         let body = expect(
             local(&server, Method::GET, &format!("{API}{q}")).header("x-api-key", MASTER),
