@@ -89,8 +89,8 @@ impl Candidate {
     pub fn ui(&self) -> Option<PluginUi> {
         match &self.origin {
             Origin::Dir(d) => Some(d.join("ui")).filter(|u| u.is_dir()).map(PluginUi::Dir),
-            Origin::Embedded(_, files) if files.is_empty() => None,
-            Origin::Embedded(_, files) => Some(PluginUi::Embedded(*files)),
+            Origin::Embedded(_, []) => None,
+            Origin::Embedded(_, files) => Some(PluginUi::Embedded(files)),
         }
     }
 

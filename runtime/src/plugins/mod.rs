@@ -60,7 +60,7 @@ pub fn embedded() -> Vec<EmbeddedPlugin> {
         .map(|(manifest, wasm, ui)| EmbeddedPlugin {
             manifest: (*manifest).into(),
             wasm: (*wasm).into(),
-            ui: *ui,
+            ui,
         })
         .collect()
 }

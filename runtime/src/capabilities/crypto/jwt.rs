@@ -156,12 +156,11 @@ fn outcome(checked: Result<(Value, Value), Refusal>) -> HostOutput {
     })
 }
 
+/// A check's outcome: the header and claims, a refusal, or a host failure.
+type Checked = Result<Result<(Value, Value), Refusal>, HostError>;
+
 /// Host errors (bad arguments, unreachable key sets) outside, refusals inside.
-async fn check(
-    cache: &super::JwksCache,
-    fetcher: Option<&Fetcher>,
-    req: &VerifyReq,
-) -> Result<Result<(Value, Value), Refusal>, HostError> {
+async fn check(cache: &super::JwksCache, fetcher: Option<&Fetcher>, req: &VerifyReq) -> Checked {
     let token = match Token::read(req)? {
         Ok(t) => t,
         Err(r) => return Ok(Err(r)),
@@ -175,10 +174,7 @@ async fn check(
 }
 
 /// [`check`] when it needs nothing fetched; `None` when it does.
-fn check_now(
-    cache: &super::JwksCache,
-    req: &VerifyReq,
-) -> Option<Result<Result<(Value, Value), Refusal>, HostError>> {
+fn check_now(cache: &super::JwksCache, req: &VerifyReq) -> Option<Checked> {
     let token = match Token::read(req) {
         Ok(Ok(t)) => t,
         Ok(Err(r)) => return Some(Ok(Err(r))),
