@@ -75,6 +75,10 @@ fn log(c: &mut Cx<'_>, level: Level, function: &str, h: i64) -> wasmtime::Result
             ""
         };
         if enabled {
+            // One guest line is one line of the server's log: a guest (or a
+            // client whose text a plugin logs) cannot forge lines or
+            // terminal escapes. The feed below keeps the text as written.
+            let text = one_line(&text);
             // A traced call's span: the line names it (the request's
             // `tracing` span adds the trace id).
             let span_id = crate::telemetry::SpanParent::of(&state.extensions)
@@ -104,6 +108,24 @@ fn log(c: &mut Cx<'_>, level: Level, function: &str, h: i64) -> wasmtime::Result
     }
     state.arena.free(h as u64);
     Ok(())
+}
+
+/// `text` with its control characters (line breaks, escape sequences; not
+/// tabs) written as Rust escapes (`\n`, `\u{1b}`); borrowed when it has none.
+fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    let control = |c: char| c.is_control() && c != '\t';
+    if !text.contains(control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if control(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// A feed record of a guest's line: an app's or a plugin's, with the
@@ -165,5 +187,20 @@ fn log_level(fed: Option<Level>) -> i32 {
         Some(Level::INFO) => 2,
         Some(Level::WARN) => 3,
         Some(Level::ERROR) => 4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_guest_line_stays_one_line_without_escape_sequences() {
+        assert!(matches!(
+            super::one_line("plain\ttext"),
+            std::borrow::Cow::Borrowed("plain\ttext")
+        ));
+        assert_eq!(
+            super::one_line("ok\nINFO forged\r\n\u{1b}[2J"),
+            "ok\\nINFO forged\\r\\n\\u{1b}[2J"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! What a guest can make the host keep, and the log: block bookkeeping counts
 //! against the memory limit, allocation stays cheap with many free blocks,
-//! and a guest logging in a loop is held to its instance's rate.
+//! a guest logging in a loop is held to its instance's rate, and a guest's
+//! line cannot forge others.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -344,4 +345,51 @@ async fn an_app_over_reading_its_input_and_flooding_the_log_is_served_and_held_t
         assert!(written <= 2 * (200 + refilled), "{written} of 10 000 lines");
     }
     server.stop().await;
+}
+
+/// Logs its input as one message.
+const ECHO_LOGGER: &str = r#"(module
+    (import "extism:host/env" "alloc" (func $alloc (param i64) (result i64)))
+    (import "extism:host/env" "store_u8" (func $store8 (param i64 i32)))
+    (import "extism:host/env" "input_length" (func $input_len (result i64)))
+    (import "extism:host/env" "input_load_u8" (func $in8 (param i64) (result i32)))
+    (import "extism:host/env" "log_info" (func $log_info (param i64)))
+    (func (export "say") (result i32)
+        (local $n i64) (local $i i64) (local $h i64)
+        (local.set $n (call $input_len))
+        (local.set $h (call $alloc (local.get $n)))
+        (block $done (loop $next
+            (br_if $done (i64.ge_u (local.get $i) (local.get $n)))
+            (call $store8 (i64.add (local.get $h) (local.get $i)) (call $in8 (local.get $i)))
+            (local.set $i (i64.add (local.get $i) (i64.const 1)))
+            (br $next)))
+        (call $log_info (local.get $h))
+        (i32.const 0)))"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_line_cannot_forge_log_lines_or_terminal_escapes() {
+    let Some(_) = log_counter() else {
+        panic!("this test needs the process-wide guest line recorder");
+    };
+    let engine = support::engine();
+    let module = engine
+        .load(ECHO_LOGGER.as_bytes(), GuestOptions::new("forger"))
+        .expect("load");
+    let mut instance = module.instantiate().await.expect("instantiate");
+    let forged = "ok\n2026-01-01T00:00:00Z  INFO buntime: admin key accepted\r\n\u{1b}[2Jtab\there";
+    instance
+        .call("say", forged.as_bytes().to_vec())
+        .await
+        .expect("call");
+    let lines = lines_of("forger");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let line = &lines[0];
+    assert!(
+        !line.contains(['\n', '\r', '\u{1b}']),
+        "raw control characters reached the log: {line:?}"
+    );
+    assert_eq!(
+        line,
+        "ok\\n2026-01-01T00:00:00Z  INFO buntime: admin key accepted\\r\\n\\u{1b}[2Jtab\there"
+    );
 }
