@@ -241,7 +241,10 @@ pub(crate) fn client() -> reqwest::Client {
 
 /// Waits until `n` requests of the first warm app are being worked on.
 pub(super) async fn wait_until_active(server: &TestServer, n: u64) -> bool {
-    for _ in 0..500 {
+    // By deadline, not by count: on a loaded machine the first call compiles
+    // the module first, and each poll itself takes a while.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
         let stats: serde_json::Value = get(&server.url("/_/stats"))
             .await
             .json()
