@@ -9,7 +9,9 @@
 //! Dirs are searched in order; the first dir that provides a version wins.
 //! Names and versions are read from the file system on every lookup of a name
 //! that is not cached, and positive lookups are cached briefly, so a new deploy
-//! is served within [`CACHE_TTL`] without a restart and a miss is never cached.
+//! is served within [`CACHE_TTL`] without a restart. A miss is never cached:
+//! a name, or a range no cached version matches, reads the disk again, so a
+//! version installed a moment ago is served at once by its exact URL.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -21,6 +23,19 @@ use semver::Version;
 
 use super::app_dir::{AppDir, OpenError};
 use super::semver_range::VersionQuery;
+
+/// The version of `versions` that `query` picks.
+fn choose(versions: &[Arc<AppVersion>], query: &VersionQuery) -> Option<Arc<AppVersion>> {
+    let latest = versions.iter().find(|v| v.version.is_none());
+    let chosen = match (query, latest) {
+        (VersionQuery::Any | VersionQuery::Latest, Some(l)) => Some(l),
+        (VersionQuery::Latest, None) => None,
+        _ => query
+            .select(versions.iter().filter_map(|v| v.version.as_ref()))
+            .and_then(|want| versions.iter().find(|v| v.version.as_ref() == Some(want))),
+    };
+    chosen.cloned()
+}
 
 /// How long a successful lookup is reused.
 pub const CACHE_TTL: Duration = Duration::from_secs(1);
@@ -163,19 +178,19 @@ impl Catalog {
     /// Resolves `name` and the part after `@` to one installed version.
     pub fn resolve(&self, name: &str, range: Option<&str>) -> Result<Arc<AppVersion>, LookupError> {
         let query = VersionQuery::parse(range).map_err(LookupError::BadRange)?;
-        let versions = self.shared_versions(name);
+        let mut versions = self.shared_versions(name, false);
+        let mut chosen = choose(&versions, &query);
+        if chosen.is_none() && !versions.is_empty() {
+            // A miss is never answered from the cache: the version asked
+            // for may have been installed since (a deploy's printed URL
+            // must work at once).
+            versions = self.shared_versions(name, true);
+            chosen = choose(&versions, &query);
+        }
         if versions.is_empty() {
             return Err(LookupError::UnknownApp(name.to_owned()));
         }
-        let latest = versions.iter().find(|v| v.version.is_none());
-        let chosen = match (&query, latest) {
-            (VersionQuery::Any | VersionQuery::Latest, Some(l)) => Some(l),
-            (VersionQuery::Latest, None) => None,
-            _ => query
-                .select(versions.iter().filter_map(|v| v.version.as_ref()))
-                .and_then(|want| versions.iter().find(|v| v.version.as_ref() == Some(want))),
-        };
-        chosen.cloned().ok_or_else(|| LookupError::NoMatch {
+        chosen.ok_or_else(|| LookupError::NoMatch {
             name: name.to_owned(),
             query: range.unwrap_or("").to_owned(),
             installed: versions
@@ -192,15 +207,17 @@ impl Catalog {
 
     /// Every installed version of `name`, first dir first, without duplicates.
     pub fn versions(&self, name: &str) -> Vec<AppVersion> {
-        self.shared_versions(name)
+        self.shared_versions(name, false)
             .iter()
             .map(|v| AppVersion::clone(v))
             .collect()
     }
 
     /// [`Catalog::versions`] without copying a cached list (the request path).
-    fn shared_versions(&self, name: &str) -> Arc<[Arc<AppVersion>]> {
-        if let Ok(cache) = self.cache.lock()
+    /// The versions of `name`: cached for [`CACHE_TTL`] unless `fresh`.
+    fn shared_versions(&self, name: &str, fresh: bool) -> Arc<[Arc<AppVersion>]> {
+        if !fresh
+            && let Ok(cache) = self.cache.lock()
             && let Some((at, found)) = cache.get(name)
             && at.elapsed() < CACHE_TTL
         {
@@ -306,4 +323,29 @@ pub fn valid_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_installed_after_a_cached_lookup_is_found_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("hello/1.0.0")).expect("mkdir");
+        let catalog = Catalog::new(vec![dir.path().to_owned()]);
+        let first = catalog.resolve("hello", Some("1")).expect("1.0.0");
+        assert_eq!(first.key(), "hello@1.0.0");
+        // Installed within the cache's lifetime: a miss reads the disk again.
+        std::fs::create_dir_all(dir.path().join("hello/1.3.0")).expect("mkdir");
+        let new = catalog.resolve("hello", Some("1.3.0")).expect("1.3.0");
+        assert_eq!(new.key(), "hello@1.3.0");
+        // What is still missing is a miss, naming what is installed.
+        match catalog.resolve("hello", Some("2")) {
+            Err(LookupError::NoMatch { installed, .. }) => {
+                assert!(installed.contains("1.3.0"), "{installed}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }
