@@ -20,7 +20,9 @@ use std::time::Duration;
 use opentelemetry::Context;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter, SpanProcessor};
-use tokio::sync::{mpsc, oneshot};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::time::Instant;
+use tokio::sync::mpsc;
 
 /// How spans are batched (`OTEL_BSP_*`).
 #[derive(Debug, Clone, Copy)]
@@ -57,10 +59,14 @@ struct Shared {
 enum Message {
     Export(Vec<SpanData>),
     /// Export what is waiting, then answer.
-    Flush(oneshot::Sender<OTelSdkResult>),
+    Flush(Reply),
     /// Export what is waiting, shut the exporter down, answer and stop.
-    Shutdown(oneshot::Sender<OTelSdkResult>),
+    Shutdown(Reply),
 }
+
+/// Where the export task answers a flush or shutdown: a std channel, since
+/// the caller waits on a plain thread.
+type Reply = SyncSender<OTelSdkResult>;
 
 impl BatchingProcessor {
     /// Starts the export task on the current tokio runtime. The exporter
@@ -86,62 +92,34 @@ impl BatchingProcessor {
         Self { shared }
     }
 
-    /// Sends `message` and waits for its answer; `timeout` bounds the wait.
+    /// Sends `message` and waits for its answer, `timeout` in all.
     /// Blocks the calling thread: the SDK calls flush and shutdown
     /// synchronously (the server does so from the blocking pool).
-    fn request(
-        &self,
-        message: impl FnOnce(oneshot::Sender<OTelSdkResult>) -> Message,
-        timeout: Duration,
-    ) -> OTelSdkResult {
-        let (reply, answer) = oneshot::channel();
-        self.shared
-            .to_export
-            .try_send(message(reply))
-            .or_else(|e| match e {
-                mpsc::error::TrySendError::Full(m) => {
-                    // Control messages wait for room; the timeout bounds it.
-                    send_blocking(&self.shared.to_export, m, timeout)
-                }
-                mpsc::error::TrySendError::Closed(_) => Err(OTelSdkError::AlreadyShutdown),
-            })?;
-        let deadline = std::time::Instant::now() + timeout;
-        let mut answer = answer;
+    fn request(&self, message: impl FnOnce(Reply) -> Message, timeout: Duration) -> OTelSdkResult {
+        let deadline = Instant::now() + timeout;
+        let (reply, answer): (Reply, Receiver<OTelSdkResult>) = sync_channel(1);
+        let mut message = message(reply);
+        // A full channel (batches waiting) makes room as the task exports.
         loop {
-            match answer.try_recv() {
-                Ok(result) => return result,
-                Err(oneshot::error::TryRecvError::Closed) => {
+            match self.shared.to_export.try_send(message) {
+                Ok(()) => break,
+                Err(mpsc::error::TrySendError::Closed(_)) => {
                     return Err(OTelSdkError::AlreadyShutdown);
                 }
-                Err(oneshot::error::TryRecvError::Empty) => {
-                    if std::time::Instant::now() >= deadline {
+                Err(mpsc::error::TrySendError::Full(m)) => {
+                    if Instant::now() >= deadline {
                         return Err(OTelSdkError::Timeout(timeout));
                     }
+                    message = m;
                     std::thread::sleep(Duration::from_millis(5));
                 }
             }
         }
-    }
-}
-
-/// Sends a control message into a full channel from a thread outside the
-/// runtime, retrying until `timeout`.
-fn send_blocking(
-    to: &mpsc::Sender<Message>,
-    mut message: Message,
-    timeout: Duration,
-) -> OTelSdkResult {
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        match to.try_send(message) {
-            Ok(()) => return Ok(()),
-            Err(mpsc::error::TrySendError::Closed(_)) => return Err(OTelSdkError::AlreadyShutdown),
-            Err(mpsc::error::TrySendError::Full(m)) => {
-                if std::time::Instant::now() >= deadline {
-                    return Err(OTelSdkError::Timeout(timeout));
-                }
-                message = m;
-                std::thread::sleep(Duration::from_millis(5));
+        match answer.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(result) => result,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(OTelSdkError::Timeout(timeout)),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                Err(OTelSdkError::AlreadyShutdown)
             }
         }
     }
@@ -230,55 +208,48 @@ async fn export_task<E: SpanExporter>(
                 continue;
             }
         };
+        let (mut waiting, mut stop) = (Vec::new(), None);
         match message {
             Some(Message::Export(batch)) => {
                 let _ = export(&exporter, batch, settings.export_timeout).await;
+                continue;
             }
-            Some(Message::Flush(reply)) => {
-                let result = flush(&mut inbox, &exporter, &shared, settings).await;
-                let _ = reply.send(result);
-            }
-            Some(Message::Shutdown(reply)) => {
-                let mut result = flush(&mut inbox, &exporter, &shared, settings).await;
-                if let Err(e) = exporter.shutdown() {
-                    result = Err(e);
-                }
-                let _ = reply.send(result);
-                return;
-            }
+            Some(Message::Flush(reply)) => waiting.push(reply),
+            Some(Message::Shutdown(reply)) => stop = Some(reply),
             None => return,
         }
-    }
-}
-
-/// Exports the batches already queued and the one being filled.
-async fn flush<E: SpanExporter>(
-    inbox: &mut mpsc::Receiver<Message>,
-    exporter: &E,
-    shared: &Shared,
-    settings: BatchSettings,
-) -> OTelSdkResult {
-    let mut result = Ok(());
-    while let Ok(message) = inbox.try_recv() {
-        match message {
-            Message::Export(batch) => {
-                if let Err(e) = export(exporter, batch, settings.export_timeout).await {
-                    result = Err(e);
+        // A flush or a shutdown: what is queued goes out first, and any
+        // flush or shutdown queued behind it is answered by the same pass.
+        let mut result = Ok(());
+        while let Ok(message) = inbox.try_recv() {
+            match message {
+                Message::Export(batch) => {
+                    if let Err(e) = export(&exporter, batch, settings.export_timeout).await {
+                        result = Err(e);
+                    }
                 }
-            }
-            // Another flush or shutdown waiting: answer it the same.
-            Message::Flush(reply) | Message::Shutdown(reply) => {
-                let _ = reply.send(Ok(()));
+                Message::Flush(reply) => waiting.push(reply),
+                Message::Shutdown(reply) => stop = Some(reply),
             }
         }
+        let batch = shared.take();
+        if !batch.is_empty()
+            && let Err(e) = export(&exporter, batch, settings.export_timeout).await
+        {
+            result = Err(e);
+        }
+        for reply in waiting {
+            let copy = match &result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(OTelSdkError::InternalFailure(e.to_string())),
+            };
+            let _ = reply.send(copy);
+        }
+        if let Some(reply) = stop {
+            let _ = reply.send(exporter.shutdown().and(result));
+            return;
+        }
     }
-    let batch = shared.take();
-    if !batch.is_empty()
-        && let Err(e) = export(exporter, batch, settings.export_timeout).await
-    {
-        result = Err(e);
-    }
-    result
 }
 
 /// One export, given up after `timeout`.
