@@ -501,7 +501,7 @@ async fn check_plugins(env: &crate::config::RuntimeEnv, engine: Engine) -> usize
     }
     let mut errors = 0;
     for n in &chain.not_loaded {
-        if n.state == "disabled" {
+        if n.state == crate::plugins::NotLoadedState::Disabled {
             println!("plugin {:<26} disabled: {}", n.name, n.reason);
         } else {
             println!("error: plugin `{}` {}: {}", n.name, n.state, n.reason);

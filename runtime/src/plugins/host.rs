@@ -16,6 +16,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use super::discovery::{Candidate, EmbeddedPlugin, Problem, discover};
+use super::load_error::{LoadError, NotLoadedState};
 use super::order::{Node, sort};
 use super::plugin::Plugin;
 use crate::capabilities::{HostServices, ServiceRouter};
@@ -34,8 +35,8 @@ pub const DRAIN_GRACE: Duration = Duration::from_secs(30);
 pub struct NotLoaded {
     /// Its name.
     pub name: String,
-    /// `failed`, `skipped` or `disabled`.
-    pub state: &'static str,
+    /// Whether it failed, was skipped or is switched off.
+    pub state: NotLoadedState,
     /// Why, naming files and fields.
     pub reason: String,
 }
@@ -80,12 +81,12 @@ pub enum PluginError {
         reason: String,
     },
     /// A plugin being reloaded on its own failed to load (the old one stays).
-    #[error("plugin `{plugin}` failed to reload (the running version stays): {reason}")]
+    #[error("plugin `{plugin}` failed to reload (the running version stays): {source}")]
     LoadFailed {
         /// The plugin.
         plugin: String,
-        /// Why.
-        reason: String,
+        /// Why (boxed: a load error names paths and keeps the hook's error).
+        source: Box<LoadError>,
     },
     /// No such plugin.
     #[error("no plugin called `{0}` is loaded or installed")]
@@ -203,9 +204,9 @@ impl PluginHost {
         let plugin =
             self.load_one(candidate, &file)
                 .await
-                .map_err(|reason| PluginError::Required {
+                .map_err(|source| PluginError::LoadFailed {
                     plugin: name.to_owned(),
-                    reason,
+                    source: Box::new(source),
                 })?;
         let mut plugins = current.plugins.clone();
         let old = std::mem::replace(&mut plugins[index], plugin);
@@ -291,7 +292,7 @@ impl PluginHost {
         &self,
         candidate: &Candidate,
         file: &RuntimeFile,
-    ) -> Result<Arc<Plugin>, String> {
+    ) -> Result<Arc<Plugin>, LoadError> {
         Plugin::load(
             &self.engine,
             candidate,
@@ -312,14 +313,14 @@ impl PluginHost {
             ..Chain::default()
         };
         let required = |name: &str| file.is_required(name);
-        let fail = |chain: &mut Chain, name: &str, state: &'static str, reason: String| {
-            if required(name) && state != "disabled" {
+        let fail = |chain: &mut Chain, name: &str, state: NotLoadedState, reason: String| {
+            if required(name) && state != NotLoadedState::Disabled {
                 return Err(PluginError::Required {
                     plugin: name.to_owned(),
                     reason,
                 });
             }
-            tracing::warn!(plugin = name, state, "{reason}");
+            tracing::warn!(plugin = name, state = state.as_str(), "{reason}");
             chain.not_loaded.push(NotLoaded {
                 name: name.to_owned(),
                 state,
@@ -365,7 +366,7 @@ impl PluginHost {
                         fail(
                             &mut chain,
                             &e.name,
-                            "disabled",
+                            NotLoadedState::Disabled,
                             "disabled in the configuration".into(),
                         )?;
                         continue;
@@ -375,7 +376,7 @@ impl PluginHost {
                         None => fail(
                             &mut chain,
                             &e.name,
-                            "failed",
+                            NotLoadedState::Failed,
                             format!(
                                 "listed in {} but not installed (searched the embedded plugins and {:?})",
                                 Self::runtime_file_label(&file),
@@ -391,7 +392,7 @@ impl PluginHost {
                         fail(
                             &mut chain,
                             name,
-                            "failed",
+                            NotLoadedState::Failed,
                             format!(
                                 "required in {} but not installed (searched the embedded plugins and {:?})",
                                 Self::runtime_file_label(&file),
@@ -421,7 +422,7 @@ impl PluginHost {
                     "{}: `base`: `{base}` is already used by `{other}`; give one of them another base",
                     c.manifest_path().display()
                 );
-                fail(&mut chain, &c.manifest.name, "failed", reason)?;
+                fail(&mut chain, &c.manifest.name, NotLoadedState::Failed, reason)?;
                 continue;
             }
             if let Some(base) = c.manifest.base.as_deref() {
@@ -440,7 +441,7 @@ impl PluginHost {
             .collect();
         let order = sort(&nodes);
         for (name, reason) in &order.left_out {
-            fail(&mut chain, name, "skipped", reason.clone())?;
+            fail(&mut chain, name, NotLoadedState::Skipped, reason.clone())?;
         }
         for i in order.order {
             let c = unique[i];
@@ -454,7 +455,7 @@ impl PluginHost {
                 fail(
                     &mut chain,
                     name,
-                    "skipped",
+                    NotLoadedState::Skipped,
                     format!("requires `{dep}`, which failed to load"),
                 )?;
                 continue;
@@ -464,7 +465,7 @@ impl PluginHost {
                     tracing::info!(plugin = %name, version = %c.manifest.version, hooks = ?p.hooks.names(), "plugin loaded");
                     chain.plugins.push(p);
                 }
-                Err(reason) => fail(&mut chain, name, "failed", reason)?,
+                Err(e) => fail(&mut chain, name, NotLoadedState::Failed, e.to_string())?,
             }
         }
         Ok(chain)
@@ -520,7 +521,7 @@ fn embedded_name(e: &EmbeddedPlugin) -> Option<String> {
 fn disabled_entry(c: &Candidate) -> NotLoaded {
     NotLoaded {
         name: c.manifest.name.clone(),
-        state: "disabled",
+        state: NotLoadedState::Disabled,
         reason: if c.manifest.enabled {
             "disabled through the API".into()
         } else {

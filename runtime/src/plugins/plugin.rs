@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::discovery::Candidate;
 use super::instances::InstancePool;
+use super::load_error::LoadError;
 use super::manifest::{Manifest, OnError};
 use crate::capabilities::{GrantContext, Grants, GuestContext, HostServices, narrow};
 use crate::config::PluginEntry;
@@ -95,29 +96,42 @@ pub(crate) const LATENCY_SAMPLE: u64 = crate::metrics::cost::COST_SAMPLE;
 /// Why a hook call failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HookFailure {
-    /// The plugin trapped or returned an error.
-    Failed(String),
-    /// It ran past its deadline.
-    Timeout(String),
+    /// The call failed; the engine's error says how: the plugin trapped or
+    /// returned an error, ran past its deadline ([`CallError::Timeout`]),
+    /// found every instance busy past the queue wait ([`CallError::Busy`],
+    /// not counted as the plugin's failure) or its instances draining for
+    /// a reload or shutdown ([`CallError::Draining`]).
+    Call(CallError),
     /// It answered something that is not a valid decision.
     Malformed(String),
-    /// Every instance stayed busy past the queue wait; the hook did not run
-    /// (not the plugin's failure: it is not counted as one).
-    Busy(String),
-    /// The plugin was being drained (a reload or shutdown); the hook did
-    /// not run.
-    Draining(String),
+}
+
+impl HookFailure {
+    /// A short word for logs, metrics and span status: `failed`, `timeout`,
+    /// `busy`, `draining` or `malformed`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HookFailure::Call(CallError::Timeout(_)) => "timeout",
+            HookFailure::Call(CallError::Busy(_)) => "busy",
+            HookFailure::Call(CallError::Draining) => "draining",
+            HookFailure::Call(_) => "failed",
+            HookFailure::Malformed(_) => "malformed",
+        }
+    }
+}
+
+impl std::fmt::Display for HookFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HookFailure::Call(e) => e.fmt(f),
+            HookFailure::Malformed(m) => f.write_str(m),
+        }
+    }
 }
 
 /// A failed hook call, naming the plugin.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("plugin `{plugin}` failed in `{hook}`: {}", match failure {
-    HookFailure::Failed(m)
-    | HookFailure::Timeout(m)
-    | HookFailure::Malformed(m)
-    | HookFailure::Busy(m)
-    | HookFailure::Draining(m) => m
-})]
+#[error("plugin `{plugin}` failed in `{hook}`: {failure}")]
 pub struct HookError {
     /// The plugin.
     pub plugin: String,
@@ -167,15 +181,18 @@ impl Plugin {
         entry: Option<&PluginEntry>,
         host: &Arc<HostServices>,
         runtime_file: &str,
-    ) -> Result<Arc<Plugin>, String> {
+    ) -> Result<Arc<Plugin>, LoadError> {
         let m = &candidate.manifest;
         let manifest_path = candidate.manifest_path();
         let wasm_path = candidate.wasm_path();
 
         let dependencies = m.all_dependencies();
         let declared = match entry.and_then(|e| e.capabilities.as_ref()) {
-            Some(op) => narrow(&m.capabilities, op)
-                .map_err(|e| format!("{runtime_file}: `plugins[{}].capabilities`: {e}", m.name))?,
+            Some(op) => narrow(&m.capabilities, op).map_err(|source| LoadError::Narrow {
+                runtime_file: runtime_file.to_owned(),
+                plugin: m.name.clone(),
+                source,
+            })?,
             None => m.capabilities.clone(),
         };
         let grants = Grants::parse(
@@ -184,7 +201,10 @@ impl Plugin {
                 dependencies: &dependencies,
             },
         )
-        .map_err(|e| format!("{}: `capabilities`: {e}", manifest_path.display()))?;
+        .map_err(|source| LoadError::Capabilities {
+            manifest: manifest_path.clone(),
+            source,
+        })?;
         // Spooled uploads go below the first `fs` root: without one they
         // would fail on every request.
         if m.spool_uploads.is_some()
@@ -192,10 +212,10 @@ impl Plugin {
                 .get::<crate::capabilities::fs::FsGrant>(crate::capabilities::Capability::FS)
                 .is_none_or(|g| g.roots.is_empty())
         {
-            return Err(format!(
-                "{}: `spoolUploads` needs an `fs` grant (the upload is written below its first root); declare `\"fs\": [\"workerDirs\"]` in `capabilities`, and keep it in {runtime_file} if it narrows the grant",
-                manifest_path.display()
-            ));
+            return Err(LoadError::SpoolWithoutFs {
+                manifest: manifest_path,
+                runtime_file: runtime_file.to_owned(),
+            });
         }
 
         let mut config = m.config.clone();
@@ -223,14 +243,20 @@ impl Plugin {
             options = options.config(k.clone(), text);
         }
 
-        let bytes = candidate
-            .wasm()
-            .map_err(|e| format!("{}: cannot read the module: {e}", wasm_path.display()))?;
+        let bytes = candidate.wasm().map_err(|source| LoadError::Read {
+            wasm: wasm_path.clone(),
+            source,
+        })?;
         let engine = engine.clone();
         let module = tokio::task::spawn_blocking(move || engine.load(&bytes, options))
             .await
-            .map_err(|_| format!("{}: compilation was interrupted", wasm_path.display()))?
-            .map_err(|e| format!("{}: {e}", wasm_path.display()))?;
+            .map_err(|_| LoadError::Interrupted {
+                wasm: wasm_path.clone(),
+            })?
+            .map_err(|source| LoadError::Compile {
+                wasm: wasm_path.clone(),
+                source,
+            })?;
 
         let ui = candidate.ui();
         let hooks = check_module(m, &manifest_path, &wasm_path, &module, ui.is_some())?;
@@ -257,13 +283,8 @@ impl Plugin {
                 .0
             {
                 return Err(match e.failure {
-                    HookFailure::Timeout(m) => format!("`on_init` timed out: {m}"),
-                    HookFailure::Failed(m)
-                    | HookFailure::Malformed(m)
-                    | HookFailure::Busy(m)
-                    | HookFailure::Draining(m) => {
-                        format!("`on_init` refused its config or failed: {m}")
-                    }
+                    HookFailure::Call(CallError::Timeout(_)) => LoadError::InitTimedOut(e),
+                    _ => LoadError::InitFailed(e),
                 });
             }
         }
@@ -306,28 +327,24 @@ impl Plugin {
             by_hook.durations[index].observe_nanos(nanos);
         }
         let result = result.map(|out| out.output).map_err(|e| {
-            // The hook never ran: neither is the plugin's failure.
             match e {
+                // The hook never ran: neither is the plugin's failure.
                 CallError::Busy(_) => {
                     self.stats.busy.add(1);
-                    return self.failed(hook, HookFailure::Busy(e.to_string()));
                 }
-                CallError::Draining => {
-                    return self.failed(hook, HookFailure::Draining(e.to_string()));
-                }
-                _ => {}
-            }
-            self.stats.errors.add(1);
-            by_hook.errors.add(index, 1);
-            let failure = match e {
+                CallError::Draining => {}
                 CallError::Timeout(_) => {
+                    self.stats.errors.add(1);
+                    by_hook.errors.add(index, 1);
                     self.stats.timeouts.add(1);
                     by_hook.timeouts.add(index, 1);
-                    HookFailure::Timeout(e.to_string())
                 }
-                other => HookFailure::Failed(other.to_string()),
-            };
-            self.failed(hook, failure)
+                _ => {
+                    self.stats.errors.add(1);
+                    by_hook.errors.add(index, 1);
+                }
+            }
+            self.failed(hook, HookFailure::Call(e))
         });
         (result, extensions)
     }
@@ -371,14 +388,14 @@ pub fn check_module(
     wasm_path: &Path,
     module: &GuestModule,
     has_ui: bool,
-) -> Result<Hooks, String> {
+) -> Result<Hooks, LoadError> {
     for s in &m.services {
         if !module.has_export(s) {
-            return Err(format!(
-                "{}: `services`: `{s}` is listed but {} does not export it",
-                manifest_path.display(),
-                wasm_path.display()
-            ));
+            return Err(LoadError::MissingService {
+                manifest: manifest_path.to_owned(),
+                wasm: wasm_path.to_owned(),
+                service: s.clone(),
+            });
         }
     }
     let hooks = Hooks {
@@ -393,11 +410,11 @@ pub fn check_module(
         && !hooks.handle
         && !has_ui
     {
-        return Err(format!(
-            "{}: `base`: `{base}` is set but {} exports no `handle` and there is no `ui/` dir to serve",
-            manifest_path.display(),
-            wasm_path.display()
-        ));
+        return Err(LoadError::BaseWithoutRoutes {
+            manifest: manifest_path.to_owned(),
+            wasm: wasm_path.to_owned(),
+            base: base.clone(),
+        });
     }
     Ok(hooks)
 }

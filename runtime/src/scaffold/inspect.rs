@@ -151,6 +151,7 @@ fn would_load(bytes: &[u8], wasm_path: &Path, manifest_path: Option<&Path>) -> R
         .parent()
         .map(|d| d.join("ui"))
         .is_some_and(|ui: PathBuf| ui.is_dir());
-    check_module(&manifest, manifest_path, wasm_path, &module, has_ui)?;
+    check_module(&manifest, manifest_path, wasm_path, &module, has_ui)
+        .map_err(|e| e.to_string())?;
     Ok(())
 }

@@ -282,6 +282,7 @@ fn generic(kind: ErrorKind, request_id: &str) -> String {
 /// routes.
 pub(super) fn hook_error_response(e: &crate::plugins::HookError) -> Response {
     use crate::plugins::HookFailure;
+    use crate::wasm::CallError;
     let unavailable = |kind| {
         ApiError::new(kind, e.to_string())
             .public()
@@ -289,9 +290,9 @@ pub(super) fn hook_error_response(e: &crate::plugins::HookError) -> Response {
             .into_response()
     };
     match e.failure {
-        HookFailure::Timeout(_) => unavailable(ErrorKind::PluginTimeout),
-        HookFailure::Busy(_) => unavailable(ErrorKind::PluginBusy),
-        HookFailure::Draining(_) => unavailable(ErrorKind::PluginDraining),
+        HookFailure::Call(CallError::Timeout(_)) => unavailable(ErrorKind::PluginTimeout),
+        HookFailure::Call(CallError::Busy(_)) => unavailable(ErrorKind::PluginBusy),
+        HookFailure::Call(CallError::Draining) => unavailable(ErrorKind::PluginDraining),
         _ => bad_gateway(e),
     }
 }
@@ -312,13 +313,24 @@ pub(super) fn bad_gateway(e: &crate::plugins::HookError) -> Response {
 mod tests {
     use super::*;
     use crate::plugins::{HookError, HookFailure};
+    use crate::wasm::CallError;
+    use std::time::Duration;
 
     #[test]
     fn a_busy_or_draining_plugin_is_a_503_to_retry_not_a_timeout() {
         for (failure, kind) in [
-            (HookFailure::Timeout("t".into()), ErrorKind::PluginTimeout),
-            (HookFailure::Busy("b".into()), ErrorKind::PluginBusy),
-            (HookFailure::Draining("d".into()), ErrorKind::PluginDraining),
+            (
+                HookFailure::Call(CallError::Timeout(Duration::from_secs(1))),
+                ErrorKind::PluginTimeout,
+            ),
+            (
+                HookFailure::Call(CallError::Busy(Duration::from_secs(1))),
+                ErrorKind::PluginBusy,
+            ),
+            (
+                HookFailure::Call(CallError::Draining),
+                ErrorKind::PluginDraining,
+            ),
         ] {
             let res = hook_error_response(&HookError {
                 plugin: "p".into(),
@@ -333,7 +345,7 @@ mod tests {
         let failed = hook_error_response(&HookError {
             plugin: "p".into(),
             hook: "on_request".into(),
-            failure: HookFailure::Failed("trap".into()),
+            failure: HookFailure::Call(CallError::Trap("unreachable".into())),
         });
         assert_eq!(failed.status(), StatusCode::BAD_GATEWAY);
     }

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 
-use crate::plugins::{HookError, HookFailure, Plugin};
+use crate::plugins::{HookError, Plugin};
 use crate::telemetry::CallSpan;
 
 /// `plugin.call(hook, …)`, inside `span` when the request is traced: the
@@ -23,15 +23,11 @@ pub(crate) async fn call_hook(
     };
     ext.insert(span.parent());
     let (result, ext) = plugin.call(hook, input, ext).await;
-    span.end(result.as_ref().err().map(|e| {
-        let kind = match e.failure {
-            HookFailure::Failed(_) => "failed",
-            HookFailure::Timeout(_) => "timeout",
-            HookFailure::Malformed(_) => "malformed",
-            HookFailure::Busy(_) => "busy",
-            HookFailure::Draining(_) => "draining",
-        };
-        (kind, e.to_string())
-    }));
+    span.end(
+        result
+            .as_ref()
+            .err()
+            .map(|e| (e.failure.kind(), e.to_string())),
+    );
     (result, ext)
 }

@@ -136,3 +136,32 @@ async fn one_plugin_reloads_and_plugins_are_disabled_and_enabled() {
     loaded(&plugins(&server).await, "extra");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_single_reload_that_fails_keeps_the_running_version_and_says_why() {
+    let server = TestServer::start_plugins(|root| {
+        echo(root);
+        kit(root, "extra", "");
+    })
+    .await;
+    // The module on disk becomes garbage; the running copy is untouched.
+    let wasm = server.dir.path().join("plugins/extra/plugin.wasm");
+    std::fs::write(&wasm, b"not a module").expect("overwrite the module");
+    let res = client()
+        .post(server.url("/_/api/plugins/extra/reload"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 422);
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["code"], "PLUGIN_LOAD_FAILED", "{body}");
+    let message = body["message"].as_str().expect("message");
+    assert!(
+        message.contains("plugin `extra` failed to reload (the running version stays)")
+            && message.contains("plugin.wasm"),
+        "{message}"
+    );
+    loaded(&plugins(&server).await, "extra");
+    assert_eq!(get(&server.url("/echo/x")).await.status(), 200);
+    server.stop().await;
+}

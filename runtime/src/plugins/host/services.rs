@@ -8,7 +8,7 @@ use bytes::Bytes;
 use super::PluginHost;
 use crate::capabilities::ServiceRouter;
 use crate::plugins::plugin::HookFailure;
-use crate::wasm::HostError;
+use crate::wasm::{CallError, HostError};
 
 impl ServiceRouter for PluginHost {
     fn call(
@@ -45,9 +45,9 @@ impl ServiceRouter for PluginHost {
                 Ok(out) => Ok(out.to_vec()),
                 Err(e) => Err(HostError::new(
                     match e.failure {
-                        HookFailure::Timeout(_) => "timeout",
-                        HookFailure::Busy(_) => "busy",
-                        HookFailure::Draining(_) => "unavailable",
+                        HookFailure::Call(CallError::Timeout(_)) => "timeout",
+                        HookFailure::Call(CallError::Busy(_)) => "busy",
+                        HookFailure::Call(CallError::Draining) => "unavailable",
                         _ => "service_failed",
                     },
                     e.to_string(),
