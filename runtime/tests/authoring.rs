@@ -5,6 +5,8 @@
 //! run offline, from the caches that building this repository filled), then
 //! loaded into a server and tried over HTTP. Also `plugin inspect` on good
 //! and broken modules, and the refusal of a module built for a newer ABI.
+//! The Rust run also builds the guest samples of `docs/` in copies of its
+//! scaffold (`build_doc_samples`).
 //!
 //! The three build tests are this crate's slowest (the Rust one compiles the
 //! PDK's dependencies); each builds one plugin and one app and checks both
@@ -181,6 +183,74 @@ fn author(lang: &str) {
     );
     let log = server.stop();
     assert!(log.contains("@acme/hello ready"), "{log}");
+    if lang == "rust" {
+        build_doc_samples(root, &plugin, &app, &target);
+    }
+}
+
+/// The Rust guest samples of `docs/` — abi.md's app, plugins.md's worked
+/// example and keyval.md's `kv` service call — each built in a copy of the
+/// scaffold, as a reader would, so the documents cannot drift from the PDK.
+fn build_doc_samples(root: &Path, plugin: &Path, app: &Path, target: &Path) {
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
+    let sample = |file: &str, first_line: &str| -> String {
+        let text = std::fs::read_to_string(docs.join(file)).expect("read the doc");
+        let fence = format!("```rust\n{first_line}");
+        let start = text
+            .find(&fence)
+            .unwrap_or_else(|| panic!("docs/{file}: no Rust sample starting {first_line:?}"))
+            + "```rust\n".len();
+        let end = start + text[start..].find("```").expect("the end of the sample");
+        text[start..end].to_owned()
+    };
+
+    let doc_app = root.join("doc-app");
+    copy_sources(app, &doc_app);
+    std::fs::write(
+        doc_app.join("src/lib.rs"),
+        sample("abi.md", "// src/lib.rs"),
+    )
+    .expect("write the app sample");
+    ok(
+        &buntime(&doc_app, &["app", "build"], target),
+        "building docs/abi.md's app sample",
+    );
+
+    // keyval.md's sample is statements: they go in a function of their own,
+    // beside plugins.md's plugin.
+    let kv = sample(
+        "plugins/keyval.md",
+        "use buntime_pdk::plugin::services::call_service;",
+    );
+    let (uses, body): (Vec<&str>, Vec<&str>) = kv.lines().partition(|l| l.starts_with("use "));
+    let lib = format!(
+        "{}\n/// docs/plugins/keyval.md §12.\n#[allow(dead_code, unused_variables)]\nmod kv_sample {{\n{}\nfn call() -> Result<(), buntime_pdk::Error> {{\n{}\nOk(())\n}}\n}}\n",
+        sample("plugins.md", "//! `@acme/ratelimit`"),
+        uses.join("\n"),
+        body.join("\n")
+    );
+    let doc_plugin = root.join("doc-plugin");
+    copy_sources(plugin, &doc_plugin);
+    std::fs::write(doc_plugin.join("src/lib.rs"), lib).expect("write the plugin sample");
+    ok(
+        &buntime(&doc_plugin, &["plugin", "build"], target),
+        "building docs/plugins.md's and docs/plugins/keyval.md's plugin samples",
+    );
+}
+
+/// Copies a scaffolded project without its build outputs.
+fn copy_sources(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir").flatten() {
+        let (path, dest) = (entry.path(), to.join(entry.file_name()));
+        if path.is_dir() {
+            if !path.ends_with("dist") && !path.ends_with("target") {
+                copy_sources(&path, &dest);
+            }
+        } else {
+            std::fs::copy(&path, &dest).expect("copy");
+        }
+    }
 }
 
 /// Every file under `dir`, build outputs and installed packages aside.

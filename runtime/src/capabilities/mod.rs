@@ -25,6 +25,14 @@ mod sql;
 mod state;
 mod upstream;
 
+// The worked example of docs/capabilities.md §11 ("Adding a capability"),
+// compiled and run by its tests so that the document cannot drift. Not in
+// `SPECS`: Buntime offers no `clock` capability.
+#[cfg(test)]
+mod clock;
+#[cfg(test)]
+mod clock_tests;
+
 use std::sync::Arc;
 
 use serde_json::Value;
