@@ -41,7 +41,7 @@ pub fn config_file(which: ConfigFile, text: &str) {
     let (file, error) = match which {
         ConfigFile::Worker => {
             let file = Path::new("/apps/hello/1.0.0/worker.jsonc");
-            (file, crate::config::WorkerConfig::parse(text, file).err())
+            (file, crate::config::AppConfig::parse(text, file).err())
         }
         ConfigFile::Manifest => {
             let file = Path::new("/plugins/acme/manifest.jsonc");

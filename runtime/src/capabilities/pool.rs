@@ -108,7 +108,7 @@ fn public_routes(catalog: &crate::routing::Catalog) -> serde_json::Map<String, V
         .all()
         .into_iter()
         .filter_map(|(name, versions)| {
-            let config = crate::config::WorkerConfig::load(&versions.last()?.dir).ok()?;
+            let config = crate::config::AppConfig::load(&versions.last()?.dir).ok()?;
             (!config.public_routes.is_null()).then_some((name, config.public_routes))
         })
         .collect()

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::worker::{WORKER_CONFIG_FILE, WorkerConfig};
+use super::worker::{AppConfig, WORKER_CONFIG_FILE};
 use super::{ConfigError, duration_value, size_value};
 use crate::grants::{HttpGrant, UrlPattern};
 
@@ -49,9 +49,9 @@ pub struct Limit {
     /// The ceiling when `buntime.jsonc` does not set one.
     pub default: u64,
     /// What an app's config asks for, in `unit`.
-    pub asked: fn(&WorkerConfig) -> u64,
+    pub asked: fn(&AppConfig) -> u64,
     /// Sets the field (in `unit`): a default above the ceiling is lowered to it.
-    pub set: fn(&mut WorkerConfig, u64),
+    pub set: fn(&mut AppConfig, u64),
 }
 
 /// Every numeric field under the ceiling, with its default.
@@ -206,9 +206,9 @@ impl AppCeiling {
     /// A field left at its default (the app asked for nothing) that is above a
     /// lowered ceiling is lowered to it; a value the app wrote above the
     /// ceiling is refused.
-    pub fn apply(&self, config: &mut WorkerConfig, dir: &Path) -> Result<(), ConfigError> {
+    pub fn apply(&self, config: &mut AppConfig, dir: &Path) -> Result<(), ConfigError> {
         let file = dir.join(WORKER_CONFIG_FILE);
-        let defaults = WorkerConfig::default();
+        let defaults = AppConfig::default();
         for (limit, &ceiling) in LIMITS.iter().zip(&self.limits) {
             let asked = (limit.asked)(config);
             if asked > ceiling && asked == (limit.asked)(&defaults) {
@@ -327,17 +327,14 @@ mod tests {
         AppCeiling::parse_apps(&v, Path::new("/etc/buntime.jsonc"))
     }
 
-    fn app(text: &str) -> WorkerConfig {
-        WorkerConfig::parse(text, Path::new("worker.jsonc")).unwrap()
+    fn app(text: &str) -> AppConfig {
+        AppConfig::parse(text, Path::new("worker.jsonc")).unwrap()
     }
 
     #[test]
     fn defaults_hold_every_field() {
         let c = AppCeiling::default();
-        assert!(
-            c.apply(&mut WorkerConfig::default(), Path::new("a"))
-                .is_ok()
-        );
+        assert!(c.apply(&mut AppConfig::default(), Path::new("a")).is_ok());
         for (text, field, needle) in [
             (
                 "{ timeout: \"6m\" }",

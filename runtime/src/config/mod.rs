@@ -30,9 +30,9 @@ pub use runtime_file::{PluginEntry, RUNTIME_CONFIG_FILE, RuntimeFile};
 pub use traces::{SamplerChoice, TraceConfig};
 pub use units::{duration_from_secs, parse_duration, parse_size};
 pub use worker::{
-    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_MAX_REQUESTS, DEFAULT_MAX_RESPONSE_BODY,
-    DEFAULT_MEMORY, DEFAULT_TIMEOUT, LOW_MEMORY, MAX_BODY_CEILING, WORKER_CONFIG_FILE,
-    WorkerConfig,
+    AppConfig, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_MAX_REQUESTS,
+    DEFAULT_MAX_RESPONSE_BODY, DEFAULT_MEMORY, DEFAULT_TIMEOUT, LOW_MEMORY, MAX_BODY_CEILING,
+    WORKER_CONFIG_FILE,
 };
 pub(crate) use worker::{duration_value, json5_message, response_size_value, size_value};
 

@@ -34,7 +34,7 @@ pub const LOW_MEMORY: u64 = 16 << 20;
 
 /// The validated settings of one app version.
 #[derive(Debug, Clone, PartialEq)]
-pub struct WorkerConfig {
+pub struct AppConfig {
     /// File to serve or module to run, relative to the app dir; `None` = detect.
     pub entrypoint: Option<String>,
     /// Per-request deadline.
@@ -68,7 +68,7 @@ pub struct WorkerConfig {
     pub capabilities: BTreeMap<String, Value>,
 }
 
-impl Default for WorkerConfig {
+impl Default for AppConfig {
     fn default() -> Self {
         Self {
             entrypoint: None,
@@ -120,7 +120,7 @@ struct Raw {
 /// The file name looked for in each app dir.
 pub const WORKER_CONFIG_FILE: &str = "worker.jsonc";
 
-impl WorkerConfig {
+impl AppConfig {
     /// Reads `dir/worker.jsonc`; a missing file means all defaults.
     pub fn load(dir: &Path) -> Result<Self, ConfigError> {
         let file = dir.join(WORKER_CONFIG_FILE);
@@ -138,11 +138,11 @@ impl WorkerConfig {
     /// Parses and validates the text of a `worker.jsonc` (`file` is for errors).
     ///
     /// ```
-    /// use buntime::config::WorkerConfig;
-    /// let c = WorkerConfig::parse(r#"{ ttl: "5m", timeout: 10, // seconds
+    /// use buntime::config::AppConfig;
+    /// let c = AppConfig::parse(r#"{ ttl: "5m", timeout: 10, // seconds
     /// }"#, "worker.jsonc".as_ref()).unwrap();
     /// assert_eq!(c.ttl.as_secs(), 300);
-    /// let e = WorkerConfig::parse(r#"{ tll: 1 }"#, "worker.jsonc".as_ref()).unwrap_err();
+    /// let e = AppConfig::parse(r#"{ tll: 1 }"#, "worker.jsonc".as_ref()).unwrap_err();
     /// assert!(e.to_string().contains("unknown field `tll`"));
     /// ```
     pub fn parse(text: &str, file: &Path) -> Result<Self, ConfigError> {
@@ -306,8 +306,8 @@ pub(crate) fn json5_message(e: json5::Error) -> String {
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<WorkerConfig, ConfigError> {
-        WorkerConfig::parse(text, Path::new("worker.jsonc"))
+    fn parse(text: &str) -> Result<AppConfig, ConfigError> {
+        AppConfig::parse(text, Path::new("worker.jsonc"))
     }
 
     #[test]

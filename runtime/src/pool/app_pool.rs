@@ -17,7 +17,7 @@ use bytes::Bytes;
 use tokio::sync::Semaphore;
 
 use crate::capabilities::{EventBus, WORKER_SPAWN, WORKER_TERMINATE};
-use crate::config::WorkerConfig;
+use crate::config::AppConfig;
 use crate::counter::Counter;
 use crate::wasm::{CallError, CallOutput, GuestInstance, GuestModule};
 
@@ -101,7 +101,7 @@ impl AppStats {
 pub struct AppPool {
     key: String,
     module: GuestModule,
-    config: WorkerConfig,
+    config: AppConfig,
     idle: Mutex<Vec<Idle>>,
     slots: Semaphore,
     waiting: AtomicUsize,
@@ -113,7 +113,7 @@ pub struct AppPool {
 
 impl AppPool {
     /// A pool for `module` run with `config`.
-    pub fn new(key: String, module: GuestModule, config: WorkerConfig) -> Arc<Self> {
+    pub fn new(key: String, module: GuestModule, config: AppConfig) -> Arc<Self> {
         Self::with_events(key, module, config, None)
     }
 
@@ -122,7 +122,7 @@ impl AppPool {
     pub fn with_events(
         key: String,
         module: GuestModule,
-        config: WorkerConfig,
+        config: AppConfig,
         events: Option<EventBus>,
     ) -> Arc<Self> {
         let slots = Semaphore::new(config.max_concurrency);
@@ -150,7 +150,7 @@ impl AppPool {
     }
 
     /// The app's settings.
-    pub fn config(&self) -> &WorkerConfig {
+    pub fn config(&self) -> &AppConfig {
         &self.config
     }
 

@@ -20,7 +20,7 @@ use lru::LruCache;
 pub use app_pool::{AppPool, AppStats, IdleInstance, PoolError};
 
 use crate::capabilities::{Capability, EventBus, GrantContext, Grants};
-use crate::config::WorkerConfig;
+use crate::config::AppConfig;
 use crate::routing::AppVersion;
 use crate::wasm::{Engine, GuestOptions};
 
@@ -102,7 +102,7 @@ impl Pools {
         &self,
         app: &AppVersion,
         module_file: &std::path::Path,
-        config: &WorkerConfig,
+        config: &AppConfig,
     ) -> Result<Arc<AppPool>, LoadAppError> {
         let source = app.identity();
         if let Some(pool) = self

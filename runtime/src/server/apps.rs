@@ -13,7 +13,7 @@ use bytes::Bytes;
 use super::AppState;
 use super::client::RequestClientSource;
 use super::error::{ApiError, ErrorKind, RequestId};
-use crate::config::{AppCeiling, ConfigError, WORKER_CONFIG_FILE, WorkerConfig};
+use crate::config::{AppCeiling, AppConfig, ConfigError, WORKER_CONFIG_FILE};
 use crate::pool::PoolError;
 use crate::routing::{AppDir, AppVersion, LookupError, OpenError, split_app_path, valid_name};
 use crate::wasm::CallError;
@@ -36,7 +36,7 @@ pub enum AppKind {
 pub fn detect_kind(
     root: &AppDir,
     dir: &Path,
-    config: &WorkerConfig,
+    config: &AppConfig,
 ) -> Result<Option<AppKind>, ConfigError> {
     let escapes = |file: &Path, field: &str, name: &str| {
         ConfigError::new(
@@ -94,7 +94,7 @@ pub fn detect_kind(
 pub fn load_settings(
     app: &AppVersion,
     ceiling: &AppCeiling,
-) -> Result<(WorkerConfig, Option<AppKind>), ConfigError> {
+) -> Result<(AppConfig, Option<AppKind>), ConfigError> {
     let root = app.open_dir().map_err(|e| {
         ConfigError::new(&app.dir, "", format!("cannot open the app directory: {e}"))
     })?;
@@ -103,9 +103,9 @@ pub fn load_settings(
         Ok(bytes) => {
             let text = String::from_utf8(bytes)
                 .map_err(|_| ConfigError::new(&file, "", "the file is not UTF-8 text"))?;
-            WorkerConfig::parse(&text, &file)?
+            AppConfig::parse(&text, &file)?
         }
-        Err(OpenError::NotFound(_)) => WorkerConfig::default(),
+        Err(OpenError::NotFound(_)) => AppConfig::default(),
         Err(e) => return Err(ConfigError::new(&file, "", e.to_string())),
     };
     ceiling.apply(&mut config, &app.dir)?;
@@ -234,7 +234,7 @@ fn too_large(limit: u64) -> Response {
 struct WasmApp<'a> {
     app: &'a AppVersion,
     file: &'a Path,
-    config: &'a WorkerConfig,
+    config: &'a AppConfig,
 }
 
 async fn serve_wasm(
@@ -379,7 +379,7 @@ fn bad_response(key: &str, bad: &super::guest_http::BadResponse) -> Response {
 #[derive(Debug)]
 pub struct AppSettings {
     /// The validated config.
-    pub config: WorkerConfig,
+    pub config: AppConfig,
     /// What the dir serves.
     pub kind: Option<AppKind>,
     read_at: std::time::Instant,

@@ -31,7 +31,7 @@ use super::client::RequestClientSource;
 use super::error::{ApiError, ErrorKind, RequestId};
 use super::error::{bad_gateway, hook_error_response};
 use super::guest_http::{HeadView, HeaderPairs, response_from_head};
-use crate::config::WorkerConfig;
+use crate::config::AppConfig;
 use crate::plugins::{Chain, EmbeddedFiles, Plugin, PluginUi};
 use crate::wasm::abi::{RequestBody, ResponseBody};
 
@@ -134,7 +134,7 @@ async fn serve_ui(
     match &plugin.ui {
         Some(PluginUi::Embedded(files)) => serve_embedded(files, rest, req.method()),
         Some(PluginUi::Dir(dir)) => {
-            let config = WorkerConfig::default();
+            let config = AppConfig::default();
             // The ui dir is a boundary like an app's: served as an
             // unversioned app rooted there.
             let root = std::sync::Arc::new(crate::routing::AppVersion::new(

@@ -28,7 +28,7 @@ use axum::response::{IntoResponse, Response};
 use super::error::{ApiError, ErrorKind};
 use super::static_cache::{CachedFile, StaticCache};
 use super::static_send::{self, Part, Sendable};
-use crate::config::WorkerConfig;
+use crate::config::AppConfig;
 use crate::routing::{AppDir, AppVersion, OpenError, OpenedFile};
 use bytes::Bytes;
 
@@ -44,7 +44,7 @@ pub(crate) async fn serve(
     entrypoint: &str,
     rest: &str,
     base: &str,
-    config: &WorkerConfig,
+    config: &AppConfig,
     req: Request,
 ) -> Response {
     let headers = req.headers();
@@ -320,7 +320,7 @@ pub(crate) fn safe_relative(rest: &str) -> Option<PathBuf> {
     Some(out)
 }
 
-fn has_public_env(config: &WorkerConfig) -> bool {
+fn has_public_env(config: &AppConfig) -> bool {
     config
         .env
         .keys()
@@ -352,7 +352,7 @@ fn not_modified(etag: &str) -> Response {
 fn html_with_injections(
     mut html: String,
     base: &str,
-    config: &WorkerConfig,
+    config: &AppConfig,
     if_none_match: Option<&str>,
 ) -> Response {
     if config.inject_base
