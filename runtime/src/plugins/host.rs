@@ -23,6 +23,8 @@ use crate::capabilities::{HostServices, ServiceRouter};
 use crate::config::{ConfigError, RuntimeFile};
 use crate::wasm::Engine;
 
+#[cfg(test)]
+mod build_tests;
 mod events;
 mod logs;
 mod services;
