@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
+use super::args::{argument, parse};
 use super::{Capability, CapabilitySpec, GrantContext, GrantValue, string_list};
 use crate::capabilities::GuestContext;
 use crate::grants::glob_match;
@@ -98,9 +99,7 @@ impl CapabilitySpec for EventsSpec {
             |state, args| {
                 (|| {
                     let cx = GuestContext::of(state)?;
-                    let input = state
-                        .block(args[0])
-                        .map_err(|e| HostError::invalid_argument(e.to_string()))?;
+                    let input = argument(state, args[0])?;
                     if input.len() > MAX_EVENT_BYTES {
                         return Err(HostError::new(
                             "limit_exceeded",
@@ -110,8 +109,7 @@ impl CapabilitySpec for EventsSpec {
                             ),
                         ));
                     }
-                    let req: PublishReq = serde_json::from_slice(input)
-                        .map_err(|e| HostError::invalid_argument(e.to_string()))?;
+                    let req: PublishReq = parse(input)?;
                     if req.topic.is_empty() || req.topic.len() > MAX_PATTERN_LEN {
                         return Err(HostError::new(
                             "limit_exceeded",
@@ -139,13 +137,11 @@ impl CapabilitySpec for EventsSpec {
                         ));
                     }
                     if !grant.is_some_and(|g| g.may_publish(&req.topic)) {
-                        state.record_denial(Capability::EVENTS);
-                        return Err(HostError::new(
-                            "capability_denied",
-                            format!(
-                                "publishing to `{}` is not granted; add it to the manifest's `capabilities`: {{\"events\": {{\"publish\": [\"{}\"]}}}}",
-                                req.topic, req.topic
-                            ),
+                        return Err(state.deny(
+                            Capability::EVENTS,
+                            "events_publish",
+                            format!("publishing to `{}` is not granted", req.topic),
+                            format!("\"events\": {{\"publish\": [\"{}\"]}}", req.topic),
                         ));
                     }
                     let (data, text) = match req.data {

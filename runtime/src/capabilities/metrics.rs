@@ -91,7 +91,7 @@ impl CapabilitySpec for MetricsSpec {
             0,
             ResultEncoding::Envelope,
             |state, _| {
-                require(state, "read")?;
+                require(state, "metrics_snapshot", "read")?;
                 let cx = GuestContext::of(state)?;
                 let view = cx.host.metrics_view().ok_or_else(no_context)?;
                 serde_json::to_vec(&view.snapshot())
@@ -104,7 +104,7 @@ impl CapabilitySpec for MetricsSpec {
 }
 
 /// Refuses a call the grant's `field` does not cover, naming the grant.
-fn require(state: &crate::wasm::HostState, field: &str) -> Result<(), HostError> {
+fn require(state: &crate::wasm::HostState, function: &str, field: &str) -> Result<(), HostError> {
     let grant = state.grants().get::<MetricsGrant>(METRICS);
     let allowed = match field {
         "read" => grant.is_some_and(|g| g.read),
@@ -113,16 +113,15 @@ fn require(state: &crate::wasm::HostState, field: &str) -> Result<(), HostError>
     if allowed {
         return Ok(());
     }
-    state.record_denial(METRICS);
     let what = if field == "read" {
         "reading the server's metrics"
     } else {
         "registering metrics"
     };
-    Err(HostError::new(
-        "capability_denied",
-        format!(
-            "{what} is not granted; grant it in the manifest (`capabilities`: \"metrics\": {{\"{field}\": true}})"
-        ),
+    Err(state.deny(
+        METRICS,
+        function,
+        format!("{what} is not granted"),
+        format!("\"metrics\": {{\"{field}\": true}}"),
     ))
 }

@@ -12,6 +12,7 @@
 //! there. Manifests declare grants as JSON (`"capabilities": {"http": [...]}`);
 //! the operator may narrow them in `buntime.jsonc` ([`narrow`]).
 
+mod args;
 mod context;
 mod crypto;
 mod events;

@@ -16,10 +16,11 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::args::json_argument;
 use super::state::no_context;
 use super::{Capability, CapabilitySpec, GrantContext, GrantValue, string_list};
 use crate::capabilities::GuestContext;
-use crate::wasm::{HostError, HostFunction, ResultEncoding};
+use crate::wasm::{HostFunction, ResultEncoding};
 
 /// The `services` capability.
 pub(super) struct ServicesSpec;
@@ -69,23 +70,19 @@ impl CapabilitySpec for ServicesSpec {
             |state, args| {
                 let prepared = (|| {
                     let cx = GuestContext::of(state)?;
-                    let req: CallReq = serde_json::from_slice(
-                        state
-                            .block(args[0])
-                            .map_err(|e| HostError::invalid_argument(e.to_string()))?,
-                    )
-                    .map_err(|e| HostError::invalid_argument(e.to_string()))?;
+                    let req: CallReq = json_argument(state, args[0])?;
                     let allowed = state
                         .grants()
                         .get::<ServicesGrant>(Capability::SERVICES)
                         .is_some_and(|g| g.plugins.contains(&req.plugin));
                     if !allowed {
-                        state.record_denial(Capability::SERVICES);
-                        return Err(HostError::new(
-                            "capability_denied",
+                        return Err(state.deny(
+                            Capability::SERVICES,
+                            "services_call",
+                            format!("`{}` may not call services of `{}`", cx.name, req.plugin),
                             format!(
-                                "`{}` may not call services of `{}`: list it in `dependencies` and grant `\"services\": [\"{}\"]`",
-                                cx.name, req.plugin, req.plugin
+                                "\"services\": [\"{}\"], with `{}` in `dependencies`",
+                                req.plugin, req.plugin
                             ),
                         ));
                     }

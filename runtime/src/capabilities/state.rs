@@ -27,9 +27,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
+use super::args::{argument, parse, to_json};
 use super::{Capability, CapabilitySpec, GrantContext, GrantValue, parse_flag};
 use crate::capabilities::GuestContext;
 use crate::wasm::{HostError, HostFunction, HostState, ResultEncoding};
@@ -165,16 +166,6 @@ fn ttl(ms: Option<u64>) -> Option<Duration> {
     ms.filter(|&ms| ms > 0).map(Duration::from_millis)
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(input: &[u8]) -> Result<T, HostError> {
-    serde_json::from_slice(input).map_err(|e| HostError::invalid_argument(format!("{e}")))
-}
-
-fn to_json(value: impl Serialize) -> Result<Option<Vec<u8>>, HostError> {
-    serde_json::to_vec(&value)
-        .map(Some)
-        .map_err(|e| HostError::new("internal", e.to_string()))
-}
-
 /// One state operation: the store, the caller's namespace, the JSON argument.
 type StateOp = fn(&StateStore, &str, &[u8]) -> Result<Option<Vec<u8>>, HostError>;
 
@@ -189,9 +180,7 @@ fn function(name: &'static str, op: StateOp) -> HostFunction {
         move |state: &mut HostState, args| {
             (|| {
                 let cx = GuestContext::of(state)?;
-                let input = state
-                    .block(args[0])
-                    .map_err(|e| HostError::invalid_argument(e.to_string()))?;
+                let input = argument(state, args[0])?;
                 op(&cx.host.state, &cx.name, input)
             })()
         },

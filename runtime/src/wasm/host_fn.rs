@@ -53,6 +53,14 @@ impl HostError {
     }
 }
 
+/// A denial reaches the guest as `capability_denied`, with the function,
+/// what was refused and the manifest entry to add.
+impl From<Denial> for HostError {
+    fn from(denial: Denial) -> Self {
+        Self::new("capability_denied", denial.to_string())
+    }
+}
+
 /// The future a host function returns: its result bytes (`None` = handle 0).
 pub type HostFuture = Pin<Box<dyn Future<Output = Result<Option<Vec<u8>>, HostError>> + Send>>;
 

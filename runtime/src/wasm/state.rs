@@ -16,7 +16,7 @@ use wasmtime::{ResourceLimiter, StoreLimits};
 use super::arena::Arena;
 use super::engine::EngineShared;
 use super::options::{GuestData, GuestOptions};
-use crate::grants::{Capability, Grants};
+use crate::grants::{Capability, Denial, Grants};
 
 /// Where the output of the current call lives in the arena.
 #[derive(Debug, Clone, Copy, Default)]
@@ -130,15 +130,32 @@ impl HostState {
         self.context.clone()?.downcast::<T>().ok()
     }
 
-    /// Counts a refused host call against `capability` (the caller logs it).
-    pub fn record_denial(&self, capability: Capability) {
+    /// Refuses a call that its grant does not cover, from inside the host
+    /// function (`function`, its name in `extism:host/user`): the [`Denial`]
+    /// says what exactly was refused (`detail`) and the manifest entry that
+    /// would allow it (`hint`); it is logged and counted like the engine's
+    /// own denials, and reaches the guest as `capability_denied`.
+    pub fn deny(
+        &self,
+        capability: Capability,
+        function: &str,
+        detail: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> super::HostError {
         self.shared.stats.record_denial(capability.name());
         self.grants.counts.denials.add(capability.index(), 1);
-        tracing::warn!(guest = %self.guest_name, capability = capability.name(), "capability denied");
+        let denial = Denial {
+            capability,
+            function: format!("{}::{function}", super::USER_NAMESPACE),
+            detail: detail.into(),
+            hint: hint.into(),
+        };
+        tracing::warn!(guest = %self.guest_name, capability = capability.name(), function, "{denial}");
+        denial.into()
     }
 
     /// Counts refusals of `capability` found away from the store (on the
-    /// blocking pool), as [`HostState::record_denial`] does.
+    /// blocking pool), as [`HostState::deny`] does.
     pub(crate) fn denial_counter(&self, capability: Capability) -> impl Fn() + Send + 'static {
         let shared = self.shared.clone();
         let counts = self.grants.counts.clone();

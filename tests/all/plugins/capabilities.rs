@@ -312,7 +312,13 @@ async fn sql_runs_typed_statements_on_granted_databases_only() {
     );
 
     let refused = sql(serde_json::json!({"op": "query", "db": "secrets", "sql": "SELECT 1"})).await;
-    expect_error(refused, 403, "{\"sql\": [\"secrets\"]}").await;
+    // A denial like every other: the function, what was refused, the grant.
+    expect_error(
+        refused,
+        403,
+        "capability `sql` denied for `extism:host/user::sql_query`: database `secrets` is not granted; grant it in the guest's manifest (`capabilities`: \"sql\": [\"secrets\"])",
+    )
+    .await;
     assert!(server.dir.path().join("data/default.db").is_file());
     server.stop().await;
 }

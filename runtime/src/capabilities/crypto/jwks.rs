@@ -18,8 +18,8 @@ use serde_json::Value;
 
 use super::CryptoGrant;
 use crate::capabilities::Capability;
-use crate::grants::{is_private_address, resolves_only_private};
-use crate::wasm::{EngineShared, HostError};
+use crate::grants::{Denial, is_private_address, resolves_only_private};
+use crate::wasm::{EngineShared, HostError, USER_NAMESPACE};
 
 /// Largest key set or discovery document accepted.
 const MAX_DOCUMENT_BYTES: usize = 256 << 10;
@@ -109,18 +109,31 @@ pub(super) struct Fetcher {
 }
 
 impl Fetcher {
+    /// Refuses a key-set fetch the grant does not cover: logged and counted
+    /// like every denial (the fetch runs away from the guest's store, so
+    /// this cannot use `HostState::deny`).
+    fn deny(&self, detail: String, hint: String) -> HostError {
+        self.shared.stats.record_denial(Capability::CRYPTO.name());
+        let denial = Denial {
+            capability: Capability::CRYPTO,
+            function: format!("{USER_NAMESPACE}::crypto_jwt_verify"),
+            detail,
+            hint,
+        };
+        tracing::warn!(guest = %self.guest, capability = "crypto", "{denial}");
+        denial.into()
+    }
+
     /// GETs `url` as JSON, within the grant.
     async fn json(&self, url: &str) -> Result<Value, HostError> {
         let parsed = url::Url::parse(url)
             .map_err(|e| HostError::invalid_argument(format!("`{url}` is not a URL: {e}")))?;
         if self.grant.jwks.matching(&parsed).is_none() {
-            self.shared.stats.record_denial(Capability::CRYPTO.name());
             let origin = parsed.origin().ascii_serialization();
-            let message = format!(
-                "fetching `{url}` is not granted; add its origin to the manifest's `capabilities`: {{\"crypto\": {{\"jwks\": [\"{origin}\"]}}}}"
-            );
-            tracing::warn!(guest = %self.guest, "capability `crypto` denied: {message}");
-            return Err(HostError::new("capability_denied", message));
+            return Err(self.deny(
+                format!("fetching `{url}` is not granted"),
+                format!("\"crypto\": {{\"jwks\": [\"{origin}\"]}}"),
+            ));
         }
         let allow_private = self.grant.jwks.allows_private(&parsed);
         if !allow_private {
@@ -132,11 +145,10 @@ impl Fetcher {
                 _ => resolves_only_private(&host, port).await,
             };
             if let Some(ip) = private {
-                self.shared.stats.record_denial(Capability::CRYPTO.name());
-                return Err(HostError::new(
-                    "capability_denied",
+                return Err(self.deny(
+                    format!("`{host}` is the private address {ip}"),
                     format!(
-                        "`{host}` is the private address {ip}; grant it by address (\"crypto\": {{\"jwks\": [\"{}://{ip}:{port}\"]}}) or with \"privateNetworks\": true",
+                        "\"crypto\": {{\"jwks\": [\"{}://{ip}:{port}\"]}} to grant it by address, or \"privateNetworks\": true",
                         parsed.scheme()
                     ),
                 ));

@@ -34,10 +34,11 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::CryptoGrant;
 use super::jwks::{Fetcher, Freshness, KeyKind, KeySet};
-use super::{CryptoGrant, answer, parse};
 use crate::capabilities::Capability;
 use crate::capabilities::GuestContext;
+use crate::capabilities::args::{json_argument, to_json};
 use crate::wasm::{HostError, HostFunction, HostOutput, ResultEncoding};
 
 /// The asymmetric algorithms accepted by default.
@@ -124,7 +125,7 @@ pub(super) fn function() -> HostFunction {
         ResultEncoding::Envelope,
         |state, args| {
             let parsed = GuestContext::of(state).and_then(|cx| {
-                let req: VerifyReq = parse(super::argument(state, args[0])?)?;
+                let req: VerifyReq = json_argument(state, args[0])?;
                 Ok((cx, req))
             });
             let (cx, req) = match parsed {
@@ -150,7 +151,7 @@ pub(super) fn function() -> HostFunction {
 
 /// The answer for a checked token.
 fn outcome(checked: Result<(Value, Value), Refusal>) -> HostOutput {
-    answer(match checked {
+    to_json(match checked {
         Ok((header, claims)) => json!({"valid": true, "header": header, "claims": claims}),
         Err(r) => json!({"valid": false, "reason": r.reason, "message": r.message}),
     })

@@ -36,6 +36,7 @@ use sha2::Digest;
 
 pub use jwks::JwksCache;
 
+use super::args::{argument, parse, to_json};
 use super::{Capability, CapabilitySpec, GrantContext, GrantValue, string_list};
 use crate::grants::{HttpGrant, UrlPattern};
 use crate::wasm::{HostError, HostFunction, HostOutput, HostState, ResultEncoding};
@@ -140,26 +141,9 @@ fn blocking(name: &'static str, op: fn(Vec<u8>) -> HostOutput) -> HostFunction {
     )
 }
 
-/// The argument block of a call.
-fn argument(state: &HostState, handle: u64) -> Result<&[u8], HostError> {
-    state
-        .block(handle)
-        .map_err(|e| HostError::invalid_argument(e.to_string()))
-}
-
-fn parse<T: for<'de> Deserialize<'de>>(input: &[u8]) -> Result<T, HostError> {
-    serde_json::from_slice(input).map_err(|e| HostError::invalid_argument(e.to_string()))
-}
-
-fn answer(value: Value) -> HostOutput {
-    serde_json::to_vec(&value)
-        .map(Some)
-        .map_err(|e| HostError::new("internal", e.to_string()))
-}
-
 fn digest(bytes: &[u8]) -> HostOutput {
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    answer(json!({
+    to_json(json!({
         "hex": hex,
         "base64url": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes),
     }))
@@ -283,7 +267,7 @@ fn compare(input: &[u8]) -> HostOutput {
     let req: CompareReq = parse(input)?;
     // Lengths are not secret (a MAC's length is public); contents are.
     let equal = req.a.len() == req.b.len() && bool::from(req.a.as_bytes().ct_eq(req.b.as_bytes()));
-    answer(Value::Bool(equal))
+    to_json(Value::Bool(equal))
 }
 
 #[derive(Deserialize)]
@@ -316,7 +300,7 @@ fn password_hash(input: Vec<u8>) -> HostOutput {
     let hash = argon2::Argon2::default()
         .hash_password(req.password.as_bytes(), &salt)
         .map_err(|e| HostError::new("internal", format!("argon2id failed: {e}")))?;
-    answer(Value::String(hash.to_string()))
+    to_json(Value::String(hash.to_string()))
 }
 
 /// Checks a password against a PHC string; a malformed hash is an error,
@@ -338,7 +322,7 @@ fn password_verify(input: Vec<u8>) -> HostOutput {
     let ok = argon2::Argon2::default()
         .verify_password(req.password.as_bytes(), &parsed)
         .is_ok();
-    answer(Value::Bool(ok))
+    to_json(Value::Bool(ok))
 }
 
 #[cfg(test)]

@@ -36,6 +36,7 @@ use serde_json::{Value, json};
 pub use archive::{Caps, Format, Unpacked, pack, unpack};
 pub use root::{EntryInfo, FsError, Root, relative};
 
+use super::args::{argument, parse, to_json};
 use super::state::no_context;
 use super::{Capability, CapabilitySpec, GrantContext, GrantValue, string_list};
 use crate::capabilities::GuestContext;
@@ -257,16 +258,6 @@ fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(input: &[u8]) -> Result<T, HostError> {
-    serde_json::from_slice(input).map_err(|e| HostError::invalid_argument(format!("{e}")))
-}
-
-fn to_json(value: impl serde::Serialize) -> Result<Option<Vec<u8>>, HostError> {
-    serde_json::to_vec(&value)
-        .map(Some)
-        .map_err(|e| HostError::new("internal", e.to_string()))
-}
-
 /// A few random hex digits for temporary names.
 pub(crate) fn random_suffix() -> String {
     let mut b = [0u8; 6];
@@ -304,16 +295,14 @@ pub fn granted_roots(
 
 /// The root `index` of the caller's grant; a denial naming the grant when
 /// there is no such root.
-fn root_dir(state: &HostState, index: usize) -> Result<PathBuf, HostError> {
+fn root_dir(state: &HostState, function: &str, index: usize) -> Result<PathBuf, HostError> {
     let dirs = granted_dirs(state)?;
     dirs.get(index).cloned().ok_or_else(|| {
-        state.record_denial(Capability::FS);
-        HostError::new(
-            "capability_denied",
-            format!(
-                "fs root {index} is not granted ({} granted); add the directory to the manifest's `capabilities`: {{\"fs\": [\"{WORKER_DIRS}\", \"/absolute/dir\"]}}",
-                dirs.len()
-            ),
+        state.deny(
+            Capability::FS,
+            function,
+            format!("fs root {index} is not granted ({} granted)", dirs.len()),
+            format!("\"fs\": [\"{WORKER_DIRS}\", \"/absolute/dir\"]"),
         )
     })
 }
@@ -329,7 +318,7 @@ fn function(name: &'static str, op: FsOp) -> HostFunction {
         1,
         ResultEncoding::Envelope,
         move |state, args| {
-            let prepared = prepare(state, args[0]);
+            let prepared = prepare(state, name, args[0]);
             Box::pin(async move {
                 let (dir, input, denials) = prepared?;
                 let shown = dir.clone();
@@ -346,13 +335,14 @@ fn function(name: &'static str, op: FsOp) -> HostFunction {
 }
 
 /// What a blocking operation needs from the store, taken before it leaves.
-fn prepare(state: &HostState, handle: u64) -> Result<(PathBuf, Vec<u8>, Denials), HostError> {
-    let input = state
-        .block(handle)
-        .map_err(|e| HostError::invalid_argument(e.to_string()))?
-        .to_vec();
+fn prepare(
+    state: &HostState,
+    function: &str,
+    handle: u64,
+) -> Result<(PathBuf, Vec<u8>, Denials), HostError> {
+    let input = argument(state, handle)?.to_vec();
     let which: RootOf = parse(&input)?;
-    let dir = root_dir(state, which.root)?;
+    let dir = root_dir(state, function, which.root)?;
     Ok((
         dir,
         input,
@@ -408,11 +398,8 @@ fn write_function() -> HostFunction {
         2,
         ResultEncoding::Envelope,
         |state, args| {
-            let prepared = prepare(state, args[0]).and_then(|p| {
-                let data = state
-                    .block(args[1])
-                    .map_err(|e| HostError::invalid_argument(e.to_string()))?
-                    .to_vec();
+            let prepared = prepare(state, "fs_write", args[0]).and_then(|p| {
+                let data = argument(state, args[1])?.to_vec();
                 Ok((p, data))
             });
             Box::pin(async move {
@@ -461,7 +448,7 @@ fn check_function() -> HostFunction {
         |state, args| {
             let checker =
                 GuestContext::of(state).and_then(|cx| cx.host.app_check().ok_or_else(no_context));
-            let prepared = prepare(state, args[0]);
+            let prepared = prepare(state, "fs_check_app", args[0]);
             Box::pin(async move {
                 let checker = checker?;
                 let (dir, input, denials) = prepared?;

@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 
 use super::{METRICS, require};
 use crate::capabilities::GuestContext;
+use crate::capabilities::args::json_argument;
 use crate::metrics::plugin::{FamilyDef, Series};
 use crate::wasm::{HostError, HostFunction, HostState, ResultEncoding};
 
@@ -66,14 +67,9 @@ pub(super) fn host_functions() -> Vec<HostFunction> {
             1,
             ResultEncoding::Envelope,
             |state, args| {
-                require(state, "register")?;
+                require(state, "metrics_register", "register")?;
                 let cx = GuestContext::of(state)?;
-                let def: FamilyDef = serde_json::from_slice(
-                    state
-                        .block(args[0])
-                        .map_err(|e| HostError::invalid_argument(e.to_string()))?,
-                )
-                .map_err(|e| HostError::invalid_argument(e.to_string()))?;
+                let def: FamilyDef = json_argument(state, args[0])?;
                 let (id, series) = cx.metrics.register(def).map_err(|e| {
                     let code = if e.contains("may have are left") {
                         "limit_exceeded"
@@ -98,7 +94,7 @@ pub(super) fn host_functions() -> Vec<HostFunction> {
             0,
             ResultEncoding::Envelope,
             |state, _| {
-                require(state, "register")?;
+                require(state, "metrics_values", "register")?;
                 Ok(Some(values(state)?.to_string().into_bytes()))
             },
         ),

@@ -47,6 +47,7 @@ use jobs::INLINE_BUDGET;
 use jobs::{InlineAttempt, SqlJob, run_blocking};
 use statements::{batch, execute, query};
 
+use super::args::{argument, parse};
 use super::events::TopicPattern;
 use super::state::no_context;
 use super::{Capability, CapabilitySpec, GrantContext, GrantValue, string_list};
@@ -254,10 +255,6 @@ struct BatchStatement {
     params: Vec<Value>,
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(input: &[u8]) -> Result<T, HostError> {
-    serde_json::from_slice(input).map_err(|e| HostError::invalid_argument(e.to_string()))
-}
-
 /// An `sql_*` host function: checks the grant for the named database, then
 /// runs `op` on the blocking pool; a statement function (`timed`: its cell
 /// in [`SqlDatabases::durations`]) is timed from the call to the answer.
@@ -270,23 +267,18 @@ fn function(name: &'static str, op: SqlOp, timed: Option<usize>) -> HostFunction
         move |state, args| {
             let prepared = (|| {
                 let cx = GuestContext::of(state)?;
-                let input = state
-                    .block(args[0])
-                    .map_err(|e| HostError::invalid_argument(e.to_string()))?
-                    .to_vec();
+                let input = argument(state, args[0])?.to_vec();
                 let db: DbName = parse(&input)?;
                 let granted = state
                     .grants()
                     .get::<SqlGrant>(Capability::SQL)
                     .is_some_and(|g| g.allows(&db.db));
                 if !granted {
-                    state.record_denial(Capability::SQL);
-                    return Err(HostError::new(
-                        "capability_denied",
-                        format!(
-                            "database `{}` is not granted; add it to the manifest's `capabilities`: {{\"sql\": [\"{}\"]}}",
-                            db.db, db.db
-                        ),
+                    return Err(state.deny(
+                        Capability::SQL,
+                        name,
+                        format!("database `{}` is not granted", db.db),
+                        format!("\"sql\": [\"{}\"]", db.db),
                     ));
                 }
                 // Under a traced request the statement is a client span.

@@ -7,7 +7,7 @@
 use wasmtime::{Caller, FuncType, Linker, Val, ValType};
 
 use super::super::host_fn::{
-    HostError, HostFunction, HostOutput, Implementation, ResultEncoding, USER_NAMESPACE, envelope,
+    HostFunction, HostOutput, Implementation, ResultEncoding, USER_NAMESPACE, envelope,
 };
 use super::super::state::HostState;
 use super::super::sync_call::InHostCall;
@@ -28,7 +28,7 @@ pub(super) fn link(l: &mut Linker<HostState>, functions: &[HostFunction]) -> was
                     ty,
                     move |mut c: Caller<'_, HostState>, params, results| {
                         let outcome = match f.check(c.data()) {
-                            Err(denial) => Err(denied(&denial)),
+                            Err(denial) => Err(denial.into()),
                             Ok(()) => run(c.data_mut(), &args(params)),
                         };
                         results[0] = Val::I64(result_handle(&f, &mut c, outcome)? as i64);
@@ -46,7 +46,7 @@ pub(super) fn link(l: &mut Linker<HostState>, functions: &[HostFunction]) -> was
                         let run = run.clone();
                         Box::new(async move {
                             let outcome = match f.check(c.data()) {
-                                Err(denial) => Err(denied(&denial)),
+                                Err(denial) => Err(denial.into()),
                                 Ok(()) => {
                                     let future = run(c.data_mut(), &args(params));
                                     InHostCall(future).await
@@ -65,10 +65,6 @@ pub(super) fn link(l: &mut Linker<HostState>, functions: &[HostFunction]) -> was
 
 fn args(params: &[Val]) -> Vec<u64> {
     params.iter().map(|v| v.i64().unwrap_or(0) as u64).collect()
-}
-
-fn denied(denial: &crate::grants::Denial) -> HostError {
-    HostError::new("capability_denied", denial.to_string())
 }
 
 /// The result block's handle (0 for none); a raw function's error traps.
