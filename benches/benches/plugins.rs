@@ -63,6 +63,9 @@ fn state(rt: &tokio::runtime::Runtime, root: &Path, plugins: usize) -> AppState 
     );
     let engine = Engine::new(EngineConfig {
         host_functions: host_functions(),
+        // Names the guests' functions for `perf`, as the server's own
+        // `RUNTIME_WASM_PERF_MAP=1` does.
+        perf_map: std::env::var_os("RUNTIME_WASM_PERF_MAP").is_some(),
         ..EngineConfig::default()
     })
     .expect("engine");
@@ -170,6 +173,9 @@ fn core_plugin_state(rt: &tokio::runtime::Runtime, root: &Path, plugins: &str) -
     );
     let engine = Engine::new(EngineConfig {
         host_functions: host_functions(),
+        // Names the guests' functions for `perf`, as the server's own
+        // `RUNTIME_WASM_PERF_MAP=1` does.
+        perf_map: std::env::var_os("RUNTIME_WASM_PERF_MAP").is_some(),
         ..EngineConfig::default()
     })
     .expect("engine");

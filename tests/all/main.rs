@@ -14,3 +14,4 @@ mod profiling;
 mod security;
 mod server;
 mod support;
+mod wasi_direct;

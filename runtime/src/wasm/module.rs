@@ -42,7 +42,7 @@ struct ModuleInner {
     /// Exports callable through the Extism ABI, with their result count (0 or 1).
     callable: HashMap<String, usize>,
     /// Whether the module imports host functions that await (HTTP, Buntime's
-    /// own async ones).
+    /// own async ones, WASI's file functions other than `fd_write`).
     awaits: bool,
     /// Whether the module imports `buntime_request_client`.
     reads_client: bool,
@@ -100,10 +100,11 @@ impl GuestModule {
         let wasi = module
             .imports()
             .any(|i| i.module() == "wasi_snapshot_preview1");
-        let awaits = module.imports().any(|i| {
-            (i.module() == super::host_fn::USER_NAMESPACE
-                && shared.waiting_functions.contains(i.name()))
-                || (i.module() == super::abi::ENV_NAMESPACE && i.name() == "http_request")
+        let awaits = module.imports().any(|i| match i.module() {
+            super::host_fn::USER_NAMESPACE => shared.waiting_functions.contains(i.name()),
+            super::abi::ENV_NAMESPACE => i.name() == "http_request",
+            super::abi::wasi::NAMESPACE => super::abi::wasi::waits(i.name()),
+            _ => false,
         });
         let reads_client = module.imports().any(|i| {
             i.module() == super::host_fn::USER_NAMESPACE && i.name() == super::abi::REQUEST_CLIENT
@@ -175,7 +176,7 @@ impl GuestModule {
 
     /// Whether a call may run without a fiber now (see `wasm/sync_call.rs`).
     pub(crate) fn runs_direct(&self) -> bool {
-        !self.inner.awaits && !self.inner.wasi && !self.inner.slow.is_slow() && stack_allows()
+        !self.inner.awaits && !self.inner.slow.is_slow() && stack_allows()
     }
 
     /// Remembers that a direct call ran for more than a tick: later calls

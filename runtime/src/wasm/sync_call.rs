@@ -6,8 +6,9 @@
 //! caller's stack (`TypedFunc::call`) when all of these hold:
 //!
 //! - the module imports no host function that waits (no `http_request`, no
-//!   WASI, no Buntime function registered with [`super::HostFunction::new`]),
-//!   so the guest can never need to suspend;
+//!   WASI function outside `abi::wasi::SYNC_FUNCTIONS`, no Buntime function
+//!   registered with [`super::HostFunction::new`]), so the guest can never
+//!   need to suspend;
 //! - no earlier call of the module kept running a whole epoch tick past
 //!   its first epoch check ([`SlowGuests`]):
 //!   a guest known to compute for long goes back to the fiber, where it

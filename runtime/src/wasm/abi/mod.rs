@@ -15,6 +15,7 @@ mod http;
 mod log;
 mod memory;
 mod user;
+pub(crate) mod wasi;
 
 use wasmtime::Linker;
 
@@ -38,13 +39,7 @@ pub(crate) fn link(
     log::link(linker)?;
     http::link(linker)?;
     user::link(linker, host_functions)?;
-    wasmtime_wasi::p1::add_to_linker_async(linker, |s: &mut HostState| {
-        // Only modules that import WASI are linked against these functions, and
-        // their stores are always created with a WASI context.
-        s.wasi
-            .as_mut()
-            .expect("a WASI context exists for every module that imports WASI")
-    })?;
+    wasi::link(linker)?;
     Ok(())
 }
 
