@@ -12,7 +12,7 @@ use bytes::Bytes;
 
 use super::AppState;
 use super::client::RequestClientSource;
-use super::error::{ApiError, ErrorKind, RequestId};
+use super::error::{ApiError, ErrorKind};
 use crate::config::{AppCeiling, AppConfig, ConfigError, WORKER_CONFIG_FILE};
 use crate::pool::PoolError;
 use crate::routing::{AppDir, AppVersion, LookupError, OpenError, split_app_path, valid_name};
@@ -267,18 +267,14 @@ async fn serve_wasm(
         Ok(b) => b,
         Err(e) => return e.into_response(|| too_large(limit)),
     };
-    let head = super::guest_http::HeadView {
-        method: parts.method.as_str(),
-        path: rest,
-        query: parts.uri.query(),
-        headers: super::guest_http::HeaderPairs(&parts.headers, Some(("x-base", base))),
+    let head = super::guest_http::HeadView::mounted(
+        &parts,
+        parts.method.as_str(),
+        rest,
+        &parts.headers,
         base,
-        request_id: parts
-            .extensions
-            .get::<RequestId>()
-            .map_or("", |r| r.0.as_str()),
-        body_length: Some(body.len() as u64),
-    };
+        body.len() as u64,
+    );
     let input = match head.to_json() {
         Ok(v) => v,
         Err(e) => {

@@ -208,13 +208,56 @@ pub(crate) struct HeadView<'a> {
     pub(crate) body_length: Option<u64>,
 }
 
-impl HeadView<'_> {
+impl<'a> HeadView<'a> {
+    /// The head the plugin chain's `on_request` receives: the request as the
+    /// client sent it, with no mount.
+    pub(crate) fn for_chain(req: &'a axum::extract::Request, body_length: Option<u64>) -> Self {
+        HeadView {
+            method: req.method().as_str(),
+            path: req.uri().path(),
+            query: req.uri().query(),
+            headers: HeaderPairs(req.headers(), None),
+            base: "",
+            request_id: request_id(req.extensions()),
+            body_length,
+        }
+    }
+
+    /// The head a guest mounted at `base` receives (an app at `/<app>`, a
+    /// plugin's `handle` at `/_/<base>`): `path` is the part below the mount,
+    /// `headers` gain `x-base`, and the body has been read whole.
+    pub(crate) fn mounted(
+        parts: &'a http::request::Parts,
+        method: &'a str,
+        path: &'a str,
+        headers: &'a http::HeaderMap,
+        base: &'a str,
+        body_length: u64,
+    ) -> Self {
+        HeadView {
+            method,
+            path,
+            query: parts.uri.query(),
+            headers: HeaderPairs(headers, Some(("x-base", base))),
+            base,
+            request_id: request_id(&parts.extensions),
+            body_length: Some(body_length),
+        }
+    }
+
     /// The head as JSON, written into one buffer sized for a typical head.
     pub(crate) fn to_json(&self) -> Result<Bytes, serde_json::Error> {
         let mut out = Vec::with_capacity(512);
         serde_json::to_writer(&mut out, self)?;
         Ok(Bytes::from(out))
     }
+}
+
+/// The request's id, or "" before the request-id layer has set one.
+fn request_id(extensions: &http::Extensions) -> &str {
+    extensions
+        .get::<super::RequestId>()
+        .map_or("", |r| r.0.as_str())
 }
 
 /// A string borrowed from the JSON it was read from when it has no escapes

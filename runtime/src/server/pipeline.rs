@@ -41,7 +41,7 @@ use bytes::Bytes;
 
 use super::AppState;
 use super::client::RequestClientSource;
-use super::error::{ApiError, ErrorKind, RequestId, bad_gateway, hook_error_response};
+use super::error::{ApiError, ErrorKind, bad_gateway, hook_error_response};
 use super::guest_http::{
     DroppedHeaders, Guest, HeadView, HeaderPairs, guest_status, is_framing, response_from_head,
 };
@@ -279,16 +279,9 @@ async fn on_request(
         }
         let head = input
             .get_or_insert_with(|| {
-                let head = HeadView {
-                    method: req.method().as_str(),
-                    path: req.uri().path(),
-                    query: req.uri().query(),
-                    headers: HeaderPairs(req.headers(), None),
-                    base: "",
-                    request_id: request_id(&req),
-                    body_length: buffered.as_ref().map(|b| b.len() as u64),
-                };
-                head.to_json().unwrap_or_default()
+                HeadView::for_chain(&req, buffered.as_ref().map(|b| b.len() as u64))
+                    .to_json()
+                    .unwrap_or_default()
             })
             .clone();
         let guest = Guest::for_plugin(plugin, dropped);
@@ -523,12 +516,6 @@ fn failure_response(plugin: &Plugin, e: &HookError) -> Option<Response> {
         return None;
     }
     Some(hook_error_response(e))
-}
-
-fn request_id(req: &Request) -> &str {
-    req.extensions()
-        .get::<RequestId>()
-        .map_or("", |r| r.0.as_str())
 }
 
 /// [`ResponseView`] as `on_response` receives it, serialized without copies.

@@ -28,9 +28,9 @@ use bytes::Bytes;
 
 use super::AppState;
 use super::client::RequestClientSource;
-use super::error::{ApiError, ErrorKind, RequestId};
+use super::error::{ApiError, ErrorKind};
 use super::error::{bad_gateway, hook_error_response};
-use super::guest_http::{HeadView, HeaderPairs, response_from_head};
+use super::guest_http::{HeadView, response_from_head};
 use crate::config::AppConfig;
 use crate::plugins::{Chain, EmbeddedFiles, Plugin, PluginUi};
 use crate::wasm::abi::{RequestBody, ResponseBody};
@@ -264,19 +264,8 @@ async fn call_handle(
         Method::HEAD => "GET",
         ref m => m.as_str(),
     };
-    let head = HeadView {
-        method,
-        path: rest,
-        query: parts.uri.query(),
-        headers: HeaderPairs(&headers, Some(("x-base", mount))),
-        base: mount,
-        request_id: parts
-            .extensions
-            .get::<RequestId>()
-            .map_or("", |r| r.0.as_str()),
-        body_length: Some(body.len() as u64),
-    };
-    let input = Bytes::from(serde_json::to_vec(&head).unwrap_or_default());
+    let head = HeadView::mounted(parts, method, rest, &headers, mount, body.len() as u64);
+    let input = head.to_json().unwrap_or_default();
     let guest = super::guest_http::Guest::for_plugin(plugin, &state.dropped_headers);
     let mut ext = http::Extensions::new();
     ext.insert(RequestBody(body));
