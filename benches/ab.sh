@@ -30,8 +30,11 @@ for i in 1 2 3 4 5; do
     cp "$guests/plugin_noop.wasm" "$work/plugins/noop$i/plugin.wasm"
     echo "{ \"name\": \"noop$i\", \"version\": \"1.0.0\" }" >"$work/plugins/noop$i/manifest.jsonc"
 done
-echo '{ plugins: [] }' >"$work/none.jsonc"
-echo '{ plugins: ["noop1", "noop2", "noop3", "noop4", "noop5"] }' >"$work/five.jsonc"
+# The core logs and metrics plugins are off on both sides: the comparison is
+# of the request path, and an older binary may not have them.
+core_off='{ name: "@buntime/plugin-logs", enabled: false }, { name: "@buntime/plugin-metrics", enabled: false }'
+echo "{ plugins: [$core_off] }" >"$work/none.jsonc"
+echo "{ plugins: [\"noop1\", \"noop2\", \"noop3\", \"noop4\", \"noop5\", $core_off] }" >"$work/five.jsonc"
 
 serve() { # binary port config
     RUNTIME_WORKER_DIRS="$work/apps" RUNTIME_PLUGIN_DIRS="$work/plugins" RUNTIME_CONFIG="$3" \
