@@ -333,15 +333,13 @@ impl Plugin {
                     self.stats.busy.add(1);
                 }
                 CallError::Draining => {}
-                CallError::Timeout(_) => {
-                    self.stats.errors.add(1);
-                    by_hook.errors.add(index, 1);
-                    self.stats.timeouts.add(1);
-                    by_hook.timeouts.add(index, 1);
-                }
                 _ => {
                     self.stats.errors.add(1);
                     by_hook.errors.add(index, 1);
+                    if matches!(e, CallError::Timeout(_)) {
+                        self.stats.timeouts.add(1);
+                        by_hook.timeouts.add(index, 1);
+                    }
                 }
             }
             self.failed(hook, HookFailure::Call(e))

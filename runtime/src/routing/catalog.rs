@@ -213,8 +213,8 @@ impl Catalog {
             .collect()
     }
 
-    /// [`Catalog::versions`] without copying a cached list (the request path).
-    /// The versions of `name`: cached for [`CACHE_TTL`] unless `fresh`.
+    /// [`Catalog::versions`] without copying a cached list (the request
+    /// path): cached for [`CACHE_TTL`], unless `fresh` asks for the disk.
     fn shared_versions(&self, name: &str, fresh: bool) -> Arc<[Arc<AppVersion>]> {
         if !fresh
             && let Ok(cache) = self.cache.lock()

@@ -53,6 +53,23 @@ impl HostError {
     }
 }
 
+/// A refusal of the host function `function` (its name in
+/// `extism:host/user`): what exactly was refused and the manifest entry that
+/// would allow it.
+pub(crate) fn user_denial(
+    capability: Capability,
+    function: &str,
+    detail: String,
+    hint: String,
+) -> Denial {
+    Denial {
+        capability,
+        function: format!("{USER_NAMESPACE}::{function}"),
+        detail,
+        hint,
+    }
+}
+
 /// A denial reaches the guest as `capability_denied`, with the function,
 /// what was refused and the manifest entry to add.
 impl From<Denial> for HostError {
@@ -235,18 +252,13 @@ impl HostFunction {
             state.grants().counts.calls.add(cap.index(), 1);
             return Ok(());
         }
-        state.grants().counts.denials.add(cap.index(), 1);
-        let denial = Denial {
-            capability: cap,
-            function: format!("{USER_NAMESPACE}::{}", self.name),
-            detail: format!("`{}` was not granted", cap.name()),
-            hint: self
-                .grant_hint
+        Err(state.denial(
+            cap,
+            self.name,
+            format!("`{}` was not granted", cap.name()),
+            self.grant_hint
                 .map_or_else(|| format!("\"{}\": true", cap.name()), str::to_owned),
-        };
-        state.shared.stats.record_denial(cap.name());
-        tracing::warn!(guest = %state.guest_name(), capability = cap.name(), function = self.name, "{denial}");
-        Err(denial)
+        ))
     }
 }
 

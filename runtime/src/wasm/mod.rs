@@ -33,6 +33,7 @@ pub use cost::{CostMeter, GuestCost};
 pub(crate) use engine::EngineShared;
 pub use engine::{Allocation, DEFAULT_EPOCH_TICK, Engine, EngineConfig};
 pub use error::{CallError, LoadError};
+pub(crate) use host_fn::user_denial;
 pub use host_fn::{
     HostError, HostFunction, HostFuture, HostOutput, ResultEncoding, USER_NAMESPACE,
 };

@@ -99,7 +99,7 @@ impl GuestModule {
             .collect();
         let wasi = module
             .imports()
-            .any(|i| i.module() == "wasi_snapshot_preview1");
+            .any(|i| i.module() == super::abi::wasi::NAMESPACE);
         let awaits = module.imports().any(|i| match i.module() {
             super::host_fn::USER_NAMESPACE => shared.waiting_functions.contains(i.name()),
             super::abi::ENV_NAMESPACE => i.name() == "http_request",

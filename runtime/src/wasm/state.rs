@@ -142,16 +142,24 @@ impl HostState {
         detail: impl Into<String>,
         hint: impl Into<String>,
     ) -> super::HostError {
+        self.denial(capability, function, detail.into(), hint.into())
+            .into()
+    }
+
+    /// [`HostState::deny`]'s [`Denial`] itself, logged and counted (the
+    /// engine's grant check returns it as it is).
+    pub(crate) fn denial(
+        &self,
+        capability: Capability,
+        function: &str,
+        detail: String,
+        hint: String,
+    ) -> Denial {
         self.shared.stats.record_denial(capability.name());
         self.grants.counts.denials.add(capability.index(), 1);
-        let denial = Denial {
-            capability,
-            function: format!("{}::{function}", super::USER_NAMESPACE),
-            detail: detail.into(),
-            hint: hint.into(),
-        };
+        let denial = super::host_fn::user_denial(capability, function, detail, hint);
         tracing::warn!(guest = %self.guest_name, capability = capability.name(), function, "{denial}");
-        denial.into()
+        denial
     }
 
     /// Counts refusals of `capability` found away from the store (on the

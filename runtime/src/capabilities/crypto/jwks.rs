@@ -18,8 +18,8 @@ use serde_json::Value;
 
 use super::CryptoGrant;
 use crate::capabilities::Capability;
-use crate::grants::{Denial, is_private_address, resolves_only_private};
-use crate::wasm::{EngineShared, HostError, USER_NAMESPACE};
+use crate::grants::{is_private_address, resolves_only_private};
+use crate::wasm::{EngineShared, HostError, user_denial};
 
 /// Largest key set or discovery document accepted.
 const MAX_DOCUMENT_BYTES: usize = 256 << 10;
@@ -114,12 +114,7 @@ impl Fetcher {
     /// this cannot use `HostState::deny`).
     fn deny(&self, detail: String, hint: String) -> HostError {
         self.shared.stats.record_denial(Capability::CRYPTO.name());
-        let denial = Denial {
-            capability: Capability::CRYPTO,
-            function: format!("{USER_NAMESPACE}::crypto_jwt_verify"),
-            detail,
-            hint,
-        };
+        let denial = user_denial(Capability::CRYPTO, "crypto_jwt_verify", detail, hint);
         tracing::warn!(guest = %self.guest, capability = "crypto", "{denial}");
         denial.into()
     }
