@@ -145,13 +145,21 @@ pub fn request_decision(output: &[u8]) {
             let mut req = Request::new(axum::body::Body::empty());
             *req.method_mut() = Method::GET;
             *req.uri_mut() = axum::http::Uri::from_static("/app/page?x=1");
-            if apply_request_changes(&mut req, changes).is_ok() {
+            if apply_request_changes(&mut req, changes, "fuzz", &DroppedHeaders::default()).is_ok()
+            {
                 assert!(req.uri().path().starts_with('/'), "{}", req.uri());
+                for name in req.headers().keys() {
+                    assert!(!is_framing(name.as_str()), "a plugin set `{name}`");
+                }
             }
         }
         Ok(RequestDecision::Respond { response }) => respond(response),
         Ok(RequestDecision::Proxy { upstream }) => {
-            let _ = crate::server::upstream::Target::parse(upstream);
+            let _ = crate::server::upstream::Target::parse(
+                upstream,
+                "fuzz",
+                &DroppedHeaders::default(),
+            );
         }
         Err(_) => {}
     }

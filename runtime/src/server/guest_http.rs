@@ -2,9 +2,10 @@
 //! the rules every guest response obeys.
 //!
 //! Framing belongs to the host: headers that frame the message or manage the
-//! connection ([`is_framing`]) are dropped from whatever a guest answers
-//! (logged once per module, [`DroppedHeaders`]), so a guest cannot split a
-//! response or hijack a keep-alive connection. A guest's status must be a
+//! connection ([`is_framing`]) are dropped from whatever a guest answers or
+//! asks the host to send on ([`GuestHeaders`], logged once per module in
+//! [`DroppedHeaders`]), so a guest cannot split a response, hijack a
+//! keep-alive connection or misframe a request to an app or an upstream. A guest's status must be a
 //! final one, 200 to 599 ([`guest_status`]), and its body fit its
 //! `maxResponseBodySize` ([`Guest`]).
 
@@ -103,6 +104,55 @@ impl DroppedHeaders {
                 "dropped a header that controls framing or the connection from a guest's response: the host frames every response (logged once per module)"
             );
         }
+    }
+}
+
+/// Where the headers a guest names come from: one check for every header a
+/// guest sets or removes (app and plugin responses, `continue` and
+/// `on_response` changes, an upstream delegation's changes).
+///
+/// A name or value that is not valid HTTP is an error naming the field; a
+/// framing header ([`is_framing`]) is dropped and noted, never an error, so
+/// a guest written for a host that let it set `content-length` still works.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GuestHeaders<'a> {
+    /// How logs name the guest, e.g. ``plugin `authn` ``.
+    pub(crate) module: &'a str,
+    /// The field of its answer the headers are in, e.g. "`set_headers`".
+    pub(crate) field: &'a str,
+    /// Where dropped framing headers are noted.
+    pub(crate) dropped: &'a DroppedHeaders,
+}
+
+impl GuestHeaders<'_> {
+    /// The header `name` names; `None` for a framing header (dropped).
+    pub(crate) fn name(&self, name: &str) -> Result<Option<HeaderName>, String> {
+        let parsed = HeaderName::try_from(name)
+            .map_err(|_| format!("`{name}` in {} is not a valid header name", self.field))?;
+        if is_framing(parsed.as_str()) {
+            self.dropped.note(self.module, parsed.as_str());
+            return Ok(None);
+        }
+        Ok(Some(parsed))
+    }
+
+    /// The header `name: value`; `None` for a framing header (dropped).
+    /// A `Bytes` value is taken without a copy.
+    pub(crate) fn header<V: AsRef<[u8]> + 'static>(
+        &self,
+        name: &str,
+        value: V,
+    ) -> Result<Option<(HeaderName, HeaderValue)>, String> {
+        let Some(parsed) = self.name(name)? else {
+            return Ok(None);
+        };
+        let value = HeaderValue::from_maybe_shared(value).map_err(|_| {
+            format!(
+                "the value of `{name}` in {} is not a valid header value",
+                self.field
+            )
+        })?;
+        Ok(Some((parsed, value)))
     }
 }
 
@@ -360,17 +410,15 @@ fn build<K: AsRef<str>>(
     guest.check_body(bytes.len() as u64)?;
     let mut res = Response::new(Body::from(bytes));
     *res.status_mut() = status;
+    let checked = GuestHeaders {
+        module: guest.module,
+        field: "the response's `headers`",
+        dropped: guest.dropped,
+    };
     for (k, v) in headers {
-        let k = k.as_ref();
-        let name =
-            HeaderName::try_from(k).map_err(|_| format!("`{k}` is not a valid header name"))?;
-        if is_framing(name.as_str()) {
-            guest.dropped.note(guest.module, name.as_str());
-            continue;
+        if let Some((name, value)) = checked.header(k.as_ref(), v)? {
+            res.headers_mut().append(name, value);
         }
-        let value = HeaderValue::from_maybe_shared(v)
-            .map_err(|_| format!("the value of header `{k}` is not valid"))?;
-        res.headers_mut().append(name, value);
     }
     Ok(res)
 }
@@ -416,11 +464,11 @@ mod tests {
             ),
             (
                 br#"{"status":200,"headers":[["bad name","x"]]}"#,
-                "`bad name` is not a valid header name",
+                "`bad name` in the response's `headers` is not a valid header name",
             ),
             (
                 br#"{"status":200,"headers":[["x-a","\u0001"]]}"#,
-                "the value of header `x-a` is not valid",
+                "the value of `x-a` in the response's `headers` is not a valid header value",
             ),
             (br#"{"headers":[]}"#, "missing field `status`"),
         ];

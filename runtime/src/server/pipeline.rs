@@ -43,7 +43,7 @@ use super::AppState;
 use super::client::RequestClientSource;
 use super::error::{ApiError, ErrorKind, bad_gateway, hook_error_response};
 use super::guest_http::{
-    DroppedHeaders, Guest, HeadView, HeaderPairs, guest_status, is_framing, response_from_head,
+    DroppedHeaders, Guest, GuestHeaders, HeadView, HeaderPairs, guest_status, response_from_head,
 };
 use crate::plugins::{Chain, HookError, Plugin};
 use crate::telemetry::SpanParent;
@@ -160,18 +160,14 @@ fn response_headers(
     module: &str,
     dropped: &DroppedHeaders,
 ) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
+    let checked = GuestHeaders {
+        module,
+        field: "`response_headers`",
+        dropped,
+    };
     let mut out = Vec::with_capacity(wanted.len());
     for (k, v) in wanted {
-        let name = HeaderName::try_from(k.as_str())
-            .map_err(|_| format!("`{k}` in `response_headers` is not a valid header name"))?;
-        if is_framing(name.as_str()) {
-            dropped.note(module, name.as_str());
-            continue;
-        }
-        let value = HeaderValue::try_from(v).map_err(|_| {
-            format!("the value of `{k}` in `response_headers` is not a valid header value")
-        })?;
-        out.push((name, value));
+        out.extend(checked.header(&k, Bytes::from(v))?);
     }
     Ok(out)
 }
@@ -316,7 +312,7 @@ async fn on_request(
                 }
                 let applied =
                     response_headers(wanted, plugin.name(), dropped).and_then(|headers| {
-                        apply_request_changes(&mut req, changes)?;
+                        apply_request_changes(&mut req, changes, plugin.name(), dropped)?;
                         if !headers.is_empty() {
                             pending.push((i, headers));
                         }
@@ -333,7 +329,7 @@ async fn on_request(
                 // Delegated to an upstream (server::upstream): answered like
                 // a `respond`, the body streamed by the host.
                 let path = req.uri().path().to_owned();
-                let res = match super::upstream::Target::parse(upstream) {
+                let res = match super::upstream::Target::parse(upstream, plugin.name(), dropped) {
                     Ok(target) => {
                         super::upstream::forward(state, plugin, req, target, client).await
                     }
@@ -438,22 +434,23 @@ async fn on_response(
     res
 }
 
+/// Applies a `continue`'s changes to the request. Framing headers are the
+/// host's on the way in too (the app or upstream gets the body the client
+/// sent, framed by the host): setting or removing one is ignored (and noted
+/// in `dropped` under `module`).
 pub(crate) fn apply_request_changes(
     req: &mut Request,
     changes: RequestChanges,
+    module: &str,
+    dropped: &DroppedHeaders,
 ) -> Result<(), String> {
-    for name in &changes.remove_headers {
-        let name = HeaderName::try_from(name.as_str())
-            .map_err(|_| format!("`{name}` is not a valid header name"))?;
-        req.headers_mut().remove(name);
-    }
-    for (k, v) in &changes.set_headers {
-        let name = HeaderName::try_from(k.as_str())
-            .map_err(|_| format!("`{k}` is not a valid header name"))?;
-        let value = HeaderValue::try_from(v.as_str())
-            .map_err(|_| format!("the value of `{k}` is not a valid header value"))?;
-        req.headers_mut().insert(name, value);
-    }
+    apply_header_changes(
+        req.headers_mut(),
+        changes.remove_headers,
+        changes.set_headers,
+        module,
+        dropped,
+    )?;
     if changes.path.is_some() || changes.query.is_some() {
         let path = changes.path.unwrap_or_else(|| req.uri().path().to_owned());
         if !path.starts_with('/') {
@@ -485,25 +482,42 @@ pub(crate) fn apply_response_changes(
     if let Some(status) = changes.status {
         *res.status_mut() = guest_status(status)?;
     }
-    for name in &changes.remove_headers {
-        let name = HeaderName::try_from(name.as_str())
-            .map_err(|_| format!("`{name}` is not a valid header name"))?;
-        if is_framing(name.as_str()) {
-            dropped.note(module, name.as_str());
-            continue;
+    apply_header_changes(
+        res.headers_mut(),
+        changes.remove_headers,
+        changes.set_headers,
+        module,
+        dropped,
+    )
+}
+
+/// Removes then sets the headers a plugin's changes name, each checked by
+/// [`GuestHeaders`].
+fn apply_header_changes(
+    headers: &mut HeaderMap,
+    remove: Vec<String>,
+    set: Vec<(String, String)>,
+    module: &str,
+    dropped: &DroppedHeaders,
+) -> Result<(), String> {
+    let removed = GuestHeaders {
+        module,
+        field: "`remove_headers`",
+        dropped,
+    };
+    for name in &remove {
+        if let Some(name) = removed.name(name)? {
+            headers.remove(name);
         }
-        res.headers_mut().remove(name);
     }
-    for (k, v) in &changes.set_headers {
-        let name = HeaderName::try_from(k.as_str())
-            .map_err(|_| format!("`{k}` is not a valid header name"))?;
-        if is_framing(name.as_str()) {
-            dropped.note(module, name.as_str());
-            continue;
+    let checked = GuestHeaders {
+        field: "`set_headers`",
+        ..removed
+    };
+    for (k, v) in set {
+        if let Some((name, value)) = checked.header(&k, Bytes::from(v))? {
+            headers.insert(name, value);
         }
-        let value = HeaderValue::try_from(v.as_str())
-            .map_err(|_| format!("the value of `{k}` is not a valid header value"))?;
-        res.headers_mut().insert(name, value);
     }
     Ok(())
 }

@@ -28,10 +28,12 @@ use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, Version, header};
 use axum::response::{IntoResponse, Response};
 use buntime_pdk::hooks::Upstream;
+use bytes::Bytes;
 
 use super::AppState;
 use super::client::RequestClientSource;
 use super::error::{ApiError, ErrorKind};
+use super::guest_http::{DroppedHeaders, GuestHeaders};
 use super::upstream_client::{IdleBody, Progress, ProgressBody, within_silence};
 use super::upstream_pool::{self, SendError};
 use super::upstream_ws::{Relay, asks_websocket, switch};
@@ -91,8 +93,14 @@ pub(crate) struct Target {
 
 impl Target {
     /// Checks a plugin's `upstream`; the error describes what is wrong with
-    /// it (a malformed answer).
-    pub(crate) fn parse(up: Upstream) -> Result<Self, String> {
+    /// it (a malformed answer). Framing and hop-by-hop headers it sets or
+    /// removes are dropped (noted in `dropped` under `module`): the host
+    /// frames the request and owns the connection.
+    pub(crate) fn parse(
+        up: Upstream,
+        module: &str,
+        dropped: &DroppedHeaders,
+    ) -> Result<Self, String> {
         let mut url = url::Url::parse(&up.url)
             .map_err(|e| format!("`upstream.url` `{}` is not an absolute URL: {e}", up.url))?;
         if url.scheme() != "http" && url.scheme() != "https" {
@@ -121,24 +129,22 @@ impl Target {
         let authority: Uri = origin.parse().map_err(|e| invalid(&e))?;
         let host = HeaderValue::try_from(&url[url::Position::BeforeHost..url::Position::AfterPort])
             .map_err(|e| invalid(&e))?;
-        let remove_headers = up
-            .remove_headers
-            .iter()
-            .map(|n| {
-                HeaderName::try_from(n.as_str())
-                    .map_err(|_| format!("`{n}` in `upstream.remove_headers` is not a header name"))
-            })
-            .collect::<Result<_, _>>()?;
+        let removed = GuestHeaders {
+            module,
+            field: "`upstream.remove_headers`",
+            dropped,
+        };
+        let mut remove_headers = Vec::with_capacity(up.remove_headers.len());
+        for name in &up.remove_headers {
+            remove_headers.extend(removed.name(name)?);
+        }
+        let checked = GuestHeaders {
+            field: "`upstream.set_headers`",
+            ..removed
+        };
         let mut set_headers = Vec::with_capacity(up.set_headers.len());
         for (k, v) in up.set_headers {
-            let name = HeaderName::try_from(k.as_str())
-                .map_err(|_| format!("`{k}` in `upstream.set_headers` is not a header name"))?;
-            let value = HeaderValue::try_from(v).map_err(|_| {
-                format!("the value of `{k}` in `upstream.set_headers` is not a header value")
-            })?;
-            if !HOP_BY_HOP.contains(&name) {
-                set_headers.push((name, value));
-            }
+            set_headers.extend(checked.header(&k, Bytes::from(v))?);
         }
         let ms = |v: Option<u64>, field: &str, default: Duration, max: u64| match v {
             None => Ok(default),
@@ -427,7 +433,9 @@ mod tests {
 
     #[test]
     fn a_proxy_answer_is_checked() {
-        let ok = Target::parse(
+        let dropped = DroppedHeaders::default();
+        let parse = |up| Target::parse(up, "p", &dropped);
+        let ok = parse(
             Upstream::new("http://svc:8080/a/b?c=1#frag")
                 .set_header("x-a", "1")
                 .set_header("connection", "close")
@@ -438,7 +446,7 @@ mod tests {
         assert_eq!(ok.authority.to_string(), "http://svc:8080/");
         assert_eq!(&*ok.origin, "http://svc:8080");
         assert_eq!(ok.host, "svc:8080");
-        let default_port = Target::parse(Upstream::new("https://[::1]:443")).unwrap();
+        let default_port = parse(Upstream::new("https://[::1]:443")).unwrap();
         assert_eq!(default_port.uri.to_string(), "/");
         assert_eq!(default_port.host, "[::1]");
         assert_eq!(ok.set_headers.len(), 1, "hop-by-hop headers are not set");
@@ -452,7 +460,7 @@ mod tests {
             Upstream::new("http://svc/").timeout_ms(0),
             Upstream::new("http://svc/").connect_timeout_ms(MAX_TIMEOUT_MS + 1),
         ] {
-            assert!(Target::parse(bad.clone()).is_err(), "{bad:?}");
+            assert!(parse(bad.clone()).is_err(), "{bad:?}");
         }
     }
 

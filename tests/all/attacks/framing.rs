@@ -283,6 +283,55 @@ async fn on_response_changes_the_status_of_host_errors_too() {
     server.stop().await;
 }
 
+/// A plugin letting a request through cannot change how its body is framed:
+/// the app reads the body the client sent, whatever lengths the plugin set
+/// or removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_cannot_reframe_the_request_it_passes_on() {
+    let server = Server::start(ErrorDetail::Full, |root| {
+        let dir = root.join("apps").join("echo");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(
+            dir.join("app.wasm"),
+            buntime_fixtures::bytes(buntime_fixtures::APP_ECHO),
+        )
+        .expect("app.wasm");
+        let changes = serde_json::json!({
+            "action": "continue",
+            "set_headers": [
+                ["content-length", "3"],
+                ["transfer-encoding", "chunked"],
+                ["connection", "close"],
+                ["x-kept", "yes"],
+            ],
+            "remove_headers": ["content-length"],
+        })
+        .to_string();
+        plugin(
+            root,
+            "reframer",
+            "",
+            &Guest::default().export("on_request", Act::Output(changes)),
+        );
+    })
+    .await;
+    let res = reqwest::Client::new()
+        .post(server.url("/echo/"))
+        .body("hello world")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 200);
+    let seen: Value = res.json().await.expect("the app's echo");
+    assert_eq!(seen["body"], "hello world", "{seen}");
+    let header = |name: &str| crate::plugins::seen_header(&seen, name);
+    assert_eq!(header("x-kept").as_deref(), Some("yes"), "{seen}");
+    assert_eq!(header("content-length").as_deref(), Some("11"), "{seen}");
+    assert_eq!(header("transfer-encoding"), None, "{seen}");
+    assert_eq!(header("connection"), None, "{seen}");
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_topic_with_a_line_break_is_refused_at_publish() {
     let server = Server::start(ErrorDetail::Full, |root| {

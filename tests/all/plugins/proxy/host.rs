@@ -98,6 +98,30 @@ async fn a_proxied_get_carries_forwarded_headers_and_no_hop_by_hop_ones() {
     assert_eq!(seen_header(&seen, "x-forwarded-host"), Some(server_host));
 }
 
+/// A rule's headers cannot reframe what the upstream reads: the body goes
+/// up as the client sent it, framed by the host.
+#[tokio::test]
+async fn a_rule_cannot_reframe_the_request_body() {
+    let (up, _) = upstream().await;
+    let server = start(
+        json!({ "rules": [rule("^/up$", &format!("http://{up}/upload"), json!({
+            "headers": { "content-length": "3", "transfer-encoding": "chunked" },
+            "removeHeaders": ["content-length"],
+        }))] }),
+        None,
+    )
+    .await;
+    let res = client()
+        .post(server.url("/up"))
+        .body("hello world")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 200);
+    let got: Value = res.json().await.expect("json");
+    assert_eq!(got["received"], 11, "{got}");
+}
+
 #[tokio::test]
 async fn large_bodies_stream_both_ways_without_being_held() {
     let (up, shared) = upstream().await;
