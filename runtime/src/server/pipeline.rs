@@ -541,46 +541,4 @@ struct ResponseHeadView<'a> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_response_vary_is_merged_once_and_other_headers_replaced() {
-        let mut res = Response::new(Body::empty());
-        res.headers_mut()
-            .insert("vary", HeaderValue::from_static("Accept-Encoding"));
-        res.headers_mut()
-            .insert("x-a", HeaderValue::from_static("app"));
-        let pending = |v: &'static str| {
-            vec![
-                (HeaderName::from_static("vary"), HeaderValue::from_static(v)),
-                (
-                    HeaderName::from_static("x-a"),
-                    HeaderValue::from_static("plugin"),
-                ),
-            ]
-        };
-        set_response_headers(&mut res, pending("Origin"));
-        set_response_headers(&mut res, pending("origin"));
-        let vary: Vec<_> = res.headers().get_all("vary").iter().collect();
-        assert_eq!(vary, ["Accept-Encoding", "Origin"]);
-        assert_eq!(res.headers()["x-a"], "plugin");
-        assert_eq!(res.headers().get_all("x-a").iter().count(), 1);
-    }
-
-    #[test]
-    fn framing_and_invalid_response_headers() {
-        let dropped = DroppedHeaders::default();
-        let ok = response_headers(
-            vec![
-                ("content-length".into(), "1".into()),
-                ("x-b".into(), "1".into()),
-            ],
-            "p",
-            &dropped,
-        )
-        .unwrap();
-        assert_eq!(ok.len(), 1);
-        assert!(response_headers(vec![("bad name".into(), "1".into())], "p", &dropped).is_err());
-    }
-}
+mod tests;

@@ -137,11 +137,16 @@ async fn slow_clients_and_header_floods_are_cut_off() {
     let started = std::time::Instant::now();
     let mut buf = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut buf)).await;
+    let took = started.elapsed();
     assert!(read.is_ok(), "the server kept a stalled connection open");
     assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "closed only after {:?}",
-        started.elapsed()
+        (Duration::from_millis(250)..Duration::from_secs(3)).contains(&took),
+        "closed after {took:?}, not at the 300 ms header timeout"
+    );
+    assert!(
+        buf.is_empty(),
+        "a stalled request gets no answer, only a close: {}",
+        String::from_utf8_lossy(&buf)
     );
 
     // Too many header lines.
@@ -155,13 +160,15 @@ async fn slow_clients_and_header_floods_are_cut_off() {
     req.push_str("connection: close\r\n\r\n");
     flood.write_all(req.as_bytes()).await.expect("write");
     let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), flood.read_to_end(&mut out)).await;
+    tokio::time::timeout(Duration::from_secs(5), flood.read_to_end(&mut out))
+        .await
+        .expect("the flood's connection is closed")
+        .expect("read");
     let text = String::from_utf8_lossy(&out);
     assert!(
-        text.is_empty() || text.starts_with("HTTP/1.1 431"),
-        "a header flood must be refused: {text}"
+        text.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"),
+        "a header flood is refused with a 431: {text}"
     );
-    assert!(!text.starts_with("HTTP/1.1 200"), "{text}");
 
     // Normal requests still work.
     assert_eq!(get(&server.url("/_/api/health")).await.status(), 200);

@@ -436,14 +436,9 @@ async fn core_routes_are_traced_and_a_streamed_body_ends_its_span() {
     let opened = Instant::now();
     let stream = traced_get(&server, "/_/k/events").await;
     assert_eq!(stream.status(), 200);
+    // Held open a while: a span that ended with the head would be shorter.
     let held = Duration::from_millis(300);
     tokio::time::sleep(held).await;
-    // The export runs every 20 ms: a span ended with the head would be
-    // here by now.
-    assert!(
-        server_span("/_/k/events")(&spans.all()).is_none(),
-        "the span ended before its body"
-    );
     drop(stream);
     let open_for = opened.elapsed();
     let span = wait_for(&spans, server_span("/_/k/events")).await;
