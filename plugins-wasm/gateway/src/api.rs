@@ -10,7 +10,7 @@
 //! | `POST /api/rate-limit/clear` | refills every bucket |
 //! | `GET /api/logs?limit&ip&outcome` | the request log, newest first |
 //! | `DELETE /api/logs` | empties it |
-//! | `GET /api/logs/stats` | the log's entries by outcome and method |
+//! | `GET /api/logs/stats` | the log's entries by outcome, method and status |
 //! | `GET /api/sse` | an event stream: a `stats` snapshot every second |
 
 use std::collections::BTreeMap;
@@ -201,7 +201,12 @@ fn routes(req: Request) -> Result<Response, Error> {
             let entries = logs()?;
             let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
             let mut methods: BTreeMap<String, u64> = BTreeMap::new();
+            let mut statuses: BTreeMap<String, u64> = BTreeMap::new();
             for e in &entries {
+                let status = e["status"]
+                    .as_u64()
+                    .map_or_else(|| "pending".to_owned(), |s| s.to_string());
+                *statuses.entry(status).or_default() += 1;
                 *outcomes
                     .entry(e["outcome"].as_str().unwrap_or("?").to_owned())
                     .or_default() += 1;
@@ -213,6 +218,7 @@ fn routes(req: Request) -> Result<Response, Error> {
                 "entries": entries.len(),
                 "byOutcome": outcomes,
                 "byMethod": methods,
+                "byStatus": statuses,
                 "oldest": entries.last().map(|e| e["time"].clone()),
                 "newest": entries.first().map(|e| e["time"].clone()),
             }))

@@ -514,3 +514,52 @@ async fn off_unless_configured_and_a_bad_config_is_refused() {
         server.stop().await;
     }
 }
+
+#[tokio::test]
+async fn log_entries_carry_the_response_status_and_duration() {
+    let cfg = json!({ "requestLog": { "size": 5, "sampleRate": 1 } });
+    // A plugin behind the gateway forges the gateway's marker, pointing at
+    // the first request's entry with a start of 0 (a duration of decades).
+    let server = crate::security::start(AccessPolicy::default(), gateway_only(), |root| {
+        kit(root, "forger", "");
+        setup(
+            root,
+            &cfg,
+            &[json!(["forger", { "responseHeader": "x-gateway-log=1:1:0" }])],
+        );
+    })
+    .await;
+    let (status, head, _) = send(&server, "GET", "/echo/", &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        header(&head, "x-gateway-log"),
+        None,
+        "the marker never reaches the client"
+    );
+    let (status, _, _) = send(&server, "GET", "/nothing-here", &[]).await;
+    assert_eq!(status, 404);
+
+    let (_, _, logs) = send(&server, "GET", "/_/gateway/api/logs?limit=10", &[]).await;
+    let entries = logs["logs"].as_array().expect("logs");
+    let entry = |path: &str| {
+        entries
+            .iter()
+            .find(|e| e["path"] == path)
+            .unwrap_or_else(|| panic!("no entry for {path}: {logs}"))
+            .clone()
+    };
+    let echo = entry("/echo/");
+    assert_eq!(echo["status"], 200, "{echo}");
+    let took = echo["durationMs"].as_f64().expect("a duration");
+    assert!((0.0..60_000.0).contains(&took), "{echo}");
+    let missing = entry("/nothing-here");
+    assert_eq!(missing["status"], 404, "{missing}");
+    assert!(missing["durationMs"].as_f64().is_some(), "{missing}");
+
+    // The listing above is complete by now; this request is not yet.
+    let (_, _, stats) = send(&server, "GET", "/_/gateway/api/logs/stats", &[]).await;
+    assert_eq!(stats["byStatus"]["200"], 2, "{stats}");
+    assert_eq!(stats["byStatus"]["404"], 1, "{stats}");
+    assert_eq!(stats["byStatus"]["pending"], 1, "{stats}");
+    server.stop().await;
+}
