@@ -11,6 +11,8 @@
 //! | `GET /api/logs?limit&ip&outcome` | the request log, newest first |
 //! | `DELETE /api/logs` | empties it |
 //! | `GET /api/logs/stats` | the log's entries by outcome, method and status |
+//! | `GET /api/metrics/history?limit` | the counters per second, oldest first |
+//! | `DELETE /api/metrics/history` | empties it |
 //! | `GET /api/sse` | an event stream: a `stats` snapshot every second |
 
 use std::collections::BTreeMap;
@@ -20,6 +22,7 @@ use buntime_pdk::{Error, Request, Response};
 use serde_json::{Value, json};
 
 use crate::guest::{LIMITED, LOG_PREFIX, PREFLIGHTS, REQUESTS, gateway, now_ms};
+use crate::history::HISTORY_PREFIX;
 use crate::limit::BUCKET_PREFIX;
 
 /// Most entries one listing reads from the state.
@@ -195,6 +198,16 @@ fn routes(req: Request) -> Result<Response, Error> {
                 .take(limit(100))
                 .collect();
             Response::json(&json!({ "logs": list }))
+        }
+        ("GET", "/api/metrics/history") => {
+            // Keys sort by time: the newest `limit`, oldest first.
+            let all = state::list(HISTORY_PREFIX, LIST_MAX)?;
+            let skip = all.len().saturating_sub(limit(100));
+            let list: Vec<Value> = all.into_iter().skip(skip).map(|e| e.value).collect();
+            Response::json(&json!({ "history": list }))
+        }
+        ("DELETE", "/api/metrics/history") => {
+            Response::json(&json!({ "cleared": clear(HISTORY_PREFIX)? }))
         }
         ("DELETE", "/api/logs") => Response::json(&json!({ "cleared": clear(LOG_PREFIX)? })),
         ("GET", "/api/logs/stats") => {

@@ -89,7 +89,7 @@ enum Outcome {
 
 fn check(req: RequestHead) -> Result<RequestDecision, Error> {
     let gw = gateway()?;
-    let start_us = if gw.log.is_some() { now_us() } else { 0 };
+    let start_us = now_us();
     let client = buntime_pdk::client();
     let address = limit::address(client.as_ref());
     let origin = req.header("origin");
@@ -131,7 +131,12 @@ fn check(req: RequestHead) -> Result<RequestDecision, Error> {
         .and_then(|r| r.limit_for(&req.method, &req.path))
     {
         let taken = state::take(
-            &limit::bucket_key(rule, &req, address),
+            &limit::bucket_key(
+                rule,
+                &req,
+                address,
+                client.as_ref().and_then(|c| c.api_key_hash.as_deref()),
+            ),
             rule.requests,
             rule.window,
             1,
@@ -193,6 +198,7 @@ fn record(
     start_us: u64,
 ) -> Result<Option<String>, Error> {
     let seq = u64::try_from(state::incr(REQUESTS, 1, None)?).unwrap_or(0);
+    crate::history::note(seq, start_us / 1000)?;
     match outcome {
         Outcome::Limited => {
             state::incr(LIMITED, 1, None)?;
