@@ -55,6 +55,16 @@ pub struct Client {
     /// The host (and port) the client asked for, if it named one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// For a request to `/_/…` that presented one of the server's API keys
+    /// (which the server removes before any plugin runs): the first 16
+    /// bytes of the key's SHA-256, in hex. The key itself never reaches a
+    /// guest; this lets a plugin tell callers apart by key.
+    #[serde(
+        default,
+        rename = "apiKeyHash",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub api_key_hash: Option<String>,
 }
 
 impl RequestHead {

@@ -10,7 +10,9 @@
 //! | `POST /api/rate-limit/clear` | refills every bucket |
 //! | `GET /api/logs?limit&ip&outcome` | the request log, newest first |
 //! | `DELETE /api/logs` | empties it |
-//! | `GET /api/logs/stats` | the log's entries by outcome and method |
+//! | `GET /api/logs/stats` | the log's entries by outcome, method and status |
+//! | `GET /api/metrics/history?limit` | the counters per second, oldest first |
+//! | `DELETE /api/metrics/history` | empties it |
 //! | `GET /api/sse` | an event stream: a `stats` snapshot every second |
 
 use std::collections::BTreeMap;
@@ -20,6 +22,7 @@ use buntime_pdk::{Error, Request, Response};
 use serde_json::{Value, json};
 
 use crate::guest::{LIMITED, LOG_PREFIX, PREFLIGHTS, REQUESTS, gateway, now_ms};
+use crate::history::HISTORY_PREFIX;
 use crate::limit::BUCKET_PREFIX;
 
 /// Most entries one listing reads from the state.
@@ -196,12 +199,27 @@ fn routes(req: Request) -> Result<Response, Error> {
                 .collect();
             Response::json(&json!({ "logs": list }))
         }
+        ("GET", "/api/metrics/history") => {
+            // Keys sort by time: the newest `limit`, oldest first.
+            let all = state::list(HISTORY_PREFIX, LIST_MAX)?;
+            let skip = all.len().saturating_sub(limit(100));
+            let list: Vec<Value> = all.into_iter().skip(skip).map(|e| e.value).collect();
+            Response::json(&json!({ "history": list }))
+        }
+        ("DELETE", "/api/metrics/history") => {
+            Response::json(&json!({ "cleared": clear(HISTORY_PREFIX)? }))
+        }
         ("DELETE", "/api/logs") => Response::json(&json!({ "cleared": clear(LOG_PREFIX)? })),
         ("GET", "/api/logs/stats") => {
             let entries = logs()?;
             let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
             let mut methods: BTreeMap<String, u64> = BTreeMap::new();
+            let mut statuses: BTreeMap<String, u64> = BTreeMap::new();
             for e in &entries {
+                let status = e["status"]
+                    .as_u64()
+                    .map_or_else(|| "pending".to_owned(), |s| s.to_string());
+                *statuses.entry(status).or_default() += 1;
                 *outcomes
                     .entry(e["outcome"].as_str().unwrap_or("?").to_owned())
                     .or_default() += 1;
@@ -213,6 +231,7 @@ fn routes(req: Request) -> Result<Response, Error> {
                 "entries": entries.len(),
                 "byOutcome": outcomes,
                 "byMethod": methods,
+                "byStatus": statuses,
                 "oldest": entries.last().map(|e| e["time"].clone()),
                 "newest": entries.first().map(|e| e["time"].clone()),
             }))

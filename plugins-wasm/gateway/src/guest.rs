@@ -2,13 +2,14 @@
 //! answers preflights, draws one token from the request's bucket (a 429
 //! when there is none), sends browser navigations to the app shell, and
 //! asks the host to put the CORS and rate-limit headers on whatever
-//! response the request gets.
+//! response the request gets. With the request log on, `on_response`
+//! completes the request's entry with the response status and duration.
 
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use buntime_pdk::hooks::{RequestChanges, RequestDecision};
-use buntime_pdk::plugin::{config, state};
+use buntime_pdk::hooks::{RequestChanges, RequestDecision, ResponseChanges, ResponseView};
+use buntime_pdk::plugin::{Lazy, config, state};
 use buntime_pdk::{Error, RequestHead, ResponseHead};
 use serde_json::{Value, json};
 
@@ -20,6 +21,12 @@ pub(crate) const REQUESTS: &str = "stat:requests";
 pub(crate) const LIMITED: &str = "stat:limited";
 pub(crate) const PREFLIGHTS: &str = "stat:preflights";
 pub(crate) const LOG_PREFIX: &str = "log:";
+/// The response header that carries a logged request's entry (`slot:seq:
+/// start µs`, or `-` when the request is not logged) from `on_request` to
+/// `on_response`, which removes it. The gateway sets it on every response
+/// while the log is on, replacing any an app or a later plugin set, so
+/// none can point the gateway at another entry.
+const LOG_MARKER: &str = "x-gateway-log";
 
 /// This instance's config, parsed on first use (each instance reads the
 /// config itself: `on_init` ran on one instance only).
@@ -46,9 +53,18 @@ fn parse_value(text: &str) -> Value {
 }
 
 pub(crate) fn now_ms() -> u64 {
+    now_us() / 1000
+}
+
+fn now_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Milliseconds since `start_us`, to the microsecond.
+fn since_ms(start_us: u64) -> f64 {
+    now_us().saturating_sub(start_us) as f64 / 1000.0
 }
 
 fn init(cfg: Value) -> Result<(), Error> {
@@ -73,6 +89,7 @@ enum Outcome {
 
 fn check(req: RequestHead) -> Result<RequestDecision, Error> {
     let gw = gateway()?;
+    let start_us = now_us();
     let client = buntime_pdk::client();
     let address = limit::address(client.as_ref());
     let origin = req.header("origin");
@@ -92,7 +109,7 @@ fn check(req: RequestHead) -> Result<RequestDecision, Error> {
             None if c.varies() => head.headers.push(("vary".into(), "Origin".into())),
             None => {}
         }
-        record(gw, &req, address, Outcome::Preflight)?;
+        record(gw, &req, address, Outcome::Preflight, start_us)?;
         return Ok(RequestDecision::respond(head));
     }
 
@@ -114,7 +131,12 @@ fn check(req: RequestHead) -> Result<RequestDecision, Error> {
         .and_then(|r| r.limit_for(&req.method, &req.path))
     {
         let taken = state::take(
-            &limit::bucket_key(rule, &req, address),
+            &limit::bucket_key(
+                rule,
+                &req,
+                address,
+                client.as_ref().and_then(|c| c.api_key_hash.as_deref()),
+            ),
             rule.requests,
             rule.window,
             1,
@@ -139,11 +161,14 @@ fn check(req: RequestHead) -> Result<RequestDecision, Error> {
                 })
                 .to_string(),
             );
-            record(gw, &req, address, Outcome::Limited)?;
+            record(gw, &req, address, Outcome::Limited, start_us)?;
             return Ok(RequestDecision::respond(head));
         }
     }
-    record(gw, &req, address, Outcome::Allowed)?;
+    let marker = record(gw, &req, address, Outcome::Allowed, start_us)?;
+    if gw.log.is_some() {
+        headers.push((LOG_MARKER.into(), marker.unwrap_or_else(|| "-".into())));
+    }
     let path = gw.shell.as_ref().and_then(|s| {
         s.route(
             &req.method,
@@ -162,9 +187,18 @@ fn check(req: RequestHead) -> Result<RequestDecision, Error> {
 buntime_pdk::on_request!(check);
 
 /// Counts the request and, when the log samples it, writes its entry into
-/// the ring (slot `seq % size`, so the newest replaces the oldest).
-fn record(gw: &Gateway, req: &RequestHead, address: &str, outcome: Outcome) -> Result<(), Error> {
+/// the ring (slot `seq % size`, so the newest replaces the oldest). An
+/// answer of the gateway's own is logged with its status; for a request let
+/// through, the answer is the marker `on_response` completes the entry by.
+fn record(
+    gw: &Gateway,
+    req: &RequestHead,
+    address: &str,
+    outcome: Outcome,
+    start_us: u64,
+) -> Result<Option<String>, Error> {
     let seq = u64::try_from(state::incr(REQUESTS, 1, None)?).unwrap_or(0);
+    crate::history::note(seq, start_us / 1000)?;
     match outcome {
         Outcome::Limited => {
             state::incr(LIMITED, 1, None)?;
@@ -175,11 +209,16 @@ fn record(gw: &Gateway, req: &RequestHead, address: &str, outcome: Outcome) -> R
         Outcome::Allowed => {}
     }
     let Some(log) = gw.log.filter(|l| seq > 0 && l.sampled(seq)) else {
-        return Ok(());
+        return Ok(None);
     };
-    let entry = json!({
+    let status = match outcome {
+        Outcome::Allowed => None,
+        Outcome::Limited => Some(429),
+        Outcome::Preflight => Some(204),
+    };
+    let mut entry = json!({
         "seq": seq,
-        "time": now_ms(),
+        "time": start_us / 1000,
         "method": req.method,
         "path": req.path.chars().take(512).collect::<String>(),
         "ip": address,
@@ -190,7 +229,49 @@ fn record(gw: &Gateway, req: &RequestHead, address: &str, outcome: Outcome) -> R
             Outcome::Preflight => "preflight",
         },
         "requestId": req.request_id,
+        "status": status,
+        "durationMs": null,
     });
-    state::set(&format!("{LOG_PREFIX}{:05}", seq % log.size), &entry, None)?;
-    Ok(())
+    if status.is_some() {
+        entry["durationMs"] = json!(since_ms(start_us));
+    }
+    let slot = seq % log.size;
+    state::set(&format!("{LOG_PREFIX}{slot:05}"), &entry, None)?;
+    Ok(Some(format!("{slot}:{seq}:{start_us}")))
 }
+
+/// Completes the entry of a logged request with the status it is answered
+/// and how long that took, and removes the marker.
+fn finish(res: Lazy<ResponseView>) -> Result<ResponseChanges, Error> {
+    if gateway()?.log.is_none() {
+        return Ok(ResponseChanges::default());
+    }
+    let res = res.get()?;
+    let Some(marker) = res
+        .headers
+        .iter()
+        .find(|(k, _)| k == LOG_MARKER)
+        .map(|(_, v)| v.as_str())
+    else {
+        return Ok(ResponseChanges::default());
+    };
+    let mut parts = marker.split(':').map(str::parse::<u64>);
+    if let (Some(Ok(slot)), Some(Ok(seq)), Some(Ok(start_us))) =
+        (parts.next(), parts.next(), parts.next())
+    {
+        let key = format!("{LOG_PREFIX}{slot:05}");
+        // The slot may hold a newer request's entry by now: left alone.
+        if let Some((mut entry, version)) = state::get::<Value>(&key)?
+            && entry["seq"] == seq
+        {
+            entry["status"] = json!(res.status);
+            entry["durationMs"] = json!(since_ms(start_us));
+            state::cas(&key, version, &entry, None)?;
+        }
+    }
+    Ok(ResponseChanges {
+        remove_headers: vec![LOG_MARKER.into()],
+        ..ResponseChanges::default()
+    })
+}
+buntime_pdk::on_response!(finish);

@@ -6,7 +6,8 @@
 //! - [`cors`]: origin matching and the CORS headers (pure);
 //! - [`limit`]: bucket keys and rate-limit headers (pure);
 //! - [`shell`]: which navigations the app shell serves (pure);
-//! - `guest`: the hooks; `api`: the routes (wasm only).
+//! - `guest`: the hooks; `api`: the routes; `history`: the counters per
+//!   second (wasm only).
 //!
 //! Options and failure modes: `docs/plugins/gateway.md`.
 
@@ -19,3 +20,5 @@ pub mod shell;
 mod api;
 #[cfg(target_arch = "wasm32")]
 mod guest;
+#[cfg(target_arch = "wasm32")]
+mod history;

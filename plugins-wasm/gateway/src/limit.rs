@@ -63,12 +63,22 @@ fn subject(req: &RequestHead) -> Option<String> {
 }
 
 /// Whose tokens `req` draws from under `key_by`; a request that lacks what
-/// `key_by` names is counted by its address.
-pub fn client_key(key_by: &KeyBy, req: &RequestHead, address: &str) -> String {
+/// `key_by` names is counted by its address. `key_hash` is the hash of the
+/// server's own API key the host took from a request to `/_/…`
+/// (`Client::api_key_hash`), the same as [`hashed`] of the key.
+pub fn client_key(
+    key_by: &KeyBy,
+    req: &RequestHead,
+    address: &str,
+    key_hash: Option<&str>,
+) -> String {
     let keyed = match key_by {
         KeyBy::Ip => None,
         // Only a hash of a credential is ever stored or listed.
-        KeyBy::ApiKey => api_key(req).map(|k| format!("key:{}", hashed(k))),
+        KeyBy::ApiKey => api_key(req)
+            .map(hashed)
+            .or_else(|| key_hash.map(str::to_owned))
+            .map(|h| format!("key:{h}")),
         KeyBy::User => subject(req).map(|s| format!("user:{}", bounded(&s))),
         KeyBy::Header(name) => req.header(name).map(|v| format!("hdr:{}", bounded(v))),
     };
@@ -76,11 +86,16 @@ pub fn client_key(key_by: &KeyBy, req: &RequestHead, address: &str) -> String {
 }
 
 /// The state key of `req`'s bucket under `limit`.
-pub fn bucket_key(limit: &Limit, req: &RequestHead, address: &str) -> String {
+pub fn bucket_key(
+    limit: &Limit,
+    req: &RequestHead,
+    address: &str,
+    key_hash: Option<&str>,
+) -> String {
     format!(
         "{BUCKET_PREFIX}{}:{}",
         limit.id,
-        client_key(&limit.key_by, req, address)
+        client_key(&limit.key_by, req, address, key_hash)
     )
 }
 
@@ -123,26 +138,34 @@ mod tests {
             KeyBy::User,
             KeyBy::Header("x-t".into()),
         ] {
-            assert_eq!(client_key(&k, &anon, IP), "ip:203.0.113.9");
+            assert_eq!(client_key(&k, &anon, IP, None), "ip:203.0.113.9");
         }
         let req = head(&[
             ("authorization", "Bearer sekrit"),
             ("x-identity", r#"{"sub":"alice","roles":[]}"#),
             ("x-t", "acme"),
         ]);
-        let key = client_key(&KeyBy::ApiKey, &req, IP);
+        let key = client_key(&KeyBy::ApiKey, &req, IP, None);
         assert!(key.starts_with("key:") && !key.contains("sekrit"), "{key}");
         assert_eq!(
             key,
-            client_key(&KeyBy::ApiKey, &head(&[("x-api-key", "sekrit")]), IP)
+            client_key(&KeyBy::ApiKey, &head(&[("x-api-key", "sekrit")]), IP, None)
         );
-        assert_eq!(client_key(&KeyBy::User, &req, IP), "user:alice");
+        assert_eq!(client_key(&KeyBy::User, &req, IP, None), "user:alice");
         assert_eq!(
-            client_key(&KeyBy::Header("x-t".into()), &req, IP),
+            client_key(&KeyBy::Header("x-t".into()), &req, IP, None),
             "hdr:acme"
         );
+        // The hash the host passes for a key it took from `/_/…` is the
+        // same bucket as the key seen in a header.
+        let taken = hashed("sekrit");
+        assert_eq!(client_key(&KeyBy::ApiKey, &anon, IP, Some(&taken)), key);
+        assert_eq!(
+            client_key(&KeyBy::Ip, &anon, IP, Some(&taken)),
+            "ip:203.0.113.9"
+        );
         let long = "v".repeat(500);
-        let key = client_key(&KeyBy::Header("x-t".into()), &head(&[("x-t", &long)]), IP);
+        let key = client_key(&KeyBy::Header("x-t".into()), &head(&[("x-t", &long)]), IP, None);
         assert!(key.len() < 64, "{key}");
     }
 

@@ -9,13 +9,14 @@
 //! | `DELETE /api/rules/<id>` | removes a dynamic rule |
 //!
 //! A rule that does not check is `400 INVALID_RULE` naming the field (a bad
-//! regex names the pattern and the parser's message).
+//! regex names the pattern and the parser's message). Changes are written
+//! to the store (`store`), then announced to the instances (`REVISION`).
 
 use buntime_pdk::plugin::state;
 use buntime_pdk::{Error, Request, Response};
 use serde_json::{Value, json};
 
-use crate::guest::{REVISION, RULES, static_rules, stored};
+use crate::guest::{REVISION, static_rules, stored};
 use crate::rules::{MAX_RULES, Rule, RuleSpec};
 
 /// Writes retried when another instance changed the list meanwhile.
@@ -61,8 +62,7 @@ fn change(
             Ok(res) => res,
             Err(refused) => return Ok(refused),
         };
-        let (swapped, _) = state::cas(RULES, version, &list, None)?;
-        if swapped {
+        if crate::store::swap(version, &list)? {
             state::incr(REVISION, 1, None)?;
             return Ok(res);
         }
@@ -72,6 +72,17 @@ fn change(
         "CONFLICT",
         "the rules changed concurrently too often; retry",
     )
+}
+
+/// An id for a rule added without one: `r<n>`, past every `r<n>` stored
+/// (the rules outlive any counter in `state`).
+fn fresh_id(list: &[RuleSpec]) -> String {
+    let top = list
+        .iter()
+        .filter_map(|s| s.id.as_deref()?.strip_prefix('r')?.parse::<u64>().ok())
+        .max()
+        .unwrap_or(0);
+    format!("r{}", top.saturating_add(1))
 }
 
 fn is_static(id: &str) -> Result<bool, Error> {
@@ -123,11 +134,12 @@ fn routes(req: Request) -> Result<Response, Error> {
             {
                 return read_only(id);
             }
+            let given = rule.spec.id.is_some();
             let mut spec = rule.spec;
-            if spec.id.is_none() {
-                spec.id = Some(format!("r{}", state::incr("rules:seq", 1, None)?));
-            }
             change(|list| {
+                if !given {
+                    spec.id = Some(fresh_id(list));
+                }
                 let id = spec.id.as_deref().unwrap_or_default();
                 if list.iter().any(|s| s.id.as_deref() == Some(id)) {
                     return Ok(Err(error(

@@ -1,10 +1,10 @@
 //! The wasm side of the chain: `on_init` checks the static rules;
 //! `on_request` finds the first rule for the request and answers `proxy`.
 //!
-//! Dynamic rules live in the plugin's `state` (shared by its instances):
-//! the list under [`RULES`], and a revision under [`REVISION`] bumped after
-//! every change. Each instance keeps the list compiled and reloads it only
-//! when the revision moves, so a request costs one small state read.
+//! Dynamic rules live in the `sql` database (`store`); a revision in the
+//! plugin's `state` under [`REVISION`] is bumped after every change. Each
+//! instance keeps the list compiled and reloads it when the revision moves
+//! (and on its first request), so a request costs one small state read.
 
 use std::cell::RefCell;
 use std::sync::OnceLock;
@@ -16,9 +16,7 @@ use serde_json::{Value, json};
 
 use crate::rules::{self, Rule, RuleSpec};
 
-/// The dynamic rules: a list of [`RuleSpec`].
-pub(crate) const RULES: &str = "rules";
-/// Bumped after every change of [`RULES`].
+/// Bumped after every change of the stored rules.
 pub(crate) const REVISION: &str = "rules:rev";
 
 /// The static rules, parsed on first use (each instance reads the config
@@ -40,16 +38,18 @@ pub(crate) fn static_rules() -> Result<&'static [Rule], Error> {
 
 /// The dynamic rules as stored, with the version they were read at.
 pub(crate) fn stored() -> Result<(Vec<RuleSpec>, u64), Error> {
-    Ok(state::get::<Vec<RuleSpec>>(RULES)?.unwrap_or_default())
+    crate::store::load()
 }
 
 struct Cached {
-    revision: i64,
+    /// The revision the rules were loaded at; `None` before the first load
+    /// (the revision restarts at 0 with the process, the rules do not).
+    revision: Option<i64>,
     rules: Vec<Rule>,
 }
 
 thread_local! {
-    static DYNAMIC: RefCell<Cached> = const { RefCell::new(Cached { revision: 0, rules: Vec::new() }) };
+    static DYNAMIC: RefCell<Cached> = const { RefCell::new(Cached { revision: None, rules: Vec::new() }) };
 }
 
 /// Runs `f` over this instance's dynamic rules, reloading them first if
@@ -58,7 +58,7 @@ fn with_dynamic<T>(f: impl FnOnce(&[Rule]) -> T) -> Result<T, Error> {
     let revision = state::get::<i64>(REVISION)?.map_or(0, |(v, _)| v);
     DYNAMIC.with(|cell| {
         let mut cached = cell.borrow_mut();
-        if cached.revision != revision {
+        if cached.revision != Some(revision) {
             // Stored rules were checked when written; one that no longer
             // compiles (a newer limit) is skipped rather than failing all.
             cached.rules = stored()?
@@ -66,7 +66,7 @@ fn with_dynamic<T>(f: impl FnOnce(&[Rule]) -> T) -> Result<T, Error> {
                 .into_iter()
                 .filter_map(|s| Rule::new(s).ok())
                 .collect();
-            cached.revision = revision;
+            cached.revision = Some(revision);
         }
         Ok(f(&cached.rules))
     })

@@ -4,7 +4,8 @@
 //! upstream failures; this plugin only decides where and how.
 //!
 //! - [`rules`]: rules parsed, checked, matched and expanded (pure);
-//! - `guest`: the hooks; `api`: `/_/proxy/api/rules` (wasm only).
+//! - `guest`: the hooks; `api`: `/_/proxy/api/rules`; `store`: where the
+//!   dynamic rules are kept (wasm only).
 //!
 //! Options and failure modes: `docs/plugins/proxy.md`.
 
@@ -14,3 +15,5 @@ pub mod rules;
 mod api;
 #[cfg(target_arch = "wasm32")]
 mod guest;
+#[cfg(target_arch = "wasm32")]
+mod store;

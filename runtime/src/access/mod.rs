@@ -194,6 +194,12 @@ impl Access {
         }
     }
 
+    /// Whether `key` is a valid key of this server: the master key, or a
+    /// generated key that is neither revoked nor expired.
+    pub fn holds(&self, key: &str) -> bool {
+        self.identify(key).is_ok()
+    }
+
     fn identify(&self, key: &str) -> Result<Caller, Refusal> {
         if let Some(master) = &self.master
             && bool::from(keys::digest(key).ct_eq(master))

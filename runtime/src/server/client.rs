@@ -24,7 +24,25 @@ pub(crate) struct RequestClientSource<'a> {
     /// The connection's peer (`None`: served in process, no client).
     pub(crate) peer: Option<SocketAddr>,
     proxies: &'a TrustedProxies,
+    /// The hash of the API key the server took from the request
+    /// ([`key_hash`]), passed on as `apiKeyHash`.
+    api_key_hash: Option<String>,
     json: OnceLock<Option<Bytes>>,
+}
+
+/// What guests are told of an API key the server took from a request: the
+/// first 16 bytes of its SHA-256 in hex (what the gateway plugin keys a
+/// limit by when it sees the key itself).
+pub(crate) fn key_hash(key: &str) -> String {
+    use sha2::Digest;
+    use std::fmt::Write;
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    digest[..16]
+        .iter()
+        .fold(String::with_capacity(32), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
 }
 
 impl<'a> RequestClientSource<'a> {
@@ -34,8 +52,16 @@ impl<'a> RequestClientSource<'a> {
         Self {
             peer,
             proxies,
+            api_key_hash: None,
             json: OnceLock::new(),
         }
+    }
+
+    /// Tells guests the hash of `key`, the API key the server took from
+    /// the request ([`super::guard::take_key`]).
+    pub(crate) fn with_api_key(mut self, key: Option<&str>) -> Self {
+        self.api_key_hash = key.map(key_hash);
+        self
     }
 
     /// Resolves the client from a request's `headers` and `uri` now, if it
@@ -46,7 +72,16 @@ impl<'a> RequestClientSource<'a> {
             .get_or_init(|| {
                 let peer = self.peer?;
                 let view = crate::access::resolve(peer, headers, uri, self.proxies);
-                serde_json::to_vec(&view).ok().map(Bytes::from)
+                let mut json = serde_json::to_vec(&view).ok()?;
+                if let Some(hash) = &self.api_key_hash
+                    && json.pop() == Some(b'}')
+                {
+                    // Hex needs no escaping.
+                    json.extend_from_slice(b",\"apiKeyHash\":\"");
+                    json.extend_from_slice(hash.as_bytes());
+                    json.extend_from_slice(b"\"}");
+                }
+                Some(Bytes::from(json))
             })
             .as_ref()
     }
@@ -93,5 +128,32 @@ impl<'a> RequestClientSource<'a> {
         {
             ext.insert(RequestClient(json.clone()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_taken_key_reaches_guests_as_its_hash_only() {
+        let proxies = TrustedProxies::default();
+        let peer = Some(SocketAddr::from(([127, 0, 0, 1], 9)));
+        let uri = Uri::from_static("/_/gateway/api/stats");
+        let with_key = RequestClientSource::new(peer, &proxies).with_api_key(Some("sekrit"));
+        let json = with_key.resolve(&HeaderMap::new(), &uri).expect("a client");
+        assert!(!String::from_utf8_lossy(json).contains("sekrit"));
+        let client: buntime_pdk::Client = serde_json::from_slice(json).expect("the client JSON");
+        // The gateway's own hash of a key seen in a header: one bucket.
+        assert_eq!(
+            client.api_key_hash.as_deref(),
+            Some("7e35aaaea6b83ab43c9271737060ce48")
+        );
+        assert_eq!(client.address, "127.0.0.1");
+
+        let without = RequestClientSource::new(peer, &proxies).with_api_key(None);
+        let json = without.resolve(&HeaderMap::new(), &uri).expect("a client");
+        let client: buntime_pdk::Client = serde_json::from_slice(json).expect("the client JSON");
+        assert_eq!(client.api_key_hash, None);
     }
 }

@@ -30,6 +30,13 @@ const IN_PROCESS: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LO
 #[derive(Debug, Clone)]
 pub(crate) struct PresentedKey(String);
 
+impl PresentedKey {
+    /// The key as presented.
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Moves the caller's API key out of a request to `/_/…` into an
 /// extension, so no plugin (hooks or the route) sees it: `X-API-Key`, and
 /// `Authorization: Bearer` when the token is one of this server's keys

@@ -40,6 +40,7 @@ pub(crate) mod upstream;
 mod upstream_client;
 mod upstream_pool;
 mod upstream_ws;
+mod upstream_ws_close;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -104,6 +105,10 @@ pub struct Shared {
     pub access: crate::access::Access,
     /// Requests and connections, for `/_/metrics`.
     pub http: crate::metrics::HttpStats,
+    /// Kept-alive connections to the upstreams plugins proxy to.
+    pub(crate) upstreams: Arc<upstream_pool::Pool>,
+    /// The WebSockets relayed to upstreams, closed at shutdown.
+    pub(crate) relays: upstream_ws::Relays,
 }
 
 impl AppState {
@@ -173,6 +178,8 @@ impl AppState {
             dropped_headers: Default::default(),
             access,
             http: Default::default(),
+            upstreams: Arc::default(),
+            relays: Default::default(),
         });
         services.set_metrics_view(Arc::new(metrics_view::ServerMetrics(Arc::downgrade(
             &shared,
@@ -247,7 +254,8 @@ pub fn service(state: AppState) -> BuntimeService {
 /// Serves on `listener` until `shutdown` resolves, then drains: stops
 /// accepting, lets in-flight requests finish (bounded by
 /// [`ConnectionLimits::shutdown_timeout`], after which their connections are
-/// cut), and retires every instance with `on_terminate` (bounded the same
+/// cut), closes relayed WebSockets with a close frame to both ends (bounded
+/// the same way), and retires every instance with `on_terminate` (bounded the same
 /// way), and exports the spans still queued (bounded the same way).
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -269,13 +277,18 @@ pub async fn serve_with(
     let flag = state.shutting_down.clone();
     let telemetry = state.telemetry.clone();
     let reclaimer = pools.spawn_reclaimer(Duration::from_secs(1));
+    let closing = state.clone();
     let service = service(state);
+    let relays = closing.clone();
     let shutdown = async move {
         shutdown.await;
         flag.store(true, Ordering::Relaxed);
+        relays.relays.close();
         tracing::info!("shutting down: finishing in-flight requests");
     };
     listener::run(listener, service, limits, shutdown).await;
+    // Relayed WebSockets were told to close when the shutdown began.
+    let _ = tokio::time::timeout(limits.shutdown_timeout, closing.relays.closed()).await;
     reclaimer.abort();
     let retire = async {
         pools.shutdown().await;

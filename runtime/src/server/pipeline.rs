@@ -94,7 +94,15 @@ pub(crate) async fn run(state: &AppState, mut req: Request, peer: Option<SocketA
         super::guard::take_key(state, &mut req);
     }
     let chain = state.plugins.current();
-    let client = RequestClientSource::new(peer, &state.access.policy.trusted_proxies);
+    // Only a valid key is told (by its hash): made-up ones would each be a
+    // caller of their own to a plugin that counts by key.
+    let key = req
+        .extensions()
+        .get::<super::guard::PresentedKey>()
+        .map(super::guard::PresentedKey::as_str)
+        .filter(|k| state.access.holds(k));
+    let client =
+        RequestClientSource::new(peer, &state.access.policy.trusted_proxies).with_api_key(key);
     if chain.plugins.is_empty() {
         return dispatch(state, &chain, req, &client).await;
     }

@@ -268,12 +268,12 @@ pub(crate) async fn forward(
         allow_private,
         connect_timeout: target.connect_timeout,
     };
-    let sent = upstream_pool::send(key, &target.authority, outbound);
+    let sent = upstream_pool::send(&state.upstreams, key, &target.authority, outbound);
     let answer = within_silence(sent, &progress, target.timeout).await;
     match answer {
         // The connection is the relay's now: its lease is dropped.
         Some(Ok((res, _))) if res.status() == StatusCode::SWITCHING_PROTOCOLS => match upgrade {
-            Some((relay, client_side)) => switch(res, client_side, relay, origin),
+            Some((relay, client_side)) => switch(res, client_side, relay, origin, &state.relays),
             // A switch nobody asked for cannot be relayed.
             None => ApiError::new(
                 ErrorKind::UpstreamFailed,

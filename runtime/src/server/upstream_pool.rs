@@ -15,9 +15,13 @@
 //! A request that finds its kept-alive connection closed before anything
 //! was sent is retried on another one (the upstream may close an idle
 //! connection at any time); one that fails on a fresh connection is not.
+//!
+//! The pool is the server's ([`super::Shared::upstreams`]): two servers in
+//! one process share no connections, and a server's idle connections close
+//! when it is dropped.
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -71,6 +75,7 @@ impl SendError {
 /// A sender lent to one request, to give back when its answer is read.
 #[derive(Debug)]
 pub(crate) struct Lease {
+    pool: Arc<Pool>,
     key: Key,
     sender: SendRequest<Body>,
 }
@@ -84,7 +89,7 @@ impl Lease {
             return;
         }
         if self.sender.is_ready() {
-            POOL.put(self);
+            self.pool.clone().put(self);
             return;
         }
         // Outside a runtime (a body dropped at shutdown) it is not kept.
@@ -92,7 +97,7 @@ impl Lease {
             let mut lease = self;
             rt.spawn(async move {
                 if lease.sender.ready().await.is_ok() {
-                    POOL.put(lease);
+                    lease.pool.clone().put(lease);
                 }
             });
         }
@@ -104,13 +109,23 @@ struct Idle {
     since: Instant,
 }
 
+/// A server's kept-alive upstream connections, and a connector per
+/// private-network rule and connect timeout.
 #[derive(Default)]
-struct Pool {
+pub(crate) struct Pool {
     idle: Mutex<HashMap<Key, Vec<Idle>>>,
     connectors: RwLock<Vec<((bool, Duration), Connector)>>,
 }
 
-static POOL: LazyLock<Pool> = LazyLock::new(Pool::default);
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let idle = self
+            .idle
+            .lock()
+            .map_or(0, |m| m.values().map(Vec::len).sum::<usize>());
+        f.debug_struct("Pool").field("idle", &idle).finish()
+    }
+}
 
 impl Pool {
     /// The newest idle, ready sender for `key`; expired and closed ones
@@ -200,13 +215,19 @@ impl Pool {
 /// (`scheme://host:port`) on a kept-alive connection of `key`, or a new
 /// one. The lease is for the response body's end.
 pub(crate) async fn send(
+    pool: &Arc<Pool>,
     key: Key,
     authority: &Uri,
     mut req: Request<Body>,
 ) -> Result<(Response<Incoming>, Lease), SendError> {
-    while let Some(mut sender) = POOL.take(&key) {
+    let lease = |key, sender| Lease {
+        pool: pool.clone(),
+        key,
+        sender,
+    };
+    while let Some(mut sender) = pool.take(&key) {
         match sender.try_send_request(req).await {
-            Ok(res) => return Ok((res, Lease { key, sender })),
+            Ok(res) => return Ok((res, lease(key, sender))),
             Err(mut e) => match e.take_message() {
                 // Not sent: the upstream closed the idle connection.
                 Some(back) => req = back,
@@ -214,7 +235,7 @@ pub(crate) async fn send(
             },
         }
     }
-    let mut sender = POOL.connect(&key, authority.clone()).await?;
+    let mut sender = pool.connect(&key, authority.clone()).await?;
     let res = sender.send_request(req).await.map_err(SendError::Request)?;
-    Ok((res, Lease { key, sender }))
+    Ok((res, lease(key, sender)))
 }

@@ -8,7 +8,9 @@
 //! host relays bytes — whole frames as the two ends write them — both ways
 //! until either side closes, the connection is silent for `idle`, or it has
 //! lasted `total`. Frames are not parsed: each end speaks WebSocket to the
-//! other through the host.
+//! other through the host (only their heads are followed, to know where one
+//! ends). When the server shuts down, each end gets a close frame
+//! (`upstream_ws_close`) rather than a cut connection or one kept open.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,8 +22,41 @@ use axum::response::Response;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
 
 use super::upstream::strip_hop_by_hop;
+use super::upstream_ws_close::{End, Frames, going_away};
+
+/// How long a closing handshake under way at shutdown may take to finish.
+const HANDSHAKE_AT_SHUTDOWN: Duration = Duration::from_secs(2);
+
+/// The server's relayed WebSockets: told to close when it shuts down, and
+/// waited for.
+#[derive(Debug)]
+pub(crate) struct Relays {
+    /// `true` once the server is shutting down; each relay holds a receiver.
+    stop: watch::Sender<bool>,
+}
+
+impl Default for Relays {
+    fn default() -> Self {
+        Self {
+            stop: watch::channel(false).0,
+        }
+    }
+}
+
+impl Relays {
+    /// Tells every relay, and every one opened from now on, to close.
+    pub(crate) fn close(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// Resolves once no relay is left.
+    pub(crate) async fn closed(&self) {
+        self.stop.closed().await;
+    }
+}
 
 /// How long a relayed connection may be silent, and live.
 #[derive(Debug, Clone, Copy)]
@@ -55,7 +90,9 @@ pub(crate) fn switch(
     client_side: OnUpgrade,
     relay: Relay,
     origin: Arc<str>,
+    relays: &Relays,
 ) -> Response {
+    let stop = relays.stop.subscribe();
     let upstream_side = hyper::upgrade::on(&mut upstream);
     let (mut parts, _) = upstream.into_parts();
     strip_hop_by_hop(&mut parts.headers);
@@ -79,41 +116,72 @@ pub(crate) fn switch(
                 return;
             }
         };
-        let why = pump(client, upstream, relay).await;
+        let why = pump(client, upstream, relay, stop).await;
         tracing::debug!(upstream = %origin, "WebSocket relay ended: {why}");
     });
     Response::from_parts(parts, Body::empty())
 }
 
-/// Copies bytes both ways until one side closes or fails, or a limit is
-/// reached; says which.
+/// Copies bytes both ways until one side closes or fails, a limit is
+/// reached or the server shuts down; says which.
 async fn pump(
     a: impl AsyncRead + AsyncWrite + Unpin,
     b: impl AsyncRead + AsyncWrite + Unpin,
     relay: Relay,
+    mut stop: watch::Receiver<bool>,
 ) -> &'static str {
     let (mut ar, mut aw) = tokio::io::split(a);
     let (mut br, mut bw) = tokio::io::split(b);
     let mut up = vec![0u8; 16 * 1024];
     let mut down = vec![0u8; 16 * 1024];
-    let end = tokio::time::Instant::now() + relay.total;
+    // The frames each end sends, followed to close between two of them.
+    let mut from_client = Frames::default();
+    let mut from_upstream = Frames::default();
+    let mut end = tokio::time::Instant::now() + relay.total;
+    let mut stopping = false;
     let why = loop {
         let idle = tokio::time::sleep(relay.idle);
         tokio::select! {
             n = ar.read(&mut up) => match n {
                 Ok(0) | Err(_) => break "the client closed",
-                Ok(n) => if bw.write_all(&up[..n]).await.is_err() {
-                    break "the upstream closed";
-                },
+                Ok(n) => {
+                    from_client.advance(&up[..n], false);
+                    if bw.write_all(&up[..n]).await.is_err() {
+                        break "the upstream closed";
+                    }
+                }
             },
             n = br.read(&mut down) => match n {
                 Ok(0) | Err(_) => break "the upstream closed",
-                Ok(n) => if aw.write_all(&down[..n]).await.is_err() {
-                    break "the client closed";
-                },
+                Ok(n) => {
+                    from_upstream.advance(&down[..n], false);
+                    if aw.write_all(&down[..n]).await.is_err() {
+                        break "the client closed";
+                    }
+                }
             },
             () = idle => break "idle limit",
-            () = tokio::time::sleep_until(end) => break "duration limit",
+            () = tokio::time::sleep_until(end) => {
+                break if stopping { "server shutdown" } else { "duration limit" };
+            }
+            // A dropped sender (the server is gone) counts as a shutdown.
+            () = async {
+                // The guard is dropped here: it must not be held across an await.
+                let _ = stop.wait_for(|s| *s).await;
+            }, if !stopping => {
+                if from_client.closed || from_upstream.closed {
+                    // A closing handshake is under way: let it finish.
+                    stopping = true;
+                    end = end.min(tokio::time::Instant::now() + HANDSHAKE_AT_SHUTDOWN);
+                    continue;
+                }
+                going_away(
+                    End { read: &mut ar, write: &mut aw, sent: &mut from_client, buf: &mut up },
+                    End { read: &mut br, write: &mut bw, sent: &mut from_upstream, buf: &mut down },
+                )
+                .await;
+                return "server shutdown";
+            }
         }
     };
     let _ = aw.shutdown().await;

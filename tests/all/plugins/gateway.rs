@@ -514,3 +514,131 @@ async fn off_unless_configured_and_a_bad_config_is_refused() {
         server.stop().await;
     }
 }
+
+#[tokio::test]
+async fn log_entries_carry_the_response_status_and_duration() {
+    let cfg = json!({ "requestLog": { "size": 5, "sampleRate": 1 } });
+    // A plugin behind the gateway forges the gateway's marker, pointing at
+    // the first request's entry with a start of 0 (a duration of decades).
+    let server = crate::security::start(AccessPolicy::default(), gateway_only(), |root| {
+        kit(root, "forger", "");
+        setup(
+            root,
+            &cfg,
+            &[json!(["forger", { "responseHeader": "x-gateway-log=1:1:0" }])],
+        );
+    })
+    .await;
+    let (status, head, _) = send(&server, "GET", "/echo/", &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        header(&head, "x-gateway-log"),
+        None,
+        "the marker never reaches the client"
+    );
+    let (status, _, _) = send(&server, "GET", "/nothing-here", &[]).await;
+    assert_eq!(status, 404);
+
+    let (_, _, logs) = send(&server, "GET", "/_/gateway/api/logs?limit=10", &[]).await;
+    let entries = logs["logs"].as_array().expect("logs");
+    let entry = |path: &str| {
+        entries
+            .iter()
+            .find(|e| e["path"] == path)
+            .unwrap_or_else(|| panic!("no entry for {path}: {logs}"))
+            .clone()
+    };
+    let echo = entry("/echo/");
+    assert_eq!(echo["status"], 200, "{echo}");
+    let took = echo["durationMs"].as_f64().expect("a duration");
+    assert!((0.0..60_000.0).contains(&took), "{echo}");
+    let missing = entry("/nothing-here");
+    assert_eq!(missing["status"], 404, "{missing}");
+    assert!(missing["durationMs"].as_f64().is_some(), "{missing}");
+
+    // The listing above is complete by now; this request is not yet.
+    let (_, _, stats) = send(&server, "GET", "/_/gateway/api/logs/stats", &[]).await;
+    assert_eq!(stats["byStatus"]["200"], 2, "{stats}");
+    assert_eq!(stats["byStatus"]["404"], 1, "{stats}");
+    assert_eq!(stats["byStatus"]["pending"], 1, "{stats}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_limit_by_api_key_holds_on_plugin_routes_and_made_up_keys_count_by_address() {
+    use crate::security::{MASTER, create_key, policy};
+    let cfg = json!({ "rateLimit": { "requests": 2, "window": "1h", "keyBy": "apiKey" } });
+    let server = start(policy(Some(MASTER)), cfg, &[]).await;
+    let a = create_key(&server, MASTER, json!({ "name": "a", "role": "viewer" })).await;
+    let b = create_key(&server, MASTER, json!({ "name": "b", "role": "viewer" })).await;
+    let stats = "/_/gateway/api/stats";
+    // The server takes its keys out of requests to `/_/…`; the gateway
+    // still keys by them (their hash).
+    for expected in [200, 200, 429] {
+        let (status, _, body) = send(&server, "GET", stats, &[("x-api-key", &a)]).await;
+        assert_eq!(status, expected, "{body}");
+    }
+    let bearer = format!("Bearer {b}");
+    let (status, _, body) = send(&server, "GET", stats, &[("authorization", &bearer)]).await;
+    assert_eq!(status, 200, "key b has a bucket of its own: {body}");
+
+    // Invented keys are no callers of their own: they share the address's
+    // bucket (2), and the route refuses them.
+    let mut seen = Vec::new();
+    for fake in ["made-up-1", "made-up-2", "made-up-3"] {
+        let (status, _, body) = send(&server, "GET", stats, &[("x-api-key", fake)]).await;
+        seen.push((status, body["code"].as_str().unwrap_or_default().to_owned()));
+    }
+    assert_eq!(seen[2], (429, "RATE_LIMITED".to_owned()), "{seen:?}");
+    assert!(seen[..2].iter().all(|(s, _)| *s == 401), "{seen:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_metrics_history_keeps_the_counters_per_second() {
+    let server = start(AccessPolicy::default(), json!({ "requestLog": null }), &[]).await;
+    for _ in 0..3 {
+        assert_eq!(send(&server, "GET", "/echo/", &[]).await.0, 200);
+    }
+    let history = "/_/gateway/api/metrics/history";
+    let (status, _, h) = send(&server, "GET", history, &[]).await;
+    assert_eq!(status, 200, "{h}");
+    let list = h["history"].as_array().expect("history").clone();
+    assert!(!list.is_empty(), "{h}");
+    assert!(
+        list[0]["totalRequests"].as_u64().is_some_and(|n| n >= 1),
+        "{h}"
+    );
+    for pair in list.windows(2) {
+        assert!(
+            pair[0]["timestamp"].as_u64() < pair[1]["timestamp"].as_u64(),
+            "{h}"
+        );
+        assert!(
+            pair[0]["totalRequests"].as_u64() <= pair[1]["totalRequests"].as_u64(),
+            "{h}"
+        );
+    }
+    for e in &list {
+        for field in ["blockedRequests", "preflightRequests", "allowedRequests"] {
+            assert!(e[field].as_u64().is_some(), "{field}: {e}");
+        }
+    }
+
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        * 1000;
+    let (status, _, c) = send(&server, "DELETE", history, &[]).await;
+    assert_eq!(status, 200, "{c}");
+    assert!(c["cleared"].as_u64().is_some_and(|n| n >= 1), "{c}");
+    let (_, _, h) = send(&server, "GET", history, &[]).await;
+    for e in h["history"].as_array().expect("history") {
+        assert!(
+            e["timestamp"].as_u64().is_some_and(|t| t >= before),
+            "an entry from before the clear: {h}"
+        );
+    }
+    server.stop().await;
+}

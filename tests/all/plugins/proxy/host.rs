@@ -339,3 +339,57 @@ async fn the_client_a_trusted_proxy_reports_is_forwarded() {
         Some("for=203.0.113.7;proto=https;host=\"shop.example.com\"")
     );
 }
+
+#[tokio::test]
+async fn an_upstream_that_never_accepts_is_504_at_the_connect_timeout() {
+    // A listener whose accept queue is full and never drained: the kernel
+    // drops further handshakes, so connecting hangs until the timeout (a
+    // non-routable address would need a network the test may not have).
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("addr"))
+        .expect("bind");
+    let listener = socket.listen(0).expect("listen");
+    let full = listener.local_addr().expect("addr");
+    let mut queued = Vec::new();
+    // Linux queues backlog + 1 handshakes; fill it until one hangs.
+    loop {
+        match tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(full),
+        )
+        .await
+        {
+            Ok(Ok(stream)) => queued.push(stream),
+            Ok(Err(e)) => panic!("filling the backlog: {e}"),
+            Err(_) => break,
+        }
+        assert!(queued.len() < 64, "the backlog never filled");
+    }
+    let server = start(
+        json!({ "rules": [rule("^/full", &format!("http://{full}"), json!({ "connectTimeoutMs": 300 }))] }),
+        None,
+    )
+    .await;
+    let started = Instant::now();
+    let res = client()
+        .get(server.url("/full/x"))
+        .send()
+        .await
+        .expect("req");
+    let took = started.elapsed();
+    assert_eq!(res.headers()["x-kit"], "seen");
+    let body = expect_error(res, 504, &format!("http://{full}")).await;
+    assert_eq!(body["code"], "UPSTREAM_TIMEOUT");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("300 ms") && m.contains("connecting")),
+        "{body}"
+    );
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_millis(300 + 2000),
+        "answered after {took:?}"
+    );
+    drop(listener);
+}

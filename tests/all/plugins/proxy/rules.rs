@@ -241,3 +241,58 @@ async fn the_gateway_s_cors_headers_reach_proxied_responses() {
     let seen: Value = res.json().await.expect("json");
     assert_eq!(seen["path"], "/echo/x");
 }
+
+#[tokio::test]
+async fn dynamic_rules_survive_a_restart() {
+    use reqwest::Method;
+    let (up, _) = upstream().await;
+    let rules = "/_/proxy/api/rules";
+    let server = start(json!({ "rules": [] }), None).await;
+    let (status, body) = call(
+        &server,
+        Method::POST,
+        rules,
+        Some(json!({
+            "pattern": "^/kept/(.*)$", "target": format!("http://{up}/echo/$1"), "public": true
+        })),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["id"], "r1");
+    let restart = |server: TestServer| async move {
+        let dir = server.stop_keep_dir().await;
+        TestServer::try_start_plugins_in(dir, buntime::plugins::embedded())
+            .await
+            .expect("the server restarts over the same data dir")
+    };
+
+    let server = restart(server).await;
+    let (status, seen) = call(&server, Method::GET, "/kept/a", None).await;
+    assert_eq!(status, 200, "the rule proxies after a restart: {seen}");
+    assert_eq!(seen["path"], "/echo/a");
+    // Ids made after a restart do not reuse stored ones.
+    let (status, body) = call(
+        &server,
+        Method::POST,
+        rules,
+        Some(json!({ "pattern": "^/other/", "target": format!("http://{up}/echo/o") })),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["id"], "r2");
+    let (status, _) = call(&server, Method::DELETE, &format!("{rules}/r1"), None).await;
+    assert_eq!(status, 200);
+
+    // A deletion is kept too.
+    let server = restart(server).await;
+    let (_, list) = call(&server, Method::GET, rules, None).await;
+    let ids: Vec<&str> = list["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["r2"], "{list}");
+    let (status, body) = call(&server, Method::GET, "/kept/a", None).await;
+    assert_eq!(status, 404, "{body}");
+}

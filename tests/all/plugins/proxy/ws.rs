@@ -88,3 +88,83 @@ async fn a_silent_websocket_is_closed_at_its_idle_limit() {
     );
     assert!(took >= Duration::from_millis(250), "closed after {took:?}");
 }
+
+#[tokio::test]
+async fn a_relay_is_closed_with_a_close_frame_to_both_ends_at_shutdown() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    // An echo upstream that reports the close code it receives.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let up = listener.local_addr().expect("addr");
+    let (closed_tx, mut closed_rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        let Ok((stream, _)) = listener.accept().await else {
+            return;
+        };
+        let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+            return;
+        };
+        // Read on after the close, so the reply to it goes out.
+        while let Some(Ok(msg)) = ws.next().await {
+            match msg {
+                Message::Close(frame) => {
+                    let _ = closed_tx.send(frame.map(|f| f.code)).await;
+                }
+                m if m.is_text() => {
+                    if ws.send(m).await.is_err() {
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+    });
+    let server = start(
+        json!({ "rules": [rule("^/ws/", &format!("http://{up}"), json!({ "websocket": true }))] }),
+        None,
+    )
+    .await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url(&server, "/ws/live"))
+        .await
+        .expect("handshake");
+    ws.send(Message::text("before")).await.expect("send");
+    assert_eq!(
+        ws.next().await.expect("a message").expect("ok"),
+        Message::text("before")
+    );
+
+    // The default grace period is 30 s: the relay must not wait for it.
+    let started = Instant::now();
+    let stopping = tokio::spawn(server.stop());
+    let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .expect("the client heard from the relay at shutdown")
+        .expect("a message, not a cut connection")
+        .expect("a valid frame");
+    match msg {
+        Message::Close(Some(frame)) => assert_eq!(frame.code, CloseCode::Away),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    let code = tokio::time::timeout(Duration::from_secs(10), closed_rx.recv())
+        .await
+        .expect("the upstream got a close frame");
+    assert_eq!(code, Some(Some(CloseCode::Away)));
+    // The client's reply goes out; the relay then ends the connection.
+    let after = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .expect("the connection ended");
+    assert!(
+        !matches!(after, Some(Ok(Message::Text(_) | Message::Binary(_)))),
+        "{after:?}"
+    );
+    tokio::time::timeout(Duration::from_secs(10), stopping)
+        .await
+        .expect("the server stopped")
+        .expect("join");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "stopped after {:?}",
+        started.elapsed()
+    );
+}
