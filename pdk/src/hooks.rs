@@ -139,6 +139,11 @@ pub struct RequestChanges {
     /// into the response's own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub response_headers: Vec<(String, String)>,
+    /// This plugin's `on_response` need not run for this request: a plugin
+    /// that only sometimes looks at the response (a request log that samples)
+    /// saves the hook call on the others.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_on_response: bool,
 }
 
 /// What `on_response` sees: the response head (the body stays in the host).
@@ -241,6 +246,18 @@ impl RequestChanges {
     /// Routes the request to another path (for example another app).
     pub fn path(mut self, path: impl Into<String>) -> Self {
         self.path = Some(path.into());
+        self
+    }
+
+    /// Skips this plugin's `on_response` for this request.
+    ///
+    /// ```
+    /// use buntime_pdk::hooks::RequestChanges;
+    /// let json = serde_json::to_string(&RequestChanges::default().skip_on_response()).unwrap();
+    /// assert_eq!(json, r#"{"skip_on_response":true}"#);
+    /// ```
+    pub fn skip_on_response(mut self) -> Self {
+        self.skip_on_response = true;
         self
     }
 }

@@ -22,10 +22,10 @@ pub(crate) const LIMITED: &str = "stat:limited";
 pub(crate) const PREFLIGHTS: &str = "stat:preflights";
 pub(crate) const LOG_PREFIX: &str = "log:";
 /// The response header that carries a logged request's entry (`slot:seq:
-/// start µs`, or `-` when the request is not logged) from `on_request` to
-/// `on_response`, which removes it. The gateway sets it on every response
-/// while the log is on, replacing any an app or a later plugin set, so
-/// none can point the gateway at another entry.
+/// start µs`) from `on_request` to `on_response`, which removes it. The
+/// gateway sets it on the response of every request it logs, replacing any
+/// an app or a later plugin set, so none can point the gateway at another
+/// entry; a request it does not log skips its `on_response`.
 const LOG_MARKER: &str = "x-gateway-log";
 
 /// This instance's config, parsed on first use (each instance reads the
@@ -165,9 +165,13 @@ fn check(req: RequestHead) -> Result<RequestDecision, Error> {
             return Ok(RequestDecision::respond(head));
         }
     }
+    // A logged request carries its marker to `on_response`; any other skips
+    // that hook (no entry to complete, so a marker someone else set on its
+    // response points the gateway at nothing).
     let marker = record(gw, &req, address, Outcome::Allowed, start_us)?;
-    if gw.log.is_some() {
-        headers.push((LOG_MARKER.into(), marker.unwrap_or_else(|| "-".into())));
+    let skip_on_response = marker.is_none();
+    if let Some(marker) = marker {
+        headers.push((LOG_MARKER.into(), marker));
     }
     let path = gw.shell.as_ref().and_then(|s| {
         s.route(
@@ -181,6 +185,7 @@ fn check(req: RequestHead) -> Result<RequestDecision, Error> {
     Ok(RequestDecision::Continue(RequestChanges {
         response_headers: headers,
         path,
+        skip_on_response,
         ..RequestChanges::default()
     }))
 }

@@ -116,7 +116,7 @@ pub(crate) async fn run(state: &AppState, mut req: Request, peer: Option<SocketA
         client.resolve(req.headers(), req.uri());
     }
     let dropped = &state.dropped_headers;
-    let mut pending = Vec::new();
+    let mut unwind = Unwind::default();
     let trace = state.telemetry.parent(req.extensions()).cloned();
     let meter = super::cost::meter_of(req.extensions());
     // `on_response` runs after the request is gone: its log lines get the
@@ -132,7 +132,7 @@ pub(crate) async fn run(state: &AppState, mut req: Request, peer: Option<SocketA
         req,
         dropped,
         &client,
-        &mut pending,
+        &mut unwind,
         trace.as_ref(),
     )
     .await;
@@ -150,7 +150,7 @@ pub(crate) async fn run(state: &AppState, mut req: Request, peer: Option<SocketA
         &path,
         dropped,
         &client,
-        pending,
+        unwind,
         trace.as_ref(),
         meter.as_ref(),
         log_tag.as_ref(),
@@ -160,6 +160,26 @@ pub(crate) async fn run(state: &AppState, mut req: Request, peer: Option<SocketA
 
 /// The response headers plugin `.0` asked for in `on_request`.
 type PendingHeaders = (usize, Vec<(HeaderName, HeaderValue)>);
+
+/// What `on_request` leaves for the way back through the chain.
+#[derive(Debug, Default)]
+struct Unwind {
+    /// Response headers plugins asked for, in chain order.
+    pending: Vec<PendingHeaders>,
+    /// The plugins that asked to skip their `on_response` for this request
+    /// (a few at most: a scan beats a set).
+    skipped: Vec<usize>,
+}
+
+impl Unwind {
+    fn skip_on_response(&mut self, plugin: usize) {
+        self.skipped.push(plugin);
+    }
+
+    fn skips(&self, plugin: usize) -> bool {
+        self.skipped.contains(&plugin)
+    }
+}
 
 /// Checks the `response_headers` of a `continue`: framing headers are
 /// dropped (and noted), anything invalid makes the answer malformed.
@@ -228,7 +248,7 @@ async fn on_request(
     mut req: Request,
     dropped: &DroppedHeaders,
     client: &RequestClientSource<'_>,
-    pending: &mut Vec<PendingHeaders>,
+    unwind: &mut Unwind,
     trace: Option<&SpanParent>,
 ) -> (usize, Result<Request, Early>) {
     let mut buffered: Option<Bytes> = None;
@@ -315,6 +335,9 @@ async fn on_request(
         match decision {
             Ok(RequestDecision::Continue(mut changes)) => {
                 let wanted = std::mem::take(&mut changes.response_headers);
+                if std::mem::take(&mut changes.skip_on_response) {
+                    unwind.skip_on_response(i);
+                }
                 if changes != RequestChanges::default() {
                     input = None;
                 }
@@ -322,7 +345,7 @@ async fn on_request(
                     response_headers(wanted, plugin.name(), dropped).and_then(|headers| {
                         apply_request_changes(&mut req, changes, plugin.name(), dropped)?;
                         if !headers.is_empty() {
-                            pending.push((i, headers));
+                            unwind.pending.push((i, headers));
                         }
                         Ok(())
                     });
@@ -378,20 +401,20 @@ async fn on_response(
     path: &str,
     dropped: &DroppedHeaders,
     client: &RequestClientSource<'_>,
-    mut pending: Vec<PendingHeaders>,
+    mut unwind: Unwind,
     trace: Option<&SpanParent>,
     meter: Option<&CostMeter>,
     log_tag: Option<&crate::log_feed::LogTag>,
 ) -> Response {
     let mut input: Option<Bytes> = None;
     for (i, plugin) in chain.plugins[..entered].iter().enumerate().rev() {
-        if pending.last().is_some_and(|(at, _)| *at == i)
-            && let Some((_, headers)) = pending.pop()
+        if unwind.pending.last().is_some_and(|(at, _)| *at == i)
+            && let Some((_, headers)) = unwind.pending.pop()
         {
             set_response_headers(&mut res, headers);
             input = None;
         }
-        if !plugin.hooks.on_response {
+        if !plugin.hooks.on_response || unwind.skips(i) {
             continue;
         }
         let view = input

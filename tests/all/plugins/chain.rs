@@ -30,6 +30,32 @@ async fn plugins_add_headers_on_request_and_response() {
     server.stop().await;
 }
 
+/// A plugin that asks to skip its `on_response` for a request is not called
+/// on the way back for that request; the other plugins and requests are.
+#[tokio::test]
+async fn a_plugin_can_skip_its_on_response_for_one_request() {
+    let server = TestServer::start_plugins(|root| {
+        echo(root);
+        kit(root, "kit", "");
+        kit(root, "kit2", "");
+        config(
+            root,
+            r#"{ plugins: [
+                ["kit", { responseHeader: "x-kit=done" }],
+                ["kit2", { responseHeader: "x-kit2=done", skipOnResponse: "/echo/skip" }],
+            ] }"#,
+        );
+    })
+    .await;
+    let seen = get(&server.url("/echo/hi")).await;
+    assert_eq!(seen.headers()["x-kit2"], "done", "not asked to skip");
+    let skipped = get(&server.url("/echo/skip")).await;
+    assert_eq!(skipped.status(), 200);
+    assert!(skipped.headers().get("x-kit2").is_none(), "kit2 skipped");
+    assert_eq!(skipped.headers()["x-kit"], "done", "kit still runs");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_plugin_short_circuits_and_only_earlier_plugins_see_the_response() {
     let server = TestServer::start_plugins(|root| {
