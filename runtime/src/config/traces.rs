@@ -12,9 +12,9 @@
 //! | `OTEL_TRACES_SAMPLER_ARG` | `1.0` | the ratio of the `*traceidratio` samplers |
 //! | `OTEL_BSP_SCHEDULE_DELAY` | 5000 | milliseconds between exports of finished spans |
 //! | `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`, `OTEL_EXPORTER_OTLP_TIMEOUT` | 10000 | milliseconds one export may take |
+//! | `OTEL_EXPORTER_OTLP_TRACES_HEADERS`, `OTEL_EXPORTER_OTLP_HEADERS` | none | `key=value,…` headers sent with every export (values percent-encoded) |
 //!
-//! Without an endpoint there is no tracing at all. Other `OTEL_BSP_*` and
-//! `OTEL_EXPORTER_OTLP_*HEADERS` variables are read by the SDK itself.
+//! Without an endpoint there is no tracing at all.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -39,6 +39,9 @@ pub struct TraceConfig {
     pub schedule_delay: Option<Duration>,
     /// Longest an export may take.
     pub export_timeout: Duration,
+    /// Headers sent with every export (`OTEL_EXPORTER_OTLP_TRACES_HEADERS`,
+    /// else `OTEL_EXPORTER_OTLP_HEADERS`), each a valid HTTP header.
+    pub headers: Vec<(String, String)>,
 }
 
 /// `OTEL_TRACES_SAMPLER` and its argument.
@@ -132,6 +135,18 @@ impl TraceConfig {
             Some(t) => t,
             None => millis("OTEL_EXPORTER_OTLP_TIMEOUT")?.unwrap_or(DEFAULT_EXPORT_TIMEOUT),
         };
+        let headers = match (
+            var("OTEL_EXPORTER_OTLP_TRACES_HEADERS"),
+            var("OTEL_EXPORTER_OTLP_HEADERS"),
+        ) {
+            (Some(list), _) => {
+                parse_headers(list).map_err(|m| err("OTEL_EXPORTER_OTLP_TRACES_HEADERS", m))?
+            }
+            (None, Some(list)) => {
+                parse_headers(list).map_err(|m| err("OTEL_EXPORTER_OTLP_HEADERS", m))?
+            }
+            (None, None) => Vec::new(),
+        };
         Ok(Some(Self {
             endpoint,
             service_name,
@@ -139,6 +154,7 @@ impl TraceConfig {
             sampler,
             schedule_delay,
             export_timeout,
+            headers,
         }))
     }
 
@@ -177,6 +193,24 @@ fn parse_resource(list: &str) -> Result<Vec<(String, String)>, String> {
             Ok((k.to_owned(), v.into_owned()))
         })
         .collect()
+}
+
+/// `key=value,key=value` export headers, values percent-encoded.
+fn parse_headers(list: &str) -> Result<Vec<(String, String)>, String> {
+    let pairs = parse_resource(list)?;
+    for (name, value) in &pairs {
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(format!(
+                "`{name}` is not an HTTP header name (letters, digits and `-`, e.g. `api-key=…`)"
+            ));
+        }
+        if http::HeaderValue::from_str(value).is_err() {
+            return Err(format!(
+                "the value of `{name}` is not a valid HTTP header value (no control characters or line breaks)"
+            ));
+        }
+    }
+    Ok(pairs)
 }
 
 fn parse_sampler(name: Option<&str>, arg: Option<&str>) -> Result<SamplerChoice, String> {
@@ -288,5 +322,38 @@ mod tests {
         assert_eq!(e.source, std::path::Path::new("OTEL_RESOURCE_ATTRIBUTES"));
         let e = config(&[base, ("OTEL_BSP_SCHEDULE_DELAY", "5s")]).unwrap_err();
         assert!(e.message.contains("milliseconds"), "{e:?}");
+        let e = config(&[base, ("OTEL_EXPORTER_OTLP_HEADERS", "bad name=1")]).unwrap_err();
+        assert!(e.message.contains("header name"), "{e:?}");
+        let e = config(&[base, ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "a=%0Ax")]).unwrap_err();
+        assert_eq!(
+            e.source,
+            std::path::Path::new("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
+        );
+    }
+
+    #[test]
+    fn export_headers_the_traces_variable_first() {
+        let base = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://a");
+        let both = config(&[
+            base,
+            ("OTEL_EXPORTER_OTLP_HEADERS", "x=1"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+                "api-key=s%3Dcret, x-team = web",
+            ),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            both.headers,
+            [
+                ("api-key".into(), "s=cret".into()),
+                ("x-team".into(), "web".into())
+            ]
+        );
+        let general = config(&[base, ("OTEL_EXPORTER_OTLP_HEADERS", "x=1")])
+            .unwrap()
+            .unwrap();
+        assert_eq!(general.headers, [("x".into(), "1".into())]);
     }
 }
