@@ -107,7 +107,8 @@ impl TraceConfig {
             (None, None) => return Ok(None),
         };
         let resource = match var("OTEL_RESOURCE_ATTRIBUTES") {
-            Some(list) => parse_resource(list).map_err(|m| err("OTEL_RESOURCE_ATTRIBUTES", m))?,
+            Some(list) => parse_pairs(list, "deployment.environment.name=prod,team=web")
+                .map_err(|m| err("OTEL_RESOURCE_ATTRIBUTES", m))?,
             None => Vec::new(),
         };
         let service_name = var("OTEL_SERVICE_NAME")
@@ -174,15 +175,16 @@ impl TraceConfig {
     }
 }
 
-/// `key=value,key=value`, values percent-encoded (the W3C baggage octets).
-fn parse_resource(list: &str) -> Result<Vec<(String, String)>, String> {
+/// `key=value,key=value`, values percent-encoded (the W3C baggage octets);
+/// `example` is shown in the error for a malformed pair.
+fn parse_pairs(list: &str, example: &str) -> Result<Vec<(String, String)>, String> {
     list.split(',')
         .map(str::trim)
         .filter(|p| !p.is_empty())
         .map(|pair| {
             let (k, v) = pair
                 .split_once('=')
-                .ok_or_else(|| format!("`{pair}` is not `key=value` (write e.g. `deployment.environment.name=prod,team=web`)"))?;
+                .ok_or_else(|| format!("`{pair}` is not `key=value` (write e.g. `{example}`)"))?;
             let k = k.trim();
             if k.is_empty() {
                 return Err(format!("`{pair}` has an empty key"));
@@ -197,7 +199,7 @@ fn parse_resource(list: &str) -> Result<Vec<(String, String)>, String> {
 
 /// `key=value,key=value` export headers, values percent-encoded.
 fn parse_headers(list: &str) -> Result<Vec<(String, String)>, String> {
-    let pairs = parse_resource(list)?;
+    let pairs = parse_pairs(list, "api-key=secret,x-tenant=web")?;
     for (name, value) in &pairs {
         if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
             return Err(format!(
