@@ -12,9 +12,9 @@
 //! | `OTEL_TRACES_SAMPLER_ARG` | `1.0` | the ratio of the `*traceidratio` samplers |
 //! | `OTEL_BSP_SCHEDULE_DELAY` | 5000 | milliseconds between exports of finished spans |
 //! | `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`, `OTEL_EXPORTER_OTLP_TIMEOUT` | 10000 | milliseconds one export may take |
+//! | `OTEL_EXPORTER_OTLP_TRACES_HEADERS`, `OTEL_EXPORTER_OTLP_HEADERS` | none | `key=value,…` headers sent with every export (values percent-encoded) |
 //!
-//! Without an endpoint there is no tracing at all. Other `OTEL_BSP_*` and
-//! `OTEL_EXPORTER_OTLP_*HEADERS` variables are read by the SDK itself.
+//! Without an endpoint there is no tracing at all.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -39,6 +39,9 @@ pub struct TraceConfig {
     pub schedule_delay: Option<Duration>,
     /// Longest an export may take.
     pub export_timeout: Duration,
+    /// Headers sent with every export (`OTEL_EXPORTER_OTLP_TRACES_HEADERS`,
+    /// else `OTEL_EXPORTER_OTLP_HEADERS`), each a valid HTTP header.
+    pub headers: Vec<(String, String)>,
 }
 
 /// `OTEL_TRACES_SAMPLER` and its argument.
@@ -104,7 +107,8 @@ impl TraceConfig {
             (None, None) => return Ok(None),
         };
         let resource = match var("OTEL_RESOURCE_ATTRIBUTES") {
-            Some(list) => parse_resource(list).map_err(|m| err("OTEL_RESOURCE_ATTRIBUTES", m))?,
+            Some(list) => parse_pairs(list, "deployment.environment.name=prod,team=web")
+                .map_err(|m| err("OTEL_RESOURCE_ATTRIBUTES", m))?,
             None => Vec::new(),
         };
         let service_name = var("OTEL_SERVICE_NAME")
@@ -132,6 +136,18 @@ impl TraceConfig {
             Some(t) => t,
             None => millis("OTEL_EXPORTER_OTLP_TIMEOUT")?.unwrap_or(DEFAULT_EXPORT_TIMEOUT),
         };
+        let headers = match (
+            var("OTEL_EXPORTER_OTLP_TRACES_HEADERS"),
+            var("OTEL_EXPORTER_OTLP_HEADERS"),
+        ) {
+            (Some(list), _) => {
+                parse_headers(list).map_err(|m| err("OTEL_EXPORTER_OTLP_TRACES_HEADERS", m))?
+            }
+            (None, Some(list)) => {
+                parse_headers(list).map_err(|m| err("OTEL_EXPORTER_OTLP_HEADERS", m))?
+            }
+            (None, None) => Vec::new(),
+        };
         Ok(Some(Self {
             endpoint,
             service_name,
@@ -139,6 +155,7 @@ impl TraceConfig {
             sampler,
             schedule_delay,
             export_timeout,
+            headers,
         }))
     }
 
@@ -158,15 +175,16 @@ impl TraceConfig {
     }
 }
 
-/// `key=value,key=value`, values percent-encoded (the W3C baggage octets).
-fn parse_resource(list: &str) -> Result<Vec<(String, String)>, String> {
+/// `key=value,key=value`, values percent-encoded (the W3C baggage octets);
+/// `example` is shown in the error for a malformed pair.
+fn parse_pairs(list: &str, example: &str) -> Result<Vec<(String, String)>, String> {
     list.split(',')
         .map(str::trim)
         .filter(|p| !p.is_empty())
         .map(|pair| {
             let (k, v) = pair
                 .split_once('=')
-                .ok_or_else(|| format!("`{pair}` is not `key=value` (write e.g. `deployment.environment.name=prod,team=web`)"))?;
+                .ok_or_else(|| format!("`{pair}` is not `key=value` (write e.g. `{example}`)"))?;
             let k = k.trim();
             if k.is_empty() {
                 return Err(format!("`{pair}` has an empty key"));
@@ -177,6 +195,24 @@ fn parse_resource(list: &str) -> Result<Vec<(String, String)>, String> {
             Ok((k.to_owned(), v.into_owned()))
         })
         .collect()
+}
+
+/// `key=value,key=value` export headers, values percent-encoded.
+fn parse_headers(list: &str) -> Result<Vec<(String, String)>, String> {
+    let pairs = parse_pairs(list, "api-key=secret,x-tenant=web")?;
+    for (name, value) in &pairs {
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(format!(
+                "`{name}` is not an HTTP header name (letters, digits and `-`, e.g. `api-key=…`)"
+            ));
+        }
+        if http::HeaderValue::from_str(value).is_err() {
+            return Err(format!(
+                "the value of `{name}` is not a valid HTTP header value (no control characters or line breaks)"
+            ));
+        }
+    }
+    Ok(pairs)
 }
 
 fn parse_sampler(name: Option<&str>, arg: Option<&str>) -> Result<SamplerChoice, String> {
@@ -288,5 +324,38 @@ mod tests {
         assert_eq!(e.source, std::path::Path::new("OTEL_RESOURCE_ATTRIBUTES"));
         let e = config(&[base, ("OTEL_BSP_SCHEDULE_DELAY", "5s")]).unwrap_err();
         assert!(e.message.contains("milliseconds"), "{e:?}");
+        let e = config(&[base, ("OTEL_EXPORTER_OTLP_HEADERS", "bad name=1")]).unwrap_err();
+        assert!(e.message.contains("header name"), "{e:?}");
+        let e = config(&[base, ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "a=%0Ax")]).unwrap_err();
+        assert_eq!(
+            e.source,
+            std::path::Path::new("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
+        );
+    }
+
+    #[test]
+    fn export_headers_the_traces_variable_first() {
+        let base = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://a");
+        let both = config(&[
+            base,
+            ("OTEL_EXPORTER_OTLP_HEADERS", "x=1"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+                "api-key=s%3Dcret, x-team = web",
+            ),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            both.headers,
+            [
+                ("api-key".into(), "s=cret".into()),
+                ("x-team".into(), "web".into())
+            ]
+        );
+        let general = config(&[base, ("OTEL_EXPORTER_OTLP_HEADERS", "x=1")])
+            .unwrap()
+            .unwrap();
+        assert_eq!(general.headers, [("x".into(), "1".into())]);
     }
 }

@@ -1,28 +1,60 @@
-//! The span processor: ended spans are collected into batches where they
-//! end, and a batch reaches the export task only when it is full or when the
-//! schedule delay passes.
+//! The span processor: ended spans are encoded into batches where they end
+//! (`encode.rs`), and a batch reaches the export task only when it is full or
+//! when the schedule delay passes.
 //!
 //! Written here rather than using the SDK's batch processor because of what
 //! that one costs per span: it sends every ended span through a channel to
 //! its task, waking the task once per span — four times per request with one
 //! plugin, and each wake-up a scheduling round-trip, often to the other
-//! core. Here ending a span is a push under a mutex that is held for that
-//! push only; the export task wakes once per batch (`OTEL_BSP_*` semantics:
+//! core. Here ending a span is its encoding into the batch's bytes under a
+//! mutex held for that only (the `SpanData` itself is dropped right away, on
+//! the thread that made it); the export task wakes once per batch (`OTEL_BSP_*` semantics:
 //! `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` spans per batch, at most
 //! `OTEL_BSP_MAX_QUEUE_SIZE` spans waiting, one export at a time). When the
 //! exporter cannot keep up, whole batches are dropped and counted, and the
 //! request path never waits for it.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use opentelemetry::Context;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
-use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter, SpanProcessor};
+use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::Instant;
 use tokio::sync::mpsc;
+
+use super::encode;
+
+/// Where batches go (the OTLP exporter of `export.rs`).
+pub(super) trait Export: Send + Sync + 'static {
+    /// Bytes every batch leaves free at its front for the request's head.
+    fn room(&self) -> usize;
+    /// Sends `batch`.
+    fn export(&self, batch: Batch) -> impl Future<Output = OTelSdkResult> + Send;
+    /// Nothing more will be exported.
+    fn shutdown(&self) -> OTelSdkResult {
+        Ok(())
+    }
+}
+
+/// Encoded spans: `room` free bytes, then one `ScopeSpans.spans` field per
+/// span.
+#[derive(Debug)]
+pub(super) struct Batch {
+    pub(super) bytes: Vec<u8>,
+    pub(super) spans: usize,
+}
+
+impl Batch {
+    fn new(room: usize, capacity: usize) -> Self {
+        let mut bytes = Vec::with_capacity(capacity.max(room));
+        bytes.resize(room, 0);
+        Self { bytes, spans: 0 }
+    }
+}
 
 /// How spans are batched (`OTEL_BSP_*`).
 #[derive(Debug, Clone, Copy)]
@@ -37,6 +69,10 @@ pub(super) struct BatchSettings {
     pub(super) export_timeout: Duration,
 }
 
+/// What one encoded span is expected to take, to size a batch's buffer
+/// before the first one is full (later ones are sized like the last).
+const SPAN_BYTES: usize = 320;
+
 /// A [`SpanProcessor`] that batches where spans end (see the module doc).
 #[derive(Debug)]
 pub(super) struct BatchingProcessor {
@@ -46,8 +82,10 @@ pub(super) struct BatchingProcessor {
 #[derive(Debug)]
 struct Shared {
     /// The batch being filled.
-    filling: Mutex<Vec<SpanData>>,
+    filling: Mutex<Batch>,
     batch_size: usize,
+    /// The exporter's [`Export::room`].
+    room: usize,
     /// Full batches and control messages to the export task; bounded, so a
     /// stalled exporter costs dropped batches, not memory.
     to_export: mpsc::Sender<Message>,
@@ -57,7 +95,7 @@ struct Shared {
 
 #[derive(Debug)]
 enum Message {
-    Export(Vec<SpanData>),
+    Export(Batch),
     /// Export what is waiting, then answer.
     Flush(Reply),
     /// Export what is waiting, shut the exporter down, answer and stop.
@@ -72,18 +110,17 @@ impl BatchingProcessor {
     /// Starts the export task on the current tokio runtime. The exporter
     /// must already carry its resource (this processor ignores
     /// [`SpanProcessor::set_resource`]).
-    pub(super) fn start<E>(exporter: E, settings: BatchSettings) -> Self
-    where
-        E: SpanExporter + 'static,
-    {
+    pub(super) fn start<E: Export>(exporter: E, settings: BatchSettings) -> Self {
         let batch_size = settings.batch_size.max(1);
+        let room = exporter.room();
         // The queue counts spans; the channel holds whole batches beside the
         // one being filled.
         let batches = (settings.queue_size / batch_size).saturating_sub(1).max(1);
         let (to_export, inbox) = mpsc::channel(batches);
         let shared = Arc::new(Shared {
-            filling: Mutex::new(Vec::with_capacity(batch_size)),
+            filling: Mutex::new(Batch::new(room, room + batch_size * SPAN_BYTES)),
             batch_size,
+            room,
             to_export,
             dropped: AtomicU64::new(0),
             warned: AtomicBool::new(false),
@@ -127,9 +164,15 @@ impl BatchingProcessor {
 
 impl Shared {
     /// Takes the batch being filled.
-    fn take(&self) -> Vec<SpanData> {
+    fn take(&self) -> Batch {
         let mut filling = self.filling.lock().unwrap_or_else(PoisonError::into_inner);
-        std::mem::replace(&mut *filling, Vec::with_capacity(self.batch_size))
+        self.replace(&mut filling)
+    }
+
+    /// Swaps `filling` for an empty batch sized like it.
+    fn replace(&self, filling: &mut Batch) -> Batch {
+        let capacity = filling.bytes.len() + filling.bytes.len() / 8;
+        std::mem::replace(filling, Batch::new(self.room, capacity))
     }
 
     /// Counts `n` spans dropped, warning once.
@@ -137,7 +180,7 @@ impl Shared {
         self.dropped.fetch_add(n as u64, Ordering::Relaxed);
         if !self.warned.swap(true, Ordering::Relaxed) {
             tracing::warn!(
-                "the trace exporter is not keeping up: dropping spans (raise OTEL_BSP_MAX_QUEUE_SIZE, or sample fewer requests with OTEL_TRACES_SAMPLER_ARG)"
+                "the trace exporter is not keeping up: dropping spans (sample fewer requests with OTEL_TRACES_SAMPLER_ARG, or check the collector's speed)"
             );
         }
     }
@@ -156,18 +199,19 @@ impl SpanProcessor for BatchingProcessor {
                 .filling
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            filling.push(span);
-            if filling.len() < self.shared.batch_size {
+            encode::span(&mut filling.bytes, &span);
+            filling.spans += 1;
+            if filling.spans < self.shared.batch_size {
                 return;
             }
-            std::mem::replace(&mut *filling, Vec::with_capacity(self.shared.batch_size))
+            self.shared.replace(&mut filling)
         };
         match self.shared.to_export.try_send(Message::Export(full)) {
             Ok(()) => {}
             Err(
                 mpsc::error::TrySendError::Full(Message::Export(batch))
                 | mpsc::error::TrySendError::Closed(Message::Export(batch)),
-            ) => self.shared.drop_spans(batch.len()),
+            ) => self.shared.drop_spans(batch.spans),
             Err(_) => {}
         }
     }
@@ -188,7 +232,7 @@ impl SpanProcessor for BatchingProcessor {
 
 /// Exports batches one at a time; flushes the partial batch every
 /// `settings.delay`.
-async fn export_task<E: SpanExporter>(
+async fn export_task<E: Export>(
     exporter: E,
     mut inbox: mpsc::Receiver<Message>,
     shared: Arc<Shared>,
@@ -202,7 +246,7 @@ async fn export_task<E: SpanExporter>(
             message = inbox.recv() => message,
             _ = tick.tick() => {
                 let batch = shared.take();
-                if !batch.is_empty() {
+                if batch.spans > 0 {
                     let _ = export(&exporter, batch, settings.export_timeout).await;
                 }
                 continue;
@@ -233,7 +277,7 @@ async fn export_task<E: SpanExporter>(
             }
         }
         let batch = shared.take();
-        if !batch.is_empty()
+        if batch.spans > 0
             && let Err(e) = export(&exporter, batch, settings.export_timeout).await
         {
             result = Err(e);
@@ -253,18 +297,14 @@ async fn export_task<E: SpanExporter>(
 }
 
 /// One export, given up after `timeout`.
-async fn export<E: SpanExporter>(
-    exporter: &E,
-    batch: Vec<SpanData>,
-    timeout: Duration,
-) -> OTelSdkResult {
-    let n = batch.len();
+async fn export<E: Export>(exporter: &E, batch: Batch, timeout: Duration) -> OTelSdkResult {
+    let n = batch.spans;
     let result = match tokio::time::timeout(timeout, exporter.export(batch)).await {
         Ok(result) => result,
         Err(_) => Err(OTelSdkError::Timeout(timeout)),
     };
     if let Err(e) = &result {
-        tracing::debug!(spans = n, error = %e, "trace export failed");
+        tracing::warn!(spans = n, error = %e, "trace export failed; its spans are lost");
     }
     result
 }
@@ -273,6 +313,7 @@ async fn export<E: SpanExporter>(
 mod tests {
     use super::*;
     use opentelemetry::trace::{Tracer as _, TracerProvider as _};
+    use opentelemetry_proto::tonic::trace::v1::ScopeSpans;
     use opentelemetry_sdk::trace::SdkTracerProvider;
 
     fn settings(batch_size: usize, queue_size: usize) -> BatchSettings {
@@ -294,10 +335,17 @@ mod tests {
         }
     }
 
-    impl SpanExporter for Collect {
-        async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+    impl Export for Collect {
+        fn room(&self) -> usize {
+            3
+        }
+
+        async fn export(&self, batch: Batch) -> OTelSdkResult {
+            use prost::Message as _;
+            let spans = ScopeSpans::decode(&batch.bytes[3..]).expect("encoded spans");
+            assert_eq!(spans.spans.len(), batch.spans);
             let mut names = self.0.lock().expect("lock");
-            names.extend(batch.into_iter().map(|s| s.name.into_owned()));
+            names.extend(spans.spans.into_iter().map(|s| s.name));
             Ok(())
         }
     }
@@ -340,8 +388,12 @@ mod tests {
     #[derive(Debug)]
     struct Stuck;
 
-    impl SpanExporter for Stuck {
-        async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+    impl Export for Stuck {
+        fn room(&self) -> usize {
+            0
+        }
+
+        async fn export(&self, _batch: Batch) -> OTelSdkResult {
             std::future::pending().await
         }
     }

@@ -20,12 +20,14 @@
 //! it. No global tracer provider is installed.
 //!
 //! - `config.rs`: the `OTEL_*` variables.
-//! - `export.rs`: exporter, sampler, resource.
-//! - `batch.rs`: the span processor, batching where spans end.
+//! - `export.rs`: the OTLP/HTTP exporter, sampler, resource.
+//! - `encode.rs`: the OTLP protobuf encoding, written by hand.
+//! - `batch.rs`: the span processor, encoding and batching where spans end.
 //! - `spans.rs`: the spans and their attributes.
 //! - `propagation.rs`: W3C `traceparent` / `tracestate` in and out.
 
 mod batch;
+mod encode;
 mod export;
 mod propagation;
 mod spans;
@@ -72,7 +74,7 @@ impl Telemetry {
             return Ok(Self::off());
         };
         let provider = export::provider(config)?;
-        let tracer = provider.tracer("buntime");
+        let tracer = provider.tracer(export::SCOPE);
         tracing::info!(
             endpoint = %config.endpoint,
             service = %config.service_name,

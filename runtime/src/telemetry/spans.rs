@@ -113,7 +113,7 @@ impl Telemetry {
             attributes.push(KeyValue::new("user_agent.original", ua.to_owned()));
         }
         if let Some(peer) = peer {
-            attributes.push(KeyValue::new("network.peer.address", peer.ip().to_string()));
+            attributes.push(KeyValue::new("network.peer.address", ip_text(peer.ip())));
         }
         span.set_attributes(attributes);
         propagation::inject(&context, req.headers_mut());
@@ -218,7 +218,7 @@ impl SpanParent {
     /// The span of `plugin`'s `hook`.
     pub(crate) fn hook(&self, plugin: &str, hook: &'static str) -> CallSpan {
         self.child(
-            format!("{plugin} {hook}"),
+            joined(plugin, hook),
             SpanKind::Internal,
             vec![
                 KeyValue::new("buntime.plugin", plugin.to_owned()),
@@ -231,7 +231,7 @@ impl SpanParent {
     pub(crate) fn app(&self, key: &str) -> CallSpan {
         let (app, version) = key.rsplit_once('@').unwrap_or((key, ""));
         self.child(
-            format!("{key} handle"),
+            joined(key, "handle"),
             SpanKind::Internal,
             vec![
                 KeyValue::new("buntime.app", app.to_owned()),
@@ -278,7 +278,7 @@ impl SpanParent {
         if let Some(text) = statement {
             attributes.push(KeyValue::new("db.query.text", text));
         }
-        self.child(format!("{function} {db}"), SpanKind::Client, attributes)
+        self.child(joined(function, db), SpanKind::Client, attributes)
     }
 }
 
@@ -307,6 +307,37 @@ impl CallSpan {
         }
         self.span.end();
     }
+}
+
+/// `"{a} {b}"`, without the formatting machinery (a span name per call).
+fn joined(a: &str, b: &str) -> String {
+    let mut name = String::with_capacity(a.len() + 1 + b.len());
+    name.push_str(a);
+    name.push(' ');
+    name.push_str(b);
+    name
+}
+
+/// `ip` as text; an IPv4 address (the usual peer) without the formatting
+/// machinery, which showed at about 1 % of a traced server's CPU.
+fn ip_text(ip: std::net::IpAddr) -> String {
+    let std::net::IpAddr::V4(v4) = ip else {
+        return ip.to_string();
+    };
+    let mut out = String::with_capacity(15);
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        if octet >= 100 {
+            out.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            out.push(char::from(b'0' + octet / 10 % 10));
+        }
+        out.push(char::from(b'0' + octet % 10));
+    }
+    out
 }
 
 /// Hex digits as text.
@@ -338,4 +369,24 @@ fn redacted(url: &url::Url) -> String {
     clean.set_query(None);
     clean.set_fragment(None);
     clean.into()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ip_text_is_the_display_of_the_address() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.100.255",
+            "9.99.199.200",
+            "::1",
+            "::ffff:1.2.3.4",
+            "2001:db8::8a2e:370:7334",
+        ] {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            assert_eq!(super::ip_text(ip), ip.to_string());
+        }
+        assert_eq!(super::joined("a@1.0.0", "handle"), "a@1.0.0 handle");
+    }
 }
