@@ -8,9 +8,9 @@
 //! plugin, and each wake-up a scheduling round-trip, often to the other
 //! core. Here ending a span is its encoding into the batch's bytes under a
 //! mutex held for that only (the `SpanData` itself is dropped right away, on
-//! the thread that made it); the export task wakes once per batch (`OTEL_BSP_*` semantics:
-//! `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` spans per batch, at most
-//! `OTEL_BSP_MAX_QUEUE_SIZE` spans waiting, one export at a time). When the
+//! the thread that made it); the export task wakes once per batch (the
+//! batch span processor's semantics with its default sizes, fixed: 512 spans
+//! per batch, at most 2048 waiting, one export at a time). When the
 //! exporter cannot keep up, whole batches are dropped and counted, and the
 //! request path never waits for it.
 
