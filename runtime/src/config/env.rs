@@ -369,6 +369,8 @@ pub const VARIABLES: &[&str] = &[
     "OTEL_BSP_SCHEDULE_DELAY",
     "OTEL_EXPORTER_OTLP_TIMEOUT",
     "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
 ];
 
 /// The `RUNTIME_*` names among `names` that Buntime does not read: most
