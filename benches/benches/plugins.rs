@@ -66,6 +66,9 @@ fn state(rt: &tokio::runtime::Runtime, root: &Path, plugins: usize) -> AppState 
         // Names the guests' functions for `perf`, as the server's own
         // `RUNTIME_WASM_PERF_MAP=1` does.
         perf_map: std::env::var_os("RUNTIME_WASM_PERF_MAP").is_some(),
+        // `BENCH_MODULE_CACHE=<dir>`: compiled modules kept across server
+        // states and runs, so only a changed plugin is compiled again.
+        cache_dir: std::env::var_os("BENCH_MODULE_CACHE").map(Into::into),
         ..EngineConfig::default()
     })
     .expect("engine");
@@ -176,6 +179,9 @@ fn core_plugin_state(rt: &tokio::runtime::Runtime, root: &Path, plugins: &str) -
         // Names the guests' functions for `perf`, as the server's own
         // `RUNTIME_WASM_PERF_MAP=1` does.
         perf_map: std::env::var_os("RUNTIME_WASM_PERF_MAP").is_some(),
+        // `BENCH_MODULE_CACHE=<dir>`: compiled modules kept across server
+        // states and runs, so only a changed plugin is compiled again.
+        cache_dir: std::env::var_os("BENCH_MODULE_CACHE").map(Into::into),
         ..EngineConfig::default()
     })
     .expect("engine");

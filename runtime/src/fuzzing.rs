@@ -140,7 +140,11 @@ pub fn app_response(output: &[u8]) {
 /// A plugin's `on_request` answer: `continue` changes apply to a request or
 /// fail with a message, `respond` builds a response under the guest rules.
 pub fn request_decision(output: &[u8]) {
-    match serde_json::from_slice::<RequestDecision>(output) {
+    // The host's one-pass reading accepts exactly what the derived one does.
+    let derived = serde_json::from_slice::<RequestDecision>(output);
+    let read = crate::server::decision::read(output);
+    assert_eq!(read.as_ref().ok(), derived.as_ref().ok());
+    match derived {
         Ok(RequestDecision::Continue(changes)) => {
             let mut req = Request::new(axum::body::Body::empty());
             *req.method_mut() = Method::GET;

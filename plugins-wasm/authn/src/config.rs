@@ -54,6 +54,9 @@ pub struct JwtProvider {
     pub name: String,
     /// The `crypto_jwt_verify` request, without `token`.
     pub verify: Map<String, Value>,
+    /// `verify`'s members as JSON text, without the braces: written once
+    /// here, so a request's check only writes its token before them.
+    pub verify_members: String,
     /// Dotted claim paths whose string lists are roles.
     pub roles: Vec<String>,
     /// Dotted claim path of the groups list.
@@ -269,9 +272,12 @@ impl JwtProvider {
                 return Err(format!("unknown key `{key}` (known: {})", KNOWN.join(", ")));
             }
         }
+        let json = serde_json::to_string(&verify).map_err(|e| e.to_string())?;
+        let verify_members = json[1..json.len() - 1].to_owned();
         Ok(Self {
             name,
             verify,
+            verify_members,
             roles,
             groups: text("groupsClaim").unwrap_or_else(|| "groups".to_owned()),
             name_claim: text("nameClaim").unwrap_or_else(|| "name".to_owned()),
@@ -471,6 +477,12 @@ mod tests {
         let p = &cfg.providers[0];
         assert_eq!(p.verify["discovery"], json!(true));
         assert_eq!(p.verify["audience"], json!(["api"]));
+        // The members sent on the request path are `verify`, token first.
+        let request: Value =
+            serde_json::from_str(&format!(r#"{{"token":"t",{}}}"#, p.verify_members)).unwrap();
+        let mut expected = p.verify.clone();
+        expected.insert("token".into(), json!("t"));
+        assert_eq!(request, Value::Object(expected));
         let id = p.identity(&json!({
             "sub": "u1", "name": "Ana",
             "realm_access": {"roles": ["reader"]},

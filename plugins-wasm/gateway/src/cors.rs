@@ -42,9 +42,9 @@ struct Pattern {
     port: Option<u16>,
 }
 
-/// An origin's parts, lower-cased.
-fn split(origin: &str) -> Option<(String, String, Option<u16>)> {
-    let origin = origin.to_ascii_lowercase();
+/// An origin's parts as written (scheme, host, port): slices of `origin`,
+/// so checking a request's `Origin` allocates nothing.
+fn split(origin: &str) -> Option<(&str, &str, Option<u16>)> {
     let (scheme, rest) = origin.split_once("://")?;
     if scheme.is_empty()
         || !scheme
@@ -72,7 +72,7 @@ fn split(origin: &str) -> Option<(String, String, Option<u16>)> {
         && host
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-.[]:*".contains(&b));
-    host_ok.then(|| (scheme.to_owned(), host.to_owned(), port))
+    host_ok.then_some((scheme, host, port))
 }
 
 /// Whether `s` is one or more DNS labels joined by dots.
@@ -84,29 +84,36 @@ fn labels(s: &str) -> bool {
 
 impl Pattern {
     fn parse(text: &str) -> Option<Self> {
-        let (scheme, host, port) = split(text)?;
+        let text = text.to_ascii_lowercase();
+        let (scheme, host, port) = split(&text)?;
         let (host, wildcard) = match host.strip_prefix("*.") {
             Some(domain) if labels(domain) => (format!(".{domain}"), true),
             Some(_) => return None,
             None if host.contains('*') => return None,
-            None => (host, false),
+            None => (host.to_owned(), false),
         };
         Some(Self {
-            scheme,
+            scheme: scheme.to_owned(),
             host,
             wildcard,
             port,
         })
     }
 
+    /// Whether an origin's parts as written (any case; the pattern's are
+    /// lower case) match. `split` let through ASCII hosts only, so slicing
+    /// `host` at any byte is safe.
     fn allows(&self, scheme: &str, host: &str, port: Option<u16>) -> bool {
-        if scheme != self.scheme || port != self.port {
+        if !scheme.eq_ignore_ascii_case(&self.scheme) || port != self.port {
             return false;
         }
         if self.wildcard {
-            host.strip_suffix(self.host.as_str()).is_some_and(labels)
+            host.len() > self.host.len()
+                && host.is_char_boundary(host.len() - self.host.len())
+                && host[host.len() - self.host.len()..].eq_ignore_ascii_case(&self.host)
+                && labels(&host[..host.len() - self.host.len()])
         } else {
-            host == self.host
+            host.eq_ignore_ascii_case(&self.host)
         }
     }
 }
@@ -199,7 +206,7 @@ impl Cors {
         match &self.origins {
             Origins::Any => true,
             Origins::List(list) => {
-                split(origin).is_some_and(|(s, h, p)| list.iter().any(|pat| pat.allows(&s, &h, p)))
+                split(origin).is_some_and(|(s, h, p)| list.iter().any(|pat| pat.allows(s, h, p)))
             }
         }
     }

@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::args::{argument, parse, to_json};
@@ -73,7 +73,10 @@ impl CapabilitySpec for StateSpec {
             function("state_set", |store, ns, input| {
                 let req: SetReq = parse(input)?;
                 let version = store.set(ns, &req.key, req.value, ttl(req.ttl_ms))?;
-                to_json(serde_json::json!({ "version": version }))
+                to_json(Answer {
+                    version,
+                    ..Answer::default()
+                })
             }),
             function("state_delete", |store, ns, input| {
                 let req: KeyReq = parse(input)?;
@@ -93,13 +96,21 @@ impl CapabilitySpec for StateSpec {
                     req.value,
                     ttl(req.ttl_ms),
                 )?;
-                to_json(serde_json::json!({ "swapped": swapped, "version": version }))
+                to_json(Answer {
+                    swapped: Some(swapped),
+                    version,
+                    ..Answer::default()
+                })
             }),
             function("state_incr", |store, ns, input| {
                 let req: IncrReq = parse(input)?;
                 let (value, version) =
                     store.increment(ns, &req.key, req.by.unwrap_or(1), ttl(req.ttl_ms))?;
-                to_json(serde_json::json!({ "value": value, "version": version }))
+                to_json(Answer {
+                    value: Some(value),
+                    version,
+                    ..Answer::default()
+                })
             }),
             function("state_take", |store, ns, input| {
                 let req: TakeReq = parse(input)?;
@@ -113,6 +124,18 @@ impl CapabilitySpec for StateSpec {
             }),
         ]
     }
+}
+
+/// The answers of `state_set` (`version`), `state_cas` (`swapped`,
+/// `version`) and `state_incr` (`value`, `version`), written without a map
+/// built per call.
+#[derive(Default, Serialize)]
+struct Answer {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    swapped: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<i64>,
+    version: u64,
 }
 
 #[derive(Deserialize)]

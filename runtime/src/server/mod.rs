@@ -16,6 +16,7 @@ mod body;
 mod client;
 mod connection;
 mod cost;
+pub(crate) mod decision;
 mod error;
 mod exposition;
 mod guard;

@@ -329,8 +329,7 @@ async fn on_request(
             if out.is_empty() {
                 return Ok(RequestDecision::pass());
             }
-            serde_json::from_slice::<RequestDecision>(&out)
-                .map_err(|e| plugin.malformed("on_request", e))
+            super::decision::read(&out).map_err(|e| plugin.malformed("on_request", e))
         });
         match decision {
             Ok(RequestDecision::Continue(mut changes)) => {

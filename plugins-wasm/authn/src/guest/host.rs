@@ -37,7 +37,15 @@ fn call_as<T: serde::de::DeserializeOwned>(
     request: &impl serde::Serialize,
 ) -> Result<T, HostErrorBody> {
     let bytes = serde_json::to_vec(request).map_err(|e| internal(e.to_string()))?;
-    let handle = buntime_pdk::io::write_block(&bytes);
+    call_with(f, &bytes)
+}
+
+/// An envelope host function called with `bytes` (JSON) as its argument.
+fn call_with<T: serde::de::DeserializeOwned>(
+    f: unsafe extern "C" fn(u64) -> u64,
+    bytes: &[u8],
+) -> Result<T, HostErrorBody> {
+    let handle = buntime_pdk::io::write_block(bytes);
     if handle == 0 {
         return Err(internal("the host has no room for the argument".into()));
     }
@@ -78,19 +86,20 @@ pub(super) struct Verdict {
     pub(super) message: Option<String>,
 }
 
-/// `crypto_jwt_verify` of `token` with a provider's settings, which are
-/// written out as they are rather than copied into a new request.
-pub(super) fn jwt_verdict(
-    settings: &serde_json::Map<String, Value>,
-    token: &str,
-) -> Result<Verdict, HostErrorBody> {
-    #[derive(serde::Serialize)]
-    struct Request<'a> {
-        token: &'a str,
-        #[serde(flatten)]
-        settings: &'a serde_json::Map<String, Value>,
+/// `crypto_jwt_verify` of `token` with a provider's settings, given as
+/// the JSON members of its request without `token` (`verify_members`,
+/// written once per provider): the request is `{"token": …, <members>}`,
+/// the same JSON as the settings map with the token put first.
+pub(super) fn jwt_verdict(members: &str, token: &str) -> Result<Verdict, HostErrorBody> {
+    let mut bytes = Vec::with_capacity(token.len() + members.len() + 16);
+    bytes.extend_from_slice(b"{\"token\":");
+    serde_json::to_writer(&mut bytes, token).map_err(|e| internal(e.to_string()))?;
+    if !members.is_empty() {
+        bytes.push(b',');
+        bytes.extend_from_slice(members.as_bytes());
     }
-    call_as(imports::crypto_jwt_verify, &Request { token, settings })
+    bytes.push(b'}');
+    call_with(imports::crypto_jwt_verify, &bytes)
 }
 
 /// `crypto_sha256` of a text: `{"hex", "base64url"}`.

@@ -86,7 +86,7 @@ fn authenticate(cfg: &Config, token: &str) -> Result<String, Refused> {
 }
 
 fn check(provider: &JwtProvider, token: &str) -> Result<String, Refused> {
-    match host::jwt_verdict(&provider.verify, token) {
+    match host::jwt_verdict(&provider.verify_members, token) {
         Ok(v) if v.valid => Ok(provider.identity_json(v.claims)),
         Ok(v) => Err(Refused {
             reason: v.reason.unwrap_or_else(|| "invalid".to_owned()),
@@ -105,7 +105,9 @@ fn bearer(req: &RequestHead) -> Option<&str> {
     let value = req.header("authorization")?;
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && token.split('.').count() == 3).then_some(token)
+    // Three parts: two dots (counted as bytes, not split).
+    let dots = token.bytes().filter(|&b| b == b'.').count();
+    (scheme.eq_ignore_ascii_case("bearer") && dots == 2).then_some(token)
 }
 
 /// How long an instance keeps the apps' own `publicRoutes` before asking

@@ -3,6 +3,7 @@
 use super::*;
 use jsonwebtoken::{EncodingKey, Header, encode};
 use ring::signature::{self, KeyPair};
+use serde_json::json;
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
