@@ -41,6 +41,8 @@ struct Wire<'a> {
     #[serde(borrow, default, deserialize_with = "present")]
     response_headers: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "present")]
+    skip_on_response: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
     response: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "present")]
     upstream: Option<&'a RawValue>,
@@ -77,6 +79,7 @@ fn one_pass(bytes: &[u8]) -> serde_json::Result<RequestDecision> {
             path: member(wire.path)?,
             query: member(wire.query)?,
             response_headers: member(wire.response_headers)?,
+            skip_on_response: member(wire.skip_on_response)?,
         }),
         Action::Respond => RequestDecision::Respond {
             response: required(wire.response, "response")?,
@@ -115,6 +118,8 @@ mod tests {
         for text in [
             r#"{"action":"continue"}"#,
             r#"{"action":"continue","set_headers":[["x-a","1"]],"remove_headers":["x-b"],"path":"/p","query":"q=1","response_headers":[["vary","Origin"],["x-c","a\"b\\u00e9"]]}"#,
+            r#"{"action":"continue","skip_on_response":true}"#,
+            r#"{"action":"continue","skip_on_response":null}"#,
             r#"{"path":null,"action":"continue","response":5,"other":{"deep":[1,2]}}"#,
             r#"{"action":"continue","set_headers":null}"#,
             r#"{"action":"continue","path":7}"#,
