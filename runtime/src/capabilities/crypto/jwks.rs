@@ -198,6 +198,8 @@ pub struct JwksCache {
     /// Tokens whose signature verified, so that a client sending the same
     /// token again costs a hash and a claims check, not a signature check.
     pub(super) verified: VerifiedTokens,
+    /// Answers for valid tokens, given again while they hold.
+    pub(super) verdicts: super::verdicts::Verdicts,
 }
 
 /// The signatures already verified: the SHA-256 of the token with the key
@@ -309,6 +311,14 @@ impl JwksCache {
             .map(|(uri, _)| uri.clone())
     }
 
+    /// Puts `set` in the cache as the one fetched from `uri`.
+    #[cfg(test)]
+    pub(super) fn put_keys(&self, uri: &str, set: KeySet) -> Arc<KeySet> {
+        let set = Arc::new(set);
+        lock(&self.sets).insert(uri.to_owned(), set.clone());
+        set
+    }
+
     /// The cached key set at `uri` when [`JwksCache::keys`] would use it
     /// without fetching: fresh, and holding `kid` or refetched lately.
     pub(super) fn cached_keys(
@@ -367,6 +377,8 @@ impl JwksCache {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+/// A poisoned lock still guards a consistent cache (entries are replaced
+/// whole), so it is used as it is.
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }

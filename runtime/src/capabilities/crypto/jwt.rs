@@ -36,9 +36,10 @@ use serde_json::Value;
 
 use super::CryptoGrant;
 use super::jwks::{Fetcher, Freshness, KeyKind, KeySet};
+use super::verdicts::{KeySource, Verdict, Verdicts};
 use crate::capabilities::Capability;
 use crate::capabilities::GuestContext;
-use crate::capabilities::args::{json_argument, to_json};
+use crate::capabilities::args::{argument, parse, to_json};
 use crate::wasm::{HostError, HostFunction, HostOutput, ResultEncoding};
 
 /// The asymmetric algorithms accepted by default.
@@ -54,6 +55,8 @@ const ASYMMETRIC: &[Algorithm] = &[
     Algorithm::EdDSA,
 ];
 const HMAC: &[Algorithm] = &[Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
+/// Clock skew allowed on `exp` and `nbf` unless the request says otherwise.
+const DEFAULT_LEEWAY: u64 = 60;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -113,10 +116,12 @@ fn refuse(reason: &'static str, message: impl Into<String>) -> Refusal {
     }
 }
 
-/// The `crypto_jwt_verify` host function. A token whose keys are at hand
-/// (a secret, an inline key set, or a fetched one still fresh in the cache)
-/// is checked in the call itself, with no future to run; only a key set or
-/// discovery document that must be fetched first makes the call wait.
+/// The `crypto_jwt_verify` host function. A request answered before for a
+/// token that still holds is answered from [`Verdicts`] without decoding
+/// anything. A token whose keys are at hand (a secret, an inline key set,
+/// or a fetched one still fresh in the cache) is checked in the call
+/// itself, with no future to run; only a key set or discovery document
+/// that must be fetched first makes the call wait.
 pub(super) fn function() -> HostFunction {
     HostFunction::new(
         "crypto_jwt_verify",
@@ -124,16 +129,23 @@ pub(super) fn function() -> HostFunction {
         1,
         ResultEncoding::Envelope,
         |state, args| {
-            let parsed = GuestContext::of(state).and_then(|cx| {
-                let req: VerifyReq = json_argument(state, args[0])?;
-                Ok((cx, req))
+            let read = GuestContext::of(state).and_then(|cx| {
+                let raw = argument(state, args[0])?;
+                let now = jsonwebtoken::get_current_timestamp();
+                Ok((question(&cx.host.crypto, raw, now)?, cx))
             });
-            let (cx, req) = match parsed {
-                Ok(p) => p,
+            let (id, req, cx) = match read {
+                Ok((Question::Ask { id, req }, cx)) => (id, req, cx),
+                Ok((Question::Answered(answer), _)) => {
+                    return Box::pin(std::future::ready(Ok(Some(answer))));
+                }
                 Err(e) => return Box::pin(std::future::ready(Err(e))),
             };
-            if let Some(settled) = check_now(&cx.host.crypto, &req) {
-                return Box::pin(std::future::ready(settled.and_then(outcome)));
+            let cache = &cx.host.crypto;
+            if let Some(settled) = check_now(cache, &req) {
+                return Box::pin(std::future::ready(
+                    settled.and_then(|c| outcome(cache, id, &req, c)),
+                ));
             }
             let fetcher = Fetcher {
                 shared: state.shared.clone(),
@@ -144,19 +156,43 @@ pub(super) fn function() -> HostFunction {
                     .unwrap_or_default(),
                 guest: state.guest_name().to_owned(),
             };
-            Box::pin(async move { outcome(check(&cx.host.crypto, Some(&fetcher), &req).await?) })
+            Box::pin(async move {
+                let cache = &cx.host.crypto;
+                let checked = check(cache, Some(&fetcher), &req).await?;
+                outcome(cache, id, &req, checked)
+            })
         },
     )
+}
+
+/// A request read from the guest: answered from [`Verdicts`] already, or
+/// to be checked (`id` is its hash, under which a valid answer is kept).
+enum Question {
+    Answered(Vec<u8>),
+    Ask { id: [u8; 32], req: Box<VerifyReq> },
+}
+
+/// Reads the request `raw`, answering it from memory when an identical one
+/// was answered before and the answer still holds at `now`.
+fn question(cache: &super::JwksCache, raw: &[u8], now: u64) -> Result<Question, HostError> {
+    let id = Verdicts::id(raw);
+    if let Some(answer) = cache.verdicts.answer(cache, &id, now) {
+        return Ok(Question::Answered(answer));
+    }
+    Ok(Question::Ask {
+        id,
+        req: Box::new(parse(raw)?),
+    })
 }
 
 /// The answer for a checked token: written straight from its parts (no
 /// map built per call), members in the order `json!` would write them.
 #[derive(serde::Serialize)]
 #[serde(untagged)]
-enum Answer {
+enum Answer<'a> {
     Valid {
-        claims: Value,
-        header: Value,
+        claims: &'a Value,
+        header: &'a Value,
         valid: bool,
     },
     Refused {
@@ -166,24 +202,59 @@ enum Answer {
     },
 }
 
-/// The answer for a checked token.
-fn outcome(checked: Result<(Value, Value), Refusal>) -> HostOutput {
-    to_json(match checked {
-        Ok((header, claims)) => Answer::Valid {
-            claims,
-            header,
-            valid: true,
-        },
-        Err(r) => Answer::Refused {
-            message: r.message,
-            reason: r.reason,
-            valid: false,
-        },
-    })
+/// The answer for a checked token; a valid one is remembered under `id`
+/// (the request's hash) for the next identical request.
+fn outcome(
+    cache: &super::JwksCache,
+    id: [u8; 32],
+    req: &VerifyReq,
+    checked: Result<Valid, Refusal>,
+) -> HostOutput {
+    let valid = match checked {
+        Ok(valid) => valid,
+        Err(r) => {
+            return to_json(Answer::Refused {
+                message: r.message,
+                reason: r.reason,
+                valid: false,
+            });
+        }
+    };
+    let answer = to_json(Answer::Valid {
+        claims: &valid.claims,
+        header: &valid.header,
+        valid: true,
+    })?;
+    if let Some(bytes) = &answer {
+        let keys = match (valid.generation, req.jwks.is_some()) {
+            (Some(generation), false) => KeySource::Fetched {
+                jwks_uri: req.jwks_uri.clone(),
+                issuer: req.issuer.clone(),
+                kid: valid.kid,
+                fresh: freshness(req),
+                generation,
+            },
+            _ => KeySource::InRequest,
+        };
+        let leeway = req.leeway_seconds.unwrap_or(DEFAULT_LEEWAY);
+        if let Some(verdict) = Verdict::new(bytes, &valid.claims, leeway, keys) {
+            cache.verdicts.insert(id, verdict);
+        }
+    }
+    Ok(answer)
 }
 
-/// A check's outcome: the header and claims, a refusal, or a host failure.
-type Checked = Result<Result<(Value, Value), Refusal>, HostError>;
+/// A token that passed every check.
+struct Valid {
+    header: Value,
+    claims: Value,
+    kid: Option<String>,
+    /// The generation of the key set that verified it (`None`: a secret).
+    generation: Option<u64>,
+}
+
+/// A check's outcome: the valid token, a refusal, or a host failure.
+type Checked = Result<Result<Valid, Refusal>, HostError>;
 
 /// Host errors (bad arguments, unreachable key sets) outside, refusals inside.
 async fn check(cache: &super::JwksCache, fetcher: Option<&Fetcher>, req: &VerifyReq) -> Checked {
@@ -263,7 +334,7 @@ impl Token {
         cache: &super::JwksCache,
         req: &VerifyReq,
         set: Option<&KeySet>,
-    ) -> Result<(Value, Value), Refusal> {
+    ) -> Result<Valid, Refusal> {
         let (alg, kid) = (self.alg, self.kid.as_deref());
         // The keys, and what identifies them for the verified-token cache.
         let secret_key;
@@ -325,7 +396,12 @@ impl Token {
                     if !verified_before {
                         cache.verified.insert(id);
                     }
-                    return Ok((self.header, data.claims));
+                    return Ok(Valid {
+                        header: self.header,
+                        claims: data.claims,
+                        kid: self.kid,
+                        generation: set.map(|s| s.generation),
+                    });
                 }
                 Err(e) => {
                     last = refusal(e.kind());
@@ -474,7 +550,7 @@ fn kind_of(alg: Algorithm) -> Option<KeyKind> {
 
 fn validation(req: &VerifyReq, alg: Algorithm) -> Validation {
     let mut v = Validation::new(alg);
-    v.leeway = req.leeway_seconds.unwrap_or(60);
+    v.leeway = req.leeway_seconds.unwrap_or(DEFAULT_LEEWAY);
     v.validate_nbf = true;
     let mut required: Vec<&str> = vec!["exp"];
     for c in &req.required_claims {

@@ -21,7 +21,7 @@ async fn reason(req: &VerifyReq) -> Result<Value, &'static str> {
         .await
         .unwrap()
     {
-        Ok((_, claims)) => Ok(claims),
+        Ok(valid) => Ok(valid.claims),
         Err(r) => Err(r.reason),
     }
 }
@@ -155,4 +155,51 @@ async fn a_verified_token_skips_only_its_signature_check_and_only_for_its_keys()
     tampered.push(last);
     assert_eq!(ask(&tampered, secret, "api").await, Err("bad_signature"));
     assert_eq!(hits(), 2);
+}
+
+#[tokio::test]
+async fn a_valid_answer_is_given_again_only_for_the_identical_request_in_time() {
+    let cache = super::super::JwksCache::default();
+    let secret = "s3cret-s3cret-s3cret";
+    let now = jsonwebtoken::get_current_timestamp();
+    let token = encode(
+        &Header::new(Algorithm::HS256),
+        &json!({"sub": "u", "aud": "api", "exp": now + 60}),
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap();
+    // One request through the host function's steps; `true` when remembered.
+    let ask = |audience: &str, at: u64| {
+        let raw =
+            serde_json::to_vec(&json!({"token": token, "secret": secret, "audience": audience}))
+                .unwrap();
+        let cache = &cache;
+        async move {
+            let answer = match question(cache, &raw, at).unwrap() {
+                Question::Answered(answer) => return (answer, true),
+                Question::Ask { id, req } => {
+                    let checked = check(cache, None, &req).await.unwrap();
+                    outcome(cache, id, &req, checked).unwrap().unwrap()
+                }
+            };
+            (answer, false)
+        }
+    };
+    let valid = |answer: &[u8]| serde_json::from_slice::<Value>(answer).unwrap()["valid"] == true;
+
+    let (first, remembered) = ask("api", now).await;
+    assert!(valid(&first) && !remembered);
+    let (second, remembered) = ask("api", now).await;
+    assert!(remembered, "the same request is answered from memory");
+    assert_eq!(first, second);
+    // Another setting is another question, checked in full.
+    let (other, remembered) = ask("other", now).await;
+    assert!(!valid(&other) && !remembered);
+    // A refusal is not remembered.
+    assert!(!ask("other", now).await.1);
+    // Past `exp` and the leeway, the remembered answer is not given: the
+    // full check runs (at the real clock, where the token is still valid).
+    let (late, remembered) = ask("api", now + 60 + 61).await;
+    assert!(!remembered);
+    assert!(valid(&late));
 }

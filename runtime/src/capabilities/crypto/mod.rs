@@ -25,6 +25,7 @@
 
 mod jwks;
 mod jwt;
+mod verdicts;
 
 use std::sync::Arc;
 
