@@ -16,6 +16,15 @@ use buntime::server::{AppState, ConnectionLimits, host_functions, serve_with};
 use buntime::wasm::{Engine, EngineConfig};
 use buntime_fixtures as fx;
 
+/// The compiled-module cache the plugin servers of this test run share
+/// (`target/tmp/module-cache`): the core plugins are compiled once per test
+/// build, not once per server, as `RUNTIME_CACHE_DIR` does for `buntime
+/// serve`. The cache's own behaviour is tested with fresh directories
+/// (`crate::cache`, `crate::attacks::cache`).
+pub(crate) fn shared_module_cache() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("module-cache")
+}
+
 /// A running server over a temporary worker dir.
 pub(crate) struct TestServer {
     pub base: String,
@@ -129,6 +138,7 @@ impl TestServer {
     ) -> Result<Self, buntime::plugins::PluginError> {
         let engine = Engine::new(EngineConfig {
             host_functions: host_functions(),
+            cache_dir: Some(shared_module_cache()),
             ..EngineConfig::default()
         })
         .expect("engine");
