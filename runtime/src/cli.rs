@@ -336,8 +336,11 @@ async fn check() -> anyhow::Result<ExitCode> {
             "warning: {name} is set, but Buntime reads no such variable (docs/configuration.md lists them)"
         );
     }
+    // The cache `serve` uses: a module found there was compiled and verified
+    // before, and one compiled here is ready for the next `serve`.
     let engine = Engine::new(EngineConfig {
         host_functions: crate::server::host_functions(),
+        cache_dir: env.cache_dir.clone(),
         ..EngineConfig::default()
     })?;
     let mut errors = 0;

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
 mod common;
-use common::{BIN, announced_port, http_get};
+use common::{BIN, SHARED_MODULE_CACHE, announced_port, http_get};
 
 /// `buntime ARGS` in `dir` with a new user's environment: nothing of this
 /// build's cargo or rustup settings, cargo and npm offline, and the Rust
@@ -74,7 +74,7 @@ impl Server {
             .env("RUNTIME_PLUGIN_DIRS", plugins)
             .env("RUNTIME_WORKER_DIRS", apps)
             .env("RUNTIME_DATA_DIR", root.join("data"))
-            .env("RUNTIME_CACHE_DIR", "off")
+            .env("RUNTIME_CACHE_DIR", SHARED_MODULE_CACHE)
             .env("PORT", "0")
             .current_dir(root)
             .stdout(Stdio::piped())
@@ -359,7 +359,7 @@ fn inspect_tells_a_good_module_from_a_broken_one_and_a_newer_abi_is_refused() {
         .arg("check")
         .env("RUNTIME_PLUGIN_DIRS", &plugins)
         .env("RUNTIME_WORKER_DIRS", tmp.path().join("apps"))
-        .env("RUNTIME_CACHE_DIR", "off")
+        .env("RUNTIME_CACHE_DIR", SHARED_MODULE_CACHE)
         .output()
         .expect("check");
     let report = String::from_utf8_lossy(&out.stdout);

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 mod common;
-use common::{BIN, announced_port, http_get, http_get_at};
+use common::{BIN, SHARED_MODULE_CACHE, announced_port, http_get, http_get_at};
 
 fn install(root: &Path, rel: &str, worker: Option<&str>) {
     let dir = root.join(rel);
@@ -21,7 +21,7 @@ fn check(dir: &Path) -> std::process::Output {
     Command::new(BIN)
         .arg("check")
         .env("RUNTIME_WORKER_DIRS", dir)
-        .env("RUNTIME_CACHE_DIR", "off")
+        .env("RUNTIME_CACHE_DIR", SHARED_MODULE_CACHE)
         .output()
         .expect("run")
 }
@@ -81,7 +81,7 @@ fn check_names_an_app_over_the_ceiling_and_an_entrypoint_leading_out() {
             .arg("check")
             .env("RUNTIME_WORKER_DIRS", &apps)
             .env("RUNTIME_CONFIG", &config)
-            .env("RUNTIME_CACHE_DIR", "off")
+            .env("RUNTIME_CACHE_DIR", SHARED_MODULE_CACHE)
             .output()
             .expect("run")
     };
@@ -116,7 +116,7 @@ fn check_prints_the_access_settings_without_the_key() {
         cmd.arg("check")
             .env("RUNTIME_WORKER_DIRS", dir.path())
             .env("RUNTIME_DATA_DIR", &data)
-            .env("RUNTIME_CACHE_DIR", "off")
+            .env("RUNTIME_CACHE_DIR", SHARED_MODULE_CACHE)
             .env_remove("RUNTIME_MASTER_KEY")
             .env_remove("BUNTIME_MASTER_KEY")
             .env_remove("RUNTIME_TRUSTED_PROXIES")
@@ -188,7 +188,7 @@ fn serve_answers_and_exits_cleanly_on_sigterm() {
     );
     let mut child = Command::new(BIN)
         .env("RUNTIME_WORKER_DIRS", dir.path())
-        .env("RUNTIME_CACHE_DIR", "off")
+        .env("RUNTIME_CACHE_DIR", SHARED_MODULE_CACHE)
         .env("PORT", "0")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -233,7 +233,7 @@ fn serve_listens_on_runtime_host_and_exits_within_its_shutdown_timeout() {
     std::fs::write(app.join("worker.jsonc"), r#"{ timeout: "60s" }"#).expect("worker");
     let mut child = Command::new(BIN)
         .env("RUNTIME_WORKER_DIRS", dir.path())
-        .env("RUNTIME_CACHE_DIR", "off")
+        .env("RUNTIME_CACHE_DIR", SHARED_MODULE_CACHE)
         .env("RUNTIME_PLUGIN_DIRS", dir.path().join("plugins"))
         .env("RUNTIME_DATA_DIR", dir.path().join("data"))
         .env("RUNTIME_HOST", "::1")

@@ -7,7 +7,7 @@ mod common;
 
 use std::process::{Command, Stdio};
 
-use common::{BIN, announced_port, http_get};
+use common::{BIN, SHARED_MODULE_CACHE, announced_port, http_get};
 
 /// The server's config: the deployments plugin on, the other core plugins
 /// off (a debug build compiles plugins slowly).
@@ -38,7 +38,7 @@ fn serve() -> Server {
     let mut child = Command::new(BIN)
         .env("RUNTIME_WORKER_DIRS", &apps)
         .env("RUNTIME_CONFIG", dir.path().join("buntime.jsonc"))
-        .env("RUNTIME_CACHE_DIR", "off")
+        .env("RUNTIME_CACHE_DIR", SHARED_MODULE_CACHE)
         .env("RUNTIME_PLUGIN_DIRS", dir.path().join("plugins"))
         .env("RUNTIME_DATA_DIR", dir.path().join("data"))
         .env("RUNTIME_HOST", "127.0.0.1")

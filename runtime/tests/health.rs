@@ -5,7 +5,7 @@ mod common;
 
 use std::process::{Command, Output, Stdio};
 
-use common::{BIN, announced_port};
+use common::{BIN, SHARED_MODULE_CACHE, announced_port};
 
 fn health(port: u16, host: Option<&str>, args: &[&str]) -> Output {
     let mut cmd = Command::new(BIN);
@@ -49,7 +49,7 @@ impl Server {
         let mut child = Command::new(BIN)
             .env("RUNTIME_WORKER_DIRS", &apps)
             .env("RUNTIME_CONFIG", without_core_plugins(&apps))
-            .env("RUNTIME_CACHE_DIR", "off")
+            .env("RUNTIME_CACHE_DIR", SHARED_MODULE_CACHE)
             .env("RUNTIME_PLUGIN_DIRS", apps.join("plugins"))
             .env("RUNTIME_DATA_DIR", apps.with_extension("data"))
             .env("RUNTIME_HOST", host)

@@ -6,6 +6,12 @@ use std::io::{BufRead, BufReader, Read};
 /// The binary under test.
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_buntime");
 
+/// The `RUNTIME_CACHE_DIR` of the servers these tests start: one
+/// compiled-module cache for the whole test build, so the core plugins are
+/// compiled once rather than by every `buntime` process.
+#[allow(dead_code, reason = "not every test binary starts a server")]
+pub(crate) const SHARED_MODULE_CACHE: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/module-cache");
+
 /// The port `buntime serve` announces on the first line of its stdout.
 pub(crate) fn announced_port(child: &mut std::process::Child) -> u16 {
     let stdout = child.stdout.take().expect("stdout");
