@@ -125,8 +125,13 @@ impl Target {
         let uri: Uri = url[url::Position::BeforePath..]
             .parse()
             .map_err(|e| invalid(&e))?;
-        let origin = url.origin().ascii_serialization();
+        // `scheme://host[:port]`: what `Url::origin().ascii_serialization()`
+        // gives for an http(s) URL without credentials (the parser already
+        // dropped a default port), read off the serialization instead of
+        // formatted again on every proxied request.
+        let origin = &url[..url::Position::BeforePath];
         let authority: Uri = origin.parse().map_err(|e| invalid(&e))?;
+        let origin = Arc::<str>::from(origin);
         let host = HeaderValue::try_from(&url[url::Position::BeforeHost..url::Position::AfterPort])
             .map_err(|e| invalid(&e))?;
         let removed = GuestHeaders {
@@ -176,7 +181,7 @@ impl Target {
             url,
             uri,
             authority,
-            origin: Arc::from(origin),
+            origin,
             host,
             set_headers,
             remove_headers,
@@ -449,6 +454,21 @@ mod tests {
         let default_port = parse(Upstream::new("https://[::1]:443")).unwrap();
         assert_eq!(default_port.uri.to_string(), "/");
         assert_eq!(default_port.host, "[::1]");
+        // The origin is the URL's own, however it was written.
+        for written in [
+            "http://svc:8080/a/b?c=1#frag",
+            "https://[::1]:443",
+            "HTTP://Svc.Example:80/x",
+            "https://10.0.0.1:8443?q",
+            "http://bücher.example/",
+        ] {
+            let url = url::Url::parse(written).unwrap();
+            assert_eq!(
+                &*parse(Upstream::new(written)).unwrap().origin,
+                url.origin().ascii_serialization(),
+                "{written}"
+            );
+        }
         assert_eq!(ok.set_headers.len(), 1, "hop-by-hop headers are not set");
         assert_eq!(ok.timeout, Duration::from_millis(100));
         assert_eq!(ok.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
