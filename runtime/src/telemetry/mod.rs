@@ -32,12 +32,15 @@
 //! - `encode.rs`: the OTLP protobuf encoding, written by hand.
 //! - `batch.rs`: the span processor, encoding and batching where spans end.
 //! - `spans.rs`: the spans of a request and their attributes.
+//! - `log_span.rs`: the request's `trace` log span, its fields filled when
+//!   a line is written in it.
 //! - `propagation.rs`: W3C `traceparent` / `tracestate` in and out.
 
 mod batch;
 mod encode;
 mod export;
 mod ids;
+pub(crate) mod log_span;
 mod propagation;
 mod record;
 mod sampler;
@@ -48,6 +51,7 @@ use std::time::Duration;
 
 pub use crate::config::{SamplerChoice, TraceConfig};
 pub use export::TraceStartError;
+pub use log_span::{FieldFormat, TraceLogLayer};
 pub(crate) use spans::{CallSpan, SpanParent};
 
 /// The server's tracing: off, or the sampler and the export pipeline.

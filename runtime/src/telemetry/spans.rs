@@ -21,7 +21,7 @@ use http::{HeaderMap, Method};
 use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceState};
 
 use super::record::SpanRecord;
-use super::{Telemetry, Tracing, ids, propagation};
+use super::{Telemetry, Tracing, ids, log_span, propagation};
 
 /// The response header naming the app version that answered (set by the
 /// app handler), read back for the server span's `buntime.app`.
@@ -124,15 +124,7 @@ impl Telemetry {
             record.text("network.peer.address", &ip_text(peer.ip()));
         }
         propagation::inject(&context, req.headers_mut());
-        // The ids as text from a hex encode: the log layer formats every
-        // field when the span opens, and the ids' own `Display` (`{:032x}`
-        // of a `u128`) made this span about 4 % of a traced server's CPU.
-        let (trace_hex, span_hex) = propagation::ids_hex(&context);
-        let log = tracing::error_span!(
-            "trace",
-            trace_id = %ascii(&trace_hex),
-            span_id = %ascii(&span_hex)
-        );
+        let log = log_span::open(&context);
         req.extensions_mut().insert(SpanParent {
             tracing: tracing.clone(),
             context,
