@@ -34,7 +34,7 @@ pub struct TraceConfig {
     pub resource: Vec<(String, String)>,
     /// Which traces are recorded.
     pub sampler: SamplerChoice,
-    /// Time between exports (`None`: the SDK's default).
+    /// Time between exports (`None`: the default, 5 s).
     pub schedule_delay: Option<Duration>,
     /// Longest an export may take.
     pub export_timeout: Duration,

@@ -17,7 +17,7 @@
 //! State is explicit: the server holds the [`Telemetry`], a sampled request
 //! carries its [`SpanParent`] as a request extension, and a guest call
 //! carries its own in the call's extensions, where the host functions find
-//! it. No global tracer provider is installed.
+//! it. No global tracer is installed.
 //!
 //! Spans are Buntime's own records (`record.rs`), not the OpenTelemetry
 //! SDK's: a sampled span is a plain struct from its start to its end, where
