@@ -145,13 +145,11 @@ struct CallArgs {
 /// Installs the log subscriber: `RUNTIME_LOG_LEVEL` (default `info`), JSON
 /// when `RUNTIME_LOG_FORMAT=json` or, unless it says otherwise, in production.
 pub fn init_logging() {
+    use crate::telemetry::{FieldFormat, TraceLogLayer};
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUNTIME_LOG_LEVEL")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
     let production = ["RUNTIME_ENV", "NODE_ENV"]
         .iter()
         .any(|k| std::env::var(k).is_ok_and(|v| v == "production"));
@@ -160,12 +158,26 @@ pub fn init_logging() {
         Some(_) => false,
         None => production,
     };
-    // The log feed's layer sees what the filter lets through.
+    // Beneath the formatter, the layer that fills a sampled request's
+    // `trace` span only when a line is written in it; above it, the filter
+    // and the log feed's layer, which sees what the filter lets through.
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let feed = crate::log_feed::FeedLayer;
+    let registry = tracing_subscriber::registry();
     let _ = if json {
-        builder.json().finish().with(feed).try_init()
+        registry
+            .with(TraceLogLayer::new(FieldFormat::Json))
+            .with(fmt.json())
+            .with(filter)
+            .with(feed)
+            .try_init()
     } else {
-        builder.finish().with(feed).try_init()
+        registry
+            .with(TraceLogLayer::new(FieldFormat::Text))
+            .with(fmt)
+            .with(filter)
+            .with(feed)
+            .try_init()
     };
 }
 

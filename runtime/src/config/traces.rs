@@ -20,7 +20,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
-use opentelemetry_sdk::trace::Sampler;
 
 use super::ConfigError;
 
@@ -35,7 +34,7 @@ pub struct TraceConfig {
     pub resource: Vec<(String, String)>,
     /// Which traces are recorded.
     pub sampler: SamplerChoice,
-    /// Time between exports (`None`: the SDK's default).
+    /// Time between exports (`None`: the default, 5 s).
     pub schedule_delay: Option<Duration>,
     /// Longest an export may take.
     pub export_timeout: Duration,
@@ -44,7 +43,8 @@ pub struct TraceConfig {
     pub headers: Vec<(String, String)>,
 }
 
-/// `OTEL_TRACES_SAMPLER` and its argument.
+/// `OTEL_TRACES_SAMPLER` and its argument (the decision itself is
+/// `crate::telemetry`'s).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum SamplerChoice {
     /// `always_on`.
@@ -59,21 +59,6 @@ pub enum SamplerChoice {
     ParentBasedAlwaysOff,
     /// `parentbased_traceidratio`: the caller's decision, else this fraction.
     ParentBasedRatio(f64),
-}
-
-impl SamplerChoice {
-    /// The SDK's sampler.
-    pub(crate) fn sampler(self) -> Sampler {
-        let parent_based = |root: Sampler| Sampler::ParentBased(Box::new(root));
-        match self {
-            Self::AlwaysOn => Sampler::AlwaysOn,
-            Self::AlwaysOff => Sampler::AlwaysOff,
-            Self::Ratio(r) => Sampler::TraceIdRatioBased(r),
-            Self::ParentBasedAlwaysOn => parent_based(Sampler::AlwaysOn),
-            Self::ParentBasedAlwaysOff => parent_based(Sampler::AlwaysOff),
-            Self::ParentBasedRatio(r) => parent_based(Sampler::TraceIdRatioBased(r)),
-        }
-    }
 }
 
 /// The default timeout of one export (the specification's 10 s).

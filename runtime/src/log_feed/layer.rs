@@ -3,10 +3,12 @@
 //! exactly what `RUNTIME_LOG_LEVEL` lets through; it changes no filtering.
 //!
 //! **The trace id.** A sampled request runs inside the `trace` span
-//! (`telemetry/spans.rs`, field `trace_id`). While a feed is on, the layer
-//! keeps that field in the span's extensions when the span is created, and a
-//! record takes it from the innermost `trace` span around its event: the
-//! host's own lines inside a sampled request name its trace.
+//! (`telemetry/log_span.rs`, field `trace_id`). While a feed is on, the
+//! layer keeps that field in the span's extensions when the span is created
+//! (under the server's subscriber the span carries its ids in its extensions
+//! from the start, its fields filled later), and a record takes it from the
+//! innermost `trace` span around its event: the host's own lines inside a
+//! sampled request name its trace.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -50,8 +52,13 @@ fn trace_id_of<S>(event: &Event<'_>, ctx: &Context<'_, S>) -> Option<String>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    ctx.event_scope(event)?
-        .find_map(|span| span.extensions().get::<TraceId>().map(|t| t.0.clone()))
+    ctx.event_scope(event)?.find_map(|span| {
+        let extensions = span.extensions();
+        match extensions.get::<TraceId>() {
+            Some(t) => Some(t.0.clone()),
+            None => crate::telemetry::log_span::trace_id(&extensions),
+        }
+    })
 }
 
 /// The layer. Costs one atomic load per event while no feed is on.

@@ -108,3 +108,47 @@ fn a_runtime_record_inside_a_trace_span_carries_its_trace_id() {
     assert_eq!(by_message.get("untraced-line"), Some(&None));
     feed.set_level(None);
 }
+
+/// Under the server's subscriber the `trace` span's fields are filled only
+/// when a line is written; the feed's record has the trace id all the same.
+#[test]
+fn a_record_inside_a_lazily_filled_trace_span_carries_its_trace_id() {
+    use crate::telemetry::{FieldFormat, TraceLogLayer};
+    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+    let feed = LogFeed::default();
+    let mut rx = feed.take_receiver().expect("receiver");
+    feed.set_level(Some(Level::INFO));
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let context = SpanContext::new(
+        TraceId::from_hex(trace_id).unwrap(),
+        SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+        TraceFlags::SAMPLED,
+        false,
+        TraceState::NONE,
+    );
+    let subscriber = tracing_subscriber::registry()
+        .with(TraceLogLayer::new(FieldFormat::Text))
+        .with(LevelFilter::TRACE)
+        .with(FeedLayer);
+    tracing::subscriber::with_default(subscriber, || {
+        let trace = crate::telemetry::log_span::open(&context);
+        trace.in_scope(|| {
+            tracing::warn!("first-line");
+            tracing::warn!("second-line");
+        });
+        tracing::warn!("untraced-line");
+    });
+    let mut by_message = std::collections::HashMap::new();
+    while let Ok(r) = rx.try_recv() {
+        by_message.insert(r.message.clone(), r.trace_id);
+    }
+    for line in ["first-line", "second-line"] {
+        assert_eq!(
+            by_message.get(line),
+            Some(&Some(trace_id.to_owned())),
+            "{line}"
+        );
+    }
+    assert_eq!(by_message.get("untraced-line"), Some(&None));
+    feed.set_level(None);
+}

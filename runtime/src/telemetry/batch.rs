@@ -2,40 +2,44 @@
 //! (`encode.rs`), and a batch reaches the export task only when it is full or
 //! when the schedule delay passes.
 //!
-//! Written here rather than using the SDK's batch processor because of what
-//! that one costs per span: it sends every ended span through a channel to
-//! its task, waking the task once per span — four times per request with one
-//! plugin, and each wake-up a scheduling round-trip, often to the other
-//! core. Here ending a span is its encoding into the batch's bytes under a
-//! mutex held for that only (the `SpanData` itself is dropped right away, on
-//! the thread that made it); the export task wakes once per batch (the
-//! batch span processor's semantics with its default sizes, fixed: 512 spans
-//! per batch, at most 2048 waiting, one export at a time). When the
+//! Ending a span is its encoding into the batch's bytes under a mutex held
+//! for that only; no span goes through a channel, and the export task wakes
+//! once per batch (the batch span processor's semantics with its default
+//! sizes, fixed: 512 spans per batch, at most 2048 waiting, one export at a
+//! time). A channel wake-up per span would be a scheduling round-trip per
+//! span, four per request with one plugin, often to the other core. When the
 //! exporter cannot keep up, whole batches are dropped and counted, and the
 //! request path never waits for it.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use opentelemetry::Context;
-use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
-use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::time::Instant;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::encode;
+use super::record::SpanRecord;
+
+/// Why an export, flush or shutdown did not complete.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(super) enum ExportError {
+    #[error("{0}")]
+    Failed(String),
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("the trace exporter has stopped")]
+    Stopped,
+}
 
 /// Where batches go (the OTLP exporter of `export.rs`).
 pub(super) trait Export: Send + Sync + 'static {
     /// Bytes every batch leaves free at its front for the request's head.
     fn room(&self) -> usize;
     /// Sends `batch`.
-    fn export(&self, batch: Batch) -> impl Future<Output = OTelSdkResult> + Send;
+    fn export(&self, batch: Batch) -> impl Future<Output = Result<(), ExportError>> + Send;
     /// Nothing more will be exported.
-    fn shutdown(&self) -> OTelSdkResult {
+    fn shutdown(&self) -> Result<(), ExportError> {
         Ok(())
     }
 }
@@ -73,7 +77,7 @@ pub(super) struct BatchSettings {
 /// before the first one is full (later ones are sized like the last).
 const SPAN_BYTES: usize = 320;
 
-/// A [`SpanProcessor`] that batches where spans end (see the module doc).
+/// The span processor (see the module doc).
 #[derive(Debug)]
 pub(super) struct BatchingProcessor {
     shared: Arc<Shared>,
@@ -96,20 +100,16 @@ struct Shared {
 #[derive(Debug)]
 enum Message {
     Export(Batch),
-    /// Export what is waiting, then answer.
-    Flush(Reply),
     /// Export what is waiting, shut the exporter down, answer and stop.
     Shutdown(Reply),
 }
 
-/// Where the export task answers a flush or shutdown: a std channel, since
-/// the caller waits on a plain thread.
-type Reply = SyncSender<OTelSdkResult>;
+/// Where the export task answers a shutdown.
+type Reply = oneshot::Sender<Result<(), ExportError>>;
 
 impl BatchingProcessor {
     /// Starts the export task on the current tokio runtime. The exporter
-    /// must already carry its resource (this processor ignores
-    /// [`SpanProcessor::set_resource`]).
+    /// carries the resource and scope every batch is framed with.
     pub(super) fn start<E: Export>(exporter: E, settings: BatchSettings) -> Self {
         let batch_size = settings.batch_size.max(1);
         let room = exporter.room();
@@ -129,36 +129,63 @@ impl BatchingProcessor {
         Self { shared }
     }
 
-    /// Sends `message` and waits for its answer, `timeout` in all.
-    /// Blocks the calling thread: the SDK calls flush and shutdown
-    /// synchronously (the server does so from the blocking pool).
-    fn request(&self, message: impl FnOnce(Reply) -> Message, timeout: Duration) -> OTelSdkResult {
-        let deadline = Instant::now() + timeout;
-        let (reply, answer): (Reply, Receiver<OTelSdkResult>) = sync_channel(1);
-        let mut message = message(reply);
-        // A full channel (batches waiting) makes room as the task exports.
-        loop {
-            match self.shared.to_export.try_send(message) {
-                Ok(()) => break,
-                Err(mpsc::error::TrySendError::Closed(_)) => {
-                    return Err(OTelSdkError::AlreadyShutdown);
-                }
-                Err(mpsc::error::TrySendError::Full(m)) => {
-                    if Instant::now() >= deadline {
-                        return Err(OTelSdkError::Timeout(timeout));
-                    }
-                    message = m;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
+    /// Adds `span`, ended at `end`, to the batch being filled; hands the
+    /// batch to the export task when it is full (or drops it, counted, when
+    /// the task is that far behind).
+    pub(super) fn end(&self, span: &SpanRecord, end: SystemTime) {
+        let full = {
+            let mut filling = self
+                .shared
+                .filling
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            encode::span(&mut filling.bytes, span, end);
+            filling.spans += 1;
+            if filling.spans < self.shared.batch_size {
+                return;
             }
+            self.shared.replace(&mut filling)
+        };
+        match self.shared.to_export.try_send(Message::Export(full)) {
+            Ok(()) => {}
+            Err(
+                mpsc::error::TrySendError::Full(Message::Export(batch))
+                | mpsc::error::TrySendError::Closed(Message::Export(batch)),
+            ) => self.shared.drop_spans(batch.spans),
+            Err(_) => {}
         }
-        match answer.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(result) => result,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(OTelSdkError::Timeout(timeout)),
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                Err(OTelSdkError::AlreadyShutdown)
-            }
+    }
+
+    /// Exports every span ended so far and stops the exporter, `timeout` in
+    /// all; warns of the spans dropped along the way.
+    pub(super) async fn shutdown(&self, timeout: Duration) -> Result<(), ExportError> {
+        let result = self.request(Message::Shutdown, timeout).await;
+        let dropped = self.shared.dropped.load(Ordering::Relaxed);
+        if dropped > 0 {
+            tracing::warn!(dropped, "spans dropped because the exporter fell behind");
         }
+        result
+    }
+
+    /// Sends `message` and waits for its answer, `timeout` in all (a full
+    /// channel makes room as the task exports).
+    async fn request(
+        &self,
+        message: impl FnOnce(Reply) -> Message,
+        timeout: Duration,
+    ) -> Result<(), ExportError> {
+        let (reply, answer) = oneshot::channel();
+        let exchange = async {
+            self.shared
+                .to_export
+                .send(message(reply))
+                .await
+                .map_err(|_| ExportError::Stopped)?;
+            answer.await.map_err(|_| ExportError::Stopped)?
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .unwrap_or(Err(ExportError::Timeout(timeout)))
     }
 }
 
@@ -186,50 +213,6 @@ impl Shared {
     }
 }
 
-impl SpanProcessor for BatchingProcessor {
-    fn on_start(&self, _span: &mut Span, _cx: &Context) {}
-
-    fn on_end(&self, span: SpanData) {
-        if !span.span_context.is_sampled() {
-            return;
-        }
-        let full = {
-            let mut filling = self
-                .shared
-                .filling
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            encode::span(&mut filling.bytes, &span);
-            filling.spans += 1;
-            if filling.spans < self.shared.batch_size {
-                return;
-            }
-            self.shared.replace(&mut filling)
-        };
-        match self.shared.to_export.try_send(Message::Export(full)) {
-            Ok(()) => {}
-            Err(
-                mpsc::error::TrySendError::Full(Message::Export(batch))
-                | mpsc::error::TrySendError::Closed(Message::Export(batch)),
-            ) => self.shared.drop_spans(batch.spans),
-            Err(_) => {}
-        }
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        self.request(Message::Flush, Duration::from_secs(5))
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        let result = self.request(Message::Shutdown, timeout);
-        let dropped = self.shared.dropped.load(Ordering::Relaxed);
-        if dropped > 0 {
-            tracing::warn!(dropped, "spans dropped because the exporter fell behind");
-        }
-        result
-    }
-}
-
 /// Exports batches one at a time; flushes the partial batch every
 /// `settings.delay`.
 async fn export_task<E: Export>(
@@ -252,18 +235,16 @@ async fn export_task<E: Export>(
                 continue;
             }
         };
-        let (mut waiting, mut stop) = (Vec::new(), None);
-        match message {
+        let mut replies = match message {
             Some(Message::Export(batch)) => {
                 let _ = export(&exporter, batch, settings.export_timeout).await;
                 continue;
             }
-            Some(Message::Flush(reply)) => waiting.push(reply),
-            Some(Message::Shutdown(reply)) => stop = Some(reply),
+            Some(Message::Shutdown(reply)) => vec![reply],
             None => return,
-        }
-        // A flush or a shutdown: what is queued goes out first, and any
-        // flush or shutdown queued behind it is answered by the same pass.
+        };
+        // A shutdown: what is queued goes out first, and any shutdown
+        // queued behind it is answered by the same pass.
         let mut result = Ok(());
         while let Ok(message) = inbox.try_recv() {
             match message {
@@ -272,8 +253,7 @@ async fn export_task<E: Export>(
                         result = Err(e);
                     }
                 }
-                Message::Flush(reply) => waiting.push(reply),
-                Message::Shutdown(reply) => stop = Some(reply),
+                Message::Shutdown(reply) => replies.push(reply),
             }
         }
         let batch = shared.take();
@@ -282,26 +262,24 @@ async fn export_task<E: Export>(
         {
             result = Err(e);
         }
-        for reply in waiting {
-            let copy = match &result {
-                Ok(()) => Ok(()),
-                Err(e) => Err(OTelSdkError::InternalFailure(e.to_string())),
-            };
-            let _ = reply.send(copy);
+        let result = exporter.shutdown().and(result);
+        for reply in replies {
+            let _ = reply.send(result.clone());
         }
-        if let Some(reply) = stop {
-            let _ = reply.send(exporter.shutdown().and(result));
-            return;
-        }
+        return;
     }
 }
 
 /// One export, given up after `timeout`.
-async fn export<E: Export>(exporter: &E, batch: Batch, timeout: Duration) -> OTelSdkResult {
+async fn export<E: Export>(
+    exporter: &E,
+    batch: Batch,
+    timeout: Duration,
+) -> Result<(), ExportError> {
     let n = batch.spans;
     let result = match tokio::time::timeout(timeout, exporter.export(batch)).await {
         Ok(result) => result,
-        Err(_) => Err(OTelSdkError::Timeout(timeout)),
+        Err(_) => Err(ExportError::Timeout(timeout)),
     };
     if let Err(e) = &result {
         tracing::warn!(spans = n, error = %e, "trace export failed; its spans are lost");
@@ -312,9 +290,8 @@ async fn export<E: Export>(exporter: &E, batch: Batch, timeout: Duration) -> OTe
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry::trace::{Tracer as _, TracerProvider as _};
+    use opentelemetry::trace::{SpanContext, SpanId, SpanKind, TraceFlags, TraceId, TraceState};
     use opentelemetry_proto::tonic::trace::v1::ScopeSpans;
-    use opentelemetry_sdk::trace::SdkTracerProvider;
 
     fn settings(batch_size: usize, queue_size: usize) -> BatchSettings {
         BatchSettings {
@@ -323,6 +300,23 @@ mod tests {
             delay: Duration::from_secs(3600),
             export_timeout: Duration::from_secs(5),
         }
+    }
+
+    fn record(name: String) -> SpanRecord {
+        let context = SpanContext::new(
+            TraceId::from(1),
+            SpanId::from(2),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::NONE,
+        );
+        SpanRecord::start(
+            context,
+            SpanId::INVALID,
+            false,
+            name.into(),
+            SpanKind::Internal,
+        )
     }
 
     /// Keeps what it is given.
@@ -340,7 +334,7 @@ mod tests {
             3
         }
 
-        async fn export(&self, batch: Batch) -> OTelSdkResult {
+        async fn export(&self, batch: Batch) -> Result<(), ExportError> {
             use prost::Message as _;
             let spans = ScopeSpans::decode(&batch.bytes[3..]).expect("encoded spans");
             assert_eq!(spans.spans.len(), batch.spans);
@@ -351,15 +345,11 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
-    async fn full_batches_go_out_at_once_and_the_rest_at_flush() {
+    async fn full_batches_go_out_at_once_and_the_rest_at_shutdown() {
         let exporter = Collect::default();
         let processor = BatchingProcessor::start(exporter.clone(), settings(4, 64));
-        let provider = SdkTracerProvider::builder()
-            .with_span_processor(processor)
-            .build();
-        let tracer = provider.tracer("test");
         for i in 0..10 {
-            tracer.in_span(format!("s{i}"), |_| {});
+            processor.end(&record(format!("s{i}")), SystemTime::now());
         }
         // Two full batches of four go out without a flush.
         let mut exported = 0;
@@ -371,17 +361,15 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         assert_eq!(exported, 8, "the two full batches, not the partial one");
-        let flushing = provider.clone();
-        tokio::task::spawn_blocking(move || flushing.force_flush())
+        processor
+            .shutdown(Duration::from_secs(5))
             .await
-            .expect("join")
-            .expect("flush");
+            .expect("shutdown");
         let expected: Vec<String> = (0..10).map(|i| format!("s{i}")).collect();
         assert_eq!(exporter.names(), expected);
-        tokio::task::spawn_blocking(move || provider.shutdown())
-            .await
-            .expect("join")
-            .expect("shutdown");
+        // Stopped: a second shutdown says so instead of waiting.
+        let after = processor.shutdown(Duration::from_secs(5)).await;
+        assert!(matches!(after, Err(ExportError::Stopped)), "{after:?}");
     }
 
     /// An exporter that never finishes an export.
@@ -393,7 +381,7 @@ mod tests {
             0
         }
 
-        async fn export(&self, _batch: Batch) -> OTelSdkResult {
+        async fn export(&self, _batch: Batch) -> Result<(), ExportError> {
             std::future::pending().await
         }
     }
@@ -407,27 +395,18 @@ mod tests {
                 ..settings(2, 6)
             },
         );
-        let shared = processor.shared.clone();
-        let provider = SdkTracerProvider::builder()
-            .with_span_processor(processor)
-            .build();
-        let tracer = provider.tracer("test");
         // At most one batch in the (stuck) export and two in the channel;
         // every later batch is dropped, and ending a span never waits.
         for _ in 0..100 {
-            tracer.in_span("s", |_| {});
+            processor.end(&record("s".to_owned()), SystemTime::now());
         }
-        let dropped = shared.dropped.load(Ordering::Relaxed);
+        let dropped = processor.shared.dropped.load(Ordering::Relaxed);
         assert!(
             (94..=96).contains(&dropped),
             "dropped {dropped} of 100 spans"
         );
         // Shutdown gives up after its timeout instead of hanging.
-        let result = tokio::task::spawn_blocking(move || {
-            provider.shutdown_with_timeout(Duration::from_millis(50))
-        })
-        .await
-        .expect("join");
-        assert!(result.is_err(), "{result:?}");
+        let result = processor.shutdown(Duration::from_millis(50)).await;
+        assert!(matches!(result, Err(ExportError::Timeout(_))), "{result:?}");
     }
 }

@@ -1,14 +1,14 @@
 //! OTLP protobuf (`ExportTraceServiceRequest`), written by hand: each span
-//! is encoded straight from its `SpanData` into the bytes of the batch it
-//! joins, and an export only puts the request's head in front of them.
+//! is encoded straight from its [`SpanRecord`] into the bytes of the batch
+//! it joins, and an export only puts the request's head in front of them.
 //!
-//! Hand-written because of what the usual route costs per span: the SDK's
-//! exporter first converts a batch into `opentelemetry-proto` structs
-//! (every id, name, key and value copied into a fresh `Vec` or `String`,
-//! spans grouped through a hash map), has prost walk them twice (sizes, then
-//! bytes) and then frees it all — about an eighth of a traced server's CPU.
-//! Here a span costs one pass over its fields into a buffer that is already
-//! there, and its `SpanData` is dropped on the thread that made it.
+//! Hand-written because of what the usual route costs per span: an
+//! exporter built on `opentelemetry-proto` first converts a batch into
+//! prost structs (every id, name, key and value copied into a fresh `Vec` or
+//! `String`, spans grouped through a hash map), has prost walk them twice
+//! (sizes, then bytes) and then frees it all. Here a span costs one pass
+//! over its fields into a buffer that is already there; its attributes were
+//! encoded when they were set.
 //!
 //! The wire format is the protobuf one (varints, length-delimited fields),
 //! with the field numbers of `opentelemetry/proto/trace/v1/trace.proto`,
@@ -16,15 +16,17 @@
 //! run of `ScopeSpans.spans` fields (tag 2, one per span); [`Frame::head`]
 //! writes `ExportTraceServiceRequest { resource_spans: [ResourceSpans {
 //! resource, scope_spans: [ScopeSpans { scope, spans }] }] }` around them.
-//! Every span of this server comes from its one tracer, so one scope holds
-//! them all.
+//! Every span of this server has the one instrumentation scope, so one
+//! scope holds them all. `encode_tests.rs` decodes these bytes with
+//! `opentelemetry-proto`'s types and compares them with what the SDK's
+//! conversion makes of the same spans.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use opentelemetry::trace::{SpanId, SpanKind, Status, TraceState};
 use opentelemetry::{Array, InstrumentationScope, KeyValue, Value};
-use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::SpanData;
+
+use super::record::SpanRecord;
 
 const VARINT: u32 = 0;
 const FIXED64: u32 = 1;
@@ -38,58 +40,27 @@ const MAX_VARINT: usize = 10;
 const HAS_IS_REMOTE: u32 = 0x100;
 const IS_REMOTE: u32 = 0x200;
 
-/// Appends `span` to a batch, as a `ScopeSpans.spans` field.
-pub(super) fn span(buf: &mut Vec<u8>, span: &SpanData) {
+/// Appends `span`, ended at `end`, to a batch, as a `ScopeSpans.spans`
+/// field.
+pub(super) fn span(buf: &mut Vec<u8>, span: &SpanRecord, end: SystemTime) {
     nested(buf, 2, |b| {
-        let context = &span.span_context;
+        let context = &span.context;
         bytes(b, 1, &context.trace_id().to_bytes());
         bytes(b, 2, &context.span_id().to_bytes());
         trace_state(b, 3, context.trace_state());
-        if span.parent_span_id != SpanId::INVALID {
-            bytes(b, 4, &span.parent_span_id.to_bytes());
+        if span.parent != SpanId::INVALID {
+            bytes(b, 4, &span.parent.to_bytes());
         }
         let mut flags = u32::from(context.trace_flags().to_u8()) | HAS_IS_REMOTE;
-        if span.parent_span_is_remote {
+        if span.parent_remote {
             flags |= IS_REMOTE;
         }
         fixed32(b, 16, flags);
         bytes(b, 5, span.name.as_bytes());
-        uint(b, 6, kind(&span.span_kind));
-        fixed64(b, 7, nanos(span.start_time));
-        fixed64(b, 8, nanos(span.end_time));
-        for attribute in &span.attributes {
-            nested(b, 9, |b| key_value(b, attribute));
-        }
-        uint(b, 10, u64::from(span.dropped_attributes_count));
-        for event in &span.events.events {
-            nested(b, 11, |b| {
-                fixed64(b, 1, nanos(event.timestamp));
-                bytes(b, 2, event.name.as_bytes());
-                for attribute in &event.attributes {
-                    nested(b, 3, |b| key_value(b, attribute));
-                }
-                uint(b, 4, u64::from(event.dropped_attributes_count));
-            });
-        }
-        uint(b, 12, u64::from(span.events.dropped_count));
-        for link in &span.links.links {
-            nested(b, 13, |b| {
-                let context = &link.span_context;
-                bytes(b, 1, &context.trace_id().to_bytes());
-                bytes(b, 2, &context.span_id().to_bytes());
-                trace_state(b, 3, context.trace_state());
-                for attribute in &link.attributes {
-                    nested(b, 4, |b| key_value(b, attribute));
-                }
-                uint(b, 5, u64::from(link.dropped_attributes_count));
-                let mut flags = u32::from(context.trace_flags().to_u8()) | HAS_IS_REMOTE;
-                if context.is_remote() {
-                    flags |= IS_REMOTE;
-                }
-                fixed32(b, 6, flags);
-            });
-        }
-        uint(b, 14, u64::from(span.links.dropped_count));
+        uint(b, 6, kind(&span.kind));
+        fixed64(b, 7, nanos(span.start));
+        fixed64(b, 8, nanos(end));
+        b.extend_from_slice(&span.attributes);
         // `Status` is always present, as the SDK's exporter sends it.
         nested(b, 15, |b| match &span.status {
             Status::Unset => {}
@@ -102,29 +73,44 @@ pub(super) fn span(buf: &mut Vec<u8>, span: &SpanData) {
     });
 }
 
+/// Appends a string attribute (a `Span.attributes` field) to `buf`.
+pub(super) fn string_attribute(buf: &mut Vec<u8>, key: &str, value: &str) {
+    nested(buf, 9, |b| {
+        bytes(b, 1, key.as_bytes());
+        nested(b, 2, |b| string_value(b, value));
+    });
+}
+
+/// Appends an integer attribute (a `Span.attributes` field) to `buf`.
+pub(super) fn int_attribute(buf: &mut Vec<u8>, key: &str, value: i64) {
+    nested(buf, 9, |b| {
+        bytes(b, 1, key.as_bytes());
+        nested(b, 2, |b| {
+            tag(b, 3, VARINT);
+            varint(b, value as u64);
+        });
+    });
+}
+
 /// What goes around every batch: the resource and the scope, encoded once.
 #[derive(Debug, Clone)]
 pub(super) struct Frame {
-    /// `ResourceSpans.resource` and `.schema_url` fields.
+    /// The `ResourceSpans.resource` field.
     resource: Vec<u8>,
     /// `ScopeSpans.scope` and `.schema_url` fields.
     scope: Vec<u8>,
 }
 
 impl Frame {
-    pub(super) fn new(resource: &Resource, scope: &InstrumentationScope) -> Self {
+    /// The frame of a `resource` (its attributes, each key once) and
+    /// `scope`.
+    pub(super) fn new(resource: &[KeyValue], scope: &InstrumentationScope) -> Self {
         let mut r = Vec::new();
         nested(&mut r, 1, |b| {
-            for (key, value) in resource.iter() {
-                nested(b, 1, |b| {
-                    bytes(b, 1, key.as_str().as_bytes());
-                    nested(b, 2, |b| any_value(b, value));
-                });
+            for attribute in resource {
+                nested(b, 1, |b| key_value(b, attribute));
             }
         });
-        if let Some(url) = resource.schema_url() {
-            bytes(&mut r, 3, url.as_bytes());
-        }
         let mut s = Vec::new();
         nested(&mut s, 1, |b| {
             bytes(b, 1, scope.name().as_bytes());

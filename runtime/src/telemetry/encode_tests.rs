@@ -1,13 +1,15 @@
-//! The hand-written encoder against the SDK's exporter: the same spans
-//! through both, decoded with prost, must be the same request.
+//! The hand-written encoder against the SDK's exporter: the same spans as
+//! Buntime's records and as the SDK's `SpanData`, through our encoder and
+//! through `opentelemetry-proto`'s conversion, decoded with prost, must be
+//! the same request.
 
 use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use opentelemetry::trace::{
-    Event, Link, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
+    SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
 };
-use opentelemetry::{Array, InstrumentationScope, KeyValue, StringValue, Value};
+use opentelemetry::{InstrumentationScope, KeyValue, Value};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -23,17 +25,17 @@ fn at(nanos: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_nanos(nanos)
 }
 
-fn context(trace: u128, span: u64, flags: u8, remote: bool, state: TraceState) -> SpanContext {
+fn context(trace: u128, span: u64, flags: u8, state: TraceState) -> SpanContext {
     SpanContext::new(
         TraceId::from(trace),
         SpanId::from(span),
         TraceFlags::new(flags),
-        remote,
+        false,
         state,
     )
 }
 
-/// Every attribute value type the API has, edge values included.
+/// Every kind of value a span of ours carries, edge values included.
 fn every_value() -> Vec<KeyValue> {
     vec![
         KeyValue::new("s", "text"),
@@ -43,163 +45,204 @@ fn every_value() -> Vec<KeyValue> {
         KeyValue::new("i.zero", 0_i64),
         KeyValue::new("i.negative", -1_i64),
         KeyValue::new("i.max", i64::MAX),
-        KeyValue::new("b.true", true),
-        KeyValue::new("b.false", false),
-        KeyValue::new("f", 0.25_f64),
-        KeyValue::new("f.zero", 0.0_f64),
-        KeyValue::new("f.negative", -1e300_f64),
-        KeyValue::new("a.b", Value::Array(Array::Bool(vec![true, false]))),
-        KeyValue::new("a.i", Value::Array(Array::I64(vec![0, -7, 1 << 40]))),
-        KeyValue::new("a.f", Value::Array(Array::F64(vec![1.5, 0.0]))),
-        KeyValue::new(
-            "a.s",
-            Value::Array(Array::String(vec![
-                StringValue::from("x"),
-                StringValue::from(""),
-            ])),
-        ),
-        KeyValue::new("a.empty", Value::Array(Array::I64(vec![]))),
+        KeyValue::new("i.min", i64::MIN),
+        KeyValue::new("s", "a repeated key"),
     ]
 }
 
-fn spans() -> Vec<SpanData> {
-    let scope = InstrumentationScope::builder("buntime").build();
-    let base = |name: &'static str, kind: SpanKind, status: Status| SpanData {
-        span_context: context(
-            0x4bf92f3577b34da6a3ce929d0e0e4736,
-            0x00f067aa0ba902b7,
-            1,
-            false,
-            TraceState::NONE,
-        ),
-        parent_span_id: SpanId::INVALID,
-        parent_span_is_remote: false,
+/// One span both ways: our record (ended at `end`) and the SDK's data.
+struct Both {
+    record: SpanRecord,
+    end: SystemTime,
+    data: SpanData,
+}
+
+#[allow(clippy::too_many_arguments, reason = "a span's fields, spelled out")]
+fn both(
+    context: SpanContext,
+    parent: SpanId,
+    parent_remote: bool,
+    name: Cow<'static, str>,
+    kind: SpanKind,
+    (start, end): (SystemTime, SystemTime),
+    attributes: Vec<KeyValue>,
+    status: Status,
+) -> Both {
+    let mut record = SpanRecord::start(
+        context.clone(),
+        parent,
+        parent_remote,
+        name.clone(),
+        kind.clone(),
+    );
+    record.start = start;
+    for kv in &attributes {
+        match &kv.value {
+            Value::I64(v) => record.int(static_key(kv.key.as_str()), *v),
+            Value::String(v) => record.text(static_key(kv.key.as_str()), v.as_str()),
+            other => panic!("spans carry no {other:?}"),
+        }
+    }
+    record.status = status.clone();
+    let data = SpanData {
+        span_context: context,
+        parent_span_id: parent,
+        parent_span_is_remote: parent_remote,
         span_kind: kind,
-        name: Cow::Borrowed(name),
-        start_time: at(1_700_000_000_123_456_789),
-        end_time: at(1_700_000_000_223_456_789),
-        attributes: vec![],
+        name,
+        start_time: start,
+        end_time: end,
+        attributes,
         dropped_attributes_count: 0,
         events: SpanEvents::default(),
         links: SpanLinks::default(),
         status,
-        instrumentation_scope: scope.clone(),
+        instrumentation_scope: InstrumentationScope::builder("buntime").build(),
     };
-    // A server span continuing a remote caller, with every value type.
-    let mut server = base("GET", SpanKind::Server, Status::Unset);
-    server.span_context = context(
-        0x0af7651916cd43dd8448eb211c80319c,
-        0xb7ad6b7169203331,
-        1,
-        false,
-        TraceState::from_key_value([("vendor", "x"), ("b", "2")]).expect("state"),
-    );
-    server.parent_span_id = SpanId::from(0x00f067aa0ba902b7);
-    server.parent_span_is_remote = true;
-    server.attributes = every_value();
-    server.dropped_attributes_count = 3;
-    // A child with events and links, failed.
-    let mut child = base(
-        "@buntime/plugin-a on_request",
-        SpanKind::Internal,
-        Status::error("hook timed out"),
-    );
-    child.parent_span_id = SpanId::from(0xb7ad6b7169203331);
-    child.name = Cow::Owned("@buntime/plugin-a on_request".to_owned());
-    child.attributes = vec![
-        KeyValue::new("buntime.plugin", "@buntime/plugin-a"),
-        KeyValue::new("buntime.hook", "on_request"),
-        KeyValue::new("error.type", "timeout"),
-    ];
-    child.events.events = vec![
-        Event::new("exception", at(1_700_000_000_200_000_000), every_value(), 2),
-        Event::new(String::new(), at(0), vec![], 0),
-    ];
-    child.events.dropped_count = 4;
-    child.links.links = vec![
-        Link::new(
-            context(7, 8, 0, true, TraceState::NONE),
-            vec![KeyValue::new("link.i", 5_i64)],
-            1,
-        ),
-        Link::new(
-            context(
-                9,
-                10,
-                0xff,
-                false,
-                TraceState::from_key_value([("k", "v")]).expect("state"),
-            ),
-            vec![],
-            0,
-        ),
-    ];
-    child.links.dropped_count = 6;
-    // Ok, client, a name and a value long enough for two- and three-byte
-    // lengths.
-    let mut client = base("sql_query default", SpanKind::Client, Status::Ok);
-    client.attributes = vec![KeyValue::new("db.query.text", "x".repeat(20_000))];
-    client.span_context = context(1, 2, 0, false, TraceState::NONE);
-    let producer = base("", SpanKind::Producer, Status::Unset);
-    let mut consumer = base("c", SpanKind::Consumer, Status::error(""));
-    consumer.start_time = at(0);
-    consumer.end_time = UNIX_EPOCH - Duration::from_secs(1);
-    vec![server, child, client, producer, consumer]
+    Both { record, end, data }
 }
 
-fn resource() -> Resource {
-    Resource::builder_empty()
-        .with_attributes([
-            KeyValue::new("service.name", "buntime-edge"),
-            KeyValue::new("service.version", "1.2.3"),
-            KeyValue::new("team", "web ops"),
-            KeyValue::new("replicas", 3_i64),
-        ])
-        .build()
+/// Attribute keys are `&'static str` in a record; the test's are leaked.
+fn static_key(key: &str) -> &'static str {
+    Box::leak(key.to_owned().into_boxed_str())
+}
+
+fn spans() -> Vec<Both> {
+    let times = (at(1_700_000_000_123_456_789), at(1_700_000_000_223_456_789));
+    vec![
+        // A server span continuing a remote caller, with every value.
+        both(
+            context(
+                0x0af7651916cd43dd8448eb211c80319c,
+                0xb7ad6b7169203331,
+                1,
+                TraceState::from_key_value([("vendor", "x"), ("b", "2")]).expect("state"),
+            ),
+            SpanId::from(0x00f067aa0ba902b7),
+            true,
+            Cow::Borrowed("GET"),
+            SpanKind::Server,
+            times,
+            every_value(),
+            Status::Unset,
+        ),
+        // A child, failed.
+        both(
+            context(
+                0x4bf92f3577b34da6a3ce929d0e0e4736,
+                0x00f067aa0ba902b7,
+                1,
+                TraceState::NONE,
+            ),
+            SpanId::from(0xb7ad6b7169203331),
+            false,
+            Cow::Owned("@buntime/plugin-a on_request".to_owned()),
+            SpanKind::Internal,
+            times,
+            vec![
+                KeyValue::new("buntime.plugin", "@buntime/plugin-a"),
+                KeyValue::new("buntime.hook", "on_request"),
+                KeyValue::new("error.type", "timeout"),
+            ],
+            Status::error("hook timed out"),
+        ),
+        // Ok, client, a name and a value long enough for two- and
+        // three-byte lengths.
+        both(
+            context(1, 2, 0, TraceState::NONE),
+            SpanId::INVALID,
+            false,
+            Cow::Owned("sql_query ".repeat(20)),
+            SpanKind::Client,
+            times,
+            vec![KeyValue::new("db.query.text", "x".repeat(20_000))],
+            Status::Ok,
+        ),
+        both(
+            context(3, 4, 1, TraceState::NONE),
+            SpanId::INVALID,
+            false,
+            Cow::Borrowed(""),
+            SpanKind::Producer,
+            times,
+            vec![],
+            Status::Unset,
+        ),
+        both(
+            context(5, 6, 0xff, TraceState::NONE),
+            SpanId::from(7),
+            true,
+            Cow::Borrowed("c"),
+            SpanKind::Consumer,
+            (at(0), UNIX_EPOCH - Duration::from_secs(1)),
+            vec![],
+            Status::error(""),
+        ),
+    ]
+}
+
+fn resource() -> Vec<KeyValue> {
+    vec![
+        KeyValue::new("service.name", "buntime-edge"),
+        KeyValue::new("service.version", "1.2.3"),
+        KeyValue::new("team", "web ops"),
+        KeyValue::new("replicas", 3_i64),
+    ]
+}
+
+/// The SDK's resource of `attributes`, and the same attributes in the
+/// order it holds them.
+fn sdk_resource(attributes: Vec<KeyValue>) -> (Resource, Vec<KeyValue>) {
+    let resource = Resource::builder_empty()
+        .with_attributes(attributes)
+        .build();
+    let ordered = resource
+        .iter()
+        .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
+        .collect();
+    (resource, ordered)
 }
 
 /// The bytes of the hand-written encoder for `spans`.
-fn ours(spans: &[SpanData], resource: &Resource) -> Vec<u8> {
-    let frame = Frame::new(resource, &spans[0].instrumentation_scope);
+fn ours(spans: &[Both], resource: &[KeyValue]) -> Vec<u8> {
+    let frame = Frame::new(resource, &InstrumentationScope::builder("buntime").build());
     let mut buf = vec![0; frame.room()];
     for s in spans {
-        span(&mut buf, s);
+        span(&mut buf, &s.record, s.end);
     }
     let start = frame.head(&mut buf);
     buf.split_off(start)
 }
 
+fn sdk(spans: &[Both], resource: &Resource) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: group_spans_by_resource_and_scope(
+            spans.iter().map(|s| s.data.clone()).collect(),
+            &ResourceAttributesWithSchema::from(resource),
+        ),
+    }
+}
+
 #[test]
 fn the_encoding_is_the_sdk_exporters() {
-    let resource = resource();
+    let (resource, attributes) = sdk_resource(resource());
     let spans = spans();
-    let decoded = ExportTraceServiceRequest::decode(&ours(&spans, &resource)[..])
+    let bytes = ours(&spans, &attributes);
+    let decoded = ExportTraceServiceRequest::decode(&bytes[..])
         .expect("our bytes are an ExportTraceServiceRequest");
-    let sdk = ExportTraceServiceRequest {
-        resource_spans: group_spans_by_resource_and_scope(
-            spans,
-            &ResourceAttributesWithSchema::from(&resource),
-        ),
-    };
+    let sdk = sdk(&spans, &resource);
     assert_eq!(decoded, sdk);
     // And the same length as prost's: nothing extra, nothing padded.
-    assert_eq!(
-        ours(&self::spans(), &resource).len(),
-        sdk.encode_to_vec().len()
-    );
+    assert_eq!(bytes.len(), sdk.encode_to_vec().len());
 }
 
 #[test]
 fn one_span_and_an_empty_resource() {
-    let resource = Resource::builder_empty().build();
+    let (resource, attributes) = sdk_resource(vec![]);
     let spans = spans().split_off(3);
-    let decoded = ExportTraceServiceRequest::decode(&ours(&spans[..1], &resource)[..])
+    let decoded = ExportTraceServiceRequest::decode(&ours(&spans[..1], &attributes)[..])
         .expect("an ExportTraceServiceRequest");
-    let sdk = group_spans_by_resource_and_scope(
-        spans[..1].to_vec(),
-        &ResourceAttributesWithSchema::from(&resource),
-    );
-    assert_eq!(decoded.resource_spans, sdk);
+    assert_eq!(decoded, sdk(&spans[..1], &resource));
 }
 
 #[test]

@@ -2,21 +2,18 @@
 //! (protobuf bodies from `encode.rs`, posted over the hyper client and TLS
 //! roots the rest of the server already uses, retried as the OTLP
 //! specification recommends), the batching processor of `batch.rs` running
-//! on the tokio runtime, the configured sampler and resource.
+//! on the tokio runtime, and the resource every batch is framed with.
 
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
-use opentelemetry::InstrumentationScope;
+use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_http::{HttpClient, ResponseBodyTooLarge};
-use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
-use opentelemetry_sdk::trace::SdkTracerProvider;
 
 use super::TraceConfig;
-use super::batch::{Batch, BatchSettings, BatchingProcessor, Export};
+use super::batch::{Batch, BatchSettings, BatchingProcessor, Export, ExportError};
 use super::encode::{self, Frame};
 
 /// The instrumentation scope of every span.
@@ -48,9 +45,9 @@ pub struct TraceStartError {
     reason: String,
 }
 
-/// Builds the tracer provider. Must run inside the tokio runtime the spans
+/// Starts the span pipeline. Must run inside the tokio runtime the spans
 /// are exported from (the batch processor's task is spawned on it).
-pub(super) fn provider(config: &TraceConfig) -> Result<SdkTracerProvider, TraceStartError> {
+pub(super) fn pipeline(config: &TraceConfig) -> Result<BatchingProcessor, TraceStartError> {
     let fail = |reason: String| TraceStartError {
         endpoint: config.endpoint.clone(),
         reason,
@@ -62,9 +59,7 @@ pub(super) fn provider(config: &TraceConfig) -> Result<SdkTracerProvider, TraceS
     if !matches!(uri.scheme_str(), Some("http" | "https")) {
         return Err(fail("the URL must start with http:// or https://".into()));
     }
-    let resource = Resource::builder_empty()
-        .with_attributes(config.resource_attributes())
-        .build();
+    let resource = each_key_once(config.resource_attributes());
     let exporter = OtlpHttp {
         client: client(config.export_timeout),
         endpoint: uri,
@@ -72,7 +67,7 @@ pub(super) fn provider(config: &TraceConfig) -> Result<SdkTracerProvider, TraceS
         timeout: config.export_timeout,
         frame: Frame::new(&resource, &InstrumentationScope::builder(SCOPE).build()),
     };
-    let processor = BatchingProcessor::start(
+    Ok(BatchingProcessor::start(
         exporter,
         BatchSettings {
             batch_size: BATCH_SIZE,
@@ -80,12 +75,20 @@ pub(super) fn provider(config: &TraceConfig) -> Result<SdkTracerProvider, TraceS
             delay: config.schedule_delay.unwrap_or(SCHEDULE_DELAY),
             export_timeout: config.export_timeout,
         },
-    );
-    Ok(SdkTracerProvider::builder()
-        .with_span_processor(processor)
-        .with_sampler(config.sampler.sampler())
-        .with_resource(resource)
-        .build())
+    ))
+}
+
+/// `attributes` with each key once: a later value replaces an earlier one
+/// in its place (a resource is a map).
+fn each_key_once(attributes: Vec<KeyValue>) -> Vec<KeyValue> {
+    let mut out: Vec<KeyValue> = Vec::with_capacity(attributes.len());
+    for attribute in attributes {
+        match out.iter_mut().find(|kv| kv.key == attribute.key) {
+            Some(kv) => kv.value = attribute.value,
+            None => out.push(attribute),
+        }
+    }
+    out
 }
 
 type Client = opentelemetry_http::hyper::HyperClient<hyper_rustls::HttpsConnector<HttpConnector>>;
@@ -156,7 +159,7 @@ impl Export for OtlpHttp {
         self.frame.room()
     }
 
-    async fn export(&self, batch: Batch) -> OTelSdkResult {
+    async fn export(&self, batch: Batch) -> Result<(), ExportError> {
         let mut bytes = batch.bytes;
         let start = self.frame.head(&mut bytes);
         let body = Bytes::from(bytes).slice(start..);
@@ -168,7 +171,7 @@ impl Export for OtlpHttp {
                 Err(failure) => failure,
             };
             match failure.retry {
-                Retry::No => return Err(OTelSdkError::InternalFailure(failure.message)),
+                Retry::No => return Err(ExportError::Failed(failure.message)),
                 Retry::Backoff => {}
                 Retry::After(wait) => {
                     let wait = wait.min(MAX_THROTTLE);
@@ -181,7 +184,7 @@ impl Export for OtlpHttp {
             let pause = (delay + jitter()).min(cap);
             if attempt == RETRIES || began.elapsed() + pause >= self.timeout {
                 let message = format!("{} (after {} attempts)", failure.message, attempt + 1);
-                return Err(OTelSdkError::InternalFailure(message));
+                return Err(ExportError::Failed(message));
             }
             attempt += 1;
             tracing::debug!(attempt, error = %failure.message, "retrying a trace export");
@@ -255,4 +258,25 @@ fn jitter() -> Duration {
     Duration::from_millis(u64::from(
         nanos.wrapping_mul(2_654_435_761) % (MAX_JITTER_MS + 1),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::KeyValue;
+
+    #[test]
+    fn a_resource_has_each_key_once_the_last_value_winning() {
+        let attributes = vec![
+            KeyValue::new("team", "a"),
+            KeyValue::new("service.name", "edge"),
+            KeyValue::new("team", "b"),
+        ];
+        assert_eq!(
+            super::each_key_once(attributes),
+            vec![
+                KeyValue::new("team", "b"),
+                KeyValue::new("service.name", "edge")
+            ]
+        );
+    }
 }

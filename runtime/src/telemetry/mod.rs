@@ -17,32 +17,44 @@
 //! State is explicit: the server holds the [`Telemetry`], a sampled request
 //! carries its [`SpanParent`] as a request extension, and a guest call
 //! carries its own in the call's extensions, where the host functions find
-//! it. No global tracer provider is installed.
+//! it. No global tracer is installed.
+//!
+//! Spans are Buntime's own records (`record.rs`), not the OpenTelemetry
+//! SDK's: a sampled span is a plain struct from its start to its end, where
+//! it is encoded straight into the batch being filled. The `opentelemetry`
+//! API crate provides the vocabulary (ids, flags, trace state, kinds).
 //!
 //! - `config.rs`: the `OTEL_*` variables.
-//! - `export.rs`: the OTLP/HTTP exporter, sampler, resource.
+//! - `sampler.rs`: the `OTEL_TRACES_SAMPLER` decision.
+//! - `ids.rs`: trace and span ids.
+//! - `record.rs`: a span from its start to its end.
+//! - `export.rs`: the OTLP/HTTP exporter and the resource.
 //! - `encode.rs`: the OTLP protobuf encoding, written by hand.
 //! - `batch.rs`: the span processor, encoding and batching where spans end.
-//! - `spans.rs`: the spans and their attributes.
+//! - `spans.rs`: the spans of a request and their attributes.
+//! - `log_span.rs`: the request's `trace` log span, its fields filled when
+//!   a line is written in it.
 //! - `propagation.rs`: W3C `traceparent` / `tracestate` in and out.
 
 mod batch;
 mod encode;
 mod export;
+mod ids;
+pub(crate) mod log_span;
 mod propagation;
+mod record;
+mod sampler;
 mod spans;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
-
 pub use crate::config::{SamplerChoice, TraceConfig};
 pub use export::TraceStartError;
+pub use log_span::{FieldFormat, TraceLogLayer};
 pub(crate) use spans::{CallSpan, SpanParent};
 
-/// The server's tracing: off, or the tracer and its export pipeline.
+/// The server's tracing: off, or the sampler and the export pipeline.
 /// Cloning is one reference count.
 #[derive(Clone, Default)]
 pub struct Telemetry(Option<Arc<Tracing>>);
@@ -57,8 +69,8 @@ impl std::fmt::Debug for Telemetry {
 
 /// What a tracing server holds.
 pub(crate) struct Tracing {
-    provider: SdkTracerProvider,
-    tracer: SdkTracer,
+    sampler: SamplerChoice,
+    processor: batch::BatchingProcessor,
 }
 
 impl Telemetry {
@@ -73,15 +85,17 @@ impl Telemetry {
         let Some(config) = config else {
             return Ok(Self::off());
         };
-        let provider = export::provider(config)?;
-        let tracer = provider.tracer(export::SCOPE);
+        let processor = export::pipeline(config)?;
         tracing::info!(
             endpoint = %config.endpoint,
             service = %config.service_name,
             sampler = ?config.sampler,
             "exporting traces over OTLP"
         );
-        Ok(Self(Some(Arc::new(Tracing { provider, tracer }))))
+        Ok(Self(Some(Arc::new(Tracing {
+            sampler: config.sampler,
+            processor,
+        }))))
     }
 
     /// Whether spans are made at all.
@@ -90,21 +104,17 @@ impl Telemetry {
     }
 
     /// Exports the spans still queued and stops the exporter, giving up
-    /// after `within`. The SDK waits on a blocking channel, so the wait runs
-    /// on the blocking pool while the export runs on the async workers.
+    /// after `within`.
     pub async fn shutdown(&self, within: Duration) {
-        let Some(tracing) = self.0.clone() else {
+        let Some(tracing) = &self.0 else {
             return;
         };
-        let provider = tracing.provider.clone();
-        let done = tokio::task::spawn_blocking(move || provider.shutdown_with_timeout(within));
-        match tokio::time::timeout(within, done).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "traces not all exported at shutdown"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "traces not all exported at shutdown"),
-            Err(_) => tracing::warn!(
+        match tracing.processor.shutdown(within).await {
+            Ok(()) => {}
+            Err(batch::ExportError::Timeout(_)) => tracing::warn!(
                 "traces still exporting after {within:?} (RUNTIME_SHUTDOWN_TIMEOUT); stopping without them"
             ),
+            Err(e) => tracing::warn!(error = %e, "traces not all exported at shutdown"),
         }
     }
 }

@@ -2,20 +2,50 @@
 //! request, and a span's written into the heads guests see and the requests
 //! they send.
 
-use http::{HeaderMap, HeaderName, HeaderValue};
-use opentelemetry::Context;
-use opentelemetry::propagation::TextMapPropagator;
-use opentelemetry::trace::{SpanContext, TraceFlags, TraceState};
-use opentelemetry_http::HeaderExtractor;
-use opentelemetry_sdk::propagation::TraceContextPropagator;
+use std::str::FromStr as _;
 
-/// The caller's context from `headers` (an empty context when there is none
-/// or it is malformed: the request then starts a trace).
-pub(super) fn extract(headers: &HeaderMap) -> Context {
-    if !headers.contains_key("traceparent") {
-        return Context::new();
+use http::{HeaderMap, HeaderName, HeaderValue};
+use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+
+/// The caller's context from `headers`: a valid remote span context, or
+/// `None` when there is none or it is malformed (the request then starts a
+/// trace). Read as the SDK's `TraceContextPropagator` reads it: the first
+/// `traceparent`, trimmed, split at `-` (a trailing `-` ignored); version
+/// `00` has exactly four parts and a later version at least four (`ff` is
+/// invalid); no uppercase hex; only the sampled flag kept; a `tracestate`
+/// that does not parse is dropped.
+pub(super) fn extract(headers: &HeaderMap) -> Option<SpanContext> {
+    let value = headers.get(TRACEPARENT)?.to_str().ok()?.trim();
+    let mut parts = [""; 4];
+    let mut count = 0;
+    for part in value.split_terminator('-') {
+        if let Some(slot) = parts.get_mut(count) {
+            *slot = part;
+        }
+        count += 1;
     }
-    TraceContextPropagator::new().extract(&HeaderExtractor(headers))
+    if count < 4 {
+        return None;
+    }
+    let version = u8::from_str_radix(parts[0], 16).ok()?;
+    if version == 0xff || version == 0 && count != 4 {
+        return None;
+    }
+    if parts[1..]
+        .iter()
+        .any(|p| p.bytes().any(|c| c.is_ascii_uppercase()))
+    {
+        return None;
+    }
+    let trace_id = TraceId::from_hex(parts[1]).ok()?;
+    let span_id = SpanId::from_hex(parts[2]).ok()?;
+    let flags = TraceFlags::new(u8::from_str_radix(parts[3], 16).ok()?) & TraceFlags::SAMPLED;
+    let state = match headers.get(TRACESTATE).map(HeaderValue::to_str) {
+        Some(Ok(text)) => TraceState::from_str(text).unwrap_or_default(),
+        _ => TraceState::default(),
+    };
+    let context = SpanContext::new(trace_id, span_id, flags, true, state);
+    context.is_valid().then_some(context)
 }
 
 /// Sets `traceparent` (and `tracestate`, or removes a stale one) in
@@ -79,7 +109,11 @@ fn hex(bytes: &[u8], out: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opentelemetry::Context;
+    use opentelemetry::propagation::TextMapPropagator;
     use opentelemetry::trace::TraceContextExt;
+    use opentelemetry_http::{HeaderExtractor, HeaderInjector};
+    use opentelemetry_sdk::propagation::TraceContextPropagator;
 
     #[test]
     fn a_context_is_read_and_written_back() {
@@ -91,8 +125,7 @@ mod tests {
                 .unwrap(),
         );
         headers.insert("tracestate", "vendor=x".parse().unwrap());
-        let cx = extract(&headers);
-        let span = cx.span().span_context().clone();
+        let span = extract(&headers).expect("a context");
         assert!(span.is_valid() && span.is_remote() && span.is_sampled());
         let mut out = HeaderMap::new();
         out.insert("tracestate", "stale=1".parse().unwrap());
@@ -103,8 +136,6 @@ mod tests {
 
     #[test]
     fn the_headers_are_the_sdk_propagators() {
-        use opentelemetry::trace::{SpanId, TraceId};
-        use opentelemetry_http::HeaderInjector;
         for (flags, state) in [
             (TraceFlags::SAMPLED, TraceState::NONE),
             (
@@ -129,11 +160,53 @@ mod tests {
         }
     }
 
+    /// Every header, well formed or not, reads as the SDK's propagator
+    /// reads it.
     #[test]
-    fn a_malformed_or_missing_traceparent_starts_a_trace() {
-        assert!(!extract(&HeaderMap::new()).has_active_span());
-        let mut headers = HeaderMap::new();
-        headers.insert("traceparent", "00-zz-00-01".parse().unwrap());
-        assert!(!extract(&headers).span().span_context().is_valid());
+    fn extraction_is_the_sdk_propagators() {
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let span = "00f067aa0ba902b7";
+        let parents = [
+            format!("00-{id}-{span}-01"),
+            format!("00-{id}-{span}-00"),
+            format!("00-{id}-{span}-ff"),
+            format!("00-{id}-{span}-09"),
+            format!("  00-{id}-{span}-01  "),
+            format!("00-{id}-{span}-01-"),
+            format!("00-{id}-{span}-01-extra"),
+            format!("01-{id}-{span}-01-extra"),
+            format!("cc-{id}-{span}-01"),
+            format!("ff-{id}-{span}-01"),
+            format!("0-{id}-{span}-1"),
+            format!("00-{}-{span}-01", id.to_uppercase()),
+            format!("00-{id}-{}-01", span.to_uppercase()),
+            format!("00-{id}-{span}-0A"),
+            format!("00-00000000000000000000000000000000-{span}-01"),
+            format!("00-{id}-0000000000000000-01"),
+            format!("00-{id}-{span}"),
+            format!("00-abc-{span}-01"),
+            format!("00-{id}0-{span}-01"),
+            format!("00-{id}-{span}-zz"),
+            format!("zz-{id}-{span}-01"),
+            format!("00--{id}-{span}-01"),
+            String::new(),
+            "-".to_owned(),
+        ];
+        let states = [None, Some("a=1,b=2"), Some("not a state"), Some("")];
+        for parent in &parents {
+            for state in states {
+                let mut headers = HeaderMap::new();
+                headers.insert("traceparent", parent.parse().unwrap());
+                if let Some(state) = state {
+                    headers.insert("tracestate", state.parse().unwrap());
+                }
+                let sdk = TraceContextPropagator::new().extract(&HeaderExtractor(&headers));
+                let sdk = sdk
+                    .has_active_span()
+                    .then(|| sdk.span().span_context().clone());
+                assert_eq!(extract(&headers), sdk, "{parent:?} {state:?}");
+            }
+        }
+        assert_eq!(extract(&HeaderMap::new()), None);
     }
 }

@@ -15,20 +15,20 @@
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use http::{HeaderMap, Method};
-use opentelemetry::trace::{Span as _, SpanContext, SpanKind, Status, TraceContextExt, Tracer};
-use opentelemetry::{Context, KeyValue};
-use opentelemetry_sdk::trace::Span;
+use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceState};
 
-use super::{Telemetry, Tracing, propagation};
+use super::record::SpanRecord;
+use super::{Telemetry, Tracing, ids, log_span, propagation};
 
 /// The response header naming the app version that answered (set by the
 /// app handler), read back for the server span's `buntime.app`.
 const X_BUNTIME_APP: &str = "x-buntime-app";
 
 /// Where the spans of a call start: a sampled span's context and the
-/// tracer. Cloning is one reference count and a small copy.
+/// pipeline. Cloning is one reference count and a small copy.
 #[derive(Clone)]
 pub(crate) struct SpanParent {
     tracing: Arc<Tracing>,
@@ -44,15 +44,18 @@ impl std::fmt::Debug for SpanParent {
     }
 }
 
-/// The server span of one sampled request.
+/// The server span of one sampled request. Dropped without
+/// [`RequestSpan::finish`] (the response abandoned), it ends as it is.
 pub(crate) struct RequestSpan {
-    span: Span,
+    record: SpanRecord,
+    tracing: Arc<Tracing>,
     log: tracing::Span,
 }
 
-/// The span of one guest call or of one call a guest makes.
+/// The span of one guest call or of one call a guest makes. Dropped without
+/// [`CallSpan::end`] (the call abandoned), it ends as it is.
 pub(crate) struct CallSpan {
-    span: Span,
+    record: SpanRecord,
     parent: SpanParent,
 }
 
@@ -70,29 +73,34 @@ impl Telemetry {
     ) -> Option<Box<RequestSpan>> {
         let tracing = self.0.as_ref()?;
         let caller = propagation::extract(req.headers());
-        let method = method_name(req.method());
-        // No attributes until the sampler has decided: a dropped request
-        // allocates nothing more.
-        let mut span = tracing
-            .tracer
-            .span_builder(if method == "_OTHER" { "HTTP" } else { method })
-            .with_kind(SpanKind::Server)
-            .start_with_context(&tracing.tracer, &caller);
-        let context = span.span_context().clone();
-        if !context.is_sampled() {
+        let trace_id = caller
+            .as_ref()
+            .map_or_else(ids::trace_id, SpanContext::trace_id);
+        if !tracing.sampler.samples(caller.as_ref(), trace_id) {
             return None;
         }
-        let mut attributes = vec![
-            KeyValue::new("http.request.method", method),
-            KeyValue::new("url.path", req.uri().path().to_owned()),
-            // The listener speaks plain HTTP (TLS ends in front of it).
-            KeyValue::new("url.scheme", "http"),
-        ];
+        // A span continuing a caller keeps its trace state (the SDK's
+        // samplers hand the parent's on).
+        let (parent, parent_remote, state) = match caller {
+            Some(caller) => (caller.span_id(), true, caller.trace_state().clone()),
+            None => (SpanId::INVALID, false, TraceState::NONE),
+        };
+        let context = SpanContext::new(trace_id, ids::span_id(), TraceFlags::SAMPLED, false, state);
+        let method = method_name(req.method());
+        let name = if method == "_OTHER" { "HTTP" } else { method };
+        let mut record = SpanRecord::start(
+            context.clone(),
+            parent,
+            parent_remote,
+            Cow::Borrowed(name),
+            SpanKind::Server,
+        );
+        record.text("http.request.method", method);
+        record.text("url.path", req.uri().path());
+        // The listener speaks plain HTTP (TLS ends in front of it).
+        record.text("url.scheme", "http");
         if method == "_OTHER" {
-            attributes.push(KeyValue::new(
-                "http.request.method_original",
-                req.method().as_str().to_owned(),
-            ));
+            record.text("http.request.method_original", req.method().as_str());
         }
         let host = req
             .headers()
@@ -100,9 +108,9 @@ impl Telemetry {
             .and_then(|h| h.to_str().ok())
             .and_then(|h| h.parse::<http::uri::Authority>().ok());
         if let Some(host) = host {
-            attributes.push(KeyValue::new("server.address", host.host().to_owned()));
+            record.text("server.address", host.host());
             if let Some(port) = host.port_u16() {
-                attributes.push(KeyValue::new("server.port", i64::from(port)));
+                record.int("server.port", i64::from(port));
             }
         }
         if let Some(ua) = req
@@ -110,27 +118,22 @@ impl Telemetry {
             .get(http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
         {
-            attributes.push(KeyValue::new("user_agent.original", ua.to_owned()));
+            record.text("user_agent.original", ua);
         }
         if let Some(peer) = peer {
-            attributes.push(KeyValue::new("network.peer.address", ip_text(peer.ip())));
+            record.text("network.peer.address", &ip_text(peer.ip()));
         }
-        span.set_attributes(attributes);
         propagation::inject(&context, req.headers_mut());
-        // The ids as text from a hex encode: the log layer formats every
-        // field when the span opens, and the ids' own `Display` (`{:032x}`
-        // of a `u128`) made this span about 4 % of a traced server's CPU.
-        let (trace_id, span_id) = propagation::ids_hex(&context);
-        let log = tracing::error_span!(
-            "trace",
-            trace_id = %ascii(&trace_id),
-            span_id = %ascii(&span_id)
-        );
+        let log = log_span::open(&context);
         req.extensions_mut().insert(SpanParent {
             tracing: tracing.clone(),
             context,
         });
-        Some(Box::new(RequestSpan { span, log }))
+        Some(Box::new(RequestSpan {
+            record,
+            tracing: tracing.clone(),
+            log,
+        }))
     }
 }
 
@@ -152,26 +155,26 @@ impl RequestSpan {
     /// Ends the span with the response's status (and the app that
     /// answered, when one did).
     pub(crate) fn finish(mut self, status: http::StatusCode, headers: &HeaderMap) {
-        self.span.set_attribute(KeyValue::new(
-            "http.response.status_code",
-            i64::from(status.as_u16()),
-        ));
+        let record = &mut self.record;
+        record.int("http.response.status_code", i64::from(status.as_u16()));
         if let Some((app, version)) = headers
             .get(X_BUNTIME_APP)
             .and_then(|v| v.to_str().ok())
             .and_then(|key| key.rsplit_once('@'))
         {
-            self.span
-                .set_attribute(KeyValue::new("buntime.app", app.to_owned()));
-            self.span
-                .set_attribute(KeyValue::new("buntime.app.version", version.to_owned()));
+            record.text("buntime.app", app);
+            record.text("buntime.app.version", version);
         }
         if status.is_server_error() {
-            self.span
-                .set_attribute(KeyValue::new("error.type", status.as_u16().to_string()));
-            self.span.set_status(Status::error(""));
+            record.text("error.type", status.as_str());
+            record.status = Status::error("");
         }
-        self.span.end();
+    }
+}
+
+impl Drop for RequestSpan {
+    fn drop(&mut self) {
+        self.tracing.processor.end(&self.record, SystemTime::now());
     }
 }
 
@@ -183,31 +186,34 @@ impl SpanParent {
 
     /// The trace id, 32 lowercase hex digits, as the log feed records it.
     pub(crate) fn trace_id(&self) -> String {
-        self.context.trace_id().to_string()
+        let (trace, _) = propagation::ids_hex(&self.context);
+        ascii(&trace).to_owned()
     }
 
     /// The span id (16 lowercase hex digits when displayed).
-    pub(crate) fn span_id(&self) -> opentelemetry::trace::SpanId {
+    pub(crate) fn span_id(&self) -> SpanId {
         self.context.span_id()
     }
 
-    /// A child span of this one.
-    fn child(
-        &self,
-        name: impl Into<Cow<'static, str>>,
-        kind: SpanKind,
-        attributes: Vec<KeyValue>,
-    ) -> CallSpan {
-        let tracer = &self.tracing.tracer;
-        let parent = Context::new().with_remote_span_context(self.context.clone());
-        let span = tracer
-            .span_builder(name)
-            .with_kind(kind)
-            .with_attributes(attributes)
-            .start_with_context(tracer, &parent);
-        let context = span.span_context().clone();
+    /// A child span of this one (sampled, as its parent is: every sampler
+    /// keeps the children of a sampled span).
+    fn child(&self, name: Cow<'static, str>, kind: SpanKind) -> CallSpan {
+        let context = SpanContext::new(
+            self.context.trace_id(),
+            ids::span_id(),
+            self.context.trace_flags() | TraceFlags::SAMPLED,
+            false,
+            self.context.trace_state().clone(),
+        );
+        let record = SpanRecord::start(
+            context.clone(),
+            self.context.span_id(),
+            self.context.is_remote(),
+            name,
+            kind,
+        );
         CallSpan {
-            span,
+            record,
             parent: SpanParent {
                 tracing: self.tracing.clone(),
                 context,
@@ -217,47 +223,39 @@ impl SpanParent {
 
     /// The span of `plugin`'s `hook`.
     pub(crate) fn hook(&self, plugin: &str, hook: &'static str) -> CallSpan {
-        self.child(
-            joined(plugin, hook),
-            SpanKind::Internal,
-            vec![
-                KeyValue::new("buntime.plugin", plugin.to_owned()),
-                KeyValue::new("buntime.hook", hook),
-            ],
-        )
+        let mut span = self.child(joined(plugin, hook).into(), SpanKind::Internal);
+        span.record.text("buntime.plugin", plugin);
+        span.record.text("buntime.hook", hook);
+        span
     }
 
     /// The span of the call of app version `key` (`name@version`).
     pub(crate) fn app(&self, key: &str) -> CallSpan {
         let (app, version) = key.rsplit_once('@').unwrap_or((key, ""));
-        self.child(
-            joined(key, "handle"),
-            SpanKind::Internal,
-            vec![
-                KeyValue::new("buntime.app", app.to_owned()),
-                KeyValue::new("buntime.app.version", version.to_owned()),
-            ],
-        )
+        let mut span = self.child(joined(key, "handle").into(), SpanKind::Internal);
+        span.record.text("buntime.app", app);
+        span.record.text("buntime.app.version", version);
+        span
     }
 
     /// The client span of an outbound HTTP request by `guest`.
     pub(crate) fn http_client(&self, guest: &str, method: &Method, url: &url::Url) -> CallSpan {
-        let mut attributes = vec![
-            KeyValue::new("http.request.method", method_name(method)),
-            KeyValue::new("url.full", redacted(url)),
-            KeyValue::new("buntime.guest", guest.to_owned()),
-        ];
-        if let Some(host) = url.host_str() {
-            attributes.push(KeyValue::new("server.address", host.to_owned()));
-        }
-        if let Some(port) = url.port_or_known_default() {
-            attributes.push(KeyValue::new("server.port", i64::from(port)));
-        }
         let name = match method_name(method) {
             "_OTHER" => "HTTP",
             known => known,
         };
-        self.child(name, SpanKind::Client, attributes)
+        let mut span = self.child(Cow::Borrowed(name), SpanKind::Client);
+        let record = &mut span.record;
+        record.text("http.request.method", method_name(method));
+        record.text("url.full", &redacted(url));
+        record.text("buntime.guest", guest);
+        if let Some(host) = url.host_str() {
+            record.text("server.address", host);
+        }
+        if let Some(port) = url.port_or_known_default() {
+            record.int("server.port", i64::from(port));
+        }
+        span
     }
 
     /// The client span of `function` (`sql_query`, …) on database `db` by
@@ -269,16 +267,16 @@ impl SpanParent {
         db: &str,
         statement: Option<String>,
     ) -> CallSpan {
-        let mut attributes = vec![
-            KeyValue::new("db.system.name", "sqlite"),
-            KeyValue::new("db.namespace", db.to_owned()),
-            KeyValue::new("db.operation.name", function),
-            KeyValue::new("buntime.guest", guest.to_owned()),
-        ];
+        let mut span = self.child(joined(function, db).into(), SpanKind::Client);
+        let record = &mut span.record;
+        record.text("db.system.name", "sqlite");
+        record.text("db.namespace", db);
+        record.text("db.operation.name", function);
+        record.text("buntime.guest", guest);
         if let Some(text) = statement {
-            attributes.push(KeyValue::new("db.query.text", text));
+            record.text("db.query.text", &text);
         }
-        self.child(joined(function, db), SpanKind::Client, attributes)
+        span
     }
 }
 
@@ -293,19 +291,28 @@ impl CallSpan {
         propagation::inject(&self.parent.context, headers);
     }
 
-    /// Adds an attribute.
-    pub(crate) fn set_attribute(&mut self, attribute: KeyValue) {
-        self.span.set_attribute(attribute);
+    /// Sets the `http.response.status_code` of a client span.
+    pub(crate) fn response_status(&mut self, status: u16) {
+        self.record
+            .int("http.response.status_code", i64::from(status));
     }
 
     /// Ends the span: failed with `error` (its `error.type` and message), or
     /// fine.
     pub(crate) fn end(mut self, error: Option<(&'static str, String)>) {
         if let Some((kind, message)) = error {
-            self.span.set_attribute(KeyValue::new("error.type", kind));
-            self.span.set_status(Status::error(message));
+            self.record.text("error.type", kind);
+            self.record.status = Status::error(message);
         }
-        self.span.end();
+    }
+}
+
+impl Drop for CallSpan {
+    fn drop(&mut self) {
+        self.parent
+            .tracing
+            .processor
+            .end(&self.record, SystemTime::now());
     }
 }
 

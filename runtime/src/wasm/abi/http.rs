@@ -152,10 +152,7 @@ async fn http_request(c: &mut Cx<'_>, req_handle: i64, body_handle: i64) -> wasm
     };
     let status = response.status().as_u16();
     if let Some(mut span) = span {
-        span.set_attribute(opentelemetry::KeyValue::new(
-            "http.response.status_code",
-            i64::from(status),
-        ));
+        span.response_status(status);
         // A client span fails on 4xx too (the HTTP conventions).
         let failed = status >= 400;
         span.end(failed.then(|| ("http_status", status.to_string())));
