@@ -18,16 +18,20 @@ pub(crate) async fn call_hook(
     mut ext: http::Extensions,
     span: Option<CallSpan>,
 ) -> (Result<Bytes, HookError>, http::Extensions) {
-    let Some(span) = span else {
-        return plugin.call(hook, input, ext).await;
-    };
-    ext.insert(span.parent());
+    // One `.await` for both cases: each await point of a call's future gets
+    // its own slot in this future, so two would double its size (and the
+    // bytes copied with it on every hook call).
+    if let Some(span) = &span {
+        ext.insert(span.parent());
+    }
     let (result, ext) = plugin.call(hook, input, ext).await;
-    span.end(
-        result
-            .as_ref()
-            .err()
-            .map(|e| (e.failure.kind(), e.to_string())),
-    );
+    if let Some(span) = span {
+        span.end(
+            result
+                .as_ref()
+                .err()
+                .map(|e| (e.failure.kind(), e.to_string())),
+        );
+    }
     (result, ext)
 }

@@ -103,45 +103,59 @@ pub(crate) async fn run(state: &AppState, mut req: Request, peer: Option<SocketA
         .filter(|k| state.access.holds(k));
     let client =
         RequestClientSource::new(peer, &state.access.policy.trusted_proxies).with_api_key(key);
-    if chain.plugins.is_empty() {
-        return dispatch(state, &chain, req, &client).await;
-    }
-    // A chain that reads the client gets it as the request arrived, before
-    // any plugin changed a header.
-    if chain
-        .plugins
-        .iter()
-        .any(|p| p.instances.module().reads_client())
-    {
-        client.resolve(req.headers(), req.uri());
-    }
     let dropped = &state.dropped_headers;
     let mut unwind = Unwind::default();
-    let trace = state.telemetry.parent(req.extensions()).cloned();
-    let meter = super::cost::meter_of(req.extensions());
-    // `on_response` runs after the request is gone: its log lines get the
-    // request's tag taken now, when a plugin there can log at all.
-    let log_tag = chain
-        .plugins
-        .iter()
-        .find(|p| p.hooks.on_response && p.instances.module().logs())
-        .and_then(|p| super::request_id::log_tag(p.instances.module(), req.extensions()));
-    let (entered, outcome) = on_request(
-        state,
-        &chain,
-        req,
-        dropped,
-        &client,
-        &mut unwind,
-        trace.as_ref(),
-    )
-    .await;
+    // With plugins, what `on_response` needs after `on_request`: how far
+    // the request got, its span, cost meter and log tag. One `dispatch`
+    // await with or without plugins: each await point is a slot of its own
+    // in this future, and a second would enlarge every request's.
+    let mut with_chain = None;
+    let outcome = if chain.plugins.is_empty() {
+        Ok(req)
+    } else {
+        // A chain that reads the client gets it as the request arrived,
+        // before any plugin changed a header.
+        if chain
+            .plugins
+            .iter()
+            .any(|p| p.instances.module().reads_client())
+        {
+            client.resolve(req.headers(), req.uri());
+        }
+        let trace = state.telemetry.parent(req.extensions()).cloned();
+        let meter = super::cost::meter_of(req.extensions());
+        // `on_response` runs after the request is gone: its log lines get
+        // the request's tag taken now, when a plugin there can log at all.
+        let log_tag = chain
+            .plugins
+            .iter()
+            .find(|p| p.hooks.on_response && p.instances.module().logs())
+            .and_then(|p| super::request_id::log_tag(p.instances.module(), req.extensions()));
+        let (entered, outcome) = on_request(
+            state,
+            &chain,
+            req,
+            dropped,
+            &client,
+            &mut unwind,
+            trace.as_ref(),
+        )
+        .await;
+        with_chain = Some((entered, trace, meter, log_tag));
+        outcome
+    };
     let (path, response) = match outcome {
         Ok(req) => {
-            let path = req.uri().path().to_owned();
+            let path = match with_chain {
+                Some(_) => req.uri().path().to_owned(),
+                None => String::new(),
+            };
             (path, dispatch(state, &chain, req, &client).await)
         }
         Err((path, response)) => (path, response),
+    };
+    let Some((entered, trace, meter, log_tag)) = with_chain else {
+        return response;
     };
     on_response(
         &chain,
@@ -231,7 +245,9 @@ async fn dispatch(
     client: &RequestClientSource<'_>,
 ) -> Response {
     if req.uri().path().starts_with("/_/") {
-        super::plugin_routes::serve(state, chain, req, client).await
+        // Boxed: its future is larger than an app call's, and would
+        // otherwise size (and be copied with) every request's.
+        Box::pin(super::plugin_routes::serve(state, chain, req, client)).await
     } else {
         super::apps::handle(state, req, client).await
     }
@@ -263,7 +279,7 @@ async fn on_request(
         if let Some(cap) = plugin.manifest.request_body {
             if buffered.is_none() {
                 let (parts, body) = req.into_parts();
-                match super::body::collect(body, cap).await {
+                match Box::pin(super::body::collect(body, cap)).await {
                     Ok(bytes) => {
                         buffered = Some(bytes.clone());
                         req = Request::from_parts(parts, Body::from(bytes));
@@ -360,8 +376,10 @@ async fn on_request(
                 // a `respond`, the body streamed by the host.
                 let path = req.uri().path().to_owned();
                 let res = match super::upstream::Target::parse(upstream, plugin.name(), dropped) {
+                    // Boxed, like the body collection above: rarer than a
+                    // pass, and a large future every chain call would carry.
                     Ok(target) => {
-                        super::upstream::forward(state, plugin, req, target, client).await
+                        Box::pin(super::upstream::forward(state, plugin, req, target, client)).await
                     }
                     Err(detail) => {
                         let e = plugin.malformed("on_request", detail);

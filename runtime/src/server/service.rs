@@ -137,18 +137,18 @@ where
             Box::pin(async move {
                 let _in_flight = in_flight;
                 let mut counted = Counted::enter(&state.http, method);
-                let response = match traced {
-                    None => core.oneshot(req).await,
-                    Some(span) => core
-                        .oneshot(req)
-                        .instrument(span.log_span())
-                        .await
-                        .map(|r| {
-                            super::span_body::end_with_body(r, move |status, head| {
-                                span.finish(status, head)
-                            })
-                        }),
-                };
+                // One `.await` whether traced or not (see below).
+                let log_span = traced
+                    .as_ref()
+                    .map_or_else(tracing::Span::none, |s| s.log_span());
+                let mut response = core.oneshot(req).instrument(log_span).await;
+                if let Some(span) = traced {
+                    response = response.map(|r| {
+                        super::span_body::end_with_body(r, move |status, head| {
+                            span.finish(status, head)
+                        })
+                    });
+                }
                 if let Ok(r) = &response {
                     counted.answered(r.status());
                 }
@@ -167,15 +167,19 @@ where
                 let chain = super::request_id::with_request_id(req, detail, |req| {
                     super::pipeline::run(&state, req, peer)
                 });
-                let mut response = match traced {
-                    None => chain.await,
-                    Some(span) => {
-                        let response = chain.instrument(span.log_span()).await;
-                        super::span_body::end_with_body(response, move |status, head| {
-                            span.finish(status, head)
-                        })
-                    }
-                };
+                // One `.await` whether traced or not: each await point gets
+                // its own slot in this future, and the chain's future is
+                // large, so two would double what every request allocates
+                // and copies. An untraced request enters a disabled span.
+                let log_span = traced
+                    .as_ref()
+                    .map_or_else(tracing::Span::none, |s| s.log_span());
+                let mut response = chain.instrument(log_span).await;
+                if let Some(span) = traced {
+                    response = super::span_body::end_with_body(response, move |status, head| {
+                        span.finish(status, head)
+                    });
+                }
                 if let Some(value) = meter.and_then(|m| super::cost::server_timing(&m.take())) {
                     response
                         .headers_mut()
@@ -187,3 +191,7 @@ where
         }
     }
 }
+
+#[cfg(test)]
+#[path = "service_tests.rs"]
+mod tests;
