@@ -33,6 +33,7 @@
 # release first.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+. benches/otlp_sink.sh
 secs="${1:-6}"
 conns="${2:-32}"
 rounds="${3:-3}"
@@ -78,23 +79,7 @@ target/release/native-hello 18081 &
 ports="18080 18081 18082 18083"
 tracing=""
 if command -v nginx >/dev/null; then
-    # The OTLP sink: reads and drops each export, answers an empty 200 (an
-    # empty protobuf `ExportTraceServiceResponse`).
-    cat >"$work/nginx.conf" <<EOF
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/nginx.error.log warn;
-events { worker_connections 256; }
-http {
-    access_log off;
-    client_max_body_size 64m;
-    server {
-        listen 127.0.0.1:18090;
-        location / { default_type application/x-protobuf; return 200 ""; }
-    }
-}
-EOF
-    nginx -p "$work" -c "$work/nginx.conf"
+    otlp_sink "$work" 18090
     traced=(OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:18090 OTEL_TRACES_SAMPLER=parentbased_traceidratio)
     serve 18084 "$work/one.jsonc" "${traced[@]}" OTEL_TRACES_SAMPLER_ARG=1.0
     serve 18085 "$work/one.jsonc" "${traced[@]}" OTEL_TRACES_SAMPLER_ARG=0

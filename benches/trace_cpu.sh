@@ -15,6 +15,7 @@
 # Needs wrk and nginx. Builds in release first. Linux only (/proc).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+. benches/otlp_sink.sh
 secs="${1:-5}"
 rounds="${2:-8}"
 command -v wrk >/dev/null || { echo "trace_cpu.sh: wrk is missing (apt-get install wrk)" >&2; exit 1; }
@@ -32,21 +33,7 @@ echo '{ ttl: "10m", maxConcurrency: 64, maxRequests: 0 }' > "$work/apps/warm/1.0
 cp "$guests/plugin_noop.wasm" "$work/plugins/noop1/plugin.wasm"
 echo '{ "name": "noop1", "version": "1.0.0" }' > "$work/plugins/noop1/manifest.jsonc"
 echo '{ plugins: ["noop1"] }' > "$work/one.jsonc"
-cat >"$work/nginx.conf" <<EOF
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/nginx.error.log warn;
-events { worker_connections 256; }
-http {
-    access_log off;
-    client_max_body_size 64m;
-    server {
-        listen 127.0.0.1:18190;
-        location / { default_type application/x-protobuf; return 200 ""; }
-    }
-}
-EOF
-nginx -p "$work" -c "$work/nginx.conf"
+otlp_sink "$work" 18190
 
 names=() ports=()
 serve() { # name binary port [VAR=value ...]
