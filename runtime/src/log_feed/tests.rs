@@ -1,6 +1,8 @@
 //! The feed's own rules: nothing while off, levels, the bounded queue, the
 //! `tracing` layer's fields and trace id, and no feedback from delivery.
 
+use std::collections::HashMap;
+
 use tracing::Level;
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -12,6 +14,17 @@ fn with_layer(f: impl FnOnce()) {
         .with(LevelFilter::TRACE)
         .with(FeedLayer);
     tracing::subscriber::with_default(subscriber, f);
+}
+
+/// The trace id of every record queued so far, by its message.
+fn trace_ids_by_message(
+    rx: &mut tokio::sync::mpsc::Receiver<LogRecord>,
+) -> HashMap<String, Option<String>> {
+    let mut by_message = HashMap::new();
+    while let Ok(r) = rx.try_recv() {
+        by_message.insert(r.message, r.trace_id);
+    }
+    by_message
 }
 
 #[test]
@@ -97,10 +110,7 @@ fn a_runtime_record_inside_a_trace_span_carries_its_trace_id() {
         drop(_t);
         tracing::warn!("untraced-line");
     });
-    let mut by_message = std::collections::HashMap::new();
-    while let Ok(r) = rx.try_recv() {
-        by_message.insert(r.message.clone(), r.trace_id);
-    }
+    let by_message = trace_ids_by_message(&mut rx);
     assert_eq!(
         by_message.get("traced-line"),
         Some(&Some(trace_id.to_owned()))
@@ -138,10 +148,7 @@ fn a_record_inside_a_lazily_filled_trace_span_carries_its_trace_id() {
         });
         tracing::warn!("untraced-line");
     });
-    let mut by_message = std::collections::HashMap::new();
-    while let Ok(r) = rx.try_recv() {
-        by_message.insert(r.message.clone(), r.trace_id);
-    }
+    let by_message = trace_ids_by_message(&mut rx);
     for line in ["first-line", "second-line"] {
         assert_eq!(
             by_message.get(line),
