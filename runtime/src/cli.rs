@@ -22,6 +22,9 @@ use crate::wasm::{CallError, Engine, EngineConfig, GuestOptions, abi::body_funct
 
 mod deploy;
 mod health;
+mod logging;
+
+pub use logging::init_logging;
 
 /// Buntime: a serverless WASM application runtime.
 #[derive(Debug, Parser)]
@@ -140,45 +143,6 @@ struct CallArgs {
     /// Where compiled modules are cached (none by default).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
-}
-
-/// Installs the log subscriber: `RUNTIME_LOG_LEVEL` (default `info`), JSON
-/// when `RUNTIME_LOG_FORMAT=json` or, unless it says otherwise, in production.
-pub fn init_logging() {
-    use crate::telemetry::{FieldFormat, TraceLogLayer};
-    use tracing_subscriber::layer::SubscriberExt as _;
-    use tracing_subscriber::util::SubscriberInitExt as _;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RUNTIME_LOG_LEVEL")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let production = ["RUNTIME_ENV", "NODE_ENV"]
-        .iter()
-        .any(|k| std::env::var(k).is_ok_and(|v| v == "production"));
-    let json = match std::env::var("RUNTIME_LOG_FORMAT").ok().as_deref() {
-        Some("json") => true,
-        Some(_) => false,
-        None => production,
-    };
-    // Beneath the formatter, the layer that fills a sampled request's
-    // `trace` span only when a line is written in it; above it, the filter
-    // and the log feed's layer, which sees what the filter lets through.
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
-    let feed = crate::log_feed::FeedLayer;
-    let registry = tracing_subscriber::registry();
-    let _ = if json {
-        registry
-            .with(TraceLogLayer::new(FieldFormat::Json))
-            .with(fmt.json())
-            .with(filter)
-            .with(feed)
-            .try_init()
-    } else {
-        registry
-            .with(TraceLogLayer::new(FieldFormat::Text))
-            .with(fmt)
-            .with(filter)
-            .with(feed)
-            .try_init()
-    };
 }
 
 /// Runs a parsed command line.
