@@ -1,7 +1,8 @@
 //! Unit tests of `crypto_jwt_verify` (`jwt.rs`).
 
 use super::*;
-use jsonwebtoken::{EncodingKey, Header, encode};
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use ring::signature::{self, KeyPair};
 use serde_json::json;
 
