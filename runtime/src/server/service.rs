@@ -137,11 +137,8 @@ where
             Box::pin(async move {
                 let _in_flight = in_flight;
                 let mut counted = Counted::enter(&state.http, method);
-                // One `.await` whether traced or not (see below).
-                let log_span = traced
-                    .as_ref()
-                    .map_or_else(tracing::Span::none, |s| s.log_span());
-                let mut response = core.oneshot(req).instrument(log_span).await;
+                let log_span = traced.as_ref().map(|s| s.log_span());
+                let mut response = in_log_span(core.oneshot(req), log_span).await;
                 if let Some(span) = traced {
                     response = response.map(|r| {
                         super::span_body::end_with_body(r, move |status, head| {
@@ -167,14 +164,8 @@ where
                 let chain = super::request_id::with_request_id(req, detail, |req| {
                     super::pipeline::run(&state, req, peer)
                 });
-                // One `.await` whether traced or not: each await point gets
-                // its own slot in this future, and the chain's future is
-                // large, so two would double what every request allocates
-                // and copies. An untraced request enters a disabled span.
-                let log_span = traced
-                    .as_ref()
-                    .map_or_else(tracing::Span::none, |s| s.log_span());
-                let mut response = chain.instrument(log_span).await;
+                let log_span = traced.as_ref().map(|s| s.log_span());
+                let mut response = in_log_span(chain, log_span).await;
                 if let Some(span) = traced {
                     response = super::span_body::end_with_body(response, move |status, head| {
                         span.finish(status, head)
@@ -189,6 +180,22 @@ where
                 Ok(response)
             })
         }
+    }
+}
+
+/// `future`, run inside `span` (a traced request's log span) when there is
+/// one. One future type either way, so the caller awaits it in one place:
+/// each await point is a slot of its own in the caller's future, and the
+/// request's future is large, so two would double what every request
+/// allocates and copies. An untraced request enters no span.
+fn in_log_span<F: std::future::Future>(
+    future: F,
+    span: Option<tracing::Span>,
+) -> futures_util::future::Either<tracing::instrument::Instrumented<F>, F> {
+    use futures_util::future::Either;
+    match span {
+        Some(span) => Either::Left(future.instrument(span)),
+        None => Either::Right(future),
     }
 }
 
