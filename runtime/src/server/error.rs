@@ -129,6 +129,11 @@ error_kinds! {
     UpstreamFailed = (BAD_GATEWAY, "UPSTREAM_FAILED"),
     /// Connecting to the upstream, or its answer, took longer than allowed.
     UpstreamTimeout = (GATEWAY_TIMEOUT, "UPSTREAM_TIMEOUT"),
+    /// An HTTP/2 extended `CONNECT` for a protocol other than `websocket`.
+    ProtocolNotSupported = (NOT_IMPLEMENTED, "PROTOCOL_NOT_SUPPORTED"),
+    /// A WebSocket over HTTP/2 was answered 2xx without being relayed to an
+    /// upstream.
+    WebSocketNotRelayed = (BAD_REQUEST, "WEBSOCKET_NOT_RELAYED"),
     /// Anything else that went wrong inside the server.
     Internal = (INTERNAL_SERVER_ERROR, "INTERNAL"),
 }

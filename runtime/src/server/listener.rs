@@ -157,7 +157,11 @@ pub(crate) async fn run(
                 .header_read_timeout(limits.header_read_timeout)
                 .max_headers(limits.max_headers)
                 .max_buf_size(limits.max_head_bytes.max(8192));
-            builder.http2().timer(TokioTimer::new());
+            // WebSocket over HTTP/2 (RFC 8441, `extended_connect.rs`).
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .enable_connect_protocol();
             let conn = builder.serve_connection_with_upgrades(io, service);
             let mut conn = std::pin::pin!(conn);
             let idle = connection::idle(&activity, limits.header_read_timeout, limits.idle_timeout);

@@ -19,6 +19,7 @@ mod cost;
 pub(crate) mod decision;
 mod error;
 mod exposition;
+mod extended_connect;
 mod guard;
 pub(crate) mod guest_http;
 mod hook_call;

@@ -6,7 +6,9 @@
 //! same handler, after a route lookup, an `OriginalUri` extension, a clone of
 //! its boxed fallback service and the middleware's boxed futures, which under
 //! load were a few percent of a warm app request. Both paths get the same
-//! request id handling ([`super::request_id`]).
+//! request id handling ([`super::request_id`]). An HTTP/2 WebSocket (an
+//! extended CONNECT) enters both as the HTTP/1.1 handshake, and its answer
+//! is checked on the way out ([`super::extended_connect`]).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -18,7 +20,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
 use tower::ServiceExt;
 use tower_http::timeout::TimeoutBody;
 use tracing::Instrument as _;
@@ -117,6 +119,15 @@ where
             ),
             None => (req.map(Body::new), None),
         };
+        // An HTTP/2 WebSocket (extended CONNECT) enters as the HTTP/1.1
+        // handshake; its answer is checked on the way out.
+        let (websocket, refused) = match super::extended_connect::enter(
+            &mut req,
+            self.connection.as_ref().map(|c| &c.activity),
+        ) {
+            Ok(websocket) => (websocket, None),
+            Err(e) => (None, Some(e)),
+        };
         // Only the internal routes check access and keep limits per client;
         // app traffic does not pay for the extension (the chain gets the
         // peer as an argument).
@@ -132,13 +143,19 @@ where
         // once); a request the sampler drops costs the decision. A sampled
         // request's span ends with its response body (`span_body.rs`).
         let traced = state.telemetry.request(&mut req, peer);
-        if super::routes::is_core(req.uri().path()) {
+        let detail = state.error_detail;
+        // A refused request is answered by the chain's branch (inside its
+        // request-id layer), whatever its path.
+        if refused.is_none() && super::routes::is_core(req.uri().path()) {
             let core = self.core.clone();
             Box::pin(async move {
                 let _in_flight = in_flight;
                 let mut counted = Counted::enter(&state.http, method);
                 let log_span = traced.as_ref().map(|s| s.log_span());
                 let mut response = in_log_span(core.oneshot(req), log_span).await;
+                if let Some(websocket) = &websocket {
+                    response = response.map(|r| websocket.leave(r, detail));
+                }
                 if let Some(span) = traced {
                     response = response.map(|r| {
                         super::span_body::end_with_body(r, move |status, head| {
@@ -152,7 +169,6 @@ where
                 response
             })
         } else {
-            let detail = state.error_detail;
             let meter = state.cost_header.then(|| {
                 let meter = crate::wasm::CostMeter::default();
                 req.extensions_mut().insert(meter.clone());
@@ -162,10 +178,18 @@ where
                 let _in_flight = in_flight;
                 let mut counted = Counted::enter(&state.http, method);
                 let chain = super::request_id::with_request_id(req, detail, |req| {
-                    super::pipeline::run(&state, req, peer)
+                    use futures_util::future::Either;
+                    // One future type either way: one await point.
+                    match refused {
+                        Some(e) => Either::Left(std::future::ready(e.into_response())),
+                        None => Either::Right(super::pipeline::run(&state, req, peer)),
+                    }
                 });
                 let log_span = traced.as_ref().map(|s| s.log_span());
                 let mut response = in_log_span(chain, log_span).await;
+                if let Some(websocket) = &websocket {
+                    response = websocket.leave(response, detail);
+                }
                 if let Some(span) = traced {
                     response = super::span_body::end_with_body(response, move |status, head| {
                         span.finish(status, head)

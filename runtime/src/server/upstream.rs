@@ -36,7 +36,7 @@ use super::error::{ApiError, ErrorKind};
 use super::guest_http::{DroppedHeaders, GuestHeaders};
 use super::upstream_client::{IdleBody, Progress, ProgressBody, within_silence};
 use super::upstream_pool::{self, SendError};
-use super::upstream_ws::{Relay, asks_websocket, switch};
+use super::upstream_ws::{Relay, asked, switch};
 use crate::capabilities::{Capability, Denial, HttpGrant};
 use crate::plugins::Plugin;
 
@@ -232,18 +232,14 @@ pub(crate) async fn forward(
     }
     let allow_private = grant.allows_private(&target.url);
     let forwarding = forwarding_headers(client, req.headers(), req.uri());
-    let upgrade = target
-        .websocket
-        .filter(|_| asks_websocket(&req))
-        .map(|relay| (relay, hyper::upgrade::on(&mut req)));
+    let upgrade = target.websocket.and_then(|relay| {
+        let handshake = asked(&mut req)?;
+        Some((relay, handshake, hyper::upgrade::on(&mut req)))
+    });
 
     let (mut parts, body) = req.into_parts();
     let headers = &mut parts.headers;
     strip_hop_by_hop(headers);
-    if upgrade.is_some() {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    }
     for name in [
         header::HOST,
         header::EXPECT,
@@ -260,6 +256,10 @@ pub(crate) async fn forward(
     headers.insert(header::HOST, target.host);
     for (name, value) in forwarding.into_iter().chain(target.set_headers) {
         headers.insert(name, value);
+    }
+    // After the plugin's headers: the host's key is the one it checks.
+    if let Some((_, handshake, _)) = &upgrade {
+        handshake.request_headers(headers);
     }
     parts.uri = target.uri;
     parts.version = Version::HTTP_11;
@@ -278,7 +278,9 @@ pub(crate) async fn forward(
     match answer {
         // The connection is the relay's now: its lease is dropped.
         Some(Ok((res, _))) if res.status() == StatusCode::SWITCHING_PROTOCOLS => match upgrade {
-            Some((relay, client_side)) => switch(res, client_side, relay, origin, &state.relays),
+            Some((relay, handshake, client_side)) => {
+                switch(res, client_side, handshake, relay, origin, &state.relays)
+            }
             // A switch nobody asked for cannot be relayed.
             None => ApiError::new(
                 ErrorKind::UpstreamFailed,

@@ -1,11 +1,14 @@
 //! WebSocket pass-through for proxied requests.
 //!
 //! When a plugin's `proxy` answer allows it (`websocket`) and the client's
-//! request asks for a WebSocket upgrade (HTTP/1.1 `Connection: upgrade`,
-//! `Upgrade: websocket`), the host forwards the handshake with its upgrade
-//! headers. If the upstream switches protocols, the client gets the 101
-//! (through the earlier plugins' `on_response`, like any answer) and the
-//! host relays bytes — whole frames as the two ends write them — both ways
+//! request asks for a WebSocket (HTTP/1.1 `Connection: upgrade`, `Upgrade:
+//! websocket`, or an HTTP/2 extended CONNECT, which `extended_connect`
+//! turned into the same), the host forwards the handshake with its upgrade
+//! headers (over HTTP/1.1 always; for an HTTP/2 client, with a key of its
+//! own, whose accept it checks). If the upstream switches protocols, the
+//! client gets the 101 (an HTTP/2 client: a 200), through the earlier
+//! plugins' `on_response` like any answer, and the host relays bytes — whole
+//! frames as the two ends write them — both ways
 //! until either side closes, the connection is silent for `idle`, or it has
 //! lasted `total`. Frames are not parsed: each end speaks WebSocket to the
 //! other through the host (only their heads are followed, to know where one
@@ -17,13 +20,15 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{HeaderValue, Version, header};
-use axum::response::Response;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Version, header};
+use axum::response::{IntoResponse as _, Response};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
+use super::error::{ApiError, ErrorKind};
+use super::extended_connect::Stream;
 use super::upstream::strip_hop_by_hop;
 use super::upstream_ws_close::{End, Frames, going_away};
 
@@ -67,8 +72,25 @@ pub(crate) struct Relay {
     pub(crate) total: Duration,
 }
 
-/// Whether `req` asks for a WebSocket upgrade (HTTP/1.1 only).
-pub(crate) fn asks_websocket(req: &Request) -> bool {
+/// How the client asked for its WebSocket.
+#[derive(Debug)]
+pub(crate) enum Handshake {
+    /// HTTP/1.1 `Upgrade`: its own `Sec-WebSocket-Key` goes up, the
+    /// upstream's 101 comes back.
+    Upgrade,
+    /// HTTP/2 extended CONNECT: the host's `key` goes up, and a 200 comes
+    /// back once the upstream's accept matches it.
+    Connect { key: HeaderValue, stream: Stream },
+}
+
+/// How `req` asks for a WebSocket, if it does.
+pub(crate) fn asked(req: &mut Request) -> Option<Handshake> {
+    if let Some(stream) = req.extensions_mut().remove::<Stream>() {
+        return Some(Handshake::Connect {
+            key: Stream::key(),
+            stream,
+        });
+    }
     let has = |name, token: &str| {
         req.headers().get_all(name).iter().any(|v| {
             v.to_str()
@@ -77,17 +99,32 @@ pub(crate) fn asks_websocket(req: &Request) -> bool {
                 .any(|t| t.trim().eq_ignore_ascii_case(token))
         })
     };
-    req.version() == Version::HTTP_11
+    (req.version() == Version::HTTP_11
         && has(header::CONNECTION, "upgrade")
-        && has(header::UPGRADE, "websocket")
+        && has(header::UPGRADE, "websocket"))
+    .then_some(Handshake::Upgrade)
+}
+
+impl Handshake {
+    /// Sets the upgrade headers on the request for the upstream.
+    pub(crate) fn request_headers(&self, headers: &mut HeaderMap) {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        if let Self::Connect { key, .. } = self {
+            headers.insert(header::SEC_WEBSOCKET_KEY, key.clone());
+        }
+    }
 }
 
 /// The client's answer to an upstream that switched protocols: its 101 with
-/// the upgrade headers, and, once both connections are handed over, the
-/// relay between them (on its own task).
+/// the upgrade headers (for an HTTP/2 client, a 200 without them), and,
+/// once both connections are handed over, the relay between them (on its
+/// own task). An upstream whose accept does not answer the host's key is
+/// `502 UPSTREAM_FAILED`.
 pub(crate) fn switch(
     mut upstream: hyper::Response<hyper::body::Incoming>,
     client_side: OnUpgrade,
+    handshake: Handshake,
     relay: Relay,
     origin: Arc<str>,
     relays: &Relays,
@@ -96,14 +133,37 @@ pub(crate) fn switch(
     let upstream_side = hyper::upgrade::on(&mut upstream);
     let (mut parts, _) = upstream.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    parts
-        .headers
-        .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    parts
-        .headers
-        .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     parts.extensions = http::Extensions::new();
+    // Over HTTP/2 the relay holds its connection busy while it lives.
+    let held = match handshake {
+        Handshake::Upgrade => {
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            parts
+                .headers
+                .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            None
+        }
+        Handshake::Connect { key, stream } => {
+            let accept = parts.headers.remove(header::SEC_WEBSOCKET_ACCEPT);
+            if !Stream::accepts(&key, accept.as_ref()) {
+                return ApiError::new(
+                    ErrorKind::UpstreamFailed,
+                    format!(
+                        "the upstream `{origin}` switched to WebSocket with a \
+                         `Sec-WebSocket-Accept` that does not answer the host's key"
+                    ),
+                )
+                .into_response();
+            }
+            parts.status = StatusCode::OK;
+            parts.headers.remove(header::CONTENT_LENGTH);
+            stream.relayed()
+        }
+    };
     tokio::spawn(async move {
+        let _held = held;
         let (client, upstream) = match tokio::join!(client_side, upstream_side) {
             (Ok(c), Ok(u)) => (TokioIo::new(c), TokioIo::new(u)),
             (c, u) => {

@@ -136,6 +136,17 @@ impl TestServer {
         policy: buntime::access::AccessPolicy,
         finish: impl FnOnce(AppState) -> AppState,
     ) -> Result<Self, buntime::plugins::PluginError> {
+        Self::plugins_limited(dir, embedded, policy, finish, ConnectionLimits::default()).await
+    }
+
+    /// [`TestServer::plugins_in`] under connection `limits`.
+    pub(crate) async fn plugins_limited(
+        dir: tempfile::TempDir,
+        embedded: Vec<buntime::plugins::EmbeddedPlugin>,
+        policy: buntime::access::AccessPolicy,
+        finish: impl FnOnce(AppState) -> AppState,
+        limits: ConnectionLimits,
+    ) -> Result<Self, buntime::plugins::PluginError> {
         let engine = Engine::new(EngineConfig {
             host_functions: host_functions(),
             cache_dir: Some(shared_module_cache()),
@@ -153,7 +164,7 @@ impl TestServer {
             AppState::build_with_access(engine, vec![dir.path().join("apps")], 16, sources, policy)
                 .await?;
         let state = finish(state);
-        Ok(Self::serve(dir, state, ConnectionLimits::default()).await)
+        Ok(Self::serve(dir, state, limits).await)
     }
 
     /// [`TestServer::try_start_plugins`] that must succeed.

@@ -1,7 +1,8 @@
 //! The proxy plugin and the host-executed proxy end to end, against an
 //! upstream written here (axum on loopback): streamed bodies both ways,
 //! forwarded and hop-by-hop headers, failures mapped to 502/504, the
-//! `upstream` grant, WebSocket relaying (against a tokio-tungstenite echo),
+//! `upstream` grant, WebSocket relaying over HTTP/1.1 and HTTP/2 (against a
+//! tokio-tungstenite echo),
 //! kept-alive upstream connections, and the rules (static, dynamic,
 //! identity, order).
 
@@ -9,6 +10,7 @@ mod host;
 mod pool;
 mod rules;
 mod ws;
+mod ws_h2;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -123,6 +125,27 @@ pub(crate) async fn start(proxy: Value, capabilities: Option<Value>) -> TestServ
     TestServer::try_start_plugins(buntime::plugins::embedded(), |root: &Path| {
         setup(root, proxy, capabilities)
     })
+    .await
+    .expect("server with the proxy plugin")
+}
+
+/// [`start`] (no narrowing) under connection `limits`.
+pub(crate) async fn start_limited(
+    proxy: Value,
+    limits: buntime::server::ConnectionLimits,
+) -> TestServer {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for sub in ["apps", "plugins"] {
+        std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
+    }
+    setup(dir.path(), proxy, None);
+    TestServer::plugins_limited(
+        dir,
+        buntime::plugins::embedded(),
+        Default::default(),
+        |s| s,
+        limits,
+    )
     .await
     .expect("server with the proxy plugin")
 }

@@ -12,7 +12,7 @@ use super::{MIB, rule, start};
 
 /// A WebSocket server on loopback that echoes every text and binary
 /// message.
-async fn echo_upstream() -> SocketAddr {
+pub(super) async fn echo_upstream() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
