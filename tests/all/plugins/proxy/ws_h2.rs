@@ -354,3 +354,66 @@ async fn a_silent_websocket_over_http2_outlives_the_connection_idle_timeout() {
         "the relay's connection was closed as idle: {back:?}"
     );
 }
+
+/// Hostile upstream: it switches protocols with a `Sec-WebSocket-Accept`
+/// that does not answer the key the host sent, so it did not read the
+/// handshake as a WebSocket server would. The client gets a 502, not a 200.
+#[tokio::test]
+async fn an_upstream_switching_with_a_wrong_accept_is_502() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let up = listener.local_addr().expect("addr");
+    let (head_tx, mut head_rx) = tokio::sync::mpsc::channel::<String>(1);
+    tokio::spawn(async move {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            return;
+        };
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        let _ = head_tx
+            .send(String::from_utf8_lossy(&head).into_owned())
+            .await;
+        let _ = stream
+            .write_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\
+                  sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+            )
+            .await;
+        // Held open: the host must not wait on it.
+        let _ = stream.read(&mut buf).await;
+    });
+    let server = start(
+        json!({ "rules": [rule("^/ws/", &format!("http://{up}"), json!({ "websocket": true }))] }),
+        None,
+    )
+    .await;
+    let mut send = h2(&server).await;
+    let res = connect(&mut send, &server, "/ws/chat", "websocket").await;
+    let body = error(res, 502, "UPSTREAM_FAILED").await;
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Sec-WebSocket-Accept")),
+        "{body}"
+    );
+    // What the upstream got: an HTTP/1.1 handshake with the host's key.
+    let head = head_rx.recv().await.expect("the upstream's request head");
+    let lower = head.to_ascii_lowercase();
+    assert!(head.starts_with("GET /ws/chat HTTP/1.1\r\n"), "{head}");
+    for line in [
+        "upgrade: websocket",
+        "connection: upgrade",
+        "sec-websocket-version: 13",
+        "sec-websocket-key: ",
+    ] {
+        assert!(lower.contains(line), "`{line}` not in {head}");
+    }
+}
