@@ -35,6 +35,12 @@ pub struct RequestHead {
     /// Length of the body waiting in the host, if known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_length: Option<u64>,
+    /// `true` when a plugin's `on_request` is called for a core route
+    /// (`/_/api/*` and the like; the manifest's `coreRoutes`): the host then
+    /// keeps only the CORS headers it asks for and its answer to a CORS
+    /// preflight, so a plugin should do nothing else (count, limit, log).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub core_route: bool,
 }
 
 /// The client of a request: not part of the head, read on demand with

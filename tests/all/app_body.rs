@@ -18,6 +18,7 @@ fn head(path: &str) -> RequestHead {
         base: "/echo@1.0.0".into(),
         request_id: "req-1".into(),
         body_length: None,
+        core_route: false,
     }
 }
 

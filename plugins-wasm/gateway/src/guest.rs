@@ -2,8 +2,9 @@
 //! answers preflights, draws one token from the request's bucket (a 429
 //! when there is none), sends browser navigations to the app shell, and
 //! asks the host to put the CORS and rate-limit headers on whatever
-//! response the request gets. With the request log on, `on_response`
-//! completes the request's entry with the response status and duration.
+//! response the request gets (on a core route, CORS only: `core_route`).
+//! With the request log on, `on_response` completes the request's entry
+//! with the response status and duration.
 
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -87,8 +88,48 @@ enum Outcome {
     Preflight,
 }
 
+/// A request to a core route (`/_/api/*` and the like; the manifest's
+/// `coreRoutes`): CORS only. The host keeps nothing else from this answer,
+/// and such a request is not the gateway's to count, limit, log or send to
+/// the shell.
+fn core_route(gw: &Gateway, req: &RequestHead) -> RequestDecision {
+    let Some(cors) = gw.cors.as_ref() else {
+        return RequestDecision::pass();
+    };
+    let origin = req.header("origin");
+    let allowed = origin.filter(|o| cors.allows(o));
+    if req.method == "OPTIONS"
+        && origin.is_some()
+        && req.header("access-control-request-method").is_some()
+    {
+        let mut head = ResponseHead::new(204);
+        match allowed {
+            Some(o) => {
+                head.headers =
+                    cors.preflight_headers(o, req.header("access-control-request-headers"))
+            }
+            None if cors.varies() => head.headers.push(("vary".into(), "Origin".into())),
+            None => {}
+        }
+        return RequestDecision::respond(head);
+    }
+    let headers = match allowed {
+        Some(o) => cors.response_headers(o, &[]),
+        None if cors.varies() => vec![("vary".into(), "Origin".into())],
+        None => Vec::new(),
+    };
+    RequestDecision::Continue(RequestChanges {
+        response_headers: headers,
+        skip_on_response: true,
+        ..RequestChanges::default()
+    })
+}
+
 fn check(req: RequestHead) -> Result<RequestDecision, Error> {
     let gw = gateway()?;
+    if req.core_route {
+        return Ok(core_route(gw, &req));
+    }
     let start_us = now_us();
     // Only a rate limit and the request log need the client's address: a
     // CORS-only gateway makes no host call for it.

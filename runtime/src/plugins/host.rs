@@ -9,6 +9,7 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -58,6 +59,14 @@ impl Chain {
     /// The plugin called `name`.
     pub fn get(&self, name: &str) -> Option<&Arc<Plugin>> {
         self.plugins.iter().find(|p| p.manifest.name == name)
+    }
+
+    /// The plugins whose `on_request` also runs, restricted, for the core
+    /// routes (`coreRoutes: "headers"`), with their places in the chain.
+    pub fn core_route_plugins(&self) -> impl Iterator<Item = (usize, &Arc<Plugin>)> {
+        self.plugins.iter().enumerate().filter(|(_, p)| {
+            p.hooks.on_request && p.manifest.core_routes == super::CoreRoutes::Headers
+        })
     }
 
     /// The plugin mounted at `/_/<base>`.
@@ -124,6 +133,10 @@ pub struct PluginHost {
     services: Arc<HostServices>,
     sources: PluginSources,
     chain: RwLock<Arc<Chain>>,
+    /// Whether the chain in force has a plugin whose `on_request` runs for
+    /// the core routes (`coreRoutes`): the one check a core request makes
+    /// on a server without one.
+    covers_core: AtomicBool,
     disabled: Mutex<BTreeSet<String>>,
     reloading: tokio::sync::Mutex<()>,
     events: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -145,6 +158,7 @@ impl PluginHost {
             services: services.clone(),
             sources,
             chain: RwLock::new(Arc::default()),
+            covers_core: AtomicBool::new(false),
             disabled: Mutex::default(),
             reloading: tokio::sync::Mutex::new(()),
             events: Mutex::new(None),
@@ -165,6 +179,13 @@ impl PluginHost {
             .read()
             .map(|c| c.clone())
             .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Whether a plugin of the chain in force asks to run for the core
+    /// routes (`coreRoutes: "headers"`); one relaxed load.
+    #[inline]
+    pub fn covers_core_routes(&self) -> bool {
+        self.covers_core.load(Ordering::Relaxed)
     }
 
     /// Loads every configured plugin and installs the chain. Fails only for
@@ -269,10 +290,14 @@ impl PluginHost {
     }
 
     fn install(&self, chain: Arc<Chain>) -> Arc<Chain> {
+        let covers = chain.core_route_plugins().next().is_some();
         let old = match self.chain.write() {
             Ok(mut c) => std::mem::replace(&mut *c, chain.clone()),
             Err(p) => std::mem::replace(&mut *p.into_inner(), chain.clone()),
         };
+        // After the swap: a request that sees the flag finds the chain
+        // (one that finds no such plugin in it serves the core route alone).
+        self.covers_core.store(covers, Ordering::Relaxed);
         self.announce(&old, &chain);
         old
     }

@@ -15,7 +15,8 @@
 //!   "services": ["check"],              // exports other plugins may call
 //!   "config": { "limit": 100 },         // defaults, overridden by buntime.jsonc
 //!   "menus": [{ "title": "Rate limit", "icon": "lucide:gauge", "path": "/" }],
-//!   "publicRoutes": { "GET": ["/health"] } // answer without a key (default: none)
+//!   "publicRoutes": { "GET": ["/health"] }, // answer without a key (default: none)
+//!   "coreRoutes": "headers"             // on_request adds CORS headers to core routes too
 //! }
 //! ```
 //!
@@ -50,6 +51,19 @@ pub enum OnError {
     Closed,
     /// Skip the plugin and carry on.
     Open,
+}
+
+/// What a plugin's `on_request` may do on the core routes (`/_/api/*` and
+/// the others of `server::routes`), which never pass through the chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CoreRoutes {
+    /// Nothing: it is not called for them. The default.
+    #[default]
+    None,
+    /// It is called, and the host keeps only the CORS headers it asks for
+    /// and its answers to CORS preflights (`server::core_headers`).
+    Headers,
 }
 
 /// Resource limits of each hook call.
@@ -116,6 +130,9 @@ pub struct Manifest {
     pub route_permissions: Vec<(String, crate::access::Permission)>,
     /// `spoolUploads`: routes whose bodies the host streams to a file.
     pub spool_uploads: Option<super::SpoolUploads>,
+    /// `coreRoutes`: whether `on_request` also runs, restricted, for the
+    /// core routes.
+    pub core_routes: CoreRoutes,
 }
 
 #[derive(Debug, Deserialize)]
@@ -143,6 +160,7 @@ struct Raw {
     public_routes: Option<Value>,
     route_permissions: Option<BTreeMap<String, String>>,
     spool_uploads: Option<Value>,
+    core_routes: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -348,7 +366,17 @@ impl Manifest {
             .filter(|v| !v.is_null())
             .map(|v| super::SpoolUploads::parse(&v).map_err(|m| err("spoolUploads", m)))
             .transpose()?;
+        let core_routes = match raw.core_routes {
+            None | Some(Value::Null) => CoreRoutes::None,
+            Some(v) => serde_json::from_value(v.clone()).map_err(|_| {
+                err(
+                    "coreRoutes",
+                    format!("must be \"headers\" or \"none\", found {v}"),
+                )
+            })?,
+        };
         Ok(Self {
+            core_routes,
             public_routes,
             route_permissions,
             spool_uploads,
@@ -457,6 +485,10 @@ mod tests {
                 r#"{name: "a", version: "1.0.0", routePermissions: {POST: "apps:everything"}}"#,
                 "routePermissions",
             ),
+            (
+                r#"{name: "a", version: "1.0.0", coreRoutes: "all"}"#,
+                "coreRoutes",
+            ),
         ];
         for (text, field) in cases {
             let e = parse(text).unwrap_err();
@@ -465,6 +497,14 @@ mod tests {
         }
         let e = parse(r#"{name: "a", version: "1.0.0", bsae: "x"}"#).unwrap_err();
         assert!(e.to_string().contains("unknown field `bsae`"), "{e}");
+    }
+
+    #[test]
+    fn core_routes_are_off_unless_asked_for() {
+        let m = parse(r#"{name: "a", version: "1.0.0"}"#).unwrap();
+        assert_eq!(m.core_routes, CoreRoutes::None);
+        let m = parse(r#"{name: "a", version: "1.0.0", coreRoutes: "headers"}"#).unwrap();
+        assert_eq!(m.core_routes, CoreRoutes::Headers);
     }
 
     #[test]

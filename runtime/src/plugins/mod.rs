@@ -39,7 +39,9 @@ pub use discovery::{
 pub use host::{Chain, DRAIN_GRACE, NotLoaded, PluginError, PluginHost, PluginSources};
 pub use instances::InstancePool;
 pub use load_error::{LoadError, NotLoadedState};
-pub use manifest::{Limits, MANIFEST_FILE, Manifest, OnError, RESERVED_BASES, valid_plugin_name};
+pub use manifest::{
+    CoreRoutes, Limits, MANIFEST_FILE, Manifest, OnError, RESERVED_BASES, valid_plugin_name,
+};
 pub use plugin::{HookError, HookFailure, Hooks, Plugin, PluginStats, check_module};
 pub use spool::{DEFAULT_SPOOL_BYTES, MAX_SPOOL_BYTES, SpoolUploads};
 

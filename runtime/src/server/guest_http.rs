@@ -256,6 +256,9 @@ pub(crate) struct HeadView<'a> {
     pub(crate) request_id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) body_length: Option<u64>,
+    /// Set only for a core route's request (`coreRoutes`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) core_route: bool,
 }
 
 impl<'a> HeadView<'a> {
@@ -270,6 +273,7 @@ impl<'a> HeadView<'a> {
             base: "",
             request_id: request_id(req.extensions()),
             body_length,
+            core_route: false,
         }
     }
 
@@ -292,6 +296,7 @@ impl<'a> HeadView<'a> {
             base,
             request_id: request_id(&parts.extensions),
             body_length: Some(body_length),
+            core_route: false,
         }
     }
 
@@ -304,7 +309,7 @@ impl<'a> HeadView<'a> {
 }
 
 /// The request's id, or "" before the request-id layer has set one.
-fn request_id(extensions: &http::Extensions) -> &str {
+pub(crate) fn request_id(extensions: &http::Extensions) -> &str {
     extensions
         .get::<super::RequestId>()
         .map_or("", |r| r.0.as_str())

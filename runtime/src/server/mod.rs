@@ -3,7 +3,8 @@
 //! ```text
 //! request → request id → body/header limits
 //!   ├─ core routes (`routes.rs`: /_/api/*, /_/metrics, /_/stats, /_/sse,
-//!   │   /.well-known/buntime), each behind its guard (`guard.rs`)
+//!   │   /.well-known/buntime), each behind its guard (`guard.rs`); plugins
+//!   │   with `coreRoutes` add CORS headers only (`core_headers.rs`)
 //!   └─ plugin chain (on_request … on_response)
 //!        ├─ /_/<base>/*            a plugin's routes and ui/ (guarded)
 //!        └─ /<app>[@range]/*       static files or the worker pool
@@ -15,6 +16,7 @@ mod apps;
 mod body;
 mod client;
 mod connection;
+mod core_headers;
 mod cost;
 pub(crate) mod decision;
 mod error;

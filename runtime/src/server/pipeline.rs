@@ -197,7 +197,7 @@ impl Unwind {
 
 /// Checks the `response_headers` of a `continue`: framing headers are
 /// dropped (and noted), anything invalid makes the answer malformed.
-fn response_headers(
+pub(super) fn response_headers(
     wanted: Vec<(String, String)>,
     module: &str,
     dropped: &DroppedHeaders,
@@ -215,7 +215,7 @@ fn response_headers(
 }
 
 /// Sets `headers` on `res`; a `vary` joins the response's own (once).
-fn set_response_headers(res: &mut Response, headers: Vec<(HeaderName, HeaderValue)>) {
+pub(super) fn set_response_headers(res: &mut Response, headers: Vec<(HeaderName, HeaderValue)>) {
     for (name, value) in headers {
         if name == axum::http::header::VARY {
             let wanted = value

@@ -104,6 +104,7 @@ fn describe(chain: &Chain, detail: ErrorDetail) -> Value {
                 "hooks": p.hooks.names(),
                 "services": p.manifest.services,
                 "onError": p.manifest.on_error,
+                "coreRoutes": p.manifest.core_routes,
                 "menus": p.manifest.menus,
                 "publicRoutes": p.public_routes.describe(),
                 "instances": {

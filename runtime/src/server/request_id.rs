@@ -55,6 +55,24 @@ pub(crate) async fn layer(State(state): State<AppState>, req: Request, next: Nex
     with_request_id(req, state.error_detail, |req| next.run(req)).await
 }
 
+/// Gives `req` its id now, ahead of the request-id layer, which keeps it
+/// (it is in the header, and acceptable); returns the header's value.
+/// For a core request the plugins see before the core router runs
+/// (`core_headers.rs`).
+pub(crate) fn assign(req: &mut Request) -> Option<HeaderValue> {
+    let id = req
+        .headers()
+        .get(X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| acceptable(v))
+        .map(str::to_owned)
+        .unwrap_or_else(generate);
+    let value = HeaderValue::from_str(&id).ok()?;
+    req.headers_mut().insert(X_REQUEST_ID, value.clone());
+    req.extensions_mut().insert(RequestId(id));
+    Some(value)
+}
+
 /// Gives `req` its id, runs `inner`, and puts the id on the response. An
 /// error `inner` left as an [`ApiError`] extension gets its body here
 /// ([`render`]), with the id, under `detail`, and with the response's status

@@ -150,6 +150,38 @@ pub(crate) fn is_core(path: &str) -> bool {
     path.starts_with(API_PREFIX) || CORE_ROUTES.iter().any(|r| r.path == path)
 }
 
+/// Whether `path` matches the table's `pattern` as the router matches it:
+/// `{name}` one non-empty segment, `{*name}` the non-empty rest.
+fn matches(pattern: &str, path: &str) -> bool {
+    let Some(open) = pattern.find('{') else {
+        return pattern == path;
+    };
+    let Some(rest) = path.strip_prefix(&pattern[..open]) else {
+        return false;
+    };
+    if pattern[open..].starts_with("{*") {
+        !rest.is_empty()
+    } else {
+        !rest.is_empty() && !rest.contains('/')
+    }
+}
+
+/// The guard of the core route the router serves `method path` with:
+/// `None` when no route has that path (the router's fallback, the plugin
+/// chain, answers it), `Guard::Public` when the path has routes but none
+/// for the method (the router's `405` reveals nothing). `HEAD` is served by
+/// `GET` routes.
+pub(crate) fn guard_of(method: &Method, path: &str) -> Option<Guard> {
+    let mut found = None;
+    for r in CORE_ROUTES.iter().filter(|r| matches(r.path, path)) {
+        if r.method == method || (r.method == Method::GET && method == Method::HEAD) {
+            return Some(r.guard);
+        }
+        found = Some(Guard::Public);
+    }
+    found
+}
+
 /// The router of the core routes, each behind its guard, with the plugin
 /// chain as the fallback (for unknown paths under `/_/api/`).
 pub(crate) fn core_router(state: AppState) -> Router {
@@ -205,6 +237,34 @@ mod tests {
             "/_x",
         ] {
             assert!(!is_core(chain), "{chain}");
+        }
+    }
+
+    #[test]
+    fn guards_by_method_and_path() {
+        let get = Method::GET;
+        assert_eq!(guard_of(&get, "/_/api/health"), Some(Guard::Public));
+        assert_eq!(
+            guard_of(&Method::HEAD, "/_/stats"),
+            Some(Guard::Needs(Permission::WorkersRead))
+        );
+        assert_eq!(guard_of(&Method::OPTIONS, "/_/stats"), Some(Guard::Public));
+        assert_eq!(guard_of(&get, "/_/metrics"), Some(Guard::Metrics));
+        assert_eq!(
+            guard_of(&Method::DELETE, "/_/api/keys/7"),
+            Some(Guard::Needs(Permission::KeysRevoke))
+        );
+        assert_eq!(
+            guard_of(&Method::POST, "/_/api/plugins/@a/b/reload"),
+            Some(Guard::Needs(Permission::PluginsConfig))
+        );
+        for fallback in [
+            "/_/api/nope",
+            "/_/api/keys/7/x",
+            "/_/api/plugins/",
+            "/_/api/health/",
+        ] {
+            assert_eq!(guard_of(&get, fallback), None, "{fallback}");
         }
     }
 

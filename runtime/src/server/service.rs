@@ -6,7 +6,9 @@
 //! same handler, after a route lookup, an `OriginalUri` extension, a clone of
 //! its boxed fallback service and the middleware's boxed futures, which under
 //! load were a few percent of a warm app request. Both paths get the same
-//! request id handling ([`super::request_id`]). An HTTP/2 WebSocket (an
+//! request id handling ([`super::request_id`]). Plugins that ask to
+//! (`coreRoutes`) add CORS headers to core responses
+//! ([`super::core_headers`]). An HTTP/2 WebSocket (an
 //! extended CONNECT) enters both as the HTTP/1.1 handshake, and its answer
 //! is checked on the way out ([`super::extended_connect`]).
 
@@ -148,11 +150,24 @@ where
         // request-id layer), whatever its path.
         if refused.is_none() && super::routes::is_core(req.uri().path()) {
             let core = self.core.clone();
+            // One flag on a server without a plugin that covers the core
+            // routes (`coreRoutes`, `core_headers.rs`).
+            let covered = state.plugins.covers_core_routes();
             Box::pin(async move {
+                use futures_util::future::Either;
                 let _in_flight = in_flight;
                 let mut counted = Counted::enter(&state.http, method);
                 let log_span = traced.as_ref().map(|s| s.log_span());
-                let mut response = in_log_span(core.oneshot(req), log_span).await;
+                // One future type either way: one await point. The covered
+                // path is boxed, so it does not size every core request's.
+                let call = if covered {
+                    Either::Left(Box::pin(super::core_headers::serve(
+                        &state, core, req, peer,
+                    )))
+                } else {
+                    Either::Right(core.oneshot(req))
+                };
+                let mut response = in_log_span(call, log_span).await;
                 if let Some(websocket) = &websocket {
                     response = response.map(|r| websocket.leave(r, detail));
                 }

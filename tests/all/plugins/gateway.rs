@@ -1,7 +1,8 @@
 //! The gateway core plugin end to end: rate limits exact under concurrency,
 //! per key, per route, through trusted proxies; CORS preflights and CORS
 //! headers on app responses, host errors and short-circuits; the
-//! `/_/gateway/api` routes (`gateway/api.rs`); off unless configured.
+//! `/_/gateway/api` routes (`gateway/api.rs`); CORS on the core routes
+//! (`gateway/core_routes.rs`); off unless configured.
 
 use std::path::Path;
 
@@ -14,6 +15,7 @@ use crate::server::install_echo;
 use crate::server::{TestServer, client};
 
 mod api;
+mod core_routes;
 
 const GATEWAY: &str = "@buntime/plugin-gateway";
 
