@@ -210,9 +210,24 @@ fn function(name: &'static str, op: StateOp) -> HostFunction {
     )
 }
 
-/// The bytes of `v` as JSON text.
+/// The bytes of `v` as JSON text, counted as it is written rather than
+/// written into a buffer (every state write counts its value).
 fn json_size(v: &Value) -> usize {
-    serde_json::to_vec(v).map_or(usize::MAX, |b| b.len())
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, v) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
+    }
 }
 
 pub(super) fn no_context() -> HostError {
@@ -376,14 +391,27 @@ impl StateStore {
             }
         }
         let version = self.next_version();
-        space.remove(key);
+        let expires = ttl.map(|t| Instant::now() + t);
+        // An existing key is updated in place: no second copy of the key,
+        // no tree rebalancing (counters and buckets are written per request).
+        if let Some(e) = space.entries.get_mut(key) {
+            let old = e.size;
+            *e = StateEntry {
+                value,
+                version,
+                expires,
+                size,
+            };
+            space.bytes = space.bytes - old + size;
+            return Ok(version);
+        }
         space.bytes += size;
         space.entries.insert(
             key.to_owned(),
             StateEntry {
                 value,
                 version,
-                expires: ttl.map(|t| Instant::now() + t),
+                expires,
                 size,
             },
         );

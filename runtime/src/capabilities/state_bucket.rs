@@ -66,7 +66,8 @@ impl StateStore {
             .filter(|e| e.live(std::time::Instant::now()))
         {
             Some(e) => {
-                let b: Bucket = serde_json::from_value(e.value.clone()).map_err(|_| {
+                // Read in place: no copy of the stored value.
+                let b = Bucket::deserialize(&e.value).map_err(|_| {
                     StateError::Type(format!("`{key}` holds {}, not a bucket", e.value))
                 })?;
                 // A clock that went back refills nothing; a bucket written
