@@ -55,18 +55,22 @@ pub(crate) async fn layer(State(state): State<AppState>, req: Request, next: Nex
     with_request_id(req, state.error_detail, |req| next.run(req)).await
 }
 
+/// The id of `req`: the client's `x-request-id` if acceptable, else a new one.
+fn chosen(req: &Request) -> String {
+    req.headers()
+        .get(X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| acceptable(v))
+        .map(str::to_owned)
+        .unwrap_or_else(generate)
+}
+
 /// Gives `req` its id now, ahead of the request-id layer, which keeps it
 /// (it is in the header, and acceptable); returns the header's value.
 /// For a core request the plugins see before the core router runs
 /// (`core_headers.rs`).
 pub(crate) fn assign(req: &mut Request) -> Option<HeaderValue> {
-    let id = req
-        .headers()
-        .get(X_REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| acceptable(v))
-        .map(str::to_owned)
-        .unwrap_or_else(generate);
+    let id = chosen(req);
     let value = HeaderValue::from_str(&id).ok()?;
     req.headers_mut().insert(X_REQUEST_ID, value.clone());
     req.extensions_mut().insert(RequestId(id));
@@ -86,13 +90,7 @@ where
     F: FnOnce(Request) -> Fut,
     Fut: std::future::Future<Output = Response>,
 {
-    let id = req
-        .headers()
-        .get(X_REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| acceptable(v))
-        .map(str::to_owned)
-        .unwrap_or_else(generate);
+    let id = chosen(&req);
     // Validated once; the response gets a cheap clone of the same value.
     let value = HeaderValue::from_str(&id).ok();
     if let Some(v) = &value {

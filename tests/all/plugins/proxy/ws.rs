@@ -128,24 +128,8 @@ async fn a_relay_is_closed_with_a_close_frame_to_both_ends_at_shutdown() {
     let (mut ws, _) = tokio_tungstenite::connect_async(ws_url(&server, "/ws/live"))
         .await
         .expect("handshake");
-    ws.send(Message::text("before")).await.expect("send");
-    assert_eq!(
-        ws.next().await.expect("a message").expect("ok"),
-        Message::text("before")
-    );
-
     // The default grace period is 30 s: the relay must not wait for it.
-    let started = Instant::now();
-    let stopping = tokio::spawn(server.stop());
-    let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-        .await
-        .expect("the client heard from the relay at shutdown")
-        .expect("a message, not a cut connection")
-        .expect("a valid frame");
-    match msg {
-        Message::Close(Some(frame)) => assert_eq!(frame.code, CloseCode::Away),
-        other => panic!("expected a close frame, got {other:?}"),
-    }
+    let (started, stopping) = echo_then_stop(&mut ws, server).await;
     let code = tokio::time::timeout(Duration::from_secs(10), closed_rx.recv())
         .await
         .expect("the upstream got a close frame");
@@ -167,4 +151,36 @@ async fn a_relay_is_closed_with_a_close_frame_to_both_ends_at_shutdown() {
         "stopped after {:?}",
         started.elapsed()
     );
+}
+
+/// Echoes one message through `ws`, starts stopping `server`, and expects a
+/// close frame "going away" (1001) from the relay within 10 s; returns when
+/// the stop began and its task.
+pub(super) async fn echo_then_stop<S, E>(
+    ws: &mut S,
+    server: crate::server::TestServer,
+) -> (Instant, tokio::task::JoinHandle<()>)
+where
+    S: futures_util::Sink<Message> + futures_util::Stream<Item = Result<Message, E>> + Unpin,
+    <S as futures_util::Sink<Message>>::Error: std::fmt::Debug,
+    E: std::fmt::Debug,
+{
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    ws.send(Message::text("before")).await.expect("send");
+    assert_eq!(
+        ws.next().await.expect("a message").expect("ok"),
+        Message::text("before")
+    );
+    let started = Instant::now();
+    let stopping = tokio::spawn(server.stop());
+    let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .expect("the client heard from the relay at shutdown")
+        .expect("a message, not a cut connection")
+        .expect("a valid frame");
+    match msg {
+        Message::Close(Some(frame)) => assert_eq!(frame.code, CloseCode::Away),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    (started, stopping)
 }

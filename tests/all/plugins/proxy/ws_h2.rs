@@ -14,7 +14,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
-use super::ws::echo_upstream;
+use super::ws::{echo_then_stop, echo_upstream};
 use super::{MIB, rule, start, start_limited, upstream};
 use crate::server::TestServer;
 
@@ -250,7 +250,6 @@ async fn a_websocket_over_http2_nobody_relays_is_refused() {
 
 #[tokio::test]
 async fn a_websocket_over_http2_gets_a_close_frame_at_shutdown() {
-    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
     let up = echo_upstream().await;
     let server = start(
         json!({ "rules": [rule("^/ws/", &format!("http://{up}"), json!({ "websocket": true }))] }),
@@ -261,25 +260,9 @@ async fn a_websocket_over_http2_gets_a_close_frame_at_shutdown() {
     let res = connect(&mut send, &server, "/ws/live", "websocket").await;
     assert_eq!(res.status(), 200);
     let mut ws = websocket(res).await;
-    ws.send(Message::text("before")).await.expect("send");
-    assert_eq!(
-        ws.next().await.expect("a message").expect("ok"),
-        Message::text("before")
-    );
-
     // The HTTP/2 connection drains around the stream: the close frame
     // still reaches the client, well within the 30 s grace period.
-    let started = Instant::now();
-    let stopping = tokio::spawn(server.stop());
-    let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-        .await
-        .expect("the client heard from the relay at shutdown")
-        .expect("a message, not a cut stream")
-        .expect("a valid frame");
-    match msg {
-        Message::Close(Some(frame)) => assert_eq!(frame.code, CloseCode::Away),
-        other => panic!("expected a close frame, got {other:?}"),
-    }
+    let (started, stopping) = echo_then_stop(&mut ws, server).await;
     tokio::time::timeout(Duration::from_secs(10), stopping)
         .await
         .expect("the server stopped")
