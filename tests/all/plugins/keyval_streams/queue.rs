@@ -123,7 +123,11 @@ async fn a_late_answer_never_acks_a_newer_delivery() {
     let first = kv.poll().await.expect("first delivery");
     assert_eq!(first["attempts"], 1);
 
-    // Consumer A is too slow: its lock runs out before it answers.
+    // Consumer A is too slow: its lock runs out before it answers. A sleep
+    // only bounds the time from below (the lock started before `poll`
+    // answered), so it cannot end before the 300 ms lock does; no poll could
+    // stand in for it, as an ack tried before the expiry would take the
+    // message.
     tokio::time::sleep(Duration::from_millis(400)).await;
     let (status, body) = kv.post("/queue/ack", &json!({ "id": id })).await;
     assert_eq!(status, 409, "{body}");
