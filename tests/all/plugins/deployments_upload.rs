@@ -98,6 +98,9 @@ async fn an_upload_past_the_cap_is_refused_as_it_arrives_and_leaves_nothing() {
         )))
         .send()
         .await;
+    // The server may close the connection while the client still sends, so
+    // the 413 cannot always be read; when it can, it is exactly that, and the
+    // checks below hold either way.
     if let Ok(res) = res {
         assert_eq!(res.status(), 413);
     }
