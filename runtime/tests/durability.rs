@@ -181,11 +181,18 @@ fn tenants_past_the_limit_are_refused_and_make_no_file() {
     let (status, body) =
         request(port, "DELETE", "/_/database/api/tenants/initech", "").expect("answer");
     assert_eq!(status, 200, "{body}");
-    let answers: Vec<u16> = (0..4).map(|_| put("initech").0).collect();
-    assert_eq!(answers.last(), Some(&200), "{answers:?}");
-    assert!(
-        answers.iter().all(|s| *s == 200 || *s == 404),
-        "{answers:?}"
-    );
+    let answers: Vec<(u16, String)> = (0..4).map(|_| put("initech")).collect();
+    let refused = answers.iter().take_while(|(s, _)| *s == 404).count();
+    assert!(refused < answers.len(), "never set up again: {answers:?}");
+    for (status, body) in &answers[..refused] {
+        assert!(
+            body.contains("NOT_FOUND") && body.contains("tenant `initech`"),
+            "{status} {body}"
+        );
+    }
+    // Once set up again, it stays set up.
+    for (status, body) in &answers[refused..] {
+        assert_eq!(*status, 200, "{answers:?}: {body}");
+    }
     shut_down(child);
 }
