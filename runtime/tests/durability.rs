@@ -78,8 +78,18 @@ fn a_killed_server_keeps_every_acknowledged_write() {
             })
         })
         .collect();
-    // Let the burst run, then kill the process without warning.
+    // Let the burst run, then kill the process without warning. Bounded: a
+    // writer that panicked on a refused PUT would otherwise leave this
+    // waiting for ever.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while acked.lock().expect("lock").len() < 200 {
+        if std::time::Instant::now() > deadline || writers.iter().all(|w| w.is_finished()) {
+            let _ = child.kill(); // not left running after the test
+            panic!(
+                "the burst stalled at {} acknowledged writes",
+                acked.lock().expect("lock").len()
+            );
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().expect("SIGKILL");
