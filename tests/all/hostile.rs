@@ -193,9 +193,13 @@ async fn traps_and_timeouts_are_counted() {
         )
         .expect("load");
     let mut a = module.instantiate().await.expect("instantiate");
-    let _ = a.call("trap", Vec::new()).await;
+    let trapped = a.call("trap", Vec::new()).await;
+    assert!(matches!(trapped, Err(CallError::Trap(_))), "{trapped:?}");
     let mut b = module.instantiate().await.expect("instantiate");
-    let _ = b.call("spin", Vec::new()).await;
+    assert_eq!(
+        b.call("spin", Vec::new()).await,
+        Err(CallError::Timeout(Duration::from_millis(50)))
+    );
     assert_eq!(engine.stats().traps.get(), 1);
     assert_eq!(engine.stats().timeouts.get(), 1);
 }
@@ -346,6 +350,8 @@ async fn a_short_call_held_up_once_keeps_its_module_off_the_fiber() {
     // what being descheduled by a busy machine looks like.
     let tick = buntime::wasm::DEFAULT_EPOCH_TICK;
     let nap = HostFunction::ungated_sync("nap", 1, ResultEncoding::Raw, move |_, _| {
+        // Not a wait for an outcome: the sleep is the stimulus (a longer one
+        // on a slow machine only makes the hold-up longer).
         std::thread::sleep(tick * 3);
         Ok(None)
     });

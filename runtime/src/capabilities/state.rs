@@ -546,6 +546,8 @@ mod tests {
         );
         s.set("p", "t", Value::from(1), Some(Duration::from_millis(1)))
             .unwrap();
+        // Expiry is measured on `Instant`, and a sleep never ends early: at
+        // least 3 ms pass, so the 1 ms entry is gone whatever the load.
         std::thread::sleep(Duration::from_millis(3));
         assert!(s.get("p", "t").is_none());
         assert_eq!(s.list("p", "", 10).len(), 1);

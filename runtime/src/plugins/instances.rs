@@ -382,7 +382,8 @@ mod tests {
         });
         until(|| pool.waiting.load(Ordering::SeqCst) == 2).await;
         gone.abort();
-        let _ = gone.await;
+        let aborted = gone.await.expect_err("the waiter cannot have been served");
+        assert!(aborted.is_cancelled(), "{aborted:?}");
         until(|| pool.waiting.load(Ordering::SeqCst) == 1).await;
         pool.give_back(Some(held));
         patient

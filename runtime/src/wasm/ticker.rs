@@ -106,15 +106,21 @@ mod tests {
 
     #[test]
     fn coarse_deadlines_are_never_early() {
-        let clock = CoarseClock::new(Duration::from_millis(5));
+        // The promise holds while the clock is at most one tick stale (the
+        // ticker stamps it every tick). A tick of a second keeps a stalled
+        // test thread from outliving it; the clock is still 3 ms behind,
+        // which a deadline without the tick's margin would not survive.
+        let tick = Duration::from_secs(1);
+        let clock = CoarseClock::new(tick);
         std::thread::sleep(Duration::from_millis(3));
         let timeout = Duration::from_millis(20);
-        // Not stamped since creation: the clock is 3 ms behind, and still
-        // the deadline is at least `timeout` away from the real now.
+        assert!(clock.now() + Duration::from_millis(3) <= Instant::now());
         assert!(clock.deadline_in(timeout) >= Instant::now() + timeout);
+        // A stamp reads the time it was taken: between these two instants.
+        let before = Instant::now();
         clock.stamp();
-        let now = Instant::now();
-        assert!(clock.now() <= now);
-        assert!(clock.deadline_in(timeout) >= now + timeout - Duration::from_millis(1));
+        let after = Instant::now();
+        assert!(before <= clock.now() && clock.now() <= after);
+        assert_eq!(clock.deadline_in(timeout), clock.now() + tick + timeout);
     }
 }

@@ -233,7 +233,9 @@ async fn the_pool_capability_reads_pool_stats() {
     assert!(stats["workers"].to_string().contains("echo"), "{stats}");
     let refused = get(&server.url("/_/nosy/pool")).await;
     expect_error(refused, 403, "\"pool\": true").await;
-    let _ = plugins(&server).await;
+    // Both kits loaded: the refusal is the grant's, not a failed load's.
+    let list = plugins(&server).await;
+    assert_eq!(list["notLoaded"], serde_json::json!([]), "{list}");
     server.stop().await;
 }
 

@@ -99,10 +99,12 @@ pub(super) async fn send(
     )
 }
 
-/// Polls `GET path` until it answers `status` (2 s at most); returns the last.
+/// Polls `GET path` until it answers `status` (10 s at most, by deadline);
+/// returns the last.
 async fn wait_status(server: &TestServer, path: &str, status: u16) -> u16 {
     let mut last = 0;
-    for _ in 0..100 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
         last = client()
             .get(server.url(path))
             .send()

@@ -42,10 +42,11 @@ async fn start_with(memory: &str, max_size: &str) -> TestServer {
 }
 
 /// Polls until `.deployments` below `apps` holds exactly `want` entries
-/// (2 s at most); returns what it holds.
+/// (10 s at most, by deadline); returns what it holds.
 async fn staging_settles(apps: &Path, want: usize) -> Vec<String> {
     let mut now = Vec::new();
-    for _ in 0..200 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
         now = tree(&apps.join(".deployments"));
         if now.len() == want {
             break;
@@ -98,6 +99,9 @@ async fn an_upload_past_the_cap_is_refused_as_it_arrives_and_leaves_nothing() {
         )))
         .send()
         .await;
+    // The server may close the connection while the client still sends, so
+    // the 413 cannot always be read; when it can, it is exactly that, and the
+    // checks below hold either way.
     if let Ok(res) = res {
         assert_eq!(res.status(), 413);
     }

@@ -60,6 +60,8 @@ async fn a_version_is_replaced_atomically_under_load() {
                 let res = client().get(&url).send().await.expect("get");
                 let status = res.status().as_u16();
                 seen.push((status, res.text().await.unwrap_or_default()));
+                // Paces the load so it does not starve the replacements it
+                // watches; no assertion depends on how long it lasts.
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
             seen

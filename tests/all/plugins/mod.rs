@@ -85,10 +85,13 @@ pub(crate) fn loaded<'a>(list: &'a Value, name: &str) -> &'a Value {
 }
 
 /// Polls the kit's `/_/<base>/state/<key>` route until the integer there
-/// reaches `want` (or 2 s pass); returns the last value seen (0 if absent).
+/// reaches `want` (or 10 s pass: by deadline, not by count, so a loaded
+/// machine's slow polls do not cut the wait short); returns the last value
+/// seen (0 if absent).
 pub(crate) async fn wait_for_state(server: &TestServer, base: &str, key: &str, want: u64) -> u64 {
     let mut seen = 0;
-    for _ in 0..100 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
         let res = get(&server.url(&format!("/_/{base}/state/{key}"))).await;
         if res.status() == 200 {
             seen = res.json::<Value>().await.expect("json")["value"]

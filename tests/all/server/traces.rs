@@ -437,6 +437,8 @@ async fn core_routes_are_traced_and_a_streamed_body_ends_its_span() {
     let stream = traced_get(&server, "/_/k/events").await;
     assert_eq!(stream.status(), 200);
     // Held open a while: a span that ended with the head would be shorter.
+    // The sleep is the stimulus, not a wait for an outcome: a longer one on
+    // a slow machine still meets `lasted >= held`.
     let held = Duration::from_millis(300);
     tokio::time::sleep(held).await;
     drop(stream);

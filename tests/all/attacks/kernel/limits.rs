@@ -49,10 +49,11 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for &'static LogCounte
 }
 
 /// Installs (once) a process-wide subscriber that records guest log lines at
-/// `info` and above; `None` if another subscriber was installed first.
-pub(crate) fn log_counter() -> Option<&'static LogCounter> {
+/// `info` and above. Panics if another subscriber was installed first: the
+/// tests that read the lines would otherwise pass without checking them.
+pub(crate) fn log_counter() -> &'static LogCounter {
     static COUNTER: OnceLock<Option<&'static LogCounter>> = OnceLock::new();
-    *COUNTER.get_or_init(|| {
+    let installed = *COUNTER.get_or_init(|| {
         use tracing_subscriber::Layer;
         use tracing_subscriber::layer::SubscriberExt;
         let counter: &'static LogCounter = Box::leak(Box::default());
@@ -61,7 +62,9 @@ pub(crate) fn log_counter() -> Option<&'static LogCounter> {
         tracing::subscriber::set_global_default(subscriber)
             .ok()
             .map(|()| counter)
-    })
+    });
+    installed
+        .expect("another global tracing subscriber was installed before the guest line recorder")
 }
 
 impl LogCounter {
@@ -82,12 +85,11 @@ impl LogCounter {
 
 fn lines_of(guest: &str) -> Vec<String> {
     log_counter()
-        .and_then(|c| {
-            c.lines
-                .lock()
-                .ok()
-                .map(|l| l.get(guest).cloned().unwrap_or_default())
-        })
+        .lines
+        .lock()
+        .expect("lines")
+        .get(guest)
+        .cloned()
         .unwrap_or_default()
 }
 
@@ -116,7 +118,7 @@ fn times(n: u64) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guest_logging_in_a_loop_is_held_to_its_rate_and_its_calls_succeed() {
-    let counter = log_counter();
+    log_counter();
     assert!(
         LevelFilter::current() >= LevelFilter::INFO,
         "this test needs guest `info` lines enabled"
@@ -142,20 +144,18 @@ async fn a_guest_logging_in_a_loop_is_held_to_its_rate_and_its_calls_succeed() {
         written >= 200 && written <= 200 + refilled,
         "{written} lines written of 20 000 ({refilled} refilled)"
     );
-    if counter.is_some() {
-        // Each line that gets through after some were dropped is preceded
-        // by one saying how many: at most twice the lines, still bounded.
-        let lines = lines_of("flood-default");
-        let (summaries, own): (Vec<_>, Vec<_>) =
-            lines.iter().partition(|l| l.contains("log lines dropped"));
-        assert_eq!(own.len() as u64, written);
-        assert!(summaries.len() <= own.len());
-    }
+    // Each line that gets through after some were dropped is preceded by
+    // one saying how many: at most twice the lines, still bounded.
+    let lines = lines_of("flood-default");
+    let (summaries, own): (Vec<_>, Vec<_>) =
+        lines.iter().partition(|l| l.contains("log lines dropped"));
+    assert_eq!(own.len() as u64, written);
+    assert!(summaries.len() <= own.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logging_resumes_with_one_line_counting_what_was_dropped() {
-    let counter = log_counter();
+    log_counter();
     let engine = support::engine();
     let module = engine
         .load(
@@ -184,16 +184,14 @@ async fn logging_resumes_with_one_line_counting_what_was_dropped() {
         tokio::time::sleep(Duration::from_millis(5)).await;
         instance.call("flood", times(1)).await.expect("one line");
     }
-    if counter.is_some() {
-        let lines = lines_of("flood-resumes");
-        let summaries: Vec<&String> = lines.iter().filter(|l| l.contains("dropped")).collect();
-        assert_eq!(summaries.len(), 1, "{lines:?}");
-        let total = engine.stats().guest_log_dropped.get();
-        assert!(
-            summaries[0].starts_with(&format!("{total} log lines dropped")),
-            "{summaries:?}"
-        );
-    }
+    let lines = lines_of("flood-resumes");
+    let summaries: Vec<&String> = lines.iter().filter(|l| l.contains("dropped")).collect();
+    assert_eq!(summaries.len(), 1, "{lines:?}");
+    let total = engine.stats().guest_log_dropped.get();
+    assert!(
+        summaries[0].starts_with(&format!("{total} log lines dropped")),
+        "{summaries:?}"
+    );
 }
 
 /// A guest that allocates one-byte blocks until the arena refuses: each
@@ -332,18 +330,18 @@ async fn an_app_over_reading_its_input_and_flooding_the_log_is_served_and_held_t
         assert_eq!(res.text().await.expect("body"), "zero");
     }
     let refilled = (100.0 * started.elapsed().as_secs_f64()).ceil() as usize;
-    if let Some(counter) = counter {
-        let lines = counter.lines.lock().expect("lines");
-        let written: usize = lines
-            .iter()
-            .filter(|(guest, _)| guest.contains("kernel-flood"))
-            .flat_map(|(_, l)| l)
-            .filter(|l| !l.contains("log lines dropped"))
-            .count();
-        // At most two instances served the requests, each with its own bucket.
-        assert!(written >= 200, "{written} lines");
-        assert!(written <= 2 * (200 + refilled), "{written} of 10 000 lines");
-    }
+    let written: usize = counter
+        .lines
+        .lock()
+        .expect("lines")
+        .iter()
+        .filter(|(guest, _)| guest.contains("kernel-flood"))
+        .flat_map(|(_, l)| l)
+        .filter(|l| !l.contains("log lines dropped"))
+        .count();
+    // At most two instances served the requests, each with its own bucket.
+    assert!(written >= 200, "{written} lines");
+    assert!(written <= 2 * (200 + refilled), "{written} of 10 000 lines");
     server.stop().await;
 }
 
@@ -368,9 +366,7 @@ const ECHO_LOGGER: &str = r#"(module
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guest_line_cannot_forge_log_lines_or_terminal_escapes() {
-    let Some(_) = log_counter() else {
-        panic!("this test needs the process-wide guest line recorder");
-    };
+    log_counter();
     let engine = support::engine();
     let module = engine
         .load(ECHO_LOGGER.as_bytes(), GuestOptions::new("forger"))

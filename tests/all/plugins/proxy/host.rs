@@ -289,6 +289,8 @@ async fn an_upload_longer_than_the_timeout_is_not_a_slow_upstream() {
             return None;
         }
         if i > 0 {
+            // Paces the upload: 10x under the timeout, so only a machine
+            // stalled for a whole second could stretch a gap past it.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Some((Ok::<_, std::io::Error>(vec![1u8; 1024]), i + 1))
