@@ -123,7 +123,9 @@ impl Telemetry {
         if let Some(peer) = peer {
             record.text("network.peer.address", &ip_text(peer.ip()));
         }
-        propagation::inject(&context, req.headers_mut());
+        // No `traceparent` is written into the request here: every guest
+        // call (hook, app, plugin route) and every proxied request writes
+        // its own span's, and nothing else reads the request's headers.
         let log = log_span::open(&context);
         req.extensions_mut().insert(SpanParent {
             tracing: tracing.clone(),
