@@ -14,13 +14,24 @@ use std::time::Duration;
 mod common;
 use common::{BIN, announced_port};
 
+/// A started server, killed when dropped: a test that fails halfway leaves
+/// no process behind.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts `buntime serve` in `dir` (data in `dir/data`); returns it and its port.
-fn serve(dir: &Path) -> (Child, u16) {
+fn serve(dir: &Path) -> (Running, u16) {
     serve_with(dir, &[])
 }
 
 /// [`serve`] with extra environment variables.
-fn serve_with(dir: &Path, vars: &[(&str, &str)]) -> (Child, u16) {
+fn serve_with(dir: &Path, vars: &[(&str, &str)]) -> (Running, u16) {
     std::fs::create_dir_all(dir.join("apps")).expect("mkdir");
     let mut child = Command::new(BIN)
         .current_dir(dir)
@@ -34,7 +45,7 @@ fn serve_with(dir: &Path, vars: &[(&str, &str)]) -> (Child, u16) {
         .spawn()
         .expect("spawn");
     let port = announced_port(&mut child);
-    (child, port)
+    (Running(child), port)
 }
 
 /// One HTTP/1.1 request; `None` when the server is gone.
@@ -57,7 +68,7 @@ fn request(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, Stri
 #[test]
 fn a_killed_server_keeps_every_acknowledged_write() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut child, port) = serve(dir.path());
+    let (mut server, port) = serve(dir.path());
     let acked = Arc::new(Mutex::new(Vec::<(usize, usize)>::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..4)
@@ -84,7 +95,7 @@ fn a_killed_server_keeps_every_acknowledged_write() {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while acked.lock().expect("lock").len() < 200 {
         if std::time::Instant::now() > deadline || writers.iter().all(|w| w.is_finished()) {
-            let _ = child.kill(); // not left running after the test
+            // `server` is killed as the panic unwinds.
             panic!(
                 "the burst stalled at {} acknowledged writes",
                 acked.lock().expect("lock").len()
@@ -92,8 +103,8 @@ fn a_killed_server_keeps_every_acknowledged_write() {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    child.kill().expect("SIGKILL");
-    child.wait().expect("wait");
+    server.0.kill().expect("SIGKILL");
+    server.0.wait().expect("wait");
     stop.store(true, Ordering::Relaxed);
     for w in writers {
         w.join().expect("writer");
@@ -137,11 +148,11 @@ fn a_killed_server_keeps_every_acknowledged_write() {
 }
 
 /// Stops a server started by [`serve`].
-fn shut_down(mut child: Child) {
+fn shut_down(mut server: Running) {
     let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &server.0.id().to_string()])
         .status();
-    child.wait().expect("wait");
+    server.0.wait().expect("wait");
 }
 
 #[test]
