@@ -131,7 +131,11 @@ pub(crate) async fn run(state: &AppState, mut req: Request, peer: Option<SocketA
             .iter()
             .find(|p| p.hooks.on_response && p.instances.module().logs())
             .and_then(|p| super::request_id::log_tag(p.instances.module(), req.extensions()));
-        let (entered, outcome) = on_request(
+        // The hooks' futures are boxed, as the app call is in `dispatch`:
+        // held inline, the largest of them would size this future and every
+        // one above it, copied whole on each move (measured: moving the
+        // request's future was most of a warm request's `memcpy`).
+        let (entered, outcome) = Box::pin(on_request(
             state,
             &chain,
             req,
@@ -139,7 +143,7 @@ pub(crate) async fn run(state: &AppState, mut req: Request, peer: Option<SocketA
             &client,
             &mut unwind,
             trace.as_ref(),
-        )
+        ))
         .await;
         with_chain = Some((entered, trace, meter, log_tag));
         outcome
@@ -157,7 +161,7 @@ pub(crate) async fn run(state: &AppState, mut req: Request, peer: Option<SocketA
     let Some((entered, trace, meter, log_tag)) = with_chain else {
         return response;
     };
-    on_response(
+    Box::pin(on_response(
         &chain,
         entered,
         response,
@@ -168,7 +172,7 @@ pub(crate) async fn run(state: &AppState, mut req: Request, peer: Option<SocketA
         trace.as_ref(),
         meter.as_ref(),
         log_tag.as_ref(),
-    )
+    ))
     .await
 }
 
@@ -249,7 +253,11 @@ async fn dispatch(
         // otherwise size (and be copied with) every request's.
         Box::pin(super::plugin_routes::serve(state, chain, req, client)).await
     } else {
-        super::apps::handle(state, req, client).await
+        // Boxed too: the app call is the larger part of this future, and
+        // every future above it (the chain's, the service's) would carry
+        // its size, copied whole each time one of them is moved; one
+        // allocation costs less.
+        Box::pin(super::apps::handle(state, req, client)).await
     }
 }
 
