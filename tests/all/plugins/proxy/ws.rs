@@ -41,11 +41,7 @@ fn ws_url(server: &crate::server::TestServer, path: &str) -> String {
 #[tokio::test]
 async fn websocket_frames_are_relayed_both_ways() {
     let up = echo_upstream().await;
-    let server = start(
-        json!({ "rules": [rule("^/ws/", &format!("http://{up}"), json!({ "websocket": true }))] }),
-        None,
-    )
-    .await;
+    let server = start(relay_ws(up), None).await;
     let (mut ws, res) = tokio_tungstenite::connect_async(ws_url(&server, "/ws/chat"))
         .await
         .expect("handshake through the proxy");
@@ -79,14 +75,7 @@ async fn a_silent_websocket_is_closed_at_its_idle_limit() {
     let (mut ws, _) = tokio_tungstenite::connect_async(ws_url(&server, "/ws/quiet"))
         .await
         .expect("handshake");
-    let started = Instant::now();
-    let ended = tokio::time::timeout(Duration::from_secs(10), ws.next()).await;
-    let took = started.elapsed();
-    assert!(
-        matches!(ended, Ok(None | Some(Err(_)))),
-        "the relay should have closed the connection: {ended:?}"
-    );
-    assert!(took >= Duration::from_millis(250), "closed after {took:?}");
+    ended_by_relay(&mut ws, Duration::from_millis(250)).await;
 }
 
 #[tokio::test]
@@ -120,11 +109,7 @@ async fn a_relay_is_closed_with_a_close_frame_to_both_ends_at_shutdown() {
             }
         }
     });
-    let server = start(
-        json!({ "rules": [rule("^/ws/", &format!("http://{up}"), json!({ "websocket": true }))] }),
-        None,
-    )
-    .await;
+    let server = start(relay_ws(up), None).await;
     let (mut ws, _) = tokio_tungstenite::connect_async(ws_url(&server, "/ws/live"))
         .await
         .expect("handshake");
@@ -183,4 +168,26 @@ where
         other => panic!("expected a close frame, got {other:?}"),
     }
     (started, stopping)
+}
+
+/// The proxy config relaying `/ws/…` to `up` with WebSocket on.
+pub(super) fn relay_ws(up: SocketAddr) -> serde_json::Value {
+    json!({ "rules": [rule("^/ws/", &format!("http://{up}"), json!({ "websocket": true }))] })
+}
+
+/// Waits (up to 10 s) for the relay to end `ws`, a stream the client left
+/// silent, and checks it did not end before `at_least`.
+pub(super) async fn ended_by_relay<S, E>(ws: &mut S, at_least: Duration)
+where
+    S: futures_util::Stream<Item = Result<Message, E>> + Unpin,
+    E: std::fmt::Debug,
+{
+    let started = Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(10), ws.next()).await;
+    let took = started.elapsed();
+    assert!(
+        matches!(ended, Ok(None | Some(Err(_)))),
+        "the relay should have ended the stream: {ended:?}"
+    );
+    assert!(took >= at_least, "ended after {took:?}");
 }

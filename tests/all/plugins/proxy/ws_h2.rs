@@ -2,7 +2,7 @@
 //! relayed to an HTTP/1.1 upstream; other protocols, and WebSockets no
 //! upstream relays, refused with a clear status.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -14,7 +14,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
-use super::ws::{echo_then_stop, echo_upstream};
+use super::ws::{echo_then_stop, echo_upstream, ended_by_relay, relay_ws};
 use super::{MIB, rule, start, start_limited, upstream};
 use crate::server::TestServer;
 
@@ -165,14 +165,7 @@ async fn a_silent_websocket_over_http2_is_closed_at_its_idle_limit() {
     let res = connect(&mut send, &server, "/ws/quiet", "websocket").await;
     assert_eq!(res.status(), 200);
     let mut ws = websocket(res).await;
-    let started = Instant::now();
-    let ended = tokio::time::timeout(Duration::from_secs(10), ws.next()).await;
-    let took = started.elapsed();
-    assert!(
-        matches!(ended, Ok(None | Some(Err(_)))),
-        "the relay should have ended the stream: {ended:?}"
-    );
-    assert!(took >= Duration::from_millis(250), "ended after {took:?}");
+    ended_by_relay(&mut ws, Duration::from_millis(250)).await;
 }
 
 /// Hostile: an extended CONNECT for another protocol is refused before the
@@ -180,11 +173,7 @@ async fn a_silent_websocket_over_http2_is_closed_at_its_idle_limit() {
 #[tokio::test]
 async fn an_extended_connect_for_another_protocol_is_501() {
     let up = echo_upstream().await;
-    let server = start(
-        json!({ "rules": [rule("^/ws/", &format!("http://{up}"), json!({ "websocket": true }))] }),
-        None,
-    )
-    .await;
+    let server = start(relay_ws(up), None).await;
     let mut send = h2(&server).await;
     for path in ["/ws/chat", "/_/api/health"] {
         let res = connect(&mut send, &server, path, "connect-udp").await;
@@ -251,11 +240,7 @@ async fn a_websocket_over_http2_nobody_relays_is_refused() {
 #[tokio::test]
 async fn a_websocket_over_http2_gets_a_close_frame_at_shutdown() {
     let up = echo_upstream().await;
-    let server = start(
-        json!({ "rules": [rule("^/ws/", &format!("http://{up}"), json!({ "websocket": true }))] }),
-        None,
-    )
-    .await;
+    let server = start(relay_ws(up), None).await;
     let mut send = h2(&server).await;
     let res = connect(&mut send, &server, "/ws/live", "websocket").await;
     assert_eq!(res.status(), 200);
@@ -283,7 +268,7 @@ async fn a_silent_websocket_over_http2_outlives_the_connection_idle_timeout() {
     let up = echo_upstream().await;
     let idle = Duration::from_millis(300);
     let server = start_limited(
-        json!({ "rules": [rule("^/ws/", &format!("http://{up}"), json!({ "websocket": true }))] }),
+        relay_ws(up),
         buntime::server::ConnectionLimits {
             idle_timeout: idle,
             ..Default::default()
@@ -373,11 +358,7 @@ async fn an_upstream_switching_with_a_wrong_accept_is_502() {
         // Held open: the host must not wait on it.
         let _ = stream.read(&mut buf).await;
     });
-    let server = start(
-        json!({ "rules": [rule("^/ws/", &format!("http://{up}"), json!({ "websocket": true }))] }),
-        None,
-    )
-    .await;
+    let server = start(relay_ws(up), None).await;
     let mut send = h2(&server).await;
     let res = connect(&mut send, &server, "/ws/chat", "websocket").await;
     let body = error(res, 502, "UPSTREAM_FAILED").await;
