@@ -29,10 +29,8 @@
 //! A server without such a plugin never enters this module: the service
 //! checks one flag (`PluginHost::covers_core_routes`).
 
-use std::collections::HashSet;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Mutex, OnceLock};
 
 use axum::Router;
 use axum::body::Body;
@@ -230,8 +228,7 @@ fn head_json(req: &Parts, headers: &HeaderMap) -> Bytes {
 fn is_secret(name: &str) -> bool {
     matches!(name, "authorization" | "proxy-authorization" | "cookie")
         || name == crate::access::API_KEY_HEADER
-        || super::IDENTITY_HEADERS.contains(&name)
-        || name.starts_with("x-identity-")
+        || super::pipeline::is_identity(name)
 }
 
 /// `headers` without the secret ones.
@@ -262,32 +259,9 @@ fn cors_headers(
         .into_iter()
         .partition(|(name, _)| is_cors(&name.to_ascii_lowercase()));
     if let Some((name, _)) = other.first() {
-        note_dropped(plugin.name(), name);
+        state.dropped_headers.note_core_route(plugin.name(), name);
     }
     super::pipeline::response_headers(cors, plugin.name(), &state.dropped_headers)
-}
-
-/// Most plugins remembered by [`note_dropped`]; beyond it drops go
-/// unlogged.
-const MAX_NOTED: usize = 1_000;
-
-/// Logs, the first time for `plugin`, that a header it wanted on a core
-/// route's response was dropped.
-fn note_dropped(plugin: &str, name: &str) {
-    static NOTED: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
-    let first = match NOTED.get_or_init(Default::default).lock() {
-        Ok(mut seen) => {
-            !seen.contains(plugin) && seen.len() < MAX_NOTED && seen.insert(plugin.to_owned())
-        }
-        Err(_) => false,
-    };
-    if first {
-        tracing::debug!(
-            plugin,
-            header = name,
-            "dropped a header a plugin wanted on a core route's response: only `access-control-*` and `vary` are set there (logged once per plugin)"
-        );
-    }
 }
 
 /// Logs at debug level that `plugin`'s answer for a core route was

@@ -81,27 +81,52 @@ impl From<String> for BadResponse {
 /// Most modules remembered by [`DroppedHeaders`]; beyond it drops go unlogged.
 const MAX_REMEMBERED: usize = 10_000;
 
-/// The modules that have had a framing header dropped, so each is logged
-/// once rather than on every response.
+/// The modules already logged for one kind of drop, so each is logged once
+/// rather than on every response.
 #[derive(Debug, Default)]
-pub(crate) struct DroppedHeaders(Mutex<HashSet<String>>);
+struct OncePerModule(Mutex<HashSet<String>>);
 
-impl DroppedHeaders {
-    /// Records that `header` from `module` was dropped; logs the first time.
-    pub(crate) fn note(&self, module: &str, header: &str) {
-        let first = match self.0.lock() {
+impl OncePerModule {
+    /// Whether this is `module`'s first time (and remembers it).
+    fn first(&self, module: &str) -> bool {
+        match self.0.lock() {
             Ok(mut seen) => {
                 !seen.contains(module)
                     && seen.len() < MAX_REMEMBERED
                     && seen.insert(module.to_owned())
             }
             Err(_) => false,
-        };
-        if first {
+        }
+    }
+}
+
+/// Headers dropped from guests' answers, each kind logged once per module.
+#[derive(Debug, Default)]
+pub(crate) struct DroppedHeaders {
+    framing: OncePerModule,
+    core_route: OncePerModule,
+}
+
+impl DroppedHeaders {
+    /// Records that `header` from `module` was dropped; logs the first time.
+    pub(crate) fn note(&self, module: &str, header: &str) {
+        if self.framing.first(module) {
             tracing::debug!(
                 module,
                 header,
                 "dropped a header that controls framing or the connection from a guest's response: the host frames every response (logged once per module)"
+            );
+        }
+    }
+
+    /// Records that plugin `module` wanted `header`, not a CORS header, on
+    /// a core route's response (`core_headers.rs`); logs the first time.
+    pub(crate) fn note_core_route(&self, module: &str, header: &str) {
+        if self.core_route.first(module) {
+            tracing::debug!(
+                plugin = module,
+                header,
+                "dropped a header a plugin wanted on a core route's response: only `access-control-*` and `vary` are set there (logged once per plugin)"
             );
         }
     }

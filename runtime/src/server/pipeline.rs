@@ -64,14 +64,17 @@ pub const IDENTITY_HEADERS: [&str; 8] = [
     "x-vhost-tenant",
 ];
 
+/// Whether a (lowercase) header name is an identity header: one of
+/// [`IDENTITY_HEADERS`] or any `x-identity-*`.
+pub(crate) fn is_identity(name: &str) -> bool {
+    IDENTITY_HEADERS.contains(&name) || name.starts_with("x-identity-")
+}
+
 /// Removes every identity header (and any `x-identity-*`) a client sent.
 pub fn strip_identity(headers: &mut HeaderMap) {
     let doomed: Vec<HeaderName> = headers
         .keys()
-        .filter(|k| {
-            let k = k.as_str();
-            IDENTITY_HEADERS.contains(&k) || k.starts_with("x-identity-")
-        })
+        .filter(|k| is_identity(k.as_str()))
         .cloned()
         .collect();
     for k in doomed {
