@@ -15,6 +15,7 @@ use buntime_pdk::{Error, RequestHead, ResponseHead};
 use serde_json::{Value, json};
 
 use crate::config::Gateway;
+use crate::cors::Cors;
 use crate::limit;
 
 /// State keys of the counters and the log ring.
@@ -88,6 +89,33 @@ enum Outcome {
     Preflight,
 }
 
+/// The answer to `req` under `cors` if it is a CORS preflight (`OPTIONS`
+/// with `Origin` and `Access-Control-Request-Method`): a 204 with the
+/// preflight headers for an allowed origin, `Vary: Origin` alone otherwise.
+fn preflight(cors: &Cors, req: &RequestHead) -> Option<ResponseHead> {
+    let origin = req.header("origin")?;
+    if req.method != "OPTIONS" || req.header("access-control-request-method").is_none() {
+        return None;
+    }
+    let mut head = ResponseHead::new(204);
+    if cors.allows(origin) {
+        head.headers = cors.preflight_headers(origin, req.header("access-control-request-headers"));
+    } else if cors.varies() {
+        head.headers.push(("vary".into(), "Origin".into()));
+    }
+    Some(head)
+}
+
+/// The CORS headers for `req`'s response under `cors` (`expose`: the
+/// response headers a browser may read besides the safe ones).
+fn cors_headers(cors: &Cors, req: &RequestHead, expose: &[&str]) -> Vec<(String, String)> {
+    match req.header("origin").filter(|o| cors.allows(o)) {
+        Some(o) => cors.response_headers(o, expose),
+        None if cors.varies() => vec![("vary".into(), "Origin".into())],
+        None => Vec::new(),
+    }
+}
+
 /// A request to a core route (`/_/api/*` and the like; the manifest's
 /// `coreRoutes`): CORS only. The host keeps nothing else from this answer,
 /// and such a request is not the gateway's to count, limit, log or send to
@@ -96,30 +124,11 @@ fn core_route(gw: &Gateway, req: &RequestHead) -> RequestDecision {
     let Some(cors) = gw.cors.as_ref() else {
         return RequestDecision::pass();
     };
-    let origin = req.header("origin");
-    let allowed = origin.filter(|o| cors.allows(o));
-    if req.method == "OPTIONS"
-        && origin.is_some()
-        && req.header("access-control-request-method").is_some()
-    {
-        let mut head = ResponseHead::new(204);
-        match allowed {
-            Some(o) => {
-                head.headers =
-                    cors.preflight_headers(o, req.header("access-control-request-headers"))
-            }
-            None if cors.varies() => head.headers.push(("vary".into(), "Origin".into())),
-            None => {}
-        }
+    if let Some(head) = preflight(cors, req) {
         return RequestDecision::respond(head);
     }
-    let headers = match allowed {
-        Some(o) => cors.response_headers(o, &[]),
-        None if cors.varies() => vec![("vary".into(), "Origin".into())],
-        None => Vec::new(),
-    };
     RequestDecision::Continue(RequestChanges {
-        response_headers: headers,
+        response_headers: cors_headers(cors, req, &[]),
         skip_on_response: true,
         ..RequestChanges::default()
     })
@@ -139,39 +148,19 @@ fn check(req: RequestHead) -> Result<RequestDecision, Error> {
         None
     };
     let address = limit::address(client.as_ref());
-    let origin = req.header("origin");
-    let cors = gw.cors.as_ref();
-    let allowed = cors.zip(origin).filter(|(c, o)| c.allows(o));
-
-    if let Some(c) = cors
-        && req.method == "OPTIONS"
-        && origin.is_some()
-        && req.header("access-control-request-method").is_some()
-    {
-        let mut head = ResponseHead::new(204);
-        match allowed {
-            Some((c, o)) => {
-                head.headers = c.preflight_headers(o, req.header("access-control-request-headers"))
-            }
-            None if c.varies() => head.headers.push(("vary".into(), "Origin".into())),
-            None => {}
-        }
+    if let Some(head) = gw.cors.as_ref().and_then(|c| preflight(c, &req)) {
         record(gw, &req, address, Outcome::Preflight, start_us)?;
         return Ok(RequestDecision::respond(head));
     }
-
-    let mut headers = match allowed {
-        Some((c, o)) => {
-            let expose: &[&str] = if gw.rate.is_some() {
-                &limit::EXPOSED
-            } else {
-                &[]
-            };
-            c.response_headers(o, expose)
-        }
-        None if cors.is_some_and(|c| c.varies()) => vec![("vary".into(), "Origin".into())],
-        None => Vec::new(),
+    let expose: &[&str] = if gw.rate.is_some() {
+        &limit::EXPOSED
+    } else {
+        &[]
     };
+    let mut headers = gw
+        .cors
+        .as_ref()
+        .map_or_else(Vec::new, |c| cors_headers(c, &req, expose));
     if let Some(rule) = gw
         .rate
         .as_ref()
