@@ -23,6 +23,15 @@ struct Isolated {
     addr: String,
 }
 
+/// The `timeout` of the apps that never return.
+const GUEST_TIMEOUT: Duration = Duration::from_secs(6);
+
+/// How long the health route may take while the flood runs: a server whose
+/// workers were all held until the guests' deadline fires would answer only
+/// after `GUEST_TIMEOUT`. The margin below it is wide because these tests
+/// share the machine's two cores with the rest of the suite.
+const HEALTH_BUDGET: Duration = Duration::from_secs(4);
+
 /// These tests keep both cores busy with spinning guests; one at a time.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -94,9 +103,7 @@ fn flood_while_checking_health(addr: &str, path: &str, n: usize) -> Vec<(u16, Du
         .collect();
     let mut health_checks = 0;
     while requests.iter().any(|r| !r.is_finished()) {
-        // Half the guests' timeout: a server whose workers are all held
-        // until the deadline fires would show here.
-        let res = raw_http::get(addr, "/_/api/health", Duration::from_secs(2))
+        let res = raw_http::get(addr, "/_/api/health", HEALTH_BUDGET)
             .unwrap_or_else(|e| panic!("the health route stopped answering: {e}"));
         assert_eq!(res.status, 200, "{}", res.body);
         health_checks += 1;
@@ -129,14 +136,17 @@ fn a_start_function_that_never_returns_costs_only_its_own_requests() {
             root,
             "wedge",
             &guests::app(u64::MAX, true, false),
-            r#"{ timeout: "4s", maxConcurrency: 8 }"#,
+            &format!(
+                "{{ timeout: \"{}s\", maxConcurrency: 8 }}",
+                GUEST_TIMEOUT.as_secs()
+            ),
         );
         std::fs::create_dir_all(root.join("site")).expect("mkdir");
         std::fs::write(root.join("site/index.html"), "<p>static</p>").expect("write");
     });
     // One more request than the runtime has workers.
     let results = flood_while_checking_health(&server.addr, "/wedge/", 3);
-    assert_all_failed_in_time(&results, Duration::from_secs(4));
+    assert_all_failed_in_time(&results, GUEST_TIMEOUT);
     // A static site still answers.
     let site = raw_http::get(&server.addr, "/site/", Duration::from_secs(2)).expect("static");
     assert_eq!(site.status, 200);
@@ -153,7 +163,10 @@ fn a_call_that_never_returns_cannot_take_every_worker() {
             root,
             "spin",
             &guests::app(1000, false, false),
-            r#"{ timeout: "4s", ttl: "1m", maxConcurrency: 16, maxQueue: 16 }"#,
+            &format!(
+                "{{ timeout: \"{}s\", ttl: \"1m\", maxConcurrency: 16, maxQueue: 16 }}",
+                GUEST_TIMEOUT.as_secs()
+            ),
         );
     });
     for _ in 0..3 {
@@ -162,7 +175,7 @@ fn a_call_that_never_returns_cannot_take_every_worker() {
         assert_eq!(ok.body, "ok");
     }
     let results = flood_while_checking_health(&server.addr, &guests::long_path("/spin/", 1200), 3);
-    assert_all_failed_in_time(&results, Duration::from_secs(4));
+    assert_all_failed_in_time(&results, GUEST_TIMEOUT);
     // The app itself still serves its short requests.
     let ok = raw_http::get(&server.addr, "/spin/", Duration::from_secs(5)).expect("after");
     assert_eq!(ok.status, 200, "{}", ok.body);
