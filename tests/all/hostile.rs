@@ -309,15 +309,15 @@ async fn short_calls_run_without_a_fiber_and_a_long_one_moves_its_module_to_one(
         instance.call("ok", Vec::new()).await.expect("ok");
     }
     assert_eq!(counts(), (3, 0));
-    // A call that computes past an epoch tick still stops at its deadline...
+    // A call that computes past an epoch tick still stops at its deadline
+    // (how soon after it is `an_infinite_loop_is_stopped_at_its_deadline`'s
+    // claim, measured there with retries; `spin` never returns by itself)...
     let mut looping = module.instantiate().await.expect("instantiate");
-    let started = Instant::now();
     let err = looping
         .call("spin", Vec::new())
         .await
         .expect_err("times out");
     assert_eq!(err, CallError::Timeout(TIMEOUT));
-    assert!(started.elapsed() < TIMEOUT * 3, "{:?}", started.elapsed());
     assert_eq!(counts(), (4, 0));
     // ...and from then on the module runs on a fiber, where a busy guest
     // yields its worker at every tick.

@@ -1,8 +1,11 @@
 //! Shared helpers: engines with the test host functions, a loopback HTTP
-//! server, and the `extism` crate set up as the oracle.
+//! server, the `extism` crate set up as the oracle, and [`eventually`], the
+//! one way a test waits for something to happen.
 
+use std::fmt::Debug;
+use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use buntime::capabilities::{Capability, Grants};
 use buntime::wasm::{Engine, EngineConfig, GuestOptions};
@@ -92,4 +95,32 @@ pub fn extism_plugin(path: &str, wasi: bool) -> extism::Plugin {
         )
         .build()
         .expect("extism plugin")
+}
+
+/// How often [`eventually`] looks again.
+const POLL_EVERY: Duration = Duration::from_millis(20);
+
+/// Runs `probe` until it answers `Ok`, looking again every 20 ms, and
+/// returns what it answered; once `within` has passed, fails the test
+/// saying what was awaited and the last value `probe` saw (its `Err`).
+///
+/// A deadline, not a number of tries: on a loaded machine each try can take
+/// long, so a count of tries gives up after a time nobody chose. The
+/// passing case returns as soon as the condition holds, so `within` can be
+/// generous at no cost.
+pub async fn eventually<T, S, F>(what: &str, within: Duration, mut probe: impl FnMut() -> F) -> T
+where
+    S: Debug,
+    F: Future<Output = Result<T, S>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        match probe().await {
+            Ok(done) => return done,
+            Err(last) if Instant::now() >= deadline => {
+                panic!("{what}: not within {within:?}; last seen: {last:?}")
+            }
+            Err(_) => tokio::time::sleep(POLL_EVERY).await,
+        }
+    }
 }

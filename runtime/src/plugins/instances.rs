@@ -313,16 +313,24 @@ mod tests {
             .0
     }
 
-    /// Polls until `cond` holds (a waiter registers on another task).
-    async fn until(cond: impl Fn() -> bool) {
-        for _ in 0..2000 {
-            if cond() {
+    /// Polls until `read` gives `want` (a waiter registers on another
+    /// task), by deadline rather than by a count of tries: on a loaded
+    /// machine each try can take long. Only a failing test waits the whole
+    /// 10 s, and says what it last read.
+    async fn until<T: PartialEq + std::fmt::Debug>(what: &str, want: T, read: impl Fn() -> T) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let seen = read();
+            if seen == want {
                 return;
             }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what}: {want:?} awaited for 10 s, still {seen:?}"
+            );
             tokio::task::yield_now().await;
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        panic!("the condition never held");
     }
 
     #[tokio::test]
@@ -351,7 +359,7 @@ mod tests {
             let pool = pool.clone();
             async move { noop(&pool).await }
         });
-        until(|| pool.waiting.load(Ordering::SeqCst) == 1).await;
+        until("callers waiting", 1, || pool.waiting.load(Ordering::SeqCst)).await;
         assert!(!waiter.is_finished(), "at most one instance runs at once");
         pool.give_back(Some(held));
         waiter
@@ -375,16 +383,16 @@ mod tests {
             let pool = pool.clone();
             async move { noop(&pool).await }
         });
-        until(|| pool.waiting.load(Ordering::SeqCst) == 1).await;
+        until("callers waiting", 1, || pool.waiting.load(Ordering::SeqCst)).await;
         let patient = tokio::spawn({
             let pool = pool.clone();
             async move { noop(&pool).await }
         });
-        until(|| pool.waiting.load(Ordering::SeqCst) == 2).await;
+        until("callers waiting", 2, || pool.waiting.load(Ordering::SeqCst)).await;
         gone.abort();
         let aborted = gone.await.expect_err("the waiter cannot have been served");
         assert!(aborted.is_cancelled(), "{aborted:?}");
-        until(|| pool.waiting.load(Ordering::SeqCst) == 1).await;
+        until("callers waiting", 1, || pool.waiting.load(Ordering::SeqCst)).await;
         pool.give_back(Some(held));
         patient
             .await
@@ -414,7 +422,10 @@ mod tests {
             let pool = pool.clone();
             async move { pool.drain(Duration::from_secs(30)).await.is_some() }
         });
-        until(|| pool.closed.load(Ordering::SeqCst)).await;
+        until("the pool closed", true, || {
+            pool.closed.load(Ordering::SeqCst)
+        })
+        .await;
         assert!(!drain.is_finished(), "a call is still in flight");
         assert!(
             matches!(noop(&pool).await, Err(CallError::Draining)),

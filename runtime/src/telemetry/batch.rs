@@ -418,16 +418,18 @@ mod tests {
         for i in 0..10 {
             processor.end(&record(format!("s{i}")), SystemTime::now());
         }
-        // Two full batches of four go out without a flush.
-        let mut exported = 0;
-        for _ in 0..1000 {
-            exported = exporter.names().len();
-            if exported == 8 {
-                break;
-            }
+        // Two full batches of four go out without a flush. Waited for by
+        // deadline, not by a count of tries (only a failing run waits long).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while exporter.names().len() < 8 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        assert_eq!(exported, 8, "the two full batches, not the partial one");
+        assert_eq!(
+            exporter.names().len(),
+            8,
+            "the two full batches within 10 s, not the partial one: {:?}",
+            exporter.names()
+        );
         processor
             .shutdown(Duration::from_secs(5))
             .await

@@ -13,6 +13,12 @@ use reqwest::Method;
 
 use super::deployments::{API, send, start, tar_gz, tree};
 use crate::server::{TestServer, client};
+use crate::support::eventually;
+
+/// How long a replaced version may take to be served: the static cache and
+/// the worker pool pick it up within about a second; the margin is for a
+/// loaded machine (only a failing test waits this long).
+const REPLACED_WITHIN: Duration = Duration::from_secs(10);
 
 /// What `GET path` answers: status and body text.
 async fn get(server: &TestServer, path: &str) -> (u16, String) {
@@ -79,15 +85,15 @@ async fn a_version_is_replaced_atomically_under_load() {
         assert_eq!(body["replaced"], true);
     }
     // The static cache resolves files again within a second.
-    let mut last = (0, String::new());
-    for _ in 0..150 {
-        last = get(&server, "/site@1.0.0/page.txt").await;
-        if last.1 == "three" {
-            break;
+    eventually("the last replacement served", REPLACED_WITHIN, || async {
+        let last = get(&server, "/site@1.0.0/page.txt").await;
+        if last == (200, "three".to_owned()) {
+            Ok(())
+        } else {
+            Err(last)
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(last, (200, "three".to_owned()));
+    })
+    .await;
     stop.store(true, Ordering::Relaxed);
     let seen = poller.await.expect("poller");
     assert!(!seen.is_empty());
@@ -133,16 +139,21 @@ async fn a_replaced_module_is_loaded_again() {
     )
     .await;
     assert_eq!(status, 201, "{body}");
-    // The warm instances of the old dir are drained and the new one loads.
-    let mut now = String::new();
-    for _ in 0..150 {
-        now = get(&server, "/mod@1.0.0/").await.1;
-        if !now.starts_with("One!") {
-            break;
+    // The warm instances of the old dir are drained and the new one loads;
+    // until then the old module answers, never anything else.
+    eventually("the replaced module answering", REPLACED_WITHIN, || async {
+        let now = get(&server, "/mod@1.0.0/").await;
+        assert!(
+            now.1.starts_with("One!") || now.1.starts_with("Two!"),
+            "{now:?}"
+        );
+        if now.0 == 200 && now.1.starts_with("Two!") {
+            Ok(())
+        } else {
+            Err(now)
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(now.starts_with("Two!"), "{now}");
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 //! the buffer bounded to `maxEntries`; clear; anonymous clients, missing
 //! permissions and hostile queries and bodies refused.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -13,6 +13,12 @@ use super::keyval_streams::Sse;
 use super::{config, echo, kit};
 use crate::security::{MASTER, create_key, expect, local, policy, remote, start};
 use crate::server::TestServer;
+use crate::support::eventually;
+
+/// How long a test waits for a line to be stored or to reach a tail: it
+/// takes milliseconds; the margin is for a loaded machine (only a failing
+/// test waits this long).
+const LOGGED_WITHIN: Duration = Duration::from_secs(10);
 
 const LOGS: &str = "@buntime/plugin-logs";
 const API: &str = "/_/logs/api";
@@ -59,16 +65,19 @@ async fn query(server: &TestServer, query: &str) -> Vec<Value> {
     body["logs"].as_array().cloned().unwrap_or_default()
 }
 
-/// Polls the query until a record with `message` is in it (at most 5 s).
+/// Polls the query until a record with `message` is in it.
 async fn until_logged(server: &TestServer, q: &str, message: &str) -> Vec<Value> {
-    for _ in 0..250 {
+    let what = format!("a record `{message}` for `{q}`");
+    eventually(&what, LOGGED_WITHIN, || async {
         let logs = query(server, q).await;
         if logs.iter().any(|r| r["message"] == message) {
-            return logs;
+            Ok(logs)
+        } else {
+            let last: Vec<&Value> = logs.iter().rev().take(3).map(|r| &r["message"]).collect();
+            Err(format!("{} records, the last {last:?}", logs.len()))
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("no record `{message}` for `{q}`");
+    })
+    .await
 }
 
 #[tokio::test]
@@ -84,21 +93,22 @@ async fn an_app_line_is_found_by_request_level_and_app_and_arrives_on_the_tail()
 
     // The tail gets what is published while it is open: keep writing until
     // a line arrives.
-    let mut seen = None;
-    for i in 0..50 {
-        let id = format!("req-tail-{i}");
+    let deadline = Instant::now() + LOGGED_WITHIN;
+    let mut written = 0;
+    let record = 'wait: loop {
+        let id = format!("req-tail-{written}");
         app_logs(&server, "warn", "checkout-failed", &id).await;
+        written += 1;
         while let Some(event) = tail.next(Duration::from_millis(100)).await {
             if event.name == "log" && event.data["requestId"] == id {
-                seen = Some(event.data);
-                break;
+                break 'wait event.data;
             }
         }
-        if seen.is_some() {
-            break;
-        }
-    }
-    let record = seen.expect("the line on the tail");
+        assert!(
+            Instant::now() < deadline,
+            "none of {written} lines reached the tail within {LOGGED_WITHIN:?}"
+        );
+    };
     assert_eq!(record["message"], "checkout-failed");
     assert_eq!(record["level"], "warn");
     assert_eq!(record["source"], "app");
@@ -172,7 +182,12 @@ async fn the_tail_filters_by_app_request_and_search_like_the_query() {
     // tail only gets what is published while it is open, so repeat until
     // the passing line arrives. Anything else on the tail is a leak.
     let mut seen = Vec::new();
-    for _ in 0..50 {
+    let deadline = Instant::now() + LOGGED_WITHIN;
+    while seen.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the passing line never reached the tail within {LOGGED_WITHIN:?}"
+        );
         app_logs(&server, "info", "wanted-other-request", "req-other").await;
         app_logs(&server, "info", "noise", "req-want").await;
         app_logs(&server, "error", "wanted-wrong-level", "req-want").await;
@@ -182,11 +197,7 @@ async fn the_tail_filters_by_app_request_and_search_like_the_query() {
                 seen.push(event.data);
             }
         }
-        if !seen.is_empty() {
-            break;
-        }
     }
-    assert!(!seen.is_empty(), "the passing line reached the tail");
     for record in &seen {
         assert_eq!(record["message"], "the-Wanted-line", "{seen:?}");
         assert_eq!(record["requestId"], "req-want");
@@ -309,24 +320,23 @@ async fn what_a_subscriber_logs_while_it_receives_the_feed_is_not_fed_back() {
     })
     .await;
     app_logs(&server, "info", "first", "req-loop-1").await;
-    let mut batches = 0;
-    for _ in 0..250 {
+    eventually("the kit getting the feed", LOGGED_WITHIN, || async {
         let res = local(&server, Method::GET, "/_/kit/state/event:log.records")
             .header("x-api-key", MASTER)
             .send()
             .await
             .expect("state");
-        if res.status() == 200 {
-            batches = res.json::<Value>().await.expect("json")["value"]
-                .as_u64()
-                .unwrap_or(0);
-            if batches > 0 {
-                break;
-            }
+        let status = res.status().as_u16();
+        if status != 200 {
+            return Err(format!("state answered {status}"));
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(batches > 0, "the kit got the feed");
+        let value = res.json::<Value>().await.expect("json")["value"].clone();
+        match value.as_u64() {
+            Some(batches) if batches > 0 => Ok(()),
+            _ => Err(format!("{value} batches")),
+        }
+    })
+    .await;
     // Had the kit's line been fed, it would be queued before this one.
     app_logs(&server, "info", "second", "req-loop-2").await;
     let logs = until_logged(&server, "?limit=1000", "second").await;

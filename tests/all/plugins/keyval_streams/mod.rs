@@ -16,6 +16,11 @@ use crate::server::TestServer;
 /// Where the plugin's REST API is mounted.
 const API: &str = "/_/keyval/api";
 
+/// How long a test waits for an event or a message it expects: they take
+/// milliseconds; the margin is for a loaded machine, and only a failing
+/// test waits this long.
+const EVENT_WAIT: Duration = Duration::from_secs(10);
+
 /// A server with the core plugins and an HTTP client for the keyval API.
 struct Kv {
     server: TestServer,
