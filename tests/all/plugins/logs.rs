@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::keyval_streams::Sse;
 use super::{config, echo, kit};
 use crate::security::{MASTER, create_key, expect, local, policy, remote, start};
-use crate::server::TestServer;
+use crate::server::{TestServer, install_echo};
 use crate::support::eventually;
 
 /// How long a test waits for a line to be stored or to reach a tail: it
@@ -38,6 +38,8 @@ async fn server_with(entry: Value) -> TestServer {
         .collect();
     start(policy(Some(MASTER)), embedded, |root| {
         echo(root);
+        // A second app, for tails that must not see the echo app's lines.
+        install_echo(&root.join("apps"), "other", Some(r#"{ "ttl": "1m" }"#));
         config(root, &json!({ "plugins": [entry] }).to_string());
     })
     .await
@@ -202,7 +204,9 @@ async fn the_tail_filters_by_app_request_and_search_like_the_query() {
         assert_eq!(record["message"], "the-Wanted-line", "{seen:?}");
         assert_eq!(record["requestId"], "req-want");
     }
-    // A tail on another app gets none of them.
+    // A tail on another app gets none of them: the first line it gets is
+    // the other app's, logged after the echo app's (one feed, in order), so
+    // a leaked line would come before it.
     let res = local(
         &server,
         Method::GET,
@@ -213,14 +217,27 @@ async fn the_tail_filters_by_app_request_and_search_like_the_query() {
     .await
     .expect("tail");
     let mut other = Sse::new(res);
-    app_logs(&server, "warn", "the-Wanted-line", "req-want").await;
-    let mut leaked = Vec::new();
-    while let Some(event) = other.next(Duration::from_millis(300)).await {
-        if event.name == "log" {
-            leaked.push(event.data);
+    let deadline = Instant::now() + LOGGED_WITHIN;
+    let first = loop {
+        assert!(
+            Instant::now() < deadline,
+            "the other app's line never reached its tail within {LOGGED_WITHIN:?}"
+        );
+        app_logs(&server, "warn", "the-Wanted-line", "req-want").await;
+        let path = "/other/log?level=warn&msg=the-other-line";
+        let res = local(&server, Method::GET, path)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status(), 200, "{path}");
+        if let Some(event) = other.next(Duration::from_millis(500)).await
+            && event.name == "log"
+        {
+            break event.data;
         }
-    }
-    assert!(leaked.is_empty(), "{leaked:?}");
+    };
+    assert_eq!(first["message"], "the-other-line", "{first}");
+    assert_eq!(first["app"], "other@latest", "{first}");
 }
 
 #[tokio::test]
