@@ -3,15 +3,26 @@
 //! A plain `AtomicU64` that both cores increment on every request bounces
 //! its cache line between them: under load, one such `lock inc` was a sixth
 //! of a guest call's host-side cost. A [`Counter`] gives each thread its own
-//! cache line (a few shards, picked once per thread) and sums them when read,
-//! which only the stats endpoints do.
+//! cache line (a shard) and sums the shards when read, which only the stats
+//! endpoints do.
+//!
+//! A shard is *owned* by one live thread at a time ([`SHARDS`] − 1 of them;
+//! a thread claims one on its first add and frees it when it exits), and the
+//! owner adds with a plain load and store: no locked instruction, which on
+//! x86 also waits for every earlier store to drain and so cost a guest call
+//! far more than the add itself. Threads past the owned shards share the
+//! last one and add to it atomically. A shard freed by an exiting thread
+//! keeps its count for the next owner.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Shards per counter: enough that the worker threads of a small machine
-/// rarely share one, few enough that a counter stays small (512 bytes).
+/// each own one, few enough that a counter stays small (512 bytes).
 pub(crate) const SHARDS: usize = 8;
+
+/// The shard of threads that own none, added to atomically.
+const SHARED: usize = SHARDS - 1;
 
 /// One shard, alone on its cache line.
 #[derive(Debug, Default)]
@@ -32,24 +43,98 @@ pub struct Counter {
     shards: [Shard; SHARDS],
 }
 
-static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+/// Which owned shards have a live owner: bit `i` for shard `i`.
+static OWNED: AtomicUsize = AtomicUsize::new(0);
+
+/// A thread's place among the shards; frees its owned shard when the
+/// thread exits.
+struct Slot {
+    index: usize,
+    owned: bool,
+}
+
+impl Slot {
+    fn claim() -> Self {
+        let mut taken = OWNED.load(Ordering::Relaxed);
+        loop {
+            let free = (!taken).trailing_zeros() as usize;
+            if free >= SHARED {
+                return Self {
+                    index: SHARED,
+                    owned: false,
+                };
+            }
+            // Acquire: this thread's first load of the shard sees the
+            // last store of its previous owner (released below).
+            match OWNED.compare_exchange_weak(
+                taken,
+                taken | (1 << free),
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    return Self {
+                        index: free,
+                        owned: true,
+                    };
+                }
+                Err(now) => taken = now,
+            }
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if self.owned {
+            // This thread's adds from here on (other thread-locals'
+            // destructors) go to the shared shard.
+            let _ = PLACE.try_with(|p| p.set(Some((SHARED, false))));
+            OWNED.fetch_and(!(1 << self.index), Ordering::Release);
+        }
+    }
+}
 
 thread_local! {
-    /// This thread's shard, assigned round-robin on first use.
-    static SHARD: Cell<Option<usize>> = const { Cell::new(None) };
+    static SLOT: Slot = Slot::claim();
+    /// `SLOT`'s value, read without the destructor registration check.
+    static PLACE: Cell<Option<(usize, bool)>> = const { Cell::new(None) };
+}
+
+/// This thread's shard and whether it owns it.
+#[inline]
+fn place() -> (usize, bool) {
+    PLACE.with(|p| match p.get() {
+        Some(place) => place,
+        None => {
+            // During the thread's exit (another thread-local's destructor
+            // counting something) the slot may be gone: share then.
+            let place = SLOT
+                .try_with(|s| (s.index, s.owned))
+                .unwrap_or((SHARED, false));
+            p.set(Some(place));
+            place
+        }
+    })
 }
 
 /// This thread's shard index, `0..SHARDS`: the same for every per-thread
 /// structure, so a thread's counters and idle lists stay on its own core.
 pub(crate) fn shard() -> usize {
-    SHARD.with(|s| match s.get() {
-        Some(i) => i,
-        None => {
-            let i = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
-            s.set(Some(i));
-            i
-        }
-    })
+    place().0
+}
+
+/// Adds `n` to `cell`, a cell of this thread's shard; returns what it held.
+#[inline]
+fn add_to(cell: &AtomicU64, owned: bool, n: u64) -> u64 {
+    if owned {
+        // Only this thread writes an owned shard.
+        let was = cell.load(Ordering::Relaxed);
+        cell.store(was.wrapping_add(n), Ordering::Relaxed);
+        was
+    } else {
+        cell.fetch_add(n, Ordering::Relaxed)
+    }
 }
 
 impl Counter {
@@ -57,7 +142,8 @@ impl Counter {
     /// enough to do something on every k-th event of a thread (sampling).
     #[inline]
     pub fn add(&self, n: u64) -> u64 {
-        self.shards[shard()].0.fetch_add(n, Ordering::Relaxed)
+        let (i, owned) = place();
+        add_to(&self.shards[i].0, owned, n)
     }
 
     /// The total over every thread.
@@ -69,7 +155,7 @@ impl Counter {
 }
 
 /// `N` monotonic cells sharded like [`Counter`], so that counting a request
-/// under one of a few label combinations costs one uncontended atomic add
+/// under one of a few label combinations costs one uncontended add
 /// (the metrics' label cells, re-exported as `crate::metrics::Cells`).
 #[derive(Debug)]
 pub struct Cells<const N: usize> {
@@ -95,16 +181,25 @@ impl<const N: usize> Cells<N> {
     /// every k-th event of a thread (sampling).
     #[inline]
     pub fn add(&self, i: usize, n: u64) -> u64 {
-        match self.shards[shard()].0.get(i) {
-            Some(c) => c.fetch_add(n, Ordering::Relaxed),
+        let (s, owned) = place();
+        match self.shards[s].0.get(i) {
+            Some(c) => add_to(c, owned, n),
             None => 0,
         }
     }
 
-    /// This thread's shard of every cell, for several adds at once.
+    /// Adds `n` to cell `i` and `m` to cell `j` (each ignored past the
+    /// end), finding this thread's shard once.
     #[inline]
-    pub(crate) fn local(&self) -> &[AtomicU64; N] {
-        &self.shards[shard()].0
+    pub(crate) fn add_two(&self, (i, n): (usize, u64), (j, m): (usize, u64)) {
+        let (s, owned) = place();
+        let shard = &self.shards[s].0;
+        if let Some(c) = shard.get(i) {
+            add_to(c, owned, n);
+        }
+        if let Some(c) = shard.get(j) {
+            add_to(c, owned, m);
+        }
     }
 
     /// The totals of every cell over every thread.
@@ -140,5 +235,30 @@ mod tests {
             t.join().expect("thread");
         }
         assert_eq!(c.get(), 12_000);
+    }
+
+    /// Threads that come and go (more in all than there are shards, a few
+    /// at a time, as a blocking pool's do) hand their shards on: every add
+    /// is counted.
+    #[test]
+    fn shards_freed_by_exiting_threads_keep_their_counts_for_the_next_owner() {
+        let c = std::sync::Arc::new(Cells::<2>::default());
+        for _ in 0..10 {
+            let threads: Vec<_> = (0..3)
+                .map(|_| {
+                    let c = c.clone();
+                    std::thread::spawn(move || {
+                        for _ in 0..1000 {
+                            c.add(0, 1);
+                            c.add_two((0, 1), (1, 2));
+                        }
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().expect("thread");
+            }
+        }
+        assert_eq!(c.get(), [60_000, 60_000]);
     }
 }

@@ -59,10 +59,11 @@ impl GuestCostStats {
             .iter()
             .position(|&b| bytes as f64 <= b)
             .unwrap_or(MEMORY_BUCKETS.len());
-        let shard = self.memory.local();
-        shard[bucket].fetch_add(1, Ordering::Relaxed);
-        shard[MEMORY_CELLS - 1].fetch_add(bytes, Ordering::Relaxed);
-        self.peak.fetch_max(bytes, Ordering::Relaxed);
+        self.memory.add_two((bucket, 1), (MEMORY_CELLS - 1, bytes));
+        // A locked instruction only for a new peak, which is rare.
+        if bytes > self.peak.load(Ordering::Relaxed) {
+            self.peak.fetch_max(bytes, Ordering::Relaxed);
+        }
     }
 
     /// Estimated wall time of all calls, in seconds: the sampled sum times

@@ -16,7 +16,6 @@ pub mod cost;
 pub mod plugin;
 mod process;
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 pub use cost::GuestCostStats;
@@ -79,9 +78,8 @@ impl Histogram {
             .iter()
             .position(|&b| nanos <= b)
             .unwrap_or(BUCKET_NANOS.len());
-        let shard = self.cells.local();
-        shard[bucket].fetch_add(1, Ordering::Relaxed);
-        shard[HISTOGRAM_CELLS - 1].fetch_add(nanos, Ordering::Relaxed);
+        self.cells
+            .add_two((bucket, 1), (HISTOGRAM_CELLS - 1, nanos));
     }
 
     /// Sum of the observations, in nanoseconds.
