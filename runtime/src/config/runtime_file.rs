@@ -10,7 +10,8 @@
 //!     ["@buntime/plugin-authn", { "issuer": "https://sso.example.com" }],
 //!     { "name": "my-plugin", "enabled": false },                // listed, not loaded
 //!     { "name": "fetcher", "config": {}, "capabilities": { "http": ["https://api.example.com"] } },
-//!     { "name": "@buntime/plugin-docs", "publicRoutes": [] }    // no route without a key
+//!     { "name": "@buntime/plugin-docs", "publicRoutes": [] },   // no route without a key
+//!     { "name": "@buntime/plugin-gateway", "coreRoutes": "none" } // not on /_/api/*
 //!   ]
 //! }
 //! ```
@@ -20,7 +21,9 @@
 //! `capabilities` in an entry narrows what the plugin's manifest declares
 //! (see [`crate::capabilities::narrow`]); it can never add to it.
 //! `publicRoutes` in an entry replaces the manifest's: the operator decides
-//! which of a plugin's routes answer without a key.
+//! which of a plugin's routes answer without a key. `"coreRoutes": "none"`
+//! keeps a plugin whose manifest asks for the core routes (the gateway's
+//! CORS headers) off them; an entry cannot put a plugin on them.
 
 use std::path::{Path, PathBuf};
 
@@ -44,6 +47,9 @@ pub struct PluginEntry {
     pub capabilities: Option<Value>,
     /// The operator's `publicRoutes`, replacing the manifest's.
     pub public_routes: Option<super::PublicRoutes>,
+    /// `"coreRoutes": "none"`: not called for the core routes, whatever
+    /// its manifest asks.
+    pub off_core_routes: bool,
 }
 
 /// The parsed `buntime.jsonc`.
@@ -223,6 +229,7 @@ fn parse_entry(item: Value) -> Result<PluginEntry, String> {
             enabled: true,
             capabilities: None,
             public_routes: None,
+            off_core_routes: false,
         }),
         Value::Array(pair) => match <[Value; 2]>::try_from(pair) {
             Ok([Value::String(name), config]) => Ok(PluginEntry {
@@ -231,6 +238,7 @@ fn parse_entry(item: Value) -> Result<PluginEntry, String> {
                 enabled: true,
                 capabilities: None,
                 public_routes: None,
+                off_core_routes: false,
             }),
             _ => Err("expected [\"name\", { config }]".into()),
         },
@@ -251,9 +259,20 @@ fn parse_entry(item: Value) -> Result<PluginEntry, String> {
                 .remove("publicRoutes")
                 .map(|v| super::PublicRoutes::parse(&v).map_err(|m| format!("`publicRoutes`: {m}")))
                 .transpose()?;
+            let off_core_routes = match map.remove("coreRoutes") {
+                None | Some(Value::Null) => false,
+                Some(Value::String(s)) if s == "none" => true,
+                // The manifest's choice, as without the key.
+                Some(Value::String(s)) if s == "headers" => false,
+                Some(other) => {
+                    return Err(format!(
+                        "`coreRoutes` must be \"none\" (keep the plugin off the core routes) or \"headers\" (as its manifest says), found {other}"
+                    ));
+                }
+            };
             if let Some(key) = map.keys().next() {
                 return Err(format!(
-                    "unknown key `{key}` (allowed: `name`, `enabled`, `config`, `capabilities`, `publicRoutes`)"
+                    "unknown key `{key}` (allowed: `name`, `enabled`, `config`, `capabilities`, `publicRoutes`, `coreRoutes`)"
                 ));
             }
             Ok(PluginEntry {
@@ -262,6 +281,7 @@ fn parse_entry(item: Value) -> Result<PluginEntry, String> {
                 enabled,
                 capabilities,
                 public_routes,
+                off_core_routes,
             })
         }
         other => Err(format!(
@@ -276,6 +296,27 @@ mod tests {
 
     fn parse(text: &str) -> Result<RuntimeFile, ConfigError> {
         RuntimeFile::parse(text, Path::new("/etc/buntime/buntime.jsonc"))
+    }
+
+    #[test]
+    fn an_entry_can_keep_a_plugin_off_the_core_routes_but_not_put_it_on() {
+        let f = parse(
+            r#"{ plugins: [{ name: "gw", coreRoutes: "none" }, { name: "b", coreRoutes: "headers" }, "c"] }"#,
+        )
+        .unwrap();
+        let off: Vec<bool> = f
+            .plugins
+            .unwrap()
+            .iter()
+            .map(|e| e.off_core_routes)
+            .collect();
+        assert_eq!(off, [true, false, false]);
+        let e = parse(r#"{ plugins: [{ name: "gw", coreRoutes: "all" }] }"#).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("`coreRoutes` must be \"none\"") && text.contains("found \"all\""),
+            "{text}"
+        );
     }
 
     #[test]

@@ -261,8 +261,12 @@ impl Plugin {
         let ui = candidate.ui();
         let hooks = check_module(m, &manifest_path, &wasm_path, &module, ui.is_some())?;
 
+        let mut manifest = m.clone();
+        if entry.is_some_and(|e| e.off_core_routes) {
+            manifest.core_routes = super::CoreRoutes::None;
+        }
         let plugin = Arc::new(Plugin {
-            manifest: m.clone(),
+            manifest,
             source: candidate.source_label(),
             config: Value::Object(config),
             grants,

@@ -310,3 +310,45 @@ async fn a_plugin_that_traps_or_times_out_leaves_core_routes_working() {
     assert_eq!(status, 200, "{body}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_operator_can_keep_the_gateway_off_the_core_routes() {
+    let server = crate::security::start(policy(Some(MASTER)), gateway_only(), |root| {
+        echo(root);
+        config(
+            root,
+            &json!({ "plugins": [
+                { "name": GATEWAY, "config": { "cors": cors() }, "coreRoutes": "none" }
+            ] })
+            .to_string(),
+        );
+    })
+    .await;
+    // The app still gets the gateway's CORS headers…
+    let (status, h, body) = send(&server, "GET", "/echo/", &[("origin", APP)]).await;
+    assert_eq!(
+        (status, cors_of(&h)),
+        (200, (Some(APP.to_owned()), true)),
+        "{body}"
+    );
+    // …the core routes none of them, preflights included.
+    let (status, h, body) = send(&server, "GET", "/_/api/health", &[("origin", APP)]).await;
+    assert_eq!((status, cors_of(&h)), (200, (None, false)), "{body}");
+    let (status, h, _) = send(
+        &server,
+        "OPTIONS",
+        "/_/api/apps",
+        &[("origin", APP), ("access-control-request-method", "GET")],
+    )
+    .await;
+    assert_ne!(status, 204);
+    assert_eq!(cors_of(&h), (None, false));
+    let plugins = send(&server, "GET", "/_/api/plugins", &[("x-api-key", MASTER)]).await;
+    let gateway = plugins.2["plugins"]
+        .as_array()
+        .and_then(|l| l.iter().find(|p| p["name"] == GATEWAY))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(gateway["coreRoutes"], "none", "{gateway}");
+    server.stop().await;
+}
