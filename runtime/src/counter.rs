@@ -7,12 +7,17 @@
 //! endpoints do.
 //!
 //! A shard is *owned* by one live thread at a time ([`SHARDS`] − 1 of them;
-//! a thread claims one on its first add and frees it when it exits), and the
+//! a thread claims one on its first add, frees it when it exits), and the
 //! owner adds with a plain load and store: no locked instruction, which on
 //! x86 also waits for every earlier store to drain and so cost a guest call
-//! far more than the add itself. Threads past the owned shards share the
-//! last one and add to it atomically. A shard freed by an exiting thread
-//! keeps its count for the next owner.
+//! far more than the add itself. Threads that find every owned shard taken
+//! share the last one, add to it atomically, and look for a free one again
+//! every so often (short-lived threads, such as a blocking pool's, may have
+//! held them). A shard freed by an exiting thread keeps its count for the
+//! next owner.
+//!
+//! The same shard index places a thread's idle instances and caches
+//! ([`shard`]), which only need it to be mostly one thread's.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -46,23 +51,17 @@ pub struct Counter {
 /// Which owned shards have a live owner: bit `i` for shard `i`.
 static OWNED: AtomicUsize = AtomicUsize::new(0);
 
-/// A thread's place among the shards; frees its owned shard when the
-/// thread exits.
-struct Slot {
-    index: usize,
-    owned: bool,
-}
+/// A thread's owned shard, if it has one; frees it when the thread exits.
+struct Slot(Cell<Option<usize>>);
 
 impl Slot {
-    fn claim() -> Self {
+    /// Claims a free owned shard, if there is one.
+    fn claim(&self) -> Option<usize> {
         let mut taken = OWNED.load(Ordering::Relaxed);
         loop {
             let free = (!taken).trailing_zeros() as usize;
             if free >= SHARED {
-                return Self {
-                    index: SHARED,
-                    owned: false,
-                };
+                return None;
             }
             // Acquire: this thread's first load of the shard sees the
             // last store of its previous owner (released below).
@@ -73,10 +72,8 @@ impl Slot {
                 Ordering::Relaxed,
             ) {
                 Ok(_) => {
-                    return Self {
-                        index: free,
-                        owned: true,
-                    };
+                    self.0.set(Some(free));
+                    return Some(free);
                 }
                 Err(now) => taken = now,
             }
@@ -86,36 +83,58 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if self.owned {
+        if let Some(index) = self.0.take() {
             // This thread's adds from here on (other thread-locals'
             // destructors) go to the shared shard.
-            let _ = PLACE.try_with(|p| p.set(Some((SHARED, false))));
-            OWNED.fetch_and(!(1 << self.index), Ordering::Release);
+            let _ = PLACE.try_with(|p| p.set(Some(SHARED_PLACE)));
+            OWNED.fetch_and(!(1 << index), Ordering::Release);
         }
     }
 }
 
+/// The place of a thread without an owned shard.
+const SHARED_PLACE: (usize, bool) = (SHARED, false);
+
+/// How many adds a thread without an owned shard makes before it looks
+/// for a free one again (threads that held them may have exited since).
+const RETRY_EVERY: u32 = 1024;
+
 thread_local! {
-    static SLOT: Slot = Slot::claim();
-    /// `SLOT`'s value, read without the destructor registration check.
+    static SLOT: Slot = const { Slot(Cell::new(None)) };
+    /// The owned shard once claimed, read without the destructor
+    /// registration check of `SLOT`.
     static PLACE: Cell<Option<(usize, bool)>> = const { Cell::new(None) };
+    /// Adds until a thread without an owned shard looks again.
+    static RETRY: Cell<u32> = const { Cell::new(0) };
 }
 
 /// This thread's shard and whether it owns it.
 #[inline]
 fn place() -> (usize, bool) {
-    PLACE.with(|p| match p.get() {
+    match PLACE.with(Cell::get) {
         Some(place) => place,
-        None => {
-            // During the thread's exit (another thread-local's destructor
-            // counting something) the slot may be gone: share then.
-            let place = SLOT
-                .try_with(|s| (s.index, s.owned))
-                .unwrap_or((SHARED, false));
-            p.set(Some(place));
-            place
-        }
-    })
+        None => unowned(),
+    }
+}
+
+/// [`place`] for a thread that owns no shard (yet): it claims a free one
+/// now and then, and meanwhile adds to the shared one.
+#[cold]
+fn unowned() -> (usize, bool) {
+    let due = RETRY.with(|r| {
+        let n = r.get();
+        r.set(if n == 0 { RETRY_EVERY } else { n - 1 });
+        n == 0
+    });
+    if due
+        // During the thread's exit the slot may be gone: share then.
+        && let Ok(Some(index)) = SLOT.try_with(Slot::claim)
+    {
+        let place = (index, true);
+        PLACE.with(|p| p.set(Some(place)));
+        return place;
+    }
+    SHARED_PLACE
 }
 
 /// This thread's shard index, `0..SHARDS`: the same for every per-thread

@@ -77,6 +77,29 @@ impl Chain {
     }
 }
 
+/// The chain in force as a request holds it: a reference of its own to
+/// the shared [`Chain`], one per thread shard ([`PluginHost::for_request`]).
+#[derive(Debug)]
+pub struct ChainHandle(Arc<Chain>);
+
+impl std::ops::Deref for ChainHandle {
+    type Target = Chain;
+
+    fn deref(&self) -> &Chain {
+        &self.0
+    }
+}
+
+/// One thread shard's handle to the chain in force, alone on its cache
+/// line. Every request takes the chain and drops it when done; with one
+/// shared lock and one shared reference count, both cores wrote the same
+/// two cache lines twice per request, each write a transfer of the line
+/// from the other core. A shard's lock and its handle's count are written
+/// by its own thread only (unless a task moves to another worker).
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct LocalChain(RwLock<Option<Arc<ChainHandle>>>);
+
 /// A failure that stops the server (or fails a reload).
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
@@ -133,6 +156,8 @@ pub struct PluginHost {
     services: Arc<HostServices>,
     sources: PluginSources,
     chain: RwLock<Arc<Chain>>,
+    /// The same chain, per thread shard, for requests.
+    local: [LocalChain; crate::counter::SHARDS],
     /// Whether the chain in force has a plugin whose `on_request` runs for
     /// the core routes (`coreRoutes`): the one check a core request makes
     /// on a server without one.
@@ -158,6 +183,7 @@ impl PluginHost {
             services: services.clone(),
             sources,
             chain: RwLock::new(Arc::default()),
+            local: Default::default(),
             covers_core: AtomicBool::new(false),
             disabled: Mutex::default(),
             reloading: tokio::sync::Mutex::new(()),
@@ -179,6 +205,20 @@ impl PluginHost {
             .read()
             .map(|c| c.clone())
             .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// The chain in force, for one request: this thread's handle to it
+    /// (see [`LocalChain`]).
+    pub fn for_request(&self) -> Arc<ChainHandle> {
+        let local = &self.local[crate::counter::shard()].0;
+        let held = match local.read() {
+            Ok(h) => h.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        held.unwrap_or_else(|| {
+            // Before the first chain is installed.
+            Arc::new(ChainHandle(self.current()))
+        })
     }
 
     /// Whether a plugin of the chain in force asks to run for the core
@@ -295,6 +335,15 @@ impl PluginHost {
             Ok(mut c) => std::mem::replace(&mut *c, chain.clone()),
             Err(p) => std::mem::replace(&mut *p.into_inner(), chain.clone()),
         };
+        // A handle of its own per shard: its count is written by that
+        // shard's requests only.
+        for local in &self.local {
+            let handle = Some(Arc::new(ChainHandle(chain.clone())));
+            match local.0.write() {
+                Ok(mut h) => *h = handle,
+                Err(p) => *p.into_inner() = handle,
+            }
+        }
         // After the swap: a request that sees the flag finds the chain
         // (one that finds no such plugin in it serves the core route alone).
         self.covers_core.store(covers, Ordering::Relaxed);

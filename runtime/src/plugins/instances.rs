@@ -37,7 +37,11 @@ enum Refused {
 #[derive(Debug)]
 pub struct InstancePool {
     module: GuestModule,
-    idle: IdleLists<GuestInstance>,
+    /// Boxed: a call's future holds the instance across its await, and
+    /// every future around it (the hook call, the chain's pass) is built
+    /// by moving it; held inline, its bytes were copied at each level of
+    /// every hook call.
+    idle: IdleLists<Box<GuestInstance>>,
     /// Instances that exist (idle or running a call), at most `size`.
     live: AtomicU32,
     /// Calls waiting for a free instance.
@@ -87,7 +91,7 @@ impl InstancePool {
     /// Takes an idle instance, or reserves room for a new one (`Ok(None)`).
     /// When every instance is busy and `queue` is set, the caller is counted
     /// as waiting before the final look, so a release that follows wakes it.
-    fn try_take(&self, queue: bool) -> Result<Option<GuestInstance>, Refused> {
+    fn try_take(&self, queue: bool) -> Result<Option<Box<GuestInstance>>, Refused> {
         if self.closed.load(Ordering::SeqCst) {
             return Err(Refused::Closed);
         }
@@ -101,7 +105,7 @@ impl InstancePool {
         Ok(taken)
     }
 
-    fn take_or_reserve(&self, queue: bool) -> Result<Option<GuestInstance>, Refused> {
+    fn take_or_reserve(&self, queue: bool) -> Result<Option<Box<GuestInstance>>, Refused> {
         if let Some(instance) = self.idle.pop() {
             return Ok(Some(instance));
         }
@@ -132,7 +136,7 @@ impl InstancePool {
     /// Waits (up to [`QUEUE_WAIT`]) for an instance; the caller is already
     /// counted in `waiting`, and stops being counted however this ends —
     /// dropped mid-wait (a client that went away) included.
-    async fn take_waiting(&self) -> Result<Option<GuestInstance>, CallError> {
+    async fn take_waiting(&self) -> Result<Option<Box<GuestInstance>>, CallError> {
         let mut waiter = Waiter {
             pool: self,
             served: false,
@@ -158,7 +162,7 @@ impl InstancePool {
 
     /// Ends a call: the instance goes back to this thread's idle list if it
     /// may be reused, else its room is freed.
-    fn give_back(&self, instance: Option<GuestInstance>) {
+    fn give_back(&self, instance: Option<Box<GuestInstance>>) {
         match instance {
             Some(i) => self.idle.push(i),
             None => {
@@ -202,7 +206,7 @@ impl InstancePool {
             None => match Box::pin(self.module.instantiate()).await {
                 Ok(i) => {
                     self.created.fetch_add(1, Ordering::Relaxed);
-                    i
+                    Box::new(i)
                 }
                 Err(e) => return (Err(e), extensions),
             },
@@ -238,7 +242,7 @@ impl InstancePool {
         }
         let idle = self.idle.take_all();
         self.live.fetch_sub(idle.len() as u32, Ordering::SeqCst);
-        let last = idle.into_iter().next();
+        let last = idle.into_iter().next().map(|i| *i);
         // Calls still waiting see `closed` and give up.
         self.freed.notify_waiters();
         last
@@ -254,7 +258,7 @@ struct Lease<'a> {
 }
 
 impl Lease<'_> {
-    fn give_back(self, instance: GuestInstance) {
+    fn give_back(self, instance: Box<GuestInstance>) {
         self.pool.give_back(Some(instance));
         std::mem::forget(self);
     }

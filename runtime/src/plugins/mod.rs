@@ -36,7 +36,9 @@ mod spool;
 pub use discovery::{
     Candidate, EmbeddedFiles, EmbeddedPlugin, Origin, PLUGIN_WASM_FILE, PluginUi, Problem,
 };
-pub use host::{Chain, DRAIN_GRACE, NotLoaded, PluginError, PluginHost, PluginSources};
+pub use host::{
+    Chain, ChainHandle, DRAIN_GRACE, NotLoaded, PluginError, PluginHost, PluginSources,
+};
 pub use instances::InstancePool;
 pub use load_error::{LoadError, NotLoadedState};
 pub use manifest::{

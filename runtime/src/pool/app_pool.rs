@@ -102,7 +102,13 @@ pub struct AppPool {
     key: String,
     module: GuestModule,
     config: AppConfig,
-    idle: Mutex<Vec<Idle>>,
+    /// Boxed: a call holds its instance across the guest call's await, and
+    /// the futures around it are built by moving it (see `plugins::instances`).
+    #[allow(
+        clippy::vec_box,
+        reason = "moved out of the list by pointer, not by value"
+    )]
+    idle: Mutex<Vec<Box<Idle>>>,
     slots: Semaphore,
     waiting: AtomicUsize,
     created_at: Instant,
@@ -258,12 +264,12 @@ impl AppPool {
                         self.stats.created.add(1);
                         self.publish(WORKER_SPAWN, "created");
                         let now = Instant::now();
-                        Idle {
+                        Box::new(Idle {
                             instance,
                             created: now,
                             last_used: now,
                             requests: 0,
-                        }
+                        })
                     }
                     Err(e) => {
                         self.stats.errors.add(1);
@@ -296,7 +302,7 @@ impl AppPool {
     }
 
     /// A healthy idle instance, most recently used first; expired ones are retired.
-    fn take_idle(&self) -> Option<Idle> {
+    fn take_idle(&self) -> Option<Box<Idle>> {
         if self.config.ttl.is_zero() {
             return None;
         }
@@ -323,7 +329,7 @@ impl AppPool {
             && (self.config.max_requests == 0 || slot.requests < self.config.max_requests)
     }
 
-    async fn give_back(&self, mut slot: Idle) {
+    async fn give_back(&self, mut slot: Box<Idle>) {
         if slot.instance.is_poisoned() {
             self.stats.failed.add(1);
             self.publish(WORKER_TERMINATE, "failed");
@@ -348,9 +354,9 @@ impl AppPool {
     /// past their TTL: `on_idle`, then `on_terminate`. Returns how many.
     pub async fn reclaim(&self) -> usize {
         let now = Instant::now();
-        let expired: Vec<Idle> = match self.idle.lock() {
+        let expired: Vec<Box<Idle>> = match self.idle.lock() {
             Ok(mut idle) => {
-                let (keep, go): (Vec<Idle>, Vec<Idle>) = idle.drain(..).partition(|s| {
+                let (keep, go): (Vec<Box<Idle>>, Vec<Box<Idle>>) = idle.drain(..).partition(|s| {
                     now.duration_since(s.last_used) < self.config.idle_timeout && self.healthy(s)
                 });
                 *idle = keep;
@@ -371,7 +377,7 @@ impl AppPool {
 
     /// Retires every idle instance (eviction, shutdown).
     pub async fn drain(&self) {
-        let all: Vec<Idle> = self
+        let all: Vec<Box<Idle>> = self
             .idle
             .lock()
             .map(|mut i| i.drain(..).collect())

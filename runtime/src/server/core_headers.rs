@@ -57,7 +57,7 @@ pub(super) async fn serve(
     mut req: Request,
     peer: Option<SocketAddr>,
 ) -> Result<Response, Infallible> {
-    let chain = state.plugins.current();
+    let chain = state.plugins.for_request();
     // An unknown path under `/_/api/` falls back to the chain, where every
     // plugin sees it anyway.
     let guard = super::routes::guard_of(req.method(), req.uri().path());

@@ -96,7 +96,7 @@ pub(crate) async fn run(state: &AppState, mut req: Request, peer: Option<SocketA
     if req.uri().path().starts_with("/_/") {
         super::guard::take_key(state, &mut req);
     }
-    let chain = state.plugins.current();
+    let chain = state.plugins.for_request();
     // Only a valid key is told (by its hash): made-up ones would each be a
     // caller of their own to a plugin that counts by key.
     let key = req
