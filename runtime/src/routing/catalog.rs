@@ -158,25 +158,15 @@ type CachedVersions = (Instant, Arc<[Arc<AppVersion>]>);
 #[derive(Debug)]
 pub struct Catalog {
     dirs: Vec<PathBuf>,
-    /// One cache per thread shard: a shared one had both cores write its
-    /// lock and its lists' reference counts on every request, each write a
-    /// transfer of the cache line from the other core. A shard is filled by
-    /// its own thread's lookups (so a name is read from disk once per
-    /// thread per [`CACHE_TTL`]).
-    cache: [CacheShard; crate::counter::SHARDS],
+    cache: Mutex<BTreeMap<String, CachedVersions>>,
 }
-
-/// One thread shard's cache, alone on its cache line.
-#[derive(Debug, Default)]
-#[repr(align(64))]
-struct CacheShard(Mutex<BTreeMap<String, CachedVersions>>);
 
 impl Catalog {
     /// A catalog over `dirs`, searched in order.
     pub fn new(dirs: Vec<PathBuf>) -> Self {
         Self {
             dirs,
-            cache: Default::default(),
+            cache: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -226,9 +216,8 @@ impl Catalog {
     /// [`Catalog::versions`] without copying a cached list (the request
     /// path): cached for [`CACHE_TTL`], unless `fresh` asks for the disk.
     fn shared_versions(&self, name: &str, fresh: bool) -> Arc<[Arc<AppVersion>]> {
-        let shard = &self.cache[crate::counter::shard()].0;
         if !fresh
-            && let Ok(cache) = shard.lock()
+            && let Ok(cache) = self.cache.lock()
             && let Some((at, found)) = cache.get(name)
             && at.elapsed() < CACHE_TTL
         {
@@ -236,7 +225,7 @@ impl Catalog {
         }
         let found: Arc<[Arc<AppVersion>]> = self.scan(name).into_iter().map(Arc::new).collect();
         if !found.is_empty()
-            && let Ok(mut cache) = shard.lock()
+            && let Ok(mut cache) = self.cache.lock()
         {
             cache.insert(name.to_owned(), (Instant::now(), found.clone()));
         }

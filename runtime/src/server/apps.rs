@@ -384,19 +384,11 @@ pub struct AppSettings {
 /// Each app dir's [`AppSettings`], reused for [`crate::routing::CACHE_TTL`]
 /// so a busy app does not re-read, re-parse or even copy its config on every
 /// request (errors are never cached: a fix shows at once).
-/// Kept per thread shard, as the catalog's cache is (`routing::catalog`):
-/// one shared map had both cores write its lock and the settings' reference
-/// counts on every request.
 #[derive(Debug, Default)]
 pub struct AppSettingsCache {
-    entries: [SettingsShard; crate::counter::SHARDS],
+    entries: std::sync::Mutex<std::collections::HashMap<PathBuf, Arc<AppSettings>>>,
     ceiling: AppCeiling,
 }
-
-/// One thread shard's settings, alone on its cache line.
-#[derive(Debug, Default)]
-#[repr(align(64))]
-struct SettingsShard(std::sync::Mutex<std::collections::HashMap<PathBuf, Arc<AppSettings>>>);
 
 impl AppSettingsCache {
     /// A cache holding every app to the operator's `ceiling`.
@@ -409,8 +401,7 @@ impl AppSettingsCache {
 
     /// The settings of `app`.
     pub fn get(&self, app: &AppVersion) -> Result<Arc<AppSettings>, ConfigError> {
-        let shard = &self.entries[crate::counter::shard()].0;
-        if let Ok(entries) = shard.lock()
+        if let Ok(entries) = self.entries.lock()
             && let Some(settings) = entries.get(&app.dir)
             && settings.read_at.elapsed() < crate::routing::CACHE_TTL
         {
@@ -422,7 +413,7 @@ impl AppSettingsCache {
             kind,
             read_at: std::time::Instant::now(),
         });
-        if let Ok(mut entries) = shard.lock() {
+        if let Ok(mut entries) = self.entries.lock() {
             entries.insert(app.dir.clone(), settings.clone());
         }
         Ok(settings)
