@@ -2,7 +2,7 @@
 //! and delivers events (`host/events.rs`, `host/services.rs`).
 //!
 //! The current [`Chain`] sits behind a lock that is held only to clone an
-//! `Arc`; a request keeps the chain it started with, so a reload never pulls a
+//! `Arc` (`host/chain.rs`); a request keeps the chain it started with, so a reload never pulls a
 //! plugin out from under a request. The new chain is fully loaded (compiled,
 //! `on_init` run) before it replaces the old one; the old plugins are then
 //! drained and told `on_shutdown`.
@@ -10,13 +10,12 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde::Serialize;
 
-use super::discovery::{Candidate, EmbeddedPlugin, Problem, discover};
+use super::discovery::{Candidate, EmbeddedPlugin, discover};
 use super::load_error::{LoadError, NotLoadedState};
 use super::order::{Node, sort};
 use super::plugin::Plugin;
@@ -26,79 +25,16 @@ use crate::wasm::Engine;
 
 #[cfg(test)]
 mod build_tests;
+mod chain;
 mod events;
 mod logs;
 mod services;
 
+use chain::InForce;
+pub use chain::{Chain, ChainHandle, NotLoaded};
+
 /// How long a reload or shutdown waits for a plugin's in-flight calls.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(30);
-
-/// A plugin that is not running, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct NotLoaded {
-    /// Its name.
-    pub name: String,
-    /// Whether it failed, was skipped or is switched off.
-    pub state: NotLoadedState,
-    /// Why, naming files and fields.
-    pub reason: String,
-}
-
-/// The loaded plugins, in load order, and what did not load.
-#[derive(Debug, Default)]
-pub struct Chain {
-    /// Loaded plugins, in load order.
-    pub plugins: Vec<Arc<Plugin>>,
-    /// Plugins that are not running.
-    pub not_loaded: Vec<NotLoaded>,
-    /// Problems found while discovering (malformed manifests and the like).
-    pub problems: Vec<Problem>,
-}
-
-impl Chain {
-    /// The plugin called `name`.
-    pub fn get(&self, name: &str) -> Option<&Arc<Plugin>> {
-        self.plugins.iter().find(|p| p.manifest.name == name)
-    }
-
-    /// The plugins whose `on_request` also runs, restricted, for the core
-    /// routes (`coreRoutes: "headers"`), with their places in the chain.
-    pub fn core_route_plugins(&self) -> impl Iterator<Item = (usize, &Arc<Plugin>)> {
-        self.plugins.iter().enumerate().filter(|(_, p)| {
-            p.hooks.on_request && p.manifest.core_routes == super::CoreRoutes::Headers
-        })
-    }
-
-    /// The plugin mounted at `/_/<base>`.
-    pub fn by_base(&self, base: &str) -> Option<&Arc<Plugin>> {
-        self.plugins
-            .iter()
-            .find(|p| p.manifest.base.as_deref() == Some(base))
-    }
-}
-
-/// The chain in force as a request holds it: a reference of its own to
-/// the shared [`Chain`], one per thread shard ([`PluginHost::for_request`]).
-#[derive(Debug)]
-pub struct ChainHandle(Arc<Chain>);
-
-impl std::ops::Deref for ChainHandle {
-    type Target = Chain;
-
-    fn deref(&self) -> &Chain {
-        &self.0
-    }
-}
-
-/// One thread shard's handle to the chain in force, alone on its cache
-/// line. Every request takes the chain and drops it when done; with one
-/// shared lock and one shared reference count, both cores wrote the same
-/// two cache lines twice per request, each write a transfer of the line
-/// from the other core. A shard's lock and its handle's count are written
-/// by its own thread only (unless a task moves to another worker).
-#[derive(Debug, Default)]
-#[repr(align(64))]
-struct LocalChain(RwLock<Option<Arc<ChainHandle>>>);
 
 /// A failure that stops the server (or fails a reload).
 #[derive(Debug, thiserror::Error)]
@@ -155,9 +91,7 @@ pub struct PluginHost {
     engine: Engine,
     services: Arc<HostServices>,
     sources: PluginSources,
-    chain: RwLock<Arc<Chain>>,
-    /// The same chain, per thread shard, for requests.
-    local: [LocalChain; crate::counter::SHARDS],
+    chain: InForce,
     /// Whether the chain in force has a plugin whose `on_request` runs for
     /// the core routes (`coreRoutes`): the one check a core request makes
     /// on a server without one.
@@ -182,8 +116,7 @@ impl PluginHost {
             engine,
             services: services.clone(),
             sources,
-            chain: RwLock::new(Arc::default()),
-            local: Default::default(),
+            chain: InForce::default(),
             covers_core: AtomicBool::new(false),
             disabled: Mutex::default(),
             reloading: tokio::sync::Mutex::new(()),
@@ -201,24 +134,13 @@ impl PluginHost {
 
     /// The chain now in force.
     pub fn current(&self) -> Arc<Chain> {
-        self.chain
-            .read()
-            .map(|c| c.clone())
-            .unwrap_or_else(|p| p.into_inner().clone())
+        self.chain.current()
     }
 
     /// The chain in force, for one request: this thread's handle to it
-    /// (see [`LocalChain`]).
+    /// (see [`ChainHandle`]).
     pub fn for_request(&self) -> Arc<ChainHandle> {
-        let local = &self.local[crate::counter::shard()].0;
-        let held = match local.read() {
-            Ok(h) => h.clone(),
-            Err(p) => p.into_inner().clone(),
-        };
-        held.unwrap_or_else(|| {
-            // Before the first chain is installed.
-            Arc::new(ChainHandle(self.current()))
-        })
+        self.chain.for_request()
     }
 
     /// Whether a plugin of the chain in force asks to run for the core
@@ -331,19 +253,7 @@ impl PluginHost {
 
     fn install(&self, chain: Arc<Chain>) -> Arc<Chain> {
         let covers = chain.core_route_plugins().next().is_some();
-        let old = match self.chain.write() {
-            Ok(mut c) => std::mem::replace(&mut *c, chain.clone()),
-            Err(p) => std::mem::replace(&mut *p.into_inner(), chain.clone()),
-        };
-        // A handle of its own per shard: its count is written by that
-        // shard's requests only.
-        for local in &self.local {
-            let handle = Some(Arc::new(ChainHandle(chain.clone())));
-            match local.0.write() {
-                Ok(mut h) => *h = handle,
-                Err(p) => *p.into_inner() = handle,
-            }
-        }
+        let old = self.chain.replace(chain.clone());
         // After the swap: a request that sees the flag finds the chain
         // (one that finds no such plugin in it serves the core route alone).
         self.covers_core.store(covers, Ordering::Relaxed);
