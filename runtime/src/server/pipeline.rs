@@ -34,7 +34,7 @@ use std::net::SocketAddr;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Uri};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use buntime_pdk::hooks::{RequestChanges, RequestDecision, ResponseChanges};
 use bytes::Bytes;
@@ -43,12 +43,15 @@ use super::AppState;
 use super::client::RequestClientSource;
 use super::error::{ApiError, ErrorKind, bad_gateway, hook_error_response};
 use super::guest_http::{
-    DroppedHeaders, Guest, GuestHeaders, HeadView, HeaderPairs, guest_status, response_from_head,
+    DroppedHeaders, Guest, GuestHeaders, HeadView, HeaderPairs, response_from_head,
 };
 use crate::plugins::{Chain, HookError, Plugin};
 use crate::telemetry::SpanParent;
 use crate::wasm::CostMeter;
 use crate::wasm::abi::{RequestBody, ResponseBody};
+
+mod changes;
+pub(crate) use changes::{apply_request_changes, apply_response_changes};
 
 /// Headers that carry an identity established by an authentication plugin
 /// (or the tenant the vhosts plugin derived from the host); a client must
@@ -491,94 +494,6 @@ async fn on_response(
         }
     }
     res
-}
-
-/// Applies a `continue`'s changes to the request. Framing headers are the
-/// host's on the way in too (the app or upstream gets the body the client
-/// sent, framed by the host): setting or removing one is ignored (and noted
-/// in `dropped` under `module`).
-pub(crate) fn apply_request_changes(
-    req: &mut Request,
-    changes: RequestChanges,
-    module: &str,
-    dropped: &DroppedHeaders,
-) -> Result<(), String> {
-    apply_header_changes(
-        req.headers_mut(),
-        changes.remove_headers,
-        changes.set_headers,
-        module,
-        dropped,
-    )?;
-    if changes.path.is_some() || changes.query.is_some() {
-        let path = changes.path.unwrap_or_else(|| req.uri().path().to_owned());
-        if !path.starts_with('/') {
-            return Err(format!("the new path `{path}` must start with `/`"));
-        }
-        let query = changes
-            .query
-            .or_else(|| req.uri().query().map(str::to_owned));
-        let pq = match query.filter(|q| !q.is_empty()) {
-            Some(q) => format!("{path}?{q}"),
-            None => path,
-        };
-        let uri: Uri = pq
-            .parse()
-            .map_err(|e| format!("`{pq}` is not a valid path and query: {e}"))?;
-        *req.uri_mut() = uri;
-    }
-    Ok(())
-}
-
-/// Applies an `on_response` answer. Framing headers are the host's: setting
-/// or removing one is ignored (and noted in `dropped` under `module`).
-pub(crate) fn apply_response_changes(
-    res: &mut Response,
-    changes: ResponseChanges,
-    module: &str,
-    dropped: &DroppedHeaders,
-) -> Result<(), String> {
-    if let Some(status) = changes.status {
-        *res.status_mut() = guest_status(status)?;
-    }
-    apply_header_changes(
-        res.headers_mut(),
-        changes.remove_headers,
-        changes.set_headers,
-        module,
-        dropped,
-    )
-}
-
-/// Removes then sets the headers a plugin's changes name, each checked by
-/// [`GuestHeaders`].
-fn apply_header_changes(
-    headers: &mut HeaderMap,
-    remove: Vec<String>,
-    set: Vec<(String, String)>,
-    module: &str,
-    dropped: &DroppedHeaders,
-) -> Result<(), String> {
-    let removed = GuestHeaders {
-        module,
-        field: "`remove_headers`",
-        dropped,
-    };
-    for name in &remove {
-        if let Some(name) = removed.name(name)? {
-            headers.remove(name);
-        }
-    }
-    let checked = GuestHeaders {
-        field: "`set_headers`",
-        ..removed
-    };
-    for (k, v) in set {
-        if let Some((name, value)) = checked.header(&k, Bytes::from(v))? {
-            headers.insert(name, value);
-        }
-    }
-    Ok(())
 }
 
 /// The response a failure produces under `onError: "closed"`; `None` (and a

@@ -3,6 +3,7 @@
 //! (`tests/all/plugins/chain.rs`, `tests/all/attacks/framing.rs`).
 
 use super::*;
+use axum::http::Uri;
 
 #[test]
 fn a_response_vary_is_merged_once_and_other_headers_replaced() {
