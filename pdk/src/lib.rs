@@ -27,6 +27,7 @@
 pub mod abi;
 pub mod hooks;
 pub mod http;
+pub mod http_ref;
 
 #[cfg(target_arch = "wasm32")]
 pub mod guest;
@@ -41,6 +42,7 @@ pub mod vars;
 pub use serde_json;
 
 pub use http::{Client, RequestHead, ResponseHead};
+pub use http_ref::RequestHeadRef;
 
 #[cfg(target_arch = "wasm32")]
 pub use extism_pdk;

@@ -443,6 +443,46 @@ impl<T: DeserializeOwned> HookInput for Lazy<T> {
     }
 }
 
+/// A hook's input as the host sent it (JSON), for a hook that reads it
+/// into a borrowed view: [`HookBytes::request`] gives `on_request` a
+/// [`RequestHeadRef`](crate::http_ref::RequestHeadRef), which allocates
+/// none of the head's text. For a hook that runs on every request and
+/// reads a few headers, that is most of what reading the head costs.
+///
+/// ```ignore
+/// use buntime_pdk::plugin::{HookBytes, RequestDecision};
+/// use buntime_pdk::Error;
+///
+/// fn check(input: HookBytes) -> Result<RequestDecision, Error> {
+///     let req = input.request()?;
+///     if req.header("x-blocked").is_some() {
+///         return Ok(RequestDecision::respond(buntime_pdk::ResponseHead::new(403)));
+///     }
+///     Ok(RequestDecision::pass())
+/// }
+/// buntime_pdk::on_request!(check);
+/// ```
+#[derive(Debug)]
+pub struct HookBytes(Vec<u8>);
+
+impl HookBytes {
+    /// The request head, borrowed from these bytes.
+    pub fn request(&self) -> Result<crate::http_ref::RequestHeadRef<'_>, Error> {
+        Ok(serde_json::from_slice(&self.0)?)
+    }
+
+    /// The input's JSON text.
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl HookInput for HookBytes {
+    fn read() -> Result<Self, Error> {
+        Ok(HookBytes(crate::io::input()))
+    }
+}
+
 /// A hook input copied from the host and parsed only when first asked for.
 ///
 /// A hook that decides without looking at the request, or looks only
@@ -476,7 +516,8 @@ impl<T: DeserializeOwned> Lazy<T> {
 }
 
 /// Declares `on_request`: `fn(RequestHead) -> Result<RequestDecision, Error>`
-/// (or `fn(Lazy<RequestHead>)`, which reads the head only when asked).
+/// (or `fn(Lazy<RequestHead>)`, which reads the head only when asked, or
+/// `fn(HookBytes)`, which reads it into a borrowed view).
 #[macro_export]
 macro_rules! on_request {
     ($f:path) => {

@@ -2,8 +2,10 @@
 //! read single microseconds.
 //!
 //! ```text
-//! latency <requests per URL> <url> <url>...
+//! latency <requests per URL> [-H 'name: value']... <url> <url>...
 //! ```
+//!
+//! `-H` adds a header to every request (e.g. an `Origin`, for CORS).
 //!
 //! One keep-alive connection per URL, one request in flight at a time, the
 //! URLs taken in turn (a, b, c, a, b, c, …) so that every URL sees the same
@@ -31,7 +33,7 @@ struct Target {
 }
 
 impl Target {
-    fn connect(url: &str) -> Result<Self, String> {
+    fn connect(url: &str, headers: &str) -> Result<Self, String> {
         let rest = url
             .strip_prefix("http://")
             .ok_or_else(|| format!("{url}: only http:// URLs are supported"))?;
@@ -46,7 +48,8 @@ impl Target {
             .map_err(|e| format!("{url}: {e}"))?;
         Ok(Self {
             url: url.to_owned(),
-            request: format!("GET {path} HTTP/1.1\r\nhost: {authority}\r\n\r\n").into_bytes(),
+            request: format!("GET {path} HTTP/1.1\r\nhost: {authority}\r\n{headers}\r\n")
+                .into_bytes(),
             reader: BufReader::new(stream),
             samples: Vec::new(),
         })
@@ -100,10 +103,10 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     f64::from(sorted[i]) / 1000.0
 }
 
-fn run(per_url: usize, urls: &[String]) -> Result<(), String> {
+fn run(per_url: usize, headers: &str, urls: &[String]) -> Result<(), String> {
     let mut targets = urls
         .iter()
-        .map(|u| Target::connect(u))
+        .map(|u| Target::connect(u, headers))
         .collect::<Result<Vec<_>, _>>()?;
     for _ in 0..WARMUP {
         for t in &mut targets {
@@ -132,15 +135,32 @@ fn run(per_url: usize, urls: &[String]) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some((count, urls)) = args.split_first().filter(|(_, urls)| !urls.is_empty()) else {
-        eprintln!("usage: latency <requests per URL> <url> <url>...");
+    let usage = "usage: latency <requests per URL> [-H 'name: value']... <url> <url>...";
+    let Some((count, mut rest)) = args.split_first() else {
+        eprintln!("{usage}");
         return ExitCode::from(2);
     };
     let Ok(per_url) = count.parse::<usize>() else {
         eprintln!("latency: `{count}` is not a number of requests");
         return ExitCode::from(2);
     };
-    match run(per_url.max(1), urls) {
+    let mut headers = String::new();
+    while let [flag, header, more @ ..] = rest
+        && flag == "-H"
+    {
+        if !header.contains(':') || header.contains(['\r', '\n']) {
+            eprintln!("latency: `-H {header}` is not one `name: value` header");
+            return ExitCode::from(2);
+        }
+        headers.push_str(header);
+        headers.push_str("\r\n");
+        rest = more;
+    }
+    if rest.is_empty() {
+        eprintln!("{usage}");
+        return ExitCode::from(2);
+    }
+    match run(per_url.max(1), &headers, rest) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("latency: {e}");

@@ -10,8 +10,8 @@ use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use buntime_pdk::hooks::{RequestChanges, RequestDecision, ResponseChanges, ResponseView};
-use buntime_pdk::plugin::{Lazy, config, state};
-use buntime_pdk::{Error, RequestHead, ResponseHead};
+use buntime_pdk::plugin::{HookBytes, Lazy, config, state};
+use buntime_pdk::{Error, RequestHeadRef, ResponseHead};
 use serde_json::{Value, json};
 
 use crate::config::Gateway;
@@ -92,9 +92,9 @@ enum Outcome {
 /// The answer to `req` under `cors` if it is a CORS preflight (`OPTIONS`
 /// with `Origin` and `Access-Control-Request-Method`): a 204 with the
 /// preflight headers for an allowed origin, `Vary: Origin` alone otherwise.
-fn preflight(cors: &Cors, req: &RequestHead) -> Option<ResponseHead> {
+fn preflight(cors: &Cors, req: &RequestHeadRef<'_>) -> Option<ResponseHead> {
     let origin = req.header("origin")?;
-    if req.method != "OPTIONS" || req.header("access-control-request-method").is_none() {
+    if req.method() != "OPTIONS" || req.header("access-control-request-method").is_none() {
         return None;
     }
     let mut head = ResponseHead::new(204);
@@ -108,7 +108,7 @@ fn preflight(cors: &Cors, req: &RequestHead) -> Option<ResponseHead> {
 
 /// The CORS headers for `req`'s response under `cors` (`expose`: the
 /// response headers a browser may read besides the safe ones).
-fn cors_headers(cors: &Cors, req: &RequestHead, expose: &[&str]) -> Vec<(String, String)> {
+fn cors_headers(cors: &Cors, req: &RequestHeadRef<'_>, expose: &[&str]) -> Vec<(String, String)> {
     match req.header("origin").filter(|o| cors.allows(o)) {
         Some(o) => cors.response_headers(o, expose),
         None if cors.varies() => vec![("vary".into(), "Origin".into())],
@@ -120,7 +120,7 @@ fn cors_headers(cors: &Cors, req: &RequestHead, expose: &[&str]) -> Vec<(String,
 /// `coreRoutes`): CORS only. The host keeps nothing else from this answer,
 /// and such a request is not the gateway's to count, limit, log or send to
 /// the shell.
-fn core_route(gw: &Gateway, req: &RequestHead) -> RequestDecision {
+fn core_route(gw: &Gateway, req: &RequestHeadRef<'_>) -> RequestDecision {
     let Some(cors) = gw.cors.as_ref() else {
         return RequestDecision::pass();
     };
@@ -134,9 +134,10 @@ fn core_route(gw: &Gateway, req: &RequestHead) -> RequestDecision {
     })
 }
 
-fn check(req: RequestHead) -> Result<RequestDecision, Error> {
+fn check(input: HookBytes) -> Result<RequestDecision, Error> {
     let gw = gateway()?;
-    if req.core_route {
+    let req = input.request()?;
+    if req.core_route() {
         return Ok(core_route(gw, &req));
     }
     let start_us = now_us();
@@ -164,7 +165,7 @@ fn check(req: RequestHead) -> Result<RequestDecision, Error> {
     if let Some(rule) = gw
         .rate
         .as_ref()
-        .and_then(|r| r.limit_for(&req.method, &req.path))
+        .and_then(|r| r.limit_for(req.method(), req.path()))
     {
         let taken = state::take(
             &limit::bucket_key(
@@ -193,7 +194,7 @@ fn check(req: RequestHead) -> Result<RequestDecision, Error> {
                 json!({
                     "code": "RATE_LIMITED",
                     "message": format!("more than {} requests in {:?}; retry in {retry} s", rule.requests, rule.window),
-                    "requestId": req.request_id,
+                    "requestId": req.request_id(),
                 })
                 .to_string(),
             );
@@ -211,8 +212,8 @@ fn check(req: RequestHead) -> Result<RequestDecision, Error> {
     }
     let path = gw.shell.as_ref().and_then(|s| {
         s.route(
-            &req.method,
-            &req.path,
+            req.method(),
+            req.path(),
             req.header("sec-fetch-dest"),
             req.header("accept"),
             req.header("cookie"),
@@ -233,7 +234,7 @@ buntime_pdk::on_request!(check);
 /// through, the answer is the marker `on_response` completes the entry by.
 fn record(
     gw: &Gateway,
-    req: &RequestHead,
+    req: &RequestHeadRef<'_>,
     address: &str,
     outcome: Outcome,
     start_us: u64,
@@ -260,8 +261,8 @@ fn record(
     let mut entry = json!({
         "seq": seq,
         "time": start_us / 1000,
-        "method": req.method,
-        "path": req.path.chars().take(512).collect::<String>(),
+        "method": req.method(),
+        "path": req.path().chars().take(512).collect::<String>(),
         "ip": address,
         "origin": req.header("origin").map(|o| o.chars().take(256).collect::<String>()),
         "outcome": match outcome {
@@ -269,7 +270,7 @@ fn record(
             Outcome::Limited => "limited",
             Outcome::Preflight => "preflight",
         },
-        "requestId": req.request_id,
+        "requestId": req.request_id(),
         "status": status,
         "durationMs": null,
     });

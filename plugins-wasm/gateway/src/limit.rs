@@ -2,7 +2,7 @@
 //! the headers that report it. The bucket itself is the host's
 //! (`state_take`), so every instance draws from the same tokens.
 
-use buntime_pdk::{Client, RequestHead};
+use buntime_pdk::{Client, RequestHeadRef};
 use sha2::{Digest, Sha256};
 
 use crate::config::{KeyBy, Limit};
@@ -42,7 +42,7 @@ pub fn address(client: Option<&Client>) -> &str {
 }
 
 /// The API key a request presents: `X-API-Key`, else a bearer token.
-fn api_key(req: &RequestHead) -> Option<&str> {
+fn api_key<'r>(req: &'r RequestHeadRef<'_>) -> Option<&'r str> {
     if let Some(k) = req.header("x-api-key") {
         return Some(k.trim()).filter(|k| !k.is_empty());
     }
@@ -54,7 +54,7 @@ fn api_key(req: &RequestHead) -> Option<&str> {
 }
 
 /// The identity subject an authentication plugin set (`X-Identity`).
-fn subject(req: &RequestHead) -> Option<String> {
+fn subject(req: &RequestHeadRef<'_>) -> Option<String> {
     let identity: serde_json::Value = serde_json::from_str(req.header("x-identity")?).ok()?;
     identity["sub"]
         .as_str()
@@ -68,7 +68,7 @@ fn subject(req: &RequestHead) -> Option<String> {
 /// (`Client::api_key_hash`), the same as [`hashed`] of the key.
 pub fn client_key(
     key_by: &KeyBy,
-    req: &RequestHead,
+    req: &RequestHeadRef<'_>,
     address: &str,
     key_hash: Option<&str>,
 ) -> String {
@@ -88,7 +88,7 @@ pub fn client_key(
 /// The state key of `req`'s bucket under `limit`.
 pub fn bucket_key(
     limit: &Limit,
-    req: &RequestHead,
+    req: &RequestHeadRef<'_>,
     address: &str,
     key_hash: Option<&str>,
 ) -> String {
@@ -121,12 +121,14 @@ mod tests {
 
     const IP: &str = "203.0.113.9";
 
-    fn head(headers: &[(&str, &str)]) -> RequestHead {
-        serde_json::from_value(serde_json::json!({
+    /// A head borrowed from JSON text kept for the test's life.
+    fn head(headers: &[(&str, &str)]) -> RequestHeadRef<'static> {
+        let json = serde_json::json!({
             "method": "GET", "path": "/", "request_id": "r",
             "headers": headers,
-        }))
-        .unwrap()
+        })
+        .to_string();
+        serde_json::from_str(Box::leak(json.into_boxed_str())).unwrap()
     }
 
     #[test]
@@ -165,7 +167,12 @@ mod tests {
             "ip:203.0.113.9"
         );
         let long = "v".repeat(500);
-        let key = client_key(&KeyBy::Header("x-t".into()), &head(&[("x-t", &long)]), IP, None);
+        let key = client_key(
+            &KeyBy::Header("x-t".into()),
+            &head(&[("x-t", &long)]),
+            IP,
+            None,
+        );
         assert!(key.len() < 64, "{key}");
     }
 

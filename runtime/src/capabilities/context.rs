@@ -166,4 +166,11 @@ impl GuestContext {
             .context::<GuestContext>()
             .ok_or_else(super::state::no_context)
     }
+
+    /// [`Self::of`], borrowed from the store's state.
+    pub(crate) fn of_ref(state: &HostState) -> Result<&GuestContext, HostError> {
+        state
+            .context_ref::<GuestContext>()
+            .ok_or_else(super::state::no_context)
+    }
 }

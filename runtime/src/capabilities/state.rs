@@ -202,7 +202,7 @@ fn function(name: &'static str, op: StateOp) -> HostFunction {
         ResultEncoding::Envelope,
         move |state: &mut HostState, args| {
             (|| {
-                let cx = GuestContext::of(state)?;
+                let cx = GuestContext::of_ref(state)?;
                 let input = argument(state, args[0])?;
                 op(&cx.host.state, &cx.name, input)
             })()
@@ -212,7 +212,7 @@ fn function(name: &'static str, op: StateOp) -> HostFunction {
 
 /// The bytes of `v` as JSON text, counted as it is written rather than
 /// written into a buffer (every state write counts its value).
-fn json_size(v: &Value) -> usize {
+fn json_size(v: &impl Serialize) -> usize {
     struct Count(usize);
     impl std::io::Write for Count {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -416,6 +416,34 @@ impl StateStore {
             },
         );
         Ok(version)
+    }
+
+    /// Rewrites the live entry at `key` in place with `change`, which says
+    /// whether the value was of the shape it rewrites, as a value of
+    /// `new_size` bytes of JSON; returns the new version. `None`, with the
+    /// value untouched, when there is no live entry, or the namespace's cap
+    /// would be passed (the caller then stores a whole new value, which
+    /// reports that). A value rewritten per request (a bucket) then
+    /// allocates nothing.
+    fn update_in_place(
+        &self,
+        space: &mut Space,
+        key: &str,
+        new_size: usize,
+        ttl: Option<Duration>,
+        change: impl FnOnce(&mut Value) -> bool,
+    ) -> Option<u64> {
+        let now = Instant::now();
+        let size = key.len() + new_size;
+        let e = space.entries.get_mut(key).filter(|e| e.live(now))?;
+        if space.bytes - e.size + size > MAX_NAMESPACE_BYTES || !change(&mut e.value) {
+            return None;
+        }
+        let old = std::mem::replace(&mut e.size, size);
+        e.version = self.next_version();
+        e.expires = ttl.map(|t| now + t);
+        space.bytes = space.bytes - old + size;
+        Some(e.version)
     }
 
     /// The live entry at `key`.

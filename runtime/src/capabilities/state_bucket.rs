@@ -32,6 +32,33 @@ struct Bucket {
     updated_ms: u64,
 }
 
+impl Bucket {
+    /// Writes this bucket's fields over a stored bucket's (numbers only, so
+    /// nothing is allocated); `false`, with `value` untouched, if it is not
+    /// a stored bucket.
+    fn write_over(&self, value: &mut Value) -> bool {
+        let Some(fields) = value.as_object_mut() else {
+            return false;
+        };
+        const NAMES: [&str; 4] = ["tokens", "capacity", "windowMs", "updatedMs"];
+        if fields.len() != NAMES.len() || !NAMES.iter().all(|n| fields.contains_key(*n)) {
+            return false;
+        }
+        let values = [
+            Value::from(self.tokens),
+            Value::from(self.capacity),
+            Value::from(self.window_ms),
+            Value::from(self.updated_ms),
+        ];
+        for (name, v) in NAMES.into_iter().zip(values) {
+            if let Some(slot) = fields.get_mut(name) {
+                *slot = v;
+            }
+        }
+        true
+    }
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -90,17 +117,22 @@ impl StateStore {
         } else {
             ((want - left) / rate).ceil().max(1.0) as u64
         };
-        let value = serde_json::to_value(Bucket {
+        let bucket = Bucket {
             tokens: left,
             capacity,
             window_ms,
             updated_ms: now,
-        })
-        .unwrap_or(Value::Null);
-        let size = json_size(&value);
+        };
+        let size = json_size(&bucket);
         // Expires once full: an absent bucket is a full one.
-        let ttl = Duration::from_millis(reset_ms.max(1));
-        self.insert(&mut space, key, value, size, Some(ttl))?;
+        let ttl = Some(Duration::from_millis(reset_ms.max(1)));
+        if self
+            .update_in_place(&mut space, key, size, ttl, |v| bucket.write_over(v))
+            .is_none()
+        {
+            let value = serde_json::to_value(&bucket).unwrap_or(Value::Null);
+            self.insert(&mut space, key, value, size, ttl)?;
+        }
         Ok(Taken {
             allowed,
             remaining: (left + 1e-9).floor() as u64,
@@ -137,6 +169,27 @@ mod tests {
             !t.allowed && t.remaining == 0 && t.retry_after_ms > 0,
             "{t:?}"
         );
+    }
+
+    #[test]
+    fn a_bucket_rewritten_in_place_is_versioned_and_counted_as_a_new_one() {
+        let s = StateStore::default();
+        let hour = Duration::from_secs(3600);
+        s.take("p", "b", 10, hour, 1).unwrap();
+        let first = s.get("p", "b").unwrap();
+        s.take("p", "b", 10, hour, 3).unwrap();
+        let second = s.get("p", "b").unwrap();
+        assert!(second.version > first.version);
+        assert_eq!(second.value["tokens"].as_f64().map(f64::round), Some(6.0));
+        assert_eq!(second.size, "b".len() + json_size(&second.value));
+        let n = s.namespace("p");
+        let space = n.lock().unwrap();
+        let counted: usize = space
+            .entries
+            .iter()
+            .map(|(k, e)| k.len() + json_size(&e.value))
+            .sum();
+        assert_eq!(space.bytes, counted);
     }
 
     #[test]

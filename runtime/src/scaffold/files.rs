@@ -12,6 +12,7 @@ const PDK_SOURCES: &[(&str, &str)] = &[
     ("guest.rs", include_str!("../../../pdk/src/guest.rs")),
     ("hooks.rs", include_str!("../../../pdk/src/hooks.rs")),
     ("http.rs", include_str!("../../../pdk/src/http.rs")),
+    ("http_ref.rs", include_str!("../../../pdk/src/http_ref.rs")),
     ("io.rs", include_str!("../../../pdk/src/io.rs")),
     ("plugin.rs", include_str!("../../../pdk/src/plugin.rs")),
     (

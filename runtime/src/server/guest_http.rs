@@ -17,6 +17,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
 use buntime_pdk::ResponseHead;
+use buntime_pdk::http_ref::Text;
 use bytes::Bytes;
 
 use crate::wasm::abi::{ResponseBody, ResponseBodyLimit};
@@ -338,33 +339,6 @@ pub(crate) fn request_id(extensions: &http::Extensions) -> &str {
     extensions
         .get::<super::RequestId>()
         .map_or("", |r| r.0.as_str())
-}
-
-/// A string borrowed from the JSON it was read from when it has no escapes
-/// (`Cow<str>` inside a `Vec` or tuple always allocates; this does not).
-struct Text<'a>(Cow<'a, str>);
-
-impl<'de: 'a, 'a> serde::Deserialize<'de> for Text<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit;
-        impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = Cow<'de, str>;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Cow::Borrowed(v))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Cow::Owned(v.to_owned()))
-            }
-            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-                Ok(Cow::Owned(v))
-            }
-        }
-        d.deserialize_str(Visit).map(Text)
-    }
 }
 
 /// The part of a [`ResponseHead`] an app's `handle` answers with, read

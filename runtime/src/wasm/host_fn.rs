@@ -86,7 +86,7 @@ pub type HostFuture = Pin<Box<dyn Future<Output = Result<Option<Vec<u8>>, HostEr
 pub type HostOutput = Result<Option<Vec<u8>>, HostError>;
 
 type AsyncImplementation = dyn Fn(&mut HostState, &[u64]) -> HostFuture + Send + Sync;
-type SyncImplementation = dyn Fn(&mut HostState, &[u64]) -> HostOutput + Send + Sync;
+pub(crate) type SyncImplementation = dyn Fn(&mut HostState, &[u64]) -> HostOutput + Send + Sync;
 
 /// A host function's body: one that may wait for I/O, or one that does not.
 #[derive(Clone)]

@@ -130,6 +130,13 @@ impl HostState {
         self.context.clone()?.downcast::<T>().ok()
     }
 
+    /// The data attached with [`GuestOptions::context`], borrowed: what a
+    /// host function that only reads it uses (no reference count touched,
+    /// as [`Self::context`] does, on a path taken per call).
+    pub fn context_ref<T: std::any::Any + Send + Sync>(&self) -> Option<&T> {
+        self.context.as_deref()?.downcast_ref::<T>()
+    }
+
     /// Refuses a call that its grant does not cover, from inside the host
     /// function (`function`, its name in `extism:host/user`): the [`Denial`]
     /// says what exactly was refused (`detail`) and the manifest entry that

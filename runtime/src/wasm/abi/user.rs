@@ -6,8 +6,11 @@
 
 use wasmtime::{Caller, FuncType, Linker, Val, ValType};
 
+use std::sync::Arc;
+
 use super::super::host_fn::{
-    HostFunction, HostOutput, Implementation, ResultEncoding, USER_NAMESPACE, envelope,
+    HostFunction, HostOutput, Implementation, ResultEncoding, SyncImplementation, USER_NAMESPACE,
+    envelope,
 };
 use super::super::state::HostState;
 use super::super::sync_call::InHostCall;
@@ -21,21 +24,7 @@ pub(super) fn link(l: &mut Linker<HostState>, functions: &[HostFunction]) -> was
         );
         let f = f.clone();
         match f.implementation.clone() {
-            Implementation::Sync(run) => {
-                l.func_new(
-                    USER_NAMESPACE,
-                    f.name,
-                    ty,
-                    move |mut c: Caller<'_, HostState>, params, results| {
-                        let outcome = match f.check(c.data()) {
-                            Err(denial) => Err(denial.into()),
-                            Ok(()) => run(c.data_mut(), &args(params)),
-                        };
-                        results[0] = Val::I64(result_handle(&f, &mut c, outcome)? as i64);
-                        Ok(())
-                    },
-                )?;
-            }
+            Implementation::Sync(run) => link_sync(l, ty, f, run)?,
             Implementation::Async(run) => {
                 l.func_new_async(
                     USER_NAMESPACE,
@@ -60,6 +49,57 @@ pub(super) fn link(l: &mut Linker<HostState>, functions: &[HostFunction]) -> was
             }
         }
     }
+    Ok(())
+}
+
+/// Links a function that does not wait. The common arities are linked as
+/// typed functions: wasmtime then passes the arguments in registers, with no
+/// `Val` array to check and no argument vector to allocate per call (state,
+/// metrics and events calls are made per request by busy plugins).
+fn link_sync(
+    l: &mut Linker<HostState>,
+    ty: FuncType,
+    f: HostFunction,
+    run: Arc<SyncImplementation>,
+) -> wasmtime::Result<()> {
+    let (module, name) = (USER_NAMESPACE, f.name);
+    let call = move |c: &mut Caller<'_, HostState>, args: &[u64]| -> wasmtime::Result<i64> {
+        let outcome = match f.check(c.data()) {
+            Err(denial) => Err(denial.into()),
+            Ok(()) => run(c.data_mut(), args),
+        };
+        Ok(result_handle(&f, c, outcome)? as i64)
+    };
+    let arity = ty.params().len();
+    match arity {
+        0 => l.func_wrap(module, name, move |mut c: Caller<'_, HostState>| {
+            call(&mut c, &[])
+        })?,
+        1 => l.func_wrap(module, name, move |mut c: Caller<'_, HostState>, a: i64| {
+            call(&mut c, &[a as u64])
+        })?,
+        2 => l.func_wrap(
+            module,
+            name,
+            move |mut c: Caller<'_, HostState>, a: i64, b: i64| call(&mut c, &[a as u64, b as u64]),
+        )?,
+        3 => l.func_wrap(
+            module,
+            name,
+            move |mut c: Caller<'_, HostState>, a: i64, b: i64, d: i64| {
+                call(&mut c, &[a as u64, b as u64, d as u64])
+            },
+        )?,
+        _ => l.func_new(
+            module,
+            name,
+            ty,
+            move |mut c: Caller<'_, HostState>, params, results| {
+                results[0] = Val::I64(call(&mut c, &args(params))?);
+                Ok(())
+            },
+        )?,
+    };
     Ok(())
 }
 
