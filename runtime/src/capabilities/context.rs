@@ -155,6 +155,8 @@ pub struct GuestContext {
     /// Its registered metrics (`metrics`): held here so an update finds
     /// them without a lookup.
     pub metrics: Arc<crate::metrics::plugin::PluginMetrics>,
+    /// Its `state` namespace, found once (`StateStore::handle`).
+    pub state: super::state::NamespaceHandle,
 }
 
 impl GuestContext {

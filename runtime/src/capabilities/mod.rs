@@ -55,7 +55,7 @@ pub use crate::grants::{
 };
 pub use services::ServicesGrant;
 pub use sql::{DEFAULT_MAX_TENANTS, STATEMENT_FUNCTIONS, SqlDatabases, SqlGrant};
-pub use state::{StateEntry, StateError, StateStore, bucket::Taken};
+pub use state::{NamespaceHandle, Ns, StateEntry, StateError, StateStore, bucket::Taken};
 
 use crate::wasm::HostFunction;
 

@@ -10,7 +10,8 @@
 //! most [`MAX_VALUE_BYTES`] of JSON, [`MAX_KEYS`] keys and
 //! [`MAX_NAMESPACE_BYTES`] of keys and values together.
 //!
-//! Host functions (all take and return JSON, in the `{"ok"}/{"error"}` envelope):
+//! Host functions (`state_functions.rs`; all take and return JSON, in the
+//! `{"ok"}/{"error"}` envelope):
 //!
 //! | function | input | result |
 //! |---|---|---|
@@ -27,16 +28,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
-use super::args::{argument, parse, to_json};
-use super::{Capability, CapabilitySpec, GrantContext, GrantValue, parse_flag};
-use crate::capabilities::GuestContext;
-use crate::wasm::{HostError, HostFunction, HostState, ResultEncoding};
+use crate::wasm::HostError;
 
 #[path = "state_bucket.rs"]
 pub(super) mod bucket;
+#[path = "state_functions.rs"]
+mod functions;
+
+pub(super) use functions::StateSpec;
 
 /// Most keys one namespace may hold.
 pub(super) const MAX_KEYS: usize = 100_000;
@@ -47,168 +49,6 @@ pub(super) const MAX_KEY_BYTES: usize = 1024;
 /// Most bytes one namespace may hold: its keys plus its values' JSON text.
 /// Without it, [`MAX_KEYS`] values of [`MAX_VALUE_BYTES`] would be 100 GB.
 pub(super) const MAX_NAMESPACE_BYTES: usize = 64 << 20;
-
-/// The `state` capability.
-pub(super) struct StateSpec;
-
-impl CapabilitySpec for StateSpec {
-    fn capability(&self) -> Capability {
-        Capability::STATE
-    }
-
-    fn syntax(&self) -> &'static str {
-        "\"state\": true"
-    }
-
-    fn parse(&self, declared: &Value, _: &GrantContext<'_>) -> Result<Option<GrantValue>, String> {
-        parse_flag(declared)
-    }
-
-    fn host_functions(&self) -> Vec<HostFunction> {
-        vec![
-            function("state_get", |store, ns, input| {
-                let req: KeyReq = parse(input)?;
-                to_json(store.get(ns, &req.key).map(|e| e.value_and_version()))
-            }),
-            function("state_set", |store, ns, input| {
-                let req: SetReq = parse(input)?;
-                let version = store.set(ns, &req.key, req.value, ttl(req.ttl_ms))?;
-                to_json(Answer {
-                    version,
-                    ..Answer::default()
-                })
-            }),
-            function("state_delete", |store, ns, input| {
-                let req: KeyReq = parse(input)?;
-                to_json(store.delete(ns, &req.key))
-            }),
-            function("state_list", |store, ns, input| {
-                let req: ListReq = parse(input)?;
-                let limit = req.limit.unwrap_or(1000).min(10_000);
-                to_json(store.list(ns, req.prefix.as_deref().unwrap_or(""), limit))
-            }),
-            function("state_cas", |store, ns, input| {
-                let req: CasReq = parse(input)?;
-                let (swapped, version) = store.compare_and_swap(
-                    ns,
-                    &req.key,
-                    req.version,
-                    req.value,
-                    ttl(req.ttl_ms),
-                )?;
-                to_json(Answer {
-                    swapped: Some(swapped),
-                    version,
-                    ..Answer::default()
-                })
-            }),
-            function("state_incr", |store, ns, input| {
-                let req: IncrReq = parse(input)?;
-                let (value, version) =
-                    store.increment(ns, &req.key, req.by.unwrap_or(1), ttl(req.ttl_ms))?;
-                to_json(Answer {
-                    value: Some(value),
-                    version,
-                    ..Answer::default()
-                })
-            }),
-            function("state_take", |store, ns, input| {
-                let req: TakeReq = parse(input)?;
-                to_json(store.take(
-                    ns,
-                    &req.key,
-                    req.capacity,
-                    Duration::from_millis(req.window_ms),
-                    req.cost.unwrap_or(1),
-                )?)
-            }),
-        ]
-    }
-}
-
-/// The answers of `state_set` (`version`), `state_cas` (`swapped`,
-/// `version`) and `state_incr` (`value`, `version`), written without a map
-/// built per call.
-#[derive(Default, Serialize)]
-struct Answer {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    swapped: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    value: Option<i64>,
-    version: u64,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct KeyReq {
-    key: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct SetReq {
-    key: String,
-    value: Value,
-    ttl_ms: Option<u64>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListReq {
-    prefix: Option<String>,
-    limit: Option<usize>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct CasReq {
-    key: String,
-    version: u64,
-    value: Value,
-    ttl_ms: Option<u64>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct IncrReq {
-    key: String,
-    by: Option<i64>,
-    ttl_ms: Option<u64>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct TakeReq {
-    key: String,
-    capacity: u64,
-    window_ms: u64,
-    cost: Option<u64>,
-}
-
-fn ttl(ms: Option<u64>) -> Option<Duration> {
-    ms.filter(|&ms| ms > 0).map(Duration::from_millis)
-}
-
-/// One state operation: the store, the caller's namespace, the JSON argument.
-type StateOp = fn(&StateStore, &str, &[u8]) -> Result<Option<Vec<u8>>, HostError>;
-
-/// A `state_*` host function: reads its JSON argument and the caller's
-/// namespace, runs `op` synchronously (no I/O, a short critical section).
-fn function(name: &'static str, op: StateOp) -> HostFunction {
-    HostFunction::new_sync(
-        name,
-        Capability::STATE,
-        1,
-        ResultEncoding::Envelope,
-        move |state: &mut HostState, args| {
-            (|| {
-                let cx = GuestContext::of_ref(state)?;
-                let input = argument(state, args[0])?;
-                op(&cx.host.state, &cx.name, input)
-            })()
-        },
-    )
-}
 
 /// The bytes of `v` as JSON text, counted as it is written rather than
 /// written into a buffer (every state write counts its value).
@@ -309,6 +149,73 @@ impl Space {
     }
 }
 
+/// Which namespace a state operation works in: a plugin's name, or the
+/// [`NamespaceHandle`] found for it once. A plugin's guest context keeps its
+/// handle, so the calls its guests make per request skip the store's map of
+/// names (a shared lock, a hash and two reference counts each).
+#[derive(Debug, Clone, Copy)]
+pub struct Ns<'a>(NsInner<'a>);
+
+#[derive(Debug, Clone, Copy)]
+enum NsInner<'a> {
+    Named(&'a str),
+    Found(&'a Namespace),
+}
+
+impl<'a> From<&'a str> for Ns<'a> {
+    fn from(name: &'a str) -> Self {
+        Ns(NsInner::Named(name))
+    }
+}
+
+impl<'a> From<&'a String> for Ns<'a> {
+    fn from(name: &'a String) -> Self {
+        Ns(NsInner::Named(name))
+    }
+}
+
+impl<'a> From<&'a NamespaceHandle> for Ns<'a> {
+    fn from(handle: &'a NamespaceHandle) -> Self {
+        Ns(NsInner::Found(&handle.0))
+    }
+}
+
+/// A namespace found by [`StateStore::handle`]: namespaces are never
+/// removed, so it stays the one its name denotes.
+#[derive(Clone)]
+pub struct NamespaceHandle(Namespace);
+
+impl std::fmt::Debug for NamespaceHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NamespaceHandle")
+    }
+}
+
+/// A namespace found for one operation, or borrowed from a handle.
+enum SpaceRef<'a> {
+    Found(Namespace),
+    Kept(&'a Namespace),
+}
+
+impl std::ops::Deref for SpaceRef<'_> {
+    type Target = Mutex<Space>;
+    fn deref(&self) -> &Mutex<Space> {
+        match self {
+            SpaceRef::Found(n) => n,
+            SpaceRef::Kept(n) => n,
+        }
+    }
+}
+
+impl<'a> Ns<'a> {
+    fn space(self, store: &StateStore) -> SpaceRef<'a> {
+        match self.0 {
+            NsInner::Named(name) => SpaceRef::Found(store.namespace(name)),
+            NsInner::Found(n) => SpaceRef::Kept(n),
+        }
+    }
+}
+
 /// Every plugin's namespace.
 ///
 /// ```
@@ -332,6 +239,11 @@ impl StateStore {
         }
         let mut map = self.namespaces.write().unwrap_or_else(|p| p.into_inner());
         map.entry(ns.to_owned()).or_default().clone()
+    }
+
+    /// The namespace of plugin `ns`, found once for the calls to come.
+    pub fn handle(&self, ns: &str) -> NamespaceHandle {
+        NamespaceHandle(self.namespace(ns))
     }
 
     fn next_version(&self) -> u64 {
@@ -447,8 +359,8 @@ impl StateStore {
     }
 
     /// The live entry at `key`.
-    pub fn get(&self, ns: &str, key: &str) -> Option<StateEntry> {
-        let n = self.namespace(ns);
+    pub fn get<'n>(&self, ns: impl Into<Ns<'n>>, key: &str) -> Option<StateEntry> {
+        let n = ns.into().space(self);
         let map = n.lock().unwrap_or_else(|p| p.into_inner());
         map.entries
             .get(key)
@@ -457,29 +369,29 @@ impl StateStore {
     }
 
     /// Stores `value`; returns its version.
-    pub fn set(
+    pub fn set<'n>(
         &self,
-        ns: &str,
+        ns: impl Into<Ns<'n>>,
         key: &str,
         value: Value,
         ttl: Option<Duration>,
     ) -> Result<u64, StateError> {
         let size = Self::check(key, Some(&value))?;
-        let n = self.namespace(ns);
+        let n = ns.into().space(self);
         let mut map = n.lock().unwrap_or_else(|p| p.into_inner());
         self.insert(&mut map, key, value, size, ttl)
     }
 
     /// Removes `key`; whether a live entry was there.
-    pub fn delete(&self, ns: &str, key: &str) -> bool {
-        let n = self.namespace(ns);
+    pub fn delete<'n>(&self, ns: impl Into<Ns<'n>>, key: &str) -> bool {
+        let n = ns.into().space(self);
         let mut map = n.lock().unwrap_or_else(|p| p.into_inner());
         map.remove(key).is_some_and(|e| e.live(Instant::now()))
     }
 
     /// Live entries whose key starts with `prefix`, in key order.
-    pub fn list(&self, ns: &str, prefix: &str, limit: usize) -> Vec<Value> {
-        let n = self.namespace(ns);
+    pub fn list<'n>(&self, ns: impl Into<Ns<'n>>, prefix: &str, limit: usize) -> Vec<Value> {
+        let n = ns.into().space(self);
         let mut map = n.lock().unwrap_or_else(|p| p.into_inner());
         map.purge(Instant::now());
         map.entries
@@ -492,16 +404,16 @@ impl StateStore {
 
     /// Writes `value` only if the live entry's version is `expected` (0: only
     /// if absent). Returns whether it wrote, and the version now current.
-    pub fn compare_and_swap(
+    pub fn compare_and_swap<'n>(
         &self,
-        ns: &str,
+        ns: impl Into<Ns<'n>>,
         key: &str,
         expected: u64,
         value: Value,
         ttl: Option<Duration>,
     ) -> Result<(bool, u64), StateError> {
         let size = Self::check(key, Some(&value))?;
-        let n = self.namespace(ns);
+        let n = ns.into().space(self);
         let mut map = n.lock().unwrap_or_else(|p| p.into_inner());
         let current = map
             .entries
@@ -516,15 +428,15 @@ impl StateStore {
 
     /// Adds `by` to the integer at `key` (absent = 0), atomically. The TTL
     /// applies when the key is created, so a fixed window expires on time.
-    pub fn increment(
+    pub fn increment<'n>(
         &self,
-        ns: &str,
+        ns: impl Into<Ns<'n>>,
         key: &str,
         by: i64,
         ttl: Option<Duration>,
     ) -> Result<(i64, u64), StateError> {
         Self::check(key, None)?;
-        let n = self.namespace(ns);
+        let n = ns.into().space(self);
         let mut map = n.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         let (current, expires) = match map.entries.get(key).filter(|e| e.live(now)) {

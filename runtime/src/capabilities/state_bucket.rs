@@ -20,7 +20,7 @@ use serde_json::Value;
 
 pub use buntime_pdk::abi::Taken;
 
-use super::{StateError, StateStore, json_size};
+use super::{Ns, StateError, StateStore, json_size};
 
 /// The stored form of a bucket.
 #[derive(Debug, Serialize, Deserialize)]
@@ -68,9 +68,9 @@ fn now_ms() -> u64 {
 impl StateStore {
     /// Takes `cost` tokens from the bucket at `key` (`capacity` tokens,
     /// refilled over `window_ms`), created full if absent; atomically.
-    pub fn take(
+    pub fn take<'n>(
         &self,
-        ns: &str,
+        ns: impl Into<Ns<'n>>,
         key: &str,
         capacity: u64,
         window: Duration,
@@ -84,7 +84,7 @@ impl StateStore {
             )));
         }
         let rate = capacity as f64 / window_ms as f64; // tokens per ms
-        let n = self.namespace(ns);
+        let n = ns.into().space(self);
         let mut space = n.lock().unwrap_or_else(|p| p.into_inner());
         let now = now_ms();
         let tokens = match space

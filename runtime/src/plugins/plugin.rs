@@ -234,6 +234,7 @@ impl Plugin {
                 dependencies,
                 host: host.clone(),
                 metrics: host.plugin_metrics.of(&m.name),
+                state: host.state.handle(&m.name),
             }));
         for (k, v) in &config {
             let text = match v {
