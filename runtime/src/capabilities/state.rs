@@ -439,20 +439,37 @@ impl StateStore {
         let n = ns.into().space(self);
         let mut map = n.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        let (current, expires) = match map.entries.get(key).filter(|e| e.live(now)) {
-            Some(e) => (
-                e.value.as_i64().ok_or_else(|| {
+        let add = |current: i64| {
+            current.checked_add(by).ok_or_else(|| {
+                StateError::Limit(format!(
+                    "incrementing `{key}` by {by} overflows a 64-bit integer"
+                ))
+            })
+        };
+        let space = &mut *map;
+        let (current, expires) = match space.entries.get_mut(key).filter(|e| e.live(now)) {
+            Some(e) => {
+                let current = e.value.as_i64().ok_or_else(|| {
                     StateError::Type(format!("`{key}` holds {}, not an integer", e.value))
-                })?,
-                e.expires,
-            ),
+                })?;
+                let sum = add(current)?;
+                let value = Value::from(sum);
+                let size = key.len() + json_size(&value);
+                // A live counter within the cap is updated where it is: one
+                // lookup in the namespace's tree instead of four (a counter
+                // per request, in a namespace that may hold thousands of keys).
+                if space.bytes - e.size + size <= MAX_NAMESPACE_BYTES {
+                    space.bytes = space.bytes - e.size + size;
+                    e.value = value;
+                    e.version = self.next_version();
+                    e.size = size;
+                    return Ok((sum, e.version));
+                }
+                (current, e.expires)
+            }
             None => (0, ttl.map(|t| now + t)),
         };
-        let sum = current.checked_add(by).ok_or_else(|| {
-            StateError::Limit(format!(
-                "incrementing `{key}` by {by} overflows a 64-bit integer"
-            ))
-        })?;
+        let sum = add(current)?;
         let value = Value::from(sum);
         let size = json_size(&value);
         let version = self.insert(&mut map, key, value, size, None)?;
@@ -512,6 +529,22 @@ mod tests {
         s.set("p", "one-more", big.clone(), None).unwrap();
         // Another plugin has its own budget.
         s.set("q", "k", big, None).unwrap();
+    }
+
+    #[test]
+    fn an_increment_in_place_keeps_the_ttl_and_counts_its_bytes() {
+        let s = StateStore::default();
+        s.increment("p", "n", 5, Some(Duration::from_secs(60)))
+            .unwrap();
+        let before = s.get("p", "n").unwrap();
+        let (sum, version) = s.increment("p", "n", 995, None).unwrap();
+        let after = s.get("p", "n").unwrap();
+        assert_eq!((sum, after.value.as_i64()), (1000, Some(1000)));
+        assert!(version > before.version && after.version == version);
+        assert_eq!(after.expires, before.expires);
+        let n = s.namespace("p");
+        let space = n.lock().unwrap();
+        assert_eq!(space.bytes, "n".len() + "1000".len());
     }
 
     #[test]
