@@ -168,12 +168,6 @@ impl<'a> From<&'a str> for Ns<'a> {
     }
 }
 
-impl<'a> From<&'a String> for Ns<'a> {
-    fn from(name: &'a String) -> Self {
-        Ns(NsInner::Named(name))
-    }
-}
-
 impl<'a> From<&'a NamespaceHandle> for Ns<'a> {
     fn from(handle: &'a NamespaceHandle) -> Self {
         Ns(NsInner::Found(&handle.0))
@@ -335,7 +329,8 @@ impl StateStore {
     /// `new_size` bytes of JSON; returns the new version. `None`, with the
     /// value untouched, when there is no live entry, or the namespace's cap
     /// would be passed (the caller then stores a whole new value, which
-    /// reports that). A value rewritten per request (a bucket) then
+    /// reports that). `ttl` is the entry's new lifetime; `None` keeps its
+    /// expiry. A value rewritten per request (a counter, a bucket) then
     /// allocates nothing.
     fn update_in_place(
         &self,
@@ -353,7 +348,9 @@ impl StateStore {
         }
         let old = std::mem::replace(&mut e.size, size);
         e.version = self.next_version();
-        e.expires = ttl.map(|t| now + t);
+        if let Some(ttl) = ttl {
+            e.expires = Some(now + ttl);
+        }
         space.bytes = space.bytes - old + size;
         Some(e.version)
     }
@@ -439,39 +436,35 @@ impl StateStore {
         let n = ns.into().space(self);
         let mut map = n.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        let add = |current: i64| {
-            current.checked_add(by).ok_or_else(|| {
-                StateError::Limit(format!(
-                    "incrementing `{key}` by {by} overflows a 64-bit integer"
-                ))
-            })
-        };
-        let space = &mut *map;
-        let (current, expires) = match space.entries.get_mut(key).filter(|e| e.live(now)) {
-            Some(e) => {
-                let current = e.value.as_i64().ok_or_else(|| {
+        let live = map.entries.get(key).filter(|e| e.live(now));
+        let (current, expires) = match live {
+            Some(e) => (
+                e.value.as_i64().ok_or_else(|| {
                     StateError::Type(format!("`{key}` holds {}, not an integer", e.value))
-                })?;
-                let sum = add(current)?;
-                let value = Value::from(sum);
-                let size = key.len() + json_size(&value);
-                // A live counter within the cap is updated where it is: one
-                // lookup in the namespace's tree instead of four (a counter
-                // per request, in a namespace that may hold thousands of keys).
-                if space.bytes - e.size + size <= MAX_NAMESPACE_BYTES {
-                    space.bytes = space.bytes - e.size + size;
-                    e.value = value;
-                    e.version = self.next_version();
-                    e.size = size;
-                    return Ok((sum, e.version));
-                }
-                (current, e.expires)
-            }
+                })?,
+                e.expires,
+            ),
             None => (0, ttl.map(|t| now + t)),
         };
-        let sum = add(current)?;
+        let was_live = live.is_some();
+        let sum = current.checked_add(by).ok_or_else(|| {
+            StateError::Limit(format!(
+                "incrementing `{key}` by {by} overflows a 64-bit integer"
+            ))
+        })?;
         let value = Value::from(sum);
         let size = json_size(&value);
+        // A live counter is rewritten where it is (a counter per request, in
+        // a namespace that may hold thousands of keys: two tree lookups
+        // rather than the four of a whole new entry).
+        if was_live
+            && let Some(version) = self.update_in_place(&mut map, key, size, None, |v| {
+                *v = value.clone();
+                true
+            })
+        {
+            return Ok((sum, version));
+        }
         let version = self.insert(&mut map, key, value, size, None)?;
         if let Some(e) = map.entries.get_mut(key) {
             e.expires = expires;
