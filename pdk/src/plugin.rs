@@ -368,7 +368,11 @@ pub fn request_body() -> Vec<u8> {
 }
 
 pub mod fs;
+mod input;
 pub mod sql;
+
+use input::parse_input;
+pub use input::{HookBytes, HookInput, Lazy};
 
 /// The plugin's config value `key` (from its manifest defaults and
 /// `buntime.jsonc`), as text; JSON for non-string values.
@@ -406,112 +410,6 @@ fn finish_hook<O: Serialize>(result: Result<O, Error>, unchanged: fn(&O) -> bool
             crate::guest::set_error(&format!("{e:#}"));
             1
         }
-    }
-}
-
-/// The call's input as JSON (`null` when there is none).
-fn parse_input<I: DeserializeOwned>() -> Result<I, Error> {
-    let bytes = crate::io::input();
-    let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
-    Ok(serde_json::from_slice(bytes)?)
-}
-
-/// What `on_request` and `on_response` functions may take: the parsed
-/// [`crate::RequestHead`] / [`ResponseView`], or a [`Lazy`] one.
-pub trait HookInput: Sized {
-    /// Reads the hook's input.
-    fn read() -> Result<Self, Error>;
-}
-
-impl HookInput for crate::RequestHead {
-    fn read() -> Result<Self, Error> {
-        parse_input()
-    }
-}
-
-impl HookInput for ResponseView {
-    fn read() -> Result<Self, Error> {
-        parse_input()
-    }
-}
-
-impl<T: DeserializeOwned> HookInput for Lazy<T> {
-    fn read() -> Result<Self, Error> {
-        Ok(Lazy {
-            parsed: std::cell::OnceCell::new(),
-        })
-    }
-}
-
-/// A hook's input as the host sent it (JSON), for a hook that reads it
-/// into a borrowed view: [`HookBytes::request`] gives `on_request` a
-/// [`RequestHeadRef`](crate::http_ref::RequestHeadRef), which allocates
-/// none of the head's text. For a hook that runs on every request and
-/// reads a few headers, that is most of what reading the head costs.
-///
-/// ```ignore
-/// use buntime_pdk::plugin::{HookBytes, RequestDecision};
-/// use buntime_pdk::Error;
-///
-/// fn check(input: HookBytes) -> Result<RequestDecision, Error> {
-///     let req = input.request()?;
-///     if req.header("x-blocked").is_some() {
-///         return Ok(RequestDecision::respond(buntime_pdk::ResponseHead::new(403)));
-///     }
-///     Ok(RequestDecision::pass())
-/// }
-/// buntime_pdk::on_request!(check);
-/// ```
-#[derive(Debug)]
-pub struct HookBytes(Vec<u8>);
-
-impl HookBytes {
-    /// The request head, borrowed from these bytes.
-    pub fn request(&self) -> Result<crate::http_ref::RequestHeadRef<'_>, Error> {
-        Ok(serde_json::from_slice(&self.0)?)
-    }
-
-    /// The input's JSON text.
-    pub fn bytes(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl HookInput for HookBytes {
-    fn read() -> Result<Self, Error> {
-        Ok(HookBytes(crate::io::input()))
-    }
-}
-
-/// A hook input copied from the host and parsed only when first asked for.
-///
-/// A hook that decides without looking at the request, or looks only
-/// sometimes, then pays nothing for it: the head stays in the host.
-///
-/// ```ignore
-/// use buntime_pdk::plugin::{Lazy, RequestDecision};
-/// use buntime_pdk::{Error, RequestHead};
-///
-/// fn count(req: Lazy<RequestHead>) -> Result<RequestDecision, Error> {
-///     if buntime_pdk::plugin::state::incr("requests", 1, None)? % 100 == 0 {
-///         buntime_pdk::extism_pdk::info!("every 100th: {}", req.get()?.path);
-///     }
-///     Ok(RequestDecision::pass())
-/// }
-/// buntime_pdk::on_request!(count);
-/// ```
-#[derive(Debug)]
-pub struct Lazy<T> {
-    parsed: std::cell::OnceCell<Result<T, String>>,
-}
-
-impl<T: DeserializeOwned> Lazy<T> {
-    /// The input, read and parsed on the first call.
-    pub fn get(&self) -> Result<&T, Error> {
-        self.parsed
-            .get_or_init(|| parse_input().map_err(|e| format!("{e:#}")))
-            .as_ref()
-            .map_err(|e| Error::msg(e.clone()))
     }
 }
 

@@ -20,6 +20,10 @@ const PDK_SOURCES: &[(&str, &str)] = &[
         include_str!("../../../pdk/src/plugin/fs.rs"),
     ),
     (
+        "plugin/input.rs",
+        include_str!("../../../pdk/src/plugin/input.rs"),
+    ),
+    (
         "plugin/metrics.rs",
         include_str!("../../../pdk/src/plugin/metrics.rs"),
     ),
