@@ -50,10 +50,14 @@ async fn attack(module: &GuestModule, export: &str) -> CallError {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_infinite_loop_is_stopped_at_its_deadline() {
     let module = hostile();
-    // The bound is strict; the tests share two cores with other tests that
-    // compile modules, so a descheduled run gets two more tries.
+    // Every run must stop, never before its deadline. How soon after it is a
+    // matter of scheduling: the tests share two cores with others that
+    // compile modules, and a spinning guest or the epoch thread can be
+    // descheduled for tens of milliseconds. So the bound on lateness (a tick
+    // plus a margin) must hold for one of several runs, not for each.
+    const LATE: Duration = Duration::from_millis(100);
     let mut timings = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..6 {
         let mut instance = module.instantiate().await.expect("instantiate");
         let started = Instant::now();
         let err = instance
@@ -64,13 +68,13 @@ async fn an_infinite_loop_is_stopped_at_its_deadline() {
         assert_eq!(err, CallError::Timeout(TIMEOUT));
         assert!(elapsed >= TIMEOUT, "stopped early: {elapsed:?}");
         timings.push(elapsed);
-        if elapsed <= TIMEOUT + Duration::from_millis(50) {
+        if elapsed <= TIMEOUT + LATE {
             let mut fresh = module.instantiate().await.expect("instantiate");
             assert!(fresh.call("ok", Vec::new()).await.is_ok());
             return;
         }
     }
-    panic!("never stopped within 50 ms of its {TIMEOUT:?} deadline: {timings:?}");
+    panic!("never stopped within {LATE:?} of its {TIMEOUT:?} deadline: {timings:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
