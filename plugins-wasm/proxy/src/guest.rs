@@ -10,8 +10,8 @@ use std::cell::RefCell;
 use std::sync::OnceLock;
 
 use buntime_pdk::hooks::{RequestDecision, Upstream};
-use buntime_pdk::plugin::{config, state};
-use buntime_pdk::{Error, RequestHead, ResponseHead};
+use buntime_pdk::plugin::{HookBytes, config, state};
+use buntime_pdk::{Error, RequestHeadRef, ResponseHead};
 use serde_json::{Value, json};
 
 use crate::rules::{self, Rule, RuleSpec};
@@ -78,16 +78,20 @@ fn init(cfg: Value) -> Result<(), Error> {
 }
 buntime_pdk::on_init!(init);
 
-fn check(req: RequestHead) -> Result<RequestDecision, Error> {
+/// The request is read in place (`HookBytes`): a rule needs its method,
+/// path, query, id and one header, not an owned copy of every header.
+fn check(input: HookBytes) -> Result<RequestDecision, Error> {
+    let req = input.request()?;
+    let path = req.path();
     // The server's own and the plugins' routes are never proxied.
-    if req.path == "/_" || req.path.starts_with("/_/") {
+    if path == "/_" || path.starts_with("/_/") {
         return Ok(RequestDecision::pass());
     }
     let statics = static_rules()?;
-    let found = match rules::find(statics, &req.method, &req.path) {
+    let found = match rules::find(statics, req.method(), path) {
         Some((rule, caps)) => Some(decide(&req, rule, &caps)),
         None => with_dynamic(|dynamic| {
-            rules::find(dynamic, &req.method, &req.path).map(|(r, c)| decide(&req, r, &c))
+            rules::find(dynamic, req.method(), path).map(|(r, c)| decide(&req, r, &c))
         })?,
     };
     Ok(found.unwrap_or_else(RequestDecision::pass))
@@ -95,7 +99,7 @@ fn check(req: RequestHead) -> Result<RequestDecision, Error> {
 buntime_pdk::on_request!(check);
 
 /// The answer for a request `rule` matched with `caps`.
-fn decide(req: &RequestHead, rule: &Rule, caps: &regex::Captures<'_>) -> RequestDecision {
+fn decide(req: &RequestHeadRef<'_>, rule: &Rule, caps: &regex::Captures<'_>) -> RequestDecision {
     let spec = &rule.spec;
     let id = spec.id.as_deref().unwrap_or_default();
     if !spec.public && req.header("x-identity").is_none() {
@@ -111,7 +115,7 @@ fn decide(req: &RequestHead, rule: &Rule, caps: &regex::Captures<'_>) -> Request
             .push(("www-authenticate".into(), "Bearer".into()));
         return RequestDecision::respond(head);
     }
-    if rules::has_dot_segment(&req.path) {
+    if rules::has_dot_segment(req.path()) {
         return RequestDecision::respond(error(
             req,
             400,
@@ -119,7 +123,7 @@ fn decide(req: &RequestHead, rule: &Rule, caps: &regex::Captures<'_>) -> Request
             "a path with `.` or `..` segments is not forwarded".to_owned(),
         ));
     }
-    let mut up = Upstream::new(rule.url(caps, &req.path, req.query.as_deref()));
+    let mut up = Upstream::new(rule.url(caps, req.path(), req.query()));
     up.set_headers = spec.headers.clone();
     up.remove_headers = spec.remove_headers.clone();
     up.timeout_ms = spec.timeout_ms;
@@ -131,11 +135,11 @@ fn decide(req: &RequestHead, rule: &Rule, caps: &regex::Captures<'_>) -> Request
 }
 
 /// An error in the shape of the server's own.
-pub(crate) fn error(req: &RequestHead, status: u16, code: &str, message: String) -> ResponseHead {
+pub(crate) fn error(req: &RequestHeadRef<'_>, status: u16, code: &str, message: String) -> ResponseHead {
     let mut head = ResponseHead::new(status);
     head.headers
         .push(("content-type".into(), "application/json".into()));
     head.body =
-        Some(json!({ "code": code, "message": message, "requestId": req.request_id }).to_string());
+        Some(json!({ "code": code, "message": message, "requestId": req.request_id() }).to_string());
     head
 }

@@ -115,10 +115,29 @@ fn config_lists_get_ids_and_refuse_duplicates() {
 
 #[test]
 fn dot_segments_are_found_however_written() {
-    for p in ["/a/../b", "/a/./b", "/a/%2e%2E/b", "/a/..", "/a\\..\\b", "/.%2e/x"] {
+    for p in [
+        "/a/../b",
+        "/a/./b",
+        "/a/%2e%2E/b",
+        "/a/..",
+        "/a\\..\\b",
+        "/.%2e/x",
+        "/%2E./x",
+        "/%2e/x",
+    ] {
         assert!(has_dot_segment(p), "{p}");
     }
-    for p in ["/a/b", "/a/..b/c", "/a/b.c", "/.well-known/x", "/"] {
+    for p in [
+        "/a/b",
+        "/a/..b/c",
+        "/a/b.c",
+        "/.well-known/x",
+        "/",
+        "/éé/x",
+        "/%2e%2f/x",
+        "/...",
+        "/.%2e%2e",
+    ] {
         assert!(!has_dot_segment(p), "{p}");
     }
 }
