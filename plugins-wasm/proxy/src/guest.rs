@@ -135,11 +135,17 @@ fn decide(req: &RequestHeadRef<'_>, rule: &Rule, caps: &regex::Captures<'_>) -> 
 }
 
 /// An error in the shape of the server's own.
-pub(crate) fn error(req: &RequestHeadRef<'_>, status: u16, code: &str, message: String) -> ResponseHead {
+pub(crate) fn error(
+    req: &RequestHeadRef<'_>,
+    status: u16,
+    code: &str,
+    message: String,
+) -> ResponseHead {
     let mut head = ResponseHead::new(status);
     head.headers
         .push(("content-type".into(), "application/json".into()));
-    head.body =
-        Some(json!({ "code": code, "message": message, "requestId": req.request_id() }).to_string());
+    head.body = Some(
+        json!({ "code": code, "message": message, "requestId": req.request_id() }).to_string(),
+    );
     head
 }
