@@ -54,10 +54,19 @@ impl VersionQuery {
         let mut versions = versions.into_iter();
         match self {
             // Pre-releases are chosen only by asking for them (or when nothing else exists).
+            // One pass, nothing collected: this runs on every request to an
+            // app named without an exact version.
             Self::Any | Self::Latest => {
-                let all: Vec<&Version> = versions.collect();
-                let releases = all.iter().copied().filter(|v| v.pre.is_empty()).max();
-                releases.or_else(|| all.into_iter().max())
+                let (mut release, mut any) = (None::<&Version>, None::<&Version>);
+                for v in versions {
+                    if v.pre.is_empty() && release.is_none_or(|r| v > r) {
+                        release = Some(v);
+                    }
+                    if any.is_none_or(|a| v > a) {
+                        any = Some(v);
+                    }
+                }
+                release.or(any)
             }
             Self::Exact(want) => versions.find(|v| *v == want),
             Self::Range(req) => versions.filter(|v| req.matches(v)).max(),
@@ -149,14 +158,27 @@ mod tests {
 
     #[test]
     fn any_picks_the_highest_release() {
-        let v: Vec<Version> = ["1.0.0", "2.0.0"]
-            .iter()
-            .map(|v| Version::parse(v).unwrap())
-            .collect();
+        let pick = |installed: &[&str]| {
+            let v: Vec<Version> = installed
+                .iter()
+                .map(|v| Version::parse(v).unwrap())
+                .collect();
+            let any = VersionQuery::Any.select(&v).map(|v| v.to_string());
+            assert_eq!(any, VersionQuery::Latest.select(&v).map(|v| v.to_string()));
+            any
+        };
+        assert_eq!(pick(&["1.0.0", "2.0.0"]), Some("2.0.0".into()));
+        assert_eq!(pick(&["2.0.0", "1.0.0"]), Some("2.0.0".into()));
+        // A pre-release only when nothing else is installed.
         assert_eq!(
-            VersionQuery::Any.select(&v).map(|v| v.to_string()),
+            pick(&["3.0.0-rc.1", "1.0.0", "2.0.0", "2.5.0-beta"]),
             Some("2.0.0".into())
         );
+        assert_eq!(
+            pick(&["3.0.0-rc.1", "3.0.0-rc.2", "1.0.0-alpha"]),
+            Some("3.0.0-rc.2".into())
+        );
+        assert_eq!(pick(&[]), None);
     }
 
     #[test]

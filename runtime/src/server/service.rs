@@ -35,8 +35,17 @@ use crate::metrics::{Counted, MethodClass};
 ///
 /// A `tower::Service` for any request body, so it serves hyper's
 /// connections and, in process, tests and benchmarks alike.
+///
+/// One `Arc` of its parts: hyper's glue clones the service for every
+/// request, and each request's future keeps it, so a clone is one count
+/// rather than one per part.
 #[derive(Clone, Debug)]
 pub struct BuntimeService {
+    parts: Arc<Parts>,
+}
+
+#[derive(Debug)]
+struct Parts {
     core: Router,
     state: AppState,
     /// Set for the service of one client connection (`listener.rs`).
@@ -59,15 +68,17 @@ pub struct ClientAddr(pub std::net::SocketAddr);
 impl BuntimeService {
     pub(crate) fn new(core: Router, state: AppState) -> Self {
         Self {
-            core,
-            state,
-            connection: None,
+            parts: Arc::new(Parts {
+                core,
+                state,
+                connection: None,
+            }),
         }
     }
 
     /// The server state.
     pub(crate) fn state(&self) -> &AppState {
-        &self.state
+        &self.parts.state
     }
 
     /// The service for one client connection from `peer`: its requests
@@ -81,12 +92,14 @@ impl BuntimeService {
         peer: std::net::SocketAddr,
     ) -> Self {
         Self {
-            core: self.core.clone(),
-            state: self.state.clone(),
-            connection: Some(ConnectionScope {
-                activity,
-                body_read_timeout,
-                peer,
+            parts: Arc::new(Parts {
+                core: self.parts.core.clone(),
+                state: self.parts.state.clone(),
+                connection: Some(ConnectionScope {
+                    activity,
+                    body_read_timeout,
+                    peer,
+                }),
             }),
         }
     }
@@ -106,7 +119,8 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let (mut req, in_flight): (Request, _) = match &self.connection {
+        let parts = self.parts.clone();
+        let (mut req, in_flight): (Request, _) = match &parts.connection {
             Some(scope) => (
                 // A body known to be empty (most GETs) has nothing to wait
                 // for: no timer for it.
@@ -125,7 +139,7 @@ where
         // handshake; its answer is checked on the way out.
         let (websocket, refused) = match super::extended_connect::enter(
             &mut req,
-            self.connection.as_ref().map(|c| &c.activity),
+            parts.connection.as_ref().map(|c| &c.activity),
         ) {
             Ok(websocket) => (websocket, None),
             Err(e) => (None, Some(e)),
@@ -133,37 +147,35 @@ where
         // Only the internal routes check access and keep limits per client;
         // app traffic does not pay for the extension (the chain gets the
         // peer as an argument).
-        if let Some(scope) = &self.connection
+        if let Some(scope) = &parts.connection
             && req.uri().path().starts_with("/_/")
         {
             req.extensions_mut().insert(ClientAddr(scope.peer));
         }
         let method = MethodClass::of(req.method());
-        let state = self.state.clone();
-        let peer = self.connection.as_ref().map(|c| c.peer);
+        let peer = parts.connection.as_ref().map(|c| c.peer);
         // One branch when tracing is off (`Telemetry::request` returns at
         // once); a request the sampler drops costs the decision. A sampled
         // request's span ends with its response body (`span_body.rs`).
-        let traced = state.telemetry.request(&mut req, peer);
-        let detail = state.error_detail;
+        let traced = parts.state.telemetry.request(&mut req, peer);
+        let detail = parts.state.error_detail;
         // A refused request is answered by the chain's branch (inside its
         // request-id layer), whatever its path.
         if refused.is_none() && super::routes::is_core(req.uri().path()) {
-            let core = self.core.clone();
+            let core = parts.core.clone();
             // One flag on a server without a plugin that covers the core
             // routes (`coreRoutes`, `core_headers.rs`).
-            let covered = state.plugins.covers_core_routes();
+            let covered = parts.state.plugins.covers_core_routes();
             Box::pin(async move {
                 use futures_util::future::Either;
+                let state = &parts.state;
                 let _in_flight = in_flight;
                 let mut counted = Counted::enter(&state.http, method);
                 let log_span = traced.as_ref().map(|s| s.log_span());
                 // One future type either way: one await point. The covered
                 // path is boxed, so it does not size every core request's.
                 let call = if covered {
-                    Either::Left(Box::pin(super::core_headers::serve(
-                        &state, core, req, peer,
-                    )))
+                    Either::Left(Box::pin(super::core_headers::serve(state, core, req, peer)))
                 } else {
                     Either::Right(core.oneshot(req))
                 };
@@ -184,12 +196,13 @@ where
                 response
             })
         } else {
-            let meter = state.cost_header.then(|| {
+            let meter = parts.state.cost_header.then(|| {
                 let meter = crate::wasm::CostMeter::default();
                 req.extensions_mut().insert(meter.clone());
                 meter
             });
             Box::pin(async move {
+                let state = &parts.state;
                 let _in_flight = in_flight;
                 let mut counted = Counted::enter(&state.http, method);
                 let chain = super::request_id::with_request_id(req, detail, |req| {
@@ -197,7 +210,7 @@ where
                     // One future type either way: one await point.
                     match refused {
                         Some(e) => Either::Left(std::future::ready(e.into_response())),
-                        None => Either::Right(super::pipeline::run(&state, req, peer)),
+                        None => Either::Right(super::pipeline::run(state, req, peer)),
                     }
                 });
                 let log_span = traced.as_ref().map(|s| s.log_span());
