@@ -1,11 +1,5 @@
-//! Where a `sql_*` call runs: a quick read right where the guest asked, the
-//! rest after handing the async worker's other tasks to another thread.
-//!
-//! The call itself never waits on the scheduler: a statement is SQLite work
-//! on this thread, bounded by its own deadline ([`super::STATEMENT_TIMEOUT`],
-//! a progress handler). So the `sql_*` functions are sync host functions,
-//! and a guest whose other imports do not wait either (the proxy, keyval and
-//! database plugins) is called without a fiber (docs/engine.md §8).
+//! Where a `sql_*` call runs: a quick read on the asking async worker, the
+//! rest off the scheduler.
 
 use std::time::Duration;
 
@@ -54,23 +48,21 @@ impl SqlJob {
 /// held (tokio's guidance: well under a millisecond between yields).
 pub(super) const INLINE_BUDGET: Duration = Duration::from_micros(100);
 
-/// Runs a database job: a quick read right here (see [`INLINE_BUDGET`]),
-/// anything else [`off_worker`].
-pub(super) fn run_now(job: SqlJob) -> Result<Value, HostError> {
+/// Runs a database job: a quick read right here (see [`INLINE_BUDGET`]);
+/// anything else off the async scheduler — on a multi-thread runtime with
+/// `block_in_place`, which runs it on this thread after handing the worker's
+/// other tasks to another one (no wake-up on the way in or out), elsewhere
+/// on the blocking pool.
+pub(super) async fn run_blocking(job: SqlJob) -> Result<Value, HostError> {
     if let Some(done) = job.inline.and_then(|attempt| attempt()) {
         return Ok(done);
     }
-    off_worker(job.full)
-}
-
-/// Runs `work` on this thread, which may block: on a multi-thread runtime
-/// after `block_in_place` has handed the worker's other tasks to another
-/// thread (no wake-up on the way in or out); on a current-thread runtime
-/// (tests, tools) or none, simply here.
-pub(super) fn off_worker<T>(work: impl FnOnce() -> T) -> T {
+    let full = job.full;
     let handle = tokio::runtime::Handle::try_current();
     match handle.map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
-        _ => work(),
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(full),
+        _ => tokio::task::spawn_blocking(full)
+            .await
+            .map_err(|_| HostError::new("internal", "the database task was interrupted"))?,
     }
 }

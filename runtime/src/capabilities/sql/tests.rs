@@ -35,7 +35,7 @@ async fn reads_run_inline_within_the_budget_and_finish_elsewhere_past_it() {
         "stopped at the budget"
     );
     let started = Instant::now();
-    let out = run_now(
+    let out = run_blocking(
         query_op(
             dbs.clone(),
             json!({"db": "default", "sql": slow})
@@ -44,17 +44,22 @@ async fn reads_run_inline_within_the_budget_and_finish_elsewhere_past_it() {
         )
         .unwrap(),
     )
+    .await
     .unwrap();
     assert_eq!(out["rows"], json!([[300000]]));
     assert!(started.elapsed() < STATEMENT_TIMEOUT);
     // A statement that writes declines the inline attempt and still runs.
     let insert = json!({"db": "default", "sql": "INSERT INTO t VALUES (1) RETURNING v"});
-    let out = run_now(query_op(dbs.clone(), insert.to_string().into_bytes()).unwrap()).unwrap();
+    let out = run_blocking(query_op(dbs.clone(), insert.to_string().into_bytes()).unwrap())
+        .await
+        .unwrap();
     assert_eq!(out["rows"], json!([[1]]));
     // A read that fails inline is run again the blocking way, which
     // reports the error as always.
     let bad = json!({"db": "default", "sql": "SELECT nope FROM t"});
-    let err = run_now(query_op(dbs.clone(), bad.to_string().into_bytes()).unwrap()).unwrap_err();
+    let err = run_blocking(query_op(dbs.clone(), bad.to_string().into_bytes()).unwrap())
+        .await
+        .unwrap_err();
     assert_eq!(err.code, "sql_error");
     assert!(
         err.message
