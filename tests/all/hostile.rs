@@ -330,20 +330,25 @@ async fn short_calls_run_without_a_fiber_and_a_long_one_moves_its_module_to_one(
     assert_eq!(counts(), (4, 1));
 }
 
-/// A guest whose `run` calls the host's `nap` once and then loops a little,
-/// so it meets an epoch check after the host call returns; `spin` loops for
-/// `n` iterations.
+/// A guest whose `run` calls the host's `NAP` (the import's name, put in
+/// by the test) once and then loops a little, so it meets an epoch check
+/// after the host call returns; `run_twice` does that twice.
 const NAPPER: &str = r#"
 (module
-  (import "extism:host/user" "nap" (func $nap (param i64) (result i64)))
+  (import "extism:host/user" "NAP" (func $nap (param i64) (result i64)))
   (memory (export "memory") 1)
-  (func $count (param $n i32)
+  (func $nap_and_count (local $n i32)
+    (drop (call $nap (i64.const 0)))
+    (local.set $n (i32.const 1000))
     (loop $l
       (local.set $n (i32.sub (local.get $n) (i32.const 1)))
       (br_if $l (i32.gt_s (local.get $n) (i32.const 0)))))
   (func (export "run") (result i32)
-    (drop (call $nap (i64.const 0)))
-    (call $count (i32.const 1000))
+    (call $nap_and_count)
+    (i32.const 0))
+  (func (export "run_twice") (result i32)
+    (call $nap_and_count)
+    (call $nap_and_count)
     (i32.const 0)))
 "#;
 
@@ -362,7 +367,7 @@ async fn a_short_call_held_up_once_keeps_its_module_off_the_fiber() {
     let engine = support::engine_with(EngineConfig::default().host_function(nap));
     let module = engine
         .load(
-            NAPPER.as_bytes(),
+            NAPPER.replace("NAP", "nap").as_bytes(),
             GuestOptions::new("napper").timeout(TIMEOUT),
         )
         .expect("load napper");
@@ -374,6 +379,83 @@ async fn a_short_call_held_up_once_keeps_its_module_off_the_fiber() {
     }
     // Each call met one epoch check late; none kept computing for a tick.
     assert_eq!(counts(), (3, 0));
+}
+
+/// A host function that holds its guest off the worker
+/// (`HostState::block_off_worker`, as the `sql` functions do) is not the
+/// guest computing. While a spinning guest holds the one long-call place
+/// (two workers keep one free), a guest that naps twice for three ticks on
+/// its worker is stopped — the preemption that keeps a worker free — but one
+/// that naps as long off its worker runs to its end, and its module stays
+/// off the fiber.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_calls_that_block_off_the_worker_do_not_make_a_call_long() {
+    use buntime::wasm::{EngineConfig, HostFunction, ResultEncoding};
+    let tick = buntime::wasm::DEFAULT_EPOCH_TICK;
+    // The sleeps are the stimulus: a hold-up of three ticks per call.
+    let on_worker = HostFunction::ungated_sync("nap", 1, ResultEncoding::Raw, move |_, _| {
+        std::thread::sleep(tick * 3);
+        Ok(None)
+    });
+    let off_worker =
+        HostFunction::ungated_sync("nap_off_worker", 1, ResultEncoding::Raw, move |state, _| {
+            state.block_off_worker(|| std::thread::sleep(tick * 3));
+            Ok(None)
+        });
+    let engine = support::engine_with(
+        EngineConfig::default()
+            .host_function(on_worker)
+            .host_function(off_worker),
+    );
+    // A fresh module each time: one that ran long is sent to the fiber.
+    let load = |nap: &str| {
+        engine
+            .load(
+                NAPPER.replace("NAP", nap).as_bytes(),
+                GuestOptions::new(nap).timeout(TIMEOUT),
+            )
+            .expect("load naps")
+    };
+    let spinner = engine
+        .load(
+            &fx::bytes(fx::HOSTILE),
+            GuestOptions::new("hostile").timeout(Duration::from_secs(2)),
+        )
+        .expect("load hostile");
+    let spinning = tokio::spawn(async move {
+        let mut i = spinner.instantiate().await.expect("instantiate");
+        i.call("spin", Vec::new()).await
+    });
+    // Until the spinner holds the place, a guest napping on its worker takes
+    // it itself and finishes; then it is stopped.
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        assert!(
+            tries <= 50 && !spinning.is_finished(),
+            "the spinner never held the long-call place"
+        );
+        let mut i = load("nap").instantiate().await.expect("instantiate");
+        if let Err(e) = i.call("run_twice", Vec::new()).await {
+            assert_eq!(e, CallError::Preempted);
+            break;
+        }
+    }
+    let stats = engine.stats();
+    let fiber_calls = stats.fiber_calls.get();
+    let off = load("nap_off_worker");
+    for _ in 0..2 {
+        let mut i = off.instantiate().await.expect("instantiate");
+        i.call("run_twice", Vec::new())
+            .await
+            .expect("napping off the worker is not stopped");
+    }
+    assert_eq!(
+        stats.fiber_calls.get(),
+        fiber_calls,
+        "the module napping off the worker was sent to the fiber"
+    );
+    spinning.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

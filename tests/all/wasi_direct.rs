@@ -2,6 +2,8 @@
 //! functions (clocks, randomness, environment, exit, `fd_write` to the
 //! discarding standard streams) is called without a fiber and gets WASI's
 //! answers; one that imports a WASI function that may wait runs on a fiber.
+//! The `sql` capability's functions never wait (a statement runs on the
+//! calling thread), so their guests run without a fiber too.
 
 use std::time::Duration;
 
@@ -113,4 +115,30 @@ async fn a_guest_importing_a_waiting_wasi_function_runs_on_a_fiber() {
     let mut instance = module.instantiate().await.expect("instantiate");
     instance.call("run", Vec::new()).await.expect("run");
     assert_eq!(counts(), (0, 1));
+}
+
+/// Imports the `sql` capability's functions (as the keyval, database and
+/// proxy plugins do); `run` calls none of them.
+const SQL_IMPORTS: &str = r#"
+(module
+  (import "extism:host/user" "sql_query" (func (param i64) (result i64)))
+  (import "extism:host/user" "sql_execute" (func (param i64) (result i64)))
+  (import "extism:host/user" "sql_batch" (func (param i64) (result i64)))
+  (import "extism:host/user" "sql_databases" (func (result i64)))
+  (memory (export "memory") 1)
+  (func (export "run") (result i32) (i32.const 0)))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_importing_the_sql_functions_runs_without_a_fiber() {
+    let mut config = buntime::wasm::EngineConfig::default();
+    config
+        .host_functions
+        .extend(buntime::capabilities::host_functions());
+    let engine = support::engine_with(config);
+    let module = load(&engine, SQL_IMPORTS, "sql-imports");
+    let stats = engine.stats();
+    let mut instance = module.instantiate().await.expect("instantiate");
+    instance.call("run", Vec::new()).await.expect("run");
+    assert_eq!((stats.direct_calls.get(), stats.fiber_calls.get()), (1, 0));
 }

@@ -53,6 +53,11 @@ pub struct HostState {
     pub(crate) long_direct: bool,
     /// The current direct call was stopped to keep a worker thread free.
     pub(crate) preempted: bool,
+    /// The current direct call just came back from a host function that
+    /// held it off its worker for a tick or more
+    /// ([`HostState::block_off_worker`]): the epoch check that follows
+    /// measured the host's time, not the guest's, and is not counted.
+    pub(crate) returned_from_blocking: bool,
     pub(crate) guest_name: Arc<str>,
     pub(crate) wasi: Option<wasmtime_wasi::p1::WasiP1Ctx>,
     pub(crate) shared: Arc<EngineShared>,
@@ -74,6 +79,28 @@ impl std::fmt::Debug for HostState {
 }
 
 impl HostState {
+    /// Runs `work`, which blocks this thread (database or file work), for a
+    /// sync host function ([`super::HostFunction::new_sync`]): on a
+    /// multi-thread runtime after `tokio::task::block_in_place` has handed
+    /// the worker's other tasks to another thread, elsewhere simply here.
+    ///
+    /// A guest called without a fiber meets an epoch check right after a
+    /// host function that held it for a tick or more; that check measured
+    /// the host's time, so it does not count towards the call turning long
+    /// (`sync_call.rs`). A guest making several slow calls is thus not
+    /// stopped to keep a worker free: its worker was free meanwhile.
+    ///
+    /// ```no_run
+    /// use buntime::wasm::{HostFunction, ResultEncoding};
+    /// let scan = HostFunction::ungated_sync("scan", 0, ResultEncoding::Raw, |state, _| {
+    ///     let n = state.block_off_worker(|| std::fs::read_dir("/tmp").map(|d| d.count()).unwrap_or(0));
+    ///     Ok(Some(n.to_string().into_bytes()))
+    /// });
+    /// ```
+    pub fn block_off_worker<T>(&mut self, work: impl FnOnce() -> T) -> T {
+        super::sync_call::block_off_worker(self, work)
+    }
+
     pub(crate) fn new(
         options: &GuestOptions,
         guest_name: Arc<str>,
@@ -100,6 +127,7 @@ impl HostState {
             direct: false,
             ticks_past: 0,
             long_direct: false,
+            returned_from_blocking: false,
             preempted: false,
             guest_name,
             wasi: wasi.then(|| {

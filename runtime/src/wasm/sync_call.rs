@@ -126,6 +126,9 @@ fn long_call_budget() -> usize {
 /// counts the check and, the moment the call turns long, claims one of the
 /// long-call places. `false`: none is left, stop the call.
 pub(crate) fn on_direct_tick(state: &mut HostState) -> bool {
+    if std::mem::take(&mut state.returned_from_blocking) {
+        return true;
+    }
     state.ticks_past = state.ticks_past.saturating_add(1);
     if state.ticks_past < SLOW_AFTER_CHECKS || state.long_direct {
         return true;
@@ -138,6 +141,26 @@ pub(crate) fn on_direct_tick(state: &mut HostState) -> bool {
         state.preempted = true;
         false
     }
+}
+
+/// See [`HostState::block_off_worker`].
+pub(crate) fn block_off_worker<T>(state: &mut HostState, work: impl FnOnce() -> T) -> T {
+    let started = std::time::Instant::now();
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    let out = if multi_thread {
+        tokio::task::block_in_place(work)
+    } else {
+        work()
+    };
+    // Only a hold of a tick or more is discounted: the worker's core has
+    // then moved to another thread (`block_in_place` hands it over at
+    // once), and a guest cannot dodge the count with quick calls between
+    // bursts of its own computing.
+    if state.direct && started.elapsed() >= state.shared.ticker.clock().tick() {
+        state.returned_from_blocking = true;
+    }
+    out
 }
 
 /// Gives this thread's tokio worker — its queued tasks and the I/O it
@@ -175,6 +198,7 @@ pub(crate) fn run_direct<R>(
     let result = call(store);
     let state = store.data_mut();
     state.direct = false;
+    state.returned_from_blocking = false;
     if std::mem::take(&mut state.long_direct) {
         state.shared.long_direct.leave();
     }

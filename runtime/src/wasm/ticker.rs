@@ -37,6 +37,11 @@ impl CoarseClock {
         self.base + Duration::from_nanos(self.nanos.load(Ordering::Relaxed))
     }
 
+    /// The time between two ticks.
+    pub(crate) fn tick(&self) -> Duration {
+        self.tick
+    }
+
     /// A deadline `timeout` from now that is never early: the coarse time is
     /// up to a tick behind, so a tick is added (a call may run up to one tick
     /// past its timeout, as the epoch check already allows).

@@ -1,11 +1,18 @@
-//! Where a `sql_*` call runs: a quick read on the asking async worker, the
-//! rest off the scheduler.
+//! Where a `sql_*` call runs: a quick read right where the guest asked, the
+//! rest after handing the async worker's other tasks to another thread
+//! ([`HostState::block_off_worker`]).
+//!
+//! The call itself never waits on the scheduler: a statement is SQLite work
+//! on this thread, bounded by its own deadline ([`super::STATEMENT_TIMEOUT`],
+//! a progress handler). So the `sql_*` functions are sync host functions,
+//! and a guest whose other imports do not wait either (the proxy, keyval and
+//! database plugins) is called without a fiber (docs/engine.md §8).
 
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::wasm::HostError;
+use crate::wasm::{HostError, HostState};
 
 /// The work of one `sql_*` call.
 pub(super) struct SqlJob {
@@ -48,21 +55,21 @@ impl SqlJob {
 /// held (tokio's guidance: well under a millisecond between yields).
 pub(super) const INLINE_BUDGET: Duration = Duration::from_micros(100);
 
-/// Runs a database job: a quick read right here (see [`INLINE_BUDGET`]);
-/// anything else off the async scheduler — on a multi-thread runtime with
-/// `block_in_place`, which runs it on this thread after handing the worker's
-/// other tasks to another one (no wake-up on the way in or out), elsewhere
-/// on the blocking pool.
-pub(super) async fn run_blocking(job: SqlJob) -> Result<Value, HostError> {
+/// Runs a database job for a guest (`state`): a quick read right here (see
+/// [`INLINE_BUDGET`]), anything else through
+/// [`HostState::block_off_worker`].
+pub(super) fn run_now(state: &mut HostState, job: SqlJob) -> Result<Value, HostError> {
     if let Some(done) = job.inline.and_then(|attempt| attempt()) {
         return Ok(done);
     }
-    let full = job.full;
-    let handle = tokio::runtime::Handle::try_current();
-    match handle.map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(full),
-        _ => tokio::task::spawn_blocking(full)
-            .await
-            .map_err(|_| HostError::new("internal", "the database task was interrupted"))?,
+    state.block_off_worker(job.full)
+}
+
+/// Runs a database job with no guest to account to (tests).
+#[cfg(test)]
+pub(super) fn run_alone(job: SqlJob) -> Result<Value, HostError> {
+    if let Some(done) = job.inline.and_then(|attempt| attempt()) {
+        return Ok(done);
     }
+    (job.full)()
 }

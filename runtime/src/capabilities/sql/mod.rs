@@ -44,7 +44,7 @@ use serde_json::{Value, json};
 use databases::WriteLock;
 pub use databases::{DEFAULT_MAX_TENANTS, STATEMENT_FUNCTIONS, SqlDatabases};
 use jobs::INLINE_BUDGET;
-use jobs::{InlineAttempt, SqlJob, run_blocking};
+use jobs::{InlineAttempt, SqlJob, run_now};
 use statements::{batch, execute, query};
 
 use super::args::{argument, parse};
@@ -256,87 +256,75 @@ struct BatchStatement {
 }
 
 /// An `sql_*` host function: checks the grant for the named database, then
-/// runs `op` on the blocking pool; a statement function (`timed`: its cell
-/// in [`SqlDatabases::durations`]) is timed from the call to the answer.
+/// runs `op` ([`run_now`]); a statement function (`timed`: its cell in
+/// [`SqlDatabases::durations`]) is timed from the call to the answer.
 fn function(name: &'static str, op: SqlOp, timed: Option<usize>) -> HostFunction {
-    HostFunction::new(
+    HostFunction::new_sync(
         name,
         Capability::SQL,
         1,
         ResultEncoding::Envelope,
         move |state, args| {
-            let prepared = (|| {
-                let cx = GuestContext::of(state)?;
-                let input = argument(state, args[0])?.to_vec();
-                let db: DbName = parse(&input)?;
-                let granted = state
-                    .grants()
-                    .get::<SqlGrant>(Capability::SQL)
-                    .is_some_and(|g| g.allows(&db.db));
-                if !granted {
-                    return Err(state.deny(
-                        Capability::SQL,
-                        name,
-                        format!("database `{}` is not granted", db.db),
-                        format!("\"sql\": [\"{}\"]", db.db),
-                    ));
-                }
-                // Under a traced request the statement is a client span.
-                let span = SpanParent::of(&state.extensions).map(|parent| {
-                    let text = serde_json::from_slice::<StatementText>(&input)
-                        .ok()
-                        .and_then(|t| t.sql);
-                    parent.sql(state.guest_name(), name, &db.db, text)
-                });
-                let dbs = cx.host.sql.clone().ok_or_else(no_context)?;
-                Ok((op(dbs.clone(), input)?, dbs, span))
-            })();
-            Box::pin(async move {
-                let (job, dbs, span) = prepared?;
-                let started = std::time::Instant::now();
-                let out = run_blocking(job).await;
-                if let Some(h) = timed.and_then(|i| dbs.durations.get(i)) {
-                    h.observe(started.elapsed());
-                }
-                if let Some(span) = span {
-                    span.end(out.as_ref().err().map(|e| ("sql_error", e.to_string())));
-                }
-                let out = out?;
-                serde_json::to_vec(&out)
-                    .map(Some)
-                    .map_err(|e| HostError::new("internal", e.to_string()))
-            })
+            let cx = GuestContext::of(state)?;
+            let input = argument(state, args[0])?.to_vec();
+            let db: DbName = parse(&input)?;
+            let granted = state
+                .grants()
+                .get::<SqlGrant>(Capability::SQL)
+                .is_some_and(|g| g.allows(&db.db));
+            if !granted {
+                return Err(state.deny(
+                    Capability::SQL,
+                    name,
+                    format!("database `{}` is not granted", db.db),
+                    format!("\"sql\": [\"{}\"]", db.db),
+                ));
+            }
+            // Under a traced request the statement is a client span.
+            let span = SpanParent::of(&state.extensions).map(|parent| {
+                let text = serde_json::from_slice::<StatementText>(&input)
+                    .ok()
+                    .and_then(|t| t.sql);
+                parent.sql(state.guest_name(), name, &db.db, text)
+            });
+            let dbs = cx.host.sql.clone().ok_or_else(no_context)?;
+            let job = op(dbs.clone(), input)?;
+            let started = std::time::Instant::now();
+            let out = run_now(state, job);
+            if let Some(h) = timed.and_then(|i| dbs.durations.get(i)) {
+                h.observe(started.elapsed());
+            }
+            if let Some(span) = span {
+                span.end(out.as_ref().err().map(|e| ("sql_error", e.to_string())));
+            }
+            let out = out?;
+            serde_json::to_vec(&out)
+                .map(Some)
+                .map_err(|e| HostError::new("internal", e.to_string()))
         },
     )
 }
 
 /// `sql_databases`: the database names the caller may use.
 fn databases_function() -> HostFunction {
-    HostFunction::new(
+    HostFunction::new_sync(
         "sql_databases",
         Capability::SQL,
         0,
         ResultEncoding::Envelope,
         move |state, _| {
-            let listed = (|| {
-                let cx = GuestContext::of(state)?;
-                let dbs = cx.host.sql.clone().ok_or_else(no_context)?;
-                let grant = state.grants().get::<SqlGrant>(Capability::SQL).cloned();
-                Ok::<_, HostError>((dbs, grant))
-            })();
-            Box::pin(async move {
-                let (dbs, grant) = listed?;
-                let names = tokio::task::spawn_blocking(move || dbs.names())
-                    .await
-                    .map_err(|_| HostError::new("internal", "the database task was interrupted"))?;
-                let allowed: Vec<String> = names
-                    .into_iter()
-                    .filter(|n| grant.as_ref().is_some_and(|g| g.allows(n)))
-                    .collect();
-                serde_json::to_vec(&allowed)
-                    .map(Some)
-                    .map_err(|e| HostError::new("internal", e.to_string()))
-            })
+            let cx = GuestContext::of(state)?;
+            let dbs = cx.host.sql.clone().ok_or_else(no_context)?;
+            let grant = state.grants().get::<SqlGrant>(Capability::SQL).cloned();
+            // A directory listing: file system work, like a statement's.
+            let names = state.block_off_worker(move || dbs.names());
+            let allowed: Vec<String> = names
+                .into_iter()
+                .filter(|n| grant.as_ref().is_some_and(|g| g.allows(n)))
+                .collect();
+            serde_json::to_vec(&allowed)
+                .map(Some)
+                .map_err(|e| HostError::new("internal", e.to_string()))
         },
     )
 }

@@ -2,6 +2,7 @@
 
 use std::time::Instant;
 
+use super::jobs::run_alone;
 use super::*;
 
 fn job(dbs: &Arc<SqlDatabases>, op: SqlOp, req: Value) -> Result<Value, HostError> {
@@ -35,7 +36,7 @@ async fn reads_run_inline_within_the_budget_and_finish_elsewhere_past_it() {
         "stopped at the budget"
     );
     let started = Instant::now();
-    let out = run_blocking(
+    let out = run_alone(
         query_op(
             dbs.clone(),
             json!({"db": "default", "sql": slow})
@@ -44,22 +45,17 @@ async fn reads_run_inline_within_the_budget_and_finish_elsewhere_past_it() {
         )
         .unwrap(),
     )
-    .await
     .unwrap();
     assert_eq!(out["rows"], json!([[300000]]));
     assert!(started.elapsed() < STATEMENT_TIMEOUT);
     // A statement that writes declines the inline attempt and still runs.
     let insert = json!({"db": "default", "sql": "INSERT INTO t VALUES (1) RETURNING v"});
-    let out = run_blocking(query_op(dbs.clone(), insert.to_string().into_bytes()).unwrap())
-        .await
-        .unwrap();
+    let out = run_alone(query_op(dbs.clone(), insert.to_string().into_bytes()).unwrap()).unwrap();
     assert_eq!(out["rows"], json!([[1]]));
     // A read that fails inline is run again the blocking way, which
     // reports the error as always.
     let bad = json!({"db": "default", "sql": "SELECT nope FROM t"});
-    let err = run_blocking(query_op(dbs.clone(), bad.to_string().into_bytes()).unwrap())
-        .await
-        .unwrap_err();
+    let err = run_alone(query_op(dbs.clone(), bad.to_string().into_bytes()).unwrap()).unwrap_err();
     assert_eq!(err.code, "sql_error");
     assert!(
         err.message
