@@ -416,25 +416,31 @@ async fn host_calls_that_block_off_the_worker_do_not_make_a_call_long() {
             )
             .expect("load naps")
     };
-    let spinner = engine
-        .load(
-            &fx::bytes(fx::HOSTILE),
-            GuestOptions::new("hostile").timeout(Duration::from_secs(2)),
-        )
-        .expect("load hostile");
-    let spinning = tokio::spawn(async move {
-        let mut i = spinner.instantiate().await.expect("instantiate");
-        i.call("spin", Vec::new()).await
-    });
-    // Until the spinner holds the place, a guest napping on its worker takes
-    // it itself and finishes; then it is stopped.
+    // A fresh module each time too: a spinner stopped is on the fiber next.
+    let spin = || {
+        let spinner = engine
+            .load(
+                &fx::bytes(fx::HOSTILE),
+                GuestOptions::new("hostile").timeout(Duration::from_secs(2)),
+            )
+            .expect("load hostile");
+        tokio::spawn(async move {
+            let mut i = spinner.instantiate().await.expect("instantiate");
+            i.call("spin", Vec::new()).await
+        })
+    };
+    // Until the spinner holds the place, a guest napping on its worker
+    // finishes (taking the place itself if it gets there first, which stops
+    // that spinner: then another is started); once it does, that guest is
+    // stopped.
+    let mut spinning = spin();
     let mut tries = 0;
     loop {
         tries += 1;
-        assert!(
-            tries <= 50 && !spinning.is_finished(),
-            "the spinner never held the long-call place"
-        );
+        assert!(tries <= 50, "no spinner ever held the long-call place");
+        if spinning.is_finished() {
+            spinning = spin();
+        }
         let mut i = load("nap").instantiate().await.expect("instantiate");
         if let Err(e) = i.call("run_twice", Vec::new()).await {
             assert_eq!(e, CallError::Preempted);
