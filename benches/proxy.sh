@@ -3,9 +3,15 @@
 # handler) reached directly, through Buntime's proxy plugin, and through
 # nginx with an equivalent `proxy_pass` (HTTP/1.1 to the upstream, kept-alive
 # connections, no access log), all in one run. Prints req/s, p50 and p99 per
-# path (the median round) and Buntime's ratios to nginx.
+# path (the median round), the CPU each request cost the server it went
+# through (utime + stime over the requests wrk completed: the upstream for
+# the direct path, else the proxy alone), and Buntime's ratios to nginx.
 #
 #   benches/proxy.sh [seconds per scenario, default 5] [rounds, default 3]
+#
+# BASELINE=/path/to/other/buntime adds that build as a fourth path, measured
+# in every round next to the others (a before/after comparison the
+# machine's drift reaches alike).
 #
 # Needs wrk and nginx (Debian: `apt-get install wrk nginx`). Targets: Buntime
 # at least 80 % of nginx's req/s, and its p99 within 1.5 times nginx's.
@@ -21,9 +27,10 @@ cargo build --release -q -p buntime -p buntime-benches --bin buntime --bin nativ
 
 work="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null || true; [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; rm -rf "$work"' EXIT
-up=18301 bun=18302 ngx=18303
+up=18301 bun=18302 ngx=18303 base=18304
 
 target/release/native-hello "$up" &
+up_pid=$!
 
 mkdir -p "$work/apps" "$work/plugins"
 cat >"$work/buntime.jsonc" <<EOF
@@ -31,9 +38,19 @@ cat >"$work/buntime.jsonc" <<EOF
     { "pattern": "^/up/(.*)\$", "target": "http://127.0.0.1:$up/\$1", "public": true }
 ] }]] }
 EOF
-RUNTIME_WORKER_DIRS="$work/apps" RUNTIME_PLUGIN_DIRS="$work/plugins" RUNTIME_CONFIG="$work/buntime.jsonc" \
-    RUNTIME_DATA_DIR="$work/data" RUNTIME_CACHE_DIR=off RUNTIME_LOG_LEVEL=warn PORT="$bun" \
-    target/release/buntime serve >/dev/null &
+serve() { # binary port
+    RUNTIME_WORKER_DIRS="$work/apps" RUNTIME_PLUGIN_DIRS="$work/plugins" RUNTIME_CONFIG="$work/buntime.jsonc" \
+        RUNTIME_DATA_DIR="$work/data-$2" RUNTIME_CACHE_DIR=off RUNTIME_LOG_LEVEL=warn PORT="$2" \
+        "$1" serve >/dev/null &
+}
+serve target/release/buntime "$bun"
+bun_pid=$!
+paths=(direct buntime nginx)
+if [ -n "${BASELINE:-}" ]; then
+    serve "$BASELINE" "$base"
+    base_pid=$!
+    paths+=(baseline)
+fi
 
 # nginx with as many workers as Buntime has tokio workers (one per core).
 cat >"$work/nginx.conf" <<EOF
@@ -57,7 +74,9 @@ http {
 EOF
 nginx -p "$work" -c "$work/nginx.conf"
 
-for url in "http://127.0.0.1:$up/x" "http://127.0.0.1:$bun/up/x" "http://127.0.0.1:$ngx/up/x"; do
+urls=("http://127.0.0.1:$up/x" "http://127.0.0.1:$bun/up/x" "http://127.0.0.1:$ngx/up/x")
+[ -n "${BASELINE:-}" ] && urls+=("http://127.0.0.1:$base/up/x")
+for url in "${urls[@]}"; do
     for _ in $(seq 300); do
         [ "$(curl -fsS "$url" 2>/dev/null)" = hello ] && break
         sleep 0.1
@@ -67,27 +86,57 @@ done
 
 batch=""
 if chrt --batch 0 true 2>/dev/null; then batch="chrt --batch 0"; fi
-measure() { # name url -> "req/s p50_ms p99_ms"
-    $batch wrk -t2 -c32 -d"${secs}s" --latency "$2" | awk '
+# nginx's workers (its master only waits).
+ngx_pids=$(pgrep -P "$(cat "$work/nginx.pid")" | paste -sd' ')
+cpu_ticks() { # pids... -> their utime + stime, in clock ticks
+    local t=0 p
+    for p in "$@"; do t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat"))); done
+    echo "$t"
+}
+hz=$(getconf CLK_TCK)
+measure() { # name url pids... -> "req/s p50_ms p99_ms cpu_us_per_request"
+    local name="$1" url="$2"
+    shift 2
+    local before after
+    before=$(cpu_ticks "$@")
+    $batch wrk -t2 -c32 -d"${secs}s" --latency "$url" >"$work/wrk.out"
+    after=$(cpu_ticks "$@")
+    awk -v ticks=$((after - before)) -v hz="$hz" '
         function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
         /Requests\/sec/ { rps = int($2) }
+        /requests in/ { n = $1 }
         $1 == "50%" { p50 = $2 } $1 == "99%" { p99 = $2 }
-        END { printf "%s %.3f %.3f\n", rps, ms(p50), ms(p99) }' >>"$work/$1.rounds"
+        END { printf "%s %.3f %.3f %.1f\n", rps, ms(p50), ms(p99), ticks * 1e6 / hz / n }' \
+        "$work/wrk.out" >>"$work/$name.rounds"
 }
 for round in $(seq "$rounds"); do
-    measure direct "http://127.0.0.1:$up/x"
-    measure buntime "http://127.0.0.1:$bun/up/x"
-    measure nginx "http://127.0.0.1:$ngx/up/x"
+    measure direct "http://127.0.0.1:$up/x" "$up_pid"
+    measure buntime "http://127.0.0.1:$bun/up/x" "$bun_pid"
+    # shellcheck disable=SC2086 # one pid per worker
+    measure nginx "http://127.0.0.1:$ngx/up/x" $ngx_pids
+    if [ -n "${BASELINE:-}" ]; then
+        measure baseline "http://127.0.0.1:$base/up/x" "$base_pid"
+    fi
     echo "round $round of $rounds done" >&2
 done
 median() { sort -n -k1 "$work/$1.rounds" | sed -n "$(( (rounds + 1) / 2 ))p"; }
-printf '%-10s %10s %10s %10s\n' path "req/s" "p50 ms" "p99 ms"
-for n in direct buntime nginx; do
-    read -r rps p50 p99 <<<"$(median "$n")"
-    printf '%-10s %10s %10s %10s\n' "$n" "$rps" "$p50" "$p99"
+printf '%-10s %10s %10s %10s %14s\n' path "req/s" "p50 ms" "p99 ms" "server us/req"
+for n in "${paths[@]}"; do
+    read -r rps p50 p99 cpu <<<"$(median "$n")"
+    printf '%-10s %10s %10s %10s %14s\n' "$n" "$rps" "$p50" "$p99" "$cpu"
 done
 read -r b_rps _ b_p99 <<<"$(median buntime)"
 read -r n_rps _ n_p99 <<<"$(median nginx)"
 awk -v br="$b_rps" -v nr="$n_rps" -v bp="$b_p99" -v np="$n_p99" 'BEGIN {
     printf "buntime / nginx: req/s %.0f %% (target >= 80 %%), p99 %.2fx (target <= 1.5x)\n", 100 * br / nr, bp / np }'
-echo "every round (req/s): $(for n in direct buntime nginx; do printf '%s=%s ' "$n" "$(cut -d' ' -f1 "$work/$n.rounds" | paste -sd/)"; done)"
+echo "every round (req/s): $(for n in "${paths[@]}"; do printf '%s=%s ' "$n" "$(cut -d' ' -f1 "$work/$n.rounds" | paste -sd/)"; done)"
+echo "every round (server us/req): $(for n in "${paths[@]}"; do printf '%s=%s ' "$n" "$(cut -d' ' -f4 "$work/$n.rounds" | paste -sd/)"; done)"
+if [ -n "${BASELINE:-}" ]; then
+    # Per round, so that the machine's drift between rounds cancels out.
+    paste -d' ' "$work/buntime.rounds" "$work/baseline.rounds" |
+        awk '{ printf "%.3f %.3f\n", $1 / $5, $4 / $8 }' >"$work/ratios"
+    mid=$(((rounds + 1) / 2))
+    printf 'buntime / baseline (median of the rounds): req/s %s, server us/req %s\n' \
+        "$(cut -d' ' -f1 "$work/ratios" | sort -g | sed -n "${mid}p")" \
+        "$(cut -d' ' -f2 "$work/ratios" | sort -g | sed -n "${mid}p")"
+fi
