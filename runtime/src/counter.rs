@@ -6,7 +6,7 @@
 //! cache line (a shard) and sums the shards when read, which only the stats
 //! endpoints do.
 //!
-//! A shard is *owned* by one live thread at a time ([`SHARDS`] − 1 of them;
+//! A shard is *owned* by one live thread at a time (`SHARDS` − 1 of them;
 //! a thread claims one on its first add, frees it when it exits), and the
 //! owner adds with a plain load and store: no locked instruction, which on
 //! x86 also waits for every earlier store to drain and so cost a guest call
@@ -17,7 +17,7 @@
 //! next owner.
 //!
 //! The same shard index places a thread's idle instances and caches
-//! ([`shard`]), which only need it to be mostly one thread's.
+//! (`shard`), which only need it to be mostly one thread's.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

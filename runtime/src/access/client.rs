@@ -16,7 +16,7 @@ use http::{HeaderMap, HeaderName, Uri, header};
 use crate::config::TrustedProxies;
 
 /// The client of a request, as plugins and apps receive it in the request
-/// head (`client`, serialised by [`super::client_json`]).
+/// head (`client`, serialised by `client_json`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientView<'a> {
     /// The connection's peer.

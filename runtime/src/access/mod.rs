@@ -3,7 +3,7 @@
 //!
 //! A key comes in `X-API-Key` or `Authorization: Bearer`: the master key
 //! (`RUNTIME_MASTER_KEY`, compared in constant time) acts as admin; a
-//! generated key ([`KeyStore`]) has a role ([`roles`]). With no key
+//! generated key ([`KeyStore`]) has a role (`roles`). With no key
 //! configured at all, a request without a key is allowed only from this
 //! machine ([`ClientView::is_local`]). A mutating request that a browser
 //! says is cross-site is refused unless it carries a key header, and

@@ -64,7 +64,7 @@ pub struct PluginStats {
     pub skipped: Counter,
     /// Calls refused because every instance stayed busy past the queue wait.
     pub busy: Counter,
-    /// Calls whose latency was measured: one in [`LATENCY_SAMPLE`].
+    /// Calls whose latency was measured: one in `LATENCY_SAMPLE`.
     pub timed_calls: Counter,
     /// Sum of the measured calls' latencies, in nanoseconds.
     pub latency_ns: Counter,
@@ -72,7 +72,7 @@ pub struct PluginStats {
     /// the timed calls' durations.
     pub hooks: crate::metrics::HookStats,
     /// Time and memory of the sampled calls (the same one in
-    /// [`LATENCY_SAMPLE`]), on the instance only.
+    /// `LATENCY_SAMPLE`), on the instance only.
     pub cost: crate::metrics::GuestCostStats,
     /// Requests answered by the plugin's routes (`/_/<base>/…`: `handle`
     /// or its `ui/`), by method and status class.

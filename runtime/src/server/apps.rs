@@ -381,7 +381,7 @@ pub struct AppSettings {
     read_at: std::time::Instant,
 }
 
-/// Each app dir's [`AppSettings`], reused for [`crate::routing::CACHE_TTL`]
+/// Each app dir's `AppSettings`, reused for [`crate::routing::CACHE_TTL`]
 /// so a busy app does not re-read, re-parse or even copy its config on every
 /// request (errors are never cached: a fix shows at once).
 #[derive(Debug, Default)]

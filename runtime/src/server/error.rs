@@ -221,7 +221,7 @@ pub struct RequestId(pub String);
 impl IntoResponse for ApiError {
     /// The status and headers, with no body yet: the request-id layer finds
     /// the error in the response's extensions and writes the body once,
-    /// with the id ([`render`]). Every response passes that layer (the core
+    /// with the id (`render`). Every response passes that layer (the core
     /// router's and the service's), so none goes out bodiless.
     fn into_response(self) -> Response {
         let mut res = Response::new(axum::body::Body::empty());

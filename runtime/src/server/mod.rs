@@ -229,7 +229,7 @@ const EVENT_INTERVAL: u32 = 7;
 
 /// The tokio runtime the `buntime` binary serves on: multi-threaded, one
 /// worker per core, I/O polled often enough that guests computing on
-/// fibers cannot starve it (see [`EVENT_INTERVAL`]).
+/// fibers cannot starve it (see `EVENT_INTERVAL`).
 ///
 /// ```
 /// let runtime = buntime::server::runtime_builder().build().unwrap();

@@ -15,7 +15,7 @@
 //! [`Telemetry`] is `None` inside and the request path pays one branch. A
 //! request the sampler drops creates no child spans and changes no header.
 //! State is explicit: the server holds the [`Telemetry`], a sampled request
-//! carries its [`SpanParent`] as a request extension, and a guest call
+//! carries its `SpanParent` as a request extension, and a guest call
 //! carries its own in the call's extensions, where the host functions find
 //! it. No global tracer is installed.
 //!

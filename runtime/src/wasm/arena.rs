@@ -334,7 +334,7 @@ impl Arena {
     }
 
     /// Allocates a zeroed block of `len` bytes; returns `None` when it does
-    /// not fit (see [`Arena::room`]; the ABI reports that to the guest as
+    /// not fit (see `Arena::room`; the ABI reports that to the guest as
     /// handle `0`) or `len` is 0.
     pub fn alloc(&mut self, len: u64) -> Option<u64> {
         let handle = self.alloc_uninit(len)?;

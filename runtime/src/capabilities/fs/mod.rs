@@ -6,7 +6,7 @@
 //! only narrow it (`"fs": ["workerDirs"]` keeps that entry, `false` revokes).
 //! A call names a root by its index in `fs_roots` (`"root"`, default 0) and a
 //! path relative to it; every path is checked as text (no absolute path, no
-//! `..`) and then opened below a handle on the root ([`root`]), so no symlink
+//! `..`) and then opened below a handle on the root (`root`), so no symlink
 //! leads out. Refusals are `capability_denied` naming the grant to add.
 //!
 //! | function | input | result |
@@ -19,7 +19,7 @@
 //! | `fs_mkdir` | `{"root"?, "path", "parents"?}` | `null` |
 //! | `fs_rename` | `{"root"?, "from", "to", "exchange"?}` | `null` (atomic; a dir replaces only a missing or empty one; `exchange` swaps two existing entries) |
 //! | `fs_remove` | `{"root"?, "path", "recursive"?}` | `null` |
-//! | `fs_unpack` | `{"root"?, "archive", "dest", "format"?, "maxBytes"?, "maxEntries"?, "maxRatio"?}` | `{"entries", "bytes"}` ([`archive`]) |
+//! | `fs_unpack` | `{"root"?, "archive", "dest", "format"?, "maxBytes"?, "maxEntries"?, "maxRatio"?}` | `{"entries", "bytes"}` (`archive`) |
 //! | `fs_pack` | `{"root"?, "path", "format", "maxBytes"?}` | `{"data": base64, "size"}` |
 //! | `fs_check_app` | `{"root"?, "path", "name", "version"?}` | `{"kind", "entry"}`: the dir validated as `buntime check` would serve it |
 
