@@ -166,11 +166,9 @@ fn function(name: &'static str, op: StateOp) -> HostFunction {
         1,
         ResultEncoding::Envelope,
         move |state: &mut HostState, args| {
-            (|| {
-                let cx = GuestContext::of_ref(state)?;
-                let input = argument(state, args[0])?;
-                op(&cx.host.state, (&cx.state).into(), input)
-            })()
+            let cx = GuestContext::of_ref(state)?;
+            let input = argument(state, args[0])?;
+            op(&cx.host.state, (&cx.state).into(), input)
         },
     )
 }

@@ -143,12 +143,17 @@ pub(crate) fn on_direct_tick(state: &mut HostState) -> bool {
     }
 }
 
+/// Whether this thread runs in a multi-thread tokio runtime, the one kind
+/// where `block_in_place` may hand the worker on.
+fn on_multi_thread_runtime() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+}
+
 /// See [`HostState::block_off_worker`].
 pub(crate) fn block_off_worker<T>(state: &mut HostState, work: impl FnOnce() -> T) -> T {
     let started = std::time::Instant::now();
-    let multi_thread = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    let out = if multi_thread {
+    let out = if on_multi_thread_runtime() {
         tokio::task::block_in_place(work)
     } else {
         work()
@@ -167,9 +172,7 @@ pub(crate) fn block_off_worker<T>(state: &mut HostState, work: impl FnOnce() -> 
 /// drives — to another thread, so that a call about to hold this thread for
 /// long strands nothing behind it.
 fn hand_off_worker() {
-    let multi_thread = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if multi_thread {
+    if on_multi_thread_runtime() {
         // `block_in_place` gives the worker's core to a new thread, but takes
         // it back when the closure returns if that thread has not picked it
         // up yet; a millisecond lets it, on a call already ten long.

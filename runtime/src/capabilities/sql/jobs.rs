@@ -20,8 +20,11 @@ pub(super) struct SqlJob {
     /// within [`INLINE_BUDGET`]; `None` from it means "run `full`".
     inline: Option<InlineAttempt>,
     /// The whole job, run where blocking is allowed.
-    full: Box<dyn FnOnce() -> Result<Value, HostError> + Send>,
+    full: FullJob,
 }
+
+/// See [`SqlJob::full`].
+pub(super) type FullJob = Box<dyn FnOnce() -> Result<Value, HostError> + Send>;
 
 /// See [`SqlJob::inline`].
 pub(super) type InlineAttempt = Box<dyn FnOnce() -> Option<Value> + Send>;
@@ -44,6 +47,19 @@ impl SqlJob {
     pub(super) fn run_here(self) -> Result<Value, HostError> {
         (self.full)()
     }
+
+    /// The quick read right here (see [`INLINE_BUDGET`]) if the job has
+    /// one and it finishes within the budget, else `blocking` running the
+    /// whole job.
+    pub(super) fn run(
+        self,
+        blocking: impl FnOnce(FullJob) -> Result<Value, HostError>,
+    ) -> Result<Value, HostError> {
+        match self.inline.and_then(|attempt| attempt()) {
+            Some(done) => Ok(done),
+            None => blocking(self.full),
+        }
+    }
 }
 
 /// How long a read may run on the async worker that asked for it before
@@ -55,21 +71,8 @@ impl SqlJob {
 /// held (tokio's guidance: well under a millisecond between yields).
 pub(super) const INLINE_BUDGET: Duration = Duration::from_micros(100);
 
-/// Runs a database job for a guest (`state`): a quick read right here (see
-/// [`INLINE_BUDGET`]), anything else through
-/// [`HostState::block_off_worker`].
+/// Runs a database job for a guest (`state`): the quick read right here,
+/// anything else through [`HostState::block_off_worker`].
 pub(super) fn run_now(state: &mut HostState, job: SqlJob) -> Result<Value, HostError> {
-    if let Some(done) = job.inline.and_then(|attempt| attempt()) {
-        return Ok(done);
-    }
-    state.block_off_worker(job.full)
-}
-
-/// Runs a database job with no guest to account to (tests).
-#[cfg(test)]
-pub(super) fn run_alone(job: SqlJob) -> Result<Value, HostError> {
-    if let Some(done) = job.inline.and_then(|attempt| attempt()) {
-        return Ok(done);
-    }
-    (job.full)()
+    job.run(|full| state.block_off_worker(full))
 }

@@ -2,7 +2,6 @@
 
 use std::time::Instant;
 
-use super::jobs::run_alone;
 use super::*;
 
 fn job(dbs: &Arc<SqlDatabases>, op: SqlOp, req: Value) -> Result<Value, HostError> {
@@ -36,26 +35,31 @@ async fn reads_run_inline_within_the_budget_and_finish_elsewhere_past_it() {
         "stopped at the budget"
     );
     let started = Instant::now();
-    let out = run_alone(
-        query_op(
-            dbs.clone(),
-            json!({"db": "default", "sql": slow})
-                .to_string()
-                .into_bytes(),
-        )
-        .unwrap(),
+    let out = query_op(
+        dbs.clone(),
+        json!({"db": "default", "sql": slow})
+            .to_string()
+            .into_bytes(),
     )
+    .unwrap()
+    .run(|full| full())
     .unwrap();
     assert_eq!(out["rows"], json!([[300000]]));
     assert!(started.elapsed() < STATEMENT_TIMEOUT);
     // A statement that writes declines the inline attempt and still runs.
     let insert = json!({"db": "default", "sql": "INSERT INTO t VALUES (1) RETURNING v"});
-    let out = run_alone(query_op(dbs.clone(), insert.to_string().into_bytes()).unwrap()).unwrap();
+    let out = query_op(dbs.clone(), insert.to_string().into_bytes())
+        .unwrap()
+        .run(|full| full())
+        .unwrap();
     assert_eq!(out["rows"], json!([[1]]));
     // A read that fails inline is run again the blocking way, which
     // reports the error as always.
     let bad = json!({"db": "default", "sql": "SELECT nope FROM t"});
-    let err = run_alone(query_op(dbs.clone(), bad.to_string().into_bytes()).unwrap()).unwrap_err();
+    let err = query_op(dbs.clone(), bad.to_string().into_bytes())
+        .unwrap()
+        .run(|full| full())
+        .unwrap_err();
     assert_eq!(err.code, "sql_error");
     assert!(
         err.message
