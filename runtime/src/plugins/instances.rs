@@ -191,7 +191,13 @@ impl InstancePool {
         let taken = match self.try_take(true) {
             Ok(instance) => Ok(instance),
             Err(Refused::Closed) => Err(CallError::Draining),
-            Err(Refused::Full) => Box::pin(self.take_waiting()).await,
+            Err(Refused::Full) => {
+                // Boxed in a statement of its own: a temporary of the
+                // statement that awaits lives across the await, and so in
+                // this future's state, boxed or not.
+                let waiting = Box::pin(self.take_waiting());
+                waiting.await
+            }
         };
         let idle = match taken {
             Ok(idle) => idle,
@@ -203,13 +209,16 @@ impl InstancePool {
         let lease = Lease { pool: self };
         let mut instance = match idle {
             Some(i) => i,
-            None => match Box::pin(self.module.instantiate()).await {
-                Ok(i) => {
-                    self.created.fetch_add(1, Ordering::Relaxed);
-                    Box::new(i)
+            None => {
+                let instantiate = Box::pin(self.module.instantiate());
+                match instantiate.await {
+                    Ok(i) => {
+                        self.created.fetch_add(1, Ordering::Relaxed);
+                        Box::new(i)
+                    }
+                    Err(e) => return (Err(e), extensions),
                 }
-                Err(e) => return (Err(e), extensions),
-            },
+            }
         };
         let started = cost.map(|_| Instant::now());
         let (result, extensions) = instance.call_with(export, input, extensions).await;

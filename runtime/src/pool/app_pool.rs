@@ -218,7 +218,11 @@ impl AppPool {
                 // Counted while it waits, uncounted however the wait ends
                 // (a client that goes away drops this future mid-wait).
                 let _queued = Queued::enter(&self.waiting);
-                match Box::pin(self.slots.acquire()).await {
+                // Boxed in a statement of its own (the boxing would save
+                // nothing in the `match`: its scrutinee's temporaries live
+                // across the await).
+                let acquire = Box::pin(self.slots.acquire());
+                match acquire.await {
                     Ok(p) => {
                         self.stats.queue_wait.observe(started.elapsed());
                         p
@@ -259,7 +263,8 @@ impl AppPool {
                 self.stats.misses.add(1);
                 // Boxed, as the other rare paths here: their futures would
                 // otherwise enlarge (and be copied with) every call's.
-                match Box::pin(self.module.instantiate()).await {
+                let instantiate = Box::pin(self.module.instantiate());
+                match instantiate.await {
                     Ok(instance) => {
                         self.stats.created.add(1);
                         self.publish(WORKER_SPAWN, "created");
@@ -341,7 +346,8 @@ impl AppPool {
             }
             return;
         }
-        Box::pin(retire(&mut slot.instance)).await;
+        let retiring = Box::pin(retire(&mut slot.instance));
+        retiring.await;
         self.note_retired(if self.config.ttl.is_zero() {
             "ephemeral"
         } else {

@@ -275,12 +275,7 @@ async fn serve_wasm(
         base,
         body.len() as u64,
     );
-    let input = match head.to_json() {
-        Ok(v) => v,
-        Err(e) => {
-            return ApiError::new(ErrorKind::Internal, e.to_string()).into_response();
-        }
-    };
+    let input = head.to_json();
     let guest = super::guest_http::Guest {
         module: key,
         max_body: config.max_response_body_size,
@@ -384,10 +379,22 @@ pub struct AppSettings {
 /// Each app dir's `AppSettings`, reused for [`crate::routing::CACHE_TTL`]
 /// so a busy app does not re-read, re-parse or even copy its config on every
 /// request (errors are never cached: a fix shows at once).
+///
+/// Keyed by the dir's path as bytes under FxHash: hashing a `Path` walks its
+/// components, and SipHash over them was most of a lookup, on every app
+/// request. The keys are the catalog's own dirs, not client input.
 #[derive(Debug, Default)]
 pub struct AppSettingsCache {
-    entries: std::sync::Mutex<std::collections::HashMap<PathBuf, Arc<AppSettings>>>,
+    entries: std::sync::Mutex<SettingsByDir>,
     ceiling: AppCeiling,
+}
+
+type SettingsByDir =
+    std::collections::HashMap<Vec<u8>, Arc<AppSettings>, rustc_hash::FxBuildHasher>;
+
+/// The key of `dir` in [`AppSettingsCache`].
+fn dir_key(dir: &Path) -> &[u8] {
+    dir.as_os_str().as_encoded_bytes()
 }
 
 impl AppSettingsCache {
@@ -402,7 +409,7 @@ impl AppSettingsCache {
     /// The settings of `app`.
     pub fn get(&self, app: &AppVersion) -> Result<Arc<AppSettings>, ConfigError> {
         if let Ok(entries) = self.entries.lock()
-            && let Some(settings) = entries.get(&app.dir)
+            && let Some(settings) = entries.get(dir_key(&app.dir))
             && settings.read_at.elapsed() < crate::routing::CACHE_TTL
         {
             return Ok(settings.clone());
@@ -414,7 +421,7 @@ impl AppSettingsCache {
             read_at: std::time::Instant::now(),
         });
         if let Ok(mut entries) = self.entries.lock() {
-            entries.insert(app.dir.clone(), settings.clone());
+            entries.insert(dir_key(&app.dir).to_vec(), settings.clone());
         }
         Ok(settings)
     }

@@ -220,7 +220,6 @@ fn head_json(req: &Parts, headers: &HeaderMap) -> Bytes {
         core_route: true,
     }
     .to_json()
-    .unwrap_or_default()
 }
 
 /// Whether a request header carries a credential or an identity, which no

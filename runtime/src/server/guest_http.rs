@@ -20,6 +20,7 @@ use buntime_pdk::ResponseHead;
 use buntime_pdk::http_ref::Text;
 use bytes::Bytes;
 
+use super::head_json::JsonObject;
 use crate::wasm::abi::{ResponseBody, ResponseBodyLimit};
 
 /// Whether a (lowercase) header name frames the message or manages the
@@ -326,11 +327,29 @@ impl<'a> HeadView<'a> {
         }
     }
 
-    /// The head as JSON, written into one buffer sized for a typical head.
-    pub(crate) fn to_json(&self) -> Result<Bytes, serde_json::Error> {
-        let mut out = Vec::with_capacity(512);
-        serde_json::to_writer(&mut out, self)?;
-        Ok(Bytes::from(out))
+    /// The head as JSON, written into one buffer sized for a typical head:
+    /// what `serde_json` writes for it, by hand ([`super::head_json`]).
+    pub(crate) fn to_json(&self) -> Bytes {
+        let mut out = JsonObject::new(Vec::with_capacity(512));
+        out.str_field("method", self.method);
+        out.str_field("path", self.path);
+        if let Some(query) = self.query {
+            out.str_field("query", query);
+        }
+        out.headers_field("headers", self.headers.0, self.headers.1);
+        if !self.base.is_empty() {
+            out.str_field("base", self.base);
+        }
+        if !self.request_id.is_empty() {
+            out.str_field("request_id", self.request_id);
+        }
+        if let Some(length) = self.body_length {
+            out.u64_field("body_length", length);
+        }
+        if self.core_route {
+            out.bool_field("core_route", true);
+        }
+        Bytes::from(out.finish())
     }
 }
 

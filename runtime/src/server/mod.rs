@@ -24,6 +24,7 @@ mod exposition;
 mod extended_connect;
 mod guard;
 pub(crate) mod guest_http;
+mod head_json;
 mod hook_call;
 mod keys_api;
 mod listener;

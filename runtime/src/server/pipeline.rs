@@ -140,8 +140,11 @@ pub(crate) async fn run(state: &AppState, mut req: Request, peer: Option<SocketA
         // The hooks' futures are boxed, as the app call is in `dispatch`:
         // held inline, the largest of them would size this future and every
         // one above it, copied whole on each move (measured: moving the
-        // request's future was most of a warm request's `memcpy`).
-        let (entered, outcome) = Box::pin(on_request(
+        // request's future was most of a warm request's `memcpy`). Boxed
+        // in a statement of its own: a temporary of the statement that
+        // awaits lives across the await, and so would the unboxed future,
+        // in this future's state (see `dispatch`).
+        let hooks = Box::pin(on_request(
             state,
             &chain,
             req,
@@ -149,8 +152,8 @@ pub(crate) async fn run(state: &AppState, mut req: Request, peer: Option<SocketA
             &client,
             &mut unwind,
             trace.as_ref(),
-        ))
-        .await;
+        ));
+        let (entered, outcome) = hooks.await;
         with_chain = Some((entered, trace, meter, log_tag));
         outcome
     };
@@ -167,7 +170,7 @@ pub(crate) async fn run(state: &AppState, mut req: Request, peer: Option<SocketA
     let Some((entered, trace, meter, log_tag)) = with_chain else {
         return response;
     };
-    Box::pin(on_response(
+    let hooks = Box::pin(on_response(
         &chain,
         entered,
         response,
@@ -178,8 +181,8 @@ pub(crate) async fn run(state: &AppState, mut req: Request, peer: Option<SocketA
         trace.as_ref(),
         meter.as_ref(),
         log_tag.as_ref(),
-    ))
-    .await
+    ));
+    hooks.await
 }
 
 /// The response headers plugin `.0` asked for in `on_request`.
@@ -254,16 +257,24 @@ async fn dispatch(
     req: Request,
     client: &RequestClientSource<'_>,
 ) -> Response {
+    // Each is boxed in a statement of its own, then awaited. Written as
+    // `Box::pin(f(..)).await`, the unboxed future is a temporary of the
+    // statement that awaits, and a temporary's storage lasts to the end of
+    // its statement: across the await, so inside this future's state, and
+    // the boxing saved nothing (measured: 4,432 bytes for `run`'s future
+    // that way, 1,888 this way).
     if req.uri().path().starts_with("/_/") {
         // Boxed: its future is larger than an app call's, and would
         // otherwise size (and be copied with) every request's.
-        Box::pin(super::plugin_routes::serve(state, chain, req, client)).await
+        let serve = Box::pin(super::plugin_routes::serve(state, chain, req, client));
+        serve.await
     } else {
         // Boxed too: the app call is the larger part of this future, and
         // every future above it (the chain's, the service's) would carry
         // its size, copied whole each time one of them is moved; one
         // allocation costs less.
-        Box::pin(super::apps::handle(state, req, client)).await
+        let handle = Box::pin(super::apps::handle(state, req, client));
+        handle.await
     }
 }
 
@@ -293,7 +304,8 @@ async fn on_request(
         if let Some(cap) = plugin.manifest.request_body {
             if buffered.is_none() {
                 let (parts, body) = req.into_parts();
-                match Box::pin(super::body::collect(body, cap)).await {
+                let collect = Box::pin(super::body::collect(body, cap));
+                match collect.await {
                     Ok(bytes) => {
                         buffered = Some(bytes.clone());
                         req = Request::from_parts(parts, Body::from(bytes));
@@ -333,9 +345,7 @@ async fn on_request(
         }
         let head = input
             .get_or_insert_with(|| {
-                HeadView::for_chain(&req, buffered.as_ref().map(|b| b.len() as u64))
-                    .to_json()
-                    .unwrap_or_default()
+                HeadView::for_chain(&req, buffered.as_ref().map(|b| b.len() as u64)).to_json()
             })
             .clone();
         let guest = Guest::for_plugin(plugin, dropped);
@@ -393,7 +403,9 @@ async fn on_request(
                     // Boxed, like the body collection above: rarer than a
                     // pass, and a large future every chain call would carry.
                     Ok(target) => {
-                        Box::pin(super::upstream::forward(state, plugin, req, target, client)).await
+                        let forward =
+                            Box::pin(super::upstream::forward(state, plugin, req, target, client));
+                        forward.await
                     }
                     Err(detail) => {
                         let e = plugin.malformed("on_request", detail);
@@ -450,12 +462,12 @@ async fn on_response(
         }
         let view = input
             .get_or_insert_with(|| {
-                let view = ResponseHeadView {
+                ResponseHeadView {
                     status: res.status().as_u16(),
                     headers: HeaderPairs(res.headers(), None),
                     path,
-                };
-                Bytes::from(serde_json::to_vec(&view).unwrap_or_default())
+                }
+                .to_json()
             })
             .clone();
         let mut ext = http::Extensions::new();
@@ -512,6 +524,18 @@ struct ResponseHeadView<'a> {
     status: u16,
     headers: HeaderPairs<'a>,
     path: &'a str,
+}
+
+impl ResponseHeadView<'_> {
+    /// What `serde_json` writes for the view, by hand
+    /// ([`super::head_json`]).
+    fn to_json(&self) -> Bytes {
+        let mut out = super::head_json::JsonObject::new(Vec::with_capacity(256));
+        out.u64_field("status", u64::from(self.status));
+        out.headers_field("headers", self.headers.0, self.headers.1);
+        out.str_field("path", self.path);
+        Bytes::from(out.finish())
+    }
 }
 
 #[cfg(test)]

@@ -265,7 +265,7 @@ async fn call_handle(
         ref m => m.as_str(),
     };
     let head = HeadView::mounted(parts, method, rest, &headers, mount, body.len() as u64);
-    let input = head.to_json().unwrap_or_default();
+    let input = head.to_json();
     let guest = super::guest_http::Guest::for_plugin(plugin, &state.dropped_headers);
     let mut ext = http::Extensions::new();
     ext.insert(RequestBody(body));

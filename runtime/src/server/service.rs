@@ -207,10 +207,15 @@ where
                 let mut counted = Counted::enter(&state.http, method);
                 let chain = super::request_id::with_request_id(req, detail, |req| {
                     use futures_util::future::Either;
-                    // One future type either way: one await point.
+                    // One future type either way: one await point. The
+                    // chain's future is large (the plugins', the app's and
+                    // the pool's states nest in it) and is boxed once where
+                    // it is made: unboxed, every layer around it (this
+                    // one, the request id's, the log span's, this block)
+                    // copied all of it once more when first polled.
                     match refused {
                         Some(e) => Either::Left(std::future::ready(e.into_response())),
-                        None => Either::Right(super::pipeline::run(state, req, peer)),
+                        None => Either::Right(Box::pin(super::pipeline::run(state, req, peer))),
                     }
                 });
                 let log_span = traced.as_ref().map(|s| s.log_span());

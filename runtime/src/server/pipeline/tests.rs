@@ -175,3 +175,23 @@ fn response_changes_set_the_status_and_headers_but_not_the_framing() {
     }
     assert_eq!(res.status(), 201, "a refused status changes nothing");
 }
+
+#[test]
+fn a_response_head_is_written_as_serde_json_writes_it() {
+    let mut headers = HeaderMap::new();
+    headers.insert("content-type", "text/plain".parse().unwrap());
+    headers.append("etag", "\"v1\"".parse().unwrap());
+    headers.append("set-cookie", "a=1".parse().unwrap());
+    headers.append("set-cookie", "b=\\2".parse().unwrap());
+    for (status, path, headers) in [
+        (200, "/app/x", &headers),
+        (599, "/ä \"q\"", &HeaderMap::new()),
+    ] {
+        let view = ResponseHeadView {
+            status,
+            headers: HeaderPairs(headers, None),
+            path,
+        };
+        assert_eq!(view.to_json(), serde_json::to_vec(&view).unwrap());
+    }
+}
