@@ -111,12 +111,12 @@ pub(crate) async fn run(state: &AppState, mut req: Request, peer: Option<SocketA
         RequestClientSource::new(peer, &state.access.policy.trusted_proxies).with_api_key(key);
     let dropped = &state.dropped_headers;
     let mut unwind = Unwind::default();
-    // With plugins, what `on_response` needs after `on_request`: how far
+    // With hooks to run, what `on_response` needs after `on_request`: how far
     // the request got, its span, cost meter and log tag. One `dispatch`
     // await with or without plugins: each await point is a slot of its own
     // in this future, and a second would enlarge every request's.
     let mut with_chain = None;
-    let outcome = if chain.plugins.is_empty() {
+    let outcome = if !chain.intercepts() {
         Ok(req)
     } else {
         // A chain that reads the client gets it as the request arrived,

@@ -205,7 +205,12 @@ where
                 let state = &parts.state;
                 let _in_flight = in_flight;
                 let mut counted = Counted::enter(&state.http, method);
-                let chain = super::request_id::with_request_id(req, detail, |req| {
+                let log_span = traced.as_ref().map(|s| s.log_span());
+                // Awaited where it is made: each move of a future copies
+                // all of it, and wrapping the request id's future (the
+                // log span's `Either` around it, then this await) copied
+                // it three times. The span wraps the small future inside.
+                let mut response = super::request_id::with_request_id(req, detail, |req| {
                     use futures_util::future::Either;
                     // One future type either way: one await point. The
                     // chain's future is large (the plugins', the app's and
@@ -213,13 +218,13 @@ where
                     // it is made: unboxed, every layer around it (this
                     // one, the request id's, the log span's, this block)
                     // copied all of it once more when first polled.
-                    match refused {
+                    let chain = match refused {
                         Some(e) => Either::Left(std::future::ready(e.into_response())),
                         None => Either::Right(Box::pin(super::pipeline::run(state, req, peer))),
-                    }
-                });
-                let log_span = traced.as_ref().map(|s| s.log_span());
-                let mut response = in_log_span(chain, log_span).await;
+                    };
+                    in_log_span(chain, log_span)
+                })
+                .await;
                 if let Some(websocket) = &websocket {
                     response = websocket.leave(response, detail);
                 }

@@ -38,6 +38,15 @@ impl Chain {
         self.plugins.iter().find(|p| p.manifest.name == name)
     }
 
+    /// Whether any plugin has an `on_request` or `on_response` hook: a chain
+    /// of plugins that only serve routes (`handle`) leaves app requests
+    /// alone, and they skip the hooks' bookkeeping.
+    pub fn intercepts(&self) -> bool {
+        self.plugins
+            .iter()
+            .any(|p| p.hooks.on_request || p.hooks.on_response)
+    }
+
     /// The plugins whose `on_request` also runs, restricted, for the core
     /// routes (`coreRoutes: "headers"`), with their places in the chain.
     pub fn core_route_plugins(&self) -> impl Iterator<Item = (usize, &Arc<Plugin>)> {
