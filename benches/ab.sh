@@ -23,20 +23,8 @@ export RUST_LIB_BACKTRACE=0
 
 work="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-guests=target/wasm-guests/wasm32-unknown-unknown/release
-mkdir -p "$work/apps/warm/1.0.0"
-cp "$guests/app_hello.wasm" "$work/apps/warm/1.0.0/app.wasm"
-echo '{ ttl: "10m", maxConcurrency: 64, maxRequests: 0 }' >"$work/apps/warm/1.0.0/worker.jsonc"
-for i in 1 2 3 4 5; do
-    mkdir -p "$work/plugins/noop$i"
-    cp "$guests/plugin_noop.wasm" "$work/plugins/noop$i/plugin.wasm"
-    echo "{ \"name\": \"noop$i\", \"version\": \"1.0.0\" }" >"$work/plugins/noop$i/manifest.jsonc"
-done
-# The core logs and metrics plugins are off on both sides: the comparison is
-# of the request path, and an older binary may not have them.
-core_off='{ name: "@buntime/plugin-logs", enabled: false }, { name: "@buntime/plugin-metrics", enabled: false }'
-echo "{ plugins: [$core_off] }" >"$work/none.jsonc"
-echo "{ plugins: [\"noop1\", \"noop2\", \"noop3\", \"noop4\", \"noop5\", $core_off] }" >"$work/five.jsonc"
+. benches/ab_layout.sh
+ab_layout "$work"
 
 serve() { # binary port config
     RUNTIME_WORKER_DIRS="$work/apps" RUNTIME_PLUGIN_DIRS="$work/plugins" RUNTIME_CONFIG="$3" \

@@ -15,14 +15,9 @@
 
 use axum::http::HeaderMap;
 
-/// A writer of one JSON object into a buffer.
-///
-/// ```ignore
-/// let mut out = JsonObject::new(Vec::new());
-/// out.str_field("method", "GET");
-/// out.u64_field("status", 200);
-/// assert_eq!(out.finish(), br#"{"method":"GET","status":200}"#);
-/// ```
+/// A writer of one JSON object into a buffer: `new`, a call per field in
+/// the order they are to appear, then `finish` for the bytes (for example
+/// `{"method":"GET","status":200}`).
 pub(crate) struct JsonObject {
     out: Vec<u8>,
     first: bool,

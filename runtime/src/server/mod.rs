@@ -223,10 +223,11 @@ impl AppState {
 /// this many tasks (tokio's default is 61). A guest that computes for long
 /// runs on a fiber and yields once per epoch tick (5 ms); with a few of them
 /// spinning, 61 tasks between polls meant ~300 ms before a worker noticed a
-/// new connection or request, and a health check timed out behind guests it
-/// had nothing to do with. Under ordinary load (short calls) the setting
-/// makes no measurable difference.
-const EVENT_INTERVAL: u32 = 7;
+/// new connection or request, and 31 bounds that at ~155 ms. Each poll is a
+/// system call (`epoll_wait`) on a worker that has work: at 7, ordinary load
+/// paid for it on about one request in five, measurably (`benches/ab.sh`:
+/// a few percent of the server's CPU per request, more through plugins).
+const EVENT_INTERVAL: u32 = 31;
 
 /// The tokio runtime the `buntime` binary serves on: multi-threaded, one
 /// worker per core, I/O polled often enough that guests computing on
