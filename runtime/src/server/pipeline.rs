@@ -377,17 +377,22 @@ async fn on_request(
                 if std::mem::take(&mut changes.skip_on_response) {
                     unwind.skip_on_response(i);
                 }
-                if changes != RequestChanges::default() {
+                let unchanged = changes == RequestChanges::default();
+                if !unchanged {
                     input = None;
                 }
-                let applied =
+                // A plain pass (most answers) has nothing to check or apply.
+                let applied = if unchanged && wanted.is_empty() {
+                    Ok(())
+                } else {
                     response_headers(wanted, plugin.name(), dropped).and_then(|headers| {
                         apply_request_changes(&mut req, changes, plugin.name(), dropped)?;
                         if !headers.is_empty() {
                             unwind.pending.push((i, headers));
                         }
                         Ok(())
-                    });
+                    })
+                };
                 if let Err(detail) = applied {
                     let e = plugin.malformed("on_request", detail);
                     if let Some(res) = failure_response(plugin, &e) {
@@ -492,9 +497,10 @@ async fn on_response(
                     .map_err(|e| plugin.malformed("on_response", e))
             })
             .and_then(|changes| {
-                if changes != ResponseChanges::default() {
-                    input = None;
+                if changes == ResponseChanges::default() {
+                    return Ok(());
                 }
+                input = None;
                 apply_response_changes(&mut res, changes, plugin.name(), dropped)
                     .map_err(|d| plugin.malformed("on_response", d))
             });
