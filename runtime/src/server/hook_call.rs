@@ -9,14 +9,16 @@ use crate::telemetry::CallSpan;
 
 /// `plugin.call(hook, …)`, inside `span` when the request is traced: the
 /// call's extensions carry the span, for the host functions' spans and for
-/// the guest's log lines, which name it.
+/// the guest's log lines, which name it. The span comes boxed: this
+/// future holds it across the call, and inline it doubled the future's size
+/// (1,184 bytes against the call's 584), traced or not, in every hook call.
 #[inline]
 pub(crate) async fn call_hook(
     plugin: &Plugin,
     hook: &'static str,
     input: Bytes,
     mut ext: http::Extensions,
-    span: Option<CallSpan>,
+    span: Option<Box<CallSpan>>,
 ) -> (Result<Bytes, HookError>, http::Extensions) {
     // One `.await` for both cases: each await point of a call's future gets
     // its own slot in this future, so two would double its size (and the
@@ -26,7 +28,7 @@ pub(crate) async fn call_hook(
     }
     let (result, ext) = plugin.call(hook, input, ext).await;
     if let Some(span) = span {
-        span.end(
+        (*span).end(
             result
                 .as_ref()
                 .err()

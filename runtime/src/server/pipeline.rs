@@ -338,7 +338,9 @@ async fn on_request(
                 ext.insert(RequestBody(b.clone()));
             }
         }
-        let span = trace.map(|t| t.hook(plugin.name(), "on_request"));
+        // Boxed, as every hook call's span: held inline, a span sizes
+        // every hook call's future, traced or not.
+        let span = trace.map(|t| Box::new(t.hook(plugin.name(), "on_request")));
         if let Some(span) = &span {
             span.inject(req.headers_mut());
             input = None;
@@ -485,7 +487,7 @@ async fn on_response(
         {
             ext.insert(tag.clone());
         }
-        let span = trace.map(|t| t.hook(plugin.name(), "on_response"));
+        let span = trace.map(|t| Box::new(t.hook(plugin.name(), "on_response")));
         let result = super::hook_call::call_hook(plugin, "on_response", view, ext, span)
             .await
             .0
