@@ -129,9 +129,7 @@ async fn ask(
     let mut pending = Vec::new();
     let mut input: Option<Bytes> = None;
     for (_, plugin) in chain.core_route_plugins() {
-        let span = trace
-            .as_ref()
-            .map(|t| Box::new(t.hook(plugin.name(), "on_request")));
+        let span = trace.as_ref().map(|t| t.hook(plugin.name(), "on_request"));
         let head = match &span {
             Some(span) => {
                 let mut traced = visible.clone();

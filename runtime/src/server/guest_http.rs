@@ -252,19 +252,20 @@ pub(crate) struct HeaderPairs<'a>(
     pub(crate) Option<(&'a str, &'a str)>,
 );
 
+impl<'a> HeaderPairs<'a> {
+    /// The pairs, in order: the map's (values that are not visible ASCII
+    /// left out, as [`HeaderValue::to_str`] refuses them), then the extra.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&'a str, &'a str)> + use<'a> {
+        self.0
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
+            .chain(self.1)
+    }
+}
+
 impl serde::Serialize for HeaderPairs<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeSeq;
-        let mut seq = s.serialize_seq(None)?;
-        for (k, v) in self.0 {
-            if let Ok(v) = v.to_str() {
-                seq.serialize_element(&(k.as_str(), v))?;
-            }
-        }
-        if let Some(extra) = self.1 {
-            seq.serialize_element(&extra)?;
-        }
-        seq.end()
+        s.collect_seq(self.iter())
     }
 }
 
@@ -336,7 +337,7 @@ impl<'a> HeadView<'a> {
         if let Some(query) = self.query {
             out.str_field("query", query);
         }
-        out.headers_field("headers", self.headers.0, self.headers.1);
+        out.headers_field("headers", &self.headers);
         if !self.base.is_empty() {
             out.str_field("base", self.base);
         }

@@ -13,7 +13,7 @@
 //! [`HeadView`]: super::guest_http::HeadView
 //! [`ResponseHeadView`]: super::pipeline
 
-use axum::http::HeaderMap;
+use super::guest_http::HeaderPairs;
 
 /// A writer of one JSON object into a buffer: `new`, a call per field in
 /// the order they are to appear, then `finish` for the bytes (for example
@@ -60,26 +60,13 @@ impl JsonObject {
             .extend_from_slice(if value { b"true" } else { b"false" });
     }
 
-    /// Writes `headers` as `[[name, value], ...]` (values that are not
-    /// visible ASCII left out, as [`HeaderValue::to_str`] refuses them),
-    /// then `extra` as one more pair.
-    ///
-    /// [`HeaderValue::to_str`]: axum::http::HeaderValue::to_str
-    pub(crate) fn headers_field(
-        &mut self,
-        key: &str,
-        headers: &HeaderMap,
-        extra: Option<(&str, &str)>,
-    ) {
+    /// Writes `headers` as `[[name, value], ...]`.
+    pub(crate) fn headers_field(&mut self, key: &str, headers: &HeaderPairs<'_>) {
         self.key(key);
         let out = &mut self.out;
         out.push(b'[');
         let mut first = true;
-        let pairs = headers
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
-            .chain(extra);
-        for (name, value) in pairs {
+        for (name, value) in headers.iter() {
             if !first {
                 out.push(b',');
             }
@@ -155,6 +142,7 @@ fn needs_escape(bytes: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderMap;
 
     fn escaped_by_serde(s: &str) -> bool {
         serde_json::to_string(s).unwrap() != format!("\"{s}\"")

@@ -338,9 +338,7 @@ async fn on_request(
                 ext.insert(RequestBody(b.clone()));
             }
         }
-        // Boxed, as every hook call's span: held inline, a span sizes
-        // every hook call's future, traced or not.
-        let span = trace.map(|t| Box::new(t.hook(plugin.name(), "on_request")));
+        let span = trace.map(|t| t.hook(plugin.name(), "on_request"));
         if let Some(span) = &span {
             span.inject(req.headers_mut());
             input = None;
@@ -487,7 +485,7 @@ async fn on_response(
         {
             ext.insert(tag.clone());
         }
-        let span = trace.map(|t| Box::new(t.hook(plugin.name(), "on_response")));
+        let span = trace.map(|t| t.hook(plugin.name(), "on_response"));
         let result = super::hook_call::call_hook(plugin, "on_response", view, ext, span)
             .await
             .0
@@ -540,7 +538,7 @@ impl ResponseHeadView<'_> {
     fn to_json(&self) -> Bytes {
         let mut out = super::head_json::JsonObject::new(Vec::with_capacity(256));
         out.u64_field("status", u64::from(self.status));
-        out.headers_field("headers", self.headers.0, self.headers.1);
+        out.headers_field("headers", &self.headers);
         out.str_field("path", self.path);
         Bytes::from(out.finish())
     }

@@ -225,7 +225,7 @@ async fn call_handle(
     let span = state
         .telemetry
         .parent(&parts.extensions)
-        .map(|t| Box::new(t.hook(plugin.name(), "handle")));
+        .map(|t| t.hook(plugin.name(), "handle"));
     if let Some(span) = &span {
         span.inject(&mut headers);
     }
