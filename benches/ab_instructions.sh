@@ -1,52 +1,75 @@
 #!/usr/bin/env bash
 # Instructions per request of two `buntime` binaries, counted by callgrind:
 # the warm hello app with no plugin and through five no-op plugins, the same
-# setup as ab.sh. Instruction counts do not drift with the machine's load (a
+# setup as ab.sh, and on request the app behind the gateway's CORS check or
+# rate limit, or the proxy plugin forwarding to `native-hello`. Instruction counts do not drift with the machine's load (a
 # binary measured twice agrees within about 0.2 %), so small differences in
 # user-space work show here that req/s on a shared machine cannot resolve.
 # They leave out the kernel's share (about half of a request's CPU here) and
 # contention between threads: confirm a change with ab.sh.
 #
 #   benches/ab_instructions.sh A_BINARY B_BINARY [requests, default 2000]
+#   SCENARIOS="warm five cors rate proxy" benches/ab_instructions.sh A B
+#
+# `SCENARIOS` (default `warm five`): `warm` (no plugin), `five` (five no-op
+# plugins), `cors` and `rate` (the gateway; every request with an allowed
+# `Origin`), `proxy` (one proxy rule; the upstream's own work is not
+# counted, it runs natively).
 #
 # Each server first runs natively to fill a module cache of its own (compiling
 # under valgrind would take minutes), then under callgrind with
 # instrumentation off until 300 warm-up requests are done; the counted
 # requests come from 4 keep-alive connections. Under valgrind the pooling
 # allocator does not fit the address space and wasmtime allocates on demand,
-# on both sides alike. `DIFF=1` prints the functions whose counts moved most.
+# on both sides alike. `DIFF=1` prints the functions whose counts moved most;
+# `DUMPS=<dir>` keeps the callgrind files there (`a-<scenario>.dump`, for
+# `callgrind_annotate --inclusive=yes` and the like).
 # Needs valgrind and python3, and the release guests:
-# `cargo build --release -p buntime-fixtures`.
+# `cargo build --release -p buntime-fixtures` (and for `proxy`,
+# `cargo build --release -p buntime-benches --bin native-hello`).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 a="${1:?usage: benches/ab_instructions.sh A_BINARY B_BINARY [requests]}"
 b="${2:?usage: benches/ab_instructions.sh A_BINARY B_BINARY [requests]}"
 n="${3:-2000}"
+scenarios="${SCENARIOS:-warm five}"
 command -v valgrind >/dev/null || { echo "ab_instructions.sh: valgrind is missing (apt-get install valgrind)" >&2; exit 1; }
 export RUST_LIB_BACKTRACE=0
 
 work="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+upstream=""
+if [[ " $scenarios " == *" proxy "* ]]; then
+    upstream=$((18800 + RANDOM % 100))
+    target/release/native-hello "$upstream" &
+fi
 . benches/ab_layout.sh
-ab_layout "$work"
+ab_layout "$work" "$upstream"
 
-# N GETs of /warm/ over C keep-alive connections, in turn.
+# N GETs of PATH over C keep-alive connections, in turn, with the headers
+# given as further `name: value` arguments.
 cat >"$work/client.py" <<'EOF'
 import http.client, sys
-port, n, c = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+port, n, c, path = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+headers = dict(h.split(": ", 1) for h in sys.argv[5:])
 conns = [http.client.HTTPConnection("127.0.0.1", port) for _ in range(c)]
 for i in range(n):
     conn = conns[i % c]
-    conn.request("GET", "/warm/")
+    conn.request("GET", path, headers=headers)
     res = conn.getresponse()
     res.read()
     if res.status != 200:
-        sys.exit(f"GET /warm/ answered {res.status}")
+        sys.exit(f"GET {path} answered {res.status}")
 EOF
 
-wait_up() { # port
+# What each scenario requests: its config file, path and headers.
+config_of() { case "$1" in warm) echo none ;; *) echo "$1" ;; esac; }
+path_of() { case "$1" in proxy) echo /up/x ;; *) echo /warm/ ;; esac; }
+headers_of() { case "$1" in cors) echo "Origin: https://app.example.com" ;; esac; }
+
+wait_up() { # port path
     for _ in $(seq 3000); do
-        curl -fsS "http://127.0.0.1:$1/warm/" >/dev/null 2>&1 && return 0
+        curl -fsS "http://127.0.0.1:$1$2" >/dev/null 2>&1 && return 0
         sleep 0.2
     done
     echo "ab_instructions.sh: the server on port $1 did not come up" >&2
@@ -55,21 +78,24 @@ wait_up() { # port
 
 count() { # binary scenario label -> instructions per request
     local bin="$1" scenario="$2" label="$3" port=$((18400 + RANDOM % 400))
+    local path header
+    path=$(path_of "$scenario")
+    header=$(headers_of "$scenario")
     export RUNTIME_WORKER_DIRS="$work/apps" RUNTIME_PLUGIN_DIRS="$work/plugins" \
-        RUNTIME_CONFIG="$work/$scenario.jsonc" RUNTIME_DATA_DIR="$work/data-$label" \
+        RUNTIME_CONFIG="$work/$(config_of "$scenario").jsonc" RUNTIME_DATA_DIR="$work/data-$label" \
         RUNTIME_CACHE_DIR="$work/cache-$label" RUNTIME_LOG_LEVEL=warn PORT="$port"
     "$bin" serve >/dev/null 2>&1 &
     local pid=$!
-    wait_up "$port"
+    wait_up "$port" "$path"
     kill "$pid"
     wait "$pid" 2>/dev/null || true
     valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/$label-$scenario.out" \
         "$bin" serve >/dev/null 2>"$work/valgrind.log" &
     pid=$!
-    wait_up "$port"
-    python3 "$work/client.py" "$port" 300 4
+    wait_up "$port" "$path"
+    python3 "$work/client.py" "$port" 300 4 "$path" ${header:+"$header"}
     callgrind_control -i on "$pid" >/dev/null 2>&1
-    python3 "$work/client.py" "$port" "$n" 4
+    python3 "$work/client.py" "$port" "$n" 4 "$path" ${header:+"$header"}
     callgrind_control -i off "$pid" >/dev/null 2>&1
     callgrind_control -d "$pid" >/dev/null 2>&1
     kill "$pid"
@@ -78,16 +104,23 @@ count() { # binary scenario label -> instructions per request
     local dump
     dump=$(ls -S "$work/$label-$scenario.out"* | head -1)
     mv "$dump" "$work/$label-$scenario.dump"
+    if [ -n "${DUMPS:-}" ]; then
+        mkdir -p "$DUMPS"
+        cp "$work/$label-$scenario.dump" "$DUMPS/"
+    fi
     callgrind_annotate "$work/$label-$scenario.dump" 2>/dev/null |
         awk -v n="$n" '/PROGRAM TOTALS/ { gsub(",", "", $1); printf "%d\n", $1 / n }'
 }
 
 printf '%-14s %12s %12s %8s\n' scenario "A instr/req" "B instr/req" "B/A"
-for scenario in none five; do
+for scenario in $scenarios; do
+    case "$scenario" in
+        warm | five | cors | rate | proxy) ;;
+        *) echo "ab_instructions.sh: unknown scenario \`$scenario\` in SCENARIOS (warm five cors rate proxy)" >&2; exit 1 ;;
+    esac
     ia=$(count "$a" "$scenario" a)
     ib=$(count "$b" "$scenario" b)
-    name=$([ "$scenario" = none ] && echo warm || echo five-plugins)
-    printf '%-14s %12s %12s %8s\n' "$name" "$ia" "$ib" "$(awk -v a="$ia" -v b="$ib" 'BEGIN { printf "%.3f", b / a }')"
+    printf '%-14s %12s %12s %8s\n' "$scenario" "$ia" "$ib" "$(awk -v a="$ia" -v b="$ib" 'BEGIN { printf "%.3f", b / a }')"
     if [ -n "${DIFF:-}" ]; then
         # Exclusive counts per request by function, B - A, largest moves first.
         python3 - "$work/a-$scenario.dump" "$work/b-$scenario.dump" "$n" <<'EOF'

@@ -4,18 +4,22 @@
 //!
 //! Run with `./x bench` (sets `RUST_LIB_BACKTRACE=0`: with backtraces on,
 //! wasmtime captures one per trap and error, which distorts both sides).
+//!
+//! With `ENGINE_COUNT=<case>:<iterations>` the binary times nothing: it runs
+//! one of Buntime's cases that many times inside [`counted`], for
+//! `benches/engine_instructions.sh` to count the instructions per iteration
+//! under callgrind (repeatable where timings on a shared machine are not).
 
 use std::time::{Duration, Instant};
 
 use buntime::wasm::{Engine, EngineConfig, GuestInstance, GuestModule};
 use buntime_fixtures as fx;
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 
 struct Setup {
     rt: tokio::runtime::Runtime,
     engine: Engine,
     module: GuestModule,
-    compiled: extism::CompiledPlugin,
 }
 
 fn setup() -> Setup {
@@ -34,17 +38,11 @@ fn setup() -> Setup {
                 .timeout(Duration::from_secs(30)),
         )
         .expect("load");
-    let compiled = extism_compiled();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    Setup {
-        rt,
-        engine,
-        module,
-        compiled,
-    }
+    Setup { rt, engine, module }
 }
 
 fn buntime_tests_host_functions() -> Vec<buntime::wasm::HostFunction> {
@@ -86,17 +84,32 @@ fn ours(
     })
 }
 
+/// The 1 KiB JSON document the echo cases send.
+fn json_1k() -> Vec<u8> {
+    let mut v = br#"{"items":["#.to_vec();
+    while v.len() < 1000 {
+        v.extend_from_slice(br#""abcdefghij","#);
+    }
+    v.extend_from_slice(br#""end"]}"#);
+    v.truncate(1024);
+    v
+}
+
+/// `iters` new instances of the fixture, each called once when `call`.
+async fn instances(module: &GuestModule, iters: u64, call: bool) {
+    for _ in 0..iters {
+        let mut i = module.instantiate().await.expect("instantiate");
+        if call {
+            std::hint::black_box(i.call("noop", bytes::Bytes::new()).await.expect("call"));
+        }
+        std::hint::black_box(i);
+    }
+}
+
 fn calls(c: &mut Criterion) {
     let s = setup();
-    let json_1k = {
-        let mut v = br#"{"items":["#.to_vec();
-        while v.len() < 1000 {
-            v.extend_from_slice(br#""abcdefghij","#);
-        }
-        v.extend_from_slice(br#""end"]}"#);
-        v.truncate(1024);
-        v
-    };
+    let compiled = extism_compiled();
+    let json_1k = json_1k();
     let cases: [(&str, &str, &[u8]); 3] = [
         ("call_noop", "noop", b""),
         ("echo_1k_json", "echo", &json_1k),
@@ -104,7 +117,7 @@ fn calls(c: &mut Criterion) {
     ];
     for (group, export, input) in cases {
         let mut g = c.benchmark_group(group);
-        let mut plugin = extism::Plugin::new_from_compiled(&s.compiled).expect("plugin");
+        let mut plugin = extism::Plugin::new_from_compiled(&compiled).expect("plugin");
         g.bench_function("extism", |b| {
             b.iter(|| {
                 let out: Vec<u8> = plugin.call(export, input).expect("extism call");
@@ -122,13 +135,7 @@ fn calls(c: &mut Criterion) {
     // per call. A different fixture (the extism crate cannot run it), so this
     // group has no extism entry: compare it with `echo_1k_json/extism` above.
     let mut g = c.benchmark_group("echo_1k_json_buntime_pdk");
-    let pdk_echo = s
-        .engine
-        .load(
-            &fx::bytes(fx::PDK_ECHO),
-            buntime::wasm::GuestOptions::new("pdk-echo").timeout(Duration::from_secs(30)),
-        )
-        .expect("load pdk-echo");
+    let pdk_echo = load_pdk_echo(&s);
     let mut instance = s.rt.block_on(pdk_echo.instantiate()).expect("instantiate");
     assert_eq!(
         &s.rt
@@ -143,41 +150,39 @@ fn calls(c: &mut Criterion) {
     g.finish();
 }
 
+fn load_pdk_echo(s: &Setup) -> GuestModule {
+    s.engine
+        .load(
+            &fx::bytes(fx::PDK_ECHO),
+            buntime::wasm::GuestOptions::new("pdk-echo").timeout(Duration::from_secs(30)),
+        )
+        .expect("load pdk-echo")
+}
+
 fn instantiate(c: &mut Criterion) {
     let s = setup();
+    let compiled = extism_compiled();
     let mut g = c.benchmark_group("instantiate");
     // Extism instantiates lazily on the first call, so both sides are timed
     // as "new instance + one no-op call"; ours is also timed alone.
     g.bench_function("extism", |b| {
         b.iter(|| {
-            let mut p = extism::Plugin::new_from_compiled(&s.compiled).expect("plugin");
+            let mut p = extism::Plugin::new_from_compiled(&compiled).expect("plugin");
             let out: Vec<u8> = p.call("noop", &b""[..]).expect("call");
             std::hint::black_box(out)
         })
     });
-    g.bench_function("buntime", |b| {
-        b.iter_custom(|iters| {
-            s.rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let mut i = s.module.instantiate().await.expect("instantiate");
-                    std::hint::black_box(i.call("noop", bytes::Bytes::new()).await.expect("call"));
-                }
-                start.elapsed()
+    for (name, call) in [("buntime", true), ("buntime_instantiate_only", false)] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                s.rt.block_on(async {
+                    let start = Instant::now();
+                    instances(&s.module, iters, call).await;
+                    start.elapsed()
+                })
             })
-        })
-    });
-    g.bench_function("buntime_instantiate_only", |b| {
-        b.iter_custom(|iters| {
-            s.rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    std::hint::black_box(s.module.instantiate().await.expect("instantiate"));
-                }
-                start.elapsed()
-            })
-        })
-    });
+        });
+    }
     g.finish();
 }
 
@@ -189,4 +194,48 @@ criterion_group! {
         .sample_size(30);
     targets = calls, instantiate
 }
-criterion_main!(engine);
+
+fn main() {
+    if let Ok(spec) = std::env::var("ENGINE_COUNT") {
+        return count(&spec);
+    }
+    engine();
+    Criterion::default().configure_from_args().final_summary();
+}
+
+/// Runs the case `spec` names (`<case>:<iterations>`) a hundred times to
+/// warm it, then the given number of times inside [`counted`].
+fn count(spec: &str) {
+    let usage = "ENGINE_COUNT=<call_noop|echo_1k_json|host_fn_roundtrip|\
+                 echo_1k_json_buntime_pdk|instantiate|instantiate_only>:<iterations>";
+    let (case, iters) = spec.split_once(':').expect(usage);
+    let iters: u64 = iters.parse().expect(usage);
+    let s = setup();
+    let json_1k = json_1k();
+    let call = |module: &GuestModule, export: &str, input: &[u8]| {
+        let mut instance = s.rt.block_on(module.instantiate()).expect("instantiate");
+        ours(&s, &mut instance, export, input, 100);
+        counted(|| {
+            ours(&s, &mut instance, export, input, iters);
+        });
+    };
+    let new = |call: bool| {
+        s.rt.block_on(instances(&s.module, 100, call));
+        counted(|| s.rt.block_on(instances(&s.module, iters, call)));
+    };
+    match case {
+        "call_noop" => call(&s.module, "noop", b""),
+        "echo_1k_json" => call(&s.module, "echo", &json_1k),
+        "host_fn_roundtrip" => call(&s.module, "host_reverse", b"0123456789abcdef"),
+        "echo_1k_json_buntime_pdk" => call(&load_pdk_echo(&s), "echo", &json_1k),
+        "instantiate" => new(true),
+        "instantiate_only" => new(false),
+        _ => panic!("unknown case `{case}`: {usage}"),
+    }
+}
+
+/// What callgrind counts (`--toggle-collect=engine::counted*`).
+#[inline(never)]
+fn counted(f: impl FnOnce()) {
+    f();
+}

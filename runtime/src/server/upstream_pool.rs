@@ -16,6 +16,13 @@
 //! was sent is retried on another one (the upstream may close an idle
 //! connection at any time); one that fails on a fresh connection is not.
 //!
+//! The connection's own task stays, though it costs a wake-up of another
+//! task for each request and each answer: driving the `Connection` from
+//! the request's task instead (polled while waiting for the head and at
+//! each read of the body) was measured at 3 % more instructions per
+//! proxied request and as many context switches, and an idle connection
+//! would no longer see its upstream close it.
+//!
 //! The pool is the server's ([`super::Shared::upstreams`]): two servers in
 //! one process share no connections, and a server's idle connections close
 //! when it is dropped.

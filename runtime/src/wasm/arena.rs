@@ -272,7 +272,11 @@ impl Arena {
         self.used = RESERVED;
         self.written = RESERVED;
         self.blocks.clear();
-        self.carved.clear();
+        // Rarely used (blocks carved out of others): clearing an empty map
+        // is not free.
+        if !self.carved.is_empty() {
+            self.carved.clear();
+        }
         self.free.clear();
         self.records = 0;
         self.write_header(HEADER_USED, RESERVED as u64);

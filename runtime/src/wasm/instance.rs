@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use wasmtime::{Instance, Store, Trap, TypedFunc, UpdateDeadline};
+use wasmtime::{Extern, Instance, Store, Trap, TypedFunc, UpdateDeadline};
 
 use super::error::CallError;
 use super::module::GuestModule;
@@ -75,7 +75,13 @@ impl GuestInstance {
         instance: Instance,
         module: GuestModule,
     ) -> Self {
-        let memory = instance.get_memory(&mut store, "memory");
+        let memory = match module
+            .memory_export()
+            .and_then(|e| instance.get_module_export(&mut store, e))
+        {
+            Some(Extern::Memory(m)) => Some(m),
+            _ => None,
+        };
         Self {
             store,
             instance,
@@ -144,25 +150,25 @@ impl GuestInstance {
 
     /// Runs the guest language's initializer, as the Extism runtime does.
     pub(crate) async fn initialize_runtime(&mut self) -> Result<(), CallError> {
-        for name in ["_initialize", "__wasm_call_ctors"] {
-            if let Some(f) = self.instance.get_func(&mut self.store, name) {
-                if f.typed::<(), ()>(&self.store).is_err() {
-                    continue;
-                }
-                let deadline = self.module.options().timeout.map(|t| Instant::now() + t);
-                self.arm(deadline);
-                let result = if self.module.runs_direct() {
-                    self.run_direct(|store| f.call(store, &[], &mut []))
-                } else {
-                    f.call_async(&mut self.store, &[], &mut []).await
-                };
-                self.store.data_mut().deadline = None;
-                if let Err(e) = result {
-                    self.poisoned = true;
-                    return Err(self.classify(e, false));
-                }
-                return Ok(());
-            }
+        // Its type was checked when the module was loaded.
+        let Some(Extern::Func(f)) = self
+            .module
+            .initializer()
+            .and_then(|e| self.instance.get_module_export(&mut self.store, e))
+        else {
+            return Ok(());
+        };
+        let deadline = self.module.options().timeout.map(|t| Instant::now() + t);
+        self.arm(deadline);
+        let result = if self.module.runs_direct() {
+            self.run_direct(|store| f.call(store, &[], &mut []))
+        } else {
+            f.call_async(&mut self.store, &[], &mut []).await
+        };
+        self.store.data_mut().deadline = None;
+        if let Err(e) = result {
+            self.poisoned = true;
+            return Err(self.classify(e, false));
         }
         Ok(())
     }

@@ -53,6 +53,13 @@ struct ModuleInner {
     /// than by name at every instantiation; `None` if the module is not the
     /// rewrite's output (the arena then lives in host memory).
     arena: Option<ModuleExport>,
+    /// The guest's exported `memory` (its size is read for cost
+    /// accounting), and the runtime initializer its toolchain exports
+    /// (`_initialize` or `__wasm_call_ctors`, taking and returning
+    /// nothing), found once here: by name, each instantiation paid a hash
+    /// of the name per lookup.
+    memory: Option<ModuleExport>,
+    initializer: Option<ModuleExport>,
     /// Whether a direct call once ran for more than an epoch tick.
     slow: SlowGuests,
     shared: Arc<EngineShared>,
@@ -118,9 +125,22 @@ impl GuestModule {
             .rewritten
             .then(|| module.get_export_index(super::ARENA_EXPORT))
             .flatten();
+        let memory = match module.get_export("memory") {
+            Some(ExternType::Memory(_)) => module.get_export_index("memory"),
+            _ => None,
+        };
+        let initializer = ["_initialize", "__wasm_call_ctors"]
+            .into_iter()
+            .find(|name| match module.get_export(name) {
+                Some(ExternType::Func(f)) => f.params().len() == 0 && f.results().len() == 0,
+                _ => false,
+            })
+            .and_then(|name| module.get_export_index(name));
         Self {
             inner: Arc::new(ModuleInner {
                 arena,
+                memory,
+                initializer,
                 code,
                 options,
                 origin,
@@ -172,6 +192,16 @@ impl GuestModule {
     /// not only the epoch, must bound them).
     pub(crate) fn awaits(&self) -> bool {
         self.inner.awaits
+    }
+
+    /// The guest's exported `memory`, if it exports one.
+    pub(crate) fn memory_export(&self) -> Option<&ModuleExport> {
+        self.inner.memory.as_ref()
+    }
+
+    /// The runtime initializer to call once per instance, if any.
+    pub(crate) fn initializer(&self) -> Option<&ModuleExport> {
+        self.inner.initializer.as_ref()
     }
 
     /// Whether a call may run without a fiber now (see `wasm/sync_call.rs`).

@@ -232,7 +232,10 @@ impl HostState {
         self.error = 0;
         self.deadline = deadline;
         self.http_status = 0;
-        self.http_headers.clear();
+        // Most calls set no header: clearing an empty map is not free.
+        if !self.http_headers.is_empty() {
+            self.http_headers.clear();
+        }
         self.limits.denied_growth = false;
     }
 }
