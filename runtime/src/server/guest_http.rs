@@ -269,8 +269,9 @@ impl serde::Serialize for HeaderPairs<'_> {
     }
 }
 
-/// `buntime_pdk::RequestHead` as a guest receives it, serialized from
-/// borrowed parts (the same JSON, no copies).
+/// `buntime_pdk::RequestHead` as a guest receives it, written from
+/// borrowed parts by [`HeadView::to_json`] (no copies). The serde impl is
+/// the tests' reference for that JSON.
 #[derive(serde::Serialize)]
 pub(crate) struct HeadView<'a> {
     pub(crate) method: &'a str,

@@ -524,7 +524,8 @@ fn failure_response(plugin: &Plugin, e: &HookError) -> Option<Response> {
     Some(hook_error_response(e))
 }
 
-/// [`ResponseView`] as `on_response` receives it, serialized without copies.
+/// [`ResponseView`] as `on_response` receives it, written without copies
+/// by `to_json`. The serde impl is the tests' reference for that JSON.
 #[derive(serde::Serialize)]
 struct ResponseHeadView<'a> {
     status: u16,
