@@ -26,8 +26,10 @@
 
 pub mod abi;
 pub mod hooks;
+mod hooks_json;
 pub mod http;
 pub mod http_ref;
+mod json_scan;
 
 #[cfg(target_arch = "wasm32")]
 pub mod guest;

@@ -35,8 +35,21 @@ mod imports {
         pub(super) fn state_delete(h: u64) -> u64;
         pub(super) fn state_list(h: u64) -> u64;
         pub(super) fn state_cas(h: u64) -> u64;
-        pub(super) fn state_incr(h: u64) -> u64;
-        pub(super) fn state_take(h: u64) -> u64;
+        pub(super) fn state_incr_into(
+            key: u64,
+            key_len: u64,
+            by: u64,
+            ttl_ms: u64,
+            out: u64,
+        ) -> u64;
+        pub(super) fn state_take_into(
+            key: u64,
+            key_len: u64,
+            capacity: u64,
+            window_ms: u64,
+            cost: u64,
+            out: u64,
+        ) -> u64;
         pub(super) fn events_publish(h: u64) -> u64;
         pub(super) fn services_call(h: u64) -> u64;
         pub(super) fn pool_stats() -> u64;
@@ -119,11 +132,13 @@ pub mod state {
     use serde::{Deserialize, Serialize};
     use serde_json::Value;
 
-    use super::{HostErrorBody, call, imports};
+    use super::{HostErrorBody, call, decode, imports};
 
     // The arguments and answers as typed structs rather than `json!` maps:
-    // the same JSON, written and read without building a map per call
-    // (`incr` and `take` run on every request of a rate-limiting plugin).
+    // the same JSON, written and read without building a map per call.
+    // `incr` and `take` run on every request of a rate-limiting plugin: they
+    // pass the key's address and get their answer written into the guest's
+    // memory (`state_incr_into`, `state_take_into`), no JSON either way.
 
     fn ttl(t: Option<Duration>) -> Option<u64> {
         t.map(|d| d.as_millis().min(u64::MAX as u128) as u64)
@@ -233,27 +248,22 @@ pub mod state {
     /// Adds `by` to the integer at `key` atomically; returns the new value.
     /// `ttl` applies when the key is created (a fixed window).
     pub fn incr(key: &str, by: i64, ttl_after: Option<Duration>) -> Result<i64, HostErrorBody> {
-        #[derive(Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Incr<'a> {
-            key: &'a str,
-            by: i64,
-            ttl_ms: Option<u64>,
-        }
-        #[derive(Deserialize)]
-        struct Counted {
-            #[serde(default)]
-            value: i64,
-        }
-        let c: Counted = call(
-            imports::state_incr,
-            &Incr {
-                key,
-                by,
-                ttl_ms: ttl(ttl_after),
-            },
-        )?;
-        Ok(c.value)
+        let mut value = [0u8; 8];
+        let ttl_ms = ttl(ttl_after).unwrap_or(0);
+        #[allow(unsafe_code, reason = "a host import")]
+        // SAFETY: the host reads `key.len()` bytes at `key` and writes 8
+        // bytes at `value`, both live for the call.
+        let error = unsafe {
+            imports::state_incr_into(
+                key.as_ptr() as u64,
+                key.len() as u64,
+                by as u64,
+                ttl_ms,
+                value.as_mut_ptr() as u64,
+            )
+        };
+        answered(error)?;
+        Ok(i64::from_le_bytes(value))
     }
 
     pub use crate::abi::Taken;
@@ -268,23 +278,41 @@ pub mod state {
         window: Duration,
         cost: u64,
     ) -> Result<Taken, HostErrorBody> {
-        #[derive(Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Take<'a> {
-            key: &'a str,
-            capacity: u64,
-            window_ms: u64,
-            cost: u64,
-        }
-        call(
-            imports::state_take,
-            &Take {
-                key,
+        let mut answer = [0u64; 4];
+        #[allow(unsafe_code, reason = "a host import")]
+        // SAFETY: the host reads `key.len()` bytes at `key` and writes 32
+        // bytes at `answer`, both live for the call.
+        let error = unsafe {
+            imports::state_take_into(
+                key.as_ptr() as u64,
+                key.len() as u64,
                 capacity,
-                window_ms: window.as_millis().min(u64::MAX as u128) as u64,
+                window.as_millis().min(u64::MAX as u128) as u64,
                 cost,
-            },
-        )
+                answer.as_mut_ptr() as u64,
+            )
+        };
+        answered(error)?;
+        // Little-endian u64s: wasm is little-endian, so each is as written.
+        let [allowed, remaining, reset_ms, retry_after_ms] = answer.map(u64::from_le);
+        Ok(Taken {
+            allowed: allowed != 0,
+            remaining,
+            reset_ms,
+            retry_after_ms,
+        })
+    }
+
+    /// The outcome of a function that answers in the guest's memory: 0 when
+    /// it did, else the handle of its error envelope.
+    fn answered(error: u64) -> Result<(), HostErrorBody> {
+        if error == 0 {
+            return Ok(());
+        }
+        decode::<Value>(error)?;
+        Err(super::internal(
+            "the host answered a call that answers in memory with a value",
+        ))
     }
 }
 
@@ -383,26 +411,54 @@ pub fn config(key: &str) -> Option<String> {
 /// Runs a hook: parses its JSON input as `I`, calls `f`, writes `O` as JSON.
 /// A failure sets the error message and returns 1. Used by the hook macros.
 pub fn run_hook<I: DeserializeOwned, O: Serialize>(f: fn(I) -> Result<O, Error>) -> i32 {
-    finish_hook(parse_input::<I>().and_then(f), |_| false)
+    finish_hook(
+        parse_input::<I>().and_then(f),
+        |_| false,
+        |out| Ok(serde_json::to_vec(out)?),
+    )
 }
 
 /// Runs `on_request` or `on_response`: an answer for which `unchanged`
 /// holds is the empty output (no change), not serialized at all; the input
 /// is read only as `I` asks (see [`Lazy`]).
 #[doc(hidden)]
-pub fn run_hook_with<I: HookInput, O: Serialize>(
+pub fn run_hook_with<I: HookInput, O: HookAnswer>(
     f: fn(I) -> Result<O, Error>,
     unchanged: fn(&O) -> bool,
 ) -> i32 {
-    finish_hook(I::read().and_then(f), unchanged)
+    finish_hook(I::read().and_then(f), unchanged, |out| Ok(out.wire()))
 }
 
-fn finish_hook<O: Serialize>(result: Result<O, Error>, unchanged: fn(&O) -> bool) -> i32 {
+/// A hook's answer and its wire form (`RequestDecision::to_json`,
+/// `ResponseChanges::to_json`: serde_json's bytes, written by hand).
+#[doc(hidden)]
+pub trait HookAnswer {
+    /// The answer as JSON.
+    fn wire(&self) -> Vec<u8>;
+}
+
+impl HookAnswer for crate::hooks::RequestDecision {
+    fn wire(&self) -> Vec<u8> {
+        self.to_json()
+    }
+}
+
+impl HookAnswer for crate::hooks::ResponseChanges {
+    fn wire(&self) -> Vec<u8> {
+        self.to_json()
+    }
+}
+
+fn finish_hook<O>(
+    result: Result<O, Error>,
+    unchanged: fn(&O) -> bool,
+    wire: fn(&O) -> Result<Vec<u8>, Error>,
+) -> i32 {
     let result = result.and_then(|out| {
         if unchanged(&out) {
             return Ok(());
         }
-        crate::io::output(&serde_json::to_vec(&out)?)
+        crate::io::output(&wire(&out)?)
     });
     match result {
         Ok(()) => 0,

@@ -65,7 +65,7 @@ pub struct HookBytes(Vec<u8>);
 impl HookBytes {
     /// The request head, borrowed from these bytes.
     pub fn request(&self) -> Result<crate::http_ref::RequestHeadRef<'_>, Error> {
-        Ok(serde_json::from_slice(&self.0)?)
+        Ok(crate::http_ref::RequestHeadRef::from_json(&self.0)?)
     }
 
     /// The input's JSON text.

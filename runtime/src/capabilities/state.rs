@@ -10,7 +10,7 @@
 //! most [`MAX_VALUE_BYTES`] of JSON, [`MAX_KEYS`] keys and
 //! [`MAX_NAMESPACE_BYTES`] of keys and values together.
 //!
-//! Host functions (`state_functions.rs`; all take and return JSON, in the
+//! Host functions (`state_functions.rs`; these take and return JSON, in the
 //! `{"ok"}/{"error"}` envelope):
 //!
 //! | function | input | result |
@@ -22,6 +22,10 @@
 //! | `state_cas` | `{"key", "version", "value", "ttlMs"?}` (version 0 = must not exist) | `{"swapped", "version"}` |
 //! | `state_incr` | `{"key", "by"?, "ttlMs"?}` (TTL set when the key is created) | `{"value", "version"}` |
 //! | `state_take` | `{"key", "capacity", "windowMs", "cost"?}` (a token bucket, [`bucket`]) | `{"allowed", "remaining", "resetMs", "retryAfterMs"}` |
+//!
+//! `state_incr_into` and `state_take_into` are the last two without JSON:
+//! they read the key from the guest's memory and write the answer there
+//! (docs/capabilities.md).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};

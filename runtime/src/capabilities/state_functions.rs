@@ -87,6 +87,55 @@ impl CapabilitySpec for StateSpec {
                     req.cost.unwrap_or(1),
                 )?)
             }),
+            // The counter and the bucket without JSON or blocks: the key is
+            // read from the guest's memory and the answer written there.
+            HostFunction::new_memory(
+                "state_incr_into",
+                Capability::STATE,
+                5,
+                |state, memory, args| {
+                    let [key, key_len, by, ttl_ms, out] = arity(args)?;
+                    memory.check(out, 8)?;
+                    let cx = GuestContext::of_ref(state)?;
+                    let (value, _) = cx.host.state.increment(
+                        &cx.state,
+                        memory.str(key, key_len)?,
+                        by as i64,
+                        ttl(Some(ttl_ms).filter(|&ms| (ms as i64) > 0)),
+                    )?;
+                    memory.write(out, &value.to_le_bytes())?;
+                    Ok(None)
+                },
+            ),
+            HostFunction::new_memory(
+                "state_take_into",
+                Capability::STATE,
+                6,
+                |state, memory, args| {
+                    let [key, key_len, capacity, window_ms, cost, out] = arity(args)?;
+                    memory.check(out, 32)?;
+                    let cx = GuestContext::of_ref(state)?;
+                    let taken = cx.host.state.take(
+                        &cx.state,
+                        memory.str(key, key_len)?,
+                        capacity,
+                        Duration::from_millis(window_ms),
+                        cost,
+                    )?;
+                    let mut answer = [0u8; 32];
+                    let fields = [
+                        u64::from(taken.allowed),
+                        taken.remaining,
+                        taken.reset_ms,
+                        taken.retry_after_ms,
+                    ];
+                    for (slot, v) in answer.chunks_exact_mut(8).zip(fields) {
+                        slot.copy_from_slice(&v.to_le_bytes());
+                    }
+                    memory.write(out, &answer)?;
+                    Ok(None)
+                },
+            ),
         ]
     }
 }
@@ -148,6 +197,17 @@ struct TakeReq {
     capacity: u64,
     window_ms: u64,
     cost: Option<u64>,
+}
+
+/// The arguments of a function linked with `N` parameters (the linker
+/// passes exactly that many).
+fn arity<const N: usize>(args: &[u64]) -> Result<[u64; N], HostError> {
+    args.try_into().map_err(|_| {
+        HostError::new(
+            "internal",
+            format!("{} arguments, expected {N}", args.len()),
+        )
+    })
 }
 
 fn ttl(ms: Option<u64>) -> Option<Duration> {

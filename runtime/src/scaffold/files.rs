@@ -11,9 +11,17 @@ const PDK_SOURCES: &[(&str, &str)] = &[
     ("abi.rs", include_str!("../../../pdk/src/abi.rs")),
     ("guest.rs", include_str!("../../../pdk/src/guest.rs")),
     ("hooks.rs", include_str!("../../../pdk/src/hooks.rs")),
+    (
+        "hooks_json.rs",
+        include_str!("../../../pdk/src/hooks_json.rs"),
+    ),
     ("http.rs", include_str!("../../../pdk/src/http.rs")),
     ("http_ref.rs", include_str!("../../../pdk/src/http_ref.rs")),
     ("io.rs", include_str!("../../../pdk/src/io.rs")),
+    (
+        "json_scan.rs",
+        include_str!("../../../pdk/src/json_scan.rs"),
+    ),
     ("plugin.rs", include_str!("../../../pdk/src/plugin.rs")),
     (
         "plugin/fs.rs",

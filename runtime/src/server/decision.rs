@@ -1,5 +1,9 @@
 //! Reading a plugin's `on_request` answer (`RequestDecision`) in one pass.
 //!
+//! A `continue` answer (nearly every answer) is read by the PDK's
+//! [`RequestChanges::read_continue`], without serde; what it leaves is read
+//! here.
+//!
 //! The derived reading of an internally tagged enum (`"action"` picks the
 //! variant) first copies the whole answer into an intermediate tree, every
 //! string allocated, and only then reads the variant from it: on every
@@ -92,6 +96,9 @@ fn one_pass(bytes: &[u8]) -> serde_json::Result<RequestDecision> {
 
 /// The answer `bytes` (non-empty JSON) as a [`RequestDecision`].
 pub(crate) fn read(bytes: &[u8]) -> serde_json::Result<RequestDecision> {
+    if let Some(changes) = RequestChanges::read_continue(bytes) {
+        return Ok(RequestDecision::Continue(changes));
+    }
     one_pass(bytes).or_else(|_| serde_json::from_slice(bytes))
 }
 

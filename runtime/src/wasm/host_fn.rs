@@ -88,6 +88,9 @@ pub type HostOutput = Result<Option<Vec<u8>>, HostError>;
 type AsyncImplementation = dyn Fn(&mut HostState, &[u64]) -> HostFuture + Send + Sync;
 pub(crate) type SyncImplementation = dyn Fn(&mut HostState, &[u64]) -> HostOutput + Send + Sync;
 
+pub(crate) type MemoryImplementation =
+    dyn Fn(&mut HostState, &mut GuestMemory<'_>, &[u64]) -> HostOutput + Send + Sync;
+
 /// A host function's body: one that may wait for I/O, or one that does not.
 #[derive(Clone)]
 pub(crate) enum Implementation {
@@ -95,6 +98,72 @@ pub(crate) enum Implementation {
     Async(Arc<AsyncImplementation>),
     /// Returns at once.
     Sync(Arc<SyncImplementation>),
+    /// Returns at once, reading its arguments from and writing its answer
+    /// to the guest's memory (no blocks, no JSON).
+    Memory(Arc<MemoryImplementation>),
+}
+
+/// The guest's linear memory as a [`HostFunction::new_memory`] function
+/// sees it: ranges are checked, and a range outside the memory is an
+/// `invalid_argument` error naming the function.
+pub struct GuestMemory<'a> {
+    function: &'static str,
+    bytes: &'a mut [u8],
+}
+
+impl fmt::Debug for GuestMemory<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GuestMemory")
+            .field("function", &self.function)
+            .field("len", &self.bytes.len())
+            .finish()
+    }
+}
+
+impl<'a> GuestMemory<'a> {
+    pub(crate) fn new(function: &'static str, bytes: &'a mut [u8]) -> Self {
+        Self { function, bytes }
+    }
+
+    fn range(&self, at: u64, len: u64) -> Result<std::ops::Range<usize>, HostError> {
+        usize::try_from(at)
+            .ok()
+            .zip(usize::try_from(len).ok())
+            .and_then(|(start, len)| Some(start..start.checked_add(len)?))
+            .filter(|r| r.end <= self.bytes.len())
+            .ok_or_else(|| {
+                HostError::invalid_argument(format!(
+                    "{USER_NAMESPACE}::{}: {len} bytes at {at} are outside the guest's {} bytes of memory",
+                    self.function,
+                    self.bytes.len()
+                ))
+            })
+    }
+
+    /// The UTF-8 text of `len` bytes at `at`.
+    pub fn str(&self, at: u64, len: u64) -> Result<&str, HostError> {
+        let r = self.range(at, len)?;
+        std::str::from_utf8(&self.bytes[r]).map_err(|_| {
+            HostError::invalid_argument(format!(
+                "{USER_NAMESPACE}::{}: the text at {at} is not valid UTF-8",
+                self.function
+            ))
+        })
+    }
+
+    /// Fails unless `len` bytes at `at` are inside the memory: a function
+    /// checks where its answer goes before it changes anything, so a bad
+    /// address costs the guest its call, not an update it never hears of.
+    pub fn check(&self, at: u64, len: u64) -> Result<(), HostError> {
+        self.range(at, len).map(drop)
+    }
+
+    /// Copies `bytes` to `at`.
+    pub fn write(&mut self, at: u64, bytes: &[u8]) -> Result<(), HostError> {
+        let r = self.range(at, bytes.len() as u64)?;
+        self.bytes[r].copy_from_slice(bytes);
+        Ok(())
+    }
 }
 
 /// How a host function's result reaches the guest.
@@ -189,6 +258,44 @@ impl HostFunction {
             params,
             encoding,
             implementation: Implementation::Sync(Arc::new(implementation)),
+        }
+    }
+
+    /// A function that needs `capability`, never waits, and takes guest
+    /// addresses and integers rather than blocks: it reads its text from
+    /// and writes its answer into the guest's memory, so a call costs one
+    /// transition and no JSON (the `state` counters and buckets, called by
+    /// busy plugins on every request). It returns `Ok(None)` (handle 0)
+    /// when it answered in memory; an error reaches the guest as an
+    /// envelope block (`{"error": ...}`), as from [`ResultEncoding::Envelope`].
+    ///
+    /// ```
+    /// use buntime::wasm::{HostFunction, HostError};
+    /// use buntime::capabilities::Capability;
+    /// // (text, text_len, out): writes the text's length at `out`.
+    /// let len = HostFunction::new_memory("text_len", Capability::new("test"), 3, |_, memory, args| {
+    ///     let n = memory.str(args[0], args[1])?.len() as u64;
+    ///     memory.write(args[2], &n.to_le_bytes())?;
+    ///     Ok(None)
+    /// });
+    /// assert!(!len.waits());
+    /// ```
+    pub fn new_memory(
+        name: &'static str,
+        capability: Capability,
+        params: usize,
+        implementation: impl Fn(&mut HostState, &mut GuestMemory<'_>, &[u64]) -> HostOutput
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        Self {
+            name,
+            capability: Some(capability),
+            grant_hint: None,
+            params,
+            encoding: ResultEncoding::Envelope,
+            implementation: Implementation::Memory(Arc::new(implementation)),
         }
     }
 

@@ -35,7 +35,7 @@ pub use engine::{Allocation, DEFAULT_EPOCH_TICK, Engine, EngineConfig};
 pub use error::{CallError, LoadError};
 pub(crate) use host_fn::user_denial;
 pub use host_fn::{
-    HostError, HostFunction, HostFuture, HostOutput, ResultEncoding, USER_NAMESPACE,
+    GuestMemory, HostError, HostFunction, HostFuture, HostOutput, ResultEncoding, USER_NAMESPACE,
 };
 pub use instance::{CallOutput, GuestInstance};
 pub use module::{GuestModule, ModuleOrigin};

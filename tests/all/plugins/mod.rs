@@ -22,6 +22,7 @@ mod logs;
 mod metrics;
 mod proxy;
 mod reload;
+mod state_memory;
 mod vhosts;
 
 use std::path::Path;

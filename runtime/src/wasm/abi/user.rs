@@ -9,8 +9,8 @@ use wasmtime::{Caller, FuncType, Linker, Val, ValType};
 use std::sync::Arc;
 
 use super::super::host_fn::{
-    HostFunction, HostOutput, Implementation, ResultEncoding, SyncImplementation, USER_NAMESPACE,
-    envelope,
+    GuestMemory, HostError, HostFunction, HostOutput, Implementation, MemoryImplementation,
+    ResultEncoding, SyncImplementation, USER_NAMESPACE, envelope,
 };
 use super::super::state::HostState;
 use super::super::sync_call::InHostCall;
@@ -25,6 +25,7 @@ pub(super) fn link(l: &mut Linker<HostState>, functions: &[HostFunction]) -> was
         let f = f.clone();
         match f.implementation.clone() {
             Implementation::Sync(run) => link_sync(l, ty, f, run)?,
+            Implementation::Memory(run) => link_memory(l, ty, f, run)?,
             Implementation::Async(run) => {
                 l.func_new_async(
                     USER_NAMESPACE,
@@ -52,10 +53,7 @@ pub(super) fn link(l: &mut Linker<HostState>, functions: &[HostFunction]) -> was
     Ok(())
 }
 
-/// Links a function that does not wait. The common arities are linked as
-/// typed functions: wasmtime then passes the arguments in registers, with no
-/// `Val` array to check and no argument vector to allocate per call (state,
-/// metrics and events calls are made per request by busy plugins).
+/// Links a function that does not wait.
 fn link_sync(
     l: &mut Linker<HostState>,
     ty: FuncType,
@@ -70,35 +68,103 @@ fn link_sync(
         };
         Ok(result_handle(&f, c, outcome)? as i64)
     };
+    wrap_typed(l, module, name, ty, call)
+}
+
+/// Links a function that does not wait and works on the guest's memory
+/// (its arguments are addresses and integers, not blocks).
+fn link_memory(
+    l: &mut Linker<HostState>,
+    ty: FuncType,
+    f: HostFunction,
+    run: Arc<MemoryImplementation>,
+) -> wasmtime::Result<()> {
+    let (module, name) = (USER_NAMESPACE, f.name);
+    let call = move |c: &mut Caller<'_, HostState>, args: &[u64]| -> wasmtime::Result<i64> {
+        let outcome = match f.check(c.data()) {
+            Err(denial) => Err(denial.into()),
+            Ok(()) => match guest_memory(c) {
+                Some(memory) => {
+                    let (bytes, state) = memory.data_and_store_mut(&mut *c);
+                    run(state, &mut GuestMemory::new(f.name, bytes), args)
+                }
+                None => Err(HostError::new(
+                    "invalid_argument",
+                    "the module exports no `memory`",
+                )),
+            },
+        };
+        // Answered in memory: handle 0, no envelope block.
+        if let Ok(None) = outcome {
+            return Ok(0);
+        }
+        Ok(result_handle(&f, c, outcome)? as i64)
+    };
+    wrap_typed(l, module, name, ty, call)
+}
+
+/// The guest's exported `memory` (found once per instance).
+fn guest_memory(c: &mut Caller<'_, HostState>) -> Option<wasmtime::Memory> {
+    if let Some(memory) = c.data().memory {
+        return Some(memory);
+    }
+    let memory = c.get_export("memory").and_then(|e| e.into_memory())?;
+    c.data_mut().memory = Some(memory);
+    Some(memory)
+}
+
+/// Links `call` under `module::name`. The common arities are linked as
+/// typed functions: wasmtime then passes the arguments in registers, with no
+/// `Val` array to check and no argument vector to allocate per call (state,
+/// metrics and events calls are made per request by busy plugins).
+fn wrap_typed(
+    l: &mut Linker<HostState>,
+    module: &'static str,
+    name: &'static str,
+    ty: FuncType,
+    call: impl Fn(&mut Caller<'_, HostState>, &[u64]) -> wasmtime::Result<i64> + Send + Sync + 'static,
+) -> wasmtime::Result<()> {
+    type C<'a> = Caller<'a, HostState>;
     let arity = ty.params().len();
     match arity {
-        0 => l.func_wrap(module, name, move |mut c: Caller<'_, HostState>| {
-            call(&mut c, &[])
-        })?,
-        1 => l.func_wrap(module, name, move |mut c: Caller<'_, HostState>, a: i64| {
+        0 => l.func_wrap(module, name, move |mut c: C<'_>| call(&mut c, &[]))?,
+        1 => l.func_wrap(module, name, move |mut c: C<'_>, a: i64| {
             call(&mut c, &[a as u64])
         })?,
-        2 => l.func_wrap(
+        2 => l.func_wrap(module, name, move |mut c: C<'_>, a: i64, b: i64| {
+            call(&mut c, &[a as u64, b as u64])
+        })?,
+        3 => l.func_wrap(module, name, move |mut c: C<'_>, a: i64, b: i64, d: i64| {
+            call(&mut c, &[a as u64, b as u64, d as u64])
+        })?,
+        4 => l.func_wrap(
             module,
             name,
-            move |mut c: Caller<'_, HostState>, a: i64, b: i64| call(&mut c, &[a as u64, b as u64]),
-        )?,
-        3 => l.func_wrap(
-            module,
-            name,
-            move |mut c: Caller<'_, HostState>, a: i64, b: i64, d: i64| {
-                call(&mut c, &[a as u64, b as u64, d as u64])
+            move |mut c: C<'_>, a: i64, b: i64, d: i64, e: i64| {
+                call(&mut c, &[a as u64, b as u64, d as u64, e as u64])
             },
         )?,
-        _ => l.func_new(
+        5 => l.func_wrap(
             module,
             name,
-            ty,
-            move |mut c: Caller<'_, HostState>, params, results| {
-                results[0] = Val::I64(call(&mut c, &args(params))?);
-                Ok(())
+            move |mut c: C<'_>, a: i64, b: i64, d: i64, e: i64, g: i64| {
+                call(&mut c, &[a as u64, b as u64, d as u64, e as u64, g as u64])
             },
         )?,
+        6 => l.func_wrap(
+            module,
+            name,
+            move |mut c: C<'_>, a: i64, b: i64, d: i64, e: i64, g: i64, h: i64| {
+                call(
+                    &mut c,
+                    &[a as u64, b as u64, d as u64, e as u64, g as u64, h as u64],
+                )
+            },
+        )?,
+        _ => l.func_new(module, name, ty, move |mut c: C<'_>, params, results| {
+            results[0] = Val::I64(call(&mut c, &args(params))?);
+            Ok(())
+        })?,
     };
     Ok(())
 }

@@ -1,0 +1,383 @@
+//! The hooks' answers ([`RequestDecision`], [`ResponseChanges`]) written as
+//! JSON by hand: the bytes `serde_json::to_vec` writes, without its
+//! per-field and per-byte calls, which in a guest cost more than the hook's
+//! own work (a gateway answering three CORS headers spent as much writing
+//! them as deciding them). Strings are copied whole when nothing in them
+//! needs escaping, else serde_json escapes them. The tests compare every
+//! answer with serde_json's bytes.
+
+use serde::Serialize;
+
+use crate::hooks::{RequestChanges, RequestDecision, ResponseChanges};
+use crate::json_scan::{Cursor, once};
+
+impl RequestDecision {
+    /// The answer's wire form: exactly `serde_json::to_vec(self)`.
+    ///
+    /// ```
+    /// use buntime_pdk::hooks::{RequestChanges, RequestDecision};
+    /// let d = RequestDecision::Continue(RequestChanges::default().response_header("vary", "Origin"));
+    /// assert_eq!(d.to_json(), serde_json::to_vec(&d).unwrap());
+    /// ```
+    pub fn to_json(&self) -> Vec<u8> {
+        match self {
+            Self::Continue(changes) => {
+                let mut out = Json::with_capacity(256);
+                out.raw(br#"{"action":"continue""#);
+                changes.write(&mut out);
+                out.raw(b"}");
+                out.0
+            }
+            // Rarer answers, with nested heads and bodies: serde's.
+            other => serde_bytes(other),
+        }
+    }
+}
+
+impl RequestChanges {
+    /// The members after `"action"`, each preceded by a comma.
+    fn write(&self, out: &mut Json) {
+        if !self.set_headers.is_empty() {
+            out.raw(br#","set_headers":"#);
+            out.pairs(&self.set_headers);
+        }
+        if !self.remove_headers.is_empty() {
+            out.raw(br#","remove_headers":"#);
+            out.names(&self.remove_headers);
+        }
+        if let Some(path) = &self.path {
+            out.raw(br#","path":"#);
+            out.string(path);
+        }
+        if let Some(query) = &self.query {
+            out.raw(br#","query":"#);
+            out.string(query);
+        }
+        if !self.response_headers.is_empty() {
+            out.raw(br#","response_headers":"#);
+            out.pairs(&self.response_headers);
+        }
+        if self.skip_on_response {
+            out.raw(br#","skip_on_response":true"#);
+        }
+    }
+}
+
+impl ResponseChanges {
+    /// The answer's wire form: exactly `serde_json::to_vec(self)`.
+    ///
+    /// ```
+    /// use buntime_pdk::hooks::ResponseChanges;
+    /// let c = ResponseChanges::default().status(418).set_header("x-a", "1");
+    /// assert_eq!(c.to_json(), br#"{"status":418,"set_headers":[["x-a","1"]]}"#);
+    /// ```
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut out = Json::with_capacity(128);
+        out.raw(b"{");
+        let mut first = true;
+        let mut member = |out: &mut Json, name: &[u8]| {
+            if !std::mem::take(&mut first) {
+                out.raw(b",");
+            }
+            out.raw(name);
+        };
+        if let Some(status) = self.status {
+            member(&mut out, br#""status":"#);
+            out.raw(status.to_string().as_bytes());
+        }
+        if !self.set_headers.is_empty() {
+            member(&mut out, br#""set_headers":"#);
+            out.pairs(&self.set_headers);
+        }
+        if !self.remove_headers.is_empty() {
+            member(&mut out, br#""remove_headers":"#);
+            out.names(&self.remove_headers);
+        }
+        out.raw(b"}");
+        out.0
+    }
+}
+
+impl RequestChanges {
+    /// The changes of a `continue` answer (`{"action":"continue", ...}`),
+    /// read without serde; `None` for any other answer and wherever serde
+    /// must read it (an escape the reader does not decode, a member twice,
+    /// malformed text). Where this answers, `serde_json::from_slice` reads
+    /// the same answer the same way (the host reads every plugin's answer
+    /// with this first).
+    ///
+    /// ```
+    /// use buntime_pdk::hooks::RequestChanges;
+    /// let c = RequestChanges::read_continue(br#"{"action":"continue","response_headers":[["vary","Origin"]]}"#).unwrap();
+    /// assert_eq!(c.response_headers, [("vary".to_string(), "Origin".to_string())]);
+    /// assert!(RequestChanges::read_continue(br#"{"action":"respond","response":{"status":204}}"#).is_none());
+    /// ```
+    pub fn read_continue(json: &[u8]) -> Option<Self> {
+        let mut c = Cursor::new(json)?;
+        let mut action = false;
+        let (mut set_headers, mut remove_headers, mut path, mut query) = (None, None, None, None);
+        let (mut response_headers, mut skip_on_response) = (None, None);
+        c.object(|c, key| match &*key {
+            "action" if !action => {
+                action = c.string()? == "continue";
+                // Another action is the host's other reading's to read.
+                action.then_some(())
+            }
+            "set_headers" => once(&mut set_headers, owned_pairs(c)),
+            "remove_headers" => once(&mut remove_headers, owned_names(c)),
+            "path" => once(&mut path, optional_string(c)),
+            "query" => once(&mut query, optional_string(c)),
+            "response_headers" => once(&mut response_headers, owned_pairs(c)),
+            "skip_on_response" => once(&mut skip_on_response, c.boolean()),
+            // `action` twice included.
+            "action" => None,
+            _ => c.skip_value(),
+        })?;
+        if !action || !c.at_end() {
+            return None;
+        }
+        Some(Self {
+            set_headers: set_headers.unwrap_or_default(),
+            remove_headers: remove_headers.unwrap_or_default(),
+            path: path.flatten(),
+            query: query.flatten(),
+            response_headers: response_headers.unwrap_or_default(),
+            skip_on_response: skip_on_response.unwrap_or(false),
+        })
+    }
+}
+
+/// `null` or a string.
+fn optional_string(c: &mut Cursor<'_>) -> Option<Option<String>> {
+    if c.literal("null") {
+        return Some(None);
+    }
+    c.string().map(|s| Some(s.into_owned()))
+}
+
+/// `[["name","value"],...]`, owned.
+fn owned_pairs(c: &mut Cursor<'_>) -> Option<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    c.array(|c| {
+        c.eat(b'[')?;
+        let name = c.string()?.into_owned();
+        c.eat(b',')?;
+        let value = c.string()?.into_owned();
+        c.eat(b']')?;
+        out.push((name, value));
+        Some(())
+    })?;
+    Some(out)
+}
+
+/// `["name",...]`, owned.
+fn owned_names(c: &mut Cursor<'_>) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    c.array(|c| {
+        out.push(c.string()?.into_owned());
+        Some(())
+    })?;
+    Some(out)
+}
+
+fn serde_bytes(value: &impl Serialize) -> Vec<u8> {
+    // Serializing these types to a Vec cannot fail: no maps with non-string
+    // keys, no failing Serialize impls.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// JSON text being written.
+struct Json(Vec<u8>);
+
+impl Json {
+    fn with_capacity(n: usize) -> Self {
+        Self(Vec::with_capacity(n))
+    }
+
+    fn raw(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+    }
+
+    /// A string literal: copied whole unless a byte needs an escape (a
+    /// quote, a backslash, a control character: what serde_json escapes).
+    fn string(&mut self, s: &str) {
+        if crate::json_scan::plain_prefix(s.as_bytes()) < s.len() {
+            self.0.extend_from_slice(&serde_bytes(&s));
+            return;
+        }
+        self.0.reserve(s.len() + 2);
+        self.0.push(b'"');
+        self.0.extend_from_slice(s.as_bytes());
+        self.0.push(b'"');
+    }
+
+    /// `[["name","value"],...]`.
+    fn pairs(&mut self, pairs: &[(String, String)]) {
+        self.raw(b"[");
+        for (i, (name, value)) in pairs.iter().enumerate() {
+            self.raw(if i == 0 { b"[" } else { b",[" });
+            self.string(name);
+            self.raw(b",");
+            self.string(value);
+            self.raw(b"]");
+        }
+        self.raw(b"]");
+    }
+
+    /// `["name",...]`.
+    fn names(&mut self, names: &[String]) {
+        self.raw(b"[");
+        for (i, name) in names.iter().enumerate() {
+            if i > 0 {
+                self.raw(b",");
+            }
+            self.string(name);
+        }
+        self.raw(b"]");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ResponseHead;
+    use crate::hooks::Upstream;
+
+    /// Strings that need no escape, and every kind that does.
+    const TEXTS: &[&str] = &[
+        "",
+        "Origin",
+        "https://app.example.com",
+        "é 日本 😀",
+        "a\"b",
+        "back\\slash",
+        "line\nbreak\r\t",
+        "\u{1}\u{1f}\u{7f}",
+    ];
+
+    fn pairs(n: usize) -> Vec<(String, String)> {
+        (0..n)
+            .map(|i| {
+                (
+                    TEXTS[i % TEXTS.len()].into(),
+                    TEXTS[(i * 3 + 1) % TEXTS.len()].into(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn continue_answers_are_serdes_bytes() {
+        for n in 0..4 {
+            for text in TEXTS {
+                for flags in 0..8 {
+                    let changes = RequestChanges {
+                        set_headers: pairs(n),
+                        remove_headers: TEXTS[..n].iter().map(|s| (*s).into()).collect(),
+                        path: (flags & 1 == 1).then(|| format!("/p/{text}")),
+                        query: (flags & 2 == 2).then(|| (*text).into()),
+                        response_headers: pairs((n + flags) % 4),
+                        skip_on_response: flags & 4 == 4,
+                    };
+                    let d = RequestDecision::Continue(changes);
+                    assert_eq!(
+                        String::from_utf8(d.to_json()).unwrap(),
+                        serde_json::to_string(&d).unwrap()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn other_answers_are_serdes_bytes() {
+        let mut head = ResponseHead::new(429);
+        head.headers = pairs(3);
+        head.body = Some("{\"code\":\"RATE_LIMITED\"}".into());
+        for d in [
+            RequestDecision::respond(head),
+            RequestDecision::proxy(Upstream::new("http://10.0.0.5/x").set_header("host", "a\"b")),
+        ] {
+            assert_eq!(d.to_json(), serde_json::to_vec(&d).unwrap());
+        }
+    }
+
+    /// `read_continue` agrees with serde wherever it answers.
+    fn agree(json: &[u8]) {
+        if let Some(ours) = RequestChanges::read_continue(json) {
+            let text = String::from_utf8_lossy(json);
+            let serde: RequestDecision = serde_json::from_slice(json)
+                .unwrap_or_else(|e| panic!("{text}: read, serde refused: {e}"));
+            assert_eq!(RequestDecision::Continue(ours), serde, "{text}");
+        }
+    }
+
+    #[test]
+    fn continue_answers_read_back_as_serde_reads_them() {
+        let mut answers = Vec::new();
+        for n in 0..3 {
+            for flags in 0..8 {
+                let d = RequestDecision::Continue(RequestChanges {
+                    set_headers: pairs(n),
+                    remove_headers: TEXTS[..n].iter().map(|s| (*s).into()).collect(),
+                    path: (flags & 1 == 1).then(|| "/p".into()),
+                    query: (flags & 2 == 2).then(|| TEXTS[n + 4].into()),
+                    response_headers: pairs((n + flags) % 3),
+                    skip_on_response: flags & 4 == 4,
+                });
+                let json = d.to_json();
+                // The reader reads what the writer writes, unless an escape
+                // it leaves to serde is in it.
+                if let Some(read) = RequestChanges::read_continue(&json) {
+                    assert_eq!(RequestDecision::Continue(read), d);
+                }
+                answers.push(json);
+            }
+        }
+        for odd in [
+            &br#" { "skip_on_response" : false , "action" : "continue" , "x" : [1,{"y":null}] , "path" : null } "#[..],
+            br#"{"action":"continue","action":"continue"}"#,
+            br#"{"action":"continue","path":"/a","path":"/b"}"#,
+            br#"{"action":"continue","set_headers":null}"#,
+            br#"{"action":"continue","skip_on_response":null}"#,
+            br#"{"action":"continue","remove_headers":["a",]}"#,
+            br#"{"action":"respond","response":{"status":204}}"#,
+            br#"{"path":"/"}"#,
+            br#"{}"#,
+        ] {
+            agree(odd);
+            answers.push(odd.to_vec());
+        }
+        let marks = b"\"\\{}[],:0tfn\x01\xff";
+        for json in &answers[..6] {
+            for i in 0..json.len() {
+                let mut cut = json.clone();
+                cut.remove(i);
+                agree(&cut);
+                for &m in marks {
+                    let mut changed = json.clone();
+                    changed[i] = m;
+                    agree(&changed);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn response_changes_are_serdes_bytes() {
+        for n in 0..4 {
+            for status in [None, Some(200), Some(599)] {
+                let c = ResponseChanges {
+                    status,
+                    set_headers: pairs(n),
+                    remove_headers: TEXTS[..(4 - n)].iter().map(|s| (*s).into()).collect(),
+                };
+                assert_eq!(
+                    String::from_utf8(c.to_json()).unwrap(),
+                    serde_json::to_string(&c).unwrap()
+                );
+            }
+        }
+        assert_eq!(ResponseChanges::default().to_json(), b"{}");
+    }
+}
