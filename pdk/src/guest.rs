@@ -232,7 +232,7 @@ pub fn request_client() -> Option<Client> {
         h => {
             let bytes = crate::io::read_block(h);
             crate::io::free_block(h);
-            serde_json::from_slice(&bytes).ok()
+            Client::from_json(&bytes).ok()
         }
     }
 }

@@ -1,4 +1,5 @@
-//! A request head borrowed from the JSON it was read from.
+//! What the host writes for a guest on every request, read without serde:
+//! a request head borrowed from the JSON it was read from, and the client.
 //!
 //! [`RequestHead`](crate::RequestHead) owns its strings: reading one
 //! allocates (and later frees) the method, the path and every header's name
@@ -136,6 +137,52 @@ fn scan(json: &[u8]) -> Option<RequestHeadRef<'_>> {
         request_id: request_id.flatten().map(Text),
         body_length: body_length.flatten(),
         core_route: core_route.unwrap_or(false),
+    })
+}
+
+impl crate::http::Client {
+    /// Reads a client from its JSON (what `buntime_request_client` answers),
+    /// as `serde_json::from_slice` does (same result, same errors), with the
+    /// cursor [`RequestHeadRef::from_json`] uses: a rate-limiting plugin reads
+    /// the client on every request.
+    ///
+    /// ```
+    /// use buntime_pdk::Client;
+    /// let c = Client::from_json(br#"{"peer":"10.0.0.1:5000","address":"203.0.113.9","scheme":"https"}"#).unwrap();
+    /// assert_eq!(c.address, "203.0.113.9");
+    /// assert_eq!(c.host, None);
+    /// ```
+    pub fn from_json(json: &[u8]) -> serde_json::Result<Self> {
+        match scan_client(json) {
+            Some(client) => Ok(client),
+            None => serde_json::from_slice(json),
+        }
+    }
+}
+
+fn scan_client(json: &[u8]) -> Option<crate::http::Client> {
+    let mut c = Cursor::new(json)?;
+    let (mut peer, mut address, mut scheme, mut host, mut key) = (None, None, None, None, None);
+    let owned = |c: &mut Cursor<'_>| c.string().map(Cow::into_owned);
+    let optional_owned =
+        |c: &mut Cursor<'_>| optional(c, Cursor::string).map(|s| s.map(Cow::into_owned));
+    c.object(|c, name| match &*name {
+        "peer" => once(&mut peer, owned(c)),
+        "address" => once(&mut address, owned(c)),
+        "scheme" => once(&mut scheme, owned(c)),
+        "host" => once(&mut host, optional_owned(c)),
+        "apiKeyHash" => once(&mut key, optional_owned(c)),
+        _ => c.skip_value(),
+    })?;
+    if !c.at_end() {
+        return None;
+    }
+    Some(crate::http::Client {
+        peer: peer?,
+        address: address?,
+        scheme: scheme?,
+        host: host.flatten(),
+        api_key_hash: key.flatten(),
     })
 }
 
@@ -302,6 +349,30 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn clients_read_as_serde_reads_them() {
+        let clients: &[&[u8]] = &[
+            br#"{"peer":"10.0.0.1:5000","address":"203.0.113.9","scheme":"https","host":"a.example","apiKeyHash":"00ff"}"#,
+            br#"{"peer":"[::1]:80","address":"::1","scheme":"http","host":null,"extra":[1]}"#,
+            br#"{"peer":"p","address":"a\u0041","scheme":"http"}"#,
+            br#"{"peer":"p","scheme":"http"}"#,
+            br#"{"peer":"p","peer":"q","address":"a","scheme":"http"}"#,
+        ];
+        for json in clients {
+            let text = String::from_utf8_lossy(json);
+            let serde = serde_json::from_slice::<crate::http::Client>(json);
+            if let Some(ours) = scan_client(json) {
+                assert_eq!(Some(&ours), serde.as_ref().ok(), "{text}");
+            }
+            match (crate::http::Client::from_json(json), serde) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{text}"),
+                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{text}"),
+                (a, b) => panic!("{text}: {a:?} against {b:?}"),
+            }
+        }
+        assert!(scan_client(clients[0]).is_some() && scan_client(clients[1]).is_some());
     }
 
     #[test]
