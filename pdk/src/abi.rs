@@ -5,9 +5,8 @@ use serde::{Deserialize, Serialize};
 /// The version of the Buntime ABI this PDK speaks: the host functions, hook
 /// exports and message shapes of `docs/abi.md`. A host refuses a module that
 /// declares a newer version than its own; a module that declares none is
-/// taken as version 1. Version 3 added `state_incr_into` and
-/// `state_take_into`.
-pub const ABI_VERSION: u32 = 3;
+/// taken as version 1.
+pub const ABI_VERSION: u32 = 2;
 
 /// The custom section in which a guest declares [`ABI_VERSION`]: one or more
 /// 4-byte little-endian records (a linker concatenates the records of every
