@@ -185,7 +185,7 @@ impl Response {
                 crate::io::free_block(handle);
             }
         }
-        Ok(serde_json::to_vec(&head)?)
+        Ok(head.to_json())
     }
 }
 
@@ -194,7 +194,7 @@ impl Response {
 /// Used by [`crate::app!`].
 pub fn run_handler(handler: fn(Request) -> Result<Response, Error>) -> i32 {
     let bytes = crate::io::input();
-    let result = serde_json::from_slice::<RequestHead>(&bytes)
+    let result = RequestHead::from_json(&bytes)
         .map_err(Error::from)
         .and_then(|head| handler(Request { head }))
         .and_then(Response::send)

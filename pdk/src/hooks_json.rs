@@ -1,13 +1,15 @@
-//! The hooks' answers ([`RequestDecision`], [`ResponseChanges`]) written as
-//! JSON by hand: the bytes `serde_json::to_vec` writes, without its
-//! per-field and per-byte calls, which in a guest cost more than the hook's
-//! own work (a gateway answering three CORS headers spent as much writing
-//! them as deciding them). Strings are copied whole when nothing in them
-//! needs escaping, else serde_json escapes them. The tests compare every
-//! answer with serde_json's bytes.
+//! What guests answer on every request — the hooks' answers
+//! ([`RequestDecision`], [`ResponseChanges`]) and apps' response heads
+//! ([`ResponseHead`]) — written as JSON by hand: the bytes
+//! `serde_json::to_vec` writes, without its per-field and per-byte calls,
+//! which in a guest cost more than the hook's own work (a gateway answering
+//! three CORS headers spent as much writing them as deciding them). Strings
+//! are copied whole when nothing in them needs escaping, else serde_json
+//! escapes them. The tests compare every answer with serde_json's bytes.
 
 use serde::Serialize;
 
+use crate::ResponseHead;
 use crate::hooks::{RequestChanges, RequestDecision, ResponseChanges};
 use crate::json_scan::{Cursor, once};
 
@@ -83,7 +85,7 @@ impl ResponseChanges {
         };
         if let Some(status) = self.status {
             member(&mut out, br#""status":"#);
-            out.raw(status.to_string().as_bytes());
+            out.number(u64::from(status));
         }
         if !self.set_headers.is_empty() {
             member(&mut out, br#""set_headers":"#);
@@ -180,6 +182,40 @@ fn owned_names(c: &mut Cursor<'_>) -> Option<Vec<String>> {
     Some(out)
 }
 
+impl ResponseHead {
+    /// The head's wire form: exactly `serde_json::to_vec(self)`.
+    ///
+    /// ```
+    /// use buntime_pdk::ResponseHead;
+    /// let mut head = ResponseHead::new(200);
+    /// head.headers.push(("content-type".into(), "text/plain".into()));
+    /// head.body = Some("hi".into());
+    /// assert_eq!(head.to_json(), serde_json::to_vec(&head).unwrap());
+    /// ```
+    pub fn to_json(&self) -> Vec<u8> {
+        // Event streams (plugin routes) are rare: serde's.
+        if !self.events.is_empty()
+            || self.event.is_some()
+            || self.poll.is_some()
+            || !self.matching.is_empty()
+        {
+            return serde_bytes(self);
+        }
+        let body = self.body.as_deref().unwrap_or("");
+        let mut out = Json::with_capacity(64 + body.len());
+        out.raw(br#"{"status":"#);
+        out.number(u64::from(self.status));
+        out.raw(br#","headers":"#);
+        out.pairs(&self.headers);
+        if let Some(body) = &self.body {
+            out.raw(br#","body":"#);
+            out.string(body);
+        }
+        out.raw(b"}");
+        out.0
+    }
+}
+
 fn serde_bytes(value: &impl Serialize) -> Vec<u8> {
     // Serializing these types to a Vec cannot fail: no maps with non-string
     // keys, no failing Serialize impls.
@@ -224,6 +260,21 @@ impl Json {
         self.raw(b"]");
     }
 
+    /// A number in decimal (not through the formatting machinery).
+    fn number(&mut self, mut n: u64) {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.raw(&digits[at..]);
+    }
+
     /// `["name",...]`.
     fn names(&mut self, names: &[String]) {
         self.raw(b"[");
@@ -240,7 +291,6 @@ impl Json {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ResponseHead;
     use crate::hooks::Upstream;
 
     /// Strings that need no escape, and every kind that does.
@@ -359,6 +409,23 @@ mod tests {
                     changed[i] = m;
                     agree(&changed);
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn response_heads_are_serdes_bytes() {
+        for n in 0..4 {
+            for body in [None, Some(""), Some("hello"), Some("a\"b\nc é")] {
+                let mut head = ResponseHead::new(if n % 2 == 0 { 200 } else { 404 });
+                head.headers = pairs(n);
+                head.body = body.map(str::to_owned);
+                assert_eq!(
+                    String::from_utf8(head.to_json()).unwrap(),
+                    serde_json::to_string(&head).unwrap()
+                );
+                head.events = vec!["kit.*".into()];
+                assert_eq!(head.to_json(), serde_json::to_vec(&head).unwrap());
             }
         }
     }
