@@ -177,6 +177,47 @@ impl crate::http::RequestHead {
     }
 }
 
+impl crate::hooks::ResponseView {
+    /// Reads what `on_response` receives, as `serde_json::from_slice` does
+    /// (same result, same errors), with the cursor [`RequestHeadRef::from_json`]
+    /// uses.
+    ///
+    /// ```
+    /// use buntime_pdk::hooks::ResponseView;
+    /// let v = ResponseView::from_json(br#"{"status":404,"headers":[["x-a","1"]],"path":"/a"}"#).unwrap();
+    /// assert_eq!((v.status, v.path.as_str()), (404, "/a"));
+    /// ```
+    pub fn from_json(json: &[u8]) -> serde_json::Result<Self> {
+        match scan_response(json) {
+            Some(view) => Ok(view),
+            None => serde_json::from_slice(json),
+        }
+    }
+}
+
+fn scan_response(json: &[u8]) -> Option<crate::hooks::ResponseView> {
+    let mut c = Cursor::new(json)?;
+    let (mut status, mut headers, mut path) = (None, None, None);
+    c.object(|c, name| match &*name {
+        "status" => once(&mut status, c.u64().and_then(|s| u16::try_from(s).ok())),
+        "headers" => once(&mut headers, pairs(c)),
+        "path" => once(&mut path, c.string()),
+        _ => c.skip_value(),
+    })?;
+    if !c.at_end() {
+        return None;
+    }
+    let text = |t: Text<'_>| t.0.into_owned();
+    Some(crate::hooks::ResponseView {
+        status: status?,
+        headers: headers?
+            .into_iter()
+            .map(|(k, v)| (text(k), text(v)))
+            .collect(),
+        path: path?.into_owned(),
+    })
+}
+
 impl crate::http::Client {
     /// Reads a client from its JSON (what `buntime_request_client` answers),
     /// as `serde_json::from_slice` does (same result, same errors), with the
@@ -422,6 +463,31 @@ mod tests {
             }
         }
         assert!(scan_client(clients[0]).is_some() && scan_client(clients[1]).is_some());
+    }
+
+    #[test]
+    fn response_views_read_as_serde_reads_them() {
+        let views: &[&[u8]] = &[
+            br#"{"status":200,"headers":[["content-type","text/plain"],["x-q","a\"b"]],"path":"/x"}"#,
+            br#"{"path":"/","headers":[],"status":599,"extra":null}"#,
+            br#"{"status":70000,"headers":[],"path":"/"}"#,
+            br#"{"status":200,"path":"/"}"#,
+            br#"{"status":200,"headers":[],"path":"/","status":201}"#,
+            br#"{"status":-1,"headers":[],"path":"/"}"#,
+        ];
+        for json in views {
+            let text = String::from_utf8_lossy(json);
+            let serde = serde_json::from_slice::<crate::hooks::ResponseView>(json);
+            if let Some(ours) = scan_response(json) {
+                assert_eq!(Some(&ours), serde.as_ref().ok(), "{text}");
+            }
+            match (crate::hooks::ResponseView::from_json(json), serde) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{text}"),
+                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{text}"),
+                (a, b) => panic!("{text}: {a:?} against {b:?}"),
+            }
+        }
+        assert!(scan_response(views[0]).is_some() && scan_response(views[1]).is_some());
     }
 
     #[test]

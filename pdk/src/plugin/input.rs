@@ -22,13 +22,17 @@ pub trait HookInput: Sized {
 
 impl HookInput for crate::RequestHead {
     fn read() -> Result<Self, Error> {
-        parse_input()
+        let bytes = crate::io::input();
+        let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+        Ok(crate::RequestHead::from_json(bytes)?)
     }
 }
 
 impl HookInput for ResponseView {
     fn read() -> Result<Self, Error> {
-        parse_input()
+        let bytes = crate::io::input();
+        let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+        Ok(ResponseView::from_json(bytes)?)
     }
 }
 
