@@ -235,16 +235,38 @@ impl Json {
         self.0.extend_from_slice(bytes);
     }
 
-    /// A string literal: copied whole unless a byte needs an escape (a
-    /// quote, a backslash, a control character: what serde_json escapes).
+    /// A string literal: runs that need no escape copied whole (found
+    /// eight bytes at a time), and each quote, backslash or control
+    /// character escaped as serde_json escapes it (`\"`, `\\`, `\n`,
+    /// `\r`, `\t`, `\b`, `\f`, else `\u00xx` in lowercase hex). Response
+    /// bodies with line breaks are common, so this is not left to serde.
     fn string(&mut self, s: &str) {
-        if crate::json_scan::plain_prefix(s.as_bytes()) < s.len() {
-            self.0.extend_from_slice(&serde_bytes(&s));
-            return;
-        }
-        self.0.reserve(s.len() + 2);
+        let mut rest = s.as_bytes();
+        self.0.reserve(rest.len() + 2);
         self.0.push(b'"');
-        self.0.extend_from_slice(s.as_bytes());
+        loop {
+            let plain = crate::json_scan::plain_prefix(rest);
+            self.0.extend_from_slice(&rest[..plain]);
+            let Some((&special, tail)) = rest[plain..].split_first() else {
+                break;
+            };
+            match special {
+                b'"' => self.raw(br#"\""#),
+                b'\\' => self.raw(br"\\"),
+                b'\n' => self.raw(br"\n"),
+                b'\r' => self.raw(br"\r"),
+                b'\t' => self.raw(br"\t"),
+                0x08 => self.raw(br"\b"),
+                0x0c => self.raw(br"\f"),
+                c => {
+                    const HEX: &[u8; 16] = b"0123456789abcdef";
+                    self.raw(br"\u00");
+                    self.0.push(HEX[usize::from(c >> 4)]);
+                    self.0.push(HEX[usize::from(c & 0xf)]);
+                }
+            }
+            rest = tail;
+        }
         self.0.push(b'"');
     }
 
@@ -410,6 +432,23 @@ mod tests {
                     changed[i] = m;
                     agree(&changed);
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn strings_are_escaped_as_serde_escapes_them() {
+        for byte in 0u8..0x80 {
+            let c = char::from(byte);
+            for s in [
+                format!("{c}"),
+                format!("a{c}z"),
+                format!("0123456789{c}abcdefghij{c}{c}"),
+                format!("é{c}日本{c}"),
+            ] {
+                let mut out = Json::with_capacity(0);
+                out.string(&s);
+                assert_eq!(out.0, serde_json::to_vec(&s).unwrap(), "{s:?}");
             }
         }
     }
