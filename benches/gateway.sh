@@ -60,13 +60,13 @@ for r in $(seq "$rounds"); do
         # charge that to one check. A server's p50 in the round is the mean
         # of the two.
         set=("${urls[@]:$((i * 3)):3}")
-        : >"$work/rot"
+        : >"$work/orders"
         for order in "0 1 2" "0 2 1"; do
             read -r a b c <<<"$order"
             target/release/latency "$requests" -H "origin: $origin" "${set[$a]}" "${set[$b]}" "${set[$c]}" |
-                awk -v order="$order" 'BEGIN { split(order, o, " ") } { print o[NR], $2 }' >>"$work/rot"
+                awk -v order="$order" 'BEGIN { split(order, o, " ") } { print o[NR], $2 }' >>"$work/orders"
         done
-        sort -n "$work/rot" | awk '{ sum[$1] += $2; n[$1]++ } END { for (s = 0; s < 3; s++) printf "server%d %.1f\n", s, sum[s] / n[s] }' >"$work/${labels[$i]}.$r"
+        sort -n "$work/orders" | awk '{ sum[$1] += $2; n[$1]++ } END { for (s = 0; s < 3; s++) printf "server%d %.1f\n", s, sum[s] / n[s] }' >"$work/${labels[$i]}.$r"
         echo "round $r, ${labels[$i]} (p50 us): $(awk '{ printf "%s%s", sep, $2; sep = " " }' "$work/${labels[$i]}.$r") (no gateway, CORS, rate limit)"
     done
 done

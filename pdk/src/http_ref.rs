@@ -1,5 +1,7 @@
-//! What the host writes for a guest on every request, read without serde:
-//! a request head borrowed from the JSON it was read from, and the client.
+//! What the host writes for a guest on every request, read without serde
+//! (with the cursor of `json_scan.rs`, serde where it stops): a request head
+//! borrowed from the JSON it was read from, the owned head, the response
+//! view `on_response` gets, and the client.
 //!
 //! [`RequestHead`](crate::RequestHead) owns its strings: reading one
 //! allocates (and later frees) the method, the path and every header's name
@@ -13,7 +15,7 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use crate::json_scan::{Cursor, once};
+use crate::json_scan::{Cursor, once, or_serde};
 
 /// A [`RequestHead`](crate::RequestHead) that borrows its text from the
 /// JSON it was read from (see the module doc). Plugins get one with
@@ -61,10 +63,7 @@ impl<'a> RequestHeadRef<'a> {
     /// assert!(RequestHeadRef::from_json(br#"{"path":"/"}"#).unwrap_err().to_string().contains("method"));
     /// ```
     pub fn from_json(json: &'a [u8]) -> serde_json::Result<Self> {
-        match scan(json) {
-            Some(head) => Ok(head),
-            None => serde_json::from_slice(json),
-        }
+        or_serde(json, scan(json))
     }
 
     /// Upper-case method, e.g. `GET`.
@@ -118,21 +117,18 @@ fn scan(json: &[u8]) -> Option<RequestHeadRef<'_>> {
     let mut c = Cursor::new(json)?;
     let (mut method, mut path, mut query, mut headers) = (None, None, None, None);
     let (mut base, mut request_id, mut body_length, mut core_route) = (None, None, None, None);
-    c.object(|c, key| match &*key {
+    c.document(|c, key| match &*key {
         "method" => once(&mut method, c.string()),
         "path" => once(&mut path, c.string()),
-        "query" => once(&mut query, optional(c, Cursor::string)),
-        "headers" => once(&mut headers, pairs(c)),
+        "query" => once(&mut query, c.optional(Cursor::string)),
+        "headers" => once(&mut headers, c.pairs(Text)),
         // Strings only (no `null`): `RequestHead` has them as `String`.
         "base" => once(&mut base, c.string()),
         "request_id" => once(&mut request_id, c.string()),
-        "body_length" => once(&mut body_length, optional(c, Cursor::u64)),
+        "body_length" => once(&mut body_length, c.optional(Cursor::u64)),
         "core_route" => once(&mut core_route, c.boolean()),
         _ => c.skip_value(),
     })?;
-    if !c.at_end() {
-        return None;
-    }
     Some(RequestHeadRef {
         method: Text(method?),
         path: Text(path?),
@@ -188,32 +184,22 @@ impl crate::hooks::ResponseView {
     /// assert_eq!((v.status, v.path.as_str()), (404, "/a"));
     /// ```
     pub fn from_json(json: &[u8]) -> serde_json::Result<Self> {
-        match scan_response(json) {
-            Some(view) => Ok(view),
-            None => serde_json::from_slice(json),
-        }
+        or_serde(json, scan_response(json))
     }
 }
 
 fn scan_response(json: &[u8]) -> Option<crate::hooks::ResponseView> {
     let mut c = Cursor::new(json)?;
     let (mut status, mut headers, mut path) = (None, None, None);
-    c.object(|c, name| match &*name {
+    c.document(|c, name| match &*name {
         "status" => once(&mut status, c.u64().and_then(|s| u16::try_from(s).ok())),
-        "headers" => once(&mut headers, pairs(c)),
+        "headers" => once(&mut headers, c.pairs(Cow::into_owned)),
         "path" => once(&mut path, c.string()),
         _ => c.skip_value(),
     })?;
-    if !c.at_end() {
-        return None;
-    }
-    let text = |t: Text<'_>| t.0.into_owned();
     Some(crate::hooks::ResponseView {
         status: status?,
-        headers: headers?
-            .into_iter()
-            .map(|(k, v)| (text(k), text(v)))
-            .collect(),
+        headers: headers?,
         path: path?.into_owned(),
     })
 }
@@ -231,10 +217,7 @@ impl crate::http::Client {
     /// assert_eq!(c.host, None);
     /// ```
     pub fn from_json(json: &[u8]) -> serde_json::Result<Self> {
-        match scan_client(json) {
-            Some(client) => Ok(client),
-            None => serde_json::from_slice(json),
-        }
+        or_serde(json, scan_client(json))
     }
 }
 
@@ -242,19 +225,14 @@ fn scan_client(json: &[u8]) -> Option<crate::http::Client> {
     let mut c = Cursor::new(json)?;
     let (mut peer, mut address, mut scheme, mut host, mut key) = (None, None, None, None, None);
     let owned = |c: &mut Cursor<'_>| c.string().map(Cow::into_owned);
-    let optional_owned =
-        |c: &mut Cursor<'_>| optional(c, Cursor::string).map(|s| s.map(Cow::into_owned));
-    c.object(|c, name| match &*name {
+    c.document(|c, name| match &*name {
         "peer" => once(&mut peer, owned(c)),
         "address" => once(&mut address, owned(c)),
         "scheme" => once(&mut scheme, owned(c)),
-        "host" => once(&mut host, optional_owned(c)),
-        "apiKeyHash" => once(&mut key, optional_owned(c)),
+        "host" => once(&mut host, c.optional_owned()),
+        "apiKeyHash" => once(&mut key, c.optional_owned()),
         _ => c.skip_value(),
     })?;
-    if !c.at_end() {
-        return None;
-    }
     Some(crate::http::Client {
         peer: peer?,
         address: address?,
@@ -262,32 +240,6 @@ fn scan_client(json: &[u8]) -> Option<crate::http::Client> {
         host: host.flatten(),
         api_key_hash: key.flatten(),
     })
-}
-
-/// `null` (`Some(None)`) or what `read` reads.
-fn optional<'a, T>(
-    c: &mut Cursor<'a>,
-    read: fn(&mut Cursor<'a>) -> Option<T>,
-) -> Option<Option<T>> {
-    if c.literal("null") {
-        return Some(None);
-    }
-    read(c).map(Some)
-}
-
-/// `[["name","value"], ...]`.
-fn pairs<'a>(c: &mut Cursor<'a>) -> Option<Vec<(Text<'a>, Text<'a>)>> {
-    let mut out = Vec::with_capacity(16);
-    c.array(|c| {
-        c.eat(b'[')?;
-        let name = c.string()?;
-        c.eat(b',')?;
-        let value = c.string()?;
-        c.eat(b']')?;
-        out.push((Text(name), Text(value)));
-        Some(())
-    })?;
-    Some(out)
 }
 
 /// A string borrowed from its JSON when it has no escapes. Serde borrows a
@@ -329,6 +281,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::json_scan::testing;
 
     #[test]
     fn reads_what_an_owned_head_reads() {
@@ -364,30 +317,21 @@ mod tests {
         )
     }
 
-    /// `from_json` and serde agree on `json`: the same head, or the same
-    /// error; and where the cursor answers, serde accepts the same head.
+    /// `from_json` and serde agree on `json`, for the borrowed head (field
+    /// by field) and the owned one.
     fn agree(json: &[u8]) {
-        let text = String::from_utf8_lossy(json);
-        let serde = serde_json::from_slice::<RequestHeadRef<'_>>(json);
-        if let Some(scanned) = scan(json) {
-            let serde = serde
-                .as_ref()
-                .unwrap_or_else(|e| panic!("{text}: scanned, serde refused: {e}"));
-            assert_eq!(fields(&scanned), fields(serde), "{text}");
-        }
-        match (RequestHeadRef::from_json(json), serde) {
-            (Ok(a), Ok(b)) => assert_eq!(fields(&a), fields(&b), "{text}"),
-            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{text}"),
-            (a, b) => panic!("{text}: {a:?} against {b:?}"),
-        }
-        match (
+        testing::agree(
+            json,
+            scan(json).map(|h| fields(&h)),
+            RequestHeadRef::from_json(json).map(|h| fields(&h)),
+            serde_json::from_slice(json).map(|h| fields(&h)),
+        );
+        testing::agree(
+            json,
+            None,
             crate::RequestHead::from_json(json),
-            serde_json::from_slice::<crate::RequestHead>(json),
-        ) {
-            (Ok(a), Ok(b)) => assert_eq!(a, b, "{text}"),
-            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{text}"),
-            (a, b) => panic!("{text} (owned): {a:?} against {b:?}"),
-        }
+            serde_json::from_slice(json),
+        );
     }
 
     const HEADS: &[&str] = &[
@@ -423,20 +367,9 @@ mod tests {
 
     #[test]
     fn agrees_with_serde_on_every_damaged_head() {
-        // Every head with one byte removed, or replaced by each byte that
-        // means something in JSON (or breaks UTF-8).
-        let marks = b"\"\\{}[],:0-.eu nt\x01\xff\xc3";
         for head in &HEADS[..4] {
-            let head = head.as_bytes();
-            for i in 0..head.len() {
-                let mut cut = head.to_vec();
-                cut.remove(i);
-                agree(&cut);
-                for &m in marks {
-                    let mut changed = head.to_vec();
-                    changed[i] = m;
-                    agree(&changed);
-                }
+            for damaged in testing::damaged(head.as_bytes(), b"\"\\{}[],:0-.eu nt\x01\xff\xc3") {
+                agree(&damaged);
             }
         }
     }
@@ -451,16 +384,12 @@ mod tests {
             br#"{"peer":"p","peer":"q","address":"a","scheme":"http"}"#,
         ];
         for json in clients {
-            let text = String::from_utf8_lossy(json);
-            let serde = serde_json::from_slice::<crate::http::Client>(json);
-            if let Some(ours) = scan_client(json) {
-                assert_eq!(Some(&ours), serde.as_ref().ok(), "{text}");
-            }
-            match (crate::http::Client::from_json(json), serde) {
-                (Ok(a), Ok(b)) => assert_eq!(a, b, "{text}"),
-                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{text}"),
-                (a, b) => panic!("{text}: {a:?} against {b:?}"),
-            }
+            testing::agree(
+                json,
+                scan_client(json),
+                crate::http::Client::from_json(json),
+                serde_json::from_slice(json),
+            );
         }
         assert!(scan_client(clients[0]).is_some() && scan_client(clients[1]).is_some());
     }
@@ -476,16 +405,12 @@ mod tests {
             br#"{"status":-1,"headers":[],"path":"/"}"#,
         ];
         for json in views {
-            let text = String::from_utf8_lossy(json);
-            let serde = serde_json::from_slice::<crate::hooks::ResponseView>(json);
-            if let Some(ours) = scan_response(json) {
-                assert_eq!(Some(&ours), serde.as_ref().ok(), "{text}");
-            }
-            match (crate::hooks::ResponseView::from_json(json), serde) {
-                (Ok(a), Ok(b)) => assert_eq!(a, b, "{text}"),
-                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{text}"),
-                (a, b) => panic!("{text}: {a:?} against {b:?}"),
-            }
+            testing::agree(
+                json,
+                scan_response(json),
+                crate::hooks::ResponseView::from_json(json),
+                serde_json::from_slice(json),
+            );
         }
         assert!(scan_response(views[0]).is_some() && scan_response(views[1]).is_some());
     }

@@ -165,15 +165,19 @@ impl<'a> Cursor<'a> {
             let key = self.string()?;
             self.eat(b':')?;
             member(self, key)?;
-            match self.peek()? {
-                b',' => self.at += 1,
-                b'}' => {
-                    self.at += 1;
-                    return Some(());
-                }
-                _ => return None,
+            if !self.more(b'}')? {
+                return Some(());
             }
         }
+    }
+
+    /// An object that is the whole text (white space around it aside).
+    pub(crate) fn document(
+        &mut self,
+        member: impl FnMut(&mut Self, Cow<'a, str>) -> Option<()>,
+    ) -> Option<()> {
+        self.object(member)?;
+        self.at_end().then_some(())
     }
 
     /// An array, each element read by `element`.
@@ -184,15 +188,49 @@ impl<'a> Cursor<'a> {
         }
         loop {
             element(self)?;
-            match self.peek()? {
-                b',' => self.at += 1,
-                b']' => {
-                    self.at += 1;
-                    return Some(());
-                }
-                _ => return None,
+            if !self.more(b']')? {
+                return Some(());
             }
         }
+    }
+
+    /// After a member or an element: `true` past a comma (another follows),
+    /// `false` past `close` (the end), `None` at anything else.
+    fn more(&mut self, close: u8) -> Option<bool> {
+        let next = self.peek()?;
+        if next != b',' && next != close {
+            return None;
+        }
+        self.at += 1;
+        Some(next == b',')
+    }
+
+    /// `null` (`Some(None)`) or what `read` reads.
+    pub(crate) fn optional<T>(&mut self, read: fn(&mut Self) -> Option<T>) -> Option<Option<T>> {
+        if self.literal("null") {
+            return Some(None);
+        }
+        read(self).map(Some)
+    }
+
+    /// `null` or a string, owned.
+    pub(crate) fn optional_owned(&mut self) -> Option<Option<String>> {
+        self.optional(Self::string).map(|s| s.map(Cow::into_owned))
+    }
+
+    /// `[["name","value"],...]`, each string made into a `T` by `make`.
+    pub(crate) fn pairs<T>(&mut self, make: fn(Cow<'a, str>) -> T) -> Option<Vec<(T, T)>> {
+        let mut out = Vec::with_capacity(16);
+        self.array(|c| {
+            c.eat(b'[')?;
+            let name = make(c.string()?);
+            c.eat(b',')?;
+            let value = make(c.string()?);
+            c.eat(b']')?;
+            out.push((name, value));
+            Some(())
+        })?;
+        Some(out)
     }
 
     /// A plain unsigned integer (no sign, fraction or exponent; no leading
@@ -277,6 +315,19 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// What a cursor read (`scanned`), or, where it stopped, serde's reading
+/// of the same `json`: serde's result and errors wherever the cursor has no
+/// answer.
+pub(crate) fn or_serde<'a, T: serde::Deserialize<'a>>(
+    json: &'a [u8],
+    scanned: Option<T>,
+) -> serde_json::Result<T> {
+    match scanned {
+        Some(value) => Ok(value),
+        None => serde_json::from_slice(json),
+    }
+}
+
 /// Fills `slot` with `value`; `None` if `value` is, or if the slot is
 /// already filled (a member seen twice is serde's to refuse: `duplicate
 /// field`).
@@ -327,6 +378,53 @@ fn hex4(digits: &[u8]) -> Option<u32> {
         let v = (d as char).to_digit(16)?;
         Some(acc * 16 + v)
     })
+}
+
+/// What the readers' tests share: comparing a reader with serde, and
+/// damaged copies of good text to compare them on.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::fmt::Debug;
+
+    /// A reader and serde agree on `json`: where the cursor answered
+    /// (`scanned`), serde reads the same value; and the reader's result
+    /// (`read`) is serde's, value or error message.
+    pub(crate) fn agree<T: PartialEq + Debug>(
+        json: &[u8],
+        scanned: Option<T>,
+        read: serde_json::Result<T>,
+        serde: serde_json::Result<T>,
+    ) {
+        let text = String::from_utf8_lossy(json);
+        if let Some(ours) = scanned {
+            match &serde {
+                Ok(theirs) => assert_eq!(&ours, theirs, "{text}"),
+                Err(e) => panic!("{text}: read, serde refused: {e}"),
+            }
+        }
+        match (read, serde) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "{text}"),
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{text}"),
+            (a, b) => panic!("{text}: {a:?} against {b:?}"),
+        }
+    }
+
+    /// `json` with each byte removed, and with each byte replaced by each
+    /// of `marks` (bytes that mean something in JSON, or break UTF-8).
+    pub(crate) fn damaged(json: &[u8], marks: &[u8]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for i in 0..json.len() {
+            let mut cut = json.to_vec();
+            cut.remove(i);
+            out.push(cut);
+            for &m in marks {
+                let mut changed = json.to_vec();
+                changed[i] = m;
+                out.push(changed);
+            }
+        }
+        out
+    }
 }
 
 #[cfg(test)]

@@ -8,9 +8,14 @@ use super::{Error, ResponseView};
 
 /// The call's input as JSON (`null` when there is none).
 pub(super) fn parse_input<I: DeserializeOwned>() -> Result<I, Error> {
+    read_input(|bytes| serde_json::from_slice(bytes))
+}
+
+/// The call's input (`null` when there is none) read by `read`.
+fn read_input<I>(read: fn(&[u8]) -> serde_json::Result<I>) -> Result<I, Error> {
     let bytes = crate::io::input();
     let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
-    Ok(serde_json::from_slice(bytes)?)
+    Ok(read(bytes)?)
 }
 
 /// What `on_request` and `on_response` functions may take: the parsed
@@ -22,17 +27,13 @@ pub trait HookInput: Sized {
 
 impl HookInput for crate::RequestHead {
     fn read() -> Result<Self, Error> {
-        let bytes = crate::io::input();
-        let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
-        Ok(crate::RequestHead::from_json(bytes)?)
+        read_input(crate::RequestHead::from_json)
     }
 }
 
 impl HookInput for ResponseView {
     fn read() -> Result<Self, Error> {
-        let bytes = crate::io::input();
-        let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
-        Ok(ResponseView::from_json(bytes)?)
+        read_input(ResponseView::from_json)
     }
 }
 

@@ -39,17 +39,20 @@ fn fault(function: &str, detail: impl std::fmt::Display) -> wasmtime::Error {
     wasmtime::Error::msg(format!("{MEMORY_NAMESPACE}::{function}: {detail}"))
 }
 
-/// The guest's exported `memory`, looked up by name once per instance.
-fn guest_memory(c: &mut Cx<'_>, function: &str) -> wasmtime::Result<Memory> {
+/// The guest's exported `memory`, looked up by name once per instance
+/// (also for the `extism:host/user` functions that work on it).
+pub(super) fn exported_memory(c: &mut Cx<'_>) -> Option<Memory> {
     if let Some(memory) = c.data().memory {
-        return Ok(memory);
+        return Some(memory);
     }
-    let memory = c
-        .get_export("memory")
-        .and_then(|e| e.into_memory())
-        .ok_or_else(|| fault(function, "the module exports no `memory`"))?;
+    let memory = c.get_export("memory").and_then(|e| e.into_memory())?;
     c.data_mut().memory = Some(memory);
-    Ok(memory)
+    Some(memory)
+}
+
+/// [`exported_memory`], or a fault naming `function`.
+fn guest_memory(c: &mut Cx<'_>, function: &str) -> wasmtime::Result<Memory> {
+    exported_memory(c).ok_or_else(|| fault(function, "the module exports no `memory`"))
 }
 
 /// `memory[at .. at + len]`, checked.

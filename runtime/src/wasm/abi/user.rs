@@ -83,7 +83,7 @@ fn link_memory(
     let call = move |c: &mut Caller<'_, HostState>, args: &[u64]| -> wasmtime::Result<i64> {
         let outcome = match f.check(c.data()) {
             Err(denial) => Err(denial.into()),
-            Ok(()) => match guest_memory(c) {
+            Ok(()) => match super::bulk::exported_memory(c) {
                 Some(memory) => {
                     let (bytes, state) = memory.data_and_store_mut(&mut *c);
                     run(state, &mut GuestMemory::new(f.name, bytes), args)
@@ -101,16 +101,6 @@ fn link_memory(
         Ok(result_handle(&f, c, outcome)? as i64)
     };
     wrap_typed(l, module, name, ty, call)
-}
-
-/// The guest's exported `memory` (found once per instance).
-fn guest_memory(c: &mut Caller<'_, HostState>) -> Option<wasmtime::Memory> {
-    if let Some(memory) = c.data().memory {
-        return Some(memory);
-    }
-    let memory = c.get_export("memory").and_then(|e| e.into_memory())?;
-    c.data_mut().memory = Some(memory);
-    Some(memory)
 }
 
 /// Links `call` under `module::name`. The common arities are linked as
