@@ -9,12 +9,15 @@
 # contention between threads: confirm a change with ab.sh.
 #
 #   benches/ab_instructions.sh A_BINARY B_BINARY [requests, default 2000]
-#   SCENARIOS="warm five cors rate proxy" benches/ab_instructions.sh A B
+#   SCENARIOS="warm five cors rate proxy one traced" benches/ab_instructions.sh A B
 #
 # `SCENARIOS` (default `warm five`): `warm` (no plugin), `five` (five no-op
 # plugins), `cors` and `rate` (the gateway; every request with an allowed
 # `Origin`), `proxy` (one proxy rule; the upstream's own work is not
-# counted, it runs natively).
+# counted, it runs natively), `one` (one no-op plugin) and `traced` (the
+# same, every request traced and exported over OTLP/HTTP to an nginx sink
+# on loopback, as in trace_cpu.sh: `one` and `traced` side by side are
+# tracing's cost in instructions).
 #
 # Each server first runs natively to fill a module cache of its own (compiling
 # under valgrind would take minutes), then under callgrind with
@@ -39,6 +42,13 @@ export RUST_LIB_BACKTRACE=0
 work="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 upstream=""
+if [[ " $scenarios " == *" traced "* ]]; then
+    command -v nginx >/dev/null || { echo "ab_instructions.sh: nginx is missing for \`traced\` (apt-get install nginx)" >&2; exit 1; }
+    . benches/otlp_sink.sh
+    sink=$((18700 + RANDOM % 100))
+    otlp_sink "$work" "$sink"
+    trap 'kill $(jobs -p) 2>/dev/null || true; kill "$(cat "$work/nginx.pid")" 2>/dev/null || true; rm -rf "$work"' EXIT
+fi
 if [[ " $scenarios " == *" proxy "* ]]; then
     upstream=$((18800 + RANDOM % 100))
     target/release/native-hello "$upstream" &
@@ -63,7 +73,13 @@ for i in range(n):
 EOF
 
 # What each scenario requests: its config file, path and headers.
-config_of() { case "$1" in warm) echo none ;; *) echo "$1" ;; esac; }
+config_of() { case "$1" in warm) echo none ;; traced) echo one ;; *) echo "$1" ;; esac; }
+# The server's further environment.
+env_of() {
+    case "$1" in
+        traced) echo "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$sink OTEL_TRACES_SAMPLER=always_on" ;;
+    esac
+}
 path_of() { case "$1" in proxy) echo /up/x ;; *) echo /warm/ ;; esac; }
 headers_of() { case "$1" in cors) echo "Origin: https://app.example.com" ;; esac; }
 
@@ -78,18 +94,19 @@ wait_up() { # port path
 
 count() { # binary scenario label -> instructions per request
     local bin="$1" scenario="$2" label="$3" port=$((18400 + RANDOM % 400))
-    local path header
+    local path header extra
     path=$(path_of "$scenario")
+    extra=$(env_of "$scenario")
     header=$(headers_of "$scenario")
     export RUNTIME_WORKER_DIRS="$work/apps" RUNTIME_PLUGIN_DIRS="$work/plugins" \
         RUNTIME_CONFIG="$work/$(config_of "$scenario").jsonc" RUNTIME_DATA_DIR="$work/data-$label" \
         RUNTIME_CACHE_DIR="$work/cache-$label" RUNTIME_LOG_LEVEL=warn PORT="$port"
-    "$bin" serve >/dev/null 2>&1 &
+    env $extra "$bin" serve >/dev/null 2>&1 &
     local pid=$!
     wait_up "$port" "$path"
     kill "$pid"
     wait "$pid" 2>/dev/null || true
-    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/$label-$scenario.out" \
+    env $extra valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/$label-$scenario.out" \
         "$bin" serve >/dev/null 2>"$work/valgrind.log" &
     pid=$!
     wait_up "$port" "$path"
@@ -115,8 +132,8 @@ count() { # binary scenario label -> instructions per request
 printf '%-14s %12s %12s %8s\n' scenario "A instr/req" "B instr/req" "B/A"
 for scenario in $scenarios; do
     case "$scenario" in
-        warm | five | cors | rate | proxy) ;;
-        *) echo "ab_instructions.sh: unknown scenario \`$scenario\` in SCENARIOS (warm five cors rate proxy)" >&2; exit 1 ;;
+        warm | five | cors | rate | proxy | one | traced) ;;
+        *) echo "ab_instructions.sh: unknown scenario \`$scenario\` in SCENARIOS (warm five cors rate proxy one traced)" >&2; exit 1 ;;
     esac
     ia=$(count "$a" "$scenario" a)
     ib=$(count "$b" "$scenario" b)

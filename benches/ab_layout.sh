@@ -1,7 +1,8 @@
 # Sourced by ab.sh and ab_instructions.sh: lays out, under the directory $1,
 # what both compare two builds on: the warm hello app (`apps/warm`), five
 # no-op plugins (`plugins/noop1..5`), and the server configs `none.jsonc`
-# (no plugin), `five.jsonc` (the five in front of the app), `cors.jsonc` and
+# (no plugin), `one.jsonc` (noop1 in front of the app), `five.jsonc` (the
+# five), `cors.jsonc` and
 # `rate.jsonc` (the gateway checking CORS for `https://app.example.com`, or
 # drawing from a limit never reached; its request log off) and, when $2
 # gives an upstream's port, `proxy.jsonc` (the proxy plugin forwarding
@@ -20,6 +21,7 @@ ab_layout() {
     done
     local core_off='{ name: "@buntime/plugin-logs", enabled: false }, { name: "@buntime/plugin-metrics", enabled: false }'
     echo "{ plugins: [$core_off] }" >"$work/none.jsonc"
+    echo "{ plugins: [\"noop1\", $core_off] }" >"$work/one.jsonc"
     echo "{ plugins: [\"noop1\", \"noop2\", \"noop3\", \"noop4\", \"noop5\", $core_off] }" >"$work/five.jsonc"
     local gateway='"@buntime/plugin-gateway"'
     echo "{ plugins: [[$gateway, { requestLog: null, cors: { origins: [\"https://app.example.com\"], credentials: true } }], $core_off] }" >"$work/cors.jsonc"

@@ -1,11 +1,11 @@
 //! The process's log subscriber: the formatter (text or JSON) on stderr,
-//! the level filter, the layer that fills a sampled request's `trace` span,
-//! and the log feed's layer.
+//! its lines naming the trace they were written in, the level filter, and
+//! the log feed's layer.
 
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
-use crate::telemetry::{FieldFormat, TraceLogLayer};
+use crate::telemetry::{LogFormat, TraceIdsWriter};
 
 /// Installs the log subscriber: `RUNTIME_LOG_LEVEL` (default `info`), JSON
 /// when `RUNTIME_LOG_FORMAT=json` or, unless it says otherwise, in production.
@@ -20,23 +20,18 @@ pub fn init_logging() {
         Some(_) => false,
         None => production,
     };
-    let format = if json {
-        FieldFormat::Json
-    } else {
-        FieldFormat::Text
-    };
-    // Beneath the formatter (one of the two is set), the layer that fills a
-    // sampled request's `trace` span only when a line is written in it;
-    // above it, the filter and the log feed's layer, which sees what the
-    // filter lets through.
+    // The formatter (one of the two is set), then the filter and the log
+    // feed's layer, which sees what the filter lets through.
     let _ = tracing_subscriber::registry()
-        .with(TraceLogLayer::new(format))
         .with(json.then(|| {
             tracing_subscriber::fmt::layer()
                 .json()
-                .with_writer(std::io::stderr)
+                .with_writer(TraceIdsWriter::new(std::io::stderr, LogFormat::Json))
         }))
-        .with((!json).then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr)))
+        .with((!json).then(|| {
+            tracing_subscriber::fmt::layer()
+                .with_writer(TraceIdsWriter::new(std::io::stderr, LogFormat::Text))
+        }))
         .with(filter)
         .with(crate::log_feed::FeedLayer)
         .try_init();

@@ -92,57 +92,23 @@ fn a_full_queue_drops_and_counts() {
 }
 
 #[test]
-fn a_runtime_record_inside_a_trace_span_carries_its_trace_id() {
-    let feed = LogFeed::default();
-    let mut rx = feed.take_receiver().expect("receiver");
-    feed.set_level(Some(Level::INFO));
-    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
-    with_layer(|| {
-        // The span `telemetry/spans.rs` opens for a sampled request, with a
-        // span of a hook inside it.
-        let trace =
-            tracing::error_span!("trace", trace_id = %trace_id, span_id = "00f067aa0ba902b7");
-        let _t = trace.enter();
-        let hook = tracing::error_span!("span", span_id = "b7ad6b7169203331");
-        let _h = hook.enter();
-        tracing::warn!("traced-line");
-        drop(_h);
-        drop(_t);
-        tracing::warn!("untraced-line");
-    });
-    let by_message = trace_ids_by_message(&mut rx);
-    assert_eq!(
-        by_message.get("traced-line"),
-        Some(&Some(trace_id.to_owned()))
-    );
-    assert_eq!(by_message.get("untraced-line"), Some(&None));
-    feed.set_level(None);
-}
-
-/// Under the server's subscriber the `trace` span's fields are filled only
-/// when a line is written; the feed's record has the trace id all the same.
-#[test]
-fn a_record_inside_a_lazily_filled_trace_span_carries_its_trace_id() {
-    use crate::telemetry::{FieldFormat, TraceLogLayer};
+fn a_runtime_record_written_in_a_trace_carries_its_trace_id() {
+    use crate::telemetry::log_ids::{TraceIds, scoped};
     use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
     let feed = LogFeed::default();
     let mut rx = feed.take_receiver().expect("receiver");
     feed.set_level(Some(Level::INFO));
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
-    let context = SpanContext::new(
+    let ids = TraceIds::of(&SpanContext::new(
         TraceId::from_hex(trace_id).unwrap(),
         SpanId::from_hex("00f067aa0ba902b7").unwrap(),
         TraceFlags::SAMPLED,
         false,
         TraceState::NONE,
-    );
-    let subscriber = tracing_subscriber::registry()
-        .with(TraceLogLayer::new(FieldFormat::Text))
-        .with(LevelFilter::TRACE)
-        .with(FeedLayer);
-    tracing::subscriber::with_default(subscriber, || {
-        let trace = crate::telemetry::log_span::open(&context);
-        trace.in_scope(|| {
+    ));
+    with_layer(|| {
+        // As while a sampled request's future is polled.
+        scoped(ids, || {
             tracing::warn!("first-line");
             tracing::warn!("second-line");
         });

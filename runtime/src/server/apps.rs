@@ -254,15 +254,13 @@ async fn serve_wasm(
             return ApiError::new(ErrorKind::AppLoadFailed, e.to_string()).into_response();
         }
     };
-    let (mut parts, body) = req.into_parts();
+    let (parts, body) = req.into_parts();
     let span = state
         .telemetry
         .parent(&parts.extensions)
         .map(|t| t.app(key));
-    if let Some(span) = &span {
-        // The app sees its own call's context.
-        span.inject(&mut parts.headers);
-    }
+    // The app sees its own call's context.
+    let trace_headers = span.as_ref().and_then(|s| s.trace_headers());
     let body = match super::body::collect(body, limit).await {
         Ok(b) => b,
         Err(e) => return e.into_response(|| too_large(limit)),
@@ -274,7 +272,8 @@ async fn serve_wasm(
         &parts.headers,
         base,
         body.len() as u64,
-    );
+    )
+    .traced(trace_headers.as_ref());
     let input = head.to_json();
     let guest = super::guest_http::Guest {
         module: key,

@@ -213,7 +213,7 @@ fn head_json(req: &Parts, headers: &HeaderMap) -> Bytes {
         method: req.method.as_str(),
         path: req.uri.path(),
         query: req.uri.query(),
-        headers: HeaderPairs(headers, None),
+        headers: HeaderPairs(headers, None, None),
         base: "",
         request_id: super::guest_http::request_id(&req.extensions),
         body_length: None,

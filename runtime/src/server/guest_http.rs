@@ -21,6 +21,7 @@ use buntime_pdk::http_ref::Text;
 use bytes::Bytes;
 
 use super::head_json::JsonObject;
+use crate::telemetry::TraceHeaders;
 use crate::wasm::abi::{ResponseBody, ResponseBodyLimit};
 
 /// Whether a (lowercase) header name frames the message or manages the
@@ -245,21 +246,28 @@ impl Guest<'_> {
 }
 
 /// Serializes headers as `[[name, value], ...]` straight from the map (plus
-/// one extra pair, such as `x-base`), without building owned pairs first:
-/// the request path's hot spot.
+/// one extra pair, such as `x-base`, and a traced call's `traceparent`),
+/// without building owned pairs first: the request path's hot spot.
 pub(crate) struct HeaderPairs<'a>(
     pub(crate) &'a HeaderMap,
     pub(crate) Option<(&'a str, &'a str)>,
+    /// A traced call's span, in place of the map's `traceparent` and
+    /// `tracestate`.
+    pub(crate) Option<&'a TraceHeaders>,
 );
 
 impl<'a> HeaderPairs<'a> {
     /// The pairs, in order: the map's (values that are not visible ASCII
-    /// left out, as [`HeaderValue::to_str`] refuses them), then the extra.
+    /// left out, as [`HeaderValue::to_str`] refuses them), then the extra,
+    /// then the trace headers.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&'a str, &'a str)> + use<'a> {
+        let trace = self.2;
         self.0
             .iter()
+            .filter(move |(k, _)| trace.is_none() || !TraceHeaders::replaces(k))
             .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
             .chain(self.1)
+            .chain(trace.into_iter().flat_map(TraceHeaders::pairs))
     }
 }
 
@@ -298,7 +306,7 @@ impl<'a> HeadView<'a> {
             method: req.method().as_str(),
             path: req.uri().path(),
             query: req.uri().query(),
-            headers: HeaderPairs(req.headers(), None),
+            headers: HeaderPairs(req.headers(), None, None),
             base: "",
             request_id: request_id(req.extensions()),
             body_length,
@@ -321,12 +329,19 @@ impl<'a> HeadView<'a> {
             method,
             path,
             query: parts.uri.query(),
-            headers: HeaderPairs(headers, Some(("x-base", base))),
+            headers: HeaderPairs(headers, Some(("x-base", base)), None),
             base,
             request_id: request_id(&parts.extensions),
             body_length: Some(body_length),
             core_route: false,
         }
+    }
+
+    /// The head of a traced call: `trace`'s `traceparent` (and
+    /// `tracestate`) in place of the request's.
+    pub(crate) fn traced(mut self, trace: Option<&'a TraceHeaders>) -> Self {
+        self.headers.2 = trace;
+        self
     }
 
     /// The head as JSON, written into one buffer sized for a typical head:

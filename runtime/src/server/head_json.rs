@@ -201,7 +201,7 @@ mod tests {
             method: "POST",
             path: "/a \"quoted\" path/é",
             query: Some("q=1&r=\\"),
-            headers: HeaderPairs(&headers, Some(("x-base", "/app@1"))),
+            headers: HeaderPairs(&headers, Some(("x-base", "/app@1")), None),
             base: "/app@1",
             request_id: "0123456789abcdef",
             body_length: Some(18_446_744_073_709_551_615),
@@ -211,7 +211,7 @@ mod tests {
             method: "GET",
             path: "/",
             query: None,
-            headers: HeaderPairs(&HeaderMap::new(), None),
+            headers: HeaderPairs(&HeaderMap::new(), None, None),
             base: "",
             request_id: "",
             body_length: Some(0),
@@ -223,6 +223,58 @@ mod tests {
                 serde_json::to_string(&view).unwrap()
             );
         }
+    }
+
+    /// A traced call's head has its span's `traceparent` and `tracestate`
+    /// in place of the caller's, once each.
+    #[test]
+    fn a_traced_head_carries_the_calls_trace_headers_instead_of_the_callers() {
+        use super::super::guest_http::{HeadView, HeaderPairs};
+        use crate::telemetry::TraceHeaders;
+        use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+        let mut headers = headers();
+        headers.insert(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+                .parse()
+                .unwrap(),
+        );
+        headers.insert("tracestate", "caller=1".parse().unwrap());
+        let span = SpanContext::new(
+            TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+            SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+            TraceFlags::SAMPLED,
+            false,
+            "vendor=2".parse::<TraceState>().unwrap(),
+        );
+        let trace = TraceHeaders::of(&span).expect("a valid span");
+        let view = HeadView {
+            method: "GET",
+            path: "/",
+            query: None,
+            headers: HeaderPairs(&headers, Some(("x-base", "/app@1")), Some(&trace)),
+            base: "/app@1",
+            request_id: "",
+            body_length: None,
+            core_route: false,
+        };
+        let json = String::from_utf8(view.to_json().to_vec()).unwrap();
+        assert_eq!(json, serde_json::to_string(&view).unwrap());
+        let head = buntime_pdk::RequestHead::from_json(json.as_bytes()).expect("a head");
+        let named = |name: &str| {
+            head.headers
+                .iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            named("traceparent"),
+            ["00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"]
+        );
+        assert_eq!(named("tracestate"), ["vendor=2"]);
+        assert_eq!(named("x-twice"), ["one", "two"]);
+        assert_eq!(named("x-base"), ["/app@1"]);
     }
 
     #[test]

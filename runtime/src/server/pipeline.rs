@@ -282,7 +282,8 @@ type Early = (String, Response);
 
 /// Runs `on_request` in load order. Returns how many plugins were entered and
 /// either the (changed) request or an early response with the request's path.
-/// Under `trace`, each hook's head carries the hook span's `traceparent`.
+/// Under `trace`, each hook's head carries the hook span's `traceparent`,
+/// and so does a request it delegates to an upstream.
 async fn on_request(
     state: &AppState,
     chain: &Chain,
@@ -339,15 +340,17 @@ async fn on_request(
             }
         }
         let span = trace.map(|t| t.hook(plugin.name(), "on_request"));
-        if let Some(span) = &span {
-            span.inject(req.headers_mut());
-            input = None;
-        }
-        let head = input
-            .get_or_insert_with(|| {
-                HeadView::for_chain(&req, buffered.as_ref().map(|b| b.len() as u64)).to_json()
-            })
-            .clone();
+        let body_length = buffered.as_ref().map(|b| b.len() as u64);
+        // A traced hook's head carries its own span's `traceparent`.
+        let trace_headers = span.as_ref().and_then(|s| s.trace_headers());
+        let head = match &trace_headers {
+            Some(t) => HeadView::for_chain(&req, body_length)
+                .traced(Some(t))
+                .to_json(),
+            None => input
+                .get_or_insert_with(|| HeadView::for_chain(&req, body_length).to_json())
+                .clone(),
+        };
         let guest = Guest::for_plugin(plugin, dropped);
         guest.limit_writes(&mut ext);
         client.attach(
@@ -402,8 +405,12 @@ async fn on_request(
             }
             Ok(RequestDecision::Proxy { upstream }) => {
                 // Delegated to an upstream (server::upstream): answered like
-                // a `respond`, the body streamed by the host.
+                // a `respond`, the body streamed by the host, under the
+                // hook's span.
                 let path = req.uri().path().to_owned();
+                if let Some(t) = &trace_headers {
+                    t.inject(req.headers_mut());
+                }
                 let res = match super::upstream::Target::parse(upstream, plugin.name(), dropped) {
                     // Boxed, like the body collection above: rarer than a
                     // pass, and a large future every chain call would carry.
@@ -469,7 +476,7 @@ async fn on_response(
             .get_or_insert_with(|| {
                 ResponseHeadView {
                     status: res.status().as_u16(),
-                    headers: HeaderPairs(res.headers(), None),
+                    headers: HeaderPairs(res.headers(), None, None),
                     path,
                 }
                 .to_json()

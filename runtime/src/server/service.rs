@@ -25,11 +25,11 @@ use axum::extract::Request;
 use axum::response::{IntoResponse as _, Response};
 use tower::ServiceExt;
 use tower_http::timeout::TimeoutBody;
-use tracing::Instrument as _;
 
 use super::AppState;
 use super::connection::Activity;
 use crate::metrics::{Counted, MethodClass};
+use crate::telemetry::log_ids::InTrace;
 
 /// The server: the core routes' `Router` and the shared state.
 ///
@@ -171,7 +171,7 @@ where
                 let state = &parts.state;
                 let _in_flight = in_flight;
                 let mut counted = Counted::enter(&state.http, method);
-                let log_span = traced.as_ref().map(|s| s.log_span());
+                let log_ids = traced.as_ref().map(|s| s.log_ids());
                 // One future type either way: one await point. The covered
                 // path is boxed, so it does not size every core request's.
                 let call = if covered {
@@ -179,7 +179,7 @@ where
                 } else {
                     Either::Right(core.oneshot(req))
                 };
-                let mut response = in_log_span(call, log_span).await;
+                let mut response = InTrace::new(call, log_ids).await;
                 if let Some(websocket) = &websocket {
                     response = response.map(|r| websocket.leave(r, detail));
                 }
@@ -205,24 +205,24 @@ where
                 let state = &parts.state;
                 let _in_flight = in_flight;
                 let mut counted = Counted::enter(&state.http, method);
-                let log_span = traced.as_ref().map(|s| s.log_span());
+                let log_ids = traced.as_ref().map(|s| s.log_ids());
                 // Awaited where it is made: each move of a future copies
                 // all of it, and wrapping the request id's future (the
-                // log span's `Either` around it, then this await) copied
-                // it three times. The span wraps the small future inside.
+                // log ids' wrapper around it, then this await) copied
+                // it three times. The ids wrap the small future inside.
                 let mut response = super::request_id::with_request_id(req, detail, |req| {
                     use futures_util::future::Either;
                     // One future type either way: one await point. The
                     // chain's future is large (the plugins', the app's and
                     // the pool's states nest in it) and is boxed once where
                     // it is made: unboxed, every layer around it (this
-                    // one, the request id's, the log span's, this block)
+                    // one, the request id's, the log ids', this block)
                     // copied all of it once more when first polled.
                     let chain = match refused {
                         Some(e) => Either::Left(std::future::ready(e.into_response())),
                         None => Either::Right(Box::pin(super::pipeline::run(state, req, peer))),
                     };
-                    in_log_span(chain, log_span)
+                    InTrace::new(chain, log_ids)
                 })
                 .await;
                 if let Some(websocket) = &websocket {
@@ -242,22 +242,6 @@ where
                 Ok(response)
             })
         }
-    }
-}
-
-/// `future`, run inside `span` (a traced request's log span) when there is
-/// one. One future type either way, so the caller awaits it in one place:
-/// each await point is a slot of its own in the caller's future, and the
-/// request's future is large, so two would double what every request
-/// allocates and copies. An untraced request enters no span.
-fn in_log_span<F: std::future::Future>(
-    future: F,
-    span: Option<tracing::Span>,
-) -> futures_util::future::Either<tracing::instrument::Instrumented<F>, F> {
-    use futures_util::future::Either;
-    match span {
-        Some(span) => Either::Left(future.instrument(span)),
-        None => Either::Right(future),
     }
 }
 

@@ -32,15 +32,15 @@
 //! - `encode.rs`: the OTLP protobuf encoding, written by hand.
 //! - `batch.rs`: the span processor, encoding and batching where spans end.
 //! - `spans.rs`: the spans of a request and their attributes.
-//! - `log_span.rs`: the request's `trace` log span, its fields filled when
-//!   a line is written in it.
+//! - `log_ids.rs`: the ids of the traced work running on a thread, and the
+//!   log writer that ends each line written meanwhile with them.
 //! - `propagation.rs`: W3C `traceparent` / `tracestate` in and out.
 
 mod batch;
 mod encode;
 mod export;
 mod ids;
-pub(crate) mod log_span;
+pub(crate) mod log_ids;
 mod propagation;
 mod record;
 mod sampler;
@@ -51,7 +51,8 @@ use std::time::Duration;
 
 pub use crate::config::{SamplerChoice, TraceConfig};
 pub use export::TraceStartError;
-pub use log_span::{FieldFormat, TraceLogLayer};
+pub use log_ids::{LineWriter, LogFormat, TraceIdsWriter};
+pub(crate) use propagation::TraceHeaders;
 pub(crate) use spans::{CallSpan, SpanParent};
 
 /// The server's tracing: off, or the sampler and the export pipeline.

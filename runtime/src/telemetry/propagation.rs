@@ -49,27 +49,80 @@ pub(super) fn extract(headers: &HeaderMap) -> Option<SpanContext> {
 }
 
 /// Sets `traceparent` (and `tracestate`, or removes a stale one) in
-/// `headers` to `span`, as the SDK's `TraceContextPropagator` writes them,
-/// except that a span without trace state gets no `tracestate` at all where
-/// the propagator writes an empty one (W3C Trace Context: vendors must
-/// accept empty `tracestate` headers but should avoid sending them; every
-/// guest would read, and every upstream receive, one header more). Written
-/// out here because the propagator formats through `format!` and parses the
-/// result back into a header value — three times per sampled request with
-/// one plugin, which profiled at about 6 % of a traced server's CPU; this
-/// is a hex encode into a fixed buffer.
+/// `headers` to `span` ([`TraceHeaders`]).
 pub(super) fn inject(span: &SpanContext, headers: &mut HeaderMap) {
-    headers.remove(TRACESTATE);
-    if !span.is_valid() {
-        return;
+    match TraceHeaders::of(span) {
+        Some(trace) => trace.inject(headers),
+        None => {
+            headers.remove(TRACESTATE);
+        }
     }
-    headers.insert(TRACEPARENT, traceparent(span));
-    if *span.trace_state() == TraceState::NONE {
-        return;
+}
+
+/// A span's `traceparent` and `tracestate`, as the SDK's
+/// `TraceContextPropagator` writes them, except that a span without trace
+/// state gets no `tracestate` at all where the propagator writes an empty
+/// one (W3C Trace Context: vendors must accept empty `tracestate` headers
+/// but should avoid sending them; every guest would read, and every
+/// upstream receive, one header more).
+///
+/// Written out here because the propagator formats through `format!` and
+/// parses the result back into a header value, which profiled at about 6 %
+/// of a traced server's CPU; this is a hex encode into a fixed buffer. A
+/// guest's head takes the pairs as they are ([`TraceHeaders::pairs`]), in
+/// place of the request's own: no header map is changed for a head.
+#[derive(Debug, Clone)]
+pub(crate) struct TraceHeaders {
+    traceparent: [u8; 55],
+    tracestate: Option<String>,
+}
+
+impl TraceHeaders {
+    /// The headers of `span`; `None` for an invalid one (nothing to send).
+    pub(crate) fn of(span: &SpanContext) -> Option<Self> {
+        if !span.is_valid() {
+            return None;
+        }
+        let state = span.trace_state();
+        let tracestate = (*state != TraceState::NONE)
+            .then(|| state.header())
+            // The propagator skips a value that is not a header value.
+            .filter(|text| HeaderValue::from_str(text).is_ok());
+        Some(Self {
+            traceparent: traceparent(span),
+            tracestate,
+        })
     }
-    // The propagator skips a value that is not a header value.
-    if let Ok(state) = HeaderValue::from_str(&span.trace_state().header()) {
-        headers.insert(TRACESTATE, state);
+
+    /// Whether `name` is one of the headers these replace.
+    pub(crate) fn replaces(name: &HeaderName) -> bool {
+        name == TRACEPARENT || name == TRACESTATE
+    }
+
+    /// `(name, value)` of each header, `traceparent` first.
+    pub(crate) fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        let traceparent = std::str::from_utf8(&self.traceparent).unwrap_or_default();
+        std::iter::once(("traceparent", traceparent)).chain(
+            self.tracestate
+                .as_deref()
+                .map(|state| ("tracestate", state)),
+        )
+    }
+
+    /// Sets them in `headers`, removing a stale `tracestate`.
+    pub(crate) fn inject(&self, headers: &mut HeaderMap) {
+        headers.remove(TRACESTATE);
+        // Hex digits and dashes are always a valid header value.
+        if let Ok(value) = HeaderValue::from_bytes(&self.traceparent) {
+            headers.insert(TRACEPARENT, value);
+        }
+        if let Some(state) = self
+            .tracestate
+            .as_deref()
+            .and_then(|s| HeaderValue::from_str(s).ok())
+        {
+            headers.insert(TRACESTATE, state);
+        }
     }
 }
 
@@ -77,7 +130,7 @@ const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
 /// `00-<trace id>-<span id>-<flags>`, the sampled flag only.
-fn traceparent(span: &SpanContext) -> HeaderValue {
+fn traceparent(span: &SpanContext) -> [u8; 55] {
     let mut out = *b"00-00000000000000000000000000000000-0000000000000000-00";
     hex(&span.trace_id().to_bytes(), &mut out[3..35]);
     hex(&span.span_id().to_bytes(), &mut out[36..52]);
@@ -85,16 +138,7 @@ fn traceparent(span: &SpanContext) -> HeaderValue {
         &[(span.trace_flags() & TraceFlags::SAMPLED).to_u8()],
         &mut out[53..55],
     );
-    // Hex digits and dashes are always a valid header value.
-    HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
-/// The trace and span ids of `span` as lowercase hex digits.
-pub(super) fn ids_hex(span: &SpanContext) -> ([u8; 32], [u8; 16]) {
-    let (mut trace, mut span_hex) = ([0u8; 32], [0u8; 16]);
-    hex(&span.trace_id().to_bytes(), &mut trace);
-    hex(&span.span_id().to_bytes(), &mut span_hex);
-    (trace, span_hex)
+    out
 }
 
 /// `bytes` as lowercase hex into `out` (twice as long).

@@ -6,11 +6,8 @@
 //! call under it is a [`CallSpan`] whose own [`SpanParent`] goes into the
 //! call's extensions, so the `http` and `sql` host functions start their
 //! client spans under the hook or app that called them, and the guest's log
-//! lines name that span. The server span also opens a `tracing` span with
-//! the trace and span ids, so the runtime's log lines for the request name
-//! them. (A `tracing` span per call would name the call's span in the
-//! runtime's few lines written during a call too, but costs more than the
-//! call span itself on every sampled request.)
+//! lines name that span. The runtime's log lines written while the request
+//! runs name the server span (`log_ids.rs`).
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -20,8 +17,10 @@ use std::time::SystemTime;
 use http::{HeaderMap, Method};
 use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceState};
 
+use super::log_ids::TraceIds;
+use super::propagation::TraceHeaders;
 use super::record::SpanRecord;
-use super::{Telemetry, Tracing, ids, log_span, propagation};
+use super::{Telemetry, Tracing, ids, propagation};
 
 /// The response header naming the app version that answered (set by the
 /// app handler), read back for the server span's `buntime.app`.
@@ -49,7 +48,7 @@ impl std::fmt::Debug for SpanParent {
 pub(crate) struct RequestSpan {
     record: SpanRecord,
     tracing: Arc<Tracing>,
-    log: tracing::Span,
+    log: TraceIds,
 }
 
 /// The span of one guest call or of one call a guest makes. Dropped without
@@ -126,7 +125,7 @@ impl Telemetry {
         // No `traceparent` is written into the request here: every guest
         // call (hook, app, plugin route) and every proxied request writes
         // its own span's, and nothing else reads the request's headers.
-        let log = log_span::open(&context);
+        let log = TraceIds::of(&context);
         req.extensions_mut().insert(SpanParent {
             tracing: tracing.clone(),
             context,
@@ -149,9 +148,9 @@ impl Telemetry {
 }
 
 impl RequestSpan {
-    /// The `tracing` span the request's log lines are written in.
-    pub(crate) fn log_span(&self) -> tracing::Span {
-        self.log.clone()
+    /// The ids the request's log lines name (`log_ids.rs`).
+    pub(crate) fn log_ids(&self) -> TraceIds {
+        self.log
     }
 
     /// Ends the span with the response's status (and the app that
@@ -188,13 +187,12 @@ impl SpanParent {
 
     /// The trace id, 32 lowercase hex digits, as the log feed records it.
     pub(crate) fn trace_id(&self) -> String {
-        let (trace, _) = propagation::ids_hex(&self.context);
-        ascii(&trace).to_owned()
+        self.context.trace_id().to_string()
     }
 
-    /// The span id (16 lowercase hex digits when displayed).
-    pub(crate) fn span_id(&self) -> SpanId {
-        self.context.span_id()
+    /// The ids a guest's log lines name (`log_ids.rs`).
+    pub(crate) fn log_ids(&self) -> TraceIds {
+        TraceIds::of(&self.context)
     }
 
     /// A child span of this one (sampled, as its parent is: every sampler
@@ -295,6 +293,11 @@ impl CallSpan {
         propagation::inject(&self.parent.context, headers);
     }
 
+    /// This span's `traceparent` (and `tracestate`), for a guest's head.
+    pub(crate) fn trace_headers(&self) -> Option<TraceHeaders> {
+        TraceHeaders::of(&self.parent.context)
+    }
+
     /// Sets the `http.response.status_code` of a client span.
     pub(crate) fn response_status(&mut self, status: u16) {
         self.record
@@ -349,11 +352,6 @@ fn ip_text(ip: std::net::IpAddr) -> String {
         out.push(char::from(b'0' + octet % 10));
     }
     out
-}
-
-/// Hex digits as text.
-fn ascii(hex: &[u8]) -> &str {
-    std::str::from_utf8(hex).unwrap_or_default()
 }
 
 /// The method as the semantic conventions name it (`_OTHER` for the rest).

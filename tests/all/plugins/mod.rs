@@ -20,7 +20,7 @@ mod keyval_streams;
 mod loading;
 mod logs;
 mod metrics;
-mod proxy;
+pub(crate) mod proxy;
 mod reload;
 mod state_memory;
 mod vhosts;

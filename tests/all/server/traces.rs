@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use buntime::telemetry::{Telemetry, TraceConfig};
+use buntime::telemetry::{LogFormat, Telemetry, TraceConfig, TraceIdsWriter};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
@@ -201,7 +201,7 @@ async fn one_request_through_two_plugins_and_an_app_is_one_trace() {
     let lines = Lines::default();
     let writer = lines.clone();
     let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
+        .with_writer(TraceIdsWriter::new(move || writer.clone(), LogFormat::Text))
         .with_ansi(false)
         .with_max_level(tracing::Level::INFO)
         .finish();
@@ -542,4 +542,52 @@ async fn exports_carry_the_configured_headers_and_a_503_is_retried() {
             Some("application/x-protobuf")
         );
     }
+}
+
+/// A request the proxy plugin delegates to an upstream carries the caller's
+/// trace and the `traceparent` of the proxy's `on_request` span, whose
+/// parent is the server span; the plugin before it saw its own span's.
+#[tokio::test]
+async fn a_proxied_request_carries_the_proxy_hooks_traceparent() {
+    use crate::plugins::proxy::{PROXY, rule, setup, upstream};
+    let (otlp, spans) = collector().await;
+    let (up, _) = upstream().await;
+    let traced = telemetry(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}")),
+        ("OTEL_BSP_SCHEDULE_DELAY", "50".into()),
+    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    for sub in ["apps", "plugins"] {
+        std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
+    }
+    let rules = serde_json::json!({
+        "rules": [rule("^/svc/(.*)$", &format!("http://{up}/echo/$1"), serde_json::json!({}))]
+    });
+    setup(dir.path(), rules, None);
+    let server =
+        TestServer::plugins_in(dir, buntime::plugins::embedded(), Default::default(), |s| {
+            s.with_telemetry(traced)
+        })
+        .await
+        .expect("server with the proxy plugin");
+    let res = traced_get(&server, "/svc/x").await;
+    assert_eq!(res.status(), 200);
+    let seen: Value = res.json().await.expect("json");
+    let hook_name = format!("{PROXY} on_request");
+    let (server_span, hook) = wait_for(&spans, |all| {
+        let server_span = all.iter().find(|s| s.kind == SpanKind::Server as i32)?;
+        let hook = all.iter().find(|s| s.name == hook_name)?;
+        Some((server_span.clone(), hook.clone()))
+    })
+    .await;
+    assert_eq!(hook.trace_id, TRACE_ID);
+    assert_eq!(hook.parent, server_span.span_id);
+    let sent = seen_header(&seen, "traceparent").expect("the upstream gets a traceparent");
+    assert_eq!(ids(&sent), (TRACE_ID.to_owned(), hook.span_id.clone()));
+    assert_eq!(
+        seen_header(&seen, "tracestate").as_deref(),
+        Some("vendor=x"),
+        "the caller's trace state is passed on"
+    );
+    server.stop().await;
 }

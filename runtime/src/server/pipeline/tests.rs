@@ -189,7 +189,7 @@ fn a_response_head_is_written_as_serde_json_writes_it() {
     ] {
         let view = ResponseHeadView {
             status,
-            headers: HeaderPairs(headers, None),
+            headers: HeaderPairs(headers, None, None),
             path,
         };
         assert_eq!(view.to_json(), serde_json::to_vec(&view).unwrap());

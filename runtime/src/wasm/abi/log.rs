@@ -79,26 +79,18 @@ fn log(c: &mut Cx<'_>, level: Level, function: &str, h: i64) -> wasmtime::Result
             // client whose text a plugin logs) cannot forge lines or
             // terminal escapes. The feed below keeps the text as written.
             let text = one_line(&text);
-            // A traced call's span: the line names it (the request's
-            // `tracing` span adds the trace id).
-            let span_id = crate::telemetry::SpanParent::of(&state.extensions)
-                .map(|p| tracing::field::display(p.span_id()));
-            match level {
-                Level::ERROR => {
-                    tracing::error!(target: "buntime::guest", guest, span_id, "{text}{suffix}")
-                }
-                Level::WARN => {
-                    tracing::warn!(target: "buntime::guest", guest, span_id, "{text}{suffix}")
-                }
-                Level::INFO => {
-                    tracing::info!(target: "buntime::guest", guest, span_id, "{text}{suffix}")
-                }
-                Level::DEBUG => {
-                    tracing::debug!(target: "buntime::guest", guest, span_id, "{text}{suffix}")
-                }
-                Level::TRACE => {
-                    tracing::trace!(target: "buntime::guest", guest, span_id, "{text}{suffix}")
-                }
+            let line = || match level {
+                Level::ERROR => tracing::error!(target: "buntime::guest", guest, "{text}{suffix}"),
+                Level::WARN => tracing::warn!(target: "buntime::guest", guest, "{text}{suffix}"),
+                Level::INFO => tracing::info!(target: "buntime::guest", guest, "{text}{suffix}"),
+                Level::DEBUG => tracing::debug!(target: "buntime::guest", guest, "{text}{suffix}"),
+                Level::TRACE => tracing::trace!(target: "buntime::guest", guest, "{text}{suffix}"),
+            };
+            // A traced call's line names the call's span, on whatever
+            // thread the guest runs.
+            match crate::telemetry::SpanParent::of(&state.extensions) {
+                Some(parent) => crate::telemetry::log_ids::scoped(parent.log_ids(), line),
+                None => line(),
             }
         }
         if fed {
