@@ -381,7 +381,7 @@ mod tests {
             context,
             SpanId::INVALID,
             false,
-            name.into(),
+            (&name, None),
             SpanKind::Internal,
         )
     }

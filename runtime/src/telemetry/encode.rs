@@ -56,11 +56,10 @@ pub(super) fn span(buf: &mut Vec<u8>, span: &SpanRecord, end: SystemTime) {
             flags |= IS_REMOTE;
         }
         fixed32(b, 16, flags);
-        bytes(b, 5, span.name.as_bytes());
         uint(b, 6, kind(&span.kind));
         fixed64(b, 7, nanos(span.start));
         fixed64(b, 8, nanos(end));
-        b.extend_from_slice(&span.attributes);
+        b.extend_from_slice(&span.fields);
         // `Status` is always present, as the SDK's exporter sends it.
         nested(b, 15, |b| match &span.status {
             Status::Unset => {}
@@ -73,23 +72,57 @@ pub(super) fn span(buf: &mut Vec<u8>, span: &SpanRecord, end: SystemTime) {
     });
 }
 
+/// Appends the `Span.name` field, `"{name} {suffix}"` with a suffix, to
+/// `buf` (no string of the joined name is made).
+pub(super) fn name(buf: &mut Vec<u8>, name: &str, suffix: Option<&str>) {
+    let len = name.len() + suffix.map_or(0, |s| 1 + s.len());
+    if len == 0 {
+        return;
+    }
+    tag(buf, 5, LEN);
+    varint(buf, len as u64);
+    buf.extend_from_slice(name.as_bytes());
+    if let Some(suffix) = suffix {
+        buf.push(b' ');
+        buf.extend_from_slice(suffix.as_bytes());
+    }
+}
+
+// The attributes are written with their lengths computed first, rather
+// than through `nested`: a span sets several on every sampled request, and
+// one pass with no length patched afterwards is about half the work.
+
 /// Appends a string attribute (a `Span.attributes` field) to `buf`.
 pub(super) fn string_attribute(buf: &mut Vec<u8>, key: &str, value: &str) {
-    nested(buf, 9, |b| {
-        bytes(b, 1, key.as_bytes());
-        nested(b, 2, |b| string_value(b, value));
-    });
+    // `AnyValue { string_value }`.
+    let any = 1 + varint_len(value.len() as u64) + value.len();
+    key_value_head(buf, key, any);
+    tag(buf, 1, LEN);
+    varint(buf, value.len() as u64);
+    buf.extend_from_slice(value.as_bytes());
 }
 
 /// Appends an integer attribute (a `Span.attributes` field) to `buf`.
 pub(super) fn int_attribute(buf: &mut Vec<u8>, key: &str, value: i64) {
-    nested(buf, 9, |b| {
-        bytes(b, 1, key.as_bytes());
-        nested(b, 2, |b| {
-            tag(b, 3, VARINT);
-            varint(b, value as u64);
-        });
-    });
+    // `AnyValue { int_value }`.
+    let any = 1 + varint_len(value as u64);
+    key_value_head(buf, key, any);
+    tag(buf, 3, VARINT);
+    varint(buf, value as u64);
+}
+
+/// A `Span.attributes` field up to its value's `AnyValue` message, which
+/// takes `any` bytes and is to follow.
+fn key_value_head(buf: &mut Vec<u8>, key: &str, any: usize) {
+    let key_value = 1 + varint_len(key.len() as u64) + key.len() + 1 + varint_len(any as u64) + any;
+    buf.reserve(1 + MAX_VARINT + key_value);
+    tag(buf, 9, LEN);
+    varint(buf, key_value as u64);
+    tag(buf, 1, LEN);
+    varint(buf, key.len() as u64);
+    buf.extend_from_slice(key.as_bytes());
+    tag(buf, 2, LEN);
+    varint(buf, any as u64);
 }
 
 /// What goes around every batch: the resource and the scope, encoded once.

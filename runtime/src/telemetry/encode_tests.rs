@@ -72,7 +72,7 @@ fn both(
         context.clone(),
         parent,
         parent_remote,
-        name.clone(),
+        (&name, None),
         kind.clone(),
     );
     record.start = start;

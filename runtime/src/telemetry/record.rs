@@ -1,10 +1,11 @@
 //! One sampled span as Buntime records it: a plain struct with what the
 //! OTLP `Span` message carries for the spans this server makes (no events,
-//! no links). Its attributes are kept already encoded (the `Span.attributes`
-//! fields of `encode.rs`), so adding one is an append to one buffer, and
-//! ending the span is one pass of its fields into the batch.
+//! no links). Its name and attributes are kept already encoded (the
+//! `Span.name` and `Span.attributes` fields of `encode.rs`; protobuf fields
+//! may come in any order), so naming it allocates nothing of its own,
+//! adding an attribute is an append to one buffer, and ending the span is
+//! one pass of its fields into the batch.
 
-use std::borrow::Cow;
 use std::time::SystemTime;
 
 use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status};
@@ -20,46 +21,48 @@ pub(super) struct SpanRecord {
     pub(super) parent: SpanId,
     /// Whether the parent came from another process (a `traceparent`).
     pub(super) parent_remote: bool,
-    pub(super) name: Cow<'static, str>,
     pub(super) kind: SpanKind,
     pub(super) start: SystemTime,
-    /// `Span.attributes` fields, in the order they were set.
-    pub(super) attributes: Vec<u8>,
+    /// The `Span.name` field, then `Span.attributes` fields in the order
+    /// they were set.
+    pub(super) fields: Vec<u8>,
     pub(super) status: Status,
 }
 
-/// What a span's attributes usually take, encoded (a server span's seven
-/// fit; the buffer grows for a long URL or statement).
-const ATTRIBUTE_BYTES: usize = 192;
+/// What a span's name and attributes usually take, encoded (a server
+/// span's fit; the buffer grows for a long URL or statement).
+const FIELD_BYTES: usize = 224;
 
 impl SpanRecord {
-    /// A span starting now.
+    /// A span named `name` (`"{name} {suffix}"` with a suffix) starting
+    /// now.
     pub(super) fn start(
         context: SpanContext,
         parent: SpanId,
         parent_remote: bool,
-        name: Cow<'static, str>,
+        (name, suffix): (&str, Option<&str>),
         kind: SpanKind,
     ) -> Self {
+        let mut fields = Vec::with_capacity(FIELD_BYTES);
+        encode::name(&mut fields, name, suffix);
         Self {
             context,
             parent,
             parent_remote,
-            name,
             kind,
             start: SystemTime::now(),
-            attributes: Vec::with_capacity(ATTRIBUTE_BYTES),
+            fields,
             status: Status::Unset,
         }
     }
 
     /// Adds a string attribute.
     pub(super) fn text(&mut self, key: &'static str, value: &str) {
-        encode::string_attribute(&mut self.attributes, key, value);
+        encode::string_attribute(&mut self.fields, key, value);
     }
 
     /// Adds an integer attribute.
     pub(super) fn int(&mut self, key: &'static str, value: i64) {
-        encode::int_attribute(&mut self.attributes, key, value);
+        encode::int_attribute(&mut self.fields, key, value);
     }
 }

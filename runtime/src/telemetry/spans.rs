@@ -9,7 +9,6 @@
 //! lines name that span. The runtime's log lines written while the request
 //! runs name the server span (`log_ids.rs`).
 
-use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -91,7 +90,7 @@ impl Telemetry {
             context.clone(),
             parent,
             parent_remote,
-            Cow::Borrowed(name),
+            (name, None),
             SpanKind::Server,
         );
         record.text("http.request.method", method);
@@ -101,16 +100,12 @@ impl Telemetry {
         if method == "_OTHER" {
             record.text("http.request.method_original", req.method().as_str());
         }
-        let host = req
+        if let Some(host) = req
             .headers()
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok())
-            .and_then(|h| h.parse::<http::uri::Authority>().ok());
-        if let Some(host) = host {
-            record.text("server.address", host.host());
-            if let Some(port) = host.port_u16() {
-                record.int("server.port", i64::from(port));
-            }
+        {
+            server_address(&mut record, host);
         }
         if let Some(ua) = req
             .headers()
@@ -161,7 +156,7 @@ impl RequestSpan {
         if let Some((app, version)) = headers
             .get(X_BUNTIME_APP)
             .and_then(|v| v.to_str().ok())
-            .and_then(|key| key.rsplit_once('@'))
+            .and_then(app_and_version)
         {
             record.text("buntime.app", app);
             record.text("buntime.app.version", version);
@@ -197,7 +192,7 @@ impl SpanParent {
 
     /// A child span of this one (sampled, as its parent is: every sampler
     /// keeps the children of a sampled span).
-    fn child(&self, name: Cow<'static, str>, kind: SpanKind) -> CallSpan {
+    fn child(&self, name: (&str, Option<&str>), kind: SpanKind) -> CallSpan {
         let context = SpanContext::new(
             self.context.trace_id(),
             ids::span_id(),
@@ -225,7 +220,7 @@ impl SpanParent {
     /// the `Option` across the call, and inline the span doubled that
     /// future's size (1,184 bytes against the call's 584), traced or not.
     pub(crate) fn hook(&self, plugin: &str, hook: &'static str) -> Box<CallSpan> {
-        let mut span = self.child(joined(plugin, hook).into(), SpanKind::Internal);
+        let mut span = self.child((plugin, Some(hook)), SpanKind::Internal);
         span.record.text("buntime.plugin", plugin);
         span.record.text("buntime.hook", hook);
         Box::new(span)
@@ -233,8 +228,8 @@ impl SpanParent {
 
     /// The span of the call of app version `key` (`name@version`).
     pub(crate) fn app(&self, key: &str) -> CallSpan {
-        let (app, version) = key.rsplit_once('@').unwrap_or((key, ""));
-        let mut span = self.child(joined(key, "handle").into(), SpanKind::Internal);
+        let (app, version) = app_and_version(key).unwrap_or((key, ""));
+        let mut span = self.child((key, Some("handle")), SpanKind::Internal);
         span.record.text("buntime.app", app);
         span.record.text("buntime.app.version", version);
         span
@@ -246,7 +241,7 @@ impl SpanParent {
             "_OTHER" => "HTTP",
             known => known,
         };
-        let mut span = self.child(Cow::Borrowed(name), SpanKind::Client);
+        let mut span = self.child((name, None), SpanKind::Client);
         let record = &mut span.record;
         record.text("http.request.method", method_name(method));
         record.text("url.full", &redacted(url));
@@ -269,7 +264,7 @@ impl SpanParent {
         db: &str,
         statement: Option<String>,
     ) -> CallSpan {
-        let mut span = self.child(joined(function, db).into(), SpanKind::Client);
+        let mut span = self.child((function, Some(db)), SpanKind::Client);
         let record = &mut span.record;
         record.text("db.system.name", "sqlite");
         record.text("db.namespace", db);
@@ -323,13 +318,52 @@ impl Drop for CallSpan {
     }
 }
 
-/// `"{a} {b}"`, without the formatting machinery (a span name per call).
-fn joined(a: &str, b: &str) -> String {
-    let mut name = String::with_capacity(a.len() + 1 + b.len());
-    name.push_str(a);
-    name.push(' ');
-    name.push_str(b);
-    name
+/// `server.address` and `server.port` from a `Host` header, as
+/// `http::uri::Authority` reads it (nothing when it does not parse).
+fn server_address(record: &mut SpanRecord, host: &str) {
+    if let Some((name, port)) = plain_host(host) {
+        record.text("server.address", name);
+        if let Some(port) = port {
+            record.int("server.port", i64::from(port));
+        }
+        return;
+    }
+    if let Ok(authority) = host.parse::<http::uri::Authority>() {
+        record.text("server.address", authority.host());
+        if let Some(port) = authority.port_u16() {
+            record.int("server.port", i64::from(port));
+        }
+    }
+}
+
+/// The usual `Host` (a name or IPv4 address of letters, digits, dots and
+/// dashes, and a port) split without `Authority`'s parser, which copies the
+/// value and validates it byte by byte through a table; anything else is
+/// left to that parser.
+fn plain_host(host: &str) -> Option<(&str, Option<u16>)> {
+    let (name, port) = match host.bytes().rposition(|b| b == b':') {
+        Some(colon) => {
+            let digits = &host[colon + 1..];
+            if digits.is_empty() || digits.len() > 5 || !digits.bytes().all(|b| b.is_ascii_digit())
+            {
+                return None;
+            }
+            (&host[..colon], Some(digits.parse::<u16>().ok()?))
+        }
+        None => (host, None),
+    };
+    let plain = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+    plain.then_some((name, port))
+}
+
+/// `name@version` split at its last `@`. By bytes: `rsplit_once('@')`
+/// searches for a `char`, several times the work for these short keys.
+fn app_and_version(key: &str) -> Option<(&str, &str)> {
+    let at = key.bytes().rposition(|b| b == b'@')?;
+    Some((&key[..at], &key[at + 1..]))
 }
 
 /// `ip` as text; an IPv4 address (the usual peer) without the formatting
@@ -383,6 +417,36 @@ fn redacted(url: &url::Url) -> String {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn a_plain_host_is_split_as_authority_splits_it() {
+        for host in [
+            "example.com",
+            "example.com:8080",
+            "127.0.0.1:3000",
+            "a-b.c:65535",
+            "a:65536",
+            "a:0",
+            "a:",
+            ":80",
+            "[::1]:80",
+            "user@host:1",
+            "exa mple",
+            "é.com:1",
+            "a:b:1",
+            "a:00080",
+        ] {
+            let parsed = host
+                .parse::<http::uri::Authority>()
+                .ok()
+                .map(|a| (a.host().to_owned(), a.port_u16()));
+            if let Some((name, port)) = super::plain_host(host) {
+                assert_eq!(Some((name.to_owned(), port)), parsed, "{host}");
+            }
+        }
+        assert_eq!(super::plain_host("a.b:80"), Some(("a.b", Some(80))));
+        assert_eq!(super::plain_host("a.b"), Some(("a.b", None)));
+    }
+
+    #[test]
     fn ip_text_is_the_display_of_the_address() {
         for ip in [
             "0.0.0.0",
@@ -396,6 +460,7 @@ mod tests {
             let ip: std::net::IpAddr = ip.parse().unwrap();
             assert_eq!(super::ip_text(ip), ip.to_string());
         }
-        assert_eq!(super::joined("a@1.0.0", "handle"), "a@1.0.0 handle");
+        assert_eq!(super::app_and_version("a@b@1.0.0"), Some(("a@b", "1.0.0")));
+        assert_eq!(super::app_and_version("no-version"), None);
     }
 }
