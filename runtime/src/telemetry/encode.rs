@@ -42,34 +42,109 @@ const IS_REMOTE: u32 = 0x200;
 
 /// Appends `span`, ended at `end`, to a batch, as a `ScopeSpans.spans`
 /// field.
+///
+/// The span's length is worked out before it is written, rather than
+/// patched in afterwards as `nested` does: a span is a few hundred bytes,
+/// so its length takes two bytes, and patching it in moved the whole span
+/// once more. Its fixed fields (ids, flags, kind, times) are put together on
+/// the stack and appended at once.
 pub(super) fn span(buf: &mut Vec<u8>, span: &SpanRecord, end: SystemTime) {
-    nested(buf, 2, |b| {
-        let context = &span.context;
-        bytes(b, 1, &context.trace_id().to_bytes());
-        bytes(b, 2, &context.span_id().to_bytes());
-        trace_state(b, 3, context.trace_state());
-        if span.parent != SpanId::INVALID {
-            bytes(b, 4, &span.parent.to_bytes());
+    let context = &span.context;
+    let mut fixed = Fixed::default();
+    fixed.put(&[tag_byte(1, LEN), 16]);
+    fixed.put(&context.trace_id().to_bytes());
+    fixed.put(&[tag_byte(2, LEN), 8]);
+    fixed.put(&context.span_id().to_bytes());
+    if span.parent != SpanId::INVALID {
+        fixed.put(&[tag_byte(4, LEN), 8]);
+        fixed.put(&span.parent.to_bytes());
+    }
+    let mut flags = u32::from(context.trace_flags().to_u8()) | HAS_IS_REMOTE;
+    if span.parent_remote {
+        flags |= IS_REMOTE;
+    }
+    // Field 16 takes a two-byte tag.
+    fixed.put(&[(16 << 3 | FIXED32 as u8) | 0x80, 1]);
+    fixed.put(&flags.to_le_bytes());
+    fixed.put(&[tag_byte(6, VARINT), kind(&span.kind) as u8]);
+    for (field, time) in [(7, span.start), (8, end)] {
+        let nanos = nanos(time);
+        if nanos != 0 {
+            fixed.put(&[tag_byte(field, FIXED64)]);
+            fixed.put(&nanos.to_le_bytes());
         }
-        let mut flags = u32::from(context.trace_flags().to_u8()) | HAS_IS_REMOTE;
-        if span.parent_remote {
-            flags |= IS_REMOTE;
+    }
+    let state = context.trace_state();
+    let state = (*state != TraceState::NONE).then(|| state.header());
+    let state = state.as_deref().unwrap_or_default();
+    // `Status` is always present, as the SDK's exporter sends it.
+    let status = match &span.status {
+        Status::Unset => 0,
+        Status::Ok => 2,
+        Status::Error { description } => field_len(description.len()) + 2,
+    };
+    let len = fixed.len
+        + field_len(state.len())
+        + span.fields.len()
+        + 1
+        + varint_len(status as u64)
+        + status;
+    buf.reserve(1 + MAX_VARINT + len);
+    tag(buf, 2, LEN);
+    varint(buf, len as u64);
+    buf.extend_from_slice(fixed.bytes());
+    bytes(buf, 3, state.as_bytes());
+    buf.extend_from_slice(&span.fields);
+    tag(buf, 15, LEN);
+    varint(buf, status as u64);
+    match &span.status {
+        Status::Unset => {}
+        Status::Ok => buf.extend_from_slice(&[tag_byte(3, VARINT), 1]),
+        Status::Error { description } => {
+            bytes(buf, 2, description.as_bytes());
+            buf.extend_from_slice(&[tag_byte(3, VARINT), 2]);
         }
-        fixed32(b, 16, flags);
-        uint(b, 6, kind(&span.kind));
-        fixed64(b, 7, nanos(span.start));
-        fixed64(b, 8, nanos(end));
-        b.extend_from_slice(&span.fields);
-        // `Status` is always present, as the SDK's exporter sends it.
-        nested(b, 15, |b| match &span.status {
-            Status::Unset => {}
-            Status::Ok => uint(b, 3, 1),
-            Status::Error { description } => {
-                bytes(b, 2, description.as_bytes());
-                uint(b, 3, 2);
-            }
-        });
-    });
+    }
+}
+
+/// A span's fixed fields, put together on the stack.
+struct Fixed {
+    bytes: [u8; 64],
+    len: usize,
+}
+
+impl Default for Fixed {
+    fn default() -> Self {
+        Self {
+            bytes: [0; 64],
+            len: 0,
+        }
+    }
+}
+
+impl Fixed {
+    fn put(&mut self, part: &[u8]) {
+        self.bytes[self.len..self.len + part.len()].copy_from_slice(part);
+        self.len += part.len();
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// The one-byte tag of a field numbered below 16.
+const fn tag_byte(field: u32, wire: u32) -> u8 {
+    (field << 3 | wire) as u8
+}
+
+/// What [`bytes`] writes for `len` bytes.
+fn field_len(len: usize) -> usize {
+    if len == 0 {
+        0
+    } else {
+        1 + varint_len(len as u64) + len
+    }
 }
 
 /// Appends the `Span.name` field, `"{name} {suffix}"` with a suffix, to
@@ -96,9 +171,13 @@ pub(super) fn name(buf: &mut Vec<u8>, name: &str, suffix: Option<&str>) {
 pub(super) fn string_attribute(buf: &mut Vec<u8>, key: &str, value: &str) {
     // `AnyValue { string_value }`.
     let any = 1 + varint_len(value.len() as u64) + value.len();
-    key_value_head(buf, key, any);
-    tag(buf, 1, LEN);
-    varint(buf, value.len() as u64);
+    if key_value_head(buf, key, any) {
+        // Short: `any` is below 128, and so is the value's length.
+        buf.extend_from_slice(&[tag_byte(1, LEN), value.len() as u8]);
+    } else {
+        tag(buf, 1, LEN);
+        varint(buf, value.len() as u64);
+    }
     buf.extend_from_slice(value.as_bytes());
 }
 
@@ -112,10 +191,24 @@ pub(super) fn int_attribute(buf: &mut Vec<u8>, key: &str, value: i64) {
 }
 
 /// A `Span.attributes` field up to its value's `AnyValue` message, which
-/// takes `any` bytes and is to follow.
-fn key_value_head(buf: &mut Vec<u8>, key: &str, any: usize) {
+/// takes `any` bytes and is to follow. Returns whether the field is short
+/// (under 128 bytes): then every length in it takes one byte, and the
+/// head is two four-byte appends around the key.
+fn key_value_head(buf: &mut Vec<u8>, key: &str, any: usize) -> bool {
     let key_value = 1 + varint_len(key.len() as u64) + key.len() + 1 + varint_len(any as u64) + any;
-    buf.reserve(1 + MAX_VARINT + key_value);
+    buf.reserve(1 + varint_len(key_value as u64) + key_value);
+    let short = key_value < 0x80;
+    if short {
+        buf.extend_from_slice(&[
+            tag_byte(9, LEN),
+            key_value as u8,
+            tag_byte(1, LEN),
+            key.len() as u8,
+        ]);
+        buf.extend_from_slice(key.as_bytes());
+        buf.extend_from_slice(&[tag_byte(2, LEN), any as u8]);
+        return true;
+    }
     tag(buf, 9, LEN);
     varint(buf, key_value as u64);
     tag(buf, 1, LEN);
@@ -123,6 +216,7 @@ fn key_value_head(buf: &mut Vec<u8>, key: &str, any: usize) {
     buf.extend_from_slice(key.as_bytes());
     tag(buf, 2, LEN);
     varint(buf, any as u64);
+    false
 }
 
 /// What goes around every batch: the resource and the scope, encoded once.
@@ -223,12 +317,6 @@ fn nanos(time: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-fn trace_state(buf: &mut Vec<u8>, field: u32, state: &TraceState) {
-    if *state != TraceState::NONE {
-        bytes(buf, field, state.header().as_bytes());
-    }
-}
-
 fn key_value(buf: &mut Vec<u8>, kv: &KeyValue) {
     bytes(buf, 1, kv.key.as_str().as_bytes());
     nested(buf, 2, |b| any_value(b, &kv.value));
@@ -302,27 +390,6 @@ fn bytes(buf: &mut Vec<u8>, field: u32, value: &[u8]) {
     tag(buf, field, LEN);
     varint(buf, value.len() as u64);
     buf.extend_from_slice(value);
-}
-
-fn uint(buf: &mut Vec<u8>, field: u32, value: u64) {
-    if value != 0 {
-        tag(buf, field, VARINT);
-        varint(buf, value);
-    }
-}
-
-fn fixed64(buf: &mut Vec<u8>, field: u32, value: u64) {
-    if value != 0 {
-        tag(buf, field, FIXED64);
-        buf.extend_from_slice(&value.to_le_bytes());
-    }
-}
-
-fn fixed32(buf: &mut Vec<u8>, field: u32, value: u32) {
-    if value != 0 {
-        tag(buf, field, FIXED32);
-        buf.extend_from_slice(&value.to_le_bytes());
-    }
 }
 
 /// A message field: written in place after a one-byte length, moved up

@@ -158,6 +158,21 @@ fn spans() -> Vec<Both> {
             vec![KeyValue::new("db.query.text", "x".repeat(20_000))],
             Status::Ok,
         ),
+        // Attributes on both sides of 128 bytes, where their lengths
+        // start taking two bytes.
+        both(
+            context(1, 3, 1, TraceState::NONE),
+            SpanId::INVALID,
+            false,
+            Cow::Borrowed("edges"),
+            SpanKind::Internal,
+            times,
+            (100..=120)
+                .map(|n| KeyValue::new(format!("k{n}"), "v".repeat(n)))
+                .chain((0..=2).map(|n| KeyValue::new("k".repeat(120 + n), 1_i64 << (7 * n))))
+                .collect(),
+            Status::Unset,
+        ),
         both(
             context(3, 4, 1, TraceState::NONE),
             SpanId::INVALID,

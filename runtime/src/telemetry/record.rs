@@ -29,9 +29,11 @@ pub(super) struct SpanRecord {
     pub(super) status: Status,
 }
 
-/// What a span's name and attributes usually take, encoded (a server
-/// span's fit; the buffer grows for a long URL or statement).
-const FIELD_BYTES: usize = 224;
+/// What a span's name and attributes usually take, encoded: a server
+/// span's ten come to about 250 bytes with a short path, and growing the
+/// buffer (a reallocation and a copy) cost more than the whole span's
+/// encoding. The buffer grows for a long URL, user agent or statement.
+const FIELD_BYTES: usize = 384;
 
 impl SpanRecord {
     /// A span named `name` (`"{name} {suffix}"` with a suffix) starting
