@@ -9,7 +9,7 @@
 # contention between threads: confirm a change with ab.sh.
 #
 #   benches/ab_instructions.sh A_BINARY B_BINARY [requests, default 2000]
-#   SCENARIOS="warm five cors rate proxy one traced" benches/ab_instructions.sh A B
+#   SCENARIOS="warm five cors rate proxy one traced unsampled" benches/ab_instructions.sh A B
 #
 # `SCENARIOS` (default `warm five`): `warm` (no plugin), `five` (five no-op
 # plugins), `cors` and `rate` (the gateway; every request with an allowed
@@ -17,7 +17,8 @@
 # counted, it runs natively), `one` (one no-op plugin) and `traced` (the
 # same, every request traced and exported over OTLP/HTTP to an nginx sink
 # on loopback, as in trace_cpu.sh: `one` and `traced` side by side are
-# tracing's cost in instructions).
+# tracing's cost in instructions) and `unsampled` (the same, tracing
+# configured but sampling none).
 #
 # Each server first runs natively to fill a module cache of its own (compiling
 # under valgrind would take minutes), then under callgrind with
@@ -42,8 +43,8 @@ export RUST_LIB_BACKTRACE=0
 work="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 upstream=""
-if [[ " $scenarios " == *" traced "* ]]; then
-    command -v nginx >/dev/null || { echo "ab_instructions.sh: nginx is missing for \`traced\` (apt-get install nginx)" >&2; exit 1; }
+if [[ " $scenarios " == *" traced "* || " $scenarios " == *" unsampled "* ]]; then
+    command -v nginx >/dev/null || { echo "ab_instructions.sh: nginx is missing for \`traced\` and \`unsampled\` (apt-get install nginx)" >&2; exit 1; }
     . benches/otlp_sink.sh
     sink=$((18700 + RANDOM % 100))
     otlp_sink "$work" "$sink"
@@ -73,11 +74,12 @@ for i in range(n):
 EOF
 
 # What each scenario requests: its config file, path and headers.
-config_of() { case "$1" in warm) echo none ;; traced) echo one ;; *) echo "$1" ;; esac; }
+config_of() { case "$1" in warm) echo none ;; traced | unsampled) echo one ;; *) echo "$1" ;; esac; }
 # The server's further environment.
 env_of() {
     case "$1" in
         traced) echo "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$sink OTEL_TRACES_SAMPLER=always_on" ;;
+        unsampled) echo "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$sink OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0" ;;
     esac
 }
 path_of() { case "$1" in proxy) echo /up/x ;; *) echo /warm/ ;; esac; }
@@ -132,8 +134,8 @@ count() { # binary scenario label -> instructions per request
 printf '%-14s %12s %12s %8s\n' scenario "A instr/req" "B instr/req" "B/A"
 for scenario in $scenarios; do
     case "$scenario" in
-        warm | five | cors | rate | proxy | one | traced) ;;
-        *) echo "ab_instructions.sh: unknown scenario \`$scenario\` in SCENARIOS (warm five cors rate proxy one traced)" >&2; exit 1 ;;
+        warm | five | cors | rate | proxy | one | traced | unsampled) ;;
+        *) echo "ab_instructions.sh: unknown scenario \`$scenario\` in SCENARIOS (warm five cors rate proxy one traced unsampled)" >&2; exit 1 ;;
     esac
     ia=$(count "$a" "$scenario" a)
     ib=$(count "$b" "$scenario" b)
