@@ -11,6 +11,8 @@
 //! | `OTEL_TRACES_SAMPLER` | `parentbased_always_on` | which traces are recorded |
 //! | `OTEL_TRACES_SAMPLER_ARG` | `1.0` | the ratio of the `*traceidratio` samplers |
 //! | `OTEL_BSP_SCHEDULE_DELAY` | 5000 | milliseconds between exports of finished spans |
+//! | `OTEL_BSP_MAX_QUEUE_SIZE` | 2048 | finished spans that may wait for export (more are dropped, counted) |
+//! | `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` | 512 | spans per export (at most the queue size) |
 //! | `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`, `OTEL_EXPORTER_OTLP_TIMEOUT` | 10000 | milliseconds one export may take |
 //! | `OTEL_EXPORTER_OTLP_TRACES_HEADERS`, `OTEL_EXPORTER_OTLP_HEADERS` | none | `key=value,…` headers sent with every export (values percent-encoded) |
 //!
@@ -36,6 +38,10 @@ pub struct TraceConfig {
     pub sampler: SamplerChoice,
     /// Time between exports (`None`: the default, 5 s).
     pub schedule_delay: Option<Duration>,
+    /// Spans that may wait for export (`None`: the default, 2048).
+    pub max_queue_size: Option<usize>,
+    /// Spans per export (`None`: the default, 512).
+    pub max_export_batch_size: Option<usize>,
     /// Longest an export may take.
     pub export_timeout: Duration,
     /// Headers sent with every export (`OTEL_EXPORTER_OTLP_TRACES_HEADERS`,
@@ -63,6 +69,14 @@ pub enum SamplerChoice {
 
 /// The default timeout of one export (the specification's 10 s).
 const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The specification's defaults of the batch span processor's sizes.
+const DEFAULT_MAX_QUEUE_SIZE: usize = 2048;
+const DEFAULT_MAX_EXPORT_BATCH_SIZE: usize = 512;
+
+/// The largest `OTEL_BSP_MAX_QUEUE_SIZE` taken: a waiting span takes about
+/// 300 bytes, so this is a few hundred MiB at most.
+const MAX_QUEUE_SIZE: usize = 1 << 20;
 
 impl TraceConfig {
     /// Reads the tracing settings from `vars`; `Ok(None)` when no endpoint is
@@ -117,6 +131,34 @@ impl TraceConfig {
                 .transpose()
         };
         let schedule_delay = millis("OTEL_BSP_SCHEDULE_DELAY")?;
+        let spans = |name: &str| -> Result<Option<usize>, ConfigError> {
+            var(name)
+                .map(|v| match v.parse::<usize>() {
+                    Ok(n) if (1..=MAX_QUEUE_SIZE).contains(&n) => Ok(n),
+                    _ => Err(err(
+                        name,
+                        format!("`{v}` is not a number of spans from 1 to {MAX_QUEUE_SIZE}"),
+                    )),
+                })
+                .transpose()
+        };
+        let max_queue_size = spans("OTEL_BSP_MAX_QUEUE_SIZE")?;
+        let max_export_batch_size = spans("OTEL_BSP_MAX_EXPORT_BATCH_SIZE")?;
+        let queue = max_queue_size.unwrap_or(DEFAULT_MAX_QUEUE_SIZE);
+        let batch = max_export_batch_size.unwrap_or(DEFAULT_MAX_EXPORT_BATCH_SIZE);
+        if batch > queue {
+            return Err(err(
+                "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+                format!(
+                    "a batch of {batch} spans does not fit the queue of {queue} (OTEL_BSP_MAX_QUEUE_SIZE{}): raise the queue size or lower the batch size",
+                    if max_queue_size.is_none() {
+                        ", the default"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
         let export_timeout = match millis("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT")? {
             Some(t) => t,
             None => millis("OTEL_EXPORTER_OTLP_TIMEOUT")?.unwrap_or(DEFAULT_EXPORT_TIMEOUT),
@@ -139,9 +181,22 @@ impl TraceConfig {
             resource,
             sampler,
             schedule_delay,
+            max_queue_size,
+            max_export_batch_size,
             export_timeout,
             headers,
         }))
+    }
+
+    /// Spans that may wait for export (`OTEL_BSP_MAX_QUEUE_SIZE`).
+    pub(crate) fn queue_size(&self) -> usize {
+        self.max_queue_size.unwrap_or(DEFAULT_MAX_QUEUE_SIZE)
+    }
+
+    /// Spans per export (`OTEL_BSP_MAX_EXPORT_BATCH_SIZE`).
+    pub(crate) fn batch_size(&self) -> usize {
+        self.max_export_batch_size
+            .unwrap_or(DEFAULT_MAX_EXPORT_BATCH_SIZE)
     }
 
     /// The resource attributes, `service.name` and `service.version` included.
@@ -279,10 +334,14 @@ mod tests {
                 "service.name=shop, team=web%20ops",
             ),
             ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "8192"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "2048"),
             ("OTEL_EXPORTER_OTLP_TIMEOUT", "2000"),
         ])
         .unwrap()
         .unwrap();
+        assert_eq!(c.max_queue_size, Some(8192));
+        assert_eq!(c.max_export_batch_size, Some(2048));
         assert_eq!(c.sampler, SamplerChoice::ParentBasedRatio(0.25));
         assert_eq!(c.service_name, "shop");
         assert_eq!(c.resource[1], ("team".into(), "web ops".into()));
@@ -309,6 +368,21 @@ mod tests {
         assert_eq!(e.source, std::path::Path::new("OTEL_RESOURCE_ATTRIBUTES"));
         let e = config(&[base, ("OTEL_BSP_SCHEDULE_DELAY", "5s")]).unwrap_err();
         assert!(e.message.contains("milliseconds"), "{e:?}");
+        for bad in ["0", "-1", "lots", "1048577"] {
+            let e = config(&[base, ("OTEL_BSP_MAX_QUEUE_SIZE", bad)]).unwrap_err();
+            assert_eq!(e.source, std::path::Path::new("OTEL_BSP_MAX_QUEUE_SIZE"));
+            assert!(e.message.contains("number of spans"), "{e:?}");
+        }
+        let e = config(&[base, ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "4096")]).unwrap_err();
+        assert_eq!(
+            e.source,
+            std::path::Path::new("OTEL_BSP_MAX_EXPORT_BATCH_SIZE")
+        );
+        assert!(
+            e.message
+                .contains("queue of 2048 (OTEL_BSP_MAX_QUEUE_SIZE, the default)"),
+            "{e:?}"
+        );
         let e = config(&[base, ("OTEL_EXPORTER_OTLP_HEADERS", "bad name=1")]).unwrap_err();
         assert!(e.message.contains("header name"), "{e:?}");
         let e = config(&[base, ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "a=%0Ax")]).unwrap_err();

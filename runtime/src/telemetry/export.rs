@@ -19,9 +19,6 @@ use super::encode::{self, Frame};
 /// The instrumentation scope of every span.
 pub(super) const SCOPE: &str = "buntime";
 
-/// Spans per export and spans that may wait (the `OTEL_BSP_*` defaults).
-const BATCH_SIZE: usize = 512;
-const QUEUE_SIZE: usize = 2048;
 /// How long a span may wait in a partial batch by default.
 const SCHEDULE_DELAY: Duration = Duration::from_secs(5);
 
@@ -70,8 +67,8 @@ pub(super) fn pipeline(config: &TraceConfig) -> Result<BatchingProcessor, TraceS
     Ok(BatchingProcessor::start(
         exporter,
         BatchSettings {
-            batch_size: BATCH_SIZE,
-            queue_size: QUEUE_SIZE,
+            batch_size: config.batch_size(),
+            queue_size: config.queue_size(),
             delay: config.schedule_delay.unwrap_or(SCHEDULE_DELAY),
             export_timeout: config.export_timeout,
         },

@@ -591,3 +591,32 @@ async fn a_proxied_request_carries_the_proxy_hooks_traceparent() {
     );
     server.stop().await;
 }
+
+/// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` sets the spans per export: with a batch
+/// of one, a request's spans reach the collector long before the schedule
+/// delay (ten minutes here) would send a partial batch.
+#[tokio::test]
+async fn a_full_batch_is_exported_without_waiting_for_the_delay() {
+    let (otlp, spans) = collector().await;
+    let traced = telemetry(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}")),
+        ("OTEL_BSP_SCHEDULE_DELAY", "600000".into()),
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "64".into()),
+        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1".into()),
+    ]);
+    let server = TestServer::start_plugins_with(echo, |s| s.with_telemetry(traced)).await;
+    let res = traced_get(&server, "/echo/x").await;
+    assert_eq!(res.status(), 200);
+    let names = wait_for(&spans, |all| {
+        let names: Vec<String> = all
+            .iter()
+            .filter(|s| s.trace_id == TRACE_ID)
+            .map(|s| s.name.clone())
+            .collect();
+        (names.len() >= 2).then_some(names)
+    })
+    .await;
+    assert!(names.iter().any(|n| n == "GET"), "{names:?}");
+    assert!(names.iter().any(|n| n.ends_with(" handle")), "{names:?}");
+    server.stop().await;
+}
