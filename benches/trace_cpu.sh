@@ -2,7 +2,8 @@
 # Tracing cost: server CPU per request of the one-plugin server untraced,
 # traced at sampling 1.0 and configured at sampling 0 (OTLP/HTTP to an nginx
 # sink on loopback, as in load.sh), each driven in turn by
-# `wrk -t1 -c8` (batch class) for a number of rounds. CPU is the server's
+# `wrk -t1 -c8` (batch class) for a number of rounds, each round starting
+# with the next server. CPU is the server's
 # utime+stime from /proc/<pid>/stat over the requests wrk completed: on a
 # machine shared with other work it moves less than req/s. Prints every round
 # and the medians, and the traced/untraced ratios of the medians.
@@ -62,7 +63,10 @@ tick=$(getconf CLK_TCK)
 cpu() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 for r in $(seq "$rounds"); do
     line="round $r:"
-    for i in "${!names[@]}"; do
+    # Each round starts with the next server: the one measured first in a
+    # round reads differently on this machine, whichever it is.
+    for k in "${!names[@]}"; do
+        i=$(((k + r - 1) % ${#names[@]}))
         before=$(cpu "${pids[$i]}")
         $batch wrk -t1 -c8 -d"${secs}s" "http://127.0.0.1:${ports[$i]}/warm/" >"$work/wrk.txt"
         after=$(cpu "${pids[$i]}")
