@@ -185,8 +185,8 @@ where
                 }
                 if let Some(span) = traced {
                     response = response.map(|r| {
-                        super::span_body::end_with_body(r, move |status, head| {
-                            span.finish(status, head)
+                        super::span_body::end_with_body(r, move |status, app| {
+                            span.finish(status, app)
                         })
                     });
                 }
@@ -229,8 +229,8 @@ where
                     response = websocket.leave(response, detail);
                 }
                 if let Some(span) = traced {
-                    response = super::span_body::end_with_body(response, move |status, head| {
-                        span.finish(status, head)
+                    response = super::span_body::end_with_body(response, move |status, app| {
+                        span.finish(status, app)
                     });
                 }
                 if let Some(value) = meter.and_then(|m| super::cost::server_timing(&m.take())) {

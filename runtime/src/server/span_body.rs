@@ -12,64 +12,67 @@ use std::task::{Context, Poll};
 use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
-use http::{HeaderMap, StatusCode};
+use http::{HeaderValue, StatusCode};
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 
 use super::apps::X_BUNTIME_APP;
 
-/// How a span is ended: with the response's status and head.
-type Finish = Box<dyn FnOnce(StatusCode, &HeaderMap) + Send>;
-
 /// `response` with `finish` called when its body has been sent (at once
 /// for a body known to be empty).
-pub(super) fn end_with_body(
-    response: Response,
-    finish: impl FnOnce(StatusCode, &HeaderMap) + Send + 'static,
-) -> Response {
+///
+/// `finish` gets the status and the app version that answered (the
+/// response's `x-buntime-app`), the only part of the head a span reads.
+pub(super) fn end_with_body<F>(response: Response, finish: F) -> Response
+where
+    F: FnOnce(StatusCode, Option<&HeaderValue>) + Send + 'static,
+{
+    let status = response.status();
     if response.body().is_end_stream() {
-        finish(response.status(), response.headers());
+        finish(status, response.headers().get(X_BUNTIME_APP));
         return response;
     }
-    let status = response.status();
-    // Only what the span reads from the head is kept.
-    let mut head = HeaderMap::new();
-    if let Some(app) = response.headers().get(X_BUNTIME_APP) {
-        head.insert(X_BUNTIME_APP, app.clone());
-    }
+    let app = response.headers().get(X_BUNTIME_APP).cloned();
     response.map(|inner| {
         Body::new(SpanBody {
             inner,
             end: Some(End {
-                finish: Box::new(finish),
+                finish,
                 status,
-                head,
+                app,
             }),
         })
     })
 }
 
 /// What ends the span, kept until the body ends.
-struct End {
-    finish: Finish,
+struct End<F> {
+    finish: F,
     status: StatusCode,
-    head: HeaderMap,
+    app: Option<HeaderValue>,
 }
 
 /// A response body that ends its request's span when it ends.
-struct SpanBody {
+struct SpanBody<F: FnOnce(StatusCode, Option<&HeaderValue>)> {
     inner: Body,
-    end: Option<End>,
+    end: Option<End<F>>,
 }
 
-impl SpanBody {
+impl<F: FnOnce(StatusCode, Option<&HeaderValue>)> SpanBody<F> {
     fn end(&mut self) {
         if let Some(end) = self.end.take() {
-            (end.finish)(end.status, &end.head);
+            (end.finish)(end.status, end.app.as_ref());
         }
     }
 }
 
-impl HttpBody for SpanBody {
+// `Unpin` whatever `F` is: the body is polled through `Pin<&mut Self>`
+// and moved only as a whole.
+impl<F: FnOnce(StatusCode, Option<&HeaderValue>)> Unpin for SpanBody<F> {}
+
+impl<F> HttpBody for SpanBody<F>
+where
+    F: FnOnce(StatusCode, Option<&HeaderValue>),
+{
     type Data = Bytes;
     type Error = axum::Error;
 
@@ -94,7 +97,7 @@ impl HttpBody for SpanBody {
     }
 }
 
-impl Drop for SpanBody {
+impl<F: FnOnce(StatusCode, Option<&HeaderValue>)> Drop for SpanBody<F> {
     fn drop(&mut self) {
         self.end();
     }
@@ -110,13 +113,10 @@ mod tests {
 
     type Ended = Arc<Mutex<Option<(StatusCode, Option<String>)>>>;
 
-    fn recorder(ended: &Ended) -> impl FnOnce(StatusCode, &HeaderMap) + Send + 'static {
+    fn recorder(ended: &Ended) -> impl FnOnce(StatusCode, Option<&HeaderValue>) + Send + 'static {
         let ended = ended.clone();
-        move |status, head| {
-            let app = head
-                .get(X_BUNTIME_APP)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
+        move |status, app| {
+            let app = app.and_then(|v| v.to_str().ok()).map(str::to_owned);
             *ended.lock().expect("lock") = Some((status, app));
         }
     }

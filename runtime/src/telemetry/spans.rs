@@ -21,10 +21,6 @@ use super::propagation::TraceHeaders;
 use super::record::SpanRecord;
 use super::{Telemetry, Tracing, ids, propagation};
 
-/// The response header naming the app version that answered (set by the
-/// app handler), read back for the server span's `buntime.app`.
-const X_BUNTIME_APP: &str = "x-buntime-app";
-
 /// Where the spans of a call start: a sampled span's context and the
 /// pipeline. Cloning is one reference count and a small copy.
 #[derive(Clone)]
@@ -148,16 +144,13 @@ impl RequestSpan {
         self.log
     }
 
-    /// Ends the span with the response's status (and the app that
-    /// answered, when one did).
-    pub(crate) fn finish(mut self, status: http::StatusCode, headers: &HeaderMap) {
+    /// Ends the span with the response's status (and the app version that
+    /// answered, `name@version` as the response's `x-buntime-app` names
+    /// it, when one did).
+    pub(crate) fn finish(mut self, status: http::StatusCode, app: Option<&http::HeaderValue>) {
         let record = &mut self.record;
         record.int("http.response.status_code", i64::from(status.as_u16()));
-        if let Some((app, version)) = headers
-            .get(X_BUNTIME_APP)
-            .and_then(|v| v.to_str().ok())
-            .and_then(app_and_version)
-        {
+        if let Some((app, version)) = app.and_then(|v| v.to_str().ok()).and_then(app_and_version) {
             record.text("buntime.app", app);
             record.text("buntime.app.version", version);
         }
