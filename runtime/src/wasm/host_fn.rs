@@ -221,13 +221,25 @@ impl HostFunction {
         encoding: ResultEncoding,
         implementation: impl Fn(&mut HostState, &[u64]) -> HostFuture + Send + Sync + 'static,
     ) -> Self {
+        let implementation = Implementation::Async(Arc::new(implementation));
+        Self::gated(name, capability, params, encoding, implementation)
+    }
+
+    /// The function `name` behind `capability`, with no grant hint.
+    fn gated(
+        name: &'static str,
+        capability: Capability,
+        params: usize,
+        encoding: ResultEncoding,
+        implementation: Implementation,
+    ) -> Self {
         Self {
             name,
             capability: Some(capability),
             grant_hint: None,
             params,
             encoding,
-            implementation: Implementation::Async(Arc::new(implementation)),
+            implementation,
         }
     }
 
@@ -251,14 +263,8 @@ impl HostFunction {
         encoding: ResultEncoding,
         implementation: impl Fn(&mut HostState, &[u64]) -> HostOutput + Send + Sync + 'static,
     ) -> Self {
-        Self {
-            name,
-            capability: Some(capability),
-            grant_hint: None,
-            params,
-            encoding,
-            implementation: Implementation::Sync(Arc::new(implementation)),
-        }
+        let implementation = Implementation::Sync(Arc::new(implementation));
+        Self::gated(name, capability, params, encoding, implementation)
     }
 
     /// A function that needs `capability`, never waits, and takes guest
@@ -289,14 +295,14 @@ impl HostFunction {
         + Sync
         + 'static,
     ) -> Self {
-        Self {
+        let implementation = Implementation::Memory(Arc::new(implementation));
+        Self::gated(
             name,
-            capability: Some(capability),
-            grant_hint: None,
+            capability,
             params,
-            encoding: ResultEncoding::Envelope,
-            implementation: Implementation::Memory(Arc::new(implementation)),
-        }
+            ResultEncoding::Envelope,
+            implementation,
+        )
     }
 
     /// [`HostFunction::new_sync`] without a grant (part of the app or plugin

@@ -6,6 +6,7 @@ mod lifecycle;
 pub(crate) mod metrics;
 mod routing;
 mod static_files;
+mod trace_export;
 mod traces;
 
 use std::path::{Path, PathBuf};
@@ -101,11 +102,20 @@ impl TestServer {
         setup: impl FnOnce(&Path),
         finish: impl FnOnce(AppState) -> AppState,
     ) -> Self {
+        Self::start_embedded_with(Vec::new(), setup, finish).await
+    }
+
+    /// [`TestServer::start_plugins_with`], plus `embedded` plugins.
+    pub async fn start_embedded_with(
+        embedded: Vec<buntime::plugins::EmbeddedPlugin>,
+        setup: impl FnOnce(&Path),
+        finish: impl FnOnce(AppState) -> AppState,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("apps")).expect("mkdir");
         std::fs::create_dir_all(dir.path().join("plugins")).expect("mkdir");
         setup(dir.path());
-        Self::plugins_in(dir, Vec::new(), Default::default(), finish)
+        Self::plugins_in(dir, embedded, Default::default(), finish)
             .await
             .expect("server with plugins")
     }

@@ -22,16 +22,16 @@ use serde_json::Value;
 use super::TestServer;
 use crate::plugins::{config, echo, kit, seen_header};
 
-const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+pub(super) const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
 
 /// A span as the collector received it.
 #[derive(Debug, Clone, Default)]
-struct Received {
-    trace_id: String,
+pub(super) struct Received {
+    pub(super) trace_id: String,
     span_id: String,
     parent: String,
-    name: String,
+    pub(super) name: String,
     kind: i32,
     attributes: HashMap<String, String>,
     service: String,
@@ -42,18 +42,18 @@ struct Received {
 
 /// What a loopback listener saw: exported spans, or request headers.
 #[derive(Clone, Default)]
-struct Seen<T>(Arc<Mutex<Vec<T>>>);
+pub(super) struct Seen<T>(Arc<Mutex<Vec<T>>>);
 
 impl<T: Clone> Seen<T> {
-    fn push(&self, v: T) {
+    pub(super) fn push(&self, v: T) {
         self.0.lock().expect("lock").push(v);
     }
-    fn all(&self) -> Vec<T> {
+    pub(super) fn all(&self) -> Vec<T> {
         self.0.lock().expect("lock").clone()
     }
 }
 
-async fn listen(app: axum::Router) -> SocketAddr {
+pub(super) async fn listen(app: axum::Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -65,7 +65,7 @@ async fn listen(app: axum::Router) -> SocketAddr {
 }
 
 /// An OTLP/HTTP collector: `POST /v1/traces` with a protobuf body.
-async fn collector() -> (SocketAddr, Seen<Received>) {
+pub(super) async fn collector() -> (SocketAddr, Seen<Received>) {
     let seen = Seen::<Received>::default();
     let sink = seen.clone();
     let app = axum::Router::new().route(
@@ -144,7 +144,7 @@ fn ids(traceparent: &str) -> (String, String) {
 }
 
 /// Tracing as the variables in `vars` configure it.
-fn telemetry(vars: &[(&str, String)]) -> Telemetry {
+pub(super) fn telemetry(vars: &[(&str, String)]) -> Telemetry {
     let vars = vars
         .iter()
         .map(|(k, v)| (k.to_string(), v.clone()))
@@ -170,7 +170,7 @@ fn setup(root: &std::path::Path, fetch: SocketAddr) {
     );
 }
 
-async fn traced_get(server: &TestServer, path: &str) -> reqwest::Response {
+pub(super) async fn traced_get(server: &TestServer, path: &str) -> reqwest::Response {
     super::client()
         .get(server.url(path))
         .header("traceparent", format!("00-{TRACE_ID}-{CALLER_SPAN}-01"))
@@ -330,7 +330,10 @@ async fn one_request_through_two_plugins_and_an_app_is_one_trace() {
 }
 
 /// Polls the collector until `found` finds what it looks for.
-async fn wait_for<T>(spans: &Seen<Received>, found: impl Fn(&[Received]) -> Option<T>) -> T {
+pub(super) async fn wait_for<T>(
+    spans: &Seen<Received>,
+    found: impl Fn(&[Received]) -> Option<T>,
+) -> T {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let all = spans.all();
@@ -452,98 +455,6 @@ async fn core_routes_are_traced_and_a_streamed_body_ends_its_span() {
     server.stop().await;
 }
 
-/// What the flaky collector saw: each export's headers and span count.
-type Posts = Seen<(HashMap<String, String>, usize)>;
-
-/// A collector that answers the first export `503` (`Retry-After: 0`) and
-/// the later ones `200` with a partial success.
-async fn flaky_collector() -> (SocketAddr, Posts) {
-    let seen = Posts::default();
-    let sink = seen.clone();
-    let app = axum::Router::new().route(
-        "/v1/traces",
-        axum::routing::post(
-            move |headers: axum::http::HeaderMap, body: Bytes| async move {
-                let request =
-                    ExportTraceServiceRequest::decode(body).expect("an OTLP trace export");
-                let spans = request
-                    .resource_spans
-                    .iter()
-                    .flat_map(|rs| &rs.scope_spans)
-                    .map(|ss| ss.spans.len())
-                    .sum();
-                let first = sink.all().is_empty();
-                sink.push((
-                    headers
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
-                        .collect(),
-                    spans,
-                ));
-                if first {
-                    return axum::response::IntoResponse::into_response((
-                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                        [("retry-after", "0")],
-                        "busy",
-                    ));
-                }
-                let answer = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse {
-                    partial_success: Some(
-                        opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess {
-                            rejected_spans: 0,
-                            error_message: String::new(),
-                        },
-                    ),
-                };
-                axum::response::IntoResponse::into_response((
-                    [("content-type", "application/x-protobuf")],
-                    answer.encode_to_vec(),
-                ))
-            },
-        ),
-    );
-    (listen(app).await, seen)
-}
-
-#[tokio::test]
-async fn exports_carry_the_configured_headers_and_a_503_is_retried() {
-    let (otlp, posts) = flaky_collector().await;
-    let tracing = telemetry(&[
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}")),
-        ("OTEL_EXPORTER_OTLP_HEADERS", "x-ignored=general".into()),
-        (
-            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
-            "api-key=s%3Dcret,x-team=web".into(),
-        ),
-        ("OTEL_BSP_SCHEDULE_DELAY", "20".into()),
-    ]);
-    let server = TestServer::start_plugins_with(echo, |s| s.with_telemetry(tracing)).await;
-    assert_eq!(traced_get(&server, "/echo/x").await.status(), 200);
-    // The first attempt is refused, the retry delivers the same spans.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let all = loop {
-        let all = posts.all();
-        if all.len() >= 2 {
-            break all;
-        }
-        assert!(Instant::now() < deadline, "no retry: {all:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    server.stop().await;
-    let (refused, retried) = (&all[0], &all[1]);
-    assert!(refused.1 > 0, "{all:?}");
-    assert_eq!(retried.1, refused.1, "{all:?}");
-    for (headers, _) in [refused, retried] {
-        assert_eq!(headers.get("api-key").map(String::as_str), Some("s=cret"));
-        assert_eq!(headers.get("x-team").map(String::as_str), Some("web"));
-        assert_eq!(headers.get("x-ignored"), None, "the traces variable wins");
-        assert_eq!(
-            headers.get("content-type").map(String::as_str),
-            Some("application/x-protobuf")
-        );
-    }
-}
-
 /// A request the proxy plugin delegates to an upstream carries the caller's
 /// trace and the `traceparent` of the proxy's `on_request` span, whose
 /// parent is the server span; the plugin before it saw its own span's.
@@ -556,20 +467,15 @@ async fn a_proxied_request_carries_the_proxy_hooks_traceparent() {
         ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}")),
         ("OTEL_BSP_SCHEDULE_DELAY", "50".into()),
     ]);
-    let dir = tempfile::tempdir().expect("tempdir");
-    for sub in ["apps", "plugins"] {
-        std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
-    }
     let rules = serde_json::json!({
         "rules": [rule("^/svc/(.*)$", &format!("http://{up}/echo/$1"), serde_json::json!({}))]
     });
-    setup(dir.path(), rules, None);
-    let server =
-        TestServer::plugins_in(dir, buntime::plugins::embedded(), Default::default(), |s| {
-            s.with_telemetry(traced)
-        })
-        .await
-        .expect("server with the proxy plugin");
+    let server = TestServer::start_embedded_with(
+        buntime::plugins::embedded(),
+        |root| setup(root, rules, None),
+        |s| s.with_telemetry(traced),
+    )
+    .await;
     let res = traced_get(&server, "/svc/x").await;
     assert_eq!(res.status(), 200);
     let seen: Value = res.json().await.expect("json");
@@ -589,34 +495,5 @@ async fn a_proxied_request_carries_the_proxy_hooks_traceparent() {
         Some("vendor=x"),
         "the caller's trace state is passed on"
     );
-    server.stop().await;
-}
-
-/// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` sets the spans per export: with a batch
-/// of one, a request's spans reach the collector long before the schedule
-/// delay (ten minutes here) would send a partial batch.
-#[tokio::test]
-async fn a_full_batch_is_exported_without_waiting_for_the_delay() {
-    let (otlp, spans) = collector().await;
-    let traced = telemetry(&[
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}")),
-        ("OTEL_BSP_SCHEDULE_DELAY", "600000".into()),
-        ("OTEL_BSP_MAX_QUEUE_SIZE", "64".into()),
-        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1".into()),
-    ]);
-    let server = TestServer::start_plugins_with(echo, |s| s.with_telemetry(traced)).await;
-    let res = traced_get(&server, "/echo/x").await;
-    assert_eq!(res.status(), 200);
-    let names = wait_for(&spans, |all| {
-        let names: Vec<String> = all
-            .iter()
-            .filter(|s| s.trace_id == TRACE_ID)
-            .map(|s| s.name.clone())
-            .collect();
-        (names.len() >= 2).then_some(names)
-    })
-    .await;
-    assert!(names.iter().any(|n| n == "GET"), "{names:?}");
-    assert!(names.iter().any(|n| n.ends_with(" handle")), "{names:?}");
     server.stop().await;
 }
