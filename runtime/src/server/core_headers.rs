@@ -47,6 +47,7 @@ use super::client::RequestClientSource;
 use super::guest_http::{Guest, HeadView, HeaderPairs};
 use super::routes::Guard;
 use crate::plugins::{Chain, Plugin};
+use crate::telemetry::TraceHeaders;
 
 /// Serves the core request `req` from `peer` with `core` (the core
 /// router), wrapped by the plugins of the chain in force that cover the
@@ -130,14 +131,11 @@ async fn ask(
     let mut input: Option<Bytes> = None;
     for (_, plugin) in chain.core_route_plugins() {
         let span = trace.as_ref().map(|t| t.hook(plugin.name(), "on_request"));
-        let head = match &span {
-            Some(span) => {
-                let mut traced = visible.clone();
-                span.inject(&mut traced);
-                head_json(req, &traced)
-            }
+        let trace_headers = span.as_ref().and_then(|s| s.trace_headers());
+        let head = match &trace_headers {
+            Some(t) => head_json(req, &visible, Some(t)),
             None => input
-                .get_or_insert_with(|| head_json(req, &visible))
+                .get_or_insert_with(|| head_json(req, &visible, None))
                 .clone(),
         };
         let guest = Guest::for_plugin(plugin, dropped);
@@ -207,13 +205,14 @@ async fn ask(
     (pending, None)
 }
 
-/// The request's head as the plugins see it on a core route.
-fn head_json(req: &Parts, headers: &HeaderMap) -> Bytes {
+/// The request's head as the plugins see it on a core route (with a traced
+/// hook's `traceparent`).
+fn head_json(req: &Parts, headers: &HeaderMap, trace: Option<&TraceHeaders>) -> Bytes {
     HeadView {
         method: req.method.as_str(),
         path: req.uri.path(),
         query: req.uri.query(),
-        headers: HeaderPairs(headers, None, None),
+        headers: HeaderPairs(headers, None, trace),
         base: "",
         request_id: super::guest_http::request_id(&req.extensions),
         body_length: None,

@@ -226,9 +226,8 @@ async fn call_handle(
         .telemetry
         .parent(&parts.extensions)
         .map(|t| t.hook(plugin.name(), "handle"));
-    if let Some(span) = &span {
-        span.inject(&mut headers);
-    }
+    // The plugin sees its own call's context.
+    let trace_headers = span.as_ref().and_then(|s| s.trace_headers());
     let spec = plugin
         .manifest
         .spool_uploads
@@ -264,7 +263,8 @@ async fn call_handle(
         Method::HEAD => "GET",
         ref m => m.as_str(),
     };
-    let head = HeadView::mounted(parts, method, rest, &headers, mount, body.len() as u64);
+    let head = HeadView::mounted(parts, method, rest, &headers, mount, body.len() as u64)
+        .traced(trace_headers.as_ref());
     let input = head.to_json();
     let guest = super::guest_http::Guest::for_plugin(plugin, &state.dropped_headers);
     let mut ext = http::Extensions::new();
