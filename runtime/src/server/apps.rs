@@ -16,6 +16,7 @@ use super::error::{ApiError, ErrorKind};
 use crate::config::{AppCeiling, AppConfig, ConfigError, WORKER_CONFIG_FILE};
 use crate::pool::PoolError;
 use crate::routing::{AppDir, AppVersion, LookupError, OpenError, split_app_path, valid_name};
+use crate::telemetry::InSpan;
 use crate::wasm::CallError;
 use crate::wasm::abi::{RequestBody, ResponseBody};
 
@@ -255,10 +256,7 @@ async fn serve_wasm(
         }
     };
     let (parts, body) = req.into_parts();
-    let span = state
-        .telemetry
-        .parent(&parts.extensions)
-        .map(|t| t.app(key));
+    let span = state.telemetry.current().map(|t| t.app(key));
     // The app sees its own call's context.
     let trace_headers = span.as_ref().and_then(|s| s.trace_headers());
     let body = match super::body::collect(body, limit).await {
@@ -290,8 +288,8 @@ async fn serve_wasm(
     let (result, ext) = match span {
         None => pool.call("handle", input, ext).await,
         Some(span) => {
-            ext.insert(span.parent());
-            let (result, ext) = pool.call("handle", input, ext).await;
+            let call = pool.call("handle", input, ext);
+            let (result, ext) = InSpan::new(call, Some(span.parent())).await;
             span.end(result.as_ref().err().map(|e| ("app_failed", e.to_string())));
             (result, ext)
         }

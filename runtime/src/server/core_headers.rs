@@ -122,7 +122,7 @@ async fn ask(
 ) -> (Vec<Vec<(HeaderName, HeaderValue)>>, Option<Response>) {
     let preflight = is_preflight(req);
     let visible = visible_headers(&req.headers);
-    let trace = state.telemetry.parent(&req.extensions).cloned();
+    let trace = state.telemetry.current();
     // The client as it connected; no key hash: core routes' keys are
     // nothing a plugin counts by.
     let client = RequestClientSource::new(peer, &state.access.policy.trusted_proxies);

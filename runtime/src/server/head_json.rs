@@ -14,6 +14,7 @@
 //! [`ResponseHeadView`]: super::pipeline
 
 use super::guest_http::HeaderPairs;
+use crate::telemetry::TraceHeaders;
 
 /// A writer of one JSON object into a buffer: `new`, a call per field in
 /// the order they are to appear, then `finish` for the bytes (for example
@@ -60,30 +61,89 @@ impl JsonObject {
             .extend_from_slice(if value { b"true" } else { b"false" });
     }
 
-    /// Writes `headers` as `[[name, value], ...]`.
+    /// Writes `headers` as `[[name, value], ...]`, the pairs in the order
+    /// [`HeaderPairs::iter`] gives them. What cannot need an escape is
+    /// copied without a look: a header name (a token, which has no quote,
+    /// backslash or control character) and a `traceparent` (hex digits and
+    /// dashes).
     pub(crate) fn headers_field(&mut self, key: &str, headers: &HeaderPairs<'_>) {
         self.key(key);
-        let out = &mut self.out;
-        out.push(b'[');
-        let mut first = true;
-        for (name, value) in headers.iter() {
-            if !first {
-                out.push(b',');
+        let HeaderPairs(map, extra, trace) = *headers;
+        let mut pairs = Pairs {
+            out: &mut self.out,
+            first: true,
+        };
+        pairs.out.push(b'[');
+        for (name, value) in map {
+            if trace.is_some() && TraceHeaders::replaces(name) {
+                continue;
             }
-            first = false;
-            out.push(b'[');
-            push_str(out, name);
-            out.push(b',');
-            push_str(out, value);
-            out.push(b']');
+            if let Ok(value) = value.to_str() {
+                pairs.pair(Plain(name.as_str().as_bytes()), value);
+            }
         }
-        out.push(b']');
+        if let Some((name, value)) = extra {
+            pairs.pair(name, value);
+        }
+        if let Some(trace) = trace {
+            pairs.pair(Plain(b"traceparent"), Plain(trace.traceparent_bytes()));
+            if let Some(state) = trace.tracestate() {
+                pairs.pair(Plain(b"tracestate"), state);
+            }
+        }
+        pairs.out.push(b']');
     }
 
     /// The finished object.
     pub(crate) fn finish(mut self) -> Vec<u8> {
         self.out.push(b'}');
         self.out
+    }
+}
+
+/// The pairs of a `headers` field as they are written.
+struct Pairs<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+}
+
+impl Pairs<'_> {
+    fn pair(&mut self, name: impl JsonStr, value: impl JsonStr) {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        self.out.push(b'[');
+        name.push_to(self.out);
+        self.out.push(b',');
+        value.push_to(self.out);
+        self.out.push(b']');
+    }
+}
+
+/// A string written as JSON: a `&str` with [`push_str`], a [`Plain`] one
+/// as it is.
+trait JsonStr {
+    fn push_to(self, out: &mut Vec<u8>);
+}
+
+impl JsonStr for &str {
+    fn push_to(self, out: &mut Vec<u8>) {
+        push_str(out, self);
+    }
+}
+
+/// The bytes of a string that needs no escaping, known by where it comes
+/// from (ASCII, no quote, backslash or control character).
+struct Plain<'a>(&'a [u8]);
+
+impl JsonStr for Plain<'_> {
+    fn push_to(self, out: &mut Vec<u8>) {
+        debug_assert!(self.0.is_ascii() && !needs_escape(self.0), "{:?}", self.0);
+        out.reserve(self.0.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(self.0);
+        out.push(b'"');
     }
 }
 

@@ -128,7 +128,7 @@ pub(crate) async fn run(state: &AppState, mut req: Request, peer: Option<SocketA
         {
             client.resolve(req.headers(), req.uri());
         }
-        let trace = state.telemetry.parent(req.extensions()).cloned();
+        let trace = state.telemetry.current();
         let meter = super::cost::meter_of(req.extensions());
         // `on_response` runs after the request is gone: its log lines get
         // the request's tag taken now, when a plugin there can log at all.

@@ -224,7 +224,7 @@ async fn call_handle(
     super::upload_spool::strip(&mut headers);
     let span = state
         .telemetry
-        .parent(&parts.extensions)
+        .current()
         .map(|t| t.hook(plugin.name(), "handle"));
     // The plugin sees its own call's context.
     let trace_headers = span.as_ref().and_then(|s| s.trace_headers());

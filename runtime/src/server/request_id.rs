@@ -143,8 +143,8 @@ pub(crate) fn log_tag(
     let id = req.get::<RequestId>()?;
     Some(crate::log_feed::LogTag {
         request_id: id.0.clone(),
-        // Set only for a sampled request (its span parent is attached).
-        trace_id: crate::telemetry::SpanParent::of(req).map(|p| p.trace_id()),
+        // Set only for a sampled request (its span is current).
+        trace_id: crate::telemetry::log_ids::current_trace_id(),
     })
 }
 

@@ -29,7 +29,7 @@ use tower_http::timeout::TimeoutBody;
 use super::AppState;
 use super::connection::Activity;
 use crate::metrics::{Counted, MethodClass};
-use crate::telemetry::log_ids::InTrace;
+use crate::telemetry::{InSpan, RequestSpan};
 
 /// The server: the core routes' `Router` and the shared state.
 ///
@@ -157,7 +157,7 @@ where
         // One branch when tracing is off (`Telemetry::request` returns at
         // once); a request the sampler drops costs the decision. A sampled
         // request's span ends with its response body (`span_body.rs`).
-        let traced = parts.state.telemetry.request(&mut req, peer);
+        let traced = parts.state.telemetry.request(&req, peer);
         let detail = parts.state.error_detail;
         // A refused request is answered by the chain's branch (inside its
         // request-id layer), whatever its path.
@@ -171,7 +171,7 @@ where
                 let state = &parts.state;
                 let _in_flight = in_flight;
                 let mut counted = Counted::enter(&state.http, method);
-                let log_ids = traced.as_ref().map(|s| s.log_ids());
+                let current = traced.as_deref().map(RequestSpan::parent);
                 // One future type either way: one await point. The covered
                 // path is boxed, so it does not size every core request's.
                 let call = if covered {
@@ -179,7 +179,7 @@ where
                 } else {
                     Either::Right(core.oneshot(req))
                 };
-                let mut response = InTrace::new(call, log_ids).await;
+                let mut response = InSpan::new(call, current).await;
                 if let Some(websocket) = &websocket {
                     response = response.map(|r| websocket.leave(r, detail));
                 }
@@ -205,7 +205,7 @@ where
                 let state = &parts.state;
                 let _in_flight = in_flight;
                 let mut counted = Counted::enter(&state.http, method);
-                let log_ids = traced.as_ref().map(|s| s.log_ids());
+                let current = traced.as_deref().map(RequestSpan::parent);
                 // Awaited where it is made: each move of a future copies
                 // all of it, and wrapping the request id's future (the
                 // log ids' wrapper around it, then this await) copied
@@ -222,7 +222,7 @@ where
                         Some(e) => Either::Left(std::future::ready(e.into_response())),
                         None => Either::Right(Box::pin(super::pipeline::run(state, req, peer))),
                     };
-                    InTrace::new(chain, log_ids)
+                    InSpan::new(chain, current)
                 })
                 .await;
                 if let Some(websocket) = &websocket {

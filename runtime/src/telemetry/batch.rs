@@ -378,9 +378,8 @@ mod tests {
             TraceState::NONE,
         );
         SpanRecord::start(
-            context,
-            SpanId::INVALID,
-            false,
+            &context,
+            (SpanId::INVALID, false),
             (&name, None),
             SpanKind::Internal,
         )

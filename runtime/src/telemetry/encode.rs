@@ -23,7 +23,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use opentelemetry::trace::{SpanId, SpanKind, Status, TraceState};
+use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceState};
 use opentelemetry::{Array, InstrumentationScope, KeyValue, Value};
 
 use super::record::SpanRecord;
@@ -40,96 +40,93 @@ const MAX_VARINT: usize = 10;
 const HAS_IS_REMOTE: u32 = 0x100;
 const IS_REMOTE: u32 = 0x200;
 
-/// Appends `span`, ended at `end`, to a batch, as a `ScopeSpans.spans`
-/// field.
-///
-/// The span's length is worked out before it is written, rather than
-/// patched in afterwards as `nested` does: a span is a few hundred bytes,
-/// so its length takes two bytes, and patching it in moved the whole span
-/// once more. Its fixed fields (ids, flags, kind, times) are put together on
-/// the stack and appended at once.
-pub(super) fn span(buf: &mut Vec<u8>, span: &SpanRecord, end: SystemTime) {
-    let context = &span.context;
-    let mut fixed = Fixed::default();
-    fixed.put(&[tag_byte(1, LEN), 16]);
-    fixed.put(&context.trace_id().to_bytes());
-    fixed.put(&[tag_byte(2, LEN), 8]);
-    fixed.put(&context.span_id().to_bytes());
-    if span.parent != SpanId::INVALID {
-        fixed.put(&[tag_byte(4, LEN), 8]);
-        fixed.put(&span.parent.to_bytes());
-    }
+/// Writes the `Span` fields known when a span starts into its (empty)
+/// field buffer: trace and span ids, the parent's, flags, kind, start time
+/// and trace state. Put together on the stack, at fixed places, and
+/// appended at once.
+pub(super) fn span_start(
+    buf: &mut Vec<u8>,
+    context: &SpanContext,
+    (parent, parent_remote): (SpanId, bool),
+    kind: &SpanKind,
+    start: SystemTime,
+) {
+    let mut fixed = [0u8; 55];
+    fixed[0] = tag_byte(1, LEN);
+    fixed[1] = 16;
+    fixed[2..18].copy_from_slice(&context.trace_id().to_bytes());
+    fixed[18] = tag_byte(2, LEN);
+    fixed[19] = 8;
+    fixed[20..28].copy_from_slice(&context.span_id().to_bytes());
     let mut flags = u32::from(context.trace_flags().to_u8()) | HAS_IS_REMOTE;
-    if span.parent_remote {
+    if parent_remote {
         flags |= IS_REMOTE;
     }
     // Field 16 takes a two-byte tag.
-    fixed.put(&[(16 << 3 | FIXED32 as u8) | 0x80, 1]);
-    fixed.put(&flags.to_le_bytes());
-    fixed.put(&[tag_byte(6, VARINT), kind(&span.kind) as u8]);
-    for (field, time) in [(7, span.start), (8, end)] {
-        let nanos = nanos(time);
-        if nanos != 0 {
-            fixed.put(&[tag_byte(field, FIXED64)]);
-            fixed.put(&nanos.to_le_bytes());
-        }
+    fixed[28] = (16 << 3 | FIXED32 as u8) | 0x80;
+    fixed[29] = 1;
+    fixed[30..34].copy_from_slice(&flags.to_le_bytes());
+    fixed[34] = tag_byte(6, VARINT);
+    fixed[35] = span_kind(kind);
+    let mut len = 36;
+    let nanos = nanos(start);
+    if nanos != 0 {
+        fixed[36] = tag_byte(7, FIXED64);
+        fixed[37..45].copy_from_slice(&nanos.to_le_bytes());
+        len = 45;
     }
+    if parent != SpanId::INVALID {
+        fixed[len] = tag_byte(4, LEN);
+        fixed[len + 1] = 8;
+        fixed[len + 2..len + 10].copy_from_slice(&parent.to_bytes());
+        len += 10;
+    }
+    buf.extend_from_slice(&fixed[..len]);
     let state = context.trace_state();
-    let state = (*state != TraceState::NONE).then(|| state.header());
-    let state = state.as_deref().unwrap_or_default();
-    // `Status` is always present, as the SDK's exporter sends it.
+    if *state != TraceState::NONE {
+        bytes(buf, 3, state.header().as_bytes());
+    }
+}
+
+/// Appends `span`, ended at `end`, to a batch, as a `ScopeSpans.spans`
+/// field: its length, the fields it has had since its start, then its end
+/// time and status.
+pub(super) fn span(buf: &mut Vec<u8>, span: &SpanRecord, end: SystemTime) {
+    // End time and `Status` (always present, as the SDK's exporter sends
+    // it; a description is written on its own).
+    let mut tail = [0u8; 15];
+    let mut len = 0;
+    let nanos = nanos(end);
+    if nanos != 0 {
+        tail[0] = tag_byte(8, FIXED64);
+        tail[1..9].copy_from_slice(&nanos.to_le_bytes());
+        len = 9;
+    }
+    let description = match &span.status {
+        Status::Error { description } => description.as_bytes(),
+        _ => &[],
+    };
     let status = match &span.status {
         Status::Unset => 0,
-        Status::Ok => 2,
-        Status::Error { description } => field_len(description.len()) + 2,
+        Status::Ok | Status::Error { .. } => field_len(description.len()) + 2,
     };
-    let len = fixed.len
-        + field_len(state.len())
-        + span.fields.len()
-        + 1
-        + varint_len(status as u64)
-        + status;
-    buf.reserve(1 + MAX_VARINT + len);
-    tag(buf, 2, LEN);
-    varint(buf, len as u64);
-    buf.extend_from_slice(fixed.bytes());
-    bytes(buf, 3, state.as_bytes());
+    tail[len] = tag_byte(15, LEN);
+    len += 1;
+    let status_len = varint_len(status as u64);
+    let total = span.fields.len() + len + status_len + status;
+    buf.reserve(1 + MAX_VARINT + total);
+    buf.push(tag_byte(2, LEN));
+    varint(buf, total as u64);
     buf.extend_from_slice(&span.fields);
-    tag(buf, 15, LEN);
+    buf.extend_from_slice(&tail[..len]);
     varint(buf, status as u64);
     match &span.status {
         Status::Unset => {}
         Status::Ok => buf.extend_from_slice(&[tag_byte(3, VARINT), 1]),
-        Status::Error { description } => {
-            bytes(buf, 2, description.as_bytes());
+        Status::Error { .. } => {
+            bytes(buf, 2, description);
             buf.extend_from_slice(&[tag_byte(3, VARINT), 2]);
         }
-    }
-}
-
-/// A span's fixed fields, put together on the stack.
-struct Fixed {
-    bytes: [u8; 64],
-    len: usize,
-}
-
-impl Default for Fixed {
-    fn default() -> Self {
-        Self {
-            bytes: [0; 64],
-            len: 0,
-        }
-    }
-}
-
-impl Fixed {
-    fn put(&mut self, part: &[u8]) {
-        self.bytes[self.len..self.len + part.len()].copy_from_slice(part);
-        self.len += part.len();
-    }
-
-    fn bytes(&self) -> &[u8] {
-        &self.bytes[..self.len]
     }
 }
 
@@ -168,16 +165,34 @@ pub(super) fn name(buf: &mut Vec<u8>, name: &str, suffix: Option<&str>) {
 // one pass with no length patched afterwards is about half the work.
 
 /// Appends a string attribute (a `Span.attributes` field) to `buf`.
+#[inline]
 pub(super) fn string_attribute(buf: &mut Vec<u8>, key: &str, value: &str) {
-    // `AnyValue { string_value }`.
-    let any = 1 + varint_len(value.len() as u64) + value.len();
-    if key_value_head(buf, key, any) {
-        // Short: `any` is below 128, and so is the value's length.
-        buf.extend_from_slice(&[tag_byte(1, LEN), value.len() as u8]);
-    } else {
-        tag(buf, 1, LEN);
-        varint(buf, value.len() as u64);
+    // `KeyValue { key, value: AnyValue { string_value } }`: when the whole
+    // field is under 128 bytes (nearly every attribute), every length in it
+    // takes one byte, and it is two four-byte heads and the two strings.
+    let key_value = key.len() + value.len() + 6;
+    if key_value < 0x80 {
+        buf.reserve(2 + key_value);
+        buf.extend_from_slice(&[
+            tag_byte(9, LEN),
+            key_value as u8,
+            tag_byte(1, LEN),
+            key.len() as u8,
+        ]);
+        buf.extend_from_slice(key.as_bytes());
+        buf.extend_from_slice(&[
+            tag_byte(2, LEN),
+            value.len() as u8 + 2,
+            tag_byte(1, LEN),
+            value.len() as u8,
+        ]);
+        buf.extend_from_slice(value.as_bytes());
+        return;
     }
+    let any = 1 + varint_len(value.len() as u64) + value.len();
+    key_value_head(buf, key, any);
+    tag(buf, 1, LEN);
+    varint(buf, value.len() as u64);
     buf.extend_from_slice(value.as_bytes());
 }
 
@@ -191,24 +206,10 @@ pub(super) fn int_attribute(buf: &mut Vec<u8>, key: &str, value: i64) {
 }
 
 /// A `Span.attributes` field up to its value's `AnyValue` message, which
-/// takes `any` bytes and is to follow. Returns whether the field is short
-/// (under 128 bytes): then every length in it takes one byte, and the
-/// head is two four-byte appends around the key.
-fn key_value_head(buf: &mut Vec<u8>, key: &str, any: usize) -> bool {
+/// takes `any` bytes and is to follow.
+fn key_value_head(buf: &mut Vec<u8>, key: &str, any: usize) {
     let key_value = 1 + varint_len(key.len() as u64) + key.len() + 1 + varint_len(any as u64) + any;
     buf.reserve(1 + varint_len(key_value as u64) + key_value);
-    let short = key_value < 0x80;
-    if short {
-        buf.extend_from_slice(&[
-            tag_byte(9, LEN),
-            key_value as u8,
-            tag_byte(1, LEN),
-            key.len() as u8,
-        ]);
-        buf.extend_from_slice(key.as_bytes());
-        buf.extend_from_slice(&[tag_byte(2, LEN), any as u8]);
-        return true;
-    }
     tag(buf, 9, LEN);
     varint(buf, key_value as u64);
     tag(buf, 1, LEN);
@@ -216,7 +217,6 @@ fn key_value_head(buf: &mut Vec<u8>, key: &str, any: usize) -> bool {
     buf.extend_from_slice(key.as_bytes());
     tag(buf, 2, LEN);
     varint(buf, any as u64);
-    false
 }
 
 /// What goes around every batch: the resource and the scope, encoded once.
@@ -301,7 +301,7 @@ pub(super) fn partial_success(response: &[u8]) -> Option<(i64, String)> {
     found
 }
 
-fn kind(kind: &SpanKind) -> u64 {
+fn span_kind(kind: &SpanKind) -> u8 {
     match kind {
         SpanKind::Internal => 1,
         SpanKind::Server => 2,

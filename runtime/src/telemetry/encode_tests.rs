@@ -68,14 +68,13 @@ fn both(
     attributes: Vec<KeyValue>,
     status: Status,
 ) -> Both {
-    let mut record = SpanRecord::start(
-        context.clone(),
-        parent,
-        parent_remote,
+    let mut record = SpanRecord::start_at(
+        &context,
+        (parent, parent_remote),
         (&name, None),
         kind.clone(),
+        start,
     );
-    record.start = start;
     for kv in &attributes {
         match &kv.value {
             Value::I64(v) => record.int(static_key(kv.key.as_str()), *v),

@@ -1,14 +1,14 @@
-//! Log correlation: the trace and span ids of the sampled request (or guest
-//! call) running on this thread, and the log writer that adds them to every
-//! line written meanwhile.
+//! Log correlation: the trace and span ids of the span current on this
+//! thread (`current.rs`), and the log writer that adds them to every line
+//! written meanwhile.
 //!
-//! While a sampled request's future is polled, [`InTrace`] makes its ids
-//! this thread's current ones; a guest's log call does the same for its
-//! own call's span ([`scoped`]). [`TraceIdsWriter`] wraps the formatter's
-//! writer and ends each line written while ids are current with them:
-//! ` trace_id=… span_id=…` in the text format, `"trace_id"` and `"span_id"`
-//! members in JSON, as the OpenTelemetry log data model names them. The
-//! log feed takes the trace id from the same place.
+//! While a sampled request's future or a guest call inside it is polled,
+//! its span's ids are this thread's current ones ([`scoped`]).
+//! [`TraceIdsWriter`] wraps the formatter's writer and ends each line
+//! written while ids are current with them: ` trace_id=… span_id=…` in the
+//! text format, `"trace_id"` and `"span_id"` members in JSON, as the
+//! OpenTelemetry log data model names them. The log feed takes the trace
+//! id from the same place.
 //!
 //! Written by hand rather than as a `tracing` span around the request: a
 //! span is created, entered on every poll and closed through the
@@ -18,10 +18,7 @@
 //! pays for the ids' text.
 
 use std::cell::Cell;
-use std::future::Future;
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use opentelemetry::trace::{SpanContext, SpanId, TraceId};
 use tracing_subscriber::fmt::MakeWriter;
@@ -71,35 +68,6 @@ struct Restore(Option<TraceIds>);
 impl Drop for Restore {
     fn drop(&mut self) {
         CURRENT.set(self.0);
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A future polled with `ids` current (see the module doc); with
-    /// `None`, the future as it is.
-    pub(crate) struct InTrace<F> {
-        #[pin]
-        future: F,
-        ids: Option<TraceIds>,
-    }
-}
-
-impl<F> InTrace<F> {
-    /// `future`, polled with `ids` current.
-    pub(crate) fn new(future: F, ids: Option<TraceIds>) -> Self {
-        Self { future, ids }
-    }
-}
-
-impl<F: Future> Future for InTrace<F> {
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let this = self.project();
-        match *this.ids {
-            Some(ids) => scoped(ids, || this.future.poll(cx)),
-            None => this.future.poll(cx),
-        }
     }
 }
 

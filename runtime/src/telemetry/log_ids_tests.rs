@@ -122,29 +122,9 @@ fn what_is_not_a_whole_line_is_written_as_it_is() {
 }
 
 #[test]
-fn a_future_in_a_trace_has_its_ids_only_while_it_is_polled() {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let inside = seen.clone();
-    let future = InTrace::new(
-        async move {
-            inside.lock().unwrap().push(current());
-            tokio::task::yield_now().await;
-            inside.lock().unwrap().push(current());
-        },
-        Some(ids(SERVER)),
-    );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let task = tokio::spawn(future);
-        assert_eq!(current(), None);
-        task.await.unwrap();
-    });
-    assert_eq!(*seen.lock().unwrap(), vec![Some(ids(SERVER)); 2]);
-    assert_eq!(current(), None);
+fn the_current_trace_id_is_the_scoped_ones() {
+    assert_eq!(current_trace_id(), None);
     assert_eq!(scoped(ids(CALL), current_trace_id), Some(TRACE.to_owned()));
-    // Without ids, the future runs as it is.
-    let plain = InTrace::new(async { current() }, None);
-    assert_eq!(runtime.block_on(plain), None);
+    assert_eq!(scoped(ids(SERVER), current), Some(ids(SERVER)));
+    assert_eq!(current(), None);
 }

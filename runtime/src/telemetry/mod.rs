@@ -14,10 +14,10 @@
 //! Off unless an OTLP endpoint is configured ([`TraceConfig`]); then a
 //! [`Telemetry`] is `None` inside and the request path pays one branch. A
 //! request the sampler drops creates no child spans and changes no header.
-//! State is explicit: the server holds the [`Telemetry`], a sampled request
-//! carries its `SpanParent` as a request extension, and a guest call
-//! carries its own in the call's extensions, where the host functions find
-//! it. No global tracer is installed.
+//! The server holds the [`Telemetry`]; no global tracer is installed. The
+//! span of the sampled request, or of the guest call inside it, is current
+//! on the thread that polls it (`current.rs`), where the hooks, the app
+//! call and the host functions find their parent.
 //!
 //! Spans are Buntime's own records (`record.rs`), not the OpenTelemetry
 //! SDK's: a sampled span is a plain struct from its start to its end, where
@@ -32,11 +32,14 @@
 //! - `encode.rs`: the OTLP protobuf encoding, written by hand.
 //! - `batch.rs`: the span processor, encoding and batching where spans end.
 //! - `spans.rs`: the spans of a request and their attributes.
-//! - `log_ids.rs`: the ids of the traced work running on a thread, and the
-//!   log writer that ends each line written meanwhile with them.
+//! - `current.rs`: the span current on a thread, and the future wrapper
+//!   that makes a span current while it is polled.
+//! - `log_ids.rs`: the ids of that span, and the log writer that ends each
+//!   line written meanwhile with them.
 //! - `propagation.rs`: W3C `traceparent` / `tracestate` in and out.
 
 mod batch;
+mod current;
 mod encode;
 mod export;
 mod ids;
@@ -50,10 +53,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use crate::config::{SamplerChoice, TraceConfig};
+pub(crate) use current::InSpan;
 pub use export::TraceStartError;
 pub use log_ids::{LineWriter, LogFormat, TraceIdsWriter};
 pub(crate) use propagation::TraceHeaders;
-pub(crate) use spans::{CallSpan, SpanParent};
+pub(crate) use spans::{CallSpan, RequestSpan, SpanParent};
 
 /// The server's tracing: off, or the sampler and the export pipeline.
 /// Cloning is one reference count.

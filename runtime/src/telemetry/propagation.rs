@@ -14,8 +14,18 @@ use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState}
 /// `00` has exactly four parts and a later version at least four (`ff` is
 /// invalid); no uppercase hex; only the sampled flag kept; a `tracestate`
 /// that does not parse is dropped.
+#[cfg(test)]
 pub(super) fn extract(headers: &HeaderMap) -> Option<SpanContext> {
-    let value = headers.get(TRACEPARENT)?.to_str().ok()?.trim();
+    let found = RequestHeaders::of(headers);
+    extract_from(found.traceparent, found.tracestate)
+}
+
+/// [`extract`] from the request's first `traceparent` and `tracestate`.
+pub(super) fn extract_from(
+    traceparent: Option<&HeaderValue>,
+    tracestate: Option<&HeaderValue>,
+) -> Option<SpanContext> {
+    let value = traceparent?.to_str().ok()?.trim();
     let mut parts = [""; 4];
     let mut count = 0;
     for part in value.split_terminator('-') {
@@ -40,12 +50,46 @@ pub(super) fn extract(headers: &HeaderMap) -> Option<SpanContext> {
     let trace_id = TraceId::from_hex(parts[1]).ok()?;
     let span_id = SpanId::from_hex(parts[2]).ok()?;
     let flags = TraceFlags::new(u8::from_str_radix(parts[3], 16).ok()?) & TraceFlags::SAMPLED;
-    let state = match headers.get(TRACESTATE).map(HeaderValue::to_str) {
+    let state = match tracestate.map(HeaderValue::to_str) {
         Some(Ok(text)) => TraceState::from_str(text).unwrap_or_default(),
         _ => TraceState::default(),
     };
     let context = SpanContext::new(trace_id, span_id, flags, true, state);
     context.is_valid().then_some(context)
+}
+
+/// The headers a server span reads, each its first value, found in one
+/// pass over the request's headers: a lookup per name hashed each name and
+/// probed the map, four times per sampled request, where a request has a
+/// handful of headers to compare with.
+#[derive(Debug, Default)]
+pub(super) struct RequestHeaders<'a> {
+    pub(super) host: Option<&'a HeaderValue>,
+    pub(super) user_agent: Option<&'a HeaderValue>,
+    pub(super) traceparent: Option<&'a HeaderValue>,
+    pub(super) tracestate: Option<&'a HeaderValue>,
+}
+
+impl<'a> RequestHeaders<'a> {
+    /// Those of `headers`.
+    pub(super) fn of(headers: &'a HeaderMap) -> Self {
+        let mut found = Self::default();
+        for (name, value) in headers {
+            let slot = if name == http::header::HOST {
+                &mut found.host
+            } else if name == http::header::USER_AGENT {
+                &mut found.user_agent
+            } else if name == TRACEPARENT {
+                &mut found.traceparent
+            } else if name == TRACESTATE {
+                &mut found.tracestate
+            } else {
+                continue;
+            };
+            slot.get_or_insert(value);
+        }
+        found
+    }
 }
 
 /// Sets `traceparent` (and `tracestate`, or removes a stale one) in
@@ -99,10 +143,25 @@ impl TraceHeaders {
         name == TRACEPARENT || name == TRACESTATE
     }
 
+    /// The `traceparent` value's bytes (hex digits and dashes).
+    pub(crate) fn traceparent_bytes(&self) -> &[u8] {
+        &self.traceparent
+    }
+
+    /// The `traceparent` value.
+    pub(crate) fn traceparent(&self) -> &str {
+        // Written from hex digits and dashes (`of`).
+        std::str::from_utf8(&self.traceparent).unwrap_or_default()
+    }
+
+    /// The `tracestate` value, when the span has a trace state.
+    pub(crate) fn tracestate(&self) -> Option<&str> {
+        self.tracestate.as_deref()
+    }
+
     /// `(name, value)` of each header, `traceparent` first.
     pub(crate) fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
-        let traceparent = std::str::from_utf8(&self.traceparent).unwrap_or_default();
-        std::iter::once(("traceparent", traceparent)).chain(
+        std::iter::once(("traceparent", self.traceparent())).chain(
             self.tracestate
                 .as_deref()
                 .map(|state| ("tracestate", state)),

@@ -1,10 +1,9 @@
-//! One sampled span as Buntime records it: a plain struct with what the
-//! OTLP `Span` message carries for the spans this server makes (no events,
-//! no links). Its name and attributes are kept already encoded (the
-//! `Span.name` and `Span.attributes` fields of `encode.rs`; protobuf fields
-//! may come in any order), so naming it allocates nothing of its own,
-//! adding an attribute is an append to one buffer, and ending the span is
-//! one pass of its fields into the batch.
+//! One sampled span as Buntime records it: the bytes of its OTLP `Span`
+//! message, all but its end time and status, written as it starts and as
+//! its attributes are set (`encode.rs`; protobuf fields may come in any
+//! order). Naming it allocates nothing of its own, adding an attribute is
+//! an append to one buffer, and ending the span is one copy of those bytes
+//! into the batch, with the end time and status behind them.
 
 use std::time::SystemTime;
 
@@ -15,44 +14,44 @@ use super::encode;
 /// A span between its start and its end.
 #[derive(Debug)]
 pub(super) struct SpanRecord {
-    /// Its ids, flags and trace state.
-    pub(super) context: SpanContext,
-    /// The parent's span id (`SpanId::INVALID` for a root).
-    pub(super) parent: SpanId,
-    /// Whether the parent came from another process (a `traceparent`).
-    pub(super) parent_remote: bool,
-    pub(super) kind: SpanKind,
-    pub(super) start: SystemTime,
-    /// The `Span.name` field, then `Span.attributes` fields in the order
-    /// they were set.
+    /// The `Span` fields known at its start (ids, parent, flags, kind,
+    /// start time, trace state, name), then `Span.attributes` fields in
+    /// the order they were set.
     pub(super) fields: Vec<u8>,
     pub(super) status: Status,
 }
 
-/// What a span's name and attributes usually take, encoded: a server
-/// span's ten come to about 250 bytes with a short path, and growing the
-/// buffer (a reallocation and a copy) cost more than the whole span's
-/// encoding. The buffer grows for a long URL, user agent or statement.
+/// What a span's fields usually take, encoded: a server span's come to
+/// about 300 bytes with a short path, and growing the buffer (a
+/// reallocation and a copy) cost more than the whole span's encoding. The
+/// buffer grows for a long URL, user agent or statement.
 const FIELD_BYTES: usize = 384;
 
 impl SpanRecord {
-    /// A span named `name` (`"{name} {suffix}"` with a suffix) starting
-    /// now.
+    /// A span of `context`, child of `parent` (`SpanId::INVALID` for a
+    /// root; `parent_remote` when it came from another process), named
+    /// `name` (`"{name} {suffix}"` with a suffix), starting now.
     pub(super) fn start(
-        context: SpanContext,
-        parent: SpanId,
-        parent_remote: bool,
-        (name, suffix): (&str, Option<&str>),
+        context: &SpanContext,
+        parent: (SpanId, bool),
+        name: (&str, Option<&str>),
         kind: SpanKind,
     ) -> Self {
+        Self::start_at(context, parent, name, kind, SystemTime::now())
+    }
+
+    /// [`SpanRecord::start`], starting at `start`.
+    pub(super) fn start_at(
+        context: &SpanContext,
+        parent: (SpanId, bool),
+        (name, suffix): (&str, Option<&str>),
+        kind: SpanKind,
+        start: SystemTime,
+    ) -> Self {
         let mut fields = Vec::with_capacity(FIELD_BYTES);
+        encode::span_start(&mut fields, context, parent, &kind, start);
         encode::name(&mut fields, name, suffix);
         Self {
-            context,
-            parent,
-            parent_remote,
-            kind,
-            start: SystemTime::now(),
             fields,
             status: Status::Unset,
         }

@@ -1,13 +1,12 @@
 //! The spans of a request and their attributes (OpenTelemetry semantic
 //! conventions for HTTP and databases, `buntime.*` for the rest).
 //!
-//! A sampled request gets a [`RequestSpan`] (the server span); its context
-//! rides along as a [`SpanParent`] in the request's extensions. Each guest
-//! call under it is a [`CallSpan`] whose own [`SpanParent`] goes into the
-//! call's extensions, so the `http` and `sql` host functions start their
-//! client spans under the hook or app that called them, and the guest's log
-//! lines name that span. The runtime's log lines written while the request
-//! runs name the server span (`log_ids.rs`).
+//! A sampled request gets a [`RequestSpan`] (the server span), current
+//! while the request's future is polled (`current.rs`). Each guest call
+//! under it is a [`CallSpan`], current while the call runs, so the `http`
+//! and `sql` host functions start their client spans under the hook or app
+//! that called them, and the log lines written meanwhile name that span
+//! (`log_ids.rs`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,7 +16,7 @@ use http::{HeaderMap, Method};
 use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceState};
 
 use super::log_ids::TraceIds;
-use super::propagation::TraceHeaders;
+use super::propagation::{RequestHeaders, TraceHeaders};
 use super::record::SpanRecord;
 use super::{Telemetry, Tracing, ids, propagation};
 
@@ -42,8 +41,7 @@ impl std::fmt::Debug for SpanParent {
 /// [`RequestSpan::finish`] (the response abandoned), it ends as it is.
 pub(crate) struct RequestSpan {
     record: SpanRecord,
-    tracing: Arc<Tracing>,
-    log: TraceIds,
+    parent: SpanParent,
 }
 
 /// The span of one guest call or of one call a guest makes. Dropped without
@@ -56,17 +54,18 @@ pub(crate) struct CallSpan {
 impl Telemetry {
     /// Starts the server span of `req` from `peer`, continuing the caller's
     /// `traceparent`. `None` when tracing is off or the sampler drops the
-    /// request: then nothing else is made and the request is left as it
-    /// came. Otherwise the request's `traceparent` becomes the server span's
-    /// and its [`SpanParent`] is attached. Boxed: the request's future
-    /// holds the `Option`, and stays as small as without tracing.
+    /// request: then nothing else is made. The request is left as it came
+    /// either way; the span's [`RequestSpan::parent`] is to be made current
+    /// while the request is served. Boxed: the request's future holds the
+    /// `Option`, and stays as small as without tracing.
     pub(crate) fn request<B>(
         &self,
-        req: &mut http::Request<B>,
+        req: &http::Request<B>,
         peer: Option<SocketAddr>,
     ) -> Option<Box<RequestSpan>> {
         let tracing = self.0.as_ref()?;
-        let caller = propagation::extract(req.headers());
+        let found = RequestHeaders::of(req.headers());
+        let caller = propagation::extract_from(found.traceparent, found.tracestate);
         let trace_id = caller
             .as_ref()
             .map_or_else(ids::trace_id, SpanContext::trace_id);
@@ -83,9 +82,8 @@ impl Telemetry {
         let method = method_name(req.method());
         let name = if method == "_OTHER" { "HTTP" } else { method };
         let mut record = SpanRecord::start(
-            context.clone(),
-            parent,
-            parent_remote,
+            &context,
+            (parent, parent_remote),
             (name, None),
             SpanKind::Server,
         );
@@ -96,52 +94,40 @@ impl Telemetry {
         if method == "_OTHER" {
             record.text("http.request.method_original", req.method().as_str());
         }
-        if let Some(host) = req
-            .headers()
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-        {
+        if let Some(host) = found.host.and_then(|h| h.to_str().ok()) {
             server_address(&mut record, host);
         }
-        if let Some(ua) = req
-            .headers()
-            .get(http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-        {
+        if let Some(ua) = found.user_agent.and_then(|v| v.to_str().ok()) {
             record.text("user_agent.original", ua);
         }
         if let Some(peer) = peer {
-            record.text("network.peer.address", &ip_text(peer.ip()));
+            with_ip_text(peer.ip(), |ip| record.text("network.peer.address", ip));
         }
         // No `traceparent` is written into the request here: every guest
         // call (hook, app, plugin route) and every proxied request writes
         // its own span's, and nothing else reads the request's headers.
-        let log = TraceIds::of(&context);
-        req.extensions_mut().insert(SpanParent {
-            tracing: tracing.clone(),
-            context,
-        });
         Some(Box::new(RequestSpan {
             record,
-            tracing: tracing.clone(),
-            log,
+            parent: SpanParent {
+                tracing: tracing.clone(),
+                context,
+            },
         }))
     }
-}
 
-impl Telemetry {
-    /// The [`SpanParent`] in `extensions` (a request's or a call's) when
+    /// The span current on this thread ([`SpanParent::with_current`]) when
     /// tracing is on: a branch on an `Option` when it is off.
-    pub(crate) fn parent<'a>(&self, extensions: &'a http::Extensions) -> Option<&'a SpanParent> {
+    pub(crate) fn current(&self) -> Option<SpanParent> {
         self.0.as_ref()?;
-        SpanParent::of(extensions)
+        SpanParent::current()
     }
 }
 
 impl RequestSpan {
-    /// The ids the request's log lines name (`log_ids.rs`).
-    pub(crate) fn log_ids(&self) -> TraceIds {
-        self.log
+    /// The span's context, to be made current while the request is served
+    /// (`current.rs`).
+    pub(crate) fn parent(&self) -> &SpanParent {
+        &self.parent
     }
 
     /// Ends the span with the response's status (and the app version that
@@ -163,21 +149,14 @@ impl RequestSpan {
 
 impl Drop for RequestSpan {
     fn drop(&mut self) {
-        self.tracing.processor.end(&self.record, SystemTime::now());
+        self.parent
+            .tracing
+            .processor
+            .end(&self.record, SystemTime::now());
     }
 }
 
 impl SpanParent {
-    /// The parent attached to a sampled request or guest call.
-    pub(crate) fn of(extensions: &http::Extensions) -> Option<&SpanParent> {
-        extensions.get::<SpanParent>()
-    }
-
-    /// The trace id, 32 lowercase hex digits, as the log feed records it.
-    pub(crate) fn trace_id(&self) -> String {
-        self.context.trace_id().to_string()
-    }
-
     /// The ids a guest's log lines name (`log_ids.rs`).
     pub(crate) fn log_ids(&self) -> TraceIds {
         TraceIds::of(&self.context)
@@ -194,9 +173,8 @@ impl SpanParent {
             self.context.trace_state().clone(),
         );
         let record = SpanRecord::start(
-            context.clone(),
-            self.context.span_id(),
-            self.context.is_remote(),
+            &context,
+            (self.context.span_id(), self.context.is_remote()),
             name,
             kind,
         );
@@ -271,9 +249,10 @@ impl SpanParent {
 }
 
 impl CallSpan {
-    /// The parent of the spans this call starts (for its extensions).
-    pub(crate) fn parent(&self) -> SpanParent {
-        self.parent.clone()
+    /// The parent of the spans this call starts, to be made current while
+    /// it runs (`current.rs`).
+    pub(crate) fn parent(&self) -> &SpanParent {
+        &self.parent
     }
 
     /// Sets `traceparent` (and `tracestate`) in `headers` to this span.
@@ -359,26 +338,33 @@ fn app_and_version(key: &str) -> Option<(&str, &str)> {
     Some((&key[..at], &key[at + 1..]))
 }
 
-/// `ip` as text; an IPv4 address (the usual peer) without the formatting
-/// machinery, which showed at about 1 % of a traced server's CPU.
-fn ip_text(ip: std::net::IpAddr) -> String {
+/// `f` of `ip` as text; an IPv4 address (the usual peer) written on the
+/// stack without the formatting machinery, which showed at about 1 % of a
+/// traced server's CPU.
+fn with_ip_text<R>(ip: std::net::IpAddr, f: impl FnOnce(&str) -> R) -> R {
     let std::net::IpAddr::V4(v4) = ip else {
-        return ip.to_string();
+        return f(&ip.to_string());
     };
-    let mut out = String::with_capacity(15);
+    let mut text = [0u8; 15];
+    let mut len = 0;
     for (i, octet) in v4.octets().into_iter().enumerate() {
         if i > 0 {
-            out.push('.');
+            text[len] = b'.';
+            len += 1;
         }
         if octet >= 100 {
-            out.push(char::from(b'0' + octet / 100));
+            text[len] = b'0' + octet / 100;
+            len += 1;
         }
         if octet >= 10 {
-            out.push(char::from(b'0' + octet / 10 % 10));
+            text[len] = b'0' + octet / 10 % 10;
+            len += 1;
         }
-        out.push(char::from(b'0' + octet % 10));
+        text[len] = b'0' + octet % 10;
+        len += 1;
     }
-    out
+    // Digits and dots.
+    f(std::str::from_utf8(&text[..len]).unwrap_or_default())
 }
 
 /// The method as the semantic conventions name it (`_OTHER` for the rest).
@@ -440,7 +426,7 @@ mod tests {
     }
 
     #[test]
-    fn ip_text_is_the_display_of_the_address() {
+    fn the_ip_text_is_the_display_of_the_address() {
         for ip in [
             "0.0.0.0",
             "127.0.0.1",
@@ -451,7 +437,7 @@ mod tests {
             "2001:db8::8a2e:370:7334",
         ] {
             let ip: std::net::IpAddr = ip.parse().unwrap();
-            assert_eq!(super::ip_text(ip), ip.to_string());
+            super::with_ip_text(ip, |text| assert_eq!(text, ip.to_string()));
         }
         assert_eq!(super::app_and_version("a@b@1.0.0"), Some(("a@b", "1.0.0")));
         assert_eq!(super::app_and_version("no-version"), None);

@@ -281,11 +281,13 @@ fn function(name: &'static str, op: SqlOp, timed: Option<usize>) -> HostFunction
                 ));
             }
             // Under a traced request the statement is a client span.
-            let span = SpanParent::of(&state.extensions).map(|parent| {
-                let text = serde_json::from_slice::<StatementText>(&input)
-                    .ok()
-                    .and_then(|t| t.sql);
-                parent.sql(state.guest_name(), name, &db.db, text)
+            let span = SpanParent::with_current(|parent| {
+                parent.map(|parent| {
+                    let text = serde_json::from_slice::<StatementText>(&input)
+                        .ok()
+                        .and_then(|t| t.sql);
+                    parent.sql(state.guest_name(), name, &db.db, text)
+                })
             });
             let dbs = cx.host.sql.clone().ok_or_else(no_context)?;
             let job = op(dbs.clone(), input)?;

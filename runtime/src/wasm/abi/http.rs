@@ -109,8 +109,9 @@ async fn http_request(c: &mut Cx<'_>, req_handle: i64, body_handle: i64) -> wasm
     };
     // Under a traced request the call is a client span, and the request
     // carries that span's `traceparent` (replacing any the guest set).
-    let span = crate::telemetry::SpanParent::of(&state.extensions)
-        .map(|parent| parent.http_client(state.guest_name(), &method, &url));
+    let span = crate::telemetry::SpanParent::with_current(|parent| {
+        parent.map(|parent| parent.http_client(state.guest_name(), &method, &url))
+    });
     let mut builder = client.request(method, url);
     for (k, v) in &req.headers {
         builder = builder.header(k, v);

@@ -86,12 +86,9 @@ fn log(c: &mut Cx<'_>, level: Level, function: &str, h: i64) -> wasmtime::Result
                 Level::DEBUG => tracing::debug!(target: "buntime::guest", guest, "{text}{suffix}"),
                 Level::TRACE => tracing::trace!(target: "buntime::guest", guest, "{text}{suffix}"),
             };
-            // A traced call's line names the call's span, on whatever
-            // thread the guest runs.
-            match crate::telemetry::SpanParent::of(&state.extensions) {
-                Some(parent) => crate::telemetry::log_ids::scoped(parent.log_ids(), line),
-                None => line(),
-            }
+            // A traced call's line names the call's span, current while
+            // the call runs (`telemetry/current.rs`).
+            line();
         }
         if fed {
             let record = guest_record(state, level, format!("{text}{suffix}"));
