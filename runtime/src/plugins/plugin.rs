@@ -15,6 +15,7 @@ use super::manifest::{Manifest, OnError};
 use crate::capabilities::{GrantContext, Grants, GuestContext, HostServices, narrow};
 use crate::config::PluginEntry;
 use crate::counter::Counter;
+use crate::telemetry::CallSpanFields;
 use crate::wasm::{CallError, Engine, GuestModule, GuestOptions};
 
 /// The hooks a plugin exports. A hook that is not exported is never called
@@ -165,6 +166,28 @@ pub struct Plugin {
     /// Its routes that answer without a key: the manifest's, unless
     /// `buntime.jsonc` gives its own.
     pub public_routes: crate::config::PublicRoutes,
+    /// What the spans of its hook calls are named and carry.
+    pub(crate) spans: HookSpans,
+}
+
+/// The name and attributes of the spans of a plugin's hook calls, encoded
+/// once as it loads ([`CallSpanFields`]).
+#[derive(Debug)]
+pub(crate) struct HookSpans {
+    pub(crate) on_request: CallSpanFields,
+    pub(crate) on_response: CallSpanFields,
+    /// Its routes' calls.
+    pub(crate) handle: CallSpanFields,
+}
+
+impl HookSpans {
+    fn of(plugin: &str) -> Self {
+        Self {
+            on_request: CallSpanFields::hook(plugin, "on_request"),
+            on_response: CallSpanFields::hook(plugin, "on_response"),
+            handle: CallSpanFields::hook(plugin, "handle"),
+        }
+    }
 }
 
 impl Plugin {
@@ -266,6 +289,7 @@ impl Plugin {
         if entry.is_some_and(|e| e.off_core_routes) {
             manifest.core_routes = super::CoreRoutes::None;
         }
+        let spans = HookSpans::of(&manifest.name);
         let plugin = Arc::new(Plugin {
             manifest,
             source: candidate.source_label(),
@@ -279,6 +303,7 @@ impl Plugin {
             public_routes: entry
                 .and_then(|e| e.public_routes.clone())
                 .unwrap_or_else(|| m.public_routes.clone()),
+            spans,
         });
         if hooks.on_init {
             let input = Bytes::from(plugin.config.to_string());

@@ -19,6 +19,7 @@ use tokio::sync::Semaphore;
 use crate::capabilities::{EventBus, WORKER_SPAWN, WORKER_TERMINATE};
 use crate::config::AppConfig;
 use crate::counter::Counter;
+use crate::telemetry::CallSpanFields;
 use crate::wasm::{CallError, CallOutput, GuestInstance, GuestModule};
 
 /// An idle warm instance.
@@ -113,6 +114,8 @@ pub struct AppPool {
     waiting: AtomicUsize,
     created_at: Instant,
     events: Option<EventBus>,
+    /// What the spans of its calls are named and carry.
+    span_fields: CallSpanFields,
     /// Counters.
     pub stats: AppStats,
 }
@@ -133,6 +136,7 @@ impl AppPool {
     ) -> Arc<Self> {
         let slots = Semaphore::new(config.max_concurrency);
         Arc::new(Self {
+            span_fields: CallSpanFields::app(&key),
             key,
             module,
             config,
@@ -148,6 +152,11 @@ impl AppPool {
     /// `name@version`.
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    /// What the spans of its calls are named and carry.
+    pub(crate) fn span_fields(&self) -> &CallSpanFields {
+        &self.span_fields
     }
 
     /// The app's compiled module.

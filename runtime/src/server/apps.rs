@@ -256,7 +256,7 @@ async fn serve_wasm(
         }
     };
     let (parts, body) = req.into_parts();
-    let span = state.telemetry.current().map(|t| t.app(key));
+    let span = state.telemetry.current().map(|t| t.app(pool.span_fields()));
     // The app sees its own call's context.
     let trace_headers = span.as_ref().and_then(|s| s.trace_headers());
     let body = match super::body::collect(body, limit).await {

@@ -130,7 +130,7 @@ async fn ask(
     let mut pending = Vec::new();
     let mut input: Option<Bytes> = None;
     for (_, plugin) in chain.core_route_plugins() {
-        let span = trace.as_ref().map(|t| t.hook(plugin.name(), "on_request"));
+        let span = trace.as_ref().map(|t| t.hook(&plugin.spans.on_request));
         let trace_headers = span.as_ref().and_then(|s| s.trace_headers());
         let head = match &trace_headers {
             Some(t) => head_json(req, &visible, Some(t)),

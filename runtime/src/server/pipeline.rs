@@ -339,7 +339,7 @@ async fn on_request(
                 ext.insert(RequestBody(b.clone()));
             }
         }
-        let span = trace.map(|t| t.hook(plugin.name(), "on_request"));
+        let span = trace.map(|t| t.hook(&plugin.spans.on_request));
         let body_length = buffered.as_ref().map(|b| b.len() as u64);
         // A traced hook's head carries its own span's `traceparent`.
         let trace_headers = span.as_ref().and_then(|s| s.trace_headers());
@@ -492,7 +492,7 @@ async fn on_response(
         {
             ext.insert(tag.clone());
         }
-        let span = trace.map(|t| t.hook(plugin.name(), "on_response"));
+        let span = trace.map(|t| t.hook(&plugin.spans.on_response));
         let result = super::hook_call::call_hook(plugin, "on_response", view, ext, span)
             .await
             .0

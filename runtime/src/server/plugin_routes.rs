@@ -225,7 +225,7 @@ async fn call_handle(
     let span = state
         .telemetry
         .current()
-        .map(|t| t.hook(plugin.name(), "handle"));
+        .map(|t| t.hook(&plugin.spans.handle));
     // The plugin sees its own call's context.
     let trace_headers = span.as_ref().and_then(|s| s.trace_headers());
     let spec = plugin

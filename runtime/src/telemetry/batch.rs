@@ -25,6 +25,8 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, oneshot};
 
 use super::encode;
+#[cfg(test)]
+use super::record::Named;
 use super::record::SpanRecord;
 
 /// Why an export, flush or shutdown did not complete.
@@ -380,7 +382,7 @@ mod tests {
         SpanRecord::start(
             &context,
             (SpanId::INVALID, false),
-            (&name, None),
+            Named::Name(&name, None),
             SpanKind::Internal,
         )
     }

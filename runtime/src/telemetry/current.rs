@@ -127,7 +127,12 @@ mod tests {
             let telemetry = Telemetry::start(Some(&config)).unwrap();
             let req = http::Request::new(());
             let request = telemetry.request(&req, None).expect("sampled");
-            let hook = request.parent().hook("plugin", "on_request");
+            let hook = request
+                .parent()
+                .hook(&crate::telemetry::CallSpanFields::hook(
+                    "plugin",
+                    "on_request",
+                ));
             let (server, call) = (request.parent().log_ids(), hook.parent().log_ids());
             assert_ne!(server, call);
 

@@ -20,6 +20,7 @@ use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use prost::Message as _;
 
 use super::*;
+use crate::telemetry::record::Named;
 
 fn at(nanos: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_nanos(nanos)
@@ -71,7 +72,7 @@ fn both(
     let mut record = SpanRecord::start_at(
         &context,
         (parent, parent_remote),
-        (&name, None),
+        Named::Name(&name, None),
         kind.clone(),
         start,
     );

@@ -57,7 +57,7 @@ pub(crate) use current::InSpan;
 pub use export::TraceStartError;
 pub use log_ids::{LineWriter, LogFormat, TraceIdsWriter};
 pub(crate) use propagation::TraceHeaders;
-pub(crate) use spans::{CallSpan, RequestSpan, SpanParent};
+pub(crate) use spans::{CallSpan, CallSpanFields, RequestSpan, SpanParent};
 
 /// The server's tracing: off, or the sampler and the export pipeline.
 /// Cloning is one reference count.

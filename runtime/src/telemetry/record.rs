@@ -11,6 +11,16 @@ use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status};
 
 use super::encode;
 
+/// A span's name as it starts.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Named<'a> {
+    /// `name`, or `"{name} {suffix}"` with a suffix.
+    Name(&'a str, Option<&'a str>),
+    /// Its `Span.name` field and attributes, encoded beforehand (those of
+    /// a call that are the same every time: `CallSpanFields`).
+    Encoded(&'a [u8]),
+}
+
 /// A span between its start and its end.
 #[derive(Debug)]
 pub(super) struct SpanRecord {
@@ -29,12 +39,12 @@ const FIELD_BYTES: usize = 384;
 
 impl SpanRecord {
     /// A span of `context`, child of `parent` (`SpanId::INVALID` for a
-    /// root; `parent_remote` when it came from another process), named
-    /// `name` (`"{name} {suffix}"` with a suffix), starting now.
+    /// root; `parent_remote` when it came from another process), named as
+    /// `name` says, starting now.
     pub(super) fn start(
         context: &SpanContext,
         parent: (SpanId, bool),
-        name: (&str, Option<&str>),
+        name: Named<'_>,
         kind: SpanKind,
     ) -> Self {
         Self::start_at(context, parent, name, kind, SystemTime::now())
@@ -44,13 +54,16 @@ impl SpanRecord {
     pub(super) fn start_at(
         context: &SpanContext,
         parent: (SpanId, bool),
-        (name, suffix): (&str, Option<&str>),
+        name: Named<'_>,
         kind: SpanKind,
         start: SystemTime,
     ) -> Self {
         let mut fields = Vec::with_capacity(FIELD_BYTES);
         encode::span_start(&mut fields, context, parent, &kind, start);
-        encode::name(&mut fields, name, suffix);
+        match name {
+            Named::Name(name, suffix) => encode::name(&mut fields, name, suffix),
+            Named::Encoded(encoded) => fields.extend_from_slice(encoded),
+        }
         Self {
             fields,
             status: Status::Unset,
