@@ -26,8 +26,9 @@
 #
 # Tracing: with nginx installed, the one-plugin server runs twice more with
 # OpenTelemetry tracing to an OTLP sink on loopback (nginx answering 200 to
-# every export): sampling every request, and configured but sampling none.
-# Their rows compare with the same server untraced.
+# every export): sampling every request, and configured but sampling none,
+# each round right after the same server untraced. Their rows compare with
+# it: the median over the rounds of each round's ratio.
 #
 # Needs wrk (apt-get install wrk); nginx for the tracing rows. Builds in
 # release first.
@@ -110,15 +111,17 @@ warm http://127.0.0.1:18080/warm/
 ephemeral http://127.0.0.1:18080/ephemeral/
 static http://127.0.0.1:18080/site/hello.txt
 p0 http://127.0.0.1:18080/warm/
-p1 http://127.0.0.1:18082/warm/
-p5 http://127.0.0.1:18083/warm/
-native-default http://127.0.0.1:18081/ $conns default
-warm-default http://127.0.0.1:18080/warm/ $conns default"
+p1 http://127.0.0.1:18082/warm/"
+# The traced servers right after the untraced one they are compared with.
 if [ -n "$tracing" ]; then
     scenarios="$scenarios
 trace1 http://127.0.0.1:18084/warm/
 trace0 http://127.0.0.1:18085/warm/"
 fi
+scenarios="$scenarios
+p5 http://127.0.0.1:18083/warm/
+native-default http://127.0.0.1:18081/ $conns default
+warm-default http://127.0.0.1:18080/warm/ $conns default"
 while read -r name url _; do curl -sf "$url" >/dev/null; done <<<"$scenarios" # compile, first instance
 pin() { # 1 | all: the buntime servers' threads onto CPU 1, or back onto every CPU
     [ -n "$client" ] || return 0
@@ -198,16 +201,23 @@ done
 echo "c=1, 0 plugins: p50 ${base_p50} µs; every round (URL p50 p90 p99 µs):"
 for r in $(seq "$rounds"); do sed 's/^/  /' "$work/latency.$r"; done
 
-# Tracing: the one-plugin server traced, against itself untraced (p1).
+# Tracing: the one-plugin server traced, against itself untraced (p1). The
+# ratio is the median of each round's (the three run one after another),
+# which the machine's drift between rounds does not move as it moves the
+# ratio of two medians.
+round_ratio() { # name: the median over rounds of its req/s over p1's
+    paste -d' ' <(cut -d' ' -f1 "$work/p1.rounds") <(cut -d' ' -f1 "$work/$1.rounds") |
+        awk '{ printf "%.2f\n", 100 * $2 / $1 }' | sort -n | sed -n "$(( (rounds + 1) / 2 ))p"
+}
 if [ -n "$tracing" ]; then
     echo
     printf '%-22s %12s %10s %10s %10s\n' "tracing, 1 plugin" "req/s" "p50 ms" "p99 ms" "vs off"
-    p1_rps=$(echo "$p1" | cut -d' ' -f1)
-    for row in "off $p1" "sampling-1.0 $(median trace1 1)" "sampling-0 $(median trace0 1)"; do
+    for row in "off $p1 100.00" "sampling-1.0 $(median trace1 1) $(round_ratio trace1)" \
+        "sampling-0 $(median trace0 1) $(round_ratio trace0)"; do
         set -- $row
-        ratio=$(awk -v a="$2" -v b="$p1_rps" 'BEGIN { printf "%.1f%%", 100 * a / b }')
-        printf '%-22s %12s %10s %10s %10s\n' "$1" "$2" "$3" "$4" "$ratio"
+        printf '%-22s %12s %10s %10s %9.1f%%\n' "$1" "$2" "$3" "$4" "$5"
     done
+    echo "(vs off: the median of the rounds' ratios)"
 fi
 echo "every round (req/s): $(for n in native warm ephemeral static p0 p1 p5 native-default warm-default ${tracing:+trace1 trace0}; do printf '%s=%s ' "$n" "$(cut -d' ' -f1 "$work/$n.rounds" | paste -sd/)"; done)"
 
