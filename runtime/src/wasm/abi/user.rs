@@ -38,7 +38,7 @@ pub(super) fn link(l: &mut Linker<HostState>, functions: &[HostFunction]) -> was
                             let outcome = match f.check(c.data()) {
                                 Err(denial) => Err(denial.into()),
                                 Ok(()) => {
-                                    let future = run(c.data_mut(), &args(params));
+                                    let future = with_args(params, |args| run(c.data_mut(), args));
                                     InHostCall(future).await
                                 }
                             };
@@ -152,15 +152,27 @@ fn wrap_typed(
             },
         )?,
         _ => l.func_new(module, name, ty, move |mut c: C<'_>, params, results| {
-            results[0] = Val::I64(call(&mut c, &args(params))?);
+            results[0] = Val::I64(with_args(params, |args| call(&mut c, args))?);
             Ok(())
         })?,
     };
     Ok(())
 }
 
-fn args(params: &[Val]) -> Vec<u64> {
-    params.iter().map(|v| v.i64().unwrap_or(0) as u64).collect()
+/// `f` of a call's arguments as the implementations take them: on the
+/// stack for up to eight (every function Buntime links has fewer), in a
+/// `Vec` beyond. A `Vec` per call was one allocation of an async host
+/// function's round trip.
+fn with_args<R>(params: &[Val], f: impl FnOnce(&[u64]) -> R) -> R {
+    let arg = |v: &Val| v.i64().unwrap_or(0) as u64;
+    let mut stack = [0u64; 8];
+    if params.len() > stack.len() {
+        return f(&params.iter().map(arg).collect::<Vec<_>>());
+    }
+    for (slot, v) in stack.iter_mut().zip(params) {
+        *slot = arg(v);
+    }
+    f(&stack[..params.len()])
 }
 
 /// The result block's handle (0 for none); a raw function's error traps.
