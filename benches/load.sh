@@ -26,7 +26,7 @@
 #
 # Tracing: with nginx installed, the one-plugin server runs twice more with
 # OpenTelemetry tracing to an OTLP sink on loopback (nginx answering 200 to
-# every export): sampling every request, and configured but sampling none,
+# every export): configured but sampling none, and sampling every request,
 # each round right after the same server untraced. Their rows compare with
 # it: the median over the rounds of each round's ratio.
 #
@@ -112,11 +112,13 @@ ephemeral http://127.0.0.1:18080/ephemeral/
 static http://127.0.0.1:18080/site/hello.txt
 p0 http://127.0.0.1:18080/warm/
 p1 http://127.0.0.1:18082/warm/"
-# The traced servers right after the untraced one they are compared with.
+# The traced servers right after the untraced one they are compared with;
+# sampling 0 first, so that it does not run while the server sampling
+# everything is still exporting what it queued.
 if [ -n "$tracing" ]; then
     scenarios="$scenarios
-trace1 http://127.0.0.1:18084/warm/
-trace0 http://127.0.0.1:18085/warm/"
+trace0 http://127.0.0.1:18085/warm/
+trace1 http://127.0.0.1:18084/warm/"
 fi
 scenarios="$scenarios
 p5 http://127.0.0.1:18083/warm/
