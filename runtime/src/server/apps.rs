@@ -16,7 +16,7 @@ use super::error::{ApiError, ErrorKind};
 use crate::config::{AppCeiling, AppConfig, ConfigError, WORKER_CONFIG_FILE};
 use crate::pool::PoolError;
 use crate::routing::{AppDir, AppVersion, LookupError, OpenError, split_app_path, valid_name};
-use crate::telemetry::InSpan;
+use crate::telemetry::{CallSpan, InSpan};
 use crate::wasm::CallError;
 use crate::wasm::abi::{RequestBody, ResponseBody};
 
@@ -285,15 +285,11 @@ async fn serve_wasm(
     client.attach(pool.module(), &parts.headers, &parts.uri, &mut ext);
     super::request_id::tag_logs(pool.module(), &parts.extensions, &mut ext);
     super::cost::carry(&parts.extensions, &mut ext);
-    let (result, ext) = match span {
-        None => pool.call("handle", input, ext).await,
-        Some(span) => {
-            let call = pool.call("handle", input, ext);
-            let (result, ext) = InSpan::new(call, Some(span.parent())).await;
-            span.end(result.as_ref().err().map(|e| ("app_failed", e.to_string())));
-            (result, ext)
-        }
-    };
+    let current = span.as_ref().map(CallSpan::parent);
+    let (result, ext) = InSpan::new(pool.call("handle", input, ext), current).await;
+    if let Some(span) = span {
+        span.end(result.as_ref().err().map(|e| ("app_failed", e.to_string())));
+    }
     let response = answer(key, result, ext, &guest);
     pool.stats.responses.record(
         crate::metrics::MethodClass::of(&parts.method),

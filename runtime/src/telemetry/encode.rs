@@ -68,13 +68,7 @@ pub(super) fn span_start(
     fixed[30..34].copy_from_slice(&flags.to_le_bytes());
     fixed[34] = tag_byte(6, VARINT);
     fixed[35] = span_kind(kind);
-    let mut len = 36;
-    let nanos = nanos(start);
-    if nanos != 0 {
-        fixed[36] = tag_byte(7, FIXED64);
-        fixed[37..45].copy_from_slice(&nanos.to_le_bytes());
-        len = 45;
-    }
+    let mut len = 36 + time_field(&mut fixed[36..], 7, start);
     if parent != SpanId::INVALID {
         fixed[len] = tag_byte(4, LEN);
         fixed[len + 1] = 8;
@@ -93,41 +87,40 @@ pub(super) fn span_start(
 /// time and status.
 pub(super) fn span(buf: &mut Vec<u8>, span: &SpanRecord, end: SystemTime) {
     // End time and `Status` (always present, as the SDK's exporter sends
-    // it; a description is written on its own).
-    let mut tail = [0u8; 15];
-    let mut len = 0;
-    let nanos = nanos(end);
-    if nanos != 0 {
-        tail[0] = tag_byte(8, FIXED64);
-        tail[1..9].copy_from_slice(&nanos.to_le_bytes());
-        len = 9;
-    }
-    let description = match &span.status {
-        Status::Error { description } => description.as_bytes(),
-        _ => &[],
-    };
-    let status = match &span.status {
-        Status::Unset => 0,
-        Status::Ok | Status::Error { .. } => field_len(description.len()) + 2,
-    };
+    // it): its code, and a description for an error.
+    let mut tail = [0u8; 10];
+    let mut len = time_field(&mut tail, 8, end);
     tail[len] = tag_byte(15, LEN);
     len += 1;
-    let status_len = varint_len(status as u64);
-    let total = span.fields.len() + len + status_len + status;
+    let (code, description): (Option<u8>, &[u8]) = match &span.status {
+        Status::Unset => (None, &[]),
+        Status::Ok => (Some(1), &[]),
+        Status::Error { description } => (Some(2), description.as_bytes()),
+    };
+    let status = code.map_or(0, |_| field_len(description.len()) + 2);
+    let total = span.fields.len() + len + varint_len(status as u64) + status;
     buf.reserve(1 + MAX_VARINT + total);
     buf.push(tag_byte(2, LEN));
     varint(buf, total as u64);
     buf.extend_from_slice(&span.fields);
     buf.extend_from_slice(&tail[..len]);
     varint(buf, status as u64);
-    match &span.status {
-        Status::Unset => {}
-        Status::Ok => buf.extend_from_slice(&[tag_byte(3, VARINT), 1]),
-        Status::Error { .. } => {
-            bytes(buf, 2, description);
-            buf.extend_from_slice(&[tag_byte(3, VARINT), 2]);
-        }
+    if let Some(code) = code {
+        bytes(buf, 2, description);
+        buf.extend_from_slice(&[tag_byte(3, VARINT), code]);
     }
+}
+
+/// Writes a timestamp field (`fixed64` nanoseconds; left out at 0, as
+/// proto3 does) at the start of `out`. Returns its length.
+fn time_field(out: &mut [u8], field: u32, time: SystemTime) -> usize {
+    let nanos = nanos(time);
+    if nanos == 0 {
+        return 0;
+    }
+    out[0] = tag_byte(field, FIXED64);
+    out[1..9].copy_from_slice(&nanos.to_le_bytes());
+    9
 }
 
 /// The one-byte tag of a field numbered below 16.

@@ -113,8 +113,8 @@ pub(super) fn inject(span: &SpanContext, headers: &mut HeaderMap) {
 /// Written out here because the propagator formats through `format!` and
 /// parses the result back into a header value, which profiled at about 6 %
 /// of a traced server's CPU; this is a hex encode into a fixed buffer. A
-/// guest's head takes the pairs as they are ([`TraceHeaders::pairs`]), in
-/// place of the request's own: no header map is changed for a head.
+/// guest's head takes the values as they are (`head_json.rs`), in place of
+/// the request's own: no header map is changed for a head.
 #[derive(Debug, Clone)]
 pub(crate) struct TraceHeaders {
     traceparent: [u8; 55],

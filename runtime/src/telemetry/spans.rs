@@ -282,27 +282,25 @@ impl CallSpanFields {
 /// method the semantic conventions know, encoded once per process (they
 /// are constants); `None` for another method.
 fn known_method_fields(method: &Method) -> Option<&'static [u8]> {
-    const KNOWN: [&str; 9] = [
-        "GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+    const KNOWN: [Method; 9] = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::HEAD,
+        Method::PATCH,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
     ];
     static ENCODED: std::sync::OnceLock<[Box<[u8]>; 9]> = std::sync::OnceLock::new();
-    let index = match *method {
-        Method::GET => 0,
-        Method::POST => 1,
-        Method::PUT => 2,
-        Method::DELETE => 3,
-        Method::HEAD => 4,
-        Method::PATCH => 5,
-        Method::OPTIONS => 6,
-        Method::CONNECT => 7,
-        Method::TRACE => 8,
-        _ => return None,
-    };
+    let index = KNOWN.iter().position(|known| known == method)?;
     let encoded = ENCODED.get_or_init(|| {
-        KNOWN.map(|method| {
+        KNOWN.each_ref().map(|method| {
+            let name = method_name(method);
             let mut fields = Vec::new();
-            encode::name(&mut fields, method, None);
-            method_fields(&mut fields, method);
+            encode::name(&mut fields, name, None);
+            method_fields(&mut fields, name);
             fields.into()
         })
     });
