@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Reverse proxy next to nginx: one upstream (`native-hello`, a plain axum
-# handler) reached directly, through Buntime's proxy plugin, and through
-# nginx with an equivalent `proxy_pass` (HTTP/1.1 to the upstream, kept-alive
-# connections, no access log), all in one run. Prints req/s, p50 and p99 per
-# path (the median round), the CPU each request cost the server it went
-# through (utime + stime over the requests wrk completed: the upstream for
-# the direct path, else the proxy alone), and Buntime's ratios to nginx.
+# handler) reached directly, through Buntime's proxy plugin, through nginx
+# with an equivalent `proxy_pass` (HTTP/1.1 to the upstream, kept-alive
+# connections, no access log), and through `native-proxy` (the same stack
+# as Buntime, tokio and hyper, forwarding and nothing else: the floor a
+# proxy on that stack starts from), all in one run. Prints req/s, p50 and
+# p99 per path (the median round), the CPU each request cost the server it
+# went through (utime + stime over the requests wrk completed: the upstream
+# for the direct path, else the proxy alone), and Buntime's ratios to nginx.
 #
 #   benches/proxy.sh [seconds per scenario, default 5] [rounds, default 3]
 #
@@ -23,14 +25,16 @@ for tool in wrk nginx; do
     command -v "$tool" >/dev/null || { echo "proxy.sh: $tool is missing (apt-get install $tool)" >&2; exit 1; }
 done
 export RUST_LIB_BACKTRACE=0
-cargo build --release -q -p buntime -p buntime-benches --bin buntime --bin native-hello
+cargo build --release -q -p buntime -p buntime-benches --bin buntime --bin native-hello --bin native-proxy
 
 work="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null || true; [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; rm -rf "$work"' EXIT
-up=18301 bun=18302 ngx=18303 base=18304
+up=18301 bun=18302 ngx=18303 base=18304 floor=18305
 
 target/release/native-hello "$up" &
 up_pid=$!
+target/release/native-proxy "$floor" "$up" &
+floor_pid=$!
 
 mkdir -p "$work/apps" "$work/plugins"
 cat >"$work/buntime.jsonc" <<EOF
@@ -45,7 +49,7 @@ serve() { # binary port
 }
 serve target/release/buntime "$bun"
 bun_pid=$!
-paths=(direct buntime nginx)
+paths=(direct buntime nginx floor)
 if [ -n "${BASELINE:-}" ]; then
     serve "$BASELINE" "$base"
     base_pid=$!
@@ -74,7 +78,7 @@ http {
 EOF
 nginx -p "$work" -c "$work/nginx.conf"
 
-urls=("http://127.0.0.1:$up/x" "http://127.0.0.1:$bun/up/x" "http://127.0.0.1:$ngx/up/x")
+urls=("http://127.0.0.1:$up/x" "http://127.0.0.1:$bun/up/x" "http://127.0.0.1:$ngx/up/x" "http://127.0.0.1:$floor/up/x")
 [ -n "${BASELINE:-}" ] && urls+=("http://127.0.0.1:$base/up/x")
 for url in "${urls[@]}"; do
     for _ in $(seq 300); do
@@ -114,6 +118,7 @@ for round in $(seq "$rounds"); do
     measure buntime "http://127.0.0.1:$bun/up/x" "$bun_pid"
     # shellcheck disable=SC2086 # one pid per worker
     measure nginx "http://127.0.0.1:$ngx/up/x" $ngx_pids
+    measure floor "http://127.0.0.1:$floor/up/x" "$floor_pid"
     if [ -n "${BASELINE:-}" ]; then
         measure baseline "http://127.0.0.1:$base/up/x" "$base_pid"
     fi
@@ -127,8 +132,10 @@ for n in "${paths[@]}"; do
 done
 read -r b_rps _ b_p99 <<<"$(median buntime)"
 read -r n_rps _ n_p99 <<<"$(median nginx)"
-awk -v br="$b_rps" -v nr="$n_rps" -v bp="$b_p99" -v np="$n_p99" 'BEGIN {
-    printf "buntime / nginx: req/s %.0f %% (target >= 80 %%), p99 %.2fx (target <= 1.5x)\n", 100 * br / nr, bp / np }'
+read -r f_rps _ _ <<<"$(median floor)"
+awk -v br="$b_rps" -v nr="$n_rps" -v bp="$b_p99" -v np="$n_p99" -v fr="$f_rps" 'BEGIN {
+    printf "buntime / nginx: req/s %.0f %% (target >= 80 %%), p99 %.2fx (target <= 1.5x)\n", 100 * br / nr, bp / np
+    printf "floor / nginx: req/s %.0f %%\n", 100 * fr / nr }'
 echo "every round (req/s): $(for n in "${paths[@]}"; do printf '%s=%s ' "$n" "$(cut -d' ' -f1 "$work/$n.rounds" | paste -sd/)"; done)"
 echo "every round (server us/req): $(for n in "${paths[@]}"; do printf '%s=%s ' "$n" "$(cut -d' ' -f4 "$work/$n.rounds" | paste -sd/)"; done)"
 if [ -n "${BASELINE:-}" ]; then

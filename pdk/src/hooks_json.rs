@@ -7,12 +7,13 @@
 //! to write them). Runs of text that need no escape are copied whole, the
 //! rest escaped as serde_json escapes it; the tests compare every answer
 //! with serde_json's bytes. The host reads `continue` answers back with
-//! [`RequestChanges::read_continue`] (the cursor of `json_scan.rs`).
+//! [`RequestChanges::read_continue`] and `proxy` answers with
+//! [`Upstream::read_proxy`] (the cursor of `json_scan.rs`).
 
 use serde::Serialize;
 
 use crate::ResponseHead;
-use crate::hooks::{RequestChanges, RequestDecision, ResponseChanges};
+use crate::hooks::{RequestChanges, RequestDecision, ResponseChanges, Upstream};
 use std::borrow::Cow;
 
 use crate::json_scan::{Cursor, once};
@@ -34,23 +35,111 @@ impl RequestDecision {
                 out.raw(b"}");
                 out.0
             }
-            // Rarer answers, with nested heads and bodies: serde's.
+            // A proxy's answer on every proxied request.
+            Self::Proxy { upstream } => {
+                let mut out = Json::with_capacity(64 + upstream.url.len());
+                out.raw(br#"{"action":"proxy","upstream":"#);
+                upstream.write(&mut out);
+                out.raw(b"}");
+                out.0
+            }
+            // Early answers, with nested heads and bodies: serde's.
             other => serde_bytes(other),
         }
     }
 }
 
+impl Upstream {
+    /// The object, its members in declaration order as serde writes them
+    /// (empty lists, `None` and `false` left out).
+    fn write(&self, out: &mut Json) {
+        out.raw(br#"{"url":"#);
+        out.string(&self.url);
+        out.header_changes(&self.set_headers, &self.remove_headers);
+        let number = |out: &mut Json, name: &[u8], value: Option<u64>| {
+            if let Some(ms) = value {
+                out.raw(name);
+                out.number(ms);
+            }
+        };
+        number(out, br#","timeout_ms":"#, self.timeout_ms);
+        number(out, br#","connect_timeout_ms":"#, self.connect_timeout_ms);
+        if self.websocket {
+            out.raw(br#","websocket":true"#);
+        }
+        number(out, br#","idle_timeout_ms":"#, self.idle_timeout_ms);
+        number(out, br#","max_duration_ms":"#, self.max_duration_ms);
+        out.raw(b"}");
+    }
+
+    /// The upstream of a `proxy` answer (`{"action":"proxy","upstream":
+    /// {...}}`), read without serde; `None` for any other answer and
+    /// wherever serde must read it (as [`RequestChanges::read_continue`]).
+    ///
+    /// ```
+    /// use buntime_pdk::hooks::Upstream;
+    /// let up = Upstream::read_proxy(br#"{"action":"proxy","upstream":{"url":"http://svc/x","timeout_ms":500}}"#).unwrap();
+    /// assert_eq!(up, Upstream::new("http://svc/x").timeout_ms(500));
+    /// assert!(Upstream::read_proxy(br#"{"action":"continue"}"#).is_none());
+    /// ```
+    pub fn read_proxy(json: &[u8]) -> Option<Self> {
+        let mut c = Cursor::new(json)?;
+        let mut action = false;
+        let mut upstream = None;
+        c.document(|c, key| match &*key {
+            "action" if !action => {
+                action = c.string()? == "proxy";
+                action.then_some(())
+            }
+            "upstream" => once(&mut upstream, read_upstream(c)),
+            "action" => None,
+            _ => c.skip_value(),
+        })?;
+        if !action {
+            return None;
+        }
+        upstream
+    }
+}
+
+/// An `Upstream` object: its members in any order, unknown ones skipped
+/// (as the derived reading skips them), `url` required.
+fn read_upstream(c: &mut Cursor<'_>) -> Option<Upstream> {
+    let (mut url, mut set_headers, mut remove_headers, mut websocket) = (None, None, None, None);
+    let mut ms: [Option<Option<u64>>; 4] = [None; 4];
+    c.object(|c, key| match &*key {
+        "url" => once(&mut url, c.string().map(Cow::into_owned)),
+        "set_headers" => once(&mut set_headers, c.pairs(Cow::into_owned)),
+        "remove_headers" => once(&mut remove_headers, owned_names(c)),
+        "websocket" => once(&mut websocket, c.boolean()),
+        "timeout_ms" => once(&mut ms[0], c.optional(Cursor::u64)),
+        "connect_timeout_ms" => once(&mut ms[1], c.optional(Cursor::u64)),
+        "idle_timeout_ms" => once(&mut ms[2], c.optional(Cursor::u64)),
+        "max_duration_ms" => once(&mut ms[3], c.optional(Cursor::u64)),
+        _ => c.skip_value(),
+    })?;
+    let [
+        timeout_ms,
+        connect_timeout_ms,
+        idle_timeout_ms,
+        max_duration_ms,
+    ] = ms.map(Option::flatten);
+    Some(Upstream {
+        url: url?,
+        set_headers: set_headers.unwrap_or_default(),
+        remove_headers: remove_headers.unwrap_or_default(),
+        timeout_ms,
+        connect_timeout_ms,
+        websocket: websocket.unwrap_or(false),
+        idle_timeout_ms,
+        max_duration_ms,
+    })
+}
+
 impl RequestChanges {
     /// The members after `"action"`, each preceded by a comma.
     fn write(&self, out: &mut Json) {
-        if !self.set_headers.is_empty() {
-            out.raw(br#","set_headers":"#);
-            out.pairs(&self.set_headers);
-        }
-        if !self.remove_headers.is_empty() {
-            out.raw(br#","remove_headers":"#);
-            out.names(&self.remove_headers);
-        }
+        out.header_changes(&self.set_headers, &self.remove_headers);
         if let Some(path) = &self.path {
             out.raw(br#","path":"#);
             out.string(path);
@@ -278,6 +367,19 @@ impl Json {
         self.raw(&digits[at..]);
     }
 
+    /// `,"set_headers":[...]` and `,"remove_headers":[...]`, each when
+    /// it is not empty (as serde skips them).
+    fn header_changes(&mut self, set: &[(String, String)], remove: &[String]) {
+        if !set.is_empty() {
+            self.raw(br#","set_headers":"#);
+            self.pairs(set);
+        }
+        if !remove.is_empty() {
+            self.raw(br#","remove_headers":"#);
+            self.names(remove);
+        }
+    }
+
     /// `["name",...]`.
     fn names(&mut self, names: &[String]) {
         self.raw(b"[");
@@ -294,7 +396,6 @@ impl Json {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hooks::Upstream;
     use crate::json_scan::testing;
 
     /// Strings that need no escape, and every kind that does.
@@ -356,13 +457,92 @@ mod tests {
         }
     }
 
-    /// `read_continue` agrees with serde wherever it answers.
-    fn agree(json: &[u8]) {
-        if let Some(ours) = RequestChanges::read_continue(json) {
+    /// Upstreams with every member present or not, and texts to escape.
+    fn upstreams() -> Vec<Upstream> {
+        let mut out = Vec::new();
+        for flags in 0..64u32 {
+            let text = TEXTS[flags as usize % TEXTS.len()];
+            let pick = |bit: u32, v: u64| (flags & (1 << bit) != 0).then_some(v);
+            out.push(Upstream {
+                url: format!("http://10.0.0.5:8080/v1/{text}?page=2"),
+                set_headers: pairs(flags as usize % 3),
+                remove_headers: TEXTS[..(flags as usize % 4)]
+                    .iter()
+                    .map(|s| (*s).into())
+                    .collect(),
+                timeout_ms: pick(0, 5000),
+                connect_timeout_ms: pick(1, 0),
+                websocket: flags & 4 != 0,
+                idle_timeout_ms: pick(3, u64::MAX),
+                max_duration_ms: pick(4, 86_400_000),
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn proxy_answers_are_serdes_bytes_and_read_back() {
+        for up in upstreams() {
+            let d = RequestDecision::proxy(up.clone());
+            let json = d.to_json();
+            assert_eq!(
+                String::from_utf8(json.clone()).unwrap(),
+                serde_json::to_string(&d).unwrap()
+            );
+            // Read back unless an escape it leaves to serde is in it.
+            if let Some(read) = Upstream::read_proxy(&json) {
+                assert_eq!(read, up);
+            }
+        }
+    }
+
+    /// A reader of one kind of answer agrees with serde wherever it answers.
+    fn agree(json: &[u8], read: fn(&[u8]) -> Option<RequestDecision>) {
+        if let Some(ours) = read(json) {
             let text = String::from_utf8_lossy(json);
             let serde: RequestDecision = serde_json::from_slice(json)
                 .unwrap_or_else(|e| panic!("{text}: read, serde refused: {e}"));
-            assert_eq!(RequestDecision::Continue(ours), serde, "{text}");
+            assert_eq!(ours, serde, "{text}");
+        }
+    }
+
+    fn read_continue(json: &[u8]) -> Option<RequestDecision> {
+        RequestChanges::read_continue(json).map(RequestDecision::Continue)
+    }
+
+    fn read_proxy(json: &[u8]) -> Option<RequestDecision> {
+        Upstream::read_proxy(json).map(RequestDecision::proxy)
+    }
+
+    #[test]
+    fn proxy_answers_read_back_as_serde_reads_them() {
+        let mut answers: Vec<Vec<u8>> = upstreams()
+            .into_iter()
+            .step_by(7)
+            .map(|up| RequestDecision::proxy(up).to_json())
+            .collect();
+        for odd in [
+            &br#" { "upstream" : { "websocket" : false , "url" : "http://a/" , "x" : [1,{"y":null}] , "timeout_ms" : null } , "action" : "proxy" } "#[..],
+            br#"{"action":"proxy","upstream":{"url":"http://a/"},"upstream":{"url":"http://b/"}}"#,
+            br#"{"action":"proxy","upstream":{"url":"http://a/","url":"http://b/"}}"#,
+            br#"{"action":"proxy","upstream":{"timeout_ms":5}}"#,
+            br#"{"action":"proxy","upstream":{"url":"http://a/","timeout_ms":-1}}"#,
+            br#"{"action":"proxy","upstream":{"url":"http://a/","timeout_ms":1.5}}"#,
+            br#"{"action":"proxy","upstream":{"url":"http://a/","timeout_ms":18446744073709551616}}"#,
+            br#"{"action":"proxy","upstream":{"url":"http://a/","websocket":null}}"#,
+            br#"{"action":"proxy","upstream":{"url":"http://a/","set_headers":null}}"#,
+            br#"{"action":"proxy","upstream":null}"#,
+            br#"{"action":"proxy","action":"proxy","upstream":{"url":"http://a/"}}"#,
+            br#"{"action":"proxy"}"#,
+            br#"{"action":"continue","upstream":{"url":"http://a/"}}"#,
+        ] {
+            agree(odd, read_proxy);
+            answers.push(odd.to_vec());
+        }
+        for json in &answers[..4] {
+            for damaged in testing::damaged(json, b"\"\\{}[],:0tfn\x01\xff") {
+                agree(&damaged, read_proxy);
+            }
         }
     }
 
@@ -399,12 +579,12 @@ mod tests {
             br#"{"path":"/"}"#,
             br#"{}"#,
         ] {
-            agree(odd);
+            agree(odd, read_continue);
             answers.push(odd.to_vec());
         }
         for json in &answers[..6] {
             for damaged in testing::damaged(json, b"\"\\{}[],:0tfn\x01\xff") {
-                agree(&damaged);
+                agree(&damaged, read_continue);
             }
         }
     }

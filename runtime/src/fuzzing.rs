@@ -159,10 +159,11 @@ pub fn request_decision(output: &[u8]) {
         }
         Ok(RequestDecision::Respond { response }) => respond(response),
         Ok(RequestDecision::Proxy { upstream }) => {
-            let _ = crate::server::upstream::Target::parse(
+            let _ = crate::server::upstream_target::Target::parse(
                 upstream,
                 "fuzz",
                 &DroppedHeaders::default(),
+                &Default::default(),
             );
         }
         Err(_) => {}

@@ -26,7 +26,7 @@ pub use crate::config::TrustedProxies;
 pub use attempts::{
     ATTEMPT_WINDOW, FAILED_ATTEMPTS, FailedAttempts, MAX_ATTEMPT_WINDOW, MAX_FAILED_ATTEMPTS,
 };
-pub use client::{ClientView, host_is_loopback, resolve};
+pub use client::{ClientView, host_is_loopback, resolve, with_ip_text};
 pub use keys::{
     Checked, KEY_PREFIX, KeyStore, KeyStoreError, NewKey, StoredKey, now, parse_expires_in,
 };

@@ -1,8 +1,8 @@
 //! Reading a plugin's `on_request` answer (`RequestDecision`) in one pass.
 //!
-//! A `continue` answer (nearly every answer) is read by the PDK's
-//! [`RequestChanges::read_continue`], without serde; what it leaves is read
-//! here.
+//! A `continue` answer (nearly every answer) and a `proxy` one are read by
+//! the PDK's [`RequestChanges::read_continue`] and [`Upstream::read_proxy`],
+//! without serde; what they leave is read here.
 //!
 //! The derived reading of an internally tagged enum (`"action"` picks the
 //! variant) first copies the whole answer into an intermediate tree, every
@@ -16,7 +16,7 @@
 //! derived ones (the fuzz target `request_decision` checks that both agree
 //! wherever this one accepts).
 
-use buntime_pdk::hooks::{RequestChanges, RequestDecision};
+use buntime_pdk::hooks::{RequestChanges, RequestDecision, Upstream};
 use serde::Deserialize;
 use serde::de::{DeserializeOwned, Error as _};
 use serde_json::value::RawValue;
@@ -99,6 +99,9 @@ pub(crate) fn read(bytes: &[u8]) -> serde_json::Result<RequestDecision> {
     if let Some(changes) = RequestChanges::read_continue(bytes) {
         return Ok(RequestDecision::Continue(changes));
     }
+    if let Some(upstream) = Upstream::read_proxy(bytes) {
+        return Ok(RequestDecision::Proxy { upstream });
+    }
     one_pass(bytes).or_else(|_| serde_json::from_slice(bytes))
 }
 
@@ -136,6 +139,8 @@ mod tests {
             r#"{"action":"respond"}"#,
             r#"{"action":"respond","response":{"headers":[]}}"#,
             r#"{"action":"proxy","upstream":{"url":"http://10.0.0.5:8080/v1","timeout_ms":5000}}"#,
+            r#"{"action":"proxy","upstream":{"url":"http://a/","set_headers":[["x-a","1"]],"websocket":true,"x":null}}"#,
+            r#"{"action":"proxy","upstream":{"url":"http://a/","timeout_ms":-5}}"#,
             r#"{"action":"proxy"}"#,
             r#"{"action":"jump"}"#,
             r#"{"set_headers":[]}"#,

@@ -44,6 +44,7 @@ mod upload_spool;
 pub(crate) mod upstream;
 mod upstream_client;
 mod upstream_pool;
+pub(crate) mod upstream_target;
 mod upstream_ws;
 mod upstream_ws_close;
 
@@ -112,6 +113,8 @@ pub struct Shared {
     pub http: crate::metrics::HttpStats,
     /// Kept-alive connections to the upstreams plugins proxy to.
     pub(crate) upstreams: Arc<upstream_pool::Pool>,
+    /// The upstream origins plugins proxied to, parsed once each.
+    pub(crate) upstream_origins: Arc<upstream_target::Origins>,
     /// The WebSockets relayed to upstreams, closed at shutdown.
     pub(crate) relays: upstream_ws::Relays,
 }
@@ -184,6 +187,7 @@ impl AppState {
             access,
             http: Default::default(),
             upstreams: Arc::default(),
+            upstream_origins: Arc::default(),
             relays: Default::default(),
         });
         services.set_metrics_view(Arc::new(metrics_view::ServerMetrics(Arc::downgrade(

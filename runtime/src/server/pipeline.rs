@@ -411,7 +411,13 @@ async fn on_request(
                 if let Some(t) = &trace_headers {
                     t.inject(req.headers_mut());
                 }
-                let res = match super::upstream::Target::parse(upstream, plugin.name(), dropped) {
+                let parsed = super::upstream_target::Target::parse(
+                    upstream,
+                    plugin.name(),
+                    dropped,
+                    &state.upstream_origins,
+                );
+                let res = match parsed {
                     // Boxed, like the body collection above: rarer than a
                     // pass, and a large future every chain call would carry.
                     Ok(target) => {

@@ -20,42 +20,29 @@
 //! `502 UPSTREAM_DENIED` (outside the grant).
 
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, Version, header};
 use axum::response::{IntoResponse, Response};
-use buntime_pdk::hooks::Upstream;
 use bytes::Bytes;
 
 use super::AppState;
 use super::client::RequestClientSource;
 use super::error::{ApiError, ErrorKind};
-use super::guest_http::{DroppedHeaders, GuestHeaders};
 use super::upstream_client::{IdleBody, Progress, ProgressBody, within_silence};
 use super::upstream_pool::{self, SendError};
-use super::upstream_ws::{Relay, asked, switch};
+use super::upstream_target::Target;
+use super::upstream_ws::{asked, switch};
 use crate::capabilities::{Capability, Denial, HttpGrant};
 use crate::plugins::Plugin;
 
-/// How long an upstream may take to answer (and to send each piece of its
-/// body) unless the plugin says otherwise.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long connecting may take unless the plugin says otherwise.
-const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// The longest timeout a plugin may ask for (one hour), in milliseconds.
-const MAX_TIMEOUT_MS: u64 = 3_600_000;
-/// A relayed WebSocket's silence and life, unless the plugin says otherwise.
-const DEFAULT_WS_IDLE: Duration = Duration::from_secs(300);
-const DEFAULT_WS_TOTAL: Duration = Duration::from_secs(3600);
-/// The longest either may be (a day), in milliseconds.
-const MAX_WS_MS: u64 = 86_400_000;
-
 /// Headers that concern one connection, never forwarded either way
-/// (RFC 9110 §7.6.1), plus `expect` (the host answers it itself).
-const HOP_BY_HOP: [HeaderName; 9] = [
+/// (RFC 9110 §7.6.1); a request's `expect` goes too (the host answers it
+/// itself). A `static`, not a `const`: a `const` array of header names is
+/// built (and dropped) wherever it is used.
+static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -71,124 +58,6 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// A checked `proxy` answer.
-#[derive(Debug)]
-pub(crate) struct Target {
-    url: url::Url,
-    /// The request target on the upstream connection: path and query.
-    uri: Uri,
-    /// `scheme://host:port` as the connector takes it.
-    authority: Uri,
-    /// `scheme://host:port`, for messages and the pool.
-    origin: Arc<str>,
-    /// The `Host` header for the upstream: `host[:port]` as in the URL.
-    host: HeaderValue,
-    set_headers: Vec<(HeaderName, HeaderValue)>,
-    remove_headers: Vec<HeaderName>,
-    timeout: Duration,
-    connect_timeout: Duration,
-    /// Relay a WebSocket upgrade, within these limits.
-    websocket: Option<Relay>,
-}
-
-impl Target {
-    /// Checks a plugin's `upstream`; the error describes what is wrong with
-    /// it (a malformed answer). Framing and hop-by-hop headers it sets or
-    /// removes are dropped (noted in `dropped` under `module`): the host
-    /// frames the request and owns the connection.
-    pub(crate) fn parse(
-        up: Upstream,
-        module: &str,
-        dropped: &DroppedHeaders,
-    ) -> Result<Self, String> {
-        let mut url = url::Url::parse(&up.url)
-            .map_err(|e| format!("`upstream.url` `{}` is not an absolute URL: {e}", up.url))?;
-        if url.scheme() != "http" && url.scheme() != "https" {
-            return Err(format!(
-                "`upstream.url` `{}` must be an http or https URL",
-                up.url
-            ));
-        }
-        if url.host_str().is_none_or(str::is_empty) {
-            return Err(format!("`upstream.url` `{}` names no host", up.url));
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(format!(
-                "`upstream.url` `{}` carries credentials; send them in a header (`set_headers`)",
-                up.url
-            ));
-        }
-        url.set_fragment(None);
-        let invalid = |e: &dyn std::fmt::Display| {
-            format!("`upstream.url` `{}` is not a valid URI: {e}", up.url)
-        };
-        let uri: Uri = url[url::Position::BeforePath..]
-            .parse()
-            .map_err(|e| invalid(&e))?;
-        // `scheme://host[:port]`: what `Url::origin().ascii_serialization()`
-        // gives for an http(s) URL without credentials (the parser already
-        // dropped a default port), read off the serialization instead of
-        // formatted again on every proxied request.
-        let origin = &url[..url::Position::BeforePath];
-        let authority: Uri = origin.parse().map_err(|e| invalid(&e))?;
-        let origin = Arc::<str>::from(origin);
-        let host = HeaderValue::try_from(&url[url::Position::BeforeHost..url::Position::AfterPort])
-            .map_err(|e| invalid(&e))?;
-        let removed = GuestHeaders {
-            module,
-            field: "`upstream.remove_headers`",
-            dropped,
-        };
-        let mut remove_headers = Vec::with_capacity(up.remove_headers.len());
-        for name in &up.remove_headers {
-            remove_headers.extend(removed.name(name)?);
-        }
-        let checked = GuestHeaders {
-            field: "`upstream.set_headers`",
-            ..removed
-        };
-        let mut set_headers = Vec::with_capacity(up.set_headers.len());
-        for (k, v) in up.set_headers {
-            set_headers.extend(checked.header(&k, Bytes::from(v))?);
-        }
-        let ms = |v: Option<u64>, field: &str, default: Duration, max: u64| match v {
-            None => Ok(default),
-            Some(ms) if (1..=max).contains(&ms) => Ok(Duration::from_millis(ms)),
-            Some(ms) => Err(format!("`upstream.{field}` {ms} must be from 1 to {max}")),
-        };
-        Ok(Self {
-            timeout: ms(up.timeout_ms, "timeout_ms", DEFAULT_TIMEOUT, MAX_TIMEOUT_MS)?,
-            connect_timeout: ms(
-                up.connect_timeout_ms,
-                "connect_timeout_ms",
-                DEFAULT_CONNECT_TIMEOUT,
-                MAX_TIMEOUT_MS,
-            )?,
-            websocket: up.websocket.then_some(Relay {
-                idle: ms(
-                    up.idle_timeout_ms,
-                    "idle_timeout_ms",
-                    DEFAULT_WS_IDLE,
-                    MAX_WS_MS,
-                )?,
-                total: ms(
-                    up.max_duration_ms,
-                    "max_duration_ms",
-                    DEFAULT_WS_TOTAL,
-                    MAX_WS_MS,
-                )?,
-            }),
-            url,
-            uri,
-            authority,
-            origin,
-            host,
-            set_headers,
-            remove_headers,
-        })
-    }
-}
-
 /// Forwards `req` to `target` for `plugin` and answers what the upstream
 /// answers (or the host's error).
 pub(crate) async fn forward(
@@ -198,11 +67,12 @@ pub(crate) async fn forward(
     target: Target,
     client: &RequestClientSource<'_>,
 ) -> Response {
-    let origin = target.origin.clone();
+    let url = &target.origin.url;
+    let origin = target.origin.text.clone();
     let grant = plugin
         .grants
         .get::<HttpGrant>(Capability::UPSTREAM)
-        .filter(|g| g.matching(&target.url).is_some());
+        .filter(|g| g.matching(url).is_some());
     let Some(grant) = grant else {
         return denied(
             state,
@@ -211,8 +81,8 @@ pub(crate) async fn forward(
             format!("\"upstream\": [\"{origin}\"]"),
         );
     };
-    if let Some(ip) = grant.refused_private(&target.url).await {
-        let port = target.url.port_or_known_default().unwrap_or(80);
+    if let Some(ip) = grant.refused_private(url).await {
+        let port = url.port_or_known_default().unwrap_or(80);
         let at = match ip {
             IpAddr::V6(v6) => format!("[{v6}]"),
             IpAddr::V4(v4) => v4.to_string(),
@@ -222,15 +92,15 @@ pub(crate) async fn forward(
             plugin,
             format!(
                 "`{}` is the private address {ip}",
-                target.url.host_str().unwrap_or_default()
+                url.host_str().unwrap_or_default()
             ),
             format!(
                 "\"upstream\": [\"{}://{at}:{port}\"] or {{\"allow\": [...], \"privateNetworks\": true}}",
-                target.url.scheme()
+                url.scheme()
             ),
         );
     }
-    let allow_private = grant.allows_private(&target.url);
+    let allow_private = grant.allows_private(url);
     let forwarding = forwarding_headers(client, req.headers(), req.uri());
     let upgrade = target.websocket.and_then(|relay| {
         let handshake = asked(&mut req)?;
@@ -240,20 +110,24 @@ pub(crate) async fn forward(
     let (mut parts, body) = req.into_parts();
     let headers = &mut parts.headers;
     strip_hop_by_hop(headers);
+    headers.remove(header::EXPECT);
+    // What came in under the forwarding names goes; those the host sets
+    // below are replaced by the insert (which drops every earlier value),
+    // so only the others are removed here. `Host` is always set.
     for name in [
-        header::HOST,
-        header::EXPECT,
         header::FORWARDED,
         X_FORWARDED_FOR,
         X_FORWARDED_PROTO,
         X_FORWARDED_HOST,
     ] {
-        headers.remove(name);
+        if !forwarding.iter().any(|(set, _)| *set == name) {
+            headers.remove(name);
+        }
     }
     for name in &target.remove_headers {
         headers.remove(name);
     }
-    headers.insert(header::HOST, target.host);
+    headers.insert(header::HOST, target.origin.host.clone());
     for (name, value) in forwarding.into_iter().chain(target.set_headers) {
         headers.insert(name, value);
     }
@@ -273,8 +147,14 @@ pub(crate) async fn forward(
         allow_private,
         connect_timeout: target.connect_timeout,
     };
-    let sent = upstream_pool::send(&state.upstreams, key, &target.authority, outbound);
-    let answer = within_silence(sent, &progress, target.timeout).await;
+    // The send inline, not in a named local first: a local moved into
+    // the wait still takes its own room in this future's state.
+    let answer = within_silence(
+        upstream_pool::send(&state.upstreams, key, &target.origin.authority, outbound),
+        &progress,
+        target.timeout,
+    )
+    .await;
     match answer {
         // The connection is the relay's now: its lease is dropped.
         Some(Ok((res, _))) if res.status() == StatusCode::SWITCHING_PROTOCOLS => match upgrade {
@@ -362,6 +242,12 @@ fn failed(origin: &str, e: &SendError, connect_timeout: Duration) -> Response {
 
 /// Removes the hop-by-hop headers, and those `Connection` names.
 pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // One look at each of the (few) names finds whether there is anything
+    // to strip; most messages carry none, and a removal per hop-by-hop name
+    // hashes that name whether or not it is there.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     if let Some(listed) = headers.get(header::CONNECTION) {
         let named: Vec<HeaderName> = listed
             .to_str()
@@ -390,35 +276,37 @@ fn forwarding_headers(
         return Vec::new();
     };
     let address = view.address.to_canonical();
-    // The address is formatted once, for both headers.
-    let ip = address.to_string();
-    let mut forwarded = String::with_capacity(32 + ip.len());
-    forwarded.push_str("for=");
-    if address.is_ipv6() {
-        forwarded.push_str("\"[");
-        forwarded.push_str(&ip);
-        forwarded.push_str("]\"");
-    } else {
-        forwarded.push_str(&ip);
-    }
-    forwarded.push_str(";proto=");
-    forwarded.push_str(view.scheme);
     let mut out = Vec::with_capacity(4);
-    if let Some(host) = view.host {
-        forwarded.push_str(";host=\"");
-        for c in host.chars() {
-            if c == '"' || c == '\\' {
-                forwarded.push('\\');
-            }
-            forwarded.push(c);
+    // The address is written once, for both headers.
+    let mut forwarded = crate::access::with_ip_text(address, |ip| {
+        if let Ok(v) = HeaderValue::from_str(ip) {
+            out.push((X_FORWARDED_FOR, v));
         }
-        forwarded.push('"');
+        let mut forwarded = Vec::with_capacity(48 + view.host.map_or(0, str::len));
+        forwarded.extend_from_slice(b"for=");
+        if address.is_ipv6() {
+            forwarded.extend_from_slice(b"\"[");
+            forwarded.extend_from_slice(ip.as_bytes());
+            forwarded.extend_from_slice(b"]\"");
+        } else {
+            forwarded.extend_from_slice(ip.as_bytes());
+        }
+        forwarded
+    });
+    forwarded.extend_from_slice(b";proto=");
+    forwarded.extend_from_slice(view.scheme.as_bytes());
+    if let Some(host) = view.host {
+        forwarded.extend_from_slice(b";host=\"");
+        for b in host.bytes() {
+            if b == b'"' || b == b'\\' {
+                forwarded.push(b'\\');
+            }
+            forwarded.push(b);
+        }
+        forwarded.push(b'"');
         if let Ok(v) = HeaderValue::try_from(host) {
             out.push((X_FORWARDED_HOST, v));
         }
-    }
-    if let Ok(v) = HeaderValue::try_from(ip) {
-        out.push((X_FORWARDED_FOR, v));
     }
     out.push((
         X_FORWARDED_PROTO,
@@ -428,7 +316,8 @@ fn forwarding_headers(
             "http"
         }),
     ));
-    if let Ok(v) = HeaderValue::try_from(forwarded) {
+    // Checked like any value (a host with a control byte is not sent).
+    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(forwarded)) {
         out.push((header::FORWARDED, v));
     }
     out
@@ -437,54 +326,6 @@ fn forwarding_headers(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_proxy_answer_is_checked() {
-        let dropped = DroppedHeaders::default();
-        let parse = |up| Target::parse(up, "p", &dropped);
-        let ok = parse(
-            Upstream::new("http://svc:8080/a/b?c=1#frag")
-                .set_header("x-a", "1")
-                .set_header("connection", "close")
-                .timeout_ms(100),
-        )
-        .unwrap();
-        assert_eq!(ok.uri.to_string(), "/a/b?c=1");
-        assert_eq!(ok.authority.to_string(), "http://svc:8080/");
-        assert_eq!(&*ok.origin, "http://svc:8080");
-        assert_eq!(ok.host, "svc:8080");
-        let default_port = parse(Upstream::new("https://[::1]:443")).unwrap();
-        assert_eq!(default_port.uri.to_string(), "/");
-        assert_eq!(default_port.host, "[::1]");
-        // The origin is the URL's own, however it was written.
-        for written in [
-            "http://svc:8080/a/b?c=1#frag",
-            "https://[::1]:443",
-            "HTTP://Svc.Example:80/x",
-            "https://10.0.0.1:8443?q",
-            "http://bücher.example/",
-        ] {
-            let url = url::Url::parse(written).unwrap();
-            assert_eq!(
-                &*parse(Upstream::new(written)).unwrap().origin,
-                url.origin().ascii_serialization(),
-                "{written}"
-            );
-        }
-        assert_eq!(ok.set_headers.len(), 1, "hop-by-hop headers are not set");
-        assert_eq!(ok.timeout, Duration::from_millis(100));
-        assert_eq!(ok.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
-        for bad in [
-            Upstream::new("/relative"),
-            Upstream::new("ftp://svc/x"),
-            Upstream::new("http://user:pw@svc/x"),
-            Upstream::new("http://svc/").set_header("bad name", "1"),
-            Upstream::new("http://svc/").timeout_ms(0),
-            Upstream::new("http://svc/").connect_timeout_ms(MAX_TIMEOUT_MS + 1),
-        ] {
-            assert!(parse(bad.clone()).is_err(), "{bad:?}");
-        }
-    }
 
     #[test]
     fn hop_by_hop_headers_and_those_connection_names_are_stripped() {

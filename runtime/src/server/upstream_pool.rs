@@ -242,7 +242,12 @@ pub(crate) async fn send(
             },
         }
     }
-    let mut sender = pool.connect(&key, authority.clone()).await?;
+    // Boxed, in a statement of its own: connecting (DNS, TCP, TLS and the
+    // handshake, with the TLS stream inline) is a future of several KiB
+    // that a request on a kept-alive connection never polls, and inline it
+    // would size (and be copied with) every proxied request's future.
+    let connect = Box::pin(pool.connect(&key, authority.clone()));
+    let mut sender = connect.await?;
     let res = sender.send_request(req).await.map_err(SendError::Request)?;
     Ok((res, lease(key, sender)))
 }
