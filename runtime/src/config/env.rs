@@ -21,7 +21,7 @@
 //! | `RUNTIME_MAX_STREAMS_PER_CLIENT` | 32 | most event streams open at once from one client address (429 beyond) |
 //! | `RUNTIME_CONFIG` | `./buntime.jsonc` (optional there) | the plugin configuration file |
 //! | `RUNTIME_CACHE_DIR` | `$XDG_CACHE_HOME/buntime` | compiled-module cache (`off` disables it) |
-//! | `RUNTIME_WASM_GUARD_PAGES` | `0` | `1`: bounds-check guest memory with guard pages instead of explicit checks |
+//! | `RUNTIME_WASM_GUARD_PAGES` | `0` | `1`: bounds-check apps' memory with guard pages instead of explicit checks (plugins always use them) |
 //! | `RUNTIME_WASM_PERF_MAP` | `0` | `1`: name compiled guest functions for `perf` (`/tmp/perf-<pid>.map`) |
 //! | `RUNTIME_LOG_LEVEL` | `info` | a `tracing` filter (read by `cli::init_logging`) |
 //! | `RUNTIME_LOG_FORMAT` | text (JSON in production) | `json` or `text` (read by `cli::init_logging`) |

@@ -110,10 +110,13 @@ impl std::fmt::Debug for PluginHost {
 }
 
 impl PluginHost {
-    /// A host with no plugins loaded yet.
+    /// A host with no plugins loaded yet. Its plugins run on `engine`'s
+    /// sibling for long-lived guests ([`Engine::for_long_lived_guests`]).
     pub fn new(engine: Engine, services: Arc<HostServices>, sources: PluginSources) -> Arc<Self> {
         let host = Arc::new(Self {
-            engine,
+            // Plugins' instances serve request after request: guard pages
+            // rather than explicit bounds checks (see the method).
+            engine: engine.for_long_lived_guests(),
             services: services.clone(),
             sources,
             chain: InForce::default(),

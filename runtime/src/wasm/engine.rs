@@ -70,6 +70,8 @@ pub struct EngineConfig {
     /// again before its slot is reused, and that TLB shootdown is most of
     /// what a fresh instance per request (`ttl: 0`) costs; the explicit
     /// checks cost compute-heavy guests a few percent. `RUNTIME_WASM_GUARD_PAGES=1`.
+    /// (Plugins run on a sibling engine with guard pages either way:
+    /// [`Engine::for_long_lived_guests`].)
     pub guard_pages: bool,
     /// Write `/tmp/perf-<pid>.map` naming every compiled guest function, so
     /// `perf` shows guest frames by name (guests built with their name
@@ -144,6 +146,8 @@ pub struct Engine {
 }
 
 struct EngineInner {
+    /// What it was built with (a sibling is built from the same).
+    config: EngineConfig,
     engine: wasmtime::Engine,
     linker: Linker<HostState>,
     cache: Option<ModuleCache>,
@@ -166,30 +170,7 @@ impl std::fmt::Debug for EngineInner {
 impl Engine {
     /// Builds the engine, probing whether the pooling allocator fits.
     pub fn new(config: EngineConfig) -> Result<Self, LoadError> {
-        let slots = config.slots.unwrap_or_else(default_slots);
-        let (engine, allocation) = if config.pooling {
-            match wasmtime::Engine::new(&wasmtime_config(&config, Some(slots))) {
-                Ok(e) => (e, Allocation::Pooling { slots }),
-                Err(err) => {
-                    tracing::warn!(
-                        error = %format!("{err:#}"),
-                        slots,
-                        "the pooling allocator does not fit in this address space; falling back to on-demand allocation (slower instantiation)"
-                    );
-                    (Self::on_demand(&config)?, Allocation::OnDemand)
-                }
-            }
-        } else {
-            (Self::on_demand(&config)?, Allocation::OnDemand)
-        };
-
-        let mut linker = Linker::new(&engine);
-        abi::link(&mut linker, &config.host_functions).map_err(|e| LoadError::Engine(e.into()))?;
-
-        let cache = config
-            .cache_dir
-            .as_ref()
-            .and_then(|dir| ModuleCache::open(dir.clone(), &engine));
+        let (engine, allocation) = Self::wasmtime_engine(&config)?;
         // No proxies from the environment: a proxy would resolve names
         // itself and undo the private-address check.
         let http = reqwest::Client::builder()
@@ -219,15 +200,103 @@ impl Engine {
             log_feed: crate::log_feed::LogFeed::default(),
             guest_clock: super::GuestClock::default(),
         });
+        Self::over(config, engine, allocation, shared)
+    }
+
+    /// An engine for guests whose instances live long — the plugins' — that
+    /// checks their memory bounds with guard pages instead of explicit
+    /// checks, over the same shared state as this one (counters, HTTP
+    /// clients, log feed, clocks; the same thread ticks its epoch).
+    ///
+    /// Guard pages cost an `mprotect` (a TLB shootdown on every core) when
+    /// a grown instance's slot is reused, which is why apps (a fresh
+    /// instance per request with `ttl: 0`) run with explicit checks; an
+    /// instance that serves request after request is rarely replaced, and
+    /// then each of its memory accesses skips a check (a proxied request
+    /// ran about 6 % fewer instructions). Compiled code is the engine's own,
+    /// so a module is compiled (or cached) once per engine. This engine
+    /// itself when it already uses guard pages; when the sibling cannot be
+    /// built, this engine too, with a warning.
+    ///
+    /// ```
+    /// use buntime::wasm::{Engine, EngineConfig};
+    /// let apps = Engine::new(EngineConfig::default()).unwrap();
+    /// let plugins = apps.for_long_lived_guests();
+    /// assert!(!apps.uses_guard_pages() && plugins.uses_guard_pages());
+    /// assert!(std::ptr::eq(apps.stats(), plugins.stats()));
+    /// ```
+    pub fn for_long_lived_guests(&self) -> Engine {
+        if self.inner.config.guard_pages {
+            return self.clone();
+        }
+        let config = EngineConfig {
+            guard_pages: true,
+            ..self.inner.config.clone()
+        };
+        let sibling = Self::wasmtime_engine(&config).and_then(|(engine, allocation)| {
+            let shared = self.inner.shared.clone();
+            shared.ticker.tick_also(engine.clone());
+            Self::over(config, engine, allocation, shared)
+        });
+        sibling.unwrap_or_else(|e| {
+            tracing::warn!(
+                error = %e,
+                "cannot build the guard-paged engine for plugins; they run on the apps' engine (explicit bounds checks)"
+            );
+            self.clone()
+        })
+    }
+
+    /// Whether guest memory is bounds-checked by guard pages (else by
+    /// explicit checks in the compiled code).
+    pub fn uses_guard_pages(&self) -> bool {
+        self.inner.config.guard_pages
+    }
+
+    /// The wasmtime engine `config` asks for: pooling if asked and it
+    /// fits, else on-demand allocation.
+    fn wasmtime_engine(config: &EngineConfig) -> Result<(wasmtime::Engine, Allocation), LoadError> {
+        if !config.pooling {
+            return Ok((Self::on_demand(config)?, Allocation::OnDemand));
+        }
+        let slots = config.slots.unwrap_or_else(default_slots);
+        match wasmtime::Engine::new(&wasmtime_config(config, Some(slots))) {
+            Ok(e) => Ok((e, Allocation::Pooling { slots })),
+            Err(err) => {
+                tracing::warn!(
+                    error = %format!("{err:#}"),
+                    slots,
+                    "the pooling allocator does not fit in this address space; falling back to on-demand allocation (slower instantiation)"
+                );
+                Ok((Self::on_demand(config)?, Allocation::OnDemand))
+            }
+        }
+    }
+
+    /// The engine around `engine`: its linker, cache and code table, over
+    /// `shared`.
+    fn over(
+        config: EngineConfig,
+        engine: wasmtime::Engine,
+        allocation: Allocation,
+        shared: Arc<EngineShared>,
+    ) -> Result<Self, LoadError> {
+        let mut linker = Linker::new(&engine);
+        abi::link(&mut linker, &config.host_functions).map_err(|e| LoadError::Engine(e.into()))?;
+        let cache = config
+            .cache_dir
+            .as_ref()
+            .and_then(|dir| ModuleCache::open(dir.clone(), &engine));
         Ok(Self {
             inner: Arc::new(EngineInner {
+                max_memory: config.max_memory,
+                config,
                 engine,
                 linker,
                 cache,
                 code: CodeTable::default(),
                 shared,
                 allocation,
-                max_memory: config.max_memory,
             }),
         })
     }

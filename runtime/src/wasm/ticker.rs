@@ -1,13 +1,14 @@
 //! The epoch ticker thread, and the coarse clock it keeps.
 //!
-//! One thread advances wasmtime's epoch every tick, which is how a running
-//! guest notices its deadline without a clock read in its code. The same
+//! One thread advances wasmtime's epoch every tick (of each engine sharing
+//! it), which is how a running guest notices its deadline without a clock
+//! read in its code. The same
 //! thread stamps the time of each tick into a [`CoarseClock`], so arming a
 //! call's deadline is an atomic load rather than a `clock_gettime` — about a
 //! tenth of a pass-through plugin hook's cost otherwise.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -55,20 +56,25 @@ impl CoarseClock {
     }
 }
 
-/// The single thread that advances the epoch and the coarse clock.
+/// The single thread that advances the coarse clock and the epoch of every
+/// wasmtime engine sharing it (an engine and its sibling for long-lived
+/// guests, [`super::Engine::for_long_lived_guests`]).
 #[derive(Debug)]
 pub(crate) struct Ticker {
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
     clock: Arc<CoarseClock>,
+    engines: Arc<Mutex<Vec<wasmtime::Engine>>>,
 }
 
 impl Ticker {
     pub(crate) fn start(engine: wasmtime::Engine, tick: Duration) -> Result<Self, LoadError> {
         let stop = Arc::new(AtomicBool::new(false));
         let clock = Arc::new(CoarseClock::new(tick));
+        let engines = Arc::new(Mutex::new(vec![engine]));
         let flag = stop.clone();
         let stamps = clock.clone();
+        let ticked = engines.clone();
         let handle = std::thread::Builder::new()
             .name("buntime-epoch".into())
             .spawn(move || {
@@ -77,7 +83,9 @@ impl Ticker {
                     // The time first, then the epoch: a guest that sees the
                     // new epoch compares its deadline with a fresh clock.
                     stamps.stamp();
-                    engine.increment_epoch();
+                    for engine in ticked.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+                        engine.increment_epoch();
+                    }
                 }
             })
             .map_err(|e| {
@@ -87,7 +95,16 @@ impl Ticker {
             stop,
             handle: Some(handle),
             clock,
+            engines,
         })
+    }
+
+    /// Advances `engine`'s epoch too, from the next tick on.
+    pub(crate) fn tick_also(&self, engine: wasmtime::Engine) {
+        self.engines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(engine);
     }
 
     /// The clock this ticker keeps.
