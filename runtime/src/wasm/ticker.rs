@@ -2,10 +2,10 @@
 //!
 //! One thread advances wasmtime's epoch every tick (of each engine sharing
 //! it), which is how a running guest notices its deadline without a clock
-//! read in its code. The same
-//! thread stamps the time of each tick into a [`CoarseClock`], so arming a
-//! call's deadline is an atomic load rather than a `clock_gettime` — about a
-//! tenth of a pass-through plugin hook's cost otherwise.
+//! read in its code. The same thread stamps the time of each tick into a
+//! [`CoarseClock`], so arming a call's deadline is an atomic load rather
+//! than a `clock_gettime` — about a tenth of a pass-through plugin hook's
+//! cost otherwise.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
