@@ -52,12 +52,13 @@ impl HostPattern {
         &self.pattern
     }
 
-    /// Whether `host` matches.
+    /// Whether `host` matches, in any case (the pattern is lower case; the
+    /// host's bytes are lowered as they are compared, not copied first:
+    /// every outbound call and proxied request checks its host).
     pub fn matches(&self, host: &str) -> bool {
-        glob_match(
-            self.pattern.as_bytes(),
-            host.to_ascii_lowercase().as_bytes(),
-        )
+        glob_match_by(self.pattern.as_bytes(), host.as_bytes(), |p, t| {
+            p == b'?' || p == t.to_ascii_lowercase()
+        })
     }
 }
 
