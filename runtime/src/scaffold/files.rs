@@ -15,6 +15,10 @@ const PDK_SOURCES: &[(&str, &str)] = &[
         "hooks_json.rs",
         include_str!("../../../pdk/src/hooks_json.rs"),
     ),
+    (
+        "hooks_json_tests.rs",
+        include_str!("../../../pdk/src/hooks_json_tests.rs"),
+    ),
     ("http.rs", include_str!("../../../pdk/src/http.rs")),
     ("http_ref.rs", include_str!("../../../pdk/src/http_ref.rs")),
     ("io.rs", include_str!("../../../pdk/src/io.rs")),

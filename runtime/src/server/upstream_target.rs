@@ -71,9 +71,7 @@ impl Origin {
     /// The origin of `url`, an http(s) URL with a host and no credentials
     /// ([`checked_url`]); errors name `written`.
     fn of(url: url::Url, written: &str) -> Result<Self, String> {
-        let invalid = |e: &dyn std::fmt::Display| {
-            format!("`upstream.url` `{written}` is not a valid URI: {e}")
-        };
+        let invalid = |e: &dyn std::fmt::Display| invalid_uri(written, e);
         // `scheme://host[:port]`: what `Url::origin().ascii_serialization()`
         // gives for an http(s) URL without credentials (the parser already
         // dropped a default port), read off the serialization.
@@ -219,12 +217,17 @@ fn checked_url(written: &str) -> Result<url::Url, String> {
     Ok(url)
 }
 
+/// What is said of a URL the parser took but `http::Uri` does not.
+fn invalid_uri(written: &str, e: &dyn std::fmt::Display) -> String {
+    format!("`upstream.url` `{written}` is not a valid URI: {e}")
+}
+
 /// The origin and request target of `written` through the WHATWG parser.
 fn parse_whole(written: &str) -> Result<(Arc<Origin>, Uri), String> {
     let url = checked_url(written)?;
     let uri: Uri = url[url::Position::BeforePath..]
         .parse()
-        .map_err(|e| format!("`upstream.url` `{written}` is not a valid URI: {e}"))?;
+        .map_err(|e| invalid_uri(written, &e))?;
     Ok((Arc::new(Origin::of(url, written)?), uri))
 }
 

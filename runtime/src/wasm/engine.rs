@@ -11,7 +11,7 @@
 //!   `extism:host/user` functions, built once and shared by every module;
 //! - the on-disk cache of compiled modules.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -155,7 +155,10 @@ struct EngineInner {
     code: CodeTable,
     shared: Arc<EngineShared>,
     allocation: Allocation,
-    max_memory: usize,
+    /// The sibling for long-lived guests, built on first use; `None` when
+    /// it could not be (this engine serves them: not stored here, which
+    /// would make the engine own itself).
+    long_lived: OnceLock<Option<Engine>>,
 }
 
 impl std::fmt::Debug for EngineInner {
@@ -214,9 +217,9 @@ impl Engine {
     /// instance that serves request after request is rarely replaced, and
     /// then each of its memory accesses skips a check (a proxied request
     /// ran about 6 % fewer instructions). Compiled code is the engine's own,
-    /// so a module is compiled (or cached) once per engine. This engine
-    /// itself when it already uses guard pages; when the sibling cannot be
-    /// built, this engine too, with a warning.
+    /// so a module is compiled (or cached) once per engine. Built once, on
+    /// the first call; this engine itself when it already uses guard pages,
+    /// or (with a warning) when the sibling cannot be built.
     ///
     /// ```
     /// use buntime::wasm::{Engine, EngineConfig};
@@ -224,27 +227,34 @@ impl Engine {
     /// let plugins = apps.for_long_lived_guests();
     /// assert!(!apps.uses_guard_pages() && plugins.uses_guard_pages());
     /// assert!(std::ptr::eq(apps.stats(), plugins.stats()));
+    /// // Built once: the same engine on every call.
+    /// assert!(std::ptr::eq(plugins.wasmtime(), apps.for_long_lived_guests().wasmtime()));
     /// ```
     pub fn for_long_lived_guests(&self) -> Engine {
         if self.inner.config.guard_pages {
             return self.clone();
         }
-        let config = EngineConfig {
-            guard_pages: true,
-            ..self.inner.config.clone()
+        let build = || {
+            let config = EngineConfig {
+                guard_pages: true,
+                ..self.inner.config.clone()
+            };
+            let sibling = Self::wasmtime_engine(&config).and_then(|(engine, allocation)| {
+                let shared = self.inner.shared.clone();
+                shared.ticker.tick_also(engine.clone());
+                Self::over(config, engine, allocation, shared)
+            });
+            sibling
+                .inspect_err(|e| {
+                    tracing::warn!(
+                        error = %e,
+                        "cannot build the guard-paged engine for plugins; they run on the apps' engine (explicit bounds checks)"
+                    );
+                })
+                .ok()
         };
-        let sibling = Self::wasmtime_engine(&config).and_then(|(engine, allocation)| {
-            let shared = self.inner.shared.clone();
-            shared.ticker.tick_also(engine.clone());
-            Self::over(config, engine, allocation, shared)
-        });
-        sibling.unwrap_or_else(|e| {
-            tracing::warn!(
-                error = %e,
-                "cannot build the guard-paged engine for plugins; they run on the apps' engine (explicit bounds checks)"
-            );
-            self.clone()
-        })
+        let sibling = self.inner.long_lived.get_or_init(build);
+        sibling.clone().unwrap_or_else(|| self.clone())
     }
 
     /// Whether guest memory is bounds-checked by guard pages (else by
@@ -289,7 +299,6 @@ impl Engine {
             .and_then(|dir| ModuleCache::open(dir.clone(), &engine));
         Ok(Self {
             inner: Arc::new(EngineInner {
-                max_memory: config.max_memory,
                 config,
                 engine,
                 linker,
@@ -297,6 +306,7 @@ impl Engine {
                 code: CodeTable::default(),
                 shared,
                 allocation,
+                long_lived: OnceLock::new(),
             }),
         })
     }
@@ -337,12 +347,12 @@ impl Engine {
     /// anything the host does not provide.
     pub fn load(&self, wasm: &[u8], options: GuestOptions) -> Result<GuestModule, LoadError> {
         let name = options.name.clone();
-        if options.memory_limit > self.inner.max_memory {
+        if options.memory_limit > self.inner.config.max_memory {
             return Err(LoadError::Options {
                 guest: name.to_string(),
                 message: format!(
                     "memory limit of {} bytes exceeds the engine's per-instance maximum of {} bytes (raise `EngineConfig::max_memory`)",
-                    options.memory_limit, self.inner.max_memory
+                    options.memory_limit, self.inner.config.max_memory
                 ),
             });
         }
