@@ -120,7 +120,7 @@ struct Idle {
 /// private-network rule and connect timeout.
 #[derive(Default)]
 pub(crate) struct Pool {
-    idle: Mutex<HashMap<Key, Vec<Idle>>>,
+    idle: Mutex<HashMap<Key, Vec<Idle>, foldhash::fast::RandomState>>,
     connectors: RwLock<Vec<((bool, Duration), Connector)>>,
 }
 

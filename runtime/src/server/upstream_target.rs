@@ -95,7 +95,7 @@ impl Origin {
 /// ```
 #[derive(Debug, Default)]
 pub(crate) struct Origins {
-    parsed: RwLock<HashMap<Box<str>, Arc<Origin>>>,
+    parsed: RwLock<HashMap<Box<str>, Arc<Origin>, foldhash::fast::RandomState>>,
 }
 
 impl Origins {
