@@ -96,7 +96,12 @@ fn one_pass(bytes: &[u8]) -> serde_json::Result<RequestDecision> {
 
 /// The answer `bytes` (non-empty JSON) as a [`RequestDecision`].
 pub(crate) fn read(bytes: &[u8]) -> serde_json::Result<RequestDecision> {
-    if let Some(changes) = RequestChanges::read_continue(bytes) {
+    // The PDK writes `action` first: a proxy answer goes straight to its
+    // reader (trying `continue`'s first checked the whole text's UTF-8 for
+    // nothing). Each reader checks the whole answer, whatever its start.
+    if !bytes.starts_with(br#"{"action":"proxy""#)
+        && let Some(changes) = RequestChanges::read_continue(bytes)
+    {
         return Ok(RequestDecision::Continue(changes));
     }
     if let Some(upstream) = Upstream::read_proxy(bytes) {
