@@ -267,6 +267,23 @@ macro_rules! app {
     };
 }
 
+/// Declares, in the module's `buntime_head` custom section, that its
+/// `on_request` reads the binary request head
+/// ([`crate::head_binary::LAYOUT`]): the host then sends that in place of
+/// JSON. `on_request!` expands it; every way that macro's function takes
+/// its input reads both forms.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! declare_binary_head {
+    () => {
+        const _: () = {
+            #[unsafe(link_section = "buntime_head")]
+            #[used]
+            static BUNTIME_HEAD_LAYOUT: [u8; 1] = [$crate::head_binary::LAYOUT];
+        };
+    };
+}
+
 /// Declares, in the module's `buntime_abi` custom section, the ABI version
 /// this PDK speaks ([`crate::abi::ABI_VERSION`]). Every export macro expands
 /// it, so a module built with this PDK always states its version; the records

@@ -31,21 +31,21 @@ use crate::json_scan::{Cursor, once, or_serde};
 #[derive(Debug, Clone, Deserialize)]
 pub struct RequestHeadRef<'a> {
     #[serde(borrow)]
-    method: Text<'a>,
+    pub(crate) method: Text<'a>,
     #[serde(borrow)]
-    path: Text<'a>,
+    pub(crate) path: Text<'a>,
     #[serde(borrow, default)]
-    query: Option<Text<'a>>,
+    pub(crate) query: Option<Text<'a>>,
     #[serde(borrow, default)]
-    headers: Vec<(Text<'a>, Text<'a>)>,
+    pub(crate) headers: Vec<(Text<'a>, Text<'a>)>,
     #[serde(borrow, default)]
-    base: Option<Text<'a>>,
+    pub(crate) base: Option<Text<'a>>,
     #[serde(borrow, default)]
-    request_id: Option<Text<'a>>,
+    pub(crate) request_id: Option<Text<'a>>,
     #[serde(default)]
-    body_length: Option<u64>,
+    pub(crate) body_length: Option<u64>,
     #[serde(default)]
-    core_route: bool,
+    pub(crate) core_route: bool,
 }
 
 impl<'a> RequestHeadRef<'a> {
@@ -64,6 +64,40 @@ impl<'a> RequestHeadRef<'a> {
     /// ```
     pub fn from_json(json: &'a [u8]) -> serde_json::Result<Self> {
         or_serde(json, scan(json))
+    }
+
+    /// Reads a head from what `on_request` received: the binary layout
+    /// ([`crate::head_binary`]) or JSON ([`RequestHeadRef::from_json`]).
+    ///
+    /// ```
+    /// use buntime_pdk::http_ref::RequestHeadRef;
+    /// let head = RequestHeadRef::from_input(br#"{"method":"GET","path":"/a"}"#).unwrap();
+    /// assert_eq!(head.path(), "/a");
+    /// ```
+    pub fn from_input(input: &'a [u8]) -> serde_json::Result<Self> {
+        if crate::head_binary::is_binary(input) {
+            return crate::head_binary::decode(input).ok_or_else(crate::head_binary::malformed);
+        }
+        Self::from_json(input)
+    }
+
+    /// The head with its text copied out.
+    pub fn to_owned_head(&self) -> crate::http::RequestHead {
+        let text = |t: &Text<'_>| t.0.clone().into_owned();
+        crate::http::RequestHead {
+            method: text(&self.method),
+            path: text(&self.path),
+            query: self.query.as_ref().map(text),
+            headers: self
+                .headers
+                .iter()
+                .map(|(k, v)| (text(k), text(v)))
+                .collect(),
+            base: self.base.as_ref().map(text).unwrap_or_default(),
+            request_id: self.request_id.as_ref().map(text).unwrap_or_default(),
+            body_length: self.body_length,
+            core_route: self.core_route,
+        }
     }
 
     /// Upper-case method, e.g. `GET`.
@@ -155,8 +189,24 @@ impl crate::http::RequestHead {
         let Some(head) = scan(json) else {
             return serde_json::from_slice(json);
         };
+        Ok(Self::owned(head))
+    }
+
+    /// Reads a head from what a hook received: the binary layout
+    /// ([`crate::head_binary`]) or JSON ([`RequestHead::from_json`]).
+    pub fn from_input(input: &[u8]) -> serde_json::Result<Self> {
+        if crate::head_binary::is_binary(input) {
+            let head =
+                crate::head_binary::decode(input).ok_or_else(crate::head_binary::malformed)?;
+            return Ok(Self::owned(head));
+        }
+        Self::from_json(input)
+    }
+
+    /// `head` with its text moved out (copied where it was borrowed).
+    fn owned(head: RequestHeadRef<'_>) -> Self {
         let text = |t: Text<'_>| t.0.into_owned();
-        Ok(Self {
+        Self {
             method: text(head.method),
             path: text(head.path),
             query: head.query.map(text),
@@ -169,7 +219,7 @@ impl crate::http::RequestHead {
             request_id: head.request_id.map(text).unwrap_or_default(),
             body_length: head.body_length,
             core_route: head.core_route,
-        })
+        }
     }
 }
 

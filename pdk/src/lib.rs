@@ -25,6 +25,7 @@
 #![deny(missing_docs)]
 
 pub mod abi;
+pub mod head_binary;
 pub mod hooks;
 mod hooks_json;
 pub mod http;

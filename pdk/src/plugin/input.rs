@@ -1,6 +1,7 @@
 //! What the hook functions take: the parsed input ([`crate::RequestHead`],
-//! [`ResponseView`]), a [`Lazy`] one parsed on first use, or the JSON kept
-//! as sent ([`HookBytes`]) for a borrowed read.
+//! [`ResponseView`]), a [`Lazy`] one parsed on first use, or the input kept
+//! as sent ([`HookBytes`]) for a borrowed read. `on_request`'s input may be
+//! a binary head ([`crate::head_binary`]); each reads both forms.
 
 use serde::de::DeserializeOwned;
 
@@ -11,9 +12,14 @@ pub(super) fn parse_input<I: DeserializeOwned>() -> Result<I, Error> {
     read_input(|bytes| serde_json::from_slice(bytes))
 }
 
-/// The call's input (`null` when there is none) read by `read`.
+/// The call's input (`null` when there is none) read by `read`, as JSON
+/// text: a binary head (`on_request`'s, `docs/abi.md` §14) is written as the
+/// JSON the host would have sent in its place.
 fn read_input<I>(read: fn(&[u8]) -> serde_json::Result<I>) -> Result<I, Error> {
     let bytes = crate::io::input();
+    if crate::head_binary::is_binary(&bytes) {
+        return Ok(read(&crate::head_binary::to_json(&bytes)?)?);
+    }
     let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
     Ok(read(bytes)?)
 }
@@ -27,7 +33,9 @@ pub trait HookInput: Sized {
 
 impl HookInput for crate::RequestHead {
     fn read() -> Result<Self, Error> {
-        read_input(crate::RequestHead::from_json)
+        let bytes = crate::io::input();
+        let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+        Ok(crate::RequestHead::from_input(bytes)?)
     }
 }
 
@@ -70,12 +78,16 @@ pub struct HookBytes(Vec<u8>);
 impl HookBytes {
     /// The request head, borrowed from these bytes.
     pub fn request(&self) -> Result<crate::http_ref::RequestHeadRef<'_>, Error> {
-        Ok(crate::http_ref::RequestHeadRef::from_json(&self.0)?)
+        Ok(crate::http_ref::RequestHeadRef::from_input(&self.0)?)
     }
 
-    /// The input's JSON text.
-    pub fn bytes(&self) -> &[u8] {
-        &self.0
+    /// The input as JSON text: as sent, or written from the binary head
+    /// `on_request` receives (`docs/abi.md` §14).
+    pub fn bytes(&self) -> Result<std::borrow::Cow<'_, [u8]>, Error> {
+        if crate::head_binary::is_binary(&self.0) {
+            return Ok(crate::head_binary::to_json(&self.0)?.into());
+        }
+        Ok(self.0.as_slice().into())
     }
 }
 

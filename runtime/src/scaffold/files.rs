@@ -10,6 +10,14 @@ const PDK_SOURCES: &[(&str, &str)] = &[
     ("lib.rs", include_str!("../../../pdk/src/lib.rs")),
     ("abi.rs", include_str!("../../../pdk/src/abi.rs")),
     ("guest.rs", include_str!("../../../pdk/src/guest.rs")),
+    (
+        "head_binary.rs",
+        include_str!("../../../pdk/src/head_binary.rs"),
+    ),
+    (
+        "head_binary_tests.rs",
+        include_str!("../../../pdk/src/head_binary_tests.rs"),
+    ),
     ("hooks.rs", include_str!("../../../pdk/src/hooks.rs")),
     (
         "hooks_json.rs",

@@ -344,6 +344,32 @@ impl<'a> HeadView<'a> {
         self
     }
 
+    /// The head in the binary layout (`buntime_pdk::head_binary`) when
+    /// `binary`, else as JSON.
+    pub(crate) fn encode(&self, binary: bool) -> Bytes {
+        if binary {
+            self.to_binary()
+        } else {
+            self.to_json()
+        }
+    }
+
+    /// The head in the binary layout a guest that declares it reads it is
+    /// sent (`docs/abi.md` §14): lengths and bytes, nothing to escape. The
+    /// layout is the PDK's, written by its own encoder.
+    pub(crate) fn to_binary(&self) -> Bytes {
+        Bytes::from(buntime_pdk::head_binary::encode(
+            self.method,
+            self.path,
+            self.query,
+            self.headers.iter(),
+            self.base,
+            self.request_id,
+            self.body_length,
+            self.core_route,
+        ))
+    }
+
     /// The head as JSON, written into one buffer sized for a typical head:
     /// what `serde_json` writes for it, by hand ([`super::head_json`]).
     pub(crate) fn to_json(&self) -> Bytes {
@@ -367,6 +393,18 @@ impl<'a> HeadView<'a> {
             out.bool_field("core_route", true);
         }
         Bytes::from(out.finish())
+    }
+}
+
+/// A request head written for the plugin chain, at most once per form
+/// (JSON, the binary layout) until a plugin changes the request.
+#[derive(Default)]
+pub(crate) struct HeadForms([Option<Bytes>; 2]);
+
+impl HeadForms {
+    /// The slot of the form a guest reads (`binary` or JSON).
+    pub(crate) fn get(&mut self, binary: bool) -> &mut Option<Bytes> {
+        &mut self.0[usize::from(binary)]
     }
 }
 

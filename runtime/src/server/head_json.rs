@@ -282,7 +282,22 @@ mod tests {
                 String::from_utf8(view.to_json().to_vec()).unwrap(),
                 serde_json::to_string(&view).unwrap()
             );
+            same_head_in_both_forms(&view);
         }
+    }
+
+    /// The binary layout of `view` reads as its JSON reads, in the PDK.
+    fn same_head_in_both_forms(view: &super::super::guest_http::HeadView<'_>) {
+        use buntime_pdk::RequestHead;
+        let (json, binary) = (view.to_json(), view.to_binary());
+        assert_eq!(
+            (view.encode(false), view.encode(true)),
+            (json.clone(), binary.clone())
+        );
+        assert_eq!(
+            RequestHead::from_input(&binary).unwrap(),
+            RequestHead::from_json(&json).unwrap()
+        );
     }
 
     /// A traced call's head has its span's `traceparent` and `tracestate`
@@ -320,6 +335,7 @@ mod tests {
         };
         let json = String::from_utf8(view.to_json().to_vec()).unwrap();
         assert_eq!(json, serde_json::to_string(&view).unwrap());
+        same_head_in_both_forms(&view);
         let head = buntime_pdk::RequestHead::from_json(json.as_bytes()).expect("a head");
         let named = |name: &str| {
             head.headers

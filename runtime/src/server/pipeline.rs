@@ -43,7 +43,7 @@ use super::AppState;
 use super::client::RequestClientSource;
 use super::error::{ApiError, ErrorKind, bad_gateway, hook_error_response};
 use super::guest_http::{
-    DroppedHeaders, Guest, GuestHeaders, HeadView, HeaderPairs, response_from_head,
+    DroppedHeaders, Guest, GuestHeaders, HeadForms, HeadView, HeaderPairs, response_from_head,
 };
 use crate::plugins::{Chain, HookError, Plugin};
 use crate::telemetry::SpanParent;
@@ -295,7 +295,9 @@ async fn on_request(
 ) -> (usize, Result<Request, Early>) {
     let mut buffered: Option<Bytes> = None;
     // The head as JSON, rebuilt only when a plugin changed the request.
-    let mut input: Option<Bytes> = None;
+    // The head as JSON and in the binary layout, each written on the first
+    // plugin that reads it and again after a plugin changes the request.
+    let mut input = HeadForms::default();
     for (i, plugin) in chain.plugins.iter().enumerate() {
         if !plugin.hooks.on_request {
             continue;
@@ -343,12 +345,14 @@ async fn on_request(
         let body_length = buffered.as_ref().map(|b| b.len() as u64);
         // A traced hook's head carries its own span's `traceparent`.
         let trace_headers = span.as_ref().and_then(|s| s.trace_headers());
+        let binary = plugin.instances.module().reads_binary_head();
         let head = match &trace_headers {
             Some(t) => HeadView::for_chain(&req, body_length)
                 .traced(Some(t))
-                .to_json(),
+                .encode(binary),
             None => input
-                .get_or_insert_with(|| HeadView::for_chain(&req, body_length).to_json())
+                .get(binary)
+                .get_or_insert_with(|| HeadView::for_chain(&req, body_length).encode(binary))
                 .clone(),
         };
         let guest = Guest::for_plugin(plugin, dropped);
@@ -382,7 +386,7 @@ async fn on_request(
                 }
                 let unchanged = changes == RequestChanges::default();
                 if !unchanged {
-                    input = None;
+                    input = HeadForms::default();
                 }
                 // A plain pass (most answers) has nothing to check or apply.
                 let applied = if unchanged && wanted.is_empty() {

@@ -1,5 +1,6 @@
 //! The Buntime ABI version a module declares, and the load-time refusal of a
-//! module built for a newer ABI than this host's.
+//! module built for a newer ABI than this host's; and the request-head
+//! layout it declares it reads.
 //!
 //! PDKs declare the version in the `buntime_abi` custom section
 //! ([`buntime_pdk::abi::ABI_SECTION`]): 4-byte little-endian records, one per
@@ -9,6 +10,7 @@
 //! nothing beside compilation.
 
 use buntime_pdk::abi::{ABI_SECTION, ABI_VERSION};
+use buntime_pdk::head_binary::{LAYOUT as HEAD_LAYOUT, SECTION as HEAD_SECTION};
 use wasmparser::{Parser, Payload};
 
 /// The ABI version of this host.
@@ -60,6 +62,32 @@ pub fn declared_abi_version(wasm: &[u8]) -> Result<Option<u32>, AbiVersionError>
         }
     }
     Ok(declared)
+}
+
+/// Whether `wasm` declares, in a `buntime_head` custom section
+/// ([`buntime_pdk::head_binary::SECTION`]), that it reads the binary request
+/// head of the layout this host writes ([`buntime_pdk::head_binary::LAYOUT`]).
+/// Other layouts (a newer PDK's) are not this host's: such a module gets
+/// JSON, which every PDK reads too.
+///
+/// ```
+/// let plain = wasm_encoder::Module::new().finish();
+/// assert!(!buntime::wasm::reads_binary_head(&plain));
+/// let mut module = wasm_encoder::Module::new();
+/// module.section(&wasm_encoder::CustomSection {
+///     name: "buntime_head".into(),
+///     data: [1u8][..].into(),
+/// });
+/// assert!(buntime::wasm::reads_binary_head(&module.finish()));
+/// ```
+pub fn reads_binary_head(wasm: &[u8]) -> bool {
+    Parser::new(0)
+        .parse_all(wasm)
+        .map_while(Result::ok)
+        .any(|p| {
+            matches!(p, Payload::CustomSection(s)
+            if s.name() == HEAD_SECTION && s.data().contains(&HEAD_LAYOUT))
+        })
 }
 
 /// Checks that this host can run `wasm`; returns the version it declares.

@@ -26,7 +26,9 @@ mod stats;
 mod sync_call;
 mod ticker;
 
-pub use abi_version::{AbiVersionError, HOST_ABI_VERSION, check_abi_version, declared_abi_version};
+pub use abi_version::{
+    AbiVersionError, HOST_ABI_VERSION, check_abi_version, declared_abi_version, reads_binary_head,
+};
 pub use arena::{Arena, ArenaError, BLOCK_COST};
 pub use clock::GuestClock;
 pub use cost::{CostMeter, GuestCost};

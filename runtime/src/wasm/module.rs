@@ -48,6 +48,8 @@ struct ModuleInner {
     reads_client: bool,
     /// Whether the module imports a `log_*` function.
     logs: bool,
+    /// Whether `on_request` is sent the binary request head.
+    binary_head: bool,
     wasi: bool,
     /// The rewrite's arena memory (`rewrite.rs`), found once here rather
     /// than by name at every instantiation; `None` if the module is not the
@@ -129,6 +131,7 @@ impl GuestModule {
             Some(ExternType::Memory(_)) => module.get_export_index("memory"),
             _ => None,
         };
+        let binary_head = code.binary_head;
         let initializer = ["_initialize", "__wasm_call_ctors"]
             .into_iter()
             .find(|name| match module.get_export(name) {
@@ -150,6 +153,7 @@ impl GuestModule {
                 awaits,
                 reads_client,
                 logs,
+                binary_head,
                 wasi,
                 slow: SlowGuests::default(),
                 shared,
@@ -222,6 +226,13 @@ impl GuestModule {
     /// (`buntime_request_client`): only then does a caller resolve it.
     pub fn reads_client(&self) -> bool {
         self.inner.reads_client
+    }
+
+    /// Whether the module declares it reads the binary request head
+    /// (`buntime_pdk::head_binary`, `docs/abi.md` §14): its `on_request` is
+    /// then sent that in place of JSON.
+    pub fn reads_binary_head(&self) -> bool {
+        self.inner.binary_head
     }
 
     /// Whether the module can log (imports a `log_*` function): only then

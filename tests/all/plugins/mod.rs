@@ -14,6 +14,7 @@ mod deployments_upload;
 mod deployments_versions;
 mod failures;
 mod gateway;
+mod head_forms;
 mod keyval;
 mod keyval_compat;
 mod keyval_streams;
