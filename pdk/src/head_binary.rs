@@ -1,25 +1,27 @@
 //! The request head in the binary layout the host sends `on_request` of a
 //! module that declares it reads it (the `buntime_head` custom section,
-//! `docs/abi.md` §14): length-prefixed strings, no keys, no escapes.
+//! `docs/abi.md` §14): a table of lengths, then the text, no keys, no
+//! escapes.
 //!
 //! Every plugin in the chain reads a head on every request, and read as
 //! JSON in wasm that was most of a small hook's cost: a cursor step, a key
-//! match and a scan for quotes per string. Here a string is a length and a
-//! slice (and the UTF-8 check every `&str` needs).
+//! match and a scan for quotes per string. Here a string is a length, and
+//! the text of all of them is checked for UTF-8 once.
 //!
 //! ```text
-//! 0x00                      tag (JSON text never starts with it)
-//! flags: u8                 1 = query follows, 2 = body_length follows, 4 = core_route
-//! method, path: str
-//! query: str                if flags & 1
-//! base, request_id: str     "" when there is none
-//! body_length: u64          if flags & 2
-//! count: u32, then count × (name: str, value: str)
+//! 0x00                  tag (JSON text never starts with it)
+//! flags: u8             1 = there is a query, 2 = body_length follows, 4 = core_route
+//! body_length: u64      if flags & 2
+//! count: u32            header pairs
+//! lengths: u32 × (5 + 2 × count)
+//!                       method, path, query, base, request_id (the last three
+//!                       "" when there is none), then each header's name and value
+//! text                  the strings, one after another, in that order
 //! ```
 //!
-//! Integers are little-endian; a `str` is a `u32` byte length and that many
-//! bytes of UTF-8. [`encode`] writes the layout (the host's writer follows
-//! it; the tests of both compare them with the JSON reading).
+//! Integers are little-endian, lengths in bytes; the text is UTF-8, and
+//! nothing follows it. [`encode`] writes the layout (the host's writer is
+//! this function; the tests compare what it writes with the JSON reading).
 
 use std::borrow::Cow;
 
@@ -36,92 +38,80 @@ pub const LAYOUT: u8 = 1;
 const QUERY: u8 = 1;
 const BODY_LENGTH: u8 = 2;
 const CORE_ROUTE: u8 = 4;
+/// The strings before the headers': method, path, query, base, request_id.
+const FIXED: usize = 5;
 
 /// Whether `input` is a binary head (else it is JSON text).
 pub fn is_binary(input: &[u8]) -> bool {
     input.first() == Some(&TAG)
 }
 
-/// A reader of the layout's fields, in order.
-struct Reader<'a> {
-    rest: &'a [u8],
+/// `n` bytes at `at`, if there are.
+fn bytes_at(input: &[u8], at: usize, n: usize) -> Option<&[u8]> {
+    input.get(at..at.checked_add(n)?)
 }
 
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if n > self.rest.len() {
-            return None;
-        }
-        let (taken, rest) = self.rest.split_at(n);
-        self.rest = rest;
-        Some(taken)
-    }
-
-    fn u8(&mut self) -> Option<u8> {
-        Some(self.take(1)?[0])
-    }
-
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
-    }
-
-    fn u64(&mut self) -> Option<u64> {
-        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
-    }
-
-    fn str(&mut self) -> Option<&'a str> {
-        let len = usize::try_from(self.u32()?).ok()?;
-        std::str::from_utf8(self.take(len)?).ok()
-    }
+fn u32_at(input: &[u8], at: usize) -> Option<usize> {
+    let b: [u8; 4] = bytes_at(input, at, 4)?.try_into().ok()?;
+    usize::try_from(u32::from_le_bytes(b)).ok()
 }
 
 /// The head in `bytes` (a binary head, tag included), or `None` when it is
-/// not one (truncated, a length past the end, text that is not UTF-8,
-/// bytes left over).
+/// not one (truncated, a length past the end, text that is not UTF-8 or cut
+/// inside a character, bytes left over).
 pub(crate) fn decode(bytes: &[u8]) -> Option<RequestHeadRef<'_>> {
-    let mut r = Reader { rest: bytes };
-    if r.u8()? != TAG {
+    if *bytes.first()? != TAG {
         return None;
     }
-    let flags = r.u8()?;
-    fn text(s: &str) -> Text<'_> {
-        Text(Cow::Borrowed(s))
-    }
-    let method = text(r.str()?);
-    let path = text(r.str()?);
-    let query = if flags & QUERY != 0 {
-        Some(text(r.str()?))
-    } else {
-        None
-    };
-    let optional = |s| (!str::is_empty(s)).then(|| text(s));
-    let base = optional(r.str()?);
-    let request_id = optional(r.str()?);
+    let flags = *bytes.get(1)?;
+    let mut at = 2;
     let body_length = if flags & BODY_LENGTH != 0 {
-        Some(r.u64()?)
+        let b: [u8; 8] = bytes_at(bytes, at, 8)?.try_into().ok()?;
+        at += 8;
+        Some(u64::from_le_bytes(b))
     } else {
         None
     };
-    let count = usize::try_from(r.u32()?).ok()?;
-    // Each pair takes at least 8 bytes: a count past that is a lie, and
-    // must not size the allocation.
-    if count > r.rest.len() / 8 {
-        return None;
-    }
+    let count = u32_at(bytes, at)?;
+    at += 4;
+    // A count the input cannot hold lengths for must not size anything.
+    let strings = count.checked_mul(2)?.checked_add(FIXED)?;
+    let table = bytes_at(bytes, at, strings.checked_mul(4)?)?;
+    // One UTF-8 check for all the text; each string is then a slice of it
+    // that must start and end on a character boundary (`str::get`).
+    let text = std::str::from_utf8(&bytes[at + table.len()..]).ok()?;
+    let mut lengths = table
+        .chunks_exact(4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+    let mut start = 0usize;
+    let mut next = || -> Option<Text<'_>> {
+        let end = start.checked_add(lengths.next()?)?;
+        let s = text.get(start..end)?;
+        start = end;
+        Some(Text(Cow::Borrowed(s)))
+    };
+    let method = next()?;
+    let path = next()?;
+    let query = next()?;
+    let base = next()?;
+    let request_id = next()?;
     let mut headers = Vec::with_capacity(count);
     for _ in 0..count {
-        headers.push((text(r.str()?), text(r.str()?)));
+        headers.push((next()?, next()?));
     }
-    if !r.rest.is_empty() {
+    if start != text.len() {
         return None;
+    }
+    fn present(t: Text<'_>) -> Option<Text<'_>> {
+        (!t.0.is_empty()).then_some(t)
     }
     Some(RequestHeadRef {
         method,
         path,
-        query,
+        query: (flags & QUERY != 0).then_some(query),
         headers,
-        base,
-        request_id,
+        base: present(base),
+        request_id: present(request_id),
         body_length,
         core_route: flags & CORE_ROUTE != 0,
     })
@@ -156,7 +146,10 @@ pub fn encode<'h>(
     body_length: Option<u64>,
     core_route: bool,
 ) -> Vec<u8> {
+    // One pass over the headers: the lengths go into `out`, the text into
+    // `text`, appended at the end (the count is known only then).
     let mut out = Vec::with_capacity(512);
+    let mut text = Vec::with_capacity(512);
     let flags = if query.is_some() { QUERY } else { 0 }
         | if body_length.is_some() {
             BODY_LENGTH
@@ -165,29 +158,26 @@ pub fn encode<'h>(
         }
         | if core_route { CORE_ROUTE } else { 0 };
     out.extend_from_slice(&[TAG, flags]);
-    let str = |out: &mut Vec<u8>, s: &str| {
-        out.extend_from_slice(&(s.len() as u32).to_le_bytes());
-        out.extend_from_slice(s.as_bytes());
-    };
-    str(&mut out, method);
-    str(&mut out, path);
-    if let Some(q) = query {
-        str(&mut out, q);
-    }
-    str(&mut out, base);
-    str(&mut out, request_id);
     if let Some(n) = body_length {
         out.extend_from_slice(&n.to_le_bytes());
     }
     let count_at = out.len();
     out.extend_from_slice(&[0; 4]);
+    let mut string = |out: &mut Vec<u8>, s: &str| {
+        out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+        text.extend_from_slice(s.as_bytes());
+    };
+    for s in [method, path, query.unwrap_or(""), base, request_id] {
+        string(&mut out, s);
+    }
     let mut count: u32 = 0;
     for (name, value) in headers {
-        str(&mut out, name);
-        str(&mut out, value);
+        string(&mut out, name);
+        string(&mut out, value);
         count += 1;
     }
     out[count_at..count_at + 4].copy_from_slice(&count.to_le_bytes());
+    out.extend_from_slice(&text);
     out
 }
 

@@ -119,10 +119,20 @@ fn a_header_count_past_the_input_allocates_nothing() {
 }
 
 #[test]
-fn text_that_is_not_utf8_is_refused() {
-    let mut bytes = encode("GET", "/ab", None, std::iter::empty(), "", "", None, false);
-    let path_at = 2 + 4 + 3 + 4;
-    assert_eq!(&bytes[path_at..path_at + 3], b"/ab");
-    bytes[path_at + 1] = 0xc3;
-    assert!(decode(&bytes).is_none());
+fn text_that_is_not_utf8_or_cut_inside_a_character_is_refused() {
+    let bytes = encode("GET", "/é", None, std::iter::empty(), "", "", None, false);
+    let text_at = bytes.len() - "GET/é".len();
+    assert_eq!(&bytes[text_at..], "GET/é".as_bytes());
+    let mut bad = bytes.clone();
+    bad[text_at + 4] = 0xff;
+    assert!(decode(&bad).is_none(), "not UTF-8");
+    // Method 5 bytes and path 1: the method ends inside `é`.
+    let mut cut = bytes.clone();
+    cut[6..10].copy_from_slice(&5u32.to_le_bytes());
+    cut[10..14].copy_from_slice(&1u32.to_le_bytes());
+    assert!(decode(&cut).is_none(), "a string cut inside a character");
+    assert_eq!(
+        decode(&bytes).map(|h| h.path().to_owned()).as_deref(),
+        Some("/é")
+    );
 }

@@ -6,8 +6,8 @@ use super::{config, echo, install_plugin};
 use crate::server::{TestServer, get};
 
 /// A plugin whose `on_request` names the form it received in the response
-/// header `x-head-<name>`: `binary` (tag 0, then the flags and `GET`'s
-/// 4-byte length, 3), `json` (`{`) or `other`.
+/// header `x-head-<name>`: `binary` (tag 0, then flags of the layout's
+/// three), `json` (`{`) or `other`.
 fn guest(name: &str, section: &str) -> String {
     let answer = |form: &str| {
         format!(r#"{{"action":"continue","response_headers":[["x-head-{name}","{form}"]]}}"#)
@@ -42,7 +42,7 @@ fn guest(name: &str, section: &str) -> String {
       (then (call $answer (i32.const 1024) (i32.const {lo})) (return (i32.const 0))))
     (if (i32.and
           (i32.eqz (call $in8 (i64.const 0)))
-          (i32.eq (call $in8 (i64.const 2)) (i32.const 3)))
+          (i32.eqz (i32.and (call $in8 (i64.const 1)) (i32.const 0xf8))))
       (then (call $answer (i32.const 0) (i32.const {lb})) (return (i32.const 0))))
     (if (i32.eq (call $in8 (i64.const 0)) (i32.const 123))
       (then (call $answer (i32.const 512) (i32.const {lj})) (return (i32.const 0))))
