@@ -194,7 +194,7 @@ impl Response {
 /// Used by [`crate::app!`].
 pub fn run_handler(handler: fn(Request) -> Result<Response, Error>) -> i32 {
     let bytes = crate::io::input();
-    let result = RequestHead::from_json(&bytes)
+    let result = RequestHead::from_input(&bytes)
         .map_err(Error::from)
         .and_then(|head| handler(Request { head }))
         .and_then(Response::send)
@@ -260,6 +260,7 @@ pub fn set_error(message: &str) {
 macro_rules! app {
     ($handler:path) => {
         $crate::declare_abi_version!();
+        $crate::declare_binary_head!($crate::head_binary::HANDLE);
         #[unsafe(no_mangle)]
         pub extern "C" fn handle() -> i32 {
             $crate::guest::run_handler($handler)
@@ -268,18 +269,19 @@ macro_rules! app {
 }
 
 /// Declares, in the module's `buntime_head` custom section, that its
-/// `on_request` reads the binary request head
-/// ([`crate::head_binary::LAYOUT`]): the host then sends that in place of
-/// JSON. `on_request!` expands it; every way that macro's function takes
-/// its input reads both forms.
+/// export `$export` (`head_binary::ON_REQUEST` or `HANDLE`) reads the binary
+/// request head ([`crate::head_binary`]): the host then sends that export
+/// the head in that layout in place of JSON. `on_request!` and `app!`
+/// expand it; every way those macros' functions take their input reads
+/// both forms.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! declare_binary_head {
-    () => {
+    ($export:expr) => {
         const _: () = {
             #[unsafe(link_section = "buntime_head")]
             #[used]
-            static BUNTIME_HEAD_LAYOUT: [u8; 1] = [$crate::head_binary::LAYOUT];
+            static BUNTIME_HEAD_LAYOUT: [u8; 2] = [$export, $crate::head_binary::LAYOUT];
         };
     };
 }

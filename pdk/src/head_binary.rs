@@ -1,9 +1,9 @@
-//! The request head in the binary layout the host sends `on_request` of a
-//! module that declares it reads it (the `buntime_head` custom section,
-//! `docs/abi.md` §14): a table of lengths, then the text, no keys, no
-//! escapes.
+//! The request head in the binary layout the host sends `on_request` and
+//! `handle` of a module that declares it reads it there (the
+//! `buntime_head` custom section, `docs/abi.md` §14): a table of lengths,
+//! then the text, no keys, no escapes.
 //!
-//! Every plugin in the chain reads a head on every request, and read as
+//! Every plugin in the chain and every app reads a head on every request, and read as
 //! JSON in wasm that was most of a small hook's cost: a cursor step, a key
 //! match and a scan for quotes per string. Here a string is a length, and
 //! the text of all of them is checked for UTF-8 once.
@@ -29,11 +29,17 @@ use crate::http_ref::{RequestHeadRef, Text};
 
 /// The first byte of a binary head.
 pub const TAG: u8 = 0;
-/// The custom section a module declares the layouts it reads in: one byte
-/// per record, the layout's version (this module's is 1).
+/// The custom section a module declares the binary heads it reads in:
+/// records of two bytes, the export ([`ON_REQUEST`] or [`HANDLE`]) and the
+/// layout's version ([`LAYOUT`]). A linker concatenates the records of
+/// every object that has some.
 pub const SECTION: &str = "buntime_head";
 /// The version of the layout above.
 pub const LAYOUT: u8 = 1;
+/// The record's export byte for `on_request`.
+pub const ON_REQUEST: u8 = 1;
+/// The record's export byte for `handle` (an app's, or a plugin's routes).
+pub const HANDLE: u8 = 2;
 
 const QUERY: u8 = 1;
 const BODY_LENGTH: u8 = 2;

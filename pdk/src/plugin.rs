@@ -476,7 +476,7 @@ fn finish_hook<O>(
 macro_rules! on_request {
     ($f:path) => {
         $crate::declare_abi_version!();
-        $crate::declare_binary_head!();
+        $crate::declare_binary_head!($crate::head_binary::ON_REQUEST);
         #[unsafe(no_mangle)]
         pub extern "C" fn on_request() -> i32 {
             $crate::plugin::run_hook_with::<_, $crate::hooks::RequestDecision>(

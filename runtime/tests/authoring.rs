@@ -158,9 +158,16 @@ fn author(lang: &str) {
         &buntime(root, &["plugin", "inspect", "hello/dist/hello"], &target),
         "plugin inspect",
     );
+    // The Rust PDK's macros declare the binary head; `buntime.h` and the
+    // AssemblyScript template read JSON.
+    let heads = match lang {
+        "rust" => "heads     binary: on_request, handle",
+        _ => "heads     JSON",
+    };
     for line in [
         "abi       version 2 (this host: 2)",
         "hooks     on_init, on_request, on_response, handle",
+        heads,
         "grants    log",
         "loads     yes",
     ] {

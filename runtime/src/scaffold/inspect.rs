@@ -61,6 +61,17 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
     .filter(|h| exports.iter().any(|e| e == h))
     .collect();
     println!("hooks     {}", hooks.join(", "));
+    // The exports sent the binary request head (docs/abi.md §14).
+    let heads = crate::wasm::binary_heads(&bytes);
+    let binary: Vec<&str> = [("on_request", heads.on_request), ("handle", heads.handle)]
+        .into_iter()
+        .filter_map(|(export, binary)| binary.then_some(export))
+        .collect();
+    if binary.is_empty() {
+        println!("heads     JSON");
+    } else {
+        println!("heads     binary: {}", binary.join(", "));
+    }
     match would_load(&bytes, &wasm_path, manifest_path.as_deref()) {
         Ok(()) => {
             println!("loads     yes");

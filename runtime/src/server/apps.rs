@@ -272,7 +272,7 @@ async fn serve_wasm(
         body.len() as u64,
     )
     .traced(trace_headers.as_ref());
-    let input = head.to_json();
+    let input = head.encode(pool.module().binary_heads().handle);
     let guest = super::guest_http::Guest {
         module: key,
         max_body: config.max_response_body_size,

@@ -39,12 +39,11 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use buntime_pdk::hooks::RequestDecision;
-use bytes::Bytes;
 use tower::ServiceExt as _;
 
 use super::AppState;
 use super::client::RequestClientSource;
-use super::guest_http::{Guest, HeadView, HeaderPairs};
+use super::guest_http::{Guest, HeadForms, HeadView, HeaderPairs};
 use super::routes::Guard;
 use crate::plugins::{Chain, Plugin};
 use crate::telemetry::TraceHeaders;
@@ -128,14 +127,16 @@ async fn ask(
     let client = RequestClientSource::new(peer, &state.access.policy.trusted_proxies);
     let dropped = &state.dropped_headers;
     let mut pending = Vec::new();
-    let mut input: Option<Bytes> = None;
+    let mut input = HeadForms::default();
     for (_, plugin) in chain.core_route_plugins() {
         let span = trace.as_ref().map(|t| t.hook(&plugin.spans.on_request));
         let trace_headers = span.as_ref().and_then(|s| s.trace_headers());
+        let binary = plugin.instances.module().binary_heads().on_request;
         let head = match &trace_headers {
-            Some(t) => head_json(req, &visible, Some(t)),
+            Some(t) => head_view(req, &visible, Some(t)).encode(binary),
             None => input
-                .get_or_insert_with(|| head_json(req, &visible, None))
+                .get(binary)
+                .get_or_insert_with(|| head_view(req, &visible, None).encode(binary))
                 .clone(),
         };
         let guest = Guest::for_plugin(plugin, dropped);
@@ -207,7 +208,11 @@ async fn ask(
 
 /// The request's head as the plugins see it on a core route (with a traced
 /// hook's `traceparent`).
-fn head_json(req: &Parts, headers: &HeaderMap, trace: Option<&TraceHeaders>) -> Bytes {
+fn head_view<'a>(
+    req: &'a Parts,
+    headers: &'a HeaderMap,
+    trace: Option<&'a TraceHeaders>,
+) -> HeadView<'a> {
     HeadView {
         method: req.method.as_str(),
         path: req.uri.path(),
@@ -218,7 +223,6 @@ fn head_json(req: &Parts, headers: &HeaderMap, trace: Option<&TraceHeaders>) -> 
         body_length: None,
         core_route: true,
     }
-    .to_json()
 }
 
 /// Whether a request header carries a credential or an identity, which no

@@ -345,7 +345,7 @@ async fn on_request(
         let body_length = buffered.as_ref().map(|b| b.len() as u64);
         // A traced hook's head carries its own span's `traceparent`.
         let trace_headers = span.as_ref().and_then(|s| s.trace_headers());
-        let binary = plugin.instances.module().reads_binary_head();
+        let binary = plugin.instances.module().binary_heads().on_request;
         let head = match &trace_headers {
             Some(t) => HeadView::for_chain(&req, body_length)
                 .traced(Some(t))

@@ -265,7 +265,7 @@ async fn call_handle(
     };
     let head = HeadView::mounted(parts, method, rest, &headers, mount, body.len() as u64)
         .traced(trace_headers.as_ref());
-    let input = head.to_json();
+    let input = head.encode(plugin.instances.module().binary_heads().handle);
     let guest = super::guest_http::Guest::for_plugin(plugin, &state.dropped_headers);
     let mut ext = http::Extensions::new();
     ext.insert(RequestBody(body));

@@ -10,7 +10,10 @@
 //! nothing beside compilation.
 
 use buntime_pdk::abi::{ABI_SECTION, ABI_VERSION};
-use buntime_pdk::head_binary::{LAYOUT as HEAD_LAYOUT, SECTION as HEAD_SECTION};
+use buntime_pdk::head_binary::{
+    HANDLE as HEAD_HANDLE, LAYOUT as HEAD_LAYOUT, ON_REQUEST as HEAD_ON_REQUEST,
+    SECTION as HEAD_SECTION,
+};
 use wasmparser::{Parser, Payload};
 
 /// The ABI version of this host.
@@ -64,30 +67,53 @@ pub fn declared_abi_version(wasm: &[u8]) -> Result<Option<u32>, AbiVersionError>
     Ok(declared)
 }
 
-/// Whether `wasm` declares, in a `buntime_head` custom section
-/// ([`buntime_pdk::head_binary::SECTION`]), that it reads the binary request
-/// head of the layout this host writes ([`buntime_pdk::head_binary::LAYOUT`]).
-/// Other layouts (a newer PDK's) are not this host's: such a module gets
-/// JSON, which every PDK reads too.
+/// The exports of a module that read the binary request head
+/// (`buntime_pdk::head_binary`) rather than JSON.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BinaryHeads {
+    /// `on_request`.
+    pub on_request: bool,
+    /// `handle` (an app's, or a plugin's routes).
+    pub handle: bool,
+}
+
+/// What `wasm` declares in `buntime_head` custom sections
+/// ([`buntime_pdk::head_binary::SECTION`]): 2-byte records of an export and
+/// the layout it reads. Only this host's layout
+/// ([`buntime_pdk::head_binary::LAYOUT`]) counts; a record of another
+/// layout (a newer PDK's), an unknown export or a section of an odd length
+/// leaves the export on JSON, which every PDK reads too.
 ///
 /// ```
-/// let plain = wasm_encoder::Module::new().finish();
-/// assert!(!buntime::wasm::reads_binary_head(&plain));
-/// let mut module = wasm_encoder::Module::new();
-/// module.section(&wasm_encoder::CustomSection {
-///     name: "buntime_head".into(),
-///     data: [1u8][..].into(),
-/// });
-/// assert!(buntime::wasm::reads_binary_head(&module.finish()));
+/// use buntime::wasm::{BinaryHeads, binary_heads};
+/// let module = |data: &[u8]| {
+///     let mut m = wasm_encoder::Module::new();
+///     m.section(&wasm_encoder::CustomSection { name: "buntime_head".into(), data: data.into() });
+///     m.finish()
+/// };
+/// assert_eq!(binary_heads(&wasm_encoder::Module::new().finish()), BinaryHeads::default());
+/// let both = binary_heads(&module(&[1, 1, 2, 1]));
+/// assert!(both.on_request && both.handle);
+/// assert_eq!(binary_heads(&module(&[1, 9])), BinaryHeads::default());
 /// ```
-pub fn reads_binary_head(wasm: &[u8]) -> bool {
-    Parser::new(0)
-        .parse_all(wasm)
-        .map_while(Result::ok)
-        .any(|p| {
-            matches!(p, Payload::CustomSection(s)
-            if s.name() == HEAD_SECTION && s.data().contains(&HEAD_LAYOUT))
-        })
+pub fn binary_heads(wasm: &[u8]) -> BinaryHeads {
+    let mut heads = BinaryHeads::default();
+    for payload in Parser::new(0).parse_all(wasm).map_while(Result::ok) {
+        let Payload::CustomSection(section) = payload else {
+            continue;
+        };
+        if section.name() != HEAD_SECTION || section.data().len() % 2 != 0 {
+            continue;
+        }
+        for record in section.data().chunks_exact(2) {
+            match (record[0], record[1]) {
+                (HEAD_ON_REQUEST, HEAD_LAYOUT) => heads.on_request = true,
+                (HEAD_HANDLE, HEAD_LAYOUT) => heads.handle = true,
+                _ => {}
+            }
+        }
+    }
+    heads
 }
 
 /// Checks that this host can run `wasm`; returns the version it declares.

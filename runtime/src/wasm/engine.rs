@@ -424,7 +424,7 @@ impl Engine {
             module,
             pre,
             rewritten,
-            binary_head: super::reads_binary_head(&binary),
+            binary_heads: super::binary_heads(&binary),
         });
         self.inner.code.insert(sha256, &code);
         Ok(GuestModule::new(

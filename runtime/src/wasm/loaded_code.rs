@@ -29,9 +29,9 @@ pub(crate) struct LoadedCode {
     /// Whether the module is the load-time rewrite's output (it then has
     /// the arena memory).
     pub(crate) rewritten: bool,
-    /// Whether the module declares it reads the binary request head
-    /// ([`super::reads_binary_head`]).
-    pub(crate) binary_head: bool,
+    /// The exports that read the binary request head
+    /// ([`super::binary_heads`]).
+    pub(crate) binary_heads: super::BinaryHeads,
 }
 
 /// The code of every module loaded now, by the sha256 of its WASM bytes.

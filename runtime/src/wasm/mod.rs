@@ -27,7 +27,8 @@ mod sync_call;
 mod ticker;
 
 pub use abi_version::{
-    AbiVersionError, HOST_ABI_VERSION, check_abi_version, declared_abi_version, reads_binary_head,
+    AbiVersionError, BinaryHeads, HOST_ABI_VERSION, binary_heads, check_abi_version,
+    declared_abi_version,
 };
 pub use arena::{Arena, ArenaError, BLOCK_COST};
 pub use clock::GuestClock;

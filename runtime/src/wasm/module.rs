@@ -48,8 +48,8 @@ struct ModuleInner {
     reads_client: bool,
     /// Whether the module imports a `log_*` function.
     logs: bool,
-    /// Whether `on_request` is sent the binary request head.
-    binary_head: bool,
+    /// The exports sent the binary request head.
+    binary_heads: super::BinaryHeads,
     wasi: bool,
     /// The rewrite's arena memory (`rewrite.rs`), found once here rather
     /// than by name at every instantiation; `None` if the module is not the
@@ -131,7 +131,7 @@ impl GuestModule {
             Some(ExternType::Memory(_)) => module.get_export_index("memory"),
             _ => None,
         };
-        let binary_head = code.binary_head;
+        let binary_heads = code.binary_heads;
         let initializer = ["_initialize", "__wasm_call_ctors"]
             .into_iter()
             .find(|name| match module.get_export(name) {
@@ -153,7 +153,7 @@ impl GuestModule {
                 awaits,
                 reads_client,
                 logs,
-                binary_head,
+                binary_heads,
                 wasi,
                 slow: SlowGuests::default(),
                 shared,
@@ -228,11 +228,11 @@ impl GuestModule {
         self.inner.reads_client
     }
 
-    /// Whether the module declares it reads the binary request head
-    /// (`buntime_pdk::head_binary`, `docs/abi.md` §14): its `on_request` is
-    /// then sent that in place of JSON.
-    pub fn reads_binary_head(&self) -> bool {
-        self.inner.binary_head
+    /// The exports that declare they read the binary request head
+    /// (`buntime_pdk::head_binary`, `docs/abi.md` §14): they are sent that
+    /// in place of JSON.
+    pub fn binary_heads(&self) -> super::BinaryHeads {
+        self.inner.binary_heads
     }
 
     /// Whether the module can log (imports a `log_*` function): only then

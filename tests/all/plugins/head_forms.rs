@@ -1,17 +1,21 @@
-//! The two forms of `on_request`'s head (docs/abi.md §14): a module that
-//! declares the binary layout in a `buntime_head` custom section gets it,
-//! any other module JSON, in the same chain, on the same request.
+//! The two forms of the request head (docs/abi.md §14): an export that a
+//! module's `buntime_head` custom section declares reads the binary layout
+//! gets it, any other JSON, in the same chain, on the same request.
 
-use super::{config, echo, install_plugin};
+use super::{config, install_plugin};
 use crate::server::{TestServer, get};
 
-/// A plugin whose `on_request` names the form it received in the response
-/// header `x-head-<name>`: `binary` (tag 0, then flags of the layout's
-/// three), `json` (`{`) or `other`.
-fn guest(name: &str, section: &str) -> String {
+/// A guest whose `export` (`on_request` or `handle`) names the form of head
+/// it received in the response header `x-head-<name>`: `binary` (tag 0,
+/// then flags of the layout's three), `json` (`{`) or `other`.
+fn guest(name: &str, export: &str, section: &str) -> String {
     let answer = |form: &str| {
-        format!(r#"{{"action":"continue","response_headers":[["x-head-{name}","{form}"]]}}"#)
-            .replace('"', "\\\"")
+        let header = format!(r#"[["x-head-{name}","{form}"]]"#);
+        let text = match export {
+            "on_request" => format!(r#"{{"action":"continue","response_headers":{header}}}"#),
+            _ => format!(r#"{{"status":200,"headers":{header}}}"#),
+        };
+        text.replace('"', "\\\"")
     };
     let (binary, json, other) = (answer("binary"), answer("json"), answer("other"));
     let len = |s: &str| s.replace("\\\"", "\"").len();
@@ -37,7 +41,7 @@ fn guest(name: &str, section: &str) -> String {
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
       (br $l)))
     (call $out (local.get $h) (i64.extend_i32_u (local.get $len))))
-  (func (export "on_request") (result i32)
+  (func (export "{export}") (result i32)
     (if (i64.lt_u (call $input_len) (i64.const 8))
       (then (call $answer (i32.const 1024) (i32.const {lo})) (return (i32.const 0))))
     (if (i32.and
@@ -52,17 +56,21 @@ fn guest(name: &str, section: &str) -> String {
 }
 
 #[tokio::test]
-async fn a_module_gets_the_binary_head_only_when_it_declares_the_layout() {
+async fn an_export_gets_the_binary_head_only_when_its_module_declares_it_there() {
+    // Records: export (1 on_request, 2 handle), layout (1).
+    let on_request = r#"(@custom "buntime_head" "\01\01")"#;
+    let handle = r#"(@custom "buntime_head" "\02\01")"#;
     let server = TestServer::start_plugins(|root| {
-        echo(root);
         for (name, section) in [
-            ("declares", r#"(@custom "buntime_head" "\01")"#),
+            ("declares", on_request),
             // A layout this host does not write: JSON, which every PDK reads.
-            ("future", r#"(@custom "buntime_head" "\09")"#),
+            ("future", r#"(@custom "buntime_head" "\01\09")"#),
+            // A record for the other export only.
+            ("routes", handle),
             ("plain", ""),
         ] {
             let wasm = root.join(format!("{name}.wat"));
-            std::fs::write(&wasm, guest(name, section)).expect("wat");
+            std::fs::write(&wasm, guest(name, "on_request", section)).expect("wat");
             install_plugin(
                 root,
                 name,
@@ -70,22 +78,34 @@ async fn a_module_gets_the_binary_head_only_when_it_declares_the_layout() {
                 wasm.to_str().expect("utf-8 path"),
             );
         }
-        config(root, r#"{ plugins: ["plain", "declares", "future"] }"#);
+        for (name, section) in [("binapp", handle), ("jsonapp", on_request)] {
+            let dir = root.join("apps").join(name);
+            std::fs::create_dir_all(&dir).expect("mkdir");
+            std::fs::write(dir.join("app.wasm"), guest(name, "handle", section)).expect("app");
+        }
+        config(
+            root,
+            r#"{ plugins: ["plain", "declares", "future", "routes"] }"#,
+        );
     })
     .await;
     // Twice: the second request is served from each form's cached head.
     for _ in 0..2 {
-        let res = get(&server.url("/echo/x?a=1")).await;
-        assert_eq!(res.status(), 200);
-        let form = |name: &str| {
-            res.headers()
-                .get(format!("x-head-{name}"))
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        assert_eq!(form("declares").as_deref(), Some("binary"));
-        assert_eq!(form("plain").as_deref(), Some("json"));
-        assert_eq!(form("future").as_deref(), Some("json"));
+        for (app, form) in [("binapp", "binary"), ("jsonapp", "json")] {
+            let res = get(&server.url(&format!("/{app}/x?a=1"))).await;
+            assert_eq!(res.status(), 200, "{app}");
+            let form_of = |name: &str| {
+                res.headers()
+                    .get(format!("x-head-{name}"))
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            assert_eq!(form_of(app).as_deref(), Some(form), "{app}");
+            assert_eq!(form_of("declares").as_deref(), Some("binary"));
+            assert_eq!(form_of("plain").as_deref(), Some("json"));
+            assert_eq!(form_of("future").as_deref(), Some("json"));
+            assert_eq!(form_of("routes").as_deref(), Some("json"));
+        }
     }
     server.stop().await;
 }
