@@ -254,6 +254,54 @@ fn scan_response(json: &[u8]) -> Option<crate::hooks::ResponseView> {
     })
 }
 
+/// The part of a [`ResponseHead`](crate::ResponseHead) the host reads of
+/// an app's (or a plugin route's) answer — status, headers and inline
+/// body — borrowed from its JSON; its other fields (event streams) are
+/// skipped.
+///
+/// ```
+/// use buntime_pdk::http_ref::ResponseHeadRef;
+/// let head = ResponseHeadRef::from_json(br#"{"status":200,"headers":[["content-type","text/plain"]],"body":"hi"}"#).unwrap();
+/// assert_eq!((head.status, head.body.map(|b| b.0)), (200, Some("hi".into())));
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+pub struct ResponseHeadRef<'a> {
+    /// Status code.
+    pub status: u16,
+    /// Response headers.
+    #[serde(default, borrow)]
+    pub headers: Vec<(Text<'a>, Text<'a>)>,
+    /// An inline UTF-8 body.
+    #[serde(default, borrow)]
+    pub body: Option<Text<'a>>,
+}
+
+impl<'a> ResponseHeadRef<'a> {
+    /// Reads a response head from its JSON, as `serde_json::from_slice`
+    /// does (same result, same errors), with the cursor
+    /// [`RequestHeadRef::from_json`] uses: the host reads one per app
+    /// request.
+    pub fn from_json(json: &'a [u8]) -> serde_json::Result<Self> {
+        or_serde(json, scan_response_head(json))
+    }
+}
+
+fn scan_response_head(json: &[u8]) -> Option<ResponseHeadRef<'_>> {
+    let mut c = Cursor::new(json)?;
+    let (mut status, mut headers, mut body) = (None, None, None);
+    c.document(|c, name| match &*name {
+        "status" => once(&mut status, c.u64().and_then(|s| u16::try_from(s).ok())),
+        "headers" => once(&mut headers, c.pairs(Text)),
+        "body" => once(&mut body, c.optional(Cursor::string)),
+        _ => c.skip_value(),
+    })?;
+    Some(ResponseHeadRef {
+        status: status?,
+        headers: headers.unwrap_or_default(),
+        body: body.flatten().map(Text),
+    })
+}
+
 impl crate::http::Client {
     /// Reads a client from its JSON (what `buntime_request_client` answers),
     /// as `serde_json::from_slice` does (same result, same errors), with the
@@ -402,6 +450,59 @@ mod tests {
         r#"{"method":"GET","path":"/","request_id":null}"#,
         r#"{"method":"GET","path":"/","base":"/a","base":"/b"}"#,
     ];
+
+    /// What a response head reads as.
+    fn response_fields(h: &ResponseHeadRef<'_>) -> String {
+        let text = |t: &Text<'_>| t.0.to_string();
+        format!(
+            "{}|{:?}|{:?}",
+            h.status,
+            h.headers
+                .iter()
+                .map(|(k, v)| (text(k), text(v)))
+                .collect::<Vec<_>>(),
+            h.body.as_ref().map(text)
+        )
+    }
+
+    const RESPONSES: &[&str] = &[
+        r#"{"status":200,"headers":[["content-type","text/plain; charset=utf-8"],["x-a","1"]],"body":"hello"}"#,
+        r#"{"status":404}"#,
+        r#" { "body" : "say \"hi\" \u00e9" , "status" : 201 , "headers" : [ ] , "events" : ["a/*"] , "poll" : {"export":"p","intervalMs":5} } "#,
+        r#"{"status":200,"body":null,"headers":[["x-e","\ud83d\ude00"]]}"#,
+        r#"{"status":70000}"#,
+        r#"{"status":200.0}"#,
+        r#"{"status":200,"status":201}"#,
+        r#"{"status":200,"headers":null}"#,
+        r#"{"status":200,"body":5}"#,
+        r#"{"headers":[]}"#,
+        r#"{"status":200} x"#,
+        r#"[200]"#,
+    ];
+
+    #[test]
+    fn a_response_head_reads_as_serde_reads_it() {
+        for json in RESPONSES {
+            let json = json.as_bytes();
+            testing::agree(
+                json,
+                scan_response_head(json).map(|h| response_fields(&h)),
+                ResponseHeadRef::from_json(json).map(|h| response_fields(&h)),
+                serde_json::from_slice(json).map(|h| response_fields(&h)),
+            );
+        }
+        for json in &RESPONSES[..4] {
+            assert!(scan_response_head(json.as_bytes()).is_some(), "{json}");
+        }
+        for damaged in testing::damaged(RESPONSES[0].as_bytes(), b"\"\\[]{},:0 \xff") {
+            testing::agree(
+                &damaged,
+                scan_response_head(&damaged).map(|h| response_fields(&h)),
+                ResponseHeadRef::from_json(&damaged).map(|h| response_fields(&h)),
+                serde_json::from_slice(&damaged).map(|h| response_fields(&h)),
+            );
+        }
+    }
 
     #[test]
     fn reads_what_serde_reads() {

@@ -17,7 +17,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
 use buntime_pdk::ResponseHead;
-use buntime_pdk::http_ref::Text;
+use buntime_pdk::http_ref::{ResponseHeadRef, Text};
 use bytes::Bytes;
 
 use super::head_json::JsonObject;
@@ -415,17 +415,6 @@ pub(crate) fn request_id(extensions: &http::Extensions) -> &str {
         .map_or("", |r| r.0.as_str())
 }
 
-/// The part of a [`ResponseHead`] an app's `handle` answers with, read
-/// without copying its strings out of the output.
-#[derive(serde::Deserialize)]
-struct AppResponseHead<'a> {
-    status: u16,
-    #[serde(default, borrow)]
-    headers: Vec<(Text<'a>, Text<'a>)>,
-    #[serde(default, borrow)]
-    body: Option<Text<'a>>,
-}
-
 /// Builds the response to an app request from the output of its `handle`
 /// (a [`ResponseHead`] as JSON) and the binary body it wrote, if any.
 /// Header values and an inline body share the output's buffer.
@@ -434,7 +423,9 @@ pub(crate) fn response_from_output(
     body: Option<ResponseBody>,
     guest: &Guest<'_>,
 ) -> Result<Response, BadResponse> {
-    let head: AppResponseHead<'_> = serde_json::from_slice(output).map_err(|e| e.to_string())?;
+    // The part of a `ResponseHead` the answer is built from, its strings
+    // borrowed from the output (read without serde where it can be).
+    let head = ResponseHeadRef::from_json(output).map_err(|e| e.to_string())?;
     // A borrowed string is a slice of `output`; an unescaped copy is not.
     let share = |text: Cow<'_, str>| match text {
         Cow::Borrowed(s) => output.slice_ref(s.as_bytes()),
