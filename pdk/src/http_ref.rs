@@ -193,7 +193,7 @@ impl crate::http::RequestHead {
     }
 
     /// Reads a head from what a hook received: the binary layout
-    /// ([`crate::head_binary`]) or JSON ([`RequestHead::from_json`]).
+    /// ([`crate::head_binary`]) or JSON ([`RequestHead::from_json`](crate::RequestHead::from_json)).
     pub fn from_input(input: &[u8]) -> serde_json::Result<Self> {
         if crate::head_binary::is_binary(input) {
             let head =
