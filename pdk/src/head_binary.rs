@@ -131,8 +131,8 @@ pub(crate) fn malformed() -> serde_json::Error {
     )
 }
 
-/// The head written in the binary layout (the host's side, here for tests
-/// and for guests that forward a head).
+/// The head written in the binary layout. The host writes heads with this
+/// function, so the layout has one definition, beside its reader.
 ///
 /// ```
 /// use buntime_pdk::head_binary::encode;
