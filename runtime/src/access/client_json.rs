@@ -28,6 +28,31 @@ impl Serialize for ClientView<'_> {
     }
 }
 
+impl ClientView<'_> {
+    /// The object as JSON, written by hand into one buffer: what
+    /// `serde_json` writes for it (the tests compare the two) without its
+    /// serializer's per-field machinery, a measurable part of a request
+    /// whose plugin reads the client. The addresses need no escaping (digits,
+    /// hex, dots, colons, brackets and `%`); the scheme and host go through
+    /// `serde_json`'s string escaper.
+    pub(crate) fn to_json(self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(128);
+        out.extend_from_slice(br#"{"peer":""#);
+        out.extend_from_slice(AddressText::socket(self.peer).as_str().as_bytes());
+        out.extend_from_slice(br#"","address":""#);
+        out.extend_from_slice(AddressText::ip(self.address).as_str().as_bytes());
+        out.extend_from_slice(br#"","scheme":"#);
+        // Writing a string into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out, self.scheme);
+        if let Some(host) = self.host {
+            out.extend_from_slice(br#","host":"#);
+            let _ = serde_json::to_writer(&mut out, host);
+        }
+        out.push(b'}');
+        out
+    }
+}
+
 /// An address as text, on the stack: `[v6%scope]:port` needs at most 58
 /// bytes.
 struct AddressText {
@@ -152,5 +177,27 @@ mod tests {
             serde_json::to_string(&view).expect("json"),
             r#"{"peer":"10.1.2.3:5000","address":"203.0.113.7","scheme":"https"}"#
         );
+    }
+
+    #[test]
+    fn the_written_object_is_what_serde_writes() {
+        for (peer, address, host) in [
+            ("10.1.2.3:5000", "203.0.113.7", Some("app.example")),
+            ("[::1]:8000", "::1", None),
+            ("[fe80::1%7]:9", "2001:db8::2", Some("a\"quoted\\host\u{1}")),
+            ("127.0.0.1:1", "127.0.0.1", Some("")),
+        ] {
+            let view = ClientView {
+                peer: peer.parse().expect("peer"),
+                address: address.parse().expect("address"),
+                scheme: "http",
+                host,
+                relayed: false,
+            };
+            assert_eq!(
+                String::from_utf8(view.to_json()).expect("utf-8"),
+                serde_json::to_string(&view).expect("json")
+            );
+        }
     }
 }

@@ -72,7 +72,7 @@ impl<'a> RequestClientSource<'a> {
             .get_or_init(|| {
                 let peer = self.peer?;
                 let view = crate::access::resolve(peer, headers, uri, self.proxies);
-                let mut json = serde_json::to_vec(&view).ok()?;
+                let mut json = view.to_json();
                 if let Some(hash) = &self.api_key_hash
                     && json.pop() == Some(b'}')
                 {
