@@ -117,15 +117,28 @@ fn read_proxy(json: &[u8]) -> Option<RequestDecision> {
     Upstream::read_proxy(json).map(RequestDecision::proxy)
 }
 
+/// `read` agrees with serde on each of `odd` and on every damaged copy of
+/// each of `written`.
+fn agree_on(read: fn(&[u8]) -> Option<RequestDecision>, odd: &[&[u8]], written: &[Vec<u8>]) {
+    for json in odd {
+        agree(json, read);
+    }
+    for json in written {
+        for damaged in testing::damaged(json, b"\"\\{}[],:0tfn\x01\xff") {
+            agree(&damaged, read);
+        }
+    }
+}
+
 #[test]
 fn proxy_answers_read_back_as_serde_reads_them() {
-    let mut answers: Vec<Vec<u8>> = upstreams()
+    let answers: Vec<Vec<u8>> = upstreams()
         .into_iter()
         .step_by(7)
         .map(|up| RequestDecision::proxy(up).to_json())
         .collect();
-    for odd in [
-        &br#" { "upstream" : { "websocket" : false , "url" : "http://a/" , "x" : [1,{"y":null}] , "timeout_ms" : null } , "action" : "proxy" } "#[..],
+    let odd: &[&[u8]] = &[
+        br#" { "upstream" : { "websocket" : false , "url" : "http://a/" , "x" : [1,{"y":null}] , "timeout_ms" : null } , "action" : "proxy" } "#,
         br#"{"action":"proxy","upstream":{"url":"http://a/"},"upstream":{"url":"http://b/"}}"#,
         br#"{"action":"proxy","upstream":{"url":"http://a/","url":"http://b/"}}"#,
         br#"{"action":"proxy","upstream":{"timeout_ms":5}}"#,
@@ -138,15 +151,8 @@ fn proxy_answers_read_back_as_serde_reads_them() {
         br#"{"action":"proxy","action":"proxy","upstream":{"url":"http://a/"}}"#,
         br#"{"action":"proxy"}"#,
         br#"{"action":"continue","upstream":{"url":"http://a/"}}"#,
-    ] {
-        agree(odd, read_proxy);
-        answers.push(odd.to_vec());
-    }
-    for json in &answers[..4] {
-        for damaged in testing::damaged(json, b"\"\\{}[],:0tfn\x01\xff") {
-            agree(&damaged, read_proxy);
-        }
-    }
+    ];
+    agree_on(read_proxy, odd, &answers[..4]);
 }
 
 #[test]
@@ -171,8 +177,8 @@ fn continue_answers_read_back_as_serde_reads_them() {
             answers.push(json);
         }
     }
-    for odd in [
-        &br#" { "skip_on_response" : false , "action" : "continue" , "x" : [1,{"y":null}] , "path" : null } "#[..],
+    let odd: &[&[u8]] = &[
+        br#" { "skip_on_response" : false , "action" : "continue" , "x" : [1,{"y":null}] , "path" : null } "#,
         br#"{"action":"continue","action":"continue"}"#,
         br#"{"action":"continue","path":"/a","path":"/b"}"#,
         br#"{"action":"continue","set_headers":null}"#,
@@ -181,15 +187,8 @@ fn continue_answers_read_back_as_serde_reads_them() {
         br#"{"action":"respond","response":{"status":204}}"#,
         br#"{"path":"/"}"#,
         br#"{}"#,
-    ] {
-        agree(odd, read_continue);
-        answers.push(odd.to_vec());
-    }
-    for json in &answers[..6] {
-        for damaged in testing::damaged(json, b"\"\\{}[],:0tfn\x01\xff") {
-            agree(&damaged, read_continue);
-        }
-    }
+    ];
+    agree_on(read_continue, odd, &answers[..6]);
 }
 
 #[test]

@@ -83,21 +83,7 @@ impl<'a> RequestHeadRef<'a> {
 
     /// The head with its text copied out.
     pub fn to_owned_head(&self) -> crate::http::RequestHead {
-        let text = |t: &Text<'_>| t.0.clone().into_owned();
-        crate::http::RequestHead {
-            method: text(&self.method),
-            path: text(&self.path),
-            query: self.query.as_ref().map(text),
-            headers: self
-                .headers
-                .iter()
-                .map(|(k, v)| (text(k), text(v)))
-                .collect(),
-            base: self.base.as_ref().map(text).unwrap_or_default(),
-            request_id: self.request_id.as_ref().map(text).unwrap_or_default(),
-            body_length: self.body_length,
-            core_route: self.core_route,
-        }
+        crate::http::RequestHead::owned(self.clone())
     }
 
     /// Upper-case method, e.g. `GET`.
@@ -196,9 +182,7 @@ impl crate::http::RequestHead {
     /// ([`crate::head_binary`]) or JSON ([`RequestHead::from_json`](crate::RequestHead::from_json)).
     pub fn from_input(input: &[u8]) -> serde_json::Result<Self> {
         if crate::head_binary::is_binary(input) {
-            let head =
-                crate::head_binary::decode(input).ok_or_else(crate::head_binary::malformed)?;
-            return Ok(Self::owned(head));
+            return RequestHeadRef::from_input(input).map(Self::owned);
         }
         Self::from_json(input)
     }

@@ -7,19 +7,21 @@ use serde::de::DeserializeOwned;
 
 use super::{Error, ResponseView};
 
-/// The call's input as JSON (`null` when there is none).
+/// The call's input as JSON (`null` when there is none): a binary head
+/// (`docs/abi.md` §14) is read as the JSON the host would have sent in its
+/// place.
 pub(super) fn parse_input<I: DeserializeOwned>() -> Result<I, Error> {
-    read_input(|bytes| serde_json::from_slice(bytes))
+    read_input(|bytes| {
+        if crate::head_binary::is_binary(bytes) {
+            return serde_json::from_slice(&crate::head_binary::to_json(bytes)?);
+        }
+        serde_json::from_slice(bytes)
+    })
 }
 
-/// The call's input (`null` when there is none) read by `read`, as JSON
-/// text: a binary head (`on_request`'s, `docs/abi.md` §14) is written as the
-/// JSON the host would have sent in its place.
+/// The call's input (`null` when there is none) read by `read`.
 fn read_input<I>(read: fn(&[u8]) -> serde_json::Result<I>) -> Result<I, Error> {
     let bytes = crate::io::input();
-    if crate::head_binary::is_binary(&bytes) {
-        return Ok(read(&crate::head_binary::to_json(&bytes)?)?);
-    }
     let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
     Ok(read(bytes)?)
 }
@@ -33,9 +35,7 @@ pub trait HookInput: Sized {
 
 impl HookInput for crate::RequestHead {
     fn read() -> Result<Self, Error> {
-        let bytes = crate::io::input();
-        let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
-        Ok(crate::RequestHead::from_input(bytes)?)
+        read_input(crate::RequestHead::from_input)
     }
 }
 

@@ -55,7 +55,7 @@ impl ClientView<'_> {
 
 /// An address as text, on the stack: `[v6%scope]:port` needs at most 58
 /// bytes.
-struct AddressText {
+pub(super) struct AddressText {
     bytes: [u8; 64],
     len: usize,
 }
@@ -68,7 +68,7 @@ impl AddressText {
         }
     }
 
-    fn ip(ip: IpAddr) -> Self {
+    pub(super) fn ip(ip: IpAddr) -> Self {
         let mut text = Self::empty();
         match ip {
             IpAddr::V4(v4) => text.push_v4(v4),
@@ -130,7 +130,7 @@ impl AddressText {
         self.len += usize::try_from(cursor.position()).unwrap_or(0);
     }
 
-    fn as_str(&self) -> &str {
+    pub(super) fn as_str(&self) -> &str {
         // Only ASCII digits, dots, colons, brackets, hex and `%` are written.
         std::str::from_utf8(&self.bytes[..self.len]).unwrap_or("")
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use buntime::server::ErrorDetail;
 use serde_json::Value;
 
-pub(super) use guests::{Act, At, Guest, Server, app, plugin};
+pub(crate) use guests::{Act, At, Guest, Server, app, plugin};
 use guests::{Branch, Raw, Wire};
 
 /// A response head as an app or a plugin writes it.

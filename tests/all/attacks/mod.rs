@@ -9,7 +9,7 @@ mod cancellation;
 mod connections;
 mod deadlines;
 mod errors;
-mod framing;
+pub(crate) mod framing;
 mod guests;
 pub(crate) mod kernel;
 mod raw_http;

@@ -3,56 +3,31 @@
 //! gets it, any other JSON, in the same chain, on the same request.
 
 use super::{config, install_plugin};
+use crate::attacks::framing::{Act, At, Guest};
 use crate::server::{TestServer, get};
 
 /// A guest whose `export` (`on_request` or `handle`) names the form of head
-/// it received in the response header `x-head-<name>`: `binary` (tag 0,
-/// then flags of the layout's three), `json` (`{`) or `other`.
+/// it received in the response header `x-head-<name>`: `binary` (first
+/// byte 0), `json` (`{`) or `other`; `section` is added to the module.
 fn guest(name: &str, export: &str, section: &str) -> String {
     let answer = |form: &str| {
         let header = format!(r#"[["x-head-{name}","{form}"]]"#);
-        let text = match export {
+        Act::Output(match export {
             "on_request" => format!(r#"{{"action":"continue","response_headers":{header}}}"#),
             _ => format!(r#"{{"status":200,"headers":{header}}}"#),
-        };
-        text.replace('"', "\\\"")
+        })
     };
-    let (binary, json, other) = (answer("binary"), answer("json"), answer("other"));
-    let len = |s: &str| s.replace("\\\"", "\"").len();
-    let (lb, lj, lo) = (len(&binary), len(&json), len(&other));
-    format!(
-        r#"(module
-  (import "extism:host/env" "alloc" (func $alloc (param i64) (result i64)))
-  (import "extism:host/env" "store_u8" (func $store8 (param i64 i32)))
-  (import "extism:host/env" "output_set" (func $out (param i64 i64)))
-  (import "extism:host/env" "input_length" (func $input_len (result i64)))
-  (import "extism:host/env" "input_load_u8" (func $in8 (param i64) (result i32)))
-  {section}
-  (memory (export "memory") 1)
-  (data (i32.const 0) "{binary}")
-  (data (i32.const 512) "{json}")
-  (data (i32.const 1024) "{other}")
-  (func $answer (param $ptr i32) (param $len i32) (local $h i64) (local $i i32)
-    (local.set $h (call $alloc (i64.extend_i32_u (local.get $len))))
-    (block $done (loop $l
-      (br_if $done (i32.ge_u (local.get $i) (local.get $len)))
-      (call $store8 (i64.add (local.get $h) (i64.extend_i32_u (local.get $i)))
-        (i32.load8_u (i32.add (local.get $ptr) (local.get $i))))
-      (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (br $l)))
-    (call $out (local.get $h) (i64.extend_i32_u (local.get $len))))
-  (func (export "{export}") (result i32)
-    (if (i64.lt_u (call $input_len) (i64.const 8))
-      (then (call $answer (i32.const 1024) (i32.const {lo})) (return (i32.const 0))))
-    (if (i32.and
-          (i32.eqz (call $in8 (i64.const 0)))
-          (i32.eqz (i32.and (call $in8 (i64.const 1)) (i32.const 0xf8))))
-      (then (call $answer (i32.const 0) (i32.const {lb})) (return (i32.const 0))))
-    (if (i32.eq (call $in8 (i64.const 0)) (i32.const 123))
-      (then (call $answer (i32.const 512) (i32.const {lj})) (return (i32.const 0))))
-    (call $answer (i32.const 1024) (i32.const {lo}))
-    (i32.const 0)))"#
-    )
+    let wat = Guest::default()
+        .branches(
+            export,
+            vec![
+                (Some((At::Start(0), 0)), answer("binary")),
+                (Some((At::Start(0), b'{')), answer("json")),
+                (None, answer("other")),
+            ],
+        )
+        .wat();
+    wat.replacen("(module", &format!("(module {section}"), 1)
 }
 
 #[tokio::test]
