@@ -78,6 +78,7 @@ mod imports {
         pub(super) fn metrics_set(id: u64, value: u64) -> u64;
         pub(super) fn metrics_observe(id: u64, nanos: u64) -> u64;
         pub(super) fn metrics_values() -> u64;
+        pub(super) fn upstream_routes(h: u64) -> u64;
     }
 }
 
@@ -388,6 +389,44 @@ pub mod pool {
 }
 
 pub mod metrics;
+
+/// `upstream`: a route table the host runs for this plugin (grant: the
+/// `upstream` URLs its targets may reach).
+///
+/// Installed routes answer at the plugin's place in the chain without a
+/// call into the plugin: the host matches each request against them in
+/// order and forwards a match itself, as if `on_request` had answered
+/// `proxy`; a request none matches goes on to `on_request` (if exported)
+/// or down the chain. Each route is a rule in the proxy plugin's format
+/// (`pattern`, `target`, `rewrite`, `methods`, `headers`, `removeHeaders`,
+/// `public`, `websocket` and the timeouts; docs/capabilities.md §14).
+pub mod upstream {
+    use serde::{Deserialize, Serialize};
+    use serde_json::Value;
+
+    use super::{HostErrorBody, call, imports};
+
+    #[derive(Serialize)]
+    struct Install<'a> {
+        version: u64,
+        routes: &'a [Value],
+    }
+
+    #[derive(Deserialize)]
+    struct Installed {
+        installed: bool,
+    }
+
+    /// Replaces the plugin's route table with `routes`, tagged `version`:
+    /// a table older than the installed one is not installed (`Ok(false)`),
+    /// so instances racing to install what they each stored leave the
+    /// newest. A rule that does not check is an error naming it
+    /// (`routes[i]`), and the installed table stays.
+    pub fn install_routes(version: u64, routes: &[Value]) -> Result<bool, HostErrorBody> {
+        let answer: Installed = call(imports::upstream_routes, &Install { version, routes })?;
+        Ok(answer.installed)
+    }
+}
 
 /// The request body in `on_request` (only when the manifest sets
 /// `requestBody`; empty otherwise) or in `handle`.

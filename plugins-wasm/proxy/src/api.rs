@@ -10,13 +10,13 @@
 //!
 //! A rule that does not check is `400 INVALID_RULE` naming the field (a bad
 //! regex names the pattern and the parser's message). Changes are written
-//! to the store (`store`), then announced to the instances (`REVISION`).
+//! to the store (`store`), then installed as the route table the host runs
+//! (`guest::install`).
 
-use buntime_pdk::plugin::state;
 use buntime_pdk::{Error, Request, Response};
 use serde_json::{Value, json};
 
-use crate::guest::{REVISION, static_rules, stored};
+use crate::guest::{install, static_rules, stored};
 use crate::rules::{MAX_RULES, Rule, RuleSpec};
 
 /// Writes retried when another instance changed the list meanwhile.
@@ -51,8 +51,9 @@ fn body_rule(req: &Request, id: Option<&str>) -> Result<Result<Rule, String>, Er
 }
 
 /// Changes the stored list with `edit` (compare-and-swap, retried), then
-/// bumps the revision the instances watch. `edit` answers the response, or
-/// `None` to write nothing.
+/// installs it with the static rules as the route table, under the version
+/// it was stored at. `edit` answers the response, or an answer that
+/// refuses the change and writes nothing.
 fn change(
     mut edit: impl FnMut(&mut Vec<RuleSpec>) -> Result<Result<Response, Response>, Error>,
 ) -> Result<Response, Error> {
@@ -63,7 +64,8 @@ fn change(
             Err(refused) => return Ok(refused),
         };
         if crate::store::swap(version, &list)? {
-            state::incr(REVISION, 1, None)?;
+            // `swap` wrote the list at the next version.
+            install(&list, version + 1)?;
             return Ok(res);
         }
     }

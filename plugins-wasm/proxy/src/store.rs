@@ -2,9 +2,9 @@
 //! (table `proxy_rules`), the list as JSON with a version that every write
 //! bumps, so they survive restarts and a write is a compare-and-swap.
 //!
-//! Instances share no memory: after a write commits, a revision in the
-//! plugin's `state` is bumped, and each instance reloads its compiled copy
-//! when it sees the revision move (`guest::with_dynamic`).
+//! After a write commits, the list is installed as the route table under
+//! its new version (`guest::install`): the host holds the one table every
+//! request is matched against, whichever instance wrote it.
 
 use std::cell::Cell;
 
@@ -46,12 +46,8 @@ fn ensure() -> Result<(), Error> {
 /// The stored rules and the version they were read at (0: none stored).
 pub(crate) fn load() -> Result<(Vec<RuleSpec>, u64), Error> {
     ensure()?;
-    let rows = sql::query(
-        DB,
-        "SELECT version, body FROM proxy_rules WHERE k = 1",
-        &[],
-    )
-    .map_err(|e| failed(&e))?;
+    let rows = sql::query(DB, "SELECT version, body FROM proxy_rules WHERE k = 1", &[])
+        .map_err(|e| failed(&e))?;
     let Some(row) = rows.rows.first() else {
         return Ok((Vec::new(), 0));
     };

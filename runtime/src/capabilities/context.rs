@@ -157,6 +157,8 @@ pub struct GuestContext {
     pub metrics: Arc<crate::metrics::plugin::PluginMetrics>,
     /// Its `state` namespace, found once (`StateStore::handle`).
     pub state: super::state::NamespaceHandle,
+    /// Its route table (`upstream_routes`), read by its place in the chain.
+    pub routes: Arc<super::RouteSlot>,
 }
 
 impl GuestContext {

@@ -56,6 +56,7 @@ pub use crate::grants::{
 pub use services::ServicesGrant;
 pub use sql::{DEFAULT_MAX_TENANTS, STATEMENT_FUNCTIONS, SqlDatabases, SqlGrant};
 pub use state::{NamespaceHandle, Ns, StateEntry, StateError, StateStore, bucket::Taken};
+pub use upstream::{RouteSlot, RouteTable};
 
 use crate::wasm::HostFunction;
 

@@ -168,6 +168,9 @@ pub struct Plugin {
     pub public_routes: crate::config::PublicRoutes,
     /// What the spans of its hook calls are named and carry.
     pub(crate) spans: HookSpans,
+    /// Its route table (`upstream_routes`) when it may install one (it
+    /// holds the `upstream` grant); matched at its place in the chain.
+    pub(crate) routes: Option<Arc<crate::capabilities::RouteSlot>>,
 }
 
 /// The name and attributes of the spans of a plugin's hook calls, encoded
@@ -247,6 +250,7 @@ impl Plugin {
                 config.insert(k.clone(), v.clone());
             }
         }
+        let routes = Arc::new(crate::capabilities::RouteSlot::default());
         let mut options = GuestOptions::new(m.name.as_str())
             .memory_limit(m.limits.memory as usize)
             .timeout(m.limits.timeout)
@@ -258,6 +262,7 @@ impl Plugin {
                 host: host.clone(),
                 metrics: host.plugin_metrics.of(&m.name),
                 state: host.state.handle(&m.name),
+                routes: routes.clone(),
             }));
         for (k, v) in &config {
             let text = match v {
@@ -290,6 +295,9 @@ impl Plugin {
             manifest.core_routes = super::CoreRoutes::None;
         }
         let spans = HookSpans::of(&manifest.name);
+        let routes = grants
+            .allows(crate::capabilities::Capability::UPSTREAM)
+            .then_some(routes);
         let plugin = Arc::new(Plugin {
             manifest,
             source: candidate.source_label(),
@@ -304,6 +312,7 @@ impl Plugin {
                 .and_then(|e| e.public_routes.clone())
                 .unwrap_or_else(|| m.public_routes.clone()),
             spans,
+            routes,
         });
         if hooks.on_init {
             let input = Bytes::from(plugin.config.to_string());

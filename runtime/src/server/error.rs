@@ -121,6 +121,12 @@ error_kinds! {
     TooManyStreams = (TOO_MANY_REQUESTS, "TOO_MANY_STREAMS"),
     /// The server has as many event streams open as it allows.
     StreamsExhausted = (SERVICE_UNAVAILABLE, "STREAMS_EXHAUSTED"),
+    /// A proxy route that is not public matched a request without an
+    /// identity (no authentication plugin set one).
+    AuthenticationRequired = (UNAUTHORIZED, "AUTHENTICATION_REQUIRED"),
+    /// A proxy route matched a path with `.` or `..` segments, which is
+    /// never forwarded.
+    InvalidPath = (BAD_REQUEST, "INVALID_PATH"),
     /// A plugin delegated to an upstream its `upstream` grant does not allow.
     UpstreamDenied = (BAD_GATEWAY, "UPSTREAM_DENIED"),
     /// The upstream could not be connected to.

@@ -44,6 +44,7 @@ mod upload_spool;
 pub(crate) mod upstream;
 mod upstream_client;
 mod upstream_pool;
+mod upstream_routes;
 pub(crate) mod upstream_target;
 mod upstream_ws;
 mod upstream_ws_close;

@@ -45,6 +45,7 @@ use super::error::{ApiError, ErrorKind, bad_gateway, hook_error_response};
 use super::guest_http::{
     DroppedHeaders, Guest, GuestHeaders, HeadForms, HeadView, HeaderPairs, response_from_head,
 };
+use super::upstream_routes::Routed;
 use crate::plugins::{Chain, HookError, Plugin};
 use crate::telemetry::SpanParent;
 use crate::wasm::CostMeter;
@@ -299,6 +300,31 @@ async fn on_request(
     // plugin that reads it and again after a plugin changes the request.
     let mut input = HeadForms::default();
     for (i, plugin) in chain.plugins.iter().enumerate() {
+        // An installed route table answers first (`upstream_routes`): a
+        // match is forwarded here without a call into the plugin.
+        let routed = match &plugin.routes {
+            Some(slot) => super::upstream_routes::route(slot, &req),
+            None => None,
+        };
+        if let Some(routed) = routed {
+            let path = req.uri().path().to_owned();
+            let res = match routed {
+                Routed::Proxy(upstream) => {
+                    let span = trace.map(|t| t.hook(&plugin.spans.on_request));
+                    if let Some(t) = span.as_ref().and_then(|s| s.trace_headers()) {
+                        t.inject(req.headers_mut());
+                    }
+                    let forward = Box::pin(proxy(state, plugin, req, upstream, dropped, client));
+                    let res = forward.await;
+                    if let Some(span) = span {
+                        (*span).end(None);
+                    }
+                    res
+                }
+                Routed::Refused(res) => res,
+            };
+            return (i, Err((path, res)));
+        }
         if !plugin.hooks.on_request {
             continue;
         }
@@ -415,26 +441,10 @@ async fn on_request(
                 if let Some(t) = &trace_headers {
                     t.inject(req.headers_mut());
                 }
-                let parsed = super::upstream_target::Target::parse(
-                    upstream,
-                    plugin.name(),
-                    dropped,
-                    &state.upstream_origins,
-                );
-                let res = match parsed {
-                    // Boxed, like the body collection above: rarer than a
-                    // pass, and a large future every chain call would carry.
-                    Ok(target) => {
-                        let forward =
-                            Box::pin(super::upstream::forward(state, plugin, req, target, client));
-                        forward.await
-                    }
-                    Err(detail) => {
-                        let e = plugin.malformed("on_request", detail);
-                        failure_response(plugin, &e).unwrap_or_else(|| bad_gateway(&e))
-                    }
-                };
-                return (i, Err((path, res)));
+                // Boxed, like the body collection above: rarer than a pass,
+                // and a large future every chain call would carry.
+                let forward = Box::pin(proxy(state, plugin, req, upstream, dropped, client));
+                return (i, Err((path, forward.await)));
             }
             Ok(RequestDecision::Respond { response }) => {
                 let res = response_from_head(response, ext.remove::<ResponseBody>(), &guest)
@@ -452,6 +462,31 @@ async fn on_request(
         }
     }
     (chain.plugins.len(), Ok(req))
+}
+
+/// Forwards `req` to `upstream` for `plugin` (its `proxy` answer or its
+/// route's), or answers why the upstream is malformed.
+async fn proxy(
+    state: &AppState,
+    plugin: &Plugin,
+    req: Request,
+    upstream: buntime_pdk::hooks::Upstream,
+    dropped: &DroppedHeaders,
+    client: &RequestClientSource<'_>,
+) -> Response {
+    let parsed = super::upstream_target::Target::parse(
+        upstream,
+        plugin.name(),
+        dropped,
+        &state.upstream_origins,
+    );
+    match parsed {
+        Ok(target) => super::upstream::forward(state, plugin, req, target, client).await,
+        Err(detail) => {
+            let e = plugin.malformed("on_request", detail);
+            failure_response(plugin, &e).unwrap_or_else(|| bad_gateway(&e))
+        }
+    }
 }
 
 /// Runs `on_response` in reverse order over the first `entered` plugins.

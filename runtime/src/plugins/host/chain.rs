@@ -38,13 +38,14 @@ impl Chain {
         self.plugins.iter().find(|p| p.manifest.name == name)
     }
 
-    /// Whether any plugin has an `on_request` or `on_response` hook: a chain
+    /// Whether any plugin has an `on_request` or `on_response` hook or may
+    /// install a route table (`upstream_routes`): a chain
     /// of plugins that only serve routes (`handle`) leaves app requests
     /// alone, and they skip the hooks' bookkeeping.
     pub fn intercepts(&self) -> bool {
         self.plugins
             .iter()
-            .any(|p| p.hooks.on_request || p.hooks.on_response)
+            .any(|p| p.hooks.on_request || p.hooks.on_response || p.routes.is_some())
     }
 
     /// The plugins whose `on_request` also runs, restricted, for the core

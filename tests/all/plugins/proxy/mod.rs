@@ -9,6 +9,7 @@
 mod host;
 mod pool;
 mod rules;
+mod table;
 mod ws;
 mod ws_h2;
 

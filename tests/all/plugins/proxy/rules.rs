@@ -8,7 +8,7 @@ use super::{PROXY, rule, start, upstream};
 use crate::plugins::seen_header;
 use crate::server::{TestServer, client};
 
-async fn call(
+pub(super) async fn call(
     server: &TestServer,
     method: reqwest::Method,
     path: &str,

@@ -1,11 +1,18 @@
-//! Proxy rules: parsed and checked from JSON (config or API), matched
-//! against a request, and turned into the upstream URL.
+//! Proxy rules: parsed and checked from JSON (config, API or a plugin's
+//! route table), matched against a request, and turned into the upstream URL.
+//!
+//! One definition for both sides of the `upstream_routes` host function: the
+//! proxy plugin checks rules with it before it stores them (so a bad regex is
+//! a `400` naming it), and the host compiles the table the plugin installs
+//! with it and runs it on every request, so what a rule means cannot differ
+//! between the two.
 //!
 //! A rule's `pattern` is a regex over the request path (the `regex` crate:
 //! linear time, compiled under a size limit); its captures fill the
 //! `target` and `rewrite` templates (`$1`, `${1}`, `${name}`).
 
-use regex::{Captures, Regex, RegexBuilder};
+pub use regex::Captures;
+use regex::{Regex, RegexBuilder};
 use serde::{Deserialize, Serialize};
 
 /// The most a compiled pattern may take (bytes), so a rule cannot make the
@@ -15,6 +22,9 @@ const REGEX_SIZE_LIMIT: usize = 1 << 20;
 const MAX_TEXT: usize = 2048;
 /// The most rules (static and dynamic each).
 pub const MAX_RULES: usize = 1000;
+/// The most rules in a route table a plugin installs (its static and
+/// dynamic rules together).
+pub const MAX_ROUTES: usize = 2 * MAX_RULES;
 
 /// A rule as written in config or sent to the API.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,7 +75,10 @@ mod pairs {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
     use serde_json::{Map, Value};
 
-    pub fn serialize<S: Serializer>(v: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(
+        v: &[(String, String)],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         let map: Map<String, Value> = v
             .iter()
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
@@ -73,7 +86,9 @@ mod pairs {
         map.serialize(s)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<(String, String)>, D::Error> {
         let map = Map::<String, Value>::deserialize(d)?;
         map.into_iter()
             .map(|(k, v)| match v {
@@ -305,6 +320,31 @@ pub fn parse_list(value: Option<&serde_json::Value>) -> Result<Vec<Rule>, RuleEr
     Ok(out)
 }
 
+/// Parses a route table (`upstream_routes`): each rule checked as
+/// [`Rule::new`] checks it, ids optional but never used twice; the error
+/// names the rule at fault as `routes[i]`.
+pub fn parse_routes(list: Vec<serde_json::Value>) -> Result<Vec<Rule>, RuleError> {
+    if list.len() > MAX_ROUTES {
+        return Err(bad(format!(
+            "`routes` has {} rules, more than {MAX_ROUTES}",
+            list.len()
+        )));
+    }
+    let mut out: Vec<Rule> = Vec::with_capacity(list.len());
+    for (i, v) in list.into_iter().enumerate() {
+        let spec: RuleSpec =
+            serde_json::from_value(v).map_err(|e| bad(format!("`routes[{i}]`: {e}")))?;
+        let rule = Rule::new(spec).map_err(|e| bad(format!("`routes[{i}]`: {e}")))?;
+        if let Some(id) = rule.spec.id.as_deref()
+            && out.iter().any(|r| r.spec.id.as_deref() == Some(id))
+        {
+            return Err(bad(format!("`routes[{i}]`: the id `{id}` is used twice")));
+        }
+        out.push(rule);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
-#[path = "rules_tests.rs"]
+#[path = "tests.rs"]
 mod tests;
