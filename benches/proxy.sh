@@ -2,7 +2,11 @@
 # Reverse proxy next to nginx: one upstream (`native-hello`, a plain axum
 # handler) reached directly, through Buntime's proxy plugin, through nginx
 # with an equivalent `proxy_pass` (HTTP/1.1 to the upstream, kept-alive
-# connections, no access log), and through `native-proxy` (the same stack
+# connections, no access log, and the per-request work Buntime does: a
+# request id taken from the client or made, sent up and answered;
+# X-Forwarded-For/-Host/-Proto and Forwarded; connect and read timeouts),
+# through nginx with a bare `proxy_pass` (X-Forwarded-For only), and
+# through `native-proxy` (the same stack
 # as Buntime, tokio and hyper, forwarding and nothing else: the floor a
 # proxy on that stack starts from), all in one run. Prints req/s, p50 and
 # p99 per path (the median round), the CPU each request cost the server it
@@ -29,7 +33,7 @@ cargo build --release -q -p buntime -p buntime-benches --bin buntime --bin nativ
 
 work="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null || true; [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; rm -rf "$work"' EXIT
-up=18301 bun=18302 ngx=18303 base=18304 floor=18305
+up=18301 bun=18302 ngx=18303 base=18304 floor=18305 ngx_bare=18306
 
 target/release/native-hello "$up" &
 up_pid=$!
@@ -49,7 +53,7 @@ serve() { # binary port
 }
 serve target/release/buntime "$bun"
 bun_pid=$!
-paths=(direct buntime nginx floor)
+paths=(direct buntime nginx nginx-bare floor)
 if [ -n "${BASELINE:-}" ]; then
     serve "$BASELINE" "$base"
     base_pid=$!
@@ -65,8 +69,31 @@ events { worker_connections 1024; }
 http {
     access_log off;
     upstream hello { server 127.0.0.1:$up; keepalive 64; }
+    # Buntime keeps a client's x-request-id (when sane) or makes one.
+    map \$http_x_request_id \$buntime_request_id {
+        default \$http_x_request_id;
+        "" \$request_id;
+    }
+    # What Buntime does to every proxied request and its answer.
     server {
         listen 127.0.0.1:$ngx;
+        location /up/ {
+            proxy_pass http://hello/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Request-Id \$buntime_request_id;
+            proxy_set_header X-Forwarded-For \$remote_addr;
+            proxy_set_header X-Forwarded-Host \$http_host;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header Forwarded "for=\$remote_addr;proto=\$scheme;host=\\"\$http_host\\"";
+            add_header X-Request-Id \$buntime_request_id always;
+            proxy_connect_timeout 5s;
+            proxy_read_timeout 30s;
+        }
+    }
+    # A bare proxy_pass.
+    server {
+        listen 127.0.0.1:$ngx_bare;
         location /up/ {
             proxy_pass http://hello/;
             proxy_http_version 1.1;
@@ -78,7 +105,7 @@ http {
 EOF
 nginx -p "$work" -c "$work/nginx.conf"
 
-urls=("http://127.0.0.1:$up/x" "http://127.0.0.1:$bun/up/x" "http://127.0.0.1:$ngx/up/x" "http://127.0.0.1:$floor/up/x")
+urls=("http://127.0.0.1:$up/x" "http://127.0.0.1:$bun/up/x" "http://127.0.0.1:$ngx/up/x" "http://127.0.0.1:$ngx_bare/up/x" "http://127.0.0.1:$floor/up/x")
 [ -n "${BASELINE:-}" ] && urls+=("http://127.0.0.1:$base/up/x")
 for url in "${urls[@]}"; do
     for _ in $(seq 300); do
@@ -118,6 +145,8 @@ for round in $(seq "$rounds"); do
     measure buntime "http://127.0.0.1:$bun/up/x" "$bun_pid"
     # shellcheck disable=SC2086 # one pid per worker
     measure nginx "http://127.0.0.1:$ngx/up/x" $ngx_pids
+    # shellcheck disable=SC2086
+    measure nginx-bare "http://127.0.0.1:$ngx_bare/up/x" $ngx_pids
     measure floor "http://127.0.0.1:$floor/up/x" "$floor_pid"
     if [ -n "${BASELINE:-}" ]; then
         measure baseline "http://127.0.0.1:$base/up/x" "$base_pid"
@@ -133,8 +162,10 @@ done
 read -r b_rps _ b_p99 <<<"$(median buntime)"
 read -r n_rps _ n_p99 <<<"$(median nginx)"
 read -r f_rps _ _ <<<"$(median floor)"
-awk -v br="$b_rps" -v nr="$n_rps" -v bp="$b_p99" -v np="$n_p99" -v fr="$f_rps" 'BEGIN {
+read -r nb_rps _ _ <<<"$(median nginx-bare)"
+awk -v br="$b_rps" -v nr="$n_rps" -v bp="$b_p99" -v np="$n_p99" -v fr="$f_rps" -v nbr="$nb_rps" 'BEGIN {
     printf "buntime / nginx: req/s %.0f %% (target >= 80 %%), p99 %.2fx (target <= 1.5x)\n", 100 * br / nr, bp / np
+    printf "buntime / nginx-bare: req/s %.0f %%\n", 100 * br / nbr
     printf "floor / nginx: req/s %.0f %%\n", 100 * fr / nr }'
 echo "every round (req/s): $(for n in "${paths[@]}"; do printf '%s=%s ' "$n" "$(cut -d' ' -f1 "$work/$n.rounds" | paste -sd/)"; done)"
 echo "every round (server us/req): $(for n in "${paths[@]}"; do printf '%s=%s ' "$n" "$(cut -d' ' -f4 "$work/$n.rounds" | paste -sd/)"; done)"
