@@ -101,12 +101,23 @@ mod pairs {
     }
 }
 
+/// The size limits a pattern is compiled under, smallest first: a rule
+/// is charged the first it fits (most fit the first; `\\w` and other
+/// Unicode classes need the second).
+const SIZE_TIERS: [usize; 3] = [8 << 10, 64 << 10, REGEX_SIZE_LIMIT];
+/// The most a route table's patterns may be charged in all (16 MiB):
+/// 2 000 plain rules, or 16 at the largest size. The host holds the
+/// compiled table, so its memory is bounded here, not by a guest's limit.
+pub const TABLE_BUDGET: usize = 16 << 20;
+
 /// A checked rule, its pattern compiled.
 #[derive(Debug, Clone)]
 pub struct Rule {
     /// As written (with its id).
     pub spec: RuleSpec,
     regex: Regex,
+    /// The size limit its pattern compiled under (one of [`SIZE_TIERS`]).
+    charged: usize,
 }
 
 /// A rule that cannot be accepted: which field, and why.
@@ -132,7 +143,56 @@ fn token(s: &str) -> bool {
 impl Rule {
     /// Checks `spec`: the pattern compiles within the size limit, the
     /// target is an http(s) URL template, methods and headers are valid.
-    pub fn new(mut spec: RuleSpec) -> Result<Self, RuleError> {
+    pub fn new(spec: RuleSpec) -> Result<Self, RuleError> {
+        Self::within(check(spec)?, REGEX_SIZE_LIMIT)
+    }
+
+    /// A checked `spec` compiled under the smallest size tier it fits, at
+    /// most `budget` bytes.
+    fn within(spec: RuleSpec, budget: usize) -> Result<Self, RuleError> {
+        let mut last = None;
+        for limit in SIZE_TIERS.into_iter().filter(|&l| l <= budget) {
+            let built = RegexBuilder::new(&spec.pattern)
+                .size_limit(limit)
+                // The lazy DFA's cache, per thread that matches, grows with
+                // the states a path visits: bounded by the tier too.
+                .dfa_size_limit(4 * limit)
+                .build();
+            match built {
+                Ok(regex) => {
+                    return Ok(Self {
+                        spec,
+                        regex,
+                        charged: limit,
+                    });
+                }
+                // Only a pattern over the limit is worth a larger one.
+                Err(e @ regex::Error::CompiledTooBig(_)) => last = Some(e.to_string()),
+                Err(e) => {
+                    return Err(bad(format!(
+                        "`pattern` `{}` is not a valid regex: {e}",
+                        spec.pattern
+                    )));
+                }
+            }
+        }
+        Err(bad(match last {
+            Some(e) if budget >= REGEX_SIZE_LIMIT => {
+                format!("`pattern` `{}` is not a valid regex: {e}", spec.pattern)
+            }
+            _ => format!(
+                "`pattern` `{}` does not fit in what is left of the table's {} MiB for compiled patterns",
+                spec.pattern,
+                TABLE_BUDGET >> 20
+            ),
+        }))
+    }
+}
+
+/// `spec` checked and normalized (methods upper case); its pattern is
+/// compiled by the caller.
+fn check(mut spec: RuleSpec) -> Result<RuleSpec, RuleError> {
+    {
         for (field, text) in [
             ("pattern", Some(&spec.pattern)),
             ("target", Some(&spec.target)),
@@ -156,16 +216,6 @@ impl Rule {
         if spec.pattern.is_empty() {
             return Err(bad("`pattern` is empty"));
         }
-        let regex = RegexBuilder::new(&spec.pattern)
-            .size_limit(REGEX_SIZE_LIMIT)
-            .dfa_size_limit(REGEX_SIZE_LIMIT)
-            .build()
-            .map_err(|e| {
-                bad(format!(
-                    "`pattern` `{}` is not a valid regex: {e}",
-                    spec.pattern
-                ))
-            })?;
         let lower = spec.target.to_ascii_lowercase();
         let authority = lower
             .strip_prefix("http://")
@@ -212,9 +262,11 @@ impl Rule {
                 return Err(bad(format!("`{field}` must be from 1 to {max}")));
             }
         }
-        Ok(Self { spec, regex })
+        Ok(spec)
     }
+}
 
+impl Rule {
     /// The captures of `path` if the rule applies to `method` and `path`.
     pub fn matches<'p>(&self, method: &str, path: &'p str) -> Option<Captures<'p>> {
         if !self.spec.methods.is_empty() && !self.spec.methods.iter().any(|m| m == method) {
@@ -323,18 +375,36 @@ pub fn parse_list(value: Option<&serde_json::Value>) -> Result<Vec<Rule>, RuleEr
 /// Parses a route table (`upstream_routes`): each rule checked as
 /// [`Rule::new`] checks it, ids optional but never used twice; the error
 /// names the rule at fault as `routes[i]`.
-pub fn parse_routes(list: Vec<serde_json::Value>) -> Result<Vec<Rule>, RuleError> {
+///
+/// The patterns are compiled under [`TABLE_BUDGET`] in all, each charged
+/// the smallest size tier it fits. A rule equal to one of `installed` (the
+/// table it replaces) keeps that rule's compiled pattern: changing one rule
+/// of a long table compiles one pattern.
+pub fn parse_routes(
+    list: Vec<serde_json::Value>,
+    installed: &[Rule],
+) -> Result<Vec<Rule>, RuleError> {
     if list.len() > MAX_ROUTES {
         return Err(bad(format!(
             "`routes` has {} rules, more than {MAX_ROUTES}",
             list.len()
         )));
     }
+    let mut budget = TABLE_BUDGET;
     let mut out: Vec<Rule> = Vec::with_capacity(list.len());
     for (i, v) in list.into_iter().enumerate() {
+        let at = |e: RuleError| bad(format!("`routes[{i}]`: {e}"));
         let spec: RuleSpec =
             serde_json::from_value(v).map_err(|e| bad(format!("`routes[{i}]`: {e}")))?;
-        let rule = Rule::new(spec).map_err(|e| bad(format!("`routes[{i}]`: {e}")))?;
+        let spec = check(spec).map_err(at)?;
+        let kept = installed
+            .iter()
+            .find(|r| r.spec == spec && r.charged <= budget);
+        let rule = match kept {
+            Some(r) => r.clone(),
+            None => Rule::within(spec, budget).map_err(at)?,
+        };
+        budget -= rule.charged;
         if let Some(id) = rule.spec.id.as_deref()
             && out.iter().any(|r| r.spec.id.as_deref() == Some(id))
         {

@@ -141,3 +141,58 @@ fn dot_segments_are_found_however_written() {
         assert!(!has_dot_segment(p), "{p}");
     }
 }
+
+/// `n` rules `^/<prefix><i>/(.*)$` with `pattern` in front of the capture.
+fn table(n: usize, pattern: &str) -> Vec<serde_json::Value> {
+    (0..n)
+        .map(|i| json!({"pattern": format!("^/r{i}/{pattern}(.*)$"), "target": "http://svc"}))
+        .collect()
+}
+
+#[test]
+fn a_route_table_is_held_to_its_budget_of_compiled_patterns() {
+    // Plain rules take the smallest tier: the most a table may have fit.
+    let plain = parse_routes(table(MAX_ROUTES, ""), &[]).expect("plain rules fit");
+    assert!(plain.iter().all(|r| r.charged == SIZE_TIERS[0]));
+    assert!(MAX_ROUTES * SIZE_TIERS[0] <= TABLE_BUDGET);
+    let over = parse_routes(table(MAX_ROUTES + 1, ""), &[]).unwrap_err();
+    assert!(over.0.contains("more than 2000"), "{over}");
+
+    // A Unicode class repeated needs the largest tier: the budget holds
+    // 16 of them, and the 17th names itself and the budget.
+    let heavy = r"\w{5}";
+    let sixteen = parse_routes(table(16, heavy), &[]).expect("16 fit");
+    assert!(sixteen.iter().all(|r| r.charged == REGEX_SIZE_LIMIT));
+    let err = parse_routes(table(17, heavy), &[]).unwrap_err();
+    assert!(err.0.starts_with("`routes[16]`"), "{err}");
+    assert!(err.0.contains("16 MiB"), "{err}");
+
+    // Over the largest tier alone: the regex's own refusal, as in config.
+    let err = parse_routes(table(1, r"\w{100}"), &[]).unwrap_err();
+    assert!(err.0.contains("is not a valid regex"), "{err}");
+    assert!(Rule::new(serde_json::from_value(table(1, r"\w{100}").remove(0)).unwrap()).is_err());
+}
+
+#[test]
+fn rules_carried_over_from_the_installed_table_match_as_before() {
+    let first = parse_routes(table(3, ""), &[]).expect("table");
+    let mut next = table(3, "");
+    next[1] = json!({"pattern": "^/changed/(.*)$", "target": "http://svc"});
+    let second = parse_routes(next, &first).expect("table");
+    for (a, b) in [(&first[0], &second[0]), (&first[2], &second[2])] {
+        assert_eq!(a.spec, b.spec);
+        assert_eq!(a.regex.as_str(), b.regex.as_str());
+    }
+    assert!(second[1].matches("GET", "/changed/x").is_some());
+    assert!(second[0].matches("GET", "/r0/x").is_some());
+    // Ids stay unique across the table.
+    let twice = vec![
+        json!({"id": "a", "pattern": "^/a", "target": "http://svc"}),
+        json!({"id": "a", "pattern": "^/b", "target": "http://svc"}),
+    ];
+    let err = parse_routes(twice, &[]).unwrap_err();
+    assert!(
+        err.0.starts_with("`routes[1]`") && err.0.contains("`a`"),
+        "{err}"
+    );
+}

@@ -45,18 +45,41 @@ impl CapabilitySpec for UpstreamSpec {
     }
 
     fn host_functions(&self) -> Vec<HostFunction> {
-        vec![HostFunction::new_sync(
+        vec![HostFunction::new(
             "upstream_routes",
             Capability::UPSTREAM,
             1,
             ResultEncoding::Envelope,
             |state: &mut HostState, args| {
-                let cx = GuestContext::of_ref(state)?;
-                let install: Install = parse(argument(state, args[0])?)?;
-                let table = RouteTable::compile(install.version, install.routes)
+                let request = GuestContext::of_ref(state).and_then(|cx| {
+                    let install: Install = parse(argument(state, args[0])?)?;
+                    Ok((cx.routes.clone(), install))
+                });
+                Box::pin(async move {
+                    let (slot, install) = request?;
+                    // An older table is not compiled at all.
+                    let installed = slot.current();
+                    if installed
+                        .as_ref()
+                        .is_some_and(|t| t.version > install.version)
+                    {
+                        return to_json(Installed { installed: false });
+                    }
+                    // Compiling up to 2 000 patterns is CPU work: on the
+                    // blocking pool, never on an async worker.
+                    let table = tokio::task::spawn_blocking(move || {
+                        let reuse = installed.as_deref().map_or(&[][..], |t| &t.rules[..]);
+                        RouteTable::compile(install.version, install.routes, reuse)
+                    })
+                    .await
+                    .map_err(|_| {
+                        HostError::new("internal", "compiling the route table was interrupted")
+                    })?
                     .map_err(|e| HostError::invalid_argument(e.to_string()))?;
-                let installed = cx.routes.install(table);
-                to_json(Installed { installed })
+                    to_json(Installed {
+                        installed: slot.install(table),
+                    })
+                })
             },
         )]
     }
@@ -88,19 +111,24 @@ pub struct RouteTable {
 
 impl RouteTable {
     /// Compiles `routes` (each a rule as `buntime_routes::RuleSpec` reads
-    /// it); the error names the rule at fault as `routes[i]`.
+    /// it), keeping the compiled pattern of any rule equal to one of
+    /// `installed`; the error names the rule at fault as `routes[i]`.
     ///
     /// ```
     /// use buntime::capabilities::RouteTable;
     /// let rules = vec![serde_json::json!({"pattern": "^/api/(.*)$", "target": "http://svc:8080/$1"})];
-    /// assert_eq!(RouteTable::compile(1, rules).unwrap().rules.len(), 1);
+    /// assert_eq!(RouteTable::compile(1, rules, &[]).unwrap().rules.len(), 1);
     /// let bad = vec![serde_json::json!({"pattern": "(", "target": "http://svc"})];
-    /// assert!(RouteTable::compile(1, bad).unwrap_err().to_string().starts_with("`routes[0]`"));
+    /// assert!(RouteTable::compile(1, bad, &[]).unwrap_err().to_string().starts_with("`routes[0]`"));
     /// ```
-    pub fn compile(version: u64, routes: Vec<Value>) -> Result<Self, buntime_routes::RuleError> {
+    pub fn compile(
+        version: u64,
+        routes: Vec<Value>,
+        installed: &[Rule],
+    ) -> Result<Self, buntime_routes::RuleError> {
         Ok(Self {
             version,
-            rules: buntime_routes::parse_routes(routes)?,
+            rules: buntime_routes::parse_routes(routes, installed)?,
         })
     }
 }
@@ -109,7 +137,7 @@ impl RouteTable {
 /// (which installs) and the plugin (whose place in the chain reads it).
 #[derive(Debug, Default)]
 pub struct RouteSlot {
-    installed: RwLock<Option<RouteTable>>,
+    installed: RwLock<Option<Arc<RouteTable>>>,
 }
 
 impl RouteSlot {
@@ -122,8 +150,16 @@ impl RouteSlot {
         if slot.as_ref().is_some_and(|t| t.version > table.version) {
             return false;
         }
-        *slot = Some(table);
+        *slot = Some(Arc::new(table));
         true
+    }
+
+    /// The installed table, shared.
+    pub fn current(&self) -> Option<Arc<RouteTable>> {
+        self.installed
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// `f` of the installed table (`None` before the first install), under
@@ -134,6 +170,6 @@ impl RouteSlot {
             .installed
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        f(slot.as_ref())
+        f(slot.as_deref())
     }
 }
