@@ -18,7 +18,8 @@
 //! checked them with; every target is still checked against the grant on
 //! each request.
 
-use std::sync::{Arc, PoisonError, RwLock};
+use std::any::Any;
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use buntime_routes::Rule;
 use serde::{Deserialize, Serialize};
@@ -107,6 +108,11 @@ pub struct RouteTable {
     pub version: u64,
     /// The rules; the first that matches a request routes it.
     pub rules: Vec<Rule>,
+    /// What the server derives from the rules to forward by them (each
+    /// rule's checked header changes, limits and, when fixed, its target's
+    /// origin), made on the table's first request. Held as `Any`: this
+    /// module sits below the server, whose type it is.
+    pub derived: OnceLock<Box<dyn Any + Send + Sync>>,
 }
 
 impl RouteTable {
@@ -129,6 +135,7 @@ impl RouteTable {
         Ok(Self {
             version,
             rules: buntime_routes::parse_routes(routes, installed)?,
+            derived: OnceLock::new(),
         })
     }
 }

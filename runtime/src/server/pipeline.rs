@@ -45,7 +45,8 @@ use super::error::{ApiError, ErrorKind, bad_gateway, hook_error_response};
 use super::guest_http::{
     DroppedHeaders, Guest, GuestHeaders, HeadForms, HeadView, HeaderPairs, response_from_head,
 };
-use super::upstream_routes::Routed;
+use super::upstream_routes::{Routed, Router};
+use super::upstream_target::Target;
 use crate::plugins::{Chain, HookError, Plugin};
 use crate::telemetry::SpanParent;
 use crate::wasm::CostMeter;
@@ -171,6 +172,11 @@ pub(crate) async fn run(state: &AppState, mut req: Request, peer: Option<SocketA
     let Some((entered, trace, meter, log_tag)) = with_chain else {
         return response;
     };
+    // Answered before any plugin's place (a route table's match at the
+    // first, say): nothing to unwind, and no future to box for it.
+    if entered == 0 && unwind.pending.is_empty() {
+        return response;
+    }
     let hooks = Box::pin(on_response(
         &chain,
         entered,
@@ -302,25 +308,30 @@ async fn on_request(
     for (i, plugin) in chain.plugins.iter().enumerate() {
         // An installed route table answers first (`upstream_routes`): a
         // match is forwarded here without a call into the plugin.
-        let routed = match &plugin.routes {
-            Some(slot) => super::upstream_routes::route(slot, &req),
-            None => None,
-        };
+        let routed = plugin.routes.as_ref().and_then(|slot| {
+            let router = Router {
+                module: plugin.name(),
+                dropped,
+                origins: &state.upstream_origins,
+            };
+            super::upstream_routes::route(slot, &req, &router)
+        });
         if let Some(routed) = routed {
             let path = req.uri().path().to_owned();
             let res = match routed {
-                Routed::Proxy(upstream) => {
+                Routed::Proxy(target) => {
                     let span = trace.map(|t| t.hook(&plugin.spans.on_request));
                     if let Some(t) = span.as_ref().and_then(|s| s.trace_headers()) {
                         t.inject(req.headers_mut());
                     }
-                    let forward = Box::pin(proxy(state, plugin, req, upstream, dropped, client));
+                    let forward = Box::pin(proxy(state, plugin, req, Ok(target), client));
                     let res = forward.await;
                     if let Some(span) = span {
                         (*span).end(None);
                     }
                     res
                 }
+                Routed::Malformed(detail) => malformed_target(plugin, detail),
                 Routed::Refused(res) => res,
             };
             return (i, Err((path, res)));
@@ -441,9 +452,15 @@ async fn on_request(
                 if let Some(t) = &trace_headers {
                     t.inject(req.headers_mut());
                 }
+                let target = super::upstream_target::Target::parse(
+                    upstream,
+                    plugin.name(),
+                    dropped,
+                    &state.upstream_origins,
+                );
                 // Boxed, like the body collection above: rarer than a pass,
                 // and a large future every chain call would carry.
-                let forward = Box::pin(proxy(state, plugin, req, upstream, dropped, client));
+                let forward = Box::pin(proxy(state, plugin, req, target, client));
                 return (i, Err((path, forward.await)));
             }
             Ok(RequestDecision::Respond { response }) => {
@@ -464,29 +481,25 @@ async fn on_request(
     (chain.plugins.len(), Ok(req))
 }
 
-/// Forwards `req` to `upstream` for `plugin` (its `proxy` answer or its
-/// route's), or answers why the upstream is malformed.
+/// Forwards `req` to `target` for `plugin` (its `proxy` answer or its
+/// route's), or answers why the target is malformed.
 async fn proxy(
     state: &AppState,
     plugin: &Plugin,
     req: Request,
-    upstream: buntime_pdk::hooks::Upstream,
-    dropped: &DroppedHeaders,
+    target: Result<Target, String>,
     client: &RequestClientSource<'_>,
 ) -> Response {
-    let parsed = super::upstream_target::Target::parse(
-        upstream,
-        plugin.name(),
-        dropped,
-        &state.upstream_origins,
-    );
-    match parsed {
+    match target {
         Ok(target) => super::upstream::forward(state, plugin, req, target, client).await,
-        Err(detail) => {
-            let e = plugin.malformed("on_request", detail);
-            failure_response(plugin, &e).unwrap_or_else(|| bad_gateway(&e))
-        }
+        Err(detail) => malformed_target(plugin, detail),
     }
+}
+
+/// The answer to a malformed target: `plugin`'s failure under its `onError`.
+fn malformed_target(plugin: &Plugin, detail: String) -> Response {
+    let e = plugin.malformed("on_request", detail);
+    failure_response(plugin, &e).unwrap_or_else(|| bad_gateway(&e))
 }
 
 /// Runs `on_response` in reverse order over the first `entered` plugins.

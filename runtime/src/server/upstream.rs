@@ -322,7 +322,12 @@ fn forwarding_headers(
             forwarded.push(b);
         }
         forwarded.push(b'"');
-        if let Ok(v) = HeaderValue::try_from(host) {
+        // Most often the client's own `Host`: its value is shared, not
+        // checked and copied again.
+        let own = headers
+            .get(header::HOST)
+            .filter(|v| std::ptr::eq(v.as_bytes(), host.as_bytes()));
+        if let Some(v) = own.cloned().or_else(|| HeaderValue::try_from(host).ok()) {
             out.push((X_FORWARDED_HOST, v));
         }
     }

@@ -255,6 +255,8 @@ pub(crate) async fn within_silence<F: Future>(
     loop {
         let deadline = progress.deadline(quiet);
         tokio::select! {
+            // In order: the answer first (no random pick per wait).
+            biased;
             out = &mut answer => return Some(out),
             () = tokio::time::sleep_until(deadline) => {
                 if progress.deadline(quiet) <= tokio::time::Instant::now() {

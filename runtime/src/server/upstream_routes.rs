@@ -12,9 +12,13 @@
 //!
 //! What a match is forwarded with (the URL from `target`, `rewrite` and the
 //! captures, the header changes and the timeouts) is exactly the `proxy`
-//! answer the proxy plugin wrote for the same rule, so the request then
-//! takes the same way (`upstream_target`, `upstream`): the grant and the
-//! private-network rule are checked on every request.
+//! answer the proxy plugin wrote for the same rule, and it is checked the
+//! same way (`upstream_target`), once per installed table rather than per
+//! request: each rule's header changes and limits, and the origin of a
+//! target with no capture before its path. The grant and the
+//! private-network rule are checked on every request (`upstream`).
+
+use std::sync::Arc;
 
 use axum::extract::Request;
 use axum::http::{HeaderValue, header};
@@ -23,33 +27,103 @@ use buntime_pdk::hooks::Upstream;
 use buntime_routes::{Captures, Rule, has_dot_segment};
 
 use super::error::{ApiError, ErrorKind};
-use crate::capabilities::RouteSlot;
+use super::guest_http::DroppedHeaders;
+use super::upstream_target::{Origin, Origins, Settings, Target, fixed_prefix, locate, locate_at};
+use crate::capabilities::{RouteSlot, RouteTable};
 
 /// What the table says of a request.
 #[derive(Debug)]
 pub(super) enum Routed {
-    /// Forward it.
-    Proxy(Upstream),
-    /// Answer this instead (refused by the matching rule).
+    /// Forward it there.
+    Proxy(Target),
+    /// Answer this instead: refused by the matching rule, or its target is
+    /// malformed (the plugin's failure, with this message).
     Refused(Response),
+    Malformed(String),
+}
+
+/// Where the server reads a table's rules from: per rule, its checked
+/// settings (or why they do not check) and its fixed origin.
+struct Derived(Vec<Result<Forwarding, String>>);
+
+struct Forwarding {
+    settings: Settings,
+    /// `scheme://authority` of a target no capture can change, parsed.
+    origin: Option<(Box<str>, Arc<Origin>)>,
+}
+
+/// What the server needs to route by a table: the plugin's name (its
+/// dropped headers are noted under it) and the server's shared state.
+pub(super) struct Router<'a> {
+    pub(super) module: &'a str,
+    pub(super) dropped: &'a DroppedHeaders,
+    pub(super) origins: &'a Origins,
 }
 
 /// The route `slot`'s table gives `req`; `None` when no rule applies
 /// (or nothing is installed).
-pub(super) fn route(slot: &RouteSlot, req: &Request) -> Option<Routed> {
+pub(super) fn route(slot: &RouteSlot, req: &Request, router: &Router<'_>) -> Option<Routed> {
     let path = req.uri().path();
     if path == "/_" || path.starts_with("/_/") {
         return None;
     }
     slot.with(|table| {
-        let rules = &table?.rules;
-        let (rule, caps) = buntime_routes::find(rules, req.method().as_str(), path)?;
-        Some(decide(req, rule, &caps))
+        let table = table?;
+        let (at, caps) = find(&table.rules, req.method().as_str(), path)?;
+        let derived = table
+            .derived
+            .get_or_init(|| Box::new(derive(table, router)))
+            .downcast_ref::<Derived>()?;
+        Some(decide(req, &table.rules[at], &caps, &derived.0[at], router))
     })
 }
 
+/// The first of `rules` that applies, its index and captures.
+fn find<'p>(rules: &[Rule], method: &str, path: &'p str) -> Option<(usize, Captures<'p>)> {
+    rules
+        .iter()
+        .enumerate()
+        .find_map(|(i, r)| r.matches(method, path).map(|c| (i, c)))
+}
+
+fn derive(table: &RouteTable, router: &Router<'_>) -> Derived {
+    Derived(
+        table
+            .rules
+            .iter()
+            .map(|rule| {
+                let settings =
+                    Settings::parse(upstream(rule, String::new()), router.module, router.dropped)?;
+                let origin = fixed_prefix(&rule.spec.target)
+                    .and_then(|prefix| Some((prefix.into(), router.origins.get(prefix)?)));
+                Ok(Forwarding { settings, origin })
+            })
+            .collect(),
+    )
+}
+
+/// The `proxy` answer `rule` stands for, to `url`.
+fn upstream(rule: &Rule, url: String) -> Upstream {
+    let spec = &rule.spec;
+    let mut up = Upstream::new(url);
+    up.set_headers.clone_from(&spec.headers);
+    up.remove_headers.clone_from(&spec.remove_headers);
+    up.timeout_ms = spec.timeout_ms;
+    up.connect_timeout_ms = spec.connect_timeout_ms;
+    up.websocket = spec.websocket;
+    up.idle_timeout_ms = spec.idle_timeout_ms;
+    up.max_duration_ms = spec.max_duration_ms;
+    up
+}
+
 /// The answer for `req`, which `rule` matched with `caps`.
-fn decide(req: &Request, rule: &Rule, caps: &Captures<'_>) -> Routed {
+fn decide(
+    req: &Request,
+    rule: &Rule,
+    caps: &Captures<'_>,
+    forwarding: &Result<Forwarding, String>,
+    router: &Router<'_>,
+) -> Routed {
     let spec = &rule.spec;
     let path = req.uri().path();
     if !spec.public && !req.headers().contains_key("x-identity") {
@@ -74,13 +148,17 @@ fn decide(req: &Request, rule: &Rule, caps: &Captures<'_>) -> Routed {
             .into_response(),
         );
     }
-    let mut up = Upstream::new(rule.url(caps, path, req.uri().query()));
-    up.set_headers.clone_from(&spec.headers);
-    up.remove_headers.clone_from(&spec.remove_headers);
-    up.timeout_ms = spec.timeout_ms;
-    up.connect_timeout_ms = spec.connect_timeout_ms;
-    up.websocket = spec.websocket;
-    up.idle_timeout_ms = spec.idle_timeout_ms;
-    up.max_duration_ms = spec.max_duration_ms;
-    Routed::Proxy(up)
+    let forwarding = match forwarding {
+        Ok(f) => f,
+        Err(e) => return Routed::Malformed(e.clone()),
+    };
+    let url = rule.url(caps, path, req.uri().query());
+    let located = match &forwarding.origin {
+        Some((prefix, origin)) => locate_at(url, prefix, origin, router.origins),
+        None => locate(&url, router.origins),
+    };
+    match located {
+        Ok((origin, uri)) => Routed::Proxy(Target::at(origin, uri, forwarding.settings.clone())),
+        Err(e) => Routed::Malformed(e),
+    }
 }

@@ -102,7 +102,7 @@ impl Origins {
     /// The origin written as `prefix` (`scheme://authority`), parsed on its
     /// first use; `None` when it is not a valid one (the caller parses the
     /// whole URL to say why).
-    fn get(&self, prefix: &str) -> Option<Arc<Origin>> {
+    pub(crate) fn get(&self, prefix: &str) -> Option<Arc<Origin>> {
         if let Some(found) = self
             .parsed
             .read()
@@ -124,6 +124,16 @@ impl Origins {
     }
 }
 
+/// What a target sets besides where it goes: its header changes and limits.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    set_headers: Vec<(HeaderName, HeaderValue)>,
+    remove_headers: Vec<HeaderName>,
+    timeout: Duration,
+    connect_timeout: Duration,
+    websocket: Option<Relay>,
+}
+
 impl Target {
     /// Checks a plugin's `upstream`; the error describes what is wrong with
     /// it (a malformed answer). Framing and hop-by-hop headers it sets or
@@ -135,14 +145,90 @@ impl Target {
         dropped: &DroppedHeaders,
         origins: &Origins,
     ) -> Result<Self, String> {
-        let plain = split_plain(&up.url).and_then(|(prefix, rest)| {
-            let uri = Uri::from_maybe_shared(Bytes::copy_from_slice(rest.as_bytes())).ok()?;
-            Some((origins.get(prefix)?, uri))
-        });
-        let (origin, uri) = match plain {
-            Some(found) => found,
-            None => parse_whole(&up.url)?,
-        };
+        let (origin, uri) = locate(&up.url, origins)?;
+        Ok(Self::at(origin, uri, Settings::parse(up, module, dropped)?))
+    }
+
+    /// The target at `origin` and `uri` with `settings`.
+    pub(crate) fn at(origin: Arc<Origin>, uri: Uri, settings: Settings) -> Self {
+        let Settings {
+            set_headers,
+            remove_headers,
+            timeout,
+            connect_timeout,
+            websocket,
+        } = settings;
+        Self {
+            origin,
+            uri,
+            set_headers,
+            remove_headers,
+            timeout,
+            connect_timeout,
+            websocket,
+        }
+    }
+}
+
+/// The origin and request target of the URL `written`: a plain one split
+/// before its path (the origin parsed once per spelling), any other
+/// through the WHATWG parser whole.
+pub(crate) fn locate(written: &str, origins: &Origins) -> Result<(Arc<Origin>, Uri), String> {
+    let plain = split_plain(written).and_then(|(prefix, rest)| {
+        let uri = Uri::from_maybe_shared(Bytes::copy_from_slice(rest.as_bytes())).ok()?;
+        Some((origins.get(prefix)?, uri))
+    });
+    match plain {
+        Some(found) => Ok(found),
+        None => parse_whole(written),
+    }
+}
+
+/// [`locate`] for a URL known to start with `prefix`, whose origin is
+/// `origin` (a route's target with no capture before its path): the URL's
+/// own bytes become the request target when the rest is plain.
+pub(crate) fn locate_at(
+    written: String,
+    prefix: &str,
+    origin: &Arc<Origin>,
+    origins: &Origins,
+) -> Result<(Arc<Origin>, Uri), String> {
+    let plain = written
+        .strip_prefix(prefix)
+        .is_some_and(|rest| rest.starts_with('/') && plain_path_and_query(rest));
+    if plain {
+        let bytes = Bytes::from(written).slice(prefix.len()..);
+        if let Ok(uri) = Uri::from_maybe_shared(bytes) {
+            return Ok((origin.clone(), uri));
+        }
+        return Err(format!("`upstream.url` `{prefix}…` is not a valid URI"));
+    }
+    locate(&written, origins)
+}
+
+/// The text before the path of `template`, a route's target, when no
+/// capture can change it (`scheme://authority`, as [`split_plain`] splits
+/// a URL); its origin can then be parsed once for every request.
+pub(crate) fn fixed_prefix(template: &str) -> Option<&str> {
+    let colon = template.bytes().position(|b| b == b':')?;
+    if !template[colon..].starts_with("://") {
+        return None;
+    }
+    let start = colon + 3;
+    let path = start + template[start..].find('/')?;
+    let authority = &template[start..path];
+    (!authority.is_empty() && !authority.contains(['?', '#', '\\', '@', '$']))
+        .then_some(&template[..path])
+}
+
+impl Settings {
+    /// The header changes and limits of `up`, checked as [`Target::parse`]
+    /// checks them.
+    pub(crate) fn parse(
+        up: Upstream,
+        module: &str,
+        dropped: &DroppedHeaders,
+    ) -> Result<Self, String> {
         let removed = GuestHeaders {
             module,
             field: "`upstream.remove_headers`",
@@ -187,8 +273,6 @@ impl Target {
                     MAX_WS_MS,
                 )?,
             }),
-            origin,
-            uri,
             set_headers,
             remove_headers,
         })

@@ -163,3 +163,65 @@ fn the_plain_route_gives_what_the_whole_parse_gives() {
     // Enough of the generated URLs took the plain route to mean something.
     assert!(plain > 2_000, "only {plain} URLs took the plain route");
 }
+
+/// A route's target with a fixed origin is located through that origin,
+/// parsed once: for every URL such a target can expand to, what `locate`
+/// gives for the URL alone (or its same refusal).
+#[test]
+fn a_fixed_origin_locates_as_the_url_alone_does() {
+    const TEMPLATES: [&str; 7] = [
+        "http://svc:8080/$1",
+        "HTTP://Svc.Example:80/api/$1",
+        "https://[::1]:443/x",
+        "http://127.1/$1",
+        "http://h/",
+        "http://$1.svc/a",
+        "http://user@h/$1",
+    ];
+    const PIECES: [&str; 16] = [
+        "/", "a", ".", "..", "%2e", "?", "#", "'", " ", "\\", "é", "$", "%41", "{", "\n", "=",
+    ];
+    let origins = Origins::default();
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    // Only targets whose authority no capture can change have one.
+    assert_eq!(fixed_prefix("http://$1.svc/a"), None);
+    assert_eq!(fixed_prefix("http://user@h/$1"), None);
+    assert_eq!(fixed_prefix("http://h"), None);
+    assert_eq!(fixed_prefix("http://svc:8080/$1"), Some("http://svc:8080"));
+    let mut fixed = 0;
+    for _ in 0..5_000 {
+        let template = TEMPLATES[next(TEMPLATES.len())];
+        let Some(prefix) = fixed_prefix(template) else {
+            continue;
+        };
+        let Some(origin) = origins.get(prefix) else {
+            continue;
+        };
+        // What expanding the template's rest could give.
+        let mut url = prefix.to_owned();
+        url.push('/');
+        for _ in 0..next(8) {
+            url.push_str(PIECES[next(PIECES.len())]);
+        }
+        fixed += 1;
+        let alone = locate(&url, &origins);
+        let at = locate_at(url.clone(), prefix, &origin, &origins);
+        match (at, alone) {
+            (Ok((a_origin, a_uri)), Ok((b_origin, b_uri))) => {
+                assert_eq!(a_uri, b_uri, "{url:?}");
+                assert_eq!(a_origin.text, b_origin.text, "{url:?}");
+                assert_eq!(a_origin.host, b_origin.host, "{url:?}");
+                assert_eq!(a_origin.authority, b_origin.authority, "{url:?}");
+            }
+            (Err(_), Err(_)) => {}
+            (a, b) => panic!("{url:?}: {a:?} against {b:?}"),
+        }
+    }
+    assert!(fixed > 2_000, "only {fixed} URLs had a fixed origin");
+}
