@@ -210,15 +210,8 @@ pub(crate) fn locate_at(
 /// capture can change it (`scheme://authority`, as [`split_plain`] splits
 /// a URL); its origin can then be parsed once for every request.
 pub(crate) fn fixed_prefix(template: &str) -> Option<&str> {
-    let colon = template.bytes().position(|b| b == b':')?;
-    if !template[colon..].starts_with("://") {
-        return None;
-    }
-    let start = colon + 3;
-    let path = start + template[start..].find('/')?;
-    let authority = &template[start..path];
-    (!authority.is_empty() && !authority.contains(['?', '#', '\\', '@', '$']))
-        .then_some(&template[..path])
+    let path = plain_origin_end(template)?;
+    (!template[..path].contains('$')).then_some(&template[..path])
 }
 
 impl Settings {
@@ -315,9 +308,11 @@ fn parse_whole(written: &str) -> Result<(Arc<Origin>, Uri), String> {
     Ok((Arc::new(Origin::of(url, written)?), uri))
 }
 
-/// `written` split before its path, when what follows is plain: the
-/// parser would keep it byte for byte. `None`: parse it whole.
-fn split_plain(written: &str) -> Option<(&str, &str)> {
+/// Where the path of `written` starts, when what comes before it is a
+/// plain `scheme://authority`: the authority ends at the first `/`, is not
+/// empty, and holds nothing the parser would end it at (`\` is `/` in
+/// http URLs) or read as credentials (`@`, refused on the whole route).
+fn plain_origin_end(written: &str) -> Option<usize> {
     // The scheme ends at the first `:` (a byte search: a substring
     // search's setup cost more than the rest of this check).
     let colon = written.bytes().position(|b| b == b':')?;
@@ -327,11 +322,13 @@ fn split_plain(written: &str) -> Option<(&str, &str)> {
     let start = colon + 3;
     let path = start + written[start..].find('/')?;
     let authority = &written[start..path];
-    // Where the parser would end the authority (`\` is `/` in http URLs,
-    // `@` brings credentials, refused on the whole route).
-    if authority.is_empty() || authority.contains(['?', '#', '\\', '@']) {
-        return None;
-    }
+    (!authority.is_empty() && !authority.contains(['?', '#', '\\', '@'])).then_some(path)
+}
+
+/// `written` split before its path, when what follows is plain: the
+/// parser would keep it byte for byte. `None`: parse it whole.
+fn split_plain(written: &str) -> Option<(&str, &str)> {
+    let path = plain_origin_end(written)?;
     let rest = &written[path..];
     plain_path_and_query(rest).then_some((&written[..path], rest))
 }

@@ -1,5 +1,15 @@
 use super::*;
 
+/// A small generator of indices below `n` (xorshift), the same every run.
+fn xorshift(mut seed: u64) -> impl FnMut(usize) -> usize {
+    move |n| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    }
+}
+
 fn parse(up: Upstream) -> Result<Target, String> {
     Target::parse(up, "p", &DroppedHeaders::default(), &Origins::default())
 }
@@ -119,13 +129,7 @@ fn the_plain_route_gives_what_the_whole_parse_gives() {
         "\"", "<", "\n", "-", "_",
     ];
     let origins = Origins::default();
-    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-    let mut next = |n: usize| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        (seed % n as u64) as usize
-    };
+    let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
     let mut plain = 0;
     for _ in 0..20_000 {
         let mut url = PREFIXES[next(PREFIXES.len())].to_owned();
@@ -182,13 +186,7 @@ fn a_fixed_origin_locates_as_the_url_alone_does() {
         "/", "a", ".", "..", "%2e", "?", "#", "'", " ", "\\", "é", "$", "%41", "{", "\n", "=",
     ];
     let origins = Origins::default();
-    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-    let mut next = |n: usize| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        (seed % n as u64) as usize
-    };
+    let mut next = xorshift(0x2545_f491_4f6c_dd1d);
     // Only targets whose authority no capture can change have one.
     assert_eq!(fixed_prefix("http://$1.svc/a"), None);
     assert_eq!(fixed_prefix("http://user@h/$1"), None);
