@@ -11,7 +11,8 @@
 # proxy on that stack starts from), all in one run. Prints req/s, p50 and
 # p99 per path (the median round), the CPU each request cost the server it
 # went through (utime + stime over the requests wrk completed: the upstream
-# for the direct path, else the proxy alone), and Buntime's ratios to nginx.
+# for the direct path, else the proxy alone), and Buntime's ratios to nginx
+# (the median of the rounds' ratios).
 #
 #   benches/proxy.sh [seconds per scenario, default 5] [rounds, default 3]
 #
@@ -159,21 +160,24 @@ for n in "${paths[@]}"; do
     read -r rps p50 p99 cpu <<<"$(median "$n")"
     printf '%-10s %10s %10s %10s %14s\n' "$n" "$rps" "$p50" "$p99" "$cpu"
 done
-read -r b_rps _ b_p99 <<<"$(median buntime)"
-read -r n_rps _ n_p99 <<<"$(median nginx)"
-read -r f_rps _ _ <<<"$(median floor)"
-read -r nb_rps _ _ <<<"$(median nginx-bare)"
-awk -v br="$b_rps" -v nr="$n_rps" -v bp="$b_p99" -v np="$n_p99" -v fr="$f_rps" -v nbr="$nb_rps" 'BEGIN {
-    printf "buntime / nginx: req/s %.0f %% (target >= 80 %%), p99 %.2fx (target <= 1.5x)\n", 100 * br / nr, bp / np
-    printf "buntime / nginx-bare: req/s %.0f %%\n", 100 * br / nbr
-    printf "floor / nginx: req/s %.0f %%\n", 100 * fr / nr }'
+# Buntime against each nginx: the median of the per-round ratios, so that
+# the machine's drift between rounds cancels out (as for the baseline).
+mid=$(((rounds + 1) / 2))
+ratio() { # a b column -> median over the rounds of a/b in that column
+    paste -d' ' "$work/$1.rounds" "$work/$2.rounds" |
+        awk -v c="$3" '{ printf "%.4f\n", $c / $(c + 4) }' | sort -g | sed -n "${mid}p"
+}
+awk -v r="$(ratio buntime nginx 1)" -v p="$(ratio buntime nginx 3)" -v rb="$(ratio buntime nginx-bare 1)" \
+    -v f="$(ratio floor nginx 1)" 'BEGIN {
+    printf "buntime / nginx: req/s %.0f %% (target >= 80 %%), p99 %.2fx (target <= 1.5x)\n", 100 * r, p
+    printf "buntime / nginx-bare: req/s %.0f %%\n", 100 * rb
+    printf "floor / nginx: req/s %.0f %%\n", 100 * f }'
 echo "every round (req/s): $(for n in "${paths[@]}"; do printf '%s=%s ' "$n" "$(cut -d' ' -f1 "$work/$n.rounds" | paste -sd/)"; done)"
 echo "every round (server us/req): $(for n in "${paths[@]}"; do printf '%s=%s ' "$n" "$(cut -d' ' -f4 "$work/$n.rounds" | paste -sd/)"; done)"
 if [ -n "${BASELINE:-}" ]; then
     # Per round, so that the machine's drift between rounds cancels out.
     paste -d' ' "$work/buntime.rounds" "$work/baseline.rounds" |
         awk '{ printf "%.3f %.3f\n", $1 / $5, $4 / $8 }' >"$work/ratios"
-    mid=$(((rounds + 1) / 2))
     printf 'buntime / baseline (median of the rounds): req/s %s, server us/req %s\n' \
         "$(cut -d' ' -f1 "$work/ratios" | sort -g | sed -n "${mid}p")" \
         "$(cut -d' ' -f2 "$work/ratios" | sort -g | sed -n "${mid}p")"
