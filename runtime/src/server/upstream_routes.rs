@@ -36,9 +36,11 @@ use crate::capabilities::{RouteSlot, RouteTable};
 pub(super) enum Routed {
     /// Forward it there.
     Proxy(Target),
-    /// Answer this instead: refused by the matching rule, or its target is
-    /// malformed (the plugin's failure, with this message).
+    /// Answer this instead: refused by the matching rule (no identity, a
+    /// dot segment).
     Refused(Response),
+    /// The matching rule's target does not check: the plugin's failure,
+    /// with this message, as for a malformed `proxy` answer.
     Malformed(String),
 }
 
@@ -70,6 +72,7 @@ pub(super) fn route(slot: &RouteSlot, req: &Request, router: &Router<'_>) -> Opt
     slot.with(|table| {
         let table = table?;
         let (at, caps) = find(&table.rules, req.method().as_str(), path)?;
+        // Only this module fills `derived`, always with a `Derived`.
         let derived = table
             .derived
             .get_or_init(|| Box::new(derive(table, router)))
