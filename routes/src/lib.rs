@@ -118,6 +118,70 @@ pub struct Rule {
     regex: Regex,
     /// The size limit its pattern compiled under (one of [`SIZE_TIERS`]).
     charged: usize,
+    /// The pattern's literal prefix, when the pattern is only that
+    /// (`^literal`, or `^literal(.*)$`): matched without the regex.
+    prefix: Option<Prefix>,
+}
+
+/// A pattern that is a literal prefix: `^literal`, or `^literal(.*)$`
+/// when `rest` (group 1 the rest of the path).
+#[derive(Debug, Clone)]
+struct Prefix {
+    literal: String,
+    rest: bool,
+}
+
+impl Prefix {
+    /// The prefix `pattern` is, if it is one: `^`, then only characters
+    /// that stand for themselves in a regex, then nothing or `(.*)$`.
+    fn of(pattern: &str) -> Option<Self> {
+        let body = pattern.strip_prefix('^')?;
+        let (literal, rest) = match body.strip_suffix("(.*)$") {
+            Some(literal) => (literal, true),
+            None => (body, false),
+        };
+        let plain = |b: u8| b.is_ascii_alphanumeric() || b"/_-:@=,;!%~&'".contains(&b);
+        (!literal.is_empty() && literal.bytes().all(plain)).then(|| Self {
+            literal: literal.to_owned(),
+            rest,
+        })
+    }
+}
+
+/// How a rule matched a path: what its templates' `$0`, `$1`, … are.
+#[derive(Debug)]
+pub enum Matched<'p> {
+    /// By the regex, with its captures.
+    Regex(Captures<'p>),
+    /// By a literal prefix: the whole match, and the rest of the path when
+    /// the pattern captures it.
+    Prefix {
+        /// Group 0.
+        whole: &'p str,
+        /// Group 1, if the pattern has it.
+        rest: Option<&'p str>,
+    },
+}
+
+impl Matched<'_> {
+    /// `template` with its group references filled, appended to `dst`: the
+    /// regex's own expansion (`$1`, `${1}`, `$name`, `$$`).
+    fn expand(&self, template: &str, dst: &mut String) {
+        match self {
+            Self::Regex(caps) => caps.expand(template, dst),
+            // The routine the regex's expansion runs, with the two groups.
+            Self::Prefix { whole, rest } => regex_automata::util::interpolate::string(
+                template,
+                |i, dst| match (i, rest) {
+                    (0, _) => dst.push_str(whole),
+                    (1, Some(rest)) => dst.push_str(rest),
+                    _ => {}
+                },
+                |_| None,
+                dst,
+            ),
+        }
+    }
 }
 
 /// A rule that cannot be accepted: which field, and why.
@@ -161,6 +225,7 @@ impl Rule {
             match built {
                 Ok(regex) => {
                     return Ok(Self {
+                        prefix: Prefix::of(&spec.pattern),
                         spec,
                         regex,
                         charged: limit,
@@ -267,19 +332,42 @@ fn check(mut spec: RuleSpec) -> Result<RuleSpec, RuleError> {
 }
 
 impl Rule {
-    /// The captures of `path` if the rule applies to `method` and `path`.
-    pub fn matches<'p>(&self, method: &str, path: &'p str) -> Option<Captures<'p>> {
+    /// How `path` matched, if the rule applies to `method` and `path`.
+    pub fn matches<'p>(&self, method: &str, path: &'p str) -> Option<Matched<'p>> {
         if !self.spec.methods.is_empty() && !self.spec.methods.iter().any(|m| m == method) {
             return None;
         }
-        self.regex.captures(path)
+        match &self.prefix {
+            // By hand what the regex would find, without running it: most
+            // rules are prefixes, and captures were most of a match's cost.
+            Some(p) => {
+                let after = path.strip_prefix(p.literal.as_str())?;
+                if !p.rest {
+                    return Some(Matched::Prefix {
+                        whole: &path[..p.literal.len()],
+                        rest: None,
+                    });
+                }
+                // `.` matches anything but a line feed.
+                (!after.contains('\n')).then_some(Matched::Prefix {
+                    whole: path,
+                    rest: Some(after),
+                })
+            }
+            None => self.by_regex(path),
+        }
     }
 
-    /// The upstream URL for a request to `path?query` that matched with
+    /// How `path` matches the regex itself.
+    fn by_regex<'p>(&self, path: &'p str) -> Option<Matched<'p>> {
+        self.regex.captures(path).map(Matched::Regex)
+    }
+
+    /// The upstream URL for a request to `path?query` that matched as
     /// `caps`: `target` expanded; then `rewrite` expanded and appended, or,
     /// when the target has no path, the request's path; then the request's
     /// query.
-    pub fn url(&self, caps: &Captures<'_>, path: &str, query: Option<&str>) -> String {
+    pub fn url(&self, caps: &Matched<'_>, path: &str, query: Option<&str>) -> String {
         let mut url = String::with_capacity(self.spec.target.len() + path.len() + 16);
         caps.expand(&self.spec.target, &mut url);
         // A byte search: `str::find` with a `&str` sets up a two-way
@@ -330,12 +418,12 @@ pub fn has_dot_segment(path: &str) -> bool {
     })
 }
 
-/// The first of `rules` that applies, with its captures.
+/// The first of `rules` that applies, with how it matched.
 pub fn find<'r, 'p>(
     rules: impl IntoIterator<Item = &'r Rule>,
     method: &str,
     path: &'p str,
-) -> Option<(&'r Rule, Captures<'p>)> {
+) -> Option<(&'r Rule, Matched<'p>)> {
     rules
         .into_iter()
         .find_map(|r| r.matches(method, path).map(|c| (r, c)))

@@ -196,3 +196,92 @@ fn rules_carried_over_from_the_installed_table_match_as_before() {
         "{err}"
     );
 }
+
+/// A rule whose pattern is a literal prefix is matched without its regex:
+/// for every path and template, exactly what the regex gives.
+#[test]
+fn a_prefix_rule_matches_and_expands_as_its_regex_does() {
+    const PATTERNS: [&str; 8] = [
+        "^/up/(.*)$",
+        "^/up/",
+        "^/a-b_c~d:e@f=g,h;i!j%k&l'(.*)$",
+        "^/x",
+        // Not prefixes: run by the regex, whatever they look like.
+        "^/a.b/(.*)$",
+        "/up/(.*)$",
+        "^/up/(.*)",
+        "^/up/(.+)$",
+    ];
+    const TEMPLATES: [&str; 9] = [
+        "http://svc/$1",
+        "http://svc:8080",
+        "http://svc/p/${1}x",
+        "http://svc/$0",
+        "http://svc/$2/$name/${x}",
+        "http://svc/$$1/$",
+        "http://svc/$1$1",
+        "http://$1.svc/a",
+        "http://svc/{1}",
+    ];
+    const PIECES: [&str; 14] = [
+        "/", "up", "up/", "a", "é", "\n", "$1", "..", "?", "x", "a.b", "%", "-", "'",
+    ];
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    assert!(Prefix::of("^/up/(.*)$").is_some_and(|p| p.rest));
+    assert!(Prefix::of("^/up/").is_some_and(|p| !p.rest));
+    for p in [
+        "^/a.b/(.*)$",
+        "/up/(.*)$",
+        "^/up/(.*)",
+        "^/up/(.+)$",
+        "^",
+        "^(.*)$",
+    ] {
+        assert!(Prefix::of(p).is_none(), "{p}");
+    }
+    // Every pattern with every template, with and without a rewrite.
+    let mut rules = Vec::new();
+    for pattern in PATTERNS {
+        for template in TEMPLATES {
+            for rewrite in [None, Some("/r/$1/${1}".to_owned())] {
+                rules.extend(Rule::new(RuleSpec {
+                    pattern: pattern.into(),
+                    target: template.into(),
+                    rewrite,
+                    ..RuleSpec::default()
+                }));
+            }
+        }
+    }
+    let mut by_prefix = 0;
+    for _ in 0..20_000 {
+        let r = &rules[next(rules.len())];
+        let (pattern, template) = (&r.spec.pattern, &r.spec.target);
+        let mut path = String::from(if next(4) == 0 { "" } else { "/up/" });
+        for _ in 0..next(6) {
+            path.push_str(PIECES[next(PIECES.len())]);
+        }
+        let fast = r.matches("GET", &path);
+        let slow = r.by_regex(&path);
+        assert_eq!(fast.is_some(), slow.is_some(), "{pattern} on {path:?}");
+        let (Some(fast), Some(slow)) = (fast, slow) else {
+            continue;
+        };
+        if matches!(fast, Matched::Prefix { .. }) {
+            by_prefix += 1;
+        }
+        let query = (next(2) == 0).then_some("q=1");
+        assert_eq!(
+            r.url(&fast, &path, query),
+            r.url(&slow, &path, query),
+            "{pattern} / {template} on {path:?}"
+        );
+    }
+    assert!(by_prefix > 2_000, "only {by_prefix} matched by prefix");
+}

@@ -153,6 +153,7 @@ pub(crate) async fn forward(
         upstream_pool::send(&state.upstreams, key, &target.origin.authority, outbound),
         &progress,
         target.timeout,
+        &state.upstreams.timers,
     )
     .await;
     match answer {

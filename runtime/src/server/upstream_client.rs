@@ -245,24 +245,136 @@ impl HttpBody for ProgressBody {
 }
 
 /// Waits for `answer` until nothing has moved for `quiet`: neither the
-/// request body (per `progress`) nor an answer. `None`: timed out.
+/// request body (per `progress`) nor an answer. `None`: timed out. The
+/// timer is one of `timers`, given back when the wait ends.
 pub(crate) async fn within_silence<F: Future>(
     answer: F,
     progress: &Progress,
     quiet: Duration,
+    timers: &Timers,
 ) -> Option<F::Output> {
     tokio::pin!(answer);
-    loop {
-        let deadline = progress.deadline(quiet);
+    let mut timer = timers.take(progress.deadline(quiet));
+    let out = loop {
         tokio::select! {
             // In order: the answer first (no random pick per wait).
             biased;
-            out = &mut answer => return Some(out),
-            () = tokio::time::sleep_until(deadline) => {
-                if progress.deadline(quiet) <= tokio::time::Instant::now() {
-                    return None;
+            out = &mut answer => break Some(out),
+            () = timer.as_mut() => {
+                let deadline = progress.deadline(quiet);
+                if deadline <= tokio::time::Instant::now() {
+                    break None;
                 }
+                timer.as_mut().reset(deadline);
             }
         }
+    };
+    timers.give_back(timer);
+    out
+}
+
+/// Timers kept for the waits for upstream answers, reused from one wait to
+/// the next.
+///
+/// A new tokio timer is registered in the runtime's timer wheel when first
+/// polled and removed when dropped, each under the wheel's lock; a timer
+/// that is still registered and is moved to a later deadline only has its
+/// deadline swapped atomically. Every wait moves its timer some seconds
+/// ahead of where the last wait left it, so reuse makes a wait's timer
+/// almost free. A wait that is cancelled keeps its timer (it is dropped).
+#[derive(Default)]
+pub(crate) struct Timers {
+    idle: std::sync::Mutex<Vec<Pin<Box<tokio::time::Sleep>>>>,
+}
+
+/// The most timers kept: about the concurrent waits of a busy server.
+const MAX_KEPT_TIMERS: usize = 1024;
+
+impl Timers {
+    /// A timer set to `deadline`.
+    fn take(&self, deadline: tokio::time::Instant) -> Pin<Box<tokio::time::Sleep>> {
+        let kept = self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop();
+        match kept {
+            Some(mut timer) => {
+                timer.as_mut().reset(deadline);
+                timer
+            }
+            None => Box::pin(tokio::time::sleep_until(deadline)),
+        }
+    }
+
+    fn give_back(&self, timer: Pin<Box<tokio::time::Sleep>>) {
+        let mut idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if idle.len() < MAX_KEPT_TIMERS {
+            idle.push(timer);
+        }
+    }
+}
+
+impl std::fmt::Debug for Timers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Timers").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reused timer keeps each wait's own deadline, earlier or later than
+    /// the one it was last set to.
+    #[tokio::test(start_paused = true)]
+    async fn a_reused_timer_keeps_each_waits_own_deadline() {
+        let timers = Timers::default();
+        let progress = Progress::new();
+        let long = Duration::from_secs(30);
+        assert_eq!(
+            within_silence(async { 1 }, &progress, long, &timers).await,
+            Some(1)
+        );
+        assert_eq!(timers.idle.lock().unwrap().len(), 1, "the timer was kept");
+
+        // Earlier than the kept timer's deadline: fires then.
+        let start = tokio::time::Instant::now();
+        let quiet = Duration::from_millis(100);
+        let silent = std::future::pending::<()>();
+        assert_eq!(
+            within_silence(silent, &progress, quiet, &timers).await,
+            None
+        );
+        let waited = start.elapsed();
+        assert!(waited >= quiet && waited < long, "{waited:?}");
+
+        // An answer inside the silence wins; the same timer serves again.
+        let answer = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            2
+        };
+        let progress = Progress::new();
+        assert_eq!(
+            within_silence(answer, &progress, quiet, &timers).await,
+            Some(2)
+        );
+        assert_eq!(timers.idle.lock().unwrap().len(), 1);
+
+        // A later deadline than the last: not cut at the old one.
+        let progress = Progress::new();
+        let start = tokio::time::Instant::now();
+        let late = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            3
+        };
+        assert_eq!(
+            within_silence(late, &progress, Duration::from_secs(1), &timers).await,
+            Some(3)
+        );
+        assert!(start.elapsed() >= Duration::from_millis(300));
     }
 }

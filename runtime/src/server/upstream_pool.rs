@@ -122,6 +122,8 @@ struct Idle {
 pub(crate) struct Pool {
     idle: Mutex<HashMap<Key, Vec<Idle>, foldhash::fast::RandomState>>,
     connectors: RwLock<Vec<((bool, Duration), Connector)>>,
+    /// The timers of the waits for answers.
+    pub(crate) timers: super::upstream_client::Timers,
 }
 
 impl std::fmt::Debug for Pool {

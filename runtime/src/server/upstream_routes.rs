@@ -24,7 +24,7 @@ use axum::extract::Request;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use buntime_pdk::hooks::Upstream;
-use buntime_routes::{Captures, Rule, has_dot_segment};
+use buntime_routes::{Matched, Rule, has_dot_segment};
 
 use super::error::{ApiError, ErrorKind};
 use super::guest_http::DroppedHeaders;
@@ -82,7 +82,7 @@ pub(super) fn route(slot: &RouteSlot, req: &Request, router: &Router<'_>) -> Opt
 }
 
 /// The first of `rules` that applies, its index and captures.
-fn find<'p>(rules: &[Rule], method: &str, path: &'p str) -> Option<(usize, Captures<'p>)> {
+fn find<'p>(rules: &[Rule], method: &str, path: &'p str) -> Option<(usize, Matched<'p>)> {
     rules
         .iter()
         .enumerate()
@@ -123,7 +123,7 @@ fn upstream(rule: &Rule, url: String) -> Upstream {
 fn decide(
     req: &Request,
     rule: &Rule,
-    caps: &Captures<'_>,
+    caps: &Matched<'_>,
     forwarding: &Result<Forwarding, String>,
     router: &Router<'_>,
 ) -> Routed {
