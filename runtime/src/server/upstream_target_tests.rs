@@ -223,3 +223,11 @@ fn a_fixed_origin_locates_as_the_url_alone_does() {
     }
     assert!(fixed > 2_000, "only {fixed} URLs had a fixed origin");
 }
+
+#[test]
+fn the_plain_byte_table_is_the_list_it_stands_for() {
+    for b in 0..=255u8 {
+        let listed = b.is_ascii_alphanumeric() || b"-._~!$&()*+,;=:@/%".contains(&b);
+        assert_eq!(PLAIN[usize::from(b)], listed, "byte {b:#04x}");
+    }
+}
