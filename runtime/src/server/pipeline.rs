@@ -45,7 +45,7 @@ use super::error::{ApiError, ErrorKind, bad_gateway, hook_error_response};
 use super::guest_http::{
     DroppedHeaders, Guest, GuestHeaders, HeadForms, HeadView, HeaderPairs, response_from_head,
 };
-use super::upstream_routes::{Routed, Router};
+use super::upstream_routes::{RouteScope, Routed};
 use super::upstream_target::Target;
 use crate::plugins::{Chain, HookError, Plugin};
 use crate::telemetry::SpanParent;
@@ -309,12 +309,12 @@ async fn on_request(
         // An installed route table answers first (`upstream_routes`): a
         // match is forwarded here without a call into the plugin.
         let routed = plugin.routes.as_ref().and_then(|slot| {
-            let router = Router {
+            let scope = RouteScope {
                 module: plugin.name(),
                 dropped,
                 origins: &state.upstream_origins,
             };
-            super::upstream_routes::route(slot, &req, &router)
+            super::upstream_routes::route(slot, &req, &scope)
         });
         if let Some(routed) = routed {
             let path = req.uri().path().to_owned();

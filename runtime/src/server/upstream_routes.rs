@@ -48,6 +48,7 @@ pub(super) enum Routed {
 /// settings (or why they do not check) and its fixed origin.
 struct Derived(Vec<Result<Forwarding, String>>);
 
+/// How requests a rule matches are forwarded, checked once.
 struct Forwarding {
     settings: Settings,
     /// `scheme://authority` of a target no capture can change, parsed.
@@ -56,7 +57,7 @@ struct Forwarding {
 
 /// What the server needs to route by a table: the plugin's name (its
 /// dropped headers are noted under it) and the server's shared state.
-pub(super) struct Router<'a> {
+pub(super) struct RouteScope<'a> {
     pub(super) module: &'a str,
     pub(super) dropped: &'a DroppedHeaders,
     pub(super) origins: &'a Origins,
@@ -64,7 +65,7 @@ pub(super) struct Router<'a> {
 
 /// The route `slot`'s table gives `req`; `None` when no rule applies
 /// (or nothing is installed).
-pub(super) fn route(slot: &RouteSlot, req: &Request, router: &Router<'_>) -> Option<Routed> {
+pub(super) fn route(slot: &RouteSlot, req: &Request, scope: &RouteScope<'_>) -> Option<Routed> {
     let path = req.uri().path();
     if path == "/_" || path.starts_with("/_/") {
         return None;
@@ -75,9 +76,9 @@ pub(super) fn route(slot: &RouteSlot, req: &Request, router: &Router<'_>) -> Opt
         // Only this module fills `derived`, always with a `Derived`.
         let derived = table
             .derived
-            .get_or_init(|| Box::new(derive(table, router)))
+            .get_or_init(|| Box::new(derive(table, scope)))
             .downcast_ref::<Derived>()?;
-        Some(decide(req, &table.rules[at], &caps, &derived.0[at], router))
+        Some(decide(req, &table.rules[at], &caps, &derived.0[at], scope))
     })
 }
 
@@ -89,16 +90,16 @@ fn find<'p>(rules: &[Rule], method: &str, path: &'p str) -> Option<(usize, Match
         .find_map(|(i, r)| r.matches(method, path).map(|c| (i, c)))
 }
 
-fn derive(table: &RouteTable, router: &Router<'_>) -> Derived {
+fn derive(table: &RouteTable, scope: &RouteScope<'_>) -> Derived {
     Derived(
         table
             .rules
             .iter()
             .map(|rule| {
                 let settings =
-                    Settings::parse(upstream(rule, String::new()), router.module, router.dropped)?;
+                    Settings::parse(upstream(rule, String::new()), scope.module, scope.dropped)?;
                 let origin = fixed_prefix(&rule.spec.target)
-                    .and_then(|prefix| Some((prefix.into(), router.origins.get(prefix)?)));
+                    .and_then(|prefix| Some((prefix.into(), scope.origins.get(prefix)?)));
                 Ok(Forwarding { settings, origin })
             })
             .collect(),
@@ -125,7 +126,7 @@ fn decide(
     rule: &Rule,
     caps: &Matched<'_>,
     forwarding: &Result<Forwarding, String>,
-    router: &Router<'_>,
+    scope: &RouteScope<'_>,
 ) -> Routed {
     let spec = &rule.spec;
     let path = req.uri().path();
@@ -157,8 +158,8 @@ fn decide(
     };
     let url = rule.url(caps, path, req.uri().query());
     let located = match &forwarding.origin {
-        Some((prefix, origin)) => locate_at(url, prefix, origin, router.origins),
-        None => locate(&url, router.origins),
+        Some((prefix, origin)) => locate_at(url, prefix, origin, scope.origins),
+        None => locate(&url, scope.origins),
     };
     match located {
         Ok((origin, uri)) => Routed::Proxy(Target::at(origin, uri, forwarding.settings.clone())),
