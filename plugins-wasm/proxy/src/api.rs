@@ -53,20 +53,37 @@ fn body_rule(req: &Request, id: Option<&str>) -> Result<Result<Rule, String>, Er
 /// Changes the stored list with `edit` (compare-and-swap, retried), then
 /// installs it with the static rules as the route table, under the version
 /// it was stored at. `edit` answers the response, or an answer that
-/// refuses the change and writes nothing.
+/// refuses the change and writes nothing. A list the host refuses as a
+/// table (past its budget for compiled patterns) is put back as it was and
+/// answered `400 INVALID_RULE`: the store never keeps rules the host would
+/// not run, which would fail the plugin's next start.
 fn change(
     mut edit: impl FnMut(&mut Vec<RuleSpec>) -> Result<Result<Response, Response>, Error>,
 ) -> Result<Response, Error> {
     for _ in 0..CAS_TRIES {
         let (mut list, version) = stored()?;
+        let before = list.clone();
         let res = match edit(&mut list)? {
             Ok(res) => res,
             Err(refused) => return Ok(refused),
         };
         if crate::store::swap(version, &list)? {
             // `swap` wrote the list at the next version.
-            install(&list, version + 1)?;
-            return Ok(res);
+            return match install(&list, version + 1)? {
+                Ok(()) => Ok(res),
+                Err(why) => {
+                    // Put back unless another write came first (that
+                    // writer installs its own list).
+                    if crate::store::swap(version + 1, &before)? {
+                        install(&before, version + 2)?.map_err(Error::msg)?;
+                    }
+                    error(
+                        400,
+                        "INVALID_RULE",
+                        format!("the rules would not fit the route table: {why}"),
+                    )
+                }
+            };
         }
     }
     error(

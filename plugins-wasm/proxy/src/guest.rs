@@ -37,8 +37,9 @@ pub(crate) fn stored() -> Result<(Vec<RuleSpec>, u64), Error> {
 
 /// Installs the static rules and `dynamic` (stored at `version`) as the
 /// route table. A stored rule that no longer checks (a newer limit) is
-/// left out rather than failing the whole table.
-pub(crate) fn install(dynamic: &[RuleSpec], version: u64) -> Result<(), Error> {
+/// left out rather than failing the whole table. `Ok(Err(why))`: the host
+/// refused the table (its rules past the budget for compiled patterns).
+pub(crate) fn install(dynamic: &[RuleSpec], version: u64) -> Result<Result<(), String>, Error> {
     let mut table = Vec::new();
     for rule in static_rules()? {
         table.push(serde_json::to_value(&rule.spec)?);
@@ -48,18 +49,23 @@ pub(crate) fn install(dynamic: &[RuleSpec], version: u64) -> Result<(), Error> {
             table.push(serde_json::to_value(spec)?);
         }
     }
-    upstream::install_routes(version, &table).map_err(|e| {
-        Error::msg(format!(
+    match upstream::install_routes(version, &table) {
+        Ok(_) => Ok(Ok(())),
+        Err(e) if e.code == "invalid_argument" => Ok(Err(e.message)),
+        Err(e) => Err(Error::msg(format!(
             "installing the proxy rules as the route table failed: {}: {}",
             e.code, e.message
-        ))
-    })?;
-    Ok(())
+        ))),
+    }
 }
 
 fn init(cfg: Value) -> Result<(), Error> {
     rules::parse_list(cfg.get("rules")).map_err(|e| Error::msg(e.to_string()))?;
     let (dynamic, version) = stored()?;
-    install(&dynamic, version)
+    install(&dynamic, version)?.map_err(|why| {
+        Error::msg(format!(
+            "the proxy rules (`rules` in buntime.jsonc first, then the stored ones) do not fit the route table: {why}; use fewer or simpler patterns"
+        ))
+    })
 }
 buntime_pdk::on_init!(init);

@@ -296,3 +296,54 @@ async fn dynamic_rules_survive_a_restart() {
     let (status, body) = call(&server, Method::GET, "/kept/a", None).await;
     assert_eq!(status, 404, "{body}");
 }
+
+/// The host holds the route table to a budget for compiled patterns; a
+/// dynamic rule that would take it past is refused and not kept, so the
+/// stored rules always load again.
+#[tokio::test]
+async fn a_rule_past_the_route_tables_budget_is_refused_and_not_kept() {
+    use reqwest::Method;
+    let (up, _) = upstream().await;
+    let server = start(json!({ "rules": [] }), None).await;
+    let rules = "/_/proxy/api/rules";
+    // `\w` repeated compiles to the largest size tier: the budget holds 16.
+    let heavy = |i: usize| {
+        json!({
+            "id": format!("h{i}"), "pattern": format!(r"^/h{i}/\w{{5}}(.*)$"),
+            "target": format!("http://{up}/echo/$1"), "public": true,
+        })
+    };
+    for i in 0..16 {
+        let (status, body) = call(&server, Method::POST, rules, Some(heavy(i))).await;
+        assert_eq!(status, 201, "rule {i}: {body}");
+    }
+    let (status, body) = call(&server, Method::POST, rules, Some(heavy(16))).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["code"], "INVALID_RULE");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("16 MiB"),
+        "{body}"
+    );
+
+    let (_, listed) = call(&server, Method::GET, rules, None).await;
+    let ids: Vec<&str> = listed["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert_eq!(ids.len(), 16, "{listed}");
+    assert!(!ids.contains(&"h16"), "{listed}");
+    // The rules kept still route.
+    let res = client()
+        .get(server.url("/h3/abcdex"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 200);
+    let seen: Value = res.json().await.expect("json");
+    assert_eq!(seen["path"], "/echo/x");
+}
