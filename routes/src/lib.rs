@@ -418,15 +418,12 @@ pub fn has_dot_segment(path: &str) -> bool {
     })
 }
 
-/// The first of `rules` that applies, with how it matched.
-pub fn find<'r, 'p>(
-    rules: impl IntoIterator<Item = &'r Rule>,
-    method: &str,
-    path: &'p str,
-) -> Option<(&'r Rule, Matched<'p>)> {
+/// The first of `rules` that applies: its index and how it matched.
+pub fn find<'p>(rules: &[Rule], method: &str, path: &'p str) -> Option<(usize, Matched<'p>)> {
     rules
-        .into_iter()
-        .find_map(|r| r.matches(method, path).map(|c| (r, c)))
+        .iter()
+        .enumerate()
+        .find_map(|(i, r)| r.matches(method, path).map(|m| (i, m)))
 }
 
 /// Parses a list of rules (the config's `rules`), naming the one at fault.

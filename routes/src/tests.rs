@@ -109,8 +109,8 @@ fn config_lists_get_ids_and_refuse_duplicates() {
         &json!([{"pattern": "^/a", "target": "http://a", "extra": 1}]),
     ));
     assert!(err.unwrap_err().0.contains("rules[0]"));
-    let (r, _) = find(&rules, "GET", "/b/x").unwrap();
-    assert_eq!(r.spec.id.as_deref(), Some("b"));
+    let (at, _) = find(&rules, "GET", "/b/x").unwrap();
+    assert_eq!(rules[at].spec.id.as_deref(), Some("b"));
 }
 
 #[test]

@@ -26,7 +26,7 @@
 //! holds for them (the request-id layer keeps it when writing the body).
 //!
 //! The heads are serialized straight from axum's types (`HeadView`,
-//! [`ResponseHeadView`], the same JSON as `buntime_pdk::RequestHead` and
+//! [`unwinding::ResponseHeadView`], the same JSON as `buntime_pdk::RequestHead` and
 //! `ResponseView`) and only again after a plugin changed something, so a
 //! chain of pass-through plugins costs one serialization each way.
 
@@ -36,24 +36,27 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use buntime_pdk::hooks::{RequestChanges, RequestDecision, ResponseChanges};
+use buntime_pdk::hooks::{RequestChanges, RequestDecision};
 use bytes::Bytes;
 
 use super::AppState;
 use super::client::RequestClientSource;
 use super::error::{ApiError, ErrorKind, bad_gateway, hook_error_response};
 use super::guest_http::{
-    DroppedHeaders, Guest, GuestHeaders, HeadForms, HeadView, HeaderPairs, response_from_head,
+    DroppedHeaders, Guest, GuestHeaders, HeadForms, HeadView, response_from_head,
 };
 use super::upstream_routes::{RouteScope, Routed};
 use super::upstream_target::Target;
 use crate::plugins::{Chain, HookError, Plugin};
 use crate::telemetry::SpanParent;
-use crate::wasm::CostMeter;
 use crate::wasm::abi::{RequestBody, ResponseBody};
 
 mod changes;
+mod unwinding;
 pub(crate) use changes::{apply_request_changes, apply_response_changes};
+#[cfg(test)]
+use unwinding::ResponseHeadView;
+use unwinding::on_response;
 
 /// Headers that carry an identity established by an authentication plugin
 /// (or the tenant the vhosts plugin derived from the host); a client must
@@ -502,83 +505,6 @@ fn malformed_target(plugin: &Plugin, detail: String) -> Response {
     failure_response(plugin, &e).unwrap_or_else(|| bad_gateway(&e))
 }
 
-/// Runs `on_response` in reverse order over the first `entered` plugins.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "the chain's state, passed down without a struct built per request"
-)]
-async fn on_response(
-    chain: &Chain,
-    entered: usize,
-    mut res: Response,
-    path: &str,
-    dropped: &DroppedHeaders,
-    client: &RequestClientSource<'_>,
-    mut unwind: Unwind,
-    trace: Option<&SpanParent>,
-    meter: Option<&CostMeter>,
-    log_tag: Option<&crate::log_feed::LogTag>,
-) -> Response {
-    let mut input: Option<Bytes> = None;
-    for (i, plugin) in chain.plugins[..entered].iter().enumerate().rev() {
-        if unwind.pending.last().is_some_and(|(at, _)| *at == i)
-            && let Some((_, headers)) = unwind.pending.pop()
-        {
-            set_response_headers(&mut res, headers);
-            input = None;
-        }
-        if !plugin.hooks.on_response || unwind.skips(i) {
-            continue;
-        }
-        let view = input
-            .get_or_insert_with(|| {
-                ResponseHeadView {
-                    status: res.status().as_u16(),
-                    headers: HeaderPairs(res.headers(), None, None),
-                    path,
-                }
-                .to_json()
-            })
-            .clone();
-        let mut ext = http::Extensions::new();
-        client.attach_resolved(plugin.instances.module(), &mut ext);
-        if let Some(meter) = meter {
-            ext.insert(meter.clone());
-        }
-        if let Some(tag) = log_tag
-            && plugin.instances.module().logs()
-        {
-            ext.insert(tag.clone());
-        }
-        let span = trace.map(|t| t.hook(&plugin.spans.on_response));
-        let result = super::hook_call::call_hook(plugin, "on_response", view, ext, span)
-            .await
-            .0
-            .and_then(|out| {
-                if out.is_empty() {
-                    return Ok(ResponseChanges::default());
-                }
-                serde_json::from_slice::<ResponseChanges>(&out)
-                    .map_err(|e| plugin.malformed("on_response", e))
-            })
-            .and_then(|changes| {
-                if changes == ResponseChanges::default() {
-                    return Ok(());
-                }
-                input = None;
-                apply_response_changes(&mut res, changes, plugin.name(), dropped)
-                    .map_err(|d| plugin.malformed("on_response", d))
-            });
-        if let Err(e) = result
-            && let Some(failed) = failure_response(plugin, &e)
-        {
-            res = failed;
-            input = None;
-        }
-    }
-    res
-}
-
 /// The response a failure produces under `onError: "closed"`; `None` (and a
 /// skip counted) under `"open"`.
 fn failure_response(plugin: &Plugin, e: &HookError) -> Option<Response> {
@@ -587,27 +513,6 @@ fn failure_response(plugin: &Plugin, e: &HookError) -> Option<Response> {
         return None;
     }
     Some(hook_error_response(e))
-}
-
-/// [`ResponseView`] as `on_response` receives it, written without copies
-/// by `to_json`. The serde impl is the tests' reference for that JSON.
-#[derive(serde::Serialize)]
-struct ResponseHeadView<'a> {
-    status: u16,
-    headers: HeaderPairs<'a>,
-    path: &'a str,
-}
-
-impl ResponseHeadView<'_> {
-    /// What `serde_json` writes for the view, by hand
-    /// ([`super::head_json`]).
-    fn to_json(&self) -> Bytes {
-        let mut out = super::head_json::JsonObject::new(Vec::with_capacity(256));
-        out.u64_field("status", u64::from(self.status));
-        out.headers_field("headers", &self.headers);
-        out.str_field("path", self.path);
-        Bytes::from(out.finish())
-    }
 }
 
 #[cfg(test)]

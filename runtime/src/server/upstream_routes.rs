@@ -72,7 +72,7 @@ pub(super) fn route(slot: &RouteSlot, req: &Request, scope: &RouteScope<'_>) -> 
     }
     slot.with(|table| {
         let table = table?;
-        let (at, caps) = find(&table.rules, req.method().as_str(), path)?;
+        let (at, caps) = buntime_routes::find(&table.rules, req.method().as_str(), path)?;
         // Only this module fills `derived`, always with a `Derived`.
         let derived = table
             .derived
@@ -80,14 +80,6 @@ pub(super) fn route(slot: &RouteSlot, req: &Request, scope: &RouteScope<'_>) -> 
             .downcast_ref::<Derived>()?;
         Some(decide(req, &table.rules[at], &caps, &derived.0[at], scope))
     })
-}
-
-/// The first of `rules` that applies, its index and captures.
-fn find<'p>(rules: &[Rule], method: &str, path: &'p str) -> Option<(usize, Matched<'p>)> {
-    rules
-        .iter()
-        .enumerate()
-        .find_map(|(i, r)| r.matches(method, path).map(|c| (i, c)))
 }
 
 fn derive(table: &RouteTable, scope: &RouteScope<'_>) -> Derived {

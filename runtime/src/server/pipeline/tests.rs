@@ -3,7 +3,9 @@
 //! (`tests/all/plugins/chain.rs`, `tests/all/attacks/framing.rs`).
 
 use super::*;
+use crate::server::guest_http::HeaderPairs;
 use axum::http::Uri;
+use buntime_pdk::hooks::ResponseChanges;
 
 #[test]
 fn a_response_vary_is_merged_once_and_other_headers_replaced() {
