@@ -10,9 +10,11 @@
 //!
 //! - no request has started within the header timeout of the accept
 //!   (however many bytes trickled in), or
-//! - later, no request is in flight and no byte has moved either way for
-//!   the idle timeout (a keep-alive connection left open, or a client that
-//!   stopped reading a response).
+//! - later, an HTTP/1 connection has waited for a request head for the
+//!   header timeout: hyper's header-read deadline ([`HeadWaits`]), or
+//! - no request is in flight and no byte has moved either way for the idle
+//!   timeout (a keep-alive connection left open, or a client that stopped
+//!   reading a response).
 //!
 //! A request in flight is never cut by this: its own deadlines (the app's
 //! `timeout`, the body read timeout) bound it.
@@ -20,7 +22,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -40,7 +42,10 @@ pub(crate) struct Activity {
     /// Bumped whenever bytes move or a request ends.
     events: AtomicU64,
     in_flight: AtomicUsize,
-    started_any: AtomicBool,
+    /// Requests started, and waits for a request head hyper began
+    /// ([`HeadWaits`]): more waits than requests means one is under way.
+    requests: AtomicU64,
+    head_waits: AtomicU64,
 }
 
 impl Activity {
@@ -49,8 +54,14 @@ impl Activity {
             accepted: Instant::now(),
             events: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
-            started_any: AtomicBool::new(false),
+            requests: AtomicU64::new(0),
+            head_waits: AtomicU64::new(0),
         })
+    }
+
+    /// hyper's timer for this connection's HTTP/1 side.
+    pub(crate) fn head_timer(self: &Arc<Self>) -> HeadWaits {
+        HeadWaits(self.clone())
     }
 
     fn touch(&self) {
@@ -61,7 +72,7 @@ impl Activity {
     /// (answered, or its future dropped because the client went away).
     pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.started_any.store(true, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
         InFlight(self.clone())
     }
 }
@@ -77,18 +88,23 @@ impl Drop for InFlight {
     }
 }
 
-/// How many looks per idle period: a quiet connection is closed between
-/// `idle` and `idle` plus one look after its last activity.
+/// How many looks per period: a connection is closed between its limit and
+/// the limit plus one look (a quarter of the shorter of the header and idle
+/// timeouts).
 const LOOKS_PER_PERIOD: u32 = 4;
 
 /// Resolves when the connection has outstayed its welcome (see the module
-/// docs): before its first request, `first_request` after the accept; then
-/// `idle` without a request in flight or a byte moved.
-pub(crate) async fn idle(activity: &Activity, first_request: Duration, idle: Duration) {
-    let look = (idle / LOOKS_PER_PERIOD).max(Duration::from_millis(1));
-    let first_due = activity.accepted + first_request;
+/// docs): before its first request, `header` after the accept; then when
+/// a wait for a request head has lasted `header`, or `idle` has passed
+/// without a request in flight or a byte moved.
+pub(crate) async fn idle(activity: &Activity, header: Duration, idle: Duration) {
+    let look = (idle.min(header) / LOOKS_PER_PERIOD).max(Duration::from_millis(1));
+    let first_due = activity.accepted + header;
     let mut seen = activity.events.load(Ordering::Relaxed);
     let mut quiet_since = Instant::now();
+    // The head wait under way (by number) and when it was first seen: it
+    // began at most one look before.
+    let mut head_wait: Option<(u64, Instant)> = None;
     loop {
         let now = Instant::now();
         let events = activity.events.load(Ordering::Relaxed);
@@ -97,7 +113,11 @@ pub(crate) async fn idle(activity: &Activity, first_request: Duration, idle: Dur
             seen = events;
             quiet_since = now;
         }
-        if !activity.started_any.load(Ordering::Relaxed) {
+        // Requests first: a wait counted after them is never taken for
+        // one that ended.
+        let requests = activity.requests.load(Ordering::Relaxed);
+        let waits = activity.head_waits.load(Ordering::Relaxed);
+        if requests == 0 {
             // Before the first request only its deadline counts, however
             // many bytes trickle in.
             if now >= first_due {
@@ -106,12 +126,80 @@ pub(crate) async fn idle(activity: &Activity, first_request: Duration, idle: Dur
             tokio::time::sleep_until(first_due.min(now + look)).await;
             continue;
         }
+        if waits > requests {
+            match head_wait {
+                Some((wait, since)) if wait == waits => {
+                    if now.duration_since(since) >= header {
+                        return;
+                    }
+                }
+                _ => head_wait = Some((waits, now)),
+            }
+        } else {
+            head_wait = None;
+        }
         if !busy && now.duration_since(quiet_since) >= idle {
             return;
         }
         tokio::time::sleep(look).await;
     }
 }
+
+/// hyper's timer for an HTTP/1 connection, whose one use of it is the
+/// header-read deadline: a timer started before each request head is read
+/// and dropped once it is.
+///
+/// Rather than a tokio timer armed and cancelled for every request (about
+/// 1,500 instructions of a proxied request, most of them in the timer
+/// wheel), each wait is counted on the connection's [`Activity`] and the
+/// watchdog ([`idle`]) ends a connection whose wait has lasted the header
+/// timeout. The sleep hyper gets never resolves: hyper's own timeout never
+/// fires, and the watchdog's drops the connection, as hyper's closes it,
+/// without an answer.
+#[derive(Debug, Clone)]
+pub(crate) struct HeadWaits(Arc<Activity>);
+
+impl HeadWaits {
+    fn wait(&self) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        self.0.head_waits.fetch_add(1, Ordering::Relaxed);
+        // Zero-sized: boxing it allocates nothing.
+        Box::pin(Unresolved)
+    }
+}
+
+impl hyper::rt::Timer for HeadWaits {
+    fn sleep(&self, _: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        self.wait()
+    }
+
+    fn sleep_until(&self, _: std::time::Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        self.wait()
+    }
+
+    /// hyper reads the time only to make the deadline it hands to
+    /// `sleep_until`, which this timer does not read (the watchdog times
+    /// the wait): no clock read per request.
+    fn now(&self) -> std::time::Instant {
+        self.0.accepted.into_std()
+    }
+
+    fn reset(&self, sleep: &mut Pin<Box<dyn hyper::rt::Sleep>>, _: std::time::Instant) {
+        *sleep = self.wait();
+    }
+}
+
+/// A sleep that never ends (see [`HeadWaits`]).
+struct Unresolved;
+
+impl std::future::Future for Unresolved {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        Poll::Pending
+    }
+}
+
+impl hyper::rt::Sleep for Unresolved {}
 
 /// A socket that counts on its connection's [`Activity`] whenever bytes move.
 #[derive(Debug)]
@@ -189,6 +277,61 @@ mod tests {
         let started = Instant::now();
         idle(&activity, Duration::from_secs(10), Duration::from_secs(60)).await;
         assert!(started.elapsed() >= Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_for_a_later_head_ends_at_the_header_timeout_while_bytes_move() {
+        let activity = Activity::new();
+        let timer = activity.head_timer();
+        // The first head, waited for and answered.
+        let _first = hyper::rt::Timer::sleep(&timer, Duration::ZERO);
+        drop(activity.begin());
+        // The second, waited for while a byte arrives every half second:
+        // the idle timeout never runs out.
+        let _second = hyper::rt::Timer::sleep(&timer, Duration::ZERO);
+        let started = Instant::now();
+        let watchdog = idle(&activity, Duration::from_secs(10), Duration::from_secs(60));
+        tokio::pin!(watchdog);
+        let given_up = tokio::time::sleep(Duration::from_secs(30));
+        tokio::pin!(given_up);
+        loop {
+            tokio::select! {
+                () = &mut watchdog => break,
+                () = &mut given_up => panic!("a head wait of 30 s was not cut"),
+                () = tokio::time::sleep(Duration::from_millis(500)) => activity.touch(),
+            }
+        }
+        let took = started.elapsed();
+        // Within the timeout plus one look (a quarter of it).
+        assert!(
+            (Duration::from_secs(10)..=Duration::from_millis(12_500)).contains(&took),
+            "{took:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_head_that_arrives_ends_its_wait() {
+        let activity = Activity::new();
+        let timer = activity.head_timer();
+        let _first = hyper::rt::Timer::sleep(&timer, Duration::ZERO);
+        drop(activity.begin());
+        let watchdog = idle(&activity, Duration::from_secs(10), Duration::from_secs(60));
+        tokio::pin!(watchdog);
+        // Each head arrives 8 s into its wait, bytes moving meanwhile: the
+        // waits add up to far more than the header timeout, none reaches it.
+        for _ in 0..5 {
+            let _wait = hyper::rt::Timer::sleep(&timer, Duration::ZERO);
+            let head = tokio::time::sleep(Duration::from_secs(8));
+            tokio::pin!(head);
+            loop {
+                tokio::select! {
+                    () = &mut watchdog => panic!("cut while each head came in time"),
+                    () = &mut head => break,
+                    () = tokio::time::sleep(Duration::from_millis(500)) => activity.touch(),
+                }
+            }
+            drop(activity.begin());
+        }
     }
 
     #[tokio::test(start_paused = true)]

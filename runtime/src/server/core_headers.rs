@@ -72,10 +72,8 @@ pub(super) async fn serve(
     let req = Request::from_parts(parts, body);
     let mut res = match answer {
         Some(mut res) => {
-            if let Some(id) = request_id {
-                res.headers_mut()
-                    .insert(super::request_id::X_REQUEST_ID, id);
-            }
+            res.headers_mut()
+                .insert(super::request_id::X_REQUEST_ID, request_id);
             res
         }
         None => core.oneshot(req).await?,

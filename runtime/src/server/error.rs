@@ -221,8 +221,31 @@ impl ErrorDetail {
 }
 
 /// The request id, carried in request extensions so errors can echo it.
+///
+/// It is always visible ASCII (a client's id is kept only when it is):
+///
+/// ```
+/// use buntime::server::RequestId;
+/// use http::HeaderValue;
+///
+/// let id = RequestId::new(HeaderValue::from_static("req-1"));
+/// assert_eq!(id.as_str(), "req-1");
+/// ```
 #[derive(Debug, Clone)]
-pub struct RequestId(pub String);
+pub struct RequestId(HeaderValue);
+
+impl RequestId {
+    /// The id whose header value is `value`.
+    pub fn new(value: HeaderValue) -> Self {
+        Self(value)
+    }
+
+    /// The id as text ("" for a value that is not visible ASCII, which
+    /// the request-id layer never sets).
+    pub fn as_str(&self) -> &str {
+        self.0.to_str().unwrap_or_default()
+    }
+}
 
 impl IntoResponse for ApiError {
     /// The status and headers, with no body yet: the request-id layer finds

@@ -412,7 +412,7 @@ impl HeadForms {
 pub(crate) fn request_id(extensions: &http::Extensions) -> &str {
     extensions
         .get::<super::RequestId>()
-        .map_or("", |r| r.0.as_str())
+        .map_or("", super::RequestId::as_str)
 }
 
 /// Builds the response to an app request from the output of its `handle`

@@ -3,8 +3,9 @@
 //! `axum::serve` configures no timer, so hyper's header-read timeout never
 //! fires and a client that trickles its headers (or sends none) holds a
 //! connection forever. This loop serves each connection with hyper-util's
-//! auto (HTTP/1 + HTTP/2) builder plus a tokio timer, a header-read timeout and
-//! a cap on header count and size, a cap on open connections, idle and
+//! auto (HTTP/1 + HTTP/2) builder plus a header-read timeout (kept by the
+//! connection's watchdog, [`connection::HeadWaits`]), a cap on header count
+//! and size, a cap on open connections, idle and
 //! first-request timeouts ([`super::connection`]), and graceful shutdown:
 //! stop accepting, ask every connection to finish its in-flight requests,
 //! wait up to the shutdown timeout, then close what is left.
@@ -153,7 +154,8 @@ pub(crate) async fn run(
             let mut builder = Builder::new(TokioExecutor::new());
             builder
                 .http1()
-                .timer(TokioTimer::new())
+                // The header-read deadline, kept by the watchdog below.
+                .timer(activity.head_timer())
                 .header_read_timeout(limits.header_read_timeout)
                 .max_headers(limits.max_headers)
                 .max_buf_size(limits.max_head_bytes.max(8192));

@@ -320,7 +320,13 @@ async fn on_request(
             super::upstream_routes::route(slot, &req, &scope)
         });
         if let Some(routed) = routed {
-            let path = req.uri().path().to_owned();
+            // The path is for the plugins before this one to unwind with:
+            // at the first place there are none (`run` returns at once).
+            let path = if i == 0 {
+                String::new()
+            } else {
+                req.uri().path().to_owned()
+            };
             let res = match routed {
                 Routed::Proxy(target) => {
                     let span = trace.map(|t| t.hook(&plugin.spans.on_request));

@@ -20,7 +20,7 @@ static PREFIX: OnceLock<String> = OnceLock::new();
 
 /// `<process start, ns>-<pid>-<counter>`: unique per process (the prefix) and
 /// within it (the counter), with no clock read per request.
-fn generate() -> String {
+fn generate() -> HeaderValue {
     let prefix = PREFIX.get_or_init(|| {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -29,24 +29,26 @@ fn generate() -> String {
         format!("{nanos:016x}-{:08x}", std::process::id())
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    // By hand rather than `format!`: this runs on every request, and the
-    // formatting machinery was most of its cost.
-    let digits = (64 - n.leading_zeros()).div_ceil(4).max(8);
-    let mut id = String::with_capacity(prefix.len() + 1 + digits as usize);
-    id.push_str(prefix);
-    id.push('-');
-    for shift in (0..digits).rev() {
-        let nibble = ((n >> (shift * 4)) & 0xf) as u8;
-        id.push(char::from(b"0123456789abcdef"[nibble as usize]));
+    // By hand, on the stack, rather than `format!` into a `String` that
+    // the header value would copy again: this runs on every request.
+    let digits = (64 - n.leading_zeros()).div_ceil(4).max(8) as usize;
+    let mut id = [0u8; 64];
+    let len = prefix.len() + 1 + digits;
+    id[..prefix.len()].copy_from_slice(prefix.as_bytes());
+    id[prefix.len()] = b'-';
+    for (i, slot) in id[prefix.len() + 1..len].iter_mut().enumerate() {
+        let shift = (digits - 1 - i) * 4;
+        *slot = b"0123456789abcdef"[((n >> shift) & 0xf) as usize];
     }
-    id
+    // Hex digits and `-` only: always a valid value.
+    HeaderValue::from_bytes(&id[..len]).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
-fn acceptable(id: &str) -> bool {
+fn acceptable(id: &[u8]) -> bool {
     !id.is_empty()
         && id.len() <= 128
         && id
-            .bytes()
+            .iter()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
@@ -55,13 +57,13 @@ pub(crate) async fn layer(State(state): State<AppState>, req: Request, next: Nex
     with_request_id(req, state.error_detail, |req| next.run(req)).await
 }
 
-/// The id of `req`: the client's `x-request-id` if acceptable, else a new one.
-fn chosen(req: &Request) -> String {
+/// The id of `req`: the client's `x-request-id` if acceptable (its value
+/// shared, not copied), else a new one.
+fn chosen(req: &Request) -> HeaderValue {
     req.headers()
         .get(X_REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| acceptable(v))
-        .map(str::to_owned)
+        .filter(|v| acceptable(v.as_bytes()))
+        .cloned()
         .unwrap_or_else(generate)
 }
 
@@ -69,12 +71,11 @@ fn chosen(req: &Request) -> String {
 /// (it is in the header, and acceptable); returns the header's value.
 /// For a core request the plugins see before the core router runs
 /// (`core_headers.rs`).
-pub(crate) fn assign(req: &mut Request) -> Option<HeaderValue> {
+pub(crate) fn assign(req: &mut Request) -> HeaderValue {
     let id = chosen(req);
-    let value = HeaderValue::from_str(&id).ok()?;
-    req.headers_mut().insert(X_REQUEST_ID, value.clone());
-    req.extensions_mut().insert(RequestId(id));
-    Some(value)
+    req.headers_mut().insert(X_REQUEST_ID, id.clone());
+    req.extensions_mut().insert(RequestId::new(id.clone()));
+    id
 }
 
 /// Gives `req` its id, runs `inner`, and puts the id on the response. An
@@ -90,16 +91,11 @@ where
     F: FnOnce(Request) -> Fut,
     Fut: std::future::Future<Output = Response>,
 {
-    let id = chosen(&req);
-    // Validated once; the response gets a cheap clone of the same value.
-    let value = HeaderValue::from_str(&id).ok();
-    if let Some(v) = &value {
-        req.headers_mut().insert(X_REQUEST_ID, v.clone());
-    }
-    req.extensions_mut().insert(RequestId(id));
+    // The request, its extension and the response share one value.
+    let value = assign(&mut req);
     let mut res = inner(req).await;
     if let Some(err) = res.extensions_mut().remove::<ApiError>() {
-        let id = value.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("");
+        let id = value.to_str().unwrap_or("");
         let mut rebuilt = render(&err, res.status(), id, detail);
         for (k, v) in res.headers() {
             if k != axum::http::header::CONTENT_LENGTH && k != axum::http::header::CONTENT_TYPE {
@@ -108,9 +104,7 @@ where
         }
         res = rebuilt;
     }
-    if let Some(v) = value {
-        res.headers_mut().insert(X_REQUEST_ID, v);
-    }
+    res.headers_mut().insert(X_REQUEST_ID, value);
     res
 }
 
@@ -142,7 +136,7 @@ pub(crate) fn log_tag(
     }
     let id = req.get::<RequestId>()?;
     Some(crate::log_feed::LogTag {
-        request_id: id.0.clone(),
+        request_id: id.as_str().to_owned(),
         // Set only for a sampled request (its span is current).
         trace_id: crate::telemetry::log_ids::current_trace_id(),
     })
@@ -156,8 +150,9 @@ mod tests {
         let b = super::generate();
         assert_ne!(a, b);
         // The counter: at least eight hex digits after the last `-`.
+        let [a, b] = [a, b].map(|id| id.to_str().unwrap_or_default().to_owned());
         let [na, nb] = [&a, &b].map(|id| {
-            assert!(super::acceptable(id), "{id}");
+            assert!(super::acceptable(id.as_bytes()), "{id}");
             let counter = id.rsplit('-').next().unwrap_or_default();
             assert!(counter.len() >= 8, "{id}");
             u64::from_str_radix(counter, 16).unwrap_or_else(|e| panic!("{id}: {e}"))

@@ -103,6 +103,52 @@ async fn an_idle_keep_alive_connection_is_closed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_request_head_trickled_byte_by_byte_is_cut_off() {
+    // The first request is answered; the second head never ends, one byte
+    // every 50 ms: bytes keep moving, so the idle timeout alone would
+    // never close the connection, and the header timeout must.
+    let server = TestServer::start_full(4, limits(), |_| {}).await;
+    let mut stream = connect(&server).await;
+    stream
+        .write_all(b"GET /_/api/health HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut first = [0u8; 12];
+    stream
+        .read_exact(&mut first)
+        .await
+        .expect("the first answer");
+    assert_eq!(&first, b"HTTP/1.1 200");
+    let (mut reader, mut writer) = stream.into_split();
+    let trickle = tokio::spawn(async move {
+        let _ = writer
+            .write_all(b"GET /_/api/health HTTP/1.1\r\nx-slow: ")
+            .await;
+        let mut interval = tokio::time::interval(Duration::from_millis(50));
+        loop {
+            interval.tick().await;
+            if writer.write_all(b"a").await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(cut_within(), reader.read_to_end(&mut rest)).await;
+    trickle.abort();
+    assert!(
+        read.is_ok(),
+        "the server kept a connection trickling its second head open for {:?}",
+        cut_within()
+    );
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(
+        !rest.contains("HTTP/1.1"),
+        "the unfinished head got an answer: {rest}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_request_body_is_answered_408() {
     let server = TestServer::start_full(4, limits(), |root| {
         install_echo(root, "echo", None);
