@@ -14,6 +14,7 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 use http::{HeaderMap, Uri};
 
+use super::forwarding::ForwardingMemo;
 use crate::access::TrustedProxies;
 use crate::wasm::GuestModule;
 use crate::wasm::abi::RequestClient;
@@ -28,6 +29,8 @@ pub(crate) struct RequestClientSource<'a> {
     /// ([`key_hash`]), passed on as `apiKeyHash`.
     api_key_hash: Option<String>,
     json: OnceLock<Option<Bytes>>,
+    /// The connection's forwarding headers of its last proxied request.
+    memo: Option<&'a ForwardingMemo>,
 }
 
 /// What guests are told of an API key the server took from a request: the
@@ -54,7 +57,19 @@ impl<'a> RequestClientSource<'a> {
             proxies,
             api_key_hash: None,
             json: OnceLock::new(),
+            memo: None,
         }
+    }
+
+    /// Keeps the forwarding headers in the connection's `memo`.
+    pub(crate) fn with_memo(mut self, memo: Option<&'a ForwardingMemo>) -> Self {
+        self.memo = memo;
+        self
+    }
+
+    /// The connection's forwarding headers, if it keeps them.
+    pub(crate) fn memo(&self) -> Option<&'a ForwardingMemo> {
+        self.memo
     }
 
     /// Tells guests the hash of `key`, the API key the server took from

@@ -22,6 +22,7 @@ pub(crate) mod decision;
 mod error;
 mod exposition;
 mod extended_connect;
+mod forwarding;
 mod guard;
 pub(crate) mod guest_http;
 mod head_json;

@@ -42,6 +42,7 @@ use bytes::Bytes;
 use super::AppState;
 use super::client::RequestClientSource;
 use super::error::{ApiError, ErrorKind, bad_gateway, hook_error_response};
+use super::forwarding::ForwardingMemo;
 use super::guest_http::{
     DroppedHeaders, Guest, GuestHeaders, HeadForms, HeadView, response_from_head,
 };
@@ -94,12 +95,18 @@ pub fn strip_identity(headers: &mut HeaderMap) {
 /// under `/_/api/`.
 pub(crate) async fn handle(State(state): State<AppState>, req: Request) -> Response {
     let peer = req.extensions().get::<super::ClientAddr>().map(|c| c.0);
-    run(&state, req, peer).await
+    run(&state, req, peer, None).await
 }
 
 /// The chain around plugin routes and apps, for a request from `peer`
-/// (`None`: served in process).
-pub(crate) async fn run(state: &AppState, mut req: Request, peer: Option<SocketAddr>) -> Response {
+/// (`None`: served in process) on a connection that keeps its forwarding
+/// headers in `memo`.
+pub(crate) async fn run(
+    state: &AppState,
+    mut req: Request,
+    peer: Option<SocketAddr>,
+    memo: Option<&ForwardingMemo>,
+) -> Response {
     strip_identity(req.headers_mut());
     if req.uri().path().starts_with("/_/") {
         super::guard::take_key(state, &mut req);
@@ -112,8 +119,9 @@ pub(crate) async fn run(state: &AppState, mut req: Request, peer: Option<SocketA
         .get::<super::guard::PresentedKey>()
         .map(super::guard::PresentedKey::as_str)
         .filter(|k| state.access.holds(k));
-    let client =
-        RequestClientSource::new(peer, &state.access.policy.trusted_proxies).with_api_key(key);
+    let client = RequestClientSource::new(peer, &state.access.policy.trusted_proxies)
+        .with_api_key(key)
+        .with_memo(memo);
     let dropped = &state.dropped_headers;
     let mut unwind = Unwind::default();
     // With hooks to run, what `on_response` needs after `on_request`: how far

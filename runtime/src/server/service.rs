@@ -28,6 +28,7 @@ use tower_http::timeout::TimeoutBody;
 
 use super::AppState;
 use super::connection::Activity;
+use super::forwarding::ForwardingMemo;
 use crate::metrics::{Counted, MethodClass};
 use crate::telemetry::{InSpan, RequestSpan};
 
@@ -53,11 +54,12 @@ struct Parts {
 }
 
 /// What a connection's service adds to each request.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 struct ConnectionScope {
     activity: Arc<Activity>,
     body_read_timeout: Duration,
     peer: std::net::SocketAddr,
+    forwarding: ForwardingMemo,
 }
 
 /// The peer a request to an internal path (`/_/…`) came from (a request
@@ -99,6 +101,7 @@ impl BuntimeService {
                     activity,
                     body_read_timeout,
                     peer,
+                    forwarding: ForwardingMemo::default(),
                 }),
             }),
         }
@@ -220,7 +223,12 @@ where
                     // copied all of it once more when first polled.
                     let chain = match refused {
                         Some(e) => Either::Left(std::future::ready(e.into_response())),
-                        None => Either::Right(Box::pin(super::pipeline::run(state, req, peer))),
+                        None => Either::Right(Box::pin(super::pipeline::run(
+                            state,
+                            req,
+                            peer,
+                            parts.connection.as_ref().map(|c| &c.forwarding),
+                        ))),
                     };
                     InSpan::new(chain, current)
                 })

@@ -41,7 +41,7 @@ async fn a_requests_future_stays_within_its_budget() {
 
     let call = tower::Service::call(&mut service, request());
     let service_bytes = std::mem::size_of_val(&*call);
-    let chain = super::super::pipeline::run(&state, request(), None);
+    let chain = super::super::pipeline::run(&state, request(), None, None);
     let chain_bytes = std::mem::size_of_val(&chain);
     eprintln!("service future {service_bytes} B, chain future {chain_bytes} B");
     assert!(

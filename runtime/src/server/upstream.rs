@@ -24,9 +24,8 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, Version, header};
+use axum::http::{HeaderMap, HeaderName, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 
 use super::AppState;
 use super::client::RequestClientSource;
@@ -53,10 +52,6 @@ static HOP_BY_HOP: [HeaderName; 9] = [
     header::TRANSFER_ENCODING,
     header::UPGRADE,
 ];
-
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Forwards `req` to `target` for `plugin` and answers what the upstream
 /// answers (or the host's error).
@@ -101,7 +96,8 @@ pub(crate) async fn forward(
         );
     }
     let allow_private = grant.allows_private(url);
-    let forwarding = forwarding_headers(client, req.headers(), req.uri());
+    let forwarding =
+        super::forwarding::forwarding_headers(client, req.headers(), req.uri(), client.memo());
     let upgrade = target.websocket.and_then(|relay| {
         let handshake = asked(&mut req)?;
         Some((relay, handshake, hyper::upgrade::on(&mut req)))
@@ -111,24 +107,15 @@ pub(crate) async fn forward(
     let headers = &mut parts.headers;
     strip_hop_by_hop(headers);
     headers.remove(header::EXPECT);
-    // What came in under the forwarding names goes; those the host sets
-    // below are replaced by the insert (which drops every earlier value),
-    // so only the others are removed here. `Host` is always set.
-    for name in [
-        header::FORWARDED,
-        X_FORWARDED_FOR,
-        X_FORWARDED_PROTO,
-        X_FORWARDED_HOST,
-    ] {
-        if !forwarding.iter().any(|(set, _)| *set == name) {
-            headers.remove(name);
-        }
-    }
     for name in &target.remove_headers {
         headers.remove(name);
     }
+    // `Host` is always set; what came in under the forwarding names is
+    // replaced or removed, even if the plugin removed them; the plugin's
+    // own values come last.
     headers.insert(header::HOST, target.origin.host.clone());
-    for (name, value) in forwarding.into_iter().chain(target.set_headers) {
+    forwarding.apply(headers);
+    for (name, value) in target.set_headers {
         headers.insert(name, value);
     }
     // After the plugin's headers: the host's key is the one it checks.
@@ -283,73 +270,10 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
-/// `X-Forwarded-For`, `-Proto`, `-Host` and `Forwarded` for the client of
-/// this request, resolved through the trusted proxies (what came in under
-/// those names is replaced: an untrusted client's account is never passed on).
-fn forwarding_headers(
-    client: &RequestClientSource<'_>,
-    headers: &HeaderMap,
-    uri: &Uri,
-) -> Vec<(HeaderName, HeaderValue)> {
-    let Some(view) = client.view(headers, uri) else {
-        return Vec::new();
-    };
-    let address = view.address.to_canonical();
-    let mut out = Vec::with_capacity(4);
-    // The address is written once, for both headers.
-    let mut forwarded = crate::access::with_ip_text(address, |ip| {
-        if let Ok(v) = HeaderValue::from_str(ip) {
-            out.push((X_FORWARDED_FOR, v));
-        }
-        let mut forwarded = Vec::with_capacity(48 + view.host.map_or(0, str::len));
-        forwarded.extend_from_slice(b"for=");
-        if address.is_ipv6() {
-            forwarded.extend_from_slice(b"\"[");
-            forwarded.extend_from_slice(ip.as_bytes());
-            forwarded.extend_from_slice(b"]\"");
-        } else {
-            forwarded.extend_from_slice(ip.as_bytes());
-        }
-        forwarded
-    });
-    forwarded.extend_from_slice(b";proto=");
-    forwarded.extend_from_slice(view.scheme.as_bytes());
-    if let Some(host) = view.host {
-        forwarded.extend_from_slice(b";host=\"");
-        for b in host.bytes() {
-            if b == b'"' || b == b'\\' {
-                forwarded.push(b'\\');
-            }
-            forwarded.push(b);
-        }
-        forwarded.push(b'"');
-        // Most often the client's own `Host`: its value is shared, not
-        // checked and copied again.
-        let own = headers
-            .get(header::HOST)
-            .filter(|v| std::ptr::eq(v.as_bytes(), host.as_bytes()));
-        if let Some(v) = own.cloned().or_else(|| HeaderValue::try_from(host).ok()) {
-            out.push((X_FORWARDED_HOST, v));
-        }
-    }
-    out.push((
-        X_FORWARDED_PROTO,
-        HeaderValue::from_static(if view.scheme == "https" {
-            "https"
-        } else {
-            "http"
-        }),
-    ));
-    // Checked like any value (a host with a control byte is not sent).
-    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(forwarded)) {
-        out.push((header::FORWARDED, v));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderValue;
 
     #[test]
     fn hop_by_hop_headers_and_those_connection_names_are_stripped() {
