@@ -22,7 +22,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, HttpBody as _};
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
@@ -126,7 +126,12 @@ pub(crate) async fn forward(
     parts.version = Version::HTTP_11;
     parts.extensions = http::Extensions::new();
     let progress = Progress::new();
-    let body = Body::new(ProgressBody::new(body, progress.clone()));
+    // A body known to be empty (most GETs) has no progress to note.
+    let body = if body.is_end_stream() {
+        body
+    } else {
+        Body::new(ProgressBody::new(body, progress.clone()))
+    };
     let outbound = Request::from_parts(parts, body);
 
     let key = upstream_pool::Key {
