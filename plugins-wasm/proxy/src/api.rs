@@ -16,7 +16,7 @@
 use buntime_pdk::{Error, Request, Response};
 use serde_json::{Value, json};
 
-use crate::guest::{install, static_rules, stored};
+use crate::guest::{install, install_fitting, static_rules, stored};
 use crate::rules::{MAX_RULES, Rule, RuleSpec};
 
 /// Writes retried when another instance changed the list meanwhile.
@@ -73,9 +73,11 @@ fn change(
                 Ok(()) => Ok(res),
                 Err(why) => {
                     // Put back unless another write came first (that
-                    // writer installs its own list).
+                    // writer installs its own list). What was read can be
+                    // past the budget itself (a refused change another
+                    // writer had not yet put back): then what fits of it.
                     if crate::store::swap(version + 1, &before)? {
-                        install(&before, version + 2)?.map_err(Error::msg)?;
+                        install_fitting(&before, version + 2)?.map_err(Error::msg)?;
                     }
                     error(
                         400,

@@ -59,13 +59,49 @@ pub(crate) fn install(dynamic: &[RuleSpec], version: u64) -> Result<Result<(), S
     }
 }
 
+/// Installs the static rules and as many of `dynamic` (stored at
+/// `version`) as fit: while the host refuses the table for its budget, the
+/// last stored rule is left out. `Ok(Ok(ids))`: installed, without the
+/// stored rules `ids`; `Ok(Err(why))`: the static rules alone do not fit.
+///
+/// A stored list past the budget is what a change the API refused can
+/// leave behind when another change read it meanwhile (or static rules
+/// added since): the rules stored first keep running rather than none.
+pub(crate) fn install_fitting(
+    dynamic: &[RuleSpec],
+    version: u64,
+) -> Result<Result<Vec<String>, String>, Error> {
+    let mut kept = dynamic.len();
+    loop {
+        match install(&dynamic[..kept], version)? {
+            Ok(()) => {
+                let left_out = dynamic[kept..]
+                    .iter()
+                    .map(|r| r.id.clone().unwrap_or_default())
+                    .collect();
+                return Ok(Ok(left_out));
+            }
+            Err(why) if kept == 0 => return Ok(Err(why)),
+            Err(_) => kept -= 1,
+        }
+    }
+}
+
 fn init(cfg: Value) -> Result<(), Error> {
     rules::parse_list(cfg.get("rules")).map_err(|e| Error::msg(e.to_string()))?;
     let (dynamic, version) = stored()?;
-    install(&dynamic, version)?.map_err(|why| {
-        Error::msg(format!(
-            "the proxy rules (`rules` in buntime.jsonc first, then the stored ones) do not fit the route table: {why}; use fewer or simpler patterns"
-        ))
-    })
+    match install_fitting(&dynamic, version)? {
+        Ok(left_out) => {
+            if !left_out.is_empty() {
+                extism_pdk::warn!(
+                    "stored proxy rules {left_out:?} are not routed: with the rules before them they do not fit the route table's budget for compiled patterns; delete them or simplify the patterns"
+                );
+            }
+            Ok(())
+        }
+        Err(why) => Err(Error::msg(format!(
+            "the proxy rules in `rules` (buntime.jsonc) do not fit the route table: {why}; use fewer or simpler patterns"
+        ))),
+    }
 }
 buntime_pdk::on_init!(init);

@@ -347,3 +347,53 @@ async fn a_rule_past_the_route_tables_budget_is_refused_and_not_kept() {
     let seen: Value = res.json().await.expect("json");
     assert_eq!(seen["path"], "/echo/x");
 }
+
+/// Stored rules that no longer fit beside the static ones (static rules
+/// added since, or a refused change another writer stored on): the plugin
+/// still starts, with the rules stored first routed and the last left out.
+#[tokio::test]
+async fn stored_rules_past_the_budget_load_without_the_last_ones() {
+    use reqwest::Method;
+    let (up, _) = upstream().await;
+    let rules = "/_/proxy/api/rules";
+    let heavy = |name: &str| {
+        json!({
+            "id": name, "pattern": format!(r"^/{name}/\w{{5}}(.*)$"),
+            "target": format!("http://{up}/echo/$1"), "public": true,
+        })
+    };
+    let server = start(json!({ "rules": [] }), None).await;
+    for i in 0..16 {
+        let (status, body) =
+            call(&server, Method::POST, rules, Some(heavy(&format!("h{i}")))).await;
+        assert_eq!(status, 201, "rule {i}: {body}");
+    }
+    // A static rule of the same size takes the table one rule past it.
+    let dir = server.stop_keep_dir().await;
+    super::setup(dir.path(), json!({ "rules": [heavy("s")] }), None);
+    let server = TestServer::try_start_plugins_in(dir, buntime::plugins::embedded())
+        .await
+        .expect("the server starts with the stored rules past the budget");
+    for (path, routed) in [
+        ("/s/abcdex", true),
+        ("/h0/abcdex", true),
+        ("/h14/abcdex", true),
+        ("/h15/abcdex", false),
+    ] {
+        let res = client()
+            .get(server.url(path))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status() == 200, routed, "{path}: {}", res.status());
+    }
+    // Still stored: deleting another makes room for it again.
+    let (status, body) = call(&server, Method::DELETE, &format!("{rules}/h0"), None).await;
+    assert_eq!(status, 200, "{body}");
+    let res = client()
+        .get(server.url("/h15/abcdex"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 200);
+}
