@@ -72,7 +72,7 @@ impl Activity {
     /// (answered, or its future dropped because the client went away).
     pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::SeqCst);
         InFlight(self.clone())
     }
 }
@@ -113,10 +113,12 @@ pub(crate) async fn idle(activity: &Activity, header: Duration, idle: Duration) 
             seen = events;
             quiet_since = now;
         }
-        // Requests first: a wait counted after them is never taken for
-        // one that ended.
-        let requests = activity.requests.load(Ordering::Relaxed);
-        let waits = activity.head_waits.load(Ordering::Relaxed);
+        // Waits read before requests (both counted in one order for all,
+        // `SeqCst`): a head that arrives between the two reads counts as
+        // arrived, so a wait is taken for under way only if it still was
+        // at the second read.
+        let waits = activity.head_waits.load(Ordering::SeqCst);
+        let requests = activity.requests.load(Ordering::SeqCst);
         if requests == 0 {
             // Before the first request only its deadline counts, however
             // many bytes trickle in.
@@ -161,7 +163,7 @@ pub(crate) struct HeadWaits(Arc<Activity>);
 
 impl HeadWaits {
     fn wait(&self) -> Pin<Box<dyn hyper::rt::Sleep>> {
-        self.0.head_waits.fetch_add(1, Ordering::Relaxed);
+        self.0.head_waits.fetch_add(1, Ordering::SeqCst);
         // Zero-sized: boxing it allocates nothing.
         Box::pin(Unresolved)
     }
