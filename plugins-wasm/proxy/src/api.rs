@@ -55,8 +55,9 @@ fn body_rule(req: &Request, id: Option<&str>) -> Result<Result<Rule, String>, Er
 /// it was stored at. `edit` answers the response, or an answer that
 /// refuses the change and writes nothing. A list the host refuses as a
 /// table (past its budget for compiled patterns) is put back as it was and
-/// answered `400 INVALID_RULE`: the store never keeps rules the host would
-/// not run, which would fail the plugin's next start.
+/// answered `400 INVALID_RULE`, so the store does not keep rules the host
+/// would not run (unless another change read the refused list before it
+/// was put back: `install_fitting` then leaves the last ones out).
 fn change(
     mut edit: impl FnMut(&mut Vec<RuleSpec>) -> Result<Result<Response, Response>, Error>,
 ) -> Result<Response, Error> {

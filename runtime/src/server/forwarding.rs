@@ -65,12 +65,12 @@ struct Memo {
 }
 
 /// The forwarding headers for the client of a request with `headers` and
-/// `uri` (none for a request served in process); `memo`, the connection's.
+/// `uri` (none for a request served in process), from the connection's
+/// memo when the client's connection keeps one.
 pub(super) fn forwarding_headers(
     client: &RequestClientSource<'_>,
     headers: &HeaderMap,
     uri: &Uri,
-    memo: Option<&ForwardingMemo>,
 ) -> Forwarding {
     let Some(view) = client.view(headers, uri) else {
         return Forwarding::default();
@@ -79,7 +79,7 @@ pub(super) fn forwarding_headers(
     let https = view.scheme == "https";
     let host = view.host.map(str::as_bytes);
     // Another request of the connection holding it (HTTP/2) computes its own.
-    let mut kept = memo.and_then(|m| m.0.try_lock().ok());
+    let mut kept = client.memo().and_then(|m| m.0.try_lock().ok());
     if let Some(Some(last)) = kept.as_deref()
         && last.address == address
         && last.https == https
@@ -103,12 +103,9 @@ pub(super) fn forwarding_headers(
 /// Each is a copy (none shares the request's buffer, so a memo holding them
 /// keeps no part of a connection's read buffer).
 fn compute(address: IpAddr, https: bool, host: Option<&str>) -> Forwarding {
+    let proto = if https { "https" } else { "http" };
     let mut out = Forwarding {
-        forwarded_proto: Some(HeaderValue::from_static(if https {
-            "https"
-        } else {
-            "http"
-        })),
+        forwarded_proto: Some(HeaderValue::from_static(proto)),
         ..Forwarding::default()
     };
     // The address is written once, for both headers.
@@ -126,7 +123,7 @@ fn compute(address: IpAddr, https: bool, host: Option<&str>) -> Forwarding {
         forwarded
     });
     forwarded.extend_from_slice(b";proto=");
-    forwarded.extend_from_slice(if https { b"https" } else { b"http" });
+    forwarded.extend_from_slice(proto.as_bytes());
     if let Some(host) = host {
         forwarded.extend_from_slice(b";host=\"");
         for b in host.bytes() {
@@ -159,10 +156,10 @@ mod tests {
         let proxies = TrustedProxies::default();
         let memo = ForwardingMemo::default();
         let from = |peer: &str, host: &str| {
-            let client = RequestClientSource::new(Some(peer.parse().expect("peer")), &proxies);
+            let client = || RequestClientSource::new(Some(peer.parse().expect("peer")), &proxies);
             let (headers, uri) = request(host);
-            let with_memo = forwarding_headers(&client, &headers, &uri, Some(&memo));
-            let without = forwarding_headers(&client, &headers, &uri, None);
+            let with_memo = forwarding_headers(&client().with_memo(Some(&memo)), &headers, &uri);
+            let without = forwarding_headers(&client(), &headers, &uri);
             assert_eq!(with_memo, without, "{peer} {host}");
             with_memo
         };

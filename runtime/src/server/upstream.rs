@@ -96,8 +96,7 @@ pub(crate) async fn forward(
         );
     }
     let allow_private = grant.allows_private(url);
-    let forwarding =
-        super::forwarding::forwarding_headers(client, req.headers(), req.uri(), client.memo());
+    let forwarding = super::forwarding::forwarding_headers(client, req.headers(), req.uri());
     let upgrade = target.websocket.and_then(|relay| {
         let handshake = asked(&mut req)?;
         Some((relay, handshake, hyper::upgrade::on(&mut req)))

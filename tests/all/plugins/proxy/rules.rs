@@ -297,6 +297,29 @@ async fn dynamic_rules_survive_a_restart() {
     assert_eq!(status, 404, "{body}");
 }
 
+/// A rule `name` (routing `/<name>/…`) whose pattern compiles to the
+/// largest size tier (`\w` repeated): the route table's budget holds 16.
+fn heavy(up: std::net::SocketAddr, name: &str) -> Value {
+    json!({
+        "id": name, "pattern": format!(r"^/{name}/\w{{5}}(.*)$"),
+        "target": format!("http://{up}/echo/$1"), "public": true,
+    })
+}
+
+/// Adds the 16 [`heavy`] rules `h0` to `h15` through the API.
+async fn add_sixteen_heavy(server: &TestServer, up: std::net::SocketAddr) {
+    for i in 0..16 {
+        let (status, body) = call(
+            server,
+            reqwest::Method::POST,
+            "/_/proxy/api/rules",
+            Some(heavy(up, &format!("h{i}"))),
+        )
+        .await;
+        assert_eq!(status, 201, "rule {i}: {body}");
+    }
+}
+
 /// The host holds the route table to a budget for compiled patterns; a
 /// dynamic rule that would take it past is refused and not kept, so the
 /// stored rules always load again.
@@ -306,18 +329,8 @@ async fn a_rule_past_the_route_tables_budget_is_refused_and_not_kept() {
     let (up, _) = upstream().await;
     let server = start(json!({ "rules": [] }), None).await;
     let rules = "/_/proxy/api/rules";
-    // `\w` repeated compiles to the largest size tier: the budget holds 16.
-    let heavy = |i: usize| {
-        json!({
-            "id": format!("h{i}"), "pattern": format!(r"^/h{i}/\w{{5}}(.*)$"),
-            "target": format!("http://{up}/echo/$1"), "public": true,
-        })
-    };
-    for i in 0..16 {
-        let (status, body) = call(&server, Method::POST, rules, Some(heavy(i))).await;
-        assert_eq!(status, 201, "rule {i}: {body}");
-    }
-    let (status, body) = call(&server, Method::POST, rules, Some(heavy(16))).await;
+    add_sixteen_heavy(&server, up).await;
+    let (status, body) = call(&server, Method::POST, rules, Some(heavy(up, "h16"))).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["code"], "INVALID_RULE");
     assert!(
@@ -356,21 +369,11 @@ async fn stored_rules_past_the_budget_load_without_the_last_ones() {
     use reqwest::Method;
     let (up, _) = upstream().await;
     let rules = "/_/proxy/api/rules";
-    let heavy = |name: &str| {
-        json!({
-            "id": name, "pattern": format!(r"^/{name}/\w{{5}}(.*)$"),
-            "target": format!("http://{up}/echo/$1"), "public": true,
-        })
-    };
     let server = start(json!({ "rules": [] }), None).await;
-    for i in 0..16 {
-        let (status, body) =
-            call(&server, Method::POST, rules, Some(heavy(&format!("h{i}")))).await;
-        assert_eq!(status, 201, "rule {i}: {body}");
-    }
+    add_sixteen_heavy(&server, up).await;
     // A static rule of the same size takes the table one rule past it.
     let dir = server.stop_keep_dir().await;
-    super::setup(dir.path(), json!({ "rules": [heavy("s")] }), None);
+    super::setup(dir.path(), json!({ "rules": [heavy(up, "s")] }), None);
     let server = TestServer::try_start_plugins_in(dir, buntime::plugins::embedded())
         .await
         .expect("the server starts with the stored rules past the budget");
