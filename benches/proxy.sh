@@ -22,7 +22,7 @@
 #
 # Buntime, the floor and the upstream are built with the `production`
 # profile, the one the image ships (fat LTO, one codegen unit; a clean
-# build takes about 14 minutes on 2 cores, an incremental one about 5);
+# build takes about 14 minutes on 2 cores, an incremental one about 7);
 # PROFILE=release measures the everyday build instead.
 #
 # Needs wrk and nginx (Debian: `apt-get install wrk nginx`). Targets: Buntime
